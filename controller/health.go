@@ -1,0 +1,63 @@
+package controller
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// healthz says the process is alive. It checks nothing else, so an
+// orchestrator does not restart a controller because PostgreSQL is down.
+func healthz(version string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"status": "ok", "version": version})
+	}
+}
+
+// readyz says whether this controller can do its work: the database
+// answers, its schema is current, and (when nodes are configured) at least
+// one FreeSWITCH node is connected. Each node's state is listed.
+func readyz(db HealthChecker, nodes func() []NodeStatus) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		defer cancel()
+		ready := true
+		dbState := gin.H{"reachable": false}
+		if db == nil {
+			ready = false
+		} else if err := db.PingContext(ctx); err != nil {
+			ready = false
+			dbState["error"] = "database unreachable"
+		} else {
+			dbState["reachable"] = true
+			v, current, err := db.SchemaStatus(ctx)
+			dbState["schema_version"], dbState["schema_current"] = v, current
+			if err != nil || !current {
+				ready = false
+			}
+		}
+		var ns []NodeStatus
+		if nodes != nil {
+			ns = nodes()
+			connected := 0
+			for _, n := range ns {
+				if n.Connected {
+					connected++
+				}
+			}
+			if len(ns) > 0 && connected == 0 {
+				ready = false
+			}
+		}
+		if ns == nil {
+			ns = []NodeStatus{}
+		}
+		status := http.StatusOK
+		if !ready {
+			status = http.StatusServiceUnavailable
+		}
+		c.JSON(status, gin.H{"ready": ready, "database": dbState, "nodes": ns})
+	}
+}

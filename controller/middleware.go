@@ -1,0 +1,126 @@
+package controller
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"callbridge"
+
+	"github.com/gin-gonic/gin"
+)
+
+// recovery turns a panic in a handler into a logged 500 with the JSON
+// error shape; the process keeps serving.
+func recovery(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if v := recover(); v != nil {
+				if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+					panic(v)
+				}
+				log.Error("panic in handler", "route", c.FullPath(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				if !c.Writer.Written() {
+					c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody(callbridge.EINTERNAL, "internal error", ""))
+				}
+			}
+		}()
+		c.Next()
+	}
+}
+
+// requestLog logs one line per request. It never logs headers, so API
+// keys and basic-auth credentials stay out of the logs.
+func requestLog(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		status := c.Writer.Status()
+		attrs := []any{
+			"method", c.Request.Method, "route", c.FullPath(), "status", status,
+			"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
+		}
+		if a := callbridge.AccountFromContext(c.Request.Context()); a != nil {
+			attrs = append(attrs, "account", a.ID)
+		}
+		switch {
+		case status >= 500:
+			attrs = append(attrs, "error", c.Errors.String())
+			log.Error("http request", attrs...)
+		case status >= 400:
+			log.Info("http request", attrs...)
+		default:
+			log.Debug("http request", attrs...)
+		}
+	}
+}
+
+// limitBody caps the request body; reading past it fails, and decodeJSON
+// turns that into 413.
+func limitBody(n int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.ContentLength > n {
+			writeError(c, callbridge.Errorf(callbridge.ETOOLARGE, "request body is larger than %d bytes", n))
+			return
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+		c.Next()
+	}
+}
+
+// bearer returns the token of an "Authorization: Bearer <token>" header.
+func bearer(c *gin.Context) (string, bool) {
+	h := c.GetHeader("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
+}
+
+// authenticate requires an account's API key and puts the account in the
+// request context (callbridge.AccountFromContext).
+func authenticate(accounts callbridge.AccountService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		key, ok := bearer(c)
+		if !ok {
+			c.Header("WWW-Authenticate", `Bearer realm="callbridge"`)
+			writeError(c, callbridge.Errorf(callbridge.EUNAUTHORIZED, "missing Authorization: Bearer <API key>"))
+			return
+		}
+		a, err := accounts.Authenticate(c.Request.Context(), key)
+		if err != nil {
+			if callbridge.ErrorCode(err) == callbridge.EUNAUTHORIZED {
+				c.Header("WWW-Authenticate", `Bearer realm="callbridge", error="invalid_token"`)
+			}
+			writeError(c, err)
+			return
+		}
+		c.Request = c.Request.WithContext(callbridge.NewContextWithAccount(c.Request.Context(), a))
+		c.Next()
+	}
+}
+
+// adminOnly requires the operator's admin token, compared in constant time.
+// With no token configured, admin routes are closed.
+func adminOnly(token string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		tok, ok := bearer(c)
+		if token == "" || !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(token)) != 1 {
+			writeError(c, callbridge.Errorf(callbridge.EUNAUTHORIZED, "admin token required"))
+			return
+		}
+		c.Next()
+	}
+}
+
+// account returns the authenticated account of the request; routes under
+// authenticate always have one.
+func account(c *gin.Context) *callbridge.Account {
+	return callbridge.AccountFromContext(c.Request.Context())
+}

@@ -1,0 +1,31 @@
+package controller
+
+import "github.com/gin-gonic/gin"
+
+// routes registers every route of the API. Each feature adds its routes in
+// its own block; handlers are functions returning gin.HandlerFunc.
+func (s *Server) routes(e *gin.Engine) {
+	e.GET("/healthz", healthz(s.Version))
+	e.GET("/readyz", readyz(s.DB, s.Nodes))
+
+	admin := e.Group("/v1/admin", adminOnly(s.AdminToken))
+	admin.POST("/accounts", createAccount(s.Accounts))
+	admin.GET("/accounts/:id", getAccount(s.Accounts))
+	admin.POST("/accounts/:id/keys", createAPIKey(s.Accounts))
+	admin.DELETE("/accounts/:id/keys/:key", revokeAPIKey(s.Accounts))
+
+	v1 := e.Group("/v1", authenticate(s.Accounts))
+	v1.GET("/account", getOwnAccount())
+
+	// privacy numbers
+
+	// callbacks
+
+	// rating
+
+	// cdrs
+
+	// billing
+
+	_, _ = admin, v1
+}

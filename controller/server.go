@@ -1,0 +1,100 @@
+// Package controller is callbridge's HTTP API (gin) and the orchestration of
+// calls: callbacks, privacy-number bindings, the CDR pipeline. It is the
+// only package that imports gin. It does not speak SQL or ESL itself: it is
+// given the stores and clients it needs through the Server's fields.
+package controller
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"callbridge"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Server is the HTTP API. Set its fields, then call Handler once.
+type Server struct {
+	// Logger receives one line per request and every error answered 5xx.
+	Logger *slog.Logger
+	// Version is reported by /healthz.
+	Version string
+	// Accounts authenticates API keys and manages accounts.
+	Accounts callbridge.AccountService
+	// AdminToken authorises /v1/admin routes (Bearer token). Empty disables
+	// them.
+	AdminToken string
+	// DB reports database health for /readyz.
+	DB HealthChecker
+	// Nodes reports the state of each FreeSWITCH node for /readyz; nil when
+	// no node is configured.
+	Nodes func() []NodeStatus
+	// MaxBodyBytes caps request bodies (default 1 MiB).
+	MaxBodyBytes int64
+	// Draining, when it returns true, makes routes that start new calls
+	// answer 503 (set during graceful shutdown).
+	Draining func() bool
+
+	// privacy numbers
+
+	// callbacks
+
+	// rating
+
+	// cdrs
+
+	// billing
+
+	once    sync.Once
+	handler http.Handler
+}
+
+// HealthChecker is what /readyz asks of the database.
+type HealthChecker interface {
+	PingContext(ctx context.Context) error
+	// SchemaStatus returns the newest applied migration and whether all
+	// embedded migrations are applied.
+	SchemaStatus(ctx context.Context) (version int, current bool, err error)
+}
+
+// NodeStatus is one FreeSWITCH node as /readyz shows it.
+type NodeStatus struct {
+	Name      string `json:"name"`
+	Addr      string `json:"addr"`
+	State     string `json:"state"`
+	Connected bool   `json:"connected"`
+	Redials   int64  `json:"redials"`
+	Events    int64  `json:"events"`
+	Calls     int    `json:"calls"`
+}
+
+// Handler returns the HTTP handler, building it on first use.
+func (s *Server) Handler() http.Handler {
+	s.once.Do(func() {
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		if s.MaxBodyBytes <= 0 {
+			s.MaxBodyBytes = 1 << 20
+		}
+		gin.SetMode(gin.ReleaseMode)
+		e := gin.New()
+		e.HandleMethodNotAllowed = true
+		e.ContextWithFallback = true
+		e.Use(recovery(s.Logger), requestLog(s.Logger), limitBody(s.MaxBodyBytes))
+		e.NoRoute(func(c *gin.Context) {
+			writeError(c, callbridge.Errorf(callbridge.ENOTFOUND, "no such route"))
+		})
+		e.NoMethod(func(c *gin.Context) {
+			c.Header("Allow", c.Writer.Header().Get("Allow"))
+			c.AbortWithStatusJSON(http.StatusMethodNotAllowed, errorBody("method_not_allowed", "method not allowed", ""))
+		})
+		s.routes(e)
+		s.handler = e
+	})
+	return s.handler
+}
+
+func (s *Server) draining() bool { return s.Draining != nil && s.Draining() }
