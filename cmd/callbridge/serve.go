@@ -45,6 +45,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Draining:   draining.Load,
 	}
 
+	// esl
+
+	// privacy numbers
+
+	// callbacks
+
+	// rating
+
+	// cdrs
+
+	// billing
+
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
