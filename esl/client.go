@@ -1,0 +1,617 @@
+package esl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fiorix/go-eventsocket/eventsocket"
+	"github.com/google/uuid"
+)
+
+// Config configures a Client for one FreeSWITCH node.
+type Config struct {
+	// Name identifies the node in events, stats, logs and Pool.Lookup;
+	// Addr when empty.
+	Name string
+	// Addr is the event socket's host:port, e.g. "10.0.0.5:8021".
+	Addr string
+	// Password is the event socket password (printable ASCII).
+	Password string
+	// MaxCPS is how many calls per second Pool starts on this node;
+	// 0 means no limit.
+	MaxCPS int
+	// MaxCalls is how many calls Pool lets run at once on this node;
+	// 0 means no limit.
+	MaxCalls int
+	// Events replaces DefaultEvents as the event connection's subscription.
+	// BACKGROUND_JOB is always added: jobs complete through it.
+	Events []EventName
+	// DialTimeout bounds connecting and authenticating each connection;
+	// 5 s when zero.
+	DialTimeout time.Duration
+	// CommandTimeout bounds the wait for a command's reply ("+OK
+	// Job-UUID", normally immediate). A connection that exceeds it is
+	// stuck: it is closed and redialled. 10 s when zero; at most 50 s, so
+	// go-eventsocket's own 60 s timeout never fires.
+	CommandTimeout time.Duration
+	// BackoffMin and BackoffMax bound the delay between dial attempts,
+	// which doubles after each failure and is jittered; 100 ms and 30 s
+	// when zero.
+	BackoffMin, BackoffMax time.Duration
+	// MaxFrameBytes caps one frame's body; larger frames are skipped and
+	// counted as dropped. 16 MiB when zero.
+	MaxFrameBytes int
+	// SubscriptionBuffer is the queue limit of Subscribe(0); 65536 when
+	// zero.
+	SubscriptionBuffer int
+	// Logger receives connection state changes and dropped frames;
+	// nothing is logged when nil.
+	Logger *slog.Logger
+}
+
+func (cfg Config) withDefaults() Config {
+	if cfg.Name == "" {
+		cfg.Name = cfg.Addr
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = 10 * time.Second
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = 100 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 30 * time.Second
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = cfg.BackoffMin
+	}
+	if cfg.MaxFrameBytes <= 0 {
+		cfg.MaxFrameBytes = 16 << 20
+	}
+	if cfg.SubscriptionBuffer <= 0 {
+		cfg.SubscriptionBuffer = 65536
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
+// Validate reports whether the configuration can be used.
+func (cfg Config) Validate() error {
+	if cfg.Addr == "" {
+		return errors.New("esl: config: Addr is required")
+	}
+	if cfg.Password == "" {
+		return errors.New("esl: config: Password is required")
+	}
+	for i := 0; i < len(cfg.Password); i++ {
+		if c := cfg.Password[i]; c < 0x20 || c > 0x7e {
+			return errors.New("esl: config: Password must be printable ASCII")
+		}
+	}
+	if cfg.MaxCPS < 0 || cfg.MaxCalls < 0 {
+		return errors.New("esl: config: MaxCPS and MaxCalls must not be negative")
+	}
+	if cfg.CommandTimeout > 50*time.Second {
+		return errors.New("esl: config: CommandTimeout must be at most 50s")
+	}
+	for _, e := range cfg.Events {
+		if err := checkCause("event name", string(e)); err != nil {
+			return fmt.Errorf("esl: config: %w", err)
+		}
+	}
+	return nil
+}
+
+// State is the connection state of a Client.
+type State int32
+
+// States of a Client.
+const (
+	StateConnecting   State = iota // dialling; also the state before Run
+	StateConnected                 // both connections up and subscribed
+	StateDisconnected              // a connection was lost or a dial failed; waiting to redial
+	StateClosed                    // Run has returned
+)
+
+// String returns the state's name.
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateDisconnected:
+		return "disconnected"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("state(%d)", int32(s))
+}
+
+// Client is the ESL client of one FreeSWITCH node. Its methods are safe for
+// concurrent use; Run must be called once for it to connect.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	running atomic.Bool
+	state   atomic.Int32
+
+	mu      sync.Mutex
+	sess    *session
+	jobs    map[string]*Job
+	lastErr string
+
+	subsMu sync.RWMutex
+	subs   []*Subscription
+
+	lim limiter
+
+	eventsReceived  atomic.Uint64
+	framesDropped   atomic.Uint64
+	framesRewritten atomic.Uint64
+	redials         atomic.Uint64
+	commandsSent    atomic.Uint64
+	jobsCompleted   atomic.Uint64
+}
+
+// NewClient returns a client for one node. It does not connect: Run does,
+// and Run reports an invalid configuration.
+func NewClient(cfg Config) *Client {
+	cfg = cfg.withDefaults()
+	return &Client{cfg: cfg, log: cfg.Logger, jobs: make(map[string]*Job)}
+}
+
+// Name returns the node's name.
+func (c *Client) Name() string { return c.cfg.Name }
+
+// State returns the connection state.
+func (c *Client) State() State { return State(c.state.Load()) }
+
+func (c *Client) setState(s State) {
+	if State(c.state.Swap(int32(s))) != s {
+		c.log.Info("esl: state", "node", c.cfg.Name, "state", s.String())
+	}
+}
+
+// Run connects to the node and keeps both connections up until ctx is
+// done, redialling with exponential backoff and jitter after any failure.
+// When ctx is done it closes the connections, fails pending jobs with
+// ErrClosed, ends every subscription with ErrClosed and returns nil. It
+// returns an error at once for an invalid Config or a second call.
+func (c *Client) Run(ctx context.Context) error {
+	if err := c.cfg.Validate(); err != nil {
+		return err
+	}
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("esl: Run called twice")
+	}
+	defer c.endSubscriptions(ErrClosed)
+	defer c.setState(StateClosed)
+	backoff := c.cfg.BackoffMin
+	for ctx.Err() == nil {
+		c.setState(StateConnecting)
+		s, err := c.connect(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			c.noteError(err)
+			c.setState(StateDisconnected)
+			c.log.Warn("esl: dial failed", "node", c.cfg.Name, "err", err, "retry_in", backoff)
+			if !sleep(ctx, jitter(backoff)) {
+				break
+			}
+			c.redials.Add(1)
+			backoff = min(2*backoff, c.cfg.BackoffMax)
+			continue
+		}
+		backoff = c.cfg.BackoffMin
+		c.mu.Lock()
+		c.sess = s
+		c.mu.Unlock()
+		c.setState(StateConnected)
+		c.dispatch(newEvent(c.cfg.Name, map[string]string{"Event-Name": string(SocketConnected)}, "", time.Now().UTC()))
+		select {
+		case <-s.dead:
+		case <-ctx.Done():
+			s.kill(ErrClosed)
+		}
+		c.teardown(s)
+		if ctx.Err() != nil {
+			break
+		}
+		c.noteError(s.err)
+		c.setState(StateDisconnected)
+		c.log.Warn("esl: connection lost", "node", c.cfg.Name, "err", s.err)
+		if !sleep(ctx, jitter(c.cfg.BackoffMin)) {
+			break
+		}
+		c.redials.Add(1)
+	}
+	return nil
+}
+
+func (c *Client) noteError(err error) {
+	c.mu.Lock()
+	c.lastErr = err.Error()
+	c.mu.Unlock()
+}
+
+// teardown forgets the session and fails every pending job.
+func (c *Client) teardown(s *session) {
+	s.wait()
+	c.mu.Lock()
+	if c.sess == s {
+		c.sess = nil
+	}
+	jobs := c.jobs
+	c.jobs = make(map[string]*Job)
+	c.mu.Unlock()
+	for _, j := range jobs {
+		j.finish("", ErrClosed)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// session is one pair of live connections.
+type session struct {
+	c        *Client
+	cmdGuard *guard
+	cmdLib   *eventsocket.Connection
+	evtGuard *guard
+	evtLib   *eventsocket.Connection
+	reqs     chan *request
+	dead     chan struct{}
+	once     sync.Once
+	err      error
+	loops    sync.WaitGroup
+}
+
+type request struct {
+	line  string
+	reply chan result
+}
+
+type result struct {
+	text string
+	err  error
+}
+
+// kill closes both connections once, recording why.
+func (s *session) kill(err error) {
+	s.once.Do(func() {
+		s.err = err
+		close(s.dead)
+		if s.cmdGuard != nil {
+			s.cmdGuard.close()
+		}
+		if s.evtGuard != nil {
+			s.evtGuard.close()
+		}
+	})
+}
+
+// wait returns when the session's loops have stopped.
+func (s *session) wait() { s.loops.Wait() }
+
+func (c *Client) connect(ctx context.Context) (*session, error) {
+	s := &session{c: c, reqs: make(chan *request), dead: make(chan struct{})}
+	// Guards may call kill before the session is complete; kill only
+	// closes what exists, and connect closes the rest on failure.
+	stop := context.AfterFunc(ctx, func() { s.kill(ErrClosed) })
+	defer stop()
+	deadline := time.Now().Add(c.cfg.DialTimeout)
+	var err error
+	s.cmdGuard, s.cmdLib, err = c.dialGuarded(roleCommand, deadline, s.kill)
+	if err != nil {
+		s.kill(err)
+		return nil, err
+	}
+	deadline = time.Now().Add(c.cfg.DialTimeout)
+	s.evtGuard, s.evtLib, err = c.dialGuarded(roleEvent, deadline, s.kill)
+	if err != nil {
+		s.kill(err)
+		return nil, err
+	}
+	if err := s.subscribe(); err != nil {
+		s.kill(err)
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		s.kill(ErrClosed)
+		return nil, ctx.Err()
+	}
+	s.loops.Add(2)
+	go s.commandLoop()
+	go s.eventLoop()
+	return s, nil
+}
+
+// subscribe sends the event subscription on the event connection, with
+// the same stuck-connection timeout as commands.
+func (s *session) subscribe() error {
+	names := s.c.cfg.Events
+	if len(names) == 0 {
+		names = DefaultEvents
+	}
+	parts := []string{"event plain"}
+	hasJob := false
+	for _, n := range names {
+		parts = append(parts, string(n))
+		hasJob = hasJob || n == BackgroundJob
+	}
+	if !hasJob {
+		parts = append(parts, string(BackgroundJob))
+	}
+	t := time.AfterFunc(s.c.cfg.CommandTimeout, func() { s.kill(ErrStuck) })
+	ev, err := s.evtLib.Send(strings.Join(parts, " "))
+	t.Stop()
+	if err != nil {
+		select {
+		case <-s.dead:
+			return fmt.Errorf("esl: subscribe: %w", s.err)
+		default:
+			return fmt.Errorf("esl: subscribe: %w", &ReplyError{Text: "-ERR " + err.Error()})
+		}
+	}
+	if rt := headerString(ev.Header["Reply-Text"]); !strings.HasPrefix(rt, "+OK") {
+		return fmt.Errorf("esl: subscribe: %w", &ReplyError{Text: rt})
+	}
+	return nil
+}
+
+// commandLoop runs commands one at a time on the command connection.
+func (s *session) commandLoop() {
+	defer s.loops.Done()
+	for {
+		select {
+		case <-s.dead:
+			return
+		case req := <-s.reqs:
+			req.reply <- s.run(req.line)
+		}
+	}
+}
+
+func (s *session) run(line string) result {
+	t := time.AfterFunc(s.c.cfg.CommandTimeout, func() { s.kill(ErrStuck) })
+	ev, err := s.cmdLib.Send(line)
+	t.Stop()
+	s.c.commandsSent.Add(1)
+	if err != nil {
+		select {
+		case <-s.dead:
+			if errors.Is(s.err, ErrStuck) {
+				return result{err: fmt.Errorf("%w (%w)", ErrClosed, ErrStuck)}
+			}
+			return result{err: ErrClosed}
+		default:
+			// go-eventsocket turns "-ERR x" into errors.New("x").
+			return result{err: &ReplyError{Text: "-ERR " + err.Error()}}
+		}
+	}
+	return result{text: headerString(ev.Header["Reply-Text"])}
+}
+
+// eventLoop is the event connection's single reader: it converts, completes
+// jobs and enqueues; it never blocks on a subscriber.
+func (s *session) eventLoop() {
+	defer s.loops.Done()
+	for {
+		ev, err := s.evtLib.ReadEvent()
+		if err != nil {
+			select {
+			case <-s.dead:
+			default:
+				s.kill(fmt.Errorf("esl: event connection: %w", err))
+			}
+			return
+		}
+		if headerString(ev.Header["Content-Type"]) == "text/disconnect-notice" {
+			continue
+		}
+		e := fromLibrary(s.c.cfg.Name, ev, time.Now().UTC())
+		s.c.eventsReceived.Add(1)
+		if e.Name == BackgroundJob {
+			s.c.complete(e.Get("Job-UUID"), e.Body)
+		}
+		s.c.dispatch(e)
+	}
+}
+
+// send runs one command line on the command connection.
+func (s *session) send(ctx context.Context, line string) (string, error) {
+	req := &request{line: line, reply: make(chan result, 1)}
+	select {
+	case s.reqs <- req:
+	case <-s.dead:
+		return "", ErrClosed
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	select {
+	case r := <-req.reply:
+		return r.text, r.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+func (c *Client) complete(id, body string) {
+	c.mu.Lock()
+	j := c.jobs[id]
+	delete(c.jobs, id)
+	c.mu.Unlock()
+	if j != nil {
+		c.jobsCompleted.Add(1)
+		j.finish(body, nil)
+	}
+}
+
+// forget stops tracking a job (its caller gave up).
+func (c *Client) forget(j *Job) {
+	c.mu.Lock()
+	if c.jobs[j.ID] == j {
+		delete(c.jobs, j.ID)
+	}
+	c.mu.Unlock()
+}
+
+// BgAPI runs cmd as "bgapi" with a Job-UUID chosen and registered before
+// the command is written. It returns once FreeSWITCH accepted the job;
+// the result arrives later (Job.Done, Job.Wait). Errors: a
+// *ValidationError for a zero or malformed command, ErrClosed when the node
+// is not connected or the connection is lost, a *ReplyError when
+// FreeSWITCH refuses the command, ctx.Err() when ctx ends first (the job
+// may still run: the connection is only closed if the reply is later than
+// Config.CommandTimeout).
+func (c *Client) BgAPI(ctx context.Context, cmd Command) (*Job, error) {
+	return c.bgapi(ctx, cmd, "")
+}
+
+func (c *Client) bgapi(ctx context.Context, cmd Command, callUUID string) (*Job, error) {
+	if cmd.IsZero() {
+		return nil, invalid("command", "is empty; build it with this package's builders")
+	}
+	if err := checkLine(cmd.line); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	j := newJob(c, uuid.NewString(), cmd)
+	j.UUID = callUUID
+	c.mu.Lock()
+	s := c.sess
+	if s == nil {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	c.jobs[j.ID] = j
+	c.mu.Unlock()
+	reply, err := s.send(ctx, "bgapi "+cmd.line+"\nJob-UUID: "+j.ID)
+	if err != nil {
+		c.forget(j)
+		return nil, err
+	}
+	if !strings.HasPrefix(reply, "+OK") {
+		c.forget(j)
+		if !strings.HasPrefix(reply, "-") {
+			reply = malformedReply
+		}
+		return nil, &ReplyError{Text: reply}
+	}
+	return j, nil
+}
+
+// API runs cmd as a bgapi job and waits for its result. A result "+OK x"
+// gives "x" ("" for a bare "+OK"); "-ERR ..." or "-USAGE ..." a
+// *ReplyError; any other result (JSON, "true", status text) is returned
+// without its trailing newline. Errors are those of BgAPI, plus ctx.Err()
+// when ctx ends while the job runs.
+func (c *Client) API(ctx context.Context, cmd Command) (string, error) {
+	j, err := c.BgAPI(ctx, cmd)
+	if err != nil {
+		return "", err
+	}
+	return j.Wait(ctx)
+}
+
+// Originate starts a call leg as a bgapi job. The leg's uuid is ours:
+// o.UUID, or a random one when empty; it is Job.UUID. The job's result is
+// FreeSWITCH's originate outcome ("+OK <uuid>" gives the uuid, "-ERR
+// USER_BUSY" a *ReplyError); note that FreeSWITCH reports +OK on early
+// media, before CHANNEL_ANSWER. Errors are those of BgAPI.
+func (c *Client) Originate(ctx context.Context, o Originate) (*Job, error) {
+	if o.UUID == "" {
+		o.UUID = uuid.NewString()
+	}
+	cmd, err := o.Command()
+	if err != nil {
+		return nil, err
+	}
+	return c.bgapi(ctx, cmd, o.UUID)
+}
+
+// Stats is a snapshot of a Client's counters.
+type Stats struct {
+	Node  string
+	State State
+	// EventsReceived counts events read on the event connection.
+	EventsReceived uint64
+	// FramesDropped counts frames the guard did not pass on (unknown
+	// Content-Type, malformed bodies, oversize, unsolicited replies).
+	FramesDropped uint64
+	// FramesRewritten counts frames the guard replaced with safe ones.
+	FramesRewritten uint64
+	// Redials counts dial attempts after the first.
+	Redials uint64
+	// CommandsSent counts commands written to the command connection.
+	CommandsSent uint64
+	// JobsCompleted counts jobs completed by BACKGROUND_JOB events.
+	JobsCompleted uint64
+	// PendingJobs is the number of jobs waiting for BACKGROUND_JOB.
+	PendingJobs int
+	// QueueDepths holds each subscription's queue length, in
+	// subscription order.
+	QueueDepths []int
+	// ActiveCalls is the number of Pool acquisitions not yet released.
+	ActiveCalls int
+	// LastError is the last connection error, "" if none.
+	LastError string
+}
+
+// Stats returns a snapshot of the client's counters.
+func (c *Client) Stats() Stats {
+	st := Stats{
+		Node:            c.cfg.Name,
+		State:           c.State(),
+		EventsReceived:  c.eventsReceived.Load(),
+		FramesDropped:   c.framesDropped.Load(),
+		FramesRewritten: c.framesRewritten.Load(),
+		Redials:         c.redials.Load(),
+		CommandsSent:    c.commandsSent.Load(),
+		JobsCompleted:   c.jobsCompleted.Load(),
+		ActiveCalls:     c.lim.activeCalls(),
+	}
+	c.mu.Lock()
+	st.PendingJobs = len(c.jobs)
+	st.LastError = c.lastErr
+	c.mu.Unlock()
+	c.subsMu.RLock()
+	for _, s := range c.subs {
+		st.QueueDepths = append(st.QueueDepths, s.Len())
+	}
+	c.subsMu.RUnlock()
+	return st
+}
