@@ -1,0 +1,361 @@
+package rating
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+	"time"
+
+	"callbridge"
+)
+
+// Rounding says which way an amount that falls between two multiples of
+// a deck's precision goes.
+type Rounding string
+
+// Rounding rules.
+const (
+	// RoundUp rounds towards the larger amount (ceiling): the telecom
+	// habit, the deck owner is never short-changed. It is the default.
+	RoundUp Rounding = "up"
+	// RoundHalfUp rounds to the nearest amount, halves upwards.
+	RoundHalfUp Rounding = "half_up"
+	// RoundDown truncates towards zero.
+	RoundDown Rounding = "down"
+)
+
+// DefaultShortMS is the default threshold under which an answered call is
+// recorded but not charged: one second.
+const DefaultShortMS = 1000
+
+// DeckInfo describes a rate deck: whose it is and the deck-wide terms. A
+// deck belongs to an account (sell rates: what the account is charged) or
+// to a carrier gateway (buy rates: what the operator pays), never both.
+type DeckInfo struct {
+	// ID is the deck's id, assigned by the store.
+	ID string `json:"id"`
+	// AccountID owns a sell deck; empty for a carrier deck.
+	AccountID string `json:"account_id,omitempty"`
+	// Gateway is the FreeSWITCH gateway of a carrier (buy) deck; empty for
+	// an account deck.
+	Gateway string `json:"gateway,omitempty"`
+	// Name is for people.
+	Name string `json:"name"`
+	// Currency is the ISO 4217 code of every amount in the deck.
+	Currency string `json:"currency"`
+	// TimeZone is the IANA zone time bands and holidays are read in.
+	TimeZone string `json:"time_zone"`
+	// Precision is how many decimals of the currency amounts are rounded
+	// to, 0 to 6 (6: whole micro-units).
+	Precision int `json:"precision"`
+	// Rounding is the rounding rule; empty means RoundUp.
+	Rounding Rounding `json:"rounding"`
+	// ShortMS is the billed duration under which an answered call costs
+	// nothing; 0 means DefaultShortMS, 1 charges every answered call.
+	ShortMS int64 `json:"short_ms"`
+	// Default prices calls no rate matches (flagged unrated_default);
+	// nil leaves them unrated. Its Prefix, Days, From, Until, effective
+	// period and Priority are ignored: it applies at all times.
+	Default *Rate `json:"default_rate,omitempty"`
+	// Holidays are the dates, "YYYY-MM-DD" in TimeZone, on which only
+	// bands that include "hol" apply.
+	Holidays []string `json:"holidays,omitempty"`
+	// Version increases whenever the deck or its rates change.
+	Version int64 `json:"version"`
+	// CreatedAt is when the deck was created, UTC.
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Validate reports the first problem with the deck's terms as an EINVALID
+// *callbridge.Error naming the field. It does not check that TimeZone
+// exists; loading zones is I/O and belongs to the caller of NewDeck.
+func (i *DeckInfo) Validate() error {
+	switch {
+	case (i.AccountID == "") == (i.Gateway == ""):
+		return callbridge.FieldError("account_id", "a deck belongs to exactly one of an account or a gateway")
+	case len(i.Gateway) > maxTextLen:
+		return callbridge.FieldError("gateway", "longer than 200 bytes")
+	case i.Name == "" || len(i.Name) > maxTextLen:
+		return callbridge.FieldError("name", "must have 1 to 200 bytes")
+	case !isCurrency(i.Currency):
+		return callbridge.FieldError("currency", "must be an ISO 4217 code such as EUR")
+	case i.TimeZone == "":
+		return callbridge.FieldError("time_zone", "must be an IANA zone such as Europe/Berlin")
+	case i.Precision < 0 || i.Precision > 6:
+		return callbridge.FieldError("precision", "must be 0 to 6 decimals")
+	case i.ShortMS < 0 || i.ShortMS > 3_600_000:
+		return callbridge.FieldError("short_ms", "must be 0 to 3600000")
+	}
+	switch i.Rounding {
+	case "", RoundUp, RoundHalfUp, RoundDown:
+	default:
+		return callbridge.FieldError("rounding", "must be up, half_up or down")
+	}
+	if i.Default != nil {
+		if i.Default.Prefix != "" {
+			return callbridge.FieldError("default_rate", "a default rate has no prefix")
+		}
+		if err := i.Default.validateCommon(); err != nil {
+			return callbridge.FieldError("default_rate", "%s: %s", callbridge.ErrorField(err), callbridge.ErrorMessage(err))
+		}
+	}
+	for _, h := range i.Holidays {
+		if _, err := time.Parse(time.DateOnly, h); err != nil {
+			return callbridge.FieldError("holidays", "%q is not a YYYY-MM-DD date", h)
+		}
+	}
+	return nil
+}
+
+func isCurrency(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for i := 0; i < 3; i++ {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// Deck is a compiled rate deck: the rates of one deck version in a
+// structure built once for fast lookup. It is immutable and safe for
+// concurrent use; a new version of a deck is a new Deck.
+type Deck struct {
+	info  DeckInfo
+	loc   *time.Location
+	unit  int64 // micro-units per step of the deck's precision
+	round Rounding
+	short int64 // ms
+
+	rates []crate // sorted by prefix, then priority; the default last
+	def   int32   // index of the default rate in rates, or -1
+	nodes []node  // compact digit trie; nodes[0] is the root
+	// bounds are the distinct band edges of all rates, in nanoseconds
+	// since local midnight, ascending, without 0 and 24:00.
+	bounds   []int64
+	holidays []int64 // local day numbers (days since 1970-01-01), ascending
+	// flat is true when every rate applies all day on all days: a call
+	// can then never cross a band boundary.
+	flat bool
+}
+
+// crate is a Rate compiled for the engine: times in nanoseconds or unix
+// milliseconds, open effective ends as the extremes of int64.
+type crate struct {
+	perMinute, connectFee, minCharge int64
+	first, next                      int64 // increments, ns
+	from, until                      int64 // band, ns since local midnight
+	effFrom, effUntil                int64 // unix ms
+	days                             Days
+	prefix, description, band        string
+}
+
+// node is a trie node. Its children are contiguous from first, one per
+// set bit of mask (bit d for digit d), in digit order. lo:hi are the
+// node's rates in Deck.rates; lo == hi when no rate has this prefix.
+type node struct {
+	mask   uint16
+	first  int32
+	lo, hi int32
+}
+
+// NewDeck compiles a deck version from its terms, its zone (which the
+// caller loads, usually with time.LoadLocation(info.TimeZone)) and its
+// rates. Rates are validated; the first bad one is reported with its
+// index as an EINVALID *callbridge.Error.
+func NewDeck(info DeckInfo, loc *time.Location, rates []Rate) (*Deck, error) {
+	if err := info.Validate(); err != nil {
+		return nil, err
+	}
+	if loc == nil || loc.String() != info.TimeZone {
+		return nil, callbridge.FieldError("time_zone", "location does not match time zone %q", info.TimeZone)
+	}
+	d := &Deck{
+		info:  info,
+		loc:   loc,
+		unit:  pow10(6 - info.Precision),
+		round: info.Rounding,
+		short: info.ShortMS,
+		def:   -1,
+		flat:  true,
+	}
+	if d.round == "" {
+		d.round = RoundUp
+	}
+	if d.short == 0 {
+		d.short = DefaultShortMS
+	}
+	d.info.Holidays = slices.Clone(info.Holidays)
+	for _, h := range info.Holidays {
+		t, _ := time.Parse(time.DateOnly, h) // checked by Validate
+		d.holidays = append(d.holidays, t.Unix()/86400)
+	}
+	slices.Sort(d.holidays)
+	d.holidays = slices.Compact(d.holidays)
+
+	order := make([]int, len(rates))
+	for i := range rates {
+		if err := rates[i].Validate(); err != nil {
+			return nil, fmt.Errorf("rating: rate %d (prefix %q): %w", i, rates[i].Prefix, err)
+		}
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		ra, rb := &rates[a], &rates[b]
+		if c := cmp.Compare(ra.Prefix, rb.Prefix); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(ra.Priority, rb.Priority); c != 0 {
+			return c
+		}
+		return -cmp.Compare(effMS(ra.EffectiveFrom, math.MinInt64), effMS(rb.EffectiveFrom, math.MinInt64))
+	})
+	d.rates = make([]crate, 0, len(rates)+1)
+	edges := map[int64]bool{}
+	for _, i := range order {
+		r := &rates[i]
+		c := compile(r)
+		d.rates = append(d.rates, c)
+		if r.Days != AllDays || r.From != 0 || r.Until != Midnight {
+			d.flat = false
+		}
+		edges[c.from], edges[c.until] = true, true
+	}
+	for e := range edges {
+		if e != 0 && e != int64(Midnight)*int64(time.Second) {
+			d.bounds = append(d.bounds, e)
+		}
+	}
+	slices.Sort(d.bounds)
+	if info.Default != nil {
+		c := compile(info.Default)
+		c.days, c.from, c.until = AllDays, 0, int64(Midnight)*int64(time.Second)
+		c.effFrom, c.effUntil = math.MinInt64, math.MaxInt64
+		d.def = int32(len(d.rates))
+		d.rates = append(d.rates, c)
+	}
+	d.buildTrie()
+	return d, nil
+}
+
+func compile(r *Rate) crate {
+	return crate{
+		perMinute:   r.PerMinute,
+		connectFee:  r.ConnectFee,
+		minCharge:   r.MinCharge,
+		first:       int64(r.FirstIncrement) * int64(time.Second),
+		next:        int64(r.NextIncrement) * int64(time.Second),
+		from:        int64(r.From) * int64(time.Second),
+		until:       int64(r.Until) * int64(time.Second),
+		effFrom:     effMS(r.EffectiveFrom, math.MinInt64),
+		effUntil:    effMS(r.EffectiveUntil, math.MaxInt64),
+		days:        r.Days,
+		prefix:      r.Prefix,
+		description: r.Description,
+		band:        r.Band,
+	}
+}
+
+func effMS(t time.Time, open int64) int64 {
+	if t.IsZero() {
+		return open
+	}
+	return t.UnixMilli()
+}
+
+func pow10(n int) int64 {
+	v := int64(1)
+	for range n {
+		v *= 10
+	}
+	return v
+}
+
+// buildTrie builds a plain ten-way trie of the distinct prefixes of
+// d.rates (sorted, so each prefix's rates are one run), then lays it out
+// breadth first so that every node's children are contiguous and a node
+// needs 16 bytes instead of 48.
+func (d *Deck) buildTrie() {
+	type tnode struct {
+		child  [10]int32
+		lo, hi int32
+	}
+	tn := []tnode{{}}
+	end := len(d.rates)
+	if d.def >= 0 {
+		end--
+	}
+	for i := 0; i < end; {
+		j := i
+		for j < end && d.rates[j].prefix == d.rates[i].prefix {
+			j++
+		}
+		n := int32(0)
+		p := d.rates[i].prefix
+		for k := 0; k < len(p); k++ {
+			c := p[k] - '0'
+			if tn[n].child[c] == 0 {
+				tn = append(tn, tnode{})
+				tn[n].child[c] = int32(len(tn) - 1)
+			}
+			n = tn[n].child[c]
+		}
+		tn[n].lo, tn[n].hi = int32(i), int32(j)
+		i = j
+	}
+	d.nodes = make([]node, len(tn))
+	queue := make([]int32, 1, len(tn)) // old indexes, in new order
+	for q := 0; q < len(queue); q++ {
+		old := &tn[queue[q]]
+		nd := &d.nodes[q]
+		nd.lo, nd.hi = old.lo, old.hi
+		nd.first = int32(len(queue))
+		for c, ch := range old.child {
+			if ch != 0 {
+				nd.mask |= 1 << c
+				queue = append(queue, ch)
+			}
+		}
+	}
+}
+
+// Info returns the deck's terms.
+func (d *Deck) Info() DeckInfo { return d.info }
+
+// Location returns the zone time bands are read in.
+func (d *Deck) Location() *time.Location { return d.loc }
+
+// Len returns the number of rates, the default rate not counted.
+func (d *Deck) Len() int {
+	if d.def >= 0 {
+		return len(d.rates) - 1
+	}
+	return len(d.rates)
+}
+
+// roundTo divides the 128-bit hi:lo by den and rounds the quotient to a
+// whole number by the deck's rule, saturating at math.MaxInt64.
+func (d *Deck) roundDiv(hi, lo uint64, den uint64) int64 {
+	if hi >= den {
+		return math.MaxInt64
+	}
+	q, rem := bits.Div64(hi, lo, den)
+	switch d.round {
+	case RoundUp:
+		if rem != 0 {
+			q++
+		}
+	case RoundHalfUp:
+		if rem >= den-rem {
+			q++
+		}
+	}
+	if q > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(q)
+}
