@@ -272,6 +272,55 @@ type BindingRequest struct {
 	RequestHash    string
 }
 
+// Binding returns the binding r asks for, not yet stored: status
+// StatusBinding, X as requested (possibly empty), CallerDisplay defaulted.
+func (r *BindingRequest) Binding() *Binding {
+	b := &Binding{
+		AccountID: r.AccountID, Mode: r.Mode, X: r.X, A: r.A, B: r.B,
+		Status: StatusBinding, ExpiresAt: r.ExpiresAt.UTC(), Record: r.Record,
+		CallerDisplay: r.CallerDisplay, ExternalID: r.ExternalID, WebhookURL: r.WebhookURL,
+	}
+	if b.CallerDisplay == "" {
+		b.CallerDisplay = DisplayX
+	}
+	return b
+}
+
+// Validate checks r at now: the binding it asks for must be valid (X may
+// be empty, to be allocated) and expire between MinBindingTTL and maxTTL
+// from now. It returns an EINVALID *Error naming the field.
+func (r *BindingRequest) Validate(now time.Time, maxTTL time.Duration) error {
+	b := r.Binding()
+	if b.X == "" {
+		b.X = "1000000" // placeholder: only the other fields are checked
+		if b.A == b.X || b.B == b.X {
+			b.X = "1000001"
+		}
+	}
+	if err := b.Validate(); err != nil {
+		return err
+	}
+	if len(r.Area) > 64 {
+		return FieldError("area", "must have at most 64 characters")
+	}
+	if len(r.IdempotencyKey) > 255 {
+		return FieldError("idempotency_key", "must have at most 255 characters")
+	}
+	return ValidateExpiry(r.ExpiresAt, now, maxTTL)
+}
+
+// ValidateExpiry checks that expiresAt lies between MinBindingTTL and
+// maxTTL after now. It returns an EINVALID *Error.
+func ValidateExpiry(expiresAt, now time.Time, maxTTL time.Duration) error {
+	if expiresAt.Before(now.Add(MinBindingTTL)) {
+		return FieldError("expires_at", "must be at least %s ahead", MinBindingTTL)
+	}
+	if maxTTL > 0 && expiresAt.After(now.Add(maxTTL)) {
+		return FieldError("expires_at", "must be at most %s ahead", maxTTL)
+	}
+	return nil
+}
+
 // BindingUpdate changes an active binding; nil fields are left alone.
 type BindingUpdate struct {
 	A         *Number
