@@ -1,0 +1,40 @@
+# callbridge: make demo, make test. See README.md.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+STATICCHECK_VERSION := v0.7.0
+
+.PHONY: all build test test-faults lint demo bench fmt clean
+
+all: build
+
+## build: the callbridge binary in bin/
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/callbridge ./cmd/callbridge
+
+## test: gofmt, vet, the compose file, and every test under -race against a real PostgreSQL
+## (a throwaway cluster unless DATABASE_URL is set)
+test:
+	scripts/with-postgres.sh scripts/test.sh
+
+## test-faults: the fault and security scenarios and bounded fuzzing
+test-faults:
+	scripts/with-postgres.sh scripts/test-faults.sh
+
+## lint: gofmt, go vet and staticcheck
+lint:
+	scripts/lint.sh $(STATICCHECK_VERSION)
+
+## demo: the whole system on local defaults with the simulator, a scripted tour, then the API left running
+demo: build
+	scripts/with-postgres.sh scripts/demo.sh
+
+## bench: every benchmark and load run, as a table and bench/results.json
+bench: build
+	scripts/with-postgres.sh scripts/bench.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin .tmp

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"callbridge/postgres/pgtest"
+)
+
+// lockedBuffer is an io.Writer safe for the server goroutine and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startServe runs `callbridge serve` through run() on 127.0.0.1:0 and
+// returns its base URL once it listens; the server stops when the test ends
+// and must return nil.
+func startServe(t *testing.T, env map[string]string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	stderr := &lockedBuffer{}
+	getenv := func(k string) string { return env[k] }
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--http-addr", "127.0.0.1:0"}, getenv, pw, stderr)
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve returned %v\n%s", err, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("serve did not stop within 30s of cancellation")
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if addr, ok := strings.CutPrefix(sc.Text(), "callbridge listening on "); ok {
+				lines <- addr
+			}
+		}
+	}()
+	select {
+	case addr := <-lines:
+		return "http://" + addr
+	case err := <-done:
+		t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not listen within 30s\n%s", stderr.String())
+	}
+	return ""
+}
+
+func do(t *testing.T, method, url, token, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	json.NewDecoder(resp.Body).Decode(&v)
+	return resp.StatusCode, v
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	env := map[string]string{
+		"CALLBRIDGE_DATABASE_URL": pgtest.URL(t),
+		"CALLBRIDGE_ADMIN_TOKEN":  "admin-secret",
+		"CALLBRIDGE_ESL":          "",
+		"CALLBRIDGE_SPOOL_DIR":    t.TempDir(),
+		"CALLBRIDGE_REPORT_DIR":   t.TempDir(),
+		"CALLBRIDGE_LOG_LEVEL":    "warn",
+	}
+	base := startServe(t, env)
+
+	if code, v := do(t, "GET", base+"/healthz", "", ""); code != 200 || v["status"] != "ok" {
+		t.Fatalf("/healthz = %d %v", code, v)
+	}
+	// Poll /readyz: the database is reachable and the schema current.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, v := do(t, "GET", base+"/readyz", "", "")
+		if code == 200 && v["ready"] == true {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never ready: %d %v", code, v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Every route but health needs credentials, in the JSON error shape.
+	code, v := do(t, "GET", base+"/v1/account", "", "")
+	if code != 401 || v["error"].(map[string]any)["code"] != "unauthorized" {
+		t.Fatalf("GET /v1/account without key = %d %v", code, v)
+	}
+	if code, _ := do(t, "POST", base+"/v1/admin/accounts", "wrong", `{"name":"x"}`); code != 401 {
+		t.Fatalf("admin with wrong token = %d, want 401", code)
+	}
+
+	code, v = do(t, "POST", base+"/v1/admin/accounts", "admin-secret", `{"name":"Acme","service_number":"+49 30 1234567","currency":"EUR"}`)
+	if code != 201 {
+		t.Fatalf("create account = %d %v", code, v)
+	}
+	key, _ := v["api_key"].(string)
+	code, v = do(t, "GET", base+"/v1/account", key, "")
+	if code != 200 || v["name"] != "Acme" || v["service_number"] != "49301234567" {
+		t.Fatalf("GET /v1/account = %d %v", code, v)
+	}
+
+	for _, tc := range []struct{ body, field string }{
+		{`{"name":"x","bogus":1}`, "bogus"},
+		{`{"name":"x","service_number":"12; rm -rf"}`, "service_number"},
+		{`{"name":1}`, "name"},
+	} {
+		code, v := do(t, "POST", base+"/v1/admin/accounts", "admin-secret", tc.body)
+		e, _ := v["error"].(map[string]any)
+		if code != 400 || e["field"] != tc.field {
+			t.Errorf("create account %s = %d %v, want 400 naming %s", tc.body, code, v, tc.field)
+		}
+	}
+}
+
+func TestConfigErrorsNameTheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{}, nil, "CALLBRIDGE_DATABASE_URL"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "mysql://x"}, nil, "CALLBRIDGE_DATABASE_URL"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_ESL": "nohostport"}, nil, "CALLBRIDGE_ESL"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_MAX_CPS": "ten"}, nil, "CALLBRIDGE_MAX_CPS"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_LOG_LEVEL": "loud"}, nil, "CALLBRIDGE_LOG_LEVEL"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_TIMEZONE": "Mars/Base"}, nil, "CALLBRIDGE_TIMEZONE"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_DIALPLAN_ALLOW": "10.0.0.0"}, nil, "CALLBRIDGE_DIALPLAN_ALLOW"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y"}, []string{"--http-addr", "nowhere"}, "CALLBRIDGE_HTTP_ADDR"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_GATEWAY": "a b"}, nil, "CALLBRIDGE_GATEWAY"},
+	} {
+		var stderr bytes.Buffer
+		err := run(context.Background(), append([]string{"serve"}, tc.args...), func(k string) string { return tc.env[k] }, io.Discard, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != 2 {
+			t.Errorf("serve with %v %v: error %v (exit %d), want one naming %s with exit 2", tc.env, tc.args, err, exitCode(err), tc.want)
+		}
+	}
+	if err := run(context.Background(), []string{"bogus"}, func(string) string { return "" }, io.Discard, io.Discard); exitCode(err) != 2 {
+		t.Errorf("unknown command: exit %d, want 2", exitCode(err))
+	}
+}
+
+func TestAccountsCommandPrintsKeyLast(t *testing.T) {
+	u := pgtest.URL(t)
+	var out bytes.Buffer
+	env := func(k string) string {
+		if k == "CALLBRIDGE_DATABASE_URL" {
+			return u
+		}
+		return ""
+	}
+	if err := run(context.Background(), []string{"accounts", "create", "Demo", "Shop", "--currency", "EUR"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	key := lines[len(lines)-1]
+	if !strings.HasPrefix(key, "cbk_") || !strings.Contains(out.String(), "(Demo Shop)") {
+		t.Fatalf("accounts create printed %q; want the key alone on the last line", out.String())
+	}
+	id := strings.Fields(lines[0])[1]
+	out.Reset()
+	if err := run(context.Background(), []string{"accounts", "revoke-key", id, key}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), []string{"accounts", "revoke-key", id, "cbk_nosuchkey"}, env, io.Discard, io.Discard); err == nil {
+		t.Errorf("revoking an unknown key succeeded")
+	}
+}
