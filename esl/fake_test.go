@@ -281,3 +281,5 @@ func fixtureNames(tb testing.TB) []string {
 	sort.Strings(names)
 	return names
 }
+
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }

@@ -78,7 +78,8 @@ func (s *Subscription) Err() error {
 	return s.err
 }
 
-// Len returns the number of queued events.
+// Len returns the number of queued events, not counting the one already
+// waiting on C.
 func (s *Subscription) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
