@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"callbridge/esl/esltest"
 	"callbridge/postgres/pgtest"
 )
 
@@ -98,10 +99,12 @@ func do(t *testing.T, method, url, token, body string) (int, map[string]any) {
 }
 
 func TestServeEndToEnd(t *testing.T) {
+	fs := esltest.NewServer()
+	t.Cleanup(fs.Close)
 	env := map[string]string{
 		"CALLBRIDGE_DATABASE_URL": pgtest.URL(t),
 		"CALLBRIDGE_ADMIN_TOKEN":  "admin-secret",
-		"CALLBRIDGE_ESL":          "",
+		"CALLBRIDGE_ESL":          fs.Addr(),
 		"CALLBRIDGE_SPOOL_DIR":    t.TempDir(),
 		"CALLBRIDGE_REPORT_DIR":   t.TempDir(),
 		"CALLBRIDGE_LOG_LEVEL":    "warn",
@@ -116,6 +119,10 @@ func TestServeEndToEnd(t *testing.T) {
 	for {
 		code, v := do(t, "GET", base+"/readyz", "", "")
 		if code == 200 && v["ready"] == true {
+			nodes, _ := v["nodes"].([]any)
+			if len(nodes) != 1 || nodes[0].(map[string]any)["state"] != "connected" {
+				t.Fatalf("/readyz nodes = %v, want the simulator connected", v["nodes"])
+			}
 			break
 		}
 		if time.Now().After(deadline) {

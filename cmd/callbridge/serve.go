@@ -8,16 +8,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"callbridge/controller"
+	"callbridge/esl"
 	"callbridge/postgres"
 )
 
 // runServe runs the controller until ctx is cancelled (SIGTERM), then
-// drains: it stops taking new calls, lets live ones finish up to the drain
-// timeout, flushes CDRs and shuts the HTTP server down.
+// drains: it stops taking new calls (routes that start calls answer 503),
+// runs every drain step (live calls finish up to the drain timeout, CDRs
+// are flushed), stops background workers and the ESL clients, and shuts
+// the HTTP server down with a fresh timeout.
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig("serve", args, getenv, stderr)
 	if err != nil {
@@ -35,6 +39,23 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
+	// work is the lifetime of background workers: it outlives ctx so they
+	// can drain, and is cancelled once draining is over.
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	var workers sync.WaitGroup
+	goWork := func(name string, fn func(context.Context) error) {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			if err := fn(work); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("worker stopped", "worker", name, "error", err)
+			}
+		}()
+	}
+	// drain steps run in order after SIGTERM, under the drain timeout.
+	var drain []func(context.Context)
+
 	var draining atomic.Bool
 	srv := &controller.Server{
 		Logger:     log,
@@ -45,7 +66,30 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Draining:   draining.Load,
 	}
 
-	// esl
+	// esl: one client per node; they stay connected while calls drain and
+	// stop last, after the workers that use them.
+	eslCtx, stopESL := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopESL()
+	var eslRunning sync.WaitGroup
+	var nodes []*esl.Client
+	for _, addr := range cfg.ESL {
+		c := esl.NewClient(esl.Config{
+			Name: addr, Addr: addr, Password: cfg.ESLPassword,
+			MaxCPS: cfg.MaxCPS, MaxCalls: cfg.MaxCalls,
+			Logger: log.With("node", addr),
+		})
+		nodes = append(nodes, c)
+		eslRunning.Add(1)
+		go func() {
+			defer eslRunning.Done()
+			if err := c.Run(eslCtx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("esl client stopped", "node", c.Name(), "error", err)
+			}
+		}()
+	}
+	_ = goWork
+	pool := esl.NewPool(nodes...)
+	srv.Nodes = func() []controller.NodeStatus { return nodeStatus(pool) }
 
 	// privacy numbers
 
@@ -67,7 +111,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		BaseContext:       func(net.Listener) context.Context { return work },
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
@@ -79,15 +123,44 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("http: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining")
+
+	log.Info("shutting down: draining", "drain_timeout", cfg.DrainTimeout.String())
 	draining.Store(true)
-	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	for _, step := range drain {
+		step(drainCtx)
+	}
+	cancelDrain()
+	stopWork()
+	workers.Wait()
+	stopESL()
+	eslRunning.Wait()
+
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("http shutdown", "error", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// nodeStatus reports each FreeSWITCH node for /readyz.
+func nodeStatus(pool *esl.Pool) []controller.NodeStatus {
+	var out []controller.NodeStatus
+	for _, c := range pool.Clients() {
+		st := c.Stats()
+		out = append(out, controller.NodeStatus{
+			Name:      c.Name(),
+			Addr:      c.Name(),
+			State:     st.State.String(),
+			Connected: st.State == esl.StateConnected,
+			Redials:   int64(st.Redials),
+			Events:    int64(st.EventsReceived),
+			Calls:     st.ActiveCalls,
+		})
+	}
+	return out
 }
 
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
