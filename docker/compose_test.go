@@ -1,0 +1,226 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// controllerSettings are the environment variables the controller reads;
+// the compose file must set every one of them.
+var controllerSettings = []string{
+	"CALLBRIDGE_DATABASE_URL", "CALLBRIDGE_HTTP_ADDR", "CALLBRIDGE_ESL",
+	"CALLBRIDGE_ESL_PASSWORD", "CALLBRIDGE_ADMIN_TOKEN", "CALLBRIDGE_DIALPLAN_USER",
+	"CALLBRIDGE_DIALPLAN_PASSWORD", "CALLBRIDGE_DIALPLAN_ALLOW", "CALLBRIDGE_WEBHOOK_SECRET",
+	"CALLBRIDGE_LOG_LEVEL", "CALLBRIDGE_LOG_FORMAT", "CALLBRIDGE_SPOOL_DIR",
+	"CALLBRIDGE_REPORT_DIR", "CALLBRIDGE_METRICS_ADDR", "CALLBRIDGE_DRAIN_TIMEOUT",
+	"CALLBRIDGE_GATEWAY", "CALLBRIDGE_TIMEZONE",
+}
+
+func read(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// compose runs docker-compose config on docker-compose.yml with envFile,
+// in an environment holding only PATH and HOME so that variables of the
+// shell running the test cannot stand in for missing ones.
+func compose(t *testing.T, envFile string) (stdout, stderr string, err error) {
+	t.Helper()
+	bin, lookErr := exec.LookPath("docker-compose")
+	if lookErr != nil {
+		t.Fatalf("docker-compose is not installed (%v): apt-get install docker-compose; make test installs it", lookErr)
+	}
+	file, absErr := filepath.Abs("docker-compose.yml")
+	if absErr != nil {
+		t.Fatal(absErr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-f", file, "--env-file", envFile, "config")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// TestComposeConfig is what "docker-compose config" says of the compose file
+// with the example settings: it must be valid.
+func TestComposeConfig(t *testing.T) {
+	t.Parallel()
+	env, err := filepath.Abs(".env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := compose(t, env)
+	if err != nil {
+		t.Fatalf("docker-compose config with .env.example: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"postgres:", "freeswitch:", "callbridge:", "condition: service_healthy"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("docker-compose config output lacks %q", want)
+		}
+	}
+}
+
+// secrets must be set in .env: the compose file refuses to start without
+// them rather than run with an empty password.
+var secrets = []string{
+	"POSTGRES_PASSWORD", "CALLBRIDGE_ESL_PASSWORD", "CALLBRIDGE_ADMIN_TOKEN",
+	"CALLBRIDGE_DIALPLAN_PASSWORD", "CALLBRIDGE_WEBHOOK_SECRET", "FS_CARRIER_PASSWORD",
+}
+
+// TestComposeRequiresSecrets checks every secret is required with ${NAME:?},
+// and that docker-compose really stops, naming the variable, when one is
+// missing.
+func TestComposeRequiresSecrets(t *testing.T) {
+	t.Parallel()
+	text := string(read(t, "docker-compose.yml"))
+	for _, name := range secrets {
+		if strings.Contains(text, "${"+name+":-") || strings.Contains(text, "${"+name+"}") || !strings.Contains(text, "${"+name+":?") {
+			t.Errorf("docker-compose.yml does not require %s with ${%s:?message}", name, name)
+		}
+	}
+
+	const missing = "POSTGRES_PASSWORD"
+	var kept []string
+	for _, line := range strings.Split(string(read(t, ".env.example")), "\n") {
+		if !strings.HasPrefix(line, missing+"=") {
+			kept = append(kept, line)
+		}
+	}
+	env := filepath.Join(t.TempDir(), "env")
+	if err := os.WriteFile(env, []byte(strings.Join(kept, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := compose(t, env)
+	if err == nil {
+		t.Fatalf("docker-compose config succeeded without %s", missing)
+	}
+	if !strings.Contains(stderr, missing) {
+		t.Errorf("the error does not name %s:\n%s", missing, stderr)
+	}
+}
+
+// TestEnvExample checks .env.example lists exactly the variables the compose
+// file reads, each with a comment above it or in its group.
+func TestEnvExample(t *testing.T) {
+	used := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\$\{([A-Z0-9_]+)`).FindAllStringSubmatch(string(read(t, "docker-compose.yml")), -1) {
+		used[m[1]] = true
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(string(read(t, ".env.example")), "\n") {
+		if name, _, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			listed[name] = true
+		}
+	}
+	for name := range used {
+		if !listed[name] {
+			t.Errorf("docker-compose.yml reads %s, which .env.example does not list", name)
+		}
+	}
+	for name := range listed {
+		if !used[name] {
+			t.Errorf(".env.example lists %s, which docker-compose.yml does not read", name)
+		}
+	}
+}
+
+// service returns the lines of one service's block in docker-compose.yml.
+func service(t *testing.T, name string) string {
+	t.Helper()
+	text := string(read(t, "docker-compose.yml"))
+	start := strings.Index(text, "\n  "+name+":\n")
+	if start < 0 {
+		t.Fatalf("no service %s in docker-compose.yml", name)
+	}
+	rest := text[start+1:]
+	end := regexp.MustCompile(`\n  [a-z]|\n[a-z]`).FindStringIndex(rest[1:])
+	if end == nil {
+		return rest
+	}
+	return rest[:end[0]+1]
+}
+
+func envKeys(block, prefix string) []string {
+	var keys []string
+	for _, m := range regexp.MustCompile(`(?m)^\s+(`+prefix+`[A-Z0-9_]*):`).FindAllStringSubmatch(block, -1) {
+		keys = append(keys, m[1])
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// TestFreeSWITCHEnvironment checks the freeswitch service sets exactly the
+// FS_* variables ../freeswitch-conf/vars.xml reads with env-set.
+func TestFreeSWITCHEnvironment(t *testing.T) {
+	var readVars []string
+	for _, m := range regexp.MustCompile(`cmd="env-set" data="[a-z0-9_]+=\$(FS_[A-Z0-9_]+)"`).FindAllStringSubmatch(string(read(t, "../freeswitch-conf/vars.xml")), -1) {
+		readVars = append(readVars, m[1])
+	}
+	sort.Strings(readVars)
+	set := envKeys(service(t, "freeswitch"), "FS_")
+	if !slices.Equal(readVars, set) {
+		t.Errorf("freeswitch environment in docker-compose.yml = %v\nvars.xml reads %v", set, readVars)
+	}
+}
+
+func TestControllerEnvironment(t *testing.T) {
+	set := envKeys(service(t, "callbridge"), "CALLBRIDGE_")
+	for _, s := range controllerSettings {
+		if !slices.Contains(set, s) {
+			t.Errorf("the callbridge service does not set %s", s)
+		}
+	}
+}
+
+func TestDockerfile(t *testing.T) {
+	df := string(read(t, "Dockerfile"))
+	tests := []struct {
+		what, pattern string
+	}{
+		{"multi-stage build", `(?s)FROM golang:\S+ AS build.*\nFROM \S+`},
+		{"static binary", `CGO_ENABLED=0`},
+		{"version stamped", `-X main\.version=\$\{VERSION\}`},
+		{"non-root user", `(?m)^USER (65532|nonroot)`},
+		{"healthcheck by the binary", `(?s)HEALTHCHECK .*CMD \["callbridge", "healthcheck"\]`},
+		{"serve by default", `(?m)^CMD \["serve"\]`},
+	}
+	for _, tt := range tests {
+		if !regexp.MustCompile(tt.pattern).MatchString(df) {
+			t.Errorf("Dockerfile: no %s (want a match for %s)", tt.what, tt.pattern)
+		}
+	}
+	if regexp.MustCompile(`(?m)^USER (root|0)\b`).MatchString(df) {
+		t.Error("Dockerfile runs as root")
+	}
+}
+
+// TestFreeSWITCHImageModules checks the FreeSWITCH image's build-time check
+// covers every module the configuration loads.
+func TestFreeSWITCHImageModules(t *testing.T) {
+	df := string(read(t, "freeswitch/Dockerfile"))
+	mods := regexp.MustCompile(`<load module="([a-z0-9_]+)"/>`).FindAllStringSubmatch(string(read(t, "../freeswitch-conf/autoload_configs/modules.conf.xml")), -1)
+	if len(mods) == 0 {
+		t.Fatal("no modules found in modules.conf.xml")
+	}
+	for _, m := range mods {
+		if !regexp.MustCompile(`\b` + m[1] + `\b`).MatchString(df) {
+			t.Errorf("freeswitch/Dockerfile does not check that %s is installed", m[1])
+		}
+	}
+}
