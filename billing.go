@@ -1,0 +1,318 @@
+package callbridge
+
+import (
+	"context"
+	"time"
+)
+
+// Outcomes of a job run (JobRun.Outcome).
+const (
+	RunRunning = "running" // started, not finished (or the process died)
+	RunOK      = "ok"      // finished without error
+	RunFailed  = "failed"  // finished with an error
+)
+
+// JobRun records one run of a scheduled job: which slot of its schedule
+// it ran for, when, how it ended and how many rows it touched.
+type JobRun struct {
+	ID  int64  `json:"id" db:"id"`
+	Job string `json:"job" db:"job"`
+	// Slot is the scheduled time the run is for; a catch-up run carries
+	// the slot it missed, a manual run the time it was asked for.
+	Slot       time.Time  `json:"slot" db:"slot"`
+	StartedAt  time.Time  `json:"started_at" db:"started_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty" db:"finished_at"`
+	Outcome    string     `json:"outcome" db:"outcome"`
+	Rows       int64      `json:"rows" db:"rows"`
+	Error      string     `json:"error,omitempty" db:"error"`
+	// Node names the process that ran it (host and pid).
+	Node string `json:"node" db:"node"`
+}
+
+// Usage groupings of a usage report (UsageFilter.GroupBy).
+const (
+	GroupByDay         = "day"
+	GroupByDestination = "destination"
+	GroupByCarrier     = "carrier"
+	GroupByBinding     = "binding"
+)
+
+// UsageFilter selects an account's usage for a report: CDRs that started
+// in [From, To), grouped by GroupBy.
+type UsageFilter struct {
+	From, To time.Time
+	GroupBy  string
+}
+
+// Validate checks the filter: From before To, at most 366 days apart, a
+// known grouping. It returns an EINVALID *Error naming the field.
+func (f *UsageFilter) Validate() error {
+	switch f.GroupBy {
+	case GroupByDay, GroupByDestination, GroupByCarrier, GroupByBinding:
+	case "":
+		f.GroupBy = GroupByDay
+	default:
+		return FieldError("group_by", "must be day, destination, carrier or binding")
+	}
+	switch {
+	case f.From.IsZero():
+		return FieldError("from", "is required")
+	case f.To.IsZero():
+		return FieldError("to", "is required")
+	case !f.From.Before(f.To):
+		return FieldError("to", "must be after from")
+	case f.To.Sub(f.From) > 366*24*time.Hour:
+		return FieldError("to", "a report covers at most 366 days")
+	}
+	return nil
+}
+
+// UsageRow is one group of a usage report. Key is the day (YYYY-MM-DD in
+// the billing zone), the destination prefix, the carrier gateway or the
+// binding id, by the report's grouping; Description names a destination.
+type UsageRow struct {
+	Key         string `json:"key" db:"key"`
+	Description string `json:"description,omitempty" db:"description"`
+	Calls       int64  `json:"calls" db:"calls"`
+	Answered    int64  `json:"answered" db:"answered"`
+	BilledMS    int64  `json:"billed_ms" db:"billed_ms"`
+	// Sell is what the account was charged, Buy what carriers cost and
+	// Margin their difference, in micro-units of Currency.
+	Sell   int64 `json:"sell_micros" db:"sell"`
+	Buy    int64 `json:"buy_micros" db:"buy"`
+	Margin int64 `json:"margin_micros" db:"margin"`
+}
+
+// UsageReport is an account's usage over a period.
+type UsageReport struct {
+	AccountID string     `json:"account_id"`
+	Currency  string     `json:"currency"`
+	From      time.Time  `json:"from"`
+	To        time.Time  `json:"to"`
+	GroupBy   string     `json:"group_by"`
+	Rows      []UsageRow `json:"rows"`
+	Total     UsageRow   `json:"total"`
+}
+
+// Kinds of invoice line (InvoiceLine.Kind).
+const (
+	// LineUsage bills the invoice's own period.
+	LineUsage = "usage"
+	// LineDebit bills usage of an earlier, already invoiced period that
+	// appeared after its invoice was issued (late CDRs, re-rating up).
+	LineDebit = "debit"
+	// LineCredit returns money billed for an earlier period whose usage
+	// went down after its invoice was issued (re-rating down).
+	LineCredit = "credit"
+)
+
+// InvoiceLine is one line of an invoice: the usage of one destination
+// group in one period. Lines of earlier periods are credit or debit notes.
+type InvoiceLine struct {
+	Kind string `json:"kind" db:"kind"`
+	// Period is the month the usage belongs to, "YYYY-MM".
+	Period string `json:"period" db:"period"`
+	// Destination is the destination group (the rate's description, or
+	// its prefix when it has none).
+	Destination string `json:"destination" db:"destination"`
+	Calls       int64  `json:"calls" db:"calls"`
+	Answered    int64  `json:"answered" db:"answered"`
+	BilledMS    int64  `json:"billed_ms" db:"billed_ms"`
+	Amount      int64  `json:"amount_micros" db:"amount"`
+}
+
+// DayUsage is an account's usage on one day, for an invoice's chart.
+type DayUsage struct {
+	Day    string `json:"day" db:"day"` // YYYY-MM-DD
+	Calls  int64  `json:"calls" db:"calls"`
+	Amount int64  `json:"amount_micros" db:"amount"`
+}
+
+// Invoice is an account's bill for one month. Once issued it never
+// changes; corrections appear as credit and debit lines of a later one.
+type Invoice struct {
+	ID        string `json:"id" db:"id"`
+	AccountID string `json:"account_id" db:"account_id"`
+	// Issuer is the entity issuing the invoice; Seq counts its invoices
+	// without gaps and Number is the printed form, such as "CB-000042".
+	Issuer   string `json:"issuer" db:"issuer"`
+	Seq      int64  `json:"seq" db:"seq"`
+	Number   string `json:"number" db:"number"`
+	Period   string `json:"period" db:"period"` // YYYY-MM
+	Currency string `json:"currency" db:"currency"`
+	// PeriodStart and PeriodEnd bound the month in the billing zone,
+	// [start, end), as UTC instants.
+	PeriodStart time.Time `json:"period_start" db:"period_start"`
+	PeriodEnd   time.Time `json:"period_end" db:"period_end"`
+	IssuedAt    time.Time `json:"issued_at" db:"issued_at"`
+	DueAt       time.Time `json:"due_at" db:"due_at"`
+	// Subtotal is the sum of the lines; Tax is Subtotal × TaxBPS / 10000
+	// rounded half away from zero; Total is their sum.
+	Subtotal int64         `json:"subtotal_micros" db:"subtotal"`
+	TaxBPS   int64         `json:"tax_bps" db:"tax_bps"`
+	TaxLabel string        `json:"tax_label" db:"tax_label"`
+	Tax      int64         `json:"tax_micros" db:"tax"`
+	Total    int64         `json:"total_micros" db:"total"`
+	Lines    []InvoiceLine `json:"lines,omitempty" db:"-"`
+	// Days is the usage of the period by day as it stood at issue.
+	Days []DayUsage `json:"days,omitempty" db:"-"`
+}
+
+// BillingProfile is how an account is billed.
+type BillingProfile struct {
+	AccountID string `json:"account_id" db:"account_id"`
+	// Issuer names the invoice number sequence; "default" unless set.
+	Issuer string `json:"issuer" db:"issuer"`
+	// TaxBPS is the tax rate in basis points (1900 = 19 %), TaxLabel its
+	// printed name ("VAT 19%").
+	TaxBPS   int64  `json:"tax_bps" db:"tax_bps"`
+	TaxLabel string `json:"tax_label" db:"tax_label"`
+	// PaymentDays is how long after the period an invoice is due.
+	PaymentDays int64 `json:"payment_days" db:"payment_days"`
+	// LowBalance, when set, is the prepaid balance under which a
+	// low-balance webhook is sent (once per crossing) to LowBalanceURL.
+	LowBalance    *int64 `json:"low_balance_micros,omitempty" db:"low_balance"`
+	LowBalanceURL string `json:"low_balance_url,omitempty" db:"low_balance_url"`
+}
+
+// Validate checks the profile. It returns an EINVALID *Error naming the
+// field.
+func (p *BillingProfile) Validate() error {
+	if p.Issuer == "" {
+		p.Issuer = "default"
+	}
+	if len(p.Issuer) > 64 {
+		return FieldError("issuer", "must have at most 64 characters")
+	}
+	for i := 0; i < len(p.Issuer); i++ {
+		c := p.Issuer[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return FieldError("issuer", "may contain only letters, digits, '-' and '_'")
+		}
+	}
+	if p.TaxBPS < 0 || p.TaxBPS > 10000 {
+		return FieldError("tax_bps", "must be 0 to 10000 basis points")
+	}
+	if len(p.TaxLabel) > 64 {
+		return FieldError("tax_label", "must have at most 64 characters")
+	}
+	if p.PaymentDays < 0 || p.PaymentDays > 365 {
+		return FieldError("payment_days", "must be 0 to 365")
+	}
+	if p.LowBalance != nil && *p.LowBalance < 0 {
+		return FieldError("low_balance_micros", "must not be negative")
+	}
+	return ValidateWebhookURL(p.LowBalanceURL)
+}
+
+// Kinds of ledger entry (LedgerEntry.Kind).
+const (
+	LedgerTopup  = "topup"  // money added by the operator
+	LedgerCall   = "call"   // a rated CDR of a prepaid account (negative)
+	LedgerRerate = "rerate" // the difference when a CDR is re-rated
+)
+
+// LedgerEntry changes a prepaid balance. The balance is the sum of an
+// account's entries.
+type LedgerEntry struct {
+	ID        int64  `json:"id" db:"id"`
+	AccountID string `json:"account_id" db:"account_id"`
+	Kind      string `json:"kind" db:"kind"`
+	// Amount is positive for money in, negative for money out.
+	Amount int64 `json:"amount_micros" db:"amount"`
+	// Reference is the top-up's reference or the CDR's id.
+	Reference string    `json:"reference" db:"reference"`
+	CreatedAt time.Time `json:"created_at" db:"created_at"`
+}
+
+// Balance is a prepaid account's money: the ledger's sum, what live calls
+// have reserved, and what is left to place new calls with.
+type Balance struct {
+	AccountID string `json:"account_id" db:"account_id"`
+	Currency  string `json:"currency" db:"currency"`
+	Prepaid   bool   `json:"prepaid" db:"prepaid"`
+	Balance   int64  `json:"balance_micros" db:"balance"`
+	Reserved  int64  `json:"reserved_micros" db:"reserved"`
+	Available int64  `json:"available_micros" db:"available"`
+}
+
+// LowBalanceEvent says a prepaid balance went below its threshold.
+type LowBalanceEvent struct {
+	ID        int64     `json:"id" db:"id"`
+	AccountID string    `json:"account_id" db:"account_id"`
+	Balance   int64     `json:"balance_micros" db:"balance"`
+	Threshold int64     `json:"threshold_micros" db:"threshold"`
+	URL       string    `json:"-" db:"url"`
+	CreatedAt time.Time `json:"created_at" db:"created_at"`
+}
+
+// Reservation is money a prepaid account's live call holds, so that
+// concurrent calls cannot spend the same balance. It ends when the call's
+// CDR is stored (which debits the real price), when it is released, or at
+// ExpiresAt.
+type Reservation struct {
+	ID        string    `json:"id" db:"id"`
+	AccountID string    `json:"account_id" db:"account_id"`
+	CallID    string    `json:"call_id" db:"call_id"`
+	Amount    int64     `json:"amount_micros" db:"amount"`
+	MaxMS     int64     `json:"max_ms" db:"max_ms"`
+	ExpiresAt time.Time `json:"expires_at" db:"expires_at"`
+}
+
+// Grant is the answer to a call authorisation: how long the call may
+// last. For a prepaid account it holds a reservation; a postpaid account's
+// calls are granted the maximum call duration and reserve nothing.
+type Grant struct {
+	Prepaid bool `json:"prepaid"`
+	// MaxMS is the longest the call may last; the caller caps the call
+	// with sched_hangup at this duration (VarMaxMS).
+	MaxMS int64 `json:"max_ms"`
+	// Reserved is the money held for the call (prepaid only).
+	Reserved int64 `json:"reserved_micros"`
+	// ReservationID is the held reservation (prepaid only).
+	ReservationID string `json:"reservation_id,omitempty"`
+}
+
+// CallAuthorizer decides, before a callback leg or an inbound binding call
+// is placed, whether the account can pay for it and for how long.
+type CallAuthorizer interface {
+	// AuthorizeCall prices a call of accountID to number, placed now as
+	// the channel callID (the origination_uuid callbridge chooses), and
+	// returns the longest affordable duration. For a prepaid account it
+	// reserves the price of that duration until the channel's CDR is
+	// stored. ENOFUNDS ("insufficient_funds") when the balance cannot pay
+	// for the first billed increment; EINVALID for a malformed callID;
+	// ECONFLICT when callID already holds a reservation.
+	AuthorizeCall(ctx context.Context, accountID, callID string, number Number) (*Grant, error)
+	// ReleaseCall drops the reservation of a call that will produce no
+	// CDR (it could not be placed). Releasing an unknown call is not an
+	// error.
+	ReleaseCall(ctx context.Context, callID string) error
+}
+
+// BillingService is billing as the API sees it. Every method is scoped to
+// one account except JobRuns, which is for the operator.
+type BillingService interface {
+	// JobRuns lists the latest runs of scheduled jobs, newest first; job
+	// "" lists every job. EINVALID.
+	JobRuns(ctx context.Context, job string, limit int) ([]JobRun, error)
+	// Usage reports an account's usage. EINVALID.
+	Usage(ctx context.Context, accountID string, f UsageFilter) (*UsageReport, error)
+	// Invoices lists an account's invoices, newest first, without lines.
+	Invoices(ctx context.Context, accountID string) ([]*Invoice, error)
+	// Invoice returns one invoice of an account with its lines and daily
+	// usage. ENOTFOUND.
+	Invoice(ctx context.Context, accountID, id string) (*Invoice, error)
+	// Topup credits a prepaid account. A repeated reference returns the
+	// first entry and credits nothing. EINVALID, ENOTFOUND, ECONFLICT (the
+	// account is postpaid, or the reference was used with another amount).
+	Topup(ctx context.Context, accountID string, amount int64, reference string) (*LedgerEntry, error)
+	// Balance returns an account's balance. ENOTFOUND.
+	Balance(ctx context.Context, accountID string) (*Balance, error)
+	// Ledger lists an account's newest ledger entries. ENOTFOUND.
+	Ledger(ctx context.Context, accountID string, limit int) ([]LedgerEntry, error)
+	// Profile returns how an account is billed. ENOTFOUND.
+	Profile(ctx context.Context, accountID string) (*BillingProfile, error)
+	// SetProfile stores how an account is billed. EINVALID, ENOTFOUND.
+	SetProfile(ctx context.Context, p *BillingProfile) error
+}
