@@ -120,10 +120,10 @@ func ParseCSV(r io.Reader) ([]Rate, error) {
 			break
 		}
 		if err != nil {
-			line, _ := cr.FieldPos(0)
+			line := 0
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				line = pe.Line
+				line = pe.StartLine
 			}
 			bad = append(bad, RowError{Line: line, Message: csvMessage(err)})
 			break // the reader cannot resynchronise after a syntax error

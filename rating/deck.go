@@ -134,6 +134,12 @@ type Deck struct {
 	rates []crate // sorted by prefix, then priority; the default last
 	def   int32   // index of the default rate in rates, or -1
 	nodes []node  // compact digit trie; nodes[0] is the root
+	// top maps the first topDigits digits of a number straight to its
+	// trie node at that depth, skipping the first levels of the walk. An
+	// entry with the high bit set is a node above that depth where the
+	// path ends.
+	top       []int32
+	topDigits int
 	// bounds are the distinct band edges of all rates, in nanoseconds
 	// since local midnight, ascending, without 0 and 24:00.
 	bounds   []int64
@@ -155,13 +161,19 @@ type crate struct {
 }
 
 // node is a trie node. Its children are contiguous from first, one per
-// set bit of mask (bit d for digit d), in digit order. lo:hi are the
-// node's rates in Deck.rates; lo == hi when no rate has this prefix.
+// set bit of mask (bit d for digit d), in digit order. The node's rates
+// are rates[lo:lo+count]; up is the nearest ancestor with rates, or -1.
 type node struct {
-	mask   uint16
-	first  int32
-	lo, hi int32
+	mask  uint16
+	count uint16
+	first int32
+	lo    int32
+	up    int32
 }
+
+// maxRatesPerPrefix bounds the rates one prefix may have (bands times
+// effective periods).
+const maxRatesPerPrefix = 1000
 
 // NewDeck compiles a deck version from its terms, its zone (which the
 // caller loads, usually with time.LoadLocation(info.TimeZone)) and its
@@ -238,7 +250,9 @@ func NewDeck(info DeckInfo, loc *time.Location, rates []Rate) (*Deck, error) {
 		d.def = int32(len(d.rates))
 		d.rates = append(d.rates, c)
 	}
-	d.buildTrie()
+	if err := d.buildTrie(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -278,11 +292,11 @@ func pow10(n int) int64 {
 // buildTrie builds a plain ten-way trie of the distinct prefixes of
 // d.rates (sorted, so each prefix's rates are one run), then lays it out
 // breadth first so that every node's children are contiguous and a node
-// needs 16 bytes instead of 48.
-func (d *Deck) buildTrie() {
+// needs 16 bytes instead of 48; then it builds the top table.
+func (d *Deck) buildTrie() error {
 	type tnode struct {
-		child  [10]int32
-		lo, hi int32
+		child     [10]int32
+		lo, count int32
 	}
 	tn := []tnode{{}}
 	end := len(d.rates)
@@ -294,6 +308,9 @@ func (d *Deck) buildTrie() {
 		for j < end && d.rates[j].prefix == d.rates[i].prefix {
 			j++
 		}
+		if j-i > maxRatesPerPrefix {
+			return callbridge.FieldError("prefix", "prefix %s has %d rates, more than %d", d.rates[i].prefix, j-i, maxRatesPerPrefix)
+		}
 		n := int32(0)
 		p := d.rates[i].prefix
 		for k := 0; k < len(p); k++ {
@@ -304,21 +321,62 @@ func (d *Deck) buildTrie() {
 			}
 			n = tn[n].child[c]
 		}
-		tn[n].lo, tn[n].hi = int32(i), int32(j)
+		tn[n].lo, tn[n].count = int32(i), int32(j-i)
 		i = j
 	}
 	d.nodes = make([]node, len(tn))
-	queue := make([]int32, 1, len(tn)) // old indexes, in new order
+	queue := make([]int32, 1, len(tn))  // old indexes, in new order
+	parent := make([]int32, 1, len(tn)) // new index of each one's parent
+	parent[0] = -1
 	for q := 0; q < len(queue); q++ {
 		old := &tn[queue[q]]
 		nd := &d.nodes[q]
-		nd.lo, nd.hi = old.lo, old.hi
+		nd.lo, nd.count = old.lo, uint16(old.count)
+		nd.up = -1
+		if p := parent[q]; p >= 0 {
+			nd.up = d.nodes[p].up
+			if d.nodes[p].count > 0 {
+				nd.up = p
+			}
+		}
 		nd.first = int32(len(queue))
 		for c, ch := range old.child {
 			if ch != 0 {
 				nd.mask |= 1 << c
 				queue = append(queue, ch)
+				parent = append(parent, int32(q))
 			}
+		}
+	}
+	// A top table of 10^k entries where 10^k is at most four entries
+	// per node: 4 MB for a 100,000-prefix deck, nothing for a tiny one.
+	for d.topDigits < 6 && pow10(d.topDigits+1) <= 4*int64(len(d.nodes)) {
+		d.topDigits++
+	}
+	if d.topDigits > 0 {
+		d.top = make([]int32, pow10(d.topDigits))
+		d.fillTop(0, 0, 0)
+	}
+	return nil
+}
+
+// fillTop fills the top table under node nd at the given depth, whose
+// digits so far make base.
+func (d *Deck) fillTop(nd int32, depth int, base int) {
+	if depth == d.topDigits {
+		d.top[base] = nd
+		return
+	}
+	n := d.nodes[nd]
+	for c := range 10 {
+		idx := base*10 + c
+		if n.mask&(1<<c) != 0 {
+			d.fillTop(n.first+int32(bits.OnesCount16(n.mask&(1<<c-1))), depth+1, idx)
+			continue
+		}
+		span := int(pow10(d.topDigits - depth - 1))
+		for i := idx * span; i < (idx+1)*span; i++ {
+			d.top[i] = nd | math.MinInt32
 		}
 	}
 }

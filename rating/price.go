@@ -174,15 +174,14 @@ func (d *Deck) Price(u Usage) (r Result) {
 	r.Currency = d.info.Currency
 	r.DurationMS = u.BillMS
 
-	var chain [MaxPrefixLen]int32
-	nchain := d.walk(u.Number, &chain)
+	leaf := d.walk(u.Number)
 	startMS := u.Start.UnixMilli()
 
 	var lt local
 	if !d.flat {
 		lt = d.local(u.Start)
 	}
-	cur := d.pick(chain[:nchain], startMS, lt)
+	cur := d.pick(leaf, startMS, lt)
 	if cur < 0 {
 		cur = d.def
 		if cur >= 0 {
@@ -221,9 +220,13 @@ func (d *Deck) Price(u Usage) (r Result) {
 	var total uint64 // exact connect fee + parts, saturating
 	partStart := int64(0)
 	if !d.flat {
+		// A call that ends at the UTC offset it started at, within a week,
+		// crossed no change of offset: offsets change months apart.
+		_, offEnd := u.Start.Add(time.Duration(billed)).In(d.loc).Zone()
+		stable := offEnd == lt.off && billed <= int64(7*24*time.Hour)
 		pos := int64(0)
 		for {
-			e := pos + d.nextBoundary(u.Start, pos, lt)
+			e := pos + d.nextBoundary(u.Start, pos, lt, stable)
 			if e >= billed {
 				break
 			}
@@ -233,7 +236,7 @@ func (d *Deck) Price(u Usage) (r Result) {
 			}
 			pos = s
 			lt = d.local(u.Start.Add(time.Duration(pos)))
-			next := d.pick(chain[:nchain], startMS, lt)
+			next := d.pick(leaf, startMS, lt)
 			if next < 0 {
 				next = d.def
 			}
@@ -340,12 +343,32 @@ func incrementsBefore(x, first, next int64) int64 {
 	return 1 + (x-first+next-1)/next
 }
 
-// walk follows the digits of n down the trie and records every node on
-// the way that has rates, shortest prefix first. It returns how many.
-func (d *Deck) walk(n callbridge.Number, chain *[MaxPrefixLen]int32) int {
-	k := 0
-	nd := int32(0)
-	for i := 0; i < len(n) && i < MaxPrefixLen; i++ {
+// walk follows the digits of n down the trie, starting from the top
+// table when n is long enough, and returns the deepest node with rates
+// on the way, or -1. Shorter prefixes with rates are reached from it by
+// the nodes' up links.
+func (d *Deck) walk(n callbridge.Number) int32 {
+	nd, i := int32(0), 0
+	if k := d.topDigits; k > 0 && len(n) >= k {
+		v := 0
+		for ; i < k; i++ {
+			c := n[i] - '0'
+			if c > 9 {
+				break
+			}
+			v = v*10 + int(c)
+		}
+		if i == k {
+			e := d.top[v]
+			if e < 0 {
+				i = len(n) // the path ends above depth k
+			}
+			nd = e & math.MaxInt32
+		} else {
+			i = 0
+		}
+	}
+	for ; i < len(n) && i < MaxPrefixLen; i++ {
 		c := n[i] - '0'
 		if c > 9 {
 			break
@@ -355,12 +378,11 @@ func (d *Deck) walk(n callbridge.Number, chain *[MaxPrefixLen]int32) int {
 			break
 		}
 		nd = d.nodes[nd].first + int32(bits.OnesCount16(m&(1<<c-1)))
-		if d.nodes[nd].hi > d.nodes[nd].lo {
-			chain[k] = nd
-			k++
-		}
 	}
-	return k
+	if d.nodes[nd].count == 0 {
+		return d.nodes[nd].up
+	}
+	return nd
 }
 
 // local is an instant read in the deck's zone.
@@ -401,8 +423,9 @@ func (d *Deck) local(t time.Time) local {
 
 // nextBoundary returns how long after start+pos the next possible band
 // change is: the next band edge of the day, local midnight, or the next
-// change of the zone's offset, whichever comes first.
-func (d *Deck) nextBoundary(start time.Time, pos int64, lt local) int64 {
+// change of the zone's offset, whichever comes first. stable says the
+// offset does not change during the call.
+func (d *Deck) nextBoundary(start time.Time, pos int64, lt local, stable bool) int64 {
 	next := int64(Midnight) * int64(time.Second)
 	for _, b := range d.bounds {
 		if b > lt.tod {
@@ -411,6 +434,9 @@ func (d *Deck) nextBoundary(start time.Time, pos int64, lt local) int64 {
 		}
 	}
 	delta := next - lt.tod
+	if stable {
+		return delta
+	}
 	t := start.Add(time.Duration(pos))
 	if _, offEnd := t.Add(time.Duration(delta)).In(d.loc).Zone(); offEnd != lt.off {
 		if _, end := t.In(d.loc).ZoneBounds(); !end.IsZero() {
@@ -423,12 +449,12 @@ func (d *Deck) nextBoundary(start time.Time, pos int64, lt local) int64 {
 }
 
 // pick returns the index of the rate for a call that started at startMS
-// (unix ms) at the local time lt: the longest prefix in chain with a rate
-// in force and matching, first by priority. -1: none.
-func (d *Deck) pick(chain []int32, startMS int64, lt local) int32 {
-	for j := len(chain) - 1; j >= 0; j-- {
-		nd := &d.nodes[chain[j]]
-		for i := nd.lo; i < nd.hi; i++ {
+// (unix ms) at the local time lt: from node nd up, the longest prefix
+// with a rate in force and matching, first by priority. -1: none.
+func (d *Deck) pick(nd int32, startMS int64, lt local) int32 {
+	for ; nd >= 0; nd = d.nodes[nd].up {
+		n := &d.nodes[nd]
+		for i := n.lo; i < n.lo+int32(n.count); i++ {
 			c := &d.rates[i]
 			if startMS < c.effFrom || startMS >= c.effUntil {
 				continue

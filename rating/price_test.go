@@ -621,3 +621,28 @@ func TestMoney(t *testing.T) {
 		}
 	}
 }
+
+// TestPriceLongestPrefix checks the trie and its top table against a
+// plain search over decks of several sizes.
+func TestPriceLongestPrefix(t *testing.T) {
+	for _, n := range []int{1, 30, 2000, 5000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			rates := benchRates(n, false)
+			d := newDeck(t, DeckInfo{Precision: 6}, rates...)
+			for _, u := range benchUsages(rates, 300) {
+				for _, num := range []callbridge.Number{u.Number, u.Number[:3], u.Number[:7] + "x1"} {
+					want := ""
+					for _, r := range rates {
+						if strings.HasPrefix(string(num), r.Prefix) && len(r.Prefix) > len(want) {
+							want = r.Prefix
+						}
+					}
+					got := d.Price(Usage{Number: num, Start: u.Start, BillMS: 60000})
+					if got.Prefix != want {
+						t.Fatalf("%s: got prefix %q, want %q", num, got.Prefix, want)
+					}
+				}
+			}
+		})
+	}
+}
