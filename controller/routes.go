@@ -8,6 +8,10 @@ func (s *Server) routes(e *gin.Engine) {
 	e.GET("/healthz", healthz(s.Version))
 	e.GET("/readyz", readyz(s.DB, s.Nodes))
 
+	if s.Metrics != nil && !s.MetricsOnOwnListener {
+		e.GET("/metrics", adminOnly(s.AdminToken), gin.WrapH(s.Metrics.Handler()))
+	}
+
 	admin := e.Group("/v1/admin", adminOnly(s.AdminToken))
 	admin.POST("/accounts", createAccount(s.Accounts))
 	admin.GET("/accounts/:id", getAccount(s.Accounts))

@@ -33,6 +33,11 @@ type Server struct {
 	Nodes func() []NodeStatus
 	// MaxBodyBytes caps request bodies (default 1 MiB).
 	MaxBodyBytes int64
+	// Metrics, when set, records HTTP metrics and is served at /metrics
+	// behind the admin token (unless MetricsOnOwnListener).
+	Metrics *Metrics
+	// MetricsOnOwnListener keeps /metrics off the API listener.
+	MetricsOnOwnListener bool
 	// Draining, when it returns true, makes routes that start new calls
 	// answer 503 (set during graceful shutdown).
 	Draining func() bool
@@ -83,7 +88,11 @@ func (s *Server) Handler() http.Handler {
 		e := gin.New()
 		e.HandleMethodNotAllowed = true
 		e.ContextWithFallback = true
-		e.Use(recovery(s.Logger), requestLog(s.Logger), limitBody(s.MaxBodyBytes))
+		e.Use(recovery(s.Logger), requestLog(s.Logger))
+		if s.Metrics != nil {
+			e.Use(s.Metrics.observe())
+		}
+		e.Use(limitBody(s.MaxBodyBytes))
 		e.NoRoute(func(c *gin.Context) {
 			writeError(c, callbridge.Errorf(callbridge.ENOTFOUND, "no such route"))
 		})
