@@ -1,0 +1,561 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"callbridge"
+
+	"github.com/lib/pq"
+)
+
+// CallbackService implements callbridge.CallbackService, and the work
+// queue the callback engine claims from.
+type CallbackService struct{ db *DB }
+
+var _ callbridge.CallbackService = (*CallbackService)(nil)
+
+// NewCallbackService returns a CallbackService backed by db.
+func NewCallbackService(db *DB) *CallbackService { return &CallbackService{db: db} }
+
+// callbackColumns are the columns scanned into callbridge.Callback.
+const callbackColumns = `id, account_id, status, reason, a, b, caller_id_a, caller_id_b,
+	ring_timeout_a, ring_timeout_b, max_duration, prompt, record, webhook_url,
+	metadata, attempt, node, cancel_requested, created_at, updated_at, ended_at`
+
+// callbackRow is a callbacks row with nullable columns.
+type callbackRow struct {
+	callbridge.Callback
+	MetadataJSON []byte `db:"metadata"`
+}
+
+func (r *callbackRow) callback() *callbridge.Callback {
+	cb := r.Callback
+	if len(r.MetadataJSON) > 0 {
+		cb.Metadata = json.RawMessage(r.MetadataJSON)
+	}
+	cb.CreatedAt = cb.CreatedAt.UTC()
+	cb.UpdatedAt = cb.UpdatedAt.UTC()
+	if cb.EndedAt != nil {
+		t := cb.EndedAt.UTC()
+		cb.EndedAt = &t
+	}
+	return &cb
+}
+
+// statusPayload is the webhook body of a callback status change.
+func statusPayload(cb *callbridge.Callback, at time.Time, detail string) map[string]any {
+	p := map[string]any{
+		"type":        "callback.status",
+		"callback_id": cb.ID,
+		"status":      cb.Status,
+		"attempt":     cb.Attempt,
+		"at":          at.UTC().Format(time.RFC3339Nano),
+	}
+	if cb.Reason != "" {
+		p["reason"] = cb.Reason
+	}
+	if detail != "" {
+		p["detail"] = detail
+	}
+	if len(cb.Metadata) > 0 {
+		p["metadata"] = cb.Metadata
+	}
+	return p
+}
+
+// WebhookKey is the outbox ordering key of a callback's webhooks.
+func WebhookKey(callbackID string) string { return "callback:" + callbackID }
+
+// CreateCallback implements callbridge.CallbackService. The callback, its
+// first history entry and its first webhook are written by one statement,
+// so an accepted request is durable before it is answered. The per-account
+// queue bound is checked in the same statement (under concurrency it may
+// be exceeded by the number of concurrent requests, never more).
+func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.CallbackRequest) (*callbridge.Callback, bool, error) {
+	if !isUUID(r.AccountID) {
+		return nil, false, notFound("account")
+	}
+	if err := r.Validate(); err != nil {
+		return nil, false, err
+	}
+	var key, hash *string
+	if r.IdempotencyKey != "" {
+		key, hash = &r.IdempotencyKey, &r.RequestHash
+	}
+	var meta []byte
+	if len(r.Metadata) > 0 {
+		meta = r.Metadata
+	}
+	var row callbackRow
+	err := s.db.QueryRowxContext(ctx, `
+		WITH acct AS (
+			SELECT callback_queue_limit AS lim FROM accounts WHERE id = $1
+		), depth AS (
+			SELECT count(*) AS n FROM (
+				SELECT 1 FROM callbacks WHERE account_id = $1 AND status = 'queued'
+				LIMIT (SELECT lim FROM acct)) q
+		), ins AS (
+			INSERT INTO callbacks (account_id, a, b, caller_id_a, caller_id_b, ring_timeout_a,
+				ring_timeout_b, max_duration, prompt, record, webhook_url, metadata,
+				idempotency_key, request_hash)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14
+			FROM acct, depth WHERE depth.n < acct.lim
+			ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+			RETURNING `+callbackColumns+`
+		), ev AS (
+			INSERT INTO callback_events (callback_id, type, status, attempt, detail, at)
+			SELECT id, 'status', 'queued', 1, 'created', created_at FROM ins
+		), wh AS (
+			INSERT INTO webhooks (account_id, url, event_type, key, payload, created_at, next_attempt_at)
+			SELECT account_id, webhook_url, 'callback.status', 'callback:' || id,
+				jsonb_strip_nulls(jsonb_build_object('type', 'callback.status', 'callback_id', id,
+					'status', 'queued', 'attempt', 1, 'detail', 'created',
+					'at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+					'metadata', metadata)),
+				created_at, created_at
+			FROM ins WHERE webhook_url <> ''
+		)
+		SELECT * FROM ins`,
+		r.AccountID, r.A, r.B, r.CallerIDA, r.CallerIDB, r.RingTimeoutA, r.RingTimeoutB,
+		r.MaxDuration, r.Prompt, r.Record, r.WebhookURL, cbNullBytes(meta), key, hash).Scan(cbScanTargets(&row)...)
+	if err == nil {
+		return row.callback(), true, nil
+	}
+	if err != sql.ErrNoRows {
+		return nil, false, Error(err)
+	}
+	if key != nil {
+		var existing callbackRow
+		var stored *string
+		err := s.db.QueryRowxContext(ctx, `SELECT `+callbackColumns+`, request_hash
+			FROM callbacks WHERE account_id = $1 AND idempotency_key = $2`, r.AccountID, *key).
+			Scan(cbScanTargets(&existing, &stored)...)
+		if err == nil {
+			if stored == nil || *stored != r.RequestHash {
+				return nil, false, callbridge.Errorf(callbridge.ECONFLICT, "Idempotency-Key was used with another request")
+			}
+			return existing.callback(), false, nil
+		}
+		if err != sql.ErrNoRows {
+			return nil, false, Error(err)
+		}
+	}
+	var exists bool
+	if err := s.db.GetContext(ctx, &exists, `SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1)`, r.AccountID); err != nil {
+		return nil, false, Error(err)
+	}
+	if !exists {
+		return nil, false, notFound("account")
+	}
+	return nil, false, callbridge.Errorf(callbridge.ERATELIMIT, "the account's callback queue is full")
+}
+
+// scanTargets lists the destinations of callbackColumns in r, then extra.
+func cbScanTargets(r *callbackRow, extra ...any) []any {
+	c := &r.Callback
+	return append([]any{&c.ID, &c.AccountID, &c.Status, &c.Reason, &c.A, &c.B, &c.CallerIDA, &c.CallerIDB,
+		&c.RingTimeoutA, &c.RingTimeoutB, &c.MaxDuration, &c.Prompt, &c.Record, &c.WebhookURL,
+		&r.MetadataJSON, &c.Attempt, &c.Node, &c.CancelRequested, &c.CreatedAt, &c.UpdatedAt, &c.EndedAt}, extra...)
+}
+
+func cbNullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+// Callback implements callbridge.CallbackService.
+func (s *CallbackService) Callback(ctx context.Context, accountID, id string) (*callbridge.Callback, error) {
+	if !isUUID(accountID) || !isUUID(id) {
+		return nil, notFound("callback")
+	}
+	var row callbackRow
+	err := s.db.QueryRowxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
+		WHERE id = $1 AND account_id = $2`, id, accountID).Scan(cbScanTargets(&row)...)
+	if err == sql.ErrNoRows {
+		return nil, notFound("callback")
+	}
+	if err != nil {
+		return nil, Error(err)
+	}
+	cb := row.callback()
+	if err := s.db.SelectContext(ctx, &cb.Legs, `SELECT callback_id, leg, attempt, uuid, node, number,
+		caller_id, created_at, ringing_at, answered_at, hangup_at, hangup_cause
+		FROM callback_legs WHERE callback_id = $1 ORDER BY attempt, leg`, id); err != nil {
+		return nil, Error(err)
+	}
+	for _, l := range cb.Legs {
+		l.CreatedAt = l.CreatedAt.UTC()
+		l.RingingAt, l.AnsweredAt, l.HangupAt = cbUTCPtr(l.RingingAt), cbUTCPtr(l.AnsweredAt), cbUTCPtr(l.HangupAt)
+	}
+	if err := s.db.SelectContext(ctx, &cb.Events, `SELECT id, type, status, reason, leg, attempt, detail, at
+		FROM callback_events WHERE callback_id = $1 ORDER BY id`, id); err != nil {
+		return nil, Error(err)
+	}
+	for _, e := range cb.Events {
+		e.At = e.At.UTC()
+	}
+	ids, err := s.cdrIDs(ctx, accountID, id)
+	if err != nil {
+		return nil, err
+	}
+	cb.CDRIDs = ids
+	return cb, nil
+}
+
+// cdrIDs returns the ids (call uuids) of the CDRs rated for a callback's
+// legs, oldest first. The cdrs table belongs to the CDR pipeline's
+// migration; until it exists there are none.
+func (s *CallbackService) cdrIDs(ctx context.Context, accountID, id string) ([]string, error) {
+	var ok bool
+	if err := s.db.GetContext(ctx, &ok, `SELECT to_regclass('cdrs') IS NOT NULL`); err != nil {
+		return nil, Error(err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	var ids []string
+	err := s.db.SelectContext(ctx, &ids, `SELECT uuid::text FROM cdrs
+		WHERE callback_id = $1 AND account_id = $2 ORDER BY start_at, uuid`, id, accountID)
+	return ids, Error(err)
+}
+
+func cbUTCPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// Callbacks implements callbridge.CallbackService.
+func (s *CallbackService) Callbacks(ctx context.Context, accountID string, f callbridge.CallbackFilter) ([]*callbridge.Callback, string, error) {
+	if !isUUID(accountID) {
+		return nil, "", notFound("account")
+	}
+	if f.Status != "" && !f.Status.Valid() {
+		return nil, "", callbridge.FieldError("status", "is not a callback status")
+	}
+	limit := f.Limit
+	if limit == 0 {
+		limit = 50
+	}
+	if limit < 1 || limit > 500 {
+		return nil, "", callbridge.FieldError("limit", "must be between 1 and 500")
+	}
+	var curAt *time.Time
+	var curID *string
+	if f.Cursor != "" {
+		at, id, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		curAt, curID = &at, &id
+	}
+	var since *time.Time
+	if !f.Since.IsZero() {
+		since = &f.Since
+	}
+	rows, err := s.db.QueryxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
+		WHERE account_id = $1
+		  AND ($2 = '' OR status = $2)
+		  AND ($3::timestamptz IS NULL OR created_at >= $3)
+		  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+		ORDER BY created_at DESC, id DESC LIMIT $6`,
+		accountID, string(f.Status), since, curAt, curID, limit+1)
+	if err != nil {
+		return nil, "", Error(err)
+	}
+	defer rows.Close()
+	var out []*callbridge.Callback
+	for rows.Next() {
+		var row callbackRow
+		if err := rows.Scan(cbScanTargets(&row)...); err != nil {
+			return nil, "", Error(err)
+		}
+		out = append(out, row.callback())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", Error(err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[limit-1]
+		next = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return out, next, nil
+}
+
+// CancelCallback implements callbridge.CallbackService.
+func (s *CallbackService) CancelCallback(ctx context.Context, accountID, id string) (*callbridge.Callback, error) {
+	if !isUUID(accountID) || !isUUID(id) {
+		return nil, notFound("callback")
+	}
+	err := s.db.Tx(ctx, func(tx *Tx) error {
+		var row callbackRow
+		err := tx.QueryRowxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
+			WHERE id = $1 AND account_id = $2 FOR UPDATE`, id, accountID).Scan(cbScanTargets(&row)...)
+		if err == sql.ErrNoRows {
+			return notFound("callback")
+		}
+		if err != nil {
+			return Error(err)
+		}
+		cb := row.callback()
+		switch {
+		case cb.Status == callbridge.CallbackQueued:
+			return setStatusTx(ctx, tx, cb, callbridge.CallbackFailed, callbridge.ReasonCancelled, "cancelled while queued", nil)
+		case cb.Status.Live() && !cb.CancelRequested:
+			if _, err := tx.ExecContext(ctx, `UPDATE callbacks SET cancel_requested = true, updated_at = now()
+				WHERE id = $1`, id); err != nil {
+				return Error(err)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO callback_events (callback_id, type, attempt, detail)
+				VALUES ($1, 'cancel_requested', $2, 'DELETE while '||$3)`, id, cb.Attempt, string(cb.Status))
+			return Error(err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.Callback(ctx, accountID, id)
+}
+
+// setStatusTx moves cb (locked by tx) to status, writes the history entry
+// and the webhook. extra columns are set by the caller's own statement.
+func setStatusTx(ctx context.Context, tx *Tx, cb *callbridge.Callback, status callbridge.CallbackStatus, reason callbridge.FailReason, detail string, runAt *time.Time) error {
+	var at time.Time
+	err := tx.QueryRowxContext(ctx, `UPDATE callbacks SET status = $2, reason = $3, updated_at = now(),
+			ended_at = CASE WHEN $2 IN ('completed', 'failed') THEN now() END,
+			owner = CASE WHEN $2 IN ('queued', 'completed', 'failed') THEN '' ELSE owner END,
+			lease_until = CASE WHEN $2 IN ('queued', 'completed', 'failed') THEN NULL ELSE lease_until END,
+			cancel_requested = CASE WHEN $2 IN ('completed', 'failed') THEN false ELSE cancel_requested END,
+			attempt = CASE WHEN $4::timestamptz IS NOT NULL THEN attempt + 1 ELSE attempt END,
+			run_at = coalesce($4::timestamptz, run_at)
+		WHERE id = $1 RETURNING attempt, updated_at`, cb.ID, string(status), string(reason), runAt).Scan(&cb.Attempt, &at)
+	if err != nil {
+		return Error(err)
+	}
+	cb.Status, cb.Reason = status, reason
+	if _, err := tx.ExecContext(ctx, `INSERT INTO callback_events (callback_id, type, status, reason, attempt, detail)
+		VALUES ($1, 'status', $2, $3, $4, $5)`, cb.ID, string(status), string(reason), cb.Attempt, detail); err != nil {
+		return Error(err)
+	}
+	if cb.WebhookURL == "" {
+		return nil
+	}
+	return EnqueueWebhookTx(ctx, tx, cb.AccountID, cb.WebhookURL, "callback.status", WebhookKey(cb.ID), statusPayload(cb, at, detail))
+}
+
+// ClaimCallback claims the oldest due queued callback for owner, on node,
+// with a lease, and moves it to calling_a. It returns nil when none is due.
+// Rows locked by another worker are skipped, so two workers never claim
+// the same callback.
+func (s *CallbackService) ClaimCallback(ctx context.Context, owner, node string, lease time.Duration) (*callbridge.Callback, error) {
+	var cb *callbridge.Callback
+	err := s.db.Tx(ctx, func(tx *Tx) error {
+		var row callbackRow
+		err := tx.QueryRowxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
+			WHERE status = 'queued' AND run_at <= now()
+			ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`).Scan(cbScanTargets(&row)...)
+		if err == sql.ErrNoRows {
+			return nil
+		}
+		if err != nil {
+			return Error(err)
+		}
+		cb = row.callback()
+		if _, err := tx.ExecContext(ctx, `UPDATE callbacks SET owner = $2, node = $3,
+			lease_until = now() + $4 * interval '1 millisecond' WHERE id = $1`,
+			cb.ID, owner, node, lease.Milliseconds()); err != nil {
+			return Error(err)
+		}
+		cb.Node = node
+		return setStatusTx(ctx, tx, cb, callbridge.CallbackCallingA, "", "claimed by "+owner, nil)
+	})
+	if err != nil || cb == nil {
+		return nil, err
+	}
+	if err := s.retryPolicy(ctx, cb); err != nil {
+		return nil, err
+	}
+	return cb, nil
+}
+
+func (s *CallbackService) retryPolicy(ctx context.Context, cb *callbridge.Callback) error {
+	var n, ms int64
+	err := s.db.QueryRowContext(ctx, `SELECT callback_retry_attempts, callback_retry_delay_ms
+		FROM accounts WHERE id = $1`, cb.AccountID).Scan(&n, &ms)
+	if err != nil {
+		return Error(err)
+	}
+	cb.Retry = callbridge.RetryPolicy{Attempts: int(n), Delay: time.Duration(ms) * time.Millisecond}
+	return nil
+}
+
+func cbQualified(alias string) string {
+	return fmt.Sprintf(`%[1]s.id, %[1]s.account_id, %[1]s.status, %[1]s.reason, %[1]s.a, %[1]s.b,
+		%[1]s.caller_id_a, %[1]s.caller_id_b, %[1]s.ring_timeout_a, %[1]s.ring_timeout_b,
+		%[1]s.max_duration, %[1]s.prompt, %[1]s.record, %[1]s.webhook_url, %[1]s.metadata,
+		%[1]s.attempt, %[1]s.node, %[1]s.cancel_requested, %[1]s.created_at, %[1]s.updated_at,
+		%[1]s.ended_at`, alias)
+}
+
+// AdoptCallbacks takes over up to n live callbacks whose lease has run out
+// or that owner itself held (a restarted controller with the same name),
+// with a fresh lease, and returns them with their legs for reconciliation.
+func (s *CallbackService) AdoptCallbacks(ctx context.Context, owner string, lease time.Duration, n int) ([]*callbridge.Callback, error) {
+	var out []*callbridge.Callback
+	err := s.db.Tx(ctx, func(tx *Tx) error {
+		rows, err := tx.QueryxContext(ctx, `UPDATE callbacks c SET owner = $1,
+				lease_until = now() + $2 * interval '1 millisecond', updated_at = now()
+			WHERE id IN (SELECT id FROM callbacks
+				WHERE status IN ('calling_a', 'a_answered', 'calling_b', 'bridged')
+				  AND (owner = $1 OR lease_until IS NULL OR lease_until < now())
+				ORDER BY lease_until NULLS FIRST LIMIT $3 FOR UPDATE SKIP LOCKED)
+			RETURNING `+cbQualified("c"), owner, lease.Milliseconds(), n)
+		if err != nil {
+			return Error(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var row callbackRow
+			if err := rows.Scan(cbScanTargets(&row)...); err != nil {
+				return Error(err)
+			}
+			out = append(out, row.callback())
+		}
+		return Error(rows.Err())
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, cb := range out {
+		if err := s.db.SelectContext(ctx, &cb.Legs, `SELECT callback_id, leg, attempt, uuid, node, number,
+			caller_id, created_at, ringing_at, answered_at, hangup_at, hangup_cause
+			FROM callback_legs WHERE callback_id = $1 AND attempt = $2 ORDER BY leg`, cb.ID, cb.Attempt); err != nil {
+			return nil, Error(err)
+		}
+		if err := s.retryPolicy(ctx, cb); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// RenewLeases extends owner's leases on ids and returns the ids whose
+// cancellation was requested and those owner no longer holds (taken over
+// or ended elsewhere).
+func (s *CallbackService) RenewLeases(ctx context.Context, owner string, ids []string, lease time.Duration) (cancel, lost []string, err error) {
+	if len(ids) == 0 {
+		return nil, nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `UPDATE callbacks SET lease_until = now() + $3 * interval '1 millisecond'
+		WHERE id = ANY($1::uuid[]) AND owner = $2 AND status IN ('calling_a', 'a_answered', 'calling_b', 'bridged')
+		RETURNING id, cancel_requested`, pq.Array(ids), owner, lease.Milliseconds())
+	if err != nil {
+		return nil, nil, Error(err)
+	}
+	defer rows.Close()
+	held := map[string]bool{}
+	for rows.Next() {
+		var id string
+		var c bool
+		if err := rows.Scan(&id, &c); err != nil {
+			return nil, nil, Error(err)
+		}
+		held[id] = true
+		if c {
+			cancel = append(cancel, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, Error(err)
+	}
+	for _, id := range ids {
+		if !held[id] {
+			lost = append(lost, id)
+		}
+	}
+	return cancel, lost, nil
+}
+
+// CancelRequested reports whether a DELETE asked for the callback to end.
+func (s *CallbackService) CancelRequested(ctx context.Context, id string) (bool, error) {
+	var c bool
+	err := s.db.GetContext(ctx, &c, `SELECT cancel_requested FROM callbacks WHERE id = $1`, id)
+	return c, Error(err)
+}
+
+// ErrLeaseLost is returned by UpdateCallback when the worker no longer
+// holds the callback (another controller took it over, or it ended).
+var ErrLeaseLost = callbridge.Errorf(callbridge.ECONFLICT, "postgres: callback lease lost")
+
+// UpdateCallback applies one step of a callback worker atomically: leg
+// facts, history entries, a status change with its webhook. It returns
+// ErrLeaseLost if u.Owner does not hold the callback any more.
+func (s *CallbackService) UpdateCallback(ctx context.Context, u *callbridge.CallbackUpdate) error {
+	return s.db.Tx(ctx, func(tx *Tx) error {
+		var row callbackRow
+		err := tx.QueryRowxContext(ctx, `UPDATE callbacks SET updated_at = now(),
+				node = CASE WHEN $3 = '' THEN node ELSE $3 END
+			WHERE id = $1 AND owner = $2 AND status NOT IN ('queued', 'completed', 'failed')
+			RETURNING `+callbackColumns, u.ID, u.Owner, u.Node).Scan(cbScanTargets(&row)...)
+		if err == sql.ErrNoRows {
+			return ErrLeaseLost
+		}
+		if err != nil {
+			return Error(err)
+		}
+		cb := row.callback()
+		if l := u.Leg; l != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO callback_legs (callback_id, leg, attempt, uuid, node,
+					number, caller_id, ringing_at, answered_at, hangup_at, hangup_cause)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+				ON CONFLICT (callback_id, leg, attempt) DO UPDATE SET
+					ringing_at = coalesce(callback_legs.ringing_at, EXCLUDED.ringing_at),
+					answered_at = coalesce(callback_legs.answered_at, EXCLUDED.answered_at),
+					hangup_at = coalesce(callback_legs.hangup_at, EXCLUDED.hangup_at),
+					hangup_cause = CASE WHEN callback_legs.hangup_cause = '' THEN EXCLUDED.hangup_cause
+						ELSE callback_legs.hangup_cause END`,
+				u.ID, l.Leg, l.Attempt, l.UUID, l.Node, l.Number, l.CallerID,
+				cbNullTime(l.Ringing), cbNullTime(l.Answered), cbNullTime(l.Hangup), l.Cause); err != nil {
+				return Error(err)
+			}
+		}
+		for _, e := range u.Events {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO callback_events (callback_id, type, leg, attempt, detail, at)
+				VALUES ($1, $2, $3, $4, $5, coalesce($6, clock_timestamp()))`,
+				u.ID, e.Type, e.Leg, cb.Attempt, e.Detail, cbNullTime(e.At)); err != nil {
+				return Error(err)
+			}
+		}
+		if u.Status == "" {
+			return nil
+		}
+		var runAt *time.Time
+		if u.Status == callbridge.CallbackQueued {
+			t := u.RunAt
+			if t.IsZero() {
+				t = time.Now()
+			}
+			runAt = &t
+		}
+		return setStatusTx(ctx, tx, cb, u.Status, u.Reason, u.Detail, runAt)
+	})
+}
+
+func cbNullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

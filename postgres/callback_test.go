@@ -1,0 +1,307 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"callbridge"
+	"callbridge/postgres"
+	"callbridge/postgres/pgtest"
+)
+
+func newCallbackAccount(t *testing.T, db *postgres.DB) string {
+	t.Helper()
+	a := &callbridge.Account{Name: "cb test", ServiceNumber: "4930100100"}
+	if _, err := postgres.NewAccountService(db).CreateAccount(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	return a.ID
+}
+
+func callbackRequest(account string) *callbridge.CallbackRequest {
+	return &callbridge.CallbackRequest{
+		AccountID: account, A: "4917011111", B: "4917022222", RingTimeoutA: 30, RingTimeoutB: 30,
+		MaxDuration: 600, Prompt: "none", WebhookURL: "http://127.0.0.1:1/hook",
+		Metadata: json.RawMessage(`{"crm":"42"}`),
+	}
+}
+
+func TestCreateCallbackIdempotency(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	s := postgres.NewCallbackService(db)
+
+	r := callbackRequest(acct)
+	r.IdempotencyKey, r.RequestHash = "k1", "h1"
+	first, created, err := s.CreateCallback(ctx, r)
+	if err != nil || !created {
+		t.Fatalf("create: %v, created %v", err, created)
+	}
+	if first.Status != callbridge.CallbackQueued || string(first.Metadata) != `{"crm": "42"}` {
+		t.Errorf("got %+v", first)
+	}
+	again, created, err := s.CreateCallback(ctx, r)
+	if err != nil || created || again.ID != first.ID {
+		t.Fatalf("repeat: got %v created=%v err=%v, want %s", again, created, err, first.ID)
+	}
+	r.RequestHash = "h2"
+	if _, _, err := s.CreateCallback(ctx, r); callbridge.ErrorCode(err) != callbridge.ECONFLICT {
+		t.Fatalf("other body: got %v, want conflict", err)
+	}
+	got, err := s.Callback(ctx, acct, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Events) != 1 || got.Events[0].Status != callbridge.CallbackQueued {
+		t.Errorf("events: got %+v", got.Events)
+	}
+	other := newCallbackAccount(t, db)
+	if _, err := s.Callback(ctx, other, first.ID); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		t.Errorf("other account: got %v, want not found", err)
+	}
+	if _, err := s.Callback(ctx, acct, "nope"); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		t.Errorf("malformed id: got %v, want not found", err)
+	}
+	hooks, _, err := postgres.NewWebhookService(db).Webhooks(ctx, acct, callbridge.WebhookFilter{})
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("webhooks: %v %v", hooks, err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(hooks[0].Payload, &p); err != nil || p["status"] != "queued" || p["callback_id"] != first.ID {
+		t.Errorf("payload: %s", hooks[0].Payload)
+	}
+}
+
+func TestCreateCallbackQueueFull(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	if _, err := db.ExecContext(ctx, `UPDATE accounts SET callback_queue_limit = 2 WHERE id = $1`, acct); err != nil {
+		t.Fatal(err)
+	}
+	s := postgres.NewCallbackService(db)
+	for i := 0; i < 2; i++ {
+		if _, _, err := s.CreateCallback(ctx, callbackRequest(acct)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.CreateCallback(ctx, callbackRequest(acct)); callbridge.ErrorCode(err) != callbridge.ERATELIMIT {
+		t.Fatalf("got %v, want rate limited", err)
+	}
+}
+
+func TestClaimCallbackSkipLocked(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	s := postgres.NewCallbackService(db)
+	const n = 20
+	for i := 0; i < n; i++ {
+		if _, _, err := s.CreateCallback(ctx, callbackRequest(acct)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	seen := map[string]string{}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(owner string) {
+			defer wg.Done()
+			for {
+				cb, err := s.ClaimCallback(ctx, owner, "node1", time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if cb == nil {
+					return
+				}
+				mu.Lock()
+				if prev, dup := seen[cb.ID]; dup {
+					t.Errorf("callback %s claimed by %s and %s", cb.ID, prev, owner)
+				}
+				seen[cb.ID] = owner
+				mu.Unlock()
+			}
+		}(string(rune('a' + w)))
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Errorf("claimed %d, want %d", len(seen), n)
+	}
+}
+
+func TestUpdateCallbackLeaseAndRetry(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	s := postgres.NewCallbackService(db)
+	created, _, err := s.CreateCallback(ctx, callbackRequest(acct))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := s.ClaimCallback(ctx, "w1", "node1", time.Minute)
+	if err != nil || cb == nil || cb.ID != created.ID || cb.Status != callbridge.CallbackCallingA {
+		t.Fatalf("claim: %+v %v", cb, err)
+	}
+	now := time.Now().UTC()
+	leg := &callbridge.LegUpdate{Leg: "a", Attempt: 1, UUID: "9b0a7f4c-8f55-4c1b-9a57-1c1e0c9f7a11", Node: "node1", Number: cb.A}
+	if err := s.UpdateCallback(ctx, &callbridge.CallbackUpdate{ID: cb.ID, Owner: "w1", Leg: leg}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateCallback(ctx, &callbridge.CallbackUpdate{ID: cb.ID, Owner: "w2", Leg: leg}); err != postgres.ErrLeaseLost {
+		t.Fatalf("other owner: got %v, want lease lost", err)
+	}
+	hung := *leg
+	hung.Hangup, hung.Cause = now, "USER_BUSY"
+	err = s.UpdateCallback(ctx, &callbridge.CallbackUpdate{ID: cb.ID, Owner: "w1", Leg: &hung,
+		Status: callbridge.CallbackQueued, Detail: "retry", RunAt: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.ClaimCallback(ctx, "w1", "node1", time.Minute); err != nil || again != nil {
+		t.Fatalf("claimed before run_at: %v %v", again, err)
+	}
+	got, err := s.Callback(ctx, acct, cb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != callbridge.CallbackQueued || got.Attempt != 2 || len(got.Legs) != 1 || got.Legs[0].HangupCause != "USER_BUSY" {
+		t.Errorf("got %+v legs %+v", got, got.Legs)
+	}
+	want := []callbridge.CallbackStatus{"queued", "calling_a", "queued"}
+	var statuses []callbridge.CallbackStatus
+	for _, e := range got.Events {
+		if e.Type == callbridge.EventStatus {
+			statuses = append(statuses, e.Status)
+		}
+	}
+	if len(statuses) != len(want) {
+		t.Fatalf("statuses %v, want %v", statuses, want)
+	}
+	for i := range want {
+		if statuses[i] != want[i] {
+			t.Errorf("statuses %v, want %v", statuses, want)
+		}
+	}
+}
+
+func TestCancelAndAdopt(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	s := postgres.NewCallbackService(db)
+	q, _, _ := s.CreateCallback(ctx, callbackRequest(acct))
+	got, err := s.CancelCallback(ctx, acct, q.ID)
+	if err != nil || got.Status != callbridge.CallbackFailed || got.Reason != callbridge.ReasonCancelled || got.EndedAt == nil {
+		t.Fatalf("cancel queued: %+v %v", got, err)
+	}
+	if again, err := s.CancelCallback(ctx, acct, q.ID); err != nil || again.Status != callbridge.CallbackFailed {
+		t.Fatalf("cancel again: %+v %v", again, err)
+	}
+
+	live, _, _ := s.CreateCallback(ctx, callbackRequest(acct))
+	if _, err := s.ClaimCallback(ctx, "w1", "node1", time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.CancelCallback(ctx, acct, live.ID)
+	if err != nil || !got.CancelRequested || got.Status != callbridge.CallbackCallingA {
+		t.Fatalf("cancel live: %+v %v", got, err)
+	}
+	time.Sleep(5 * time.Millisecond) // the 1 ms lease runs out
+	adopted, err := s.AdoptCallbacks(ctx, "w2", time.Minute, 10)
+	if err != nil || len(adopted) != 1 || adopted[0].ID != live.ID {
+		t.Fatalf("adopt: %v %v", adopted, err)
+	}
+	cancel, lost, err := s.RenewLeases(ctx, "w1", []string{live.ID}, time.Minute)
+	if err != nil || len(cancel) != 0 || len(lost) != 1 {
+		t.Fatalf("old owner renew: cancel %v lost %v err %v", cancel, lost, err)
+	}
+	cancel, lost, err = s.RenewLeases(ctx, "w2", []string{live.ID}, time.Minute)
+	if err != nil || len(cancel) != 1 || len(lost) != 0 {
+		t.Fatalf("new owner renew: cancel %v lost %v err %v", cancel, lost, err)
+	}
+}
+
+func TestCallbacksList(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	s := postgres.NewCallbackService(db)
+	var ids []string
+	for i := 0; i < 5; i++ {
+		cb, _, err := s.CreateCallback(ctx, callbackRequest(acct))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, cb.ID)
+	}
+	var got []string
+	cursor := ""
+	for {
+		page, next, err := s.Callbacks(ctx, acct, callbridge.CallbackFilter{Limit: 2, Cursor: cursor, Status: callbridge.CallbackQueued})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cb := range page {
+			got = append(got, cb.ID)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(got) != 5 || got[0] != ids[4] || got[4] != ids[0] {
+		t.Errorf("got %v, want newest first of %v", got, ids)
+	}
+	if _, _, err := s.Callbacks(ctx, acct, callbridge.CallbackFilter{Cursor: "garbage"}); callbridge.ErrorField(err) != "cursor" {
+		t.Errorf("bad cursor: got %v", err)
+	}
+}
+
+func TestWebhookClaimOrderPerKey(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	w := postgres.NewWebhookService(db)
+	for i := 0; i < 3; i++ {
+		if err := w.EnqueueWebhook(ctx, acct, "http://x.test/h", "t", "k1", map[string]int{"n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.EnqueueWebhook(ctx, acct, "http://x.test/h", "t", "k2", map[string]int{"n": 9}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.ClaimWebhooks(ctx, 10, time.Minute)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("claim: %v %v, want the head of each key", got, err)
+	}
+	if again, _ := w.ClaimWebhooks(ctx, 10, time.Minute); len(again) != 0 {
+		t.Fatalf("claimed while in flight: %v", again)
+	}
+	for _, h := range got {
+		if h.Key == "k1" {
+			if err := w.WebhookDelivered(ctx, h.ID); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := w.WebhookFailed(ctx, h.ID, "HTTP 500", time.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next, err := w.ClaimWebhooks(ctx, 10, time.Minute)
+	if err != nil || len(next) != 1 || string(next[0].Payload) != `{"n": 1}` {
+		t.Fatalf("second claim: %v %v", next, err)
+	}
+	dead, _, err := w.Webhooks(ctx, acct, callbridge.WebhookFilter{Status: callbridge.WebhookDead})
+	if err != nil || len(dead) != 1 || dead[0].LastError != "HTTP 500" {
+		t.Fatalf("dead: %v %v", dead, err)
+	}
+	if err := w.EnqueueWebhook(ctx, acct, "ftp://x", "t", "k", map[string]int{}); callbridge.ErrorField(err) != "webhook_url" {
+		t.Errorf("bad url: %v", err)
+	}
+}
