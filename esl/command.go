@@ -130,8 +130,8 @@ func checkHost(field, s string) error {
 // checkPath accepts absolute file paths made of [A-Za-z0-9_./-] without
 // ".." segments.
 func checkPath(field, s string) error {
-	if len(s) < 2 || len(s) > maxPathLen || s[0] != '/' {
-		return invalid(field, "must be an absolute path of at most %d characters", maxPathLen)
+	if len(s) < 2 || len(s) > maxPathLen || s[0] != '/' || s[len(s)-1] == '/' {
+		return invalid(field, "must be an absolute file path of at most %d characters", maxPathLen)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
