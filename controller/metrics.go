@@ -62,3 +62,42 @@ func (m *Metrics) observe() gin.HandlerFunc {
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 }
+
+// nodeCollector reports each FreeSWITCH node's connection state and
+// counters at scrape time.
+type nodeCollector struct {
+	nodes                            func() []NodeStatus
+	connected, redials, events, call *prometheus.Desc
+}
+
+// WatchNodes exports the ESL state of the nodes nodes() reports:
+// connection state, redials, events received and active calls per node.
+func (m *Metrics) WatchNodes(nodes func() []NodeStatus) {
+	m.Registry.MustRegister(&nodeCollector{
+		nodes:     nodes,
+		connected: prometheus.NewDesc("callbridge_esl_connected", "1 when both ESL connections to the node are up.", []string{"node"}, nil),
+		redials:   prometheus.NewDesc("callbridge_esl_redials_total", "ESL dial attempts after the first, per node.", []string{"node"}, nil),
+		events:    prometheus.NewDesc("callbridge_esl_events_received_total", "ESL events received per node.", []string{"node"}, nil),
+		call:      prometheus.NewDesc("callbridge_active_calls", "Calls placed through the node and not yet released.", []string{"node"}, nil),
+	})
+}
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.connected
+	ch <- c.redials
+	ch <- c.events
+	ch <- c.call
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, n := range c.nodes() {
+		up := 0.0
+		if n.Connected {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, up, n.Name)
+		ch <- prometheus.MustNewConstMetric(c.redials, prometheus.CounterValue, float64(n.Redials), n.Name)
+		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(n.Events), n.Name)
+		ch <- prometheus.MustNewConstMetric(c.call, prometheus.GaugeValue, float64(n.Calls), n.Name)
+	}
+}

@@ -150,6 +150,27 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("GET /v1/account = %d %v", code, v)
 	}
 
+	// /metrics is behind the admin token and reports ESL and HTTP figures.
+	if code, _ := do(t, "GET", base+"/metrics", "", ""); code != 401 {
+		t.Errorf("/metrics without the admin token = %d, want 401", code)
+	}
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer admin-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`callbridge_esl_connected{node="` + fs.Addr() + `"} 1`,
+		`callbridge_http_requests_total{method="GET",route="/v1/account",status="200"} 1`,
+	} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
 	for _, tc := range []struct{ body, field string }{
 		{`{"name":"x","bogus":1}`, "bogus"},
 		{`{"name":"x","service_number":"12; rm -rf"}`, "service_number"},

@@ -56,14 +56,17 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// drain steps run in order after SIGTERM, under the drain timeout.
 	var drain []func(context.Context)
 
+	metrics := controller.NewMetrics()
 	var draining atomic.Bool
 	srv := &controller.Server{
-		Logger:     log,
-		Version:    version,
-		Accounts:   postgres.NewAccountService(db),
-		AdminToken: cfg.AdminToken,
-		DB:         db,
-		Draining:   draining.Load,
+		Metrics:              metrics,
+		MetricsOnOwnListener: cfg.MetricsAddr != "",
+		Logger:               log,
+		Version:              version,
+		Accounts:             postgres.NewAccountService(db),
+		AdminToken:           cfg.AdminToken,
+		DB:                   db,
+		Draining:             draining.Load,
 	}
 
 	// esl: one client per node; they stay connected while calls drain and
@@ -90,6 +93,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	_ = goWork
 	pool := esl.NewPool(nodes...)
 	srv.Nodes = func() []controller.NodeStatus { return nodeStatus(pool) }
+	metrics.WatchNodes(srv.Nodes)
 
 	// privacy numbers
 
@@ -113,8 +117,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		IdleTimeout:       120 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return work },
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(ln) }()
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.MetricsAddr, err)
+		}
+		metricsSrv := &http.Server{Handler: metrics.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- metricsSrv.Serve(mln) }()
+		defer metricsSrv.Close()
+		log.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	log.Info("listening", "addr", ln.Addr().String())
 	fmt.Fprintf(stdout, "callbridge listening on %s\n", ln.Addr())
 
