@@ -62,6 +62,10 @@ type DeckInfo struct {
 	// Holidays are the dates, "YYYY-MM-DD" in TimeZone, on which only
 	// bands that include "hol" apply.
 	Holidays []string `json:"holidays,omitempty"`
+	// EffectiveFrom is when the deck takes over from its owner's previous
+	// deck: the store picks, for a call, the latest deck in force at its
+	// start. The engine does not use it. Zero means since always.
+	EffectiveFrom time.Time `json:"effective_from,omitzero"`
 	// Version increases whenever the deck or its rates change.
 	Version int64 `json:"version"`
 	// CreatedAt is when the deck was created, UTC.
@@ -75,8 +79,8 @@ func (i *DeckInfo) Validate() error {
 	switch {
 	case (i.AccountID == "") == (i.Gateway == ""):
 		return callbridge.FieldError("account_id", "a deck belongs to exactly one of an account or a gateway")
-	case len(i.Gateway) > maxTextLen:
-		return callbridge.FieldError("gateway", "longer than 200 bytes")
+	case i.Gateway != "" && !isGateway(i.Gateway):
+		return callbridge.FieldError("gateway", "must be 1 to 64 letters, digits, '.', '_' or '-'")
 	case i.Name == "" || len(i.Name) > maxTextLen:
 		return callbridge.FieldError("name", "must have 1 to 200 bytes")
 	case !isCurrency(i.Currency):
@@ -107,6 +111,19 @@ func (i *DeckInfo) Validate() error {
 		}
 	}
 	return nil
+}
+
+func isGateway(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func isCurrency(s string) bool {
