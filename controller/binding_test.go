@@ -1,0 +1,339 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"callbridge"
+	"callbridge/esl/esltest"
+	"callbridge/postgres"
+	"callbridge/postgres/pgtest"
+
+	"github.com/gin-gonic/gin"
+)
+
+// fakeHangupper records which bindings had their calls cut.
+type fakeHangupper struct {
+	mu     sync.Mutex
+	killed []string
+	kill   func(id string) int
+}
+
+var _ Hangupper = (*fakeHangupper)(nil)
+
+func (f *fakeHangupper) KillBindingCalls(_ context.Context, id string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.killed = append(f.killed, id)
+	return f.kill(id), nil
+}
+
+// privacyEnv is a controller with the privacy-number routes on a real
+// database, its index kept by LISTEN/NOTIFY, and a simulated FreeSWITCH
+// that asks the dialplan endpoint for every inbound call.
+type privacyEnv struct {
+	api   *httptest.Server
+	fs    *esltest.Server
+	index *BindingIndex
+	key   string
+	calls *fakeHangupper
+}
+
+func newPrivacyEnv(t *testing.T) *privacyEnv {
+	t.Helper()
+	db := pgtest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	accounts := postgres.NewAccountService(db)
+	key, err := accounts.CreateAccount(ctx, &callbridge.Account{Name: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bindings := postgres.NewBindingService(db)
+	index := NewBindingIndex(bindings, nil)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- index.Run(ctx, ready) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("index: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("index: %v", err)
+	}
+
+	env := &privacyEnv{index: index, key: key}
+	env.fs = esltest.NewUnstartedServer()
+	env.calls = &fakeHangupper{kill: func(id string) int {
+		n := 0
+		for _, ch := range env.fs.Channels() {
+			if ch.Variables[callbridge.VarBindingID] == id {
+				n++
+			}
+		}
+		return n
+	}}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.Use(limitBody(1 << 20))
+	p := &PrivacyNumbers{
+		Bindings: bindings, Numbers: postgres.NewNumberService(db), Lines: index, Calls: env.calls,
+		Dialplan: DialplanConfig{User: dpUser, Password: dpPass},
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	p.Register(e, e.Group("/v1", authenticate(accounts)))
+	env.api = httptest.NewServer(e)
+	t.Cleanup(env.api.Close)
+
+	script, err := esltest.ParseScript([]byte(`{"rules":[{"prefix":"4917","ring_ms":200,"outcome":"answer","talk_ms":0}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.fs.Script = script
+	env.fs.Speed = 10
+	env.fs.DialplanURL = env.api.URL + "/fs/dialplan"
+	env.fs.DialplanUser, env.fs.DialplanPassword = dpUser, dpPass
+	env.fs.Start()
+	t.Cleanup(env.fs.Close)
+	return env
+}
+
+// do calls the API with the account's key and decodes the answer into out.
+func (env *privacyEnv) do(t *testing.T, method, path string, in, out any) int {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, env.api.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+env.key)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := env.api.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, raw, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// waitFor polls cond until it holds; 10 s is an upper bound, not a timing.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// call places an inbound call from caller to x and returns the B leg the
+// dialplan bridged it to, or nil if the call ended without one.
+func (env *privacyEnv) call(t *testing.T, caller, x callbridge.Number) *esltest.ChannelInfo {
+	t.Helper()
+	id, err := env.fs.Inbound(context.Background(), string(caller), string(x))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leg *esltest.ChannelInfo
+	waitFor(t, "the call to be bridged or to end", func() bool {
+		alive := false
+		for _, ch := range env.fs.Channels() {
+			if ch.UUID == id {
+				alive = true
+				if ch.BridgedTo == "" {
+					continue
+				}
+				for _, o := range env.fs.Channels() {
+					if o.UUID == ch.BridgedTo {
+						leg = &o
+						return true
+					}
+				}
+			}
+		}
+		return !alive
+	})
+	return leg
+}
+
+func TestPrivacyNumbersEndToEnd(t *testing.T) {
+	env := newPrivacyEnv(t)
+	const x2 = callbridge.Number("4930100200")
+	var nums struct{ Numbers []callbridge.VirtualNumber }
+	if code := env.do(t, "POST", "/v1/numbers", map[string]any{"numbers": []map[string]any{
+		{"number": "+" + string(tX), "gateway": "carrier-1", "area": "berlin"},
+		{"number": string(x2), "gateway": "carrier-2", "area": "hamburg"},
+	}}, &nums); code != http.StatusCreated || len(nums.Numbers) != 2 {
+		t.Fatalf("create numbers: %d %+v", code, nums)
+	}
+
+	var axb callbridge.Binding
+	if code := env.do(t, "POST", "/v1/bindings", map[string]any{
+		"mode": "AXB", "a": "+" + string(tA), "b": string(tB), "area": "berlin", "ttl": 3600, "external_id": "order-1",
+	}, &axb); code != http.StatusCreated || axb.X != tX || axb.Status != callbridge.StatusActive {
+		t.Fatalf("create AXB: %d %+v", code, axb)
+	}
+	var xb callbridge.Binding
+	if code := env.do(t, "POST", "/v1/bindings", map[string]any{
+		"mode": "XB", "b": string(tB), "x": string(x2), "expires_at": time.Now().Add(time.Hour),
+	}, &xb); code != http.StatusCreated {
+		t.Fatalf("create XB: %d %+v", code, xb)
+	}
+	waitFor(t, "the index to hold both bindings", func() bool {
+		l1, _ := env.index.Line(context.Background(), tX)
+		l2, _ := env.index.Line(context.Background(), x2)
+		return l1 != nil && len(l1.Bindings) == 1 && l2 != nil && len(l2.Bindings) == 1
+	})
+
+	tests := []struct {
+		name      string
+		caller, x callbridge.Number
+		target    callbridge.Number // "" for a refusal
+		present   callbridge.Number
+		gateway   string
+		direction string
+		binding   string
+	}{
+		{"axb a to b", tA, tX, tB, tX, "carrier-1", callbridge.DirectionAToB, axb.ID},
+		{"axb b to a", tB, tX, tA, tX, "carrier-1", callbridge.DirectionBToA, axb.ID},
+		{"axb stranger refused", tC, tX, "", "", "", "", ""},
+		{"xb anyone to b", tC, x2, tB, x2, "carrier-2", callbridge.DirectionAnyToB, xb.ID},
+		{"unknown x refused", tA, "4930100999", "", "", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leg := env.call(t, tt.caller, tt.x)
+			if tt.target == "" {
+				if leg != nil {
+					t.Fatalf("got a bridge to %s, want a refusal", leg.Destination)
+				}
+				return
+			}
+			if leg == nil {
+				t.Fatal("call ended without a bridge")
+			}
+			if leg.Destination != string(tt.target) || leg.CallerID != string(tt.present) {
+				t.Errorf("got %s seeing %s, want %s seeing %s", leg.Destination, leg.CallerID, tt.target, tt.present)
+			}
+			if want := "sofia/gateway/" + tt.gateway + "/" + string(tt.target); leg.Name != want && leg.Variables["channel_name"] != want {
+				t.Logf("b leg name %q (want route through %s)", leg.Name, want)
+			}
+			v := leg.Variables
+			if v[callbridge.VarBindingID] != tt.binding || v[callbridge.VarDirection] != tt.direction || v[callbridge.VarX] != string(tt.x) || v[callbridge.VarAccount] == "" {
+				t.Errorf("b leg variables %v, want binding %s direction %s x %s", v, tt.binding, tt.direction, tt.x)
+			}
+		})
+	}
+
+	// Rebinding while a call is up: the call goes on, new calls follow the
+	// new binding.
+	up := env.call(t, tA, tX)
+	if up == nil || up.Destination != string(tB) {
+		t.Fatalf("call before rebinding: %+v", up)
+	}
+	var moved callbridge.Binding
+	if code := env.do(t, "PATCH", "/v1/bindings/"+axb.ID, map[string]any{"b": string(tC)}, &moved); code != http.StatusOK || moved.B != tC {
+		t.Fatalf("patch: %d %+v", code, moved)
+	}
+	waitFor(t, "the index to see the new b", func() bool {
+		l, _ := env.index.Line(context.Background(), tX)
+		return l != nil && len(l.Bindings) == 1 && l.Bindings[0].B == tC
+	})
+	stillUp := false
+	for _, ch := range env.fs.Channels() {
+		if ch.UUID == up.UUID && ch.BridgedTo != "" {
+			stillUp = true
+		}
+	}
+	if !stillUp {
+		t.Error("the call in progress ended when the binding changed")
+	}
+	if leg := env.call(t, tA, tX); leg == nil || leg.Destination != string(tC) {
+		t.Errorf("call after rebinding: got %+v, want a bridge to %s", leg, tC)
+	}
+	if leg := env.call(t, tB, tX); leg != nil {
+		t.Errorf("old b still reaches the binding: bridged to %s", leg.Destination)
+	}
+
+	// Unbind with hangup=true: the binding's calls are cut, routing stops.
+	var gone callbridge.Binding
+	if code := env.do(t, "DELETE", "/v1/bindings/"+axb.ID+"?hangup=true", nil, &gone); code != http.StatusOK || gone.Status != callbridge.StatusUnbound {
+		t.Fatalf("delete: %d %+v", code, gone)
+	}
+	if len(env.calls.killed) != 1 || env.calls.killed[0] != axb.ID {
+		t.Errorf("killed %v, want [%s]", env.calls.killed, axb.ID)
+	}
+	waitFor(t, "the index to drop the binding", func() bool {
+		l, _ := env.index.Line(context.Background(), tX)
+		return l != nil && len(l.Bindings) == 0
+	})
+	if leg := env.call(t, tA, tX); leg != nil {
+		t.Errorf("unbound binding still routes to %s", leg.Destination)
+	}
+	var evs struct{ Events []callbridge.BindingEvent }
+	env.do(t, "GET", "/v1/bindings/"+axb.ID+"/events", nil, &evs)
+	if len(evs.Events) != 4 {
+		t.Errorf("got events %+v, want binding, active, unbinding, unbound", evs.Events)
+	}
+}
+
+func TestBindingsAPIErrors(t *testing.T) {
+	env := newPrivacyEnv(t)
+	env.do(t, "POST", "/v1/numbers", map[string]any{"number": string(tX), "gateway": "carrier-1"}, nil)
+	tests := []struct {
+		name  string
+		body  map[string]any
+		code  int
+		field string
+		ecode string
+	}{
+		{"no expiry", map[string]any{"mode": "XB", "b": string(tB)}, 400, "expires_at", "invalid"},
+		{"ttl too short", map[string]any{"mode": "XB", "b": string(tB), "ttl": 10}, 400, "expires_at", "invalid"},
+		{"both expiry forms", map[string]any{"mode": "XB", "b": string(tB), "ttl": 100, "expires_at": time.Now().Add(time.Hour)}, 400, "ttl", "invalid"},
+		{"bad mode", map[string]any{"mode": "AB", "b": string(tB), "ttl": 100}, 400, "mode", "invalid"},
+		{"b not a number", map[string]any{"mode": "XB", "b": "sip:evil", "ttl": 100}, 400, "b", "invalid"},
+		{"axb without a", map[string]any{"mode": "AXB", "b": string(tB), "ttl": 100}, 400, "a", "invalid"},
+		{"unknown field", map[string]any{"mode": "XB", "b": string(tB), "ttl": 100, "color": "red"}, 400, "color", "invalid"},
+		{"x of no pool", map[string]any{"mode": "XB", "b": string(tB), "ttl": 100, "x": "4930999999"}, 404, "", "not_found"},
+		{"ok", map[string]any{"mode": "XB", "b": string(tB), "ttl": 100}, 201, "", ""},
+		{"pool exhausted", map[string]any{"mode": "XB", "b": string(tC), "ttl": 100}, 409, "", "no_number_available"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out struct {
+				Error struct{ Code, Field string }
+			}
+			if code := env.do(t, "POST", "/v1/bindings", tt.body, &out); code != tt.code || out.Error.Field != tt.field || out.Error.Code != tt.ecode {
+				t.Errorf("got %d %+v, want %d %s %s", code, out.Error, tt.code, tt.ecode, tt.field)
+			}
+		})
+	}
+}
