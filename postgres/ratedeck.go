@@ -1,0 +1,359 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"callbridge"
+	"callbridge/rating"
+
+	"github.com/lib/pq"
+)
+
+// deckColumns are the rate_decks columns in deckRow's order.
+const deckColumns = `id, coalesce(account_id::text, '') AS account_id, coalesce(gateway, '') AS gateway,
+	name, currency, time_zone, precision, rounding, short_ms,
+	default_per_minute, default_connect_fee, default_min_charge,
+	default_first_increment, default_next_increment, default_description,
+	holidays, effective_from, version, created_at`
+
+type deckRow struct {
+	ID                    string         `db:"id"`
+	AccountID             string         `db:"account_id"`
+	Gateway               string         `db:"gateway"`
+	Name                  string         `db:"name"`
+	Currency              string         `db:"currency"`
+	TimeZone              string         `db:"time_zone"`
+	Precision             int            `db:"precision"`
+	Rounding              string         `db:"rounding"`
+	ShortMS               int64          `db:"short_ms"`
+	DefaultPerMinute      sql.NullInt64  `db:"default_per_minute"`
+	DefaultConnectFee     int64          `db:"default_connect_fee"`
+	DefaultMinCharge      int64          `db:"default_min_charge"`
+	DefaultFirstIncrement int32          `db:"default_first_increment"`
+	DefaultNextIncrement  int32          `db:"default_next_increment"`
+	DefaultDescription    string         `db:"default_description"`
+	Holidays              pq.StringArray `db:"holidays"`
+	EffectiveFrom         time.Time      `db:"effective_from"`
+	Version               int64          `db:"version"`
+	CreatedAt             time.Time      `db:"created_at"`
+}
+
+func (r *deckRow) info() *rating.DeckInfo {
+	d := &rating.DeckInfo{
+		ID: r.ID, AccountID: r.AccountID, Gateway: r.Gateway, Name: r.Name,
+		Currency: r.Currency, TimeZone: r.TimeZone, Precision: r.Precision,
+		Rounding: rating.Rounding(r.Rounding), ShortMS: r.ShortMS,
+		Holidays: []string(r.Holidays), Version: r.Version, CreatedAt: r.CreatedAt.UTC(),
+	}
+	if !r.EffectiveFrom.Equal(time.Unix(0, 0)) {
+		d.EffectiveFrom = r.EffectiveFrom.UTC()
+	}
+	if len(d.Holidays) == 0 {
+		d.Holidays = nil
+	}
+	if r.DefaultPerMinute.Valid {
+		d.Default = &rating.Rate{
+			Description: r.DefaultDescription, PerMinute: r.DefaultPerMinute.Int64,
+			ConnectFee: r.DefaultConnectFee, MinCharge: r.DefaultMinCharge,
+			FirstIncrement: r.DefaultFirstIncrement, NextIncrement: r.DefaultNextIncrement,
+		}
+	}
+	return d
+}
+
+// rateRow is one row of rates.
+type rateRow struct {
+	Prefix         string       `db:"prefix"`
+	Description    string       `db:"description"`
+	Band           string       `db:"band"`
+	PerMinute      int64        `db:"per_minute"`
+	ConnectFee     int64        `db:"connect_fee"`
+	MinCharge      int64        `db:"min_charge"`
+	FirstIncrement int32        `db:"first_increment"`
+	NextIncrement  int32        `db:"next_increment"`
+	Days           int16        `db:"days"`
+	TimeFrom       int32        `db:"time_from"`
+	TimeUntil      int32        `db:"time_until"`
+	EffectiveFrom  sql.NullTime `db:"effective_from"`
+	EffectiveUntil sql.NullTime `db:"effective_until"`
+	Priority       int32        `db:"priority"`
+}
+
+func (r *rateRow) rate() rating.Rate {
+	rt := rating.Rate{
+		Prefix: r.Prefix, Description: r.Description, Band: r.Band,
+		PerMinute: r.PerMinute, ConnectFee: r.ConnectFee, MinCharge: r.MinCharge,
+		FirstIncrement: r.FirstIncrement, NextIncrement: r.NextIncrement,
+		Days: rating.Days(r.Days), From: rating.TimeOfDay(r.TimeFrom), Until: rating.TimeOfDay(r.TimeUntil),
+		Priority: r.Priority,
+	}
+	if r.EffectiveFrom.Valid {
+		rt.EffectiveFrom = r.EffectiveFrom.Time.UTC()
+	}
+	if r.EffectiveUntil.Valid {
+		rt.EffectiveUntil = r.EffectiveUntil.Time.UTC()
+	}
+	return rt
+}
+
+const rateColumns = `prefix, description, band, per_minute, connect_fee, min_charge,
+	first_increment, next_increment, days, time_from, time_until,
+	effective_from, effective_until, priority`
+
+// CreateRateDeck stores a new deck with no rates and fills in its ID,
+// Version and CreatedAt. EINVALID (including an unknown time zone or
+// account), ECONFLICT when its owner already has a deck taking over at
+// the same EffectiveFrom.
+func (db *DB) CreateRateDeck(ctx context.Context, d *rating.DeckInfo) error {
+	d.ID, d.Version = "", 0
+	if d.Rounding == "" {
+		d.Rounding = rating.RoundUp
+	}
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if _, err := time.LoadLocation(d.TimeZone); err != nil || d.TimeZone == "Local" {
+		return callbridge.FieldError("time_zone", "unknown IANA time zone %q", d.TimeZone)
+	}
+	if d.AccountID != "" && !isUUID(d.AccountID) {
+		return callbridge.FieldError("account_id", "no such account")
+	}
+	var def rating.Rate
+	var defPerMinute sql.NullInt64
+	if d.Default != nil {
+		def = *d.Default
+		defPerMinute = sql.NullInt64{Int64: def.PerMinute, Valid: true}
+	} else {
+		def.FirstIncrement, def.NextIncrement = 60, 60
+	}
+	eff := time.Unix(0, 0).UTC()
+	if !d.EffectiveFrom.IsZero() {
+		eff = d.EffectiveFrom.UTC()
+	}
+	holidays := d.Holidays
+	if holidays == nil {
+		holidays = []string{}
+	}
+	var row struct {
+		ID        string    `db:"id"`
+		Version   int64     `db:"version"`
+		CreatedAt time.Time `db:"created_at"`
+	}
+	err := db.QueryRowxContext(ctx, `INSERT INTO rate_decks (account_id, gateway, name, currency, time_zone,
+			precision, rounding, short_ms, default_per_minute, default_connect_fee, default_min_charge,
+			default_first_increment, default_next_increment, default_description, holidays, effective_from)
+		VALUES (nullif($1, '')::uuid, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::date[], $16)
+		RETURNING id, version, created_at`,
+		d.AccountID, d.Gateway, d.Name, d.Currency, d.TimeZone, d.Precision, string(d.Rounding), d.ShortMS,
+		defPerMinute, def.ConnectFee, def.MinCharge, def.FirstIncrement, def.NextIncrement, def.Description,
+		pq.Array(holidays), eff).StructScan(&row)
+	if err != nil {
+		return fmt.Errorf("postgres: create rate deck: %w", Error(err))
+	}
+	d.ID, d.Version, d.CreatedAt = row.ID, row.Version, row.CreatedAt.UTC()
+	return nil
+}
+
+// RateDecks lists an account's decks, or with accountID empty every
+// carrier (gateway) deck, newest first.
+func (db *DB) RateDecks(ctx context.Context, accountID string) ([]*rating.DeckInfo, error) {
+	var rows []deckRow
+	var err error
+	if accountID == "" {
+		err = db.SelectContext(ctx, &rows, `SELECT `+deckColumns+` FROM rate_decks WHERE gateway IS NOT NULL ORDER BY created_at DESC, id`)
+	} else {
+		if !isUUID(accountID) {
+			return []*rating.DeckInfo{}, nil
+		}
+		err = db.SelectContext(ctx, &rows, `SELECT `+deckColumns+` FROM rate_decks WHERE account_id = $1 ORDER BY created_at DESC, id`, accountID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: rate decks: %w", Error(err))
+	}
+	out := make([]*rating.DeckInfo, len(rows))
+	for i := range rows {
+		out[i] = rows[i].info()
+	}
+	return out, nil
+}
+
+// RateDeck returns a deck by id. ENOTFOUND. Callers check ownership.
+func (db *DB) RateDeck(ctx context.Context, id string) (*rating.DeckInfo, error) {
+	if !isUUID(id) {
+		return nil, notFound("rate deck")
+	}
+	var row deckRow
+	if err := db.GetContext(ctx, &row, `SELECT `+deckColumns+` FROM rate_decks WHERE id = $1`, id); err != nil {
+		return nil, fmt.Errorf("postgres: rate deck: %w", notFoundAs(Error(err), "rate deck"))
+	}
+	return row.info(), nil
+}
+
+// ImportRates adds rates to a deck, replacing all of its rates when
+// replace is set, in one transaction (COPY): either every rate is stored
+// or none is. The deck's version increases. It returns the updated deck.
+// EINVALID for a bad rate, ENOTFOUND, ECONFLICT when a rate duplicates
+// one already in the deck (same prefix, days, from, until,
+// effective_from and priority).
+func (db *DB) ImportRates(ctx context.Context, deckID string, rates []rating.Rate, replace bool) (*rating.DeckInfo, error) {
+	for i := range rates {
+		if err := rates[i].Validate(); err != nil {
+			return nil, fmt.Errorf("postgres: rate %d: %w", i, err)
+		}
+	}
+	if !isUUID(deckID) {
+		return nil, notFound("rate deck")
+	}
+	var info *rating.DeckInfo
+	err := db.Tx(ctx, func(tx *Tx) error {
+		// The update locks the deck: imports into one deck take turns.
+		var row deckRow
+		err := tx.GetContext(ctx, &row, `UPDATE rate_decks SET version = version + 1, updated_at = now()
+			WHERE id = $1 RETURNING `+deckColumns, deckID)
+		if err != nil {
+			return notFoundAs(Error(err), "rate deck")
+		}
+		info = row.info()
+		if replace {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM rates WHERE deck_id = $1`, deckID); err != nil {
+				return Error(err)
+			}
+		}
+		stmt, err := tx.PrepareContext(ctx, pq.CopyIn("rates", "deck_id", "prefix", "description", "band",
+			"per_minute", "connect_fee", "min_charge", "first_increment", "next_increment",
+			"days", "time_from", "time_until", "effective_from", "effective_until", "priority"))
+		if err != nil {
+			return Error(err)
+		}
+		defer stmt.Close()
+		for i := range rates {
+			r := &rates[i]
+			if _, err := stmt.ExecContext(ctx, deckID, r.Prefix, r.Description, r.Band,
+				r.PerMinute, r.ConnectFee, r.MinCharge, r.FirstIncrement, r.NextIncrement,
+				int16(r.Days), int32(r.From), int32(r.Until),
+				nullTime(r.EffectiveFrom), nullTime(r.EffectiveUntil), r.Priority); err != nil {
+				return Error(err)
+			}
+		}
+		if _, err := stmt.ExecContext(ctx); err != nil {
+			return Error(err)
+		}
+		return Error(stmt.Close())
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: import rates: %w", err)
+	}
+	return info, nil
+}
+
+func nullTime(t time.Time) sql.NullTime {
+	return sql.NullTime{Time: t.UTC(), Valid: !t.IsZero()}
+}
+
+// Rates returns a deck's rates ordered by prefix, priority and
+// effective_from (the order WriteCSV exports). ENOTFOUND.
+func (db *DB) Rates(ctx context.Context, deckID string) ([]rating.Rate, error) {
+	if _, err := db.RateDeck(ctx, deckID); err != nil {
+		return nil, err
+	}
+	rates, err := selectRates(ctx, db, deckID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: rates: %w", err)
+	}
+	return rates, nil
+}
+
+type selecter interface {
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+}
+
+func selectRates(ctx context.Context, q selecter, deckID string) ([]rating.Rate, error) {
+	var rows []rateRow
+	err := q.SelectContext(ctx, &rows, `SELECT `+rateColumns+` FROM rates WHERE deck_id = $1
+		ORDER BY prefix, priority, effective_from DESC NULLS LAST, days, time_from`, deckID)
+	if err != nil {
+		return nil, Error(err)
+	}
+	rates := make([]rating.Rate, len(rows))
+	for i := range rows {
+		rates[i] = rows[i].rate()
+	}
+	return rates, nil
+}
+
+// AccountDeck returns the compiled deck in force for an account at a time:
+// its latest deck whose EffectiveFrom is not after at. Compiled decks come
+// from cache when its version is current, and are put there otherwise.
+// ENOTFOUND when the account has no deck in force.
+func (db *DB) AccountDeck(ctx context.Context, accountID string, at time.Time, cache *rating.Cache) (*rating.Deck, error) {
+	if !isUUID(accountID) {
+		return nil, notFound("rate deck")
+	}
+	return db.deckInForce(ctx, `account_id = $1`, accountID, at, cache)
+}
+
+// GatewayDeck returns the compiled carrier (buy) deck in force for a
+// gateway at a time, like AccountDeck. ENOTFOUND.
+func (db *DB) GatewayDeck(ctx context.Context, gateway string, at time.Time, cache *rating.Cache) (*rating.Deck, error) {
+	return db.deckInForce(ctx, `gateway = $1`, gateway, at, cache)
+}
+
+// CompiledDeck returns a deck by id, compiled, through cache. ENOTFOUND.
+func (db *DB) CompiledDeck(ctx context.Context, id string, cache *rating.Cache) (*rating.Deck, error) {
+	if !isUUID(id) {
+		return nil, notFound("rate deck")
+	}
+	return db.deckInForce(ctx, `id = $1`, id, time.Time{}, cache)
+}
+
+func (db *DB) deckInForce(ctx context.Context, owner string, key string, at time.Time, cache *rating.Cache) (*rating.Deck, error) {
+	q := `SELECT id, version FROM rate_decks WHERE ` + owner
+	args := []any{key}
+	if !at.IsZero() {
+		q += ` AND effective_from <= $2 ORDER BY effective_from DESC LIMIT 1`
+		args = append(args, at.UTC())
+	}
+	var head struct {
+		ID      string `db:"id"`
+		Version int64  `db:"version"`
+	}
+	if err := db.GetContext(ctx, &head, q, args...); err != nil {
+		return nil, fmt.Errorf("postgres: load rate deck: %w", notFoundAs(Error(err), "rate deck"))
+	}
+	if cache != nil {
+		if d := cache.Get(head.ID, head.Version); d != nil {
+			return d, nil
+		}
+	}
+	// The deck and its rates are read in one snapshot, so the version the
+	// compiled deck carries is the version of its rates.
+	tx, err := db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load rate deck: %w", Error(err))
+	}
+	defer tx.Rollback()
+	var row deckRow
+	if err := tx.GetContext(ctx, &row, `SELECT `+deckColumns+` FROM rate_decks WHERE id = $1`, head.ID); err != nil {
+		return nil, fmt.Errorf("postgres: load rate deck: %w", notFoundAs(Error(err), "rate deck"))
+	}
+	rates, err := selectRates(ctx, tx, head.ID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load rate deck: %w", err)
+	}
+	info := row.info()
+	loc, err := time.LoadLocation(info.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load rate deck %s: time zone %q: %w", info.ID, info.TimeZone, err)
+	}
+	d, err := rating.NewDeck(*info, loc, rates)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: compile rate deck %s: %w", info.ID, err)
+	}
+	if cache != nil {
+		cache.Put(d)
+	}
+	return d, nil
+}

@@ -1,0 +1,183 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"callbridge"
+	"callbridge/postgres"
+	"callbridge/postgres/pgtest"
+	"callbridge/rating"
+)
+
+func newDeckFixture(t *testing.T) (*postgres.DB, string) {
+	t.Helper()
+	db := pgtest.New(t)
+	a := &callbridge.Account{Name: "shop"}
+	if _, err := postgres.NewAccountService(db).CreateAccount(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	return db, a.ID
+}
+
+func mustParse(t *testing.T, csv string) []rating.Rate {
+	t.Helper()
+	rates, err := rating.ParseCSV(bytes.NewBufferString(csv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rates
+}
+
+func TestRateDecks(t *testing.T) {
+	db, account := newDeckFixture(t)
+	ctx := context.Background()
+
+	deck := &rating.DeckInfo{AccountID: account, Name: "retail", Currency: "EUR", TimeZone: "Europe/Berlin", Precision: 4,
+		Holidays: []string{"2025-12-25"}, Default: &rating.Rate{PerMinute: 300000, FirstIncrement: 60, NextIncrement: 60}}
+	if err := db.CreateRateDeck(ctx, deck); err != nil {
+		t.Fatal(err)
+	}
+	if deck.ID == "" || deck.Version != 1 || deck.CreatedAt.IsZero() || deck.Rounding != rating.RoundUp {
+		t.Fatalf("got %+v, want id, version 1, created_at and rounding up", deck)
+	}
+	carrier := &rating.DeckInfo{Gateway: "carrier-a", Name: "buy", Currency: "USD", TimeZone: "America/New_York", Precision: 6}
+	if err := db.CreateRateDeck(ctx, carrier); err != nil {
+		t.Fatal(err)
+	}
+
+	for name, bad := range map[string]*rating.DeckInfo{
+		"time_zone":  {AccountID: account, Name: "x", Currency: "EUR", TimeZone: "Mars/Olympus"},
+		"account_id": {AccountID: account, Gateway: "gw", Name: "x", Currency: "EUR", TimeZone: "UTC"},
+		"currency":   {AccountID: account, Name: "x", Currency: "euro", TimeZone: "UTC"},
+	} {
+		if err := db.CreateRateDeck(ctx, bad); callbridge.ErrorField(err) != name {
+			t.Errorf("%s: got %v, want an error on %s", name, err, name)
+		}
+	}
+	if err := db.CreateRateDeck(ctx, &rating.DeckInfo{AccountID: account, Name: "again", Currency: "EUR", TimeZone: "UTC"}); callbridge.ErrorCode(err) != callbridge.ECONFLICT {
+		t.Errorf("second deck with the same effective_from: got %v, want conflict", err)
+	}
+
+	got, err := db.RateDeck(ctx, deck.ID)
+	if err != nil || !reflect.DeepEqual(got, deck) {
+		t.Errorf("got %+v, %v, want %+v", got, err, deck)
+	}
+	if _, err := db.RateDeck(ctx, "00000000-0000-0000-0000-000000000000"); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		t.Errorf("unknown deck: got %v, want not found", err)
+	}
+	if _, err := db.RateDeck(ctx, "nope"); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		t.Errorf("malformed id: got %v, want not found", err)
+	}
+	list, err := db.RateDecks(ctx, account)
+	if err != nil || len(list) != 1 || list[0].ID != deck.ID {
+		t.Errorf("account decks: got %+v, %v", list, err)
+	}
+	list, err = db.RateDecks(ctx, "")
+	if err != nil || len(list) != 1 || list[0].ID != carrier.ID {
+		t.Errorf("carrier decks: got %+v, %v", list, err)
+	}
+
+	rates := mustParse(t, "prefix,per_minute,days,from,until,first_increment,next_increment,priority,band,effective_from\n"+
+		"4915,0.12,mon-fri,08:00,18:00,1,1,0,peak,\n"+
+		"4915,0.06,,,,1,1,1,offpeak,\n"+
+		"49,0.02,,,,,,,,2025-01-01\n")
+	info, err := db.ImportRates(ctx, deck.ID, rates, true)
+	if err != nil || info.Version != 2 {
+		t.Fatalf("import: got %+v, %v, want version 2", info, err)
+	}
+	stored, err := db.Rates(ctx, deck.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []rating.Rate{rates[2], rates[0], rates[1]} // by prefix, then priority
+	if !reflect.DeepEqual(stored, want) {
+		t.Errorf("got rates %+v, want %+v", stored, want)
+	}
+
+	// A duplicate of a stored rate refuses the whole append.
+	dup := mustParse(t, "prefix,per_minute\n4930,0.01\n4915,0.5\n")
+	dup[1] = rates[0]
+	if _, err := db.ImportRates(ctx, deck.ID, dup, false); callbridge.ErrorCode(err) != callbridge.ECONFLICT {
+		t.Errorf("duplicate append: got %v, want conflict", err)
+	}
+	if n, _ := db.Rates(ctx, deck.ID); len(n) != 3 {
+		t.Errorf("after refused append: got %d rates, want 3", len(n))
+	}
+	if _, err := db.ImportRates(ctx, "00000000-0000-0000-0000-000000000000", rates, false); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		t.Errorf("unknown deck: got %v, want not found", err)
+	}
+
+	// Loading through the cache: compiled once per version.
+	var cache rating.Cache
+	at := time.Date(2025, 1, 15, 10, 0, 0, 0, time.UTC)
+	d1, err := db.AccountDeck(ctx, account, at, &cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d1.Len() != 3 || d1.Info().Version != 2 {
+		t.Errorf("got %d rates version %d, want 3 and 2", d1.Len(), d1.Info().Version)
+	}
+	if r := d1.Price(rating.Usage{Number: "4915112345678", Start: at, BillMS: 60000}); r.Amount != 120000 || r.Band != "peak" {
+		t.Errorf("got %d %q, want 120000 peak", r.Amount, r.Band)
+	}
+	if r := d1.Price(rating.Usage{Number: "81312345678", Start: at, BillMS: 60000}); r.Amount != 300000 || !r.Flags.Has(rating.FlagUnratedDefault) {
+		t.Errorf("default: got %d %q, want 300000 unrated_default", r.Amount, r.Flags)
+	}
+	d2, err := db.AccountDeck(ctx, account, at, &cache)
+	if err != nil || d2 != d1 {
+		t.Errorf("second load: got %p, %v, want the cached %p", d2, err, d1)
+	}
+	if _, err := db.ImportRates(ctx, deck.ID, mustParse(t, "prefix,per_minute\n4930,0.01\n"), false); err != nil {
+		t.Fatal(err)
+	}
+	d3, err := db.AccountDeck(ctx, account, at, &cache)
+	if err != nil || d3 == d1 || d3.Len() != 4 {
+		t.Errorf("after import: got %p with %d rates, %v, want a new deck with 4", d3, d3.Len(), err)
+	}
+	if _, err := db.AccountDeck(ctx, account, time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), &cache); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		t.Errorf("before any deck: got %v, want not found", err)
+	}
+	g, err := db.GatewayDeck(ctx, "carrier-a", at, nil)
+	if err != nil || g.Info().ID != carrier.ID || g.Location().String() != "America/New_York" {
+		t.Errorf("gateway deck: got %v, %v", g, err)
+	}
+}
+
+// TestImportRatesLarge imports 100,000 rates with COPY, then replaces them.
+func TestImportRatesLarge(t *testing.T) {
+	db, account := newDeckFixture(t)
+	ctx := context.Background()
+	deck := &rating.DeckInfo{AccountID: account, Name: "big", Currency: "EUR", TimeZone: "UTC", Precision: 6}
+	if err := db.CreateRateDeck(ctx, deck); err != nil {
+		t.Fatal(err)
+	}
+	rates := make([]rating.Rate, 100_000)
+	for i := range rates {
+		rates[i] = rating.Rate{Prefix: "1" + itoa6(i), PerMinute: int64(i), FirstIncrement: 60, NextIncrement: 60, Days: rating.AllDays, Until: rating.Midnight}
+	}
+	start := time.Now()
+	if _, err := db.ImportRates(ctx, deck.ID, rates, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("imported %d rates in %v", len(rates), time.Since(start))
+	if _, err := db.ImportRates(ctx, deck.ID, rates[:10], true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Rates(ctx, deck.ID)
+	if err != nil || len(got) != 10 {
+		t.Errorf("after replace: got %d rates, %v, want 10", len(got), err)
+	}
+}
+
+func itoa6(i int) string {
+	b := []byte("000000")
+	for j := 5; j >= 0; j-- {
+		b[j] = byte('0' + i%10)
+		i /= 10
+	}
+	return string(b)
+}
