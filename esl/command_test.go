@@ -78,33 +78,47 @@ var hostile = []string{
 func TestBuildersRefuseHostile(t *testing.T) {
 	n := callbridge.Number("4930123456")
 	builders := map[string]func(v string) (Command, error){
-		"bridge a":        func(v string) (Command, error) { return UUIDBridge(v, testUUID) },
-		"bridge b":        func(v string) (Command, error) { return UUIDBridge(testUUID, v) },
-		"kill uuid":       func(v string) (Command, error) { return UUIDKill(v, "") },
-		"kill cause":      func(v string) (Command, error) { return UUIDKill(testUUID, nonEmpty(v)) },
-		"broadcast uuid":  func(v string) (Command, error) { return UUIDBroadcast(v, "/a.wav", "") },
-		"broadcast path":  func(v string) (Command, error) { return UUIDBroadcast(testUUID, "/a/"+v, "") },
-		"broadcast leg":   func(v string) (Command, error) { return UUIDBroadcast(testUUID, "/a.wav", nonEmpty(v)) },
-		"setvar uuid":     func(v string) (Command, error) { return UUIDSetVar(v, "x", "y") },
-		"setvar name":     func(v string) (Command, error) { return UUIDSetVar(testUUID, v, "y") },
-		"setvar value":    func(v string) (Command, error) { return UUIDSetVar(testUUID, "x", nonEmpty(v)) },
-		"exists":          func(v string) (Command, error) { return UUIDExists(v) },
-		"record action":   func(v string) (Command, error) { return UUIDRecord(testUUID, v, "/a.wav") },
-		"record path":     func(v string) (Command, error) { return UUIDRecord(testUUID, "start", "/a/"+v) },
-		"sched uuid":      func(v string) (Command, error) { return SchedHangup(time.Second, v, "") },
-		"sched cause":     func(v string) (Command, error) { return SchedHangup(time.Second, testUUID, nonEmpty(v)) },
-		"hupall":          func(v string) (Command, error) { return Hupall(v) },
-		"orig uuid":       func(v string) (Command, error) { return Originate{UUID: nonEmpty(v), Endpoint: Gateway("g", n)}.Command() },
-		"orig gateway":    func(v string) (Command, error) { return Originate{Endpoint: Gateway(v, n)}.Command() },
-		"orig gw number":  func(v string) (Command, error) { return Originate{Endpoint: Gateway("g", callbridge.Number(v))}.Command() },
-		"orig profile":    func(v string) (Command, error) { return Originate{Endpoint: Profile(v, n, "h")}.Command() },
-		"orig host":       func(v string) (Command, error) { return Originate{Endpoint: Profile("p", n, v)}.Command() },
-		"orig context":    func(v string) (Command, error) { return Originate{Endpoint: Loopback(n, v)}.Command() },
-		"orig var name":   func(v string) (Command, error) { return Originate{Endpoint: Gateway("g", n), Vars: []Var{{v, "x"}}}.Command() },
-		"orig var value":  func(v string) (Command, error) { return Originate{Endpoint: Gateway("g", n), Vars: []Var{{"x", nonEmpty(v)}}}.Command() },
-		"orig cid number": func(v string) (Command, error) { return Originate{Endpoint: Gateway("g", n), CallerIDNumber: callbridge.Number(nonEmpty(v))}.Command() },
-		"orig cid name":   func(v string) (Command, error) { return Originate{Endpoint: Gateway("g", n), CallerIDName: nonEmpty(v)}.Command() },
-		"orig app":        func(v string) (Command, error) { return Originate{Endpoint: Gateway("g", n), App: nonEmpty(v)}.Command() },
+		"bridge a":       func(v string) (Command, error) { return UUIDBridge(v, testUUID) },
+		"bridge b":       func(v string) (Command, error) { return UUIDBridge(testUUID, v) },
+		"kill uuid":      func(v string) (Command, error) { return UUIDKill(v, "") },
+		"kill cause":     func(v string) (Command, error) { return UUIDKill(testUUID, nonEmpty(v)) },
+		"broadcast uuid": func(v string) (Command, error) { return UUIDBroadcast(v, "/a.wav", "") },
+		"broadcast path": func(v string) (Command, error) { return UUIDBroadcast(testUUID, "/a/"+v, "") },
+		"broadcast leg":  func(v string) (Command, error) { return UUIDBroadcast(testUUID, "/a.wav", nonEmpty(v)) },
+		"setvar uuid":    func(v string) (Command, error) { return UUIDSetVar(v, "x", "y") },
+		"setvar name":    func(v string) (Command, error) { return UUIDSetVar(testUUID, v, "y") },
+		"setvar value":   func(v string) (Command, error) { return UUIDSetVar(testUUID, "x", nonEmpty(v)) },
+		"exists":         func(v string) (Command, error) { return UUIDExists(v) },
+		"record action":  func(v string) (Command, error) { return UUIDRecord(testUUID, v, "/a.wav") },
+		"record path":    func(v string) (Command, error) { return UUIDRecord(testUUID, "start", "/a/"+v) },
+		"sched uuid":     func(v string) (Command, error) { return SchedHangup(time.Second, v, "") },
+		"sched cause":    func(v string) (Command, error) { return SchedHangup(time.Second, testUUID, nonEmpty(v)) },
+		"hupall":         func(v string) (Command, error) { return Hupall(v) },
+		"orig uuid": func(v string) (Command, error) {
+			return Originate{UUID: nonEmpty(v), Endpoint: Gateway("g", n)}.Command()
+		},
+		"orig gateway": func(v string) (Command, error) { return Originate{Endpoint: Gateway(v, n)}.Command() },
+		"orig gw number": func(v string) (Command, error) {
+			return Originate{Endpoint: Gateway("g", callbridge.Number(v))}.Command()
+		},
+		"orig profile": func(v string) (Command, error) { return Originate{Endpoint: Profile(v, n, "h")}.Command() },
+		"orig host":    func(v string) (Command, error) { return Originate{Endpoint: Profile("p", n, v)}.Command() },
+		"orig context": func(v string) (Command, error) { return Originate{Endpoint: Loopback(n, v)}.Command() },
+		"orig var name": func(v string) (Command, error) {
+			return Originate{Endpoint: Gateway("g", n), Vars: []Var{{v, "x"}}}.Command()
+		},
+		"orig var value": func(v string) (Command, error) {
+			return Originate{Endpoint: Gateway("g", n), Vars: []Var{{"x", nonEmpty(v)}}}.Command()
+		},
+		"orig cid number": func(v string) (Command, error) {
+			return Originate{Endpoint: Gateway("g", n), CallerIDNumber: callbridge.Number(nonEmpty(v))}.Command()
+		},
+		"orig cid name": func(v string) (Command, error) {
+			return Originate{Endpoint: Gateway("g", n), CallerIDName: nonEmpty(v)}.Command()
+		},
+		"orig app": func(v string) (Command, error) {
+			return Originate{Endpoint: Gateway("g", n), App: nonEmpty(v)}.Command()
+		},
 	}
 	for name, build := range builders {
 		t.Run(name, func(t *testing.T) {
