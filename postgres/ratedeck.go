@@ -222,9 +222,7 @@ func (db *DB) ImportRates(ctx context.Context, deckID string, rates []rating.Rat
 				return Error(err)
 			}
 		}
-		stmt, err := tx.PrepareContext(ctx, pq.CopyIn("rates", "deck_id", "prefix", "description", "band",
-			"per_minute", "connect_fee", "min_charge", "first_increment", "next_increment",
-			"days", "time_from", "time_until", "effective_from", "effective_until", "priority"))
+		stmt, err := tx.PrepareContext(ctx, `COPY rates (deck_id, `+rateColumns+`) FROM STDIN`)
 		if err != nil {
 			return Error(err)
 		}
