@@ -1,0 +1,329 @@
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"callbridge"
+)
+
+// Job names.
+const (
+	JobRollup        = "rollup"
+	JobInvoice       = "invoice"
+	JobBindingExpiry = "binding-expiry"
+	JobStaleCalls    = "stale-calls"
+	JobWebhooks      = "webhooks"
+	JobSpool         = "spool"
+	JobPartitions    = "partitions"
+	JobLowBalance    = "low-balance"
+	JobReservations  = "reservations"
+)
+
+// DefaultSchedules are the cron expressions jobs run on unless configured
+// otherwise, read in the scheduler's zone.
+var DefaultSchedules = map[string]string{
+	JobRollup:        "15 0 * * *",
+	JobInvoice:       "0 2 1 * *",
+	JobBindingExpiry: "* * * * *",
+	JobStaleCalls:    "* * * * *",
+	JobWebhooks:      "* * * * *",
+	JobSpool:         "* * * * *",
+	JobPartitions:    "30 0 * * *",
+	JobLowBalance:    "* * * * *",
+	JobReservations:  "*/5 * * * *",
+}
+
+// Store is what the billing jobs need from the database.
+type Store interface {
+	// RollupDirty recomputes every day whose CDRs changed.
+	RollupDirty(ctx context.Context) (int64, error)
+	// RollupDay recomputes one local day for one or every account.
+	RollupDay(ctx context.Context, day time.Time, accountID string) (int64, error)
+	// IssueInvoices issues the invoices of a month.
+	IssueInvoices(ctx context.Context, year int, month time.Month, accountID string, now time.Time) ([]*callbridge.Invoice, error)
+	// DayUsage returns all accounts' rollups of one day.
+	DayUsage(ctx context.Context, day time.Time) ([]callbridge.UsageRow, error)
+	// Invoice returns an issued invoice with lines.
+	Invoice(ctx context.Context, accountID, id string) (*callbridge.Invoice, error)
+	// EnsurePartitions creates CDR partitions ahead.
+	EnsurePartitions(ctx context.Context, now time.Time, ahead int) (int64, error)
+	// RetirePartitions detaches (and drops) old CDR partitions.
+	RetirePartitions(ctx context.Context, before time.Time, drop bool) ([]string, error)
+	// PruneJobRuns forgets old job runs.
+	PruneJobRuns(ctx context.Context, before time.Time) (int64, error)
+	// ExpireReservations drops reservations past expiry.
+	ExpireReservations(ctx context.Context) (int64, error)
+	// PendingLowBalance and LowBalanceHandled are the low-balance outbox.
+	PendingLowBalance(ctx context.Context, limit int) ([]callbridge.LowBalanceEvent, error)
+	LowBalanceHandled(ctx context.Context, id int64, failure error) error
+}
+
+// Jobs holds the job bodies and what they need. Hooks left nil disable
+// their job (it is not scheduled).
+type Jobs struct {
+	Store    Store
+	Location *time.Location
+	Log      *slog.Logger
+	// ReportDir receives reports when jobs run; empty writes none.
+	ReportDir string
+	// PartitionsAhead is how many months of CDR partitions to keep
+	// created after the current one (default 2).
+	PartitionsAhead int
+	// RetentionMonths, when positive, detaches CDR partitions of months
+	// that ended more than that many months ago; DropRetired drops them.
+	RetentionMonths int
+	DropRetired     bool
+	// JobRunRetention is how long job runs are kept (default 90 days).
+	JobRunRetention time.Duration
+
+	// Hooks other features provide; each returns how many rows it
+	// touched.
+	ExpireBindings func(ctx context.Context) (int, error)
+	SweepStale     func(ctx context.Context) (int, error)
+	RetryWebhooks  func(ctx context.Context) (int, error)
+	ReplaySpool    func(ctx context.Context) (int, error)
+	// Webhooks delivers low-balance events; nil leaves them queued.
+	Webhooks callbridge.WebhookEnqueuer
+}
+
+// List returns the jobs with their schedules: DefaultSchedules overridden
+// by schedules (a value of "off" disables a job).
+func (j *Jobs) List(schedules map[string]string) []Job {
+	spec := func(name string) string {
+		if s, ok := schedules[name]; ok {
+			return s
+		}
+		return DefaultSchedules[name]
+	}
+	hook := func(name string, f func(context.Context) (int, error)) Job {
+		return Job{Name: name, Spec: spec(name), Run: func(ctx context.Context, _ time.Time) (int64, error) {
+			n, err := f(ctx)
+			return int64(n), err
+		}}
+	}
+	jobs := []Job{
+		{Name: JobRollup, Spec: spec(JobRollup), CatchUp: true, Run: j.Rollup},
+		{Name: JobInvoice, Spec: spec(JobInvoice), CatchUp: true, Run: j.Invoice},
+		{Name: JobPartitions, Spec: spec(JobPartitions), CatchUp: true, Run: j.Partitions},
+		{Name: JobReservations, Spec: spec(JobReservations), Run: func(ctx context.Context, _ time.Time) (int64, error) {
+			return j.Store.ExpireReservations(ctx)
+		}},
+	}
+	if j.Webhooks != nil {
+		jobs = append(jobs, Job{Name: JobLowBalance, Spec: spec(JobLowBalance), Run: j.LowBalance})
+	}
+	for _, h := range []struct {
+		name string
+		f    func(context.Context) (int, error)
+	}{
+		{JobBindingExpiry, j.ExpireBindings}, {JobStaleCalls, j.SweepStale},
+		{JobWebhooks, j.RetryWebhooks}, {JobSpool, j.ReplaySpool},
+	} {
+		if h.f != nil {
+			jobs = append(jobs, hook(h.name, h.f))
+		}
+	}
+	return jobs
+}
+
+func (j *Jobs) loc() *time.Location {
+	if j.Location == nil {
+		return time.UTC
+	}
+	return j.Location
+}
+
+func (j *Jobs) log() *slog.Logger {
+	if j.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return j.Log
+}
+
+// RollupDay returns the day a rollup slot closes: the local day before
+// the slot.
+func RollupDay(slot time.Time, loc *time.Location) time.Time {
+	t := slot.In(loc)
+	return time.Date(t.Year(), t.Month(), t.Day()-1, 0, 0, 0, 0, time.UTC)
+}
+
+// InvoiceMonth returns the month an invoice slot closes: the local month
+// before the slot's.
+func InvoiceMonth(slot time.Time, loc *time.Location) (int, time.Month) {
+	t := slot.In(loc)
+	m := time.Date(t.Year(), t.Month()-1, 1, 0, 0, 0, 0, time.UTC)
+	return m.Year(), m.Month()
+}
+
+// Rollup recomputes every day whose CDRs changed, recomputes the day the
+// slot closes in full, and writes that day's usage report.
+func (j *Jobs) Rollup(ctx context.Context, slot time.Time) (int64, error) {
+	n, err := j.Store.RollupDirty(ctx)
+	if err != nil {
+		return n, err
+	}
+	day := RollupDay(slot, j.loc())
+	m, err := j.Store.RollupDay(ctx, day, "")
+	if err != nil {
+		return n + m, err
+	}
+	if j.ReportDir != "" {
+		rows, err := j.Store.DayUsage(ctx, day)
+		if err != nil {
+			return n + m, err
+		}
+		if err := j.writeDayReport(day, rows); err != nil {
+			return n + m, err
+		}
+	}
+	return n + m, nil
+}
+
+// Invoice issues the invoices of the month the slot closes and writes
+// each as JSON, CSV and HTML to the report directory.
+func (j *Jobs) Invoice(ctx context.Context, slot time.Time) (int64, error) {
+	y, m := InvoiceMonth(slot, j.loc())
+	invs, err := j.Store.IssueInvoices(ctx, y, m, "", time.Now())
+	if err != nil {
+		return int64(len(invs)), err
+	}
+	if j.ReportDir != "" {
+		for _, inv := range invs {
+			if _, err := WriteInvoiceFiles(j.ReportDir, inv); err != nil {
+				return int64(len(invs)), err
+			}
+		}
+	}
+	return int64(len(invs)), nil
+}
+
+// Partitions keeps CDR partitions created ahead, retires old ones when a
+// retention is configured, and forgets old job runs.
+func (j *Jobs) Partitions(ctx context.Context, slot time.Time) (int64, error) {
+	ahead := j.PartitionsAhead
+	if ahead <= 0 {
+		ahead = 2
+	}
+	now := time.Now()
+	n, err := j.Store.EnsurePartitions(ctx, now, ahead)
+	if err != nil {
+		return n, err
+	}
+	if j.RetentionMonths > 0 {
+		cut := time.Date(now.UTC().Year(), now.UTC().Month()-time.Month(j.RetentionMonths), 1, 0, 0, 0, 0, time.UTC)
+		names, err := j.Store.RetirePartitions(ctx, cut, j.DropRetired)
+		n += int64(len(names))
+		if err != nil {
+			return n, err
+		}
+		for _, name := range names {
+			j.log().Info("cdr partition retired", "partition", name, "dropped", j.DropRetired)
+		}
+	}
+	keep := j.JobRunRetention
+	if keep <= 0 {
+		keep = 90 * 24 * time.Hour
+	}
+	p, err := j.Store.PruneJobRuns(ctx, now.Add(-keep))
+	return n + p, err
+}
+
+// LowBalance hands pending low-balance events to the webhook outbox.
+func (j *Jobs) LowBalance(ctx context.Context, _ time.Time) (int64, error) {
+	es, err := j.Store.PendingLowBalance(ctx, 500)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	var errs []error
+	for _, e := range es {
+		payload := map[string]any{
+			"event": "balance.low", "account_id": e.AccountID,
+			"balance_micros": e.Balance, "threshold_micros": e.Threshold, "at": e.CreatedAt,
+		}
+		err := j.Webhooks.EnqueueWebhook(ctx, e.AccountID, e.URL, "balance.low", "balance:"+e.AccountID, payload)
+		if herr := j.Store.LowBalanceHandled(ctx, e.ID, err); herr != nil {
+			errs = append(errs, herr)
+			continue
+		}
+		if err == nil {
+			n++
+		} else {
+			errs = append(errs, fmt.Errorf("low-balance event %d: %w", e.ID, err))
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+func (j *Jobs) writeDayReport(day time.Time, rows []callbridge.UsageRow) error {
+	dir := filepath.Join(j.ReportDir, "usage")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("billing: report dir: %w", err)
+	}
+	rep := &callbridge.UsageReport{From: day, To: day.AddDate(0, 0, 1), GroupBy: "account_destination_carrier", Rows: rows}
+	for _, r := range rows {
+		addUsage(&rep.Total, r)
+	}
+	rep.Total.Key = "total"
+	base := filepath.Join(dir, day.Format(time.DateOnly))
+	if err := writeFile(base+".json", func(f *os.File) error { return WriteUsageJSON(f, rep) }); err != nil {
+		return err
+	}
+	return writeFile(base+".csv", func(f *os.File) error { return WriteUsageCSV(f, rep) })
+}
+
+func addUsage(t *callbridge.UsageRow, r callbridge.UsageRow) {
+	t.Calls += r.Calls
+	t.Answered += r.Answered
+	t.BilledMS += r.BilledMS
+	t.Sell += r.Sell
+	t.Buy += r.Buy
+	t.Margin += r.Margin
+}
+
+// WriteInvoiceFiles writes inv as JSON, CSV and HTML under
+// dir/invoices/<period>/<number>.* and returns the HTML file's path.
+// Files are written to a temporary name and renamed, so a reader never
+// sees half a report.
+func WriteInvoiceFiles(dir string, inv *callbridge.Invoice) (string, error) {
+	d := filepath.Join(dir, "invoices", inv.Period)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return "", fmt.Errorf("billing: report dir: %w", err)
+	}
+	base := filepath.Join(d, inv.Number)
+	if err := writeFile(base+".json", func(f *os.File) error { return WriteInvoiceJSON(f, inv) }); err != nil {
+		return "", err
+	}
+	if err := writeFile(base+".csv", func(f *os.File) error { return WriteInvoiceCSV(f, inv) }); err != nil {
+		return "", err
+	}
+	if err := writeFile(base+".html", func(f *os.File) error { return WriteInvoiceHTML(f, inv) }); err != nil {
+		return "", err
+	}
+	return base + ".html", nil
+}
+
+func writeFile(path string, write func(*os.File) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("billing: write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("billing: write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("billing: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("billing: write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,247 @@
+package billing
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"strconv"
+	"time"
+
+	"callbridge"
+	"callbridge/rating"
+)
+
+// Money formats micro-units as a decimal amount with at least two
+// decimals: 1234500 → "1.2345", 1000000 → "1.00".
+func Money(m int64) string {
+	s := rating.FormatMoney(m)
+	dot := -1
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			dot = i
+		}
+	}
+	switch {
+	case dot < 0:
+		return s + ".00"
+	case len(s)-dot == 2:
+		return s + "0"
+	}
+	return s
+}
+
+// WriteUsageJSON writes a usage report as JSON.
+func WriteUsageJSON(w io.Writer, r *callbridge.UsageReport) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// UsageCSVHeader is the header row of a usage report in CSV.
+var UsageCSVHeader = []string{"key", "description", "calls", "answered", "billed_ms", "sell", "buy", "margin", "currency"}
+
+// WriteUsageCSV writes a usage report as CSV: one row per group, then a
+// total row. Amounts are decimal currency units.
+func WriteUsageCSV(w io.Writer, r *callbridge.UsageReport) error {
+	cw := csv.NewWriter(w)
+	cw.Write(UsageCSVHeader)
+	row := func(u callbridge.UsageRow) {
+		cw.Write([]string{csvSafe(u.Key), csvSafe(u.Description), itoa(u.Calls), itoa(u.Answered), itoa(u.BilledMS),
+			Money(u.Sell), Money(u.Buy), Money(u.Margin), r.Currency})
+	}
+	for _, u := range r.Rows {
+		row(u)
+	}
+	row(r.Total)
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteInvoiceJSON writes an invoice as JSON.
+func WriteInvoiceJSON(w io.Writer, inv *callbridge.Invoice) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(inv)
+}
+
+// InvoiceCSVHeader is the header row of an invoice in CSV.
+var InvoiceCSVHeader = []string{"invoice", "kind", "period", "destination", "calls", "answered", "billed_minutes", "amount", "currency"}
+
+// WriteInvoiceCSV writes an invoice's lines as CSV, then its subtotal,
+// tax and total rows.
+func WriteInvoiceCSV(w io.Writer, inv *callbridge.Invoice) error {
+	cw := csv.NewWriter(w)
+	cw.Write(InvoiceCSVHeader)
+	for _, l := range inv.Lines {
+		cw.Write([]string{inv.Number, l.Kind, l.Period, csvSafe(l.Destination), itoa(l.Calls), itoa(l.Answered),
+			minutes(l.BilledMS), Money(l.Amount), inv.Currency})
+	}
+	cw.Write([]string{inv.Number, "subtotal", inv.Period, "", "", "", "", Money(inv.Subtotal), inv.Currency})
+	cw.Write([]string{inv.Number, "tax", inv.Period, csvSafe(taxLabel(inv)), "", "", "", Money(inv.Tax), inv.Currency})
+	cw.Write([]string{inv.Number, "total", inv.Period, "", "", "", "", Money(inv.Total), inv.Currency})
+	cw.Flush()
+	return cw.Error()
+}
+
+// csvSafe keeps a spreadsheet from reading a cell as a formula.
+func csvSafe(s string) string {
+	if s != "" && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t' || s[0] == '\r') {
+		return "'" + s
+	}
+	return s
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// minutes formats milliseconds as minutes with two decimals, truncated.
+func minutes(ms int64) string {
+	neg := ms < 0
+	if neg {
+		ms = -ms
+	}
+	cents := ms / 600
+	s := fmt.Sprintf("%d.%02d", cents/100, cents%100)
+	if neg {
+		return "-" + s
+	}
+	return s
+}
+
+func taxLabel(inv *callbridge.Invoice) string {
+	if inv.TaxLabel != "" {
+		return inv.TaxLabel
+	}
+	return fmt.Sprintf("Tax %s%%", strconv.FormatFloat(float64(inv.TaxBPS)/100, 'f', -1, 64))
+}
+
+// Chart is a bar chart of usage by day drawn as inline SVG.
+type Chart struct {
+	Width, Height int
+	Bars          []Bar
+	// Ticks are the horizontal guide lines with their labels.
+	Ticks []Tick
+	Max   int64
+}
+
+// Bar is one day of a Chart.
+type Bar struct {
+	X, Y, W, H int
+	Label      string // day of month
+	Title      string // tooltip: date and amount
+}
+
+// Tick is a guide line of a Chart.
+type Tick struct {
+	Y     int
+	Label string
+}
+
+// DayChart lays out one bar per day of [from, to) (dates) with the
+// amounts of days; days without usage get an empty bar.
+func DayChart(from, to time.Time, days []callbridge.DayUsage, currency string) Chart {
+	const w, h, left, bottom, top = 720, 220, 70, 24, 10
+	byDay := map[string]int64{}
+	var maxAmt int64
+	for _, d := range days {
+		byDay[d.Day] += d.Amount
+	}
+	var all []time.Time
+	for t := from; t.Before(to) && len(all) < 62; t = t.AddDate(0, 0, 1) {
+		all = append(all, t)
+		if a := byDay[t.Format(time.DateOnly)]; a > maxAmt {
+			maxAmt = a
+		}
+	}
+	c := Chart{Width: w, Height: h, Max: maxAmt}
+	if len(all) == 0 {
+		return c
+	}
+	plotH := h - bottom - top
+	slot := (w - left - 10) / len(all)
+	for i, t := range all {
+		a := byDay[t.Format(time.DateOnly)]
+		bh := 0
+		if maxAmt > 0 && a > 0 {
+			bh = int((a*int64(plotH) + maxAmt - 1) / maxAmt)
+		}
+		c.Bars = append(c.Bars, Bar{
+			X: left + i*slot + 1, Y: top + plotH - bh, W: max(slot-2, 1), H: bh,
+			Label: strconv.Itoa(t.Day()),
+			Title: fmt.Sprintf("%s: %s %s", t.Format(time.DateOnly), Money(a), currency),
+		})
+	}
+	for i := 0; i <= 4; i++ {
+		c.Ticks = append(c.Ticks, Tick{Y: top + plotH - plotH*i/4, Label: Money(maxAmt * int64(i) / 4)})
+	}
+	return c
+}
+
+var invoiceHTML = template.Must(template.New("invoice").Funcs(template.FuncMap{
+	"money":   Money,
+	"minutes": minutes,
+	"date":    func(t time.Time) string { return t.UTC().Format("2006-01-02") },
+	"tax":     taxLabel,
+}).Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Invoice {{.Inv.Number}}</title>
+<style>
+body { font-family: sans-serif; margin: 2em auto; max-width: 800px; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+table { border-collapse: collapse; width: 100%; margin: 1em 0; }
+th, td { padding: 4px 8px; border-bottom: 1px solid #ddd; text-align: left; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+tr.total td { font-weight: bold; border-top: 2px solid #222; }
+.meta td { border: none; padding: 2px 8px 2px 0; }
+svg text { font-size: 10px; fill: #555; }
+@media print { body { margin: 0; } }
+</style>
+</head>
+<body>
+<h1>Invoice {{.Inv.Number}}</h1>
+<table class="meta">
+<tr><td>Account</td><td>{{.Inv.AccountID}}</td></tr>
+<tr><td>Period</td><td>{{.Inv.Period}} ({{date .Inv.PeriodStart}} to {{date .Inv.PeriodEnd}}, end exclusive)</td></tr>
+<tr><td>Issued</td><td>{{date .Inv.IssuedAt}}</td></tr>
+<tr><td>Due</td><td>{{date .Inv.DueAt}}</td></tr>
+<tr><td>Currency</td><td>{{.Inv.Currency}}</td></tr>
+</table>
+<h2>Usage by day</h2>
+<svg xmlns="http://www.w3.org/2000/svg" width="{{.Chart.Width}}" height="{{.Chart.Height}}" viewBox="0 0 {{.Chart.Width}} {{.Chart.Height}}" role="img" aria-label="Charges by day">
+{{- range .Chart.Ticks}}
+<line x1="70" x2="{{$.Chart.Width}}" y1="{{.Y}}" y2="{{.Y}}" stroke="#e4e4e4"/>
+<text x="64" y="{{.Y}}" text-anchor="end" dominant-baseline="middle">{{.Label}}</text>
+{{- end}}
+{{- range .Chart.Bars}}
+<rect x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}" fill="#3b6ea5"><title>{{.Title}}</title></rect>
+<text x="{{.X}}" y="{{$.Chart.Height}}" dy="-8">{{.Label}}</text>
+{{- end}}
+</svg>
+<h2>Lines</h2>
+<table>
+<tr><th>Kind</th><th>Period</th><th>Destination</th><th class="n">Calls</th><th class="n">Answered</th><th class="n">Minutes</th><th class="n">Amount</th></tr>
+{{- range .Inv.Lines}}
+<tr><td>{{.Kind}}</td><td>{{.Period}}</td><td>{{.Destination}}</td><td class="n">{{.Calls}}</td><td class="n">{{.Answered}}</td><td class="n">{{minutes .BilledMS}}</td><td class="n">{{money .Amount}}</td></tr>
+{{- end}}
+<tr><td colspan="6">Subtotal</td><td class="n">{{money .Inv.Subtotal}}</td></tr>
+<tr><td colspan="6">{{tax .Inv}}</td><td class="n">{{money .Inv.Tax}}</td></tr>
+<tr class="total"><td colspan="6">Total {{.Inv.Currency}}</td><td class="n">{{money .Inv.Total}}</td></tr>
+</table>
+</body>
+</html>
+`))
+
+// WriteInvoiceHTML writes a printable HTML page of an invoice: its terms,
+// a bar chart of charges by day (inline SVG) and its lines. The page
+// loads nothing from elsewhere.
+func WriteInvoiceHTML(w io.Writer, inv *callbridge.Invoice) error {
+	from, _ := time.Parse("2006-01", inv.Period)
+	chart := DayChart(from, from.AddDate(0, 1, 0), inv.Days, inv.Currency)
+	return invoiceHTML.Execute(w, struct {
+		Inv   *callbridge.Invoice
+		Chart Chart
+	}{inv, chart})
+}
