@@ -1,0 +1,447 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"callbridge"
+	"callbridge/postgres"
+	"callbridge/postgres/pgtest"
+
+	"github.com/google/uuid"
+)
+
+// billingAccount creates an account for billing tests.
+func billingAccount(t testing.TB, db *postgres.DB, prepaid bool) string {
+	t.Helper()
+	a := &callbridge.Account{Name: "billing " + uuid.NewString()[:8], Prepaid: prepaid, Currency: "EUR"}
+	if _, err := postgres.NewAccountService(db).CreateAccount(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	return a.ID
+}
+
+// cdr is the part of a CDR billing reads.
+type cdr struct {
+	uuid, account, prefix, gateway string
+	start                          time.Time
+	billMS, sell, buy              int64
+}
+
+// insertCDRs stores CDRs the way the CDR writer does (cdr_keys, then cdrs,
+// in one statement).
+func insertCDRs(t testing.TB, db *postgres.DB, cs ...cdr) {
+	t.Helper()
+	for _, c := range cs {
+		if c.uuid == "" {
+			c.uuid = uuid.NewString()
+		}
+		if c.gateway == "" {
+			c.gateway = "carrier1"
+		}
+		var answer *time.Time
+		disp := "no_answer"
+		if c.billMS > 0 {
+			a := c.start.Add(2 * time.Second)
+			answer, disp = &a, "answered"
+		}
+		_, err := db.ExecContext(context.Background(), `
+			WITH k AS (INSERT INTO cdr_keys (uuid, start_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING uuid)
+			INSERT INTO cdrs (uuid, start_at, leg, account_id, direction, caller, callee, presented, gateway, node,
+			                  answer_at, end_at, duration_ms, bill_ms, hangup_cause, disposition,
+			                  sell_micros, sell_currency, sell_prefix, buy_micros, buy_currency, buy_prefix)
+			SELECT $1, $2, 'a', $3, 'outbound', '4930111', $4 || '1234567', '4930111', $5, 'node1',
+			       $6, $2::timestamptz + $7 * interval '1 millisecond', $7, $7, 'NORMAL_CLEARING', $8,
+			       $9, 'EUR', $4, $10, 'EUR', $4
+			FROM k`,
+			c.uuid, c.start, c.account, c.prefix, c.gateway, answer, c.billMS, disp, c.sell, c.buy)
+		if err != nil {
+			t.Fatalf("insert cdr: %v", err)
+		}
+	}
+}
+
+func day(s string) time.Time {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func at(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+type sums struct{ calls, answered, billed, sell, buy int64 }
+
+func rollupSums(t testing.TB, db *postgres.DB, account string, from, to string) sums {
+	t.Helper()
+	var s sums
+	err := db.QueryRowContext(context.Background(), `SELECT coalesce(sum(calls),0), coalesce(sum(answered),0),
+		coalesce(sum(billed_ms),0), coalesce(sum(sell),0), coalesce(sum(buy),0)
+		FROM rollups WHERE account_id = $1 AND day >= $2 AND day < $3`, account, from, to).
+		Scan(&s.calls, &s.answered, &s.billed, &s.sell, &s.buy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func cdrSums(t testing.TB, db *postgres.DB, account string, lo, hi time.Time) sums {
+	t.Helper()
+	var s sums
+	err := db.QueryRowContext(context.Background(), `SELECT count(*), count(answer_at), coalesce(sum(bill_ms),0),
+		coalesce(sum(sell_micros),0), coalesce(sum(buy_micros),0)
+		FROM cdrs WHERE account_id = $1 AND start_at >= $2 AND start_at < $3`, account, lo, hi).
+		Scan(&s.calls, &s.answered, &s.billed, &s.sell, &s.buy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRunJobOneProcessRunsASlot(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	a := postgres.NewBillingStore(db, time.UTC, "node-a")
+	b := postgres.NewBillingStore(db, time.UTC, "node-b")
+	slot := at("2026-11-21T00:15:00Z")
+
+	var runs atomic.Int32
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, ran, err := a.RunJob(ctx, "rollup", slot, false, func(context.Context) (int64, error) {
+			runs.Add(1)
+			close(entered)
+			<-release
+			return 7, nil
+		})
+		if err != nil || !ran {
+			t.Errorf("first: ran %v, err %v; want ran", ran, err)
+		}
+	}()
+	<-entered
+	// b races while a holds the job: it must not run.
+	run, ran, err := b.RunJob(ctx, "rollup", slot, false, func(context.Context) (int64, error) {
+		runs.Add(1)
+		return 0, nil
+	})
+	if err != nil || ran || run != nil {
+		t.Fatalf("while held: run %v, ran %v, err %v; want nothing", run, ran, err)
+	}
+	close(release)
+	wg.Wait()
+	// After a finished, the slot is done: b still does not run it.
+	run, ran, err = b.RunJob(ctx, "rollup", slot, false, func(context.Context) (int64, error) {
+		runs.Add(1)
+		return 0, nil
+	})
+	if err != nil || ran || run == nil || run.Node != "node-a" || run.Rows != 7 {
+		t.Fatalf("after: run %+v, ran %v, err %v; want a's run", run, ran, err)
+	}
+	if got := runs.Load(); got != 1 {
+		t.Errorf("got %d runs, want 1", got)
+	}
+	last, ok, err := b.LastRun(ctx, "rollup")
+	if err != nil || !ok || !last.Equal(slot) {
+		t.Errorf("LastRun = %v %v %v, want %v", last, ok, err, slot)
+	}
+	// A failing run is recorded as failed and does not count as done.
+	_, _, err = a.RunJob(ctx, "invoice", slot, false, func(context.Context) (int64, error) { return 0, fmt.Errorf("boom") })
+	if err == nil {
+		t.Fatal("want the job's error")
+	}
+	rs, err := a.JobRuns(ctx, "", 10)
+	if err != nil || len(rs) != 2 || rs[0].Outcome != callbridge.RunFailed || rs[0].Error != "boom" || rs[1].Outcome != callbridge.RunOK {
+		t.Fatalf("JobRuns = %+v, %v", rs, err)
+	}
+	if _, ok, _ := a.LastRun(ctx, "invoice"); ok {
+		t.Error("a failed run counts as done")
+	}
+}
+
+func TestRollupLateCDRsAndRerating(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := postgres.NewBillingStore(db, berlin, "test")
+	acc := billingAccount(t, db, false)
+	// 23:30 UTC on the 19th is 00:30 on the 20th in Berlin.
+	insertCDRs(t, db,
+		cdr{account: acc, prefix: "4930", start: at("2026-11-19T23:30:00Z"), billMS: 60000, sell: 20000, buy: 10000},
+		cdr{account: acc, prefix: "4930", start: at("2026-11-20T10:00:00Z"), billMS: 0},
+		cdr{account: acc, prefix: "49170", start: at("2026-11-20T12:00:00Z"), billMS: 120000, sell: 90000, buy: 40000, gateway: "carrier2"},
+		cdr{account: acc, prefix: "4930", start: at("2026-11-19T12:00:00Z"), billMS: 30000, sell: 5000, buy: 2000},
+	)
+	if _, err := s.RollupDirty(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := time.Date(2026, 11, 20, 0, 0, 0, 0, berlin), time.Date(2026, 11, 21, 0, 0, 0, 0, berlin)
+	check := func(when string) {
+		t.Helper()
+		got, want := rollupSums(t, db, acc, "2026-11-20", "2026-11-21"), cdrSums(t, db, acc, lo, hi)
+		if got != want {
+			t.Errorf("%s: rollup of 2026-11-20 = %+v, want the CDRs' %+v", when, got, want)
+		}
+		if got, want := rollupSums(t, db, acc, "2026-01-01", "2027-01-01"), cdrSums(t, db, acc, at("2026-01-01T00:00:00Z"), at("2027-01-01T00:00:00Z")); got != want {
+			t.Errorf("%s: all rollups = %+v, want %+v", when, got, want)
+		}
+	}
+	check("first rollup")
+	if got := rollupSums(t, db, acc, "2026-11-20", "2026-11-21"); got.calls != 3 || got.sell != 110000 {
+		t.Errorf("Berlin day 2026-11-20 = %+v, want the 23:30Z call in it: 3 calls, 110000", got)
+	}
+
+	// A late CDR for the 20th and a re-rating of one of its calls.
+	insertCDRs(t, db, cdr{account: acc, prefix: "4930", start: at("2026-11-20T15:00:00Z"), billMS: 61000, sell: 40000, buy: 20000})
+	if _, err := db.ExecContext(ctx, `UPDATE cdrs SET sell_micros = 15000 WHERE account_id = $1 AND sell_prefix = '4930' AND start_at = $2`,
+		acc, at("2026-11-19T23:30:00Z")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RollupDirty(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after late CDR and re-rating")
+
+	// Re-running changes nothing.
+	before := rollupSums(t, db, acc, "2026-01-01", "2027-01-01")
+	if n, err := s.RollupDirty(ctx); err != nil || n != 0 {
+		t.Errorf("idle RollupDirty = %d, %v; want 0 rows", n, err)
+	}
+	if _, err := s.RollupDay(ctx, day("2026-11-20"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RollupDay(ctx, day("2026-11-20"), acc); err != nil {
+		t.Fatal(err)
+	}
+	if after := rollupSums(t, db, acc, "2026-01-01", "2027-01-01"); after != before {
+		t.Errorf("re-run changed totals: %+v, want %+v", after, before)
+	}
+	check("after re-runs")
+}
+
+func TestInvoiceCorrectionsAfterIssue(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	s := postgres.NewBillingStore(db, time.UTC, "test")
+	acc := billingAccount(t, db, false)
+	fee := int64(1900)
+	if err := s.SetProfile(ctx, &callbridge.BillingProfile{AccountID: acc, TaxBPS: fee, TaxLabel: "VAT 19%", PaymentDays: 14}); err != nil {
+		t.Fatal(err)
+	}
+	insertCDRs(t, db,
+		cdr{account: acc, prefix: "4930", start: at("2026-10-03T10:00:00Z"), billMS: 60000, sell: 20000},
+		cdr{account: acc, prefix: "4930", start: at("2026-10-04T10:00:00Z"), billMS: 60000, sell: 20000},
+		cdr{account: acc, prefix: "49170", start: at("2026-10-05T10:00:00Z"), billMS: 60000, sell: 100000},
+	)
+	oct, err := s.IssueInvoices(ctx, 2026, time.October, "", at("2026-11-01T02:00:00Z"))
+	if err != nil || len(oct) != 1 {
+		t.Fatalf("October: %v, %v", oct, err)
+	}
+	inv := oct[0]
+	if inv.Subtotal != 140000 || inv.Tax != 26600 || inv.Total != 166600 || inv.Number != "CB-000001" ||
+		!inv.DueAt.Equal(at("2026-11-15T00:00:00Z")) || len(inv.Lines) != 2 || inv.Lines[0].Kind != callbridge.LineUsage {
+		t.Fatalf("October invoice = %+v", inv)
+	}
+	// Re-running issues nothing new.
+	if again, err := s.IssueInvoices(ctx, 2026, time.October, "", time.Time{}); err != nil || len(again) != 0 {
+		t.Fatalf("re-run: %v, %v", again, err)
+	}
+	// Issued invoices are immutable.
+	if _, err := db.ExecContext(ctx, `UPDATE invoices SET total = 0 WHERE id = $1`, inv.ID); err == nil {
+		t.Error("an issued invoice was updated")
+	}
+
+	// After issue: 4930 is re-rated down, a late 49170 call appears, and
+	// November has its own usage.
+	if _, err := db.ExecContext(ctx, `UPDATE cdrs SET sell_micros = 15000 WHERE account_id = $1 AND sell_prefix = '4930'`, acc); err != nil {
+		t.Fatal(err)
+	}
+	insertCDRs(t, db,
+		cdr{account: acc, prefix: "49170", start: at("2026-10-30T10:00:00Z"), billMS: 60000, sell: 100000},
+		cdr{account: acc, prefix: "4930", start: at("2026-11-02T10:00:00Z"), billMS: 60000, sell: 15000},
+	)
+	nov, err := s.IssueInvoices(ctx, 2026, time.November, acc, at("2026-12-01T02:00:00Z"))
+	if err != nil || len(nov) != 1 {
+		t.Fatalf("November: %v, %v", nov, err)
+	}
+	got := map[string]callbridge.InvoiceLine{}
+	for _, l := range nov[0].Lines {
+		got[l.Kind+" "+l.Period+" "+l.Destination] = l
+	}
+	want := map[string]int64{
+		"usage 2026-11 4930":   15000,
+		"credit 2026-10 4930":  -10000,
+		"debit 2026-10 49170": 100000,
+	}
+	if len(got) != len(want) {
+		t.Errorf("November lines = %+v, want %v", nov[0].Lines, want)
+	}
+	for k, amt := range want {
+		if got[k].Amount != amt {
+			t.Errorf("line %q = %d, want %d", k, got[k].Amount, amt)
+		}
+	}
+	if nov[0].Number != "CB-000002" {
+		t.Errorf("number %q, want CB-000002", nov[0].Number)
+	}
+	// Everything invoiced equals every CDR.
+	var invoiced, cdrs int64
+	db.QueryRowContext(ctx, `SELECT sum(subtotal) FROM invoices WHERE account_id = $1`, acc).Scan(&invoiced)
+	db.QueryRowContext(ctx, `SELECT sum(sell_micros) FROM cdrs WHERE account_id = $1`, acc).Scan(&cdrs)
+	if invoiced != cdrs {
+		t.Errorf("invoiced %d, CDRs %d", invoiced, cdrs)
+	}
+	// Reading back through the API's view.
+	full, err := s.Invoice(ctx, acc, nov[0].ID)
+	if err != nil || len(full.Lines) != 3 || len(full.Days) != 1 || full.Days[0].Day != "2026-11-02" {
+		t.Fatalf("Invoice = %+v, %v", full, err)
+	}
+	if _, err := s.Invoice(ctx, billingAccount(t, db, false), nov[0].ID); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		t.Errorf("another account's invoice: %v, want ENOTFOUND", err)
+	}
+	list, err := s.Invoices(ctx, acc)
+	if err != nil || len(list) != 2 || list[0].Period != "2026-11" {
+		t.Errorf("Invoices = %+v, %v", list, err)
+	}
+}
+
+func TestInvoiceTotalsEqualCDRsOnGeneratedData(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	s := postgres.NewBillingStore(db, time.UTC, "test")
+	var accs []string
+	for range 5 {
+		accs = append(accs, billingAccount(t, db, false))
+	}
+	gen := func(from, to string, n int, seed int) {
+		t.Helper()
+		_, err := db.ExecContext(ctx, `
+			WITH g AS (
+				SELECT gen_random_uuid() AS uuid, i,
+				       $1::timestamptz + (hashint4(i + $5) & 2147483647) % (extract(epoch FROM $2::timestamptz - $1::timestamptz)::bigint) * interval '1 second' AS start_at,
+				       ($3::uuid[])[1 + (hashint4(i * 7 + $5) & 2147483647) % cardinality($3::uuid[])] AS account_id,
+				       (hashint4(i * 13 + $5) & 2147483647) % 600000 AS bill_ms
+				FROM generate_series(1, $4) i
+			), k AS (INSERT INTO cdr_keys SELECT uuid, start_at FROM g RETURNING uuid)
+			INSERT INTO cdrs (uuid, start_at, leg, account_id, direction, caller, callee, presented, gateway, node,
+			                  answer_at, end_at, duration_ms, bill_ms, hangup_cause, disposition, sell_micros, sell_prefix, buy_micros)
+			SELECT uuid, start_at, 'a', account_id, 'outbound', '1', '2', '1', 'gw' || (i % 3), 'n',
+			       CASE WHEN bill_ms > 0 THEN start_at END, start_at + bill_ms * interval '1 millisecond', bill_ms, bill_ms,
+			       'NORMAL_CLEARING', 'answered', bill_ms / 10, '49' || (i % 7), bill_ms / 20
+			FROM g`, from, to, fmt.Sprintf("{%s}", join(accs)), n, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.EnsurePartitions(ctx, at("2026-09-01T00:00:00Z"), 3); err != nil {
+		t.Fatal(err)
+	}
+	gen("2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z", 3000, 1)
+	if _, err := s.IssueInvoices(ctx, 2026, time.September, "", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	// Late CDRs for September, re-rating of some September calls, October.
+	gen("2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z", 200, 2)
+	if _, err := db.ExecContext(ctx, `UPDATE cdrs SET sell_micros = sell_micros * 2 WHERE bill_ms % 5 = 0 AND start_at < '2026-10-01'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE cdrs SET sell_micros = sell_micros / 3 WHERE bill_ms % 5 = 1 AND start_at < '2026-10-01'`); err != nil {
+		t.Fatal(err)
+	}
+	gen("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", 3000, 3)
+	for range 2 { // the second pass must change nothing
+		if _, err := s.IssueInvoices(ctx, 2026, time.October, "", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.IssueInvoices(ctx, 2026, time.September, "", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range accs {
+		var invoiced, lines, cdrs int64
+		db.QueryRowContext(ctx, `SELECT coalesce(sum(subtotal),0) FROM invoices WHERE account_id = $1`, a).Scan(&invoiced)
+		db.QueryRowContext(ctx, `SELECT coalesce(sum(amount),0) FROM invoice_lines WHERE account_id = $1`, a).Scan(&lines)
+		db.QueryRowContext(ctx, `SELECT coalesce(sum(sell_micros),0) FROM cdrs WHERE account_id = $1`, a).Scan(&cdrs)
+		if invoiced != cdrs || lines != cdrs {
+			t.Errorf("account %s: invoiced %d (lines %d), CDRs %d", a, invoiced, lines, cdrs)
+		}
+	}
+}
+
+func join(ss []string) string {
+	out := ""
+	for i, s := range ss {
+		if i > 0 {
+			out += ","
+		}
+		out += s
+	}
+	return out
+}
+
+func TestPrepaidLedgerAndLowBalance(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	s := postgres.NewBillingStore(db, time.UTC, "test")
+	acc := billingAccount(t, db, true)
+	low := int64(500000)
+	if err := s.SetProfile(ctx, &callbridge.BillingProfile{AccountID: acc, LowBalance: &low, LowBalanceURL: "https://example.com/hook"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Topup(ctx, acc, 1000000, "pay-1"); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := s.Topup(ctx, acc, 1000000, "pay-1"); err != nil || e.Amount != 1000000 {
+		t.Fatalf("repeated top-up: %+v, %v", e, err)
+	}
+	if _, err := s.Topup(ctx, acc, 5, "pay-1"); callbridge.ErrorCode(err) != callbridge.EINVALID {
+		t.Errorf("reference reused with another amount: %v, want EINVALID", err)
+	}
+	if _, err := s.Topup(ctx, billingAccount(t, db, false), 5, ""); callbridge.ErrorCode(err) != callbridge.ECONFLICT {
+		t.Errorf("postpaid top-up: %v, want ECONFLICT", err)
+	}
+	now := time.Now().UTC()
+	insertCDRs(t, db, cdr{account: acc, prefix: "4930", start: now, billMS: 60000, sell: 600000})
+	insertCDRs(t, db, cdr{account: acc, prefix: "4930", start: now, billMS: 60000, sell: 100000})
+	b, err := s.Balance(ctx, acc)
+	if err != nil || b.Balance != 300000 || !b.Prepaid {
+		t.Fatalf("Balance = %+v, %v; want 300000", b, err)
+	}
+	es, err := s.PendingLowBalance(ctx, 10)
+	if err != nil || len(es) != 1 || es[0].Balance != 400000 {
+		t.Fatalf("low-balance events = %+v, %v; want one at 400000", es, err)
+	}
+	if err := s.LowBalanceHandled(ctx, es[0].ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Back above, then below again: a second crossing, a second event.
+	if _, err := s.Topup(ctx, acc, 1000000, "pay-2"); err != nil {
+		t.Fatal(err)
+	}
+	insertCDRs(t, db, cdr{account: acc, prefix: "4930", start: now, billMS: 60000, sell: 1000000})
+	if es, _ := s.PendingLowBalance(ctx, 10); len(es) != 1 || es[0].Balance != 300000 {
+		t.Errorf("second crossing events = %+v, want one at 300000", es)
+	}
+	var sum int64
+	db.QueryRowContext(ctx, `SELECT sum(amount) FROM ledger_entries WHERE account_id = $1`, acc).Scan(&sum)
+	if b, _ := s.Balance(ctx, acc); b.Balance != sum || sum != 300000 {
+		t.Errorf("balance %d, ledger sum %d, want 300000", b.Balance, sum)
+	}
+}
