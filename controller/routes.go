@@ -26,6 +26,12 @@ func (s *Server) routes(e *gin.Engine) {
 	// callbacks
 
 	// rating
+	// The rate-deck store is the database itself (*postgres.DB implements
+	// RateDeckStore); carrier decks take the admin token, account decks an
+	// API key, on the same paths.
+	if decks, ok := s.DB.(RateDeckStore); ok {
+		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, s.Accounts)), decks)
+	}
 
 	// cdrs
 

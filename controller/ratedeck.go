@@ -1,0 +1,324 @@
+package controller
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"callbridge"
+	"callbridge/rating"
+
+	"github.com/gin-gonic/gin"
+)
+
+// RateDeckStore is what the rating routes need of the database.
+type RateDeckStore interface {
+	// CreateRateDeck stores a deck and fills in its ID, Version and
+	// CreatedAt. EINVALID, ECONFLICT.
+	CreateRateDeck(ctx context.Context, d *rating.DeckInfo) error
+	// RateDecks lists an account's decks, or every carrier deck for "".
+	RateDecks(ctx context.Context, accountID string) ([]*rating.DeckInfo, error)
+	// RateDeck returns a deck. ENOTFOUND.
+	RateDeck(ctx context.Context, id string) (*rating.DeckInfo, error)
+	// ImportRates stores rates all or none, replacing the deck's rates
+	// when replace is set. EINVALID, ENOTFOUND, ECONFLICT.
+	ImportRates(ctx context.Context, deckID string, rates []rating.Rate, replace bool) (*rating.DeckInfo, error)
+	// Rates returns a deck's rates. ENOTFOUND.
+	Rates(ctx context.Context, deckID string) ([]rating.Rate, error)
+	// AccountDeck returns the account's deck in force at a time, compiled
+	// (through cache). ENOTFOUND.
+	AccountDeck(ctx context.Context, accountID string, at time.Time, cache *rating.Cache) (*rating.Deck, error)
+	// CompiledDeck returns a deck by id, compiled (through cache).
+	// ENOTFOUND.
+	CompiledDeck(ctx context.Context, id string, cache *rating.Cache) (*rating.Deck, error)
+}
+
+// rateDeckRoutes registers the rate-deck API on g, whose requests carry
+// either the admin token or an account's API key (adminOrAccount).
+// Carrier decks are the admin's; an account sees only its own decks.
+func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore) {
+	cache := &rating.Cache{} // compiled decks for quotes, per server
+	g.POST("/rate-decks", createRateDeck(decks))
+	g.GET("/rate-decks", listRateDecks(decks))
+	g.GET("/rate-decks/:id", getRateDeck(decks))
+	g.POST("/rate-decks/:id/rates", importRates(decks))
+	g.GET("/rate-decks/:id/rates", exportRates(decks))
+	g.GET("/rates/quote", quote(decks, cache))
+}
+
+const adminKey = "callbridge.admin"
+
+// adminOrAccount accepts the operator's admin token (compared in constant
+// time; marks the request as the admin's) or an account's API key (puts
+// the account in the request context, like authenticate).
+func adminOrAccount(token string, accounts callbridge.AccountService) gin.HandlerFunc {
+	auth := authenticate(accounts)
+	return func(c *gin.Context) {
+		if tok, ok := bearer(c); ok && token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(token)) == 1 {
+			c.Set(adminKey, true)
+			c.Next()
+			return
+		}
+		auth(c)
+	}
+}
+
+func isAdmin(c *gin.Context) bool { return c.GetBool(adminKey) }
+
+// deckFor returns deck id if the caller may see it: the admin sees every
+// deck, an account only its own (others are not found).
+func deckFor(c *gin.Context, decks RateDeckStore, id string) (*rating.DeckInfo, error) {
+	d, err := decks.RateDeck(c.Request.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if !isAdmin(c) && d.AccountID != account(c).ID {
+		return nil, callbridge.Errorf(callbridge.ENOTFOUND, "rate deck not found")
+	}
+	return d, nil
+}
+
+// createRateDeck answers POST /v1/rate-decks with a rating.DeckInfo
+// body. An account creates decks for itself only; the admin names the
+// account_id or, for a carrier deck, the gateway.
+func createRateDeck(decks RateDeckStore) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var in struct {
+			AccountID     string       `json:"account_id"`
+			Gateway       string       `json:"gateway"`
+			Name          string       `json:"name"`
+			Currency      string       `json:"currency"`
+			TimeZone      string       `json:"time_zone"`
+			Precision     *int         `json:"precision"`
+			Rounding      string       `json:"rounding"`
+			ShortMS       int64        `json:"short_ms"`
+			Default       *rating.Rate `json:"default_rate"`
+			Holidays      []string     `json:"holidays"`
+			EffectiveFrom time.Time    `json:"effective_from"`
+		}
+		if err := decodeJSON(c, &in); err != nil {
+			writeError(c, err)
+			return
+		}
+		d := &rating.DeckInfo{
+			AccountID: in.AccountID, Gateway: in.Gateway, Name: in.Name, Currency: in.Currency,
+			TimeZone: in.TimeZone, Precision: 6, Rounding: rating.Rounding(in.Rounding), ShortMS: in.ShortMS,
+			Default: in.Default, Holidays: in.Holidays, EffectiveFrom: in.EffectiveFrom,
+		}
+		if in.Precision != nil {
+			d.Precision = *in.Precision
+		}
+		if !isAdmin(c) {
+			if in.Gateway != "" {
+				writeError(c, callbridge.Errorf(callbridge.EFORBIDDEN, "carrier decks are the operator's"))
+				return
+			}
+			if in.AccountID != "" && in.AccountID != account(c).ID {
+				writeError(c, callbridge.FieldError("account_id", "must be your own account or left out"))
+				return
+			}
+			d.AccountID = account(c).ID
+		}
+		if err := decks.CreateRateDeck(c.Request.Context(), d); err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusCreated, d)
+	}
+}
+
+// listRateDecks answers GET /v1/rate-decks: the account's decks; for the
+// admin, the carrier decks or, with ?account_id=, an account's.
+func listRateDecks(decks RateDeckStore) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		owner := c.Query("account_id")
+		if !isAdmin(c) {
+			owner = account(c).ID
+		}
+		list, err := decks.RateDecks(c.Request.Context(), owner)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"rate_decks": list})
+	}
+}
+
+// getRateDeck answers GET /v1/rate-decks/{id}.
+func getRateDeck(decks RateDeckStore) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		d, err := deckFor(c, decks, c.Param("id"))
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, d)
+	}
+}
+
+// csvErrorJSON is the answer to a refused CSV file: the usual error body
+// with every bad row.
+type csvErrorJSON struct {
+	Error struct {
+		Code    string            `json:"code"`
+		Message string            `json:"message"`
+		Rows    []rating.RowError `json:"rows"`
+	} `json:"error"`
+}
+
+// importRates answers POST /v1/rate-decks/{id}/rates with a text/csv
+// body in rating.Columns' format; ?mode=append (the default) adds the
+// rows, ?mode=replace replaces every rate of the deck. A bad file is
+// refused whole (400) with every bad row.
+func importRates(decks RateDeckStore) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var replace bool
+		switch c.DefaultQuery("mode", "append") {
+		case "append":
+		case "replace":
+			replace = true
+		default:
+			writeError(c, callbridge.FieldError("mode", "must be append or replace"))
+			return
+		}
+		if ct := c.ContentType(); ct != "text/csv" {
+			writeError(c, callbridge.Errorf(callbridge.EINVALID, "Content-Type must be text/csv"))
+			return
+		}
+		d, err := deckFor(c, decks, c.Param("id"))
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		rates, err := rating.ParseCSV(c.Request.Body)
+		var ce *rating.CSVError
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			writeError(c, callbridge.Errorf(callbridge.ETOOLARGE, "request body is larger than %d bytes", mbe.Limit))
+			return
+		case errors.As(err, &ce):
+			var body csvErrorJSON
+			body.Error.Code = callbridge.EINVALID
+			body.Error.Message = strconv.Itoa(len(ce.Rows)) + " bad row(s); nothing was imported"
+			body.Error.Rows = ce.Rows
+			c.AbortWithStatusJSON(http.StatusBadRequest, body)
+			return
+		case err != nil:
+			writeError(c, err)
+			return
+		}
+		info, err := decks.ImportRates(c.Request.Context(), d.ID, rates, replace)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"rate_deck": info, "imported": len(rates), "replaced": replace})
+	}
+}
+
+// exportRates answers GET /v1/rate-decks/{id}/rates: CSV when the client
+// accepts text/csv, else JSON.
+func exportRates(decks RateDeckStore) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		d, err := deckFor(c, decks, c.Param("id"))
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		rates, err := decks.Rates(c.Request.Context(), d.ID)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		if strings.Contains(c.GetHeader("Accept"), "text/csv") {
+			c.Header("Content-Type", "text/csv; charset=utf-8")
+			c.Header("Content-Disposition", `attachment; filename="rates-`+d.ID+`.csv"`)
+			c.Status(http.StatusOK)
+			if err := rating.WriteCSV(c.Writer, rates); err != nil {
+				c.Error(err) // the client went away mid-body; logged
+			}
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"rate_deck": d, "rates": rates})
+	}
+}
+
+// quoteJSON is the answer of GET /v1/rates/quote.
+type quoteJSON struct {
+	DeckID      string        `json:"deck_id"`
+	DeckVersion int64         `json:"deck_version"`
+	Number      string        `json:"number"`
+	At          time.Time     `json:"at"`
+	Amount      string        `json:"amount"`
+	Result      rating.Result `json:"result"`
+}
+
+// quote answers GET /v1/rates/quote?number=&at=&duration=[&deck=]: what a
+// call would cost under the account's deck in force at `at` (default now),
+// or under deck `deck` (the admin must name one). duration is Go syntax
+// ("90s", "1m30.5s") or plain milliseconds; default one minute.
+func quote(decks RateDeckStore, cache *rating.Cache) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		number, err := callbridge.ParseNumber(c.Query("number"))
+		if err != nil {
+			writeError(c, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err)))
+			return
+		}
+		at := time.Now().UTC()
+		if s := c.Query("at"); s != "" {
+			if at, err = time.Parse(time.RFC3339Nano, s); err != nil {
+				writeError(c, callbridge.FieldError("at", "must be an RFC 3339 time"))
+				return
+			}
+			at = at.UTC()
+		}
+		ms, err := parseDurationMS(c.DefaultQuery("duration", "60000"))
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		ctx := c.Request.Context()
+		var deck *rating.Deck
+		switch id := c.Query("deck"); {
+		case id != "":
+			if _, err = deckFor(c, decks, id); err == nil {
+				deck, err = decks.CompiledDeck(ctx, id, cache)
+			}
+		case isAdmin(c):
+			err = callbridge.FieldError("deck", "the admin must name a deck")
+		default:
+			deck, err = decks.AccountDeck(ctx, account(c).ID, at, cache)
+		}
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		r := deck.Price(rating.Usage{Number: number, Start: at, BillMS: ms})
+		info := deck.Info()
+		c.JSON(http.StatusOK, quoteJSON{
+			DeckID: info.ID, DeckVersion: info.Version, Number: number.String(), At: at,
+			Amount: rating.FormatMoney(r.Amount), Result: r,
+		})
+	}
+}
+
+// parseDurationMS reads a quote's duration: Go syntax or milliseconds.
+func parseDurationMS(s string) (int64, error) {
+	const max = 7 * 24 * time.Hour
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 || n > max.Milliseconds() {
+			return 0, callbridge.FieldError("duration", "must be 0 to 7 days")
+		}
+		return n, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > max {
+		return 0, callbridge.FieldError("duration", "must be milliseconds or a duration such as 90s, 0 to 7 days")
+	}
+	return d.Milliseconds(), nil
+}

@@ -1,0 +1,165 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"callbridge"
+	"callbridge/postgres"
+	"callbridge/postgres/pgtest"
+)
+
+const testAdminToken = "admin-secret"
+
+// rateEnv is the API with the rating routes on a real database and two
+// accounts.
+type rateEnv struct {
+	api        *httptest.Server
+	key, other string
+}
+
+func newRateEnv(t *testing.T) *rateEnv {
+	t.Helper()
+	db := pgtest.New(t)
+	accounts := postgres.NewAccountService(db)
+	key, err := accounts.CreateAccount(context.Background(), &callbridge.Account{Name: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := accounts.CreateAccount(context.Background(), &callbridge.Account{Name: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db, MaxBodyBytes: 8 << 20}
+	api := httptest.NewServer(s.Handler())
+	t.Cleanup(api.Close)
+	return &rateEnv{api: api, key: key, other: other}
+}
+
+// do sends a request with a bearer token and returns the status and body.
+func (e *rateEnv) do(t *testing.T, method, path, token, contentType, body string, header ...string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.api.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func decode[T any](t *testing.T, body string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("decoding %s: %v", body, err)
+	}
+	return v
+}
+
+func TestRateDeckAPI(t *testing.T) {
+	e := newRateEnv(t)
+
+	status, body := e.do(t, "POST", "/v1/rate-decks", e.key, "application/json",
+		`{"name":"retail","currency":"EUR","time_zone":"Europe/Berlin","precision":4,"default_rate":{"per_minute_micros":300000,"first_increment":60,"next_increment":60}}`)
+	if status != http.StatusCreated {
+		t.Fatalf("create: got %d %s", status, body)
+	}
+	deck := decode[struct {
+		ID        string `json:"id"`
+		AccountID string `json:"account_id"`
+		Version   int64  `json:"version"`
+	}](t, body)
+
+	tests := []struct {
+		name, method, path, token, ctype, body string
+		status                                 int
+		contains                               string
+	}{
+		{"account may not create carrier decks", "POST", "/v1/rate-decks", e.key, "application/json",
+			`{"gateway":"carrier-a","name":"buy","currency":"USD","time_zone":"UTC"}`, 403, `"forbidden"`},
+		{"admin creates carrier deck", "POST", "/v1/rate-decks", testAdminToken, "application/json",
+			`{"gateway":"carrier-a","name":"buy","currency":"USD","time_zone":"America/New_York"}`, 201, `"gateway":"carrier-a"`},
+		{"bad zone", "POST", "/v1/rate-decks", e.key, "application/json",
+			`{"name":"x","currency":"EUR","time_zone":"Nowhere/Land","effective_from":"2030-01-01T00:00:00Z"}`, 400, `"field":"time_zone"`},
+		{"no credentials", "GET", "/v1/rate-decks", "wrong", "", "", 401, `"unauthorized"`},
+		{"list own", "GET", "/v1/rate-decks", e.key, "", "", 200, deck.ID},
+		{"get own", "GET", "/v1/rate-decks/" + deck.ID, e.key, "", "", 200, `"name":"retail"`},
+		{"other account cannot see it", "GET", "/v1/rate-decks/" + deck.ID, e.other, "", "", 404, `"not_found"`},
+		{"admin sees it", "GET", "/v1/rate-decks/" + deck.ID, testAdminToken, "", "", 200, deck.ID},
+		{"csv needs text/csv", "POST", "/v1/rate-decks/" + deck.ID + "/rates", e.key, "application/json", "{}", 400, "text/csv"},
+		{"bad mode", "POST", "/v1/rate-decks/" + deck.ID + "/rates?mode=merge", e.key, "text/csv", "", 400, `"field":"mode"`},
+		{"bad file refused whole", "POST", "/v1/rate-decks/" + deck.ID + "/rates", e.key, "text/csv",
+			"prefix,per_minute\n49,0.02\n049,0.01\n4930,x\n", 400, `"rows":[{"line":3,"column":"prefix"`},
+		{"import", "POST", "/v1/rate-decks/" + deck.ID + "/rates?mode=replace", e.key, "text/csv",
+			"prefix,per_minute,description,days,from,until,first_increment,next_increment,band,priority\n" +
+				"49,0.02,Germany,,,,,,,0\n" +
+				"4915,0.12,Germany mobile,mon-fri,08:00,18:00,1,1,peak,0\n" +
+				"4915,0.06,Germany mobile,,,,1,1,offpeak,1\n", 200, `"imported":3`},
+		{"other account cannot import", "POST", "/v1/rate-decks/" + deck.ID + "/rates", e.other, "text/csv", "prefix,per_minute\n1,1\n", 404, `"not_found"`},
+		{"export json", "GET", "/v1/rate-decks/" + deck.ID + "/rates", e.key, "", "", 200, `"per_minute_micros":120000`},
+		// Wed 15 Jan 2025 17:59 Berlin, 2 min: 60 s peak (0.12) + 60 s off-peak (0.06).
+		{"quote across 18:00", "GET", "/v1/rates/quote?number=%2B4915112345678&at=2025-01-15T16:59:00Z&duration=2m", e.key, "", "", 200,
+			`"amount":"0.18"`},
+		{"quote default rate", "GET", "/v1/rates/quote?number=81312345678&at=2025-01-15T16:59:00Z&duration=60000", e.key, "", "", 200,
+			`"flags":["unrated_default"]`},
+		{"quote bad number", "GET", "/v1/rates/quote?number=abc", e.key, "", "", 400, `"field":"number"`},
+		{"quote bad duration", "GET", "/v1/rates/quote?number=4930123456&duration=-1s", e.key, "", "", 400, `"field":"duration"`},
+		{"quote without a deck", "GET", "/v1/rates/quote?number=4930123456", e.other, "", "", 404, `"not_found"`},
+		{"admin quote needs a deck", "GET", "/v1/rates/quote?number=4930123456", testAdminToken, "", "", 400, `"field":"deck"`},
+		{"admin quote of a deck", "GET", "/v1/rates/quote?number=4930123456&deck=" + deck.ID, testAdminToken, "", "", 200, `"prefix":"49"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := e.do(t, tt.method, tt.path, tt.token, tt.ctype, tt.body)
+			if status != tt.status || !strings.Contains(body, tt.contains) {
+				t.Errorf("got %d %s, want %d containing %s", status, body, tt.status, tt.contains)
+			}
+		})
+	}
+
+	status, body = e.do(t, "GET", "/v1/rate-decks/"+deck.ID+"/rates", e.key, "", "", "Accept", "text/csv")
+	want := "prefix,description,band,per_minute,connect_fee,min_charge,first_increment,next_increment,days,from,until,effective_from,effective_until,priority\n" +
+		"49,Germany,,0.02,0,0,60,60,all,00:00,24:00,,,0\n" +
+		"4915,Germany mobile,peak,0.12,0,0,1,1,mon-fri,08:00,18:00,,,0\n" +
+		"4915,Germany mobile,offpeak,0.06,0,0,1,1,all,00:00,24:00,,,1\n"
+	if status != http.StatusOK || body != want {
+		t.Errorf("csv export: got %d\n%s\nwant\n%s", status, body, want)
+	}
+
+	status, body = e.do(t, "GET", "/v1/rates/quote?number=4915112345678&at=2025-01-15T16:59:00Z&duration=120000", e.key, "", "")
+	q := decode[struct {
+		Result struct {
+			Prefix string `json:"prefix"`
+			Band   string `json:"band"`
+			Amount int64  `json:"amount_micros"`
+			Parts  []struct {
+				Band   string `json:"band"`
+				Amount int64  `json:"amount_micros"`
+			} `json:"parts"`
+		} `json:"result"`
+	}](t, body)
+	if status != 200 || q.Result.Prefix != "4915" || q.Result.Band != "peak" || q.Result.Amount != 180000 ||
+		len(q.Result.Parts) != 2 || q.Result.Parts[1].Band != "offpeak" || q.Result.Parts[1].Amount != 60000 {
+		t.Errorf("quote: got %d %s", status, body)
+	}
+}
