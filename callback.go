@@ -50,6 +50,7 @@ const (
 	ReasonABusy             FailReason = "a_busy"
 	ReasonANoAnswer         FailReason = "a_no_answer"
 	ReasonARejected         FailReason = "a_rejected"
+	ReasonAHangup           FailReason = "a_hangup" // A hung up after answering, before the bridge
 	ReasonBBusy             FailReason = "b_busy"
 	ReasonBNoAnswer         FailReason = "b_no_answer"
 	ReasonBRejected         FailReason = "b_rejected"

@@ -7,6 +7,7 @@ import "github.com/gin-gonic/gin"
 func (s *Server) routes(e *gin.Engine) {
 	e.GET("/healthz", healthz(s.Version))
 	e.GET("/readyz", readyz(s.DB, s.Nodes))
+	e.GET("/openapi.json", openAPI())
 
 	if s.Metrics != nil && !s.MetricsOnOwnListener {
 		e.GET("/metrics", adminOnly(s.AdminToken), gin.WrapH(s.Metrics.Handler()))
@@ -18,12 +19,24 @@ func (s *Server) routes(e *gin.Engine) {
 	admin.POST("/accounts/:id/keys", createAPIKey(s.Accounts))
 	admin.DELETE("/accounts/:id/keys/:key", revokeAPIKey(s.Accounts))
 
-	v1 := e.Group("/v1", authenticate(s.Accounts))
+	v1 := e.Group("/v1", authenticate(s.Accounts), rateLimit(newLimiter(s.RateLimit, nil)))
 	v1.GET("/account", getOwnAccount())
 
 	// privacy numbers
+	if s.Privacy != nil {
+		s.Privacy.Register(e, v1)
+	}
 
 	// callbacks
+	if s.Callbacks != nil {
+		v1.POST("/callbacks", createCallback(s))
+		v1.GET("/callbacks", listCallbacks(s))
+		v1.GET("/callbacks/:id", getCallback(s))
+		v1.DELETE("/callbacks/:id", cancelCallback(s))
+	}
+	if s.Webhooks != nil {
+		v1.GET("/webhooks", listWebhooks(s))
+	}
 
 	// rating
 	// The rate-deck store is the database itself (*postgres.DB implements

@@ -44,13 +44,34 @@ type Server struct {
 
 	// privacy numbers
 
+	// Privacy serves the number pool, bindings and /fs/dialplan; nil
+	// leaves those routes out.
+	Privacy *PrivacyNumbers
+
 	// callbacks
+
+	// Callbacks stores callbacks; nil leaves the callback routes out.
+	Callbacks callbridge.CallbackService
+	// CallbackEngine places callbacks in this process; nil only stores
+	// them (another controller's engine places them).
+	CallbackEngine CallbackControl
+	// CallbackNumberRules normalise the numbers of callback requests.
+	CallbackNumberRules callbridge.NumberRules
+	// Webhooks lists the webhook outbox (GET /v1/webhooks); nil leaves the
+	// route out.
+	Webhooks callbridge.WebhookService
 
 	// rating
 
 	// cdrs
 
 	// billing
+
+	// security
+
+	// RateLimit limits requests per API key on the /v1 routes (429 with
+	// Retry-After); the zero value does not limit.
+	RateLimit RateLimit
 
 	once    sync.Once
 	handler http.Handler

@@ -496,6 +496,8 @@ func (s *CallbackService) CancelRequested(ctx context.Context, id string) (bool,
 
 // ErrLeaseLost is returned by UpdateCallback when the worker no longer
 // holds the callback (another controller took it over, or it ended).
+// Updates without a status change (leg facts, history) are accepted for
+// callbacks that ended or were queued again.
 var ErrLeaseLost = callbridge.Errorf(callbridge.ECONFLICT, "postgres: callback lease lost")
 
 // UpdateCallback applies one step of a callback worker atomically: leg
@@ -504,10 +506,14 @@ var ErrLeaseLost = callbridge.Errorf(callbridge.ECONFLICT, "postgres: callback l
 func (s *CallbackService) UpdateCallback(ctx context.Context, u *callbridge.CallbackUpdate) error {
 	return s.db.Tx(ctx, func(tx *Tx) error {
 		var row callbackRow
+		// Facts about legs may arrive after the callback ended or was queued
+		// again (a leg's last hangup); they are recorded whoever owns it.
 		err := tx.QueryRowxContext(ctx, `UPDATE callbacks SET updated_at = now(),
 				node = CASE WHEN $3 = '' THEN node ELSE $3 END
-			WHERE id = $1 AND owner = $2 AND status NOT IN ('queued', 'completed', 'failed')
-			RETURNING `+callbackColumns, u.ID, u.Owner, u.Node).Scan(cbScanTargets(&row)...)
+			WHERE id = $1 AND (
+				(owner = $2 AND status IN ('calling_a', 'a_answered', 'calling_b', 'bridged'))
+				OR ($4 AND status IN ('queued', 'completed', 'failed')))
+			RETURNING `+callbackColumns, u.ID, u.Owner, u.Node, u.Status == "").Scan(cbScanTargets(&row)...)
 		if err == sql.ErrNoRows {
 			return ErrLeaseLost
 		}

@@ -21,7 +21,7 @@ CREATE TABLE callbacks (
     account_id       uuid NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     status           text NOT NULL DEFAULT 'queued' CHECK (status IN
                      ('queued', 'calling_a', 'a_answered', 'calling_b', 'bridged', 'completed', 'failed')),
-    reason           text NOT NULL DEFAULT '' CHECK (reason IN ('', 'a_busy', 'a_no_answer', 'a_rejected',
+    reason           text NOT NULL DEFAULT '' CHECK (reason IN ('', 'a_busy', 'a_no_answer', 'a_rejected', 'a_hangup',
                      'b_busy', 'b_no_answer', 'b_rejected', 'node_unavailable', 'cancelled', 'max_duration',
                      'insufficient_funds', 'internal')),
     a                text NOT NULL CHECK (a ~ '^[1-9][0-9]{0,14}$'),

@@ -1,0 +1,1213 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"callbridge"
+	"callbridge/esl"
+
+	"github.com/google/uuid"
+)
+
+// CallbackStore is what the callback engine needs of the database
+// (implemented by *postgres.CallbackService).
+type CallbackStore interface {
+	// ClaimCallback claims the oldest due queued callback with a lease and
+	// moves it to calling_a; nil when none is due. Two workers never claim
+	// the same callback.
+	ClaimCallback(ctx context.Context, owner, node string, lease time.Duration) (*callbridge.Callback, error)
+	// AdoptCallbacks takes over live callbacks whose lease ran out (or
+	// that owner held before a restart), with their current legs.
+	AdoptCallbacks(ctx context.Context, owner string, lease time.Duration, n int) ([]*callbridge.Callback, error)
+	// RenewLeases extends leases and reports cancellations and losses.
+	RenewLeases(ctx context.Context, owner string, ids []string, lease time.Duration) (cancel, lost []string, err error)
+	// UpdateCallback persists one step; ECONFLICT when the lease is lost.
+	UpdateCallback(ctx context.Context, u *callbridge.CallbackUpdate) error
+	// CancelRequested reports whether a DELETE asked the callback to end.
+	CancelRequested(ctx context.Context, id string) (bool, error)
+}
+
+// Authorizer decides whether a callback may be placed and for how long.
+// The billing feature implements it for prepaid accounts.
+type Authorizer interface {
+	// Authorize returns the longest the call may last (0: no limit of its
+	// own). ENOFUNDS fails the callback with insufficient_funds; any other
+	// error fails it with internal.
+	Authorize(ctx context.Context, accountID string, a, b callbridge.Number) (maxDuration time.Duration, err error)
+}
+
+// CallbackEngineConfig configures a CallbackEngine.
+type CallbackEngineConfig struct {
+	// Owner names this controller in leases. It must differ between
+	// controllers sharing a database and should stay the same across
+	// restarts (a restarted controller adopts its own calls at once).
+	Owner string
+	// Gateway is the sofia gateway both legs are placed through.
+	Gateway string
+	// Lease is how long a claim holds without renewal; a controller that
+	// dies loses its calls to another after this long (default 15 s).
+	Lease time.Duration
+	// PollInterval is how often an idle engine looks for due callbacks
+	// queued by other controllers (default 200 ms); Wake skips the wait.
+	PollInterval time.Duration
+	// NodeGrace is how long a callback waits for its node to reconnect
+	// before failing with node_unavailable (default 5 s).
+	NodeGrace time.Duration
+	// Prompts is the allow-list of sounds a request may name as prompt:
+	// name to absolute file path on the FreeSWITCH node. "ringback" must
+	// be listed for the ringback prompt to be played.
+	Prompts map[string]string
+	// FailurePrompts are played to A when B fails (by reason; the ""
+	// entry for reasons not listed), before A is hung up. No entry: A is
+	// hung up at once.
+	FailurePrompts map[callbridge.FailReason]string
+	// FailurePromptTime is how long A hears a failure prompt (default 4 s);
+	// FreeSWITCH hangs A up after it (sched_hangup).
+	FailurePromptTime time.Duration
+	// RecordDir is the absolute directory on the node where recordings of
+	// callbacks with record=true are written as <callback id>.wav.
+	RecordDir string
+	// LegWait bounds how long an ended callback waits for its remaining
+	// legs' hangup events, to record them (default 30 s).
+	LegWait time.Duration
+	// Authorizer, when set, is asked before A is called; nil means every
+	// callback may be placed for its requested max_duration.
+	Authorizer Authorizer
+	// Logger receives one line per callback outcome and every failure.
+	Logger *slog.Logger
+}
+
+// CallbackEngine places callbacks: it claims queued callbacks from the
+// database, paces them through the ESL pool, drives each through its legs
+// by FreeSWITCH events, and persists every transition. Several engines (in
+// several controllers) may share one database and one set of nodes.
+//
+// Pacing counts one pool call per callback (both legs run on the node that
+// placed A, as uuid_bridge requires). Callbacks adopted after a restart are
+// not counted against the pool.
+type CallbackEngine struct {
+	store CallbackStore
+	pool  *esl.Pool
+	cfg   CallbackEngineConfig
+	log   *slog.Logger
+
+	wake     chan struct{}
+	mu       sync.Mutex
+	runs     map[string]*cbRun // by callback id
+	routes   map[string]*cbRun // by leg uuid
+	orphans  map[string][]string
+	draining bool
+	idle     chan struct{} // closed and replaced when runs becomes empty
+	wg       sync.WaitGroup
+}
+
+// NewCallbackEngine returns an engine; Run starts it.
+func NewCallbackEngine(store CallbackStore, pool *esl.Pool, cfg CallbackEngineConfig) (*CallbackEngine, error) {
+	if store == nil || pool == nil {
+		return nil, errors.New("controller: callback engine needs a store and a pool")
+	}
+	if cfg.Owner == "" {
+		return nil, errors.New("controller: callback engine needs an owner name")
+	}
+	if cfg.Gateway == "" {
+		return nil, errors.New("controller: callback engine needs a gateway")
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 15 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 200 * time.Millisecond
+	}
+	if cfg.NodeGrace <= 0 {
+		cfg.NodeGrace = 5 * time.Second
+	}
+	if cfg.FailurePromptTime <= 0 {
+		cfg.FailurePromptTime = 4 * time.Second
+	}
+	if cfg.LegWait <= 0 {
+		cfg.LegWait = 30 * time.Second
+	}
+	if cfg.RecordDir == "" {
+		cfg.RecordDir = "/var/lib/freeswitch/recordings/callbridge"
+	}
+	for name, p := range cfg.Prompts {
+		if err := callbridge.ValidatePromptName(name); err != nil || !path.IsAbs(p) {
+			return nil, fmt.Errorf("controller: prompt %q: want a name of [a-z0-9_-] and an absolute path", name)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &CallbackEngine{
+		store: store, pool: pool, cfg: cfg, log: cfg.Logger,
+		wake:    make(chan struct{}, 1),
+		runs:    map[string]*cbRun{},
+		routes:  map[string]*cbRun{},
+		orphans: map[string][]string{},
+		idle:    make(chan struct{}),
+	}, nil
+}
+
+// PromptAllowed reports whether a request may name prompt.
+func (e *CallbackEngine) PromptAllowed(name string) bool {
+	if name == callbridge.PromptNone || name == callbridge.PromptRingback {
+		return true
+	}
+	_, ok := e.cfg.Prompts[name]
+	return ok
+}
+
+// Wake makes the engine look for queued callbacks now.
+func (e *CallbackEngine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Live returns the number of callbacks this engine drives.
+func (e *CallbackEngine) Live() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.runs)
+}
+
+// Cancel hangs up a live callback after its cancellation was recorded. If
+// this engine drives it, its worker does; otherwise the legs are killed
+// through the pool and the owning controller records the outcome.
+func (e *CallbackEngine) Cancel(ctx context.Context, cb *callbridge.Callback) {
+	e.mu.Lock()
+	r := e.runs[cb.ID]
+	e.mu.Unlock()
+	if r != nil {
+		r.post(cbMsg{kind: msgCancel})
+		return
+	}
+	for _, l := range cb.Legs {
+		if l.HangupAt != nil || l.Attempt != cb.Attempt {
+			continue
+		}
+		c := e.pool.Lookup(l.Node)
+		if c == nil {
+			continue
+		}
+		if cmd, err := esl.UUIDKill(l.UUID, "NORMAL_CLEARING"); err == nil {
+			if _, err := c.API(ctx, cmd); err != nil {
+				e.log.Debug("cancel: uuid_kill", "callback", cb.ID, "uuid", l.UUID, "error", err)
+			}
+		}
+	}
+}
+
+// Drain stops claiming new callbacks and waits until the live ones have
+// ended or ctx is done. Calls still live afterwards keep their leases and
+// are adopted by another controller (or this one after a restart).
+func (e *CallbackEngine) Drain(ctx context.Context) {
+	e.mu.Lock()
+	e.draining = true
+	e.mu.Unlock()
+	for {
+		e.mu.Lock()
+		n, idle := len(e.runs), e.idle
+		e.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Run drives callbacks until ctx is done. Workers still live then are
+// abandoned without touching their calls; their leases run out and the
+// calls are adopted and reconciled elsewhere.
+func (e *CallbackEngine) Run(ctx context.Context) error {
+	var bg sync.WaitGroup
+	for _, c := range e.pool.Clients() {
+		sub := c.Subscribe(0)
+		bg.Add(2)
+		go func() { defer bg.Done(); e.dispatch(ctx, c, sub) }()
+		go func() { defer bg.Done(); e.watch(ctx, c) }()
+	}
+	bg.Add(1)
+	go func() { defer bg.Done(); e.leases(ctx) }()
+	e.claimLoop(ctx)
+	bg.Wait()
+	e.wg.Wait()
+	return nil
+}
+
+// dispatch routes one node's channel events to the workers of the legs
+// they concern, and reconciles after each reconnection.
+func (e *CallbackEngine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscription) {
+	defer sub.Close()
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("callback engine: event subscription ended", "node", c.Name(), "error", err)
+			}
+			return
+		}
+		if ev.Name == esl.SocketConnected {
+			e.mu.Lock()
+			orphans := e.orphans[c.Name()]
+			delete(e.orphans, c.Name())
+			var runs []*cbRun
+			for _, r := range e.runs {
+				if r.client == c {
+					runs = append(runs, r)
+				}
+			}
+			e.mu.Unlock()
+			for _, id := range orphans {
+				if cmd, err := esl.UUIDKill(id, "NORMAL_CLEARING"); err == nil {
+					if _, err := c.BgAPI(ctx, cmd); err != nil {
+						e.log.Warn("callback engine: kill orphan leg", "node", c.Name(), "uuid", id, "error", err)
+					}
+				}
+			}
+			for _, r := range runs {
+				r.post(cbMsg{kind: msgNodeUp})
+			}
+			continue
+		}
+		if ev.UUID == "" {
+			continue
+		}
+		e.mu.Lock()
+		r := e.routes[ev.UUID]
+		e.mu.Unlock()
+		if r != nil {
+			r.post(cbMsg{kind: msgEvent, ev: ev})
+		}
+	}
+}
+
+// watch tells a node's workers when its connection is lost.
+func (e *CallbackEngine) watch(ctx context.Context, c *esl.Client) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	was := c.State() == esl.StateConnected
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := c.State() == esl.StateConnected
+		if was && !now {
+			e.mu.Lock()
+			var runs []*cbRun
+			for _, r := range e.runs {
+				if r.client == c {
+					runs = append(runs, r)
+				}
+			}
+			e.mu.Unlock()
+			for _, r := range runs {
+				r.post(cbMsg{kind: msgNodeDown})
+			}
+		}
+		was = now
+	}
+}
+
+// leases renews the leases of live callbacks, delivers cancellations
+// requested through other controllers, and adopts orphaned callbacks.
+func (e *CallbackEngine) leases(ctx context.Context) {
+	t := time.NewTicker(e.cfg.Lease / 3)
+	defer t.Stop()
+	e.adopt(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		e.mu.Lock()
+		ids := make([]string, 0, len(e.runs))
+		for id, r := range e.runs {
+			if r.claimed.Load() {
+				ids = append(ids, id)
+			}
+		}
+		e.mu.Unlock()
+		cancel, lost, err := e.store.RenewLeases(ctx, e.cfg.Owner, ids, e.cfg.Lease)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("callback engine: renew leases", "error", err)
+			}
+			continue
+		}
+		e.mu.Lock()
+		for _, id := range cancel {
+			if r := e.runs[id]; r != nil {
+				r.post(cbMsg{kind: msgCancel})
+			}
+		}
+		for _, id := range lost {
+			if r := e.runs[id]; r != nil {
+				r.post(cbMsg{kind: msgLost})
+			}
+		}
+		e.mu.Unlock()
+		e.adopt(ctx)
+	}
+}
+
+// adopt takes over live callbacks whose controller went away.
+func (e *CallbackEngine) adopt(ctx context.Context) {
+	e.mu.Lock()
+	draining := e.draining
+	e.mu.Unlock()
+	if draining {
+		return
+	}
+	cbs, err := e.store.AdoptCallbacks(ctx, e.cfg.Owner, e.cfg.Lease, 100)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("callback engine: adopt", "error", err)
+		}
+		return
+	}
+	for _, cb := range cbs {
+		e.mu.Lock()
+		_, running := e.runs[cb.ID]
+		e.mu.Unlock()
+		if running {
+			continue
+		}
+		e.log.Info("callback adopted", "callback", cb.ID, "status", cb.Status, "node", cb.Node)
+		e.start(ctx, cb, true)
+	}
+}
+
+func (e *CallbackEngine) anyConnected() bool {
+	for _, c := range e.pool.Clients() {
+		if c.State() == esl.StateConnected {
+			return true
+		}
+	}
+	return false
+}
+
+// claimLoop claims queued callbacks one at a time: the next is claimed
+// once the previous one has its pool slot, so at most one claimed
+// callback per engine waits for pacing.
+func (e *CallbackEngine) claimLoop(ctx context.Context) {
+	wait := func() bool {
+		t := time.NewTimer(e.cfg.PollInterval)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-e.wake:
+		case <-t.C:
+		}
+		return true
+	}
+	for ctx.Err() == nil {
+		e.mu.Lock()
+		draining := e.draining
+		e.mu.Unlock()
+		if draining || !e.anyConnected() {
+			if !wait() {
+				return
+			}
+			continue
+		}
+		cb, err := e.store.ClaimCallback(ctx, e.cfg.Owner, "", e.cfg.Lease)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("callback engine: claim", "error", err)
+			}
+			if !wait() {
+				return
+			}
+			continue
+		}
+		if cb == nil {
+			if !wait() {
+				return
+			}
+			continue
+		}
+		r := e.start(ctx, cb, false)
+		select {
+		case <-r.placed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// start runs a worker for cb.
+func (e *CallbackEngine) start(ctx context.Context, cb *callbridge.Callback, adopted bool) *cbRun {
+	r := &cbRun{
+		e: e, cb: cb, adopted: adopted,
+		signal: make(chan struct{}, 1),
+		placed: make(chan struct{}),
+		log:    e.log.With("callback", cb.ID),
+	}
+	r.claimed.Store(true)
+	e.mu.Lock()
+	e.runs[cb.ID] = r
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		r.loop(ctx)
+		e.mu.Lock()
+		delete(e.runs, cb.ID)
+		for _, l := range []*cbLeg{&r.a, &r.b} {
+			if l.uuid != "" && e.routes[l.uuid] == r {
+				delete(e.routes, l.uuid)
+			}
+		}
+		if len(e.runs) == 0 {
+			close(e.idle)
+			e.idle = make(chan struct{})
+		}
+		e.mu.Unlock()
+		if r.release != nil {
+			r.release()
+		}
+	}()
+	return r
+}
+
+func (e *CallbackEngine) route(uuid string, r *cbRun) {
+	e.mu.Lock()
+	e.routes[uuid] = r
+	e.mu.Unlock()
+}
+
+type msgKind int
+
+const (
+	msgEvent msgKind = iota
+	msgJob
+	msgCancel
+	msgNodeDown
+	msgNodeUp
+	msgGrace
+	msgLost
+)
+
+// cbMsg is what a worker is told: an event of one of its legs, the result
+// of an originate, a cancellation, or a change of its node's connection.
+type cbMsg struct {
+	kind msgKind
+	ev   esl.Event
+	leg  string
+	err  error
+}
+
+// cbLeg is what a worker knows about one leg.
+type cbLeg struct {
+	name       string // "a" or "b"
+	uuid       string
+	number     callbridge.Number
+	callerID   callbridge.Number
+	originated bool
+	ringing    bool
+	answered   bool
+	hungup     bool
+	lost       bool // vanished while no event could reach us
+	cause      string
+	killSent   bool
+}
+
+func (l *cbLeg) live() bool { return l.originated && !l.hungup }
+
+// cbRun drives one callback. All its fields are used only by its own
+// goroutine, except the mailbox.
+type cbRun struct {
+	e       *CallbackEngine
+	cb      *callbridge.Callback
+	log     *slog.Logger
+	adopted bool
+	claimed atomic.Bool // holds a lease to renew
+
+	client  *esl.Client
+	release func()
+	placed  chan struct{} // closed once a pool slot is held or the run ended
+	placedX bool
+
+	mu     sync.Mutex
+	mail   []cbMsg
+	signal chan struct{}
+
+	a, b        cbLeg
+	status      callbridge.CallbackStatus
+	maxDuration time.Duration
+	cancelled   bool
+	ended       bool // terminal or requeued: only waiting for legs
+	endBy       time.Time
+	abandoned   bool
+	nodeDown    bool
+	grace       *time.Timer
+}
+
+// setClient sets the node the worker uses; dispatchers read it under e.mu.
+func (r *cbRun) setClient(c *esl.Client) {
+	r.e.mu.Lock()
+	r.client = c
+	r.e.mu.Unlock()
+}
+
+func (r *cbRun) post(m cbMsg) {
+	r.mu.Lock()
+	r.mail = append(r.mail, m)
+	r.mu.Unlock()
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (r *cbRun) markPlaced() {
+	if !r.placedX {
+		r.placedX = true
+		close(r.placed)
+	}
+}
+
+// loop is the worker's life: take a pool slot (or reconcile an adopted
+// call), then react to messages until the callback has ended and its legs
+// are down.
+func (r *cbRun) loop(ctx context.Context) {
+	defer r.markPlaced()
+	defer func() {
+		if r.grace != nil {
+			r.grace.Stop()
+		}
+	}()
+	r.status = r.cb.Status
+	r.a = cbLeg{name: callbridge.LegA, number: r.cb.A, callerID: r.cb.CallerIDA}
+	r.b = cbLeg{name: callbridge.LegB, number: r.cb.B, callerID: r.cb.CallerIDB}
+	r.maxDuration = time.Duration(r.cb.MaxDuration) * time.Second
+	if r.adopted {
+		if !r.resume(ctx) {
+			return
+		}
+	} else if !r.acquire(ctx) {
+		return
+	}
+	r.markPlaced()
+	r.step(ctx)
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
+	for !r.abandoned && !(r.ended && r.legsDown()) {
+		var timeout <-chan time.Time
+		if r.ended {
+			if linger == nil {
+				linger = time.NewTimer(time.Until(r.endBy))
+			}
+			timeout = linger.C
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-timeout:
+			r.log.Warn("callback legs did not report hangup in time", "a", r.a.uuid, "b", r.b.uuid)
+			return
+		case <-r.signal:
+		}
+		r.mu.Lock()
+		mail := r.mail
+		r.mail = nil
+		r.mu.Unlock()
+		for _, m := range mail {
+			r.handle(ctx, m)
+			if r.abandoned {
+				return
+			}
+		}
+		r.step(ctx)
+	}
+}
+
+func (r *cbRun) legsDown() bool { return !r.a.live() && !r.b.live() }
+
+// acquire takes a pool slot for a freshly claimed callback, waiting for
+// pacing; it fails the callback if no node is connected.
+func (r *cbRun) acquire(ctx context.Context) bool {
+	deadline := time.Now().Add(r.e.cfg.NodeGrace)
+	for {
+		c, release, err := r.e.pool.Acquire(ctx)
+		if err == nil {
+			r.setClient(c)
+			r.release = release
+			return r.save(ctx, &callbridge.CallbackUpdate{Node: c.Name()})
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if callbridge.ErrorCode(err) == callbridge.EUNAVAILABLE && time.Now().After(deadline) {
+			r.finish(ctx, callbridge.ReasonNodeUnavailable, "no FreeSWITCH node connected")
+			return false
+		}
+		r.mu.Lock()
+		cancelled := false
+		for _, m := range r.mail {
+			cancelled = cancelled || m.kind == msgCancel
+		}
+		r.mu.Unlock()
+		if cancelled {
+			r.finish(ctx, callbridge.ReasonCancelled, "cancelled while waiting for a node")
+			return false
+		}
+		t := time.NewTimer(5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// resume reconciles an adopted callback against its node: legs that
+// still exist are tracked again, legs that vanished count as lost.
+func (r *cbRun) resume(ctx context.Context) bool {
+	r.setClient(r.e.pool.Lookup(r.cb.Node))
+	for _, l := range r.cb.Legs {
+		leg := &r.a
+		if l.Leg == callbridge.LegB {
+			leg = &r.b
+		}
+		leg.uuid, leg.originated = l.UUID, true
+		leg.ringing = l.RingingAt != nil
+		leg.answered = l.AnsweredAt != nil
+		if l.HangupAt != nil {
+			leg.hungup, leg.cause = true, l.HangupCause
+		}
+		r.e.route(l.UUID, r)
+	}
+	if r.client == nil {
+		r.finish(ctx, callbridge.ReasonNodeUnavailable, "node "+r.cb.Node+" is not configured")
+		return false
+	}
+	deadline := time.Now().Add(r.e.cfg.NodeGrace)
+	for r.client.State() != esl.StateConnected {
+		if time.Now().After(deadline) {
+			r.finish(ctx, callbridge.ReasonNodeUnavailable, "node "+r.cb.Node+" unreachable after restart")
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return r.reconcile(ctx, "adopted by "+r.e.cfg.Owner)
+}
+
+// reconcile compares the legs believed live with the node's channels.
+func (r *cbRun) reconcile(ctx context.Context, why string) bool {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	chans, err := r.client.Channels(cctx)
+	if err != nil {
+		r.log.Warn("reconcile: show channels", "error", err)
+		return true // the grace timer or the next reconnection decides
+	}
+	present := make(map[string]esl.Channel, len(chans))
+	for _, ch := range chans {
+		present[ch.UUID] = ch
+	}
+	detail := why
+	for _, l := range []*cbLeg{&r.a, &r.b} {
+		if !l.live() {
+			continue
+		}
+		ch, ok := present[l.uuid]
+		now := time.Now().UTC()
+		switch {
+		case !ok:
+			l.hungup, l.lost = true, true
+			detail += "; leg " + l.name + " gone"
+			r.save(ctx, &callbridge.CallbackUpdate{Leg: r.legUpdate(l, func(u *callbridge.LegUpdate) { u.Hangup = now })})
+		case ch.CallState == "ACTIVE" && !l.answered:
+			l.answered = true
+			detail += "; leg " + l.name + " answered"
+			r.save(ctx, &callbridge.CallbackUpdate{Leg: r.legUpdate(l, func(u *callbridge.LegUpdate) { u.Answered = now })})
+		default:
+			detail += "; leg " + l.name + " present"
+		}
+	}
+	return r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventReconciled, Detail: detail}}})
+}
+
+func (r *cbRun) legUpdate(l *cbLeg, f func(*callbridge.LegUpdate)) *callbridge.LegUpdate {
+	u := &callbridge.LegUpdate{Leg: l.name, Attempt: r.cb.Attempt, UUID: l.uuid, Node: r.client.Name(), Number: l.number, CallerID: l.callerID}
+	if f != nil {
+		f(u)
+	}
+	return u
+}
+
+// save persists u for this callback, retrying briefly; a lost lease or a
+// database that stays away abandons the call to whoever takes it over.
+func (r *cbRun) save(ctx context.Context, u *callbridge.CallbackUpdate) bool {
+	if r.abandoned {
+		return false
+	}
+	u.ID, u.Owner = r.cb.ID, r.e.cfg.Owner
+	var err error
+	for i := 0; i < 5; i++ {
+		err = r.e.store.UpdateCallback(ctx, u)
+		if err == nil {
+			if u.Status != "" {
+				r.status = u.Status
+			}
+			return true
+		}
+		if callbridge.ErrorCode(err) == callbridge.ECONFLICT || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(50<<i) * time.Millisecond):
+		}
+	}
+	if u.Status == "" && r.ended {
+		return false // late leg facts are best effort
+	}
+	r.log.Warn("callback abandoned: cannot persist", "error", err)
+	r.abandoned = true
+	return false
+}
+
+// handle applies one message to the worker's knowledge.
+func (r *cbRun) handle(ctx context.Context, m cbMsg) {
+	switch m.kind {
+	case msgCancel:
+		if !r.cancelled && !r.ended {
+			r.cancelled = true
+			r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventCancel, Detail: "hanging up"}}})
+		}
+	case msgLost:
+		r.log.Warn("callback lease lost; another controller drives it")
+		r.abandoned = true
+	case msgNodeDown:
+		if r.nodeDown {
+			return
+		}
+		r.nodeDown = true
+		r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventNodeLost, Detail: "lost connection to " + r.client.Name()}}})
+		r.grace = time.AfterFunc(r.e.cfg.NodeGrace, func() { r.post(cbMsg{kind: msgGrace}) })
+	case msgNodeUp:
+		// Always reconcile: the connection may have been lost and back
+		// before the watcher noticed, and events may be missing.
+		if r.ended {
+			return
+		}
+		r.nodeDown = false
+		if r.grace != nil {
+			r.grace.Stop()
+		}
+		r.reconcile(ctx, "reconnected to "+r.client.Name())
+	case msgGrace:
+		if !r.nodeDown {
+			return
+		}
+		var orphans []string
+		for _, l := range []*cbLeg{&r.a, &r.b} {
+			if l.live() {
+				orphans = append(orphans, l.uuid)
+				l.hungup, l.lost = true, true
+			}
+		}
+		r.e.mu.Lock()
+		r.e.orphans[r.client.Name()] = append(r.e.orphans[r.client.Name()], orphans...)
+		r.e.mu.Unlock()
+		if !r.ended {
+			r.finish(ctx, callbridge.ReasonNodeUnavailable, "node "+r.client.Name()+" did not come back")
+		}
+	case msgJob:
+		l := r.leg(m.leg)
+		var re *esl.ReplyError
+		if errors.As(m.err, &re) && !l.hungup && !l.answered {
+			r.legDown(ctx, l, re.Cause(), time.Now().UTC(), "originate: "+re.Text)
+		}
+	case msgEvent:
+		r.event(ctx, m.ev)
+	}
+}
+
+func (r *cbRun) leg(name string) *cbLeg {
+	if name == callbridge.LegB {
+		return &r.b
+	}
+	return &r.a
+}
+
+// event applies a channel event of one of the legs.
+func (r *cbRun) event(ctx context.Context, ev esl.Event) {
+	var l *cbLeg
+	switch ev.UUID {
+	case r.a.uuid:
+		l = &r.a
+	case r.b.uuid:
+		l = &r.b
+	default:
+		return
+	}
+	at := ev.Time()
+	if at.IsZero() {
+		at = ev.Received
+	}
+	switch ev.Name {
+	case esl.ChannelProgress, esl.ChannelProgressMedia:
+		if !l.ringing && !l.answered && !l.hungup {
+			l.ringing = true
+			r.save(ctx, &callbridge.CallbackUpdate{
+				Leg:    r.legUpdate(l, func(u *callbridge.LegUpdate) { u.Ringing = at }),
+				Events: []callbridge.CallbackEvent{{Type: callbridge.EventLegRinging, Leg: l.name, At: at, Detail: string(ev.Name)}},
+			})
+		}
+	case esl.ChannelAnswer:
+		if !l.answered && !l.hungup {
+			l.answered = true
+			r.save(ctx, &callbridge.CallbackUpdate{
+				Leg:    r.legUpdate(l, func(u *callbridge.LegUpdate) { u.Answered = at }),
+				Events: []callbridge.CallbackEvent{{Type: callbridge.EventLegAnswered, Leg: l.name, At: at}},
+			})
+		}
+	case esl.ChannelHangup, esl.ChannelHangupComplete:
+		if !l.hungup {
+			cause := ev.Get("Hangup-Cause")
+			if cause == "" {
+				cause = ev.Var("hangup_cause")
+			}
+			r.legDown(ctx, l, cause, at, "")
+		}
+	case esl.ChannelDestroy:
+		// A leg to a bad profile produces only CHANNEL_DESTROY; its cause
+		// comes with the originate's -ERR. Any other leg was already down.
+	}
+	if r.cancelled && l.live() && !l.killSent {
+		r.kill(ctx, l)
+	}
+}
+
+// legDown records a leg's hangup.
+func (r *cbRun) legDown(ctx context.Context, l *cbLeg, cause string, at time.Time, detail string) {
+	l.hungup, l.cause = true, cause
+	if detail == "" {
+		detail = cause
+	}
+	r.save(ctx, &callbridge.CallbackUpdate{
+		Leg:    r.legUpdate(l, func(u *callbridge.LegUpdate) { u.Hangup, u.Cause = at, cause }),
+		Events: []callbridge.CallbackEvent{{Type: callbridge.EventLegHangup, Leg: l.name, At: at, Detail: detail}},
+	})
+}
+
+// kill hangs a leg up (uuid_kill), once.
+func (r *cbRun) kill(ctx context.Context, l *cbLeg) {
+	if !l.live() || l.killSent || r.nodeDown {
+		return
+	}
+	cause := "NORMAL_CLEARING"
+	if !l.answered {
+		cause = "ORIGINATOR_CANCEL"
+	}
+	cmd, err := esl.UUIDKill(l.uuid, cause)
+	if err != nil {
+		return
+	}
+	if _, err := r.client.API(ctx, cmd); err != nil {
+		var re *esl.ReplyError
+		if errors.As(err, &re) {
+			// No such channel yet (the originate is still being set up):
+			// the next event of the leg kills it.
+			return
+		}
+		r.log.Warn("uuid_kill", "uuid", l.uuid, "error", err)
+		return
+	}
+	l.killSent = true
+}
+
+// api runs a command, recording a failure in the history.
+func (r *cbRun) api(ctx context.Context, what string, cmd esl.Command, err error) error {
+	if err == nil {
+		_, err = r.client.API(ctx, cmd)
+	}
+	if err != nil {
+		r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventCommandError, Detail: what + ": " + err.Error()}}})
+	}
+	return err
+}
+
+// step advances the callback as far as what is known allows.
+func (r *cbRun) step(ctx context.Context) {
+	for i := 0; i < 8 && !r.abandoned && !r.ended; i++ {
+		before := r.status
+		r.advance(ctx)
+		if r.status == before {
+			return
+		}
+	}
+}
+
+func (r *cbRun) advance(ctx context.Context) {
+	if r.nodeDown {
+		return
+	}
+	if r.cancelled {
+		r.kill(ctx, &r.a)
+		r.kill(ctx, &r.b)
+		if !r.a.live() && !r.b.live() || r.status == callbridge.CallbackCallingA && !r.a.originated {
+			r.finish(ctx, callbridge.ReasonCancelled, "cancelled during "+string(r.status))
+			return
+		}
+		if r.status != callbridge.CallbackBridged {
+			r.finish(ctx, callbridge.ReasonCancelled, "cancelled during "+string(r.status))
+		}
+		return
+	}
+	switch r.status {
+	case callbridge.CallbackCallingA:
+		switch {
+		case !r.a.originated:
+			r.originateA(ctx)
+		case r.a.hungup && !r.a.answered:
+			reason := callbridge.HangupReason(callbridge.LegA, r.a.cause)
+			if r.a.lost {
+				reason = callbridge.ReasonNodeUnavailable
+			}
+			r.failA(ctx, reason)
+		case r.a.answered:
+			r.save(ctx, &callbridge.CallbackUpdate{Status: callbridge.CallbackAAnswered, Detail: "A answered"})
+		}
+	case callbridge.CallbackAAnswered:
+		if r.a.hungup {
+			r.finish(ctx, callbridge.ReasonAHangup, "A hung up before B was called")
+			return
+		}
+		r.originateB(ctx)
+	case callbridge.CallbackCallingB:
+		switch {
+		case r.a.hungup:
+			r.kill(ctx, &r.b)
+			r.finish(ctx, callbridge.ReasonAHangup, "A hung up while B was called")
+		case r.b.hungup && !r.b.answered:
+			reason := callbridge.HangupReason(callbridge.LegB, r.b.cause)
+			if r.b.lost || !r.b.originated {
+				reason = callbridge.ReasonNodeUnavailable
+			}
+			r.failB(ctx, reason)
+		case r.b.answered:
+			r.bridge(ctx)
+		}
+	case callbridge.CallbackBridged:
+		if !r.a.hungup && !r.b.hungup {
+			return
+		}
+		first, other := &r.a, &r.b
+		if !r.a.hungup {
+			first, other = &r.b, &r.a
+		}
+		r.kill(ctx, other)
+		reason, detail := callbridge.ReasonNone, "leg "+first.name+" hung up: "+first.cause
+		switch {
+		case first.cause == "ALLOTTED_TIMEOUT" || other.cause == "ALLOTTED_TIMEOUT":
+			reason = callbridge.ReasonMaxDuration
+		case first.lost:
+			detail = "leg " + first.name + " ended while untracked"
+		case first.cause == "NORMAL_CLEARING" || first.cause == "":
+			if c, err := r.e.store.CancelRequested(ctx, r.cb.ID); err == nil && c {
+				reason = callbridge.ReasonCancelled
+			}
+		}
+		r.finish(ctx, reason, detail)
+	}
+}
+
+func (r *cbRun) vars(leg string) []esl.Var {
+	return []esl.Var{
+		{Name: callbridge.VarCallbackID, Value: r.cb.ID},
+		{Name: callbridge.VarLeg, Value: leg},
+		{Name: callbridge.VarAccount, Value: r.cb.AccountID},
+		{Name: callbridge.VarMaxMS, Value: fmt.Sprint(r.maxDuration.Milliseconds())},
+	}
+}
+
+// originateA authorises the callback and places leg A.
+func (r *cbRun) originateA(ctx context.Context) {
+	if az := r.e.cfg.Authorizer; az != nil {
+		max, err := az.Authorize(ctx, r.cb.AccountID, r.cb.A, r.cb.B)
+		if err != nil {
+			reason := callbridge.ReasonInternal
+			if callbridge.ErrorCode(err) == callbridge.ENOFUNDS {
+				reason = callbridge.ReasonInsufficientFunds
+			}
+			r.finish(ctx, reason, "not authorised: "+callbridge.ErrorMessage(err))
+			return
+		}
+		if max > 0 && max < r.maxDuration {
+			r.maxDuration = max
+			r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventAuthorized, Detail: "max duration " + max.String()}}})
+		}
+	}
+	r.place(ctx, &r.a, time.Duration(r.cb.RingTimeoutA)*time.Second, "")
+}
+
+// place originates one leg with a uuid of ours, recorded before the
+// command is sent so a restart can find the leg.
+func (r *cbRun) place(ctx context.Context, l *cbLeg, timeout time.Duration, status callbridge.CallbackStatus) {
+	l.uuid = uuid.NewString()
+	r.e.route(l.uuid, r)
+	if !r.save(ctx, &callbridge.CallbackUpdate{
+		Status: status, Detail: "calling B",
+		Leg:    r.legUpdate(l, nil),
+		Events: []callbridge.CallbackEvent{{Type: callbridge.EventLegCreated, Leg: l.name, Detail: l.uuid}},
+	}) {
+		return
+	}
+	l.originated = true
+	job, err := r.client.Originate(ctx, esl.Originate{
+		UUID:           l.uuid,
+		Endpoint:       esl.Gateway(r.e.cfg.Gateway, l.number),
+		Vars:           r.vars(l.name),
+		CallerIDNumber: l.callerID,
+		Timeout:        timeout,
+	})
+	if err != nil {
+		var re *esl.ReplyError
+		cause := "NORMAL_TEMPORARY_FAILURE"
+		if errors.As(err, &re) {
+			cause = re.Cause()
+		}
+		l.lost = !errors.As(err, &re)
+		r.legDown(ctx, l, cause, time.Now().UTC(), "originate: "+err.Error())
+		return
+	}
+	name := l.name
+	go func() {
+		_, err := job.Wait(ctx)
+		if err != nil && ctx.Err() == nil && !errors.Is(err, esl.ErrClosed) {
+			r.post(cbMsg{kind: msgJob, leg: name, err: err})
+		}
+	}()
+}
+
+// failA ends the attempt on an A failure, or queues the callback again
+// under the account's retry policy.
+func (r *cbRun) failA(ctx context.Context, reason callbridge.FailReason) {
+	if reason.Retries() && r.cb.Attempt <= r.cb.Retry.Attempts {
+		runAt := time.Now().Add(r.cb.Retry.Delay)
+		r.ended, r.endBy = true, time.Now().Add(r.e.cfg.LegWait)
+		r.save(ctx, &callbridge.CallbackUpdate{
+			Status: callbridge.CallbackQueued, RunAt: runAt,
+			Detail: fmt.Sprintf("retry %d of %d after %s in %s", r.cb.Attempt, r.cb.Retry.Attempts, reason, r.cb.Retry.Delay),
+			Events: []callbridge.CallbackEvent{{Type: callbridge.EventRetry, Leg: callbridge.LegA, Detail: string(reason)}},
+		})
+		r.claimed.Store(false)
+		r.log.Info("callback queued again", "reason", reason, "attempt", r.cb.Attempt)
+		r.e.Wake()
+		return
+	}
+	r.finish(ctx, reason, "A: "+r.a.cause)
+}
+
+// originateB plays the prompt to A and places leg B.
+func (r *cbRun) originateB(ctx context.Context) {
+	if p := r.promptPath(); p != "" {
+		cmd, err := esl.UUIDBroadcast(r.a.uuid, p, "aleg")
+		if r.api(ctx, "prompt", cmd, err) == nil {
+			r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventPrompt, Leg: callbridge.LegA, Detail: r.cb.Prompt}}})
+		}
+	}
+	r.place(ctx, &r.b, time.Duration(r.cb.RingTimeoutB)*time.Second, callbridge.CallbackCallingB)
+}
+
+func (r *cbRun) promptPath() string {
+	if r.cb.Prompt == "" || r.cb.Prompt == callbridge.PromptNone {
+		return ""
+	}
+	return r.e.cfg.Prompts[r.cb.Prompt]
+}
+
+// failB plays A the failure prompt, has FreeSWITCH hang A up after it, and
+// fails the callback.
+func (r *cbRun) failB(ctx context.Context, reason callbridge.FailReason) {
+	p, ok := r.e.cfg.FailurePrompts[reason]
+	if !ok {
+		p = r.e.cfg.FailurePrompts[""]
+	}
+	played := false
+	if p != "" && r.a.live() {
+		cmd, err := esl.UUIDBroadcast(r.a.uuid, p, "aleg")
+		if r.api(ctx, "failure prompt", cmd, err) == nil {
+			hc, err := esl.SchedHangup(r.e.cfg.FailurePromptTime, r.a.uuid, "NORMAL_CLEARING")
+			played = r.api(ctx, "sched_hangup", hc, err) == nil
+		}
+	}
+	if !played {
+		r.kill(ctx, &r.a)
+	}
+	r.finish(ctx, reason, "B: "+r.b.cause)
+}
+
+// bridge connects A and B, limits the call in FreeSWITCH, and starts the
+// recording.
+func (r *cbRun) bridge(ctx context.Context) {
+	cmd, err := esl.UUIDBridge(r.a.uuid, r.b.uuid)
+	if err := r.api(ctx, "uuid_bridge", cmd, err); err != nil {
+		r.kill(ctx, &r.a)
+		r.kill(ctx, &r.b)
+		r.finish(ctx, callbridge.ReasonInternal, "uuid_bridge failed")
+		return
+	}
+	if !r.save(ctx, &callbridge.CallbackUpdate{Status: callbridge.CallbackBridged, Detail: "A and B bridged"}) {
+		return
+	}
+	for _, l := range []*cbLeg{&r.a, &r.b} {
+		cmd, err := esl.SchedHangup(r.maxDuration, l.uuid, "ALLOTTED_TIMEOUT")
+		r.api(ctx, "sched_hangup", cmd, err)
+	}
+	r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventMaxDuration, Detail: r.maxDuration.String()}}})
+	if r.cb.Record {
+		p := path.Join(r.e.cfg.RecordDir, r.cb.ID+".wav")
+		cmd, err := esl.UUIDRecord(r.a.uuid, "start", p)
+		if r.api(ctx, "uuid_record", cmd, err) == nil {
+			r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventRecording, Leg: callbridge.LegA, Detail: p}}})
+		}
+	}
+}
+
+// finish ends the callback: completed when reason is empty, failed
+// otherwise. The worker then waits for its legs to report hangup.
+func (r *cbRun) finish(ctx context.Context, reason callbridge.FailReason, detail string) {
+	if r.ended {
+		return
+	}
+	status := callbridge.CallbackCompleted
+	if reason != callbridge.ReasonNone {
+		status = callbridge.CallbackFailed
+	}
+	r.ended, r.endBy = true, time.Now().Add(r.e.cfg.LegWait+r.e.cfg.FailurePromptTime)
+	if r.save(ctx, &callbridge.CallbackUpdate{Status: status, Reason: reason, Detail: detail}) {
+		r.log.Info("callback ended", "status", status, "reason", reason, "detail", detail)
+	}
+	r.claimed.Store(false)
+}
