@@ -26,6 +26,9 @@ func (s *Server) routes(e *gin.Engine) {
 	if s.Privacy != nil {
 		s.Privacy.Register(e, v1)
 	}
+	if s.Privacy != nil {
+		s.Privacy.Register(e, v1)
+	}
 
 	// callbacks
 	if s.Callbacks != nil {

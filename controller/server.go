@@ -48,6 +48,10 @@ type Server struct {
 	// leaves those routes out.
 	Privacy *PrivacyNumbers
 
+	// Privacy serves the number pool, bindings and /fs/dialplan; nil
+	// leaves those routes out.
+	Privacy *PrivacyNumbers
+
 	// callbacks
 
 	// Callbacks stores callbacks; nil leaves the callback routes out.

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"callbridge"
 )
 
 // Config is the configuration of `callbridge serve`. Every field comes from
@@ -69,6 +71,16 @@ type Config struct {
 	// TimeZone is the IANA zone cron schedules run in (CALLBRIDGE_TIMEZONE,
 	// "UTC").
 	TimeZone string
+	// BindingMaxTTL is the longest life of a privacy-number binding
+	// (CALLBRIDGE_BINDING_MAX_TTL, "720h").
+	BindingMaxTTL time.Duration
+	// RingTimeout is how long a binding call's target may ring
+	// (CALLBRIDGE_RING_TIMEOUT, "30s").
+	RingTimeout time.Duration
+	// RecordDir is the directory on the FreeSWITCH host that binding call
+	// recordings go to (CALLBRIDGE_RECORD_DIR,
+	// "/var/lib/freeswitch/recordings/callbridge").
+	RecordDir string
 	// CountryCode turns national numbers ("0301234567") into E.164
 	// (CALLBRIDGE_COUNTRY_CODE; empty accepts international forms only).
 	CountryCode string
@@ -110,12 +122,11 @@ func settings() []setting {
 		{"spool-dir", "CALLBRIDGE_SPOOL_DIR", "./spool", "CDR spool directory", func(c *Config, v string) error { c.SpoolDir = v; return nil }},
 		{"report-dir", "CALLBRIDGE_REPORT_DIR", "./reports", "directory for billing reports", func(c *Config, v string) error { c.ReportDir = v; return nil }},
 		{"metrics-addr", "CALLBRIDGE_METRICS_ADDR", "", "separate listen address for /metrics", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
-		{"drain-timeout", "CALLBRIDGE_DRAIN_TIMEOUT", "60s", "how long SIGTERM waits for live calls", func(c *Config, v string) error {
-			d, err := time.ParseDuration(v)
-			c.DrainTimeout = d
-			return err
-		}},
+		{"drain-timeout", "CALLBRIDGE_DRAIN_TIMEOUT", "60s", "how long SIGTERM waits for live calls", durationSetter(func(c *Config, d time.Duration) { c.DrainTimeout = d })},
 		{"timezone", "CALLBRIDGE_TIMEZONE", "UTC", "IANA zone for cron schedules", func(c *Config, v string) error { c.TimeZone = v; return nil }},
+		{"binding-max-ttl", "CALLBRIDGE_BINDING_MAX_TTL", "720h", "longest life of a binding", durationSetter(func(c *Config, d time.Duration) { c.BindingMaxTTL = d })},
+		{"ring-timeout", "CALLBRIDGE_RING_TIMEOUT", "30s", "how long a binding call's target may ring", durationSetter(func(c *Config, d time.Duration) { c.RingTimeout = d })},
+		{"record-dir", "CALLBRIDGE_RECORD_DIR", "/var/lib/freeswitch/recordings/callbridge", "recordings directory on the FreeSWITCH host", func(c *Config, v string) error { c.RecordDir = v; return nil }},
 		{"country-code", "CALLBRIDGE_COUNTRY_CODE", "", "country code for national number forms", func(c *Config, v string) error { c.CountryCode = v; return nil }},
 	}
 }
@@ -129,6 +140,26 @@ func intSetter(f func(*Config, int)) func(*Config, string) error {
 		f(c, n)
 		return nil
 	}
+}
+
+func durationSetter(f func(*Config, time.Duration)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration such as 30s or 1h", v)
+		}
+		f(c, d)
+		return nil
+	}
+}
+
+// NumberRules returns how this deployment normalises numbers.
+func (c *Config) NumberRules() callbridge.NumberRules {
+	r := callbridge.DefaultNumberRules
+	if c.CountryCode != "" {
+		r.CountryCode, r.TrunkPrefix = c.CountryCode, "0"
+	}
+	return r
 }
 
 func splitList(v string) []string {
@@ -214,6 +245,15 @@ func (c *Config) Validate() error {
 		if _, err := strconv.Atoi(c.CountryCode); err != nil || len(c.CountryCode) > 3 || c.CountryCode[0] == '0' {
 			return fmt.Errorf("invalid CALLBRIDGE_COUNTRY_CODE %q: want 1 to 3 digits", c.CountryCode)
 		}
+	}
+	if c.BindingMaxTTL < time.Minute {
+		return fmt.Errorf("invalid CALLBRIDGE_BINDING_MAX_TTL: must be at least 1m")
+	}
+	if c.RingTimeout < time.Second || c.RingTimeout > 600*time.Second {
+		return fmt.Errorf("invalid CALLBRIDGE_RING_TIMEOUT: want 1s..600s")
+	}
+	if !strings.HasPrefix(c.RecordDir, "/") || strings.ContainsAny(c.RecordDir, " \t\r\n{}[],|^&'\"$\\") {
+		return fmt.Errorf("invalid CALLBRIDGE_RECORD_DIR %q: want an absolute path without spaces or special characters", c.RecordDir)
 	}
 	if c.Gateway == "" || strings.ContainsAny(c.Gateway, " \t\r\n{}[],|^&'\"\\/") {
 		return fmt.Errorf("invalid CALLBRIDGE_GATEWAY %q: want a sofia gateway name", c.Gateway)

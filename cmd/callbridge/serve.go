@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"callbridge/controller"
+	"callbridge/dialplan"
 	"callbridge/esl"
 	"callbridge/postgres"
 )
@@ -90,12 +91,31 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			}
 		}()
 	}
-	_ = goWork
 	pool := esl.NewPool(nodes...)
 	srv.Nodes = func() []controller.NodeStatus { return nodeStatus(pool) }
 	metrics.WatchNodes(srv.Nodes)
 
-	// privacy numbers
+	// privacy numbers: the binding index answers /fs/dialplan from memory,
+	// kept coherent across controllers by LISTEN/NOTIFY.
+	bindings := postgres.NewBindingService(db)
+	bindings.MaxTTL = cfg.BindingMaxTTL
+	index := controller.NewBindingIndex(bindings, log)
+	indexReady := make(chan struct{})
+	goWork("binding index", func(ctx context.Context) error { return index.Run(ctx, indexReady) })
+	srv.Privacy = &controller.PrivacyNumbers{
+		Bindings: bindings,
+		Numbers:  postgres.NewNumberService(db),
+		Lines:    index,
+		Dialplan: controller.DialplanConfig{
+			User:           cfg.DialplanUser,
+			Password:       cfg.DialplanPassword,
+			AllowedSources: cfg.DialplanAllow,
+			Rules:          cfg.NumberRules(),
+			Options:        dialplan.Options{RingTimeout: cfg.RingTimeout, RecordDir: cfg.RecordDir},
+		},
+		Rules:  cfg.NumberRules(),
+		Logger: log,
+	}
 
 	// callbacks
 
@@ -116,6 +136,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return work },
+	}
+	select {
+	case <-indexReady:
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("the binding index did not load within 60s")
+	case <-ctx.Done():
+		return nil
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(ln) }()
