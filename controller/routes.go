@@ -19,13 +19,12 @@ func (s *Server) routes(e *gin.Engine) {
 	admin.POST("/accounts/:id/keys", createAPIKey(s.Accounts))
 	admin.DELETE("/accounts/:id/keys/:key", revokeAPIKey(s.Accounts))
 
-	v1 := e.Group("/v1", authenticate(s.Accounts), rateLimit(newLimiter(s.RateLimit, nil)))
+	// security: one limiter, so a key's budget spans every /v1 group.
+	limit := rateLimit(newLimiter(s.RateLimit, nil))
+	v1 := e.Group("/v1", authenticate(s.Accounts), limit)
 	v1.GET("/account", getOwnAccount())
 
 	// privacy numbers
-	if s.Privacy != nil {
-		s.Privacy.Register(e, v1)
-	}
 	if s.Privacy != nil {
 		s.Privacy.Register(e, v1)
 	}
@@ -46,7 +45,7 @@ func (s *Server) routes(e *gin.Engine) {
 	// RateDeckStore); carrier decks take the admin token, account decks an
 	// API key, on the same paths.
 	if decks, ok := s.DB.(RateDeckStore); ok {
-		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, s.Accounts)), decks)
+		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, s.Accounts), limit), decks)
 	}
 
 	// cdrs
