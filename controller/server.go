@@ -48,10 +48,6 @@ type Server struct {
 	// leaves those routes out.
 	Privacy *PrivacyNumbers
 
-	// Privacy serves the number pool, bindings and /fs/dialplan; nil
-	// leaves those routes out.
-	Privacy *PrivacyNumbers
-
 	// callbacks
 
 	// Callbacks stores callbacks; nil leaves the callback routes out.
