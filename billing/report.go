@@ -210,7 +210,7 @@ svg text { font-size: 10px; fill: #555; }
 <tr><td>Currency</td><td>{{.Inv.Currency}}</td></tr>
 </table>
 <h2>Usage by day</h2>
-<svg xmlns="http://www.w3.org/2000/svg" width="{{.Chart.Width}}" height="{{.Chart.Height}}" viewBox="0 0 {{.Chart.Width}} {{.Chart.Height}}" role="img" aria-label="Charges by day">
+<svg width="{{.Chart.Width}}" height="{{.Chart.Height}}" viewBox="0 0 {{.Chart.Width}} {{.Chart.Height}}" role="img" aria-label="Charges by day">
 {{- range .Chart.Ticks}}
 <line x1="70" x2="{{$.Chart.Width}}" y1="{{.Y}}" y2="{{.Y}}" stroke="#e4e4e4"/>
 <text x="64" y="{{.Y}}" text-anchor="end" dominant-baseline="middle">{{.Label}}</text>

@@ -769,20 +769,16 @@ func (s *BillingStore) Ledger(ctx context.Context, accountID string, limit int) 
 	return es, nil
 }
 
-// Quote prices a call against the money an account has available: it
-// returns the duration granted and the amount to hold for it. Returning
-// an error refuses the call.
-type Quote func(available int64) (maxMS, amount int64, err error)
-
 // Reserve holds money for call callID of a prepaid account. It locks the
 // account's balance, so concurrent reservations of one account are
 // serialised and each sees the others' holds, asks quote what the
-// available money (balance minus live reservations) buys, and stores the
+// available money (balance minus live reservations) buys (the duration
+// granted and the amount to hold; an error refuses the call), and stores the
 // reservation until the call's CDR is stored or ttl after the granted
 // duration. For a postpaid account it returns (nil, false, nil) without
 // calling quote. ENOTFOUND, EINVALID (callID), ECONFLICT (callID reused),
 // and quote's error.
-func (s *BillingStore) Reserve(ctx context.Context, accountID, callID string, ttl time.Duration, quote Quote) (*callbridge.Reservation, bool, error) {
+func (s *BillingStore) Reserve(ctx context.Context, accountID, callID string, ttl time.Duration, quote func(available int64) (maxMS, amount int64, err error)) (*callbridge.Reservation, bool, error) {
 	if !isUUID(accountID) {
 		return nil, false, notFound("account")
 	}

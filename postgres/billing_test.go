@@ -286,8 +286,8 @@ func TestInvoiceCorrectionsAfterIssue(t *testing.T) {
 		got[l.Kind+" "+l.Period+" "+l.Destination] = l
 	}
 	want := map[string]int64{
-		"usage 2026-11 4930":   15000,
-		"credit 2026-10 4930":  -10000,
+		"usage 2026-11 4930":  15000,
+		"credit 2026-10 4930": -10000,
 		"debit 2026-10 49170": 100000,
 	}
 	if len(got) != len(want) {
