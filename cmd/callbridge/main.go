@@ -4,6 +4,7 @@
 //	callbridge serve       run the HTTP API, the call engine and the jobs
 //	callbridge migrate     apply database migrations and exit
 //	callbridge accounts    create accounts, create and revoke API keys
+//	callbridge rates       rate decks: create, list, import and export CSV
 //	callbridge fsim        run the simulated FreeSWITCH (esl/esltest)
 //	callbridge healthcheck probe a running controller's /healthz
 //	callbridge version     print the version
@@ -54,6 +55,7 @@ commands:
   serve        run the HTTP API, the call engine and the scheduled jobs
   migrate      apply database migrations and exit
   accounts     create accounts and manage API keys
+  rates        rate decks: create, list, import and export CSV
   fsim         run the simulated FreeSWITCH node
   healthcheck  probe a running controller's /healthz (for Docker)
   version      print the version
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, rest, getenv, stdout, stderr)
 	case "accounts":
 		return runAccounts(ctx, rest, getenv, stdout, stderr)
+	case "rates":
+		return runRates(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, getenv, stdout, stderr)
 	case "version", "-version", "--version":
