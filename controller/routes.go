@@ -51,6 +51,9 @@ func (s *Server) routes(e *gin.Engine) {
 	// cdrs
 
 	// billing
+	if s.Billing != nil {
+		billingRoutes(e, admin, v1, s.Billing, s.AdminToken)
+	}
 
 	_, _ = admin, v1
 }

@@ -67,6 +67,10 @@ type Server struct {
 
 	// billing
 
+	// Billing serves usage reports, invoices, balances, top-ups and job
+	// runs; nil leaves those routes out.
+	Billing callbridge.BillingService
+
 	// security
 
 	// RateLimit limits requests per API key on the /v1 routes (429 with

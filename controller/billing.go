@@ -1,0 +1,279 @@
+package controller
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"callbridge"
+	"callbridge/billing"
+
+	"github.com/gin-gonic/gin"
+)
+
+// billingRoutes registers the billing API: operator routes (job runs,
+// top-ups, billing profiles) behind the admin token, and an account's own
+// usage, invoices and balance behind its API key. Top-ups take the admin
+// token: a customer must not credit itself.
+func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, adminToken string) {
+	admin.GET("/jobs", listJobRuns(svc))
+	admin.GET("/accounts/:id/billing", getBillingProfile(svc))
+	admin.PUT("/accounts/:id/billing", putBillingProfile(svc))
+	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), createTopup(svc))
+
+	v1.GET("/reports/usage", usageReport(svc))
+	v1.GET("/invoices", listInvoices(svc))
+	v1.GET("/invoices/:id", getInvoice(svc))
+	v1.GET("/balance", getBalance(svc))
+	v1.GET("/ledger", getLedger(svc))
+}
+
+// wantFormat picks the response format from ?format= or the Accept
+// header: "json" (default), "csv" or, where allowed, "html".
+func wantFormat(c *gin.Context, html bool) (string, error) {
+	if f := c.Query("format"); f != "" {
+		switch {
+		case f == "json" || f == "csv" || (f == "html" && html):
+			return f, nil
+		case html:
+			return "", callbridge.FieldError("format", "must be json, csv or html")
+		}
+		return "", callbridge.FieldError("format", "must be json or csv")
+	}
+	acc := c.GetHeader("Accept")
+	switch {
+	case strings.Contains(acc, "text/csv"):
+		return "csv", nil
+	case html && strings.Contains(acc, "text/html"):
+		return "html", nil
+	}
+	return "json", nil
+}
+
+func billingLimit(c *gin.Context, name string, def int) (int, error) {
+	s := c.Query(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, callbridge.FieldError(name, "must be a whole number from 1 to 1000")
+	}
+	return n, nil
+}
+
+func listJobRuns(svc callbridge.BillingService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		limit, err := billingLimit(c, "limit", 100)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		runs, err := svc.JobRuns(c.Request.Context(), c.Query("job"), limit)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"runs": runs})
+	}
+}
+
+// parseReportTime reads a report bound: an RFC 3339 time, or a date
+// YYYY-MM-DD meaning midnight UTC.
+func parseReportTime(field, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, callbridge.FieldError(field, "is required (RFC 3339 time or YYYY-MM-DD)")
+	}
+	layout := time.RFC3339Nano
+	if len(s) == len(time.DateOnly) {
+		layout = time.DateOnly
+	}
+	t, err := time.Parse(layout, s)
+	if err != nil || t.Year() < 1970 || t.Year() > 9999 {
+		return time.Time{}, callbridge.FieldError(field, "must be an RFC 3339 time or a YYYY-MM-DD date")
+	}
+	return t.UTC(), nil
+}
+
+func usageReport(svc callbridge.BillingService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		format, err := wantFormat(c, false)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		var f callbridge.UsageFilter
+		if f.From, err = parseReportTime("from", c.Query("from")); err != nil {
+			writeError(c, err)
+			return
+		}
+		if f.To, err = parseReportTime("to", c.Query("to")); err != nil {
+			writeError(c, err)
+			return
+		}
+		f.GroupBy = c.Query("group_by")
+		rep, err := svc.Usage(c.Request.Context(), account(c).ID, f)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		if format == "csv" {
+			var buf bytes.Buffer
+			if err := billing.WriteUsageCSV(&buf, rep); err != nil {
+				writeError(c, err)
+				return
+			}
+			c.Header("Content-Disposition", `attachment; filename="usage.csv"`)
+			c.Data(http.StatusOK, "text/csv; charset=utf-8", buf.Bytes())
+			return
+		}
+		c.JSON(http.StatusOK, rep)
+	}
+}
+
+func listInvoices(svc callbridge.BillingService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		invs, err := svc.Invoices(c.Request.Context(), account(c).ID)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"invoices": invs})
+	}
+}
+
+func getInvoice(svc callbridge.BillingService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		format, err := wantFormat(c, true)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		inv, err := svc.Invoice(c.Request.Context(), account(c).ID, c.Param("id"))
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		var buf bytes.Buffer
+		switch format {
+		case "csv":
+			err = billing.WriteInvoiceCSV(&buf, inv)
+			c.Header("Content-Disposition", `attachment; filename="`+inv.Number+`.csv"`)
+		case "html":
+			err = billing.WriteInvoiceHTML(&buf, inv)
+			// The page is self-contained: forbid anything it might load.
+			c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+		default:
+			c.JSON(http.StatusOK, inv)
+			return
+		}
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		ct := map[string]string{"csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}[format]
+		c.Data(http.StatusOK, ct, buf.Bytes())
+	}
+}
+
+// topupRequest is the body of POST /v1/accounts/{id}/topups.
+type topupRequest struct {
+	// AmountMicros is the money added, in micro-units of the account's
+	// currency.
+	AmountMicros int64 `json:"amount_micros"`
+	// Reference makes the top-up idempotent (a payment id).
+	Reference string `json:"reference"`
+}
+
+func createTopup(svc callbridge.BillingService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req topupRequest
+		if err := decodeJSON(c, &req); err != nil {
+			writeError(c, err)
+			return
+		}
+		e, err := svc.Topup(c.Request.Context(), c.Param("id"), req.AmountMicros, req.Reference)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		b, err := svc.Balance(c.Request.Context(), c.Param("id"))
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusCreated, gin.H{"entry": e, "balance": b})
+	}
+}
+
+func getBalance(svc callbridge.BillingService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		b, err := svc.Balance(c.Request.Context(), account(c).ID)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, b)
+	}
+}
+
+func getLedger(svc callbridge.BillingService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		limit, err := billingLimit(c, "limit", 100)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		es, err := svc.Ledger(c.Request.Context(), account(c).ID, limit)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"entries": es})
+	}
+}
+
+func getBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, err := svc.Profile(c.Request.Context(), c.Param("id"))
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, p)
+	}
+}
+
+// profileRequest is the body of PUT /v1/admin/accounts/{id}/billing.
+type profileRequest struct {
+	Issuer        string `json:"issuer"`
+	TaxBPS        int64  `json:"tax_bps"`
+	TaxLabel      string `json:"tax_label"`
+	PaymentDays   *int64 `json:"payment_days"`
+	LowBalance    *int64 `json:"low_balance_micros"`
+	LowBalanceURL string `json:"low_balance_url"`
+}
+
+func putBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req profileRequest
+		if err := decodeJSON(c, &req); err != nil {
+			writeError(c, err)
+			return
+		}
+		p := &callbridge.BillingProfile{
+			AccountID: c.Param("id"), Issuer: req.Issuer, TaxBPS: req.TaxBPS, TaxLabel: req.TaxLabel,
+			PaymentDays: 30, LowBalance: req.LowBalance, LowBalanceURL: req.LowBalanceURL,
+		}
+		if req.PaymentDays != nil {
+			p.PaymentDays = *req.PaymentDays
+		}
+		if err := svc.SetProfile(c.Request.Context(), p); err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, p)
+	}
+}

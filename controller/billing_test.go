@@ -1,0 +1,163 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"callbridge"
+	"callbridge/postgres"
+	"callbridge/postgres/pgtest"
+)
+
+// billingEnv is the API with the billing routes on a real database, a
+// prepaid account with usage and an issued October invoice, and a second
+// account.
+type billingEnv struct {
+	srv           *httptest.Server
+	acc, other    string
+	key, otherKey string
+	invoice       string
+	billing       *postgres.BillingStore
+}
+
+func newBillingEnv(t *testing.T) *billingEnv {
+	t.Helper()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	accounts := postgres.NewAccountService(db)
+	store := postgres.NewBillingStore(db, time.UTC, "test")
+	env := &billingEnv{billing: store}
+	for _, p := range []struct {
+		id, key *string
+		prepaid bool
+	}{{&env.acc, &env.key, true}, {&env.other, &env.otherKey, false}} {
+		a := &callbridge.Account{Name: "billing api", Prepaid: p.prepaid, Currency: "EUR"}
+		key, err := accounts.CreateAccount(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*p.id, *p.key = a.ID, key
+	}
+	if _, err := store.EnsurePartitions(ctx, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := db.ExecContext(ctx, `
+		WITH g AS (SELECT gen_random_uuid() AS uuid, '2026-10-01T08:00:00Z'::timestamptz + i * interval '1 day' AS start_at, i
+		           FROM generate_series(0, 9) i),
+		k AS (INSERT INTO cdr_keys SELECT uuid, start_at FROM g RETURNING uuid)
+		INSERT INTO cdrs (uuid, start_at, leg, account_id, binding_id, direction, caller, callee, presented, gateway, node,
+		                  answer_at, end_at, duration_ms, bill_ms, hangup_cause, disposition, sell_micros, sell_prefix, buy_micros)
+		SELECT uuid, start_at, 'a', $1, NULL, 'outbound', '1', '4930123', '1', 'carrier' || (i % 2), 'n',
+		       start_at, start_at + interval '1 minute', 60000, 60000, 'NORMAL_CLEARING', 'answered', 100000, '4930', 40000
+		FROM g`, env.acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	invs, err := store.IssueInvoices(ctx, 2026, time.October, "", time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC))
+	if err != nil || len(invs) != 1 {
+		t.Fatalf("invoices %v, %v", invs, err)
+	}
+	env.invoice = invs[0].ID
+	s := &Server{Accounts: accounts, AdminToken: testAdminToken, Billing: store}
+	env.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(env.srv.Close)
+	return env
+}
+
+func (e *billingEnv) do(t *testing.T, method, path, token, body string, header ...string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func TestBillingAPI(t *testing.T) {
+	e := newBillingEnv(t)
+	tests := []struct {
+		name         string
+		method, path string
+		token, body  string
+		header       []string
+		status       int
+		contains     []string
+	}{
+		{"usage by day", "GET", "/v1/reports/usage?from=2026-10-01&to=2026-11-01&group_by=day", e.key, "", nil, 200,
+			[]string{`"key":"2026-10-01"`, `"sell_micros":1000000`, `"calls":10`}},
+		{"usage by carrier as csv", "GET", "/v1/reports/usage?from=2026-10-01&to=2026-11-01&group_by=carrier", e.key, "", []string{"Accept", "text/csv"}, 200,
+			[]string{"key,description,calls", "carrier0,,5,5,300000,0.50,0.20,0.30,EUR", "total,,10,10"}},
+		{"usage by binding", "GET", "/v1/reports/usage?from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z&group_by=binding", e.key, "", nil, 200,
+			[]string{`"calls":10`}},
+		{"usage bad grouping", "GET", "/v1/reports/usage?from=2026-10-01&to=2026-11-01&group_by=moon", e.key, "", nil, 400, []string{`"field":"group_by"`}},
+		{"usage missing from", "GET", "/v1/reports/usage?to=2026-11-01", e.key, "", nil, 400, []string{`"field":"from"`}},
+		{"usage reversed", "GET", "/v1/reports/usage?from=2026-11-01&to=2026-10-01", e.key, "", nil, 400, []string{`"field":"to"`}},
+		{"other account sees none of it", "GET", "/v1/reports/usage?from=2026-10-01&to=2026-11-01", e.otherKey, "", nil, 200, []string{`"rows":[]`}},
+		{"invoices", "GET", "/v1/invoices", e.key, "", nil, 200, []string{`"number":"CB-000001"`, `"total_micros":1000000`}},
+		{"invoice json", "GET", "/v1/invoices/" + e.invoice, e.key, "", nil, 200, []string{`"lines":[`, `"days":[`}},
+		{"invoice csv", "GET", "/v1/invoices/" + e.invoice + "?format=csv", e.key, "", nil, 200, []string{"CB-000001,total,2026-10,,,,,1.00,EUR"}},
+		{"invoice html", "GET", "/v1/invoices/" + e.invoice, e.key, "", []string{"Accept", "text/html"}, 200, []string{"<svg", "Invoice CB-000001"}},
+		{"invoice bad format", "GET", "/v1/invoices/" + e.invoice + "?format=pdf", e.key, "", nil, 400, []string{`"field":"format"`}},
+		{"another account's invoice", "GET", "/v1/invoices/" + e.invoice, e.otherKey, "", nil, 404, nil},
+		{"malformed invoice id", "GET", "/v1/invoices/x", e.key, "", nil, 404, nil},
+		{"top-up needs admin", "POST", "/v1/accounts/" + e.acc + "/topups", e.key, `{"amount_micros":1000000}`, nil, 401, nil},
+		{"top-up", "POST", "/v1/accounts/" + e.acc + "/topups", testAdminToken, `{"amount_micros":5000000,"reference":"p1"}`, nil, 201,
+			[]string{`"kind":"topup"`, `"balance_micros":4000000`}},
+		{"top-up again is idempotent", "POST", "/v1/accounts/" + e.acc + "/topups", testAdminToken, `{"amount_micros":5000000,"reference":"p1"}`, nil, 201,
+			[]string{`"balance_micros":4000000`}},
+		{"top-up negative", "POST", "/v1/accounts/" + e.acc + "/topups", testAdminToken, `{"amount_micros":-1}`, nil, 400, []string{`"field":"amount_micros"`}},
+		{"top-up postpaid", "POST", "/v1/accounts/" + e.other + "/topups", testAdminToken, `{"amount_micros":1}`, nil, 409, nil},
+		{"top-up unknown field", "POST", "/v1/accounts/" + e.acc + "/topups", testAdminToken, `{"amount":1}`, nil, 400, nil},
+		{"balance", "GET", "/v1/balance", e.key, "", nil, 200, []string{`"balance_micros":4000000`, `"prepaid":true`}},
+		{"ledger", "GET", "/v1/ledger", e.key, "", nil, 200, []string{`"kind":"call"`, `"kind":"topup"`}},
+		{"jobs need admin", "GET", "/v1/admin/jobs", e.key, "", nil, 401, nil},
+		{"jobs", "GET", "/v1/admin/jobs", testAdminToken, "", nil, 200, []string{`"runs":[]`}},
+		{"profile", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, `{"tax_bps":1900,"tax_label":"VAT 19%","low_balance_micros":100}`, nil, 200,
+			[]string{`"tax_bps":1900`, `"issuer":"default"`}},
+		{"profile bad tax", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, `{"tax_bps":10001}`, nil, 400, []string{`"field":"tax_bps"`}},
+		{"profile unknown account", "GET", "/v1/admin/accounts/00000000-0000-0000-0000-000000000000/billing", testAdminToken, "", nil, 404, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body, _ := e.do(t, tt.method, tt.path, tt.token, tt.body, tt.header...)
+			if status != tt.status {
+				t.Fatalf("got %d, want %d: %s", status, tt.status, body)
+			}
+			for _, want := range tt.contains {
+				if !strings.Contains(body, want) {
+					t.Errorf("body lacks %q: %s", want, body)
+				}
+			}
+		})
+	}
+	_, body, hdr := e.do(t, "GET", "/v1/invoices/"+e.invoice+"?format=html", e.key, "")
+	if !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") || !strings.Contains(hdr.Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Errorf("html headers %v", hdr)
+	}
+	var inv callbridge.Invoice
+	_, body, _ = e.do(t, "GET", "/v1/invoices/"+e.invoice, e.key, "")
+	if err := json.Unmarshal([]byte(body), &inv); err != nil || len(inv.Days) != 10 || inv.Subtotal != 1000000 {
+		t.Errorf("invoice %+v, %v", inv, err)
+	}
+}
