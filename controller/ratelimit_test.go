@@ -8,26 +8,26 @@ import (
 	"time"
 )
 
-// clock is a manual time source for the limiter.
-type clock struct {
+// limiterClock is a manual time source for the limiter.
+type limiterClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *clock) now() time.Time {
+func (c *limiterClock) now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *clock) advance(d time.Duration) {
+func (c *limiterClock) advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
 
 func TestLimiterBurstThenRate(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := &limiterClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	l := newLimiter(RateLimit{PerSecond: 10, Burst: 5}, clk.now)
 	for i := range 5 {
 		if ok, _ := l.allow("k"); !ok {
@@ -68,7 +68,7 @@ func TestLimiterBurstThenRate(t *testing.T) {
 }
 
 func TestLimiterSustainedRate(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := &limiterClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	l := newLimiter(RateLimit{PerSecond: 50, Burst: 100}, clk.now)
 	allowed := 0
 	// 10 s of 1000 requests per second: the burst plus 50 per second.
@@ -92,7 +92,7 @@ func TestLimiterDisabled(t *testing.T) {
 }
 
 func TestLimiterForgetsRefilledBuckets(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := &limiterClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	l := newLimiter(RateLimit{PerSecond: 100, Burst: 10}, clk.now)
 	for i := range 1000 {
 		l.allow(fmt.Sprint("key", i))
@@ -108,7 +108,7 @@ func TestLimiterForgetsRefilledBuckets(t *testing.T) {
 }
 
 func TestLimiterBoundedMemory(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := &limiterClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	l := newLimiter(RateLimit{PerSecond: 1, Burst: 3, MaxKeys: 100}, clk.now)
 	for i := range 10000 {
 		if ok, _ := l.allow(fmt.Sprint("key", i)); !ok {

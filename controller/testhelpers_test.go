@@ -1,0 +1,228 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"callbridge/postgres"
+	"callbridge/postgres/pgtest"
+)
+
+// Credentials of the fully configured server. They are long and unusual
+// so that finding them in a log can only mean they were logged.
+const (
+	fullAdminToken   = "adm1n-T0ken-9f2c7a1e5b3d4c6f8a0b2d4e6f8a1c3e"
+	fullDialplanUser = "fs-dialplan-user"
+	fullDialplanPass = "dp-Pa55-7c1e9a3b5d7f1a3c5e7b9d1f3a5c7e9b"
+)
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a
+// logger shared by request goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fullEnv is a Server with every feature wired to real dependencies (a
+// fresh PostgreSQL database, the binding index fed by LISTEN/NOTIFY),
+// served over real HTTP, with its logs captured at debug level.
+type fullEnv struct {
+	t    *testing.T
+	db   *postgres.DB
+	srv  *Server
+	api  *httptest.Server
+	logs *syncBuffer
+}
+
+// newFullEnv builds the server; tweak, when given, adjusts it before its
+// handler is built.
+func newFullEnv(t *testing.T, tweak func(*Server)) *fullEnv {
+	t.Helper()
+	db := pgtest.New(t)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+	bindings := postgres.NewBindingService(db)
+	index := NewBindingIndex(bindings, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- index.Run(ctx, ready) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && ctx.Err() == nil {
+			t.Errorf("binding index: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("binding index: %v", err)
+	}
+
+	srv := &Server{
+		Logger:     log,
+		Version:    "test",
+		Accounts:   postgres.NewAccountService(db),
+		AdminToken: fullAdminToken,
+		DB:         db,
+		Metrics:    NewMetrics(),
+		Privacy: &PrivacyNumbers{
+			Bindings: bindings,
+			Numbers:  postgres.NewNumberService(db),
+			Lines:    index,
+			Dialplan: DialplanConfig{User: fullDialplanUser, Password: fullDialplanPass},
+			Logger:   log,
+		},
+		Callbacks: postgres.NewCallbackService(db),
+		Webhooks:  postgres.NewWebhookService(db),
+	}
+	if tweak != nil {
+		tweak(srv)
+	}
+	api := httptest.NewServer(srv.Handler())
+	t.Cleanup(api.Close)
+	return &fullEnv{t: t, db: db, srv: srv, api: api, logs: logs}
+}
+
+// answer is an HTTP response with its body read.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// json decodes the body into a generic value, failing the test when it is
+// not JSON.
+func (a answer) json(t testing.TB) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(a.body, &v); err != nil {
+		t.Fatalf("answer %d is not a JSON object: %v: %.300s", a.status, err, a.body)
+	}
+	return v
+}
+
+// errorCode returns the code and field of an error answer, or "" when the
+// body does not have the error shape.
+func (a answer) errorCode() (code, field string) {
+	var e errorJSON
+	if json.Unmarshal(a.body, &e) != nil {
+		return "", ""
+	}
+	return e.Error.Code, e.Error.Field
+}
+
+// request is one call to the API.
+type request struct {
+	method, path string
+	// auth is the whole Authorization header ("" sends none).
+	auth        string
+	contentType string
+	body        io.Reader
+	header      map[string]string
+	// contentLength, when not zero, is sent as is (-1: unknown, chunked).
+	contentLength int64
+}
+
+func (e *fullEnv) send(r request) answer {
+	e.t.Helper()
+	req, err := http.NewRequest(r.method, e.api.URL+r.path, r.body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if r.auth != "" {
+		req.Header.Set("Authorization", r.auth)
+	}
+	if r.contentType != "" {
+		req.Header.Set("Content-Type", r.contentType)
+	}
+	for k, v := range r.header {
+		req.Header.Set(k, v)
+	}
+	if r.contentLength != 0 {
+		req.ContentLength = r.contentLength
+	}
+	resp, err := e.api.Client().Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", r.method, r.path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("%s %s: read: %v", r.method, r.path, err)
+	}
+	return answer{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+// call sends a JSON body (a string is sent as is, anything else is
+// marshalled) with a bearer credential.
+func (e *fullEnv) call(method, path, token string, body any) answer {
+	e.t.Helper()
+	r := request{method: method, path: path}
+	if token != "" {
+		r.auth = "Bearer " + token
+	}
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r.body, r.contentType = strings.NewReader(b), "application/json"
+	case []byte:
+		r.body, r.contentType = bytes.NewReader(b), "application/json"
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		r.body, r.contentType = bytes.NewReader(j), "application/json"
+	}
+	return e.send(r)
+}
+
+// mustCall is call that fails the test unless the status is want.
+func (e *fullEnv) mustCall(want int, method, path, token string, body any) answer {
+	e.t.Helper()
+	a := e.call(method, path, token, body)
+	if a.status != want {
+		e.t.Fatalf("%s %s: got %d, want %d: %.500s", method, path, a.status, want, a.body)
+	}
+	return a
+}
+
+// tenant is an account created through the admin API, with its key.
+type tenant struct {
+	id, key string
+}
+
+func (e *fullEnv) newTenant(name string) tenant {
+	e.t.Helper()
+	a := e.mustCall(http.StatusCreated, "POST", "/v1/admin/accounts", fullAdminToken,
+		map[string]any{"name": name, "service_number": "+4930990000"}).json(e.t)
+	acc, _ := a["account"].(map[string]any)
+	id, _ := acc["id"].(string)
+	key, _ := a["api_key"].(string)
+	if id == "" || key == "" {
+		e.t.Fatalf("create account: no id or key in %v", a)
+	}
+	return tenant{id: id, key: key}
+}
