@@ -57,6 +57,7 @@ commands:
   accounts     create accounts and manage API keys
   rates        rate decks: create, list, import and export CSV
   fsim         run the simulated FreeSWITCH node
+  bill         roll up, invoice and report usage by hand, list job runs
   healthcheck  probe a running controller's /healthz (for Docker)
   version      print the version
 
@@ -79,6 +80,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runAccounts(ctx, rest, getenv, stdout, stderr)
 	case "rates":
 		return runRates(ctx, rest, getenv, stdout, stderr)
+	case "bill":
+		return runBill(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, getenv, stdout, stderr)
 	case "version", "-version", "--version":

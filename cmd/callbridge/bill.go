@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"callbridge"
+	"callbridge/billing"
+	"callbridge/postgres"
+)
+
+const billUsage = `usage: callbridge bill rollup  --date YYYY-MM-DD [--account ID]
+       callbridge bill invoice --month YYYY-MM [--account ID] [--report-dir DIR]
+       callbridge bill report usage   --account ID --from T --to T [--group-by day|destination|carrier|binding] [--format csv|json]
+       callbridge bill report invoice --account ID --id INVOICE_ID [--format html|csv|json] [--out FILE]
+       callbridge bill jobs [--job NAME] [--limit N]
+
+Days and months are read in --timezone (env CALLBRIDGE_TIMEZONE, default UTC).
+Every command is idempotent: re-running it for the same period changes no
+totals; an issued invoice is never changed.`
+
+// runBill runs the billing jobs by hand for any past period and prints
+// reports.
+func runBill(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, billUsage)
+		return usageError{fmt.Errorf("bill: missing subcommand")}
+	}
+	verb, args := args[0], args[1:]
+	if verb == "report" {
+		if len(args) == 0 {
+			fmt.Fprintln(stderr, billUsage)
+			return usageError{fmt.Errorf("bill report: want usage or invoice")}
+		}
+		verb, args = "report "+args[0], args[1:]
+	}
+	var (
+		date, month, accountID, reportDir, tz, from, to, groupBy, format, id, out, job string
+		limit                                                                         int
+	)
+	_, dbURL, err := toolFlags("bill "+verb, args, getenv, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&tz, "timezone", "", "IANA zone of days and months (env CALLBRIDGE_TIMEZONE, default UTC)")
+		fs.StringVar(&accountID, "account", "", "account id")
+		switch verb {
+		case "rollup":
+			fs.StringVar(&date, "date", "", "day to roll up, YYYY-MM-DD")
+		case "invoice":
+			fs.StringVar(&month, "month", "", "month to invoice, YYYY-MM")
+			fs.StringVar(&reportDir, "report-dir", "", "write invoices here (env CALLBRIDGE_REPORT_DIR, default ./reports)")
+		case "report usage":
+			fs.StringVar(&from, "from", "", "start, RFC 3339 or YYYY-MM-DD (UTC)")
+			fs.StringVar(&to, "to", "", "end (exclusive), RFC 3339 or YYYY-MM-DD (UTC)")
+			fs.StringVar(&groupBy, "group-by", "day", "day, destination, carrier or binding")
+			fs.StringVar(&format, "format", "csv", "csv or json")
+		case "report invoice":
+			fs.StringVar(&id, "id", "", "invoice id")
+			fs.StringVar(&format, "format", "html", "html, csv or json")
+			fs.StringVar(&out, "out", "", "write to this file instead of standard output")
+		case "jobs":
+			fs.StringVar(&job, "job", "", "only this job")
+			fs.IntVar(&limit, "limit", 50, "how many runs")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if tz == "" {
+		tz = getenv("CALLBRIDGE_TIMEZONE")
+	}
+	if tz == "" {
+		tz = "UTC"
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return usageError{fmt.Errorf("bill: invalid time zone %q: %v", tz, err)}
+	}
+	db, err := postgres.Open(ctx, dbURL, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	host, _ := os.Hostname()
+	store := postgres.NewBillingStore(db, loc, fmt.Sprintf("%s/%d bill", host, os.Getpid()))
+
+	switch verb {
+	case "rollup":
+		d, err := time.Parse(time.DateOnly, date)
+		if err != nil {
+			return usageError{fmt.Errorf("bill rollup: --date must be YYYY-MM-DD")}
+		}
+		run, _, err := store.RunJob(ctx, "manual-rollup", time.Now(), true, func(ctx context.Context) (int64, error) {
+			n, err := store.RollupDirty(ctx)
+			if err != nil {
+				return n, err
+			}
+			m, err := store.RollupDay(ctx, d, accountID)
+			return n + m, err
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "rolled up %s: %d rollup rows written\n", date, run.Rows)
+		return nil
+
+	case "invoice":
+		m, err := time.Parse("2006-01", month)
+		if err != nil {
+			return usageError{fmt.Errorf("bill invoice: --month must be YYYY-MM")}
+		}
+		if reportDir == "" {
+			reportDir = getenv("CALLBRIDGE_REPORT_DIR")
+		}
+		if reportDir == "" {
+			reportDir = "./reports"
+		}
+		var invs []*callbridge.Invoice
+		_, _, err = store.RunJob(ctx, "manual-invoice", time.Now(), true, func(ctx context.Context) (int64, error) {
+			var err error
+			invs, err = store.IssueInvoices(ctx, m.Year(), m.Month(), accountID, time.Now())
+			return int64(len(invs)), err
+		})
+		if err != nil {
+			return err
+		}
+		for _, inv := range invs {
+			path, err := billing.WriteInvoiceFiles(reportDir, inv)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "issued %s for account %s: total %s %s (%d lines) -> %s\n",
+				inv.Number, inv.AccountID, billing.Money(inv.Total), inv.Currency, len(inv.Lines), path)
+		}
+		fmt.Fprintf(stdout, "%d invoice(s) issued for %s\n", len(invs), month)
+		return nil
+
+	case "report usage":
+		f := callbridge.UsageFilter{GroupBy: groupBy}
+		if f.From, err = parseBillTime(from); err != nil {
+			return usageError{fmt.Errorf("bill report usage: --from: %v", err)}
+		}
+		if f.To, err = parseBillTime(to); err != nil {
+			return usageError{fmt.Errorf("bill report usage: --to: %v", err)}
+		}
+		rep, err := store.Usage(ctx, accountID, f)
+		if err != nil {
+			return err
+		}
+		if format == "json" {
+			return billing.WriteUsageJSON(stdout, rep)
+		}
+		return billing.WriteUsageCSV(stdout, rep)
+
+	case "report invoice":
+		inv, err := store.Invoice(ctx, accountID, id)
+		if err != nil {
+			return err
+		}
+		w := stdout
+		if out != "" {
+			f, err := os.Create(out)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			w = f
+		}
+		switch format {
+		case "html":
+			err = billing.WriteInvoiceHTML(w, inv)
+		case "csv":
+			err = billing.WriteInvoiceCSV(w, inv)
+		case "json":
+			err = billing.WriteInvoiceJSON(w, inv)
+		default:
+			return usageError{fmt.Errorf("bill report invoice: --format must be html, csv or json")}
+		}
+		if err != nil {
+			return err
+		}
+		if out != "" {
+			fmt.Fprintln(stderr, "wrote", out)
+		}
+		return nil
+
+	case "jobs":
+		runs, err := store.JobRuns(ctx, job, limit)
+		if err != nil {
+			return err
+		}
+		for _, r := range runs {
+			end := "-"
+			if r.FinishedAt != nil {
+				end = r.FinishedAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "%-16s slot %s  %-7s rows %-8d started %s ended %s  %s %s\n",
+				r.Job, r.Slot.Format(time.RFC3339), r.Outcome, r.Rows, r.StartedAt.Format(time.RFC3339), end, r.Node, r.Error)
+		}
+		return nil
+	}
+	fmt.Fprintln(stderr, billUsage)
+	return usageError{fmt.Errorf("bill: unknown subcommand %q", verb)}
+}
+
+func parseBillTime(s string) (time.Time, error) {
+	layout := time.RFC3339
+	if len(s) == len(time.DateOnly) {
+		layout = time.DateOnly
+	}
+	t, err := time.Parse(layout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time or a YYYY-MM-DD date", s)
+	}
+	return t.UTC(), nil
+}
