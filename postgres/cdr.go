@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -33,6 +34,9 @@ var cdrColumns = []string{
 	"buy_micros", "buy_currency", "buy_deck_id", "buy_deck_version", "buy_prefix",
 	"flags", "rated_at",
 }
+
+// copyCDRs is the COPY statement lib/pq turns into a CopyIn statement.
+var copyCDRs = "COPY cdr_batch (" + strings.Join(cdrColumns, ", ") + ") FROM STDIN"
 
 // EnsurePartitions creates the monthly CDR partitions of the month holding
 // now and of the next month, if they do not exist. Controllers call it at
@@ -75,24 +79,24 @@ func (s *CDRStore) WriteBatch(ctx context.Context, cdrs []*callbridge.CDR, live 
 		}
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS cdr_batch
 			(LIKE cdr_staging INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
-			return Error(err)
+			return cdrError(err)
 		}
-		stmt, err := tx.PrepareContext(ctx, pq.CopyIn("cdr_batch", cdrColumns...))
+		stmt, err := tx.PrepareContext(ctx, copyCDRs)
 		if err != nil {
-			return Error(err)
+			return cdrError(err)
 		}
 		for i, c := range cdrs {
 			if _, err := stmt.ExecContext(ctx, cdrValues(i, c)...); err != nil {
 				stmt.Close()
-				return Error(err)
+				return cdrError(err)
 			}
 		}
 		if _, err := stmt.ExecContext(ctx); err != nil {
 			stmt.Close()
-			return Error(err)
+			return cdrError(err)
 		}
 		if err := stmt.Close(); err != nil {
-			return Error(err)
+			return cdrError(err)
 		}
 		cols := strings.Join(cdrColumns[1:], ", ")
 		res, err := tx.ExecContext(ctx, `
@@ -101,12 +105,12 @@ func (s *CDRStore) WriteBatch(ctx context.Context, cdrs []*callbridge.CDR, live 
 			      ON CONFLICT (uuid) DO NOTHING RETURNING uuid)
 			INSERT INTO cdrs (`+cols+`) SELECT `+cols+` FROM b JOIN k USING (uuid)`)
 		if err != nil {
-			return Error(err)
+			return cdrError(err)
 		}
 		n, _ := res.RowsAffected()
 		inserted = int(n)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM live_channels l USING cdr_batch b WHERE l.uuid = b.uuid`); err != nil {
-			return Error(err)
+			return cdrError(err)
 		}
 		return nil
 	})
@@ -114,6 +118,18 @@ func (s *CDRStore) WriteBatch(ctx context.Context, cdrs []*callbridge.CDR, live 
 		return 0, err
 	}
 	return inserted, nil
+}
+
+// cdrError is Error, and also maps every data exception (class 22) and
+// integrity violation (class 23) to EINVALID: the pipeline retries a batch
+// that failed for any other reason, and dead-letters only records the
+// database refuses.
+func cdrError(err error) error {
+	var pe *pq.Error
+	if errors.As(err, &pe) && (pe.Code.Class() == "22" || pe.Code.Class() == "23") {
+		return fmt.Errorf("%w: %s", &callbridge.Error{Code: callbridge.EINVALID, Message: "value refused: " + pe.Message}, pe.Code)
+	}
+	return Error(err)
 }
 
 func cdrValues(seq int, c *callbridge.CDR) []any {
@@ -191,7 +207,7 @@ func upsertLive(ctx context.Context, tx *Tx, live []*callbridge.LiveChannel) err
 		arr(ids), pq.Array(nodes), arr(others), pq.Array(legs), arr(accounts), arr(callbacks), arr(bindings),
 		pq.Array(dirs), pq.Array(callers), pq.Array(callees), pq.Array(presented), pq.Array(gateways),
 		arr(starts), arr(answers), pq.Array(maxes), arr(seen))
-	return Error(err)
+	return cdrError(err)
 }
 
 // LiveChannels returns the legs believed up on node, oldest first.

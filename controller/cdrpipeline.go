@@ -1,0 +1,1181 @@
+package controller
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"callbridge"
+	"callbridge/esl"
+	"callbridge/rating"
+)
+
+// CDRStore is what the CDR pipeline needs of the database
+// (postgres.CDRStore).
+type CDRStore interface {
+	// WriteBatch stores CDRs, each channel once ever, and live-channel
+	// updates in one transaction and returns how many CDRs were new.
+	// EUNAVAILABLE and other errors mean "retry later"; EINVALID means the
+	// database refuses a value of the batch.
+	WriteBatch(ctx context.Context, cdrs []*callbridge.CDR, live []*callbridge.LiveChannel) (int, error)
+	// DeadLetter stores a record that could not be stored.
+	DeadLetter(ctx context.Context, d *callbridge.CDRDeadLetter) error
+	// LiveChannels returns the legs believed up on a node.
+	LiveChannels(ctx context.Context, node string) ([]*callbridge.LiveChannel, error)
+	// OverdueChannels returns live legs past their maximum duration plus
+	// grace (defaultMax for legs without one), oldest first.
+	OverdueChannels(ctx context.Context, now time.Time, defaultMax, grace time.Duration, limit int) ([]*callbridge.LiveChannel, error)
+}
+
+// DeckSource finds the rate decks CDRs are priced with.
+type DeckSource interface {
+	// SellDeck returns the deck an account is charged by. ENOTFOUND when
+	// the account has none.
+	SellDeck(ctx context.Context, accountID string) (*rating.Deck, error)
+	// BuyDeck returns the deck of a carrier gateway. ENOTFOUND when the
+	// gateway has none.
+	BuyDeck(ctx context.Context, gateway string) (*rating.Deck, error)
+}
+
+// Pricer prices CDRs with the account's sell deck and the gateway's buy
+// deck through the rating engine, caching compiled decks for a while.
+// It is safe for concurrent use.
+type Pricer struct {
+	decks  DeckSource
+	ttl    time.Duration
+	log    *slog.Logger
+	now    func() time.Time
+	mu     sync.Mutex
+	cache  map[string]cdrDeckEntry
+	counts PricerStats
+}
+
+type cdrDeckEntry struct {
+	deck    *rating.Deck // nil: none (ENOTFOUND)
+	fetched time.Time
+}
+
+// PricerStats counts what the pricer could not price normally.
+type PricerStats struct {
+	// UnratedDefault counts legs priced by a deck's default rate.
+	UnratedDefault int64
+	// Unrated counts legs of an account that no rate priced.
+	Unrated int64
+}
+
+// NewPricer returns a Pricer. Decks are looked up again after ttl (30 s
+// when zero; negative disables the cache, as re-rating wants).
+func NewPricer(decks DeckSource, ttl time.Duration, log *slog.Logger) *Pricer {
+	if ttl == 0 {
+		ttl = 30 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Pricer{decks: decks, ttl: ttl, log: log, now: time.Now, cache: map[string]cdrDeckEntry{}}
+}
+
+// Stats returns the pricer's counters.
+func (p *Pricer) Stats() PricerStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.counts
+}
+
+func (p *Pricer) deck(ctx context.Context, kind, key string) (*rating.Deck, error) {
+	ck := kind + "\x00" + key
+	if p.ttl > 0 {
+		p.mu.Lock()
+		e, ok := p.cache[ck]
+		p.mu.Unlock()
+		if ok && p.now().Sub(e.fetched) < p.ttl {
+			return e.deck, nil
+		}
+	}
+	var d *rating.Deck
+	var err error
+	if kind == "sell" {
+		d, err = p.decks.SellDeck(ctx, key)
+	} else {
+		d, err = p.decks.BuyDeck(ctx, key)
+	}
+	switch callbridge.ErrorCode(err) {
+	case "":
+	case callbridge.ENOTFOUND:
+		d = nil
+	default:
+		return nil, err
+	}
+	if p.ttl > 0 {
+		p.mu.Lock()
+		p.cache[ck] = cdrDeckEntry{deck: d, fetched: p.now()}
+		p.mu.Unlock()
+	}
+	return d, nil
+}
+
+// cdrPricingFlags are the flags Price recomputes; the others (estimated,
+// rerated) are kept.
+const cdrPricingFlags = callbridge.CDRUnanswered | callbridge.CDRShort | callbridge.CDRUnratedDefault |
+	callbridge.CDRUnrated | callbridge.CDRBuyUnratedDefault | callbridge.CDRBuyUnrated | callbridge.CDRMinimum
+
+// Price sets c's sell and buy prices from BillMS and the callee, and the
+// pricing flags. A leg with an account but no deck or no matching rate is
+// flagged unrated (never dropped); one priced by a default rate is flagged
+// unrated_default and logged. A leg without an account has no sell price;
+// one without a gateway no buy price. It fails only when a deck cannot be
+// fetched (the database is unavailable): the caller retries later.
+func (p *Pricer) Price(ctx context.Context, c *callbridge.CDR) error {
+	c.Flags &^= cdrPricingFlags
+	c.Sell, c.SellCurrency, c.SellDeckID, c.SellDeckVersion, c.SellPrefix = 0, "", "", 0, ""
+	c.Buy, c.BuyCurrency, c.BuyDeckID, c.BuyDeckVersion, c.BuyPrefix = 0, "", "", 0, ""
+	u := rating.Usage{Number: callbridge.Number(c.Callee), Start: c.StartAt, BillMS: c.BillMS}
+	if c.Answered() {
+		u.Start = c.AnswerAt
+	} else {
+		u.BillMS = 0
+		c.Flags |= callbridge.CDRUnanswered
+	}
+	valid := u.Number.Validate() == nil
+	if c.AccountID != "" {
+		d, err := p.deck(ctx, "sell", c.AccountID)
+		if err != nil {
+			return fmt.Errorf("controller: sell deck of account %s: %w", c.AccountID, err)
+		}
+		switch {
+		case d == nil || !valid:
+			c.Flags |= callbridge.CDRUnrated
+		default:
+			r := d.Price(u)
+			info := d.Info()
+			c.Sell, c.SellCurrency, c.SellDeckID, c.SellDeckVersion, c.SellPrefix = r.Amount, info.Currency, info.ID, info.Version, r.Prefix
+			c.Flags |= cdrSellFlags(r.Flags)
+		}
+		p.count(c, c.Flags&(callbridge.CDRUnrated|callbridge.CDRUnratedDefault))
+	}
+	if c.Gateway != "" {
+		d, err := p.deck(ctx, "buy", c.Gateway)
+		if err != nil {
+			return fmt.Errorf("controller: buy deck of gateway %s: %w", c.Gateway, err)
+		}
+		switch {
+		case d == nil || !valid:
+			c.Flags |= callbridge.CDRBuyUnrated
+		default:
+			r := d.Price(u)
+			info := d.Info()
+			c.Buy, c.BuyCurrency, c.BuyDeckID, c.BuyDeckVersion, c.BuyPrefix = r.Amount, info.Currency, info.ID, info.Version, r.Prefix
+			if r.Flags.Has(rating.FlagUnratedDefault) {
+				c.Flags |= callbridge.CDRBuyUnratedDefault
+			}
+			if r.Flags.Has(rating.FlagUnrated) {
+				c.Flags |= callbridge.CDRBuyUnrated
+			}
+		}
+	}
+	c.RatedAt = p.now().UTC()
+	return nil
+}
+
+func (p *Pricer) count(c *callbridge.CDR, f callbridge.CDRFlags) {
+	if f == 0 {
+		return
+	}
+	p.mu.Lock()
+	if f.Has(callbridge.CDRUnratedDefault) {
+		p.counts.UnratedDefault++
+	}
+	if f.Has(callbridge.CDRUnrated) {
+		p.counts.Unrated++
+	}
+	p.mu.Unlock()
+	if f.Has(callbridge.CDRUnratedDefault) {
+		p.log.Warn("cdr priced by the default rate", "uuid", c.UUID, "account", c.AccountID, "callee", c.Callee)
+	}
+}
+
+func cdrSellFlags(f rating.Flags) callbridge.CDRFlags {
+	var out callbridge.CDRFlags
+	if f.Has(rating.FlagShort) {
+		out |= callbridge.CDRShort
+	}
+	if f.Has(rating.FlagUnratedDefault) {
+		out |= callbridge.CDRUnratedDefault
+	}
+	if f.Has(rating.FlagUnrated) {
+		out |= callbridge.CDRUnrated
+	}
+	if f.Has(rating.FlagMinimum) {
+		out |= callbridge.CDRMinimum
+	}
+	return out
+}
+
+// CDRPipelineConfig configures a CDRPipeline.
+type CDRPipelineConfig struct {
+	// Store writes batches; required.
+	Store CDRStore
+	// Pricer prices CDRs before they are written; required.
+	Pricer *Pricer
+	// SpoolDir holds batches not yet in the database; required. One
+	// process per directory.
+	SpoolDir string
+	// BatchSize flushes a batch when it holds this many records (1000).
+	BatchSize int
+	// FlushInterval flushes a batch at the latest this long after its
+	// first record (200 ms).
+	FlushInterval time.Duration
+	// MaxAttempts is how often a record the database refuses is tried
+	// before it is dead-lettered (3).
+	MaxAttempts int
+	// RetryMin and RetryMax bound the backoff while the database is
+	// unavailable (100 ms, 5 s).
+	RetryMin, RetryMax time.Duration
+	// DrainTimeout bounds how long Run, once its context is done, keeps
+	// writing queued batches before leaving them in the spool (5 s when
+	// zero; negative leaves them at once).
+	DrainTimeout time.Duration
+	// MaxInMemory is how many queued batches keep their records in memory;
+	// older ones are read back from the spool when their turn comes (64).
+	MaxInMemory int
+	// DefaultMaxDuration closes live legs without a maximum of their own
+	// (4 h).
+	DefaultMaxDuration time.Duration
+	// SweepInterval is how often legs past their maximum are looked for
+	// (1 min).
+	SweepInterval time.Duration
+	// SweepGrace is how long past its maximum a leg is left for its own
+	// hangup to arrive, and how long a reconciliation waits before closing
+	// legs a node no longer has (10 s).
+	SweepGrace time.Duration
+	// Logger receives alerts (dead letters, spooling) and warnings.
+	Logger *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// CDRStats is a snapshot of a pipeline's counters.
+type CDRStats struct {
+	// Hangups counts CHANNEL_HANGUP_COMPLETE events received.
+	Hangups int64
+	// Spooled counts records written to the spool (fsync'ed).
+	Spooled int64
+	// Inserted counts CDRs that were new in the database; Duplicates those
+	// already there.
+	Inserted, Duplicates int64
+	// DeadLetters counts records dead-lettered (table or file).
+	DeadLetters int64
+	// Estimated counts CDRs made by the sweep or a reconciliation.
+	Estimated int64
+	// QueuedBatches is how many spooled batches wait for the database.
+	QueuedBatches int
+	// Unavailable reports whether the last write failed for want of the
+	// database.
+	Unavailable bool
+	// Overflows counts event subscriptions lost to a full queue.
+	Overflows int64
+}
+
+// CDRPipeline turns CHANNEL_HANGUP_COMPLETE events into priced CDRs in
+// PostgreSQL, exactly once per channel, and loses none it has spooled.
+//
+// Events flow: one reader per node parses events into records (hangups into
+// CDRs; CHANNEL_CREATE and CHANNEL_ANSWER into live-channel updates) → one
+// batcher cuts batches by size or FlushInterval and writes each to a new
+// spool file (write, fsync, rename, fsync of the directory) before anything
+// else is done with it → one writer prices the batch's CDRs and writes it
+// in one transaction, then deletes the file. The spool is written before
+// the database is tried, so a record is acknowledged — safe from a crash
+// or kill -9 — once its batch file is renamed into place, at most
+// FlushInterval plus one fsync after its event was read. Events FreeSWITCH
+// delivered that were still in memory at a kill are not redelivered by
+// FreeSWITCH; the legs they ended stay in live_channels and are closed,
+// flagged estimated, by the reconciliation that follows the next
+// connection (see cdrsweep.go).
+//
+// While the database is unavailable the writer retries the oldest batch
+// with backoff and the spool grows; when it returns, batches are written in
+// spool order. A batch the database refuses is retried record by record; a
+// cdrRecord refused MaxAttempts times is dead-lettered (table, or a file in
+// SpoolDir/dead when the database cannot take it) with an error log and a
+// counter. A restart replays the spool first. Duplicates (redelivery,
+// replays, several controllers) are ignored by the store's unique key.
+type CDRPipeline struct {
+	cfg   CDRPipelineConfig
+	log   *slog.Logger
+	now   func() time.Time
+	in    chan cdrRecord
+	queue *cdrBatchQueue
+
+	seq     atomic.Int64
+	clients map[string]*esl.Client
+
+	hangups, spooled, inserted, duplicates, dead, estimated, overflows atomic.Int64
+	unavailable                                                        atomic.Bool
+
+	reconcileC chan cdrReconcileReq
+	running    atomic.Bool
+}
+
+// cdrRecord is one unit of a batch, as spooled: exactly one field is set.
+type cdrRecord struct {
+	CDR  *callbridge.CDR           `json:"cdr,omitempty"`
+	Live *callbridge.LiveChannel   `json:"live,omitempty"`
+	Dead *callbridge.CDRDeadLetter `json:"dead,omitempty"`
+
+	attempts int
+	barrier  *cdrReconcileReq
+}
+
+// cdrBatch is a spooled batch waiting for the database. recs is nil when the
+// cdrBatch was evicted from memory and must be read back from path.
+type cdrBatch struct {
+	path    string
+	recs    []cdrRecord
+	barrier *cdrReconcileReq
+}
+
+// NewCDRPipeline checks cfg, creates the spool directory and returns a
+// pipeline; Run starts it.
+func NewCDRPipeline(cfg CDRPipelineConfig) (*CDRPipeline, error) {
+	if cfg.Store == nil || cfg.Pricer == nil {
+		return nil, errors.New("controller: cdr pipeline needs a store and a pricer")
+	}
+	if cfg.SpoolDir == "" {
+		return nil, errors.New("controller: cdr pipeline needs a spool directory")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.MaxInMemory <= 0 {
+		cfg.MaxInMemory = 64
+	}
+	def(&cfg.FlushInterval, 200*time.Millisecond)
+	def(&cfg.RetryMin, 100*time.Millisecond)
+	def(&cfg.RetryMax, 5*time.Second)
+	def(&cfg.DrainTimeout, 5*time.Second)
+	def(&cfg.DefaultMaxDuration, 4*time.Hour)
+	def(&cfg.SweepInterval, time.Minute)
+	def(&cfg.SweepGrace, 10*time.Second)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	for _, d := range []string{cfg.SpoolDir, filepath.Join(cfg.SpoolDir, "dead")} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("controller: cdr spool: %w", err)
+		}
+	}
+	return &CDRPipeline{
+		cfg: cfg, log: cfg.Logger, now: cfg.Now,
+		in:         make(chan cdrRecord, 8192),
+		queue:      newCDRBatchQueue(),
+		clients:    map[string]*esl.Client{},
+		reconcileC: make(chan cdrReconcileReq, 64),
+	}, nil
+}
+
+// Stats returns the pipeline's counters.
+func (p *CDRPipeline) Stats() CDRStats {
+	return CDRStats{
+		Hangups: p.hangups.Load(), Spooled: p.spooled.Load(), Inserted: p.inserted.Load(),
+		Duplicates: p.duplicates.Load(), DeadLetters: p.dead.Load(), Estimated: p.estimated.Load(),
+		QueuedBatches: p.queue.len(), Unavailable: p.unavailable.Load(), Overflows: p.overflows.Load(),
+	}
+}
+
+// Run replays the spool, subscribes to the events of every client (whose
+// own Run the caller starts) and processes them until ctx is done. Then it
+// stops reading, spools the batch being built, keeps writing queued
+// batches for up to DrainTimeout and returns; what is left stays in the
+// spool for the next start. It returns an error only if the spool cannot
+// be read.
+func (p *CDRPipeline) Run(ctx context.Context, clients ...*esl.Client) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return errors.New("controller: cdr pipeline already running")
+	}
+	if err := p.loadSpool(); err != nil {
+		return err
+	}
+	for _, c := range clients {
+		p.clients[c.Name()] = c
+	}
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+
+	var readers sync.WaitGroup
+	for _, c := range clients {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			p.read(readCtx, c)
+		}()
+	}
+	var aux sync.WaitGroup
+	aux.Add(2)
+	go func() { defer aux.Done(); p.reconciler(readCtx) }()
+	go func() { defer aux.Done(); p.sweeper(readCtx) }()
+
+	batcherDone := make(chan struct{})
+	go func() {
+		defer close(batcherDone)
+		p.batcher()
+	}()
+
+	// The writer outlives ctx by up to DrainTimeout.
+	writeCtx, stopWriting := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWriting()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		p.writer(writeCtx)
+	}()
+
+	<-ctx.Done()
+	readers.Wait()
+	aux.Wait()
+	close(p.in)
+	<-batcherDone
+	p.queue.close()
+	if p.cfg.DrainTimeout < 0 {
+		stopWriting()
+	} else {
+		t := time.AfterFunc(p.cfg.DrainTimeout, stopWriting)
+		defer t.Stop()
+	}
+	<-writerDone
+	if n := p.queue.len(); n > 0 {
+		p.log.Warn("cdr pipeline stopped with batches in the spool", "batches", n, "dir", p.cfg.SpoolDir)
+	}
+	return nil
+}
+
+// read consumes one node's events until ctx is done, resubscribing after
+// an overflow (and reconciling, since events were lost).
+func (p *CDRPipeline) read(ctx context.Context, c *esl.Client) {
+	for ctx.Err() == nil {
+		sub := c.Subscribe(0)
+		if c.State() == esl.StateConnected {
+			p.requestReconcile(c.Name())
+		}
+		for {
+			ev, err := sub.Next(ctx)
+			if err != nil {
+				sub.Close()
+				if errors.Is(err, esl.ErrOverflow) {
+					p.overflows.Add(1)
+					p.log.Error("ALERT: cdr event subscription overflowed; events lost, reconciling", "node", c.Name())
+				}
+				if errors.Is(err, esl.ErrClosed) && ctx.Err() == nil {
+					// The client stopped: nothing more will come.
+					<-ctx.Done()
+				}
+				break
+			}
+			p.handle(ctx, ev)
+		}
+	}
+}
+
+// handle turns one event into records.
+func (p *CDRPipeline) handle(ctx context.Context, ev esl.Event) {
+	var r cdrRecord
+	switch ev.Name {
+	case esl.ChannelHangupComplete:
+		p.hangups.Add(1)
+		c, err := parseHangup(ev)
+		if err != nil {
+			p.log.Error("ALERT: unparsable hangup event dead-lettered", "node", ev.Node, "uuid", ev.UUID, "error", err)
+			payload, _ := json.Marshal(ev.Headers())
+			r.Dead = &callbridge.CDRDeadLetter{UUID: cdrSanitize(ev.UUID), Node: ev.Node, Reason: err.Error(), Attempts: 1, Payload: payload}
+		} else {
+			r.CDR = c
+		}
+	case esl.ChannelCreate, esl.ChannelAnswer:
+		l, err := parseLive(ev)
+		if err != nil {
+			return
+		}
+		r.Live = l
+	case esl.SocketConnected:
+		p.requestReconcile(ev.Node)
+		return
+	default:
+		return
+	}
+	select {
+	case p.in <- r:
+	case <-ctx.Done():
+	}
+}
+
+// Add queues a CDR made outside the event stream (by the sweep) for
+// pricing and writing; it goes through the spool like the others.
+func (p *CDRPipeline) add(ctx context.Context, r cdrRecord) bool {
+	select {
+	case p.in <- r:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// batcher cuts batches and spools them, until p.in is closed.
+func (p *CDRPipeline) batcher() {
+	var cur []cdrRecord
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flush := func() {
+		timer.Stop()
+		if len(cur) == 0 {
+			return
+		}
+		p.spool(cur)
+		cur = nil
+	}
+	for {
+		select {
+		case r, ok := <-p.in:
+			if !ok {
+				flush()
+				return
+			}
+			if r.barrier != nil {
+				flush()
+				p.queue.push(&cdrBatch{barrier: r.barrier})
+				continue
+			}
+			cur = append(cur, r)
+			if len(cur) == 1 {
+				timer.Reset(p.cfg.FlushInterval)
+			}
+			if len(cur) >= p.cfg.BatchSize {
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		}
+	}
+}
+
+// spool writes recs to a new spool file and queues the batch. If the file
+// cannot be written the batch is queued from memory only, with an alert:
+// it is then not safe from a crash.
+func (p *CDRPipeline) spool(recs []cdrRecord) {
+	name := fmt.Sprintf("%019d-%09d.cdrs", p.now().UnixNano(), p.seq.Add(1))
+	path := filepath.Join(p.cfg.SpoolDir, name)
+	if err := writeCDRSpoolFile(path, recs); err != nil {
+		p.log.Error("ALERT: cdr spool write failed; batch held in memory only", "error", err, "records", len(recs))
+		path = ""
+	} else {
+		p.spooled.Add(int64(len(recs)))
+	}
+	b := &cdrBatch{path: path, recs: recs}
+	if path != "" && p.queue.len() >= p.cfg.MaxInMemory {
+		b.recs = nil
+	}
+	p.queue.push(b)
+}
+
+// writeCDRSpoolFile writes recs as JSON lines to a temporary file, fsyncs
+// it, renames it to path and fsyncs the directory, so path either does not
+// exist or holds the whole batch.
+func writeCDRSpoolFile(path string, recs []cdrRecord) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "batch-*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<16)
+	enc := json.NewEncoder(w)
+	for i := range recs {
+		if err := enc.Encode(&recs[i]); err != nil {
+			return fail(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return cdrSyncDir(dir)
+}
+
+func cdrSyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func cdrBtoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func readCDRSpoolFile(path string) ([]cdrRecord, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var recs []cdrRecord
+	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<16))
+	for {
+		var r cdrRecord
+		if err := dec.Decode(&r); err != nil {
+			if errors.Is(err, io.EOF) {
+				return recs, nil
+			}
+			return nil, fmt.Errorf("controller: spool file %s: %w", filepath.Base(path), err)
+		}
+		if n := cdrBtoi(r.CDR != nil) + cdrBtoi(r.Live != nil) + cdrBtoi(r.Dead != nil); n != 1 {
+			return nil, fmt.Errorf("controller: spool file %s: record %d is not one cdr, live or dead record", filepath.Base(path), len(recs)+1)
+		}
+		recs = append(recs, r)
+	}
+}
+
+// loadSpool queues the batches a previous run left, oldest first. Files
+// that cannot be read are renamed *.bad and reported, never deleted.
+func (p *CDRPipeline) loadSpool() error {
+	entries, err := os.ReadDir(p.cfg.SpoolDir)
+	if err != nil {
+		return fmt.Errorf("controller: cdr spool: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		switch {
+		case e.IsDir():
+		case strings.HasSuffix(e.Name(), ".tmp"):
+			// A batch whose write never completed was never acknowledged.
+			os.Remove(filepath.Join(p.cfg.SpoolDir, e.Name()))
+		case strings.HasSuffix(e.Name(), ".cdrs"):
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p.queue.push(&cdrBatch{path: filepath.Join(p.cfg.SpoolDir, n)})
+	}
+	if len(names) > 0 {
+		p.log.Info("replaying cdr spool", "batches", len(names), "dir", p.cfg.SpoolDir)
+	}
+	return nil
+}
+
+// writer writes queued batches in order until the queue is closed and
+// empty, or ctx is done.
+func (p *CDRPipeline) writer(ctx context.Context) {
+	for {
+		b, ok := p.queue.peek(ctx)
+		if !ok {
+			return
+		}
+		if b.barrier != nil {
+			close(b.barrier.ready)
+			p.queue.pop()
+			continue
+		}
+		if b.recs == nil && b.path != "" {
+			recs, err := readCDRSpoolFile(b.path)
+			if err != nil {
+				p.log.Error("ALERT: unreadable cdr spool file set aside", "file", b.path, "error", err)
+				os.Rename(b.path, b.path+".bad")
+				p.queue.pop()
+				continue
+			}
+			b.recs = recs
+		}
+		if !p.writeBatch(ctx, b.recs) {
+			return
+		}
+		if b.path != "" {
+			if err := os.Remove(b.path); err != nil {
+				p.log.Warn("cdr spool file not removed", "file", b.path, "error", err)
+			}
+		}
+		p.queue.pop()
+	}
+}
+
+// writeBatch writes recs, retrying while the database is unavailable and
+// falling back to one record at a time when it refuses the batch. It
+// returns false if ctx ended first.
+func (p *CDRPipeline) writeBatch(ctx context.Context, recs []cdrRecord) bool {
+	backoff := p.cfg.RetryMin
+	for {
+		err := p.tryWrite(ctx, recs)
+		if err == nil {
+			p.available()
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if callbridge.ErrorCode(err) == callbridge.EINVALID {
+			return p.writeEach(ctx, recs)
+		}
+		p.unavailableFor(err)
+		if !cdrSleep(ctx, backoff) {
+			return false
+		}
+		backoff = min(backoff*2, p.cfg.RetryMax)
+	}
+}
+
+// writeEach writes records one by one; a record refused MaxAttempts times
+// is dead-lettered.
+func (p *CDRPipeline) writeEach(ctx context.Context, recs []cdrRecord) bool {
+	for i := range recs {
+		r := &recs[i]
+		backoff := p.cfg.RetryMin
+		for {
+			err := p.tryWrite(ctx, recs[i:i+1])
+			if err == nil {
+				p.available()
+				break
+			}
+			if ctx.Err() != nil {
+				return false
+			}
+			if callbridge.ErrorCode(err) != callbridge.EINVALID {
+				p.unavailableFor(err)
+				if !cdrSleep(ctx, backoff) {
+					return false
+				}
+				backoff = min(backoff*2, p.cfg.RetryMax)
+				continue
+			}
+			r.attempts++
+			if r.attempts >= p.cfg.MaxAttempts {
+				if !p.deadLetter(ctx, r, err) {
+					return false
+				}
+				break
+			}
+			if !cdrSleep(ctx, p.cfg.RetryMin) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// tryWrite prices the CDRs of recs and writes them with the live updates
+// in one transaction, then stores the dead letters among recs.
+func (p *CDRPipeline) tryWrite(ctx context.Context, recs []cdrRecord) error {
+	var cdrs []*callbridge.CDR
+	var live []*callbridge.LiveChannel
+	var dead []*callbridge.CDRDeadLetter
+	for i := range recs {
+		switch r := &recs[i]; {
+		case r.CDR != nil:
+			c := *r.CDR
+			if err := p.cfg.Pricer.Price(ctx, &c); err != nil {
+				return err
+			}
+			cdrs = append(cdrs, &c)
+		case r.Live != nil:
+			live = append(live, r.Live)
+		case r.Dead != nil:
+			dead = append(dead, r.Dead)
+		}
+	}
+	n, err := p.cfg.Store.WriteBatch(ctx, cdrs, live)
+	if err != nil {
+		return err
+	}
+	for _, d := range dead {
+		if err := p.cfg.Store.DeadLetter(ctx, d); err != nil {
+			return err
+		}
+	}
+	p.dead.Add(int64(len(dead)))
+	p.inserted.Add(int64(n))
+	p.duplicates.Add(int64(len(cdrs) - n))
+	return nil
+}
+
+// deadLetter stores r as a dead letter in the database, or in a file of
+// SpoolDir/dead if that fails too. It returns false if ctx ended first.
+func (p *CDRPipeline) deadLetter(ctx context.Context, r *cdrRecord, cause error) bool {
+	payload, _ := json.Marshal(r)
+	d := &callbridge.CDRDeadLetter{Reason: cause.Error(), Attempts: r.attempts, Payload: payload}
+	switch {
+	case r.CDR != nil:
+		d.UUID, d.Node = r.CDR.UUID, r.CDR.Node
+	case r.Live != nil:
+		d.UUID, d.Node = r.Live.UUID, r.Live.Node
+	case r.Dead != nil:
+		d.UUID, d.Node = r.Dead.UUID, r.Dead.Node
+	}
+	p.dead.Add(1)
+	p.log.Error("ALERT: cdr record dead-lettered", "uuid", d.UUID, "node", d.Node, "attempts", d.Attempts, "error", cause)
+	if err := p.cfg.Store.DeadLetter(ctx, d); err == nil {
+		return true
+	} else if ctx.Err() != nil {
+		return false
+	} else {
+		p.log.Error("ALERT: dead letter written to a file: the database refused it", "uuid", d.UUID, "error", err)
+	}
+	body, _ := json.Marshal(d)
+	path := filepath.Join(p.cfg.SpoolDir, "dead", fmt.Sprintf("%019d-%s.json", p.now().UnixNano(), cdrFileSafe(d.UUID)))
+	if err := cdrWriteFileSync(path, body); err != nil {
+		p.log.Error("ALERT: dead letter file not written", "uuid", d.UUID, "error", err)
+		return false
+	}
+	return true
+}
+
+func cdrWriteFileSync(path string, body []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(body); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return cdrSyncDir(filepath.Dir(path))
+}
+
+func cdrFileSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '_'
+	}, s[:min(len(s), 64)])
+}
+
+func (p *CDRPipeline) available() {
+	if p.unavailable.Swap(false) {
+		p.log.Info("cdr database available again; replaying the spool", "batches", p.queue.len())
+	}
+}
+
+func (p *CDRPipeline) unavailableFor(err error) {
+	if !p.unavailable.Swap(true) {
+		p.log.Error("ALERT: cdr database unavailable; spooling batches to disk", "error", err, "dir", p.cfg.SpoolDir)
+	}
+}
+
+func cdrSleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// batchQueue is the ordered list of batches between the batcher and the
+// writer. It is unbounded: the batches are on disk, and all but the most
+// recent MaxInMemory are only names.
+type cdrBatchQueue struct {
+	mu     sync.Mutex
+	items  []*cdrBatch
+	closed bool
+	signal chan struct{}
+}
+
+func newCDRBatchQueue() *cdrBatchQueue { return &cdrBatchQueue{signal: make(chan struct{}, 1)} }
+
+func (q *cdrBatchQueue) push(b *cdrBatch) {
+	q.mu.Lock()
+	q.items = append(q.items, b)
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *cdrBatchQueue) wake() {
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (q *cdrBatchQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *cdrBatchQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// peek returns the oldest batch without removing it, waiting for one; it
+// returns false when the queue is closed and empty or ctx is done.
+func (q *cdrBatchQueue) peek(ctx context.Context) (*cdrBatch, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			b := q.items[0]
+			q.mu.Unlock()
+			return b, true
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return nil, false
+		}
+		select {
+		case <-q.signal:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+func (q *cdrBatchQueue) pop() {
+	q.mu.Lock()
+	q.items[0] = nil
+	q.items = q.items[1:]
+	q.mu.Unlock()
+}
+
+// parseHangup reads a CHANNEL_HANGUP_COMPLETE event into an unpriced CDR.
+// Times come from the channel's start/answer/end_uepoch, durations from
+// mduration and billmsec (never the whole-second billsec). Only a missing
+// or malformed Unique-ID is an error; every other field degrades to a
+// default, so a CDR is always made for a real channel.
+func parseHangup(ev esl.Event) (*callbridge.CDR, error) {
+	id := strings.ToLower(ev.Get("Unique-ID"))
+	if !cdrIsUUID(id) {
+		return nil, errors.New("controller: hangup event without a valid Unique-ID")
+	}
+	c := &callbridge.CDR{UUID: id, Node: cdrNodeName(ev)}
+	cdrFillParties(ev, &c.Leg, &c.AccountID, &c.CallbackID, &c.BindingID, &c.OtherUUID, &c.Direction,
+		&c.Caller, &c.Callee, &c.Presented, &c.Gateway)
+
+	end := cdrFirstTime(ev.Var("end_uepoch"), ev.Get("Caller-Channel-Hangup-Time"))
+	if end.IsZero() {
+		end = ev.Time()
+	}
+	if end.IsZero() {
+		end = ev.Received
+	}
+	start := cdrFirstTime(ev.Var("start_uepoch"), ev.Get("Caller-Channel-Created-Time"))
+	if start.IsZero() || start.After(end) {
+		start = end
+	}
+	answer := cdrFirstTime(ev.Var("answer_uepoch"), ev.Get("Caller-Channel-Answered-Time"))
+	if !answer.IsZero() && (answer.Before(start) || answer.After(end)) {
+		answer = start
+	}
+	c.StartAt, c.AnswerAt, c.EndAt = start.UTC(), answer.UTC(), end.UTC()
+	if answer.IsZero() {
+		c.AnswerAt = time.Time{}
+	}
+	c.DurationMS = cdrMSVar(ev, "mduration", end.Sub(start))
+	if c.Answered() {
+		c.BillMS = cdrMSVar(ev, "billmsec", end.Sub(answer))
+	}
+	c.HangupCause = cdrSanitize(cdrFirstNonEmpty(ev.Get("Hangup-Cause"), ev.Var("hangup_cause"), "NONE"))
+	if q, err := strconv.Atoi(ev.Var("hangup_cause_q850")); err == nil && q >= 0 && q < 1000 {
+		c.Q850 = q
+	}
+	c.Disposition = callbridge.Disposition(c.HangupCause, c.Answered())
+	if m, err := strconv.ParseInt(ev.Var(callbridge.VarMaxMS), 10, 64); err == nil && m > 0 {
+		c.MaxMS = m
+	}
+	return c, nil
+}
+
+// parseLive reads a CHANNEL_CREATE or CHANNEL_ANSWER event into a live
+// channel update.
+func parseLive(ev esl.Event) (*callbridge.LiveChannel, error) {
+	id := strings.ToLower(ev.Get("Unique-ID"))
+	if !cdrIsUUID(id) {
+		return nil, errors.New("controller: channel event without a valid Unique-ID")
+	}
+	l := &callbridge.LiveChannel{UUID: id, Node: cdrNodeName(ev), SeenAt: ev.Received.UTC()}
+	cdrFillParties(ev, &l.Leg, &l.AccountID, &l.CallbackID, &l.BindingID, &l.OtherUUID, &l.Direction,
+		&l.Caller, &l.Callee, &l.Presented, &l.Gateway)
+	l.StartAt = cdrFirstTime(ev.Get("Caller-Channel-Created-Time"), ev.Var("start_uepoch"))
+	if l.StartAt.IsZero() {
+		l.StartAt = ev.Time()
+	}
+	if l.StartAt.IsZero() {
+		l.StartAt = ev.Received.UTC()
+	}
+	if ev.Name == esl.ChannelAnswer {
+		l.AnswerAt = cdrFirstTime(ev.Get("Caller-Channel-Answered-Time"), ev.Var("answer_uepoch"))
+		if l.AnswerAt.IsZero() {
+			l.AnswerAt = ev.Time()
+		}
+	}
+	if l.SeenAt.IsZero() {
+		l.SeenAt = l.StartAt
+	}
+	if m, err := strconv.ParseInt(ev.Var(callbridge.VarMaxMS), 10, 64); err == nil && m > 0 {
+		l.MaxMS = m
+	}
+	return l, nil
+}
+
+// cdrFillParties reads the attribution and the numbers of a channel event.
+func cdrFillParties(ev esl.Event, leg, account, callback, binding, other, direction, caller, callee, presented, gateway *string) {
+	*leg = callbridge.LegPlain
+	switch v := ev.Var(callbridge.VarLeg); v {
+	case callbridge.LegCallbackA, callbridge.LegCallbackB, callbridge.LegInbound, callbridge.LegOutbound:
+		*leg = v
+	}
+	*account = cdrUUIDOrEmpty(ev.Var(callbridge.VarAccount))
+	*callback = cdrUUIDOrEmpty(ev.Var(callbridge.VarCallbackID))
+	*binding = cdrUUIDOrEmpty(ev.Var(callbridge.VarBindingID))
+	for _, v := range []string{ev.Get("Other-Leg-Unique-ID"), ev.Var("bridge_uuid"), ev.Var("last_bridge_to"),
+		ev.Var("originator"), ev.Var("signal_bond")} {
+		if u := cdrUUIDOrEmpty(v); u != "" {
+			*other = u
+			break
+		}
+	}
+	*direction = cdrSanitize(cdrFirstNonEmpty(ev.Get("Call-Direction"), ev.Var("direction")))
+	// FreeSWITCH flips the caller-id fields of an outbound leg (Caller-
+	// Caller-ID-Number becomes the callee); the Orig- field keeps the
+	// calling number on both directions.
+	*caller = cdrSanitize(cdrFirstNonEmpty(ev.Get("Caller-Orig-Caller-ID-Number"), ev.Get("Caller-Caller-ID-Number"), ev.Get("Caller-ANI")))
+	*callee = cdrSanitize(cdrFirstNonEmpty(ev.Get("Caller-Destination-Number"), ev.Var("destination_number"), ev.Var("sip_to_user")))
+	*presented = cdrSanitize(cdrFirstNonEmpty(ev.Var("effective_caller_id_number"), ev.Var("origination_caller_id_number"), *caller))
+	*gateway = cdrSanitize(ev.Var("sip_gateway_name"))
+}
+
+func cdrNodeName(ev esl.Event) string {
+	return cdrSanitize(cdrFirstNonEmpty(ev.Node, ev.Get("FreeSWITCH-Switchname"), ev.Get("FreeSWITCH-Hostname")))
+}
+
+// cdrFirstTime returns the first non-zero microsecond epoch among vs.
+func cdrFirstTime(vs ...string) time.Time {
+	for _, v := range vs {
+		usTime, err := strconv.ParseInt(v, 10, 64)
+		if err == nil && usTime > 0 && usTime < 1<<53 {
+			return time.UnixMicro(usTime).UTC()
+		}
+	}
+	return time.Time{}
+}
+
+// cdrMSVar reads a millisecond channel variable, or falls back to d.
+func cdrMSVar(ev esl.Event, name string, d time.Duration) int64 {
+	if v, err := strconv.ParseInt(ev.Var(name), 10, 64); err == nil && v >= 0 {
+		return v
+	}
+	return max(d.Milliseconds(), 0)
+}
+
+func cdrFirstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// cdrSanitize keeps at most 128 bytes of printable ASCII, so a value from the
+// wire can be stored, logged and exported as CSV without surprises.
+func cdrSanitize(s string) string {
+	ok := len(s) <= 128
+	for i := 0; ok && i < len(s); i++ {
+		ok = s[i] >= 0x20 && s[i] < 0x7f
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= 128 {
+			break
+		}
+		if r >= 0x20 && r < 0x7f {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('?')
+		}
+	}
+	return b.String()
+}
+
+func cdrUUIDOrEmpty(s string) string {
+	s = strings.ToLower(s)
+	if cdrIsUUID(s) {
+		return s
+	}
+	return ""
+}
+
+func cdrIsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,263 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"callbridge"
+	"callbridge/esl"
+)
+
+// This file closes call legs whose CHANNEL_HANGUP_COMPLETE never arrived,
+// so every leg gets a CDR even when events were lost (a dropped event
+// connection, a subscription overflow, a controller killed with events in
+// memory). The pipeline records legs from CHANNEL_CREATE and CHANNEL_ANSWER
+// in live_channels and removes them with their CDR; what stays there too
+// long is closed here with an estimated CDR:
+//
+//   - Reconciliation, after every (re)connection to a node and every lost
+//     subscription: once every batch queued before it is written, the node's
+//     channels are listed ("show channels"); legs we hold live that the node
+//     no longer has, and that were last seen before the listing, are given
+//     SweepGrace for a hangup from elsewhere (another controller, a batch in
+//     flight) and then closed. Such a leg ended while we were not listening:
+//     it is priced as if it lasted until it was found gone, but never longer
+//     than its maximum duration.
+//   - The sweep, every SweepInterval: legs past their maximum duration
+//     (callbridge_max_ms, else DefaultMaxDuration) plus SweepGrace are
+//     checked with uuid_exists. A leg the node still has is hung up
+//     (ALLOTTED_TIMEOUT) and its own hangup makes the CDR; a leg it does not
+//     have, or whose node is no longer configured, is closed priced at its
+//     maximum duration, as the billing policy says.
+//
+// Estimated CDRs are flagged CDREstimated, have the cause "UNKNOWN", and go
+// through the spool and the store like any other: if the real hangup
+// arrives first it wins, if it arrives later it is a duplicate.
+
+// cdrEstimatedCause is the hangup cause of an estimated CDR.
+const cdrEstimatedCause = "UNKNOWN"
+
+// cdrReconcileReq asks for one node's live legs to be reconciled; ready is
+// closed by the writer when every batch queued before it is written.
+type cdrReconcileReq struct {
+	node  string
+	ready chan struct{}
+}
+
+// requestReconcile schedules a reconciliation of node without blocking
+// the event reader.
+func (p *CDRPipeline) requestReconcile(node string) {
+	select {
+	case p.reconcileC <- cdrReconcileReq{node: node}:
+	default:
+		p.log.Warn("cdr reconciliation request dropped: too many pending", "node", node)
+	}
+}
+
+// reconciler runs requested reconciliations one at a time until ctx ends.
+func (p *CDRPipeline) reconciler(ctx context.Context) {
+	for {
+		select {
+		case req := <-p.reconcileC:
+			p.reconcile(ctx, req.node)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// reconcile closes the legs of node that FreeSWITCH no longer has.
+func (p *CDRPipeline) reconcile(ctx context.Context, node string) {
+	c := p.clients[node]
+	if c == nil {
+		return
+	}
+	// Wait until everything received before the request is in the
+	// database, so live_channels is as current as our events.
+	req := &cdrReconcileReq{node: node, ready: make(chan struct{})}
+	if !p.add(ctx, cdrRecord{barrier: req}) {
+		return
+	}
+	select {
+	case <-req.ready:
+	case <-ctx.Done():
+		return
+	}
+	listed := p.now().UTC()
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	chans, err := c.Channels(lctx)
+	cancel()
+	if err != nil {
+		p.log.Warn("cdr reconciliation: cannot list channels", "node", node, "error", err)
+		return
+	}
+	has := make(map[string]bool, len(chans))
+	for _, ch := range chans {
+		has[ch.UUID] = true
+	}
+	gone, err := p.goneLegs(ctx, node, has, listed)
+	if err != nil || len(gone) == 0 {
+		return
+	}
+	if !cdrSleep(ctx, p.cfg.SweepGrace) {
+		return
+	}
+	// Keep only the legs still live after the grace period.
+	still, err := p.goneLegs(ctx, node, has, listed)
+	if err != nil {
+		return
+	}
+	for _, l := range still {
+		if gone[l.UUID] == nil {
+			continue
+		}
+		p.log.Warn("cdr reconciliation: closing a leg the node no longer has", "node", node, "uuid", l.UUID)
+		if !p.addEstimated(ctx, l, listed) {
+			return
+		}
+	}
+}
+
+// goneLegs returns the legs of node held live, last seen before listed,
+// that are not in has. The map form lets callers intersect two calls.
+func (p *CDRPipeline) goneLegs(ctx context.Context, node string, has map[string]bool, listed time.Time) (map[string]*callbridge.LiveChannel, error) {
+	live, err := p.cfg.Store.LiveChannels(ctx, node)
+	if err != nil {
+		p.log.Warn("cdr reconciliation: cannot read live channels", "node", node, "error", err)
+		return nil, err
+	}
+	out := map[string]*callbridge.LiveChannel{}
+	for _, l := range live {
+		if !has[l.UUID] && l.SeenAt.Before(listed) {
+			out[l.UUID] = l
+		}
+	}
+	return out, nil
+}
+
+// sweeper runs the sweep every SweepInterval until ctx ends.
+func (p *CDRPipeline) sweeper(ctx context.Context) {
+	t := time.NewTicker(p.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			p.Sweep(ctx)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Sweep closes legs past their maximum duration that their node no longer
+// has (or whose node is not configured), and hangs up those it still has.
+// It returns how many legs it closed.
+func (p *CDRPipeline) Sweep(ctx context.Context) int {
+	now := p.now().UTC()
+	over, err := p.cfg.Store.OverdueChannels(ctx, now, p.cfg.DefaultMaxDuration, p.cfg.SweepGrace, 1000)
+	if err != nil {
+		p.log.Warn("cdr sweep: cannot read live channels", "error", err)
+		return 0
+	}
+	closed := 0
+	for _, l := range over {
+		if c := p.clients[l.Node]; c != nil {
+			if c.State() != esl.StateConnected {
+				continue // reconciled when it reconnects
+			}
+			exists, err := p.channelExists(ctx, c, l.UUID)
+			if err != nil {
+				p.log.Warn("cdr sweep: uuid_exists failed", "node", l.Node, "uuid", l.UUID, "error", err)
+				continue
+			}
+			if exists {
+				p.hangupOverdue(ctx, c, l)
+				continue
+			}
+		}
+		p.log.Warn("cdr sweep: closing a leg past its maximum duration", "node", l.Node, "uuid", l.UUID)
+		if !p.addEstimated(ctx, l, time.Time{}) {
+			break
+		}
+		closed++
+	}
+	return closed
+}
+
+func (p *CDRPipeline) channelExists(ctx context.Context, c *esl.Client, id string) (bool, error) {
+	cmd, err := esl.UUIDExists(id)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := c.API(ctx, cmd)
+	if err != nil {
+		return false, err
+	}
+	return res == "true", nil
+}
+
+func (p *CDRPipeline) hangupOverdue(ctx context.Context, c *esl.Client, l *callbridge.LiveChannel) {
+	cmd, err := esl.UUIDKill(l.UUID, "ALLOTTED_TIMEOUT")
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.API(ctx, cmd); err != nil {
+		p.log.Warn("cdr sweep: cannot hang up an overdue leg", "node", l.Node, "uuid", l.UUID, "error", err)
+		return
+	}
+	p.log.Warn("cdr sweep: hung up a leg past its maximum duration", "node", l.Node, "uuid", l.UUID)
+}
+
+// addEstimated queues the estimated CDR of l. goneAt, when not zero, is
+// when the leg was found gone: it ends then, or at its maximum if sooner.
+func (p *CDRPipeline) addEstimated(ctx context.Context, l *callbridge.LiveChannel, goneAt time.Time) bool {
+	c := cdrEstimated(l, p.maxDuration(l), goneAt)
+	if !p.add(ctx, cdrRecord{CDR: c}) {
+		return false
+	}
+	p.estimated.Add(1)
+	return true
+}
+
+func (p *CDRPipeline) maxDuration(l *callbridge.LiveChannel) time.Duration {
+	if l.MaxMS > 0 {
+		return time.Duration(l.MaxMS) * time.Millisecond
+	}
+	return p.cfg.DefaultMaxDuration
+}
+
+// cdrEstimated closes l: an answered leg is billed its maximum duration
+// from its answer (or until goneAt, if sooner); an unanswered one ends at
+// the same point and costs nothing.
+func cdrEstimated(l *callbridge.LiveChannel, maxDur time.Duration, goneAt time.Time) *callbridge.CDR {
+	from := l.StartAt
+	if !l.AnswerAt.IsZero() {
+		from = l.AnswerAt
+	}
+	end := from.Add(maxDur)
+	if !goneAt.IsZero() && goneAt.Before(end) {
+		end = goneAt
+	}
+	if end.Before(from) {
+		end = from
+	}
+	c := &callbridge.CDR{
+		UUID: l.UUID, OtherUUID: l.OtherUUID, Leg: l.Leg, AccountID: l.AccountID, CallbackID: l.CallbackID,
+		BindingID: l.BindingID, Direction: l.Direction, Caller: l.Caller, Callee: l.Callee,
+		Presented: l.Presented, Gateway: l.Gateway, Node: l.Node,
+		StartAt: l.StartAt.UTC(), AnswerAt: l.AnswerAt.UTC(), EndAt: end.UTC(),
+		DurationMS: max(end.Sub(l.StartAt).Milliseconds(), 0), HangupCause: cdrEstimatedCause,
+		Flags: callbridge.CDREstimated, MaxMS: maxDur.Milliseconds(),
+	}
+	if l.AnswerAt.IsZero() {
+		c.AnswerAt = time.Time{}
+	} else {
+		c.BillMS = end.Sub(l.AnswerAt).Milliseconds()
+	}
+	c.Disposition = callbridge.Disposition(c.HangupCause, c.Answered())
+	return c
+}
