@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"callbridge"
 	"callbridge/controller"
 	"callbridge/dialplan"
 	"callbridge/esl"
@@ -117,7 +119,33 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Logger: log,
 	}
 
-	// callbacks
+	// callbacks: the engine claims queued callbacks from the database and
+	// drives them over the ESL pool; live calls drain on SIGTERM and any
+	// still up afterwards are adopted by another controller (or this one
+	// after its restart, under the same owner name). The deliverer posts
+	// the webhook outbox every feature writes to.
+	callbacks := postgres.NewCallbackService(db)
+	webhooks := postgres.NewWebhookService(db)
+	engine, err := controller.NewCallbackEngine(callbacks, pool, controller.CallbackEngineConfig{
+		Owner:          callbackOwner(cfg),
+		Gateway:        cfg.Gateway,
+		Prompts:        callbackPrompts(),
+		FailurePrompts: callbackFailurePrompts(),
+		RecordDir:      cfg.RecordDir,
+		Logger:         log.With("component", "callbacks"),
+	})
+	if err != nil {
+		return err
+	}
+	srv.Callbacks, srv.Webhooks, srv.CallbackEngine = callbacks, webhooks, engine
+	srv.CallbackNumberRules = cfg.NumberRules()
+	goWork("callbacks", engine.Run)
+	drain = append(drain, engine.Drain)
+	deliverer := controller.NewWebhookDeliverer(webhooks, controller.WebhookDelivererConfig{
+		Secret: []byte(cfg.WebhookSecret),
+		Logger: log.With("component", "webhooks"),
+	})
+	goWork("webhooks", deliverer.Run)
 
 	// rating
 
@@ -210,4 +238,33 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// callbackOwner names this controller in callback leases: stable across
+// restarts of the same instance (so it adopts its own calls at once) and
+// distinct between controllers on different hosts or ports.
+func callbackOwner(cfg *Config) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "callbridge"
+	}
+	return host + "/" + cfg.HTTPAddr
+}
+
+// callbackPrompts is the allow-list of prompts a callback request may
+// name, as FreeSWITCH's packaged English sounds.
+func callbackPrompts() map[string]string {
+	return map[string]string{
+		"ringback": "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-please_hold_while_party_contacted.wav",
+		"hold":     "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-hold_connect_call.wav",
+	}
+}
+
+// callbackFailurePrompts are played to A when B cannot be reached.
+func callbackFailurePrompts() map[callbridge.FailReason]string {
+	return map[callbridge.FailReason]string{
+		callbridge.ReasonBBusy:     "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-user_busy.wav",
+		callbridge.ReasonBNoAnswer: "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-no_user_response.wav",
+		"":                         "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-call_cannot_be_completed_as_dialed.wav",
+	}
 }
