@@ -223,7 +223,10 @@ func (c *Client) Run(ctx context.Context) error {
 		c.sess = s
 		c.mu.Unlock()
 		c.setState(StateConnected)
-		c.dispatch(newEvent(c.cfg.Name, map[string]string{"Event-Name": string(SocketConnected)}, "", time.Now().UTC()))
+		c.dispatch(newEvent(c.cfg.Name, newHeaderTable([]header{{name: "Event-Name", value: string(SocketConnected)}}), "", time.Now().UTC()))
+		// Only now may the event reader dispatch: every event of this
+		// session comes after its SocketConnected.
+		close(s.ready)
 		select {
 		case <-s.dead:
 		case <-ctx.Done():
@@ -288,13 +291,17 @@ type session struct {
 	c        *Client
 	cmdGuard *guard
 	cmdLib   *eventsocket.Connection
-	evtGuard *guard
-	evtLib   *eventsocket.Connection
 	reqs     chan *request
-	dead     chan struct{}
-	once     sync.Once
-	err      error
-	loops    sync.WaitGroup
+	// ready is closed by Run once it has published the session and sent
+	// SocketConnected; the event reader waits for it.
+	ready chan struct{}
+	dead  chan struct{}
+	once  sync.Once
+	err   error
+	loops sync.WaitGroup
+
+	mu  sync.Mutex // guards evt while connect publishes it
+	evt *eventConn
 }
 
 type request struct {
@@ -307,7 +314,11 @@ type result struct {
 	err  error
 }
 
-// kill closes both connections once, recording why.
+// kill ends the session once, recording why. The command connection is
+// closed at once. The event connection is closed at once only when the
+// client is closing (ErrClosed); otherwise its reader drains it, for at
+// most drainTimeout, so that events FreeSWITCH sent before the failure
+// are still delivered.
 func (s *session) kill(err error) {
 	s.once.Do(func() {
 		s.err = err
@@ -315,8 +326,15 @@ func (s *session) kill(err error) {
 		if s.cmdGuard != nil {
 			s.cmdGuard.close()
 		}
-		if s.evtGuard != nil {
-			s.evtGuard.close()
+		s.mu.Lock()
+		evt := s.evt
+		s.mu.Unlock()
+		if evt != nil {
+			if errors.Is(err, ErrClosed) {
+				evt.conn.Close()
+			} else {
+				evt.conn.SetReadDeadline(time.Now().Add(drainTimeout))
+			}
 		}
 	})
 }
@@ -325,42 +343,54 @@ func (s *session) kill(err error) {
 func (s *session) wait() { s.loops.Wait() }
 
 func (c *Client) connect(ctx context.Context) (*session, error) {
-	s := &session{c: c, reqs: make(chan *request), dead: make(chan struct{})}
+	s := &session{c: c, reqs: make(chan *request), ready: make(chan struct{}), dead: make(chan struct{})}
 	// Guards may call kill before the session is complete; kill only
 	// closes what exists, and connect closes the rest on failure.
 	stop := context.AfterFunc(ctx, func() { s.kill(ErrClosed) })
 	defer stop()
+	fail := func(err error) (*session, error) {
+		s.kill(err)
+		s.mu.Lock()
+		if s.evt != nil {
+			s.evt.conn.Close()
+		}
+		s.mu.Unlock()
+		return nil, err
+	}
 	deadline := time.Now().Add(c.cfg.DialTimeout)
 	var err error
-	s.cmdGuard, s.cmdLib, err = c.dialGuarded(roleCommand, deadline, s.kill)
+	s.cmdGuard, s.cmdLib, err = c.dialCommand(deadline, s.kill)
 	if err != nil {
-		s.kill(err)
-		return nil, err
+		return fail(err)
 	}
 	deadline = time.Now().Add(c.cfg.DialTimeout)
-	s.evtGuard, s.evtLib, err = c.dialGuarded(roleEvent, deadline, s.kill)
+	evt, err := c.dialEvents(deadline, c.subscription(), c.cfg.CommandTimeout)
 	if err != nil {
-		s.kill(err)
-		return nil, err
+		return fail(err)
 	}
-	if err := s.subscribe(); err != nil {
-		s.kill(err)
-		return nil, err
+	// kill may run concurrently (ctx, the command guard): evt is either
+	// published before kill looks for it, or closed here.
+	s.mu.Lock()
+	select {
+	case <-s.dead:
+		s.mu.Unlock()
+		evt.conn.Close()
+		return nil, s.err
+	default:
+		s.evt = evt
+		s.mu.Unlock()
 	}
 	if ctx.Err() != nil {
-		s.kill(ErrClosed)
-		return nil, ctx.Err()
+		return fail(ErrClosed)
 	}
 	s.loops.Add(2)
 	go s.commandLoop()
 	go s.eventLoop()
 	return s, nil
 }
-
-// subscribe sends the event subscription on the event connection, with
-// the same stuck-connection timeout as commands.
-func (s *session) subscribe() error {
-	names := s.c.cfg.Events
+// subscription returns the event connection's subscription command.
+func (c *Client) subscription() string {
+	names := c.cfg.Events
 	if len(names) == 0 {
 		names = DefaultEvents
 	}
@@ -373,21 +403,7 @@ func (s *session) subscribe() error {
 	if !hasJob {
 		parts = append(parts, string(BackgroundJob))
 	}
-	t := time.AfterFunc(s.c.cfg.CommandTimeout, func() { s.kill(ErrStuck) })
-	ev, err := s.evtLib.Send(strings.Join(parts, " "))
-	t.Stop()
-	if err != nil {
-		select {
-		case <-s.dead:
-			return fmt.Errorf("esl: subscribe: %w", s.err)
-		default:
-			return fmt.Errorf("esl: subscribe: %w", &ReplyError{Text: "-ERR " + err.Error()})
-		}
-	}
-	if rt := headerString(ev.Header["Reply-Text"]); !strings.HasPrefix(rt, "+OK") {
-		return fmt.Errorf("esl: subscribe: %w", &ReplyError{Text: rt})
-	}
-	return nil
+	return strings.Join(parts, " ")
 }
 
 // commandLoop runs commands one at a time on the command connection.
@@ -423,30 +439,37 @@ func (s *session) run(line string) result {
 	return result{text: headerString(ev.Header["Reply-Text"])}
 }
 
-// eventLoop is the event connection's single reader: it converts, completes
-// jobs and enqueues; it never blocks on a subscriber.
+// eventLoop is the event connection's single reader: it parses,
+// completes jobs and enqueues; it never blocks on a subscriber. Every
+// event read before the connection fails is delivered before the session
+// ends, so before the loss can be observed.
 func (s *session) eventLoop() {
 	defer s.loops.Done()
+	evt := s.evt
+	defer evt.conn.Close()
+	<-s.ready
+	for _, e := range evt.early {
+		s.deliver(e)
+	}
+	evt.early = nil
 	for {
-		ev, err := s.evtLib.ReadEvent()
+		f, err := evt.fr.next()
 		if err != nil {
-			select {
-			case <-s.dead:
-			default:
-				s.kill(fmt.Errorf("esl: event connection: %w", err))
-			}
+			s.kill(fmt.Errorf("esl: event connection: %w", err))
 			return
 		}
-		if headerString(ev.Header["Content-Type"]) == "text/disconnect-notice" {
-			continue
+		if e, ok := evt.handle(f); ok {
+			s.deliver(e)
 		}
-		e := fromLibrary(s.c.cfg.Name, ev, time.Now().UTC())
-		s.c.eventsReceived.Add(1)
-		if e.Name == BackgroundJob {
-			s.c.complete(e.Get("Job-UUID"), e.Body)
-		}
-		s.c.dispatch(e)
 	}
+}
+
+func (s *session) deliver(e Event) {
+	s.c.eventsReceived.Add(1)
+	if e.Name == BackgroundJob {
+		s.c.complete(e.Get("Job-UUID"), e.Body)
+	}
+	s.c.dispatch(e)
 }
 
 // send runs one command line on the command connection.

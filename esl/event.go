@@ -2,11 +2,10 @@ package esl
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/fiorix/go-eventsocket/eventsocket"
 )
 
 // EventName is the Event-Name of a FreeSWITCH event.
@@ -48,9 +47,13 @@ var DefaultEvents = []EventName{
 	ChannelDestroy, BackgroundJob, Heartbeat, Custom,
 }
 
-// Event is one FreeSWITCH event as received on the event connection. Header
-// values are URL-decoded (plain events) and stored under go-eventsocket's
-// capitalisation; Get accepts FreeSWITCH's own spelling.
+// Event is one FreeSWITCH event as received on the event connection.
+// Header names are kept exactly as FreeSWITCH sent them and values are
+// URL-decoded (plain events). Get, Has and Var look names up without
+// regard to ASCII case, so FreeSWITCH's spelling ("Unique-ID",
+// "variable_billmsec") and go-eventsocket's recapitalised one
+// ("Unique-Id", "Variable_billmsec") both work. An Event is immutable and
+// safe to share between goroutines.
 type Event struct {
 	// Node is the Config.Name of the client that received the event.
 	Node string
@@ -63,26 +66,20 @@ type Event struct {
 	// Received is when the client read the event, in UTC.
 	Received time.Time
 
-	header map[string]string
+	h *headerTable
 }
 
-// Get returns the value of a header, "" when absent. Ask with FreeSWITCH's
-// names ("Unique-ID", "Job-UUID", "variable_billmsec"); they are
-// capitalised the way go-eventsocket stores them ("Unique-Id",
-// "Job-Uuid", "Variable_billmsec") before the lookup.
+// Get returns the value of a header, "" when absent. The name is
+// compared without regard to ASCII case; when FreeSWITCH sent a name more
+// than once, the first value wins (as it did with go-eventsocket).
 func (e Event) Get(header string) string {
-	if header == "" {
-		return ""
-	}
-	return e.header[capitalize(header)]
+	v, _ := e.h.lookup(header)
+	return v
 }
 
 // Has reports whether the event carries the header.
 func (e Event) Has(header string) bool {
-	if header == "" {
-		return false
-	}
-	_, ok := e.header[capitalize(header)]
+	_, ok := e.h.lookup(header)
 	return ok
 }
 
@@ -109,12 +106,15 @@ func (e Event) Time() time.Time {
 	return time.UnixMicro(us).UTC()
 }
 
-// Headers returns a copy of all headers under go-eventsocket's
-// capitalisation.
+// Headers returns a copy of all headers under the names FreeSWITCH sent
+// (the first spelling of a name sent more than once).
 func (e Event) Headers() map[string]string {
-	m := make(map[string]string, len(e.header))
-	for k, v := range e.header {
-		m[k] = v
+	if e.h == nil {
+		return map[string]string{}
+	}
+	m := make(map[string]string, len(e.h.list))
+	for _, h := range e.h.list {
+		m[h.name] = h.value
 	}
 	return m
 }
@@ -122,34 +122,132 @@ func (e Event) Headers() map[string]string {
 // NewEvent builds an Event from FreeSWITCH header names and a body, for
 // tests of code that consumes events.
 func NewEvent(node string, headers map[string]string, body string) Event {
-	h := make(map[string]string, len(headers))
+	list := make([]header, 0, len(headers))
 	for k, v := range headers {
 		if k != "" {
-			h[capitalize(k)] = v
+			list = append(list, header{name: k, value: v})
 		}
 	}
-	return newEvent(node, h, body, time.Now().UTC())
+	// Sorted, so that which of two names differing only in case wins
+	// does not depend on map order.
+	slices.SortFunc(list, func(a, b header) int { return strings.Compare(a.name, b.name) })
+	return newEvent(node, newHeaderTable(list), body, time.Now().UTC())
 }
 
-func newEvent(node string, h map[string]string, body string, received time.Time) Event {
-	e := Event{Node: node, Body: body, Received: received, header: h}
+func newEvent(node string, h *headerTable, body string, received time.Time) Event {
+	e := Event{Node: node, Body: body, Received: received, h: h}
 	e.Name = EventName(e.Get("Event-Name"))
 	e.UUID = e.Get("Unique-ID")
 	return e
 }
 
-// fromLibrary converts a go-eventsocket event. JSON events may carry
-// numbers, booleans, arrays or objects as values; each is turned into a
-// string by a type switch, never by the library's Event.Get, which panics
-// on them.
-func fromLibrary(node string, ev *eventsocket.Event, received time.Time) Event {
-	h := make(map[string]string, len(ev.Header))
-	for k, v := range ev.Header {
-		h[k] = headerString(v)
-	}
-	return newEvent(node, h, ev.Body, received)
+// header is one header of an event. hash is foldHash(name).
+type header struct {
+	name, value string
+	hash        uint32
 }
 
+// headerTable holds an event's headers in arrival order, without names
+// that repeat an earlier one up to ASCII case, and an open-addressing
+// index over them keyed by the case-folded name: a lookup costs one hash
+// of the asked name and, almost always, one comparison. It replaces a
+// map, which would cost a string per key and many allocations per event.
+type headerTable struct {
+	list []header
+	// index has a power-of-two length of at least twice len(list); each
+	// slot is 0 (empty) or 1 + an index into list.
+	index []uint32
+}
+
+// newHeaderTable indexes list, whose hashes it computes.
+func newHeaderTable(list []header) *headerTable {
+	for i := range list {
+		list[i].hash = foldHash(list[i].name)
+	}
+	return indexHeaders(list)
+}
+
+// indexHeaders builds the table over list, whose hashes are set. It
+// reuses list's array, dropping repeated names (the first one wins).
+func indexHeaders(list []header) *headerTable {
+	size := 8
+	for size < 2*len(list) {
+		size *= 2
+	}
+	t := &headerTable{index: make([]uint32, size)}
+	mask := uint32(size - 1)
+	kept := list[:0]
+	for _, h := range list {
+		slot := h.hash & mask
+		dup := false
+		for ; t.index[slot] != 0; slot = (slot + 1) & mask {
+			if o := &kept[t.index[slot]-1]; o.hash == h.hash && foldEqual(o.name, h.name) {
+				dup = true
+				break
+			}
+		}
+		if dup {
+			continue
+		}
+		kept = append(kept, h)
+		t.index[slot] = uint32(len(kept))
+	}
+	clear(list[len(kept):])
+	t.list = kept
+	return t
+}
+
+func (t *headerTable) lookup(name string) (string, bool) {
+	if t == nil || name == "" {
+		return "", false
+	}
+	hash := foldHash(name)
+	mask := uint32(len(t.index) - 1)
+	for slot := hash & mask; t.index[slot] != 0; slot = (slot + 1) & mask {
+		if h := &t.list[t.index[slot]-1]; h.hash == hash && foldEqual(h.name, name) {
+			return h.value, true
+		}
+	}
+	return "", false
+}
+
+// FNV-1a, over ASCII-lowercased bytes.
+const (
+	fnvOffset = 2166136261
+	fnvPrime  = 16777619
+)
+
+func foldHash(s string) uint32 {
+	h := uint32(fnvOffset)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(lower(s[i]))) * fnvPrime
+	}
+	return h
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// foldEqual reports whether a and b are equal up to ASCII case.
+func foldEqual(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if a[i] != b[i] && lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// headerString turns a decoded JSON value into a header value by a type
+// switch: FreeSWITCH sends strings, but a number, boolean, array or
+// object must not be fatal.
 func headerString(v any) string {
 	switch v := v.(type) {
 	case nil:
@@ -177,32 +275,4 @@ func headerString(v any) string {
 		}
 		return string(b)
 	}
-}
-
-// capitalize reproduces go-eventsocket's header-key capitalisation
-// (eventsocket.capitalize), which is unexported: "Job-UUID" becomes
-// "Job-Uuid", "variable_billmsec" becomes "Variable_billmsec", keys
-// starting with '_' are kept. Unlike the original it accepts "".
-func capitalize(s string) string {
-	if s == "" || s[0] == '_' {
-		return s
-	}
-	ns := []byte(strings.ToLower(s))
-	if len(s) > 9 && s[1:9] == "ariable_" {
-		ns[0] = 'V'
-		return string(ns)
-	}
-	up := true
-	for i, c := range ns {
-		if up {
-			if 'a' <= c && c <= 'z' {
-				c -= 'a' - 'A'
-			}
-			ns[i] = c
-			up = false
-		} else if c == '-' || c == '_' {
-			up = true
-		}
-	}
-	return string(ns)
 }

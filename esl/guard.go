@@ -6,12 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -40,30 +38,49 @@ const malformedReply = "-ERR esl: malformed reply"
 // longer be split into frames.
 var errDesync = errors.New("esl: malformed frame header")
 
-// frame is one ESL frame: a header block and Content-Length bytes of body.
+// frame is one ESL frame: a header block and Content-Length bytes of
+// body. Only the outer headers the client acts on are kept.
 type frame struct {
-	header textproto.MIMEHeader
-	body   []byte
+	ct        string // Content-Type
+	replyText string // Reply-Text
+	jobUUID   string // Job-UUID
+	body      []byte
 	// oversize is set when the body exceeded the cap and was skipped.
 	oversize bool
 	length   int
 }
 
-func (f *frame) contentType() string { return f.header.Get("Content-Type") }
+func (f *frame) contentType() string { return f.ct }
 
 // frameReader splits a byte stream into frames without trusting it.
 type frameReader struct {
 	br  *bufio.Reader
 	max int
+	// reuse makes next return the same frame, with a body in buf, each
+	// time: the event connection's reader is done with a frame before it
+	// reads the next, and so allocates nothing per frame.
+	reuse bool
+	f     frame
+	buf   []byte
 }
 
 func newFrameReader(r io.Reader, max int) *frameReader {
 	return &frameReader{br: bufio.NewReaderSize(r, readBufferSize), max: max}
 }
 
-// next reads one frame. Any error means the stream is unusable.
+// maxReusedBody bounds the body buffer a reusing frameReader keeps.
+const maxReusedBody = 1 << 20
+
+// next reads one frame. Any error means the stream is unusable. With
+// reuse set, the frame and its body are valid until the next call.
 func (r *frameReader) next() (*frame, error) {
-	f := &frame{header: make(textproto.MIMEHeader)}
+	f := &frame{}
+	if r.reuse {
+		f = &r.f
+		*f = frame{}
+	}
+	var length []byte
+	lengths := 0
 	for n := 0; ; n++ {
 		line, err := r.br.ReadSlice('\n')
 		if err != nil {
@@ -89,17 +106,33 @@ func (r *frameReader) next() (*frame, error) {
 		if !ok || !isToken(k) {
 			return nil, fmt.Errorf("%w: not a header line", errDesync)
 		}
-		key := textproto.CanonicalMIMEHeaderKey(string(k))
-		f.header[key] = append(f.header[key], string(bytes.TrimSpace(v)))
+		v = bytes.TrimSpace(v)
+		// The first of a repeated header wins, as with textproto's Get.
+		switch {
+		case foldEqualBytes(k, "Content-Length"):
+			length = v
+			lengths++
+		case foldEqualBytes(k, "Content-Type"):
+			if f.ct == "" {
+				f.ct = contentTypeString(v)
+			}
+		case foldEqualBytes(k, "Reply-Text"):
+			if f.replyText == "" {
+				f.replyText = string(v)
+			}
+		case foldEqualBytes(k, "Job-UUID"):
+			if f.jobUUID == "" {
+				f.jobUUID = string(v)
+			}
+		}
 	}
-	cl, ok := f.header["Content-Length"]
-	if !ok {
+	if lengths == 0 {
 		return f, nil
 	}
-	if len(cl) != 1 || cl[0] == "" || len(cl[0]) > maxLengthDigits || !allDigits(cl[0]) {
+	if lengths != 1 || len(length) == 0 || len(length) > maxLengthDigits || !allDigits(string(length)) {
 		return nil, fmt.Errorf("%w: bad Content-Length", errDesync)
 	}
-	n, err := strconv.Atoi(cl[0])
+	n, err := strconv.Atoi(string(length))
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad Content-Length", errDesync)
 	}
@@ -114,11 +147,39 @@ func (r *frameReader) next() (*frame, error) {
 		f.oversize = true
 		return f, nil
 	}
-	f.body = make([]byte, n)
+	switch {
+	case r.reuse && n <= maxReusedBody:
+		if cap(r.buf) < n {
+			r.buf = make([]byte, n, min(max(n, 2*cap(r.buf)), maxReusedBody))
+		}
+		f.body = r.buf[:n]
+	default:
+		f.body = make([]byte, n)
+	}
 	if _, err := io.ReadFull(r.br, f.body); err != nil {
 		return nil, io.ErrUnexpectedEOF
 	}
 	return f, nil
+}
+
+// contentTypeString returns the Content-Type as a string, without
+// allocating for the types FreeSWITCH sends.
+func contentTypeString(v []byte) string {
+	switch string(v) {
+	case "text/event-plain":
+		return "text/event-plain"
+	case "text/event-json":
+		return "text/event-json"
+	case "command/reply":
+		return "command/reply"
+	case "api/response":
+		return "api/response"
+	case "auth/request":
+		return "auth/request"
+	case "text/disconnect-notice":
+		return "text/disconnect-notice"
+	}
+	return string(v)
 }
 
 func isToken(b []byte) bool {
@@ -153,7 +214,8 @@ const (
 
 // inspect decides whether go-eventsocket can be given f, and returns the
 // bytes to give it. It knows nothing of connection roles; the guard
-// applies those (see guard.handle).
+// applies those (see guard.handle). Events never reach the library: the
+// event connection is read by parser.
 func inspect(f *frame) (verdict, []byte, string) {
 	if f.oversize {
 		return drop, nil, fmt.Sprintf("body of %d bytes exceeds the limit", f.length)
@@ -163,10 +225,10 @@ func inspect(f *frame) (verdict, []byte, string) {
 	case "auth/request":
 		return forward, serialize(ct, nil, nil), ""
 	case "command/reply":
-		rt := f.header.Get("Reply-Text")
+		rt := f.replyText
 		extra := [][2]string{}
-		if id := f.header.Get("Job-Uuid"); id != "" {
-			extra = append(extra, [2]string{"Job-UUID", id})
+		if f.jobUUID != "" {
+			extra = append(extra, [2]string{"Job-UUID", f.jobUUID})
 		}
 		if !safeReply(rt) {
 			extra = append(extra, [2]string{"Reply-Text", malformedReply})
@@ -179,18 +241,10 @@ func inspect(f *frame) (verdict, []byte, string) {
 			return rewrite, serialize(ct, nil, []byte(malformedReply)), "short api/response body"
 		}
 		return forward, serialize(ct, nil, f.body), ""
-	case "text/event-plain":
-		if reason := checkPlainBody(f.body); reason != "" {
-			return drop, nil, reason
-		}
-		return forward, serialize(ct, nil, f.body), ""
-	case "text/event-json":
-		if reason := checkJSONBody(f.body); reason != "" {
-			return drop, nil, reason
-		}
-		return forward, serialize(ct, nil, f.body), ""
 	case "text/disconnect-notice":
 		return forward, serialize(ct, nil, f.body), ""
+	case "text/event-plain", "text/event-json":
+		return drop, nil, "events are not given to go-eventsocket"
 	case "":
 		return drop, nil, "no Content-Type"
 	default:
@@ -208,49 +262,6 @@ func safeReply(s string) bool {
 		return false
 	}
 	return true
-}
-
-// checkPlainBody parses the body exactly as go-eventsocket will (same
-// textproto code) and checks its inner Content-Length against the bytes
-// that follow, so the library's parse cannot fail or allocate wildly.
-func checkPlainBody(body []byte) string {
-	br := bufio.NewReader(bytes.NewReader(body))
-	hdr, err := textproto.NewReader(br).ReadMIMEHeader()
-	if err != nil {
-		return "plain event body is not a header block"
-	}
-	for k := range hdr {
-		if k == "" {
-			return "plain event has an empty header name"
-		}
-	}
-	if v := hdr.Get("Content-Length"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > br.Buffered() {
-			return "plain event has a bad inner Content-Length"
-		}
-	}
-	return ""
-}
-
-// checkJSONBody requires a JSON object without empty keys (go-eventsocket
-// indexes key[0]) whose _body, if any, is a string (it asserts one).
-func checkJSONBody(body []byte) string {
-	var m map[string]any
-	if err := json.Unmarshal(body, &m); err != nil || m == nil {
-		return "json event body is not a JSON object"
-	}
-	for k, v := range m {
-		if k == "" {
-			return "json event has an empty key"
-		}
-		if k == "_body" && v != nil {
-			if _, ok := v.(string); !ok {
-				return "json event _body is not a string"
-			}
-		}
-	}
-	return ""
 }
 
 // serialize writes a frame in the form go-eventsocket expects. Header
@@ -285,7 +296,7 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// role names a connection of a node.
+// role names a connection of a node, in logs and errors.
 type role string
 
 const (
@@ -293,11 +304,11 @@ const (
 	roleEvent   role = "event"
 )
 
-// guard sits between one FreeSWITCH socket and go-eventsocket's
-// connection, which talks to it over a private loopback socket.
+// guard sits between the command connection's FreeSWITCH socket and
+// go-eventsocket's connection, which talks to it over a private loopback
+// socket.
 type guard struct {
 	c    *Client
-	role role
 	real net.Conn
 	fr   *frameReader
 	lb   net.Conn // our end of the loopback connection
@@ -310,15 +321,15 @@ type guard struct {
 	kill    func(error)
 }
 
-// dialGuarded connects to FreeSWITCH, authenticates, and returns a
-// go-eventsocket connection whose every incoming frame passes the guard.
-func (c *Client) dialGuarded(r role, deadline time.Time, kill func(error)) (*guard, *eventsocket.Connection, error) {
-	d := net.Dialer{Deadline: deadline}
-	real, err := d.Dial("tcp", c.cfg.Addr)
+// dialCommand connects the command connection, authenticates, and
+// returns a go-eventsocket connection whose every incoming frame passes
+// the guard.
+func (c *Client) dialCommand(deadline time.Time, kill func(error)) (*guard, *eventsocket.Connection, error) {
+	real, fr, err := c.dial(deadline, false)
 	if err != nil {
-		return nil, nil, fmt.Errorf("esl: dial %s: %w", c.cfg.Addr, err)
+		return nil, nil, err
 	}
-	g := &guard{c: c, role: r, real: real, fr: newFrameReader(real, c.cfg.MaxFrameBytes), kill: kill}
+	g := &guard{c: c, real: real, fr: fr, kill: kill}
 	lib, err := g.start(deadline)
 	if err != nil {
 		real.Close()
@@ -330,10 +341,23 @@ func (c *Client) dialGuarded(r role, deadline time.Time, kill func(error)) (*gua
 	return g, lib, nil
 }
 
-func (g *guard) start(deadline time.Time) (*eventsocket.Connection, error) {
-	if err := g.authenticate(deadline); err != nil {
-		return nil, err
+// dial connects to FreeSWITCH and authenticates.
+func (c *Client) dial(deadline time.Time, reuse bool) (net.Conn, *frameReader, error) {
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.Dial("tcp", c.cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("esl: dial %s: %w", c.cfg.Addr, err)
 	}
+	fr := newFrameReader(conn, c.cfg.MaxFrameBytes)
+	fr.reuse = reuse
+	if err := authenticate(conn, fr, c.cfg.Password, deadline); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, fr, nil
+}
+
+func (g *guard) start(deadline time.Time) (*eventsocket.Connection, error) {
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, fmt.Errorf("esl: loopback listen: %w", err)
@@ -379,12 +403,12 @@ func (g *guard) start(deadline time.Time) (*eventsocket.Connection, error) {
 	return d.conn, nil
 }
 
-// authenticate performs the auth exchange with FreeSWITCH itself, so that
-// a refusal is a typed error and the deadline applies.
-func (g *guard) authenticate(deadline time.Time) error {
-	g.real.SetDeadline(deadline)
-	defer g.real.SetDeadline(time.Time{})
-	f, err := g.fr.next()
+// authenticate performs the auth exchange with FreeSWITCH, so that a
+// refusal is a typed error and the deadline applies.
+func authenticate(conn net.Conn, fr *frameReader, password string, deadline time.Time) error {
+	conn.SetDeadline(deadline)
+	defer conn.SetDeadline(time.Time{})
+	f, err := fr.next()
 	if err != nil {
 		return fmt.Errorf("esl: reading auth request: %w", err)
 	}
@@ -395,17 +419,17 @@ func (g *guard) authenticate(deadline time.Time) error {
 	default:
 		return fmt.Errorf("esl: expected auth/request, got %s", strconv.QuoteToASCII(truncate(ct, 64)))
 	}
-	if _, err := io.WriteString(g.real, "auth "+g.c.cfg.Password+"\n\n"); err != nil {
+	if _, err := io.WriteString(conn, "auth "+password+"\n\n"); err != nil {
 		return fmt.Errorf("esl: sending auth: %w", err)
 	}
-	f, err = g.fr.next()
+	f, err = fr.next()
 	if err != nil {
 		return fmt.Errorf("esl: reading auth reply: %w", err)
 	}
 	if f.contentType() != "command/reply" {
 		return fmt.Errorf("esl: unexpected auth reply %s", strconv.QuoteToASCII(truncate(f.contentType(), 64)))
 	}
-	if rt := f.header.Get("Reply-Text"); !strings.HasPrefix(rt, "+OK") {
+	if rt := f.replyText; !strings.HasPrefix(rt, "+OK") {
 		return fmt.Errorf("%w: %s", ErrAuth, strconv.QuoteToASCII(truncate(rt, 64)))
 	}
 	return nil
@@ -444,7 +468,7 @@ func (g *guard) readLoop() {
 	for {
 		f, err := g.fr.next()
 		if err != nil {
-			g.kill(fmt.Errorf("esl: %s connection: %w", g.role, err))
+			g.kill(fmt.Errorf("esl: command connection: %w", err))
 			return
 		}
 		out := g.handle(f)
@@ -452,56 +476,57 @@ func (g *guard) readLoop() {
 			continue
 		}
 		if _, err := g.lb.Write(out); err != nil {
-			g.kill(fmt.Errorf("esl: %s connection: loopback: %w", g.role, err))
+			g.kill(fmt.Errorf("esl: command connection: loopback: %w", err))
 			return
 		}
 	}
 }
 
-// handle applies the connection's policy and inspect to one frame and
-// returns the bytes to forward, or nil.
+// handle applies the command connection's policy and inspect to one
+// frame and returns the bytes to forward, or nil.
 func (g *guard) handle(f *frame) []byte {
-	ct := f.contentType()
-	switch {
-	case ct == "command/reply":
+	switch ct := f.contentType(); ct {
+	case "command/reply":
 		if g.waiting.Load() <= 0 {
-			g.dropped(f, "command/reply nobody is waiting for")
+			g.c.dropped(roleCommand, f, "command/reply nobody is waiting for")
 			return nil
 		}
 		g.waiting.Add(-1)
-	case ct == "api/response":
-		g.dropped(f, "api/response was never requested")
+	case "api/response":
+		g.c.dropped(roleCommand, f, "api/response was never requested")
 		return nil
-	case ct == "auth/request":
-		g.dropped(f, "auth/request after authentication")
+	case "auth/request":
+		g.c.dropped(roleCommand, f, "auth/request after authentication")
 		return nil
-	case ct == "text/disconnect-notice":
-		g.c.log.Info("esl: disconnect notice", "node", g.c.cfg.Name, "conn", string(g.role),
-			"text", truncate(strings.TrimSpace(string(f.body)), 200))
-		if g.role == roleCommand {
-			return nil
-		}
-	case g.role == roleCommand && (ct == "text/event-plain" || ct == "text/event-json"):
-		g.dropped(f, "event on the command connection")
+	case "text/disconnect-notice":
+		g.c.disconnectNotice(roleCommand, f)
+		return nil
+	case "text/event-plain", "text/event-json":
+		g.c.dropped(roleCommand, f, "event on the command connection")
 		return nil
 	}
 	v, out, reason := inspect(f)
 	switch v {
 	case drop:
-		g.dropped(f, reason)
+		g.c.dropped(roleCommand, f, reason)
 		return nil
 	case rewrite:
 		g.c.framesRewritten.Add(1)
-		g.c.log.Warn("esl: rewrote frame", "node", g.c.cfg.Name, "conn", string(g.role),
-			"content_type", truncate(ct, 64), "reason", reason)
+		g.c.log.Warn("esl: rewrote frame", "node", g.c.cfg.Name, "conn", string(roleCommand),
+			"content_type", truncate(f.contentType(), 64), "reason", reason)
 	}
 	return out
 }
 
-func (g *guard) dropped(f *frame, reason string) {
-	g.c.framesDropped.Add(1)
-	g.c.log.Warn("esl: dropped frame", "node", g.c.cfg.Name, "conn", string(g.role),
+func (c *Client) dropped(r role, f *frame, reason string) {
+	c.framesDropped.Add(1)
+	c.log.Warn("esl: dropped frame", "node", c.cfg.Name, "conn", string(r),
 		"content_type", truncate(f.contentType(), 64), "bytes", f.length, "reason", reason)
+}
+
+func (c *Client) disconnectNotice(r role, f *frame) {
+	c.log.Info("esl: disconnect notice", "node", c.cfg.Name, "conn", string(r),
+		"text", truncate(strings.TrimSpace(string(f.body)), 200))
 }
 
 // writeLoop copies the library's writes to FreeSWITCH, counting commands
@@ -520,12 +545,12 @@ func (g *guard) writeLoop() {
 			}
 			tailLen = copy(tail[:], joined[max(0, len(joined)-3):])
 			if _, werr := g.real.Write(chunk); werr != nil {
-				g.kill(fmt.Errorf("esl: %s connection: write: %w", g.role, werr))
+				g.kill(fmt.Errorf("esl: command connection: write: %w", werr))
 				return
 			}
 		}
 		if err != nil {
-			g.kill(fmt.Errorf("esl: %s connection: loopback read: %w", g.role, err))
+			g.kill(fmt.Errorf("esl: command connection: loopback read: %w", err))
 			return
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"strings"
 	"testing"
+	"time"
 )
 
 // splitFrames splits raw server bytes into frames with the guard's reader.
@@ -26,8 +27,9 @@ func splitFrames(tb testing.TB, raw []byte) []*frame {
 	}
 }
 
-// TestFixtureFrames checks that every frame of every capture is framed and
-// judged safe by the guard without being dropped or rewritten.
+// TestFixtureFrames checks that every frame of every capture is framed,
+// and that every event parses and every other frame is judged safe by the
+// guard without being dropped or rewritten.
 func TestFixtureFrames(t *testing.T) {
 	for _, name := range fixtureNames(t) {
 		t.Run(name, func(t *testing.T) {
@@ -38,7 +40,20 @@ func TestFixtureFrames(t *testing.T) {
 			if !strings.Contains(name, "stream") && len(frames) != 1 {
 				t.Fatalf("got %d frames, want 1", len(frames))
 			}
+			var p parser
 			for i, f := range frames {
+				switch f.contentType() {
+				case "text/event-plain":
+					if _, err := p.plain("n", f.body, time.Now()); err != nil {
+						t.Fatalf("frame %d: %v", i, err)
+					}
+					continue
+				case "text/event-json":
+					if _, err := p.json("n", f.body, time.Now()); err != nil {
+						t.Fatalf("frame %d: %v", i, err)
+					}
+					continue
+				}
 				v, out, reason := inspect(f)
 				if v != forward {
 					t.Fatalf("frame %d (%s): verdict %d: %s", i, f.contentType(), v, reason)

@@ -1,0 +1,249 @@
+package esl
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Reasons an event frame is dropped; each is logged and counted in
+// Stats.FramesDropped.
+var (
+	errPlainNoBlankLine = errors.New("esl: plain event has no end of headers")
+	errPlainHeaderLine  = errors.New("esl: plain event has a malformed header line")
+	errPlainValue       = errors.New("esl: plain event has a control byte in a header value")
+	errPlainLength      = errors.New("esl: plain event has a bad inner Content-Length")
+	errJSONObject       = errors.New("esl: json event body is not a JSON object")
+	errJSONEmptyKey     = errors.New("esl: json event has an empty key")
+	errJSONBody         = errors.New("esl: json event _body is not a string")
+)
+
+// parser turns the bodies of text/event-plain and text/event-json frames
+// into Events. It keeps scratch buffers between calls, so each one serves a
+// single goroutine (the event connection's reader).
+//
+// A plain body is a header block ("Name: value" lines ending at a blank
+// line, values URL-encoded by FreeSWITCH's switch_url_encode) and, when
+// the block has a Content-Length header, that many bytes of body. The
+// parser reads it in one pass: names are kept as sent, and every name and
+// decoded value, and the body, are copied into one buffer that becomes a
+// single string, of which each header is a substring. It accepts a subset
+// of what net/textproto accepts (no continuation lines, no spaces in
+// names), which is all FreeSWITCH sends, and gives the same values
+// go-eventsocket gave: url.QueryUnescape's, with the value kept as sent
+// when it holds a bad escape.
+type parser struct {
+	out   []byte
+	spans []span
+}
+
+// span locates one header in parser.out: the name is out[name:value],
+// the value out[value:end].
+type span struct {
+	name, value, end int
+	hash             uint32
+}
+
+// plain parses a text/event-plain body.
+func (p *parser) plain(node string, body []byte, received time.Time) (Event, error) {
+	p.out, p.spans = p.out[:0], p.spans[:0]
+	var length []byte
+	hasLength := false
+	i := 0
+	for {
+		n := bytes.IndexByte(body[i:], '\n')
+		if n < 0 {
+			return Event{}, errPlainNoBlankLine
+		}
+		line := body[i : i+n]
+		i += n + 1
+		if n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if len(line) == 0 {
+			break
+		}
+		colon := -1
+		hash := uint32(fnvOffset)
+		for j, c := range line {
+			if c == ':' {
+				colon = j
+				break
+			}
+			if !isTokenByte(c) {
+				return Event{}, errPlainHeaderLine
+			}
+			hash = (hash ^ uint32(lower(c))) * fnvPrime
+		}
+		if colon <= 0 {
+			return Event{}, errPlainHeaderLine
+		}
+		name, value := line[:colon], trimBlank(line[colon+1:])
+		decode := false
+		for _, c := range value {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return Event{}, errPlainValue
+			}
+			decode = decode || c == '%' || c == '+'
+		}
+		s := span{name: len(p.out), hash: hash}
+		p.out = append(p.out, name...)
+		s.value = len(p.out)
+		if decode {
+			p.out = appendUnescaped(p.out, value)
+		} else {
+			p.out = append(p.out, value...)
+		}
+		s.end = len(p.out)
+		p.spans = append(p.spans, s)
+		if !hasLength && foldEqualBytes(name, "Content-Length") {
+			length, hasLength = value, true
+		}
+	}
+	start := len(p.out)
+	if len(length) > 0 {
+		n, ok := parseLength(length)
+		if !ok || n > len(body)-i {
+			return Event{}, errPlainLength
+		}
+		p.out = append(p.out, body[i:i+n]...)
+	}
+	all := string(p.out)
+	list := make([]header, len(p.spans))
+	for k, s := range p.spans {
+		list[k] = header{name: all[s.name:s.value], value: all[s.value:s.end], hash: s.hash}
+	}
+	return newEvent(node, indexHeaders(list), all[start:], received), nil
+}
+
+// json parses a text/event-json body: a JSON object whose values
+// FreeSWITCH sends as strings (others are turned into strings by
+// headerString) and whose "_body" key, when a string, is the body.
+func (p *parser) json(node string, body []byte, received time.Time) (Event, error) {
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil || m == nil {
+		return Event{}, errJSONObject
+	}
+	list := make([]header, 0, len(m))
+	text := ""
+	for k, v := range m {
+		if k == "" {
+			return Event{}, errJSONEmptyKey
+		}
+		if k == "_body" && v != nil {
+			s, ok := v.(string)
+			if !ok {
+				return Event{}, errJSONBody
+			}
+			text = s
+			continue
+		}
+		list = append(list, header{name: k, value: headerString(v)})
+	}
+	// JSON objects are unordered; sorting makes which of two names
+	// differing only in case wins independent of map order.
+	slices.SortFunc(list, func(a, b header) int { return strings.Compare(a.name, b.name) })
+	return newEvent(node, newHeaderTable(list), text, received), nil
+}
+
+// appendUnescaped appends v decoded as url.QueryUnescape decodes it
+// ("%XX" is a byte, "+" a space), or v unchanged if it holds an escape
+// QueryUnescape refuses. FreeSWITCH encodes '+' as %2B (it is in
+// SWITCH_URL_UNSAFE), so the "+" rule only matters for input that did not
+// come from FreeSWITCH; it is kept so values are exactly go-eventsocket's.
+func appendUnescaped(dst, v []byte) []byte {
+	for j := 0; j < len(v); j++ {
+		if v[j] == '%' {
+			if j+2 >= len(v) || !isHex(v[j+1]) || !isHex(v[j+2]) {
+				return append(dst, v...)
+			}
+			j += 2
+		}
+	}
+	for j := 0; j < len(v); j++ {
+		switch c := v[j]; c {
+		case '%':
+			dst = append(dst, unhex(v[j+1])<<4|unhex(v[j+2]))
+			j += 2
+		case '+':
+			dst = append(dst, ' ')
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	default:
+		return c - 'a' + 10
+	}
+}
+
+// parseLength parses a Content-Length value: decimal digits only.
+func parseLength(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > maxLengthDigits {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+func trimBlank(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// isTokenByte reports whether c may appear in a header name (an RFC 7230
+// token character).
+func isTokenByte(c byte) bool {
+	// A 128-bit set of the allowed bytes; c >= 128 shifts out of both
+	// halves.
+	const lo = 0 |
+		(1<<10-1)<<'0' |
+		1<<'!' | 1<<'#' | 1<<'$' | 1<<'%' | 1<<'&' | 1<<'\'' | 1<<'*' | 1<<'+' | 1<<'-' | 1<<'.'
+	const hi = 0 |
+		(1<<26-1)<<('a'-64) |
+		(1<<26-1)<<('A'-64) |
+		1<<('^'-64) | 1<<('_'-64) | 1<<('`'-64) | 1<<('|'-64) | 1<<('~'-64)
+	if c < 64 {
+		return lo&(uint64(1)<<c) != 0
+	}
+	return hi&(uint64(1)<<(c-64)) != 0
+}
+
+// foldEqualBytes is foldEqual for a byte slice and a string.
+func foldEqualBytes(a []byte, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if a[i] != b[i] && lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
+}
