@@ -29,7 +29,8 @@ const cbScript = `{"rules":[
 	{"prefix":"4916","ring_ms":500,"outcome":"answer","talk_ms":0},
 	{"prefix":"4914","ring_ms":500,"outcome":"answer","talk_ms":2000},
 	{"prefix":"4913","ring_ms":600000,"outcome":"no_answer"},
-	{"prefix":"4912","ring_ms":500,"outcome":"answer","talk_ms":30000}
+	{"prefix":"4912","ring_ms":500,"outcome":"answer","talk_ms":30000},
+	{"prefix":"4911","ring_ms":500,"outcome":"answer","talk_ms":0}
 ]}`
 
 const cbSpeed = 50
@@ -580,7 +581,7 @@ func TestCallbackTwoControllers(t *testing.T) {
 	const n = 30
 	var ids []string
 	for i := 0; i < n; i++ {
-		a := callbridge.Number("49120100" + string(rune('1'+i/10)) + string(rune('0'+i%10)))
+		a := callbridge.Number("49110100" + string(rune('1'+i/10)) + string(rune('0'+i%10)))
 		ids = append(ids, env.create(`{"a":"`+string(a)+`","b":"4912022222"}`))
 	}
 	owners := map[string]int{}
@@ -639,7 +640,7 @@ func TestWebhookDeliveryRetry(t *testing.T) {
 	go func() { d.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	id := env.create(`{"a":"4917011111","b":"4917022486","webhook_url":"` + recv.URL + `/hook","metadata":{"ticket":7}}`)
+	id := env.create(`{"a":"4916011111","b":"4917022486","webhook_url":"` + recv.URL + `/hook","metadata":{"ticket":7}}`)
 	env.waitEnded(id)
 	want := []string{"queued", "calling_a", "a_answered", "calling_b", "failed"}
 	cbWait(t, "all webhooks", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == len(want) })
@@ -666,7 +667,7 @@ func TestWebhookDead(t *testing.T) {
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
 	defer recv.Close()
 	d := NewWebhookDeliverer(env.webhooks, WebhookDelivererConfig{PollInterval: 10 * time.Millisecond,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryWindow: 100 * time.Millisecond})
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryWindow: 500 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
