@@ -7,6 +7,8 @@ import (
 
 	"callbridge"
 	"callbridge/rating"
+
+	"github.com/google/uuid"
 )
 
 // Reserver holds money for the calls of prepaid accounts.
@@ -63,8 +65,14 @@ var _ callbridge.CallAuthorizer = (*Authorizer)(nil)
 
 // AuthorizeCall implements callbridge.CallAuthorizer.
 func (a *Authorizer) AuthorizeCall(ctx context.Context, accountID, callID string, number callbridge.Number) (*callbridge.Grant, error) {
-	if err := number.Validate(); err != nil {
-		return nil, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err))
+	return a.authorize(ctx, accountID, callID, []callbridge.Number{number})
+}
+
+func (a *Authorizer) authorize(ctx context.Context, accountID, callID string, numbers []callbridge.Number) (*callbridge.Grant, error) {
+	for _, n := range numbers {
+		if err := n.Validate(); err != nil {
+			return nil, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err))
+		}
 	}
 	maxCall := a.MaxCall
 	if maxCall <= 0 {
@@ -92,7 +100,7 @@ func (a *Authorizer) AuthorizeCall(ctx context.Context, accountID, callID string
 			}
 			deck = d
 		}
-		return Affordable(deck, number, at, available, capMS)
+		return AffordableLegs(deck, numbers, at, available, capMS)
 	}
 	res, prepaid, err := a.Store.Reserve(ctx, accountID, callID, slack, quote)
 	if err != nil {
@@ -117,31 +125,60 @@ func (a *Authorizer) ReleaseCall(ctx context.Context, callID string) error {
 // decreases with its duration, so a binary search over whole milliseconds
 // finds the limit; the result ends on an increment boundary.
 func Affordable(deck *rating.Deck, number callbridge.Number, at time.Time, budget, capMS int64) (maxMS, price int64, err error) {
-	cost := func(ms int64) rating.Result {
-		return deck.Price(rating.Usage{Number: number, Start: at, BillMS: ms})
+	return AffordableLegs(deck, []callbridge.Number{number}, at, budget, capMS)
+}
+
+// AffordableLegs is Affordable for a call whose legs to numbers all last
+// as long and are all paid from budget, such as the two legs of a
+// callback.
+func AffordableLegs(deck *rating.Deck, numbers []callbridge.Number, at time.Time, budget, capMS int64) (maxMS, price int64, err error) {
+	cost := func(ms int64) (sum int64, unrated bool) {
+		for _, n := range numbers {
+			r := deck.Price(rating.Usage{Number: n, Start: at, BillMS: ms})
+			sum += r.Amount
+			unrated = unrated || r.Flags.Has(rating.FlagUnrated)
+		}
+		return sum, unrated
 	}
 	short := deck.Info().ShortMS
 	if short <= 0 {
 		short = rating.DefaultShortMS
 	}
-	first := cost(max(short, 1))
-	if first.Flags.Has(rating.FlagUnrated) {
-		return 0, 0, callbridge.Errorf(callbridge.ENOFUNDS, "insufficient_funds: no rate covers %s", number)
+	lo := max(short, 1)
+	first, unrated := cost(lo)
+	if unrated {
+		return 0, 0, callbridge.Errorf(callbridge.ENOFUNDS, "insufficient_funds: no rate covers the destination")
 	}
-	if first.Amount > budget {
+	if first > budget {
 		return 0, 0, callbridge.Errorf(callbridge.ENOFUNDS, "insufficient_funds: the balance does not pay for the first increment")
 	}
-	if r := cost(capMS); r.Amount <= budget {
-		return capMS, r.Amount, nil
+	if p, _ := cost(capMS); p <= budget {
+		return capMS, p, nil
 	}
-	lo, hi := max(short, 1), capMS // cost(lo) <= budget < cost(hi)
+	hi := capMS // cost(lo) <= budget < cost(hi)
 	for hi-lo > 1 {
 		mid := lo + (hi-lo)/2
-		if cost(mid).Amount <= budget {
+		if p, _ := cost(mid); p <= budget {
 			lo = mid
 		} else {
 			hi = mid
 		}
 	}
-	return lo, cost(lo).Amount, nil
+	p, _ := cost(lo)
+	return lo, p, nil
+}
+
+// Authorize lets the callback engine (controller.Authorizer) ask for a
+// callback of accountID from a to b: both legs are priced for the same
+// duration and their sum is reserved. The engine does not pass the legs'
+// channel uuids, so the reservation cannot be settled by the legs' CDRs:
+// it is held under an id of its own until the granted duration plus Slack
+// has passed, which errs on the side of the balance. A postpaid account
+// gets MaxCall.
+func (a *Authorizer) Authorize(ctx context.Context, accountID string, from, to callbridge.Number) (time.Duration, error) {
+	g, err := a.authorize(ctx, accountID, uuid.NewString(), []callbridge.Number{from, to})
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(g.MaxMS) * time.Millisecond, nil
 }

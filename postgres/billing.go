@@ -312,13 +312,25 @@ func (s *BillingStore) recompute(ctx context.Context, tx *Tx, targets []rollupTa
 		return 0, Error(err)
 	}
 	res, err := tx.ExecContext(ctx, `
+		WITH agg AS (
+			SELECT t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway,
+			       count(*) AS calls, count(*) FILTER (WHERE c.answer_at IS NOT NULL) AS answered,
+			       coalesce(sum(c.bill_ms), 0) AS billed_ms, coalesce(sum(c.sell_micros), 0) AS sell,
+			       coalesce(sum(c.buy_micros), 0) AS buy
+			FROM rollup_targets t
+			JOIN cdrs c ON c.account_id = t.account_id AND c.start_at >= t.lo AND c.start_at < t.hi
+			GROUP BY t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway
+		)
 		INSERT INTO rollups (account_id, day, prefix, description, carrier, calls, answered, billed_ms, sell, buy)
-		SELECT t.account_id, t.day, c.sell_prefix, '', c.gateway,
-		       count(*), count(*) FILTER (WHERE c.answer_at IS NOT NULL),
-		       coalesce(sum(c.bill_ms), 0), coalesce(sum(c.sell_micros), 0), coalesce(sum(c.buy_micros), 0)
-		FROM rollup_targets t
-		JOIN cdrs c ON c.account_id = t.account_id AND c.start_at >= t.lo AND c.start_at < t.hi
-		GROUP BY t.account_id, t.day, c.sell_prefix, c.gateway`)
+		SELECT a.account_id, a.day, a.sell_prefix, coalesce(d.description, ''), a.gateway,
+		       sum(a.calls), sum(a.answered), sum(a.billed_ms), sum(a.sell), sum(a.buy)
+		FROM agg a
+		LEFT JOIN (
+			SELECT r.deck_id::text AS deck_id, r.prefix, min(r.description) FILTER (WHERE r.description <> '') AS description
+			FROM rates r WHERE r.deck_id::text IN (SELECT DISTINCT sell_deck_id FROM agg)
+			GROUP BY 1, 2
+		) d ON d.deck_id = a.sell_deck_id AND d.prefix = a.sell_prefix
+		GROUP BY 1, 2, 3, 4, 5`)
 	if err != nil {
 		return 0, Error(err)
 	}
@@ -370,23 +382,38 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 	if err != nil {
 		return nil, fmt.Errorf("postgres: invoices %s: %w", period, Error(err))
 	}
+	// Accounts are invoiced in batches, one transaction per batch: a
+	// commit per invoice would make a month of many accounts wait on
+	// disk flushes.
+	const batch = 250
 	var issued []*callbridge.Invoice
-	for _, a := range accounts {
-		inv, err := s.issue(ctx, a, now, period, first, next, back)
+	for lo := 0; lo < len(accounts); lo += batch {
+		var done []*callbridge.Invoice
+		err := s.db.Tx(ctx, func(tx *Tx) error {
+			done = done[:0]
+			for _, a := range accounts[lo:min(lo+batch, len(accounts))] {
+				inv, err := s.issue(ctx, tx, a, now, period, first, next, back)
+				if err != nil {
+					return fmt.Errorf("account %s: %w", a, err)
+				}
+				if inv != nil {
+					done = append(done, inv)
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			return issued, fmt.Errorf("postgres: invoice %s for %s: %w", period, a, err)
+			return issued, fmt.Errorf("postgres: invoices %s: %w", period, err)
 		}
-		if inv != nil {
-			issued = append(issued, inv)
-		}
+		issued = append(issued, done...)
 	}
 	return issued, nil
 }
 
 // issue issues one account's invoice, or nothing when it would be empty.
-func (s *BillingStore) issue(ctx context.Context, accountID string, now time.Time, period string, first, next, back time.Time) (*callbridge.Invoice, error) {
+func (s *BillingStore) issue(ctx context.Context, tx *Tx, accountID string, now time.Time, period string, first, next, back time.Time) (*callbridge.Invoice, error) {
 	var inv *callbridge.Invoice
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := func() error {
 		// Lock the account so two runs for one account queue up; the
 		// second then finds the invoice issued.
 		var currency string
@@ -497,7 +524,7 @@ func (s *BillingStore) issue(ctx context.Context, accountID string, now time.Tim
 			inv.ID, accountID, pq.Array(kinds), pq.Array(periods), pq.Array(dests),
 			pq.Array(calls), pq.Array(answered), pq.Array(billed), pq.Array(amounts))
 		return Error(err)
-	})
+	}()
 	if err != nil {
 		return nil, err
 	}

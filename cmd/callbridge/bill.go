@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"callbridge"
@@ -40,7 +41,7 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	var (
 		date, month, accountID, reportDir, tz, from, to, groupBy, format, id, out, job string
-		limit                                                                         int
+		limit                                                                          int
 	)
 	_, dbURL, err := toolFlags("bill "+verb, args, getenv, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&tz, "timezone", "", "IANA zone of days and months (env CALLBRIDGE_TIMEZONE, default UTC)")
@@ -215,4 +216,19 @@ func parseBillTime(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time or a YYYY-MM-DD date", s)
 	}
 	return t.UTC(), nil
+}
+
+// billingSchedules reads job schedules from CALLBRIDGE_SCHEDULE_<JOB>
+// (the job name upper-cased, '-' as '_'), for example
+// CALLBRIDGE_SCHEDULE_ROLLUP="15 0 * * *" or CALLBRIDGE_SCHEDULE_SPOOL=off.
+// Jobs without one keep billing.DefaultSchedules.
+func billingSchedules(getenv func(string) string) map[string]string {
+	out := map[string]string{}
+	for name := range billing.DefaultSchedules {
+		env := "CALLBRIDGE_SCHEDULE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if v := strings.TrimSpace(getenv(env)); v != "" {
+			out[name] = v
+		}
+	}
+	return out
 }

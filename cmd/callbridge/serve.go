@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/billing"
 	"callbridge/controller"
 	"callbridge/dialplan"
 	"callbridge/esl"
@@ -149,9 +150,58 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	// rating
 
-	// cdrs
+	// cdrs: every node's hangups become priced CDRs through an fsync'ed
+	// spool. The pipeline reads until the workers stop (after calls have
+	// drained), then writes what it can and leaves the rest in the spool
+	// for the next start; the ESL clients stop after it.
+	cdrStore := postgres.NewCDRStore(db)
+	if err := cdrStore.EnsurePartitions(ctx, time.Now()); err != nil {
+		return err
+	}
+	cdrLog := log.With("component", "cdrs")
+	cdrPipeline, err := controller.NewCDRPipeline(controller.CDRPipelineConfig{
+		Store:    cdrStore,
+		Pricer:   controller.NewPricer(controller.StoreDecks(db), 0, cdrLog),
+		SpoolDir: cfg.SpoolDir,
+		Logger:   cdrLog,
+	})
+	if err != nil {
+		return err
+	}
+	metrics.Registry.MustRegister(cdrPipeline.Collectors()...)
+	srv.CDRs, srv.CDRNumberRules = cdrStore, cfg.NumberRules()
+	goWork("cdrs", func(ctx context.Context) error { return cdrPipeline.Run(ctx, nodes...) })
 
-	// billing
+	// billing: the scheduled jobs (rollups, invoices, binding expiry,
+	// partitions, reservations, low-balance webhooks), each run under an
+	// advisory lock so one controller runs it; missed slots are caught up
+	// at start. The scheduler stops with the workers.
+	billLoc, err := time.LoadLocation(cfg.TimeZone)
+	if err != nil {
+		return err
+	}
+	billStore := postgres.NewBillingStore(db, billLoc, callbackOwner(cfg))
+	srv.Billing = billStore
+	billJobs := &billing.Jobs{
+		Store:     billStore,
+		Location:  billLoc,
+		Log:       log.With("component", "billing"),
+		ReportDir: cfg.ReportDir,
+		Webhooks:  webhooks,
+		ExpireBindings: func(ctx context.Context) (int, error) {
+			return bindings.ExpireBindings(ctx, time.Now())
+		},
+	}
+	scheduler, err := billing.NewScheduler(billStore, billLoc, log.With("component", "jobs"), billJobs.List(billingSchedules(getenv)))
+	if err != nil {
+		return usageError{err}
+	}
+	goWork("billing jobs", func(ctx context.Context) error {
+		scheduler.Start(ctx)
+		<-ctx.Done()
+		scheduler.Stop()
+		return nil
+	})
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
