@@ -148,16 +148,6 @@ type formFields struct {
 	long [nFields]bool
 }
 
-// first returns the first non-empty value among the fields.
-func (f *formFields) first(ids ...int) string {
-	for _, id := range ids {
-		if f.val[id] != "" {
-			return f.val[id]
-		}
-	}
-	return ""
-}
-
 // ParseForm parses the raw body mod_xml_curl posts
 // (application/x-www-form-urlencoded, about 200 fields) into a Request.
 // It gives the same answer as ParseRequest on url.ParseQuery(body), but
