@@ -48,10 +48,11 @@ type operation struct {
 }
 
 type parameter struct {
-	Ref      string `json:"$ref"`
-	Name     string `json:"name"`
-	In       string `json:"in"`
-	Required bool   `json:"required"`
+	Ref      string  `json:"$ref"`
+	Name     string  `json:"name"`
+	In       string  `json:"in"`
+	Required bool    `json:"required"`
+	Schema   *schema `json:"schema"`
 }
 
 // schema is the subset of JSON Schema the document uses.

@@ -1,0 +1,774 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"callbridge/postgres"
+
+	"github.com/gin-gonic/gin"
+)
+
+// The security suite: every test runs a fully configured Server (every
+// feature wired to a real PostgreSQL) over real HTTP, and walks the routes
+// gin registered, so a new route is covered, or makes a test fail until it
+// is, without anyone remembering to add it.
+
+// Route classes by credential.
+const (
+	authPublic   = "public"   // no credential
+	authAdmin    = "admin"    // the admin token
+	authAPIKey   = "api key"  // an account's API key (some also take the admin token)
+	authDialplan = "dialplan" // HTTP basic auth of mod_xml_curl
+)
+
+// routeAuth says which credential a route takes. Routes it does not know
+// are reported, so a new kind of route is classified on purpose.
+func routeAuth(path string) (string, bool) {
+	switch {
+	case path == "/healthz" || path == "/readyz" || path == "/openapi.json":
+		return authPublic, true
+	case path == "/fs/dialplan":
+		return authDialplan, true
+	case path == "/metrics" || strings.HasPrefix(path, "/v1/admin/"):
+		return authAdmin, true
+	case strings.HasPrefix(path, "/v1/"):
+		return authAPIKey, true
+	}
+	return "", false
+}
+
+func (e *fullEnv) routes() gin.RoutesInfo {
+	return e.srv.handler.(*gin.Engine).Routes()
+}
+
+// tenantObjects are objects a tenant created through the API: one of each
+// kind a route names in its path.
+type tenantObjects struct {
+	tenant
+	number   string // a virtual number of the pool
+	binding  string
+	callback string
+	deck     string
+}
+
+// createObjects creates one object of each kind for tn; n keeps the
+// numbers of different tenants apart.
+func (e *fullEnv) createObjects(tn tenant, n int) tenantObjects {
+	e.t.Helper()
+	o := tenantObjects{tenant: tn, number: fmt.Sprintf("4930555%04d", n)}
+	e.mustCall(http.StatusCreated, "POST", "/v1/numbers", tn.key, map[string]any{"number": "+" + o.number, "gateway": "carrier", "area": "berlin"})
+	b := e.mustCall(http.StatusCreated, "POST", "/v1/bindings", tn.key,
+		map[string]any{"mode": "XB", "x": o.number, "b": fmt.Sprintf("+4917100%04d", n), "ttl": 3600, "external_id": fmt.Sprint("order-", n)}).json(e.t)
+	o.binding, _ = b["id"].(string)
+	cb := e.mustCall(http.StatusAccepted, "POST", "/v1/callbacks", tn.key,
+		map[string]any{"a": fmt.Sprintf("+4930111%04d", n), "b": fmt.Sprintf("+4930222%04d", n), "metadata": map[string]any{"n": n}}).json(e.t)
+	o.callback, _ = cb["id"].(string)
+	d := e.mustCall(http.StatusCreated, "POST", "/v1/rate-decks", tn.key,
+		map[string]any{"name": fmt.Sprint("retail ", n), "currency": "USD", "time_zone": "UTC"}).json(e.t)
+	o.deck, _ = d["id"].(string)
+	e.send(request{method: "POST", path: "/v1/rate-decks/" + o.deck + "/rates", auth: "Bearer " + tn.key, contentType: "text/csv",
+		body: strings.NewReader(rateCSV)})
+	if o.binding == "" || o.callback == "" || o.deck == "" {
+		e.t.Fatalf("objects of %s: %+v", tn.id, o)
+	}
+	return o
+}
+
+// rateCSV is a small valid rate file.
+const rateCSV = "prefix,description,band,per_minute,connect_fee,min_charge,first_increment,next_increment,days,from,until,effective_from,effective_until,priority\n" +
+	"49,Germany,,0.01,0,0,60,60,all,00:00,24:00,,,0\n"
+
+// secrets returns the strings that identify o's objects: none may appear
+// in another tenant's answers.
+func (o tenantObjects) secrets() []string {
+	return []string{o.id, o.number, o.binding, o.callback, o.deck}
+}
+
+// objectPaths maps route prefixes with a parameter to the object of o
+// they name; routes with a parameter no prefix covers have no fixture.
+func (o tenantObjects) objectPaths() map[string]string {
+	return map[string]string{
+		"/v1/bindings/:id":       "/v1/bindings/" + o.binding,
+		"/v1/numbers/:number":    "/v1/numbers/" + o.number,
+		"/v1/callbacks/:id":      "/v1/callbacks/" + o.callback,
+		"/v1/rate-decks/:id":     "/v1/rate-decks/" + o.deck,
+		"/v1/admin/accounts/:id": "/v1/admin/accounts/" + o.id,
+	}
+}
+
+// pathFor fills route's parameters with o's objects; ok is false when a
+// parameter has no fixture. Parameters that are not objects (an API key
+// to revoke) get a well-formed unknown value.
+func (o tenantObjects) pathFor(route string) (string, bool) {
+	p := route
+	for prefix, real := range o.objectPaths() {
+		if strings.HasPrefix(p, prefix) && (len(p) == len(prefix) || p[len(prefix)] == '/') {
+			p = real + p[len(prefix):]
+			break
+		}
+	}
+	p = strings.ReplaceAll(p, ":key", "00000000-0000-4000-8000-000000000000")
+	return p, !strings.ContainsAny(p, ":*")
+}
+
+// TestSecurityAuthentication calls every route with missing, malformed,
+// wrong-scheme and revoked credentials and expects 401 with the JSON
+// error shape; only /healthz, /readyz and /openapi.json are open.
+func TestSecurityAuthentication(t *testing.T) {
+	env := newFullEnv(t, nil)
+	doc := loadAPIDoc(t)
+	good := env.newTenant("good")
+	revoked := env.newTenant("revoked")
+	env.mustCall(http.StatusNoContent, "DELETE", "/v1/admin/accounts/"+revoked.id+"/keys/"+revoked.key, fullAdminToken, nil)
+	objs := env.createObjects(good, 1)
+
+	wrongAdmin := []byte(fullAdminToken)
+	wrongAdmin[len(wrongAdmin)-1] ^= 1
+	basicOf := func(u, p string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p)) }
+	common := []struct{ name, auth string }{
+		{"no credential", ""},
+		{"empty bearer", "Bearer "},
+		{"scheme only", "Bearer"},
+		{"malformed key", "Bearer cbk_not-a-real-key"},
+		{"not a key", "Bearer hello"},
+		{"overlong key", "Bearer cbk_" + strings.Repeat("A", 4000)},
+		{"sql in key", "Bearer cbk_' OR '1'='1"},
+		{"revoked key", "Bearer " + revoked.key},
+		{"valid key, basic scheme", basicOf(good.key, "")},
+		{"wrong admin token of equal length", "Bearer " + string(wrongAdmin)},
+	}
+	forAdmin := append(slices.Clone(common), struct{ name, auth string }{"an account's API key", "Bearer " + good.key})
+	forDialplan := append(slices.Clone(common),
+		struct{ name, auth string }{"wrong password", basicOf(fullDialplanUser, fullDialplanPass+"x")},
+		struct{ name, auth string }{"wrong user", basicOf(fullDialplanUser+"x", fullDialplanPass)},
+		struct{ name, auth string }{"API key", "Bearer " + good.key},
+		struct{ name, auth string }{"admin token", "Bearer " + fullAdminToken})
+
+	for _, r := range env.routes() {
+		class, ok := routeAuth(r.Path)
+		if !ok {
+			t.Errorf("%s %s: no authentication class; add it to routeAuth", r.Method, r.Path)
+			continue
+		}
+		path, ok := objs.pathFor(r.Path)
+		if !ok {
+			t.Errorf("%s %s: no fixture for its path parameters; add one to objectPaths", r.Method, r.Path)
+			continue
+		}
+		t.Run(r.Method+" "+r.Path, func(t *testing.T) {
+			creds := common
+			switch class {
+			case authPublic:
+				a := env.send(request{method: r.Method, path: path})
+				if a.status == http.StatusUnauthorized || a.status >= 500 {
+					t.Errorf("open route answered %d", a.status)
+				}
+				return
+			case authAdmin:
+				creds = forAdmin
+			case authDialplan:
+				creds = forDialplan
+			}
+			for _, c := range creds {
+				body, ct := "{}", "application/json"
+				if class == authDialplan {
+					body, ct = "section=dialplan", "application/x-www-form-urlencoded"
+				}
+				a := env.send(request{method: r.Method, path: path, auth: c.auth, contentType: ct, body: strings.NewReader(body)})
+				if a.status != http.StatusUnauthorized {
+					t.Errorf("%s: got %d, want 401: %.300s", c.name, a.status, a.body)
+					continue
+				}
+				if class == authDialplan {
+					if a.header.Get("WWW-Authenticate") == "" {
+						t.Errorf("%s: 401 without WWW-Authenticate", c.name)
+					}
+					continue
+				}
+				if code, _ := a.errorCode(); code != "unauthorized" {
+					t.Errorf("%s: error code %q, want unauthorized: %.300s", c.name, code, a.body)
+				}
+				doc.checkAnswer(t, r.Method, r.Path, a)
+			}
+		})
+	}
+}
+
+// TestSecurityTenantIsolation has account A create one object of every
+// kind through the API, then uses account B's key on every route that
+// names an object: B gets 404 (never data, never 403), A's objects are
+// unchanged, and no list or lookup B can make shows A's objects.
+func TestSecurityTenantIsolation(t *testing.T) {
+	env := newFullEnv(t, nil)
+	doc := loadAPIDoc(t)
+	a := env.createObjects(env.newTenant("a"), 1)
+	b := env.createObjects(env.newTenant("b"), 2)
+
+	// Bodies B sends to A's objects: valid in form, so only ownership can
+	// refuse them.
+	bodies := map[string]request{
+		"PATCH /v1/bindings/:id":           {body: strings.NewReader(`{"record":true,"ttl":600}`), contentType: "application/json"},
+		"PATCH /v1/numbers/:number":        {body: strings.NewReader(`{"area":"stolen","enabled":false}`), contentType: "application/json"},
+		"POST /v1/rate-decks/:id/rates":    {body: strings.NewReader(rateCSV), contentType: "text/csv"},
+		"DELETE /v1/bindings/:id":          {},
+		"DELETE /v1/numbers/:number":       {},
+		"DELETE /v1/callbacks/:id":         {},
+		"GET /v1/rate-decks/:id/rates":     {},
+		"GET /v1/bindings/:id/events":      {},
+		"GET /v1/bindings/:id":             {},
+		"GET /v1/numbers/:number":          {},
+		"GET /v1/callbacks/:id":            {},
+		"GET /v1/rate-decks/:id":           {},
+		"GET /v1/rate-decks/:id/rates#csv": {header: map[string]string{"Accept": "text/csv"}},
+	}
+	leaks := func(t *testing.T, what string, ans answer, sent ...string) {
+		t.Helper()
+		for _, s := range a.secrets() {
+			if bytes.Contains(ans.body, []byte(s)) && !slices.Contains(sent, s) {
+				t.Errorf("%s: B's answer contains A's %q: %.300s", what, s, ans.body)
+			}
+		}
+	}
+
+	for _, r := range env.routes() {
+		class, _ := routeAuth(r.Path)
+		if class != authAPIKey {
+			continue
+		}
+		key := r.Method + " " + r.Path
+		if !strings.Contains(r.Path, ":") {
+			continue // lists and creations: below
+		}
+		path, ok := a.pathFor(r.Path)
+		if !ok {
+			t.Errorf("%s: no fixture for its path parameters; add one to objectPaths", key)
+			continue
+		}
+		for _, variant := range []string{"", "#csv"} {
+			req, ok := bodies[key+variant]
+			if !ok {
+				if variant == "" {
+					t.Errorf("%s: no isolation request; add one to bodies", key)
+				}
+				continue
+			}
+			t.Run(key+variant, func(t *testing.T) {
+				req.method, req.path, req.auth = r.Method, path, "Bearer "+b.key
+				ans := env.send(req)
+				if ans.status != http.StatusNotFound {
+					t.Errorf("B's key: got %d, want 404: %.300s", ans.status, ans.body)
+				}
+				if code, _ := ans.errorCode(); code != "not_found" {
+					t.Errorf("B's key: error code %q, want not_found", code)
+				}
+				leaks(t, key, ans)
+				doc.checkAnswer(t, r.Method, r.Path, ans)
+			})
+		}
+	}
+
+	// Lists, lookups by query and creations that reference A's objects.
+	// A phone number is in one pool at most, so adding A's number to B's
+	// pool is a conflict that names the number B sent, and nothing else.
+	probes := []struct {
+		method, path, body string
+		want               []int
+		sent               []string
+	}{
+		{"GET", "/v1/account", "", []int{200}, nil},
+		{"GET", "/v1/numbers", "", []int{200}, nil},
+		{"GET", "/v1/numbers?area=berlin&limit=500", "", []int{200}, nil},
+		{"GET", "/v1/bindings", "", []int{200}, nil},
+		{"GET", "/v1/bindings?x=" + a.number, "", []int{200}, nil},
+		{"GET", "/v1/bindings?number=%2B49171000001", "", []int{200}, nil},
+		{"GET", "/v1/bindings?external_id=order-1", "", []int{200}, nil},
+		{"GET", "/v1/callbacks", "", []int{200}, nil},
+		{"GET", "/v1/callbacks?limit=500", "", []int{200}, nil},
+		{"GET", "/v1/webhooks", "", []int{200}, nil},
+		{"GET", "/v1/webhooks?callback_id=" + a.callback, "", []int{200}, nil},
+		{"GET", "/v1/rate-decks", "", []int{200}, nil},
+		{"GET", "/v1/rate-decks?account_id=" + a.id, "", []int{200}, nil},
+		{"GET", "/v1/rates/quote?number=%2B4930123456&deck=" + a.deck, "", []int{404}, nil},
+		{"POST", "/v1/bindings", `{"mode":"XB","x":"` + a.number + `","b":"+4917199999","ttl":3600}`, []int{404, 409}, nil},
+		{"POST", "/v1/numbers", `{"number":"+` + a.number + `","gateway":"carrier"}`, []int{409}, []string{a.number}},
+		{"POST", "/v1/callbacks", `{"a":"+4930111999","b":"+4930222999"}`, []int{202}, nil},
+		{"POST", "/v1/rate-decks", `{"name":"x","currency":"USD","time_zone":"UTC","account_id":"` + a.id + `"}`, []int{400}, nil},
+	}
+	covered := map[string]bool{}
+	for _, p := range probes {
+		u, _ := url.Parse(p.path)
+		covered[p.method+" "+u.Path] = true
+		t.Run(p.method+" "+p.path, func(t *testing.T) {
+			var body any
+			if p.body != "" {
+				body = p.body
+			}
+			ans := env.call(p.method, p.path, b.key, body)
+			if !slices.Contains(p.want, ans.status) {
+				t.Errorf("B's key: got %d, want one of %v: %.300s", ans.status, p.want, ans.body)
+			}
+			leaks(t, p.path, ans, p.sent...)
+			doc.checkAnswer(t, p.method, u.Path, ans)
+		})
+	}
+	for _, r := range env.routes() {
+		if class, _ := routeAuth(r.Path); class == authAPIKey && !strings.Contains(r.Path, ":") && !covered[r.Method+" "+r.Path] {
+			t.Errorf("%s %s: no isolation probe; add one to probes", r.Method, r.Path)
+		}
+	}
+
+	// B's own objects are listed to B (the probes above saw real lists),
+	// and A's objects are untouched by B's attempts.
+	if ans := env.mustCall(200, "GET", "/v1/bindings", b.key, nil); !bytes.Contains(ans.body, []byte(b.binding)) {
+		t.Errorf("B does not see its own binding: %.300s", ans.body)
+	}
+	n := env.mustCall(200, "GET", "/v1/numbers/"+a.number, a.key, nil).json(t)
+	if n["area"] != "berlin" || n["enabled"] != true {
+		t.Errorf("A's number was changed by B: %v", n)
+	}
+	bd := env.mustCall(200, "GET", "/v1/bindings/"+a.binding, a.key, nil).json(t)
+	if bd["status"] != "active" || bd["record"] != false {
+		t.Errorf("A's binding was changed by B: %v", bd)
+	}
+	cb := env.mustCall(200, "GET", "/v1/callbacks/"+a.callback, a.key, nil).json(t)
+	if cb["status"] != "queued" || cb["cancel_requested"] == true {
+		t.Errorf("A's callback was changed by B: %v", cb)
+	}
+	rates := env.mustCall(200, "GET", "/v1/rate-decks/"+a.deck+"/rates", a.key, nil).json(t)
+	if rs, _ := rates["rates"].([]any); len(rs) != 1 {
+		t.Errorf("A's deck rates were changed by B: %v", rates["rates"])
+	}
+}
+
+// jsonCases are malformed bodies every JSON route must refuse with 400.
+var jsonCases = []struct{ name, body string }{
+	{"trailing garbage", `{} x`},
+	{"two objects", `{}{}`},
+	{"trailing bracket", `{}]`},
+	{"truncated", `{"a":`},
+	{"array", `[]`},
+	{"string", `"x"`},
+	{"number", `42`},
+	{"invalid UTF-8", "{\"name\":\"\xff\xfe\"}"},
+	{"invalid UTF-8 key", "{\"\xc0\xaf\":1}"},
+	{"empty", ``},
+	{"deep nesting", `{"a":` + strings.Repeat(`[`, 12000) + strings.Repeat(`]`, 12000) + `}`},
+}
+
+// wrongTypes are values of the wrong JSON type for each schema type.
+var wrongTypes = map[string][]string{
+	"string":  {`12345`, `true`, `{}`, `["x"]`, `1e400`},
+	"integer": {`"12"`, `1.5`, `true`, `[]`, `1e400`, `18446744073709551616`, `-9223372036854775809`, `9223372036854775808`, `1e19`},
+	"boolean": {`"true"`, `1`, `{}`},
+	"array":   {`"x"`, `{}`, `1`},
+	"object":  {`"x"`, `[]`, `1`},
+}
+
+// hostileNumbers are phone numbers that must never pass: digits of other
+// scripts, control characters, and dial-string syntax.
+var hostileNumbers = []string{
+	"٤٩٣٠١٢٣٤٥٦٧",                                // Arabic-Indic digits
+	"４９３０１２３４５６７",                                // fullwidth digits
+	"४९३०१२३४५६७",                                // Devanagari digits
+	"+49 30 1234\u00a0567",                       // no-break space
+	"+4930\u202e1234567",                         // right-to-left override
+	"+4930123456\x00",                            // NUL
+	"4930123456;hangup",                          // ESL command separator
+	"4930123456|sofia/gw/666",                    // dial-string alternatives
+	"sip:4930123456@evil",                        // a SIP URI
+	"{origination_caller_id_number=1}4930123456", // channel variables
+	"4930123456</action>",                        // XML
+	strings.Repeat("9", 40),                      // too long
+}
+
+// validBodies are accepted bodies of each JSON route, which the input
+// tests change one field at a time.
+func validBodies(o tenantObjects) map[string]map[string]any {
+	return map[string]map[string]any{
+		"POST /v1/admin/accounts":   {"name": "n", "service_number": "+4930990001", "currency": "EUR", "hide_caller_id": true, "prepaid": false},
+		"POST /v1/numbers":          {"number": "+4930556677", "gateway": "carrier", "area": "x", "labels": []string{"a"}, "enabled": true},
+		"PATCH /v1/numbers/:number": {"gateway": "carrier", "area": "x", "labels": []string{"a"}, "enabled": true},
+		"POST /v1/bindings":         {"mode": "AXB", "x": o.number, "area": "berlin", "a": "+4917000001", "b": "+4917000002", "ttl": 3600, "record": false, "caller_display": "x", "external_id": "e", "webhook_url": "https://example.com/h"},
+		"PATCH /v1/bindings/:id":    {"a": "+4917000003", "b": "+4917000004", "ttl": 3600, "record": true},
+		"POST /v1/callbacks":        {"a": "+4930111222", "b": "+4930333444", "caller_id_a": "+4930990000", "caller_id_b": "+4930990000", "ring_timeout_a": 30, "ring_timeout_b": 30, "max_duration": 600, "prompt": "none", "record": false, "webhook_url": "https://example.com/h", "metadata": map[string]any{}},
+		"POST /v1/rate-decks":       {"account_id": o.id, "name": "d", "currency": "USD", "time_zone": "UTC", "precision": 6, "rounding": "up", "short_ms": 0, "holidays": []string{}, "effective_from": "2026-01-01T00:00:00Z"},
+	}
+}
+
+// leftOut are documented fields validBodies leaves out on purpose.
+var leftOut = map[string]bool{
+	"POST /v1/rate-decks gateway":       true, // the admin's only
+	"POST /v1/bindings expires_at":      true, // the body gives ttl, and not both
+	"PATCH /v1/bindings/:id expires_at": true,
+}
+
+// TestSecurityInputHardening sends every POST and PATCH route bodies over
+// the size cap (413) and, when it takes JSON, malformed JSON, unknown
+// fields, values of the wrong type, huge numbers and hostile phone numbers
+// (400, naming the field). Fields come from openapi.json, so a documented
+// field is a tested field.
+func TestSecurityInputHardening(t *testing.T) {
+	env := newFullEnv(t, func(s *Server) { s.MaxBodyBytes = 64 << 10 })
+	doc := loadAPIDoc(t)
+	tn := env.newTenant("hardening")
+	o := env.createObjects(tn, 1)
+	bases := validBodies(o)
+	tooBig := `{"name":"` + strings.Repeat("x", 64<<10) + `"}`
+	var csvRows strings.Builder
+	csvRows.WriteString(rateCSV)
+	for i := 0; csvRows.Len() <= 64<<10; i++ {
+		fmt.Fprintf(&csvRows, "49%d,Row,,0.01,0,0,60,60,all,00:00,24:00,,,0\n", 100000+i)
+	}
+	tooBigCSV := csvRows.String()
+
+	for _, r := range env.routes() {
+		if r.Method != "POST" && r.Method != "PATCH" {
+			continue
+		}
+		class, _ := routeAuth(r.Path)
+		token := tn.key
+		switch class {
+		case authAdmin:
+			token = fullAdminToken
+		case authDialplan, authPublic:
+			continue // the form endpoint has its own tests (fsdialplan_test.go)
+		}
+		path, ok := o.pathFor(r.Path)
+		if !ok {
+			t.Errorf("%s %s: no fixture for its path parameters", r.Method, r.Path)
+			continue
+		}
+		key := r.Method + " " + r.Path
+		op := doc.Paths[openAPIPath(r.Path)][strings.ToLower(r.Method)]
+		ct := "application/json"
+		if op.RequestBody != nil && op.RequestBody.Content["text/csv"].Schema != nil {
+			ct = "text/csv"
+		}
+		big := tooBig
+		if ct == "text/csv" {
+			big = tooBigCSV
+		}
+		send := func(body string, length int64) answer {
+			return env.send(request{method: r.Method, path: path, auth: "Bearer " + token, contentType: ct,
+				body: strings.NewReader(body), contentLength: length})
+		}
+		t.Run(key, func(t *testing.T) {
+			expect := func(what string, ans answer, status int, field string) {
+				t.Helper()
+				if ans.status != status {
+					t.Errorf("%s: got %d, want %d: %.300s", what, ans.status, status, ans.body)
+					return
+				}
+				if _, got := ans.errorCode(); field != "" && got != field {
+					t.Errorf("%s: field %q, want %q: %.300s", what, got, field, ans.body)
+				}
+				doc.checkAnswer(t, r.Method, r.Path, ans)
+			}
+			expect("over the cap, with Content-Length", send(big, int64(len(big))), http.StatusRequestEntityTooLarge, "")
+			if op.RequestBody == nil {
+				return // reads no body
+			}
+			expect("over the cap, chunked", send(big, -1), http.StatusRequestEntityTooLarge, "")
+			if ct != "application/json" {
+				expect("JSON instead of CSV", env.send(request{method: r.Method, path: path, auth: "Bearer " + token,
+					contentType: "application/json", body: strings.NewReader(`{}`)}), http.StatusBadRequest, "")
+				expect("invalid UTF-8 CSV", send(strings.Replace(rateCSV, "Germany", "G\xffermany", 1), 0), http.StatusBadRequest, "")
+				return
+			}
+			for _, c := range jsonCases {
+				expect(c.name, send(c.body, 0), http.StatusBadRequest, "")
+			}
+			expect("wrong Content-Type", env.send(request{method: r.Method, path: path, auth: "Bearer " + token,
+				contentType: "text/plain", body: strings.NewReader(`{}`)}), http.StatusBadRequest, "")
+			expect("unknown field", send(`{"zz_unknown":1}`, 0), http.StatusBadRequest, "zz_unknown")
+
+			s := doc.jsonBody(r.Method, openAPIPath(r.Path))
+			base, ok := bases[key]
+			if !ok {
+				t.Errorf("no valid body in validBodies")
+				return
+			}
+			for name, ps := range s.Properties {
+				if _, ok := base[name]; !ok && ps.Ref != "#/components/schemas/Rate" && !leftOut[key+" "+name] {
+					t.Errorf("validBodies has no %q, which openapi.json documents", name)
+				}
+				isPhone := ps.Ref == "#/components/schemas/PhoneNumber"
+				ps = doc.resolve(ps)
+				// decodeJSON names the field of a wrong type only when
+				// encoding/json does: not for types with their own
+				// UnmarshalJSON, such as time.Time.
+				field := name
+				if ps.Format == "date-time" {
+					field = ""
+				}
+				for _, v := range wrongTypes[ps.Type] {
+					expect(fmt.Sprintf("%s=%s", name, v), send(`{"`+name+`":`+v+`}`, 0), http.StatusBadRequest, field)
+				}
+				if !isPhone {
+					continue
+				}
+				for _, bad := range hostileNumbers {
+					body := map[string]any{}
+					for k, v := range base {
+						body[k] = v
+					}
+					body[name] = bad
+					expect(fmt.Sprintf("%s=%q", name, bad), env.call(r.Method, path, token, body), http.StatusBadRequest, name)
+				}
+			}
+		})
+	}
+}
+
+// TestSecurityHostileQueryNumbers sends hostile phone numbers in every
+// documented query parameter that takes one.
+func TestSecurityHostileQueryNumbers(t *testing.T) {
+	env := newFullEnv(t, nil)
+	doc := loadAPIDoc(t)
+	tn := env.newTenant("query")
+	n := 0
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			for _, p := range op.Parameters {
+				p = doc.param(p)
+				if p.In != "query" || p.Schema == nil || p.Schema.Ref != "#/components/schemas/PhoneNumber" {
+					continue
+				}
+				for _, bad := range hostileNumbers {
+					n++
+					ans := env.call(strings.ToUpper(method), path+"?"+p.Name+"="+url.QueryEscape(bad), tn.key, nil)
+					if ans.status != http.StatusBadRequest {
+						t.Errorf("%s %s?%s=%q: got %d, want 400: %.300s", method, path, p.Name, bad, ans.status, ans.body)
+						continue
+					}
+					if _, f := ans.errorCode(); f != p.Name {
+						t.Errorf("%s %s?%s=%q: field %q, want %q", method, path, p.Name, bad, f, p.Name)
+					}
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("openapi.json documents no query parameter that is a phone number")
+	}
+}
+
+// TestSecurityAPIKeys checks that API keys are shown once, stored only
+// as digests (no column of any table holds a key), work until revoked,
+// and are revoked at once by value or by id.
+func TestSecurityAPIKeys(t *testing.T) {
+	env := newFullEnv(t, nil)
+	tn := env.newTenant("keys")
+	other := env.newTenant("other")
+	second, _ := env.mustCall(http.StatusCreated, "POST", "/v1/admin/accounts/"+tn.id+"/keys", fullAdminToken, nil).json(t)["api_key"].(string)
+	if !strings.HasPrefix(second, "cbk_") || second == tn.key {
+		t.Fatalf("second key: %q", second)
+	}
+	env.createObjects(tn, 1) // fill the tables the key might leak into
+
+	// Not in any answer after creation.
+	for _, p := range []struct{ path, token string }{
+		{"/v1/admin/accounts/" + tn.id, fullAdminToken},
+		{"/v1/account", tn.key},
+	} {
+		if ans := env.mustCall(200, "GET", p.path, p.token, nil); bytes.Contains(ans.body, []byte(tn.key)) || bytes.Contains(ans.body, []byte(second)) {
+			t.Errorf("GET %s shows an API key: %s", p.path, ans.body)
+		}
+	}
+
+	// Not in any column of any table, in any encoding.
+	ctx := context.Background()
+	var cols []struct {
+		Schema string `db:"table_schema"`
+		Table  string `db:"table_name"`
+		Column string `db:"column_name"`
+	}
+	if err := env.db.SelectContext(ctx, &cols, `SELECT c.table_schema, c.table_name, c.column_name
+		FROM information_schema.columns c JOIN information_schema.tables t USING (table_schema, table_name)
+		WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND t.table_type = 'BASE TABLE'`); err != nil {
+		t.Fatal(err)
+	}
+	if len(cols) < 10 {
+		t.Fatalf("found only %d columns to search", len(cols))
+	}
+	var needles []string
+	for _, k := range []string{tn.key, second} {
+		secret := strings.TrimPrefix(k, "cbk_")
+		needles = append(needles, secret, secret[8:], hex.EncodeToString([]byte(k)), hex.EncodeToString([]byte(secret)))
+	}
+	for _, c := range cols {
+		q := fmt.Sprintf(`SELECT count(*) FROM %q.%q WHERE strpos(%q::text, $1) > 0`, c.Schema, c.Table, c.Column)
+		for _, n := range needles {
+			var hits int
+			if err := env.db.GetContext(ctx, &hits, q, n); err != nil {
+				t.Fatalf("%s.%s: %v", c.Table, c.Column, err)
+			}
+			if hits > 0 {
+				t.Errorf("%s.%s holds an API key in clear", c.Table, c.Column)
+			}
+		}
+	}
+
+	// Revocation by value, then by id; other keys and accounts unaffected.
+	env.mustCall(http.StatusNotFound, "DELETE", "/v1/admin/accounts/"+other.id+"/keys/"+tn.key, fullAdminToken, nil)
+	env.mustCall(http.StatusOK, "GET", "/v1/account", tn.key, nil)
+	env.mustCall(http.StatusNoContent, "DELETE", "/v1/admin/accounts/"+tn.id+"/keys/"+tn.key, fullAdminToken, nil)
+	env.mustCall(http.StatusUnauthorized, "GET", "/v1/account", tn.key, nil)
+	env.mustCall(http.StatusOK, "GET", "/v1/account", second, nil)
+	keys, err := postgres.NewAccountService(env.db).APIKeys(ctx, tn.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secondID string
+	for _, k := range keys {
+		if k.RevokedAt == nil {
+			secondID = k.ID
+		}
+		if strings.HasPrefix(second, k.Prefix) && len(k.Prefix) > 12 {
+			t.Errorf("stored prefix %q reveals too much of the key", k.Prefix)
+		}
+	}
+	env.mustCall(http.StatusNoContent, "DELETE", "/v1/admin/accounts/"+tn.id+"/keys/"+secondID, fullAdminToken, nil)
+	env.mustCall(http.StatusUnauthorized, "GET", "/v1/account", second, nil)
+	env.mustCall(http.StatusOK, "GET", "/v1/account", other.key, nil)
+}
+
+// TestSecurityAdminToken checks near-miss admin tokens are refused. That
+// the comparison takes constant time is checked by reading adminOnly and
+// adminOrAccount (crypto/subtle.ConstantTimeCompare, which leaks only the
+// length) and fsDialplan (digests compared with ConstantTimeCompare); a
+// timing test would be flaky on shared machines.
+func TestSecurityAdminToken(t *testing.T) {
+	env := newFullEnv(t, nil)
+	flip := func(i int) string {
+		b := []byte(fullAdminToken)
+		b[i] = map[bool]byte{true: 'Z', false: 'z'}[b[i] == 'z']
+		return string(b)
+	}
+	wrong := []string{
+		flip(0), flip(len(fullAdminToken) / 2), flip(len(fullAdminToken) - 1),
+		strings.Repeat("x", len(fullAdminToken)),
+		fullAdminToken[:len(fullAdminToken)-1], fullAdminToken + "x", " " + fullAdminToken + "x",
+		strings.ToUpper(fullAdminToken),
+	}
+	for _, tok := range wrong {
+		for _, p := range []struct{ method, path string }{
+			{"POST", "/v1/admin/accounts"}, {"GET", "/metrics"}, {"GET", "/v1/rate-decks"},
+		} {
+			if ans := env.call(p.method, p.path, tok, `{"name":"x"}`); ans.status != http.StatusUnauthorized {
+				t.Errorf("%s %s with token %q: got %d, want 401", p.method, p.path, tok, ans.status)
+			}
+		}
+	}
+	env.mustCall(http.StatusCreated, "POST", "/v1/admin/accounts", fullAdminToken, `{"name":"x"}`)
+	env.mustCall(http.StatusOK, "GET", "/metrics", fullAdminToken, nil)
+	env.mustCall(http.StatusOK, "GET", "/v1/rate-decks", fullAdminToken, nil)
+
+	// With no token configured the admin API is closed, even to an empty
+	// bearer.
+	closed := newFullEnv(t, func(s *Server) { s.AdminToken = "" })
+	for _, tok := range []string{"", " ", fullAdminToken} {
+		if ans := closed.call("POST", "/v1/admin/accounts", tok, `{"name":"x"}`); ans.status != http.StatusUnauthorized {
+			t.Errorf("no admin token configured, token %q: got %d, want 401", tok, ans.status)
+		}
+	}
+}
+
+// TestSecuritySecretsNotLogged runs requests carrying API keys (valid,
+// revoked, near-miss, in the path and the query), the admin token and the
+// dialplan credential through a server logging at debug level, and
+// checks that none of them reaches the log.
+func TestSecuritySecretsNotLogged(t *testing.T) {
+	env := newFullEnv(t, nil)
+	tn := env.newTenant("logs")
+	spare := env.newTenant("spare")
+	o := env.createObjects(tn, 1)
+	nearMiss := tn.key[:len(tn.key)-1] + "x"
+	basicAuth := base64.StdEncoding.EncodeToString([]byte(fullDialplanUser + ":" + fullDialplanPass))
+	wrongAdmin := fullAdminToken[:len(fullAdminToken)-1] + "x"
+
+	requests := []request{
+		{method: "GET", path: "/v1/account", auth: "Bearer " + tn.key},
+		{method: "GET", path: "/v1/account?api_key=" + url.QueryEscape(tn.key), auth: "Bearer " + tn.key},
+		{method: "GET", path: "/v1/account", auth: "Bearer " + nearMiss},
+		{method: "GET", path: "/v1/bindings/" + o.binding, auth: "Bearer " + tn.key},
+		{method: "POST", path: "/v1/callbacks", auth: "Bearer " + tn.key, contentType: "application/json",
+			body: strings.NewReader(`{"a":"+4930111222","b":"` + tn.key + `"}`)},
+		{method: "POST", path: "/v1/admin/accounts", auth: "Bearer " + fullAdminToken, contentType: "application/json", body: strings.NewReader(`{"name":"x"}`)},
+		{method: "POST", path: "/v1/admin/accounts", auth: "Bearer " + wrongAdmin, contentType: "application/json", body: strings.NewReader(`{"name":"x"}`)},
+		{method: "GET", path: "/metrics", auth: "Bearer " + fullAdminToken},
+		{method: "POST", path: "/fs/dialplan", auth: "Basic " + basicAuth, contentType: "application/x-www-form-urlencoded",
+			body: strings.NewReader("section=dialplan&Caller-Destination-Number=" + o.number + "&Caller-Caller-ID-Number=4930123456&Hunt-Destination-Number=" + o.number)},
+		{method: "POST", path: "/fs/dialplan", auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(fullDialplanUser+":"+fullDialplanPass+"x")),
+			contentType: "application/x-www-form-urlencoded", body: strings.NewReader("section=dialplan")},
+		{method: "DELETE", path: "/v1/admin/accounts/" + spare.id + "/keys/" + spare.key, auth: "Bearer " + fullAdminToken},
+		{method: "GET", path: "/v1/account", auth: "Bearer " + spare.key},
+	}
+	for _, r := range requests {
+		env.send(r)
+	}
+	logs := env.logs.String()
+	if got := strings.Count(logs, `"msg":"http request"`); got < len(requests) {
+		t.Fatalf("the log has %d request lines for %d requests; is it capturing? %.500s", got, len(requests), logs)
+	}
+	for name, secret := range map[string]string{
+		"API key": tn.key, "API key body": strings.TrimPrefix(tn.key, "cbk_"), "near-miss key": nearMiss,
+		"revoked key": spare.key, "admin token": fullAdminToken, "wrong admin token": wrongAdmin,
+		"dialplan password": fullDialplanPass, "basic credential": basicAuth,
+	} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log contains the %s", name)
+		}
+	}
+}
+
+// TestSecurityRateLimit checks the per-key limit: a burst, then 429 with
+// Retry-After and the JSON error shape; each key has its own bucket,
+// shared by every /v1 route; requests without a valid key are refused
+// before they can use any bucket.
+func TestSecurityRateLimit(t *testing.T) {
+	env := newFullEnv(t, func(s *Server) { s.RateLimit = RateLimit{PerSecond: 0.01, Burst: 3} })
+	doc := loadAPIDoc(t)
+	a := env.newTenant("a")
+	b := env.newTenant("b")
+	second, _ := env.mustCall(http.StatusCreated, "POST", "/v1/admin/accounts/"+a.id+"/keys", fullAdminToken, nil).json(t)["api_key"].(string)
+
+	for i := range 3 {
+		if ans := env.call("GET", "/v1/account", a.key, nil); ans.status != http.StatusOK {
+			t.Fatalf("request %d of the burst: got %d", i+1, ans.status)
+		}
+	}
+	for _, p := range []string{"/v1/account", "/v1/rate-decks", "/v1/bindings"} {
+		ans := env.call("GET", p, a.key, nil)
+		if ans.status != http.StatusTooManyRequests {
+			t.Errorf("%s past the burst: got %d, want 429", p, ans.status)
+			continue
+		}
+		if code, _ := ans.errorCode(); code != "rate_limited" {
+			t.Errorf("%s: error code %q, want rate_limited", p, code)
+		}
+		if s, err := strconv.Atoi(ans.header.Get("Retry-After")); err != nil || s < 1 || s > 100 {
+			t.Errorf("%s: Retry-After %q, want 1 to 100 seconds", p, ans.header.Get("Retry-After"))
+		}
+		doc.checkAnswer(t, "GET", p, ans)
+	}
+	for _, k := range []string{second, b.key} {
+		env.mustCall(http.StatusOK, "GET", "/v1/account", k, nil)
+	}
+	for _, auth := range []string{"", "cbk_wrong"} {
+		env.mustCall(http.StatusUnauthorized, "GET", "/v1/account", auth, nil)
+	}
+	for range 5 {
+		env.mustCall(http.StatusOK, "GET", "/v1/admin/accounts/"+a.id, fullAdminToken, nil)
+	}
+}
