@@ -20,6 +20,8 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/rating"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // CDRStore is what the CDR pipeline needs of the database
@@ -39,14 +41,39 @@ type CDRStore interface {
 	OverdueChannels(ctx context.Context, now time.Time, defaultMax, grace time.Duration, limit int) ([]*callbridge.LiveChannel, error)
 }
 
-// DeckSource finds the rate decks CDRs are priced with.
+// DeckSource finds the rate decks CDRs are priced with: the deck in force
+// at a time.
 type DeckSource interface {
-	// SellDeck returns the deck an account is charged by. ENOTFOUND when
-	// the account has none.
-	SellDeck(ctx context.Context, accountID string) (*rating.Deck, error)
-	// BuyDeck returns the deck of a carrier gateway. ENOTFOUND when the
-	// gateway has none.
-	BuyDeck(ctx context.Context, gateway string) (*rating.Deck, error)
+	// SellDeck returns the deck an account is charged by at a time.
+	// ENOTFOUND when the account has none in force.
+	SellDeck(ctx context.Context, accountID string, at time.Time) (*rating.Deck, error)
+	// BuyDeck returns the deck of a carrier gateway at a time. ENOTFOUND
+	// when the gateway has none in force.
+	BuyDeck(ctx context.Context, gateway string, at time.Time) (*rating.Deck, error)
+}
+
+// DeckStore is the rate-deck store's lookup of compiled decks
+// (*postgres.DB).
+type DeckStore interface {
+	AccountDeck(ctx context.Context, accountID string, at time.Time, cache *rating.Cache) (*rating.Deck, error)
+	GatewayDeck(ctx context.Context, gateway string, at time.Time, cache *rating.Cache) (*rating.Deck, error)
+}
+
+// StoreDecks makes a DeckSource of a DeckStore, compiling each deck
+// version once.
+func StoreDecks(s DeckStore) DeckSource { return storeDecks{s: s, cache: &rating.Cache{}} }
+
+type storeDecks struct {
+	s     DeckStore
+	cache *rating.Cache
+}
+
+func (d storeDecks) SellDeck(ctx context.Context, accountID string, at time.Time) (*rating.Deck, error) {
+	return d.s.AccountDeck(ctx, accountID, at, d.cache)
+}
+
+func (d storeDecks) BuyDeck(ctx context.Context, gateway string, at time.Time) (*rating.Deck, error) {
+	return d.s.GatewayDeck(ctx, gateway, at, d.cache)
 }
 
 // Pricer prices CDRs with the account's sell deck and the gateway's buy
@@ -94,22 +121,26 @@ func (p *Pricer) Stats() PricerStats {
 	return p.counts
 }
 
-func (p *Pricer) deck(ctx context.Context, kind, key string) (*rating.Deck, error) {
+// deck returns the deck of an account ("sell") or gateway ("buy") in
+// force at at. A cached deck serves calls from its EffectiveFrom on for
+// ttl: a deck that takes over later is used within ttl of its start, and
+// calls priced in between by the old one are corrected by re-rating.
+func (p *Pricer) deck(ctx context.Context, kind, key string, at time.Time) (*rating.Deck, error) {
 	ck := kind + "\x00" + key
 	if p.ttl > 0 {
 		p.mu.Lock()
 		e, ok := p.cache[ck]
 		p.mu.Unlock()
-		if ok && p.now().Sub(e.fetched) < p.ttl {
+		if ok && p.now().Sub(e.fetched) < p.ttl && (e.deck == nil || !at.Before(e.deck.Info().EffectiveFrom)) {
 			return e.deck, nil
 		}
 	}
 	var d *rating.Deck
 	var err error
 	if kind == "sell" {
-		d, err = p.decks.SellDeck(ctx, key)
+		d, err = p.decks.SellDeck(ctx, key, at)
 	} else {
-		d, err = p.decks.BuyDeck(ctx, key)
+		d, err = p.decks.BuyDeck(ctx, key, at)
 	}
 	switch callbridge.ErrorCode(err) {
 	case "":
@@ -150,7 +181,7 @@ func (p *Pricer) Price(ctx context.Context, c *callbridge.CDR) error {
 	}
 	valid := u.Number.Validate() == nil
 	if c.AccountID != "" {
-		d, err := p.deck(ctx, "sell", c.AccountID)
+		d, err := p.deck(ctx, "sell", c.AccountID, u.Start)
 		if err != nil {
 			return fmt.Errorf("controller: sell deck of account %s: %w", c.AccountID, err)
 		}
@@ -166,7 +197,7 @@ func (p *Pricer) Price(ctx context.Context, c *callbridge.CDR) error {
 		p.count(c, c.Flags&(callbridge.CDRUnrated|callbridge.CDRUnratedDefault))
 	}
 	if c.Gateway != "" {
-		d, err := p.deck(ctx, "buy", c.Gateway)
+		d, err := p.deck(ctx, "buy", c.Gateway, u.Start)
 		if err != nil {
 			return fmt.Errorf("controller: buy deck of gateway %s: %w", c.Gateway, err)
 		}
@@ -403,6 +434,39 @@ func (p *CDRPipeline) Stats() CDRStats {
 		Hangups: p.hangups.Load(), Spooled: p.spooled.Load(), Inserted: p.inserted.Load(),
 		Duplicates: p.duplicates.Load(), DeadLetters: p.dead.Load(), Estimated: p.estimated.Load(),
 		QueuedBatches: p.queue.len(), Unavailable: p.unavailable.Load(), Overflows: p.overflows.Load(),
+	}
+}
+
+// Collectors returns the pipeline's Prometheus metrics, for the caller to
+// register: hangups received, CDRs inserted and duplicate, records
+// spooled and dead-lettered (alert on any), estimated CDRs, legs priced by
+// a default rate or left unrated, the spool's depth and whether the
+// database is unavailable.
+func (p *CDRPipeline) Collectors() []prometheus.Collector {
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	load := func(v *atomic.Int64) func() float64 { return func() float64 { return float64(v.Load()) } }
+	return []prometheus.Collector{
+		counter("callbridge_cdr_hangups_total", "CHANNEL_HANGUP_COMPLETE events received.", load(&p.hangups)),
+		counter("callbridge_cdr_inserted_total", "CDRs stored.", load(&p.inserted)),
+		counter("callbridge_cdr_duplicates_total", "CDRs already stored (redelivery, replay, other controllers).", load(&p.duplicates)),
+		counter("callbridge_cdr_spooled_records_total", "Records written to the fsync'ed spool.", load(&p.spooled)),
+		counter("callbridge_cdr_dead_letters_total", "Records dead-lettered; any is an alert.", load(&p.dead)),
+		counter("callbridge_cdr_estimated_total", "CDRs estimated for legs whose hangup never arrived.", load(&p.estimated)),
+		counter("callbridge_cdr_subscription_overflows_total", "Event subscriptions lost to a full queue.", load(&p.overflows)),
+		counter("callbridge_cdr_unrated_default_total", "Legs priced by a deck's default rate.", func() float64 { return float64(p.cfg.Pricer.Stats().UnratedDefault) }),
+		counter("callbridge_cdr_unrated_total", "Legs of an account no rate priced.", func() float64 { return float64(p.cfg.Pricer.Stats().Unrated) }),
+		gauge("callbridge_cdr_spool_batches", "Batches waiting for the database.", func() float64 { return float64(p.queue.len()) }),
+		gauge("callbridge_cdr_database_unavailable", "1 while CDR batches cannot reach the database.", func() float64 {
+			if p.unavailable.Load() {
+				return 1
+			}
+			return 0
+		}),
 	}
 }
 

@@ -201,7 +201,11 @@ func TestParseHangupAttribution(t *testing.T) {
 	}
 
 	// An event without a Unique-ID cannot make a CDR.
-	delete(h, "Unique-Id")
+	for k := range h {
+		if strings.EqualFold(k, "Unique-ID") {
+			delete(h, k)
+		}
+	}
 	if _, err := parseHangup(esl.NewEvent("fs2", h, "")); err == nil {
 		t.Error("event without Unique-ID parsed")
 	}
@@ -230,18 +234,18 @@ func FuzzParseHangup(f *testing.F) {
 
 // cdrDeckFuncs is a DeckSource of func fields.
 type cdrDeckFuncs struct {
-	sell func(ctx context.Context, accountID string) (*rating.Deck, error)
-	buy  func(ctx context.Context, gateway string) (*rating.Deck, error)
+	sell func(ctx context.Context, accountID string, at time.Time) (*rating.Deck, error)
+	buy  func(ctx context.Context, gateway string, at time.Time) (*rating.Deck, error)
 }
 
 var _ DeckSource = cdrDeckFuncs{}
 
-func (d cdrDeckFuncs) SellDeck(ctx context.Context, accountID string) (*rating.Deck, error) {
-	return d.sell(ctx, accountID)
+func (d cdrDeckFuncs) SellDeck(ctx context.Context, accountID string, at time.Time) (*rating.Deck, error) {
+	return d.sell(ctx, accountID, at)
 }
 
-func (d cdrDeckFuncs) BuyDeck(ctx context.Context, gateway string) (*rating.Deck, error) {
-	return d.buy(ctx, gateway)
+func (d cdrDeckFuncs) BuyDeck(ctx context.Context, gateway string, at time.Time) (*rating.Deck, error) {
+	return d.buy(ctx, gateway, at)
 }
 
 // cdrTestDecks prices calls to 49... for account acc at 0.12/min billed per
@@ -262,13 +266,13 @@ func cdrTestDecks(tb testing.TB, acc string) DeckSource {
 		tb.Fatal(err)
 	}
 	return cdrDeckFuncs{
-		sell: func(_ context.Context, a string) (*rating.Deck, error) {
+		sell: func(_ context.Context, a string, _ time.Time) (*rating.Deck, error) {
 			if a == acc {
 				return sell, nil
 			}
 			return nil, callbridge.Errorf(callbridge.ENOTFOUND, "no deck")
 		},
-		buy: func(_ context.Context, gw string) (*rating.Deck, error) {
+		buy: func(_ context.Context, gw string, _ time.Time) (*rating.Deck, error) {
 			if gw == "carrier" {
 				return buy, nil
 			}
@@ -324,7 +328,7 @@ func TestPricer(t *testing.T) {
 	if s := p.Stats(); s.UnratedDefault != 1 || s.Unrated != 2 {
 		t.Errorf("stats %+v, want 1 unrated_default and 2 unrated", s)
 	}
-	unavailable := NewPricer(cdrDeckFuncs{sell: func(context.Context, string) (*rating.Deck, error) {
+	unavailable := NewPricer(cdrDeckFuncs{sell: func(context.Context, string, time.Time) (*rating.Deck, error) {
 		return nil, callbridge.Errorf(callbridge.EUNAVAILABLE, "down")
 	}}, 0, nil)
 	if err := unavailable.Price(context.Background(), mk(acc, "4930123", "", 1000, true)); callbridge.ErrorCode(err) != callbridge.EUNAVAILABLE {

@@ -49,6 +49,9 @@ func (s *Server) routes(e *gin.Engine) {
 	}
 
 	// cdrs
+	if s.CDRs != nil {
+		v1.GET("/cdrs", listCDRs(s.CDRs, s.CDRNumberRules))
+	}
 
 	// billing
 	if s.Billing != nil {

@@ -65,6 +65,12 @@ type Server struct {
 
 	// cdrs
 
+	// CDRs lists the account's CDRs (GET /v1/cdrs, JSON or CSV); nil
+	// leaves the route out.
+	CDRs callbridge.CDRService
+	// CDRNumberRules normalise the number filter of GET /v1/cdrs.
+	CDRNumberRules callbridge.NumberRules
+
 	// billing
 
 	// Billing serves usage reports, invoices, balances, top-ups and job

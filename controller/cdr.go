@@ -1,0 +1,182 @@
+package controller
+
+import (
+	"encoding/csv"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"callbridge"
+
+	"github.com/gin-gonic/gin"
+)
+
+// cdrCSVColumns are the columns of the CSV export, in order.
+var cdrCSVColumns = []string{
+	"uuid", "other_uuid", "leg", "callback_id", "binding_id", "direction", "caller", "callee", "presented",
+	"gateway", "node", "start_at", "answer_at", "end_at", "duration_ms", "bill_ms", "hangup_cause", "q850",
+	"disposition", "sell", "sell_currency", "sell_deck_id", "sell_deck_version", "buy", "buy_currency", "flags",
+}
+
+// cdrFilter reads the query of GET /v1/cdrs: from and to (RFC 3339, on the
+// start time, to exclusive), number (caller, callee or presented),
+// binding_id, callback_id, cursor and limit.
+func cdrFilter(c *gin.Context, rules callbridge.NumberRules) (callbridge.CDRFilter, error) {
+	f := callbridge.CDRFilter{BindingID: c.Query("binding_id"), CallbackID: c.Query("callback_id"), Cursor: c.Query("cursor")}
+	for _, q := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &f.From}, {"to", &f.To}} {
+		if s := c.Query(q.name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return f, callbridge.FieldError(q.name, "must be an RFC 3339 time")
+			}
+			*q.dst = t.UTC()
+		}
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		return f, callbridge.FieldError("to", "must be after from")
+	}
+	if s := c.Query("number"); s != "" {
+		n, err := rules.Parse(s)
+		if err != nil {
+			return f, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err))
+		}
+		f.Number = string(n)
+	}
+	if s := c.Query("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return f, callbridge.FieldError("limit", "must be 1 to 1000")
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+// listCDRs answers GET /v1/cdrs with the account's CDRs, oldest first: a
+// page of JSON with the next page's cursor, or, when the client accepts
+// text/csv and not JSON, every CDR the filter selects as one CSV stream
+// (from the cursor on, if one is given).
+func listCDRs(cdrs callbridge.CDRService, rules callbridge.NumberRules) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		f, err := cdrFilter(c, rules)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		acc := account(c).ID
+		if cdrWantsCSV(c.GetHeader("Accept")) {
+			exportCDRs(c, cdrs, acc, f)
+			return
+		}
+		list, next, err := cdrs.CDRs(c.Request.Context(), acc, f)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		if list == nil {
+			list = []*callbridge.CDR{}
+		}
+		c.JSON(http.StatusOK, gin.H{"cdrs": list, "next_cursor": next})
+	}
+}
+
+// cdrWantsCSV reports whether an Accept header asks for text/csv rather than
+// JSON.
+func cdrWantsCSV(accept string) bool {
+	csvQ, jsonQ := -1.0, -1.0
+	for _, part := range strings.Split(accept, ",") {
+		typ, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		if v, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				q = f
+			}
+		}
+		switch strings.ToLower(strings.TrimSpace(typ)) {
+		case "text/csv":
+			csvQ = max(csvQ, q)
+		case "application/json", "*/*", "application/*":
+			jsonQ = max(jsonQ, q)
+		}
+	}
+	return csvQ > 0 && csvQ >= jsonQ
+}
+
+// exportCDRs streams every selected CDR as CSV, page by page. Once the
+// first row is written an error can only end the stream early; it is
+// logged by the caller's request log as an aborted response.
+func exportCDRs(c *gin.Context, cdrs callbridge.CDRService, acc string, f callbridge.CDRFilter) {
+	f.Limit = 1000
+	list, next, err := cdrs.CDRs(c.Request.Context(), acc, f)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.Header("Content-Type", "text/csv; charset=utf-8")
+	c.Header("Content-Disposition", `attachment; filename="cdrs.csv"`)
+	c.Status(http.StatusOK)
+	w := csv.NewWriter(c.Writer)
+	w.Write(cdrCSVColumns)
+	for {
+		for _, r := range list {
+			w.Write(cdrCSVRow(r))
+		}
+		w.Flush()
+		if next == "" || w.Error() != nil {
+			return
+		}
+		f.Cursor = next
+		if list, next, err = cdrs.CDRs(c.Request.Context(), acc, f); err != nil {
+			c.Error(err)
+			return
+		}
+	}
+}
+
+func cdrCSVRow(r *callbridge.CDR) []string {
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+	}
+	i := func(v int64) string { return strconv.FormatInt(v, 10) }
+	return []string{
+		r.UUID, r.OtherUUID, r.Leg, r.CallbackID, r.BindingID, r.Direction, cdrCSVSafe(r.Caller), cdrCSVSafe(r.Callee),
+		cdrCSVSafe(r.Presented), cdrCSVSafe(r.Gateway), cdrCSVSafe(r.Node), ts(r.StartAt), ts(r.AnswerAt), ts(r.EndAt),
+		i(r.DurationMS), i(r.BillMS), r.HangupCause, strconv.Itoa(r.Q850), r.Disposition,
+		cdrMoney(r.Sell), r.SellCurrency, r.SellDeckID, i(r.SellDeckVersion), cdrMoney(r.Buy), r.BuyCurrency, r.Flags.String(),
+	}
+}
+
+// cdrMoney writes micro-units as a decimal amount with six decimals.
+func cdrMoney(m int64) string {
+	neg := m < 0
+	if neg {
+		m = -m
+	}
+	s := strconv.FormatInt(m/1_000_000, 10) + "." + cdrLeftPad(strconv.FormatInt(m%1_000_000, 10), 6)
+	if neg {
+		return "-" + s
+	}
+	return s
+}
+
+func cdrLeftPad(s string, n int) string {
+	if len(s) >= n {
+		return s
+	}
+	return strings.Repeat("0", n-len(s)) + s
+}
+
+// cdrCSVSafe defuses values a spreadsheet would run as a formula.
+func cdrCSVSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
