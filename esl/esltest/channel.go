@@ -143,12 +143,14 @@ type channel struct {
 	appUUID     string
 
 	other     *channel // bridged or originating partner
+	otherProf *profile // originator's profile as cloned at originate (B legs)
 	otherType string   // "originator" or "originatee"
 	role      string   // "originator" (holds the bridge) or "originatee"
 
 	destNumber string // the number the far end is simulated for
 	rule       Rule
 	shadow     bool // only a CHANNEL_DESTROY was emitted (invalid profile)
+	bare       bool // no caller profile yet (CS_NEW of an inbound leg)
 
 	killCh   chan struct{}
 	killed   bool
@@ -244,13 +246,15 @@ func (ch *channel) appendChannelData(e *event) {
 		e.add("Channel-Write-Codec-Rate", "8000")
 		e.add("Channel-Write-Codec-Bit-Rate", "64000")
 	}
-	if ch.shadow {
-		// A channel that never got a caller profile (invalid profile).
-	} else {
+	if !ch.shadow && !ch.bare {
 		ch.prof.appendTo(e, "Caller-", ch, true)
 		if ch.other != nil && ch.otherType != "" {
 			e.add("Other-Type", ch.otherType)
-			ch.other.prof.appendTo(e, "Other-Leg-", ch.other, false)
+			p := &ch.other.prof
+			if ch.otherProf != nil {
+				p = ch.otherProf
+			}
+			p.appendTo(e, "Other-Leg-", ch.other, false)
 		}
 	}
 	if withVars[e.name] {

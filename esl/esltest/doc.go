@@ -45,7 +45,8 @@
 //	...480  rings until the originate or bridge timeout: NO_ANSWER
 //	...404  UNALLOCATED_NUMBER
 //	...603  CALL_REJECTED
-//	...183  early media for 1 s (originate returns +OK already then), then answers
+//	...183  early media for 1 s (originate returns +OK already then), then
+//	        answers and hangs up itself after 3 s of talk
 //	other   rings 1 s, answers, and hangs up itself after 3 s of talk
 //	        (NORMAL_CLEARING, sip_hangup_disposition recv_bye)
 //

@@ -105,8 +105,9 @@ func (s *Server) startInbound(caller, dest string) (string, error) {
 	if n := s.liveCountLocked(); n > s.peak {
 		s.peak = n
 	}
-	ch.running, ch.stateNum = "CS_NEW", 0
+	ch.running, ch.stateNum, ch.bare = "CS_NEW", 0, true
 	s.emitLocked(ch, "CHANNEL_STATE", "switch_channel.c", "switch_channel_perform_set_running_state", 2408, nil, nil)
+	ch.bare = false
 	s.codecLocked(ch)
 	s.stateLocked(ch, "CS_INIT")
 	ch.stateNum = 2

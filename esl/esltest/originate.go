@@ -269,7 +269,7 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 		return nil, "-ERR INVALID_PROFILE\n"
 	}
 	ch.name = ep.channelName()
-	cidName, cidNum := "FreeSWITCH", "0000000000"
+	cidName, cidNum := "", "0000000000"
 	if parent != nil {
 		cidName, cidNum = parent.prof.cidName, parent.prof.cidNumber
 	}
@@ -329,6 +329,11 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 	}
 	if parent != nil {
 		ch.other, ch.otherType = parent, "originator"
+		snap := parent.prof
+		ch.otherProf = &snap
+		// The B leg's caller profile is cloned from the originator's.
+		ch.prof.username, ch.prof.dialplan = parent.prof.username, parent.prof.dialplan
+		ch.prof.networkAddr = parent.prof.networkAddr
 	}
 	s.chans[id] = ch
 	if n := s.liveCountLocked(); n > s.peak {
@@ -488,6 +493,7 @@ func (s *Server) closing() bool { return s.ctx.Err() != nil }
 
 // failLocked marks the leg for hangup with the far end's refusal.
 func (s *Server) failLocked(ch *channel, cause, disposition string) {
+	ch.prof.networkAddr = "127.0.0.1" // the refusal came from the far end
 	s.requestHangupLocked(ch, cause, disposition)
 }
 
@@ -577,8 +583,10 @@ func (s *Server) runOutbound(ch *channel, ep *endpoint, app *application, result
 		case OutcomeAnswer:
 			s.answerLocked(ch)
 			if !appStarted {
-				ch.hitDialplan = true
-				s.emitLocked(ch, "CALL_UPDATE", "switch_channel.c", "switch_channel_flip_cid", 3277, []header{{"Direction", "RECV"}}, nil)
+				if app != nil {
+					ch.hitDialplan = true
+					s.emitLocked(ch, "CALL_UPDATE", "switch_channel.c", "switch_channel_flip_cid", 3277, []header{{"Direction", "RECV"}}, nil)
+				}
 				startApp()
 			}
 			return true
@@ -863,6 +871,7 @@ func (s *Server) runBridgeApp(a *channel, data string) (bool, string) {
 		}
 		return false, "NORMAL_CLEARING"
 	}
+	a.prof.calleeName, a.prof.calleeNumber = b.prof.calleeName, b.prof.destination
 	if a.progress.IsZero() && a.direction == "inbound" {
 		a.progress = s.clk.now()
 		s.emitLocked(a, "CHANNEL_PROGRESS", "switch_channel.c", "switch_channel_perform_mark_ring_ready_value", 3505, nil, nil)

@@ -104,7 +104,7 @@ func DefaultRule(number string) Rule {
 	case strings.HasSuffix(number, "603"):
 		return Rule{Outcome: OutcomeRejected}
 	case strings.HasSuffix(number, "183"):
-		return Rule{EarlyMediaMS: 1000, Outcome: OutcomeAnswer}
+		return Rule{EarlyMediaMS: 1000, Outcome: OutcomeAnswer, TalkMS: 3000}
 	}
 	return Rule{RingMS: 1000, Outcome: OutcomeAnswer, TalkMS: 3000}
 }
