@@ -310,8 +310,12 @@ func TestInboundStreamMatchesFixture(t *testing.T) {
 	legOf := func(direction string) func(parsedEvent) bool {
 		return func(pe parsedEvent) bool { return pe.get("Call-Direction") == direction }
 	}
-	t.Run("a", func(t *testing.T) { compareStream(t, got, "83-stream-inbound-xml_curl-bridge.plain.stream.txt", legOf("inbound")) })
-	t.Run("b", func(t *testing.T) { compareStream(t, got, "83-stream-inbound-xml_curl-bridge.plain.stream.txt", legOf("outbound")) })
+	t.Run("a", func(t *testing.T) {
+		compareStream(t, got, "83-stream-inbound-xml_curl-bridge.plain.stream.txt", legOf("inbound"))
+	})
+	t.Run("b", func(t *testing.T) {
+		compareStream(t, got, "83-stream-inbound-xml_curl-bridge.plain.stream.txt", legOf("outbound"))
+	})
 }
 
 func TestLoadScriptFromFile(t *testing.T) {
