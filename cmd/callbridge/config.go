@@ -84,6 +84,11 @@ type Config struct {
 	// CountryCode turns national numbers ("0301234567") into E.164
 	// (CALLBRIDGE_COUNTRY_CODE; empty accepts international forms only).
 	CountryCode string
+	// RateLimit is the requests per second each API key may make on /v1,
+	// and RateBurst how many it may make at once (CALLBRIDGE_RATE_LIMIT,
+	// "50/100": the rate, then the burst; "0" turns the limit off).
+	RateLimit float64
+	RateBurst int
 }
 
 // setting is one configuration knob: its flag name, environment variable,
@@ -128,7 +133,26 @@ func settings() []setting {
 		{"ring-timeout", "CALLBRIDGE_RING_TIMEOUT", "30s", "how long a binding call's target may ring", durationSetter(func(c *Config, d time.Duration) { c.RingTimeout = d })},
 		{"record-dir", "CALLBRIDGE_RECORD_DIR", "/var/lib/freeswitch/recordings/callbridge", "recordings directory on the FreeSWITCH host", func(c *Config, v string) error { c.RecordDir = v; return nil }},
 		{"country-code", "CALLBRIDGE_COUNTRY_CODE", "", "country code for national number forms", func(c *Config, v string) error { c.CountryCode = v; return nil }},
+		{"rate-limit", "CALLBRIDGE_RATE_LIMIT", "50/100", "requests per second per API key, then the burst (0 disables)", parseRateLimit},
 	}
+}
+
+// parseRateLimit reads "RATE/BURST" or "RATE" (the burst is then twice
+// the rate, at least 1).
+func parseRateLimit(c *Config, v string) error {
+	r, b, hasBurst := strings.Cut(v, "/")
+	rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+	if err != nil || rate < 0 || rate > 1e6 {
+		return fmt.Errorf("%q: want requests per second (0 to 1000000), optionally /burst", v)
+	}
+	burst := max(int(2*rate), 1)
+	if hasBurst {
+		if burst, err = strconv.Atoi(strings.TrimSpace(b)); err != nil || burst < 1 || burst > 1000000 {
+			return fmt.Errorf("%q: the burst must be 1 to 1000000", v)
+		}
+	}
+	c.RateLimit, c.RateBurst = rate, burst
+	return nil
 }
 
 func intSetter(f func(*Config, int)) func(*Config, string) error {

@@ -71,6 +71,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		AdminToken:           cfg.AdminToken,
 		DB:                   db,
 		Draining:             draining.Load,
+		// security
+		RateLimit: controller.RateLimit{PerSecond: cfg.RateLimit, Burst: cfg.RateBurst},
 	}
 
 	// esl: one client per node; they stay connected while calls drain and
