@@ -243,6 +243,7 @@ func routeKeys(routes gin.RoutesInfo) []string {
 // server registers is documented, and every documented operation is
 // registered.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
+	t.Parallel()
 	env := newFullEnv(t, nil)
 	d := loadAPIDoc(t)
 	registered := map[string]bool{}
@@ -269,6 +270,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 // every credentialed route documents its 401 (and JSON bodies their
 // 400 and 413).
 func TestOpenAPIDocument(t *testing.T) {
+	t.Parallel()
 	d := loadAPIDoc(t)
 	if !strings.HasPrefix(d.OpenAPI, "3.0.") {
 		t.Errorf("openapi: got %q, want 3.0.x", d.OpenAPI)
@@ -389,6 +391,7 @@ func refResolves(doc any, ref string) bool {
 // TestOpenAPIServed checks /openapi.json is served without a credential
 // and is the embedded document.
 func TestOpenAPIServed(t *testing.T) {
+	t.Parallel()
 	env := newFullEnv(t, nil)
 	a := env.call("GET", "/openapi.json", "", nil)
 	if a.status != http.StatusOK {

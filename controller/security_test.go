@@ -125,6 +125,7 @@ func (o tenantObjects) pathFor(route string) (string, bool) {
 // wrong-scheme and revoked credentials and expects 401 with the JSON
 // error shape; only /healthz, /readyz and /openapi.json are open.
 func TestSecurityAuthentication(t *testing.T) {
+	t.Parallel()
 	env := newFullEnv(t, nil)
 	doc := loadAPIDoc(t)
 	good := env.newTenant("good")
@@ -209,6 +210,7 @@ func TestSecurityAuthentication(t *testing.T) {
 // names an object: B gets 404 (never data, never 403), A's objects are
 // unchanged, and no list or lookup B can make shows A's objects.
 func TestSecurityTenantIsolation(t *testing.T) {
+	t.Parallel()
 	env := newFullEnv(t, nil)
 	doc := loadAPIDoc(t)
 	a := env.createObjects(env.newTenant("a"), 1)
@@ -418,6 +420,7 @@ var leftOut = map[string]bool{
 // (400, naming the field). Fields come from openapi.json, so a documented
 // field is a tested field.
 func TestSecurityInputHardening(t *testing.T) {
+	t.Parallel()
 	env := newFullEnv(t, func(s *Server) { s.MaxBodyBytes = 64 << 10 })
 	doc := loadAPIDoc(t)
 	tn := env.newTenant("hardening")
@@ -533,6 +536,7 @@ func TestSecurityInputHardening(t *testing.T) {
 // TestSecurityHostileQueryNumbers sends hostile phone numbers in every
 // documented query parameter that takes one.
 func TestSecurityHostileQueryNumbers(t *testing.T) {
+	t.Parallel()
 	env := newFullEnv(t, nil)
 	doc := loadAPIDoc(t)
 	tn := env.newTenant("query")
@@ -567,6 +571,7 @@ func TestSecurityHostileQueryNumbers(t *testing.T) {
 // as digests (no column of any table holds a key), work until revoked,
 // and are revoked at once by value or by id.
 func TestSecurityAPIKeys(t *testing.T) {
+	t.Parallel()
 	env := newFullEnv(t, nil)
 	tn := env.newTenant("keys")
 	other := env.newTenant("other")
@@ -649,6 +654,7 @@ func TestSecurityAPIKeys(t *testing.T) {
 // length) and fsDialplan (digests compared with ConstantTimeCompare); a
 // timing test would be flaky on shared machines.
 func TestSecurityAdminToken(t *testing.T) {
+	t.Parallel()
 	env := newFullEnv(t, nil)
 	flip := func(i int) string {
 		b := []byte(fullAdminToken)
@@ -689,6 +695,7 @@ func TestSecurityAdminToken(t *testing.T) {
 // dialplan credential through a server logging at debug level, and
 // checks that none of them reaches the log.
 func TestSecuritySecretsNotLogged(t *testing.T) {
+	t.Parallel()
 	env := newFullEnv(t, nil)
 	tn := env.newTenant("logs")
 	spare := env.newTenant("spare")
@@ -737,6 +744,7 @@ func TestSecuritySecretsNotLogged(t *testing.T) {
 // shared by every /v1 route; requests without a valid key are refused
 // before they can use any bucket.
 func TestSecurityRateLimit(t *testing.T) {
+	t.Parallel()
 	env := newFullEnv(t, func(s *Server) { s.RateLimit = RateLimit{PerSecond: 0.01, Burst: 3} })
 	doc := loadAPIDoc(t)
 	a := env.newTenant("a")
