@@ -46,7 +46,7 @@ func TestRunFsim(t *testing.T) {
 		t.Fatalf("dial: %v", err)
 	}
 	// go-eventsocket turns an "-ERR ..." api/response into an error.
-	if _, err := c.Send("api originate sofia/internal/15550000@127.0.0.1 &park()"); err == nil || err.Error() != "USER_BUSY" {
+	if _, err := c.Send("api originate sofia/internal/15550000@127.0.0.1 &park()"); err == nil || strings.TrimSpace(err.Error()) != "USER_BUSY" {
 		t.Errorf("originate error = %v, want USER_BUSY from the script", err)
 	}
 	c.Close()
