@@ -121,6 +121,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Rules:  cfg.NumberRules(),
 		Logger: log,
 	}
+	// Binding calls: webhooks of each call (start, answer, end) into the
+	// outbox, and ?hangup=true, from every node's events.
+	if len(nodes) > 0 {
+		bindingCalls := controller.NewBindingCalls(pool, controller.BindingCallsConfig{
+			Bindings:  bindings,
+			Webhooks:  postgres.NewWebhookService(db),
+			RecordDir: cfg.RecordDir,
+			Logger:    log.With("component", "binding-calls"),
+		})
+		srv.Privacy.Calls = bindingCalls
+		goWork("binding calls", bindingCalls.Run)
+	}
 
 	// callbacks: the engine claims queued callbacks from the database and
 	// drives them over the ESL pool; live calls drain on SIGTERM and any
