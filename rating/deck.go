@@ -161,9 +161,75 @@ type Deck struct {
 	// since local midnight, ascending, without 0 and 24:00.
 	bounds   []int64
 	holidays []int64 // local day numbers (days since 1970-01-01), ascending
+	// zones are the deck zone's offsets from 1970 to zonesUntil (unix
+	// seconds; math.MaxInt64 when the offset never changes after), so
+	// reading a time in the zone is one search of a small table.
+	zones      []zoneSpan
+	zonesUntil int64
 	// flat is true when every rate applies all day on all days: a call
 	// can then never cross a band boundary.
 	flat bool
+}
+
+// zoneSpan is a period of constant UTC offset, from start (unix seconds)
+// to the next span's start.
+type zoneSpan struct {
+	start int64
+	off   int32
+}
+
+// zoneTableEnd is where the zone table stops; later times ask the time
+// package.
+var zoneTableEnd = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// buildZones tabulates loc's offsets from 1970 to zoneTableEnd.
+func (d *Deck) buildZones() {
+	t := time.Unix(0, 0).In(d.loc)
+	d.zonesUntil = zoneTableEnd.Unix()
+	for t.Before(zoneTableEnd) {
+		start, end := t.ZoneBounds()
+		if _, off := t.Zone(); len(d.zones) == 0 || d.zones[len(d.zones)-1].off != int32(off) {
+			s := t.Unix()
+			if len(d.zones) == 0 && start.IsZero() {
+				s = math.MinInt64
+			}
+			d.zones = append(d.zones, zoneSpan{start: s, off: int32(off)})
+		}
+		switch {
+		case end.IsZero():
+			d.zonesUntil = math.MaxInt64
+			return
+		case end.After(t):
+			t = end.In(d.loc)
+		default:
+			// Beyond its last listed transition the time package works
+			// out a zone's rule year by year and, near a year's end, may
+			// report a period ending before t. Step an hour, finding any
+			// change of offset within it to the second.
+			t = nextOffsetChange(t, t.Add(time.Hour))
+		}
+	}
+}
+
+// nextOffsetChange returns the first second in (a, b] at which the offset
+// differs from a's, or b if none does (at most one change is assumed).
+func nextOffsetChange(a, b time.Time) time.Time {
+	_, offA := a.Zone()
+	if _, offB := b.Zone(); offB == offA {
+		return b
+	}
+	for b.Sub(a) > time.Second {
+		m := a.Add(b.Sub(a) / 2).Truncate(time.Second)
+		if !m.After(a) {
+			m = a.Add(time.Second)
+		}
+		if _, off := m.Zone(); off == offA {
+			a = m
+		} else {
+			b = m
+		}
+	}
+	return b
 }
 
 // crate is a Rate compiled for the engine: times in nanoseconds or unix
@@ -266,6 +332,9 @@ func NewDeck(info DeckInfo, loc *time.Location, rates []Rate) (*Deck, error) {
 		c.effFrom, c.effUntil = math.MinInt64, math.MaxInt64
 		d.def = int32(len(d.rates))
 		d.rates = append(d.rates, c)
+	}
+	if !d.flat {
+		d.buildZones()
 	}
 	if err := d.buildTrie(); err != nil {
 		return nil, err

@@ -220,13 +220,9 @@ func (d *Deck) Price(u Usage) (r Result) {
 	var total uint64 // exact connect fee + parts, saturating
 	partStart := int64(0)
 	if !d.flat {
-		// A call that ends at the UTC offset it started at, within a week,
-		// crossed no change of offset: offsets change months apart.
-		_, offEnd := u.Start.Add(time.Duration(billed)).In(d.loc).Zone()
-		stable := offEnd == lt.off && billed <= int64(7*24*time.Hour)
 		pos := int64(0)
 		for {
-			e := pos + d.nextBoundary(u.Start, pos, lt, stable)
+			e := pos + d.nextBoundary(u.Start, pos, lt)
 			if e >= billed {
 				break
 			}
@@ -388,14 +384,14 @@ func (d *Deck) walk(n callbridge.Number) int32 {
 // local is an instant read in the deck's zone.
 type local struct {
 	tod     int64 // ns since local midnight
-	off     int   // the zone's offset east of UTC, seconds
+	zoneEnd int64 // unix second the zone's offset next changes
 	weekday int
 	holiday bool
 }
 
 // local reads t in the deck's zone, using the zone's UTC offset at t.
 func (d *Deck) local(t time.Time) local {
-	_, off := t.In(d.loc).Zone()
+	off, zoneEnd := d.zoneAt(t)
 	sec := t.Unix() + int64(off)
 	day := sec / 86400
 	if sec%86400 < 0 {
@@ -403,7 +399,7 @@ func (d *Deck) local(t time.Time) local {
 	}
 	l := local{
 		tod:     (sec-day*86400)*int64(time.Second) + int64(t.Nanosecond()),
-		off:     off,
+		zoneEnd: zoneEnd,
 		weekday: int((day%7 + 11) % 7), // 1970-01-01 was a Thursday
 	}
 	if len(d.holidays) > 0 {
@@ -421,11 +417,10 @@ func (d *Deck) local(t time.Time) local {
 	return l
 }
 
-// nextBoundary returns how long after start+pos the next possible band
-// change is: the next band edge of the day, local midnight, or the next
-// change of the zone's offset, whichever comes first. stable says the
-// offset does not change during the call.
-func (d *Deck) nextBoundary(start time.Time, pos int64, lt local, stable bool) int64 {
+// nextBoundary returns how long after start+pos (read as lt) the next
+// possible band change is: the next band edge of the day, local midnight,
+// or the next change of the zone's offset, whichever comes first.
+func (d *Deck) nextBoundary(start time.Time, pos int64, lt local) int64 {
 	next := int64(Midnight) * int64(time.Second)
 	for _, b := range d.bounds {
 		if b > lt.tod {
@@ -434,18 +429,44 @@ func (d *Deck) nextBoundary(start time.Time, pos int64, lt local, stable bool) i
 		}
 	}
 	delta := next - lt.tod
-	if stable {
-		return delta
-	}
-	t := start.Add(time.Duration(pos))
-	if _, offEnd := t.Add(time.Duration(delta)).In(d.loc).Zone(); offEnd != lt.off {
-		if _, end := t.In(d.loc).ZoneBounds(); !end.IsZero() {
-			if z := int64(end.Sub(t)); z > 0 && z < delta {
-				delta = z
-			}
+	if lt.zoneEnd != math.MaxInt64 {
+		t := start.Add(time.Duration(pos))
+		if z := int64(time.Unix(lt.zoneEnd, 0).Sub(t)); z > 0 && z < delta {
+			delta = z
 		}
 	}
 	return delta
+}
+
+// zoneAt returns the deck zone's offset at t and the unix second it next
+// changes (math.MaxInt64: never), from the table NewDeck built, or from
+// the time package outside the table's years.
+func (d *Deck) zoneAt(t time.Time) (off int, end int64) {
+	sec := t.Unix()
+	z := d.zones
+	if len(z) == 0 || sec < z[0].start || sec >= d.zonesUntil {
+		tl := t.In(d.loc)
+		_, off = tl.Zone()
+		end = math.MaxInt64
+		if _, e := tl.ZoneBounds(); !e.IsZero() {
+			end = e.Unix()
+		}
+		return off, end
+	}
+	lo, hi := 0, len(z)
+	for hi-lo > 1 {
+		m := int(uint(lo+hi) >> 1)
+		if z[m].start <= sec {
+			lo = m
+		} else {
+			hi = m
+		}
+	}
+	end = d.zonesUntil
+	if lo+1 < len(z) {
+		end = z[lo+1].start
+	}
+	return int(z[lo].off), end
 }
 
 // pick returns the index of the rate for a call that started at startMS

@@ -2,6 +2,7 @@ package rating
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -662,5 +663,28 @@ func TestCache(t *testing.T) {
 	c.Forget("d")
 	if got := c.Get("d", 2); got != nil {
 		t.Errorf("got %p after Forget, want nil", got)
+	}
+}
+
+// TestZoneTable checks the deck's table of UTC offsets against the time
+// package, including the years it computes from a zone's rule.
+func TestZoneTable(t *testing.T) {
+	for _, zone := range []string{"Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC", "Asia/Kolkata"} {
+		t.Run(zone, func(t *testing.T) {
+			d := weekendDeck(t, zone)
+			for sec := int64(-86400 * 400); sec < 4200000000; sec += 86400*3 + 3607 {
+				tm := time.Unix(sec, 0)
+				_, want := tm.In(d.loc).Zone()
+				off, end := d.zoneAt(tm)
+				if off != want {
+					t.Fatalf("%v: got offset %d, want %d", tm.UTC(), off, want)
+				}
+				if end != math.MaxInt64 {
+					if _, before := time.Unix(end-1, 0).In(d.loc).Zone(); before != off {
+						t.Fatalf("%v: offset changes before the end %v", tm.UTC(), time.Unix(end, 0).UTC())
+					}
+				}
+			}
+		})
 	}
 }
