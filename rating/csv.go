@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,7 +13,7 @@ import (
 	"callbridge"
 )
 
-// Columns are the CSV columns ParseCSV reads and WriteCSV writes, in
+// Columns returns the CSV columns ParseCSV reads and WriteCSV writes, in
 // WriteCSV's order. A file starts with a header row naming its columns in
 // any order; prefix and per_minute are required, every other column may
 // be left out (or a cell left empty) for its default:
@@ -31,7 +32,9 @@ import (
 //	effective_from   RFC 3339 time, or YYYY-MM-DD for 00:00 UTC (default: always)
 //	effective_until  RFC 3339 time, or YYYY-MM-DD for 00:00 UTC (default: for ever)
 //	priority         integer, lower first (default 0)
-var Columns = []string{
+func Columns() []string { return slices.Clone(columnNames[:]) }
+
+var columnNames = [...]string{
 	"prefix", "description", "band", "per_minute", "connect_fee", "min_charge",
 	"first_increment", "next_increment", "days", "from", "until",
 	"effective_from", "effective_until", "priority",
@@ -179,14 +182,14 @@ func parseHeader(h []string) (columns, error) {
 		}
 		name = strings.ToLower(strings.TrimSpace(name))
 		k := -1
-		for j, known := range Columns {
+		for j, known := range columnNames {
 			if name == known {
 				k = j
 			}
 		}
 		switch {
 		case k < 0:
-			return c, fmt.Errorf("unknown column %q (known: %s)", name, strings.Join(Columns, ","))
+			return c, fmt.Errorf("unknown column %q (known: %s)", name, strings.Join(columnNames[:], ","))
 		case c[k] >= 0:
 			return c, fmt.Errorf("column %q appears twice", name)
 		}
@@ -225,7 +228,7 @@ func parseRow(rec []string, col *columns) (Rate, error) {
 		k := 3 + i
 		if s := get(k); s != "" || k == 3 {
 			if *p, err = ParseMoney(s); err != nil {
-				return r, bad(Columns[k], err)
+				return r, bad(columnNames[k], err)
 			}
 		}
 	}
@@ -234,7 +237,7 @@ func parseRow(rec []string, col *columns) (Rate, error) {
 		if s := get(k); s != "" {
 			v, err := strconv.ParseInt(s, 10, 32)
 			if err != nil {
-				return r, callbridge.FieldError(Columns[k], "%q is not a whole number of seconds", s)
+				return r, callbridge.FieldError(columnNames[k], "%q is not a whole number of seconds", s)
 			}
 			*p = int32(v)
 		}
@@ -248,7 +251,7 @@ func parseRow(rec []string, col *columns) (Rate, error) {
 		k := 9 + i
 		if s := get(k); s != "" {
 			if *p, err = ParseTimeOfDay(s); err != nil {
-				return r, bad(Columns[k], err)
+				return r, bad(columnNames[k], err)
 			}
 		}
 	}
@@ -256,7 +259,7 @@ func parseRow(rec []string, col *columns) (Rate, error) {
 		k := 11 + i
 		if s := get(k); s != "" {
 			if *p, err = parseEffective(s); err != nil {
-				return r, bad(Columns[k], err)
+				return r, bad(columnNames[k], err)
 			}
 		}
 	}
@@ -290,10 +293,10 @@ func parseEffective(s string) (time.Time, error) {
 // every column present.
 func WriteCSV(w io.Writer, rates []Rate) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write(Columns); err != nil {
+	if err := cw.Write(columnNames[:]); err != nil {
 		return fmt.Errorf("rating: writing csv: %w", err)
 	}
-	rec := make([]string, len(Columns))
+	rec := make([]string, len(columnNames))
 	for i := range rates {
 		r := &rates[i]
 		rec[0] = r.Prefix

@@ -178,15 +178,15 @@ type zoneSpan struct {
 	off   int32
 }
 
-// zoneTableEnd is where the zone table stops; later times ask the time
-// package.
-var zoneTableEnd = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+// zoneTableEnd is where the zone table stops, 2100-01-01T00:00:00Z in
+// unix seconds; later times ask the time package.
+const zoneTableEnd = 4102444800
 
 // buildZones tabulates loc's offsets from 1970 to zoneTableEnd.
 func (d *Deck) buildZones() {
 	t := time.Unix(0, 0).In(d.loc)
-	d.zonesUntil = zoneTableEnd.Unix()
-	for t.Before(zoneTableEnd) {
+	d.zonesUntil = zoneTableEnd
+	for t.Unix() < zoneTableEnd {
 		start, end := t.ZoneBounds()
 		if _, off := t.Zone(); len(d.zones) == 0 || d.zones[len(d.zones)-1].off != int32(off) {
 			s := t.Unix()

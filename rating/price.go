@@ -1,3 +1,17 @@
+// Package rating prices calls. A Deck is a compiled version of a rate
+// deck (an account's sell rates or a carrier's buy rates); Deck.Price
+// turns a Usage (destination, answer time, billed milliseconds) into a
+// Result in int64 micro-units of the deck's currency, with the arithmetic
+// that produced it: longest-prefix match on E.164 digits, the time band in
+// force in the deck's zone, increments, connect fee, minimum, and the
+// deck's rounding, the call split where it crosses a band boundary.
+// ParseCSV and WriteCSV read and write decks' rates.
+//
+// It performs no I/O and reads no clock: the caller loads the deck's time
+// zone and says when the call started. It never uses floating point for
+// money, and it never fails to price a call: what it cannot rate it flags.
+// It does not store decks, choose which deck applies to a call, or record
+// CDRs; the postgres package and the CDR pipeline do.
 package rating
 
 import (
@@ -101,9 +115,14 @@ type Part struct {
 // Description and Band are those of the rate in force when the call
 // started, which also supplies the increments, connect fee and minimum.
 type Result struct {
-	Flags       Flags  `json:"flags"`
-	Currency    string `json:"currency"`
-	Prefix      string `json:"prefix"`
+	// Flags qualify the result: unrated, short, minimum applied...
+	Flags Flags `json:"flags"`
+	// Currency is the deck's, the unit of every amount.
+	Currency string `json:"currency"`
+	// Prefix is the matched prefix; empty when unrated or priced by the
+	// default rate.
+	Prefix string `json:"prefix"`
+	// Description and Band are the matched rate's.
 	Description string `json:"description"`
 	Band        string `json:"band"`
 	// DurationMS is the usage's BillMS.
