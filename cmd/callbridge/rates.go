@@ -22,6 +22,7 @@ const ratesUsage = `usage: callbridge rates decks [--account ID]
              [--default-first-increment 60] [--default-next-increment 60]]
        callbridge rates import (--deck ID | --account ID) --file rates.csv [--replace]
        callbridge rates export (--deck ID | --account ID) [--file rates.csv]
+       callbridge rates rerate --from T --to T [--account ID]   (re-price stored CDRs)
 
 A deck's CSV columns: ` + "prefix,description,band,per_minute,connect_fee,min_charge,first_increment,next_increment,days,from,until,effective_from,effective_until,priority" + `
 (header required; prefix and per_minute mandatory; money in currency units). --account picks
@@ -35,6 +36,9 @@ func runRates(ctx context.Context, args []string, getenv func(string) string, st
 		return usageError{fmt.Errorf("rates: missing subcommand")}
 	}
 	verb := args[0]
+	if verb == "rerate" {
+		return runRerate(ctx, args[1:], getenv, stdout, stderr)
+	}
 	var (
 		deckID, accountID, gateway, file, name, currency, zone, rounding, holidays, effective string
 		precision                                                                             int
