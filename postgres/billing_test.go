@@ -327,7 +327,9 @@ func TestInvoiceTotalsEqualCDRsOnGeneratedData(t *testing.T) {
 	ctx := context.Background()
 	s := postgres.NewBillingStore(db, time.UTC, "test")
 	var accs []string
-	for range 5 {
+	// 40 accounts over two months: enough (account, day) pairs for the
+	// rollup's bulk path as well as the per-target one.
+	for range 40 {
 		accs = append(accs, billingAccount(t, db, false))
 	}
 	gen := func(from, to string, n int, seed int) {
