@@ -12,10 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"callbridge"
 	"callbridge/postgres"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 )
 
 // The security suite: every test runs a fully configured Server (every
@@ -31,18 +34,30 @@ const (
 	authDialplan = "dialplan" // HTTP basic auth of mod_xml_curl
 )
 
-// routeAuth says which credential a route takes. Routes it does not know
-// are reported, so a new kind of route is classified on purpose.
-func routeAuth(path string) (string, bool) {
+// routeAuth says which credential a route takes, as openapi.json
+// documents it; the tests then hold the server to the document. ok is
+// false for an undocumented route.
+func (d *apiDoc) routeAuth(method, path string) (class string, ok bool) {
+	op, ok := d.Paths[openAPIPath(path)][strings.ToLower(method)]
+	if !ok {
+		return "", false
+	}
+	sec := d.Security
+	if op.Security != nil {
+		sec = *op.Security
+	}
+	has := func(name string) bool {
+		return slices.ContainsFunc(sec, func(r map[string][]string) bool { _, ok := r[name]; return ok })
+	}
 	switch {
-	case path == "/healthz" || path == "/readyz" || path == "/openapi.json":
+	case len(sec) == 0:
 		return authPublic, true
-	case path == "/fs/dialplan":
+	case has("dialplanBasic"):
 		return authDialplan, true
-	case path == "/metrics" || strings.HasPrefix(path, "/v1/admin/"):
-		return authAdmin, true
-	case strings.HasPrefix(path, "/v1/"):
+	case has("apiKey"):
 		return authAPIKey, true
+	case has("adminToken"):
+		return authAdmin, true
 	}
 	return "", false
 }
@@ -59,6 +74,9 @@ type tenantObjects struct {
 	binding  string
 	callback string
 	deck     string
+	cdr      string // a CDR's channel uuid, attributed to binding and callback
+	invoice  string
+	topup    string // the reference of a top-up
 }
 
 // createObjects creates one object of each kind for tn; n keeps the
@@ -66,6 +84,8 @@ type tenantObjects struct {
 func (e *fullEnv) createObjects(tn tenant, n int) tenantObjects {
 	e.t.Helper()
 	o := tenantObjects{tenant: tn, number: fmt.Sprintf("4930555%04d", n)}
+	o.topup = fmt.Sprint("payment-", n)
+	e.mustCall(http.StatusCreated, "POST", "/v1/accounts/"+tn.id+"/topups", fullAdminToken, map[string]any{"amount_micros": 5000000, "reference": o.topup})
 	e.mustCall(http.StatusCreated, "POST", "/v1/numbers", tn.key, map[string]any{"number": "+" + o.number, "gateway": "carrier", "area": "berlin"})
 	b := e.mustCall(http.StatusCreated, "POST", "/v1/bindings", tn.key,
 		map[string]any{"mode": "XB", "x": o.number, "b": fmt.Sprintf("+4917100%04d", n), "ttl": 3600, "external_id": fmt.Sprint("order-", n)}).json(e.t)
@@ -78,7 +98,31 @@ func (e *fullEnv) createObjects(tn tenant, n int) tenantObjects {
 	o.deck, _ = d["id"].(string)
 	e.send(request{method: "POST", path: "/v1/rate-decks/" + o.deck + "/rates", auth: "Bearer " + tn.key, contentType: "text/csv",
 		body: strings.NewReader(rateCSV)})
-	if o.binding == "" || o.callback == "" || o.deck == "" {
+
+	// CDRs come from FreeSWITCH, not the API: store one as the pipeline
+	// would, then issue its month's invoice as the billing job would.
+	ctx := context.Background()
+	start := time.Date(2026, 10, 5, 10, 0, n, 0, time.UTC)
+	cdrs := postgres.NewCDRStore(e.db)
+	if err := cdrs.EnsurePartitions(ctx, start); err != nil {
+		e.t.Fatal(err)
+	}
+	o.cdr = uuid.NewString()
+	if _, err := cdrs.WriteBatch(ctx, []*callbridge.CDR{{
+		UUID: o.cdr, Leg: "a", AccountID: tn.id, CallbackID: o.callback, BindingID: o.binding, Direction: "outbound",
+		Caller: "4930990000", Callee: fmt.Sprintf("4930111%04d", n), Presented: "4930990000", Gateway: "carrier", Node: "fs1",
+		StartAt: start, AnswerAt: start.Add(5 * time.Second), EndAt: start.Add(65 * time.Second), DurationMS: 65000, BillMS: 60000,
+		HangupCause: "NORMAL_CLEARING", Q850: 16, Disposition: "answered", Sell: 12345, SellCurrency: "USD", SellDeckID: o.deck, SellPrefix: "49",
+		RatedAt: start.Add(time.Minute),
+	}}, nil); err != nil {
+		e.t.Fatal(err)
+	}
+	invs, err := postgres.NewBillingStore(e.db, time.UTC, "test").IssueInvoices(ctx, 2026, time.October, tn.id, time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC))
+	if err != nil || len(invs) != 1 {
+		e.t.Fatalf("issue invoice: %v, %v", invs, err)
+	}
+	o.invoice = invs[0].ID
+	if o.binding == "" || o.callback == "" || o.deck == "" || o.invoice == "" {
 		e.t.Fatalf("objects of %s: %+v", tn.id, o)
 	}
 	return o
@@ -91,7 +135,7 @@ const rateCSV = "prefix,description,band,per_minute,connect_fee,min_charge,first
 // secrets returns the strings that identify o's objects: none may appear
 // in another tenant's answers.
 func (o tenantObjects) secrets() []string {
-	return []string{o.id, o.number, o.binding, o.callback, o.deck}
+	return []string{o.id, o.number, o.binding, o.callback, o.deck, o.cdr, o.invoice, o.topup}
 }
 
 // objectPaths maps route prefixes with a parameter to the object of o
@@ -103,6 +147,8 @@ func (o tenantObjects) objectPaths() map[string]string {
 		"/v1/callbacks/:id":      "/v1/callbacks/" + o.callback,
 		"/v1/rate-decks/:id":     "/v1/rate-decks/" + o.deck,
 		"/v1/admin/accounts/:id": "/v1/admin/accounts/" + o.id,
+		"/v1/accounts/:id":       "/v1/accounts/" + o.id,
+		"/v1/invoices/:id":       "/v1/invoices/" + o.invoice,
 	}
 }
 
@@ -156,9 +202,9 @@ func TestSecurityAuthentication(t *testing.T) {
 		struct{ name, auth string }{"admin token", "Bearer " + fullAdminToken})
 
 	for _, r := range env.routes() {
-		class, ok := routeAuth(r.Path)
+		class, ok := doc.routeAuth(r.Method, r.Path)
 		if !ok {
-			t.Errorf("%s %s: no authentication class; add it to routeAuth", r.Method, r.Path)
+			t.Errorf("%s %s: not documented, so its credential is unknown", r.Method, r.Path)
 			continue
 		}
 		path, ok := objs.pathFor(r.Path)
@@ -232,6 +278,9 @@ func TestSecurityTenantIsolation(t *testing.T) {
 		"GET /v1/callbacks/:id":            {},
 		"GET /v1/rate-decks/:id":           {},
 		"GET /v1/rate-decks/:id/rates#csv": {header: map[string]string{"Accept": "text/csv"}},
+		"GET /v1/invoices/:id":             {},
+		"GET /v1/invoices/:id#csv":         {header: map[string]string{"Accept": "text/csv"}},
+		"GET /v1/invoices/:id#html":        {header: map[string]string{"Accept": "text/html"}},
 	}
 	leaks := func(t *testing.T, what string, ans answer, sent ...string) {
 		t.Helper()
@@ -243,7 +292,7 @@ func TestSecurityTenantIsolation(t *testing.T) {
 	}
 
 	for _, r := range env.routes() {
-		class, _ := routeAuth(r.Path)
+		class, _ := doc.routeAuth(r.Method, r.Path)
 		if class != authAPIKey {
 			continue
 		}
@@ -256,7 +305,7 @@ func TestSecurityTenantIsolation(t *testing.T) {
 			t.Errorf("%s: no fixture for its path parameters; add one to objectPaths", key)
 			continue
 		}
-		for _, variant := range []string{"", "#csv"} {
+		for _, variant := range []string{"", "#csv", "#html"} {
 			req, ok := bodies[key+variant]
 			if !ok {
 				if variant == "" {
@@ -301,6 +350,16 @@ func TestSecurityTenantIsolation(t *testing.T) {
 		{"GET", "/v1/rate-decks", "", []int{200}, nil},
 		{"GET", "/v1/rate-decks?account_id=" + a.id, "", []int{200}, nil},
 		{"GET", "/v1/rates/quote?number=%2B4930123456&deck=" + a.deck, "", []int{404}, nil},
+		{"GET", "/v1/cdrs", "", []int{200}, nil},
+		{"GET", "/v1/cdrs?callback_id=" + a.callback, "", []int{200}, nil},
+		{"GET", "/v1/cdrs?binding_id=" + a.binding, "", []int{200}, nil},
+		{"GET", "/v1/cdrs?number=%2B49301110001&from=2026-10-01T00:00:00Z", "", []int{200}, nil},
+		{"GET", "/v1/reports/usage?from=2026-10-01&to=2026-11-01", "", []int{200}, nil},
+		{"GET", "/v1/reports/usage?from=2026-10-01&to=2026-11-01&group_by=binding", "", []int{200}, nil},
+		{"GET", "/v1/reports/usage?from=2026-10-01&to=2026-11-01&group_by=destination&format=csv", "", []int{200}, nil},
+		{"GET", "/v1/invoices", "", []int{200}, nil},
+		{"GET", "/v1/balance", "", []int{200}, nil},
+		{"GET", "/v1/ledger", "", []int{200}, nil},
 		{"POST", "/v1/bindings", `{"mode":"XB","x":"` + a.number + `","b":"+4917199999","ttl":3600}`, []int{404, 409}, nil},
 		{"POST", "/v1/numbers", `{"number":"+` + a.number + `","gateway":"carrier"}`, []int{409}, []string{a.number}},
 		{"POST", "/v1/callbacks", `{"a":"+4930111999","b":"+4930222999"}`, []int{202}, nil},
@@ -324,7 +383,7 @@ func TestSecurityTenantIsolation(t *testing.T) {
 		})
 	}
 	for _, r := range env.routes() {
-		if class, _ := routeAuth(r.Path); class == authAPIKey && !strings.Contains(r.Path, ":") && !covered[r.Method+" "+r.Path] {
+		if class, _ := doc.routeAuth(r.Method, r.Path); class == authAPIKey && !strings.Contains(r.Path, ":") && !covered[r.Method+" "+r.Path] {
 			t.Errorf("%s %s: no isolation probe; add one to probes", r.Method, r.Path)
 		}
 	}
@@ -397,13 +456,15 @@ var hostileNumbers = []string{
 // tests change one field at a time.
 func validBodies(o tenantObjects) map[string]map[string]any {
 	return map[string]map[string]any{
-		"POST /v1/admin/accounts":   {"name": "n", "service_number": "+4930990001", "currency": "EUR", "hide_caller_id": true, "prepaid": false},
-		"POST /v1/numbers":          {"number": "+4930556677", "gateway": "carrier", "area": "x", "labels": []string{"a"}, "enabled": true},
-		"PATCH /v1/numbers/:number": {"gateway": "carrier", "area": "x", "labels": []string{"a"}, "enabled": true},
-		"POST /v1/bindings":         {"mode": "AXB", "x": o.number, "area": "berlin", "a": "+4917000001", "b": "+4917000002", "ttl": 3600, "record": false, "caller_display": "x", "external_id": "e", "webhook_url": "https://example.com/h"},
-		"PATCH /v1/bindings/:id":    {"a": "+4917000003", "b": "+4917000004", "ttl": 3600, "record": true},
-		"POST /v1/callbacks":        {"a": "+4930111222", "b": "+4930333444", "caller_id_a": "+4930990000", "caller_id_b": "+4930990000", "ring_timeout_a": 30, "ring_timeout_b": 30, "max_duration": 600, "prompt": "none", "record": false, "webhook_url": "https://example.com/h", "metadata": map[string]any{}},
-		"POST /v1/rate-decks":       {"account_id": o.id, "name": "d", "currency": "USD", "time_zone": "UTC", "precision": 6, "rounding": "up", "short_ms": 0, "holidays": []string{}, "effective_from": "2026-01-01T00:00:00Z"},
+		"POST /v1/admin/accounts":            {"name": "n", "service_number": "+4930990001", "currency": "EUR", "hide_caller_id": true, "prepaid": false},
+		"POST /v1/numbers":                   {"number": "+4930556677", "gateway": "carrier", "area": "x", "labels": []string{"a"}, "enabled": true},
+		"PATCH /v1/numbers/:number":          {"gateway": "carrier", "area": "x", "labels": []string{"a"}, "enabled": true},
+		"POST /v1/bindings":                  {"mode": "AXB", "x": o.number, "area": "berlin", "a": "+4917000001", "b": "+4917000002", "ttl": 3600, "record": false, "caller_display": "x", "external_id": "e", "webhook_url": "https://example.com/h"},
+		"PATCH /v1/bindings/:id":             {"a": "+4917000003", "b": "+4917000004", "ttl": 3600, "record": true},
+		"POST /v1/callbacks":                 {"a": "+4930111222", "b": "+4930333444", "caller_id_a": "+4930990000", "caller_id_b": "+4930990000", "ring_timeout_a": 30, "ring_timeout_b": 30, "max_duration": 600, "prompt": "none", "record": false, "webhook_url": "https://example.com/h", "metadata": map[string]any{}},
+		"POST /v1/accounts/:id/topups":       {"amount_micros": 1000, "reference": "r"},
+		"PUT /v1/admin/accounts/:id/billing": {"issuer": "default", "tax_bps": 1900, "tax_label": "VAT 19%", "payment_days": 30, "low_balance_micros": 1000, "low_balance_url": "https://example.com/low"},
+		"POST /v1/rate-decks":                {"account_id": o.id, "name": "d", "currency": "USD", "time_zone": "UTC", "precision": 6, "rounding": "up", "short_ms": 0, "holidays": []string{}, "effective_from": "2026-01-01T00:00:00Z"},
 	}
 }
 
@@ -435,10 +496,10 @@ func TestSecurityInputHardening(t *testing.T) {
 	tooBigCSV := csvRows.String()
 
 	for _, r := range env.routes() {
-		if r.Method != "POST" && r.Method != "PATCH" {
+		if r.Method != "POST" && r.Method != "PATCH" && r.Method != "PUT" {
 			continue
 		}
-		class, _ := routeAuth(r.Path)
+		class, _ := doc.routeAuth(r.Method, r.Path)
 		token := tn.key
 		switch class {
 		case authAdmin:

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
@@ -96,6 +97,8 @@ func newFullEnv(t *testing.T, tweak func(*Server)) *fullEnv {
 		},
 		Callbacks: postgres.NewCallbackService(db),
 		Webhooks:  postgres.NewWebhookService(db),
+		CDRs:      postgres.NewCDRStore(db),
+		Billing:   postgres.NewBillingStore(db, time.UTC, "test"),
 	}
 	if tweak != nil {
 		tweak(srv)
@@ -217,7 +220,7 @@ type tenant struct {
 func (e *fullEnv) newTenant(name string) tenant {
 	e.t.Helper()
 	a := e.mustCall(http.StatusCreated, "POST", "/v1/admin/accounts", fullAdminToken,
-		map[string]any{"name": name, "service_number": "+4930990000"}).json(e.t)
+		map[string]any{"name": name, "service_number": "+4930990000", "prepaid": true}).json(e.t)
 	acc, _ := a["account"].(map[string]any)
 	id, _ := acc["id"].(string)
 	key, _ := a["api_key"].(string)
