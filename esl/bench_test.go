@@ -4,18 +4,21 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"time"
 )
 
-// BenchmarkEventParse measures plain CHANNEL_HANGUP_COMPLETE events (a
-// 9 kB capture) per second from a TCP server through the guard,
-// go-eventsocket and conversion to a subscriber.
-func BenchmarkEventParse(b *testing.B) {
+// BenchmarkEventsPlainHangupComplete measures plain
+// CHANNEL_HANGUP_COMPLETE events (a 9 kB capture) per second end to end:
+// from a TCP server through the event connection's frame reader and
+// parser to a subscriber.
+func BenchmarkEventsPlainHangupComplete(b *testing.B) {
 	f := newFakeFS(b)
 	_, sub := connected(b, f, Config{SubscriptionBuffer: 1 << 20})
 	ev := readFixture(b, "29-channel-hangup-complete-normal.plain.txt")
 	const batch = 256
 	chunk := bytes.Repeat(ev, batch)
 	b.SetBytes(int64(len(ev)))
+	b.ReportAllocs()
 	b.ResetTimer()
 	go func() {
 		for sent := 0; sent < b.N; sent += batch {
@@ -37,6 +40,43 @@ func BenchmarkEventParse(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkParseEvent measures the parser alone on the body of one plain
+// CHANNEL_HANGUP_COMPLETE (9 kB, 223 headers), and a few lookups.
+func BenchmarkParseEvent(b *testing.B) {
+	frames := splitFrames(b, readFixture(b, "29-channel-hangup-complete-normal.plain.txt"))
+	body := frames[0].body
+	var p parser
+	now := time.Now().UTC()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		e, err := p.plain("fs1", body, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if e.Var("billmsec") == "" || e.UUID == "" {
+			b.Fatal("missing headers")
+		}
+	}
+}
+
+// BenchmarkEventGet measures one header lookup on a parsed
+// CHANNEL_HANGUP_COMPLETE.
+func BenchmarkEventGet(b *testing.B) {
+	frames := splitFrames(b, readFixture(b, "29-channel-hangup-complete-normal.plain.txt"))
+	var p parser
+	e, err := p.plain("fs1", frames[0].body, time.Now().UTC())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if e.Get("Caller-Destination-Number") == "" {
+			b.Fatal("missing header")
+		}
+	}
 }
 
 // BenchmarkBgAPI measures sequential API round trips (bgapi, its reply,

@@ -288,10 +288,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // session is one pair of live connections.
 type session struct {
-	c        *Client
-	cmdGuard *guard
-	cmdLib   *eventsocket.Connection
-	reqs     chan *request
+	c    *Client
+	reqs chan *request
 	// ready is closed by Run once it has published the session and sent
 	// SocketConnected; the event reader waits for it.
 	ready chan struct{}
@@ -300,8 +298,12 @@ type session struct {
 	err   error
 	loops sync.WaitGroup
 
-	mu  sync.Mutex // guards evt while connect publishes it
-	evt *eventConn
+	// mu guards the connections while connect publishes them; the loops
+	// start after that and read them freely.
+	mu       sync.Mutex
+	cmdGuard *guard
+	cmdLib   *eventsocket.Connection
+	evt      *eventConn
 }
 
 type request struct {
@@ -323,12 +325,12 @@ func (s *session) kill(err error) {
 	s.once.Do(func() {
 		s.err = err
 		close(s.dead)
-		if s.cmdGuard != nil {
-			s.cmdGuard.close()
-		}
 		s.mu.Lock()
-		evt := s.evt
+		cmd, evt := s.cmdGuard, s.evt
 		s.mu.Unlock()
+		if cmd != nil {
+			cmd.close()
+		}
 		if evt != nil {
 			if errors.Is(err, ErrClosed) {
 				evt.conn.Close()
@@ -339,46 +341,57 @@ func (s *session) kill(err error) {
 	})
 }
 
+// publish stores a connection in the session with set, under s.mu, and
+// reports false if the session was killed meanwhile: kill may run at any
+// time (ctx, the command guard), and each connection is then closed either
+// by kill, which finds it, or by connect.
+func (s *session) publish(set func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set()
+	select {
+	case <-s.dead:
+		return false
+	default:
+		return true
+	}
+}
+
 // wait returns when the session's loops have stopped.
 func (s *session) wait() { s.loops.Wait() }
 
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	s := &session{c: c, reqs: make(chan *request), ready: make(chan struct{}), dead: make(chan struct{})}
-	// Guards may call kill before the session is complete; kill only
-	// closes what exists, and connect closes the rest on failure.
 	stop := context.AfterFunc(ctx, func() { s.kill(ErrClosed) })
 	defer stop()
 	fail := func(err error) (*session, error) {
 		s.kill(err)
 		s.mu.Lock()
-		if s.evt != nil {
-			s.evt.conn.Close()
-		}
+		cmd, evt := s.cmdGuard, s.evt
 		s.mu.Unlock()
+		if cmd != nil {
+			cmd.close()
+		}
+		if evt != nil {
+			evt.conn.Close()
+		}
 		return nil, err
 	}
 	deadline := time.Now().Add(c.cfg.DialTimeout)
-	var err error
-	s.cmdGuard, s.cmdLib, err = c.dialCommand(deadline, s.kill)
+	g, lib, err := c.dialCommand(deadline, s.kill)
 	if err != nil {
 		return fail(err)
+	}
+	if !s.publish(func() { s.cmdGuard, s.cmdLib = g, lib }) {
+		return fail(s.err)
 	}
 	deadline = time.Now().Add(c.cfg.DialTimeout)
 	evt, err := c.dialEvents(deadline, c.subscription(), c.cfg.CommandTimeout)
 	if err != nil {
 		return fail(err)
 	}
-	// kill may run concurrently (ctx, the command guard): evt is either
-	// published before kill looks for it, or closed here.
-	s.mu.Lock()
-	select {
-	case <-s.dead:
-		s.mu.Unlock()
-		evt.conn.Close()
-		return nil, s.err
-	default:
-		s.evt = evt
-		s.mu.Unlock()
+	if !s.publish(func() { s.evt = evt }) {
+		return fail(s.err)
 	}
 	if ctx.Err() != nil {
 		return fail(ErrClosed)
@@ -388,6 +401,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	go s.eventLoop()
 	return s, nil
 }
+
 // subscription returns the event connection's subscription command.
 func (c *Client) subscription() string {
 	names := c.cfg.Events
@@ -592,8 +606,9 @@ type Stats struct {
 	State State
 	// EventsReceived counts events read on the event connection.
 	EventsReceived uint64
-	// FramesDropped counts frames the guard did not pass on (unknown
-	// Content-Type, malformed bodies, oversize, unsolicited replies).
+	// FramesDropped counts frames neither the command connection's guard
+	// nor the event connection's reader passed on (unknown Content-Type,
+	// malformed bodies, oversize, unsolicited replies).
 	FramesDropped uint64
 	// FramesRewritten counts frames the guard replaced with safe ones.
 	FramesRewritten uint64

@@ -24,6 +24,14 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 // startClient runs a client against addr until the test ends.
 func startClient(tb testing.TB, cfg Config) *Client {
 	tb.Helper()
+	c := newTestClient(tb, cfg)
+	run(tb, c)
+	return c
+}
+
+// newTestClient returns a client with test defaults, not yet running.
+func newTestClient(tb testing.TB, cfg Config) *Client {
+	tb.Helper()
 	if cfg.Password == "" {
 		cfg.Password = "ClueCon"
 	}
@@ -34,7 +42,12 @@ func startClient(tb testing.TB, cfg Config) *Client {
 		cfg.BackoffMin = 10 * time.Millisecond
 		cfg.BackoffMax = 100 * time.Millisecond
 	}
-	c := NewClient(cfg)
+	return NewClient(cfg)
+}
+
+// run runs c until the test ends.
+func run(tb testing.TB, c *Client) {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -49,17 +62,18 @@ func startClient(tb testing.TB, cfg Config) *Client {
 			tb.Error("Run did not return")
 		}
 	})
-	return c
 }
 
 // connected starts a client and a subscription, and waits for the
-// subscription's SocketConnected event.
+// subscription's SocketConnected event. The subscription exists before
+// Run starts, so it cannot miss that event.
 func connected(tb testing.TB, f *fakeFS, cfg Config) (*Client, *Subscription) {
 	tb.Helper()
 	cfg.Addr = f.addr()
-	c := startClient(tb, cfg)
+	c := newTestClient(tb, cfg)
 	sub := c.Subscribe(0)
 	tb.Cleanup(sub.Close)
+	run(tb, c)
 	waitEvent(tb, sub, func(e Event) bool { return e.Name == SocketConnected })
 	return c, sub
 }

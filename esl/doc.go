@@ -5,27 +5,46 @@
 // time, always as "bgapi <cmd>" with a Job-UUID chosen and registered before
 // the command is written; and an event connection subscribed to the channel
 // events, BACKGROUND_JOB, HEARTBEAT and CUSTOM, whose single reader only
-// enqueues. BACKGROUND_JOB events complete jobs by Job-UUID, so API results
-// never travel as api/response frames. Run keeps both connections up, fails
-// every pending job with ErrClosed when either one drops, redials with
-// exponential backoff and jitter, and resubscribes.
+// enqueues, so events reach every Subscription in arrival order (and so in
+// order per call). BACKGROUND_JOB events complete jobs by Job-UUID, so API
+// results never travel as api/response frames. Run keeps both connections
+// up, fails every pending job with ErrClosed when either one drops,
+// redials with exponential backoff and jitter, and resubscribes.
 //
-// The wire conversation is spoken by github.com/fiorix/go-eventsocket, which
-// exits the process (log.Fatal) on an unknown Content-Type and panics on
-// short replies in a goroutine no caller can recover. The client therefore
-// dials FreeSWITCH itself, authenticates, and puts a frame guard between the
-// real socket and the library: the guard reads every frame, checks its
-// header block, Content-Length (with a size cap), Content-Type (auth/request,
-// command/reply, api/response, text/event-plain, text/event-json,
-// text/disconnect-notice), Reply-Text and body lengths, that plain bodies
-// parse as MIME headers and JSON bodies as JSON objects with string _body,
-// and forwards only frames the library provably handles to a private
+// github.com/fiorix/go-eventsocket speaks the command connection only:
+// auth is done by the client, then the library writes each bgapi and reads
+// its command/reply. The library exits the process (log.Fatal) on an
+// unknown Content-Type and panics on short replies in a goroutine no
+// caller can recover, so the client dials FreeSWITCH itself,
+// authenticates, and puts a frame guard between the real socket and the
+// library: the guard reads every frame, checks its header block,
+// Content-Length (with a size cap), Content-Type and Reply-Text, and
+// forwards only replies the library provably handles to a private
 // loopback TCP connection (127.0.0.1:0, one accepted connection,
-// authenticated with a random one-time password). Frames it cannot make safe
-// are dropped or rewritten (a short reply becomes "-ERR esl: malformed
-// reply"), counted in Stats and logged. Replies nobody is waiting for and
-// api/response frames (never requested) are dropped, so the library's
+// authenticated with a random one-time password). A short reply becomes
+// "-ERR esl: malformed reply"; replies nobody is waiting for, api/response
+// frames (never requested) and events are dropped, so the library's
 // unbuffered channels cannot wedge its reader.
+//
+// The event connection is read by callbridge's own parser, not by
+// go-eventsocket, because the library's reader can be made neither
+// lossless nor fast enough. Lossless: at EOF its ReadEvent selects at
+// random between an event already buffered and the error, so events
+// received just before a connection drops (a lost CHANNEL_HANGUP_COMPLETE
+// is a lost CDR) can be lost. Fast: behind the guard every event was
+// parsed twice by net/textproto, and the library then URL-decoded and
+// recapitalised every header into a map, about 1,800 allocations for one
+// 9 kB CHANNEL_HANGUP_COMPLETE. Instead the client writes "event plain
+// ..." and reads its +OK reply itself, and its single reader turns each
+// text/event-plain or text/event-json frame directly into an Event, in
+// one pass and four allocations, keeping FreeSWITCH's header names and
+// decoding values exactly as go-eventsocket did (url.QueryUnescape;
+// FreeSWITCH encodes '+' as %2B). Every event fully received is delivered
+// before the loss of the connection is reported; when the command
+// connection fails first, the event connection is still read until its
+// EOF (at most 500 ms). Frames with another Content-Type, malformed event
+// bodies and oversize frames are dropped, counted in Stats and logged;
+// nothing on the wire makes the client panic or exit.
 //
 // Every command is built by a validating builder (Originate, UUIDKill,
 // UUIDBridge...). Numbers must be valid callbridge.Numbers, uuids canonical,

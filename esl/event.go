@@ -112,9 +112,10 @@ func (e Event) Headers() map[string]string {
 	if e.h == nil {
 		return map[string]string{}
 	}
-	m := make(map[string]string, len(e.h.list))
-	for _, h := range e.h.list {
-		m[h.name] = h.value
+	m := make(map[string]string, len(e.h.fields))
+	for i := range e.h.fields {
+		f := &e.h.fields[i]
+		m[e.h.name(f)] = e.h.value(f)
 	}
 	return m
 }
@@ -141,47 +142,73 @@ func newEvent(node string, h *headerTable, body string, received time.Time) Even
 	return e
 }
 
-// header is one header of an event. hash is foldHash(name).
-type header struct {
-	name, value string
-	hash        uint32
+// header is a header name and value, the input of newHeaderTable.
+type header struct{ name, value string }
+
+// field locates one header in headerTable.text: the name is
+// text[name:nameEnd], the value text[value:valueEnd]. hash is the
+// foldHash of the name. Offsets rather than strings keep the table free
+// of pointers, so the garbage collector does not scan it.
+type field struct {
+	name, nameEnd, value, valueEnd uint32
+	hash                           uint32
 }
 
 // headerTable holds an event's headers in arrival order, without names
 // that repeat an earlier one up to ASCII case, and an open-addressing
 // index over them keyed by the case-folded name: a lookup costs one hash
 // of the asked name and, almost always, one comparison. It replaces a
-// map, which would cost a string per key and many allocations per event.
+// map, which would cost two strings per header and many allocations per
+// event.
 type headerTable struct {
-	list []header
-	// index has a power-of-two length of at least twice len(list); each
-	// slot is 0 (empty) or 1 + an index into list.
+	text   string
+	fields []field
+	// index has a power-of-two length of at least twice len(fields);
+	// each slot is 0 (empty) or 1 + an index into fields.
 	index []uint32
 }
 
-// newHeaderTable indexes list, whose hashes it computes.
+func (t *headerTable) name(f *field) string  { return t.text[f.name:f.nameEnd] }
+func (t *headerTable) value(f *field) string { return t.text[f.value:f.valueEnd] }
+
+// newHeaderTable builds a table from names and values.
 func newHeaderTable(list []header) *headerTable {
-	for i := range list {
-		list[i].hash = foldHash(list[i].name)
+	n := 0
+	for _, h := range list {
+		n += len(h.name) + len(h.value)
 	}
-	return indexHeaders(list)
+	var b strings.Builder
+	b.Grow(n)
+	fields := make([]field, len(list))
+	for i, h := range list {
+		f := &fields[i]
+		f.name = uint32(b.Len())
+		b.WriteString(h.name)
+		f.nameEnd = uint32(b.Len())
+		f.value = f.nameEnd
+		b.WriteString(h.value)
+		f.valueEnd = uint32(b.Len())
+		f.hash = foldHash(h.name)
+	}
+	return indexHeaders(b.String(), fields)
 }
 
-// indexHeaders builds the table over list, whose hashes are set. It
-// reuses list's array, dropping repeated names (the first one wins).
-func indexHeaders(list []header) *headerTable {
+// indexHeaders builds the table over fields of text, whose hashes are
+// set. It reuses fields' array, dropping repeated names (the first one
+// wins).
+func indexHeaders(text string, fields []field) *headerTable {
 	size := 8
-	for size < 2*len(list) {
+	for size < 2*len(fields) {
 		size *= 2
 	}
-	t := &headerTable{index: make([]uint32, size)}
+	t := &headerTable{text: text, index: make([]uint32, size)}
 	mask := uint32(size - 1)
-	kept := list[:0]
-	for _, h := range list {
-		slot := h.hash & mask
+	kept := fields[:0]
+	for _, f := range fields {
+		slot := f.hash & mask
 		dup := false
 		for ; t.index[slot] != 0; slot = (slot + 1) & mask {
-			if o := &kept[t.index[slot]-1]; o.hash == h.hash && foldEqual(o.name, h.name) {
+			if o := &kept[t.index[slot]-1]; o.hash == f.hash && foldEqual(t.name(o), text[f.name:f.nameEnd]) {
 				dup = true
 				break
 			}
@@ -189,11 +216,10 @@ func indexHeaders(list []header) *headerTable {
 		if dup {
 			continue
 		}
-		kept = append(kept, h)
+		kept = append(kept, f)
 		t.index[slot] = uint32(len(kept))
 	}
-	clear(list[len(kept):])
-	t.list = kept
+	t.fields = kept
 	return t
 }
 
@@ -204,8 +230,8 @@ func (t *headerTable) lookup(name string) (string, bool) {
 	hash := foldHash(name)
 	mask := uint32(len(t.index) - 1)
 	for slot := hash & mask; t.index[slot] != 0; slot = (slot + 1) & mask {
-		if h := &t.list[t.index[slot]-1]; h.hash == hash && foldEqual(h.name, name) {
-			return h.value, true
+		if f := &t.fields[t.index[slot]-1]; f.hash == hash && foldEqual(t.name(f), name) {
+			return t.value(f), true
 		}
 	}
 	return "", false

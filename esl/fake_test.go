@@ -115,6 +115,17 @@ func (f *fakeFS) dropAll() {
 	}
 }
 
+// dropEvents closes the subscribed (event) connections only.
+func (f *fakeFS) dropEvents() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for fc := range f.conns {
+		if fc.subscribed {
+			fc.nc.Close()
+		}
+	}
+}
+
 // inject writes raw bytes to every subscribed connection.
 func (f *fakeFS) inject(raw []byte) {
 	f.mu.Lock()

@@ -79,8 +79,9 @@ func (r *frameReader) next() (*frame, error) {
 		f = &r.f
 		*f = frame{}
 	}
-	var length []byte
-	lengths := 0
+	// ReadSlice's line is only valid until the next read: the
+	// Content-Length is parsed at once.
+	length, lengths, lengthOK := 0, 0, false
 	for n := 0; ; n++ {
 		line, err := r.br.ReadSlice('\n')
 		if err != nil {
@@ -110,7 +111,7 @@ func (r *frameReader) next() (*frame, error) {
 		// The first of a repeated header wins, as with textproto's Get.
 		switch {
 		case foldEqualBytes(k, "Content-Length"):
-			length = v
+			length, lengthOK = parseLength(v)
 			lengths++
 		case foldEqualBytes(k, "Content-Type"):
 			if f.ct == "" {
@@ -129,13 +130,10 @@ func (r *frameReader) next() (*frame, error) {
 	if lengths == 0 {
 		return f, nil
 	}
-	if lengths != 1 || len(length) == 0 || len(length) > maxLengthDigits || !allDigits(string(length)) {
+	if lengths != 1 || !lengthOK {
 		return nil, fmt.Errorf("%w: bad Content-Length", errDesync)
 	}
-	n, err := strconv.Atoi(string(length))
-	if err != nil {
-		return nil, fmt.Errorf("%w: bad Content-Length", errDesync)
-	}
+	n := length
 	f.length = n
 	if n > r.max {
 		if n > r.max*discardFactor {
@@ -188,15 +186,6 @@ func isToken(b []byte) bool {
 	}
 	for _, c := range b {
 		if !(isAlnum(c) || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
-func allDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
 			return false
 		}
 	}
