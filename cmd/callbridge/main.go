@@ -78,6 +78,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, rest, getenv, stdout, stderr)
 	case "accounts":
 		return runAccounts(ctx, rest, getenv, stdout, stderr)
+	case "fsim":
+		return runFsim(ctx, rest, getenv, stdout, stderr)
 	case "rates":
 		return runRates(ctx, rest, getenv, stdout, stderr)
 	case "bill":
