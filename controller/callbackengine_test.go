@@ -30,10 +30,11 @@ const cbScript = `{"rules":[
 	{"prefix":"4914","ring_ms":500,"outcome":"answer","talk_ms":2000},
 	{"prefix":"4913","ring_ms":600000,"outcome":"no_answer"},
 	{"prefix":"4912","ring_ms":500,"outcome":"answer","talk_ms":30000},
-	{"prefix":"4911","ring_ms":500,"outcome":"answer","talk_ms":0}
+	{"prefix":"4911","ring_ms":500,"outcome":"answer","talk_ms":0},
+	{"prefix":"4910","early_media_ms":1000,"outcome":"answer","talk_ms":60000}
 ]}`
 
-const cbSpeed = 50
+const cbSpeed = 20
 
 // cbEnv is a controller with the callback routes and engine on a real
 // database, driving a simulated FreeSWITCH node over TCP.
@@ -288,6 +289,7 @@ func (env *cbEnv) commandsWith(parts ...string) int {
 }
 
 func TestCallbackOutcomes(t *testing.T) {
+	t.Parallel()
 	env := newCBEnv(t, cbOpts{})
 	full := strings.Join([]string{"queued", "calling_a", "a_answered", "calling_b", "bridged", "completed"}, " ")
 	tests := []struct {
@@ -302,8 +304,8 @@ func TestCallbackOutcomes(t *testing.T) {
 		aCause   string
 		failTone bool
 	}{
-		{name: "completed", a: "4912011111", b: "4917022222", status: "completed", history: full, bCalled: true, aCause: "NORMAL_CLEARING"},
-		{name: "early media on A is not an answer", a: "4917011183", b: "4914022222", status: "completed", history: full, bCalled: true},
+		{name: "completed", a: "4912011111", b: "4912022222", status: "completed", history: full, bCalled: true, aCause: "NORMAL_CLEARING"},
+		{name: "early media on A is not an answer", a: "4910011111", b: "4912022223", status: "completed", history: full, bCalled: true},
 		{name: "a busy", a: "4917011486", b: "4917022222", status: "failed", reason: callbridge.ReasonABusy, aCause: "USER_BUSY",
 			history: "queued calling_a failed"},
 		{name: "a no answer", a: "4917011480", b: "4917022222", status: "failed", reason: callbridge.ReasonANoAnswer, aCause: "NO_ANSWER",
@@ -323,7 +325,7 @@ func TestCallbackOutcomes(t *testing.T) {
 		{name: "a hangs up while b rings", a: "4914011111", b: "4913022222", status: "failed", reason: callbridge.ReasonAHangup,
 			bCalled: true, history: "queued calling_a a_answered calling_b failed"},
 		{name: "max duration", a: "4916011114", b: "4916022222", extra: `,"max_duration":10`, status: "failed",
-			reason: callbridge.ReasonMaxDuration, bCalled: true, aCause: "ALLOTTED_TIMEOUT",
+			reason: callbridge.ReasonMaxDuration, bCalled: true,
 			history: "queued calling_a a_answered calling_b bridged failed"},
 	}
 	for _, tt := range tests {
@@ -331,7 +333,17 @@ func TestCallbackOutcomes(t *testing.T) {
 			id := env.create(`{"a":"` + tt.a + `","b":"` + tt.b + `","prompt":"ringback"` + tt.extra + `}`)
 			cb := env.waitEnded(id)
 			if cb.Status != tt.status || cb.Reason != tt.reason {
-				t.Fatalf("got %s/%s, want %s/%s; history %+v", cb.Status, cb.Reason, tt.status, tt.reason, cb.Events)
+				for _, e := range cb.Events {
+					t.Logf("  %+v", *e)
+				}
+				if a := env.leg(cb, "a"); a != nil {
+					for _, c := range env.fs.Commands() {
+						if strings.Contains(c, a.UUID) {
+							t.Logf("  command %s", c)
+						}
+					}
+				}
+				t.Fatalf("got %s/%s, want %s/%s", cb.Status, cb.Reason, tt.status, tt.reason)
 			}
 			if got := strings.Join(history(cb), " "); got != tt.history {
 				t.Errorf("history %q, want %q", got, tt.history)
@@ -360,6 +372,9 @@ func TestCallbackOutcomes(t *testing.T) {
 			if got := env.commandsWith("uuid_broadcast "+a.UUID, "/sounds/call-failed.wav") == 1; got != tt.failTone {
 				t.Errorf("failure prompt played: %v, want %v", got, tt.failTone)
 			}
+			if tt.reason == callbridge.ReasonMaxDuration && a.HangupCause != "ALLOTTED_TIMEOUT" && b.HangupCause != "ALLOTTED_TIMEOUT" {
+				t.Errorf("no leg ended by sched_hangup: %q, %q", a.HangupCause, b.HangupCause)
+			}
 			if tt.status == callbridge.CallbackCompleted {
 				if a.AnsweredAt == nil || b.AnsweredAt == nil || a.RingingAt == nil {
 					t.Fatalf("legs not answered: %+v %+v", a, b)
@@ -385,6 +400,7 @@ func TestCallbackOutcomes(t *testing.T) {
 }
 
 func TestCallbackAuthorizer(t *testing.T) {
+	t.Parallel()
 	var asked sync.Map
 	az := authorizerFunc(func(_ context.Context, account string, a, b callbridge.Number) (time.Duration, error) {
 		asked.Store(string(a), true)
@@ -417,6 +433,7 @@ func (f authorizerFunc) Authorize(ctx context.Context, accountID string, a, b ca
 }
 
 func TestCallbackRetryPolicy(t *testing.T) {
+	t.Parallel()
 	env := newCBEnv(t, cbOpts{})
 	if _, err := env.db.Exec(`UPDATE accounts SET callback_retry_attempts = 2, callback_retry_delay_ms = 0 WHERE id = $1`, env.account); err != nil {
 		t.Fatal(err)
@@ -438,6 +455,7 @@ func TestCallbackRetryPolicy(t *testing.T) {
 }
 
 func TestCallbackCancel(t *testing.T) {
+	t.Parallel()
 	env := newCBEnv(t, cbOpts{})
 	tests := []struct {
 		name  string
@@ -476,6 +494,7 @@ func TestCallbackCancel(t *testing.T) {
 }
 
 func TestCallbackCancelQueued(t *testing.T) {
+	t.Parallel()
 	env := newCBEnv(t, cbOpts{noEngine: true})
 	id := env.create(`{"a":"4917011111","b":"4917022222"}`)
 	code, _, raw := env.do("DELETE", "/v1/callbacks/"+id, "")
@@ -492,6 +511,7 @@ func TestCallbackCancelQueued(t *testing.T) {
 }
 
 func TestCallbackRestartMidCall(t *testing.T) {
+	t.Parallel()
 	env := newCBEnv(t, cbOpts{owner: "ctl-1", lease: 300 * time.Millisecond})
 	live := env.create(`{"a":"4916011111","b":"4916022222"}`)
 	vanished := env.create(`{"a":"4916011112","b":"4916022223"}`)
@@ -532,6 +552,7 @@ func TestCallbackRestartMidCall(t *testing.T) {
 }
 
 func TestCallbackNodeDrops(t *testing.T) {
+	t.Parallel()
 	t.Run("reconnects", func(t *testing.T) {
 		env := newCBEnv(t, cbOpts{})
 		id := env.create(`{"a":"4916011111","b":"4916022222"}`)
@@ -566,6 +587,7 @@ func TestCallbackNodeDrops(t *testing.T) {
 }
 
 func TestCallbackTwoControllers(t *testing.T) {
+	t.Parallel()
 	env := newCBEnv(t, cbOpts{owner: "ctl-1"})
 	// A second controller: its own engine and node connection, one queue.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -609,6 +631,7 @@ func TestCallbackTwoControllers(t *testing.T) {
 }
 
 func TestWebhookDeliveryRetry(t *testing.T) {
+	t.Parallel()
 	env := newCBEnv(t, cbOpts{})
 	secret := []byte("s3cret")
 	var mu sync.Mutex
@@ -663,6 +686,7 @@ func TestWebhookDeliveryRetry(t *testing.T) {
 }
 
 func TestWebhookDead(t *testing.T) {
+	t.Parallel()
 	env := newCBEnv(t, cbOpts{noEngine: true})
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
 	defer recv.Close()
@@ -703,6 +727,7 @@ func TestWebhookBackoff(t *testing.T) {
 }
 
 func TestCallbackAPIInput(t *testing.T) {
+	t.Parallel()
 	env := newCBEnv(t, cbOpts{noEngine: true})
 	tests := []struct {
 		name, body, field string
@@ -749,6 +774,7 @@ func TestCallbackAPIInput(t *testing.T) {
 }
 
 func TestCallbackAPIIdempotencyAndQueue(t *testing.T) {
+	t.Parallel()
 	env := newCBEnv(t, cbOpts{noEngine: true})
 	body := `{"a":"4917011111","b":"4917022222","metadata":{"x":1,"y":2}}`
 	code, _, first := env.do("POST", "/v1/callbacks", body, "Idempotency-Key", "abc")
