@@ -15,7 +15,7 @@ import (
 )
 
 // fixtureDir holds the captures from a real FreeSWITCH 1.10.12.
-const fixtureDir = "../../shared/fixtures/freeswitch-esl"
+const fixtureDir = "../testdata/freeswitch-esl"
 
 func readFixture(tb testing.TB, name string) []byte {
 	tb.Helper()
