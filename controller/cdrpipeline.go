@@ -278,6 +278,9 @@ type CDRPipelineConfig struct {
 	// writing queued batches before leaving them in the spool (5 s when
 	// zero; negative leaves them at once).
 	DrainTimeout time.Duration
+	// MaxBatch caps a batch that grew while the spool was busy (10 ×
+	// BatchSize).
+	MaxBatch int
 	// MaxInMemory is how many queued batches keep their records in memory;
 	// older ones are read back from the spool when their turn comes (64).
 	MaxInMemory int
@@ -324,13 +327,14 @@ type CDRStats struct {
 //
 // Events flow: one reader per node parses events into records (hangups into
 // CDRs; CHANNEL_CREATE and CHANNEL_ANSWER into live-channel updates) → one
-// batcher cuts batches by size or FlushInterval and writes each to a new
-// spool file (write, fsync, rename, fsync of the directory) before anything
-// else is done with it → one writer prices the batch's CDRs and writes it
-// in one transaction, then deletes the file. The spool is written before
-// the database is tried, so a record is acknowledged — safe from a crash
-// or kill -9 — once its batch file is renamed into place, at most
-// FlushInterval plus one fsync after its event was read. Events FreeSWITCH
+// batcher cuts batches by size or FlushInterval → one spooler writes each
+// to a new spool file (write, fsync, rename, fsync of the directory)
+// before anything else is done with it → one writer prices the batch's
+// CDRs and writes it in one transaction, then deletes the file. The spool
+// is written before the database is tried, so a record is acknowledged —
+// safe from a crash or kill -9 — once its batch file is renamed into
+// place, normally FlushInterval plus two fsyncs after its event was read
+// (batches grow while a slow fsync runs). Events FreeSWITCH
 // delivered that were still in memory at a kill are not redelivered by
 // FreeSWITCH; the legs they ended stay in live_channels and are closed,
 // flagged estimated, by the reconciliation that follows the next
@@ -339,7 +343,7 @@ type CDRStats struct {
 // While the database is unavailable the writer retries the oldest batch
 // with backoff and the spool grows; when it returns, batches are written in
 // spool order. A batch the database refuses is retried record by record; a
-// cdrRecord refused MaxAttempts times is dead-lettered (table, or a file in
+// record refused MaxAttempts times is dead-lettered (table, or a file in
 // SpoolDir/dead when the database cannot take it) with an error log and a
 // counter. A restart replays the spool first. Duplicates (redelivery,
 // replays, several controllers) are ignored by the store's unique key.
@@ -397,6 +401,9 @@ func NewCDRPipeline(cfg CDRPipelineConfig) (*CDRPipeline, error) {
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 3
+	}
+	if cfg.MaxBatch < cfg.BatchSize {
+		cfg.MaxBatch = 10 * cfg.BatchSize
 	}
 	if cfg.MaxInMemory <= 0 {
 		cfg.MaxInMemory = 64
@@ -502,10 +509,12 @@ func (p *CDRPipeline) Run(ctx context.Context, clients ...*esl.Client) error {
 	go func() { defer aux.Done(); p.reconciler(readCtx) }()
 	go func() { defer aux.Done(); p.sweeper(readCtx) }()
 
+	spoolC := make(chan cdrBatch)
+	go p.batcher(spoolC)
 	batcherDone := make(chan struct{})
 	go func() {
 		defer close(batcherDone)
-		p.batcher()
+		p.spooler(spoolC)
 	}()
 
 	// The writer outlives ctx by up to DrainTimeout.
@@ -606,29 +615,41 @@ func (p *CDRPipeline) add(ctx context.Context, r cdrRecord) bool {
 	}
 }
 
-// batcher cuts batches and spools them, until p.in is closed.
-func (p *CDRPipeline) batcher() {
+// batcher cuts batches and hands them to the spooler, until p.in is
+// closed. A batch is due when it holds BatchSize records or FlushInterval
+// after its first; while the spooler is busy (an fsync can take hundreds
+// of milliseconds) the due batch keeps growing, up to MaxBatch records, so
+// a slow disk makes batches larger instead of the pipeline slower.
+func (p *CDRPipeline) batcher(spoolC chan<- cdrBatch) {
+	defer close(spoolC)
 	var cur []cdrRecord
+	due := false
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	flush := func() {
-		timer.Stop()
-		if len(cur) == 0 {
-			return
-		}
-		p.spool(cur)
-		cur = nil
-	}
 	for {
+		var out chan<- cdrBatch
+		if due && len(cur) > 0 {
+			out = spoolC
+		}
+		in := p.in
+		if len(cur) >= p.cfg.MaxBatch {
+			in = nil // back-pressure: the reader waits, events queue in the client
+		}
 		select {
-		case r, ok := <-p.in:
+		case r, ok := <-in:
 			if !ok {
-				flush()
+				if len(cur) > 0 {
+					spoolC <- cdrBatch{recs: cur}
+				}
 				return
 			}
 			if r.barrier != nil {
-				flush()
-				p.queue.push(&cdrBatch{barrier: r.barrier})
+				if len(cur) > 0 {
+					spoolC <- cdrBatch{recs: cur}
+				}
+				spoolC <- cdrBatch{barrier: r.barrier}
+				cur, due = nil, false
+				timer.Stop()
 				continue
 			}
 			cur = append(cur, r)
@@ -636,11 +657,26 @@ func (p *CDRPipeline) batcher() {
 				timer.Reset(p.cfg.FlushInterval)
 			}
 			if len(cur) >= p.cfg.BatchSize {
-				flush()
+				due = true
 			}
 		case <-timer.C:
-			flush()
+			due = true
+		case out <- cdrBatch{recs: cur}:
+			cur, due = nil, false
+			timer.Stop()
 		}
+	}
+}
+
+// spooler writes the batches it receives to the spool, in order, and
+// queues them for the writer, until spoolC is closed.
+func (p *CDRPipeline) spooler(spoolC <-chan cdrBatch) {
+	for b := range spoolC {
+		if b.barrier != nil {
+			p.queue.push(&b)
+			continue
+		}
+		p.spool(b.recs)
 	}
 }
 
@@ -779,7 +815,7 @@ func (p *CDRPipeline) writer(ctx context.Context) {
 		}
 		if b.barrier != nil {
 			close(b.barrier.ready)
-			p.queue.pop()
+			p.queue.pop(1)
 			continue
 		}
 		if b.recs == nil && b.path != "" {
@@ -787,20 +823,33 @@ func (p *CDRPipeline) writer(ctx context.Context) {
 			if err != nil {
 				p.log.Error("ALERT: unreadable cdr spool file set aside", "file", b.path, "error", err)
 				os.Rename(b.path, b.path+".bad")
-				p.queue.pop()
+				p.queue.pop(1)
 				continue
 			}
 			b.recs = recs
 		}
-		if !p.writeBatch(ctx, b.recs) {
-			return
-		}
-		if b.path != "" {
-			if err := os.Remove(b.path); err != nil {
-				p.log.Warn("cdr spool file not removed", "file", b.path, "error", err)
+		// While the database is slower than the events, batches queue up:
+		// write the queued ones in memory together, one commit for all.
+		group := p.queue.group(b, p.cfg.MaxBatch)
+		recs := b.recs
+		if len(group) > 1 {
+			recs = nil
+			for _, g := range group {
+				recs = append(recs, g.recs...)
 			}
 		}
-		p.queue.pop()
+		if !p.writeBatch(ctx, recs) {
+			return
+		}
+		for _, g := range group {
+			if g.path == "" {
+				continue
+			}
+			if err := os.Remove(g.path); err != nil {
+				p.log.Warn("cdr spool file not removed", "file", g.path, "error", err)
+			}
+		}
+		p.queue.pop(len(group))
 	}
 }
 
@@ -1046,10 +1095,30 @@ func (q *cdrBatchQueue) peek(ctx context.Context) (*cdrBatch, bool) {
 	}
 }
 
-func (q *cdrBatchQueue) pop() {
+// group returns first, the oldest batch, followed by the batches queued
+// right after it that are in memory, up to max records in all.
+func (q *cdrBatchQueue) group(first *cdrBatch, max int) []*cdrBatch {
 	q.mu.Lock()
-	q.items[0] = nil
-	q.items = q.items[1:]
+	defer q.mu.Unlock()
+	out := []*cdrBatch{first}
+	n := len(first.recs)
+	for _, b := range q.items[1:] {
+		if b.barrier != nil || b.recs == nil || n+len(b.recs) > max {
+			break
+		}
+		out = append(out, b)
+		n += len(b.recs)
+	}
+	return out
+}
+
+// pop removes the n oldest batches.
+func (q *cdrBatchQueue) pop(n int) {
+	q.mu.Lock()
+	for i := range n {
+		q.items[i] = nil
+	}
+	q.items = q.items[n:]
 	q.mu.Unlock()
 }
 
