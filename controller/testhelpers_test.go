@@ -15,6 +15,8 @@ import (
 
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
+
+	"github.com/gin-gonic/gin"
 )
 
 // Credentials of the fully configured server. They are long and unusual
@@ -53,6 +55,8 @@ type fullEnv struct {
 	srv  *Server
 	api  *httptest.Server
 	logs *syncBuffer
+	// doc checks every answer against openapi.json.
+	doc *apiDoc
 }
 
 // newFullEnv builds the server; tweak, when given, adjusts it before its
@@ -105,7 +109,7 @@ func newFullEnv(t *testing.T, tweak func(*Server)) *fullEnv {
 	}
 	api := httptest.NewServer(srv.Handler())
 	t.Cleanup(api.Close)
-	return &fullEnv{t: t, db: db, srv: srv, api: api, logs: logs}
+	return &fullEnv{t: t, db: db, srv: srv, api: api, logs: logs, doc: loadAPIDoc(t)}
 }
 
 // answer is an HTTP response with its body read.
@@ -175,7 +179,45 @@ func (e *fullEnv) send(r request) answer {
 	if err != nil {
 		e.t.Fatalf("%s %s: read: %v", r.method, r.path, err)
 	}
-	return answer{status: resp.StatusCode, header: resp.Header, body: body}
+	a := answer{status: resp.StatusCode, header: resp.Header, body: body}
+	if pattern, ok := e.pattern(r.method, r.path); ok {
+		e.doc.checkAnswer(e.t, r.method, pattern, a)
+	}
+	return a
+}
+
+// pattern returns the gin route that serves method and path, preferring
+// static segments over parameters as gin does.
+func (e *fullEnv) pattern(method, path string) (string, bool) {
+	path, _, _ = strings.Cut(path, "?")
+	segs := strings.Split(path, "/")
+	best, bestStatic := "", -1
+	for _, r := range e.srv.handler.(*gin.Engine).Routes() {
+		if r.Method != method {
+			continue
+		}
+		rs := strings.Split(r.Path, "/")
+		if len(rs) != len(segs) {
+			continue
+		}
+		static := 0
+		for i := range rs {
+			switch {
+			case strings.HasPrefix(rs[i], ":") && segs[i] != "":
+			case rs[i] == segs[i]:
+				static++
+			default:
+				static = -1
+			}
+			if static < 0 {
+				break
+			}
+		}
+		if static > bestStatic {
+			best, bestStatic = r.Path, static
+		}
+	}
+	return best, bestStatic >= 0
 }
 
 // call sends a JSON body (a string is sent as is, anything else is
