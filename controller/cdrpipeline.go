@@ -320,6 +320,9 @@ type CDRStats struct {
 	Unavailable bool
 	// Overflows counts event subscriptions lost to a full queue.
 	Overflows int64
+	// Reconciliations counts reconciliations that listed a node's
+	// channels and closed the legs it no longer has.
+	Reconciliations int64
 }
 
 // CDRPipeline turns CHANNEL_HANGUP_COMPLETE events into priced CDRs in
@@ -357,8 +360,8 @@ type CDRPipeline struct {
 	seq     atomic.Int64
 	clients map[string]*esl.Client
 
-	hangups, spooled, inserted, duplicates, dead, estimated, overflows atomic.Int64
-	unavailable                                                        atomic.Bool
+	hangups, spooled, inserted, duplicates, dead, estimated, overflows, reconciles atomic.Int64
+	unavailable                                                                    atomic.Bool
 
 	reconcileC chan cdrReconcileReq
 	running    atomic.Bool
@@ -441,6 +444,7 @@ func (p *CDRPipeline) Stats() CDRStats {
 		Hangups: p.hangups.Load(), Spooled: p.spooled.Load(), Inserted: p.inserted.Load(),
 		Duplicates: p.duplicates.Load(), DeadLetters: p.dead.Load(), Estimated: p.estimated.Load(),
 		QueuedBatches: p.queue.len(), Unavailable: p.unavailable.Load(), Overflows: p.overflows.Load(),
+		Reconciliations: p.reconciles.Load(),
 	}
 }
 

@@ -32,7 +32,7 @@ import (
 // for.
 const cdrTestTimeout = 60 * time.Second
 
-const cdrFixtureDir = "/work/shared/fixtures/freeswitch-esl"
+const cdrFixtureDir = "../testdata/freeswitch-esl"
 
 type cdrLogWriter struct{ tb testing.TB }
 
@@ -427,7 +427,7 @@ type cdrEnv struct {
 	logger *slog.Logger
 }
 
-func newCDREnv(t testing.TB) *cdrEnv {
+func newCDREnv(t testing.TB, simOpts ...func(*esltest.Server)) *cdrEnv {
 	t.Helper()
 	u := pgtest.URL(t)
 	ctx := context.Background()
@@ -451,6 +451,9 @@ func newCDREnv(t testing.TB) *cdrEnv {
 	sim := esltest.NewUnstartedServer()
 	sim.Hostname = "fs1"
 	sim.Speed = 1000
+	for _, o := range simOpts {
+		o(sim)
+	}
 	sim.Start()
 	t.Cleanup(sim.Close)
 	return &cdrEnv{sim: sim, db: db, viaPx: via, proxy: proxy, acc: a.ID, decks: cdrTestDecks(t, a.ID),

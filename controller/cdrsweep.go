@@ -96,7 +96,11 @@ func (p *CDRPipeline) reconcile(ctx context.Context, node string) {
 		has[ch.UUID] = true
 	}
 	gone, err := p.goneLegs(ctx, node, has, listed)
-	if err != nil || len(gone) == 0 {
+	if err != nil {
+		return
+	}
+	if len(gone) == 0 {
+		p.reconciles.Add(1)
 		return
 	}
 	if !cdrSleep(ctx, p.cfg.SweepGrace) {
@@ -116,6 +120,7 @@ func (p *CDRPipeline) reconcile(ctx context.Context, node string) {
 			return
 		}
 	}
+	p.reconciles.Add(1)
 }
 
 // goneLegs returns the legs of node held live, last seen before listed,

@@ -1,0 +1,140 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"callbridge"
+	"callbridge/esl"
+	"callbridge/esl/esltest"
+	"callbridge/postgres"
+
+	"github.com/google/uuid"
+)
+
+// liveLeg stores a leg believed up on node.
+func (e *cdrEnv) liveLeg(t *testing.T, node string, start, answer time.Time, maxMS int64) string {
+	t.Helper()
+	id := uuid.NewString()
+	l := &callbridge.LiveChannel{UUID: id, Node: node, Leg: callbridge.LegCallbackA, AccountID: e.acc, Direction: "outbound",
+		Caller: "4940123456", Callee: "4930555", Presented: "4940123456", Gateway: "carrier",
+		StartAt: start, AnswerAt: answer, MaxMS: maxMS, SeenAt: start}
+	if _, err := postgres.NewCDRStore(e.db).WriteBatch(context.Background(), nil, []*callbridge.LiveChannel{l}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestCDRReconcileClosesLegsTheNodeNoLongerHas(t *testing.T) {
+	e := newCDREnv(t, func(s *esltest.Server) {
+		s.Script = &esltest.Script{Rules: []esltest.Rule{{Prefix: "4930777", Outcome: esltest.OutcomeAnswer}}}
+	})
+	now := time.Now().UTC()
+	// Hung up while no controller listened: answered 10 minutes ago, its
+	// hangup never seen.
+	gone := e.liveLeg(t, "fs1", now.Add(-11*time.Minute), now.Add(-10*time.Minute), 3600000)
+	r := e.start(t, e.spool, nil)
+	cdrWaitFor(t, "estimated CDR", func() bool { return e.count(t) == 1 })
+	c, err := postgres.NewCDRStore(e.db).CDRByUUID(context.Background(), gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Flags.Has(callbridge.CDREstimated) || c.HangupCause != cdrEstimatedCause {
+		t.Errorf("flags %v cause %s, want estimated UNKNOWN", c.Flags, c.HangupCause)
+	}
+	// Billed from its answer until it was found gone.
+	if c.BillMS < 600000 || c.BillMS > 600000+int64(cdrTestTimeout/time.Millisecond) {
+		t.Errorf("bill %d ms, want about 10 minutes", c.BillMS)
+	}
+	if c.Sell != 2000*((c.BillMS+999)/1000) {
+		t.Errorf("sell %d for %d ms", c.Sell, c.BillMS)
+	}
+	if r.p.Stats().Estimated != 1 {
+		t.Errorf("estimated = %d, want 1", r.p.Stats().Estimated)
+	}
+
+	// A leg the node still has survives a reconnection's reconciliation.
+	job, err := r.client.Originate(context.Background(), esl.Originate{Endpoint: esl.Gateway("carrier", "4930777000"),
+		Vars: []esl.Var{{Name: callbridge.VarAccount, Value: e.acc}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewCDRStore(e.db)
+	cdrWaitFor(t, "the new leg live", func() bool {
+		live, _ := store.LiveChannels(context.Background(), "fs1")
+		return len(live) == 1 && live[0].UUID == job.UUID
+	})
+	before := r.p.Stats().Reconciliations
+	e.sim.DropEventConnections()
+	cdrWaitFor(t, "reconciliation after the reconnect", func() bool { return r.p.Stats().Reconciliations > before })
+	if _, err := store.CDRByUUID(context.Background(), job.UUID); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		t.Errorf("a live leg was closed by the reconciliation: %v", err)
+	}
+}
+
+func TestCDRSweep(t *testing.T) {
+	e := newCDREnv(t, func(s *esltest.Server) {
+		s.Script = &esltest.Script{Rules: []esltest.Rule{{Prefix: "4930777", Outcome: esltest.OutcomeAnswer}}}
+	})
+	r := e.start(t, e.spool, func(c *CDRPipelineConfig) {
+		c.Now = e.sim.Now // legs carry the simulator's times
+		c.SweepInterval = time.Hour
+	})
+	ctx := context.Background()
+	now := e.sim.Now().UTC()
+	store := postgres.NewCDRStore(e.db)
+
+	// A leg on a node no longer configured, 2 h past its answer with a
+	// one-minute maximum: closed at its maximum.
+	orphan := e.liveLeg(t, "fs-retired", now.Add(-2*time.Hour-time.Second), now.Add(-2*time.Hour), 60000)
+	// A leg within its maximum is left alone.
+	young := e.liveLeg(t, "fs-retired", now.Add(-time.Second), now, 3600000)
+	// A leg the node still has, past its maximum: hung up, and its own
+	// hangup makes the CDR.
+	job, err := r.client.Originate(ctx, esl.Originate{Endpoint: esl.Gateway("carrier", "4930777000"),
+		Vars: []esl.Var{{Name: callbridge.VarAccount, Value: e.acc}, {Name: callbridge.VarMaxMS, Value: "1000"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdrWaitFor(t, "the call answered", func() bool {
+		for _, l := range mustLive(t, store) {
+			if l.UUID == job.UUID && !l.AnswerAt.IsZero() {
+				return true
+			}
+		}
+		return false
+	})
+	e.sim.Jump(time.Minute)
+
+	if n := r.p.Sweep(ctx); n != 1 {
+		t.Errorf("sweep closed %d legs, want 1", n)
+	}
+	cdrWaitFor(t, "two CDRs", func() bool { return e.count(t) == 2 })
+	c, err := store.CDRByUUID(ctx, orphan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BillMS != 60000 || c.Sell != 120000 || c.Buy != 60000 || !c.Flags.Has(callbridge.CDREstimated) {
+		t.Errorf("orphan: bill %d sell %d buy %d flags %v, want 60000 120000 60000 estimated", c.BillMS, c.Sell, c.Buy, c.Flags)
+	}
+	killed, err := store.CDRByUUID(ctx, job.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if killed.Flags.Has(callbridge.CDREstimated) || killed.HangupCause != "ALLOTTED_TIMEOUT" {
+		t.Errorf("overdue live call: cause %s flags %v, want its real ALLOTTED_TIMEOUT hangup", killed.HangupCause, killed.Flags)
+	}
+	if _, err := store.CDRByUUID(ctx, young); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		t.Errorf("a leg within its maximum was closed: %v", err)
+	}
+}
+
+func mustLive(t *testing.T, store *postgres.CDRStore) []*callbridge.LiveChannel {
+	t.Helper()
+	live, err := store.LiveChannels(context.Background(), "fs1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return live
+}
