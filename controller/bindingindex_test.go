@@ -3,10 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net/http"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -126,58 +122,6 @@ func benchLines(n int) (*BindingIndex, [][2]callbridge.Number) {
 		ix.Set(l)
 	}
 	return ix, probes
-}
-
-// BenchmarkDialplanLookup answers mod_xml_curl requests (the real 5.6 KB
-// form FreeSWITCH sends) over HTTP from an index of 1,000,000 active
-// bindings, and reports p50/p99 latency per request and lookups/s.
-func BenchmarkDialplanLookup(b *testing.B) {
-	ix, probes := benchLines(1_000_000)
-	srv := dialplanServer(b, ix, nil)
-	bodies := make([]string, 0, 1024)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for range 1024 {
-		p := probes[rng.IntN(len(probes))]
-		bodies = append(bodies, fixtureBody(b, string(p[0]), string(p[1])))
-	}
-	for _, keepAlive := range []bool{true, false} {
-		name := "keepalive"
-		if !keepAlive {
-			name = "new-connection-each" // as mod_xml_curl's libcurl does per request
-		}
-		b.Run(name, func(b *testing.B) {
-			tr := &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 4}
-			defer tr.CloseIdleConnections()
-			client := &http.Client{Transport: tr}
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			start := time.Now()
-			for i := 0; b.Loop(); i++ {
-				t0 := time.Now()
-				req, _ := http.NewRequest(http.MethodPost, srv.URL+"/fs/dialplan", strings.NewReader(bodies[i%len(bodies)]))
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				req.SetBasicAuth(dpUser, dpPass)
-				resp, err := client.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				buf := make([]byte, 4096)
-				n, _ := resp.Body.Read(buf)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK || !strings.Contains(string(buf[:n]), `application="bridge"`) {
-					b.Fatalf("got %d %s, want a bridge", resp.StatusCode, buf[:n])
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			elapsed := time.Since(start)
-			slices.Sort(lat)
-			if len(lat) > 0 {
-				b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-				b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "lookups/s")
-			}
-		})
-	}
 }
 
 // BenchmarkDecide is the routing decision alone on a line of four pairs.

@@ -10,14 +10,14 @@ import (
 	"time"
 )
 
-// BenchmarkDialplanEndpoint answers mod_xml_curl requests (the real 5.6 KB
+// BenchmarkDialplanLookup answers mod_xml_curl requests (the real 5.6 KB
 // form FreeSWITCH sends, for random parties of random numbers) over HTTP
 // from an index of 1,000,000 active bindings, one request at a time, and
 // reports the latency of each request as the client sees it (p50_ms,
 // p99_ms) and lookups/s. keepalive reuses one connection; newconn opens a
 // TCP connection per request, as mod_xml_curl's libcurl does. The target
 // is p99 under 1 ms.
-func BenchmarkDialplanEndpoint(b *testing.B) {
+func BenchmarkDialplanLookup(b *testing.B) {
 	b.Run("1M_bindings", func(b *testing.B) {
 		ix, probes := benchLines(1_000_000)
 		srv := dialplanServer(b, ix, nil)

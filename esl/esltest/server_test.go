@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-const fixtureDir = "../../../shared/fixtures/freeswitch-esl"
+const fixtureDir = "../../testdata/freeswitch-esl"
 
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
