@@ -322,7 +322,14 @@ func (s *BillingStore) recompute(ctx context.Context, tx *Tx, targets []rollupTa
 	// Many targets within a short span (a month close): scan the span's
 	// partitions once and hash-join on (account, local day), which reads
 	// each CDR page once instead of once per account.
-	join := `c.account_id = t.account_id AND c.start_at >= t.lo AND c.start_at < t.hi`
+	agg := `
+		SELECT t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway,
+		       count(*) AS calls, count(*) FILTER (WHERE c.answer_at IS NOT NULL) AS answered,
+		       coalesce(sum(c.bill_ms), 0) AS billed_ms, coalesce(sum(c.sell_micros), 0) AS sell,
+		       coalesce(sum(c.buy_micros), 0) AS buy
+		FROM rollup_targets t
+		JOIN cdrs c ON c.account_id = t.account_id AND c.start_at >= t.lo AND c.start_at < t.hi
+		GROUP BY t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway`
 	args := []any{}
 	lo, hi := targets[0].lo, targets[0].hi
 	for _, t := range targets {
@@ -334,19 +341,23 @@ func (s *BillingStore) recompute(ctx context.Context, tx *Tx, targets []rollupTa
 		}
 	}
 	if len(targets) >= bulkTargets && hi.Sub(lo) <= bulkSpan {
-		join = `c.account_id = t.account_id AND (c.start_at AT TIME ZONE $3)::date = t.day
-			AND c.start_at >= $1 AND c.start_at < $2`
-		args = append(args, lo, hi, s.loc.String())
-	}
-	res, err := tx.ExecContext(ctx, `
-		WITH agg AS (
-			SELECT t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway,
+		// Aggregate the span's CDRs first (each row read once), then
+		// keep the (account, day) groups that are targets.
+		agg = `
+		SELECT g.* FROM (
+			SELECT c.account_id, (c.start_at AT TIME ZONE $3)::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway,
 			       count(*) AS calls, count(*) FILTER (WHERE c.answer_at IS NOT NULL) AS answered,
 			       coalesce(sum(c.bill_ms), 0) AS billed_ms, coalesce(sum(c.sell_micros), 0) AS sell,
 			       coalesce(sum(c.buy_micros), 0) AS buy
-			FROM rollup_targets t
-			JOIN cdrs c ON ` + join + `
-			GROUP BY t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway
+			FROM cdrs c
+			WHERE c.start_at >= $1 AND c.start_at < $2
+			  AND c.account_id IN (SELECT DISTINCT account_id FROM rollup_targets)
+			GROUP BY 1, 2, 3, 4, 5
+		) g JOIN rollup_targets t ON t.account_id = g.account_id AND t.day = g.day`
+		args = append(args, lo, hi, s.loc.String())
+	}
+	res, err := tx.ExecContext(ctx, `
+		WITH agg AS (`+agg+`
 		)
 		INSERT INTO rollups (account_id, day, prefix, description, carrier, calls, answered, billed_ms, sell, buy)
 		SELECT a.account_id, a.day, a.sell_prefix, coalesce(d.description, ''), a.gateway,
