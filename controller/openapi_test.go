@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -470,4 +471,80 @@ func servesType(op operation, ct string) bool {
 		}
 	}
 	return false
+}
+
+// TestAPITourMatchesOpenAPI checks that every curl command of the API tour
+// (docs/api.md) calls a documented operation.
+func TestAPITourMatchesOpenAPI(t *testing.T) {
+	t.Parallel()
+	d := loadAPIDoc(t)
+	tour, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := regexp.MustCompile(`curl (?:[^\n]*\\\n)*[^\n]*`).FindAllString(string(tour), -1)
+	urlRE := regexp.MustCompile(`\$CB(/[^\s"'?]*)`)
+	methodRE := regexp.MustCompile(`-X ([A-Z]+)`)
+	seen := map[string]bool{}
+	for _, cmd := range cmds {
+		m := urlRE.FindStringSubmatch(cmd)
+		if m == nil {
+			continue
+		}
+		method := "GET"
+		if x := methodRE.FindStringSubmatch(cmd); x != nil {
+			method = x[1]
+		} else if strings.Contains(cmd, " -d ") || strings.Contains(cmd, "--data-binary") {
+			method = "POST"
+		}
+		path, ok := d.match(m[1])
+		if !ok {
+			t.Errorf("docs/api.md calls %s %s, which openapi.json does not document", method, m[1])
+			continue
+		}
+		if _, ok := d.Paths[path][strings.ToLower(method)]; !ok {
+			t.Errorf("docs/api.md calls %s %s (%s), which openapi.json does not document", method, m[1], path)
+		}
+		seen[method+" "+path] = true
+	}
+	for path, ops := range d.Paths {
+		for method := range ops {
+			if k := strings.ToUpper(method) + " " + path; !seen[k] && !strings.HasPrefix(path, "/fs/") {
+				t.Logf("the tour does not show %s", k)
+			}
+		}
+	}
+	if len(seen) < 20 {
+		t.Errorf("found only %d operations in the tour", len(seen))
+	}
+}
+
+// match finds the documented path a concrete path (ids, shell variables
+// or placeholders in parameter segments) belongs to.
+func (d *apiDoc) match(concrete string) (string, bool) {
+	segs := strings.Split(concrete, "/")
+	best, bestStatic := "", -1
+	for p := range d.Paths {
+		ps := strings.Split(p, "/")
+		if len(ps) != len(segs) {
+			continue
+		}
+		static := 0
+		for i := range ps {
+			switch {
+			case strings.HasPrefix(ps[i], "{"):
+			case ps[i] == segs[i]:
+				static++
+			default:
+				static = -1
+			}
+			if static < 0 {
+				break
+			}
+		}
+		if static > bestStatic {
+			best, bestStatic = p, static
+		}
+	}
+	return best, bestStatic >= 0
 }
