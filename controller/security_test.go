@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/esl"
+	"callbridge/esl/esltest"
 	"callbridge/postgres"
 
 	"github.com/gin-gonic/gin"
@@ -839,5 +843,88 @@ func TestSecurityRateLimit(t *testing.T) {
 	}
 	for range 5 {
 		env.mustCall(http.StatusOK, "GET", "/v1/admin/accounts/"+a.id, fullAdminToken, nil)
+	}
+}
+
+// roundTripFunc is an http.RoundTripper of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestSecurityOperatorSecretsNotLogged runs the ESL client against the
+// simulator with a wrong and then the right password, and the webhook
+// deliverer against a failing receiver, all logging at debug level, and
+// checks that neither the ESL password nor the webhook secret is logged.
+func TestSecurityOperatorSecretsNotLogged(t *testing.T) {
+	t.Parallel()
+	const (
+		eslPassword   = "esl-Pa55-4c1d9e7f3b5a7c9e1f3a5b7d"
+		wrongPassword = "esl-Pa55-4c1d9e7f3b5a7c9e1f3a5b7X"
+		webhookSecret = "whsec-8e2f4a6c8e0b2d4f6a8c0e2b4d6f8a0c"
+	)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	fs := esltest.NewUnstartedServer()
+	fs.Password = eslPassword
+	fs.Start()
+	t.Cleanup(fs.Close)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	run := func(c *esl.Client) chan error {
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		return done
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting until %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	wrong := esl.NewClient(esl.Config{Name: "wrong", Addr: fs.Addr(), Password: wrongPassword, BackoffMin: time.Millisecond, BackoffMax: 20 * time.Millisecond, Logger: log})
+	wrongDone := run(wrong)
+	waitUntil("the wrong password was refused twice", func() bool { st := wrong.Stats(); return st.Redials >= 2 && st.LastError != "" })
+	right := esl.NewClient(esl.Config{Name: "right", Addr: fs.Addr(), Password: eslPassword, Logger: log})
+	rightDone := run(right)
+	waitUntil("the right password was accepted", func() bool { return right.State() == esl.StateConnected })
+
+	// A webhook that fails: the deliverer logs the failure.
+	env := newFullEnv(t, nil)
+	tn := env.newTenant("hooks")
+	env.mustCall(http.StatusAccepted, "POST", "/v1/callbacks", tn.key, map[string]any{"a": "+4930111222", "b": "+4930333444", "webhook_url": "https://hooks.example.com/cb"})
+	posted := make(chan struct{}, 100)
+	d := NewWebhookDeliverer(postgres.NewWebhookService(env.db), WebhookDelivererConfig{
+		Secret: []byte(webhookSecret), PollInterval: 10 * time.Millisecond, Logger: log,
+		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			posted <- struct{}{}
+			return &http.Response{StatusCode: http.StatusInternalServerError, Body: io.NopCloser(strings.NewReader("receiver error")), Header: http.Header{}, Request: r}, nil
+		}),
+	})
+	hookDone := make(chan error, 1)
+	go func() { hookDone <- d.Run(ctx) }()
+	select {
+	case <-posted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the deliverer posted nothing")
+	}
+	waitUntil("the failed delivery was logged", func() bool { return strings.Contains(logs.String(), "webhook attempt failed") })
+
+	cancel()
+	for _, done := range []chan error{wrongDone, rightDone, hookDone} {
+		<-done
+	}
+	out := logs.String()
+	if !strings.Contains(out, "wrong") || !strings.Contains(out, "right") {
+		t.Fatalf("the ESL clients logged nothing: %.500s", out)
+	}
+	for name, secret := range map[string]string{"ESL password": eslPassword, "wrong ESL password": wrongPassword, "webhook secret": webhookSecret} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the log contains the %s", name)
+		}
 	}
 }
