@@ -654,6 +654,7 @@ func (r *cbRun) acquire(ctx context.Context) bool {
 		if err == nil {
 			r.setClient(c)
 			r.release = release
+			r.markPlaced() // the claim loop may claim the next one now
 			return r.save(ctx, &callbridge.CallbackUpdate{Node: c.Name()})
 		}
 		if ctx.Err() != nil {

@@ -892,7 +892,8 @@ func reportLatency(b *testing.B, lat []time.Duration, elapsed time.Duration) {
 
 // BenchmarkCallbacksEndToEnd measures completed callbacks per second with
 // the database in the loop: stored, claimed, both legs placed on the
-// simulator (running 200× real time), bridged, ended by the far end, every
+// simulator (running 200× real time, so a call talks 300 ms), bridged,
+// ended by B's far end, every
 // transition persisted. The pool allows 50 calls per second, so the rate
 // should sit at that pacing, not below it.
 func BenchmarkCallbacksEndToEnd(b *testing.B) {
@@ -908,7 +909,8 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	fs := esltest.NewUnstartedServer()
-	fs.Script, _ = esltest.ParseScript([]byte(`{"rules":[{"prefix":"49","ring_ms":1000,"outcome":"answer","talk_ms":5000}]}`))
+	fs.Script, _ = esltest.ParseScript([]byte(`{"rules":[{"prefix":"4917","ring_ms":1000,"outcome":"answer","talk_ms":0},
+		{"prefix":"4918","ring_ms":1000,"outcome":"answer","talk_ms":60000}]}`))
 	fs.Speed = 200
 	fs.Start()
 	defer fs.Close()
@@ -931,7 +933,7 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		r := &callbridge.CallbackRequest{AccountID: acct.ID, A: callbridge.Number(fmt.Sprintf("4917%07d", i)), B: "4917999999",
+		r := &callbridge.CallbackRequest{AccountID: acct.ID, A: callbridge.Number(fmt.Sprintf("4917%07d", i)), B: "4918999999",
 			RingTimeoutA: 30, RingTimeoutB: 30, MaxDuration: 3600, Prompt: "none"}
 		if _, _, err := store.CreateCallback(ctx, r); err != nil {
 			b.Fatal(err)
@@ -945,7 +947,11 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 			b.Fatal(err)
 		}
 		if failed > 0 {
-			b.Fatalf("%d callbacks failed", failed)
+			var reasons []string
+			db.Select(&reasons, `SELECT DISTINCT e.type || ': ' || e.detail FROM callbacks c
+				JOIN callback_events e ON e.callback_id = c.id
+				WHERE c.status = 'failed' AND e.type IN ('status', 'command_error', 'leg_hangup')`)
+			b.Fatalf("%d callbacks failed: %v", failed, reasons)
 		}
 		if ended == n {
 			break
