@@ -84,6 +84,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runRates(ctx, rest, getenv, stdout, stderr)
 	case "bill":
 		return runBill(ctx, rest, getenv, stdout, stderr)
+	case "tour":
+		return runTour(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, getenv, stdout, stderr)
 	case "version", "-version", "--version":

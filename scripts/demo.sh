@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# demo.sh: the whole system on local defaults. Needs a PostgreSQL URL in
+# CALLBRIDGE_DATABASE_URL (scripts/with-postgres.sh provides a throwaway
+# one). Starts the FreeSWITCH simulator and the controller, runs the
+# scripted tour, then leaves the API running until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+http_port=${DEMO_HTTP_PORT:-8080}
+esl_port=${DEMO_ESL_PORT:-8021}
+bin=bin/callbridge
+logs=.tmp/demo
+mkdir -p "$logs" "$logs/spool" "$logs/reports"
+
+export CALLBRIDGE_HTTP_ADDR="127.0.0.1:$http_port"
+export CALLBRIDGE_ESL="127.0.0.1:$esl_port"
+export CALLBRIDGE_ESL_PASSWORD=ClueCon
+export CALLBRIDGE_ADMIN_TOKEN=${CALLBRIDGE_ADMIN_TOKEN:-demo-admin-token}
+export CALLBRIDGE_DIALPLAN_USER=freeswitch
+export CALLBRIDGE_DIALPLAN_PASSWORD=demo-dialplan-secret
+export CALLBRIDGE_WEBHOOK_SECRET=demo-webhook-secret
+export CALLBRIDGE_SPOOL_DIR="$logs/spool"
+export CALLBRIDGE_REPORT_DIR="$logs/reports"
+export CALLBRIDGE_LOG_FORMAT=text
+export CALLBRIDGE_MAX_CPS=20
+
+for port in "$http_port" "$esl_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "demo: port $port is in use; set DEMO_HTTP_PORT / DEMO_ESL_PORT" >&2
+    exit 1
+  fi
+done
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "demo: simulated FreeSWITCH on 127.0.0.1:$esl_port (log $logs/fsim.log)"
+$bin fsim --listen "127.0.0.1:$esl_port" --password ClueCon \
+  --dialplan-url "http://127.0.0.1:$http_port/fs/dialplan" \
+  --dialplan-user freeswitch --dialplan-password demo-dialplan-secret \
+  >"$logs/fsim.log" 2>&1 &
+pids+=($!)
+
+echo "demo: callbridge serve on 127.0.0.1:$http_port (log $logs/serve.log)"
+$bin serve >"$logs/serve.log" 2>&1 &
+pids+=($!)
+
+$bin tour --api "http://127.0.0.1:$http_port" --admin-token "$CALLBRIDGE_ADMIN_TOKEN" \
+  --esl "127.0.0.1:$esl_port" --esl-password ClueCon
+
+cat <<TXT
+
+== The API is running at http://127.0.0.1:$http_port (admin token: $CALLBRIDGE_ADMIN_TOKEN)
+   Simulated FreeSWITCH: 127.0.0.1:$esl_port, password ClueCon. Logs: $logs/
+   Try:  curl -s http://127.0.0.1:$http_port/readyz
+         curl -s -H "Authorization: Bearer $CALLBRIDGE_ADMIN_TOKEN" http://127.0.0.1:$http_port/metrics | grep callbridge_
+   Press Ctrl-C to stop (the controller drains and exits).
+TXT
+wait "${pids[1]}"
