@@ -56,6 +56,10 @@ func (p *PrivacyNumbers) Register(e *gin.Engine, v1 gin.IRoutes) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e.POST("/fs/dialplan", fsDialplan(&p.Dialplan, p.Lines, now, logger))
+	bindings := p.Bindings
+	if r, ok := p.Lines.(lineReloader); ok {
+		bindings = reloadingBindings{bindings, r, logger}
+	}
 
 	v1.POST("/numbers", createNumbers(p.Numbers, p.Rules))
 	v1.GET("/numbers", listNumbers(p.Numbers))
@@ -63,12 +67,57 @@ func (p *PrivacyNumbers) Register(e *gin.Engine, v1 gin.IRoutes) {
 	v1.PATCH("/numbers/:number", updateNumber(p.Numbers, p.Rules))
 	v1.DELETE("/numbers/:number", deleteNumber(p.Numbers, p.Rules))
 
-	v1.POST("/bindings", createBinding(p.Bindings, p.Rules, now))
-	v1.GET("/bindings", listBindings(p.Bindings, p.Rules))
-	v1.GET("/bindings/:id", getBinding(p.Bindings))
-	v1.GET("/bindings/:id/events", bindingEvents(p.Bindings))
-	v1.PATCH("/bindings/:id", updateBinding(p.Bindings, p.Calls, p.Rules, now))
-	v1.DELETE("/bindings/:id", deleteBinding(p.Bindings, p.Calls))
+	v1.POST("/bindings", createBinding(bindings, p.Rules, now))
+	v1.GET("/bindings", listBindings(bindings, p.Rules))
+	v1.GET("/bindings/:id", getBinding(bindings))
+	v1.GET("/bindings/:id/events", bindingEvents(bindings))
+	v1.PATCH("/bindings/:id", updateBinding(bindings, p.Calls, p.Rules, now))
+	v1.DELETE("/bindings/:id", deleteBinding(bindings, p.Calls))
+}
+
+// lineReloader is the part of BindingIndex that re-reads one number.
+type lineReloader interface {
+	Reload(ctx context.Context, x callbridge.Number) error
+}
+
+// reloadingBindings refreshes this controller's index entry for X as soon
+// as a binding on X changes through this controller's API, so a call placed
+// right after "201 Created" is routed by the new binding. Other controllers
+// learn of the change by LISTEN/NOTIFY a few milliseconds later.
+type reloadingBindings struct {
+	callbridge.BindingService
+	index lineReloader
+	log   *slog.Logger
+}
+
+func (r reloadingBindings) reload(ctx context.Context, b *callbridge.Binding) {
+	if err := r.index.Reload(ctx, b.X); err != nil {
+		r.log.Warn("binding index reload failed; waiting for NOTIFY", "x", b.X, "binding", b.ID, "error", err)
+	}
+}
+
+func (r reloadingBindings) CreateBinding(ctx context.Context, req *callbridge.BindingRequest) (*callbridge.Binding, error) {
+	b, err := r.BindingService.CreateBinding(ctx, req)
+	if err == nil {
+		r.reload(ctx, b)
+	}
+	return b, err
+}
+
+func (r reloadingBindings) UpdateBinding(ctx context.Context, accountID, id string, u callbridge.BindingUpdate) (*callbridge.Binding, error) {
+	b, err := r.BindingService.UpdateBinding(ctx, accountID, id, u)
+	if err == nil {
+		r.reload(ctx, b)
+	}
+	return b, err
+}
+
+func (r reloadingBindings) Unbind(ctx context.Context, accountID, id string) (*callbridge.Binding, error) {
+	b, err := r.BindingService.Unbind(ctx, accountID, id)
+	if err == nil {
+		r.reload(ctx, b)
+	}
+	return b, err
 }
 
 // bindingRequest is the body of POST /v1/bindings.
