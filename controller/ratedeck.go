@@ -260,8 +260,9 @@ type quoteJSON struct {
 
 // quote answers GET /v1/rates/quote?number=&at=&duration=[&deck=]: what a
 // call would cost under the account's deck in force at `at` (default now),
-// or under deck `deck` (the admin must name one). duration is Go syntax
-// ("90s", "1m30.5s") or plain milliseconds; default one minute.
+// or under deck `deck` (the admin must name one). duration is whole
+// seconds ("90", as every other duration in the API) or Go syntax for
+// finer ones ("90s", "1m30.5s", "1500ms"); default one minute.
 func quote(decks RateDeckStore, cache *rating.Cache) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		number, err := callbridge.ParseNumber(c.Query("number"))
@@ -277,7 +278,7 @@ func quote(decks RateDeckStore, cache *rating.Cache) gin.HandlerFunc {
 			}
 			at = at.UTC()
 		}
-		ms, err := parseDurationMS(c.DefaultQuery("duration", "60000"))
+		ms, err := parseDurationMS(c.DefaultQuery("duration", "60"))
 		if err != nil {
 			writeError(c, err)
 			return
@@ -307,18 +308,18 @@ func quote(decks RateDeckStore, cache *rating.Cache) gin.HandlerFunc {
 	}
 }
 
-// parseDurationMS reads a quote's duration: Go syntax or milliseconds.
+// parseDurationMS reads a quote's duration: whole seconds or Go syntax.
 func parseDurationMS(s string) (int64, error) {
 	const max = 7 * 24 * time.Hour
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 || n > max.Milliseconds() {
+		if n < 0 || n > int64(max/time.Second) {
 			return 0, callbridge.FieldError("duration", "must be 0 to 7 days")
 		}
-		return n, nil
+		return n * 1000, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 || d > max {
-		return 0, callbridge.FieldError("duration", "must be milliseconds or a duration such as 90s, 0 to 7 days")
+		return 0, callbridge.FieldError("duration", "must be seconds or a duration such as 90s, 0 to 7 days")
 	}
 	return d.Milliseconds(), nil
 }

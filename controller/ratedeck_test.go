@@ -120,7 +120,7 @@ func TestRateDeckAPI(t *testing.T) {
 		// Wed 15 Jan 2025 17:59 Berlin, 2 min: 60 s peak (0.12) + 60 s off-peak (0.06).
 		{"quote across 18:00", "GET", "/v1/rates/quote?number=%2B4915112345678&at=2025-01-15T16:59:00Z&duration=2m", e.key, "", "", 200,
 			`"amount":"0.18"`},
-		{"quote default rate", "GET", "/v1/rates/quote?number=81312345678&at=2025-01-15T16:59:00Z&duration=60000", e.key, "", "", 200,
+		{"quote default rate", "GET", "/v1/rates/quote?number=81312345678&at=2025-01-15T16:59:00Z&duration=60", e.key, "", "", 200,
 			`"flags":["unrated_default"]`},
 		{"quote bad number", "GET", "/v1/rates/quote?number=abc", e.key, "", "", 400, `"field":"number"`},
 		{"quote bad duration", "GET", "/v1/rates/quote?number=4930123456&duration=-1s", e.key, "", "", 400, `"field":"duration"`},
@@ -146,7 +146,7 @@ func TestRateDeckAPI(t *testing.T) {
 		t.Errorf("csv export: got %d\n%s\nwant\n%s", status, body, want)
 	}
 
-	status, body = e.do(t, "GET", "/v1/rates/quote?number=4915112345678&at=2025-01-15T16:59:00Z&duration=120000", e.key, "", "")
+	status, body = e.do(t, "GET", "/v1/rates/quote?number=4915112345678&at=2025-01-15T16:59:00Z&duration=120", e.key, "", "")
 	q := decode[struct {
 		Result struct {
 			Prefix string `json:"prefix"`
