@@ -151,12 +151,13 @@ func TestBillingAPI(t *testing.T) {
 			}
 		})
 	}
-	_, body, hdr := e.do(t, "GET", "/v1/invoices/"+e.invoice+"?format=html", e.key, "")
-	if !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") || !strings.Contains(hdr.Get("Content-Security-Policy"), "default-src 'none'") {
+	_, page, hdr := e.do(t, "GET", "/v1/invoices/"+e.invoice+"?format=html", e.key, "")
+	if !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") || !strings.Contains(hdr.Get("Content-Security-Policy"), "default-src 'none'") ||
+		!strings.Contains(page, "<svg") {
 		t.Errorf("html headers %v", hdr)
 	}
 	var inv callbridge.Invoice
-	_, body, _ = e.do(t, "GET", "/v1/invoices/"+e.invoice, e.key, "")
+	_, body, _ := e.do(t, "GET", "/v1/invoices/"+e.invoice, e.key, "")
 	if err := json.Unmarshal([]byte(body), &inv); err != nil || len(inv.Days) != 10 || inv.Subtotal != 1000000 {
 		t.Errorf("invoice %+v, %v", inv, err)
 	}
