@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/csv"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -925,6 +926,105 @@ func TestSecurityOperatorSecretsNotLogged(t *testing.T) {
 	for name, secret := range map[string]string{"ESL password": eslPassword, "wrong ESL password": wrongPassword, "webhook secret": webhookSecret} {
 		if strings.Contains(out, secret) {
 			t.Errorf("the log contains the %s", name)
+		}
+	}
+}
+
+// TestSecurityHostileTextInExports puts text an attacker controls (rate
+// descriptions an account imports, caller ids a SIP peer sends) into every
+// export: HTML invoices must escape it, and CSV files (invoices, usage,
+// CDRs) must not let a cell start a spreadsheet formula.
+func TestSecurityHostileTextInExports(t *testing.T) {
+	t.Parallel()
+	env := newFullEnv(t, nil)
+	tn := env.newTenant("exports")
+	const (
+		script  = `<script>alert(1)</script>`
+		formula = `=HYPERLINK("http://evil.example","x")`
+	)
+	deck, _ := env.mustCall(http.StatusCreated, "POST", "/v1/rate-decks", tn.key,
+		map[string]any{"name": "hostile", "currency": "USD", "time_zone": "UTC"}).json(t)["id"].(string)
+	rates := "prefix,description,per_minute,first_increment,next_increment\n" +
+		`49,"` + script + `",0.01,60,60` + "\n" +
+		`4915,"` + strings.ReplaceAll(formula, `"`, `""`) + `",0.02,60,60` + "\n"
+	if a := env.send(request{method: "POST", path: "/v1/rate-decks/" + deck + "/rates", auth: "Bearer " + tn.key, contentType: "text/csv", body: strings.NewReader(rates)}); a.status != http.StatusOK {
+		t.Fatalf("import: %d %s", a.status, a.body)
+	}
+
+	ctx := context.Background()
+	start := time.Date(2026, 10, 7, 9, 0, 0, 0, time.UTC)
+	cdrs := postgres.NewCDRStore(env.db)
+	if err := cdrs.EnsurePartitions(ctx, start); err != nil {
+		t.Fatal(err)
+	}
+	var batch []*callbridge.CDR
+	for i, p := range []string{"49", "4915"} {
+		at := start.Add(time.Duration(i) * time.Hour)
+		batch = append(batch, &callbridge.CDR{
+			UUID: uuid.NewString(), Leg: "a", AccountID: tn.id, Direction: "inbound",
+			Caller: "=cmd|' /C calc'!A0", Callee: p + "123456", Presented: "+SUM(1,2)", Gateway: "@gw", Node: "-fs1",
+			StartAt: at, AnswerAt: at.Add(time.Second), EndAt: at.Add(61 * time.Second), DurationMS: 61000, BillMS: 60000,
+			HangupCause: "NORMAL_CLEARING", Q850: 16, Disposition: "answered", Sell: 10000, SellCurrency: "USD", SellDeckID: deck, SellDeckVersion: 2, SellPrefix: p,
+			RatedAt: at.Add(2 * time.Minute),
+		})
+	}
+	if _, err := cdrs.WriteBatch(ctx, batch, nil); err != nil {
+		t.Fatal(err)
+	}
+	bill := postgres.NewBillingStore(env.db, time.UTC, "test")
+	if _, err := bill.RollupDirty(ctx); err != nil {
+		t.Fatal(err)
+	}
+	invs, err := bill.IssueInvoices(ctx, 2026, time.October, tn.id, time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC))
+	if err != nil || len(invs) != 1 {
+		t.Fatalf("issue invoice: %v, %v", invs, err)
+	}
+
+	html := env.mustCall(http.StatusOK, "GET", "/v1/invoices/"+invs[0].ID+"?format=html", tn.key, nil)
+	if bytes.Contains(html.body, []byte(script)) {
+		t.Error("the HTML invoice holds an unescaped <script>")
+	}
+	if !bytes.Contains(html.body, []byte("&lt;script&gt;")) {
+		t.Errorf("the HTML invoice does not show the (escaped) description: %.1000s", html.body)
+	}
+	for _, p := range []string{
+		"/v1/invoices/" + invs[0].ID + "?format=csv",
+		"/v1/reports/usage?from=2026-10-01&to=2026-11-01&group_by=destination&format=csv",
+		"/v1/reports/usage?from=2026-10-01&to=2026-11-01&group_by=carrier&format=csv",
+	} {
+		body := env.mustCall(http.StatusOK, "GET", p, tn.key, nil).body
+		checkCSVCells(t, p, body)
+		if strings.HasPrefix(p, "/v1/invoices") && !bytes.Contains(body, []byte("HYPERLINK")) {
+			t.Errorf("%s lost the description: %.500s", p, body)
+		}
+	}
+	a := env.send(request{method: "GET", path: "/v1/cdrs?from=2026-10-01T00:00:00Z", auth: "Bearer " + tn.key, header: map[string]string{"Accept": "text/csv"}})
+	checkCSVCells(t, "/v1/cdrs", a.body)
+	if !bytes.Contains(a.body, []byte("calc")) {
+		t.Errorf("the CDR export lost the caller id: %.500s", a.body)
+	}
+}
+
+// checkCSVCells fails when a cell of a CSV file would start a formula in a
+// spreadsheet (=, +, -, @, tab or carriage return), except for numbers.
+func checkCSVCells(t *testing.T, what string, body []byte) {
+	t.Helper()
+	rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+	if err != nil {
+		t.Fatalf("%s: not CSV: %v: %.300s", what, err, body)
+	}
+	if len(rows) < 2 {
+		t.Fatalf("%s: no data rows: %.300s", what, body)
+	}
+	for i, row := range rows {
+		for _, cell := range row {
+			if cell == "" || !strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
+				continue
+			}
+			if _, err := strconv.ParseFloat(cell, 64); err == nil {
+				continue // a negative amount
+			}
+			t.Errorf("%s: row %d has a formula cell %q", what, i+1, cell)
 		}
 	}
 }
