@@ -21,14 +21,23 @@ import (
 	"time"
 )
 
-// Target is one figure the project promises.
+// Target is one figure the project promises (or, without a target, one it
+// reports).
 type Target struct {
-	Figure string  `json:"figure"`
-	Bench  string  `json:"bench"`  // benchmark name without the -N suffix, e.g. BenchmarkPrice/100k
-	Metric string  `json:"metric"` // unit as printed by go test: ns/op, allocs/op, or a ReportMetric unit
-	Target float64 `json:"target"`
-	Better string  `json:"better"` // "lower" or "higher"
-	Note   string  `json:"note,omitempty"`
+	Figure string `json:"figure"`
+	Bench  string `json:"bench"`  // benchmark name without the -N suffix, e.g. BenchmarkPrice/100k
+	Metric string `json:"metric"` // unit as printed by go test: ns/op, allocs/op, or a ReportMetric unit
+	// Scale multiplies the value for display (1e-9 turns ns/op into
+	// seconds); Unit names the displayed unit (default: Metric).
+	Scale float64 `json:"scale,omitempty"`
+	Unit  string  `json:"unit,omitempty"`
+	// Target is the promised value in display units; nil only reports.
+	// With RelativeTo, the target is a fraction of that other metric of
+	// the same benchmark (0.9 of "cps-limit").
+	Target     *float64 `json:"target"`
+	RelativeTo string   `json:"relative_to,omitempty"`
+	Better     string   `json:"better"` // "lower" or "higher"
+	Note       string   `json:"note,omitempty"`
 }
 
 // Row is one line of the results.
@@ -36,7 +45,7 @@ type Row struct {
 	Target
 	Value  *float64 `json:"value"`
 	Met    bool     `json:"met"`
-	Status string   `json:"status"` // met, missed, missing
+	Status string   `json:"status"` // met, missed, missing, reported
 }
 
 func main() {
@@ -70,11 +79,18 @@ func run(in io.Reader, w io.Writer, targetsPath, outPath string) error {
 		if r.Value != nil {
 			v = strconv.FormatFloat(*r.Value, 'g', 6, 64)
 		}
-		cmp := "≤"
+		cmp := "≤ "
 		if r.Better == "higher" {
-			cmp = "≥"
+			cmp = "≥ "
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t%s\n", r.Figure, v, r.Metric, cmp, strconv.FormatFloat(r.Target.Target, 'g', 6, 64), r.Status)
+		tgt := "-"
+		if r.Target.Target != nil {
+			tgt = cmp + strconv.FormatFloat(*r.Target.Target, 'g', 6, 64)
+			if r.RelativeTo != "" {
+				tgt += " × " + r.RelativeTo
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Figure, v, r.Unit, tgt, r.Status)
 	}
 	tw.Flush()
 	res := struct {
@@ -123,20 +139,44 @@ func parse(in io.Reader, echo io.Writer) (map[string]map[string]float64, error) 
 func evaluate(ts []Target, got map[string]map[string]float64) []Row {
 	var rows []Row
 	for _, t := range ts {
+		if t.Scale == 0 {
+			t.Scale = 1
+		}
+		if t.Unit == "" {
+			t.Unit = t.Metric
+		}
 		r := Row{Target: t, Status: "missing"}
-		if m, ok := got[t.Bench]; ok {
-			if v, ok := m[t.Metric]; ok {
-				r.Value = &v
-				if t.Better == "higher" {
-					r.Met = v >= t.Target
-				} else {
-					r.Met = v <= t.Target
-				}
-				r.Status = "missed"
-				if r.Met {
-					r.Status = "met"
-				}
+		m, ok := got[t.Bench]
+		v, vok := m[t.Metric]
+		if !ok || !vok {
+			rows = append(rows, r)
+			continue
+		}
+		v *= t.Scale
+		r.Value = &v
+		if t.Target == nil {
+			r.Status = "reported"
+			rows = append(rows, r)
+			continue
+		}
+		target := *t.Target
+		if t.RelativeTo != "" {
+			base, ok := m[t.RelativeTo]
+			if !ok {
+				r.Status = "missing"
+				rows = append(rows, r)
+				continue
 			}
+			target *= base * t.Scale
+		}
+		if t.Better == "higher" {
+			r.Met = v >= target
+		} else {
+			r.Met = v <= target
+		}
+		r.Status = "missed"
+		if r.Met {
+			r.Status = "met"
 		}
 		rows = append(rows, r)
 	}
