@@ -2,7 +2,6 @@ package controller
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"math"
 	"sync"
 	"time"
@@ -44,8 +43,16 @@ type limiter struct {
 	now       func() time.Time
 
 	mu        sync.Mutex
-	tat       map[string]time.Time
+	tat       map[bucketKey]time.Time
 	lastSweep time.Time
+}
+
+// bucketKey names a bucket: the account and a digest of the API key, so
+// each key of an account has its own bucket and the limiter never holds a
+// usable key.
+type bucketKey struct {
+	account string
+	key     [16]byte
 }
 
 // newLimiter returns a limiter for r, or nil when r disables limiting.
@@ -70,13 +77,13 @@ func newLimiter(r RateLimit, now func() time.Time) *limiter {
 		tolerance: interval * time.Duration(burst),
 		maxKeys:   maxKeys,
 		now:       now,
-		tat:       make(map[string]time.Time),
+		tat:       make(map[bucketKey]time.Time),
 	}
 }
 
 // allow takes a token from key's bucket. When the bucket is empty it
 // answers false and how long until a token is available.
-func (l *limiter) allow(key string) (bool, time.Duration) {
+func (l *limiter) allow(key bucketKey) (bool, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -116,11 +123,12 @@ func (l *limiter) evict(now time.Time) {
 	if len(l.tat) < l.maxKeys {
 		return
 	}
-	var oldest string
+	var oldest bucketKey
 	var oldestTAT time.Time
+	first := true
 	for k, tat := range l.tat {
-		if oldest == "" || tat.Before(oldestTAT) {
-			oldest, oldestTAT = k, tat
+		if first || tat.Before(oldestTAT) {
+			oldest, oldestTAT, first = k, tat, false
 		}
 	}
 	delete(l.tat, oldest)
@@ -133,12 +141,12 @@ func (l *limiter) size() int {
 	return len(l.tat)
 }
 
-// rateLimitKey names the bucket of a request: the account and a digest of
-// the API key, so each key of an account has its own bucket and the
-// limiter never holds a usable key.
-func rateLimitKey(accountID, apiKey string) string {
+// rateLimitKey names the bucket of a request's account and API key.
+func rateLimitKey(accountID, apiKey string) bucketKey {
+	k := bucketKey{account: accountID}
 	sum := sha256.Sum256([]byte(apiKey))
-	return accountID + ":" + hex.EncodeToString(sum[:12])
+	copy(k.key[:], sum[:])
+	return k
 }
 
 // rateLimit answers 429 with Retry-After once the request's API key has

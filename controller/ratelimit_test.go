@@ -2,10 +2,16 @@ package controller
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"callbridge"
+
+	"github.com/gin-gonic/gin"
 )
 
 // limiterClock is a manual time source for the limiter.
@@ -30,11 +36,11 @@ func TestLimiterBurstThenRate(t *testing.T) {
 	clk := &limiterClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	l := newLimiter(RateLimit{PerSecond: 10, Burst: 5}, clk.now)
 	for i := range 5 {
-		if ok, _ := l.allow("k"); !ok {
+		if ok, _ := l.allow(bk("k")); !ok {
 			t.Fatalf("request %d of the burst refused", i+1)
 		}
 	}
-	ok, wait := l.allow("k")
+	ok, wait := l.allow(bk("k"))
 	if ok {
 		t.Fatal("request past the burst allowed")
 	}
@@ -42,22 +48,22 @@ func TestLimiterBurstThenRate(t *testing.T) {
 		t.Errorf("wait: got %v, want %v", wait, 100*time.Millisecond)
 	}
 	clk.advance(99 * time.Millisecond)
-	if ok, _ := l.allow("k"); ok {
+	if ok, _ := l.allow(bk("k")); ok {
 		t.Error("allowed before a token was earned")
 	}
 	clk.advance(time.Millisecond)
-	if ok, _ := l.allow("k"); !ok {
+	if ok, _ := l.allow(bk("k")); !ok {
 		t.Error("refused after a token was earned")
 	}
 	// Another key has its own bucket.
-	if ok, _ := l.allow("other"); !ok {
+	if ok, _ := l.allow(bk("other")); !ok {
 		t.Error("a second key was limited by the first")
 	}
 	// After a long idle time the burst is back, and no more than it.
 	clk.advance(time.Hour)
 	n := 0
 	for {
-		if ok, _ := l.allow("k"); !ok {
+		if ok, _ := l.allow(bk("k")); !ok {
 			break
 		}
 		n++
@@ -73,7 +79,7 @@ func TestLimiterSustainedRate(t *testing.T) {
 	allowed := 0
 	// 10 s of 1000 requests per second: the burst plus 50 per second.
 	for range 10000 {
-		if ok, _ := l.allow("k"); ok {
+		if ok, _ := l.allow(bk("k")); ok {
 			allowed++
 		}
 		clk.advance(time.Millisecond)
@@ -95,13 +101,13 @@ func TestLimiterForgetsRefilledBuckets(t *testing.T) {
 	clk := &limiterClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	l := newLimiter(RateLimit{PerSecond: 100, Burst: 10}, clk.now)
 	for i := range 1000 {
-		l.allow(fmt.Sprint("key", i))
+		l.allow(bk(fmt.Sprint("key", i)))
 	}
 	if got := l.size(); got != 1000 {
 		t.Fatalf("size: got %d, want 1000", got)
 	}
 	clk.advance(2 * sweepEvery)
-	l.allow("fresh")
+	l.allow(bk("fresh"))
 	if got := l.size(); got != 1 {
 		t.Errorf("size after idle sweep: got %d, want 1", got)
 	}
@@ -111,7 +117,7 @@ func TestLimiterBoundedMemory(t *testing.T) {
 	clk := &limiterClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	l := newLimiter(RateLimit{PerSecond: 1, Burst: 3, MaxKeys: 100}, clk.now)
 	for i := range 10000 {
-		if ok, _ := l.allow(fmt.Sprint("key", i)); !ok {
+		if ok, _ := l.allow(bk(fmt.Sprint("key", i))); !ok {
 			t.Fatalf("a new key was refused at %d", i)
 		}
 		clk.advance(time.Microsecond)
@@ -121,12 +127,12 @@ func TestLimiterBoundedMemory(t *testing.T) {
 	}
 	// A busy key keeps its empty bucket while idle keys are evicted.
 	for range 3 {
-		l.allow("busy")
+		l.allow(bk("busy"))
 	}
 	for i := range 200 {
-		l.allow(fmt.Sprint("idle", i))
+		l.allow(bk(fmt.Sprint("idle", i)))
 	}
-	if ok, _ := l.allow("busy"); ok {
+	if ok, _ := l.allow(bk("busy")); ok {
 		t.Error("the busy key's empty bucket was evicted before refilled ones")
 	}
 }
@@ -135,13 +141,13 @@ func TestLimiterConcurrent(t *testing.T) {
 	l := newLimiter(RateLimit{PerSecond: 0.001, Burst: 100}, nil)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	allowed := map[string]int{}
+	allowed := map[bucketKey]int{}
 	for g := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range 100 {
-				k := fmt.Sprint("key", (g+i)%4)
+				k := bk(fmt.Sprint("key", (g+i)%4))
 				if ok, _ := l.allow(k); ok {
 					mu.Lock()
 					allowed[k]++
@@ -153,16 +159,19 @@ func TestLimiterConcurrent(t *testing.T) {
 	wg.Wait()
 	for k, n := range allowed {
 		if n != 100 {
-			t.Errorf("%s: got %d allowed, want exactly the burst of 100", k, n)
+			t.Errorf("%s: got %d allowed, want exactly the burst of 100", k.account, n)
 		}
 	}
 }
 
+// bk is a bucket of an account without a key, for limiter tests.
+func bk(account string) bucketKey { return bucketKey{account: account} }
+
 func TestRateLimitKeyHidesTheKey(t *testing.T) {
 	const key = "cbk_secretsecretsecretsecret"
 	got := rateLimitKey("acc", key)
-	if strings.Contains(got, "secret") {
-		t.Errorf("bucket name %q contains the API key", got)
+	if strings.Contains(fmt.Sprintf("%v %s", got, got.key[:]), "secret") {
+		t.Errorf("bucket name %v contains the API key", got)
 	}
 	if got == rateLimitKey("acc", key+"2") {
 		t.Error("two keys of one account share a bucket")
@@ -174,7 +183,7 @@ func TestRateLimitKeyHidesTheKey(t *testing.T) {
 
 func BenchmarkLimiterAllow(b *testing.B) {
 	l := newLimiter(RateLimit{PerSecond: 1e9, Burst: 1 << 30}, nil)
-	keys := make([]string, 1024)
+	keys := make([]bucketKey, 1024)
 	for i := range keys {
 		keys[i] = rateLimitKey(fmt.Sprint("account", i), fmt.Sprint("cbk_key", i))
 	}
@@ -186,4 +195,35 @@ func BenchmarkLimiterAllow(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// BenchmarkRateLimitMiddleware measures what the limit adds to a request
+// (naming the key's bucket with a SHA-256, taking a token): "off" is the
+// same chain without a limiter. A stand-in for authenticate puts a fixed
+// account in the context.
+func BenchmarkRateLimitMiddleware(b *testing.B) {
+	gin.SetMode(gin.ReleaseMode)
+	acc := &callbridge.Account{ID: "6f1c1f2e-3b0a-4c47-9a52-8c1a6e3f9d10"}
+	for _, bc := range []struct {
+		name string
+		l    *limiter
+	}{{"off", nil}, {"on", newLimiter(RateLimit{PerSecond: 1e9, Burst: 1 << 30}, nil)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := gin.New()
+			e.Use(func(c *gin.Context) {
+				c.Request = c.Request.WithContext(callbridge.NewContextWithAccount(c.Request.Context(), acc))
+			}, rateLimit(bc.l))
+			e.GET("/v1/account", func(c *gin.Context) { c.Status(http.StatusNoContent) })
+			req := httptest.NewRequest("GET", "/v1/account", nil)
+			req.Header.Set("Authorization", "Bearer cbk_CgJ7EmM_FNsNmKYMT5byM8fKzpR2UXo6cIA63EOlohs")
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				e.ServeHTTP(w, req)
+				if w.Code != http.StatusNoContent {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
+	}
 }
