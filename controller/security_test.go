@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -38,6 +39,9 @@ const (
 	authAPIKey   = "api key"  // an account's API key (some also take the admin token)
 	authDialplan = "dialplan" // HTTP basic auth of mod_xml_curl
 )
+
+// openRoutes are the only routes that take no credential.
+var openRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/openapi.json": true}
 
 // routeAuth says which credential a route takes, as openapi.json
 // documents it; the tests then hold the server to the document. ok is
@@ -221,6 +225,9 @@ func TestSecurityAuthentication(t *testing.T) {
 			creds := common
 			switch class {
 			case authPublic:
+				if !openRoutes[r.Path] {
+					t.Errorf("documented as open, but only %v may be", slices.Sorted(maps.Keys(openRoutes)))
+				}
 				a := env.send(request{method: r.Method, path: path})
 				if a.status == http.StatusUnauthorized || a.status >= 500 {
 					t.Errorf("open route answered %d", a.status)
