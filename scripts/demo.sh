@@ -53,6 +53,15 @@ pids+=($!)
 $bin tour --api "http://127.0.0.1:$http_port" --admin-token "$CALLBRIDGE_ADMIN_TOKEN" \
   --esl "127.0.0.1:$esl_port" --esl-password ClueCon
 
+echo
+echo "== Billing: roll up today and issue this month's invoice (callbridge bill)"
+$bin bill rollup --date "$(date -u +%F)"
+$bin bill invoice --month "$(date -u +%Y-%m)" --report-dir "$logs/reports"
+csv=$(find "$logs/reports" -name '*.csv' -path '*invoices*' | sort | tail -1)
+html=$(find "$logs/reports" -name '*.html' -path '*invoices*' | sort | tail -1)
+if [ -n "$csv" ]; then echo "-- $csv"; cat "$csv"; fi
+if [ -n "$html" ]; then echo "Invoice page (open in a browser): $(cd "$(dirname "$html")" && pwd)/$(basename "$html")"; fi
+
 cat <<TXT
 
 == The API is running at http://127.0.0.1:$http_port (admin token: $CALLBRIDGE_ADMIN_TOKEN)
