@@ -205,14 +205,29 @@ func UUIDKill(uuid, cause string) (Command, error) {
 	return Command{"uuid_kill " + uuid + " " + cause}, nil
 }
 
-// UUIDBroadcast plays a file to a channel: "uuid_broadcast <uuid> <path>
-// <leg>", leg being "aleg", "bleg" or "both" ("" means "aleg").
+// Tones FreeSWITCH generates itself (mod_tone_stream), looping until the
+// channel is bridged or hung up. They are constants, never built from
+// input, so their '%', '(' and ',' cannot carry anything hostile; they
+// contain no space, so they stay one argument of uuid_broadcast.
+const (
+	ToneRingbackUS = "tone_stream://%(2000,4000,440,480);loops=-1"
+	ToneRingbackUK = "tone_stream://%(400,200,400,450);%(400,2000,400,450);loops=-1"
+	ToneRingbackEU = "tone_stream://%(1000,4000,425);loops=-1"
+)
+
+// UUIDBroadcast plays a file, or one of the Tone constants, to a channel:
+// "uuid_broadcast <uuid> <path> <leg>", leg being "aleg", "bleg" or "both"
+// ("" means "aleg").
 func UUIDBroadcast(uuid, path, leg string) (Command, error) {
 	if err := checkUUID("uuid", uuid); err != nil {
 		return Command{}, err
 	}
-	if err := checkPath("path", path); err != nil {
-		return Command{}, err
+	switch path {
+	case ToneRingbackUS, ToneRingbackUK, ToneRingbackEU:
+	default:
+		if err := checkPath("path", path); err != nil {
+			return Command{}, err
+		}
 	}
 	switch leg {
 	case "":

@@ -38,6 +38,7 @@ func TestBuilders(t *testing.T) {
 		{"kill", must(UUIDKill(testUUID, "")), "uuid_kill " + testUUID},
 		{"kill cause", must(UUIDKill(testUUID, "USER_BUSY")), "uuid_kill " + testUUID + " USER_BUSY"},
 		{"broadcast", must(UUIDBroadcast(testUUID, "/srv/prompts/hold-1.wav", "")), "uuid_broadcast " + testUUID + " /srv/prompts/hold-1.wav aleg"},
+		{"broadcast ringback", must(UUIDBroadcast(testUUID, ToneRingbackUS, "aleg")), "uuid_broadcast " + testUUID + " tone_stream://%(2000,4000,440,480);loops=-1 aleg"},
 		{"setvar", must(UUIDSetVar(testUUID, callbridge.VarLeg, "a")), "uuid_setvar " + testUUID + " callbridge_leg a"},
 		{"unsetvar", must(UUIDSetVar(testUUID, "x", "")), "uuid_setvar " + testUUID + " x"},
 		{"exists", must(UUIDExists(testUUID)), "uuid_exists " + testUUID},

@@ -319,7 +319,7 @@ func callbackOwner(cfg *Config) string {
 // name, as FreeSWITCH's packaged English sounds.
 func callbackPrompts() map[string]string {
 	return map[string]string{
-		"ringback": "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-please_hold_while_party_contacted.wav",
+		"ringback": esl.ToneRingbackUS,
 		"hold":     "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-hold_connect_call.wav",
 	}
 }
