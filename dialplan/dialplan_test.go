@@ -346,17 +346,25 @@ func TestRenderGolden(t *testing.T) {
 		caller string
 		line   *Line
 		opts   *Options
+		edit   func(Decision) Decision
 	}{
-		{"axb-a-to-b", testX, testA, line(axb), &Options{}},
-		{"axb-b-to-a", "+" + testX, testB, line(axb), &Options{DialPlus: true}},
-		{"xb-record", testX, testC, line(rec), opts},
-		{"refusal-not-a-party", testX, testC, line(axb), opts},
-		{"refusal-unknown", testX, testA, nil, &Options{}},
+		{"axb-a-to-b", testX, testA, line(axb), &Options{}, nil},
+		{"xb-capped", testX, testC, line(binding(callbridge.ModeXB, "", testB)), &Options{}, func(d Decision) Decision {
+			d.MaxDuration = 95*time.Second + 900*time.Millisecond
+			return d
+		}},
+		{"refusal-insufficient-funds", testX, testC, line(binding(callbridge.ModeXB, "", testB)), &Options{}, func(d Decision) Decision {
+			return d.Refuse(ReasonInsufficientFunds)
+		}},
+		{"axb-b-to-a", "+" + testX, testB, line(axb), &Options{DialPlus: true}, nil},
+		{"xb-record", testX, testC, line(rec), opts, nil},
+		{"refusal-not-a-party", testX, testC, line(axb), opts, nil},
+		{"refusal-unknown", testX, testA, nil, &Options{}, nil},
 		{"refusal-expired", "(030) 100-100", testA, line(func() *callbridge.Binding {
 			b := binding(callbridge.ModeAXB, testA, testB)
 			b.ExpiresAt = testNow
 			return b
-		}()), &Options{}},
+		}()), &Options{}, nil},
 	}
 	rules := callbridge.NumberRules{CountryCode: "49", TrunkPrefix: "0"}
 	for _, tt := range tests {
@@ -365,7 +373,11 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := Render(nil, req, Decide(req, tt.line, testNow), tt.opts)
+			dec := Decide(req, tt.line, testNow)
+			if tt.edit != nil {
+				dec = tt.edit(dec)
+			}
+			got, err := Render(nil, req, dec, tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -22,6 +22,9 @@ const (
 	// ReasonNotAParty: X carries AXB bindings, none of which has the caller
 	// as a party (or the caller id is withheld).
 	ReasonNotAParty Reason = "not_a_party"
+	// ReasonInsufficientFunds: the binding would route the call, but X's
+	// account is prepaid and its balance cannot pay for it.
+	ReasonInsufficientFunds Reason = "insufficient_funds"
 )
 
 // Line is what the controller knows about one virtual number X: its pool
@@ -53,10 +56,21 @@ type Decision struct {
 	Present callbridge.Number
 	// Gateway is the sofia gateway the call leaves through.
 	Gateway string
+	// MaxDuration, when positive, caps a route: the call is hung up with
+	// ALLOTTED_TIMEOUT this long after it is answered (a prepaid
+	// account's grant). Render uses whole seconds, rounded down, at least
+	// one.
+	MaxDuration time.Duration
 }
 
 // Routed reports whether d bridges the call.
 func (d Decision) Routed() bool { return d.Reason == "" }
+
+// Refuse turns a decision into a refusal for reason r, keeping the number
+// called and its account so the refusal is attributed.
+func (d Decision) Refuse(r Reason) Decision {
+	return Decision{Reason: r, X: d.X, AccountID: d.AccountID}
+}
 
 // Decide routes req on line at now. line is nil when X is unknown. Only
 // bindings that are Routable at now count, so a binding routes nothing from

@@ -32,7 +32,12 @@ type Options struct {
 	// Refusals overrides the refusal of each reason. A reason that is not
 	// in the map hangs up without announcement: UNALLOCATED_NUMBER for
 	// unknown numbers, missing or expired bindings, CALL_REJECTED for
-	// callers who are not a party.
+	// callers who are not a party, OUTGOING_CALL_BARRED (Q.850 cause 52,
+	// which FreeSWITCH answers with SIP 403 Forbidden) when the account's
+	// prepaid balance cannot pay: the account may not place the outgoing
+	// leg, the way prepaid switches bar calls for lack of credit. The
+	// callee did not decline anything, so CALL_REJECTED (SIP 603 Decline)
+	// would mislead.
 	Refusals map[Reason]Refusal
 	// DialPlus dials targets as +E.164 instead of bare digits, for
 	// carriers that want it.
@@ -50,6 +55,8 @@ var causes = map[string]bool{
 	"NUMBER_CHANGED":       true,
 	"USER_BUSY":            true,
 	"SERVICE_UNAVAILABLE":  true,
+	"OUTGOING_CALL_BARRED": true,
+	"INCOMING_CALL_BARRED": true,
 }
 
 // Validate checks o. Every value it lets through is safe inside a
@@ -78,8 +85,11 @@ func (o *Options) refusal(r Reason) Refusal {
 	if ref, ok := o.Refusals[r]; ok {
 		return ref
 	}
-	if r == ReasonNotAParty {
+	switch r {
+	case ReasonNotAParty:
 		return Refusal{Cause: "CALL_REJECTED"}
+	case ReasonInsufficientFunds:
+		return Refusal{Cause: "OUTGOING_CALL_BARRED"}
 	}
 	return Refusal{Cause: "UNALLOCATED_NUMBER"}
 }
@@ -128,7 +138,8 @@ func AppendNotFound(dst []byte) []byte { return append(dst, notFoundDoc...) }
 // outbound leg's CDR too), presents d.Present as caller id name and number
 // with privacy flags cleared, keeps the caller's custom SIP headers away
 // from the target, optionally records, and bridges through the gateway
-// with a ring timeout. A refusal sets the callbridge variables it knows,
+// with a ring timeout. A route with a MaxDuration is hung up that long
+// after it is answered. A refusal sets the callbridge variables it knows,
 // optionally plays an announcement and hangs up with the configured cause.
 func Render(dst []byte, req *Request, d Decision, o *Options) ([]byte, error) {
 	if err := o.Validate(); err != nil {
@@ -193,6 +204,9 @@ func checkRoute(d Decision) error {
 	default:
 		return errors.New("dialplan: unknown direction")
 	}
+	if d.MaxDuration < 0 || d.MaxDuration > 7*24*time.Hour {
+		return errors.New("dialplan: max duration out of range")
+	}
 	if err := callbridge.ValidateExternalID(b.ExternalID); err != nil {
 		return fmt.Errorf("dialplan: %w", err)
 	}
@@ -221,6 +235,15 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 	// would.
 	dst = appendAction(dst, "set", "continue_on_fail=false")
 	dst = appendAction(dst, "set", "call_timeout="+strconv.Itoa(ring))
+	if d.MaxDuration > 0 {
+		// The cap counts from the answer, as billing does: execute_on_answer
+		// runs when the bridged target answers (which answers this leg);
+		// a sched_hangup action before the bridge would count the ringing
+		// too. Rounded down so the call is not billed past its grant.
+		secs := strconv.FormatInt(max(int64(d.MaxDuration/time.Second), 1), 10)
+		dst = appendAction(dst, "export", callbridge.VarMaxMS+"="+strconv.FormatInt(d.MaxDuration.Milliseconds(), 10))
+		dst = appendAction(dst, "set", "execute_on_answer=sched_hangup +"+secs+" ALLOTTED_TIMEOUT")
+	}
 	if b.Record {
 		dir := o.RecordDir
 		if dir == "" {
