@@ -35,6 +35,7 @@ var binary string
 // TestMain builds the real binary once; every scenario runs it as a
 // subprocess, as an operator would. CALLBRIDGE_FAULT_RACE=1 builds it with
 // the race detector (slower; a race report makes the process fail).
+// CALLBRIDGE_FAULT_LOGS=<dir> keeps every controller's whole log in dir.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "callbridge-faults-")
 	if err != nil {
@@ -193,6 +194,10 @@ func startController(t testing.TB, cfg controllerConfig) *controller {
 		default:
 			cmd.Process.Kill()
 			<-c.done
+		}
+		if dir := os.Getenv("CALLBRIDGE_FAULT_LOGS"); dir != "" {
+			name := fmt.Sprintf("%s-%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), strings.ReplaceAll(cfg.HTTPAddr, ":", "_"), cmd.Process.Pid)
+			os.WriteFile(filepath.Join(dir, name), []byte(c.stderr.String()), 0o644)
 		}
 		if t.Failed() {
 			t.Logf("controller %s log:\n%s", cfg.HTTPAddr, tail(c.stderr.String(), 6000))
@@ -497,10 +502,40 @@ func checkCDRs(t testing.TB, db *sqlx.DB, want map[string]bool) (bool, string) {
 		t.Fatalf("CDRs written twice: %v", dup)
 	}
 	sort.Strings(missing)
-	if len(missing) > 5 {
-		missing = append(missing[:5], "…")
+	n := len(missing)
+	if n > 5 {
+		missing = missing[:5]
 	}
-	return len(missing) == 0, fmt.Sprintf("%d of %d channels lack a CDR %v; %d CDRs in all", len(missing), len(want), missing, len(got))
+	var about []string
+	for _, u := range missing {
+		about = append(about, describeLeg(t, db, u))
+	}
+	return n == 0, fmt.Sprintf("%d of %d channels lack a CDR, e.g. %s; %d CDRs in all", n, len(want), strings.Join(about, "; "), len(got))
+}
+
+// describeLeg says what the database knows of a channel: its callback leg
+// and the callback's state, and whether it is in live_channels.
+func describeLeg(t testing.TB, db *sqlx.DB, uuid string) string {
+	t.Helper()
+	var leg struct {
+		Callback string `db:"callback_id"`
+		Leg      string `db:"leg"`
+		Attempt  int    `db:"attempt"`
+		Status   string `db:"status"`
+		Reason   string `db:"reason"`
+		Hangup   string `db:"hangup_cause"`
+	}
+	err := db.Get(&leg, `SELECT l.callback_id, l.leg, l.attempt, c.status, coalesce(c.reason, '') AS reason, coalesce(l.hangup_cause, '') AS hangup_cause
+		FROM callback_legs l JOIN callbacks c ON c.id = l.callback_id WHERE l.uuid = $1`, uuid)
+	what := uuid + ": "
+	if err != nil {
+		what += "no callback leg"
+	} else {
+		what += fmt.Sprintf("leg %s#%d of callback %s (%s %s, leg cause %q)", leg.Leg, leg.Attempt, leg.Callback, leg.Status, leg.Reason, leg.Hangup)
+	}
+	var live int
+	db.Get(&live, `SELECT count(*) FROM live_channels WHERE uuid = $1`, uuid)
+	return what + fmt.Sprintf(", %d in live_channels", live)
 }
 
 // spoolFiles lists the batch files left in a spool directory.
