@@ -288,7 +288,9 @@ type CDRPipelineConfig struct {
 	// (4 h).
 	DefaultMaxDuration time.Duration
 	// SweepInterval is how often legs past their maximum are looked for
-	// (1 min).
+	// (1 min). Negative: the pipeline does not sweep on its own; a
+	// scheduled job calls Sweep instead (serve runs it as the cluster-wide
+	// "stale-calls" cron job, under an advisory lock).
 	SweepInterval time.Duration
 	// SweepGrace is how long past its maximum a leg is left for its own
 	// hangup to arrive, and how long a reconciliation waits before closing
@@ -509,9 +511,12 @@ func (p *CDRPipeline) Run(ctx context.Context, clients ...*esl.Client) error {
 		}()
 	}
 	var aux sync.WaitGroup
-	aux.Add(2)
+	aux.Add(1)
 	go func() { defer aux.Done(); p.reconciler(readCtx) }()
-	go func() { defer aux.Done(); p.sweeper(readCtx) }()
+	if p.cfg.SweepInterval > 0 {
+		aux.Add(1)
+		go func() { defer aux.Done(); p.sweeper(readCtx) }()
+	}
 
 	spoolC := make(chan cdrBatch)
 	go p.batcher(spoolC)

@@ -178,6 +178,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Pricer:   controller.NewPricer(controller.StoreDecks(db), 0, cdrLog),
 		SpoolDir: cfg.SpoolDir,
 		Logger:   cdrLog,
+		// The "stale-calls" job below sweeps, once per minute cluster-wide.
+		SweepInterval: -1,
 	})
 	if err != nil {
 		return err
@@ -205,6 +207,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		ExpireBindings: func(ctx context.Context) (int, error) {
 			return bindings.ExpireBindings(ctx, time.Now())
 		},
+		SweepStale: func(ctx context.Context) (int, error) { return cdrPipeline.Sweep(ctx), nil },
 	}
 	scheduler, err := billing.NewScheduler(billStore, billLoc, log.With("component", "jobs"), billJobs.List(billingSchedules(getenv)))
 	if err != nil {
