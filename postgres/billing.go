@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -167,115 +168,122 @@ func dayBounds(loc *time.Location, y int, m time.Month, d int) (lo, hi time.Time
 	return time.Date(y, m, d, 0, 0, 0, 0, loc).UTC(), time.Date(y, m, d+1, 0, 0, 0, 0, loc).UTC()
 }
 
-// rollupTarget is one (account, local day) to recompute.
-type rollupTarget struct {
-	account string
-	day     time.Time // the local date, as midnight UTC of the same Y-M-D
-	lo, hi  time.Time
-}
+// billingWorkMem is the work_mem of rollup and invoice transactions: a
+// month of rollup groups then aggregates in memory instead of spilling
+// to temporary files. It is set per transaction, never for the session.
+const billingWorkMem = "256MB"
 
-// localDays returns the local days (in loc) that overlap UTC day utc.
-func localDays(loc *time.Location, utc time.Time) []time.Time {
-	first := utc.In(loc)
-	last := utc.Add(24*time.Hour - time.Nanosecond).In(loc)
-	a := time.Date(first.Year(), first.Month(), first.Day(), 0, 0, 0, 0, time.UTC)
-	b := time.Date(last.Year(), last.Month(), last.Day(), 0, 0, 0, 0, time.UTC)
-	if a.Equal(b) {
-		return []time.Time{a}
-	}
-	return []time.Time{a, b}
+// rollupBatchDays is how many UTC days of marks RollupDirty recomputes in
+// one transaction: a month and a day, so that closing a month reads its
+// partition once.
+const rollupBatchDays = 32
+
+// bulkTargets and bulkSpan decide when recompute scans the span's CDRs
+// once (through the partition and its BRIN index on start_at) instead of
+// probing the account index once per (account, day) target.
+const (
+	bulkTargets = 2000
+	bulkSpan    = 62 * 24 * time.Hour
+)
+
+// rollupTx begins a rollup transaction's work: rollups are written by
+// one transaction at a time, whichever job or command starts it.
+func rollupTx(ctx context.Context, tx *Tx) error {
+	_, err := tx.ExecContext(ctx, `SELECT set_config('work_mem', $1, true), pg_advisory_xact_lock($2)`, billingWorkMem, int64(rollupLock))
+	return Error(err)
 }
 
 // RollupDirty recomputes the rollups of every local day whose CDRs were
 // inserted or re-priced since it was last rolled up, and returns how many
-// rollup rows it wrote. A day changed while it runs stays marked and is
-// picked up by the next call.
+// rollup rows it changed. A day changed while it runs stays marked and is
+// picked up by the next call. Marks are taken a month at a time, in day
+// order; each month is one transaction and one pass over its CDRs.
 func (s *BillingStore) RollupDirty(ctx context.Context) (int64, error) {
-	const batch = 20000
 	var total int64
-	for range 10000 {
-		var marks []struct {
-			Account string    `db:"account_id"`
-			Day     time.Time `db:"day"`
-			Gen     int64     `db:"gen"`
-		}
-		if err := s.db.SelectContext(ctx, &marks, `SELECT account_id, day, gen FROM rollup_dirty ORDER BY day, account_id LIMIT $1`, batch); err != nil {
+	from := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	for {
+		var first sql.NullTime
+		if err := s.db.QueryRowContext(ctx, `SELECT min(day) FROM rollup_dirty WHERE day >= $1`, from.Format(time.DateOnly)).Scan(&first); err != nil {
 			return total, fmt.Errorf("postgres: rollup: %w", Error(err))
 		}
-		if len(marks) == 0 {
+		if !first.Valid {
 			return total, nil
 		}
-		seen := map[[2]string]bool{}
-		var targets []rollupTarget
-		accs, days, gens := make([]string, len(marks)), make([]time.Time, len(marks)), make([]int64, len(marks))
-		for i, m := range marks {
-			accs[i], days[i], gens[i] = m.Account, m.Day, m.Gen
-			for _, d := range localDays(s.loc, time.Date(m.Day.Year(), m.Day.Month(), m.Day.Day(), 0, 0, 0, 0, time.UTC)) {
-				k := [2]string{m.Account, d.Format(time.DateOnly)}
-				if seen[k] {
-					continue
-				}
-				seen[k] = true
-				lo, hi := dayBounds(s.loc, d.Year(), d.Month(), d.Day())
-				targets = append(targets, rollupTarget{m.Account, d, lo, hi})
-			}
-		}
+		lo := first.Time.UTC()
+		from = lo.AddDate(0, 0, rollupBatchDays)
 		err := s.db.Tx(ctx, func(tx *Tx) error {
-			n, err := s.recompute(ctx, tx, targets)
+			if err := rollupTx(ctx, tx); err != nil {
+				return err
+			}
+			// The marks as they stand now; a mark whose generation
+			// moves before commit is not cleared.
+			if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE rollup_marks ON COMMIT DROP AS
+				SELECT account_id, day, gen FROM rollup_dirty WHERE day >= $1 AND day < $2`,
+				lo.Format(time.DateOnly), from.Format(time.DateOnly)); err != nil {
+				return Error(err)
+			}
+			// A UTC day overlaps one or two local days.
+			if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE rollup_targets ON COMMIT DROP AS
+				SELECT DISTINCT m.account_id, l.day,
+				       (l.day::timestamp AT TIME ZONE $1::text) AS lo,
+				       ((l.day + 1)::timestamp AT TIME ZONE $1::text) AS hi
+				FROM rollup_marks m
+				CROSS JOIN LATERAL (VALUES
+				    (((m.day::timestamp AT TIME ZONE 'UTC') AT TIME ZONE $1::text)::date),
+				    (((((m.day + 1)::timestamp AT TIME ZONE 'UTC') - interval '1 microsecond') AT TIME ZONE $1::text)::date)
+				) l(day)`, s.loc.String()); err != nil {
+				return Error(err)
+			}
+			n, err := s.recompute(ctx, tx)
 			if err != nil {
 				return err
 			}
 			total += n
-			_, err = tx.ExecContext(ctx, `DELETE FROM rollup_dirty d
-				USING unnest($1::uuid[], $2::date[], $3::bigint[]) AS m(account_id, day, gen)
-				WHERE d.account_id = m.account_id AND d.day = m.day AND d.gen = m.gen`,
-				pq.Array(accs), pq.Array(dates(days)), pq.Array(gens))
+			_, err = tx.ExecContext(ctx, `DELETE FROM rollup_dirty d USING rollup_marks m
+				WHERE d.account_id = m.account_id AND d.day = m.day AND d.gen = m.gen`)
 			return Error(err)
 		})
 		if err != nil {
 			return total, fmt.Errorf("postgres: rollup: %w", err)
 		}
-		if len(marks) < batch {
-			return total, nil
-		}
 	}
-	return total, nil
-}
-
-func dates(ts []time.Time) []string {
-	out := make([]string, len(ts))
-	for i, t := range ts {
-		out[i] = t.Format(time.DateOnly)
-	}
-	return out
 }
 
 // RollupDay recomputes the rollups of one local day for one account, or
 // for every account with CDRs or rollups that day when accountID is "",
-// whether or not they are marked. It returns how many rows it wrote.
+// whether or not they are marked. It returns how many rows it changed.
 func (s *BillingStore) RollupDay(ctx context.Context, day time.Time, accountID string) (int64, error) {
 	if accountID != "" && !isUUID(accountID) {
 		return 0, notFound("account")
 	}
 	d := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC)
 	lo, hi := dayBounds(s.loc, d.Year(), d.Month(), d.Day())
-	var accounts []string
-	err := s.db.SelectContext(ctx, &accounts, `
-		SELECT account_id FROM cdrs WHERE start_at >= $1 AND start_at < $2 AND account_id IS NOT NULL AND ($4 = '' OR account_id = $4::uuid)
-		UNION
-		SELECT account_id FROM rollups WHERE day = $3 AND ($4 = '' OR account_id = $4::uuid)`,
-		lo, hi, d.Format(time.DateOnly), accountID)
-	if err != nil {
-		return 0, fmt.Errorf("postgres: rollup %s: %w", d.Format(time.DateOnly), Error(err))
-	}
-	targets := make([]rollupTarget, len(accounts))
-	for i, a := range accounts {
-		targets[i] = rollupTarget{a, d, lo, hi}
-	}
 	var n int64
-	err = s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *Tx) error {
+		if err := rollupTx(ctx, tx); err != nil {
+			return err
+		}
+		if accountID != "" {
+			if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE rollup_targets ON COMMIT DROP AS
+				SELECT $1::uuid AS account_id, $2::date AS day, $3::timestamptz AS lo, $4::timestamptz AS hi`,
+				accountID, d.Format(time.DateOnly), lo, hi); err != nil {
+				return Error(err)
+			}
+			var err error
+			n, err = s.recompute(ctx, tx)
+			return err
+		}
+		// Every account: one pass over the day's CDRs, and the day's
+		// rollups of accounts without CDRs left are deleted.
 		var err error
-		n, err = s.recompute(ctx, tx, targets)
+		n, err = writeRollups(ctx, tx, `
+			SELECT c.account_id, $1::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway,
+			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms) AS billed_ms,
+			       sum(c.sell_micros) AS sell, sum(c.buy_micros) AS buy
+			FROM cdrs c
+			WHERE c.start_at >= $2 AND c.start_at < $3 AND c.account_id IS NOT NULL
+			GROUP BY c.account_id, c.sell_deck_id, c.sell_prefix, c.gateway`,
+			`r.day = $1::date`, d.Format(time.DateOnly), lo, hi)
 		return err
 	})
 	if err != nil {
@@ -284,96 +292,89 @@ func (s *BillingStore) RollupDay(ctx context.Context, day time.Time, accountID s
 	return n, nil
 }
 
-// bulkTargets and bulkSpan decide when recompute scans CDRs by time range
-// instead of probing the index once per target.
-const (
-	bulkTargets = 2000
-	bulkSpan    = 62 * 24 * time.Hour
-)
-
-// recompute replaces the rollups of targets with aggregates of their CDRs.
-func (s *BillingStore) recompute(ctx context.Context, tx *Tx, targets []rollupTarget) (int64, error) {
-	if len(targets) == 0 {
+// recompute makes the rollups of the (account, local day) pairs in the
+// temporary table rollup_targets (account_id, day, lo, hi) the aggregates
+// of their CDRs.
+func (s *BillingStore) recompute(ctx context.Context, tx *Tx) (int64, error) {
+	var count int64
+	var lo, hi sql.NullTime
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), min(lo), max(hi) FROM rollup_targets`).Scan(&count, &lo, &hi); err != nil {
+		return 0, Error(err)
+	}
+	if count == 0 {
 		return 0, nil
-	}
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(rollupLock)); err != nil {
-		return 0, Error(err)
-	}
-	accs := make([]string, len(targets))
-	days := make([]string, len(targets))
-	los := make([]time.Time, len(targets))
-	his := make([]time.Time, len(targets))
-	for i, t := range targets {
-		accs[i], days[i], los[i], his[i] = t.account, t.day.Format(time.DateOnly), t.lo, t.hi
-	}
-	if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE rollup_targets ON COMMIT DROP AS
-		SELECT * FROM unnest($1::uuid[], $2::date[], $3::timestamptz[], $4::timestamptz[]) AS t(account_id, day, lo, hi)`,
-		pq.Array(accs), pq.Array(days), pq.Array(los), pq.Array(his)); err != nil {
-		return 0, Error(err)
 	}
 	if _, err := tx.ExecContext(ctx, `ANALYZE rollup_targets`); err != nil {
 		return 0, Error(err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM rollups r USING rollup_targets t
-		WHERE r.account_id = t.account_id AND r.day = t.day`); err != nil {
-		return 0, Error(err)
+	const scope = `(r.account_id, r.day) IN (SELECT account_id, day FROM rollup_targets)`
+	if count < bulkTargets || hi.Time.Sub(lo.Time) > bulkSpan {
+		// Few targets: probe the (account_id, start_at) index per target.
+		return writeRollups(ctx, tx, `
+			SELECT t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway,
+			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms) AS billed_ms,
+			       sum(c.sell_micros) AS sell, sum(c.buy_micros) AS buy
+			FROM rollup_targets t
+			JOIN cdrs c ON c.account_id = t.account_id AND c.start_at >= t.lo AND c.start_at < t.hi
+			GROUP BY t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway`, scope)
 	}
-	// Few targets: probe the (account_id, start_at) index per target.
-	// Many targets within a short span (a month close): scan the span's
-	// partitions once and hash-join on (account, local day), which reads
-	// each CDR page once instead of once per account.
-	agg := `
-		SELECT t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway,
-		       count(*) AS calls, count(*) FILTER (WHERE c.answer_at IS NOT NULL) AS answered,
-		       coalesce(sum(c.bill_ms), 0) AS billed_ms, coalesce(sum(c.sell_micros), 0) AS sell,
-		       coalesce(sum(c.buy_micros), 0) AS buy
-		FROM rollup_targets t
-		JOIN cdrs c ON c.account_id = t.account_id AND c.start_at >= t.lo AND c.start_at < t.hi
-		GROUP BY t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway`
-	args := []any{}
-	lo, hi := targets[0].lo, targets[0].hi
-	for _, t := range targets {
-		if t.lo.Before(lo) {
-			lo = t.lo
-		}
-		if t.hi.After(hi) {
-			hi = t.hi
-		}
-	}
-	if len(targets) >= bulkTargets && hi.Sub(lo) <= bulkSpan {
-		// Aggregate the span's CDRs first (each row read once), then
-		// keep the (account, day) groups that are targets.
-		agg = `
+	// Many targets within a short span (a day of every account, a month
+	// close): aggregate the span's CDRs in one pass, then keep the
+	// groups that are targets.
+	return writeRollups(ctx, tx, `
 		SELECT g.* FROM (
-			SELECT c.account_id, (c.start_at AT TIME ZONE $3)::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway,
-			       count(*) AS calls, count(*) FILTER (WHERE c.answer_at IS NOT NULL) AS answered,
-			       coalesce(sum(c.bill_ms), 0) AS billed_ms, coalesce(sum(c.sell_micros), 0) AS sell,
-			       coalesce(sum(c.buy_micros), 0) AS buy
+			SELECT c.account_id, (c.start_at AT TIME ZONE $1::text)::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway,
+			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms) AS billed_ms,
+			       sum(c.sell_micros) AS sell, sum(c.buy_micros) AS buy
 			FROM cdrs c
-			WHERE c.start_at >= $1 AND c.start_at < $2
-			  AND c.account_id IN (SELECT DISTINCT account_id FROM rollup_targets)
+			WHERE c.start_at >= $2 AND c.start_at < $3
+			  AND c.account_id IN (SELECT account_id FROM rollup_targets)
 			GROUP BY 1, 2, 3, 4, 5
-		) g JOIN rollup_targets t ON t.account_id = g.account_id AND t.day = g.day`
-		args = append(args, lo, hi, s.loc.String())
-	}
-	res, err := tx.ExecContext(ctx, `
-		WITH agg AS (`+agg+`
-		)
-		INSERT INTO rollups (account_id, day, prefix, description, carrier, calls, answered, billed_ms, sell, buy)
-		SELECT a.account_id, a.day, a.sell_prefix, coalesce(d.description, ''), a.gateway,
-		       sum(a.calls), sum(a.answered), sum(a.billed_ms), sum(a.sell), sum(a.buy)
-		FROM agg a
-		LEFT JOIN (
+		) g
+		WHERE (g.account_id, g.day) IN (SELECT account_id, day FROM rollup_targets)`,
+		scope, s.loc.String(), lo.Time, hi.Time)
+}
+
+// writeRollups makes the rollups in scope (a condition on rollups r) equal
+// to agg, a query of (account_id, day, sell_deck_id, sell_prefix, gateway,
+// calls, answered, billed_ms, sell, buy) whose parameters are args: rows
+// that differ are upserted, rows agg no longer has are deleted, equal rows
+// are left alone (a re-run writes nothing). Destinations are named by the
+// sell deck's description of the prefix. It returns the rows changed.
+func writeRollups(ctx context.Context, tx *Tx, agg, scope string, args ...any) (int64, error) {
+	var n int64
+	err := tx.QueryRowContext(ctx, `
+		WITH agg AS MATERIALIZED (`+agg+`
+		), descs AS (
 			SELECT r.deck_id::text AS deck_id, r.prefix, min(r.description) FILTER (WHERE r.description <> '') AS description
-			FROM rates r WHERE r.deck_id::text IN (SELECT DISTINCT sell_deck_id FROM agg)
+			FROM rates r
+			WHERE r.deck_id IN (SELECT DISTINCT sell_deck_id::uuid FROM agg
+			                    WHERE sell_deck_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
 			GROUP BY 1, 2
-		) d ON d.deck_id = a.sell_deck_id AND d.prefix = a.sell_prefix
-		GROUP BY 1, 2, 3, 4, 5`, args...)
-	if err != nil {
-		return 0, Error(err)
-	}
-	n, _ := res.RowsAffected()
-	return n, nil
+		), fin AS MATERIALIZED (
+			SELECT a.account_id, a.day, a.sell_prefix AS prefix, coalesce(d.description, '') AS description, a.gateway AS carrier,
+			       sum(a.calls)::bigint AS calls, sum(a.answered)::bigint AS answered, coalesce(sum(a.billed_ms), 0)::bigint AS billed_ms,
+			       coalesce(sum(a.sell), 0)::bigint AS sell, coalesce(sum(a.buy), 0)::bigint AS buy
+			FROM agg a LEFT JOIN descs d ON d.deck_id = a.sell_deck_id AND d.prefix = a.sell_prefix
+			GROUP BY 1, 2, 3, 4, 5
+		), up AS (
+			INSERT INTO rollups AS r (account_id, day, prefix, description, carrier, calls, answered, billed_ms, sell, buy)
+			SELECT * FROM fin ORDER BY 1, 2, 3, 4, 5
+			ON CONFLICT (account_id, day, prefix, description, carrier) DO UPDATE
+			SET calls = excluded.calls, answered = excluded.answered, billed_ms = excluded.billed_ms,
+			    sell = excluded.sell, buy = excluded.buy
+			WHERE (r.calls, r.answered, r.billed_ms, r.sell, r.buy)
+			      IS DISTINCT FROM (excluded.calls, excluded.answered, excluded.billed_ms, excluded.sell, excluded.buy)
+			RETURNING 1
+		), del AS (
+			DELETE FROM rollups r
+			WHERE `+scope+`
+			  AND NOT EXISTS (SELECT 1 FROM fin f WHERE f.account_id = r.account_id AND f.day = r.day
+			                  AND f.prefix = r.prefix AND f.description = r.description AND f.carrier = r.carrier)
+			RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM up) + (SELECT count(*) FROM del)`, args...).Scan(&n)
+	return n, Error(err)
 }
 
 // monthBounds returns the UTC instants bounding month ym ("YYYY-MM") in
@@ -387,18 +388,37 @@ func monthBounds(loc *time.Location, y int, m time.Month) (lo, hi time.Time) {
 // debit lines.
 const CorrectionMonths = 12
 
+// invoiceLock serialises invoice runs ("cbinvoic"): a second run for the
+// same month waits, then finds the first run's invoices issued.
+const invoiceLock = 0x6362696e766f6963
+
+// taxSQL is TaxOf in SQL over the numeric p = subtotal × bps: integer
+// division truncated toward zero, then one more unit away from zero when
+// the remainder is at least half. numeric cannot overflow.
+const taxSQL = `(div(%[1]s, 10000) + CASE WHEN abs(mod(%[1]s, 10000)) >= 5000 THEN sign(%[1]s) ELSE 0 END)::bigint`
+
 // IssueInvoices brings the rollups up to date, then issues the invoice of
 // the period for every account (or the one named) that has usage in it,
 // or usage of the months before that differs from what was invoiced for
 // them (corrections become credit and debit lines). An account that
 // already has an invoice for the period is left alone, so a re-run issues
-// nothing new. It returns the invoices it issued, with their lines.
+// nothing new. It returns the invoices it issued, with their lines, in
+// account order.
+//
+// Every account is invoiced by the same few set-based statements in one
+// transaction: the lines of all accounts, then every header with its
+// number (numbers of one issuer follow account order, without gaps), then
+// every line.
 func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.Month, accountID string, now time.Time) ([]*callbridge.Invoice, error) {
 	if month < 1 || month > 12 || year < 2000 || year > 9999 {
 		return nil, callbridge.FieldError("month", "must be a month YYYY-MM")
 	}
-	if accountID != "" && !isUUID(accountID) {
-		return nil, notFound("account")
+	var account any // NULL: every account
+	if accountID != "" {
+		if !isUUID(accountID) {
+			return nil, notFound("account")
+		}
+		account = accountID
 	}
 	if now.IsZero() {
 		now = time.Now()
@@ -410,163 +430,173 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 	first := time.Date(year, month, 1, 0, 0, 0, 0, time.UTC)
 	next := first.AddDate(0, 1, 0)
 	back := first.AddDate(0, -CorrectionMonths, 0)
-	var accounts []string
-	err := s.db.SelectContext(ctx, &accounts, `
-		SELECT DISTINCT account_id FROM rollups
-		WHERE day >= $1 AND day < $2 AND ($3 = '' OR account_id = $3::uuid)
-		  AND account_id NOT IN (SELECT account_id FROM invoices WHERE period = $4)
-		  AND account_id IN (SELECT id FROM accounts)
-		ORDER BY account_id`, back.Format(time.DateOnly), next.Format(time.DateOnly), accountID, period)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: invoices %s: %w", period, Error(err))
-	}
-	// Accounts are invoiced in batches, one transaction per batch: a
-	// commit per invoice would make a month of many accounts wait on
-	// disk flushes.
-	const batch = 250
+	lo, hi := monthBounds(s.loc, year, month)
 	var issued []*callbridge.Invoice
-	for lo := 0; lo < len(accounts); lo += batch {
-		var done []*callbridge.Invoice
-		err := s.db.Tx(ctx, func(tx *Tx) error {
-			done = done[:0]
-			for _, a := range accounts[lo:min(lo+batch, len(accounts))] {
-				inv, err := s.issue(ctx, tx, a, now, period, first, next, back)
-				if err != nil {
-					return fmt.Errorf("account %s: %w", a, err)
-				}
-				if inv != nil {
-					done = append(done, inv)
-				}
-			}
-			return nil
-		})
+	err := s.db.Tx(ctx, func(tx *Tx) error {
+		issued = nil
+		// Runs queue up behind each other, and no rollup changes while
+		// the lines and the daily usage are read.
+		if _, err := tx.ExecContext(ctx, `SELECT set_config('work_mem', $1, true), pg_advisory_xact_lock($2), pg_advisory_xact_lock($3)`,
+			billingWorkMem, int64(invoiceLock), int64(rollupLock)); err != nil {
+			return Error(err)
+		}
+		// The accounts to invoice: not invoiced for the period yet, with
+		// rollups in it or in the correction window.
+		res, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_accounts ON COMMIT DROP AS
+			SELECT a.id AS account_id, a.currency, coalesce(p.issuer, 'default') AS issuer,
+			       coalesce(p.tax_bps, 0) AS tax_bps, coalesce(p.tax_label, '') AS tax_label,
+			       coalesce(p.payment_days, 30) AS payment_days
+			FROM accounts a LEFT JOIN billing_profiles p ON p.account_id = a.id
+			WHERE ($1::uuid IS NULL OR a.id = $1::uuid)
+			  AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = a.id AND i.period = $2)
+			  AND EXISTS (SELECT 1 FROM rollups r WHERE r.account_id = a.id AND r.day >= $3 AND r.day < $4)`,
+			account, period, back.Format(time.DateOnly), next.Format(time.DateOnly))
 		if err != nil {
-			return issued, fmt.Errorf("postgres: invoices %s: %w", period, err)
-		}
-		issued = append(issued, done...)
-	}
-	return issued, nil
-}
-
-// issue issues one account's invoice, or nothing when it would be empty.
-func (s *BillingStore) issue(ctx context.Context, tx *Tx, accountID string, now time.Time, period string, first, next, back time.Time) (*callbridge.Invoice, error) {
-	var inv *callbridge.Invoice
-	err := func() error {
-		// Lock the account so two runs for one account queue up; the
-		// second then finds the invoice issued.
-		var currency string
-		if err := tx.QueryRowContext(ctx, `SELECT currency FROM accounts WHERE id = $1 FOR UPDATE`, accountID).Scan(&currency); err != nil {
 			return Error(err)
 		}
-		var exists bool
-		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM invoices WHERE account_id = $1 AND period = $2)`, accountID, period).Scan(&exists); err != nil || exists {
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `ANALYZE invoice_accounts`); err != nil {
 			return Error(err)
 		}
-		var lines []callbridge.InvoiceLine
-		err := tx.SelectContext(ctx, &lines, `
+		// Every account's lines: its usage of the period by destination
+		// group, and for each earlier month of the window the difference
+		// between its rollups and what its invoices already billed.
+		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_new_lines ON COMMIT DROP AS
 			WITH r AS (
-				SELECT to_char(day, 'YYYY-MM') AS period,
-				       CASE WHEN description <> '' THEN description WHEN prefix <> '' THEN prefix ELSE 'Unrated' END AS destination,
-				       sum(calls) AS calls, sum(answered) AS answered, sum(billed_ms) AS billed_ms, sum(sell) AS amount
-				FROM rollups WHERE account_id = $1 AND day >= $2 AND day < $3
-				GROUP BY 1, 2
+				SELECT r.account_id, to_char(r.day, 'YYYY-MM') AS period,
+				       CASE WHEN r.description <> '' THEN r.description WHEN r.prefix <> '' THEN r.prefix ELSE 'Unrated' END AS destination,
+				       sum(r.calls) AS calls, sum(r.answered) AS answered, sum(r.billed_ms) AS billed_ms, sum(r.sell) AS amount
+				FROM rollups r JOIN invoice_accounts a ON a.account_id = r.account_id
+				WHERE r.day >= $1 AND r.day < $2
+				GROUP BY 1, 2, 3
 			), i AS (
-				SELECT period, destination, sum(calls) AS calls, sum(answered) AS answered,
-				       sum(billed_ms) AS billed_ms, sum(amount) AS amount
-				FROM invoice_lines WHERE account_id = $1 AND period >= $4 AND period <= $5
-				GROUP BY 1, 2
+				SELECT l.account_id, l.period, l.destination, sum(l.calls) AS calls, sum(l.answered) AS answered,
+				       sum(l.billed_ms) AS billed_ms, sum(l.amount) AS amount
+				FROM invoice_lines l JOIN invoice_accounts a ON a.account_id = l.account_id
+				WHERE l.period >= $3 AND l.period <= $4
+				GROUP BY 1, 2, 3
+			), d AS (
+				SELECT account_id, period, destination,
+				       (coalesce(r.calls, 0) - coalesce(i.calls, 0))::bigint AS calls,
+				       (coalesce(r.answered, 0) - coalesce(i.answered, 0))::bigint AS answered,
+				       (coalesce(r.billed_ms, 0) - coalesce(i.billed_ms, 0))::bigint AS billed_ms,
+				       (coalesce(r.amount, 0) - coalesce(i.amount, 0))::bigint AS amount
+				FROM r FULL JOIN i USING (account_id, period, destination)
 			)
-			SELECT period, destination,
-			       coalesce(r.calls, 0) - coalesce(i.calls, 0) AS calls,
-			       coalesce(r.answered, 0) - coalesce(i.answered, 0) AS answered,
-			       coalesce(r.billed_ms, 0) - coalesce(i.billed_ms, 0) AS billed_ms,
-			       coalesce(r.amount, 0) - coalesce(i.amount, 0) AS amount,
-			       '' AS kind
-			FROM r FULL JOIN i USING (period, destination)
-			WHERE period = $5
-			   OR coalesce(r.calls, 0) <> coalesce(i.calls, 0) OR coalesce(r.amount, 0) <> coalesce(i.amount, 0)
-			   OR coalesce(r.billed_ms, 0) <> coalesce(i.billed_ms, 0) OR coalesce(r.answered, 0) <> coalesce(i.answered, 0)
-			ORDER BY period DESC, destination`,
-			accountID, back.Format(time.DateOnly), next.Format(time.DateOnly), back.Format("2006-01"), period)
-		if err != nil {
+			SELECT account_id,
+			       row_number() OVER (PARTITION BY account_id ORDER BY period DESC, destination)::int AS line,
+			       CASE WHEN period = $4 THEN 'usage' WHEN amount < 0 THEN 'credit' ELSE 'debit' END AS kind,
+			       period, destination, calls, answered, billed_ms, amount
+			FROM d
+			WHERE period = $4 OR calls <> 0 OR answered <> 0 OR billed_ms <> 0 OR amount <> 0`,
+			back.Format(time.DateOnly), next.Format(time.DateOnly), back.Format("2006-01"), period); err != nil {
 			return Error(err)
 		}
-		if len(lines) == 0 {
-			return nil
-		}
-		var subtotal int64
-		for i := range lines {
-			l := &lines[i]
-			switch {
-			case l.Period == period:
-				l.Kind = callbridge.LineUsage
-			case l.Amount < 0:
-				l.Kind = callbridge.LineCredit
-			default:
-				l.Kind = callbridge.LineDebit
-			}
-			subtotal += l.Amount
-		}
-		p, err := profile(ctx, tx, accountID)
-		if err != nil {
-			return err
-		}
-		var prefix string
-		inv = &callbridge.Invoice{
-			AccountID: accountID, Issuer: p.Issuer, Period: period, Currency: currency,
-			Subtotal: subtotal, TaxBPS: p.TaxBPS, TaxLabel: p.TaxLabel, Lines: lines,
-		}
-		inv.PeriodStart, inv.PeriodEnd = monthBounds(s.loc, first.Year(), first.Month())
-		inv.DueAt = inv.PeriodEnd.AddDate(0, 0, int(p.PaymentDays))
-		inv.IssuedAt = now.UTC().Truncate(time.Microsecond)
-		inv.Tax = TaxOf(subtotal, p.TaxBPS)
-		inv.Total = subtotal + inv.Tax
-		if err := tx.QueryRowContext(ctx, `
-			INSERT INTO invoice_issuers AS i (issuer, prefix, last_seq) VALUES ($1, upper($1), 1)
-			ON CONFLICT (issuer) DO UPDATE SET last_seq = i.last_seq + 1
-			RETURNING last_seq, prefix`, p.Issuer).Scan(&inv.Seq, &prefix); err != nil {
-			return Error(err)
-		}
-		inv.Number = fmt.Sprintf("%s-%06d", prefix, inv.Seq)
-		if err := tx.SelectContext(ctx, &inv.Days, `
-			SELECT to_char(day, 'YYYY-MM-DD') AS day, sum(calls) AS calls, sum(sell) AS amount
-			FROM rollups WHERE account_id = $1 AND day >= $2 AND day < $3 GROUP BY day ORDER BY day`,
-			accountID, first.Format(time.DateOnly), next.Format(time.DateOnly)); err != nil {
-			return Error(err)
-		}
-		daysJSON, err := json.Marshal(inv.Days)
-		if err != nil {
-			return err
-		}
-		if err := tx.QueryRowContext(ctx, `
+		// Every header: subtotal, tax in integer arithmetic, the next
+		// numbers of each issuer, and the daily usage for the chart.
+		rows, err := tx.QueryxContext(ctx, `
+			WITH sub AS (
+				SELECT account_id, sum(amount)::bigint AS subtotal FROM invoice_new_lines GROUP BY account_id
+			), h AS MATERIALIZED (
+				SELECT a.account_id, a.currency, a.issuer, a.tax_bps, a.tax_label, a.payment_days, s.subtotal,
+				       `+fmt.Sprintf(taxSQL, `(s.subtotal::numeric * a.tax_bps)`)+` AS tax,
+				       row_number() OVER (PARTITION BY a.issuer ORDER BY a.account_id) AS n
+				FROM invoice_accounts a JOIN sub s ON s.account_id = a.account_id
+			), c AS (
+				SELECT issuer, count(*) AS n FROM h GROUP BY issuer
+			), seq AS (
+				INSERT INTO invoice_issuers AS i (issuer, prefix, last_seq)
+				SELECT issuer, upper(issuer), n FROM c ORDER BY issuer
+				ON CONFLICT (issuer) DO UPDATE SET last_seq = i.last_seq + excluded.last_seq
+				RETURNING i.issuer, i.prefix, i.last_seq
+			), days AS (
+				SELECT account_id, jsonb_agg(jsonb_build_object('day', to_char(day, 'YYYY-MM-DD'), 'calls', calls, 'amount_micros', amount)
+				                             ORDER BY day) AS days
+				FROM (
+					SELECT r.account_id, r.day, sum(r.calls) AS calls, sum(r.sell) AS amount
+					FROM rollups r JOIN h ON h.account_id = r.account_id
+					WHERE r.day >= $1 AND r.day < $2
+					GROUP BY 1, 2
+				) u
+				GROUP BY account_id
+			), numbered AS (
+				SELECT h.*, q.last_seq - c.n + h.n AS seq, q.prefix
+				FROM h JOIN c ON c.issuer = h.issuer JOIN seq q ON q.issuer = h.issuer
+			)
 			INSERT INTO invoices (account_id, issuer, seq, number, period, period_start, period_end, currency,
 			                      issued_at, due_at, subtotal, tax_bps, tax_label, tax, total, days)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-			RETURNING id`,
-			accountID, inv.Issuer, inv.Seq, inv.Number, period, inv.PeriodStart, inv.PeriodEnd, currency,
-			inv.IssuedAt, inv.DueAt, inv.Subtotal, inv.TaxBPS, inv.TaxLabel, inv.Tax, inv.Total, daysJSON).Scan(&inv.ID); err != nil {
+			SELECT x.account_id, x.issuer, x.seq,
+			       x.prefix || '-' || CASE WHEN x.seq < 1000000 THEN lpad(x.seq::text, 6, '0') ELSE x.seq::text END,
+			       $3, $4, $5, x.currency, $6, $5::timestamptz + x.payment_days * interval '24 hours',
+			       x.subtotal, x.tax_bps, x.tax_label, x.tax, x.subtotal + x.tax, coalesce(days.days, '[]')
+			FROM numbered x LEFT JOIN days ON days.account_id = x.account_id
+			ORDER BY x.issuer, x.seq
+			RETURNING `+invoiceColumns+`, days`,
+			first.Format(time.DateOnly), next.Format(time.DateOnly), period, lo, hi, now.UTC().Truncate(time.Microsecond))
+		if err != nil {
 			return Error(err)
 		}
-		n := len(lines)
-		kinds, periods, dests := make([]string, n), make([]string, n), make([]string, n)
-		calls, answered, billed, amounts := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		for i, l := range lines {
-			kinds[i], periods[i], dests[i] = l.Kind, l.Period, l.Destination
-			calls[i], answered[i], billed[i], amounts[i] = l.Calls, l.Answered, l.BilledMS, l.Amount
+		byAccount := map[string]*callbridge.Invoice{}
+		for rows.Next() {
+			var row struct {
+				callbridge.Invoice
+				DaysJSON []byte `db:"days"`
+			}
+			if err := rows.StructScan(&row); err != nil {
+				rows.Close()
+				return Error(err)
+			}
+			inv := row.Invoice
+			utcInvoice(&inv)
+			if err := json.Unmarshal(row.DaysJSON, &inv.Days); err != nil {
+				rows.Close()
+				return fmt.Errorf("invoice days: %w", err)
+			}
+			issued = append(issued, &inv)
+			byAccount[inv.AccountID] = &inv
 		}
-		_, err = tx.ExecContext(ctx, `
+		if err := rows.Close(); err != nil {
+			return Error(err)
+		}
+		if err := rows.Err(); err != nil {
+			return Error(err)
+		}
+		if _, err := tx.ExecContext(ctx, `
 			INSERT INTO invoice_lines (invoice_id, line, account_id, kind, period, destination, calls, answered, billed_ms, amount)
-			SELECT $1, ord, $2, kind, period, destination, calls, answered, billed_ms, amount
-			FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
-			     WITH ORDINALITY AS l(kind, period, destination, calls, answered, billed_ms, amount, ord)`,
-			inv.ID, accountID, pq.Array(kinds), pq.Array(periods), pq.Array(dests),
-			pq.Array(calls), pq.Array(answered), pq.Array(billed), pq.Array(amounts))
-		return Error(err)
-	}()
+			SELECT i.id, l.line, l.account_id, l.kind, l.period, l.destination, l.calls, l.answered, l.billed_ms, l.amount
+			FROM invoice_new_lines l JOIN invoices i ON i.account_id = l.account_id AND i.period = $1
+			ORDER BY 1, 2`, period); err != nil {
+			return Error(err)
+		}
+		lrows, err := tx.QueryxContext(ctx, `SELECT account_id, kind, period, destination, calls, answered, billed_ms, amount
+			FROM invoice_new_lines ORDER BY account_id, line`)
+		if err != nil {
+			return Error(err)
+		}
+		defer lrows.Close()
+		for lrows.Next() {
+			var l struct {
+				AccountID string `db:"account_id"`
+				callbridge.InvoiceLine
+			}
+			if err := lrows.StructScan(&l); err != nil {
+				return Error(err)
+			}
+			inv := byAccount[l.AccountID]
+			if inv == nil {
+				return fmt.Errorf("line of account %s without an invoice", l.AccountID)
+			}
+			inv.Lines = append(inv.Lines, l.InvoiceLine)
+		}
+		return Error(lrows.Err())
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("postgres: invoices %s: %w", period, err)
 	}
-	return inv, nil
+	slices.SortFunc(issued, func(a, b *callbridge.Invoice) int { return strings.Compare(a.AccountID, b.AccountID) })
+	return issued, nil
 }
 
 // TaxOf returns subtotal × bps / 10000 rounded half away from zero,

@@ -1,0 +1,11 @@
+-- 0007: billing speed.
+--
+-- The daily rollup reads one day of CDRs for every account. cdrs_account_idx
+-- leads with the account, so a day across all accounts was one index probe
+-- per account (and a random heap read per CDR). CDRs are written when calls
+-- hang up, so a partition's heap is in start_at order up to call length and
+-- late arrivals: a BRIN index on start_at finds a day's pages for a few
+-- kilobytes of index and almost no cost on the CDR write path, where a
+-- B-tree would add a fourth index to every insert. Partitions created
+-- later by cdrs_ensure_partition get it when they are attached.
+CREATE INDEX cdrs_start_brin ON cdrs USING brin (start_at) WITH (pages_per_range = 16);
