@@ -34,8 +34,9 @@ type CallbackStore interface {
 	CancelRequested(ctx context.Context, id string) (bool, error)
 }
 
-// Authorizer decides whether a callback may be placed and for how long.
-// The billing feature implements it for prepaid accounts.
+// Authorizer decides whether a callback may be placed and for how long,
+// for the callback as a whole. It cannot tie money to the legs' channels;
+// CallbackEngineConfig.CallAuthorizer, which can, is preferred.
 type Authorizer interface {
 	// Authorize returns the longest the call may last (0: no limit of its
 	// own). ENOFUNDS fails the callback with insufficient_funds; any other
@@ -77,8 +78,19 @@ type CallbackEngineConfig struct {
 	// LegWait bounds how long an ended callback waits for its remaining
 	// legs' hangup events, to record them (default 30 s).
 	LegWait time.Duration
-	// Authorizer, when set, is asked before A is called; nil means every
-	// callback may be placed for its requested max_duration.
+	// CallAuthorizer, when set, authorises each leg on its own channel
+	// before A is called: the leg's origination uuid is the call id and its
+	// dialled number is priced (billing.Authorizer implements it). A
+	// prepaid leg holds a reservation that its CDR settles; a leg that
+	// never got a channel, or was never answered, releases it. Each leg is
+	// capped in FreeSWITCH (sched_hangup ALLOTTED_TIMEOUT) at its grant
+	// from its own answer, as well as at max_duration from the bridge.
+	// ENOFUNDS fails the callback with insufficient_funds before anyone
+	// is called.
+	CallAuthorizer callbridge.CallAuthorizer
+	// Authorizer, when set and CallAuthorizer is not, is asked once before
+	// A is called; nil (and no CallAuthorizer) means every callback may be
+	// placed for its requested max_duration.
 	Authorizer Authorizer
 	// Logger receives one line per callback outcome and every failure.
 	Logger *slog.Logger
@@ -483,6 +495,7 @@ func (e *CallbackEngine) start(ctx context.Context, cb *callbridge.Callback, ado
 		if r.release != nil {
 			r.release()
 		}
+		r.releaseGrants(ctx)
 	}()
 	return r
 }
@@ -527,6 +540,12 @@ type cbLeg struct {
 	lost       bool // vanished while no event could reach us
 	cause      string
 	killSent   bool
+	// grant is the longest the leg may last from its answer when a
+	// CallAuthorizer authorised it (0: not authorised per leg); reserved
+	// says it holds a prepaid reservation under uuid.
+	grant    time.Duration
+	reserved bool
+	capSent  bool
 }
 
 func (l *cbLeg) live() bool { return l.originated && !l.hungup }
@@ -997,6 +1016,7 @@ func (r *cbRun) advance(ctx context.Context) {
 			}
 			r.failA(ctx, reason)
 		case r.a.answered:
+			r.capLeg(ctx, &r.a)
 			r.save(ctx, &callbridge.CallbackUpdate{Status: callbridge.CallbackAAnswered, Detail: "A answered"})
 		}
 	case callbridge.CallbackAAnswered:
@@ -1043,18 +1063,105 @@ func (r *cbRun) advance(ctx context.Context) {
 	}
 }
 
-func (r *cbRun) vars(leg string) []esl.Var {
+func (r *cbRun) vars(l *cbLeg) []esl.Var {
 	return []esl.Var{
 		{Name: callbridge.VarCallbackID, Value: r.cb.ID},
-		{Name: callbridge.VarLeg, Value: leg},
+		{Name: callbridge.VarLeg, Value: l.name},
 		{Name: callbridge.VarAccount, Value: r.cb.AccountID},
-		{Name: callbridge.VarMaxMS, Value: fmt.Sprint(r.maxDuration.Milliseconds())},
+		{Name: callbridge.VarMaxMS, Value: fmt.Sprint(r.legLimit(l).Milliseconds())},
+	}
+}
+
+// legLimit is the longest leg l may last: max_duration, or its grant when
+// that is shorter.
+func (r *cbRun) legLimit(l *cbLeg) time.Duration {
+	if l.grant > 0 && l.grant < r.maxDuration {
+		return l.grant
+	}
+	return r.maxDuration
+}
+
+// authorizeLeg asks the CallAuthorizer for leg l, choosing the leg's
+// origination uuid now so that its CDR settles the reservation. It
+// returns the failure reason when the leg may not be placed.
+func (r *cbRun) authorizeLeg(ctx context.Context, l *cbLeg) (callbridge.FailReason, string) {
+	if l.uuid == "" {
+		l.uuid = uuid.NewString()
+	}
+	g, err := r.e.cfg.CallAuthorizer.AuthorizeCall(ctx, r.cb.AccountID, l.uuid, l.number)
+	if err != nil {
+		reason := callbridge.ReasonInternal
+		if callbridge.ErrorCode(err) == callbridge.ENOFUNDS {
+			reason = callbridge.ReasonInsufficientFunds
+		}
+		return reason, "leg " + l.name + " not authorised: " + callbridge.ErrorMessage(err)
+	}
+	l.reserved = g.Prepaid
+	l.grant = time.Duration(g.MaxMS) * time.Millisecond
+	if l.grant <= 0 {
+		l.grant = time.Millisecond
+	}
+	if g.Prepaid {
+		r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventAuthorized, Leg: l.name,
+			Detail: fmt.Sprintf("prepaid: %s granted, %d micro-units reserved", l.grant, g.Reserved)}}})
+	}
+	return callbridge.ReasonNone, ""
+}
+
+// capLeg has FreeSWITCH hang a prepaid leg up when its grant runs out,
+// counted from now (its answer). Whole seconds, rounded down, so the leg
+// is not billed past what was reserved for it.
+func (r *cbRun) capLeg(ctx context.Context, l *cbLeg) {
+	if !l.reserved || l.capSent || !l.live() {
+		return
+	}
+	l.capSent = true
+	secs := max(l.grant/time.Second, 1) * time.Second
+	cmd, err := esl.SchedHangup(secs, l.uuid, "ALLOTTED_TIMEOUT")
+	if r.api(ctx, "sched_hangup", cmd, err) == nil {
+		r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventMaxDuration, Leg: l.name,
+			Detail: "prepaid cap " + secs.String()}}})
+	}
+}
+
+// releaseGrants drops the reservations of legs that will produce no
+// billable CDR: never placed, or down without being answered (their CDR,
+// if any, costs nothing). Answered legs keep theirs until their CDR
+// settles it; legs lost with their node keep theirs until it lapses.
+func (r *cbRun) releaseGrants(ctx context.Context) {
+	az := r.e.cfg.CallAuthorizer
+	if az == nil {
+		return
+	}
+	for _, l := range []*cbLeg{&r.a, &r.b} {
+		if !l.reserved || l.uuid == "" {
+			continue
+		}
+		if l.originated && (!l.hungup || l.answered || l.lost) {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := az.ReleaseCall(rctx, l.uuid); err != nil {
+			r.log.Warn("release reservation", "leg", l.name, "uuid", l.uuid, "error", err)
+		} else {
+			l.reserved = false
+		}
+		cancel()
 	}
 }
 
 // originateA authorises the callback and places leg A.
 func (r *cbRun) originateA(ctx context.Context) {
-	if az := r.e.cfg.Authorizer; az != nil {
+	if r.e.cfg.CallAuthorizer != nil {
+		// Both legs before anyone is called: B must not ring A only to
+		// find the balance cannot pay for B.
+		for _, l := range []*cbLeg{&r.a, &r.b} {
+			if reason, detail := r.authorizeLeg(ctx, l); reason != callbridge.ReasonNone {
+				r.finish(ctx, reason, detail)
+				return
+			}
+		}
+	} else if az := r.e.cfg.Authorizer; az != nil {
 		max, err := az.Authorize(ctx, r.cb.AccountID, r.cb.A, r.cb.B)
 		if err != nil {
 			reason := callbridge.ReasonInternal
@@ -1075,7 +1182,9 @@ func (r *cbRun) originateA(ctx context.Context) {
 // place originates one leg with a uuid of ours, recorded before the
 // command is sent so a restart can find the leg.
 func (r *cbRun) place(ctx context.Context, l *cbLeg, timeout time.Duration, status callbridge.CallbackStatus) {
-	l.uuid = uuid.NewString()
+	if l.uuid == "" {
+		l.uuid = uuid.NewString()
+	}
 	r.e.route(l.uuid, r)
 	if !r.save(ctx, &callbridge.CallbackUpdate{
 		Status: status, Detail: "calling B",
@@ -1088,7 +1197,7 @@ func (r *cbRun) place(ctx context.Context, l *cbLeg, timeout time.Duration, stat
 	job, err := r.client.Originate(ctx, esl.Originate{
 		UUID:           l.uuid,
 		Endpoint:       esl.Gateway(r.e.cfg.Gateway, l.number),
-		Vars:           r.vars(l.name),
+		Vars:           r.vars(l),
 		CallerIDNumber: l.callerID,
 		Timeout:        timeout,
 	})
@@ -1132,6 +1241,14 @@ func (r *cbRun) failA(ctx context.Context, reason callbridge.FailReason) {
 
 // originateB plays the prompt to A and places leg B.
 func (r *cbRun) originateB(ctx context.Context) {
+	if r.e.cfg.CallAuthorizer != nil && r.b.grant == 0 {
+		// Adopted after A was answered elsewhere: B was not authorised
+		// by this controller.
+		if reason, _ := r.authorizeLeg(ctx, &r.b); reason != callbridge.ReasonNone {
+			r.failB(ctx, reason)
+			return
+		}
+	}
 	if p := r.promptPath(); p != "" {
 		cmd, err := esl.UUIDBroadcast(r.a.uuid, p, "aleg")
 		if r.api(ctx, "prompt", cmd, err) == nil {
@@ -1182,6 +1299,7 @@ func (r *cbRun) bridge(ctx context.Context) {
 	if !r.save(ctx, &callbridge.CallbackUpdate{Status: callbridge.CallbackBridged, Detail: "A and B bridged"}) {
 		return
 	}
+	r.capLeg(ctx, &r.b)
 	for _, l := range []*cbLeg{&r.a, &r.b} {
 		cmd, err := esl.SchedHangup(r.maxDuration, l.uuid, "ALLOTTED_TIMEOUT")
 		r.api(ctx, "sched_hangup", cmd, err)
