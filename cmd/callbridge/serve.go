@@ -19,6 +19,7 @@ import (
 	"callbridge/dialplan"
 	"callbridge/esl"
 	"callbridge/postgres"
+	"callbridge/rating"
 )
 
 // runServe runs the controller until ctx is cancelled (SIGTERM), then
@@ -100,6 +101,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	srv.Nodes = func() []controller.NodeStatus { return nodeStatus(pool) }
 	metrics.WatchNodes(srv.Nodes)
 
+	// prepaid: calls of prepaid accounts (inbound binding calls and each
+	// callback leg) are authorised against the balance before they are
+	// placed, priced by the account's sell deck in force; each holds a
+	// reservation its CDR settles and is capped in FreeSWITCH at the grant.
+	sellDecks := controller.StoreDecks(db)
+	callAuthorizer := &billing.Authorizer{
+		Store: postgres.NewBillingStore(db, time.UTC, callbackOwner(cfg)),
+		Decks: billing.DeckSourceFunc(func(ctx context.Context, accountID string) (*rating.Deck, error) {
+			return sellDecks.SellDeck(ctx, accountID, time.Now())
+		}),
+	}
+
 	// privacy numbers: the binding index answers /fs/dialplan from memory,
 	// kept coherent across controllers by LISTEN/NOTIFY.
 	bindings := postgres.NewBindingService(db)
@@ -117,6 +130,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			AllowedSources: cfg.DialplanAllow,
 			Rules:          cfg.NumberRules(),
 			Options:        dialplan.Options{RingTimeout: cfg.RingTimeout, RecordDir: cfg.RecordDir},
+			Authorizer:     callAuthorizer,
+			Prepaid:        controller.NewPrepaidAccounts(srv.Accounts, 0),
 		},
 		Rules:  cfg.NumberRules(),
 		Logger: log,
@@ -147,6 +162,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Prompts:        callbackPrompts(),
 		FailurePrompts: callbackFailurePrompts(),
 		RecordDir:      cfg.RecordDir,
+		CallAuthorizer: callAuthorizer,
 		Logger:         log.With("component", "callbacks"),
 	})
 	if err != nil {
