@@ -150,7 +150,7 @@ func NewCallbackEngine(store CallbackStore, pool *esl.Pool, cfg CallbackEngineCo
 		cfg.RecordDir = "/var/lib/freeswitch/recordings/callbridge"
 	}
 	for name, p := range cfg.Prompts {
-		if err := callbridge.ValidatePromptName(name); err != nil || !path.IsAbs(p) {
+		if err := callbridge.ValidatePromptName(name); err != nil || !path.IsAbs(p) && p != esl.ToneRingbackUS && p != esl.ToneRingbackUK && p != esl.ToneRingbackEU {
 			return nil, fmt.Errorf("controller: prompt %q: want a name of [a-z0-9_-] and an absolute path", name)
 		}
 	}
