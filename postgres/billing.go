@@ -348,8 +348,7 @@ func writeRollups(ctx context.Context, tx *Tx, agg, scope string, args ...any) (
 		), descs AS (
 			SELECT r.deck_id::text AS deck_id, r.prefix, min(r.description) FILTER (WHERE r.description <> '') AS description
 			FROM rates r
-			WHERE r.deck_id IN (SELECT DISTINCT sell_deck_id::uuid FROM agg
-			                    WHERE sell_deck_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+			WHERE r.deck_id IN (SELECT d.id FROM rate_decks d WHERE d.id::text IN (SELECT sell_deck_id FROM agg))
 			GROUP BY 1, 2
 		), fin AS MATERIALIZED (
 			SELECT a.account_id, a.day, a.sell_prefix AS prefix, coalesce(d.description, '') AS description, a.gateway AS carrier,

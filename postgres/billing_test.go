@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,8 +29,10 @@ func billingAccount(t testing.TB, db *postgres.DB, prepaid bool) string {
 // cdr is the part of a CDR billing reads.
 type cdr struct {
 	uuid, account, prefix, gateway string
-	start                          time.Time
-	billMS, sell, buy              int64
+	// deck is the sell deck's id ("" when unrated by a deck).
+	deck              string
+	start             time.Time
+	billMS, sell, buy int64
 }
 
 // insertCDRs stores CDRs the way the CDR writer does (cdr_keys, then cdrs,
@@ -53,12 +56,12 @@ func insertCDRs(t testing.TB, db *postgres.DB, cs ...cdr) {
 			WITH k AS (INSERT INTO cdr_keys (uuid, start_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING uuid)
 			INSERT INTO cdrs (uuid, start_at, leg, account_id, direction, caller, callee, presented, gateway, node,
 			                  answer_at, end_at, duration_ms, bill_ms, hangup_cause, disposition,
-			                  sell_micros, sell_currency, sell_prefix, buy_micros, buy_currency, buy_prefix)
+			                  sell_micros, sell_currency, sell_deck_id, sell_prefix, buy_micros, buy_currency, buy_prefix)
 			SELECT $1, $2, 'a', $3, 'outbound', '4930111', $4 || '1234567', '4930111', $5, 'node1',
 			       $6, $2::timestamptz + $7 * interval '1 millisecond', $7, $7, 'NORMAL_CLEARING', $8,
-			       $9, 'EUR', $4, $10, 'EUR', $4
+			       $9, 'EUR', $11, $4, $10, 'EUR', $4
 			FROM k`,
-			c.uuid, c.start, c.account, c.prefix, c.gateway, answer, c.billMS, disp, c.sell, c.buy)
+			c.uuid, c.start, c.account, c.prefix, c.gateway, answer, c.billMS, disp, c.sell, c.buy, c.deck)
 		if err != nil {
 			t.Fatalf("insert cdr: %v", err)
 		}
@@ -327,9 +330,10 @@ func TestInvoiceTotalsEqualCDRsOnGeneratedData(t *testing.T) {
 	ctx := context.Background()
 	s := postgres.NewBillingStore(db, time.UTC, "test")
 	var accs []string
-	// 40 accounts over two months: enough (account, day) pairs for the
-	// rollup's bulk path as well as the per-target one.
-	for range 40 {
+	// 80 accounts over two months: more than 2,000 (account, day) pairs
+	// in September, for the rollup's bulk path, and few pairs for the
+	// late CDRs' per-target one.
+	for range 80 {
 		accs = append(accs, billingAccount(t, db, false))
 	}
 	gen := func(from, to string, n int, seed int) {
@@ -355,7 +359,7 @@ func TestInvoiceTotalsEqualCDRsOnGeneratedData(t *testing.T) {
 	if _, err := s.EnsurePartitions(ctx, at("2026-09-01T00:00:00Z"), 3); err != nil {
 		t.Fatal(err)
 	}
-	gen("2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z", 3000, 1)
+	gen("2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z", 8000, 1)
 	if _, err := s.IssueInvoices(ctx, 2026, time.September, "", time.Time{}); err != nil {
 		t.Fatal(err)
 	}
@@ -445,5 +449,144 @@ func TestPrepaidLedgerAndLowBalance(t *testing.T) {
 	db.QueryRowContext(ctx, `SELECT sum(amount) FROM ledger_entries WHERE account_id = $1`, acc).Scan(&sum)
 	if b, _ := s.Balance(ctx, acc); b.Balance != sum || sum != 300000 {
 		t.Errorf("balance %d, ledger sum %d, want 300000", b.Balance, sum)
+	}
+}
+
+// rateDeck creates a sell deck owned by account with the rates' prefix and
+// description pairs, and returns its id.
+func rateDeck(t testing.TB, db *postgres.DB, account string, from time.Time, rates ...[2]string) string {
+	t.Helper()
+	ctx := context.Background()
+	var id string
+	if err := db.QueryRowContext(ctx, `INSERT INTO rate_decks (account_id, name, currency, time_zone, effective_from)
+		VALUES ($1, 'retail', 'EUR', 'UTC', $2) RETURNING id`, account, from).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rates {
+		if _, err := db.ExecContext(ctx, `INSERT INTO rates (deck_id, prefix, description, per_minute) VALUES ($1, $2, $3, 1000)`,
+			id, r[0], r[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return id
+}
+
+func TestRollupNamesDestinationsByTheSellDeck(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	s := postgres.NewBillingStore(db, time.UTC, "test")
+	acc := billingAccount(t, db, false)
+	// The deck changes during the day; both name 4930 alike, so their
+	// calls share one rollup row. 49170 has no description: its prefix
+	// names it on the invoice.
+	oct := rateDeck(t, db, acc, at("2026-10-01T00:00:00Z"), [2]string{"4930", "Berlin"}, [2]string{"49170", ""})
+	mid := rateDeck(t, db, acc, at("2026-10-05T12:00:00Z"), [2]string{"4930", "Berlin"}, [2]string{"49170", ""})
+	insertCDRs(t, db,
+		cdr{account: acc, deck: oct, prefix: "4930", start: at("2026-10-05T10:00:00Z"), billMS: 60000, sell: 1000},
+		cdr{account: acc, deck: mid, prefix: "4930", start: at("2026-10-05T13:00:00Z"), billMS: 60000, sell: 2000},
+		cdr{account: acc, deck: mid, prefix: "49170", start: at("2026-10-05T14:00:00Z"), billMS: 60000, sell: 4000},
+		cdr{account: acc, prefix: "", start: at("2026-10-05T15:00:00Z"), billMS: 0},
+	)
+	invs, err := s.IssueInvoices(ctx, 2026, time.October, "", at("2026-11-01T02:00:00Z"))
+	if err != nil || len(invs) != 1 {
+		t.Fatalf("IssueInvoices = %v, %v", invs, err)
+	}
+	var rows []struct {
+		Prefix      string `db:"prefix"`
+		Description string `db:"description"`
+		Calls       int64  `db:"calls"`
+		Sell        int64  `db:"sell"`
+	}
+	if err := db.SelectContext(ctx, &rows, `SELECT prefix, description, calls, sell FROM rollups WHERE account_id = $1 ORDER BY prefix COLLATE "C"`, acc); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(rows), "[{  1 0} {49170  1 4000} {4930 Berlin 2 3000}]"; got != want {
+		t.Errorf("rollups = %s, want %s", got, want)
+	}
+	lines := map[string]int64{}
+	for _, l := range invs[0].Lines {
+		lines[l.Destination] = l.Amount
+	}
+	if len(lines) != 3 || lines["Berlin"] != 3000 || lines["49170"] != 4000 || lines["Unrated"] != 0 {
+		t.Errorf("lines = %+v, want Berlin 3000, 49170 4000, Unrated 0", invs[0].Lines)
+	}
+	if len(invs[0].Days) != 1 || invs[0].Days[0] != (callbridge.DayUsage{Day: "2026-10-05", Calls: 4, Amount: 7000}) {
+		t.Errorf("days = %+v", invs[0].Days)
+	}
+	// Recomputing an unchanged day writes nothing.
+	if n, err := s.RollupDay(ctx, day("2026-10-05"), ""); err != nil || n != 0 {
+		t.Errorf("RollupDay of an unchanged day = %d, %v; want 0 rows", n, err)
+	}
+}
+
+func TestInvoiceNumbersAndTaxAcrossAccounts(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	s := postgres.NewBillingStore(db, time.UTC, "test")
+	// Subtotal and tax rate of each account; tax rounds half away from
+	// zero, and a subtotal times the rate may exceed int64.
+	cases := []struct {
+		issuer       string
+		sell, taxBPS int64
+		wantTax      int64
+	}{
+		{"default", 5, 1000, 1},       // 0.5 rounds up
+		{"default", 14999, 1, 1},      // 1.4999 rounds down
+		{"acme", 15, 1000, 2},         // 1.5 rounds up
+		{"default", 1, 4999, 0},       // 0.4999 rounds down
+		{"acme", 140000, 1900, 26600}, // exact
+		{"default", 922337203685477, 10000, 922337203685477},
+	}
+	accs := make([]string, len(cases))
+	for i, c := range cases {
+		accs[i] = billingAccount(t, db, false)
+		if err := s.SetProfile(ctx, &callbridge.BillingProfile{AccountID: accs[i], Issuer: c.issuer, TaxBPS: c.taxBPS, PaymentDays: 30}); err != nil {
+			t.Fatal(err)
+		}
+		insertCDRs(t, db, cdr{account: accs[i], prefix: "4930", start: at("2026-10-10T10:00:00Z"), billMS: 60000, sell: c.sell})
+	}
+	invs, err := s.IssueInvoices(ctx, 2026, time.October, "", at("2026-11-01T02:00:00Z"))
+	if err != nil || len(invs) != len(cases) {
+		t.Fatalf("IssueInvoices = %d invoices, %v; want %d", len(invs), err, len(cases))
+	}
+	byAccount := map[string]*callbridge.Invoice{}
+	for _, inv := range invs {
+		byAccount[inv.AccountID] = inv
+	}
+	seqs := map[string][]string{} // issuer -> account ids in number order
+	for i, c := range cases {
+		inv := byAccount[accs[i]]
+		if inv == nil {
+			t.Fatalf("no invoice for case %d", i)
+		}
+		if inv.Subtotal != c.sell || inv.Tax != c.wantTax || inv.Tax != postgres.TaxOf(c.sell, c.taxBPS) || inv.Total != c.sell+c.wantTax {
+			t.Errorf("case %d: subtotal %d tax %d total %d, want %d, %d, %d", i, inv.Subtotal, inv.Tax, inv.Total, c.sell, c.wantTax, c.sell+c.wantTax)
+		}
+		if inv.Issuer != c.issuer || !inv.DueAt.Equal(at("2026-12-01T00:00:00Z")) || inv.Period != "2026-10" {
+			t.Errorf("case %d: issuer %q due %v period %q", i, inv.Issuer, inv.DueAt, inv.Period)
+		}
+		seqs[c.issuer] = append(seqs[c.issuer], accs[i])
+	}
+	// Each issuer numbers its invoices 1, 2, ... in account order.
+	for issuer, accounts := range seqs {
+		slices.Sort(accounts)
+		prefix := map[string]string{"default": "CB", "acme": "ACME"}[issuer]
+		for i, a := range accounts {
+			if got, want := byAccount[a].Number, fmt.Sprintf("%s-%06d", prefix, i+1); got != want || byAccount[a].Seq != int64(i+1) {
+				t.Errorf("issuer %s account %d: number %q seq %d, want %q", issuer, i, got, byAccount[a].Seq, want)
+			}
+		}
+	}
+	// A credit-only invoice has a negative subtotal and tax.
+	if _, err := db.ExecContext(ctx, `UPDATE cdrs SET sell_micros = 0 WHERE account_id = $1`, accs[2]); err != nil {
+		t.Fatal(err)
+	}
+	nov, err := s.IssueInvoices(ctx, 2026, time.November, "", at("2026-12-01T02:00:00Z"))
+	if err != nil || len(nov) != 1 {
+		t.Fatalf("November = %v, %v", nov, err)
+	}
+	if inv := nov[0]; inv.Subtotal != -15 || inv.Tax != -2 || inv.Number != "ACME-000003" || len(inv.Lines) != 1 ||
+		inv.Lines[0].Kind != callbridge.LineCredit || inv.Lines[0].Period != "2026-10" {
+		t.Errorf("credit note = %+v", inv)
 	}
 }
