@@ -35,8 +35,13 @@ var binary string
 // TestMain builds the real binary once; every scenario runs it as a
 // subprocess, as an operator would. CALLBRIDGE_FAULT_RACE=1 builds it with
 // the race detector (slower; a race report makes the process fail).
+// CALLBRIDGE_FAULT_BINARY=<path> runs a binary built beforehand instead.
 // CALLBRIDGE_FAULT_LOGS=<dir> keeps every controller's whole log in dir.
 func TestMain(m *testing.M) {
+	if b := os.Getenv("CALLBRIDGE_FAULT_BINARY"); b != "" {
+		binary = b
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "callbridge-faults-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faults:", err)
