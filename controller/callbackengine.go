@@ -78,16 +78,21 @@ type CallbackEngineConfig struct {
 	// LegWait bounds how long an ended callback waits for its remaining
 	// legs' hangup events, to record them (default 30 s).
 	LegWait time.Duration
-	// CallAuthorizer, when set, authorises each leg on its own channel
+	// CallAuthorizer, when set, returns an authorizer whose grants last at
+	// most max (0: its own limit), such as a billing.Authorizer with
+	// MaxCall set to max. Both legs are authorised on their own channels
 	// before A is called: the leg's origination uuid is the call id and its
-	// dialled number is priced (billing.Authorizer implements it). A
+	// dialled number is priced. A is asked for max_duration plus B's ring
+	// time, B for max_duration; when the balance cannot pay for both, the
+	// duration is halved until it can (or falls under MinMaxDuration), so
+	// that A cannot hold the whole balance and leave nothing for B. A
 	// prepaid leg holds a reservation that its CDR settles; a leg that
 	// never got a channel, or was never answered, releases it. Each leg is
 	// capped in FreeSWITCH (sched_hangup ALLOTTED_TIMEOUT) at its grant
 	// from its own answer, as well as at max_duration from the bridge.
 	// ENOFUNDS fails the callback with insufficient_funds before anyone
 	// is called.
-	CallAuthorizer callbridge.CallAuthorizer
+	CallAuthorizer func(max time.Duration) callbridge.CallAuthorizer
 	// Authorizer, when set and CallAuthorizer is not, is asked once before
 	// A is called; nil (and no CallAuthorizer) means every callback may be
 	// placed for its requested max_duration.
@@ -1081,31 +1086,73 @@ func (r *cbRun) legLimit(l *cbLeg) time.Duration {
 	return r.maxDuration
 }
 
-// authorizeLeg asks the CallAuthorizer for leg l, choosing the leg's
-// origination uuid now so that its CDR settles the reservation. It
-// returns the failure reason when the leg may not be placed.
-func (r *cbRun) authorizeLeg(ctx context.Context, l *cbLeg) (callbridge.FailReason, string) {
+// authorizeLeg asks the CallAuthorizer for leg l for at most limit,
+// choosing the leg's origination uuid now so that its CDR settles the
+// reservation.
+func (r *cbRun) authorizeLeg(ctx context.Context, l *cbLeg, limit time.Duration) (*callbridge.Grant, error) {
 	if l.uuid == "" {
 		l.uuid = uuid.NewString()
 	}
-	g, err := r.e.cfg.CallAuthorizer.AuthorizeCall(ctx, r.cb.AccountID, l.uuid, l.number)
+	g, err := r.e.cfg.CallAuthorizer(limit).AuthorizeCall(ctx, r.cb.AccountID, l.uuid, l.number)
 	if err != nil {
-		reason := callbridge.ReasonInternal
-		if callbridge.ErrorCode(err) == callbridge.ENOFUNDS {
-			reason = callbridge.ReasonInsufficientFunds
-		}
-		return reason, "leg " + l.name + " not authorised: " + callbridge.ErrorMessage(err)
+		return nil, err
 	}
 	l.reserved = g.Prepaid
-	l.grant = time.Duration(g.MaxMS) * time.Millisecond
-	if l.grant <= 0 {
-		l.grant = time.Millisecond
+	l.grant = max(time.Duration(g.MaxMS)*time.Millisecond, time.Millisecond)
+	return g, nil
+}
+
+// authorizeLegs authorises A and B before A is called, halving the
+// duration asked for while the balance cannot pay for both legs (or pays
+// A for no longer than B may ring). It returns the failure reason when
+// the callback may not be placed.
+func (r *cbRun) authorizeLegs(ctx context.Context) (callbridge.FailReason, string) {
+	ringB := time.Duration(r.cb.RingTimeoutB) * time.Second
+	for want := r.maxDuration; ; want /= 2 {
+		ga, err := r.authorizeLeg(ctx, &r.a, want+ringB)
+		if err != nil {
+			return authFailure(callbridge.LegA, err)
+		}
+		gb, err := r.authorizeLeg(ctx, &r.b, want)
+		if err == nil && ga.Prepaid && r.a.grant <= ringB {
+			// A could not even wait for B to answer: not worth a call.
+			r.releaseLeg(ctx, &r.b)
+			err = callbridge.Errorf(callbridge.ENOFUNDS, "insufficient_funds: the balance pays A for %s, not for B's ring time", r.a.grant)
+		}
+		if err == nil {
+			if ga.Prepaid || gb.Prepaid {
+				r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventAuthorized,
+					Detail: fmt.Sprintf("prepaid: leg a %s (%d reserved), leg b %s (%d reserved)", r.a.grant, ga.Reserved, r.b.grant, gb.Reserved)}}})
+			}
+			return callbridge.ReasonNone, ""
+		}
+		r.releaseLeg(ctx, &r.a)
+		if callbridge.ErrorCode(err) != callbridge.ENOFUNDS || want/2 < callbridge.MinMaxDuration {
+			return authFailure(callbridge.LegB, err)
+		}
 	}
-	if g.Prepaid {
-		r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventAuthorized, Leg: l.name,
-			Detail: fmt.Sprintf("prepaid: %s granted, %d micro-units reserved", l.grant, g.Reserved)}}})
+}
+
+func authFailure(leg string, err error) (callbridge.FailReason, string) {
+	reason := callbridge.ReasonInternal
+	if callbridge.ErrorCode(err) == callbridge.ENOFUNDS {
+		reason = callbridge.ReasonInsufficientFunds
 	}
-	return callbridge.ReasonNone, ""
+	return reason, "leg " + leg + " not authorised: " + callbridge.ErrorMessage(err)
+}
+
+// releaseLeg drops the reservation leg l holds.
+func (r *cbRun) releaseLeg(ctx context.Context, l *cbLeg) {
+	if !l.reserved {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.e.cfg.CallAuthorizer(0).ReleaseCall(rctx, l.uuid); err != nil {
+		r.log.Warn("release reservation", "leg", l.name, "uuid", l.uuid, "error", err)
+		return
+	}
+	l.reserved = false
 }
 
 // capLeg has FreeSWITCH hang a prepaid leg up when its grant runs out,
@@ -1129,24 +1176,14 @@ func (r *cbRun) capLeg(ctx context.Context, l *cbLeg) {
 // if any, costs nothing). Answered legs keep theirs until their CDR
 // settles it; legs lost with their node keep theirs until it lapses.
 func (r *cbRun) releaseGrants(ctx context.Context) {
-	az := r.e.cfg.CallAuthorizer
-	if az == nil {
+	if r.e.cfg.CallAuthorizer == nil {
 		return
 	}
 	for _, l := range []*cbLeg{&r.a, &r.b} {
-		if !l.reserved || l.uuid == "" {
-			continue
-		}
 		if l.originated && (!l.hungup || l.answered || l.lost) {
 			continue
 		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if err := az.ReleaseCall(rctx, l.uuid); err != nil {
-			r.log.Warn("release reservation", "leg", l.name, "uuid", l.uuid, "error", err)
-		} else {
-			l.reserved = false
-		}
-		cancel()
+		r.releaseLeg(ctx, l)
 	}
 }
 
@@ -1155,11 +1192,9 @@ func (r *cbRun) originateA(ctx context.Context) {
 	if r.e.cfg.CallAuthorizer != nil {
 		// Both legs before anyone is called: B must not ring A only to
 		// find the balance cannot pay for B.
-		for _, l := range []*cbLeg{&r.a, &r.b} {
-			if reason, detail := r.authorizeLeg(ctx, l); reason != callbridge.ReasonNone {
-				r.finish(ctx, reason, detail)
-				return
-			}
+		if reason, detail := r.authorizeLegs(ctx); reason != callbridge.ReasonNone {
+			r.finish(ctx, reason, detail)
+			return
 		}
 	} else if az := r.e.cfg.Authorizer; az != nil {
 		max, err := az.Authorize(ctx, r.cb.AccountID, r.cb.A, r.cb.B)
@@ -1244,7 +1279,8 @@ func (r *cbRun) originateB(ctx context.Context) {
 	if r.e.cfg.CallAuthorizer != nil && r.b.grant == 0 {
 		// Adopted after A was answered elsewhere: B was not authorised
 		// by this controller.
-		if reason, _ := r.authorizeLeg(ctx, &r.b); reason != callbridge.ReasonNone {
+		if _, err := r.authorizeLeg(ctx, &r.b, r.maxDuration); err != nil {
+			reason, _ := authFailure(callbridge.LegB, err)
 			r.failB(ctx, reason)
 			return
 		}

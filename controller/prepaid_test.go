@@ -1,0 +1,406 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"callbridge"
+	"callbridge/billing"
+	"callbridge/dialplan"
+	"callbridge/esl"
+	"callbridge/esl/esltest"
+	"callbridge/postgres"
+	"callbridge/postgres/pgtest"
+	"callbridge/rating"
+
+	"github.com/gin-gonic/gin"
+)
+
+// ppScript keeps every mobile far end (49 17...) up once answered, so only
+// FreeSWITCH's scheduled hangups (max_duration, prepaid caps) end calls.
+const ppScript = `{"rules":[{"prefix":"4917","ring_ms":500,"outcome":"answer","talk_ms":0}]}`
+
+// ppIncrement is the price of one billing increment of ppDeck: 6 s at
+// 0.60 a minute.
+const ppIncrement = 60_000
+
+// ppEnv is a prepaid account on a real database, a simulated FreeSWITCH
+// node and the CDR pipeline that settles reservations and debits the
+// balance.
+type ppEnv struct {
+	t        *testing.T
+	db       *postgres.DB
+	accounts *postgres.AccountService
+	billing  *postgres.BillingStore
+	auth     *billing.Authorizer
+	fs       *esltest.Server
+	account  string
+	key      string
+	node     *esl.Client
+}
+
+// ppDeck prices mobile numbers (4917) at 0.60 a minute in 6 s increments
+// and charges every answered second; other numbers are unrated.
+func ppDeck(t testing.TB, account string) *rating.Deck {
+	t.Helper()
+	d, err := rating.NewDeck(rating.DeckInfo{ID: "sell-prepaid", AccountID: account, Name: "prepaid", Currency: "EUR", TimeZone: "UTC",
+		Precision: 6, Version: 1, ShortMS: 1},
+		time.UTC, []rating.Rate{{Prefix: "4917", PerMinute: 600_000, FirstIncrement: 6, NextIncrement: 6, Days: rating.AllDays, Until: rating.Midnight}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// ppDecks serves ppDeck to the pricer and the authorizer.
+type ppDecks struct{ deck *rating.Deck }
+
+func (d ppDecks) SellDeck(_ context.Context, account string, _ time.Time) (*rating.Deck, error) {
+	if account == d.deck.Info().AccountID {
+		return d.deck, nil
+	}
+	return nil, callbridge.Errorf(callbridge.ENOTFOUND, "no deck")
+}
+
+func (d ppDecks) BuyDeck(context.Context, string, time.Time) (*rating.Deck, error) {
+	return nil, callbridge.Errorf(callbridge.ENOTFOUND, "no deck")
+}
+
+func newPPEnv(t *testing.T, dialplanURL string) *ppEnv {
+	t.Helper()
+	env := &ppEnv{t: t, db: pgtest.New(t)}
+	ctx := context.Background()
+	env.accounts = postgres.NewAccountService(env.db)
+	acct := &callbridge.Account{Name: "prepaid", ServiceNumber: "4930100100", Prepaid: true, Currency: "EUR"}
+	key, err := env.accounts.CreateAccount(ctx, acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.account, env.key = acct.ID, key
+	env.billing = postgres.NewBillingStore(env.db, time.UTC, "test")
+	decks := ppDecks{ppDeck(t, acct.ID)}
+	env.auth = &billing.Authorizer{Store: env.billing, Decks: billing.DeckSourceFunc(func(ctx context.Context, a string) (*rating.Deck, error) {
+		return decks.SellDeck(ctx, a, time.Now())
+	})}
+
+	env.fs = esltest.NewUnstartedServer()
+	script, err := esltest.ParseScript([]byte(ppScript))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.fs.Script, env.fs.Speed = script, 20
+	env.fs.DialplanURL, env.fs.DialplanUser, env.fs.DialplanPassword = dialplanURL, dpUser, dpPass
+	env.fs.Start()
+	t.Cleanup(env.fs.Close)
+
+	cdrStore := postgres.NewCDRStore(env.db)
+	if err := cdrStore.EnsurePartitions(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewCDRPipeline(CDRPipelineConfig{Store: cdrStore, Pricer: NewPricer(decks, 0, nil), SpoolDir: t.TempDir(),
+		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	env.node = esl.NewClient(esl.Config{Name: "node1", Addr: env.fs.Addr(), Password: "ClueCon",
+		MaxCPS: 500, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); env.node.Run(runCtx) }()
+	go func() { defer wg.Done(); p.Run(runCtx, env.node) }()
+	t.Cleanup(func() { stop(); wg.Wait() })
+	cbWait(t, "node connected and subscribed", func() bool {
+		s := env.node.Stats()
+		return s.State == esl.StateConnected && len(s.QueueDepths) > 0
+	})
+	return env
+}
+
+func (env *ppEnv) topup(amount int64) {
+	env.t.Helper()
+	if _, err := env.billing.Topup(context.Background(), env.account, amount, ""); err != nil {
+		env.t.Fatal(err)
+	}
+}
+
+func (env *ppEnv) balance() *callbridge.Balance {
+	env.t.Helper()
+	b, err := env.billing.Balance(context.Background(), env.account)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	return b
+}
+
+// settled waits until no reservation of the account is left: every
+// answered leg's CDR is stored and every other leg released its own.
+func (env *ppEnv) settled() {
+	env.t.Helper()
+	cbWait(env.t, "reservations settled", func() bool {
+		var n int
+		if err := env.db.QueryRowContext(context.Background(), `SELECT count(*) FROM reservations WHERE account_id = $1`, env.account).Scan(&n); err != nil {
+			env.t.Fatal(err)
+		}
+		return n == 0
+	})
+}
+
+// answeredLegs counts the account's answered CDRs.
+func (env *ppEnv) answeredLegs() int64 {
+	env.t.Helper()
+	var n int64
+	if err := env.db.QueryRowContext(context.Background(), `SELECT count(*) FROM cdrs WHERE account_id = $1 AND answer_at IS NOT NULL`, env.account).Scan(&n); err != nil {
+		env.t.Fatal(err)
+	}
+	return n
+}
+
+func TestPrepaidCallbacksStopWhenTheBalanceRunsOut(t *testing.T) {
+	t.Parallel()
+	env := newPPEnv(t, "")
+	env.topup(2_000_000) // 2.00: 200 s of leg time at 0.60 a minute
+
+	store := postgres.NewCallbackService(env.db)
+	ctx, cancel := context.WithCancel(context.Background())
+	engine, err := NewCallbackEngine(store, esl.NewPool(env.node), CallbackEngineConfig{
+		Owner: "ctl-prepaid", Gateway: "carrier", Lease: 3 * time.Second, PollInterval: 20 * time.Millisecond,
+		NodeGrace: time.Second, LegWait: 5 * time.Second,
+		CallAuthorizer: func(limit time.Duration) callbridge.CallAuthorizer {
+			a := *env.auth
+			a.MaxCall = limit
+			return &a
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { engine.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	api := httptest.NewServer((&Server{Accounts: env.accounts, Callbacks: store, Webhooks: postgres.NewWebhookService(env.db), CallbackEngine: engine}).Handler())
+	t.Cleanup(api.Close)
+
+	create := func() string {
+		body := `{"a":"4917011111","b":"4917022222","max_duration":20,"ring_timeout_b":10}`
+		req, _ := http.NewRequest("POST", api.URL+"/v1/callbacks", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+env.key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var cb callbridge.Callback
+		if err := json.NewDecoder(resp.Body).Decode(&cb); err != nil || resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST /v1/callbacks: %d %v", resp.StatusCode, err)
+		}
+		return cb.ID
+	}
+	ended := func(id string) *callbridge.Callback {
+		var cb *callbridge.Callback
+		cbWait(t, "callback "+id+" to end", func() bool {
+			var err error
+			if cb, err = store.Callback(context.Background(), env.account, id); err != nil {
+				t.Fatal(err)
+			}
+			return cb.Status == callbridge.CallbackCompleted || cb.Status == callbridge.CallbackFailed
+		})
+		return cb
+	}
+
+	// Rounds of concurrent callbacks until a whole round is refused.
+	var completed, refused, capped int
+	for round := 0; round < 10; round++ {
+		ids := make([]string, 4)
+		for i := range ids {
+			ids[i] = create()
+		}
+		roundRefused := 0
+		for _, id := range ids {
+			cb := ended(id)
+			switch {
+			case cb.Reason == callbridge.ReasonInsufficientFunds:
+				roundRefused++
+				for _, l := range cb.Legs {
+					t.Errorf("callback %s refused for insufficient funds, yet leg %s was placed", id, l.Leg)
+				}
+			case cb.Reason == callbridge.ReasonMaxDuration:
+				completed++
+			default:
+				t.Errorf("callback %s: %s/%s, want max_duration or insufficient_funds", id, cb.Status, cb.Reason)
+				for _, e := range cb.Events {
+					t.Logf("  %s %s %s %s", e.At.Format("15:04:05.000"), e.Type, e.Leg, e.Detail)
+				}
+			}
+			for _, e := range cb.Events {
+				if e.Type == callbridge.EventMaxDuration && strings.HasPrefix(e.Detail, "prepaid cap") {
+					capped++
+				}
+			}
+		}
+		refused += roundRefused
+		env.settled()
+		if roundRefused == len(ids) {
+			break
+		}
+	}
+	// Concurrent callbacks compete for the last of the balance and may all
+	// lose; one on its own must be refused too once the balance is spent.
+	for {
+		cb := ended(create())
+		env.settled()
+		if cb.Reason == callbridge.ReasonInsufficientFunds {
+			refused++
+			break
+		}
+		if cb.Reason != callbridge.ReasonMaxDuration {
+			t.Fatalf("last callback: %s/%s", cb.Status, cb.Reason)
+		}
+		completed++
+	}
+	b := env.balance()
+	legs := env.answeredLegs()
+	t.Logf("%d callbacks completed, %d refused, %d prepaid caps, %d answered legs, final balance %d", completed, refused, capped, legs, b.Balance)
+	if completed == 0 || refused == 0 {
+		t.Fatalf("completed %d, refused %d: want callbacks placed until the balance ran out", completed, refused)
+	}
+	if capped == 0 {
+		t.Errorf("no leg was capped at its grant")
+	}
+	if b.Reserved != 0 {
+		t.Errorf("%d still reserved after every callback ended", b.Reserved)
+	}
+	if floor := -ppIncrement * legs; b.Balance < floor {
+		t.Errorf("final balance %d below %d (one increment per answered leg)", b.Balance, floor)
+	}
+	// Refused: the balance could not pay A for the shortest max_duration
+	// the engine asks for (10 s) plus B's ring time (10 s), and B for its
+	// first increment.
+	if limit := int64(20*10_000 + ppIncrement); b.Balance >= limit {
+		t.Errorf("final balance %d pays A for 20 s and B for 6 s, yet the last round was refused", b.Balance)
+	}
+	var sum int64
+	if err := env.db.QueryRowContext(context.Background(), `SELECT coalesce(sum(amount), 0) FROM ledger_entries WHERE account_id = $1`, env.account).Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum != b.Balance {
+		t.Errorf("ledger sum %d, balance %d", sum, b.Balance)
+	}
+	for _, c := range env.fs.Commands() {
+		if strings.HasPrefix(c, "api originate") && strings.Contains(c, "callbridge_max_ms=0") {
+			t.Errorf("leg originated without a granted duration: %s", c)
+		}
+	}
+}
+
+// ppLine is one XB binding of X 4930100100 to B 4917022222, owned by the
+// account.
+type ppLine struct{ line *dialplan.Line }
+
+func (l ppLine) Line(_ context.Context, x callbridge.Number) (*dialplan.Line, error) {
+	if x != l.line.X {
+		return nil, nil
+	}
+	return l.line, nil
+}
+
+func TestPrepaidBindingCalls(t *testing.T) {
+	t.Parallel()
+	gin.SetMode(gin.ReleaseMode)
+	var cfg DialplanConfig
+	var lines ppLine
+	e := gin.New()
+	e.POST("/fs/dialplan", func(c *gin.Context) { fsDialplan(&cfg, lines, time.Now, slog.New(slog.DiscardHandler))(c) })
+	dp := httptest.NewServer(e)
+	t.Cleanup(dp.Close)
+
+	env := newPPEnv(t, dp.URL+"/fs/dialplan")
+	cfg = DialplanConfig{User: dpUser, Password: dpPass, Authorizer: env.auth, Prepaid: NewPrepaidAccounts(env.accounts, 0)}
+	lines = ppLine{&dialplan.Line{X: "4930100100", AccountID: env.account, Gateway: "carrier", Enabled: true,
+		Bindings: []*callbridge.Binding{{ID: "0f1e2d3c-4b5a-4697-8877-665544332211", AccountID: env.account, Mode: callbridge.ModeXB,
+			X: "4930100100", B: "4917022222", Status: callbridge.StatusActive, ExpiresAt: time.Now().Add(time.Hour)}}}}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sub := env.node.Subscribe(0)
+	defer sub.Close()
+	// call places an inbound call to X and returns the inbound leg's
+	// CHANNEL_HANGUP_COMPLETE. esltest stores but does not run
+	// execute_on_answer, so the test does on the leg's CHANNEL_ANSWER what
+	// FreeSWITCH does: it runs the application the variable names
+	// (sched_hangup here) on the leg.
+	call := func() (esl.Event, string) {
+		id, err := env.fs.Inbound(ctx, "4917033333", "4930100100")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var onAnswer string
+		for {
+			ev, err := sub.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.UUID != id {
+				continue
+			}
+			switch ev.Name {
+			case esl.ChannelAnswer:
+				onAnswer = ev.Var("execute_on_answer")
+				if app, args, ok := strings.Cut(onAnswer, " "); ok && app == "sched_hangup" {
+					when, cause, _ := strings.Cut(args, " ")
+					secs, err := strconv.Atoi(strings.TrimPrefix(when, "+"))
+					if err != nil {
+						t.Fatalf("execute_on_answer %q: %v", onAnswer, err)
+					}
+					cmd, err := esl.SchedHangup(time.Duration(secs)*time.Second, id, cause)
+					if err == nil {
+						_, err = env.node.API(ctx, cmd)
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			case esl.ChannelHangupComplete:
+				return ev, onAnswer
+			}
+		}
+	}
+
+	ev, _ := call()
+	if got := ev.Get("Hangup-Cause"); got != "OUTGOING_CALL_BARRED" {
+		t.Errorf("no balance: hangup cause %q, want OUTGOING_CALL_BARRED", got)
+	}
+	if got := ev.Var(callbridge.VarRefusal); got != string(dialplan.ReasonInsufficientFunds) {
+		t.Errorf("no balance: %s=%q, want insufficient_funds", callbridge.VarRefusal, got)
+	}
+	if ev.Var("bridge_uuid") != "" || ev.Var("answer_epoch") != "" && ev.Var("answer_epoch") != "0" {
+		t.Errorf("no balance: the call was bridged or answered")
+	}
+	env.settled()
+
+	env.topup(300_000) // 0.30: 30 s to a mobile
+	ev, onAnswer := call()
+	if onAnswer != "sched_hangup +30 ALLOTTED_TIMEOUT" {
+		t.Errorf("execute_on_answer %q, want the 30 s grant", onAnswer)
+	}
+	if got := ev.Get("Hangup-Cause"); got != "ALLOTTED_TIMEOUT" {
+		t.Errorf("with balance: hangup cause %q, want ALLOTTED_TIMEOUT", got)
+	}
+	if ms, _ := ev.Int64("variable_billmsec"); ms < 29_000 || ms > 31_000 {
+		t.Errorf("with balance: billed %d ms, want about the 30 s grant", ms)
+	}
+	env.settled()
+	b := env.balance()
+	if b.Balance < -ppIncrement || b.Balance > ppIncrement {
+		t.Errorf("final balance %d, want the 0.30 spent to within one increment", b.Balance)
+	}
+}
