@@ -162,8 +162,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Prompts:        callbackPrompts(),
 		FailurePrompts: callbackFailurePrompts(),
 		RecordDir:      cfg.RecordDir,
-		CallAuthorizer: callAuthorizer,
-		Logger:         log.With("component", "callbacks"),
+		CallAuthorizer: func(limit time.Duration) callbridge.CallAuthorizer {
+			a := *callAuthorizer
+			a.MaxCall = limit
+			return &a
+		},
+		Logger: log.With("component", "callbacks"),
 	})
 	if err != nil {
 		return err
