@@ -22,7 +22,7 @@ import (
 // and flagged estimated), and no call is placed twice.
 func TestFaultKillAndRestart(t *testing.T) {
 	dbURL, db := newDatabase(t)
-	fs := newNode(t, 10, "") // ring 100 ms, talk 300 ms
+	fs := newNode(t, 4, "") // ring 250 ms, talk 750 ms
 	cfg := controllerConfig{DatabaseURL: dbURL, ESL: []string{fs.Addr()}, HTTPAddr: freeAddr(t), SpoolDir: t.TempDir()}
 	c := startController(t, cfg)
 	c.waitReady()
@@ -50,8 +50,15 @@ func TestFaultKillAndRestart(t *testing.T) {
 	l2.stopLoad()
 
 	accepted := append(append([]string(nil), l.accepted...), l2.accepted...)
-	if len(l.bad)+len(l2.bad) > 0 {
-		t.Errorf("unexpected API answers: %v %v", l.bad, l2.bad)
+	// A request in flight at the kill sees its connection cut: the
+	// client cannot know whether it was stored, and retries with an
+	// Idempotency-Key. Any other answer is a fault.
+	for _, b := range append(l.bad, l2.bad...) {
+		if !strings.HasPrefix(b, "0 ") {
+			t.Errorf("unexpected API answer: %s", b)
+		} else {
+			t.Logf("cut by the kill: %s", b)
+		}
 	}
 	waitFor(t, 90*time.Second, "every accepted callback final", func() (bool, string) { return allFinal(t, db, accepted) })
 	st := callbackStatuses(t, db)

@@ -72,7 +72,7 @@ func TestFaultPostgresOutage(t *testing.T) {
 	outage := envDuration(t, "CALLBRIDGE_FAULT_OUTAGE", 30*time.Second)
 	dbURL, db := newDatabase(t)
 	proxied, proxy := proxiedURL(t, dbURL)
-	fs := newNode(t, 20, "") // default far ends: ring 1 s, talk 3 s
+	fs := newNode(t, 4, "") // default far ends: ring 1 s, talk 3 s
 	spool := t.TempDir()
 	c := startController(t, controllerConfig{DatabaseURL: proxied, ESL: []string{fs.Addr()}, SpoolDir: spool})
 	c.waitReady()
