@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -334,10 +333,8 @@ func TestPrepaidBindingCalls(t *testing.T) {
 	sub := env.node.Subscribe(0)
 	defer sub.Close()
 	// call places an inbound call to X and returns the inbound leg's
-	// CHANNEL_HANGUP_COMPLETE. esltest stores but does not run
-	// execute_on_answer, so the test does on the leg's CHANNEL_ANSWER what
-	// FreeSWITCH does: it runs the application the variable names
-	// (sched_hangup here) on the leg.
+	// CHANNEL_HANGUP_COMPLETE and the execute_on_answer it carried; the
+	// simulator runs that application on answer, as FreeSWITCH does.
 	call := func() (esl.Event, string) {
 		id, err := env.fs.Inbound(ctx, "4917033333", "4930100100")
 		if err != nil {
@@ -355,20 +352,6 @@ func TestPrepaidBindingCalls(t *testing.T) {
 			switch ev.Name {
 			case esl.ChannelAnswer:
 				onAnswer = ev.Var("execute_on_answer")
-				if app, args, ok := strings.Cut(onAnswer, " "); ok && app == "sched_hangup" {
-					when, cause, _ := strings.Cut(args, " ")
-					secs, err := strconv.Atoi(strings.TrimPrefix(when, "+"))
-					if err != nil {
-						t.Fatalf("execute_on_answer %q: %v", onAnswer, err)
-					}
-					cmd, err := esl.SchedHangup(time.Duration(secs)*time.Second, id, cause)
-					if err == nil {
-						_, err = env.node.API(ctx, cmd)
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
-				}
 			case esl.ChannelHangupComplete:
 				return ev, onAnswer
 			}

@@ -456,22 +456,9 @@ func (s *Server) execApp(ch *channel, app, data string) bool {
 		s.mu.Unlock()
 		return complete()
 	case "sched_hangup":
-		f := strings.Fields(data)
-		if len(f) > 0 {
-			cause := "ALLOTTED_TIMEOUT"
-			if len(f) > 1 {
-				cause = normalizeCause(f[1])
-			}
-			if n, err := strconv.ParseInt(strings.TrimPrefix(f[0], "+"), 10, 64); err == nil {
-				d := time.Duration(n) * time.Second
-				s.mu.Lock()
-				if !strings.HasPrefix(f[0], "+") {
-					d = time.Unix(n, 0).Sub(s.clk.now())
-				}
-				s.scheduleHangupLocked(ch, d, cause)
-				s.mu.Unlock()
-			}
-		}
+		s.mu.Lock()
+		s.schedHangupAppLocked(ch, data)
+		s.mu.Unlock()
 		return complete()
 	case "hangup":
 		s.mu.Lock()
@@ -555,4 +542,43 @@ func dialStatus(cause string) string {
 		return "CANCEL"
 	}
 	return "CONGESTION"
+}
+
+// schedHangupAppLocked runs the dialplan application "sched_hangup
+// [+]<time> [<cause>]" on ch: '+' is seconds from now, otherwise an epoch.
+func (s *Server) schedHangupAppLocked(ch *channel, data string) {
+	f := strings.Fields(data)
+	if len(f) == 0 {
+		return
+	}
+	cause := "ALLOTTED_TIMEOUT"
+	if len(f) > 1 {
+		cause = normalizeCause(f[1])
+	}
+	n, err := strconv.ParseInt(strings.TrimPrefix(f[0], "+"), 10, 64)
+	if err != nil {
+		return
+	}
+	d := time.Duration(n) * time.Second
+	if !strings.HasPrefix(f[0], "+") {
+		d = time.Unix(n, 0).Sub(s.clk.now())
+	}
+	s.scheduleHangupLocked(ch, d, cause)
+}
+
+// executeOnAnswerLocked runs the application in the channel variable
+// execute_on_answer ("<app> <data>") when the channel answers, as
+// FreeSWITCH does. Only sched_hangup is simulated; others are logged.
+func (s *Server) executeOnAnswerLocked(ch *channel) {
+	v := strings.TrimSpace(ch.v.get("execute_on_answer"))
+	if v == "" {
+		return
+	}
+	app, data, _ := strings.Cut(v, " ")
+	switch app {
+	case "sched_hangup":
+		s.schedHangupAppLocked(ch, data)
+	default:
+		s.logf("execute_on_answer: application not simulated", "application", app)
+	}
 }

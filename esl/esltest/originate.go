@@ -426,6 +426,7 @@ func (s *Server) answerLocked(ch *channel) {
 	ch.answerState = "answered"
 	s.emitLocked(ch, "CHANNEL_ANSWER", "switch_channel.c", "switch_channel_perform_mark_answered", 3846, nil, nil)
 	s.callStateLocked(ch, "ACTIVE")
+	s.executeOnAnswerLocked(ch)
 }
 
 // startAppLocked moves the leg into CS_EXECUTE and emits CHANNEL_EXECUTE.
@@ -881,6 +882,7 @@ func (s *Server) runBridgeApp(a *channel, data string) (bool, string) {
 		a.answerState = "answered"
 		s.emitLocked(a, "CHANNEL_ANSWER", "switch_channel.c", "switch_channel_perform_mark_answered", 3846, nil, nil)
 		s.callStateLocked(a, "ACTIVE")
+		s.executeOnAnswerLocked(a)
 	}
 	s.bridgeLocked(a, b)
 	s.mu.Unlock()
