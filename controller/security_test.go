@@ -1035,3 +1035,63 @@ func checkCSVCells(t *testing.T, what string, body []byte) {
 		}
 	}
 }
+
+// eslHostile are strings that would change a dial string, an ESL command
+// or the dialplan XML if they reached one unescaped.
+var eslHostile = []string{
+	"x}sofia/gateway/evil/666", "x,origination_caller_id_number=666", "x'y", `x"y`, "${system(id)}", "x\ny", "x\r\nevent plain ALL",
+	"x;hangup", "x|sofia/gateway/evil/1", "<x/>", "x&y", "../../etc/passwd", "x y", "x\x00",
+}
+
+// TestSecurityValuesBoundForFreeSWITCH sends hostile strings in every
+// request field whose value reaches FreeSWITCH (a dial string, an ESL
+// command or the dialplan XML) and expects 400 naming the field.
+func TestSecurityValuesBoundForFreeSWITCH(t *testing.T) {
+	t.Parallel()
+	env := newFullEnv(t, nil)
+	tn := env.newTenant("esl")
+	o := env.createObjects(tn, 1)
+	bases := validBodies(o)
+	for _, c := range []struct{ method, route, field string }{
+		{"POST", "/v1/numbers", "gateway"},
+		{"PATCH", "/v1/numbers/:number", "gateway"},
+		{"POST", "/v1/bindings", "external_id"},
+		{"POST", "/v1/bindings", "caller_display"},
+		{"POST", "/v1/bindings", "mode"},
+		{"POST", "/v1/callbacks", "prompt"},
+	} {
+		path, _ := o.pathFor(c.route)
+		for _, bad := range eslHostile {
+			body := maps.Clone(bases[c.method+" "+c.route])
+			body[c.field] = bad
+			a := env.call(c.method, path, tn.key, body)
+			if _, f := a.errorCode(); a.status != http.StatusBadRequest || f != c.field {
+				t.Errorf("%s %s %s=%q: got %d field %q, want 400 naming %s: %.200s", c.method, c.route, c.field, bad, a.status, f, c.field, a.body)
+			}
+		}
+	}
+}
+
+// TestSecurityWebhookURLs checks that webhook URLs must be absolute http or
+// https URLs: no other scheme, no scheme-relative or control characters.
+func TestSecurityWebhookURLs(t *testing.T) {
+	t.Parallel()
+	env := newFullEnv(t, nil)
+	tn := env.newTenant("hooks")
+	o := env.createObjects(tn, 1)
+	bases := validBodies(o)
+	for _, route := range []string{"POST /v1/callbacks", "POST /v1/bindings"} {
+		method, path, _ := strings.Cut(route, " ")
+		for _, bad := range []string{
+			"file:///etc/passwd", "gopher://127.0.0.1:25/", "javascript:alert(1)", "ftp://example.com/x",
+			"//example.com/x", "/relative", "http://example.com/\nx", "http://exa mple.com/", "https://" + strings.Repeat("a", 3000) + ".com/",
+		} {
+			body := maps.Clone(bases[route])
+			body["webhook_url"] = bad
+			a := env.call(method, path, tn.key, body)
+			if _, f := a.errorCode(); a.status != http.StatusBadRequest || f != "webhook_url" {
+				t.Errorf("%s webhook_url=%.40q: got %d field %q, want 400 naming webhook_url", route, bad, a.status, f)
+			}
+		}
+	}
+}
