@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"callbridge"
@@ -282,7 +284,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	log.Info("shutting down: draining", "drain_timeout", cfg.DrainTimeout.String())
 	draining.Store(true)
+	// A second SIGTERM (or Ctrl-C) cuts the drain short: what is unwritten
+	// stays in the spool for the next start.
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	drainCtx, stopSignals := signal.NotifyContext(drainCtx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
 	for _, step := range drain {
 		step(drainCtx)
 	}
