@@ -1095,3 +1095,41 @@ func TestSecurityWebhookURLs(t *testing.T) {
 		}
 	}
 }
+
+// TestSecurityIdempotencyKeysPerAccount checks that an Idempotency-Key is
+// scoped to its account: B replaying A's key and body creates B's own
+// object and never gets A's.
+func TestSecurityIdempotencyKeysPerAccount(t *testing.T) {
+	t.Parallel()
+	env := newFullEnv(t, nil)
+	a, b := env.newTenant("a"), env.newTenant("b")
+	for i, tn := range []tenant{a, b} {
+		env.mustCall(http.StatusCreated, "POST", "/v1/numbers", tn.key,
+			map[string]any{"number": fmt.Sprint("+49307770000", i), "gateway": "carrier", "area": "shared"})
+	}
+	for _, c := range []struct {
+		path, body string
+		created    int
+	}{
+		{"/v1/callbacks", `{"a":"+4930111222","b":"+4930333444"}`, http.StatusAccepted},
+		{"/v1/bindings", `{"mode":"XB","area":"shared","b":"+4917012345","ttl":3600}`, http.StatusCreated},
+	} {
+		send := func(tn tenant) map[string]any {
+			ans := env.send(request{method: "POST", path: c.path, auth: "Bearer " + tn.key, contentType: "application/json",
+				body: strings.NewReader(c.body), header: map[string]string{"Idempotency-Key": "order-1"}})
+			if ans.status != c.created {
+				t.Fatalf("%s: got %d, want %d: %s", c.path, ans.status, c.created, ans.body)
+			}
+			return ans.json(t)
+		}
+		first := send(a)
+		replay := send(a)
+		if first["id"] != replay["id"] {
+			t.Errorf("%s: A's replay made a second object", c.path)
+		}
+		other := send(b)
+		if other["id"] == first["id"] || other["account_id"] != b.id {
+			t.Errorf("%s: B's request with A's key got %v, want B's own object", c.path, other)
+		}
+	}
+}
