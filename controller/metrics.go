@@ -1,9 +1,12 @@
 package controller
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
+
+	"callbridge/esl"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +23,7 @@ type Metrics struct {
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
+	eslJobs      *prometheus.HistogramVec
 }
 
 // NewMetrics returns a registry holding the Go runtime and process
@@ -39,8 +43,30 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"method", "route"}),
 	}
-	reg.MustRegister(m.httpRequests, m.httpDuration)
+	m.eslJobs = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "callbridge_esl_job_seconds",
+		Help:    "Time from sending a bgapi command to its result, per node, command and outcome; command=\"originate\" is the originate latency (until answer or early media).",
+		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"node", "command", "outcome"})
+	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs)
 	return m
+}
+
+// ObserveJob returns an esl.Config.OnJobDone hook for node that records
+// each command's latency and outcome (ok, error, closed).
+func (m *Metrics) ObserveJob(node string) func(command string, took time.Duration, err error) {
+	return func(command string, took time.Duration, err error) {
+		outcome := "ok"
+		var re *esl.ReplyError
+		switch {
+		case err == nil:
+		case errors.As(err, &re):
+			outcome = "error"
+		default:
+			outcome = "closed"
+		}
+		m.eslJobs.WithLabelValues(node, command, outcome).Observe(took.Seconds())
+	}
 }
 
 // observe records every request by its route pattern (never the raw path,

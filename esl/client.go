@@ -51,6 +51,12 @@ type Config struct {
 	// SubscriptionBuffer is the queue limit of Subscribe(0); 65536 when
 	// zero.
 	SubscriptionBuffer int
+	// OnJobDone, when set, is told of every finished bgapi job: the
+	// command's first word ("originate", "uuid_bridge"), the time from
+	// sending it to its result (for originate: until answer or early
+	// media, as FreeSWITCH reports), and its error (nil, a *ReplyError,
+	// ErrClosed). It runs on the event reader: it must not block.
+	OnJobDone func(command string, took time.Duration, err error)
 	// Logger receives connection state changes and dropped frames;
 	// nothing is logged when nil.
 	Logger *slog.Logger

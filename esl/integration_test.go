@@ -163,3 +163,41 @@ func TestSimulatorDrop(t *testing.T) {
 		t.Errorf("got dropped %d state %v", st.FramesDropped, st.State)
 	}
 }
+
+// TestOnJobDoneReportsEveryJob: the hook sees each finished job with its
+// command word and outcome (serve turns it into the originate latency
+// histogram).
+func TestOnJobDoneReportsEveryJob(t *testing.T) {
+	srv := esltest.NewServer()
+	defer srv.Close()
+	type done struct {
+		verb string
+		took time.Duration
+		err  error
+	}
+	got := make(chan done, 8)
+	c := esl.NewClient(esl.Config{Name: "fs1", Addr: srv.Addr(), Password: "ClueCon",
+		OnJobDone: func(verb string, took time.Duration, err error) { got <- done{verb, took, err} }})
+	sub := c.Subscribe(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	next(t, sub, func(e esl.Event) bool { return e.Name == esl.SocketConnected })
+	if _, err := c.API(tctx(t), esl.Status()); err != nil {
+		t.Fatal(err)
+	}
+	kill, _ := esl.UUIDKill("00000000-0000-4000-8000-000000000001", "")
+	if _, err := c.API(tctx(t), kill); err == nil {
+		t.Fatal("uuid_kill of no channel succeeded")
+	}
+	for _, want := range []string{"status", "uuid_kill"} {
+		select {
+		case d := <-got:
+			if d.verb != want || (want == "uuid_kill") != (d.err != nil) || d.took <= 0 {
+				t.Errorf("OnJobDone(%q, %v, err=%v), want %q", d.verb, d.took, d.err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("OnJobDone not called for %s", want)
+		}
+	}
+}

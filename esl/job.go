@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"time"
 )
 
 // ErrClosed is returned for commands and jobs that cannot complete because
@@ -70,22 +71,31 @@ type Job struct {
 	// Command is what was run.
 	Command Command
 
-	c    *Client
-	once sync.Once
-	done chan struct{}
-	body string
-	err  error
+	c     *Client
+	start time.Time
+	once  sync.Once
+	done  chan struct{}
+	body  string
+	err   error
 }
 
 func newJob(c *Client, id string, cmd Command) *Job {
-	return &Job{ID: id, Command: cmd, c: c, done: make(chan struct{})}
+	return &Job{ID: id, Command: cmd, c: c, start: time.Now(), done: make(chan struct{})}
 }
 
-// finish records the outcome once; later calls are ignored.
+// finish records the outcome once; later calls are ignored. It reports
+// the job to Config.OnJobDone.
 func (j *Job) finish(body string, err error) {
 	j.once.Do(func() {
 		j.body, j.err = body, err
 		close(j.done)
+		if f := j.c.cfg.OnJobDone; f != nil {
+			verb, _, _ := strings.Cut(j.Command.line, " ")
+			if err == nil && strings.HasPrefix(body, "-") {
+				err = &ReplyError{Text: strings.TrimRight(body, "\n")}
+			}
+			f(verb, time.Since(j.start), err)
+		}
 	})
 }
 

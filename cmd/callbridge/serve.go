@@ -88,7 +88,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		c := esl.NewClient(esl.Config{
 			Name: addr, Addr: addr, Password: cfg.ESLPassword,
 			MaxCPS: cfg.MaxCPS, MaxCalls: cfg.MaxCalls,
-			Logger: log.With("node", addr),
+			OnJobDone: metrics.ObserveJob(addr),
+			Logger:    log.With("node", addr),
 		})
 		nodes = append(nodes, c)
 		eslRunning.Add(1)
