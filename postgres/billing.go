@@ -187,9 +187,15 @@ const (
 )
 
 // rollupTx begins a rollup transaction's work: rollups are written by
-// one transaction at a time, whichever job or command starts it.
+// one transaction at a time, whichever job or command starts it. Its
+// commit does not wait for the WAL flush: rollups are derived data, and a
+// commit lost in a crash loses the rollups together with the clearing of
+// their dirty marks, so the next run recomputes them. The next synchronous
+// commit (the job's run record, the invoices) flushes it anyway, since the
+// WAL is flushed in order.
 func rollupTx(ctx context.Context, tx *Tx) error {
-	_, err := tx.ExecContext(ctx, `SELECT set_config('work_mem', $1, true), pg_advisory_xact_lock($2)`, billingWorkMem, int64(rollupLock))
+	_, err := tx.ExecContext(ctx, `SELECT set_config('work_mem', $1, true), set_config('synchronous_commit', 'off', true),
+		pg_advisory_xact_lock($2)`, billingWorkMem, int64(rollupLock))
 	return Error(err)
 }
 
@@ -278,8 +284,8 @@ func (s *BillingStore) RollupDay(ctx context.Context, day time.Time, accountID s
 		var err error
 		n, err = writeRollups(ctx, tx, `
 			SELECT c.account_id, $1::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway,
-			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms) AS billed_ms,
-			       sum(c.sell_micros) AS sell, sum(c.buy_micros) AS buy
+			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms)::bigint AS billed_ms,
+			       sum(c.sell_micros)::bigint AS sell, sum(c.buy_micros)::bigint AS buy
 			FROM cdrs c
 			WHERE c.start_at >= $2 AND c.start_at < $3 AND c.account_id IS NOT NULL
 			GROUP BY c.account_id, c.sell_deck_id, c.sell_prefix, c.gateway`,
@@ -312,8 +318,8 @@ func (s *BillingStore) recompute(ctx context.Context, tx *Tx) (int64, error) {
 		// Few targets: probe the (account_id, start_at) index per target.
 		return writeRollups(ctx, tx, `
 			SELECT t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway,
-			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms) AS billed_ms,
-			       sum(c.sell_micros) AS sell, sum(c.buy_micros) AS buy
+			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms)::bigint AS billed_ms,
+			       sum(c.sell_micros)::bigint AS sell, sum(c.buy_micros)::bigint AS buy
 			FROM rollup_targets t
 			JOIN cdrs c ON c.account_id = t.account_id AND c.start_at >= t.lo AND c.start_at < t.hi
 			GROUP BY t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway`, scope)
@@ -324,8 +330,8 @@ func (s *BillingStore) recompute(ctx context.Context, tx *Tx) (int64, error) {
 	return writeRollups(ctx, tx, `
 		SELECT g.* FROM (
 			SELECT c.account_id, (c.start_at AT TIME ZONE $1::text)::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway,
-			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms) AS billed_ms,
-			       sum(c.sell_micros) AS sell, sum(c.buy_micros) AS buy
+			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms)::bigint AS billed_ms,
+			       sum(c.sell_micros)::bigint AS sell, sum(c.buy_micros)::bigint AS buy
 			FROM cdrs c
 			WHERE c.start_at >= $2 AND c.start_at < $3
 			  AND c.account_id IN (SELECT account_id FROM rollup_targets)
@@ -339,8 +345,10 @@ func (s *BillingStore) recompute(ctx context.Context, tx *Tx) (int64, error) {
 // to agg, a query of (account_id, day, sell_deck_id, sell_prefix, gateway,
 // calls, answered, billed_ms, sell, buy) whose parameters are args: rows
 // that differ are upserted, rows agg no longer has are deleted, equal rows
-// are left alone (a re-run writes nothing). Destinations are named by the
-// sell deck's description of the prefix. It returns the rows changed.
+// are left alone (a re-run writes nothing). The months it changes are
+// marked for the next invoice to compare (invoice_recheck). Destinations
+// are named by the sell deck's description of the prefix. It returns the
+// rows changed.
 func writeRollups(ctx context.Context, tx *Tx, agg, scope string, args ...any) (int64, error) {
 	var n int64
 	err := tx.QueryRowContext(ctx, `
@@ -364,13 +372,18 @@ func writeRollups(ctx context.Context, tx *Tx, agg, scope string, args ...any) (
 			    sell = excluded.sell, buy = excluded.buy
 			WHERE (r.calls, r.answered, r.billed_ms, r.sell, r.buy)
 			      IS DISTINCT FROM (excluded.calls, excluded.answered, excluded.billed_ms, excluded.sell, excluded.buy)
-			RETURNING 1
+			RETURNING r.account_id, r.day
 		), del AS (
 			DELETE FROM rollups r
 			WHERE `+scope+`
 			  AND NOT EXISTS (SELECT 1 FROM fin f WHERE f.account_id = r.account_id AND f.day = r.day
 			                  AND f.prefix = r.prefix AND f.description = r.description AND f.carrier = r.carrier)
-			RETURNING 1
+			RETURNING r.account_id, r.day
+		), recheck AS (
+			INSERT INTO invoice_recheck (account_id, month)
+			SELECT DISTINCT account_id, day - (extract(day FROM day)::int - 1) FROM (SELECT * FROM up UNION ALL SELECT * FROM del) t
+			ORDER BY 1, 2
+			ON CONFLICT DO NOTHING
 		)
 		SELECT (SELECT count(*) FROM up) + (SELECT count(*) FROM del)`, args...).Scan(&n)
 	return n, Error(err)
@@ -440,7 +453,7 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 			return Error(err)
 		}
 		// The accounts to invoice: not invoiced for the period yet, with
-		// rollups in it or in the correction window.
+		// rollups in it or changed rollups in the correction window.
 		res, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_accounts ON COMMIT DROP AS
 			SELECT a.id AS account_id, a.currency, coalesce(p.issuer, 'default') AS issuer,
 			       coalesce(p.tax_bps, 0) AS tax_bps, coalesce(p.tax_label, '') AS tax_label,
@@ -448,33 +461,45 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 			FROM accounts a LEFT JOIN billing_profiles p ON p.account_id = a.id
 			WHERE ($1::uuid IS NULL OR a.id = $1::uuid)
 			  AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = a.id AND i.period = $2)
-			  AND EXISTS (SELECT 1 FROM rollups r WHERE r.account_id = a.id AND r.day >= $3 AND r.day < $4)`,
-			account, period, back.Format(time.DateOnly), next.Format(time.DateOnly))
+			  AND (EXISTS (SELECT 1 FROM rollups r WHERE r.account_id = a.id AND r.day >= $3 AND r.day < $4)
+			       OR EXISTS (SELECT 1 FROM invoice_recheck m WHERE m.account_id = a.id AND m.month >= $5 AND m.month < $3))`,
+			account, period, first.Format(time.DateOnly), next.Format(time.DateOnly), back.Format(time.DateOnly))
 		if err != nil {
 			return Error(err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, `ANALYZE invoice_accounts`); err != nil {
+		// The months each account's invoice compares: its period, and
+		// the months of the window whose rollups changed since an
+		// invoice last compared them (an unmarked month still equals what
+		// was invoiced for it).
+		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_months ON COMMIT DROP AS
+			SELECT account_id, $1::date AS month FROM invoice_accounts
+			UNION
+			SELECT m.account_id, m.month FROM invoice_recheck m JOIN invoice_accounts a ON a.account_id = m.account_id
+			WHERE m.month >= $2 AND m.month < $1`, first.Format(time.DateOnly), back.Format(time.DateOnly)); err != nil {
+			return Error(err)
+		}
+		if _, err := tx.ExecContext(ctx, `ANALYZE invoice_accounts, invoice_months`); err != nil {
 			return Error(err)
 		}
 		// Every account's lines: its usage of the period by destination
-		// group, and for each earlier month of the window the difference
+		// group, and for each changed earlier month the difference
 		// between its rollups and what its invoices already billed.
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_new_lines ON COMMIT DROP AS
 			WITH r AS (
-				SELECT r.account_id, to_char(r.day, 'YYYY-MM') AS period,
+				SELECT r.account_id, to_char(m.month, 'YYYY-MM') AS period,
 				       CASE WHEN r.description <> '' THEN r.description WHEN r.prefix <> '' THEN r.prefix ELSE 'Unrated' END AS destination,
 				       sum(r.calls) AS calls, sum(r.answered) AS answered, sum(r.billed_ms) AS billed_ms, sum(r.sell) AS amount
-				FROM rollups r JOIN invoice_accounts a ON a.account_id = r.account_id
-				WHERE r.day >= $1 AND r.day < $2
+				FROM invoice_months m
+				JOIN rollups r ON r.account_id = m.account_id AND r.day >= m.month AND r.day < (m.month + interval '1 month')::date
 				GROUP BY 1, 2, 3
 			), i AS (
 				SELECT l.account_id, l.period, l.destination, sum(l.calls) AS calls, sum(l.answered) AS answered,
 				       sum(l.billed_ms) AS billed_ms, sum(l.amount) AS amount
-				FROM invoice_lines l JOIN invoice_accounts a ON a.account_id = l.account_id
-				WHERE l.period >= $3 AND l.period <= $4
+				FROM invoice_months m
+				JOIN invoice_lines l ON l.account_id = m.account_id AND l.period = to_char(m.month, 'YYYY-MM')
 				GROUP BY 1, 2, 3
 			), d AS (
 				SELECT account_id, period, destination,
@@ -486,11 +511,10 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 			)
 			SELECT account_id,
 			       row_number() OVER (PARTITION BY account_id ORDER BY period DESC, destination)::int AS line,
-			       CASE WHEN period = $4 THEN 'usage' WHEN amount < 0 THEN 'credit' ELSE 'debit' END AS kind,
+			       CASE WHEN period = $1 THEN 'usage' WHEN amount < 0 THEN 'credit' ELSE 'debit' END AS kind,
 			       period, destination, calls, answered, billed_ms, amount
 			FROM d
-			WHERE period = $4 OR calls <> 0 OR answered <> 0 OR billed_ms <> 0 OR amount <> 0`,
-			back.Format(time.DateOnly), next.Format(time.DateOnly), back.Format("2006-01"), period); err != nil {
+			WHERE period = $1 OR calls <> 0 OR answered <> 0 OR billed_ms <> 0 OR amount <> 0`, period); err != nil {
 			return Error(err)
 		}
 		// Every header: subtotal, tax in integer arithmetic, the next
@@ -567,6 +591,11 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 			SELECT i.id, l.line, l.account_id, l.kind, l.period, l.destination, l.calls, l.answered, l.billed_ms, l.amount
 			FROM invoice_new_lines l JOIN invoices i ON i.account_id = l.account_id AND i.period = $1
 			ORDER BY 1, 2`, period); err != nil {
+			return Error(err)
+		}
+		// The compared months now equal what is invoiced for them.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM invoice_recheck r USING invoice_months m
+			WHERE r.account_id = m.account_id AND r.month = m.month`); err != nil {
 			return Error(err)
 		}
 		lrows, err := tx.QueryxContext(ctx, `SELECT account_id, kind, period, destination, calls, answered, billed_ms, amount

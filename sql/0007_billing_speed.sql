@@ -9,3 +9,18 @@
 -- B-tree would add a fourth index to every insert. Partitions created
 -- later by cdrs_ensure_partition get it when they are attached.
 CREATE INDEX cdrs_start_brin ON cdrs USING brin (start_at) WITH (pages_per_range = 16);
+
+-- invoice_recheck: the months of an account whose rollups changed since an
+-- invoice last compared them with what was invoiced. An invoice compares
+-- its own month and the marked months of the correction window only, so
+-- closing a month reads one month of rollups, not a year of them. The
+-- rollup marks every month it changes, in the same transaction; the
+-- invoice run clears the marks it compared. Every month rolled up so far
+-- starts marked, so the first run after this migration compares them all.
+CREATE TABLE invoice_recheck (
+    account_id  uuid NOT NULL,
+    month       date NOT NULL CHECK (extract(day FROM month) = 1),
+    PRIMARY KEY (account_id, month)
+);
+INSERT INTO invoice_recheck (account_id, month)
+SELECT DISTINCT account_id, day - (extract(day FROM day)::int - 1) FROM rollups;
