@@ -36,6 +36,8 @@ type CDRStore interface {
 	DeadLetter(ctx context.Context, d *callbridge.CDRDeadLetter) error
 	// LiveChannels returns the legs believed up on a node.
 	LiveChannels(ctx context.Context, node string) ([]*callbridge.LiveChannel, error)
+	// LiveChannelsByUUID returns those of the channels ids believed up.
+	LiveChannelsByUUID(ctx context.Context, ids []string) ([]*callbridge.LiveChannel, error)
 	// OverdueChannels returns live legs past their maximum duration plus
 	// grace (defaultMax for legs without one), oldest first.
 	OverdueChannels(ctx context.Context, now time.Time, defaultMax, grace time.Duration, limit int) ([]*callbridge.LiveChannel, error)
@@ -371,9 +373,10 @@ type CDRPipeline struct {
 
 // cdrRecord is one unit of a batch, as spooled: exactly one field is set.
 type cdrRecord struct {
-	CDR  *callbridge.CDR           `json:"cdr,omitempty"`
-	Live *callbridge.LiveChannel   `json:"live,omitempty"`
-	Dead *callbridge.CDRDeadLetter `json:"dead,omitempty"`
+	CDR       *callbridge.CDR           `json:"cdr,omitempty"`
+	Live      *callbridge.LiveChannel   `json:"live,omitempty"`
+	Dead      *callbridge.CDRDeadLetter `json:"dead,omitempty"`
+	Destroyed *cdrDestroyed             `json:"destroyed,omitempty"`
 
 	attempts int
 	barrier  *cdrReconcileReq
@@ -601,6 +604,12 @@ func (p *CDRPipeline) handle(ctx context.Context, ev esl.Event) {
 			return
 		}
 		r.Live = l
+	case esl.ChannelDestroy:
+		d, err := parseDestroy(ev)
+		if err != nil {
+			return
+		}
+		r.Destroyed = d
 	case esl.SocketConnected:
 		p.requestReconcile(ev.Node)
 		return
@@ -931,6 +940,7 @@ func (p *CDRPipeline) tryWrite(ctx context.Context, recs []cdrRecord) error {
 	var cdrs []*callbridge.CDR
 	var live []*callbridge.LiveChannel
 	var dead []*callbridge.CDRDeadLetter
+	var destroyed []*cdrDestroyed
 	for i := range recs {
 		switch r := &recs[i]; {
 		case r.CDR != nil:
@@ -943,8 +953,15 @@ func (p *CDRPipeline) tryWrite(ctx context.Context, recs []cdrRecord) error {
 			live = append(live, r.Live)
 		case r.Dead != nil:
 			dead = append(dead, r.Dead)
+		case r.Destroyed != nil:
+			destroyed = append(destroyed, r.Destroyed)
 		}
 	}
+	closed, err := p.closeDestroyed(ctx, destroyed, cdrs)
+	if err != nil {
+		return err
+	}
+	cdrs = append(cdrs, closed...)
 	n, err := p.cfg.Store.WriteBatch(ctx, cdrs, live)
 	if err != nil {
 		return err

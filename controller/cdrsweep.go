@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"time"
 
 	"callbridge"
@@ -29,6 +31,15 @@ import (
 //     (ALLOTTED_TIMEOUT) and its own hangup makes the CDR; a leg it does not
 //     have, or whose node is no longer configured, is closed priced at its
 //     maximum duration, as the billing policy says.
+//
+//   - CHANNEL_DESTROY, the last event of every channel: a channel destroyed
+//     while its leg is still in live_channels got no CHANNEL_HANGUP_COMPLETE
+//     (which comes before it on the same connection). Such a leg is closed
+//     at its destroy time. This is how a leg FreeSWITCH never created gets
+//     its CDR: a callback leg is recorded in live_channels before it is
+//     originated, and an originate refused before a session exists (an
+//     unknown sofia profile: -ERR INVALID_PROFILE) produces only
+//     CHANNEL_DESTROY. It is unanswered and costs nothing.
 //
 // Estimated CDRs are flagged CDREstimated, have the cause "UNKNOWN", and go
 // through the spool and the store like any other: if the real hangup
@@ -262,6 +273,83 @@ func cdrEstimated(l *callbridge.LiveChannel, maxDur time.Duration, goneAt time.T
 		c.AnswerAt = time.Time{}
 	} else {
 		c.BillMS = end.Sub(l.AnswerAt).Milliseconds()
+	}
+	c.Disposition = callbridge.Disposition(c.HangupCause, c.Answered())
+	return c
+}
+
+// cdrDestroyed is a CHANNEL_DESTROY, as spooled.
+type cdrDestroyed struct {
+	UUID string    `json:"uuid"`
+	Node string    `json:"node"`
+	At   time.Time `json:"at"`
+	// Cause is the channel's hangup cause, "" when the event has none (a
+	// channel that never started).
+	Cause string `json:"cause,omitempty"`
+}
+
+// parseDestroy reads a CHANNEL_DESTROY event.
+func parseDestroy(ev esl.Event) (*cdrDestroyed, error) {
+	id := strings.ToLower(ev.Get("Unique-ID"))
+	if !cdrIsUUID(id) {
+		return nil, errors.New("controller: destroy event without a valid Unique-ID")
+	}
+	at := ev.Time()
+	if at.IsZero() {
+		at = ev.Received
+	}
+	return &cdrDestroyed{UUID: id, Node: cdrNodeName(ev), At: at.UTC(),
+		Cause: cdrSanitize(cdrFirstNonEmpty(ev.Get("Hangup-Cause"), ev.Var("hangup_cause")))}, nil
+}
+
+// closeDestroyed returns the priced CDRs of the destroyed channels still
+// in live_channels whose CDR is not among cdrs (the batch being written).
+// Batches are written in event order, so a CHANNEL_HANGUP_COMPLETE that
+// came before the CHANNEL_DESTROY has already removed its leg.
+func (p *CDRPipeline) closeDestroyed(ctx context.Context, destroyed []*cdrDestroyed, cdrs []*callbridge.CDR) ([]*callbridge.CDR, error) {
+	if len(destroyed) == 0 {
+		return nil, nil
+	}
+	have := make(map[string]bool, len(cdrs))
+	for _, c := range cdrs {
+		have[c.UUID] = true
+	}
+	byUUID := make(map[string]*cdrDestroyed, len(destroyed))
+	ids := make([]string, 0, len(destroyed))
+	for _, d := range destroyed {
+		if !have[d.UUID] && byUUID[d.UUID] == nil {
+			byUUID[d.UUID] = d
+			ids = append(ids, d.UUID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	live, err := p.cfg.Store.LiveChannelsByUUID(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var out []*callbridge.CDR
+	for _, l := range live {
+		c := cdrFromDestroy(l, byUUID[l.UUID], p.maxDuration(l))
+		if err := p.cfg.Pricer.Price(ctx, c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// cdrFromDestroy closes l at its destroy time d.At (or at its maximum
+// duration, if sooner). An unanswered leg with a known cause is exact; an
+// answered one, or one without a cause, is flagged estimated.
+func cdrFromDestroy(l *callbridge.LiveChannel, d *cdrDestroyed, maxDur time.Duration) *callbridge.CDR {
+	c := cdrEstimated(l, maxDur, d.At)
+	if d.Cause != "" {
+		c.HangupCause = d.Cause
+		if !c.Answered() {
+			c.Flags &^= callbridge.CDREstimated
+		}
 	}
 	c.Disposition = callbridge.Disposition(c.HangupCause, c.Answered())
 	return c

@@ -522,7 +522,8 @@ func (s *CallbackService) UpdateCallback(ctx context.Context, u *callbridge.Call
 		}
 		cb := row.callback()
 		if l := u.Leg; l != nil {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO callback_legs (callback_id, leg, attempt, uuid, node,
+			var created bool
+			if err := tx.QueryRowxContext(ctx, `INSERT INTO callback_legs (callback_id, leg, attempt, uuid, node,
 					number, caller_id, ringing_at, answered_at, hangup_at, hangup_cause)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 				ON CONFLICT (callback_id, leg, attempt) DO UPDATE SET
@@ -530,10 +531,16 @@ func (s *CallbackService) UpdateCallback(ctx context.Context, u *callbridge.Call
 					answered_at = coalesce(callback_legs.answered_at, EXCLUDED.answered_at),
 					hangup_at = coalesce(callback_legs.hangup_at, EXCLUDED.hangup_at),
 					hangup_cause = CASE WHEN callback_legs.hangup_cause = '' THEN EXCLUDED.hangup_cause
-						ELSE callback_legs.hangup_cause END`,
+						ELSE callback_legs.hangup_cause END
+				RETURNING xmax = 0`,
 				u.ID, l.Leg, l.Attempt, l.UUID, l.Node, l.Number, l.CallerID,
-				cbNullTime(l.Ringing), cbNullTime(l.Answered), cbNullTime(l.Hangup), l.Cause); err != nil {
+				cbNullTime(l.Ringing), cbNullTime(l.Answered), cbNullTime(l.Hangup), l.Cause).Scan(&created); err != nil {
 				return Error(err)
+			}
+			if created && l.Hangup.IsZero() {
+				if err := liveLegTx(ctx, tx, cb, l); err != nil {
+					return err
+				}
 			}
 		}
 		for _, e := range u.Events {
@@ -564,4 +571,22 @@ func cbNullTime(t time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// liveLegTx records a callback leg about to be originated in
+// live_channels, in the transaction that records the leg and so before
+// the originate is sent. The CDR pipeline's reconciliation and sweep then
+// close the leg even if none of its events is ever received (the
+// controller was killed, the event connection was down, FreeSWITCH never
+// created the channel); the leg's own events fill in the rest and its
+// CDR removes the row. The gateway is left empty for the channel's events
+// to fill in; max_ms stays 0 until they bring callbridge_max_ms.
+func liveLegTx(ctx context.Context, tx *Tx, cb *callbridge.Callback, l *callbridge.LegUpdate) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO live_channels (uuid, node, leg, account_id, callback_id,
+			direction, caller, callee, presented, gateway, start_at, max_ms, seen_at)
+		SELECT $1, $2, $3, $4, $5, 'outbound', $6, $7, $6, '', clock_timestamp(), 0, clock_timestamp()
+		WHERE NOT EXISTS (SELECT 1 FROM cdr_keys WHERE uuid = $1)
+		ON CONFLICT (uuid) DO NOTHING`,
+		l.UUID, l.Node, l.Leg, cb.AccountID, cb.ID, string(l.CallerID), string(l.Number))
+	return Error(err)
 }

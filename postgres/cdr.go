@@ -183,7 +183,9 @@ func upsertLive(ctx context.Context, tx *Tx, live []*callbridge.LiveChannel) err
 	}
 	arr := func(v any) any { return pq.GenericArray{A: v} }
 	// DISTINCT ON keeps the last update of each leg in the batch (an
-	// ANSWER after its CREATE); ON CONFLICT merges it with the stored row.
+	// ANSWER after its CREATE); ON CONFLICT merges it with the stored row,
+	// which may be the one a callback engine recorded before originating
+	// the leg (its gateway is filled in from the events).
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO live_channels AS l (uuid, node, other_uuid, leg, account_id, callback_id, binding_id,
 			direction, caller, callee, presented, gateway, start_at, answer_at, max_ms, seen_at)
@@ -197,6 +199,11 @@ func upsertLive(ctx context.Context, tx *Tx, live []*callbridge.LiveChannel) err
 		WHERE NOT EXISTS (SELECT 1 FROM cdr_keys k WHERE k.uuid = u.uuid)
 		ORDER BY u.uuid, u.ord DESC
 		ON CONFLICT (uuid) DO UPDATE SET
+			direction = CASE WHEN l.direction = '' THEN EXCLUDED.direction ELSE l.direction END,
+			caller = CASE WHEN l.caller = '' THEN EXCLUDED.caller ELSE l.caller END,
+			callee = CASE WHEN l.callee = '' THEN EXCLUDED.callee ELSE l.callee END,
+			presented = CASE WHEN l.presented = '' THEN EXCLUDED.presented ELSE l.presented END,
+			gateway = CASE WHEN l.gateway = '' THEN EXCLUDED.gateway ELSE l.gateway END,
 			other_uuid = coalesce(EXCLUDED.other_uuid, l.other_uuid),
 			account_id = coalesce(EXCLUDED.account_id, l.account_id),
 			callback_id = coalesce(EXCLUDED.callback_id, l.callback_id),
@@ -213,6 +220,21 @@ func upsertLive(ctx context.Context, tx *Tx, live []*callbridge.LiveChannel) err
 // LiveChannels returns the legs believed up on node, oldest first.
 func (s *CDRStore) LiveChannels(ctx context.Context, node string) ([]*callbridge.LiveChannel, error) {
 	return s.liveWhere(ctx, `node = $1`, node)
+}
+
+// LiveChannelsByUUID returns those of the channels ids that are believed
+// up, in no particular order; ids that are not uuids are ignored.
+func (s *CDRStore) LiveChannelsByUUID(ctx context.Context, ids []string) ([]*callbridge.LiveChannel, error) {
+	valid := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if isUUID(id) {
+			valid = append(valid, id)
+		}
+	}
+	if len(valid) == 0 {
+		return nil, nil
+	}
+	return s.liveWhere(ctx, `uuid = ANY($1::uuid[])`, pq.Array(valid))
 }
 
 // OverdueChannels returns the legs believed up whose maximum duration
