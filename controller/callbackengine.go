@@ -711,6 +711,13 @@ func (r *cbRun) acquire(ctx context.Context) bool {
 // resume reconciles an adopted callback against its node: legs that
 // still exist are tracked again, legs that vanished count as lost.
 func (r *cbRun) resume(ctx context.Context) bool {
+	if len(r.cb.Legs) == 0 && r.status == callbridge.CallbackCallingA {
+		// Claimed but never dialled (its controller stopped before the
+		// leg was recorded, which precedes the originate): A was never
+		// called, so it is placed like a fresh claim, on any node.
+		r.log.Info("adopted callback was never dialled; placing it", "node", r.cb.Node)
+		return r.acquire(ctx)
+	}
 	r.setClient(r.e.pool.Lookup(r.cb.Node))
 	for _, l := range r.cb.Legs {
 		leg := &r.a
@@ -741,17 +748,22 @@ func (r *cbRun) resume(ctx context.Context) bool {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return r.reconcile(ctx, "adopted by "+r.e.cfg.Owner)
+	if !r.reconcile(ctx, "adopted by "+r.e.cfg.Owner) {
+		r.nodeLost(ctx, "cannot list the channels of "+r.client.Name())
+	}
+	return !r.abandoned
 }
 
-// reconcile compares the legs believed live with the node's channels.
+// reconcile compares the legs believed live with the node's channels. It
+// returns false when the channels could not be listed; the caller leaves
+// the decision to the grace timer or the next reconnection.
 func (r *cbRun) reconcile(ctx context.Context, why string) bool {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	chans, err := r.client.Channels(cctx)
 	if err != nil {
 		r.log.Warn("reconcile: show channels", "error", err)
-		return true // the grace timer or the next reconnection decides
+		return false
 	}
 	present := make(map[string]esl.Channel, len(chans))
 	for _, ch := range chans {
@@ -777,7 +789,22 @@ func (r *cbRun) reconcile(ctx context.Context, why string) bool {
 			detail += "; leg " + l.name + " present"
 		}
 	}
-	return r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventReconciled, Detail: detail}}})
+	r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventReconciled, Detail: detail}}})
+	return true
+}
+
+// nodeLost stops the worker from acting until its node is back and
+// reconciled (msgNodeUp), or NodeGrace has passed (msgGrace).
+func (r *cbRun) nodeLost(ctx context.Context, detail string) {
+	if r.nodeDown {
+		return
+	}
+	r.nodeDown = true
+	r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventNodeLost, Detail: detail}}})
+	if r.grace != nil {
+		r.grace.Stop()
+	}
+	r.grace = time.AfterFunc(r.e.cfg.NodeGrace, func() { r.post(cbMsg{kind: msgGrace}) })
 }
 
 func (r *cbRun) legUpdate(l *cbLeg, f func(*callbridge.LegUpdate)) *callbridge.LegUpdate {
@@ -832,25 +859,27 @@ func (r *cbRun) handle(ctx context.Context, m cbMsg) {
 		r.log.Warn("callback lease lost; another controller drives it")
 		r.abandoned = true
 	case msgNodeDown:
-		if r.nodeDown {
-			return
-		}
-		r.nodeDown = true
-		r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventNodeLost, Detail: "lost connection to " + r.client.Name()}}})
-		r.grace = time.AfterFunc(r.e.cfg.NodeGrace, func() { r.post(cbMsg{kind: msgGrace}) })
+		r.nodeLost(ctx, "lost connection to "+r.client.Name())
 	case msgNodeUp:
 		// Always reconcile: the connection may have been lost and back
 		// before the watcher noticed, and events may be missing.
 		if r.ended {
 			return
 		}
+		if !r.reconcile(ctx, "reconnected to "+r.client.Name()) {
+			r.nodeLost(ctx, "cannot list the channels of "+r.client.Name())
+			return
+		}
 		r.nodeDown = false
 		if r.grace != nil {
 			r.grace.Stop()
 		}
-		r.reconcile(ctx, "reconnected to "+r.client.Name())
 	case msgGrace:
 		if !r.nodeDown {
+			return
+		}
+		if r.client.State() == esl.StateConnected && r.reconcile(ctx, "connected to "+r.client.Name()+" at the end of the grace period") {
+			r.nodeDown = false
 			return
 		}
 		var orphans []string
@@ -1041,6 +1070,9 @@ func (r *cbRun) advance(ctx context.Context) {
 				reason = callbridge.ReasonNodeUnavailable
 			}
 			r.failB(ctx, reason)
+		case r.b.hungup:
+			// B answered and hung up before it could be bridged.
+			r.failB(ctx, callbridge.HangupReason(callbridge.LegB, r.b.cause))
 		case r.b.answered:
 			r.bridge(ctx)
 		}
@@ -1238,12 +1270,24 @@ func (r *cbRun) place(ctx context.Context, l *cbLeg, timeout time.Duration, stat
 	})
 	if err != nil {
 		var re *esl.ReplyError
-		cause := "NORMAL_TEMPORARY_FAILURE"
-		if errors.As(err, &re) {
-			cause = re.Cause()
+		switch {
+		case errors.As(err, &re):
+			r.legDown(ctx, l, re.Cause(), time.Now().UTC(), "originate: "+err.Error())
+		case errors.Is(err, esl.ErrClosed):
+			// The connection died around the command: it may have been
+			// written and run (FreeSWITCH starts the originate before
+			// its reply, which can be lost with the socket). The outcome
+			// is unknown; the leg is never originated again under this
+			// attempt. Once the node is back, the reconciliation finds
+			// the channel (and the leg is followed) or not (the leg is
+			// lost); if it stays away, the grace period ends the call.
+			r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventCommandError, Leg: l.name,
+				Detail: "originate: " + err.Error() + "; outcome unknown until the node is reconciled"}}})
+			r.nodeLost(ctx, "connection to "+r.client.Name()+" lost while originating leg "+l.name)
+		default:
+			l.lost = true
+			r.legDown(ctx, l, "NORMAL_TEMPORARY_FAILURE", time.Now().UTC(), "originate: "+err.Error())
 		}
-		l.lost = !errors.As(err, &re)
-		r.legDown(ctx, l, cause, time.Now().UTC(), "originate: "+err.Error())
 		return
 	}
 	name := l.name
@@ -1327,6 +1371,19 @@ func (r *cbRun) failB(ctx context.Context, reason callbridge.FailReason) {
 func (r *cbRun) bridge(ctx context.Context) {
 	cmd, err := esl.UUIDBridge(r.a.uuid, r.b.uuid)
 	if err := r.api(ctx, "uuid_bridge", cmd, err); err != nil {
+		var re *esl.ReplyError
+		if errors.As(err, &re) && r.bridgeRefused(ctx) {
+			return // a leg is down: the next step ends the callback for it
+		}
+		if errors.Is(err, esl.ErrClosed) {
+			// Bridged or not, the reconciliation after the reconnection
+			// tells; B still answered then means bridging again.
+			r.nodeLost(ctx, "connection to "+r.client.Name()+" lost during uuid_bridge")
+			return
+		}
+		if r.abandoned || r.ended || r.nodeDown {
+			return
+		}
 		r.kill(ctx, &r.a)
 		r.kill(ctx, &r.b)
 		r.finish(ctx, callbridge.ReasonInternal, "uuid_bridge failed")
@@ -1347,6 +1404,76 @@ func (r *cbRun) bridge(ctx context.Context) {
 		if r.api(ctx, "uuid_record", cmd, err) == nil {
 			r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventRecording, Leg: callbridge.LegA, Detail: p}}})
 		}
+	}
+}
+
+// cbBridgeWait bounds how long a refused uuid_bridge waits for the hangup
+// event of the leg that caused it.
+const cbBridgeWait = 2 * time.Second
+
+// bridgeRefused finds out why FreeSWITCH refused uuid_bridge. Almost
+// always a leg has just hung up ("-ERR no such channel") and its hangup
+// event is on its way: the worker's messages are applied until a leg is
+// down or cbBridgeWait has passed; a leg the node no longer has by then
+// (uuid_exists) is taken as hung up. It reports whether a leg is down (or
+// the worker must stop), leaving the step that follows to end the callback
+// with that leg's reason.
+func (r *cbRun) bridgeRefused(ctx context.Context) bool {
+	down := func() bool { return r.a.hungup || r.b.hungup || r.abandoned || r.ended || r.nodeDown }
+	t := time.NewTimer(cbBridgeWait)
+	defer t.Stop()
+	for !down() {
+		select {
+		case <-ctx.Done():
+			return true
+		case <-t.C:
+			for _, l := range []*cbLeg{&r.a, &r.b} {
+				if exists, known := r.legExists(ctx, l); known && !exists {
+					l.lost = true
+					r.legDown(ctx, l, "", time.Now().UTC(), "gone when uuid_bridge was refused")
+				}
+			}
+			r.wakeSelf()
+			return down()
+		case <-r.signal:
+		}
+		r.mu.Lock()
+		mail := r.mail
+		r.mail = nil
+		r.mu.Unlock()
+		for _, m := range mail {
+			r.handle(ctx, m)
+		}
+	}
+	r.wakeSelf()
+	return true
+}
+
+// legExists asks the node whether l's channel exists; known is false
+// when the node could not tell.
+func (r *cbRun) legExists(ctx context.Context, l *cbLeg) (exists, known bool) {
+	if !l.live() {
+		return false, false
+	}
+	cmd, err := esl.UUIDExists(l.uuid)
+	if err != nil {
+		return false, false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := r.client.API(cctx, cmd)
+	if err != nil {
+		return false, false
+	}
+	return res == "true", true
+}
+
+// wakeSelf makes the worker's loop take another step even if no message
+// arrives.
+func (r *cbRun) wakeSelf() {
+	select {
+	case r.signal <- struct{}{}:
+	default:
 	}
 }
 

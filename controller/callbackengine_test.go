@@ -963,3 +963,24 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "completed/s")
 	b.ReportMetric(cps, "cps-limit")
 }
+
+// A callback claimed by a controller that stopped before dialling (no
+// node, no legs) is placed by the controller that adopts it: A was never
+// called.
+func TestCallbackAdoptedNeverDialled(t *testing.T) {
+	t.Parallel()
+	env := newCBEnv(t, cbOpts{noEngine: true})
+	id := env.create(`{"a":"4914011111","b":"4914022222"}`)
+	cb, err := env.store.ClaimCallback(context.Background(), "ctl-1", "", 50*time.Millisecond)
+	if err != nil || cb == nil || cb.ID != id {
+		t.Fatalf("claim: %v %v", cb, err)
+	}
+	env.startEngine(cbOpts{owner: "ctl-2"})
+	got := env.waitEnded(id)
+	if got.Status != callbridge.CallbackCompleted {
+		t.Errorf("got %s/%s, want completed", got.Status, got.Reason)
+	}
+	if n := env.legOriginates(id, "a"); n != 1 {
+		t.Errorf("A originated %d times, want once", n)
+	}
+}

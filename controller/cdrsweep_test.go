@@ -138,3 +138,43 @@ func mustLive(t *testing.T, store *postgres.CDRStore) []*callbridge.LiveChannel 
 	}
 	return live
 }
+
+// A callback leg is recorded live before it is originated; when
+// FreeSWITCH refuses the originate before a session exists (an unknown
+// sofia profile) only CHANNEL_DESTROY comes, and the leg is closed by it:
+// unanswered, at no cost, lasting until its destroy, not its maximum.
+func TestCDRDestroyClosesALegNeverCreated(t *testing.T) {
+	e := newCDREnv(t)
+	r := e.start(t, e.spool, nil)
+	cdrWaitFor(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
+	start := time.Now().UTC()
+	id := e.liveLeg(t, "fs1", start, time.Time{}, 3600000)
+	job, err := r.client.Originate(context.Background(), esl.Originate{UUID: id, Endpoint: esl.Profile("nosuchprofile", "4930777000", "127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := job.Wait(context.Background()); err == nil {
+		t.Fatal("originate to an unknown profile succeeded")
+	}
+	store := postgres.NewCDRStore(e.db)
+	cdrWaitFor(t, "the CDR of the destroyed leg", func() bool {
+		_, err := store.CDRByUUID(context.Background(), id)
+		return err == nil
+	})
+	c, err := store.CDRByUUID(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Answered() || c.BillMS != 0 || c.Sell != 0 || !c.Flags.Has(callbridge.CDRUnanswered) {
+		t.Errorf("got answered %v bill %d sell %d flags %v, want an unanswered leg at no cost", c.Answered(), c.BillMS, c.Sell, c.Flags)
+	}
+	if c.DurationMS > int64(cdrTestTimeout/time.Millisecond) {
+		t.Errorf("duration %d ms, want until its destroy", c.DurationMS)
+	}
+	if st := r.p.Stats(); st.Estimated != 0 || st.Reconciliations != 1 {
+		t.Errorf("estimated %d, reconciliations %d: closed by a reconciliation, not its destroy", st.Estimated, st.Reconciliations)
+	}
+	if live, _ := store.LiveChannels(context.Background(), "fs1"); len(live) != 0 {
+		t.Errorf("%d legs left live", len(live))
+	}
+}

@@ -4,22 +4,45 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"callbridge"
 
+	"github.com/google/uuid"
 	"github.com/lib/pq"
 )
 
 // CallbackService implements callbridge.CallbackService, and the work
 // queue the callback engine claims from.
-type CallbackService struct{ db *DB }
+//
+// A callback whose creation was answered with an error although its
+// insert may have committed (the connection died around the commit, and
+// the callback could not be found or ruled out afterwards) is voided: the
+// service's next ClaimCallback deletes it, if it exists and was never
+// claimed, before claiming anything. So a client told "unavailable" does
+// not get a call it may ask for again. A callback voided this way can
+// still be claimed first by another controller's service.
+type CallbackService struct {
+	db *DB
+
+	mu    sync.Mutex
+	voids map[string]time.Time // callback id → when the void lapses
+}
 
 var _ callbridge.CallbackService = (*CallbackService)(nil)
 
 // NewCallbackService returns a CallbackService backed by db.
-func NewCallbackService(db *DB) *CallbackService { return &CallbackService{db: db} }
+func NewCallbackService(db *DB) *CallbackService {
+	return &CallbackService{db: db, voids: map[string]time.Time{}}
+}
+
+// cbVoidFor is how long a void is kept once created: long enough for an
+// insert that was in flight when its connection died to have committed,
+// and for a database outage to end.
+const cbVoidFor = 10 * time.Minute
 
 // callbackColumns are the columns scanned into callbridge.Callback.
 const callbackColumns = `id, account_id, status, reason, a, b, caller_id_a, caller_id_b,
@@ -75,6 +98,13 @@ func WebhookKey(callbackID string) string { return "callback:" + callbackID }
 // so an accepted request is durable before it is answered. The per-account
 // queue bound is checked in the same statement (under concurrency it may
 // be exceeded by the number of concurrent requests, never more).
+//
+// The callback's id is chosen before the statement is sent. When the
+// connection fails without the server having answered, the statement may
+// have committed: the callback is looked up by its id, and returned as
+// created if it is there; if it cannot be found, the error is returned
+// and the callback voided (see CallbackService), so the answer matches
+// what happens.
 func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.CallbackRequest) (*callbridge.Callback, bool, error) {
 	if !isUUID(r.AccountID) {
 		return nil, false, notFound("account")
@@ -90,6 +120,7 @@ func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.Call
 	if len(r.Metadata) > 0 {
 		meta = r.Metadata
 	}
+	id := uuid.NewString()
 	var row callbackRow
 	err := s.db.QueryRowxContext(ctx, `
 		WITH acct AS (
@@ -101,8 +132,8 @@ func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.Call
 		), ins AS (
 			INSERT INTO callbacks (account_id, a, b, caller_id_a, caller_id_b, ring_timeout_a,
 				ring_timeout_b, max_duration, prompt, record, webhook_url, metadata,
-				idempotency_key, request_hash)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14
+				idempotency_key, request_hash, id)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15
 			FROM acct, depth WHERE depth.n < acct.lim
 			ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 			RETURNING `+callbackColumns+`
@@ -121,11 +152,18 @@ func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.Call
 		)
 		SELECT * FROM ins`,
 		r.AccountID, r.A, r.B, r.CallerIDA, r.CallerIDB, r.RingTimeoutA, r.RingTimeoutB,
-		r.MaxDuration, r.Prompt, r.Record, r.WebhookURL, cbNullBytes(meta), key, hash).Scan(cbScanTargets(&row)...)
+		r.MaxDuration, r.Prompt, r.Record, r.WebhookURL, cbNullBytes(meta), key, hash, id).Scan(cbScanTargets(&row)...)
 	if err == nil {
 		return row.callback(), true, nil
 	}
 	if err != sql.ErrNoRows {
+		var pe *pq.Error
+		if errors.As(err, &pe) {
+			return nil, false, Error(err) // the server refused it: rolled back
+		}
+		if cb := s.inDoubt(ctx, r.AccountID, id); cb != nil {
+			return cb, true, nil
+		}
 		return nil, false, Error(err)
 	}
 	if key != nil {
@@ -152,6 +190,71 @@ func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.Call
 		return nil, false, notFound("account")
 	}
 	return nil, false, callbridge.Errorf(callbridge.ERATELIMIT, "the account's callback queue is full")
+}
+
+// inDoubt resolves a creation whose outcome is unknown: it returns the
+// callback if it was stored, and otherwise voids its id (a statement the
+// server is still running may commit after the lookup) and returns nil.
+func (s *CallbackService) inDoubt(ctx context.Context, accountID, id string) *callbridge.Callback {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	for i := 0; i < 3; i++ {
+		var row callbackRow
+		err := s.db.QueryRowxContext(lctx, `SELECT `+callbackColumns+` FROM callbacks
+			WHERE id = $1 AND account_id = $2`, id, accountID).Scan(cbScanTargets(&row)...)
+		if err == nil {
+			return row.callback()
+		}
+		if err == sql.ErrNoRows {
+			break
+		}
+		select {
+		case <-lctx.Done():
+		case <-time.After(time.Duration(100<<i) * time.Millisecond):
+		}
+	}
+	s.mu.Lock()
+	s.voids[id] = time.Now().Add(cbVoidFor)
+	s.mu.Unlock()
+	return nil
+}
+
+// pendingVoids returns the voided ids whose void has not lapsed.
+func (s *CallbackService) pendingVoids() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	var ids []string
+	for id, until := range s.voids {
+		if now.After(until) {
+			delete(s.voids, id)
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// voidTx deletes the voided callbacks that exist and were never claimed,
+// with their pending webhooks, and returns the ids it deleted.
+func voidTx(ctx context.Context, tx *Tx, ids []string) ([]string, error) {
+	var gone []string
+	if err := tx.SelectContext(ctx, &gone, `DELETE FROM callbacks
+		WHERE id = ANY($1::uuid[]) AND status = 'queued' AND attempt = 1 AND owner = ''
+		RETURNING id::text`, pq.Array(ids)); err != nil {
+		return nil, Error(err)
+	}
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(gone))
+	for i, id := range gone {
+		keys[i] = WebhookKey(id)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM webhooks WHERE key = ANY($1) AND status = 'pending'`, pq.Array(keys)); err != nil {
+		return nil, Error(err)
+	}
+	return gone, nil
 }
 
 // scanTargets lists the destinations of callbackColumns in r, then extra.
@@ -357,10 +460,20 @@ func setStatusTx(ctx context.Context, tx *Tx, cb *callbridge.Callback, status ca
 // ClaimCallback claims the oldest due queued callback for owner, on node,
 // with a lease, and moves it to calling_a. It returns nil when none is due.
 // Rows locked by another worker are skipped, so two workers never claim
-// the same callback.
+// the same callback. Callbacks this service voided are deleted first, in
+// the same transaction, if they were never claimed.
 func (s *CallbackService) ClaimCallback(ctx context.Context, owner, node string, lease time.Duration) (*callbridge.Callback, error) {
 	var cb *callbridge.Callback
+	var voided []string
+	voids := s.pendingVoids()
 	err := s.db.Tx(ctx, func(tx *Tx) error {
+		cb, voided = nil, nil
+		if len(voids) > 0 {
+			var err error
+			if voided, err = voidTx(ctx, tx, voids); err != nil {
+				return err
+			}
+		}
 		var row callbackRow
 		err := tx.QueryRowxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
 			WHERE status = 'queued' AND run_at <= now()
@@ -380,6 +493,13 @@ func (s *CallbackService) ClaimCallback(ctx context.Context, owner, node string,
 		cb.Node = node
 		return setStatusTx(ctx, tx, cb, callbridge.CallbackCallingA, "", "claimed by "+owner, nil)
 	})
+	if err == nil && len(voided) > 0 {
+		s.mu.Lock()
+		for _, id := range voided {
+			delete(s.voids, id)
+		}
+		s.mu.Unlock()
+	}
 	if err != nil || cb == nil {
 		return nil, err
 	}
