@@ -36,7 +36,7 @@ func TestParseNumber(t *testing.T) {
 		{callbridge.DefaultNumberRules, "1555'1230001", ""},
 		{callbridge.DefaultNumberRules, `1555\1230001`, ""},
 		{callbridge.DefaultNumberRules, "١٥٥٥١٢٣٠٠٠١", ""}, // Arabic-Indic digits
-		{callbridge.DefaultNumberRules, "１５５５１２３０００１", ""},   // full-width digits
+		{callbridge.DefaultNumberRules, "１５５５１２３０００１", ""}, // full-width digits
 		{callbridge.DefaultNumberRules, "15551230001\x00", ""},
 		{callbridge.DefaultNumberRules, "-15551230001", ""},
 		{callbridge.DefaultNumberRules, "05551230001", ""}, // E.164 never starts with 0
