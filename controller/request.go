@@ -86,8 +86,3 @@ func kind(goType string) string {
 	}
 	return "an object of the right shape"
 }
-
-// writeJSON answers with status and v as JSON.
-func writeJSON(c *gin.Context, status int, v any) {
-	c.JSON(status, v)
-}
