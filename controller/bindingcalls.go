@@ -259,7 +259,7 @@ func (bc *BindingCalls) reconcile(ctx context.Context, c *esl.Client, calls map[
 	// calls belongs to the reader, which is the caller.
 	for id, call := range calls {
 		if !has[id] && call.seen.Before(listed) {
-			bc.log.Warn("binding calls: call ended while disconnected; no ended webhook", "node", c.Name(), "call", id, "binding", call.bindingID)
+			bc.log.Warn("binding calls: call ended while disconnected; no ended webhook", "node", c.Name(), "uuid", id, "binding", call.bindingID)
 			delete(calls, id)
 		}
 	}

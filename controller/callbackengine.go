@@ -475,7 +475,7 @@ func (e *CallbackEngine) start(ctx context.Context, cb *callbridge.Callback, ado
 		e: e, cb: cb, adopted: adopted,
 		signal: make(chan struct{}, 1),
 		placed: make(chan struct{}),
-		log:    e.log.With("callback", cb.ID),
+		log:    e.log.With("callback", cb.ID, "account", cb.AccountID),
 	}
 	r.claimed.Store(true)
 	e.mu.Lock()

@@ -126,7 +126,7 @@ func (p *CDRPipeline) reconcile(ctx context.Context, node string) {
 		if gone[l.UUID] == nil {
 			continue
 		}
-		p.log.Warn("cdr reconciliation: closing a leg the node no longer has", "node", node, "uuid", l.UUID)
+		p.log.Warn("cdr reconciliation: closing a leg the node no longer has", "node", node, "uuid", l.UUID, "account", l.AccountID, "callback", l.CallbackID, "binding", l.BindingID)
 		if !p.addEstimated(ctx, l, listed) {
 			return
 		}
@@ -191,7 +191,7 @@ func (p *CDRPipeline) Sweep(ctx context.Context) int {
 				continue
 			}
 		}
-		p.log.Warn("cdr sweep: closing a leg past its maximum duration", "node", l.Node, "uuid", l.UUID)
+		p.log.Warn("cdr sweep: closing a leg past its maximum duration", "node", l.Node, "uuid", l.UUID, "account", l.AccountID, "callback", l.CallbackID, "binding", l.BindingID)
 		if !p.addEstimated(ctx, l, time.Time{}) {
 			break
 		}
