@@ -178,13 +178,10 @@ const billingWorkMem = "256MB"
 // partition once.
 const rollupBatchDays = 32
 
-// bulkTargets and bulkSpan decide when recompute scans the span's CDRs
-// once (through the partition and its BRIN index on start_at) instead of
-// probing the account index once per (account, day) target.
-const (
-	bulkTargets = 2000
-	bulkSpan    = 62 * 24 * time.Hour
-)
+// bulkDayTargets is how many accounts of one local day make recompute
+// read the whole day's CDRs (through the partition and its BRIN index on
+// start_at) instead of probing the account index once per account.
+const bulkDayTargets = 100
 
 // rollupTx begins a rollup transaction's work: rollups are written by
 // one transaction at a time, whichever job or command starts it. Its
@@ -281,8 +278,12 @@ func (s *BillingStore) RollupDay(ctx context.Context, day time.Time, accountID s
 		}
 		// Every account: one pass over the day's CDRs, and the day's
 		// rollups of accounts without CDRs left are deleted.
+		var fresh bool
+		if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT 1 FROM rollups WHERE day = $1)`, d.Format(time.DateOnly)).Scan(&fresh); err != nil {
+			return Error(err)
+		}
 		var err error
-		n, err = writeRollups(ctx, tx, `
+		n, err = writeRollups(ctx, tx, fresh, `
 			SELECT c.account_id, $1::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway,
 			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms)::bigint AS billed_ms,
 			       sum(c.sell_micros)::bigint AS sell, sum(c.buy_micros)::bigint AS buy
@@ -300,45 +301,66 @@ func (s *BillingStore) RollupDay(ctx context.Context, day time.Time, accountID s
 
 // recompute makes the rollups of the (account, local day) pairs in the
 // temporary table rollup_targets (account_id, day, lo, hi) the aggregates
-// of their CDRs.
+// of their CDRs. A day with many targets (every account's day, a month
+// close) is aggregated from one pass over that day's CDRs, found through
+// the BRIN index on start_at; the targets of the other days probe the
+// (account_id, start_at) index. Going a day at a time keeps each
+// aggregation in memory however long the span.
 func (s *BillingStore) recompute(ctx context.Context, tx *Tx) (int64, error) {
-	var count int64
-	var lo, hi sql.NullTime
-	if err := tx.QueryRowContext(ctx, `SELECT count(*), min(lo), max(hi) FROM rollup_targets`).Scan(&count, &lo, &hi); err != nil {
-		return 0, Error(err)
-	}
-	if count == 0 {
-		return 0, nil
-	}
 	if _, err := tx.ExecContext(ctx, `ANALYZE rollup_targets`); err != nil {
 		return 0, Error(err)
 	}
-	const scope = `(r.account_id, r.day) IN (SELECT account_id, day FROM rollup_targets)`
-	if count < bulkTargets || hi.Time.Sub(lo.Time) > bulkSpan {
-		// Few targets: probe the (account_id, start_at) index per target.
-		return writeRollups(ctx, tx, `
-			SELECT t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway,
-			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms)::bigint AS billed_ms,
-			       sum(c.sell_micros)::bigint AS sell, sum(c.buy_micros)::bigint AS buy
-			FROM rollup_targets t
-			JOIN cdrs c ON c.account_id = t.account_id AND c.start_at >= t.lo AND c.start_at < t.hi
-			GROUP BY t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway`, scope)
+	var days []struct {
+		Day     time.Time `db:"day"`
+		Targets int64     `db:"targets"`
+		Lo      time.Time `db:"lo"`
+		Hi      time.Time `db:"hi"`
 	}
-	// Many targets within a short span (a day of every account, a month
-	// close): aggregate the span's CDRs in one pass, then keep the
-	// groups that are targets.
-	return writeRollups(ctx, tx, `
-		SELECT g.* FROM (
-			SELECT c.account_id, (c.start_at AT TIME ZONE $1::text)::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway,
+	if err := tx.SelectContext(ctx, &days, `SELECT day, count(*) AS targets, min(lo) AS lo, max(hi) AS hi
+		FROM rollup_targets GROUP BY day ORDER BY day`); err != nil {
+		return 0, Error(err)
+	}
+	var total int64
+	var few []string
+	for _, d := range days {
+		day := d.Day.UTC().Format(time.DateOnly)
+		if d.Targets < bulkDayTargets {
+			few = append(few, day)
+			continue
+		}
+		var fresh bool
+		if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT 1 FROM rollups WHERE day = $1)`, day).Scan(&fresh); err != nil {
+			return total, Error(err)
+		}
+		n, err := writeRollups(ctx, tx, fresh, `
+			SELECT c.account_id, $1::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway,
 			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms)::bigint AS billed_ms,
 			       sum(c.sell_micros)::bigint AS sell, sum(c.buy_micros)::bigint AS buy
 			FROM cdrs c
 			WHERE c.start_at >= $2 AND c.start_at < $3
-			  AND c.account_id IN (SELECT account_id FROM rollup_targets)
-			GROUP BY 1, 2, 3, 4, 5
-		) g
-		WHERE (g.account_id, g.day) IN (SELECT account_id, day FROM rollup_targets)`,
-		scope, s.loc.String(), lo.Time, hi.Time)
+			  AND c.account_id IN (SELECT account_id FROM rollup_targets WHERE day = $1::date)
+			GROUP BY c.account_id, c.sell_deck_id, c.sell_prefix, c.gateway`,
+			`r.day = $1::date AND r.account_id IN (SELECT account_id FROM rollup_targets WHERE day = $1::date)`,
+			day, d.Lo.UTC(), d.Hi.UTC())
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	if len(few) == 0 {
+		return total, nil
+	}
+	n, err := writeRollups(ctx, tx, false, `
+		SELECT t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway,
+		       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms)::bigint AS billed_ms,
+		       sum(c.sell_micros)::bigint AS sell, sum(c.buy_micros)::bigint AS buy
+		FROM rollup_targets t
+		JOIN cdrs c ON c.account_id = t.account_id AND c.start_at >= t.lo AND c.start_at < t.hi
+		WHERE t.day = ANY($1::date[])
+		GROUP BY t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway`,
+		`(r.account_id, r.day) IN (SELECT account_id, day FROM rollup_targets WHERE day = ANY($1::date[]))`,
+		pq.Array(few))
+	return total + n, err
 }
 
 // writeRollups makes the rollups in scope (a condition on rollups r) equal
@@ -348,8 +370,37 @@ func (s *BillingStore) recompute(ctx context.Context, tx *Tx) (int64, error) {
 // are left alone (a re-run writes nothing). The months it changes are
 // marked for the next invoice to compare (invoice_recheck). Destinations
 // are named by the sell deck's description of the prefix. It returns the
-// rows changed.
-func writeRollups(ctx context.Context, tx *Tx, agg, scope string, args ...any) (int64, error) {
+// rows changed. fresh says the scope holds no rollups yet (the first
+// rollup of a day): the rows are then inserted without the conflict
+// checks of an upsert.
+func writeRollups(ctx context.Context, tx *Tx, fresh bool, agg, scope string, args ...any) (int64, error) {
+	write := `
+		up AS (
+			INSERT INTO rollups AS r (account_id, day, prefix, description, carrier, calls, answered, billed_ms, sell, buy)
+			SELECT * FROM fin ORDER BY 1, 2, 3, 4, 5
+			RETURNING r.account_id, r.day
+		), del AS (
+			SELECT NULL::uuid AS account_id, NULL::date AS day WHERE false
+		)`
+	if !fresh {
+		write = `
+		up AS (
+			INSERT INTO rollups AS r (account_id, day, prefix, description, carrier, calls, answered, billed_ms, sell, buy)
+			SELECT * FROM fin ORDER BY 1, 2, 3, 4, 5
+			ON CONFLICT (account_id, day, prefix, description, carrier) DO UPDATE
+			SET calls = excluded.calls, answered = excluded.answered, billed_ms = excluded.billed_ms,
+			    sell = excluded.sell, buy = excluded.buy
+			WHERE (r.calls, r.answered, r.billed_ms, r.sell, r.buy)
+			      IS DISTINCT FROM (excluded.calls, excluded.answered, excluded.billed_ms, excluded.sell, excluded.buy)
+			RETURNING r.account_id, r.day
+		), del AS (
+			DELETE FROM rollups r
+			WHERE ` + scope + `
+			  AND NOT EXISTS (SELECT 1 FROM fin f WHERE f.account_id = r.account_id AND f.day = r.day
+			                  AND f.prefix = r.prefix AND f.description = r.description AND f.carrier = r.carrier)
+			RETURNING r.account_id, r.day
+		)`
+	}
 	var n int64
 	err := tx.QueryRowContext(ctx, `
 		WITH agg AS MATERIALIZED (`+agg+`
@@ -364,22 +415,7 @@ func writeRollups(ctx context.Context, tx *Tx, agg, scope string, args ...any) (
 			       coalesce(sum(a.sell), 0)::bigint AS sell, coalesce(sum(a.buy), 0)::bigint AS buy
 			FROM agg a LEFT JOIN descs d ON d.deck_id = a.sell_deck_id AND d.prefix = a.sell_prefix
 			GROUP BY 1, 2, 3, 4, 5
-		), up AS (
-			INSERT INTO rollups AS r (account_id, day, prefix, description, carrier, calls, answered, billed_ms, sell, buy)
-			SELECT * FROM fin ORDER BY 1, 2, 3, 4, 5
-			ON CONFLICT (account_id, day, prefix, description, carrier) DO UPDATE
-			SET calls = excluded.calls, answered = excluded.answered, billed_ms = excluded.billed_ms,
-			    sell = excluded.sell, buy = excluded.buy
-			WHERE (r.calls, r.answered, r.billed_ms, r.sell, r.buy)
-			      IS DISTINCT FROM (excluded.calls, excluded.answered, excluded.billed_ms, excluded.sell, excluded.buy)
-			RETURNING r.account_id, r.day
-		), del AS (
-			DELETE FROM rollups r
-			WHERE `+scope+`
-			  AND NOT EXISTS (SELECT 1 FROM fin f WHERE f.account_id = r.account_id AND f.day = r.day
-			                  AND f.prefix = r.prefix AND f.description = r.description AND f.carrier = r.carrier)
-			RETURNING r.account_id, r.day
-		), recheck AS (
+		),`+write+`, recheck AS (
 			INSERT INTO invoice_recheck (account_id, month)
 			SELECT DISTINCT account_id, day - (extract(day FROM day)::int - 1) FROM (SELECT * FROM up UNION ALL SELECT * FROM del) t
 			ORDER BY 1, 2

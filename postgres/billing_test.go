@@ -330,10 +330,10 @@ func TestInvoiceTotalsEqualCDRsOnGeneratedData(t *testing.T) {
 	ctx := context.Background()
 	s := postgres.NewBillingStore(db, time.UTC, "test")
 	var accs []string
-	// 80 accounts over two months: more than 2,000 (account, day) pairs
-	// in September, for the rollup's bulk path, and few pairs for the
-	// late CDRs' per-target one.
-	for range 80 {
+	// 120 accounts over two months: more than 100 accounts on most
+	// September days, for the rollup's whole-day path, and few on others
+	// and for the late CDRs, for the per-account one.
+	for range 120 {
 		accs = append(accs, billingAccount(t, db, false))
 	}
 	gen := func(from, to string, n int, seed int) {
@@ -359,7 +359,7 @@ func TestInvoiceTotalsEqualCDRsOnGeneratedData(t *testing.T) {
 	if _, err := s.EnsurePartitions(ctx, at("2026-09-01T00:00:00Z"), 3); err != nil {
 		t.Fatal(err)
 	}
-	gen("2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z", 8000, 1)
+	gen("2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z", 12000, 1)
 	if _, err := s.IssueInvoices(ctx, 2026, time.September, "", time.Time{}); err != nil {
 		t.Fatal(err)
 	}
