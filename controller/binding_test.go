@@ -86,7 +86,7 @@ func newPrivacyEnv(t *testing.T) *privacyEnv {
 	}}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	e.Use(limitBody(1 << 20))
+	e.Use(limitBody(1<<20, nil))
 	p := &PrivacyNumbers{
 		Bindings: bindings, Numbers: postgres.NewNumberService(db), Lines: index, Calls: env.calls,
 		Dialplan: DialplanConfig{User: dpUser, Password: dpPass},

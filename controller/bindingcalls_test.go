@@ -145,7 +145,7 @@ func newCallsEnv(t *testing.T) *callsEnv {
 
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	e.Use(limitBody(1 << 20))
+	e.Use(limitBody(1<<20, nil))
 	p := &PrivacyNumbers{
 		Bindings: bindings, Numbers: postgres.NewNumberService(db), Lines: index, Calls: env.calls,
 		Dialplan: DialplanConfig{User: dpUser, Password: dpPass},

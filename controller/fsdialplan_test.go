@@ -44,7 +44,7 @@ func dialplanServer(t testing.TB, lines LineLookup, allowed []netip.Prefix) *htt
 	t.Helper()
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	e.Use(limitBody(1 << 20))
+	e.Use(limitBody(1<<20, nil))
 	p := &PrivacyNumbers{
 		Lines:    lines,
 		Dialplan: DialplanConfig{User: dpUser, Password: dpPass, AllowedSources: allowed},

@@ -60,10 +60,14 @@ func requestLog(log *slog.Logger) gin.HandlerFunc {
 	}
 }
 
-// limitBody caps the request body; reading past it fails, and decodeJSON
-// turns that into 413.
-func limitBody(n int64) gin.HandlerFunc {
+// limitBody caps the request body at n, or at the cap routes names for a
+// route pattern; reading past it fails, and handlers turn that into 413.
+func limitBody(n int64, routes map[string]int64) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		n := n
+		if r, ok := routes[c.FullPath()]; ok {
+			n = r
+		}
 		if c.Request.ContentLength > n {
 			writeError(c, callbridge.Errorf(callbridge.ETOOLARGE, "request body is larger than %d bytes", n))
 			return

@@ -170,6 +170,10 @@ type csvErrorJSON struct {
 	} `json:"error"`
 }
 
+// csvImportRoute is the route whose body may be as large as
+// Server.MaxCSVBytes.
+const csvImportRoute = "/v1/rate-decks/:id/rates"
+
 // importRates answers POST /v1/rate-decks/{id}/rates with a text/csv
 // body in rating.Columns' format; ?mode=append (the default) adds the
 // rows, ?mode=replace replaces every rate of the deck. A bad file is

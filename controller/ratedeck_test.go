@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -35,7 +36,7 @@ func newRateEnv(t *testing.T) *rateEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db, MaxBodyBytes: 8 << 20}
+	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db}
 	api := httptest.NewServer(s.Handler())
 	t.Cleanup(api.Close)
 	return &rateEnv{api: api, key: key, other: other}
@@ -161,5 +162,31 @@ func TestRateDeckAPI(t *testing.T) {
 	if status != 200 || q.Result.Prefix != "4915" || q.Result.Band != "peak" || q.Result.Amount != 180000 ||
 		len(q.Result.Parts) != 2 || q.Result.Parts[1].Band != "offpeak" || q.Result.Parts[1].Amount != 60000 {
 		t.Errorf("quote: got %d %s", status, body)
+	}
+}
+
+// TestRateDeckImportLargeCSV uploads a 100,000-row deck (about 4 MB, over
+// the 1 MiB cap of JSON bodies) through the API with the default limits.
+func TestRateDeckImportLargeCSV(t *testing.T) {
+	e := newRateEnv(t)
+	status, body := e.do(t, "POST", "/v1/rate-decks", e.key, "application/json",
+		`{"name":"wholesale","currency":"USD","time_zone":"UTC"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("create: got %d %s", status, body)
+	}
+	id := decode[struct {
+		ID string `json:"id"`
+	}](t, body).ID
+	var csv strings.Builder
+	csv.WriteString("prefix,description,per_minute,first_increment,next_increment\n")
+	for i := range 100_000 {
+		fmt.Fprintf(&csv, "%d,destination %d,0.%04d,60,60\n", 1_000_000+i, i, i%10000)
+	}
+	if csv.Len() <= 1<<20 {
+		t.Fatalf("the file is only %d bytes; the test needs more than the JSON cap", csv.Len())
+	}
+	status, body = e.do(t, "POST", "/v1/rate-decks/"+id+"/rates?mode=replace", e.key, "text/csv", csv.String())
+	if status != http.StatusOK || !strings.Contains(body, `"imported":100000`) {
+		t.Fatalf("import: got %d %.300s", status, body)
 	}
 }

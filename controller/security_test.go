@@ -494,7 +494,7 @@ var leftOut = map[string]bool{
 // field is a tested field.
 func TestSecurityInputHardening(t *testing.T) {
 	t.Parallel()
-	env := newFullEnv(t, func(s *Server) { s.MaxBodyBytes = 64 << 10 })
+	env := newFullEnv(t, func(s *Server) { s.MaxBodyBytes, s.MaxCSVBytes = 64<<10, 64<<10 })
 	doc := loadAPIDoc(t)
 	tn := env.newTenant("hardening")
 	o := env.createObjects(tn, 1)

@@ -104,7 +104,7 @@ func ParseCSV(r io.Reader) ([]Rate, error) {
 		return nil, &CSVError{Rows: []RowError{{Line: 1, Message: "empty file: a header row is required"}}}
 	}
 	if err != nil {
-		return nil, &CSVError{Rows: []RowError{{Line: 1, Message: csvMessage(err)}}}
+		return nil, readError(err, 1)
 	}
 	col, err := parseHeader(header)
 	if err != nil {
@@ -123,12 +123,11 @@ func ParseCSV(r io.Reader) ([]Rate, error) {
 			break
 		}
 		if err != nil {
-			line := 0
 			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				line = pe.StartLine
+			if !errors.As(err, &pe) {
+				return nil, readError(err, 0)
 			}
-			bad = append(bad, RowError{Line: line, Message: csvMessage(err)})
+			bad = append(bad, RowError{Line: pe.StartLine, Message: csvMessage(err)})
 			break // the reader cannot resynchronise after a syntax error
 		}
 		line, _ := cr.FieldPos(0)
@@ -158,6 +157,18 @@ func ParseCSV(r io.Reader) ([]Rate, error) {
 		return nil, &CSVError{Rows: bad}
 	}
 	return rates, nil
+}
+
+// readError reports a failure to read the file (not a bad row): a
+// malformed header line becomes a *CSVError, anything else (the reader
+// failed, the body was too large) is returned wrapped, so callers can tell
+// it apart with errors.As.
+func readError(err error, line int) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return &CSVError{Rows: []RowError{{Line: line, Message: csvMessage(err)}}}
+	}
+	return fmt.Errorf("rating: reading csv: %w", err)
 }
 
 func csvMessage(err error) string {
