@@ -13,22 +13,6 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// billingRoutes registers the billing API: operator routes (job runs,
-// top-ups, billing profiles) behind the admin token, and an account's own
-// usage, invoices and balance behind its API key. Top-ups take the admin
-// token: a customer must not credit itself.
-func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, adminToken string) {
-	admin.GET("/jobs", listJobRuns(svc))
-	admin.GET("/accounts/:id/billing", getBillingProfile(svc))
-	admin.PUT("/accounts/:id/billing", putBillingProfile(svc))
-	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), createTopup(svc))
-
-	v1.GET("/reports/usage", usageReport(svc))
-	v1.GET("/invoices", listInvoices(svc))
-	v1.GET("/invoices/:id", getInvoice(svc))
-	v1.GET("/balance", getBalance(svc))
-	v1.GET("/ledger", getLedger(svc))
-}
 
 // wantFormat picks the response format from ?format= or the Accept
 // header: "json" (default), "csv" or, where allowed, "html".

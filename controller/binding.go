@@ -44,36 +44,6 @@ type PrivacyNumbers struct {
 	Logger *slog.Logger
 }
 
-// Register adds the routes: the API under v1 (API-key authenticated) and
-// POST /fs/dialplan on e itself, outside v1, so no API key reaches it.
-func (p *PrivacyNumbers) Register(e *gin.Engine, v1 gin.IRoutes) {
-	now := p.Now
-	if now == nil {
-		now = time.Now
-	}
-	logger := p.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	e.POST("/fs/dialplan", fsDialplan(&p.Dialplan, p.Lines, now, logger))
-	bindings := p.Bindings
-	if r, ok := p.Lines.(lineReloader); ok {
-		bindings = reloadingBindings{bindings, r, logger}
-	}
-
-	v1.POST("/numbers", createNumbers(p.Numbers, p.Rules))
-	v1.GET("/numbers", listNumbers(p.Numbers))
-	v1.GET("/numbers/:number", getNumber(p.Numbers, p.Rules))
-	v1.PATCH("/numbers/:number", updateNumber(p.Numbers, p.Rules))
-	v1.DELETE("/numbers/:number", deleteNumber(p.Numbers, p.Rules))
-
-	v1.POST("/bindings", createBinding(bindings, p.Rules, now))
-	v1.GET("/bindings", listBindings(bindings, p.Rules))
-	v1.GET("/bindings/:id", getBinding(bindings))
-	v1.GET("/bindings/:id/events", bindingEvents(bindings))
-	v1.PATCH("/bindings/:id", updateBinding(bindings, p.Calls, p.Rules, now))
-	v1.DELETE("/bindings/:id", deleteBinding(bindings, p.Calls))
-}
 
 // lineReloader is the part of BindingIndex that re-reads one number.
 type lineReloader interface {

@@ -37,18 +37,6 @@ type RateDeckStore interface {
 	CompiledDeck(ctx context.Context, id string, cache *rating.Cache) (*rating.Deck, error)
 }
 
-// rateDeckRoutes registers the rate-deck API on g, whose requests carry
-// either the admin token or an account's API key (adminOrAccount).
-// Carrier decks are the admin's; an account sees only its own decks.
-func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore) {
-	cache := &rating.Cache{} // compiled decks for quotes, per server
-	g.POST("/rate-decks", createRateDeck(decks))
-	g.GET("/rate-decks", listRateDecks(decks))
-	g.GET("/rate-decks/:id", getRateDeck(decks))
-	g.POST("/rate-decks/:id/rates", importRates(decks))
-	g.GET("/rate-decks/:id/rates", exportRates(decks))
-	g.GET("/rates/quote", quote(decks, cache))
-}
 
 const adminKey = "callbridge.admin"
 

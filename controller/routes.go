@@ -1,9 +1,18 @@
 package controller
 
-import "github.com/gin-gonic/gin"
+import (
+	"log/slog"
+	"time"
 
-// routes registers every route of the API. Each feature adds its routes in
-// its own block; handlers are functions returning gin.HandlerFunc.
+	"callbridge"
+	"callbridge/rating"
+
+	"github.com/gin-gonic/gin"
+)
+
+// routes registers every route of the API; every route of callbridge is in
+// this file. Handlers are functions returning gin.HandlerFunc that take
+// their dependencies explicitly.
 func (s *Server) routes(e *gin.Engine) {
 	e.GET("/healthz", healthz(s.Version))
 	e.GET("/readyz", readyz(s.DB, s.Nodes))
@@ -57,6 +66,65 @@ func (s *Server) routes(e *gin.Engine) {
 	if s.Billing != nil {
 		billingRoutes(e, admin, v1, s.Billing, s.AdminToken)
 	}
+}
 
-	_, _ = admin, v1
+// Register adds the routes: the API under v1 (API-key authenticated) and
+// POST /fs/dialplan on e itself, outside v1, so no API key reaches it.
+func (p *PrivacyNumbers) Register(e *gin.Engine, v1 gin.IRoutes) {
+	now := p.Now
+	if now == nil {
+		now = time.Now
+	}
+	logger := p.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	e.POST("/fs/dialplan", fsDialplan(&p.Dialplan, p.Lines, now, logger))
+	bindings := p.Bindings
+	if r, ok := p.Lines.(lineReloader); ok {
+		bindings = reloadingBindings{bindings, r, logger}
+	}
+
+	v1.POST("/numbers", createNumbers(p.Numbers, p.Rules))
+	v1.GET("/numbers", listNumbers(p.Numbers))
+	v1.GET("/numbers/:number", getNumber(p.Numbers, p.Rules))
+	v1.PATCH("/numbers/:number", updateNumber(p.Numbers, p.Rules))
+	v1.DELETE("/numbers/:number", deleteNumber(p.Numbers, p.Rules))
+
+	v1.POST("/bindings", createBinding(bindings, p.Rules, now))
+	v1.GET("/bindings", listBindings(bindings, p.Rules))
+	v1.GET("/bindings/:id", getBinding(bindings))
+	v1.GET("/bindings/:id/events", bindingEvents(bindings))
+	v1.PATCH("/bindings/:id", updateBinding(bindings, p.Calls, p.Rules, now))
+	v1.DELETE("/bindings/:id", deleteBinding(bindings, p.Calls))
+}
+
+// rateDeckRoutes registers the rate-deck API on g, whose requests carry
+// either the admin token or an account's API key (adminOrAccount).
+// Carrier decks are the admin's; an account sees only its own decks.
+func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore) {
+	cache := &rating.Cache{} // compiled decks for quotes, per server
+	g.POST("/rate-decks", createRateDeck(decks))
+	g.GET("/rate-decks", listRateDecks(decks))
+	g.GET("/rate-decks/:id", getRateDeck(decks))
+	g.POST("/rate-decks/:id/rates", importRates(decks))
+	g.GET("/rate-decks/:id/rates", exportRates(decks))
+	g.GET("/rates/quote", quote(decks, cache))
+}
+
+// billingRoutes registers the billing API: operator routes (job runs,
+// top-ups, billing profiles) behind the admin token, and an account's own
+// usage, invoices and balance behind its API key. Top-ups take the admin
+// token: a customer must not credit itself.
+func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, adminToken string) {
+	admin.GET("/jobs", listJobRuns(svc))
+	admin.GET("/accounts/:id/billing", getBillingProfile(svc))
+	admin.PUT("/accounts/:id/billing", putBillingProfile(svc))
+	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), createTopup(svc))
+
+	v1.GET("/reports/usage", usageReport(svc))
+	v1.GET("/invoices", listInvoices(svc))
+	v1.GET("/invoices/:id", getInvoice(svc))
+	v1.GET("/balance", getBalance(svc))
+	v1.GET("/ledger", getLedger(svc))
 }
