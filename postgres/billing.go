@@ -511,13 +511,29 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 		// invoice last compared them (an unmarked month still equals what
 		// was invoiced for it).
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_months ON COMMIT DROP AS
-			SELECT account_id, $1::date AS month FROM invoice_accounts
-			UNION
-			SELECT m.account_id, m.month FROM invoice_recheck m JOIN invoice_accounts a ON a.account_id = m.account_id
-			WHERE m.month >= $2 AND m.month < $1`, first.Format(time.DateOnly), back.Format(time.DateOnly)); err != nil {
+			SELECT account_id, month, (month + interval '1 month')::date AS next, to_char(month, 'YYYY-MM') AS period
+			FROM (
+				SELECT account_id, $1::date AS month FROM invoice_accounts
+				UNION
+				SELECT m.account_id, m.month FROM invoice_recheck m JOIN invoice_accounts a ON a.account_id = m.account_id
+				WHERE m.month >= $2 AND m.month < $1
+			) x`, first.Format(time.DateOnly), back.Format(time.DateOnly)); err != nil {
 			return Error(err)
 		}
 		if _, err := tx.ExecContext(ctx, `ANALYZE invoice_accounts, invoice_months`); err != nil {
+			return Error(err)
+		}
+		// One pass over those months' rollups: usage by destination group
+		// for the lines and by day for the chart.
+		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_usage ON COMMIT DROP AS
+			SELECT r.account_id, m.period, GROUPING(r.day) = 0 AS by_day, r.day,
+			       CASE WHEN r.description <> '' THEN r.description WHEN r.prefix <> '' THEN r.prefix ELSE 'Unrated' END AS destination,
+			       sum(r.calls) AS calls, sum(r.answered) AS answered, sum(r.billed_ms) AS billed_ms, sum(r.sell) AS amount
+			FROM invoice_months m
+			JOIN rollups r ON r.account_id = m.account_id AND r.day >= m.month AND r.day < m.next
+			GROUP BY GROUPING SETS (
+				(r.account_id, m.period, CASE WHEN r.description <> '' THEN r.description WHEN r.prefix <> '' THEN r.prefix ELSE 'Unrated' END),
+				(r.account_id, m.period, r.day))`); err != nil {
 			return Error(err)
 		}
 		// Every account's lines: its usage of the period by destination
@@ -525,17 +541,13 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 		// between its rollups and what its invoices already billed.
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_new_lines ON COMMIT DROP AS
 			WITH r AS (
-				SELECT r.account_id, to_char(m.month, 'YYYY-MM') AS period,
-				       CASE WHEN r.description <> '' THEN r.description WHEN r.prefix <> '' THEN r.prefix ELSE 'Unrated' END AS destination,
-				       sum(r.calls) AS calls, sum(r.answered) AS answered, sum(r.billed_ms) AS billed_ms, sum(r.sell) AS amount
-				FROM invoice_months m
-				JOIN rollups r ON r.account_id = m.account_id AND r.day >= m.month AND r.day < (m.month + interval '1 month')::date
-				GROUP BY 1, 2, 3
+				SELECT account_id, period, destination, calls, answered, billed_ms, amount
+				FROM invoice_usage WHERE NOT by_day
 			), i AS (
 				SELECT l.account_id, l.period, l.destination, sum(l.calls) AS calls, sum(l.answered) AS answered,
 				       sum(l.billed_ms) AS billed_ms, sum(l.amount) AS amount
 				FROM invoice_months m
-				JOIN invoice_lines l ON l.account_id = m.account_id AND l.period = to_char(m.month, 'YYYY-MM')
+				JOIN invoice_lines l ON l.account_id = m.account_id AND l.period = m.period
 				GROUP BY 1, 2, 3
 			), d AS (
 				SELECT account_id, period, destination,
@@ -573,12 +585,8 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 			), days AS (
 				SELECT account_id, jsonb_agg(jsonb_build_object('day', to_char(day, 'YYYY-MM-DD'), 'calls', calls, 'amount_micros', amount)
 				                             ORDER BY day) AS days
-				FROM (
-					SELECT r.account_id, r.day, sum(r.calls) AS calls, sum(r.sell) AS amount
-					FROM rollups r JOIN h ON h.account_id = r.account_id
-					WHERE r.day >= $1 AND r.day < $2
-					GROUP BY 1, 2
-				) u
+				FROM invoice_usage
+				WHERE by_day AND period = $1 AND account_id IN (SELECT account_id FROM h)
 				GROUP BY account_id
 			), numbered AS (
 				SELECT h.*, q.last_seq - c.n + h.n AS seq, q.prefix
@@ -588,12 +596,12 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 			                      issued_at, due_at, subtotal, tax_bps, tax_label, tax, total, days)
 			SELECT x.account_id, x.issuer, x.seq,
 			       x.prefix || '-' || CASE WHEN x.seq < 1000000 THEN lpad(x.seq::text, 6, '0') ELSE x.seq::text END,
-			       $3, $4, $5, x.currency, $6, $5::timestamptz + x.payment_days * interval '24 hours',
+			       $1, $2, $3, x.currency, $4, $3::timestamptz + x.payment_days * interval '24 hours',
 			       x.subtotal, x.tax_bps, x.tax_label, x.tax, x.subtotal + x.tax, coalesce(days.days, '[]')
 			FROM numbered x LEFT JOIN days ON days.account_id = x.account_id
 			ORDER BY x.issuer, x.seq
 			RETURNING `+invoiceColumns+`, days`,
-			first.Format(time.DateOnly), next.Format(time.DateOnly), period, lo, hi, now.UTC().Truncate(time.Microsecond))
+			period, lo, hi, now.UTC().Truncate(time.Microsecond))
 		if err != nil {
 			return Error(err)
 		}
