@@ -788,8 +788,8 @@ func readCDRSpoolFile(path string) ([]cdrRecord, error) {
 			}
 			return nil, fmt.Errorf("controller: spool file %s: %w", filepath.Base(path), err)
 		}
-		if n := cdrBtoi(r.CDR != nil) + cdrBtoi(r.Live != nil) + cdrBtoi(r.Dead != nil); n != 1 {
-			return nil, fmt.Errorf("controller: spool file %s: record %d is not one cdr, live or dead record", filepath.Base(path), len(recs)+1)
+		if n := cdrBtoi(r.CDR != nil) + cdrBtoi(r.Live != nil) + cdrBtoi(r.Dead != nil) + cdrBtoi(r.Destroyed != nil); n != 1 {
+			return nil, fmt.Errorf("controller: spool file %s: record %d is not one cdr, live, dead or destroyed record", filepath.Base(path), len(recs)+1)
 		}
 		recs = append(recs, r)
 	}
