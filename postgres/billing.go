@@ -169,13 +169,14 @@ func dayBounds(loc *time.Location, y int, m time.Month, d int) (lo, hi time.Time
 }
 
 // billingWorkMem is the work_mem of rollup and invoice transactions: a
-// month of rollup groups then aggregates in memory instead of spilling
-// to temporary files. It is set per transaction, never for the session.
+// day's rollup groups and a month's invoice lines then aggregate in memory
+// instead of spilling to temporary files. It is set per transaction,
+// never for the session.
 const billingWorkMem = "256MB"
 
 // rollupBatchDays is how many UTC days of marks RollupDirty recomputes in
-// one transaction: a month and a day, so that closing a month reads its
-// partition once.
+// one transaction: a month and a day, so that a month close is one
+// transaction.
 const rollupBatchDays = 32
 
 // bulkDayTargets is how many accounts of one local day make recompute
@@ -200,7 +201,7 @@ func rollupTx(ctx context.Context, tx *Tx) error {
 // inserted or re-priced since it was last rolled up, and returns how many
 // rollup rows it changed. A day changed while it runs stays marked and is
 // picked up by the next call. Marks are taken a month at a time, in day
-// order; each month is one transaction and one pass over its CDRs.
+// order, one transaction per month.
 func (s *BillingStore) RollupDirty(ctx context.Context) (int64, error) {
 	var total int64
 	from := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
