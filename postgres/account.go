@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"strings"
+	"sync"
+	"time"
 
 	"callbridge"
 )
@@ -15,12 +17,32 @@ import (
 const keyPrefix = "cbk_"
 
 // AccountService implements callbridge.AccountService.
-type AccountService struct{ db *DB }
+type AccountService struct {
+	db *DB
+	// AuthCacheTTL is how long a successful key lookup is remembered in
+	// this process (default 5 s; negative disables the cache). A key
+	// revoked through this process stops working at once; on other
+	// controllers it stops within the TTL.
+	AuthCacheTTL time.Duration
+
+	mu    sync.Mutex
+	cache map[[32]byte]authEntry
+}
+
+type authEntry struct {
+	account *callbridge.Account
+	expires time.Time
+}
 
 var _ callbridge.AccountService = (*AccountService)(nil)
 
 // NewAccountService returns an AccountService backed by db.
-func NewAccountService(db *DB) *AccountService { return &AccountService{db: db} }
+func NewAccountService(db *DB) *AccountService {
+	return &AccountService{db: db, AuthCacheTTL: 5 * time.Second, cache: map[[32]byte]authEntry{}}
+}
+
+// maxAuthCache bounds the cache; it is emptied when full.
+const maxAuthCache = 100_000
 
 // CreateAccount implements callbridge.AccountService.
 func (s *AccountService) CreateAccount(ctx context.Context, a *callbridge.Account) (string, error) {
@@ -85,17 +107,44 @@ func (s *AccountService) Authenticate(ctx context.Context, key string) (*callbri
 	if !strings.HasPrefix(key, keyPrefix) || len(key) > 128 {
 		return nil, callbridge.Errorf(callbridge.EUNAUTHORIZED, "invalid API key")
 	}
+	h := sha256.Sum256([]byte(key))
+	now := time.Now()
+	if s.AuthCacheTTL > 0 {
+		s.mu.Lock()
+		e, ok := s.cache[h]
+		s.mu.Unlock()
+		if ok && now.Before(e.expires) {
+			a := *e.account
+			return &a, nil
+		}
+	}
 	var a callbridge.Account
 	err := s.db.GetContext(ctx, &a, `SELECT a.id, a.name, a.service_number, a.hide_caller_id, a.prepaid, a.currency, a.created_at
 		FROM api_keys k JOIN accounts a ON a.id = k.account_id
-		WHERE k.hash = $1 AND k.revoked_at IS NULL`, hashKey(key))
+		WHERE k.hash = $1 AND k.revoked_at IS NULL`, h[:])
 	if err != nil {
 		if callbridge.ErrorCode(Error(err)) == callbridge.ENOTFOUND {
 			return nil, callbridge.Errorf(callbridge.EUNAUTHORIZED, "invalid API key")
 		}
 		return nil, Error(err)
 	}
+	if s.AuthCacheTTL > 0 {
+		s.mu.Lock()
+		if len(s.cache) >= maxAuthCache {
+			clear(s.cache)
+		}
+		cached := a
+		s.cache[h] = authEntry{account: &cached, expires: now.Add(s.AuthCacheTTL)}
+		s.mu.Unlock()
+	}
 	return &a, nil
+}
+
+// forgetKeys empties the authentication cache (after a revocation).
+func (s *AccountService) forgetKeys() {
+	s.mu.Lock()
+	clear(s.cache)
+	s.mu.Unlock()
 }
 
 // CreateAPIKey implements callbridge.AccountService.
@@ -134,6 +183,7 @@ func (s *AccountService) RevokeAPIKey(ctx context.Context, accountID, keyIDOrKey
 	if n, _ := res.RowsAffected(); n == 0 {
 		return callbridge.Errorf(callbridge.ENOTFOUND, "no such API key")
 	}
+	s.forgetKeys()
 	return nil
 }
 

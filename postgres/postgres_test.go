@@ -159,3 +159,40 @@ func TestAccountsAndKeys(t *testing.T) {
 		t.Errorf("Account(nope) = %v, want not_found", err)
 	}
 }
+
+func TestAuthenticateCache(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	s := postgres.NewAccountService(db)
+	a := &callbridge.Account{Name: "Cached"}
+	key, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	// Another controller revokes the key: this one keeps it for at most
+	// AuthCacheTTL without asking the database again...
+	other := postgres.NewAccountService(db)
+	if err := other.RevokeAPIKey(ctx, a.ID, key); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Authenticate(ctx, key); err != nil || got.ID != a.ID {
+		t.Fatalf("cached Authenticate = %v, %v; want the account until the TTL", got, err)
+	}
+	// ...a revocation through this process takes effect at once...
+	key2, _ := s.CreateAPIKey(ctx, a.ID)
+	s.Authenticate(ctx, key2)
+	if err := s.RevokeAPIKey(ctx, a.ID, key2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, key2); callbridge.ErrorCode(err) != callbridge.EUNAUTHORIZED {
+		t.Errorf("key revoked here still authenticates: %v", err)
+	}
+	// ...and without the cache every lookup reads the database.
+	s.AuthCacheTTL = -1
+	if _, err := s.Authenticate(ctx, key); callbridge.ErrorCode(err) != callbridge.EUNAUTHORIZED {
+		t.Errorf("uncached Authenticate of a revoked key = %v, want unauthorized", err)
+	}
+}
