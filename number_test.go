@@ -73,3 +73,23 @@ func FuzzParseNumber(f *testing.F) {
 		}
 	})
 }
+
+func TestIsUUID(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"6d1e8f0c-2a3b-4c5d-8e9f-0a1b2c3d4e5f", true},
+		{"6D1E8F0C-2A3B-4C5D-8E9F-0A1B2C3D4E5F", true},
+		{"6d1e8f0c2a3b4c5d8e9f0a1b2c3d4e5f", false},
+		{"6d1e8f0c-2a3b-4c5d-8e9f-0a1b2c3d4e5", false},
+		{"6d1e8f0c-2a3b-4c5d-8e9f-0a1b2c3d4e5g", false},
+		{"6d1e8f0c-2a3b-4c5d-8e9f-0a1b2c3d4e5f\n", false},
+		{"' OR 1=1 --                         ", false},
+		{"", false},
+	} {
+		if got := callbridge.IsUUID(tc.in); got != tc.want {
+			t.Errorf("IsUUID(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-
 // wantFormat picks the response format from ?format= or the Accept
 // header: "json" (default), "csv" or, where allowed, "html".
 func wantFormat(c *gin.Context, html bool) (string, error) {

@@ -44,7 +44,6 @@ type PrivacyNumbers struct {
 	Logger *slog.Logger
 }
 
-
 // lineReloader is the part of BindingIndex that re-reads one number.
 type lineReloader interface {
 	Reload(ctx context.Context, x callbridge.Number) error

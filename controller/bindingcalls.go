@@ -268,14 +268,14 @@ func (bc *BindingCalls) reconcile(ctx context.Context, c *esl.Client, calls map[
 // handle applies one event.
 func (bc *BindingCalls) handle(ctx context.Context, ev esl.Event, calls map[string]*bindingCall, ended *recent) {
 	bindingID := ev.Var(callbridge.VarBindingID)
-	if ev.UUID == "" || bindingID == "" || !isUUID(bindingID) || !isUUID(ev.UUID) {
+	if ev.UUID == "" || bindingID == "" || !callbridge.IsUUID(bindingID) || !callbridge.IsUUID(ev.UUID) {
 		return
 	}
 	leg := ev.Var(callbridge.VarLeg)
 	callID := ev.UUID
 	if leg == "outbound" {
 		callID = ev.Get("Other-Leg-Unique-ID")
-		if !isUUID(callID) {
+		if !callbridge.IsUUID(callID) {
 			callID = ev.UUID
 		}
 	} else if leg != "inbound" {
@@ -466,26 +466,4 @@ func (r *recent) add(id string) {
 	r.ring[r.next] = id
 	r.set[id] = true
 	r.next = (r.next + 1) % len(r.ring)
-}
-
-// isUUID reports whether s is a uuid in canonical text form (8-4-4-4-12
-// hex), as FreeSWITCH writes channel uuids and callbridge binding ids.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }

@@ -1155,7 +1155,7 @@ func (q *cdrBatchQueue) pop(n int) {
 // default, so a CDR is always made for a real channel.
 func parseHangup(ev esl.Event) (*callbridge.CDR, error) {
 	id := strings.ToLower(ev.Get("Unique-ID"))
-	if !cdrIsUUID(id) {
+	if !callbridge.IsUUID(id) {
 		return nil, errors.New("controller: hangup event without a valid Unique-ID")
 	}
 	c := &callbridge.CDR{UUID: id, Node: cdrNodeName(ev)}
@@ -1200,7 +1200,7 @@ func parseHangup(ev esl.Event) (*callbridge.CDR, error) {
 // channel update.
 func parseLive(ev esl.Event) (*callbridge.LiveChannel, error) {
 	id := strings.ToLower(ev.Get("Unique-ID"))
-	if !cdrIsUUID(id) {
+	if !callbridge.IsUUID(id) {
 		return nil, errors.New("controller: channel event without a valid Unique-ID")
 	}
 	l := &callbridge.LiveChannel{UUID: id, Node: cdrNodeName(ev), SeenAt: ev.Received.UTC()}
@@ -1313,28 +1313,8 @@ func cdrSanitize(s string) string {
 
 func cdrUUIDOrEmpty(s string) string {
 	s = strings.ToLower(s)
-	if cdrIsUUID(s) {
+	if callbridge.IsUUID(s) {
 		return s
 	}
 	return ""
-}
-
-func cdrIsUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-				return false
-			}
-		}
-	}
-	return true
 }

@@ -291,7 +291,7 @@ type cdrDestroyed struct {
 // parseDestroy reads a CHANNEL_DESTROY event.
 func parseDestroy(ev esl.Event) (*cdrDestroyed, error) {
 	id := strings.ToLower(ev.Get("Unique-ID"))
-	if !cdrIsUUID(id) {
+	if !callbridge.IsUUID(id) {
 		return nil, errors.New("controller: destroy event without a valid Unique-ID")
 	}
 	at := ev.Time()

@@ -37,7 +37,6 @@ type RateDeckStore interface {
 	CompiledDeck(ctx context.Context, id string, cache *rating.Cache) (*rating.Deck, error)
 }
 
-
 const adminKey = "callbridge.admin"
 
 // adminOrAccount accepts the operator's admin token (compared in constant

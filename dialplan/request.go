@@ -70,7 +70,7 @@ func ParseRequest(form url.Values, rules callbridge.NumberRules) (*Request, erro
 		return nil, ErrMalformed
 	}
 	r.Destination = d
-	if !isToken(r.Context, 64) || !isUUID(r.UniqueID) || (r.CoreUUID != "" && !isUUID(r.CoreUUID)) {
+	if !isToken(r.Context, 64) || !callbridge.IsUUID(r.UniqueID) || (r.CoreUUID != "" && !callbridge.IsUUID(r.CoreUUID)) {
 		return nil, ErrMalformed
 	}
 	if !isToken(r.Hostname, 255) {
@@ -247,7 +247,7 @@ func (f *formFields) request(rules callbridge.NumberRules) (*Request, error) {
 		return nil, ErrMalformed
 	}
 	r.Destination = d
-	if !ok2 || !ok3 || !ok4 || !isToken(r.Context, 64) || !isUUID(r.UniqueID) || (r.CoreUUID != "" && !isUUID(r.CoreUUID)) {
+	if !ok2 || !ok3 || !ok4 || !isToken(r.Context, 64) || !callbridge.IsUUID(r.UniqueID) || (r.CoreUUID != "" && !callbridge.IsUUID(r.CoreUUID)) {
 		return nil, ErrMalformed
 	}
 	if host, ok := pick(fHostnameFS, fHostname); ok && isToken(host, 255) {
@@ -332,27 +332,6 @@ func isToken(s string, max int) bool {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
 			return false
-		}
-	}
-	return true
-}
-
-// isUUID reports whether s has the textual form of a UUID (8-4-4-4-12 hex).
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
 		}
 	}
 	return true

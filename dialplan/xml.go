@@ -145,7 +145,7 @@ func Render(dst []byte, req *Request, d Decision, o *Options) ([]byte, error) {
 	if err := o.Validate(); err != nil {
 		return dst, err
 	}
-	if !isToken(req.Context, 64) || !isUUID(req.UniqueID) {
+	if !isToken(req.Context, 64) || !callbridge.IsUUID(req.UniqueID) {
 		return dst, errors.New("dialplan: request context or uuid is unsafe")
 	}
 	if err := req.Destination.Validate(); err != nil {
@@ -188,7 +188,7 @@ func checkRoute(d Decision) error {
 	if b == nil {
 		return errors.New("dialplan: route without binding")
 	}
-	if !isUUID(b.ID) {
+	if !callbridge.IsUUID(b.ID) {
 		return errors.New("dialplan: binding id is unsafe")
 	}
 	if err := callbridge.ValidateGateway(d.Gateway); err != nil {

@@ -85,7 +85,7 @@ func validateAccount(a *callbridge.Account) error {
 
 // Account implements callbridge.AccountService.
 func (s *AccountService) Account(ctx context.Context, id string) (*callbridge.Account, error) {
-	if !isUUID(id) {
+	if !callbridge.IsUUID(id) {
 		return nil, notFound("account")
 	}
 	var a callbridge.Account
@@ -163,7 +163,7 @@ func (s *AccountService) CreateAPIKey(ctx context.Context, accountID string) (st
 
 // RevokeAPIKey implements callbridge.AccountService.
 func (s *AccountService) RevokeAPIKey(ctx context.Context, accountID, keyIDOrKey string) error {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return notFound("account")
 	}
 	var res interface{ RowsAffected() (int64, error) }
@@ -171,7 +171,7 @@ func (s *AccountService) RevokeAPIKey(ctx context.Context, accountID, keyIDOrKey
 	if strings.HasPrefix(keyIDOrKey, keyPrefix) {
 		res, err = s.db.ExecContext(ctx, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
 			WHERE account_id = $1 AND hash = $2`, accountID, hashKey(keyIDOrKey))
-	} else if isUUID(keyIDOrKey) {
+	} else if callbridge.IsUUID(keyIDOrKey) {
 		res, err = s.db.ExecContext(ctx, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
 			WHERE account_id = $1 AND id = $2`, accountID, keyIDOrKey)
 	} else {
@@ -189,7 +189,7 @@ func (s *AccountService) RevokeAPIKey(ctx context.Context, accountID, keyIDOrKey
 
 // APIKeys lists an account's keys (never the keys themselves).
 func (s *AccountService) APIKeys(ctx context.Context, accountID string) ([]callbridge.APIKey, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, notFound("account")
 	}
 	var ks []callbridge.APIKey

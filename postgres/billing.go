@@ -257,7 +257,7 @@ func (s *BillingStore) RollupDirty(ctx context.Context) (int64, error) {
 // for every account with CDRs or rollups that day when accountID is "",
 // whether or not they are marked. It returns how many rows it changed.
 func (s *BillingStore) RollupDay(ctx context.Context, day time.Time, accountID string) (int64, error) {
-	if accountID != "" && !isUUID(accountID) {
+	if accountID != "" && !callbridge.IsUUID(accountID) {
 		return 0, notFound("account")
 	}
 	d := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC)
@@ -464,7 +464,7 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 	}
 	var account any // NULL: every account
 	if accountID != "" {
-		if !isUUID(accountID) {
+		if !callbridge.IsUUID(accountID) {
 			return nil, notFound("account")
 		}
 		account = accountID
@@ -693,7 +693,7 @@ func utcInvoice(inv *callbridge.Invoice) {
 
 // Invoices implements callbridge.BillingService.
 func (s *BillingStore) Invoices(ctx context.Context, accountID string) ([]*callbridge.Invoice, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, notFound("account")
 	}
 	invs := []*callbridge.Invoice{}
@@ -709,7 +709,7 @@ func (s *BillingStore) Invoices(ctx context.Context, accountID string) ([]*callb
 
 // Invoice implements callbridge.BillingService.
 func (s *BillingStore) Invoice(ctx context.Context, accountID, id string) (*callbridge.Invoice, error) {
-	if !isUUID(accountID) || !isUUID(id) {
+	if !callbridge.IsUUID(accountID) || !callbridge.IsUUID(id) {
 		return nil, notFound("invoice")
 	}
 	var row struct {
@@ -741,7 +741,7 @@ func (s *BillingStore) Usage(ctx context.Context, accountID string, f callbridge
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, notFound("account")
 	}
 	var key, desc string
@@ -817,7 +817,7 @@ func profile(ctx context.Context, q interface {
 
 // Profile implements callbridge.BillingService.
 func (s *BillingStore) Profile(ctx context.Context, accountID string) (*callbridge.BillingProfile, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, notFound("account")
 	}
 	p, err := profile(ctx, s.db, accountID)
@@ -832,7 +832,7 @@ func (s *BillingStore) SetProfile(ctx context.Context, p *callbridge.BillingProf
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	if !isUUID(p.AccountID) {
+	if !callbridge.IsUUID(p.AccountID) {
 		return notFound("account")
 	}
 	_, err := s.db.ExecContext(ctx, `
@@ -859,7 +859,7 @@ func (s *BillingStore) Topup(ctx context.Context, accountID string, amount int64
 	if len(reference) > 200 || strings.ContainsAny(reference, "\x00\r\n") {
 		return nil, callbridge.FieldError("reference", "must be at most 200 characters on one line")
 	}
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, notFound("account")
 	}
 	e := &callbridge.LedgerEntry{AccountID: accountID, Kind: callbridge.LedgerTopup, Amount: amount, Reference: reference}
@@ -900,7 +900,7 @@ func (s *BillingStore) Topup(ctx context.Context, accountID string, amount int64
 
 // Balance implements callbridge.BillingService.
 func (s *BillingStore) Balance(ctx context.Context, accountID string) (*callbridge.Balance, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, notFound("account")
 	}
 	var b callbridge.Balance
@@ -920,7 +920,7 @@ func (s *BillingStore) Balance(ctx context.Context, accountID string) (*callbrid
 
 // Ledger implements callbridge.BillingService.
 func (s *BillingStore) Ledger(ctx context.Context, accountID string, limit int) ([]callbridge.LedgerEntry, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, notFound("account")
 	}
 	if limit <= 0 || limit > 1000 {
@@ -947,10 +947,10 @@ func (s *BillingStore) Ledger(ctx context.Context, accountID string, limit int) 
 // calling quote. ENOTFOUND, EINVALID (callID), ECONFLICT (callID reused),
 // and quote's error.
 func (s *BillingStore) Reserve(ctx context.Context, accountID, callID string, ttl time.Duration, quote func(available int64) (maxMS, amount int64, err error)) (*callbridge.Reservation, bool, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, false, notFound("account")
 	}
-	if !isUUID(callID) {
+	if !callbridge.IsUUID(callID) {
 		return nil, false, callbridge.FieldError("call_id", "must be a UUID")
 	}
 	var res *callbridge.Reservation
@@ -996,7 +996,7 @@ func (s *BillingStore) Reserve(ctx context.Context, accountID, callID string, tt
 
 // Release drops the reservation of callID, if any.
 func (s *BillingStore) Release(ctx context.Context, callID string) error {
-	if !isUUID(callID) {
+	if !callbridge.IsUUID(callID) {
 		return nil
 	}
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM reservations WHERE call_id = $1`, callID); err != nil {

@@ -72,7 +72,7 @@ const candidates = 16
 
 // CreateBinding implements callbridge.BindingService.
 func (s *BindingService) CreateBinding(ctx context.Context, r *callbridge.BindingRequest) (*callbridge.Binding, error) {
-	if !isUUID(r.AccountID) {
+	if !callbridge.IsUUID(r.AccountID) {
 		return nil, notFound("account")
 	}
 	if err := r.Validate(s.now(), s.maxTTL()); err != nil {
@@ -241,7 +241,7 @@ func constraintError(err error) error {
 
 // Binding implements callbridge.BindingService.
 func (s *BindingService) Binding(ctx context.Context, accountID, id string) (*callbridge.Binding, error) {
-	if !isUUID(accountID) || !isUUID(id) {
+	if !callbridge.IsUUID(accountID) || !callbridge.IsUUID(id) {
 		return nil, notFound("binding")
 	}
 	var b callbridge.Binding
@@ -254,7 +254,7 @@ func (s *BindingService) Binding(ctx context.Context, accountID, id string) (*ca
 
 // Bindings implements callbridge.BindingService.
 func (s *BindingService) Bindings(ctx context.Context, accountID string, f callbridge.BindingFilter) ([]*callbridge.Binding, string, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, "", notFound("account")
 	}
 	limit := pageLimit(f.Limit)
@@ -332,7 +332,7 @@ func decodeCursor(c string) (time.Time, string, error) {
 	}
 	us, id, ok := strings.Cut(string(raw), "/")
 	n, err := strconv.ParseInt(us, 10, 64)
-	if !ok || err != nil || !isUUID(id) {
+	if !ok || err != nil || !callbridge.IsUUID(id) {
 		return time.Time{}, "", bad
 	}
 	return time.UnixMicro(n).UTC(), id, nil
@@ -340,7 +340,7 @@ func decodeCursor(c string) (time.Time, string, error) {
 
 // UpdateBinding implements callbridge.BindingService.
 func (s *BindingService) UpdateBinding(ctx context.Context, accountID, id string, u callbridge.BindingUpdate) (*callbridge.Binding, error) {
-	if !isUUID(accountID) || !isUUID(id) {
+	if !callbridge.IsUUID(accountID) || !callbridge.IsUUID(id) {
 		return nil, notFound("binding")
 	}
 	now := s.now()
@@ -397,7 +397,7 @@ func (s *BindingService) UpdateBinding(ctx context.Context, accountID, id string
 // recorded); routing stops when it commits. Unbinding a binding that is
 // already unbound or expired returns it unchanged.
 func (s *BindingService) Unbind(ctx context.Context, accountID, id string) (*callbridge.Binding, error) {
-	if !isUUID(accountID) || !isUUID(id) {
+	if !callbridge.IsUUID(accountID) || !callbridge.IsUUID(id) {
 		return nil, notFound("binding")
 	}
 	var out *callbridge.Binding

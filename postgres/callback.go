@@ -106,7 +106,7 @@ func WebhookKey(callbackID string) string { return "callback:" + callbackID }
 // and the callback voided (see CallbackService), so the answer matches
 // what happens.
 func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.CallbackRequest) (*callbridge.Callback, bool, error) {
-	if !isUUID(r.AccountID) {
+	if !callbridge.IsUUID(r.AccountID) {
 		return nil, false, notFound("account")
 	}
 	if err := r.Validate(); err != nil {
@@ -274,7 +274,7 @@ func cbNullBytes(b []byte) any {
 
 // Callback implements callbridge.CallbackService.
 func (s *CallbackService) Callback(ctx context.Context, accountID, id string) (*callbridge.Callback, error) {
-	if !isUUID(accountID) || !isUUID(id) {
+	if !callbridge.IsUUID(accountID) || !callbridge.IsUUID(id) {
 		return nil, notFound("callback")
 	}
 	var row callbackRow
@@ -338,7 +338,7 @@ func cbUTCPtr(t *time.Time) *time.Time {
 
 // Callbacks implements callbridge.CallbackService.
 func (s *CallbackService) Callbacks(ctx context.Context, accountID string, f callbridge.CallbackFilter) ([]*callbridge.Callback, string, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, "", notFound("account")
 	}
 	if f.Status != "" && !f.Status.Valid() {
@@ -397,7 +397,7 @@ func (s *CallbackService) Callbacks(ctx context.Context, accountID string, f cal
 
 // CancelCallback implements callbridge.CallbackService.
 func (s *CallbackService) CancelCallback(ctx context.Context, accountID, id string) (*callbridge.Callback, error) {
-	if !isUUID(accountID) || !isUUID(id) {
+	if !callbridge.IsUUID(accountID) || !callbridge.IsUUID(id) {
 		return nil, notFound("callback")
 	}
 	err := s.db.Tx(ctx, func(tx *Tx) error {

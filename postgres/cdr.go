@@ -227,7 +227,7 @@ func (s *CDRStore) LiveChannels(ctx context.Context, node string) ([]*callbridge
 func (s *CDRStore) LiveChannelsByUUID(ctx context.Context, ids []string) ([]*callbridge.LiveChannel, error) {
 	valid := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if isUUID(id) {
+		if callbridge.IsUUID(id) {
 			valid = append(valid, id)
 		}
 	}
@@ -338,7 +338,7 @@ func scanCDR(r cdrScanner) (*callbridge.CDR, error) {
 
 // CDR returns one CDR of an account by channel uuid. ENOTFOUND.
 func (s *CDRStore) CDR(ctx context.Context, accountID, id string) (*callbridge.CDR, error) {
-	if !isUUID(accountID) || !isUUID(id) {
+	if !callbridge.IsUUID(accountID) || !callbridge.IsUUID(id) {
 		return nil, notFound("cdr")
 	}
 	c, err := scanCDR(s.db.QueryRowContext(ctx, selectCDR+` WHERE account_id = $1 AND uuid = $2`, accountID, id))
@@ -351,7 +351,7 @@ func (s *CDRStore) CDR(ctx context.Context, accountID, id string) (*callbridge.C
 // CDRByUUID returns the CDR of a channel whatever its account, for
 // operators and tests. ENOTFOUND.
 func (s *CDRStore) CDRByUUID(ctx context.Context, id string) (*callbridge.CDR, error) {
-	if !isUUID(id) {
+	if !callbridge.IsUUID(id) {
 		return nil, notFound("cdr")
 	}
 	c, err := scanCDR(s.db.QueryRowContext(ctx, selectCDR+` WHERE uuid = $1`, id))
@@ -368,7 +368,7 @@ const maxCDRPage = 1000
 // a page boundary never skips or repeats a CDR even when many share a
 // start time.
 func (s *CDRStore) CDRs(ctx context.Context, accountID string, f callbridge.CDRFilter) ([]*callbridge.CDR, string, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, "", nil
 	}
 	if f.Limit <= 0 || f.Limit > maxCDRPage {
@@ -390,13 +390,13 @@ func (s *CDRStore) CDRs(ctx context.Context, accountID string, f callbridge.CDRF
 		add("$%[1]d IN (caller, callee, presented)", f.Number)
 	}
 	if f.BindingID != "" {
-		if !isUUID(f.BindingID) {
+		if !callbridge.IsUUID(f.BindingID) {
 			return nil, "", nil
 		}
 		add("binding_id = $%d", f.BindingID)
 	}
 	if f.CallbackID != "" {
-		if !isUUID(f.CallbackID) {
+		if !callbridge.IsUUID(f.CallbackID) {
 			return nil, "", nil
 		}
 		add("callback_id = $%d", f.CallbackID)
@@ -448,7 +448,7 @@ func decodeCDRCursor(s string) (time.Time, string, error) {
 	}
 	ts, id, ok := strings.Cut(string(b), "|")
 	at, err := time.Parse(time.RFC3339Nano, ts)
-	if !ok || err != nil || !isUUID(id) {
+	if !ok || err != nil || !callbridge.IsUUID(id) {
 		return time.Time{}, "", bad
 	}
 	return at, id, nil
@@ -485,7 +485,7 @@ const rerateChunk = 1000
 // the current price, so rollups summing cdrs never count a call twice.
 func (s *CDRStore) Rerate(ctx context.Context, f RerateFilter, price func(ctx context.Context, c *callbridge.CDR) error) (RerateSummary, error) {
 	sum := RerateSummary{ID: uuid.NewString()}
-	if f.AccountID != "" && !isUUID(f.AccountID) {
+	if f.AccountID != "" && !callbridge.IsUUID(f.AccountID) {
 		return sum, notFound("account")
 	}
 	if !f.From.Before(f.To) {
@@ -568,7 +568,7 @@ func (s *CDRStore) Rerate(ctx context.Context, f RerateFilter, price func(ctx co
 
 // CDRRatings returns the re-rating history of a channel, oldest first.
 func (s *CDRStore) CDRRatings(ctx context.Context, id string) ([]*callbridge.CDRRating, error) {
-	if !isUUID(id) {
+	if !callbridge.IsUUID(id) {
 		return nil, notFound("cdr")
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT rerate_id, uuid, start_at, coalesce(account_id::text, ''),

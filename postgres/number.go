@@ -38,7 +38,7 @@ const numberColumns = `number, account_id, gateway, area, labels, enabled, creat
 
 // CreateNumbers implements callbridge.NumberService.
 func (s *NumberService) CreateNumbers(ctx context.Context, accountID string, ns []*callbridge.VirtualNumber) ([]*callbridge.VirtualNumber, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, notFound("account")
 	}
 	if len(ns) == 0 || len(ns) > 1000 {
@@ -82,7 +82,7 @@ func (s *NumberService) CreateNumbers(ctx context.Context, accountID string, ns 
 
 // Number implements callbridge.NumberService.
 func (s *NumberService) Number(ctx context.Context, accountID string, n callbridge.Number) (*callbridge.VirtualNumber, error) {
-	if !isUUID(accountID) || n.Validate() != nil {
+	if !callbridge.IsUUID(accountID) || n.Validate() != nil {
 		return nil, notFound("number")
 	}
 	var r numberRow
@@ -96,7 +96,7 @@ func (s *NumberService) Number(ctx context.Context, accountID string, n callbrid
 // Numbers implements callbridge.NumberService. Numbers are listed in
 // ascending order; the cursor is the last number of the page.
 func (s *NumberService) Numbers(ctx context.Context, accountID string, f callbridge.NumberFilter) ([]*callbridge.VirtualNumber, string, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, "", notFound("account")
 	}
 	limit := pageLimit(f.Limit)
@@ -180,7 +180,7 @@ func (s *NumberService) UpdateNumber(ctx context.Context, accountID string, n ca
 // locked first, and binding writers lock it too, so no binding can appear
 // between the check and the delete.
 func (s *NumberService) DeleteNumber(ctx context.Context, accountID string, n callbridge.Number) error {
-	if !isUUID(accountID) || n.Validate() != nil {
+	if !callbridge.IsUUID(accountID) || n.Validate() != nil {
 		return notFound("number")
 	}
 	return s.db.Tx(ctx, func(tx *Tx) error {

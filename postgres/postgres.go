@@ -262,30 +262,6 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 	return nil
 }
 
-// isUUID reports whether s is a canonical lower- or upper-case UUID. Ids
-// from requests are checked with it before they reach SQL, so a malformed
-// id is simply not found instead of a database error, and the indexes on
-// uuid columns are used.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // notFound is returned for ids that cannot exist.
 func notFound(what string) error {
 	return callbridge.Errorf(callbridge.ENOTFOUND, "%s not found", what)

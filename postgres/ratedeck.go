@@ -118,7 +118,7 @@ func (db *DB) CreateRateDeck(ctx context.Context, d *rating.DeckInfo) error {
 	if _, err := time.LoadLocation(d.TimeZone); err != nil || d.TimeZone == "Local" {
 		return callbridge.FieldError("time_zone", "unknown IANA time zone %q", d.TimeZone)
 	}
-	if d.AccountID != "" && !isUUID(d.AccountID) {
+	if d.AccountID != "" && !callbridge.IsUUID(d.AccountID) {
 		return callbridge.FieldError("account_id", "no such account")
 	}
 	var def rating.Rate
@@ -165,7 +165,7 @@ func (db *DB) RateDecks(ctx context.Context, accountID string) ([]*rating.DeckIn
 	if accountID == "" {
 		err = db.SelectContext(ctx, &rows, `SELECT `+deckColumns+` FROM rate_decks WHERE gateway IS NOT NULL ORDER BY created_at DESC, id`)
 	} else {
-		if !isUUID(accountID) {
+		if !callbridge.IsUUID(accountID) {
 			return []*rating.DeckInfo{}, nil
 		}
 		err = db.SelectContext(ctx, &rows, `SELECT `+deckColumns+` FROM rate_decks WHERE account_id = $1 ORDER BY created_at DESC, id`, accountID)
@@ -182,7 +182,7 @@ func (db *DB) RateDecks(ctx context.Context, accountID string) ([]*rating.DeckIn
 
 // RateDeck returns a deck by id. ENOTFOUND. Callers check ownership.
 func (db *DB) RateDeck(ctx context.Context, id string) (*rating.DeckInfo, error) {
-	if !isUUID(id) {
+	if !callbridge.IsUUID(id) {
 		return nil, notFound("rate deck")
 	}
 	var row deckRow
@@ -204,7 +204,7 @@ func (db *DB) ImportRates(ctx context.Context, deckID string, rates []rating.Rat
 			return nil, fmt.Errorf("postgres: rate %d: %w", i, err)
 		}
 	}
-	if !isUUID(deckID) {
+	if !callbridge.IsUUID(deckID) {
 		return nil, notFound("rate deck")
 	}
 	var info *rating.DeckInfo
@@ -287,7 +287,7 @@ func selectRates(ctx context.Context, q selecter, deckID string) ([]rating.Rate,
 // from cache when its version is current, and are put there otherwise.
 // ENOTFOUND when the account has no deck in force.
 func (db *DB) AccountDeck(ctx context.Context, accountID string, at time.Time, cache *rating.Cache) (*rating.Deck, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, notFound("rate deck")
 	}
 	return db.deckInForce(ctx, `account_id = $1`, accountID, at, cache)
@@ -301,7 +301,7 @@ func (db *DB) GatewayDeck(ctx context.Context, gateway string, at time.Time, cac
 
 // CompiledDeck returns a deck by id, compiled, through cache. ENOTFOUND.
 func (db *DB) CompiledDeck(ctx context.Context, id string, cache *rating.Cache) (*rating.Deck, error) {
-	if !isUUID(id) {
+	if !callbridge.IsUUID(id) {
 		return nil, notFound("rate deck")
 	}
 	return db.deckInForce(ctx, `id = $1`, id, time.Time{}, cache)

@@ -44,7 +44,7 @@ func EnqueueWebhookTx(ctx context.Context, q sqlx.ExecerContext, accountID, url,
 	if err := callbridge.ValidateWebhookURL(url); err != nil {
 		return err
 	}
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return notFound("account")
 	}
 	if eventType == "" || len(eventType) > 64 {
@@ -88,7 +88,7 @@ func scanWebhooks(rows *sqlx.Rows) ([]*callbridge.Webhook, error) {
 // Webhooks implements callbridge.WebhookService. The cursor is the id of
 // the last entry of the previous page.
 func (s *WebhookService) Webhooks(ctx context.Context, accountID string, f callbridge.WebhookFilter) ([]*callbridge.Webhook, string, error) {
-	if !isUUID(accountID) {
+	if !callbridge.IsUUID(accountID) {
 		return nil, "", notFound("account")
 	}
 	switch f.Status {
