@@ -25,18 +25,21 @@ const (
 	JobReservations  = "reservations"
 )
 
-// DefaultSchedules are the cron expressions jobs run on unless configured
-// otherwise, read in the scheduler's zone.
-var DefaultSchedules = map[string]string{
-	JobRollup:        "15 0 * * *",
-	JobInvoice:       "0 2 1 * *",
-	JobBindingExpiry: "* * * * *",
-	JobStaleCalls:    "* * * * *",
-	JobWebhooks:      "* * * * *",
-	JobSpool:         "* * * * *",
-	JobPartitions:    "30 0 * * *",
-	JobLowBalance:    "* * * * *",
-	JobReservations:  "*/5 * * * *",
+// DefaultSchedules returns the cron expressions jobs run on unless
+// configured otherwise, read in the scheduler's zone. It is a function, not
+// a package variable, so no caller can change another's defaults.
+func DefaultSchedules() map[string]string {
+	return map[string]string{
+		JobRollup:        "15 0 * * *",
+		JobInvoice:       "0 2 1 * *",
+		JobBindingExpiry: "* * * * *",
+		JobStaleCalls:    "* * * * *",
+		JobWebhooks:      "* * * * *",
+		JobSpool:         "* * * * *",
+		JobPartitions:    "30 0 * * *",
+		JobLowBalance:    "* * * * *",
+		JobReservations:  "*/5 * * * *",
+	}
 }
 
 // Store is what the billing jobs need from the database.
@@ -99,7 +102,7 @@ func (j *Jobs) List(schedules map[string]string) []Job {
 		if s, ok := schedules[name]; ok {
 			return s
 		}
-		return DefaultSchedules[name]
+		return DefaultSchedules()[name]
 	}
 	hook := func(name string, f func(context.Context) (int, error)) Job {
 		return Job{Name: name, Spec: spec(name), Run: func(ctx context.Context, _ time.Time) (int64, error) {

@@ -221,10 +221,10 @@ func parseBillTime(s string) (time.Time, error) {
 // billingSchedules reads job schedules from CALLBRIDGE_SCHEDULE_<JOB>
 // (the job name upper-cased, '-' as '_'), for example
 // CALLBRIDGE_SCHEDULE_ROLLUP="15 0 * * *" or CALLBRIDGE_SCHEDULE_SPOOL=off.
-// Jobs without one keep billing.DefaultSchedules.
+// Jobs without one keep billing.DefaultSchedules().
 func billingSchedules(getenv func(string) string) map[string]string {
 	out := map[string]string{}
-	for name := range billing.DefaultSchedules {
+	for name := range billing.DefaultSchedules() {
 		env := "CALLBRIDGE_SCHEDULE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		if v := strings.TrimSpace(getenv(env)); v != "" {
 			out[name] = v
