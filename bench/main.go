@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -102,9 +103,10 @@ func run(in io.Reader, w io.Writer, targetsPath, outPath string) error {
 }
 
 // parse reads go test output, echoing it, and returns benchmark → unit →
-// value (the last run of a benchmark wins).
+// value. A benchmark run several times (-count) gives the median of its
+// runs, so one disturbed run on a shared machine does not decide a figure.
 func parse(in io.Reader, echo io.Writer) (map[string]map[string]float64, error) {
-	got := map[string]map[string]float64{}
+	runs := map[string]map[string][]float64{}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -123,15 +125,28 @@ func parse(in io.Reader, echo io.Writer) (map[string]map[string]float64, error) 
 				name = name[:i]
 			}
 		}
-		m := map[string]float64{}
+		if runs[name] == nil {
+			runs[name] = map[string][]float64{}
+		}
 		for i := 2; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {
 				break
 			}
-			m[f[i+1]] = v
+			runs[name][f[i+1]] = append(runs[name][f[i+1]], v)
 		}
-		got[name] = m
+	}
+	got := map[string]map[string]float64{}
+	for name, units := range runs {
+		got[name] = map[string]float64{}
+		for unit, vs := range units {
+			sort.Float64s(vs)
+			m := vs[len(vs)/2]
+			if len(vs)%2 == 0 {
+				m = (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+			}
+			got[name][unit] = m
+		}
 	}
 	return got, sc.Err()
 }

@@ -22,6 +22,8 @@ func TestTable(t *testing.T) {
 		{"figure":"underpaced","bench":"BenchmarkE2E","metric":"completed/s","target":0.99,"relative_to":"cps-limit","better":"higher"}]`), 0o644)
 	in := strings.NewReader(`goos: linux
 BenchmarkPrice/100k-2   	 5000000	       212.5 ns/op	       0 B/op	       0 allocs/op
+BenchmarkPrice/100k-2   	 5000000	       900.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkPrice/100k-2   	 5000000	       200.0 ns/op	       0 B/op	       0 allocs/op
 BenchmarkCDR-2          	       1	1000000000 ns/op	      8123 cdrs/s
 BenchmarkE2E-2          	       1	1000000000 ns/op	        46.0 completed/s	        50.0 cps-limit
 PASS

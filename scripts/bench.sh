@@ -2,7 +2,8 @@
 # bench.sh: every benchmark and load run, each bounded, against the real
 # PostgreSQL that with-postgres.sh provides and the simulator over
 # loopback; then the figures table (bench/targets.json) printed and
-# written to bench/results.json. BENCH_QUICK=1 runs small sizes (a smoke
+# written to bench/results.json (a figure run several times is the
+# median of its runs). BENCH_QUICK=1 runs small sizes (a smoke
 # run); the default sizes are the issues' (1,000,000 bindings, 10,000,000
 # CDRs for invoices).
 set -euo pipefail
@@ -26,9 +27,9 @@ run() { # run PKG PATTERN BENCHTIME [extra go test flags]
   go test -run '^$' -bench "$pat" -benchtime "$bt" -benchmem -timeout 60m "$@" "$pkg" | tee -a "$raw" | grep -E '^(Benchmark|ok|FAIL|---)' >&2 || true
 }
 
-run ./rating   'Price$|PriceBands$'                 "$t" -cpu 1
+run ./rating   'Price$|PriceBands$'                 "$t" -cpu 1 -count 5
 run ./rating   'ParseCSV$'                          1x
-run ./esl      'EventsPlainHangupComplete$|ParseEvent$|BgAPI$' "$t"
+run ./esl      'EventsPlainHangupComplete$|ParseEvent$|BgAPI$' "$t" -count 3
 run ./controller 'DialplanLookup$'                  "${n_dp}x"
 run ./controller 'CreateCallback$'                  "${n_cb}x"
 run ./controller 'CallbacksEndToEnd$'               "${n_e2e}x"
