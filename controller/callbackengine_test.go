@@ -657,7 +657,7 @@ func TestWebhookDeliveryRetry(t *testing.T) {
 	}))
 	defer recv.Close()
 	d := NewWebhookDeliverer(env.webhooks, WebhookDelivererConfig{Secret: secret, PollInterval: 10 * time.Millisecond,
-		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, AllowPrivate: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -691,7 +691,7 @@ func TestWebhookDead(t *testing.T) {
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
 	defer recv.Close()
 	d := NewWebhookDeliverer(env.webhooks, WebhookDelivererConfig{PollInterval: 10 * time.Millisecond,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryWindow: 500 * time.Millisecond})
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryWindow: 500 * time.Millisecond, AllowPrivate: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()

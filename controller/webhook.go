@@ -8,10 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"callbridge"
@@ -46,8 +49,14 @@ type WebhookDelivererConfig struct {
 	// RetryWindow is how long after it was enqueued an entry is retried
 	// before it is marked dead (default 25 h, so never less than 24 h).
 	RetryWindow time.Duration
-	// Transport, when set, replaces http.DefaultTransport (tests).
+	// Transport, when set, replaces the deliverer's own transport (tests).
 	Transport http.RoundTripper
+	// AllowPrivate lets webhooks reach loopback, private, link-local and
+	// other non-public addresses. Off by default, so a tenant's webhook_url
+	// cannot make the controller POST to internal services (SSRF); the
+	// address is checked when connecting, after DNS resolution, so a name
+	// that resolves to an internal address is refused too.
+	AllowPrivate bool
 	// Logger receives failed deliveries and dead entries.
 	Logger *slog.Logger
 }
@@ -92,7 +101,14 @@ func NewWebhookDeliverer(outbox WebhookOutbox, cfg WebhookDelivererConfig) *Webh
 	}
 	tr := cfg.Transport
 	if tr == nil {
-		tr = http.DefaultTransport
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy = nil // a proxy would connect on our behalf, past the address check
+		dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+		if !cfg.AllowPrivate {
+			dialer.Control = publicAddressOnly
+		}
+		t.DialContext = dialer.DialContext
+		tr = t
 	}
 	return &WebhookDeliverer{
 		outbox: outbox, cfg: cfg, log: cfg.Logger,
@@ -210,3 +226,29 @@ func (d *WebhookDeliverer) post(ctx context.Context, w *callbridge.Webhook) erro
 	}
 	return nil
 }
+
+// errPrivateAddress refuses webhook connections to non-public addresses.
+var errPrivateAddress = errors.New("controller: webhook destination is not a public address")
+
+// publicAddressOnly is a net.Dialer Control function: it lets a connection
+// proceed only to a global unicast address that is not private, loopback,
+// link-local or otherwise reserved for internal use.
+func publicAddressOnly(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return errPrivateAddress
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return errPrivateAddress
+	}
+	ip = ip.Unmap()
+	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() ||
+		cgnat.Contains(ip) || (ip.Is6() && ip.Is4In6()) {
+		return errPrivateAddress
+	}
+	return nil
+}
+
+// cgnat is the shared address space of RFC 6598, internal like RFC 1918.
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")

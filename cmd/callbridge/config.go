@@ -45,6 +45,10 @@ type Config struct {
 	// DialplanAllow lists the networks allowed to call /fs/dialplan
 	// (CALLBRIDGE_DIALPLAN_ALLOW, comma-separated CIDRs; empty allows all).
 	DialplanAllow []netip.Prefix
+	// WebhookAllowPrivate lets webhooks reach loopback, private and
+	// link-local addresses (CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE, false): only
+	// for receivers on the operator's own network.
+	WebhookAllowPrivate bool
 	// WebhookSecret signs webhook bodies with HMAC-SHA256
 	// (CALLBRIDGE_WEBHOOK_SECRET). Never logged.
 	WebhookSecret string
@@ -121,6 +125,14 @@ func settings() []setting {
 			return nil
 		}},
 		{"webhook-secret", "CALLBRIDGE_WEBHOOK_SECRET", "", "HMAC key for webhook signatures", func(c *Config, v string) error { c.WebhookSecret = v; return nil }},
+		{"webhook-allow-private", "CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE", "false", "let webhooks reach private addresses", func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%q is not true or false", v)
+			}
+			c.WebhookAllowPrivate = b
+			return nil
+		}},
 		{"gateway", "CALLBRIDGE_GATEWAY", "carrier", "carrier gateway for callbacks", func(c *Config, v string) error { c.Gateway = v; return nil }},
 		{"log-level", "CALLBRIDGE_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"log-format", "CALLBRIDGE_LOG_FORMAT", "json", "json or text", func(c *Config, v string) error { c.LogFormat = v; return nil }},

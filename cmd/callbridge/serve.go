@@ -180,8 +180,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	goWork("callbacks", engine.Run)
 	drain = append(drain, engine.Drain)
 	deliverer := controller.NewWebhookDeliverer(webhooks, controller.WebhookDelivererConfig{
-		Secret: []byte(cfg.WebhookSecret),
-		Logger: log.With("component", "webhooks"),
+		Secret:       []byte(cfg.WebhookSecret),
+		AllowPrivate: cfg.WebhookAllowPrivate,
+		Logger:       log.With("component", "webhooks"),
 	})
 	goWork("webhooks", deliverer.Run)
 
