@@ -227,6 +227,19 @@ func (c *controller) signal(sig os.Signal) {
 	}
 }
 
+// waitLog waits up to limit for the process to log a line containing
+// text: a signal is asynchronous, and its effect shows in the log.
+func (c *controller) waitLog(text string, limit time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(limit)
+	for !strings.Contains(c.stderr.String(), text) {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the controller did not log %q within %s", text, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // wait waits up to limit for the process to exit and returns its exit
 // code (-1 when killed by a signal); it fails the test on timeout.
 func (c *controller) wait(limit time.Duration) int {

@@ -68,6 +68,7 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	inbound := inboundCalls(t, fs, 5)
 
 	c.signal(syscall.SIGTERM)
+	c.waitLog("shutting down: draining", 10*time.Second)
 	// While the bridged calls drain, the API still answers, but new
 	// callbacks are refused with 503 and a Retry-After.
 	waitFor(t, 10*time.Second, "503 for new callbacks", func() (bool, string) {

@@ -284,8 +284,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	case <-ctx.Done():
 	}
 
+	draining.Store(true) // before the log line: once it is logged, new calls are refused
 	log.Info("shutting down: draining", "drain_timeout", cfg.DrainTimeout.String())
-	draining.Store(true)
 	// A second SIGTERM (or Ctrl-C) cuts the drain short: what is unwritten
 	// stays in the spool for the next start.
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.DrainTimeout)
