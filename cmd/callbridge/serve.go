@@ -284,13 +284,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	case <-ctx.Done():
 	}
 
-	draining.Store(true) // before the log line: once it is logged, new calls are refused
-	log.Info("shutting down: draining", "drain_timeout", cfg.DrainTimeout.String())
 	// A second SIGTERM (or Ctrl-C) cuts the drain short: what is unwritten
-	// stays in the spool for the next start.
+	// stays in the spool for the next start. It is watched for before new
+	// calls are refused, so any signal after a 503 counts as the second.
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	drainCtx, stopSignals := signal.NotifyContext(drainCtx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
+	draining.Store(true) // before the log line: once it is logged, new calls are refused
+	log.Info("shutting down: draining", "drain_timeout", cfg.DrainTimeout.String())
 	for _, step := range drain {
 		step(drainCtx)
 	}
