@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -43,12 +45,45 @@ func decodeJSONBytes(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+		jerr := jsonError(err)
+		if callbridge.ErrorField(jerr) == "" {
+			if f := failingField(body, v); f != "" {
+				return callbridge.FieldError(f, "has an invalid value")
+			}
+		}
+		return jerr
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return callbridge.Errorf(callbridge.EINVALID, "request body must hold one JSON object")
 	}
 	return nil
+}
+
+// failingField finds which top-level field of body fails to decode into
+// v's type, for errors encoding/json does not attribute to a field (those
+// of types with their own UnmarshalJSON, such as time.Time). It returns ""
+// when body is not an object or no single field fails.
+func failingField(body []byte, v any) string {
+	t := reflect.TypeOf(v)
+	if t == nil || t.Kind() != reflect.Pointer {
+		return ""
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return ""
+	}
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		one, _ := json.Marshal(map[string]json.RawMessage{k: fields[k]})
+		if json.Unmarshal(one, reflect.New(t.Elem()).Interface()) != nil {
+			return k
+		}
+	}
+	return ""
 }
 
 func jsonError(err error) error {

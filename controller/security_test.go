@@ -580,13 +580,9 @@ func TestSecurityInputHardening(t *testing.T) {
 				}
 				isPhone := ps.Ref == "#/components/schemas/PhoneNumber"
 				ps = doc.resolve(ps)
-				// decodeJSON names the field of a wrong type only when
-				// encoding/json does: not for types with their own
-				// UnmarshalJSON, such as time.Time.
+				// decodeJSON names the field of a wrong type, also for
+				// types with their own UnmarshalJSON such as time.Time.
 				field := name
-				if ps.Format == "date-time" {
-					field = ""
-				}
 				for _, v := range wrongTypes[ps.Type] {
 					expect(fmt.Sprintf("%s=%s", name, v), send(`{"`+name+`":`+v+`}`, 0), http.StatusBadRequest, field)
 				}
