@@ -970,7 +970,7 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 func TestCallbackAdoptedNeverDialled(t *testing.T) {
 	t.Parallel()
 	env := newCBEnv(t, cbOpts{noEngine: true})
-	id := env.create(`{"a":"4914011111","b":"4914022222"}`)
+	id := env.create(`{"a":"4916011111","b":"4914022222"}`)
 	cb, err := env.store.ClaimCallback(context.Background(), "ctl-1", "", 50*time.Millisecond)
 	if err != nil || cb == nil || cb.ID != id {
 		t.Fatalf("claim: %v %v", cb, err)
