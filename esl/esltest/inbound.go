@@ -268,23 +268,35 @@ func (s *Server) fieldLocked(ch *channel, field string) string {
 	if strings.HasPrefix(field, "${") {
 		return expandVars(ch, field, nil)
 	}
-	switch field {
-	case "destination_number":
-		return ch.prof.destination
-	case "caller_id_number":
-		return ch.prof.cidNumber
-	case "caller_id_name":
-		return ch.prof.cidName
-	case "ani":
-		return ch.prof.ani
-	case "context":
-		return ch.prof.context
-	case "network_addr":
-		return ch.prof.networkAddr
-	case "username":
-		return ch.prof.username
+	if v, ok := profileField(ch, field); ok {
+		return v
 	}
 	return ch.v.get(field)
+}
+
+// profileField returns a caller-profile field (or the channel uuid) by the
+// name dialplan conditions and ${...} references use; ok is false for
+// names that are channel variables instead.
+func profileField(ch *channel, name string) (v string, ok bool) {
+	switch name {
+	case "destination_number":
+		return ch.prof.destination, true
+	case "caller_id_number":
+		return ch.prof.cidNumber, true
+	case "caller_id_name":
+		return ch.prof.cidName, true
+	case "ani":
+		return ch.prof.ani, true
+	case "context":
+		return ch.prof.context, true
+	case "network_addr":
+		return ch.prof.networkAddr, true
+	case "username":
+		return ch.prof.username, true
+	case "uuid":
+		return ch.uuid, true
+	}
+	return "", false
 }
 
 var varRef = regexp.MustCompile(`\$\{([A-Za-z0-9_]+)\}|\$([0-9])`)
@@ -301,17 +313,8 @@ func expandVars(ch *channel, s string, caps []string) string {
 			return ""
 		}
 		name := m[2 : len(m)-1]
-		switch name {
-		case "caller_id_number":
-			return ch.prof.cidNumber
-		case "caller_id_name":
-			return ch.prof.cidName
-		case "destination_number":
-			return ch.prof.destination
-		case "uuid":
-			return ch.uuid
-		case "ani":
-			return ch.prof.ani
+		if v, ok := profileField(ch, name); ok {
+			return v
 		}
 		return ch.v.get(name)
 	})
