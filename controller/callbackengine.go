@@ -84,7 +84,7 @@ type CallbackEngineConfig struct {
 	// before A is called: the leg's origination uuid is the call id and its
 	// dialled number is priced. A is asked for max_duration plus B's ring
 	// time, B for max_duration; when the balance cannot pay for both, the
-	// duration is halved until it can (or falls under MinMaxDuration), so
+	// duration is halved until it can, down to MinMaxDuration (tried last), so
 	// that A cannot hold the whole balance and leave nothing for B. A
 	// prepaid leg holds a reservation that its CDR settles; a leg that
 	// never got a channel, or was never answered, releases it. Each leg is
@@ -1140,7 +1140,7 @@ func (r *cbRun) authorizeLeg(ctx context.Context, l *cbLeg, limit time.Duration)
 // the callback may not be placed.
 func (r *cbRun) authorizeLegs(ctx context.Context) (callbridge.FailReason, string) {
 	ringB := time.Duration(r.cb.RingTimeoutB) * time.Second
-	for want := r.maxDuration; ; want /= 2 {
+	for want := r.maxDuration; ; want = max(want/2, callbridge.MinMaxDuration) {
 		ga, err := r.authorizeLeg(ctx, &r.a, want+ringB)
 		if err != nil {
 			return authFailure(callbridge.LegA, err)
@@ -1159,7 +1159,9 @@ func (r *cbRun) authorizeLegs(ctx context.Context) (callbridge.FailReason, strin
 			return callbridge.ReasonNone, ""
 		}
 		r.releaseLeg(ctx, &r.a)
-		if callbridge.ErrorCode(err) != callbridge.ENOFUNDS || want/2 < callbridge.MinMaxDuration {
+		// The last try asks for exactly MinMaxDuration, so a balance that
+		// pays for it is never refused because halving jumped past it.
+		if callbridge.ErrorCode(err) != callbridge.ENOFUNDS || want <= callbridge.MinMaxDuration {
 			return authFailure(callbridge.LegB, err)
 		}
 	}
