@@ -28,15 +28,23 @@ import (
 type CallbackService struct {
 	db *DB
 
+	creates batcher[*createCall]
+
 	mu    sync.Mutex
 	voids map[string]time.Time // callback id → when the void lapses
 }
+
+// createBatches is how many creation statements run at once; more
+// requests than that wait for the next batch.
+const createBatches = 2
 
 var _ callbridge.CallbackService = (*CallbackService)(nil)
 
 // NewCallbackService returns a CallbackService backed by db.
 func NewCallbackService(db *DB) *CallbackService {
-	return &CallbackService{db: db, voids: map[string]time.Time{}}
+	s := &CallbackService{db: db, voids: map[string]time.Time{}}
+	s.creates = batcher[*createCall]{maxRunning: createBatches, maxBatch: 256, flush: s.flushCreates}
+	return s
 }
 
 // cbVoidFor is how long a void is kept once created: long enough for an
@@ -95,9 +103,12 @@ func WebhookKey(callbackID string) string { return "callback:" + callbackID }
 
 // CreateCallback implements callbridge.CallbackService. The callback, its
 // first history entry and its first webhook are written by one statement,
-// so an accepted request is durable before it is answered. The per-account
-// queue bound is checked in the same statement (under concurrency it may
-// be exceeded by the number of concurrent requests, never more).
+// so an accepted request is durable before it is answered. Concurrent
+// creations share that statement (see batcher): one round trip and one
+// commit then serve many requests. The per-account queue bound is checked
+// in the same statement, exactly within a batch; requests in two batches
+// running at once may exceed it by the requests of one of them, as two
+// single inserts at once would.
 //
 // The callback's id is chosen before the statement is sent. When the
 // connection fails without the server having answered, the statement may
@@ -112,65 +123,28 @@ func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.Call
 	if err := r.Validate(); err != nil {
 		return nil, false, err
 	}
-	var key, hash *string
-	if r.IdempotencyKey != "" {
-		key, hash = &r.IdempotencyKey, &r.RequestHash
+	c := &createCall{r: r, id: uuid.NewString()}
+	if err := s.creates.do(ctx, c); err != nil {
+		return nil, false, err // never sent
 	}
-	var meta []byte
-	if len(r.Metadata) > 0 {
-		meta = r.Metadata
-	}
-	id := uuid.NewString()
-	var row callbackRow
-	err := s.db.QueryRowxContext(ctx, `
-		WITH acct AS (
-			SELECT callback_queue_limit AS lim FROM accounts WHERE id = $1
-		), depth AS (
-			SELECT count(*) AS n FROM (
-				SELECT 1 FROM callbacks WHERE account_id = $1 AND status = 'queued'
-				LIMIT (SELECT lim FROM acct)) q
-		), ins AS (
-			INSERT INTO callbacks (account_id, a, b, caller_id_a, caller_id_b, ring_timeout_a,
-				ring_timeout_b, max_duration, prompt, record, webhook_url, metadata,
-				idempotency_key, request_hash, id)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15
-			FROM acct, depth WHERE depth.n < acct.lim
-			ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-			RETURNING `+callbackColumns+`
-		), ev AS (
-			INSERT INTO callback_events (callback_id, type, status, attempt, detail, at)
-			SELECT id, 'status', 'queued', 1, 'created', created_at FROM ins
-		), wh AS (
-			INSERT INTO webhooks (account_id, url, event_type, key, payload, created_at, next_attempt_at)
-			SELECT account_id, webhook_url, 'callback.status', 'callback:' || id,
-				jsonb_strip_nulls(jsonb_build_object('type', 'callback.status', 'callback_id', id,
-					'status', 'queued', 'attempt', 1, 'detail', 'created',
-					'at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-					'metadata', metadata)),
-				created_at, created_at
-			FROM ins WHERE webhook_url <> ''
-		)
-		SELECT * FROM ins`,
-		r.AccountID, r.A, r.B, r.CallerIDA, r.CallerIDB, r.RingTimeoutA, r.RingTimeoutB,
-		r.MaxDuration, r.Prompt, r.Record, r.WebhookURL, cbNullBytes(meta), key, hash, id).Scan(cbScanTargets(&row)...)
-	if err == nil {
-		return row.callback(), true, nil
-	}
-	if err != sql.ErrNoRows {
+	if c.err != nil {
 		var pe *pq.Error
-		if errors.As(err, &pe) {
-			return nil, false, Error(err) // the server refused it: rolled back
+		if errors.As(c.err, &pe) {
+			return nil, false, Error(c.err) // the server refused it: rolled back
 		}
-		if cb := s.inDoubt(ctx, r.AccountID, id); cb != nil {
+		if cb := s.inDoubt(ctx, r.AccountID, c.id); cb != nil {
 			return cb, true, nil
 		}
-		return nil, false, Error(err)
+		return nil, false, Error(c.err)
 	}
-	if key != nil {
+	if c.row != nil {
+		return c.row.callback(), true, nil
+	}
+	if r.IdempotencyKey != "" {
 		var existing callbackRow
 		var stored *string
 		err := s.db.QueryRowxContext(ctx, `SELECT `+callbackColumns+`, request_hash
-			FROM callbacks WHERE account_id = $1 AND idempotency_key = $2`, r.AccountID, *key).
+			FROM callbacks WHERE account_id = $1 AND idempotency_key = $2`, r.AccountID, r.IdempotencyKey).
 			Scan(cbScanTargets(&existing, &stored)...)
 		if err == nil {
 			if stored == nil || *stored != r.RequestHash {
@@ -190,6 +164,145 @@ func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.Call
 		return nil, false, notFound("account")
 	}
 	return nil, false, callbridge.Errorf(callbridge.ERATELIMIT, "the account's callback queue is full")
+}
+
+// createCall is one CreateCallback in a batch: its request and id, and
+// the batch's outcome for it: the row if it was inserted, nil if it was
+// not (an idempotent repeat, a full queue, an unknown account), or the
+// statement's error.
+type createCall struct {
+	r   *callbridge.CallbackRequest
+	id  string
+	row *callbackRow
+	err error
+}
+
+// createTimeout bounds a batch of creations; it does not depend on any
+// one caller's context, since the batch serves them all.
+const createTimeout = 15 * time.Second
+
+// flushCreates inserts a batch of callbacks. If the server refuses the
+// batch, nothing of it was written, and one request may be at fault (a
+// value a CHECK refuses, say): each is then tried alone, so it fails only
+// itself.
+func (s *CallbackService) flushCreates(calls []*createCall) {
+	defer func() {
+		if p := recover(); p != nil {
+			for _, c := range calls {
+				c.row, c.err = nil, fmt.Errorf("postgres: create callbacks: panic: %v", p)
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), createTimeout)
+	defer cancel()
+	err := s.insertCallbacks(ctx, calls)
+	var pe *pq.Error
+	if err != nil && errors.As(err, &pe) && len(calls) > 1 {
+		for _, c := range calls {
+			c.err = s.insertCallbacks(ctx, []*createCall{c})
+		}
+		return
+	}
+	for _, c := range calls {
+		c.err = err
+	}
+}
+
+// insertCallbacks is the statement behind CreateCallback, for a batch: it
+// inserts the callbacks whose account exists and whose idempotency key is
+// new, in the order given, while their account's queue has room, with
+// their first history entries and webhooks, and sets the row of each call
+// it inserted. created_at (and run_at, so the queue keeps that order) is
+// the clock when the row is made, so a batch keeps its order in lists.
+func (s *CallbackService) insertCallbacks(ctx context.Context, calls []*createCall) error {
+	n := len(calls)
+	var (
+		ids, accounts, as, bs, cidAs, cidBs, prompts, urls = make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ringAs, ringBs, maxDurs = make([]int64, n), make([]int64, n), make([]int64, n)
+		records                 = make([]bool, n)
+		metas, keys, hashes     = make([]sql.NullString, n), make([]sql.NullString, n), make([]sql.NullString, n)
+	)
+	for i, c := range calls {
+		r := c.r
+		ids[i], accounts[i], as[i], bs[i] = c.id, r.AccountID, string(r.A), string(r.B)
+		cidAs[i], cidBs[i], prompts[i], urls[i] = string(r.CallerIDA), string(r.CallerIDB), r.Prompt, r.WebhookURL
+		ringAs[i], ringBs[i], maxDurs[i], records[i] = int64(r.RingTimeoutA), int64(r.RingTimeoutB), int64(r.MaxDuration), r.Record
+		metas[i] = sql.NullString{String: string(r.Metadata), Valid: len(r.Metadata) > 0}
+		if r.IdempotencyKey != "" {
+			keys[i] = sql.NullString{String: r.IdempotencyKey, Valid: true}
+			hashes[i] = sql.NullString{String: r.RequestHash, Valid: true}
+		}
+		c.row = nil
+	}
+	rows, err := s.db.QueryxContext(ctx, `
+		WITH input AS (
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+				$7::int[], $8::int[], $9::int[], $10::text[], $11::bool[], $12::text[], $13::jsonb[],
+				$14::text[], $15::text[])
+				WITH ORDINALITY AS t(id, account_id, a, b, caller_id_a, caller_id_b, ring_timeout_a,
+					ring_timeout_b, max_duration, prompt, record, webhook_url, metadata,
+					idempotency_key, request_hash, ord)
+		), acct AS (
+			SELECT a.id, a.callback_queue_limit AS lim,
+				(SELECT count(*) FROM (SELECT 1 FROM callbacks c
+					WHERE c.account_id = a.id AND c.status = 'queued'
+					LIMIT a.callback_queue_limit) q) AS depth
+			FROM accounts a WHERE a.id IN (SELECT account_id FROM input)
+		), fresh AS (
+			-- the requests that would take a place in the queue, numbered per account
+			SELECT i.*, row_number() OVER (PARTITION BY i.account_id ORDER BY i.ord) AS k
+			FROM input i
+			WHERE i.idempotency_key IS NULL OR NOT EXISTS (SELECT 1 FROM callbacks c
+				WHERE c.account_id = i.account_id AND c.idempotency_key = i.idempotency_key)
+		), ins AS (
+			INSERT INTO callbacks (id, account_id, a, b, caller_id_a, caller_id_b, ring_timeout_a,
+				ring_timeout_b, max_duration, prompt, record, webhook_url, metadata,
+				idempotency_key, request_hash, created_at, updated_at, run_at)
+			SELECT id, account_id, a, b, caller_id_a, caller_id_b, ring_timeout_a, ring_timeout_b,
+				max_duration, prompt, record, webhook_url, metadata, idempotency_key, request_hash,
+				at, at, at
+			FROM (SELECT f.*, clock_timestamp() AS at
+				FROM fresh f JOIN acct ON acct.id = f.account_id
+				WHERE acct.depth + f.k <= acct.lim
+				ORDER BY f.ord) admitted
+			ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+			RETURNING `+callbackColumns+`
+		), ev AS (
+			INSERT INTO callback_events (callback_id, type, status, attempt, detail, at)
+			SELECT id, 'status', 'queued', 1, 'created', created_at FROM ins
+		), wh AS (
+			INSERT INTO webhooks (account_id, url, event_type, key, payload, created_at, next_attempt_at)
+			SELECT account_id, webhook_url, 'callback.status', 'callback:' || id,
+				jsonb_strip_nulls(jsonb_build_object('type', 'callback.status', 'callback_id', id,
+					'status', 'queued', 'attempt', 1, 'detail', 'created',
+					'at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+					'metadata', metadata)),
+				created_at, created_at
+			FROM ins WHERE webhook_url <> ''
+		)
+		SELECT * FROM ins`,
+		pq.Array(ids), pq.Array(accounts), pq.Array(as), pq.Array(bs), pq.Array(cidAs), pq.Array(cidBs),
+		pq.Array(ringAs), pq.Array(ringBs), pq.Array(maxDurs), pq.Array(prompts), pq.Array(records),
+		pq.Array(urls), pq.Array(metas), pq.Array(keys), pq.Array(hashes))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	byID := make(map[string]*createCall, n)
+	for _, c := range calls {
+		byID[c.id] = c
+	}
+	for rows.Next() {
+		row := new(callbackRow)
+		if err := rows.Scan(cbScanTargets(row)...); err != nil {
+			return err
+		}
+		if c := byID[row.ID]; c != nil {
+			c.row = row
+		}
+	}
+	return rows.Err()
 }
 
 // inDoubt resolves a creation whose outcome is unknown: it returns the

@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -303,5 +305,151 @@ func TestWebhookClaimOrderPerKey(t *testing.T) {
 	}
 	if err := w.EnqueueWebhook(ctx, acct, "ftp://x", "t", "k", map[string]int{}); callbridge.ErrorField(err) != "webhook_url" {
 		t.Errorf("bad url: %v", err)
+	}
+}
+
+// TestCreateCallbackBatch checks the batch statement behind concurrent
+// creations: the queue bound is exact within a batch and taken in request
+// order, an idempotency key repeated in a batch or already used inserts
+// nothing, an unknown account inserts nothing, and a request the server
+// refuses fails alone.
+func TestCreateCallbackBatch(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	if _, err := db.ExecContext(ctx, `UPDATE accounts SET callback_queue_limit = 5 WHERE id = $1`, acct); err != nil {
+		t.Fatal(err)
+	}
+	s := postgres.NewCallbackService(db)
+	used := callbackRequest(acct)
+	used.IdempotencyKey, used.RequestHash = "used", "h"
+	first, _, err := s.CreateCallback(ctx, used)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	req := func(a string, key string) *callbridge.CallbackRequest {
+		r := callbackRequest(acct)
+		r.A = callbridge.Number(a)
+		if key != "" {
+			r.IdempotencyKey, r.RequestHash = key, "h"
+		}
+		return r
+	}
+	bad := req("4917000003", "")
+	bad.B = bad.A // passes no Validate: the server's CHECK refuses it
+	stranger := callbackRequest("00000000-0000-4000-8000-000000000000")
+	reqs := []*callbridge.CallbackRequest{
+		req("4917000001", "dup"),  // 1: queued (2 in the queue)
+		req("4917000002", "dup"),  // same key: nothing
+		bad,                       // refused alone
+		req("4917000004", "used"), // key used before: nothing
+		stranger,                  // unknown account: nothing
+		req("4917000005", ""),     // 3
+		req("4917000006", ""),     // 4
+		req("4917000007", ""),     // 5: the queue is full
+		req("4917000008", ""),     // no room
+	}
+	cbs, errs := s.CreateBatch(reqs)
+	for i, want := range []bool{true, false, false, false, false, true, true, true, false} {
+		if i == 2 {
+			if callbridge.ErrorCode(postgres.Error(errs[i])) != callbridge.EINVALID || cbs[i] != nil {
+				t.Errorf("request %d (a = b): %v %v, want the server's refusal alone", i, cbs[i], errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Errorf("request %d: %v", i, errs[i])
+		}
+		if got := cbs[i] != nil; got != want {
+			t.Errorf("request %d: inserted %v, want %v", i, got, want)
+		}
+	}
+
+	var rows []struct {
+		A       string
+		Events  int
+		Hooks   int
+		Created time.Time `db:"created_at"`
+		RunAt   time.Time `db:"run_at"`
+	}
+	if err := db.SelectContext(ctx, &rows, `SELECT a, created_at, run_at,
+			(SELECT count(*) FROM callback_events e WHERE e.callback_id = c.id) AS events,
+			(SELECT count(*) FROM webhooks w WHERE w.key = 'callback:' || c.id) AS hooks
+		FROM callbacks c WHERE account_id = $1 AND id <> $2 ORDER BY created_at, id`, acct, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for i, r := range rows {
+		order = append(order, r.A)
+		if r.Events != 1 || r.Hooks != 1 || !r.RunAt.Equal(r.Created) {
+			t.Errorf("%s: %d events, %d webhooks, run_at %v created %v", r.A, r.Events, r.Hooks, r.RunAt, r.Created)
+		}
+		if i > 0 && !r.Created.After(rows[i-1].Created) {
+			t.Errorf("%s created at %v, not after the request before it", r.A, r.Created)
+		}
+	}
+	if want := "4917000001 4917000005 4917000006 4917000007"; strings.Join(order, " ") != want {
+		t.Errorf("stored %v, want %s in request order", order, want)
+	}
+
+	// Through CreateCallback, the second "dup" is the first's callback and
+	// the full queue a rate limit.
+	again, created, err := s.CreateCallback(ctx, reqs[1])
+	if err != nil || created || again.ID != cbs[0].ID {
+		t.Errorf("repeat of a key used in the batch: %v created=%v %v, want %s", again, created, err, cbs[0].ID)
+	}
+	if _, _, err := s.CreateCallback(ctx, req("4917000009", "")); callbridge.ErrorCode(err) != callbridge.ERATELIMIT {
+		t.Errorf("full queue: %v, want rate limited", err)
+	}
+}
+
+// TestCreateCallbackConcurrent sends many creations at once (they share
+// batches): every one answered created is stored once with its history
+// and webhook, repeats of one idempotency key all get the same callback,
+// and nothing is stored that was not answered.
+func TestCreateCallbackConcurrent(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	s := postgres.NewCallbackService(db)
+	const n = 120
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r := callbackRequest(acct)
+			r.A = callbridge.Number(fmt.Sprintf("49170%05d", i))
+			if i%10 == 0 {
+				r.A = "4917099999"
+				r.IdempotencyKey, r.RequestHash = "same", "h"
+			}
+			cb, _, err := s.CreateCallback(ctx, r)
+			if err != nil {
+				t.Errorf("create %d: %v", i, err)
+				return
+			}
+			ids[i] = cb.ID
+		}(i)
+	}
+	wg.Wait()
+	distinct := map[string]bool{}
+	for i, id := range ids {
+		distinct[id] = true
+		if i%10 == 0 && id != ids[0] {
+			t.Errorf("idempotent repeat %d got %s, want %s", i, id, ids[0])
+		}
+	}
+	var stored, events, hooks int
+	if err := db.QueryRowContext(ctx, `SELECT count(*),
+			(SELECT count(*) FROM callback_events e JOIN callbacks c ON c.id = e.callback_id WHERE c.account_id = $1),
+			(SELECT count(*) FROM webhooks WHERE account_id = $1)
+		FROM callbacks WHERE account_id = $1`, acct).Scan(&stored, &events, &hooks); err != nil {
+		t.Fatal(err)
+	}
+	if want := n - n/10 + 1; len(distinct) != want || stored != want || events != want || hooks != want {
+		t.Errorf("%d distinct ids, %d stored, %d events, %d webhooks; want %d of each", len(distinct), stored, events, hooks, want)
 	}
 }
