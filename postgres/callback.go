@@ -378,13 +378,6 @@ func cbScanTargets(r *callbackRow, extra ...any) []any {
 		&r.MetadataJSON, &c.Attempt, &c.Node, &c.CancelRequested, &c.CreatedAt, &c.UpdatedAt, &c.EndedAt}, extra...)
 }
 
-func cbNullBytes(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return string(b)
-}
-
 // Callback implements callbridge.CallbackService.
 func (s *CallbackService) Callback(ctx context.Context, accountID, id string) (*callbridge.Callback, error) {
 	if !callbridge.IsUUID(accountID) || !callbridge.IsUUID(id) {
