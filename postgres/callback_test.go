@@ -339,13 +339,18 @@ func TestCreateCallbackBatch(t *testing.T) {
 	bad := req("4917000003", "")
 	bad.B = bad.A // passes no Validate: the server's CHECK refuses it
 	stranger := callbackRequest("00000000-0000-4000-8000-000000000000")
+	// Values travel in array literals: quotes, backslashes, braces, commas
+	// and NULL in them must arrive as sent.
+	tricky := req("4917000005", `k"\{x},NULL`)
+	tricky.Metadata = json.RawMessage(`{"note": "a\"b\\c {x},NULL"}`)
+	tricky.WebhookURL = `http://127.0.0.1:1/h?q="{a,b}"\`
 	reqs := []*callbridge.CallbackRequest{
 		req("4917000001", "dup"),  // 1: queued (2 in the queue)
 		req("4917000002", "dup"),  // same key: nothing
 		bad,                       // refused alone
 		req("4917000004", "used"), // key used before: nothing
 		stranger,                  // unknown account: nothing
-		req("4917000005", ""),     // 3
+		tricky,                    // 3
 		req("4917000006", ""),     // 4
 		req("4917000007", ""),     // 5: the queue is full
 		req("4917000008", ""),     // no room
@@ -391,6 +396,12 @@ func TestCreateCallbackBatch(t *testing.T) {
 	}
 	if want := "4917000001 4917000005 4917000006 4917000007"; strings.Join(order, " ") != want {
 		t.Errorf("stored %v, want %s in request order", order, want)
+	}
+
+	if got := cbs[5]; got == nil || string(got.Metadata) != string(tricky.Metadata) || got.WebhookURL != tricky.WebhookURL {
+		t.Errorf("tricky values: got %+v", got)
+	} else if again, created, err := s.CreateCallback(ctx, tricky); err != nil || created || again.ID != got.ID {
+		t.Errorf("tricky idempotency key: %v created=%v %v, want %s", again, created, err, got.ID)
 	}
 
 	// Through CreateCallback, the second "dup" is the first's callback and
