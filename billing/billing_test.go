@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -405,5 +406,46 @@ func TestMoney(t *testing.T) {
 		if got := billing.Money(tt.in); got != tt.want {
 			t.Errorf("Money(%d) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestSchedulerReportsRunOutcomes: OnRun hears of every run with its
+// outcome: ok, failed, skipped (the slot already done), cancelled.
+func TestSchedulerReportsRunOutcomes(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	fail := errors.New("disk full")
+	var next error
+	job := billing.Job{Name: "rollup", Spec: "15 0 * * *", Run: func(ctx context.Context, _ time.Time) (int64, error) {
+		if next == context.Canceled {
+			return 0, ctx.Err()
+		}
+		return 1, next
+	}}
+	s, err := billing.NewScheduler(postgres.NewBillingStore(db, time.UTC, "test"), time.UTC, nil, []billing.Job{job})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	s.OnRun = func(job, outcome string, took time.Duration) {
+		if took < 0 {
+			t.Errorf("%s %s took %v", job, outcome, took)
+		}
+		got = append(got, job+" "+outcome)
+	}
+	day := func(d int) time.Time { return time.Date(2026, 11, d, 0, 15, 0, 0, time.UTC) }
+	s.Run(ctx, "rollup", day(1), false)
+	s.Run(ctx, "rollup", day(1), false) // done already
+	next = fail
+	if _, err := s.Run(ctx, "rollup", day(2), false); !errors.Is(err, fail) {
+		t.Errorf("failing run: %v", err)
+	}
+	next = context.Canceled
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	s.Run(cctx, "rollup", day(3), false)
+	want := []string{"rollup ok", "rollup skipped", "rollup failed", "rollup cancelled"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("OnRun heard %v, want %v", got, want)
 	}
 }

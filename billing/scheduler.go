@@ -53,11 +53,25 @@ type Job struct {
 	Run func(ctx context.Context, slot time.Time) (int64, error)
 }
 
+// Outcomes of a run as OnRun reports them.
+const (
+	JobOK        = "ok"
+	JobFailed    = "failed"
+	JobCancelled = "cancelled"
+	JobSkipped   = "skipped"
+)
+
 // MaxCatchUp bounds how many missed slots of one job Start runs.
 const MaxCatchUp = 62
 
 // Scheduler runs Jobs on their schedules.
 type Scheduler struct {
+	// OnRun, when set before Start, is told of every run this process
+	// attempts: the job, its outcome (JobOK, JobFailed, JobCancelled, or
+	// JobSkipped when another process holds the job or the slot is done)
+	// and how long it took.
+	OnRun func(job, outcome string, took time.Duration)
+
 	runs RunStore
 	loc  *time.Location
 	log  *slog.Logger
@@ -240,15 +254,23 @@ func (s *Scheduler) runSlot(ctx context.Context, e *entry, slot time.Time, force
 	run, ran, err := s.runs.RunJob(ctx, e.job.Name, slot, force, func(ctx context.Context) (int64, error) {
 		return e.job.Run(ctx, slot)
 	})
+	took := time.Since(start)
+	outcome := JobOK
 	switch {
 	case err != nil && errors.Is(err, context.Canceled):
+		outcome = JobCancelled
 		s.log.Info("job cancelled", "job", e.job.Name, "slot", slot.UTC())
 	case err != nil:
+		outcome = JobFailed
 		s.log.Error("job failed", "job", e.job.Name, "slot", slot.UTC(), "error", err)
 	case ran:
-		s.log.Info("job done", "job", e.job.Name, "slot", slot.UTC(), "rows", run.Rows, "duration_ms", time.Since(start).Milliseconds())
+		s.log.Info("job done", "job", e.job.Name, "slot", slot.UTC(), "rows", run.Rows, "duration_ms", took.Milliseconds())
 	default:
+		outcome = JobSkipped
 		s.log.Debug("job skipped: done or running elsewhere", "job", e.job.Name, "slot", slot.UTC())
+	}
+	if s.OnRun != nil {
+		s.OnRun(e.job.Name, outcome, took)
 	}
 	if err != nil {
 		return run, fmt.Errorf("billing: job %s: %w", e.job.Name, err)

@@ -99,6 +99,9 @@ type CallbackEngineConfig struct {
 	Authorizer Authorizer
 	// Logger receives one line per callback outcome and every failure.
 	Logger *slog.Logger
+	// OnStatus, when set, is told of every status change the engine
+	// persists (reason is set with failed).
+	OnStatus func(status callbridge.CallbackStatus, reason callbridge.FailReason)
 }
 
 // CallbackEngine places callbacks: it claims queued callbacks from the
@@ -460,12 +463,20 @@ func (e *CallbackEngine) claimLoop(ctx context.Context) {
 			}
 			continue
 		}
+		e.onStatus(cb.Status, "") // the claim moved it to calling_a
 		r := e.start(ctx, cb, false)
 		select {
 		case <-r.placed:
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// onStatus reports a status change the engine persisted to OnStatus.
+func (e *CallbackEngine) onStatus(status callbridge.CallbackStatus, reason callbridge.FailReason) {
+	if e.cfg.OnStatus != nil {
+		e.cfg.OnStatus(status, reason)
 	}
 }
 
@@ -828,6 +839,7 @@ func (r *cbRun) save(ctx context.Context, u *callbridge.CallbackUpdate) bool {
 		if err == nil {
 			if u.Status != "" {
 				r.status = u.Status
+				r.e.onStatus(u.Status, u.Reason)
 			}
 			return true
 		}

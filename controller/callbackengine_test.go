@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -51,6 +52,9 @@ type cbEnv struct {
 	account  string
 	stop     context.CancelFunc
 	done     chan struct{}
+
+	mu       sync.Mutex
+	statuses map[string]int // status changes OnStatus heard: "status" or "failed/reason"
 }
 
 type cbOpts struct {
@@ -122,6 +126,18 @@ func (env *cbEnv) startEngine(o cbOpts) *CallbackEngine {
 		FailurePrompts: map[callbridge.FailReason]string{"": "/sounds/call-failed.wav"},
 		LegWait:        2 * time.Second,
 		Authorizer:     o.authorizer,
+		OnStatus: func(status callbridge.CallbackStatus, reason callbridge.FailReason) {
+			env.mu.Lock()
+			defer env.mu.Unlock()
+			if env.statuses == nil {
+				env.statuses = map[string]int{}
+			}
+			k := string(status)
+			if reason != "" {
+				k += "/" + string(reason)
+			}
+			env.statuses[k]++
+		},
 	})
 	if err != nil {
 		env.t.Fatal(err)
@@ -396,6 +412,23 @@ func TestCallbackOutcomes(t *testing.T) {
 				}
 			}
 		})
+	}
+
+	// OnStatus (the metrics hook) heard every status change of the
+	// histories but the first, queued, which the API made.
+	want := map[string]int{}
+	for _, tt := range tests {
+		for _, st := range strings.Fields(tt.history)[1:] {
+			if st == "failed" {
+				st += "/" + string(tt.reason)
+			}
+			want[st]++
+		}
+	}
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	if !maps.Equal(env.statuses, want) {
+		t.Errorf("OnStatus heard %v, want %v", env.statuses, want)
 	}
 }
 

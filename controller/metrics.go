@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"callbridge"
+	"callbridge/billing"
 	"callbridge/esl"
 
 	"github.com/gin-gonic/gin"
@@ -24,6 +26,10 @@ type Metrics struct {
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 	eslJobs      *prometheus.HistogramVec
+	callbacks    *prometheus.CounterVec
+	jobRuns      *prometheus.CounterVec
+	jobDuration  *prometheus.HistogramVec
+	jobSuccess   *prometheus.GaugeVec
 }
 
 // NewMetrics returns a registry holding the Go runtime and process
@@ -48,8 +54,52 @@ func NewMetrics() *Metrics {
 		Help:    "Time from sending a bgapi command to its result, per node, command and outcome; command=\"originate\" is the originate latency (until answer or early media).",
 		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	}, []string{"node", "command", "outcome"})
-	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs)
+	m.callbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "callbridge_callback_status_changes_total",
+		Help: "Callback status changes this controller's engine persisted, by new status and failure reason (reason=\"\" unless failed).",
+	}, []string{"status", "reason"})
+	m.jobRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "callbridge_job_runs_total",
+		Help: "Scheduled job runs this process attempted, by job and outcome (ok, failed, cancelled, skipped: done or running elsewhere).",
+	}, []string{"job", "outcome"})
+	m.jobDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "callbridge_job_run_seconds",
+		Help:    "Duration of the scheduled job runs this process made (outcome ok or failed).",
+		Buckets: []float64{.01, .1, .5, 1, 5, 10, 30, 60, 120, 300, 600, 1800},
+	}, []string{"job"})
+	m.jobSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "callbridge_job_last_success_timestamp_seconds",
+		Help: "Unix time this process last finished a run of the job successfully; across controllers, take the max.",
+	}, []string{"job"})
+	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs, m.callbacks, m.jobRuns, m.jobDuration, m.jobSuccess)
 	return m
+}
+
+// ObserveCallbackStatus is a CallbackEngineConfig.OnStatus hook counting
+// the status changes the engine persists.
+func (m *Metrics) ObserveCallbackStatus(status callbridge.CallbackStatus, reason callbridge.FailReason) {
+	m.callbacks.WithLabelValues(string(status), string(reason)).Inc()
+}
+
+// ObserveJobRun is a billing.Scheduler OnRun hook: runs by outcome, the
+// duration of those that ran, and the time of the last success.
+func (m *Metrics) ObserveJobRun(job, outcome string, took time.Duration) {
+	m.jobRuns.WithLabelValues(job, outcome).Inc()
+	if outcome == billing.JobOK || outcome == billing.JobFailed {
+		m.jobDuration.WithLabelValues(job).Observe(took.Seconds())
+	}
+	if outcome == billing.JobOK {
+		m.jobSuccess.WithLabelValues(job).SetToCurrentTime()
+	}
+}
+
+// WatchCallbacks exports the number of callbacks live() reports as being
+// driven by this controller's engine.
+func (m *Metrics) WatchCallbacks(live func() int) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "callbridge_callbacks_live",
+		Help: "Callbacks this controller's engine is driving now (claimed and not yet ended).",
+	}, func() float64 { return float64(live()) }))
 }
 
 // ObserveJob returns an esl.Config.OnJobDone hook for node that records

@@ -170,6 +170,19 @@ func TestServeEndToEnd(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// A callback's status changes and the jobs caught up at start are
+	// counted.
+	if code, v := do(t, "POST", base+"/v1/callbacks", key, `{"a":"4917011111","b":"4917022222"}`); code != 202 {
+		t.Fatalf("POST /v1/callbacks = %d %v", code, v)
+	}
+	for _, want := range []string{
+		`callbridge_callback_status_changes_total{reason="",status="calling_a"} 1`,
+		`callbridge_job_runs_total{job="partitions",outcome="ok"} 1`,
+		`callbridge_job_last_success_timestamp_seconds{job="partitions"}`,
+		`callbridge_callbacks_live `,
+	} {
+		waitMetric(t, base, want)
+	}
 
 	for _, tc := range []struct{ body, field string }{
 		{`{"name":"x","bogus":1}`, "bogus"},
@@ -236,4 +249,24 @@ func TestAccountsCommandPrintsKeyLast(t *testing.T) {
 	if err := run(context.Background(), []string{"accounts", "revoke-key", id, "cbk_nosuchkey"}, env, io.Discard, io.Discard); err == nil {
 		t.Errorf("revoking an unknown key succeeded")
 	}
+}
+
+// waitMetric polls /metrics until a line holds want.
+func waitMetric(t *testing.T, base, want string) {
+	t.Helper()
+	var text []byte
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", base+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer admin-secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(text), want) {
+			return
+		}
+	}
+	t.Errorf("/metrics never showed %s", want)
 }

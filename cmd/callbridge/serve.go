@@ -170,11 +170,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			a.MaxCall = limit
 			return &a
 		},
-		Logger: log.With("component", "callbacks"),
+		Logger:   log.With("component", "callbacks"),
+		OnStatus: metrics.ObserveCallbackStatus,
 	})
 	if err != nil {
 		return err
 	}
+	metrics.WatchCallbacks(engine.Live)
 	srv.Callbacks, srv.Webhooks, srv.CallbackEngine = callbacks, webhooks, engine
 	srv.CallbackNumberRules = cfg.NumberRules()
 	goWork("callbacks", engine.Run)
@@ -237,6 +239,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return usageError{err}
 	}
+	scheduler.OnRun = metrics.ObserveJobRun
 	goWork("billing jobs", func(ctx context.Context) error {
 		scheduler.Start(ctx)
 		<-ctx.Done()
