@@ -193,7 +193,9 @@ type BindingEvent struct {
 	BindingID string        `json:"binding_id" db:"binding_id"`
 	From      BindingStatus `json:"from,omitempty" db:"from_status"`
 	To        BindingStatus `json:"to" db:"to_status"`
-	// Detail says why: "created", "updated", "unbind", "expired".
+	// Detail says why: "created", "unbind", "expired", or for an update
+	// that kept the status "updated: " and what changed ("a", "b",
+	// "record", "expires_at=<new expiry>").
 	Detail string    `json:"detail" db:"detail"`
 	At     time.Time `json:"at" db:"at"`
 }

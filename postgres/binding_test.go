@@ -146,7 +146,9 @@ func TestExpiredBindingDoesNotBlock(t *testing.T) {
 	for _, e := range evs {
 		got = append(got, fmt.Sprintf("%s>%s:%s", e.From, e.To, e.Detail))
 	}
-	want := []string{">binding:created", "binding>active:created", "active>expired:expired"}
+	// The test's own UPDATE of expires_at is recorded as an update.
+	moved := "active>active:updated: expires_at=" + old.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z")
+	want := []string{">binding:created", "binding>active:created", moved, "active>expired:expired"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got events %v, want %v", got, want)
 	}
@@ -299,6 +301,16 @@ func TestUpdateAndUnbind(t *testing.T) {
 	short := time.Now().Add(10 * time.Second)
 	if _, err := f.bindings.UpdateBinding(ctx, f.account, b2.ID, callbridge.BindingUpdate{ExpiresAt: &short}); callbridge.ErrorField(err) != "expires_at" {
 		t.Errorf("got %v, want an expires_at error", err)
+	}
+	// The update is in the history (the refused one is not), naming what changed.
+	evs2, err := f.bindings.BindingEvents(ctx, f.account, b2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := evs2[len(evs2)-1]
+	if want := "updated: b, record, expires_at=" + exp.Format("2006-01-02T15:04:05Z"); len(evs2) != 3 ||
+		last.From != callbridge.StatusActive || last.To != callbridge.StatusActive || last.Detail != want {
+		t.Errorf("b2 events %+v, want binding, active, then active → active %q", evs2, want)
 	}
 	ub, err := f.bindings.Unbind(ctx, f.account, b1.ID)
 	if err != nil {
