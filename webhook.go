@@ -59,9 +59,13 @@ type WebhookFilter struct {
 type WebhookEnqueuer interface {
 	// EnqueueWebhook stores payload (marshalled to JSON) for delivery to
 	// url. key orders deliveries: entries with the same key go out one at
-	// a time, oldest first (use "callback:<id>", "binding:<id>"). An empty
-	// url enqueues nothing. EINVALID (url or payload).
-	EnqueueWebhook(ctx context.Context, accountID, url, eventType, key string, payload any) error
+	// a time, oldest first (use "callback:<id>", "binding:<id>"). eventID,
+	// when not empty, names the event reported: a webhook of the account
+	// with that event id already stored is not stored again (the same
+	// event heard by several controllers, or offered again after a lost
+	// reply), and that is no error. An empty url enqueues nothing.
+	// EINVALID (url, event id or payload).
+	EnqueueWebhook(ctx context.Context, accountID, url, eventType, key, eventID string, payload any) error
 }
 
 // WebhookService is the outbox as the API sees it.

@@ -250,7 +250,8 @@ func (j *Jobs) LowBalance(ctx context.Context, _ time.Time) (int64, error) {
 			"event": "balance.low", "account_id": e.AccountID,
 			"balance_micros": e.Balance, "threshold_micros": e.Threshold, "at": e.CreatedAt,
 		}
-		err := j.Webhooks.EnqueueWebhook(ctx, e.AccountID, e.URL, "balance.low", "balance:"+e.AccountID, payload)
+		err := j.Webhooks.EnqueueWebhook(ctx, e.AccountID, e.URL, "balance.low", "balance:"+e.AccountID,
+			fmt.Sprintf("balance.low:%d", e.ID), payload)
 		if herr := j.Store.LowBalanceHandled(ctx, e.ID, err); herr != nil {
 			errs = append(errs, herr)
 			continue

@@ -364,9 +364,12 @@ func (bc *BindingCalls) send(ctx context.Context, call *bindingCall, typ string,
 	if at.IsZero() {
 		at = ev.Received
 	}
+	// Every controller following the node hears the call: the event id
+	// makes the outbox keep one webhook of it.
+	eventID := call.id + ":" + typ
 	payload := map[string]any{
 		"type":       typ,
-		"event_id":   call.id + ":" + typ,
+		"event_id":   eventID,
 		"binding_id": call.bindingID,
 		"call_id":    call.id,
 		"node":       ev.Node,
@@ -392,7 +395,7 @@ func (bc *BindingCalls) send(ctx context.Context, call *bindingCall, typ string,
 			call.binding = b
 		}
 		payload["external_id"] = call.binding.ExternalID
-		return bc.cfg.Webhooks.EnqueueWebhook(ctx, call.binding.AccountID, call.binding.WebhookURL, typ, "binding:"+call.bindingID, payload)
+		return bc.cfg.Webhooks.EnqueueWebhook(ctx, call.binding.AccountID, call.binding.WebhookURL, typ, "binding:"+call.bindingID, eventID, payload)
 	})
 	if err != nil {
 		bc.log.Error("binding calls: webhook lost", "type", typ, "binding", call.bindingID, "call", call.id, "error", err)

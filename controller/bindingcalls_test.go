@@ -193,6 +193,21 @@ func TestBindingCallWebhooks(t *testing.T) {
 	env := newCallsEnv(t)
 	b := env.bind(t)
 
+	// A second controller follows the same node and hears the same calls:
+	// the outbox still holds each event once.
+	ctx, cancel := context.WithCancel(context.Background())
+	var second sync.WaitGroup
+	t.Cleanup(func() { cancel(); second.Wait() })
+	client2 := esl.NewClient(esl.Config{Name: "node1", Addr: env.fs.Addr(), Password: "ClueCon",
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
+	calls2 := NewBindingCalls(esl.NewPool(client2), BindingCallsConfig{
+		Bindings: postgres.NewBindingService(env.db), Webhooks: env.webhooks, RecordDir: "/recordings",
+	})
+	second.Add(2)
+	go func() { defer second.Done(); client2.Run(ctx) }()
+	go func() { defer second.Done(); calls2.Run(ctx) }()
+	waitFor(t, "the second controller to connect", func() bool { return client2.State() == esl.StateConnected })
+
 	// A calls X, B answers, A hangs up.
 	leg := env.call(t, tA, tX)
 	if leg == nil {

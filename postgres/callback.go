@@ -560,7 +560,7 @@ func setStatusTx(ctx context.Context, tx *Tx, cb *callbridge.Callback, status ca
 	if cb.WebhookURL == "" {
 		return nil
 	}
-	return EnqueueWebhookTx(ctx, tx, cb.AccountID, cb.WebhookURL, "callback.status", WebhookKey(cb.ID), statusPayload(cb, at, detail))
+	return EnqueueWebhookTx(ctx, tx, cb.AccountID, cb.WebhookURL, "callback.status", WebhookKey(cb.ID), "", statusPayload(cb, at, detail))
 }
 
 // ClaimCallback claims the oldest due queued callback for owner, on node,

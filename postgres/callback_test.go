@@ -272,11 +272,11 @@ func TestWebhookClaimOrderPerKey(t *testing.T) {
 	acct := newCallbackAccount(t, db)
 	w := postgres.NewWebhookService(db)
 	for i := 0; i < 3; i++ {
-		if err := w.EnqueueWebhook(ctx, acct, "http://x.test/h", "t", "k1", map[string]int{"n": i}); err != nil {
+		if err := w.EnqueueWebhook(ctx, acct, "http://x.test/h", "t", "k1", "", map[string]int{"n": i}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := w.EnqueueWebhook(ctx, acct, "http://x.test/h", "t", "k2", map[string]int{"n": 9}); err != nil {
+	if err := w.EnqueueWebhook(ctx, acct, "http://x.test/h", "t", "k2", "", map[string]int{"n": 9}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := w.ClaimWebhooks(ctx, 10, time.Minute)
@@ -303,7 +303,7 @@ func TestWebhookClaimOrderPerKey(t *testing.T) {
 	if err != nil || len(dead) != 1 || dead[0].LastError != "HTTP 500" {
 		t.Fatalf("dead: %v %v", dead, err)
 	}
-	if err := w.EnqueueWebhook(ctx, acct, "ftp://x", "t", "k", map[string]int{}); callbridge.ErrorField(err) != "webhook_url" {
+	if err := w.EnqueueWebhook(ctx, acct, "ftp://x", "t", "k", "", map[string]int{}); callbridge.ErrorField(err) != "webhook_url" {
 		t.Errorf("bad url: %v", err)
 	}
 }
@@ -462,5 +462,36 @@ func TestCreateCallbackConcurrent(t *testing.T) {
 	}
 	if want := n - n/10 + 1; len(distinct) != want || stored != want || events != want || hooks != want {
 		t.Errorf("%d distinct ids, %d stored, %d events, %d webhooks; want %d of each", len(distinct), stored, events, hooks, want)
+	}
+}
+
+// TestEnqueueWebhookEventID: a webhook offered again with the same event
+// id (another controller, a retry after a lost reply) is stored once per
+// account, without an error; without an event id every offer is stored.
+func TestEnqueueWebhookEventID(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct, other := newCallbackAccount(t, db), newCallbackAccount(t, db)
+	w := postgres.NewWebhookService(db)
+	for _, o := range []struct{ acct, event string }{
+		{acct, "call-1:started"}, {acct, "call-1:started"}, {acct, "call-1:ended"},
+		{other, "call-1:started"}, {acct, ""}, {acct, ""},
+	} {
+		if err := w.EnqueueWebhook(ctx, o.acct, "http://x.test/h", "t", "k", o.event, map[string]string{"e": o.event}); err != nil {
+			t.Fatalf("enqueue %v: %v", o, err)
+		}
+	}
+	count := func(acct string) int {
+		ws, _, err := w.Webhooks(ctx, acct, callbridge.WebhookFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ws)
+	}
+	if got, gotOther := count(acct), count(other); got != 4 || gotOther != 1 {
+		t.Errorf("stored %d and %d webhooks, want 4 (two events, two without id) and 1", got, gotOther)
+	}
+	if err := w.EnqueueWebhook(ctx, acct, "http://x.test/h", "t", "k", strings.Repeat("e", 201), map[string]int{}); callbridge.ErrorField(err) != "event_id" {
+		t.Errorf("long event id: %v, want an event_id error", err)
 	}
 }

@@ -27,17 +27,19 @@ const maxWebhookPayload = 64 << 10
 
 // EnqueueWebhook implements callbridge.WebhookEnqueuer in a statement of
 // its own.
-func (s *WebhookService) EnqueueWebhook(ctx context.Context, accountID, url, eventType, key string, payload any) error {
-	return EnqueueWebhookTx(ctx, s.db, accountID, url, eventType, key, payload)
+func (s *WebhookService) EnqueueWebhook(ctx context.Context, accountID, url, eventType, key, eventID string, payload any) error {
+	return EnqueueWebhookTx(ctx, s.db, accountID, url, eventType, key, eventID, payload)
 }
 
 // EnqueueWebhookTx puts a webhook in the outbox through q, which is
 // normally the *Tx that writes the change the webhook reports, so the
 // webhook exists if and only if the change does. Other stores of this
 // package call it inside their transactions. Entries with the same key are
-// delivered one at a time, oldest first. An empty url enqueues nothing.
-// Errors: EINVALID for a bad url, event type, key or payload.
-func EnqueueWebhookTx(ctx context.Context, q sqlx.ExecerContext, accountID, url, eventType, key string, payload any) error {
+// delivered one at a time, oldest first. A non-empty eventID stores the
+// webhook only if the account has none with that event id yet. An empty
+// url enqueues nothing. Errors: EINVALID for a bad url, event type, key,
+// event id or payload.
+func EnqueueWebhookTx(ctx context.Context, q sqlx.ExecerContext, accountID, url, eventType, key, eventID string, payload any) error {
 	if url == "" {
 		return nil
 	}
@@ -53,6 +55,9 @@ func EnqueueWebhookTx(ctx context.Context, q sqlx.ExecerContext, accountID, url,
 	if key == "" || len(key) > 200 {
 		return callbridge.FieldError("key", "must have 1 to 200 characters")
 	}
+	if len(eventID) > 200 {
+		return callbridge.FieldError("event_id", "must have at most 200 characters")
+	}
 	body, err := json.Marshal(payload)
 	if err != nil || len(body) == 0 || body[0] != '{' {
 		return callbridge.FieldError("payload", "must marshal to a JSON object")
@@ -60,8 +65,14 @@ func EnqueueWebhookTx(ctx context.Context, q sqlx.ExecerContext, accountID, url,
 	if len(body) > maxWebhookPayload {
 		return callbridge.FieldError("payload", "must be at most %d bytes", maxWebhookPayload)
 	}
-	_, err = q.ExecContext(ctx, `INSERT INTO webhooks (account_id, url, event_type, key, payload)
-		VALUES ($1, $2, $3, $4, $5::jsonb)`, accountID, url, eventType, key, string(body))
+	var id any // NULL: no event id
+	if eventID != "" {
+		id = eventID
+	}
+	_, err = q.ExecContext(ctx, `INSERT INTO webhooks (account_id, url, event_type, key, event_id, payload)
+		VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+		ON CONFLICT (account_id, event_id) WHERE event_id IS NOT NULL DO NOTHING`,
+		accountID, url, eventType, key, id, string(body))
 	return Error(err)
 }
 
