@@ -279,7 +279,7 @@ func (j *Jobs) writeDayReport(day time.Time, rows []callbridge.UsageRow) error {
 	if err := writeFile(base+".json", func(f *os.File) error { return WriteUsageJSON(f, rep) }); err != nil {
 		return err
 	}
-	return writeFile(base+".csv", func(f *os.File) error { return WriteUsageCSV(f, rep) })
+	return writeFile(base+".csv", func(f *os.File) error { return WriteUsageCSV(f, rep, true) })
 }
 
 func addUsage(t *callbridge.UsageRow, r callbridge.UsageRow) {

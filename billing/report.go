@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -39,17 +40,27 @@ func WriteUsageJSON(w io.Writer, r *callbridge.UsageReport) error {
 	return enc.Encode(r)
 }
 
-// UsageCSVHeader is the header row of a usage report in CSV.
+// UsageCSVHeader is the header row of a usage report in CSV with costs;
+// without them it lacks "buy" and "margin".
 var UsageCSVHeader = []string{"key", "description", "calls", "answered", "billed_ms", "sell", "buy", "margin", "currency"}
 
 // WriteUsageCSV writes a usage report as CSV: one row per group, then a
-// total row. Amounts are decimal currency units.
-func WriteUsageCSV(w io.Writer, r *callbridge.UsageReport) error {
+// total row. Amounts are decimal currency units. withCosts adds the
+// carriers' cost and the margin (the operator's view; an account's own
+// report leaves them out).
+func WriteUsageCSV(w io.Writer, r *callbridge.UsageReport, withCosts bool) error {
 	cw := csv.NewWriter(w)
-	cw.Write(UsageCSVHeader)
+	header := UsageCSVHeader
+	if !withCosts {
+		header = slices.DeleteFunc(slices.Clone(header), func(h string) bool { return h == "buy" || h == "margin" })
+	}
+	cw.Write(header)
 	row := func(u callbridge.UsageRow) {
-		cw.Write([]string{csvSafe(u.Key), csvSafe(u.Description), itoa(u.Calls), itoa(u.Answered), itoa(u.BilledMS),
-			Money(u.Sell), Money(u.Buy), Money(u.Margin), r.Currency})
+		rec := []string{csvSafe(u.Key), csvSafe(u.Description), itoa(u.Calls), itoa(u.Answered), itoa(u.BilledMS), Money(u.Sell)}
+		if withCosts {
+			rec = append(rec, Money(u.Buy), Money(u.Margin))
+		}
+		cw.Write(append(rec, r.Currency))
 	}
 	for _, u := range r.Rows {
 		row(u)

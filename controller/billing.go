@@ -80,8 +80,41 @@ func parseReportTime(field, s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-func usageReport(svc callbridge.BillingService) gin.HandlerFunc {
+// accountUsageRow is a usage row as its account sees it: what it was
+// charged, without the carriers' cost and the margin (the operator's
+// business; see accountCDR).
+type accountUsageRow struct {
+	callbridge.UsageRow
+	Buy    *int64 `json:"buy_micros,omitempty"`
+	Margin *int64 `json:"margin_micros,omitempty"`
+}
+
+// accountUsageReport is a usage report as its account sees it.
+type accountUsageReport struct {
+	*callbridge.UsageReport
+	Rows  []accountUsageRow `json:"rows"`
+	Total accountUsageRow   `json:"total"`
+}
+
+func newAccountUsageReport(r *callbridge.UsageReport) accountUsageReport {
+	v := accountUsageReport{UsageReport: r, Rows: make([]accountUsageRow, len(r.Rows)), Total: accountUsageRow{UsageRow: r.Total}}
+	for i, row := range r.Rows {
+		v.Rows[i] = accountUsageRow{UsageRow: row}
+	}
+	return v
+}
+
+// usageReport answers a usage report: to an account its own usage and
+// charges (GET /v1/reports/usage), to the operator an account's with the
+// carriers' cost, the margin and the grouping by carrier (GET
+// /v1/admin/accounts/{id}/reports/usage).
+func usageReport(svc callbridge.BillingService, operator bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		acc, err := subjectAccount(c, operator)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
 		format, err := wantFormat(c, false)
 		if err != nil {
 			writeError(c, err)
@@ -97,14 +130,18 @@ func usageReport(svc callbridge.BillingService) gin.HandlerFunc {
 			return
 		}
 		f.GroupBy = c.Query("group_by")
-		rep, err := svc.Usage(c.Request.Context(), account(c).ID, f)
+		if f.GroupBy == callbridge.GroupByCarrier && !operator {
+			writeError(c, callbridge.FieldError("group_by", "must be day, destination or binding"))
+			return
+		}
+		rep, err := svc.Usage(c.Request.Context(), acc, f)
 		if err != nil {
 			writeError(c, err)
 			return
 		}
 		if format == "csv" {
 			var buf bytes.Buffer
-			if err := billing.WriteUsageCSV(&buf, rep); err != nil {
+			if err := billing.WriteUsageCSV(&buf, rep, operator); err != nil {
 				writeError(c, err)
 				return
 			}
@@ -112,7 +149,11 @@ func usageReport(svc callbridge.BillingService) gin.HandlerFunc {
 			c.Data(http.StatusOK, "text/csv; charset=utf-8", buf.Bytes())
 			return
 		}
-		c.JSON(http.StatusOK, rep)
+		if operator {
+			c.JSON(http.StatusOK, rep)
+			return
+		}
+		c.JSON(http.StatusOK, newAccountUsageReport(rep))
 	}
 }
 

@@ -12,11 +12,52 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// cdrCSVColumns are the columns of the CSV export, in order.
+// cdrCSVColumns are the columns of the operator's CSV export, in order;
+// an account's export leaves out cdrOperatorColumns.
 var cdrCSVColumns = []string{
 	"uuid", "other_uuid", "leg", "callback_id", "binding_id", "direction", "caller", "callee", "presented",
 	"gateway", "node", "start_at", "answer_at", "end_at", "duration_ms", "bill_ms", "hangup_cause", "q850",
 	"disposition", "sell", "sell_currency", "sell_deck_id", "sell_deck_version", "buy", "buy_currency", "flags",
+}
+
+// cdrOperatorColumns are the CSV columns only the operator sees: which
+// carrier gateway carried a leg and what the carrier charged.
+var cdrOperatorColumns = map[string]bool{"gateway": true, "buy": true, "buy_currency": true}
+
+// cdrBuyFlags are the flags about the carrier's price, which only the
+// operator sees.
+const cdrBuyFlags = callbridge.CDRBuyUnratedDefault | callbridge.CDRBuyUnrated
+
+// accountCDR is a CDR as its account sees it: what the account was
+// charged, never which carrier gateway carried the leg or what the
+// carrier charged (the operator's business). Its nil fields shadow the
+// CDR's fields of the same JSON names, so those are left out.
+type accountCDR struct {
+	*callbridge.CDR
+	Gateway        *string             `json:"gateway,omitempty"`
+	Buy            *int64              `json:"buy_micros,omitempty"`
+	BuyCurrency    *string             `json:"buy_currency,omitempty"`
+	BuyDeckID      *string             `json:"buy_deck_id,omitempty"`
+	BuyDeckVersion *int64              `json:"buy_deck_version,omitempty"`
+	BuyPrefix      *string             `json:"buy_prefix,omitempty"`
+	Flags          callbridge.CDRFlags `json:"flags"`
+}
+
+func newAccountCDR(c *callbridge.CDR) accountCDR {
+	return accountCDR{CDR: c, Flags: c.Flags &^ cdrBuyFlags}
+}
+
+// subjectAccount returns the account a listing or report is about: the
+// caller's own, or for the operator (admin routes) the one in the path.
+func subjectAccount(c *gin.Context, operator bool) (string, error) {
+	if !operator {
+		return account(c).ID, nil
+	}
+	id := c.Param("id")
+	if !callbridge.IsUUID(id) {
+		return "", callbridge.Errorf(callbridge.ENOTFOUND, "account not found")
+	}
+	return id, nil
 }
 
 // cdrFilter reads the query of GET /v1/cdrs: from and to (RFC 3339, on the
@@ -59,17 +100,23 @@ func cdrFilter(c *gin.Context, rules callbridge.NumberRules) (callbridge.CDRFilt
 // listCDRs answers GET /v1/cdrs with the account's CDRs, oldest first: a
 // page of JSON with the next page's cursor, or, when the client accepts
 // text/csv and not JSON, every CDR the filter selects as one CSV stream
-// (from the cursor on, if one is given).
-func listCDRs(cdrs callbridge.CDRService, rules callbridge.NumberRules) gin.HandlerFunc {
+// (from the cursor on, if one is given). The account sees its own charge
+// (accountCDR); the operator (GET /v1/admin/accounts/{id}/cdrs) sees
+// every field, carrier gateway and cost included.
+func listCDRs(cdrs callbridge.CDRService, rules callbridge.NumberRules, operator bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		acc, err := subjectAccount(c, operator)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
 		f, err := cdrFilter(c, rules)
 		if err != nil {
 			writeError(c, err)
 			return
 		}
-		acc := account(c).ID
 		if cdrWantsCSV(c.GetHeader("Accept")) {
-			exportCDRs(c, cdrs, acc, f)
+			exportCDRs(c, cdrs, acc, f, operator)
 			return
 		}
 		list, next, err := cdrs.CDRs(c.Request.Context(), acc, f)
@@ -77,10 +124,18 @@ func listCDRs(cdrs callbridge.CDRService, rules callbridge.NumberRules) gin.Hand
 			writeError(c, err)
 			return
 		}
-		if list == nil {
-			list = []*callbridge.CDR{}
+		if operator {
+			if list == nil {
+				list = []*callbridge.CDR{}
+			}
+			c.JSON(http.StatusOK, gin.H{"cdrs": list, "next_cursor": next})
+			return
 		}
-		c.JSON(http.StatusOK, gin.H{"cdrs": list, "next_cursor": next})
+		view := make([]accountCDR, len(list))
+		for i, r := range list {
+			view[i] = newAccountCDR(r)
+		}
+		c.JSON(http.StatusOK, gin.H{"cdrs": view, "next_cursor": next})
 	}
 }
 
@@ -109,7 +164,7 @@ func cdrWantsCSV(accept string) bool {
 // exportCDRs streams every selected CDR as CSV, page by page. Once the
 // first row is written an error can only end the stream early; it is
 // logged by the caller's request log as an aborted response.
-func exportCDRs(c *gin.Context, cdrs callbridge.CDRService, acc string, f callbridge.CDRFilter) {
+func exportCDRs(c *gin.Context, cdrs callbridge.CDRService, acc string, f callbridge.CDRFilter, operator bool) {
 	f.Limit = 1000
 	list, next, err := cdrs.CDRs(c.Request.Context(), acc, f)
 	if err != nil {
@@ -120,10 +175,10 @@ func exportCDRs(c *gin.Context, cdrs callbridge.CDRService, acc string, f callbr
 	c.Header("Content-Disposition", `attachment; filename="cdrs.csv"`)
 	c.Status(http.StatusOK)
 	w := csv.NewWriter(c.Writer)
-	w.Write(cdrCSVColumns)
+	w.Write(cdrCSVView(cdrCSVColumns, operator))
 	for {
 		for _, r := range list {
-			w.Write(cdrCSVRow(r))
+			w.Write(cdrCSVView(cdrCSVRow(r, operator), operator))
 		}
 		w.Flush()
 		if next == "" || w.Error() != nil {
@@ -137,7 +192,28 @@ func exportCDRs(c *gin.Context, cdrs callbridge.CDRService, acc string, f callbr
 	}
 }
 
-func cdrCSVRow(r *callbridge.CDR) []string {
+// cdrCSVView returns row (or the header) as the reader may see it: whole
+// for the operator, without cdrOperatorColumns for an account.
+func cdrCSVView(row []string, operator bool) []string {
+	if operator {
+		return row
+	}
+	out := make([]string, 0, len(row))
+	for i, v := range row {
+		if !cdrOperatorColumns[cdrCSVColumns[i]] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// cdrCSVRow is r's row of cdrCSVColumns; for an account, its flags leave
+// out the carrier's.
+func cdrCSVRow(r *callbridge.CDR, operator bool) []string {
+	flags := r.Flags
+	if !operator {
+		flags &^= cdrBuyFlags
+	}
 	ts := func(t time.Time) string {
 		if t.IsZero() {
 			return ""
@@ -149,7 +225,7 @@ func cdrCSVRow(r *callbridge.CDR) []string {
 		r.UUID, r.OtherUUID, r.Leg, r.CallbackID, r.BindingID, r.Direction, cdrCSVSafe(r.Caller), cdrCSVSafe(r.Callee),
 		cdrCSVSafe(r.Presented), cdrCSVSafe(r.Gateway), cdrCSVSafe(r.Node), ts(r.StartAt), ts(r.AnswerAt), ts(r.EndAt),
 		i(r.DurationMS), i(r.BillMS), r.HangupCause, strconv.Itoa(r.Q850), r.Disposition,
-		cdrMoney(r.Sell), r.SellCurrency, r.SellDeckID, i(r.SellDeckVersion), cdrMoney(r.Buy), r.BuyCurrency, r.Flags.String(),
+		cdrMoney(r.Sell), r.SellCurrency, r.SellDeckID, i(r.SellDeckVersion), cdrMoney(r.Buy), r.BuyCurrency, flags.String(),
 	}
 }
 

@@ -41,7 +41,8 @@ func TestCDRAPI(t *testing.T) {
 			Caller: "4930111", Callee: "4930222", Presented: "4930999", Node: "fs1",
 			StartAt: start.Add(time.Duration(i) * time.Minute), AnswerAt: start.Add(time.Duration(i)*time.Minute + time.Second),
 			EndAt: start.Add(time.Duration(i)*time.Minute + 10*time.Second), DurationMS: 10000, BillMS: 9000,
-			HangupCause: "NORMAL_CLEARING", Disposition: "answered", Sell: 1234567, SellCurrency: "EUR", Flags: callbridge.CDRMinimum}
+			HangupCause: "NORMAL_CLEARING", Disposition: "answered", Sell: 1234567, SellCurrency: "EUR",
+			Gateway: "carrier-x", Buy: 500000, BuyCurrency: "EUR", Flags: callbridge.CDRMinimum | callbridge.CDRBuyUnratedDefault}
 		if i < 3 {
 			c.BindingID = binding
 		}
@@ -55,10 +56,11 @@ func TestCDRAPI(t *testing.T) {
 	if _, err := store.WriteBatch(ctx, append(cdrs, &theirs), nil); err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Accounts: accounts, DB: db, CDRs: store}
+	srv := &Server{Accounts: accounts, DB: db, CDRs: store, AdminToken: testAdminToken}
 	h := srv.Handler()
+	path := "/v1/cdrs"
 	get := func(query, accept, key string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodGet, "/v1/cdrs?"+query, nil)
+		req := httptest.NewRequest(http.MethodGet, path+"?"+query, nil)
 		if key != "" {
 			req.Header.Set("Authorization", "Bearer "+key)
 		}
@@ -134,8 +136,11 @@ func TestCDRAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 8 || strings.Join(rows[0], ",") != strings.Join(cdrCSVColumns, ",") {
+	if len(rows) != 8 || strings.Join(rows[0], ",") != strings.Join(cdrCSVView(cdrCSVColumns, false), ",") {
 		t.Fatalf("CSV has %d rows, header %v", len(rows), rows[0])
+	}
+	if body := w.Body.String(); strings.Contains(body, "carrier-x") || strings.Contains(body, "0.500000") || strings.Contains(body, "buy") {
+		t.Errorf("the account's CSV shows the carrier or its cost:\n%s", body)
 	}
 	col := map[string]int{}
 	for i, c := range rows[0] {
@@ -152,6 +157,36 @@ func TestCDRAPI(t *testing.T) {
 	}
 	if w := get("", "application/json, text/csv;q=0.5", key); !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
 		t.Errorf("JSON preferred, got %q", w.Header().Get("Content-Type"))
+	}
+
+	// The account never sees which carrier carried a leg or what it cost;
+	// the operator sees both, for any account.
+	if body := get("", "", key).Body.String(); strings.Contains(body, "carrier-x") || strings.Contains(body, "buy") || !strings.Contains(body, `"flags":["minimum"]`) {
+		t.Errorf("the account's CDRs show the carrier or its cost: %s", body)
+	}
+	path = "/v1/admin/accounts/" + acc + "/cdrs"
+	if w := get("", "", key); w.Code != http.StatusUnauthorized {
+		t.Errorf("operator view with an API key: %d, want 401", w.Code)
+	}
+	w = get("limit=1", "", testAdminToken)
+	var op page
+	if err := json.Unmarshal(w.Body.Bytes(), &op); w.Code != 200 || err != nil || len(op.CDRs) != 1 {
+		t.Fatalf("operator view: %d %s", w.Code, w.Body)
+	}
+	if c := op.CDRs[0]; c.Gateway != "carrier-x" || c.Buy != 500000 || c.BuyCurrency != "EUR" || !c.Flags.Has(callbridge.CDRBuyUnratedDefault) {
+		t.Errorf("operator view: %+v, want the gateway, buy price and buy flags", c)
+	}
+	w = get("", "text/csv", testAdminToken)
+	rows, err = csv.NewReader(strings.NewReader(w.Body.String())).ReadAll()
+	if err != nil || len(rows) != 8 || strings.Join(rows[0], ",") != strings.Join(cdrCSVColumns, ",") {
+		t.Fatalf("operator CSV: %v %d rows, header %v", err, len(rows), rows[0])
+	}
+	if got := rows[1][len(rows[1])-3:]; strings.Join(got, " ") != "0.500000 EUR buy_unrated_default,minimum" {
+		t.Errorf("operator CSV buy, currency, flags: %v", got)
+	}
+	path = "/v1/admin/accounts/not-an-id/cdrs"
+	if w := get("", "", testAdminToken); w.Code != http.StatusNotFound {
+		t.Errorf("operator view of a malformed account id: %d, want 404", w.Code)
 	}
 }
 

@@ -446,9 +446,11 @@ func TestOpenAPIAnswers(t *testing.T) {
 	env := newFullEnv(t, nil)
 	o := env.createObjects(env.newTenant("docs"), 1)
 	query := map[string]string{
-		"/v1/rates/quote":   "?number=%2B4930123456&duration=90s",
-		"/v1/reports/usage": "?from=2026-10-01&to=2026-11-01&group_by=destination",
-		"/v1/cdrs":          "?from=2026-10-01T00:00:00Z&limit=10",
+		"/v1/rates/quote":                      "?number=%2B4930123456&duration=90s",
+		"/v1/reports/usage":                    "?from=2026-10-01&to=2026-11-01&group_by=destination",
+		"/v1/cdrs":                             "?from=2026-10-01T00:00:00Z&limit=10",
+		"/v1/admin/accounts/:id/reports/usage": "?from=2026-10-01&to=2026-11-01&group_by=carrier",
+		"/v1/admin/accounts/:id/cdrs":          "?limit=10",
 	}
 	accepts := []string{"", "text/csv", "text/html"}
 	for _, r := range env.routes() {

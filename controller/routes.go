@@ -59,7 +59,8 @@ func (s *Server) routes(e *gin.Engine) {
 
 	// cdrs
 	if s.CDRs != nil {
-		v1.GET("/cdrs", listCDRs(s.CDRs, s.CDRNumberRules))
+		v1.GET("/cdrs", listCDRs(s.CDRs, s.CDRNumberRules, false))
+		admin.GET("/accounts/:id/cdrs", listCDRs(s.CDRs, s.CDRNumberRules, true))
 	}
 
 	// billing
@@ -122,7 +123,8 @@ func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.Bil
 	admin.PUT("/accounts/:id/billing", putBillingProfile(svc))
 	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), createTopup(svc))
 
-	v1.GET("/reports/usage", usageReport(svc))
+	admin.GET("/accounts/:id/reports/usage", usageReport(svc, true))
+	v1.GET("/reports/usage", usageReport(svc, false))
 	v1.GET("/invoices", listInvoices(svc))
 	v1.GET("/invoices/:id", getInvoice(svc))
 	v1.GET("/balance", getBalance(svc))

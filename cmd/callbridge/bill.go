@@ -153,7 +153,7 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 		if format == "json" {
 			return billing.WriteUsageJSON(stdout, rep)
 		}
-		return billing.WriteUsageCSV(stdout, rep)
+		return billing.WriteUsageCSV(stdout, rep, true)
 
 	case "report invoice":
 		inv, err := store.Invoice(ctx, accountID, id)

@@ -297,7 +297,7 @@ func (t *tour) privacyNumbers(ctx context.Context) error {
 				HangupCause                    string `json:"hangup_cause"`
 			} `json:"cdrs"`
 		}
-		if err := t.waitCDRs(ctx, "/v1/cdrs?binding_id="+b.id, &res, func() int { return len(res.CDRs) }); err != nil {
+		if err := t.waitCDRs(ctx, "/v1/cdrs?binding_id="+b.id, false, &res, func() int { return len(res.CDRs) }); err != nil {
 			return err
 		}
 		for _, c := range res.CDRs {
@@ -317,10 +317,10 @@ func plus(n string) string {
 
 // waitCDRs polls a CDR listing until it holds something and stops
 // growing (the pipeline writes within a fraction of a second).
-func (t *tour) waitCDRs(ctx context.Context, path string, v any, n func() int) error {
+func (t *tour) waitCDRs(ctx context.Context, path string, admin bool, v any, n func() int) error {
 	last, stable := -1, 0
 	for i := 0; i < 50; i++ {
-		if err := t.call(ctx, "GET", path, false, nil, 200, v); err != nil {
+		if err := t.call(ctx, "GET", path, admin, nil, 200, v); err != nil {
 			return err
 		}
 		if c := n(); c > 0 && c == last {
@@ -338,6 +338,7 @@ func (t *tour) waitCDRs(ctx context.Context, path string, v any, n func() int) e
 
 func (t *tour) cdrs(ctx context.Context) error {
 	t.step("Rated CDRs: one per call leg, priced from billmsec by the decks")
+	t.say("the operator's view (GET /v1/admin/accounts/{id}/cdrs); the account's own (GET /v1/cdrs) shows no carrier or buy price")
 	var res struct {
 		CDRs []struct {
 			Leg, Caller, Callee string
@@ -349,7 +350,7 @@ func (t *tour) cdrs(ctx context.Context) error {
 			Flags               any    `json:"flags"`
 		} `json:"cdrs"`
 	}
-	if err := t.waitCDRs(ctx, "/v1/cdrs?limit=50", &res, func() int { return len(res.CDRs) }); err != nil {
+	if err := t.waitCDRs(ctx, "/v1/admin/accounts/"+t.accountID+"/cdrs?limit=50", true, &res, func() int { return len(res.CDRs) }); err != nil {
 		return err
 	}
 	t.say("%-9s %-12s %-12s %-20s %8s %10s %10s  %s", "LEG", "CALLER", "CALLEE", "CAUSE", "BILL_S", "SELL_USD", "BUY_USD", "FLAGS")
