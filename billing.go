@@ -284,6 +284,11 @@ type CallAuthorizer interface {
 	// for the first billed increment; EINVALID for a malformed callID;
 	// ECONFLICT when callID already holds a reservation.
 	AuthorizeCall(ctx context.Context, accountID, callID string, number Number) (*Grant, error)
+	// AuthorizeBridge is AuthorizeCall for an inbound call callID (to
+	// inbound, such as a virtual number) bridged to target: both legs last
+	// as long and one reservation, held for callID, pays for both. The
+	// inbound leg counts only when the account's deck prices it.
+	AuthorizeBridge(ctx context.Context, accountID, callID string, inbound, target Number) (*Grant, error)
 	// ReleaseCall drops the reservation of a call that will produce no
 	// CDR (it could not be placed). Releasing an unknown call is not an
 	// error.

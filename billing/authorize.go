@@ -65,15 +65,43 @@ var _ callbridge.CallAuthorizer = (*Authorizer)(nil)
 
 // AuthorizeCall implements callbridge.CallAuthorizer.
 func (a *Authorizer) AuthorizeCall(ctx context.Context, accountID, callID string, number callbridge.Number) (*callbridge.Grant, error) {
-	return a.authorize(ctx, accountID, callID, []callbridge.Number{number})
+	if err := validateNumbers(number); err != nil {
+		return nil, err
+	}
+	return a.authorize(ctx, accountID, callID, func(*rating.Deck, time.Time) []callbridge.Number { return []callbridge.Number{number} })
 }
 
-func (a *Authorizer) authorize(ctx context.Context, accountID, callID string, numbers []callbridge.Number) (*callbridge.Grant, error) {
-	for _, n := range numbers {
+// AuthorizeBridge implements callbridge.CallAuthorizer: the inbound leg
+// (whose dialled number is inbound, a virtual number say) and the leg
+// bridged to target last as long and are paid from one reservation, held
+// for callID, the inbound channel. The inbound leg counts only when the
+// account's deck prices its number: a deck without such a rate does not
+// charge inbound calls (their CDRs are flagged unrated), so there is
+// nothing to hold for them.
+func (a *Authorizer) AuthorizeBridge(ctx context.Context, accountID, callID string, inbound, target callbridge.Number) (*callbridge.Grant, error) {
+	if err := validateNumbers(inbound, target); err != nil {
+		return nil, err
+	}
+	return a.authorize(ctx, accountID, callID, func(deck *rating.Deck, at time.Time) []callbridge.Number {
+		if r := deck.Price(rating.Usage{Number: inbound, Start: at, BillMS: 60_000}); r.Flags.Has(rating.FlagUnrated) {
+			return []callbridge.Number{target}
+		}
+		return []callbridge.Number{inbound, target}
+	})
+}
+
+func validateNumbers(ns ...callbridge.Number) error {
+	for _, n := range ns {
 		if err := n.Validate(); err != nil {
-			return nil, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err))
+			return callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err))
 		}
 	}
+	return nil
+}
+
+// authorize reserves for callID the price of the legs legs returns (from
+// the account's deck, at the time of the call), all lasting as long.
+func (a *Authorizer) authorize(ctx context.Context, accountID, callID string, legs func(*rating.Deck, time.Time) []callbridge.Number) (*callbridge.Grant, error) {
 	maxCall := a.MaxCall
 	if maxCall <= 0 {
 		maxCall = DefaultMaxCall
@@ -100,7 +128,7 @@ func (a *Authorizer) authorize(ctx context.Context, accountID, callID string, nu
 			}
 			deck = d
 		}
-		return AffordableLegs(deck, numbers, at, available, capMS)
+		return AffordableLegs(deck, legs(deck, at), at, available, capMS)
 	}
 	res, prepaid, err := a.Store.Reserve(ctx, accountID, callID, slack, quote)
 	if err != nil {
@@ -176,7 +204,10 @@ func AffordableLegs(deck *rating.Deck, numbers []callbridge.Number, at time.Time
 // has passed, which errs on the side of the balance. A postpaid account
 // gets MaxCall.
 func (a *Authorizer) Authorize(ctx context.Context, accountID string, from, to callbridge.Number) (time.Duration, error) {
-	g, err := a.authorize(ctx, accountID, uuid.NewString(), []callbridge.Number{from, to})
+	if err := validateNumbers(from, to); err != nil {
+		return 0, err
+	}
+	g, err := a.authorize(ctx, accountID, uuid.NewString(), func(*rating.Deck, time.Time) []callbridge.Number { return []callbridge.Number{from, to} })
 	if err != nil {
 		return 0, err
 	}

@@ -42,8 +42,9 @@ type DialplanConfig struct {
 	LookupTimeout time.Duration
 	// Authorizer, when set together with Prepaid, authorises every routed
 	// call of a prepaid account before it is bridged: the inbound channel's
-	// uuid is the call id (its CDR settles the reservation) and the target
-	// is the number priced. A balance that cannot pay refuses the call
+	// uuid is the call id (its CDR settles the reservation), and both legs
+	// are priced, the inbound one to X (when the account's deck charges
+	// it) and the one to the target. A balance that cannot pay refuses the call
 	// (dialplan.ReasonInsufficientFunds); otherwise the route is capped at
 	// the grant from its answer. Calls of postpaid accounts cost no
 	// database work once Prepaid knows the account.
@@ -258,7 +259,7 @@ func authorizeRoute(ctx context.Context, d dialplan.Decision, req *dialplan.Requ
 	if !prepaid {
 		return d, false, nil
 	}
-	g, err := cfg.Authorizer.AuthorizeCall(ctx, d.AccountID, req.UniqueID, d.Target)
+	g, err := cfg.Authorizer.AuthorizeBridge(ctx, d.AccountID, req.UniqueID, d.X, d.Target)
 	if callbridge.ErrorCode(err) == callbridge.ECONFLICT {
 		// FreeSWITCH asked again for a channel that already holds a
 		// reservation (a transfer back into the dialplan): the channel
@@ -266,7 +267,7 @@ func authorizeRoute(ctx context.Context, d dialplan.Decision, req *dialplan.Requ
 		if err := cfg.Authorizer.ReleaseCall(ctx, req.UniqueID); err != nil {
 			return d, false, fmt.Errorf("controller: release earlier reservation: %w", err)
 		}
-		g, err = cfg.Authorizer.AuthorizeCall(ctx, d.AccountID, req.UniqueID, d.Target)
+		g, err = cfg.Authorizer.AuthorizeBridge(ctx, d.AccountID, req.UniqueID, d.X, d.Target)
 	}
 	switch {
 	case callbridge.ErrorCode(err) == callbridge.ENOFUNDS:

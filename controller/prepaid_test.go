@@ -301,22 +301,21 @@ func TestPrepaidCallbacksStopWhenTheBalanceRunsOut(t *testing.T) {
 	}
 }
 
-// ppLine is one XB binding of X 4930100100 to B 4917022222, owned by the
-// account.
-type ppLine struct{ line *dialplan.Line }
+// ppLines are the account's XB bindings: X 4930100100 (a number ppDeck
+// does not price, so inbound calls to it are free) and X 4917900900 (a
+// mobile number, so inbound calls to it cost as much as the leg to B),
+// both to B 4917022222.
+type ppLines map[callbridge.Number]*dialplan.Line
 
-func (l ppLine) Line(_ context.Context, x callbridge.Number) (*dialplan.Line, error) {
-	if x != l.line.X {
-		return nil, nil
-	}
-	return l.line, nil
+func (l ppLines) Line(_ context.Context, x callbridge.Number) (*dialplan.Line, error) {
+	return l[x], nil
 }
 
 func TestPrepaidBindingCalls(t *testing.T) {
 	t.Parallel()
 	gin.SetMode(gin.ReleaseMode)
 	var cfg DialplanConfig
-	var lines ppLine
+	lines := ppLines{}
 	e := gin.New()
 	e.POST("/fs/dialplan", func(c *gin.Context) { fsDialplan(&cfg, lines, time.Now, slog.New(slog.DiscardHandler))(c) })
 	dp := httptest.NewServer(e)
@@ -324,9 +323,11 @@ func TestPrepaidBindingCalls(t *testing.T) {
 
 	env := newPPEnv(t, dp.URL+"/fs/dialplan")
 	cfg = DialplanConfig{User: dpUser, Password: dpPass, Authorizer: env.auth, Prepaid: NewPrepaidAccounts(env.accounts, 0)}
-	lines = ppLine{&dialplan.Line{X: "4930100100", AccountID: env.account, Gateway: "carrier", Enabled: true,
-		Bindings: []*callbridge.Binding{{ID: "0f1e2d3c-4b5a-4697-8877-665544332211", AccountID: env.account, Mode: callbridge.ModeXB,
-			X: "4930100100", B: "4917022222", Status: callbridge.StatusActive, ExpiresAt: time.Now().Add(time.Hour)}}}}
+	for _, x := range []callbridge.Number{"4930100100", "4917900900"} {
+		lines[x] = &dialplan.Line{X: x, AccountID: env.account, Gateway: "carrier", Enabled: true,
+			Bindings: []*callbridge.Binding{{ID: "0f1e2d3c-4b5a-4697-8877-6655443322" + string(x[len(x)-2:]), AccountID: env.account, Mode: callbridge.ModeXB,
+				X: x, B: "4917022222", Status: callbridge.StatusActive, ExpiresAt: time.Now().Add(time.Hour)}}}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -335,8 +336,8 @@ func TestPrepaidBindingCalls(t *testing.T) {
 	// call places an inbound call to X and returns the inbound leg's
 	// CHANNEL_HANGUP_COMPLETE and the execute_on_answer it carried; the
 	// simulator runs that application on answer, as FreeSWITCH does.
-	call := func() (esl.Event, string) {
-		id, err := env.fs.Inbound(ctx, "4917033333", "4930100100")
+	call := func(x callbridge.Number) (esl.Event, string) {
+		id, err := env.fs.Inbound(ctx, "4917033333", string(x))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -358,7 +359,7 @@ func TestPrepaidBindingCalls(t *testing.T) {
 		}
 	}
 
-	ev, _ := call()
+	ev, _ := call("4930100100")
 	if got := ev.Get("Hangup-Cause"); got != "OUTGOING_CALL_BARRED" {
 		t.Errorf("no balance: hangup cause %q, want OUTGOING_CALL_BARRED", got)
 	}
@@ -371,7 +372,7 @@ func TestPrepaidBindingCalls(t *testing.T) {
 	env.settled()
 
 	env.topup(300_000) // 0.30: 30 s to a mobile
-	ev, onAnswer := call()
+	ev, onAnswer := call("4930100100")
 	if onAnswer != "sched_hangup +30 ALLOTTED_TIMEOUT" {
 		t.Errorf("execute_on_answer %q, want the 30 s grant", onAnswer)
 	}
@@ -384,6 +385,22 @@ func TestPrepaidBindingCalls(t *testing.T) {
 	env.settled()
 	b := env.balance()
 	if b.Balance < -ppIncrement || b.Balance > ppIncrement {
-		t.Errorf("final balance %d, want the 0.30 spent to within one increment", b.Balance)
+		t.Errorf("balance %d, want the 0.30 spent to within one increment", b.Balance)
+	}
+
+	// A call to a mobile X costs on both legs: the same 0.30 pays for two
+	// 6 s increments of each (0.24; three would be 0.36), and both are
+	// charged.
+	env.topup(300_000 - b.Balance)
+	ev, onAnswer = call("4917900900")
+	if onAnswer != "sched_hangup +12 ALLOTTED_TIMEOUT" {
+		t.Errorf("execute_on_answer %q, want the 12 s grant for two priced legs", onAnswer)
+	}
+	if ms, _ := ev.Int64("variable_billmsec"); ms < 11_000 || ms > 13_000 {
+		t.Errorf("both legs priced: billed %d ms, want about the 12 s grant", ms)
+	}
+	env.settled()
+	if b := env.balance(); b.Balance < -2*ppIncrement || b.Balance > 2*ppIncrement {
+		t.Errorf("final balance %d, want the 0.30 spent on both legs to within an increment each", b.Balance)
 	}
 }
