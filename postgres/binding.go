@@ -189,6 +189,9 @@ func (s *BindingService) create(ctx context.Context, r *callbridge.BindingReques
 // bindings, inserts the binding and activates it. It returns errRetryX
 // when a routing constraint refuses the activation.
 func (s *BindingService) bindX(ctx context.Context, tx *Tx, want *callbridge.Binding, r *callbridge.BindingRequest) (*callbridge.Binding, error) {
+	if err := lockX(ctx, tx, want.X); err != nil {
+		return nil, err
+	}
 	var gw string
 	if err := tx.GetContext(ctx, &gw, `SELECT gateway FROM numbers WHERE number = $1 FOR SHARE`, want.X); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -221,6 +224,33 @@ func (s *BindingService) bindX(ctx context.Context, tx *Tx, want *callbridge.Bin
 		return nil, constraintError(err)
 	}
 	return fixTimes(&b), nil
+}
+
+// bindingXLock is the first key of the advisory locks of lockX ("bind").
+const bindingXLock = 0x62696e64
+
+// lockX makes tx the only writer of x's bindings until it ends (or the
+// savepoint it took the lock under is rolled back, which releases it).
+// Without it, two transactions binding conflicting parties on one X each
+// insert a row and then wait for the other's uncommitted row in the
+// routing constraints: a deadlock, which PostgreSQL breaks only after
+// deadlock_timeout by failing one of them. A transaction holds at most
+// one X's lock when it waits for another (allocation tries each candidate
+// under a savepoint), so these locks cannot deadlock among themselves.
+func lockX(ctx context.Context, tx *Tx, x callbridge.Number) error {
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, bindingXLock, string(x))
+	return Error(err)
+}
+
+// lockBindingX takes the X lock of binding id (whose X never changes)
+// before the caller locks the binding itself, in the order allocation
+// takes them.
+func lockBindingX(ctx context.Context, tx *Tx, accountID, id string) error {
+	var x callbridge.Number
+	if err := tx.GetContext(ctx, &x, `SELECT x FROM bindings WHERE id = $1 AND account_id = $2`, id, accountID); err != nil {
+		return notFoundAs(Error(err), "binding")
+	}
+	return lockX(ctx, tx, x)
 }
 
 // constraintError turns a violation of a routing constraint into
@@ -346,6 +376,9 @@ func (s *BindingService) UpdateBinding(ctx context.Context, accountID, id string
 	now := s.now()
 	var out *callbridge.Binding
 	err := s.db.Tx(ctx, func(tx *Tx) error {
+		if err := lockBindingX(ctx, tx, accountID, id); err != nil {
+			return err
+		}
 		b, err := lockBinding(ctx, tx, accountID, id)
 		if err != nil {
 			return err
@@ -402,6 +435,9 @@ func (s *BindingService) Unbind(ctx context.Context, accountID, id string) (*cal
 	}
 	var out *callbridge.Binding
 	err := s.db.Tx(ctx, func(tx *Tx) error {
+		if err := lockBindingX(ctx, tx, accountID, id); err != nil {
+			return err
+		}
 		b, err := lockBinding(ctx, tx, accountID, id)
 		if err != nil {
 			return err
