@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -689,8 +690,10 @@ func TestWebhookDeliveryRetry(t *testing.T) {
 		got = append(got, p)
 	}))
 	defer recv.Close()
+	outcomes := map[string]int{}
 	d := NewWebhookDeliverer(env.webhooks, WebhookDelivererConfig{Secret: secret, PollInterval: 10 * time.Millisecond,
-		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, AllowPrivate: true})
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, AllowPrivate: true,
+		OnOutcome: func(o string) { mu.Lock(); defer mu.Unlock(); outcomes[o]++ }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -709,6 +712,9 @@ func TestWebhookDeliveryRetry(t *testing.T) {
 	if got[len(got)-1]["reason"] != "b_busy" || got[0]["metadata"].(map[string]any)["ticket"] != float64(7) {
 		t.Errorf("last webhook %v, first %v", got[len(got)-1], got[0])
 	}
+	if outcomes[WebhookRetry] != 2 || outcomes[WebhookDelivered] != len(want) || outcomes[WebhookDead] != 0 {
+		t.Errorf("OnOutcome heard %v, want 2 retries and %d deliveries", outcomes, len(want))
+	}
 	mu.Unlock()
 	code, _, raw := env.do("GET", "/v1/webhooks?callback_id="+id, "")
 	var list struct{ Webhooks []*callbridge.Webhook }
@@ -723,8 +729,14 @@ func TestWebhookDead(t *testing.T) {
 	env := newCBEnv(t, cbOpts{noEngine: true})
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
 	defer recv.Close()
+	var dead atomic.Int32
 	d := NewWebhookDeliverer(env.webhooks, WebhookDelivererConfig{PollInterval: 10 * time.Millisecond,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryWindow: 500 * time.Millisecond, AllowPrivate: true})
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryWindow: 500 * time.Millisecond, AllowPrivate: true,
+		OnOutcome: func(o string) {
+			if o == WebhookDead {
+				dead.Add(1)
+			}
+		}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -738,6 +750,9 @@ func TestWebhookDead(t *testing.T) {
 	})
 	if w := list.Webhooks[0]; w.LastError != "HTTP 500" || w.Attempts < 2 {
 		t.Errorf("dead webhook %+v", w)
+	}
+	if n := dead.Load(); n != 1 {
+		t.Errorf("OnOutcome heard %d deaths, want 1", n)
 	}
 }
 

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -30,6 +31,7 @@ type Metrics struct {
 	jobRuns      *prometheus.CounterVec
 	jobDuration  *prometheus.HistogramVec
 	jobSuccess   *prometheus.GaugeVec
+	webhooks     *prometheus.CounterVec
 }
 
 // NewMetrics returns a registry holding the Go runtime and process
@@ -71,7 +73,11 @@ func NewMetrics() *Metrics {
 		Name: "callbridge_job_last_success_timestamp_seconds",
 		Help: "Unix time this process last finished a run of the job successfully; across controllers, take the max.",
 	}, []string{"job"})
-	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs, m.callbacks, m.jobRuns, m.jobDuration, m.jobSuccess)
+	m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "callbridge_webhook_attempts_total",
+		Help: "Webhook delivery attempts this controller made, by outcome (delivered, retry, dead).",
+	}, []string{"outcome"})
+	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs, m.callbacks, m.jobRuns, m.jobDuration, m.jobSuccess, m.webhooks)
 	return m
 }
 
@@ -91,6 +97,62 @@ func (m *Metrics) ObserveJobRun(job, outcome string, took time.Duration) {
 	if outcome == billing.JobOK {
 		m.jobSuccess.WithLabelValues(job).SetToCurrentTime()
 	}
+}
+
+// ObserveWebhook is a WebhookDelivererConfig.OnOutcome hook.
+func (m *Metrics) ObserveWebhook(outcome string) {
+	m.webhooks.WithLabelValues(outcome).Inc()
+}
+
+// Backlog is the work waiting in the database, shared by every
+// controller.
+type Backlog struct {
+	// QueuedCallbacks are callbacks not yet placed (due or later).
+	QueuedCallbacks int64
+	// PendingWebhooks are webhooks neither delivered nor dead, and
+	// OldestPendingWebhook when the oldest of them was made (zero: none).
+	PendingWebhooks      int64
+	OldestPendingWebhook time.Time
+}
+
+// WatchBacklog exports the backlog read reports at each scrape (bounded
+// by 2 s; a failed read leaves the figures out of that scrape):
+// callbridge_callbacks_queued, callbridge_webhooks_pending and
+// callbridge_webhook_oldest_pending_seconds.
+func (m *Metrics) WatchBacklog(read func(ctx context.Context) (Backlog, error)) {
+	m.Registry.MustRegister(&backlogCollector{
+		read:    read,
+		queued:  prometheus.NewDesc("callbridge_callbacks_queued", "Callbacks waiting to be placed, across controllers.", nil, nil),
+		pending: prometheus.NewDesc("callbridge_webhooks_pending", "Webhooks waiting for delivery (not delivered, not dead), across controllers.", nil, nil),
+		oldest:  prometheus.NewDesc("callbridge_webhook_oldest_pending_seconds", "Age of the oldest pending webhook; 0 when none.", nil, nil),
+	})
+}
+
+type backlogCollector struct {
+	read                    func(ctx context.Context) (Backlog, error)
+	queued, pending, oldest *prometheus.Desc
+}
+
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.queued
+	ch <- c.pending
+	ch <- c.oldest
+}
+
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b, err := c.read(ctx)
+	if err != nil {
+		return
+	}
+	age := 0.0
+	if !b.OldestPendingWebhook.IsZero() {
+		age = max(time.Since(b.OldestPendingWebhook).Seconds(), 0)
+	}
+	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(b.QueuedCallbacks))
+	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(b.PendingWebhooks))
+	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age)
 }
 
 // WatchCallbacks exports the number of callbacks live() reports as being

@@ -59,7 +59,17 @@ type WebhookDelivererConfig struct {
 	AllowPrivate bool
 	// Logger receives failed deliveries and dead entries.
 	Logger *slog.Logger
+	// OnOutcome, when set, is told of every attempt's outcome:
+	// WebhookDelivered, WebhookRetry (failed, to be retried) or WebhookDead.
+	OnOutcome func(outcome string)
 }
+
+// Outcomes of a delivery attempt (WebhookDelivererConfig.OnOutcome).
+const (
+	WebhookDelivered = "delivered"
+	WebhookRetry     = "retry"
+	WebhookDead      = "dead"
+)
 
 // WebhookDeliverer posts the webhook outbox: each entry as a signed JSON
 // POST (header X-Callbridge-Signature: sha256=<hex HMAC of the body>),
@@ -168,6 +178,7 @@ func (d *WebhookDeliverer) Run(ctx context.Context) error {
 func (d *WebhookDeliverer) deliver(ctx context.Context, w *callbridge.Webhook) {
 	err := d.post(ctx, w)
 	if err == nil {
+		d.outcome(WebhookDelivered)
 		if err := d.outbox.WebhookDelivered(ctx, w.ID); err != nil {
 			d.log.Warn("webhooks: mark delivered", "id", w.ID, "error", err)
 		}
@@ -177,12 +188,20 @@ func (d *WebhookDeliverer) deliver(ctx context.Context, w *callbridge.Webhook) {
 	next := now.Add(d.Backoff(w.Attempts))
 	dead := now.Sub(w.CreatedAt) >= d.cfg.RetryWindow
 	if dead {
+		d.outcome(WebhookDead)
 		d.log.Error("webhook dead", "id", w.ID, "url", w.URL, "attempts", w.Attempts, "error", err)
 	} else {
+		d.outcome(WebhookRetry)
 		d.log.Info("webhook attempt failed", "id", w.ID, "attempt", w.Attempts, "retry_at", next, "error", err)
 	}
 	if err := d.outbox.WebhookFailed(ctx, w.ID, err.Error(), next, dead); err != nil {
 		d.log.Warn("webhooks: mark failed", "id", w.ID, "error", err)
+	}
+}
+
+func (d *WebhookDeliverer) outcome(o string) {
+	if d.cfg.OnOutcome != nil {
+		d.cfg.OnOutcome(o)
 	}
 }
 

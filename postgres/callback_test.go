@@ -495,3 +495,39 @@ func TestEnqueueWebhookEventID(t *testing.T) {
 		t.Errorf("long event id: %v, want an event_id error", err)
 	}
 }
+
+// TestBacklog counts queued callbacks and pending webhooks, and dates the
+// oldest pending one.
+func TestBacklog(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	if q, p, oldest, err := db.Backlog(ctx); err != nil || q != 0 || p != 0 || !oldest.IsZero() {
+		t.Fatalf("empty: %d %d %v %v", q, p, oldest, err)
+	}
+	acct := newCallbackAccount(t, db)
+	s := postgres.NewCallbackService(db)
+	first, _, err := s.CreateCallback(ctx, callbackRequest(acct)) // with a webhook_url
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := callbackRequest(acct)
+	r.WebhookURL = ""
+	if _, _, err := s.CreateCallback(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	q, p, oldest, err := db.Backlog(ctx)
+	if err != nil || q != 2 || p != 1 || !oldest.Equal(first.CreatedAt) {
+		t.Errorf("got %d queued, %d pending, oldest %v (%v); want 2, 1, %v", q, p, oldest, err, first.CreatedAt)
+	}
+	w := postgres.NewWebhookService(db)
+	hooks, err := w.ClaimWebhooks(ctx, 10, time.Minute)
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("claim: %v %v", hooks, err)
+	}
+	if err := w.WebhookDelivered(ctx, hooks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, oldest, err := db.Backlog(ctx); err != nil || p != 0 || !oldest.IsZero() {
+		t.Errorf("after delivery: %d pending, oldest %v (%v)", p, oldest, err)
+	}
+}

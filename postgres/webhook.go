@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -185,4 +186,25 @@ func (s *WebhookService) WebhookFailed(ctx context.Context, id int64, reason str
 	_, err := s.db.ExecContext(ctx, `UPDATE webhooks SET status = $2, last_error = $3, next_attempt_at = $4
 		WHERE id = $1 AND status = 'pending'`, id, string(status), reason, next.UTC())
 	return Error(err)
+}
+
+// Backlog reports the work waiting in the database for every controller:
+// callbacks not yet placed, webhooks neither delivered nor dead, and when
+// the oldest of those was made (zero when none). Both counts read partial
+// indexes of the waiting rows, so the cost follows the backlog, not the
+// history.
+func (db *DB) Backlog(ctx context.Context) (queuedCallbacks, pendingWebhooks int64, oldestPending time.Time, err error) {
+	var oldest sql.NullTime
+	err = db.QueryRowContext(ctx, `SELECT
+			(SELECT count(*) FROM callbacks WHERE status = 'queued'),
+			(SELECT count(*) FROM webhooks WHERE status = 'pending'),
+			(SELECT min(created_at) FROM webhooks WHERE status = 'pending')`).
+		Scan(&queuedCallbacks, &pendingWebhooks, &oldest)
+	if err != nil {
+		return 0, 0, time.Time{}, Error(err)
+	}
+	if oldest.Valid {
+		oldestPending = oldest.Time.UTC()
+	}
+	return queuedCallbacks, pendingWebhooks, oldestPending, nil
 }

@@ -180,6 +180,9 @@ func TestServeEndToEnd(t *testing.T) {
 		`callbridge_job_runs_total{job="partitions",outcome="ok"} 1`,
 		`callbridge_job_last_success_timestamp_seconds{job="partitions"}`,
 		`callbridge_callbacks_live `,
+		`callbridge_callbacks_queued `,
+		`callbridge_webhooks_pending 0`,
+		`callbridge_webhook_oldest_pending_seconds 0`,
 	} {
 		waitMetric(t, base, want)
 	}

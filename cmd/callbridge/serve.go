@@ -185,6 +185,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Secret:       []byte(cfg.WebhookSecret),
 		AllowPrivate: cfg.WebhookAllowPrivate,
 		Logger:       log.With("component", "webhooks"),
+		OnOutcome:    metrics.ObserveWebhook,
+	})
+	metrics.WatchBacklog(func(ctx context.Context) (controller.Backlog, error) {
+		var b controller.Backlog
+		var err error
+		b.QueuedCallbacks, b.PendingWebhooks, b.OldestPendingWebhook, err = db.Backlog(ctx)
+		return b, err
 	})
 	goWork("webhooks", deliverer.Run)
 
