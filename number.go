@@ -47,11 +47,12 @@ type NumberRules struct {
 	MinDigits int
 }
 
-// DefaultNumberRules accept international forms only, at least 6 digits.
-var DefaultNumberRules = NumberRules{InternationalPrefix: "00"}
+// DefaultNumberRules returns the rules that accept international forms
+// only, at least 6 digits.
+func DefaultNumberRules() NumberRules { return NumberRules{InternationalPrefix: "00"} }
 
 // ParseNumber normalises s with DefaultNumberRules.
-func ParseNumber(s string) (Number, error) { return DefaultNumberRules.Parse(s) }
+func ParseNumber(s string) (Number, error) { return DefaultNumberRules().Parse(s) }
 
 // Parse normalises a number written by a person or a carrier into E.164
 // digits. Spaces, dots, dashes and parentheses between digits are removed;

@@ -13,33 +13,33 @@ func TestParseNumber(t *testing.T) {
 		in    string
 		want  string // "" means refused
 	}{
-		{callbridge.DefaultNumberRules, "+49 30 1234567", "49301234567"},
-		{callbridge.DefaultNumberRules, "0049301234567", "49301234567"},
-		{callbridge.DefaultNumberRules, "49301234567", "49301234567"},
-		{callbridge.DefaultNumberRules, "+1 (555) 123-0001", "15551230001"},
-		{callbridge.DefaultNumberRules, "(555) 123 0001", "5551230001"},
-		{callbridge.DefaultNumberRules, " +15551230001 ", "15551230001"},
-		{callbridge.DefaultNumberRules, "030 1234567", ""}, // national form without rules
+		{callbridge.DefaultNumberRules(), "+49 30 1234567", "49301234567"},
+		{callbridge.DefaultNumberRules(), "0049301234567", "49301234567"},
+		{callbridge.DefaultNumberRules(), "49301234567", "49301234567"},
+		{callbridge.DefaultNumberRules(), "+1 (555) 123-0001", "15551230001"},
+		{callbridge.DefaultNumberRules(), "(555) 123 0001", "5551230001"},
+		{callbridge.DefaultNumberRules(), " +15551230001 ", "15551230001"},
+		{callbridge.DefaultNumberRules(), "030 1234567", ""}, // national form without rules
 		{de, "030 1234567", "49301234567"},
 		{de, "+49 30 1234567", "49301234567"},
-		{callbridge.DefaultNumberRules, "12345", ""},            // too short
-		{callbridge.DefaultNumberRules, "1234567890123456", ""}, // too long
-		{callbridge.DefaultNumberRules, "", ""},
-		{callbridge.DefaultNumberRules, "+", ""},
-		{callbridge.DefaultNumberRules, "++15551230001", ""},
-		{callbridge.DefaultNumberRules, "15551230001\r\nbgapi hupall", ""},
-		{callbridge.DefaultNumberRules, "1555123{x=y}", ""},
-		{callbridge.DefaultNumberRules, "1555123,0001", ""},
-		{callbridge.DefaultNumberRules, "1555123&park()", ""},
-		{callbridge.DefaultNumberRules, "sip:1555@evil", ""},
-		{callbridge.DefaultNumberRules, "1555123|0001", ""},
-		{callbridge.DefaultNumberRules, "1555'1230001", ""},
-		{callbridge.DefaultNumberRules, `1555\1230001`, ""},
-		{callbridge.DefaultNumberRules, "١٥٥٥١٢٣٠٠٠١", ""}, // Arabic-Indic digits
-		{callbridge.DefaultNumberRules, "１５５５１２３０００１", ""}, // full-width digits
-		{callbridge.DefaultNumberRules, "15551230001\x00", ""},
-		{callbridge.DefaultNumberRules, "-15551230001", ""},
-		{callbridge.DefaultNumberRules, "05551230001", ""}, // E.164 never starts with 0
+		{callbridge.DefaultNumberRules(), "12345", ""},            // too short
+		{callbridge.DefaultNumberRules(), "1234567890123456", ""}, // too long
+		{callbridge.DefaultNumberRules(), "", ""},
+		{callbridge.DefaultNumberRules(), "+", ""},
+		{callbridge.DefaultNumberRules(), "++15551230001", ""},
+		{callbridge.DefaultNumberRules(), "15551230001\r\nbgapi hupall", ""},
+		{callbridge.DefaultNumberRules(), "1555123{x=y}", ""},
+		{callbridge.DefaultNumberRules(), "1555123,0001", ""},
+		{callbridge.DefaultNumberRules(), "1555123&park()", ""},
+		{callbridge.DefaultNumberRules(), "sip:1555@evil", ""},
+		{callbridge.DefaultNumberRules(), "1555123|0001", ""},
+		{callbridge.DefaultNumberRules(), "1555'1230001", ""},
+		{callbridge.DefaultNumberRules(), `1555\1230001`, ""},
+		{callbridge.DefaultNumberRules(), "١٥٥٥١٢٣٠٠٠١", ""}, // Arabic-Indic digits
+		{callbridge.DefaultNumberRules(), "１５５５１２３０００１", ""}, // full-width digits
+		{callbridge.DefaultNumberRules(), "15551230001\x00", ""},
+		{callbridge.DefaultNumberRules(), "-15551230001", ""},
+		{callbridge.DefaultNumberRules(), "05551230001", ""}, // E.164 never starts with 0
 	} {
 		got, err := tc.rules.Parse(tc.in)
 		if tc.want == "" {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"slices"
 	"strconv"
 	"time"
 
@@ -40,9 +39,14 @@ func WriteUsageJSON(w io.Writer, r *callbridge.UsageReport) error {
 	return enc.Encode(r)
 }
 
-// UsageCSVHeader is the header row of a usage report in CSV with costs;
+// usageCSVHeader is the header row of a usage report in CSV with costs;
 // without them it lacks "buy" and "margin".
-var UsageCSVHeader = []string{"key", "description", "calls", "answered", "billed_ms", "sell", "buy", "margin", "currency"}
+func usageCSVHeader(withCosts bool) []string {
+	if !withCosts {
+		return []string{"key", "description", "calls", "answered", "billed_ms", "sell", "currency"}
+	}
+	return []string{"key", "description", "calls", "answered", "billed_ms", "sell", "buy", "margin", "currency"}
+}
 
 // WriteUsageCSV writes a usage report as CSV: one row per group, then a
 // total row. Amounts are decimal currency units. withCosts adds the
@@ -50,11 +54,7 @@ var UsageCSVHeader = []string{"key", "description", "calls", "answered", "billed
 // report leaves them out).
 func WriteUsageCSV(w io.Writer, r *callbridge.UsageReport, withCosts bool) error {
 	cw := csv.NewWriter(w)
-	header := UsageCSVHeader
-	if !withCosts {
-		header = slices.DeleteFunc(slices.Clone(header), func(h string) bool { return h == "buy" || h == "margin" })
-	}
-	cw.Write(header)
+	cw.Write(usageCSVHeader(withCosts))
 	row := func(u callbridge.UsageRow) {
 		rec := []string{csvSafe(u.Key), csvSafe(u.Description), itoa(u.Calls), itoa(u.Answered), itoa(u.BilledMS), Money(u.Sell)}
 		if withCosts {
@@ -77,14 +77,16 @@ func WriteInvoiceJSON(w io.Writer, inv *callbridge.Invoice) error {
 	return enc.Encode(inv)
 }
 
-// InvoiceCSVHeader is the header row of an invoice in CSV.
-var InvoiceCSVHeader = []string{"invoice", "kind", "period", "destination", "calls", "answered", "billed_minutes", "amount", "currency"}
+// invoiceCSVHeader is the header row of an invoice in CSV.
+func invoiceCSVHeader() []string {
+	return []string{"invoice", "kind", "period", "destination", "calls", "answered", "billed_minutes", "amount", "currency"}
+}
 
 // WriteInvoiceCSV writes an invoice's lines as CSV, then its subtotal,
 // tax and total rows.
 func WriteInvoiceCSV(w io.Writer, inv *callbridge.Invoice) error {
 	cw := csv.NewWriter(w)
-	cw.Write(InvoiceCSVHeader)
+	cw.Write(invoiceCSVHeader())
 	for _, l := range inv.Lines {
 		cw.Write([]string{inv.Number, l.Kind, l.Period, csvSafe(l.Destination), itoa(l.Calls), itoa(l.Answered),
 			minutes(l.BilledMS), Money(l.Amount), inv.Currency})

@@ -412,7 +412,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 func (c *Client) subscription() string {
 	names := c.cfg.Events
 	if len(names) == 0 {
-		names = DefaultEvents
+		names = DefaultEvents()
 	}
 	parts := []string{"event plain"}
 	hasJob := false

@@ -39,12 +39,14 @@ const (
 	SocketConnected EventName = "ESL_SOCKET_CONNECTED"
 )
 
-// DefaultEvents are the events the event connection subscribes to when
-// Config.Events is empty.
-var DefaultEvents = []EventName{
-	ChannelCreate, ChannelProgress, ChannelProgressMedia, ChannelAnswer,
-	ChannelBridge, ChannelUnbridge, ChannelHangup, ChannelHangupComplete,
-	ChannelDestroy, BackgroundJob, Heartbeat, Custom,
+// DefaultEvents returns the events the event connection subscribes to
+// when Config.Events is empty.
+func DefaultEvents() []EventName {
+	return []EventName{
+		ChannelCreate, ChannelProgress, ChannelProgressMedia, ChannelAnswer,
+		ChannelBridge, ChannelUnbridge, ChannelHangup, ChannelHangupComplete,
+		ChannelDestroy, BackgroundJob, Heartbeat, Custom,
+	}
 }
 
 // Event is one FreeSWITCH event as received on the event connection.

@@ -191,7 +191,7 @@ func durationSetter(f func(*Config, time.Duration)) func(*Config, string) error 
 
 // NumberRules returns how this deployment normalises numbers.
 func (c *Config) NumberRules() callbridge.NumberRules {
-	r := callbridge.DefaultNumberRules
+	r := callbridge.DefaultNumberRules()
 	if c.CountryCode != "" {
 		r.CountryCode, r.TrunkPrefix = c.CountryCode, "0"
 	}
