@@ -375,10 +375,20 @@ func micros(m int64) string {
 }
 
 func (t *tour) report(ctx context.Context) error {
-	t.step("Usage report for today, by destination (GET /v1/reports/usage)")
 	tomorrow := time.Now().UTC().AddDate(0, 0, 1).Format("2006-01-02")
-	req, _ := http.NewRequestWithContext(ctx, "GET", t.api+"/v1/reports/usage?from="+t.today+"&to="+tomorrow+"&group_by=destination", nil)
-	req.Header.Set("Authorization", "Bearer "+t.key)
+	period := "?from=" + t.today + "&to=" + tomorrow
+	t.step("Usage report for today, by destination, as the account sees it (GET /v1/reports/usage)")
+	if err := t.csv(ctx, "/v1/reports/usage"+period+"&group_by=destination", t.key); err != nil {
+		return err
+	}
+	t.step("The operator's report of the account, by carrier, with cost and margin (GET /v1/admin/accounts/{id}/reports/usage)")
+	return t.csv(ctx, "/v1/admin/accounts/"+t.accountID+"/reports/usage"+period+"&group_by=carrier", t.admin)
+}
+
+// csv prints the CSV answer of a GET with the given bearer token.
+func (t *tour) csv(ctx context.Context, path, token string) error {
+	req, _ := http.NewRequestWithContext(ctx, "GET", t.api+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "text/csv")
 	resp, err := t.http.Do(req)
 	if err != nil {
@@ -387,7 +397,7 @@ func (t *tour) report(ctx context.Context) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 {
-		return fmt.Errorf("usage report: %s: %s", resp.Status, body)
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, body)
 	}
 	fmt.Fprint(t.out, string(body))
 	return nil
