@@ -6,15 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -336,91 +333,13 @@ func TestPricer(t *testing.T) {
 	}
 }
 
-// cdrDBProxy is a TCP proxy to PostgreSQL that a test can cut, as if the
-// server stopped, and restore.
-type cdrDBProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
-}
-
-func newCDRDBProxy(tb testing.TB, target string) *cdrDBProxy {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := &cdrDBProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go p.accept()
-	tb.Cleanup(func() {
-		ln.Close()
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *cdrDBProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c], p.conns[s] = true, true
-		p.mu.Unlock()
-		p.wg.Add(2)
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-		}
-		go pipe(c, s)
-		go pipe(s, c)
-	}
-}
-
-// cut closes every connection and refuses new ones.
-func (p *cdrDBProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *cdrDBProxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
-}
-
 // cdrEnv is a simulated FreeSWITCH node, a database reachable through a
 // proxy, and the account and decks CDRs are priced with.
 type cdrEnv struct {
 	sim    *esltest.Server
 	db     *postgres.DB // direct connection, for checks
 	viaPx  *postgres.DB // through the proxy, for pipelines
-	proxy  *cdrDBProxy
+	proxy  *pgtest.Proxy
 	acc    string
 	decks  DeckSource
 	spool  string
@@ -436,10 +355,8 @@ func newCDREnv(t testing.TB, simOpts ...func(*esltest.Server)) *cdrEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	parsed, _ := url.Parse(u)
-	proxy := newCDRDBProxy(t, parsed.Host)
-	parsed.Host = proxy.ln.Addr().String()
-	via, err := postgres.Open(ctx, parsed.String(), nil)
+	proxied, proxy := pgtest.Proxied(t, u)
+	via, err := postgres.Open(ctx, proxied, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -722,7 +639,7 @@ func TestCDRPipelineSpoolsWhileDatabaseDown(t *testing.T) {
 	r := e.start(t, e.spool, nil)
 	h := newCDRHangupTemplate(t)
 	base := time.Now().UTC()
-	e.proxy.cut()
+	e.proxy.Cut()
 	for i := range 300 {
 		_, f := e.call(h, i, base)
 		e.sim.InjectFrame(f)
@@ -735,7 +652,7 @@ func TestCDRPipelineSpoolsWhileDatabaseDown(t *testing.T) {
 	if n := e.count(t); n != 0 {
 		t.Fatalf("%d CDRs written through a cut proxy", n)
 	}
-	e.proxy.restore()
+	e.proxy.Restore()
 	cdrWaitFor(t, "spool replayed", func() bool { return e.count(t) == 300 && r.p.Stats().QueuedBatches == 0 })
 	if n := len(cdrSpoolFiles(t, e.spool)); n != 0 {
 		t.Errorf("%d spool files left after replay", n)
@@ -860,7 +777,7 @@ func TestCDRPipeline10000WithOutageAndKill(t *testing.T) {
 
 	r1 := e.start(t, e.spool, kill)
 	send(r1, 0, 2500)
-	e.proxy.cut()
+	e.proxy.Cut()
 	send(r1, 2500, 5000)
 	// Every event the first controller read is acknowledged (spooled);
 	// the database has not seen all of them.
@@ -875,7 +792,7 @@ func TestCDRPipeline10000WithOutageAndKill(t *testing.T) {
 
 	r2 := e.start(t, e.spool, kill)
 	send(r2, 5000, 7500)
-	e.proxy.restore()
+	e.proxy.Restore()
 	send(r2, 7500, 10000)
 	cdrWaitFor(t, "10000 CDRs", func() bool { return e.count(t) >= 10000 && r2.p.Stats().QueuedBatches == 0 })
 	e.checkPrices(t, 10000)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"callbridge/postgres/pgtest"
 )
 
 // load is a stream of callbacks and inbound calls against one controller
@@ -71,7 +73,7 @@ func (l *load) stopLoad() {
 func TestFaultPostgresOutage(t *testing.T) {
 	outage := envDuration(t, "CALLBRIDGE_FAULT_OUTAGE", 30*time.Second)
 	dbURL, db := newDatabase(t)
-	proxied, proxy := proxiedURL(t, dbURL)
+	proxied, proxy := pgtest.Proxied(t, dbURL)
 	fs := newNode(t, 4, "") // default far ends: ring 1 s, talk 3 s
 	spool := t.TempDir()
 	c := startController(t, controllerConfig{DatabaseURL: proxied, ESL: []string{fs.Addr()}, SpoolDir: spool})

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"callbridge/postgres/pgtest"
 )
 
 // talkScript makes numbers starting 4930777 answer after 1 s and talk for
@@ -114,7 +116,7 @@ func TestFaultGracefulShutdown(t *testing.T) {
 // not be written are in the spool, and the next start writes them.
 func TestFaultShutdownDrainTimeout(t *testing.T) {
 	dbURL, db := newDatabase(t)
-	proxied, proxy := proxiedURL(t, dbURL)
+	proxied, proxy := pgtest.Proxied(t, dbURL)
 	fs := newNode(t, 10, talkScript)
 	spool := t.TempDir()
 	addr := freeAddr(t)

@@ -1,6 +1,4 @@
-//go:build faults
-
-package faults
+package pgtest
 
 import (
 	"io"
@@ -10,11 +8,11 @@ import (
 	"testing"
 )
 
-// tcpProxy forwards TCP connections to a target and can cut them: Cut
-// closes every connection and refuses new ones (accepted, then reset at
-// once) until Restore, as a database that stopped or a network partition
-// would look to the controller.
-type tcpProxy struct {
+// Proxy forwards TCP connections to a target (a test's PostgreSQL) and can
+// cut them: Cut closes every connection and refuses new ones (accepted,
+// then reset at once) until Restore, as a database that stopped or a
+// network partition would look to the controller.
+type Proxy struct {
 	ln     net.Listener
 	target string
 
@@ -24,35 +22,35 @@ type tcpProxy struct {
 	wg    sync.WaitGroup
 }
 
-// newTCPProxy listens on 127.0.0.1:0 and forwards to target; it stops when
+// NewProxy listens on 127.0.0.1:0 and forwards to target; it stops when
 // the test ends.
-func newTCPProxy(t testing.TB, target string) *tcpProxy {
+func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
 	return p
 }
 
-// proxiedURL returns dbURL with its host replaced by the proxy's address,
+// Proxied returns dbURL with its host replaced by a new proxy's address,
 // and the proxy.
-func proxiedURL(t testing.TB, dbURL string) (string, *tcpProxy) {
+func Proxied(t testing.TB, dbURL string) (string, *Proxy) {
 	t.Helper()
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newTCPProxy(t, u.Host)
+	p := NewProxy(t, u.Host)
 	u.Host = p.ln.Addr().String()
 	return u.String(), p
 }
 
-func (p *tcpProxy) accept() {
+func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
@@ -80,7 +78,7 @@ func reset(c net.Conn) {
 	c.Close()
 }
 
-func (p *tcpProxy) forward(c net.Conn) {
+func (p *Proxy) forward(c net.Conn) {
 	defer p.wg.Done()
 	up, err := net.Dial("tcp", p.target)
 	if err != nil {
@@ -109,7 +107,7 @@ func (p *tcpProxy) forward(c net.Conn) {
 	<-done
 }
 
-func (p *tcpProxy) drop(c net.Conn) {
+func (p *Proxy) drop(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
@@ -117,7 +115,7 @@ func (p *tcpProxy) drop(c net.Conn) {
 }
 
 // Cut tears down every connection and refuses new ones until Restore.
-func (p *tcpProxy) Cut() {
+func (p *Proxy) Cut() {
 	p.mu.Lock()
 	p.cut = true
 	conns := p.conns
@@ -129,13 +127,13 @@ func (p *tcpProxy) Cut() {
 }
 
 // Restore lets connections through again.
-func (p *tcpProxy) Restore() {
+func (p *Proxy) Restore() {
 	p.mu.Lock()
 	p.cut = false
 	p.mu.Unlock()
 }
 
-func (p *tcpProxy) close() {
+func (p *Proxy) close() {
 	p.ln.Close()
 	p.Cut()
 	p.wg.Wait()
