@@ -520,6 +520,13 @@ func (c *Client) disconnectNotice(r role, f *frame) {
 
 // writeLoop copies the library's writes to FreeSWITCH, counting commands
 // (each ends with "\r\n\r\n"; the client refuses CR inside commands).
+//
+// Every line goes out ending in a bare LF. go-eventsocket ends a command
+// with "\r\n\r\n", and FreeSWITCH's mod_event_socket reads a block that
+// holds "\r\n" as CR LF-separated lines: "bgapi x\nJob-UUID: id\r\n\r\n"
+// would reach it as one command line with our Job-UUID inside its last
+// argument. Since no command may contain CR, every CR here is the
+// library's framing and is dropped, so each command is "line\n...\n\n".
 func (g *guard) writeLoop() {
 	buf := make([]byte, 32<<10)
 	var tail [3]byte
@@ -533,7 +540,7 @@ func (g *guard) writeLoop() {
 				g.waiting.Add(int64(k))
 			}
 			tailLen = copy(tail[:], joined[max(0, len(joined)-3):])
-			if _, werr := g.real.Write(chunk); werr != nil {
+			if _, werr := g.real.Write(lfOnly(chunk)); werr != nil {
 				g.kill(fmt.Errorf("esl: command connection: write: %w", werr))
 				return
 			}
@@ -543,6 +550,17 @@ func (g *guard) writeLoop() {
 			return
 		}
 	}
+}
+
+// lfOnly removes every CR from b, in place.
+func lfOnly(b []byte) []byte {
+	out := b[:0]
+	for _, c := range b {
+		if c != '\r' {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // close closes both sockets; the library's reader then sees EOF.
