@@ -81,7 +81,7 @@ func (p *PrivacyNumbers) Register(e *gin.Engine, v1 gin.IRoutes) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	e.POST("/fs/dialplan", fsDialplan(&p.Dialplan, p.Lines, now, logger))
+	e.POST(fsDialplanRoute, fsDialplan(&p.Dialplan, p.Lines, now, logger))
 	bindings := p.Bindings
 	if r, ok := p.Lines.(lineReloader); ok {
 		bindings = reloadingBindings{bindings, r, logger}

@@ -139,7 +139,7 @@ func (s *Server) Handler() http.Handler {
 		if s.Metrics != nil {
 			e.Use(s.Metrics.observe())
 		}
-		e.Use(limitBody(s.MaxBodyBytes, map[string]int64{csvImportRoute: s.MaxCSVBytes}))
+		e.Use(checkInput(), limitBody(s.MaxBodyBytes, map[string]int64{csvImportRoute: s.MaxCSVBytes}))
 		e.NoRoute(func(c *gin.Context) {
 			writeError(c, callbridge.Errorf(callbridge.ENOTFOUND, "no such route"))
 		})
