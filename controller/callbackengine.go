@@ -130,7 +130,7 @@ type CallbackEngine struct {
 	// callbacks this owner held before a restart, has succeeded; claiming
 	// waits for it, so no later pass needs to look at this owner's claims.
 	restarted chan struct{}
-	wg       sync.WaitGroup
+	wg        sync.WaitGroup
 }
 
 // NewCallbackEngine returns an engine; Run starts it.
@@ -172,10 +172,10 @@ func NewCallbackEngine(store CallbackStore, pool *esl.Pool, cfg CallbackEngineCo
 	}
 	return &CallbackEngine{
 		store: store, pool: pool, cfg: cfg, log: cfg.Logger,
-		wake:    make(chan struct{}, 1),
-		runs:    map[string]*cbRun{},
-		routes:  map[string]*cbRun{},
-		orphans: map[string][]string{},
+		wake:      make(chan struct{}, 1),
+		runs:      map[string]*cbRun{},
+		routes:    map[string]*cbRun{},
+		orphans:   map[string][]string{},
 		idle:      make(chan struct{}),
 		restarted: make(chan struct{}),
 	}, nil
