@@ -307,7 +307,13 @@ func NewDeck(info DeckInfo, loc *time.Location, rates []Rate) (*Deck, error) {
 		if c := cmp.Compare(ra.Priority, rb.Priority); c != 0 {
 			return c
 		}
-		return -cmp.Compare(effMS(ra.EffectiveFrom, math.MinInt64), effMS(rb.EffectiveFrom, math.MinInt64))
+		if c := -cmp.Compare(effMS(ra.EffectiveFrom, math.MinInt64), effMS(rb.EffectiveFrom, math.MinInt64)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(ra.Days, rb.Days); c != 0 {
+			return c
+		}
+		return cmp.Compare(ra.From, rb.From)
 	})
 	d.rates = make([]crate, 0, len(rates)+1)
 	edges := map[int64]bool{}

@@ -73,7 +73,10 @@ type Rate struct {
 	EffectiveUntil time.Time `json:"effective_until,omitzero"`
 	// Priority orders the rates of one prefix: lower first. Among equal
 	// priorities the rate with the later EffectiveFrom comes first, so a
-	// new price added without closing the old one takes over on its date.
+	// new price added without closing the old one takes over on its date;
+	// then the smaller day set (as a bit mask: Sunday 1, Monday 2 ...
+	// Saturday 64, holidays 128; so mon-fri before all), then the earlier
+	// From. The order does not depend on the order rates are given in.
 	Priority int32 `json:"priority"`
 }
 

@@ -45,6 +45,10 @@ type Config struct {
 	// DialplanAllow lists the networks allowed to call /fs/dialplan
 	// (CALLBRIDGE_DIALPLAN_ALLOW, comma-separated CIDRs; empty allows all).
 	DialplanAllow []netip.Prefix
+	// DialplanTimeout is FreeSWITCH's xml_curl timeout, FS_DIALPLAN_TIMEOUT
+	// (CALLBRIDGE_DIALPLAN_TIMEOUT, 2s): /fs/dialplan answers slower than
+	// this from their arrival are counted in callbridge_dialplan_late_total.
+	DialplanTimeout time.Duration
 	// WebhookAllowPrivate lets webhooks reach loopback, private and
 	// link-local addresses (CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE, false): only
 	// for receivers on the operator's own network.
@@ -124,6 +128,7 @@ func settings() []setting {
 			}
 			return nil
 		}},
+		{"dialplan-timeout", "CALLBRIDGE_DIALPLAN_TIMEOUT", "2s", "FreeSWITCH's xml_curl timeout (FS_DIALPLAN_TIMEOUT): slower /fs/dialplan answers count as late", durationSetter(func(c *Config, d time.Duration) { c.DialplanTimeout = d })},
 		{"webhook-secret", "CALLBRIDGE_WEBHOOK_SECRET", "", "HMAC key for webhook signatures", func(c *Config, v string) error { c.WebhookSecret = v; return nil }},
 		{"webhook-allow-private", "CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE", "false", "let webhooks reach private addresses", func(c *Config, v string) error {
 			b, err := strconv.ParseBool(v)

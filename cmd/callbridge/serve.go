@@ -64,6 +64,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	var drain []func(context.Context)
 
 	metrics := controller.NewMetrics()
+	metrics.DialplanTimeout = cfg.DialplanTimeout
 	var draining atomic.Bool
 	srv := &controller.Server{
 		Metrics:              metrics,
@@ -265,6 +266,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return work },
+		ConnContext:       controller.ConnArrival,
 	}
 	select {
 	case <-indexReady:
