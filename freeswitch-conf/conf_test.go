@@ -54,7 +54,14 @@ var builtinVars = map[string]string{
 
 // runtimeVars are defined in vars.xml but read by FreeSWITCH at run time
 // rather than through $${...} in the configuration.
-var runtimeVars = []string{"sound_prefix"}
+var runtimeVars = []string{"sound_prefix", "media_timeout", "media_hold_timeout"}
+
+// deprecatedParams are settings FreeSWITCH 1.10 still reads but warns about
+// at start-up, with what replaced them.
+var deprecatedParams = map[string]string{
+	"rtp-timeout-sec":      "the media_timeout variable",
+	"rtp-hold-timeout-sec": "the media_hold_timeout variable",
+}
 
 // directive is one X-PRE-PROCESS line, alone on its line as FreeSWITCH needs.
 var directive = regexp.MustCompile(`^\s*<X-PRE-PROCESS cmd="([a-z-]+)" data="([^"]*)"/>\s*$`)
@@ -542,6 +549,32 @@ func TestSwitchConf(t *testing.T) {
 	num("sessions-per-second")
 	if start, end := num("rtp-start-port"), num("rtp-end-port"); start >= end || end > 65535 {
 		t.Errorf("rtp ports %d-%d are not a range", start, end)
+	}
+	// RTP takes even ports from start to end, both included; FreeSWITCH
+	// rounds an odd bound inwards with a warning at start-up.
+	vars := loadVars(t).vars
+	for _, name := range []string{"rtp_start_port", "rtp_end_port"} {
+		if n, err := strconv.Atoi(vars[name]); err != nil || n%2 != 0 {
+			t.Errorf("vars.xml %s = %q, want an even port", name, vars[name])
+		}
+	}
+}
+
+// TestMediaTimeouts checks the media timeouts are set the supported way: as
+// global defaults of the channel variables (milliseconds), not with the
+// deprecated profile parameters.
+func TestMediaTimeouts(t *testing.T) {
+	vars := loadVars(t).vars
+	for name, min := range map[string]int{"media_timeout": 60000, "media_hold_timeout": 60000} {
+		if n, err := strconv.Atoi(vars[name]); err != nil || n < min {
+			t.Errorf("vars.xml %s = %q, want milliseconds, at least %d", name, vars[name], min)
+		}
+	}
+	doc, _ := document(t)
+	for _, p := range configuration(t, doc, "sofia.conf").all("param") {
+		if instead, ok := deprecatedParams[p.attr("name")]; ok {
+			t.Errorf("sofia param %s is deprecated (FreeSWITCH warns at start): use %s", p.attr("name"), instead)
+		}
 	}
 }
 
