@@ -91,7 +91,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			Name: addr, Addr: addr, Password: cfg.ESLPassword,
 			MaxCPS: cfg.MaxCPS, MaxCalls: cfg.MaxCalls,
 			OnJobDone: metrics.ObserveJob(addr),
-			Logger:    log.With("node", addr),
+			Logger:    log.With("component", "esl"), // the client names its node on every line
 		})
 		nodes = append(nodes, c)
 		eslRunning.Add(1)
