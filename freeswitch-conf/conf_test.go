@@ -677,3 +677,32 @@ func TestVarsEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestBindAddress checks both profiles bind SIP and RTP to the addresses
+// FS_SIP_IP and FS_RTP_IP set, loopback by default, and advertise loopback
+// too unless told otherwise: a bare-metal node must never listen on, or put
+// in SDP, the host's own address by accident (issue 12).
+func TestBindAddress(t *testing.T) {
+	doc, p := document(t)
+	for _, v := range []struct{ name, env string }{{"sip_ip", "FS_SIP_IP"}, {"rtp_ip", "FS_RTP_IP"}} {
+		if got := p.vars[v.name]; got != "127.0.0.1" {
+			t.Errorf("vars.xml: %s defaults to %q, want 127.0.0.1", v.name, got)
+		}
+		if got := p.env[v.name]; got != v.env {
+			t.Errorf("vars.xml: %s is read from $%s, want $%s", v.name, got, v.env)
+		}
+	}
+	for _, v := range []string{"external_ip", "internal_ip"} {
+		if got := p.vars[v]; got != "127.0.0.1" {
+			t.Errorf("vars.xml: %s defaults to %q, want the bind address 127.0.0.1", v, got)
+		}
+	}
+	for _, prof := range configuration(t, doc, "sofia.conf").all("profile") {
+		s := prof.all("settings")[0].params()
+		for _, param := range []string{"sip-ip", "rtp-ip", "ext-sip-ip", "ext-rtp-ip"} {
+			if got := s[param]; got != "127.0.0.1" {
+				t.Errorf("profile %s: %s = %q by default, want 127.0.0.1", prof.attr("name"), param, got)
+			}
+		}
+	}
+}
