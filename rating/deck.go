@@ -83,6 +83,8 @@ func (i *DeckInfo) Validate() error {
 		return callbridge.FieldError("gateway", "must be 1 to 64 letters, digits, '.', '_' or '-'")
 	case i.Name == "" || len(i.Name) > maxTextLen:
 		return callbridge.FieldError("name", "must have 1 to 200 bytes")
+	case callbridge.CheckText("name", i.Name) != nil:
+		return callbridge.CheckText("name", i.Name)
 	case !isCurrency(i.Currency):
 		return callbridge.FieldError("currency", "must be an ISO 4217 code such as EUR")
 	case i.TimeZone == "":
