@@ -37,21 +37,24 @@ func (e *APIError) Error() string {
 // want and decodes the answer into out (unless nil). Any other status is
 // an *APIError.
 func (c *Client) Do(ctx context.Context, method, path string, body any, want int, out any) error {
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		r = bytes.NewReader(b)
+	if body == nil {
+		return c.send(ctx, method, path, "", nil, want, out)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.URL+path, r)
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return c.send(ctx, method, path, "application/json", b, want, out)
+}
+
+func (c *Client) send(ctx context.Context, method, path, contentType string, body []byte, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.URL+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
@@ -193,4 +196,27 @@ func (c *Client) AccountCDRs(ctx context.Context, accountID string, query url.Va
 		}
 		q.Set("cursor", page.Next)
 	}
+}
+
+// CreateSellDeck creates the account's own (sell) rate deck in EUR and
+// imports rates, a CSV with a header line (docs/api.md); it returns the
+// deck's id.
+func (c *Client) CreateSellDeck(ctx context.Context, name, rates string) (string, error) {
+	var d struct {
+		ID string `json:"id"`
+	}
+	req := map[string]string{"name": name, "currency": "EUR", "time_zone": "UTC", "rounding": "up"}
+	if err := c.Do(ctx, "POST", "/v1/rate-decks", req, http.StatusCreated, &d); err != nil {
+		return "", err
+	}
+	return d.ID, c.send(ctx, "POST", "/v1/rate-decks/"+d.ID+"/rates?mode=replace", "text/csv", []byte(rates), http.StatusOK, nil)
+}
+
+// Balance returns the account's balance (prepaid accounts).
+func (c *Client) Balance(ctx context.Context) (*callbridge.Balance, error) {
+	var b callbridge.Balance
+	if err := c.Do(ctx, "GET", "/v1/balance", nil, http.StatusOK, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
 }

@@ -90,6 +90,8 @@ func StartController(cfg ControllerConfig) (*Controller, error) {
 		"CALLBRIDGE_RATE_LIMIT":        "0",
 		"CALLBRIDGE_DRAIN_TIMEOUT":     "5s",
 	}
+	// The suite's webhook receivers listen on loopback.
+	env["CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE"] = "true"
 	for k, v := range cfg.Env {
 		env[k] = v
 	}
