@@ -256,7 +256,7 @@ func parseBillTime(s string) (time.Time, error) {
 func billingSchedules(getenv func(string) string) map[string]string {
 	out := map[string]string{}
 	for name := range billing.DefaultSchedules() {
-		env := "CALLBRIDGE_SCHEDULE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		env := scheduleEnv(name)
 		if v := strings.TrimSpace(getenv(env)); v != "" {
 			out[name] = v
 		}

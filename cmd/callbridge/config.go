@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/billing"
 	"callbridge/esl"
 )
 
@@ -121,6 +123,15 @@ type Config struct {
 	// CALLBRIDGE_PROMPT_CALL_FAILED). The defaults are FreeSWITCH's 8 kHz
 	// English prompts, which the docker/freeswitch image installs.
 	PromptHold, PromptBBusy, PromptBNoAnswer, PromptCallFailed string
+	// Schedules overrides the cron expression of billing jobs, by job
+	// name (CALLBRIDGE_SCHEDULE_<JOB>, e.g. CALLBRIDGE_SCHEDULE_ROLLUP;
+	// "off" disables a job; see billing.DefaultSchedules).
+	Schedules map[string]string
+}
+
+// scheduleEnv names the variable of a job's schedule.
+func scheduleEnv(job string) string {
+	return "CALLBRIDGE_SCHEDULE_" + strings.ToUpper(strings.ReplaceAll(job, "-", "_"))
 }
 
 // promptNone is the prompt setting that plays nothing.
@@ -317,6 +328,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 			return nil, fmt.Errorf("invalid %s: %v", src, err)
 		}
 	}
+	cfg.Schedules = billingSchedules(getenv)
 	return cfg, cfg.Validate()
 }
 
@@ -328,17 +340,28 @@ func (c *Config) Validate() error {
 	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return fmt.Errorf("invalid CALLBRIDGE_DATABASE_URL: want postgres://user@host:port/db")
 	}
-	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+	if err := checkListenAddr(c.HTTPAddr); err != nil {
 		return fmt.Errorf("invalid CALLBRIDGE_HTTP_ADDR %q: %v", c.HTTPAddr, err)
 	}
 	if c.MetricsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+		if err := checkListenAddr(c.MetricsAddr); err != nil {
 			return fmt.Errorf("invalid CALLBRIDGE_METRICS_ADDR %q: %v", c.MetricsAddr, err)
 		}
 	}
+	if len(c.ESL) == 0 {
+		return fmt.Errorf("invalid CALLBRIDGE_ESL: want at least one host:port")
+	}
 	for _, a := range c.ESL {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("invalid CALLBRIDGE_ESL entry %q: want host:port", a)
+		if err := checkDialAddr(a); err != nil {
+			return fmt.Errorf("invalid CALLBRIDGE_ESL entry %q: %v", a, err)
+		}
+	}
+	for job, spec := range c.Schedules {
+		if _, ok := billing.DefaultSchedules()[job]; !ok {
+			return fmt.Errorf("invalid %s: no such job", scheduleEnv(job))
+		}
+		if err := billing.CheckSchedule(spec); err != nil {
+			return fmt.Errorf("invalid %s: %v", scheduleEnv(job), err)
 		}
 	}
 	if c.MaxCPS < 1 || c.MaxCPS > 10000 {
@@ -386,4 +409,42 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid CALLBRIDGE_GATEWAY %q: want a sofia gateway name", c.Gateway)
 	}
 	return nil
+}
+
+// checkListenAddr checks a listen address: [host]:port with a port of 0
+// (any free one) to 65535.
+func checkListenAddr(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return errors.New("want [host]:port")
+	}
+	if _, err := parsePort(port); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkDialAddr checks an address to connect to: host:port with a host
+// and a port of 1 to 65535 (a number: a service name would be looked up).
+func checkDialAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" {
+		return errors.New("want host:port")
+	}
+	n, err := parsePort(port)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("port 0 cannot be connected to")
+	}
+	return nil
+}
+
+func parsePort(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 65535 {
+		return 0, fmt.Errorf("port %q is not a number from 0 to 65535", s)
+	}
+	return n, nil
 }
