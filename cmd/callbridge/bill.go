@@ -251,7 +251,7 @@ func parseBillTime(s string) (time.Time, error) {
 
 // billingSchedules reads job schedules from CALLBRIDGE_SCHEDULE_<JOB>
 // (the job name upper-cased, '-' as '_'), for example
-// CALLBRIDGE_SCHEDULE_ROLLUP="15 0 * * *" or CALLBRIDGE_SCHEDULE_SPOOL=off.
+// CALLBRIDGE_SCHEDULE_ROLLUP="15 0 * * *" or CALLBRIDGE_SCHEDULE_LOW_BALANCE=off.
 // Jobs without one keep billing.DefaultSchedules().
 func billingSchedules(getenv func(string) string) map[string]string {
 	out := map[string]string{}
