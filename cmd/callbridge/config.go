@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -70,11 +72,17 @@ type Config struct {
 	LogLevel slog.Level
 	// LogFormat is json or text (CALLBRIDGE_LOG_FORMAT, "json").
 	LogFormat string
+	// StateDir holds the spool and the reports unless they are set
+	// (CALLBRIDGE_STATE_DIR; default /var/lib/callbridge for root, else
+	// $XDG_STATE_HOME/callbridge or ~/.local/state/callbridge). Never the
+	// working directory: serve started in a checkout must not write into
+	// it.
+	StateDir string
 	// SpoolDir holds CDR batches that could not reach PostgreSQL
-	// (CALLBRIDGE_SPOOL_DIR, "./spool").
+	// (CALLBRIDGE_SPOOL_DIR, StateDir/spool).
 	SpoolDir string
 	// ReportDir receives reports written by billing jobs
-	// (CALLBRIDGE_REPORT_DIR, "./reports").
+	// (CALLBRIDGE_REPORT_DIR, StateDir/reports).
 	ReportDir string
 	// MetricsAddr, when set, serves /metrics on a separate listener
 	// (CALLBRIDGE_METRICS_ADDR). Empty serves it on HTTPAddr behind the
@@ -182,8 +190,9 @@ func settings() []setting {
 		{"gateway", "CALLBRIDGE_GATEWAY", "carrier", "carrier gateway for callbacks", func(c *Config, v string) error { c.Gateway = v; return nil }},
 		{"log-level", "CALLBRIDGE_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"log-format", "CALLBRIDGE_LOG_FORMAT", "json", "json or text", func(c *Config, v string) error { c.LogFormat = v; return nil }},
-		{"spool-dir", "CALLBRIDGE_SPOOL_DIR", "./spool", "CDR spool directory", func(c *Config, v string) error { c.SpoolDir = v; return nil }},
-		{"report-dir", "CALLBRIDGE_REPORT_DIR", "./reports", "directory for billing reports", func(c *Config, v string) error { c.ReportDir = v; return nil }},
+		{"state-dir", "CALLBRIDGE_STATE_DIR", "", "directory for the spool and reports (default /var/lib/callbridge as root, else $XDG_STATE_HOME/callbridge)", func(c *Config, v string) error { c.StateDir = v; return nil }},
+		{"spool-dir", "CALLBRIDGE_SPOOL_DIR", "", "CDR spool directory (default <state dir>/spool)", func(c *Config, v string) error { c.SpoolDir = v; return nil }},
+		{"report-dir", "CALLBRIDGE_REPORT_DIR", "", "directory for billing reports (default <state dir>/reports)", func(c *Config, v string) error { c.ReportDir = v; return nil }},
 		{"metrics-addr", "CALLBRIDGE_METRICS_ADDR", "", "separate listen address for /metrics", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
 		{"drain-timeout", "CALLBRIDGE_DRAIN_TIMEOUT", "60s", "how long SIGTERM waits for live calls", durationSetter(func(c *Config, d time.Duration) { c.DrainTimeout = d })},
 		{"timezone", "CALLBRIDGE_TIMEZONE", "UTC", "IANA zone for cron schedules", func(c *Config, v string) error { c.TimeZone = v; return nil }},
@@ -329,6 +338,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		}
 	}
 	cfg.Schedules = billingSchedules(getenv)
+	if err := cfg.fillStateDirs(getenv, os.Geteuid()); err != nil {
+		return nil, err
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -447,4 +459,52 @@ func parsePort(s string) (int, error) {
 		return 0, fmt.Errorf("port %q is not a number from 0 to 65535", s)
 	}
 	return n, nil
+}
+
+// defaultStateDir is where callbridge keeps state when CALLBRIDGE_STATE_DIR
+// is not set: /var/lib/callbridge for root (as the Docker image and
+// systemd's StateDirectory= do), else the XDG base directory spec's
+// $XDG_STATE_HOME/callbridge, which defaults to ~/.local/state/callbridge.
+// A relative XDG_STATE_HOME is ignored, as the spec says.
+func defaultStateDir(getenv func(string) string, euid int) (string, error) {
+	if euid == 0 {
+		return "/var/lib/callbridge", nil
+	}
+	if x := getenv("XDG_STATE_HOME"); filepath.IsAbs(x) {
+		return filepath.Join(x, "callbridge"), nil
+	}
+	if h := getenv("HOME"); filepath.IsAbs(h) {
+		return filepath.Join(h, ".local", "state", "callbridge"), nil
+	}
+	return "", errors.New("no state directory: HOME is not set; set CALLBRIDGE_STATE_DIR")
+}
+
+// fillStateDirs gives the spool and the reports their default places
+// under the state directory, and refuses relative directories: they
+// would depend on where serve happens to be started.
+func (c *Config) fillStateDirs(getenv func(string) string, euid int) error {
+	for _, d := range []struct{ env, dir string }{
+		{"CALLBRIDGE_STATE_DIR", c.StateDir}, {"CALLBRIDGE_SPOOL_DIR", c.SpoolDir}, {"CALLBRIDGE_REPORT_DIR", c.ReportDir},
+	} {
+		if d.dir != "" && !filepath.IsAbs(d.dir) {
+			return fmt.Errorf("invalid %s %q: must be an absolute path (a relative one would depend on the directory callbridge is started in)", d.env, d.dir)
+		}
+	}
+	if c.SpoolDir != "" && c.ReportDir != "" {
+		return nil
+	}
+	if c.StateDir == "" {
+		dir, err := defaultStateDir(getenv, euid)
+		if err != nil {
+			return err
+		}
+		c.StateDir = dir
+	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = filepath.Join(c.StateDir, "spool")
+	}
+	if c.ReportDir == "" {
+		c.ReportDir = filepath.Join(c.StateDir, "reports")
+	}
+	return nil
 }
