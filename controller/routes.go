@@ -66,7 +66,7 @@ func (s *Server) routes(e *gin.Engine) {
 
 	// billing
 	if s.Billing != nil {
-		billingRoutes(e, admin, v1, s.Billing, s.AdminToken)
+		billingRoutes(e, admin, v1, s.Billing, s.AdminToken, s.clock())
 	}
 }
 
@@ -115,11 +115,12 @@ func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore, imports *importSlot
 }
 
 // billingRoutes registers the billing API: operator routes (job runs,
-// top-ups, billing profiles) behind the admin token, and an account's own
+// invoice runs, top-ups, billing profiles) behind the admin token, and an account's own
 // usage, invoices and balance behind its API key. Top-ups take the admin
 // token: a customer must not credit itself.
-func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, adminToken string) {
+func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, adminToken string, now func() time.Time) {
 	admin.GET("/jobs", listJobRuns(svc))
+	admin.POST("/invoices", issueInvoices(svc, now))
 	admin.GET("/accounts/:id/billing", getBillingProfile(svc))
 	admin.PUT("/accounts/:id/billing", putBillingProfile(svc))
 	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), createTopup(svc))

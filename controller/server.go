@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"callbridge"
 
@@ -83,6 +84,9 @@ type Server struct {
 	// Billing serves usage reports, invoices, balances, top-ups and job
 	// runs; nil leaves those routes out.
 	Billing callbridge.BillingService
+	// Now is the clock that decides whether a month is closed for
+	// invoicing (nil: time.Now).
+	Now func() time.Time
 
 	// security
 
@@ -154,3 +158,11 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) draining() bool { return s.Draining != nil && s.Draining() }
+
+// clock returns the server's clock.
+func (s *Server) clock() func() time.Time {
+	if s.Now == nil {
+		return time.Now
+	}
+	return s.Now
+}

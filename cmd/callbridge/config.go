@@ -84,6 +84,10 @@ type Config struct {
 	// TimeZone is the IANA zone cron schedules run in (CALLBRIDGE_TIMEZONE,
 	// "UTC").
 	TimeZone string
+	// InvoiceGrace is how long after a month ends it stays open to late
+	// CDRs before it may be invoiced (CALLBRIDGE_INVOICE_GRACE, "24h"; 0
+	// to callbridge.MaxInvoiceGrace).
+	InvoiceGrace time.Duration
 	// BindingMaxTTL is the longest life of a privacy-number binding
 	// (CALLBRIDGE_BINDING_MAX_TTL, "720h").
 	BindingMaxTTL time.Duration
@@ -166,6 +170,10 @@ func settings() []setting {
 		{"metrics-addr", "CALLBRIDGE_METRICS_ADDR", "", "separate listen address for /metrics", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
 		{"drain-timeout", "CALLBRIDGE_DRAIN_TIMEOUT", "60s", "how long SIGTERM waits for live calls", durationSetter(func(c *Config, d time.Duration) { c.DrainTimeout = d })},
 		{"timezone", "CALLBRIDGE_TIMEZONE", "UTC", "IANA zone for cron schedules", func(c *Config, v string) error { c.TimeZone = v; return nil }},
+		{"invoice-grace", "CALLBRIDGE_INVOICE_GRACE", defaultInvoiceGrace, "how long a month stays open to late CDRs before it may be invoiced", func(c *Config, v string) (err error) {
+			c.InvoiceGrace, err = parseInvoiceGrace(v)
+			return err
+		}},
 		{"binding-max-ttl", "CALLBRIDGE_BINDING_MAX_TTL", "720h", "longest life of a binding", durationSetter(func(c *Config, d time.Duration) { c.BindingMaxTTL = d })},
 		{"ring-timeout", "CALLBRIDGE_RING_TIMEOUT", "30s", "how long a binding call's target may ring", durationSetter(func(c *Config, d time.Duration) { c.RingTimeout = d })},
 		{"record-dir", "CALLBRIDGE_RECORD_DIR", "/var/lib/freeswitch/recordings/callbridge", "recordings directory on the FreeSWITCH host", func(c *Config, v string) error { c.RecordDir = v; return nil }},
@@ -216,6 +224,37 @@ func durationSetter(f func(*Config, time.Duration)) func(*Config, string) error 
 		f(c, d)
 		return nil
 	}
+}
+
+// defaultInvoiceGrace is CALLBRIDGE_INVOICE_GRACE's default: a day for
+// calls that cross the month's end and CDRs replayed late.
+const defaultInvoiceGrace = "24h"
+
+// parseInvoiceGrace reads a grace for late CDRs: a duration from 0 to
+// callbridge.MaxInvoiceGrace.
+func parseInvoiceGrace(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 24h", v)
+	}
+	if d < 0 || d > callbridge.MaxInvoiceGrace {
+		return 0, fmt.Errorf("%q: want 0 to %s", v, callbridge.MaxInvoiceGrace)
+	}
+	return d, nil
+}
+
+// invoiceGrace reads CALLBRIDGE_INVOICE_GRACE for the command-line tools,
+// as serve does.
+func invoiceGrace(getenv func(string) string) (time.Duration, error) {
+	v := getenv("CALLBRIDGE_INVOICE_GRACE")
+	if v == "" {
+		v = defaultInvoiceGrace
+	}
+	d, err := parseInvoiceGrace(v)
+	if err != nil {
+		return 0, fmt.Errorf("invalid CALLBRIDGE_INVOICE_GRACE: %v", err)
+	}
+	return d, nil
 }
 
 // NumberRules returns how this deployment normalises numbers.

@@ -231,10 +231,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	billStore := postgres.NewBillingStore(db, billLoc, callbackOwner(cfg))
+	billStore.Grace = cfg.InvoiceGrace
 	srv.Billing = billStore
 	billJobs := &billing.Jobs{
 		Store:     billStore,
 		Location:  billLoc,
+		Grace:     cfg.InvoiceGrace,
 		Log:       log.With("component", "billing"),
 		ReportDir: cfg.ReportDir,
 		Webhooks:  webhooks,
