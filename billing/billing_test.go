@@ -545,3 +545,24 @@ func TestInvoiceJobIssuesTheLatestClosedMonth(t *testing.T) {
 		t.Errorf("a slot before a 48h grace ends issues %d-%02d, want the month before: 2026-10", y, m)
 	}
 }
+
+func TestLateInvoiceMonths(t *testing.T) {
+	from := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	for _, tt := range []struct {
+		spec  string
+		grace time.Duration
+		late  int
+	}{
+		{billing.DefaultSchedules()[billing.JobInvoice], day, 0}, // 02:00 on the 2nd, 26 h after
+		{"0 2 1 * *", day, 12},      // 02:00 on the 1st: inside a day's grace
+		{"0 2 1 * *", time.Hour, 0}, // ... but after an hour's
+		{"0 2 * * *", 3 * day, 0},   // daily: the 4th's slot is on time
+		{"0 0 1 1 *", 0, 11},        // yearly: only December is on time
+		{"off", day, 0},
+	} {
+		if got := billing.LateInvoiceMonths(tt.spec, time.UTC, tt.grace, from); len(got) != tt.late {
+			t.Errorf("%q with grace %s: late %v, want %d months", tt.spec, tt.grace, got, tt.late)
+		}
+	}
+}
