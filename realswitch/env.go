@@ -65,7 +65,7 @@ func Start(opts Options) (env *Env, err error) {
 			return nil, err
 		}
 	}
-	if e.Carrier, err = StartSipp(SippConfig{Scenario: "carrier.xml"}); err != nil {
+	if e.Carrier, err = StartCarrier(); err != nil {
 		return nil, err
 	}
 	if e.DatabaseURL, e.dropDB, err = pgtest.Create(context.Background()); err != nil {
