@@ -251,6 +251,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return usageError{err}
 	}
 	scheduler.OnRun = metrics.ObserveJobRun
+	invoiceSpec := billing.DefaultSchedules()[billing.JobInvoice]
+	if v, ok := billingSchedules(getenv)[billing.JobInvoice]; ok {
+		invoiceSpec = v
+	}
+	if late := billing.LateInvoiceMonths(invoiceSpec, billLoc, cfg.InvoiceGrace, time.Now()); len(late) > 0 {
+		log.Warn("the invoice schedule runs before the grace for late CDRs ends: these months will be invoiced a month late",
+			"schedule", invoiceSpec, "grace", cfg.InvoiceGrace, "months", late,
+			"fix", "move CALLBRIDGE_SCHEDULE_INVOICE after CALLBRIDGE_INVOICE_GRACE, or shorten the grace")
+	}
 	goWork("billing jobs", func(ctx context.Context) error {
 		scheduler.Start(ctx)
 		<-ctx.Done()
