@@ -13,7 +13,12 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/esl"
 )
+
+// promptCheckUUID stands in for a channel when a prompt path is checked
+// against what uuid_broadcast accepts.
+const promptCheckUUID = "00000000-0000-4000-8000-000000000000"
 
 // Config is the configuration of `callbridge serve`. Every field comes from
 // a flag or, when the flag is not given, from the environment variable
@@ -85,6 +90,10 @@ type Config struct {
 	// TimeZone is the IANA zone cron schedules run in (CALLBRIDGE_TIMEZONE,
 	// "UTC").
 	TimeZone string
+	// InvoiceGrace is how long after a month ends it stays open to late
+	// CDRs before it may be invoiced (CALLBRIDGE_INVOICE_GRACE, "24h"; 0
+	// to callbridge.MaxInvoiceGrace).
+	InvoiceGrace time.Duration
 	// BindingMaxTTL is the longest life of a privacy-number binding
 	// (CALLBRIDGE_BINDING_MAX_TTL, "720h").
 	BindingMaxTTL time.Duration
@@ -103,7 +112,22 @@ type Config struct {
 	// "50/100": the rate, then the burst; "0" turns the limit off).
 	RateLimit float64
 	RateBurst int
+	// Prompt files on the FreeSWITCH node, each an absolute path or "none"
+	// for no prompt: PromptHold is what a callback asking for prompt
+	// "hold" plays A while B rings (CALLBRIDGE_PROMPT_HOLD); A hears
+	// PromptBBusy, PromptBNoAnswer or PromptCallFailed before being hung
+	// up when B is busy, does not answer or fails otherwise
+	// (CALLBRIDGE_PROMPT_B_BUSY, CALLBRIDGE_PROMPT_B_NO_ANSWER,
+	// CALLBRIDGE_PROMPT_CALL_FAILED). The defaults are FreeSWITCH's 8 kHz
+	// English prompts, which the docker/freeswitch image installs.
+	PromptHold, PromptBBusy, PromptBNoAnswer, PromptCallFailed string
 }
+
+// promptNone is the prompt setting that plays nothing.
+const promptNone = "none"
+
+// callieIVR is where FreeSWITCH's 8 kHz English IVR prompts are installed.
+const callieIVR = "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/"
 
 // setting is one configuration knob: its flag name, environment variable,
 // default and how to parse it into the Config.
@@ -154,11 +178,19 @@ func settings() []setting {
 		{"metrics-addr", "CALLBRIDGE_METRICS_ADDR", "", "separate listen address for /metrics", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
 		{"drain-timeout", "CALLBRIDGE_DRAIN_TIMEOUT", "60s", "how long SIGTERM waits for live calls", durationSetter(func(c *Config, d time.Duration) { c.DrainTimeout = d })},
 		{"timezone", "CALLBRIDGE_TIMEZONE", "UTC", "IANA zone for cron schedules", func(c *Config, v string) error { c.TimeZone = v; return nil }},
+		{"invoice-grace", "CALLBRIDGE_INVOICE_GRACE", defaultInvoiceGrace, "how long a month stays open to late CDRs before it may be invoiced", func(c *Config, v string) (err error) {
+			c.InvoiceGrace, err = parseInvoiceGrace(v)
+			return err
+		}},
 		{"binding-max-ttl", "CALLBRIDGE_BINDING_MAX_TTL", "720h", "longest life of a binding", durationSetter(func(c *Config, d time.Duration) { c.BindingMaxTTL = d })},
 		{"ring-timeout", "CALLBRIDGE_RING_TIMEOUT", "30s", "how long a binding call's target may ring", durationSetter(func(c *Config, d time.Duration) { c.RingTimeout = d })},
 		{"record-dir", "CALLBRIDGE_RECORD_DIR", "/var/lib/freeswitch/recordings/callbridge", "recordings directory on the FreeSWITCH host", func(c *Config, v string) error { c.RecordDir = v; return nil }},
 		{"country-code", "CALLBRIDGE_COUNTRY_CODE", "", "country code for national number forms", func(c *Config, v string) error { c.CountryCode = v; return nil }},
 		{"rate-limit", "CALLBRIDGE_RATE_LIMIT", "50/100", "requests per second per API key, then the burst (0 disables)", parseRateLimit},
+		{"prompt-hold", "CALLBRIDGE_PROMPT_HOLD", callieIVR + "ivr-hold_connect_call.wav", "file a callback's prompt \"hold\" plays A while B rings, or none", func(c *Config, v string) error { c.PromptHold = v; return nil }},
+		{"prompt-b-busy", "CALLBRIDGE_PROMPT_B_BUSY", callieIVR + "ivr-user_busy.wav", "file A hears when B is busy, or none", func(c *Config, v string) error { c.PromptBBusy = v; return nil }},
+		{"prompt-b-no-answer", "CALLBRIDGE_PROMPT_B_NO_ANSWER", callieIVR + "ivr-no_user_response.wav", "file A hears when B does not answer, or none", func(c *Config, v string) error { c.PromptBNoAnswer = v; return nil }},
+		{"prompt-call-failed", "CALLBRIDGE_PROMPT_CALL_FAILED", callieIVR + "ivr-call_cannot_be_completed_as_dialed.wav", "file A hears when B fails otherwise, or none", func(c *Config, v string) error { c.PromptCallFailed = v; return nil }},
 	}
 }
 
@@ -200,6 +232,37 @@ func durationSetter(f func(*Config, time.Duration)) func(*Config, string) error 
 		f(c, d)
 		return nil
 	}
+}
+
+// defaultInvoiceGrace is CALLBRIDGE_INVOICE_GRACE's default: a day for
+// calls that cross the month's end and CDRs replayed late.
+const defaultInvoiceGrace = "24h"
+
+// parseInvoiceGrace reads a grace for late CDRs: a duration from 0 to
+// callbridge.MaxInvoiceGrace.
+func parseInvoiceGrace(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 24h", v)
+	}
+	if d < 0 || d > callbridge.MaxInvoiceGrace {
+		return 0, fmt.Errorf("%q: want 0 to %s", v, callbridge.MaxInvoiceGrace)
+	}
+	return d, nil
+}
+
+// invoiceGrace reads CALLBRIDGE_INVOICE_GRACE for the command-line tools,
+// as serve does.
+func invoiceGrace(getenv func(string) string) (time.Duration, error) {
+	v := getenv("CALLBRIDGE_INVOICE_GRACE")
+	if v == "" {
+		v = defaultInvoiceGrace
+	}
+	d, err := parseInvoiceGrace(v)
+	if err != nil {
+		return 0, fmt.Errorf("invalid CALLBRIDGE_INVOICE_GRACE: %v", err)
+	}
+	return d, nil
 }
 
 // NumberRules returns how this deployment normalises numbers.
@@ -303,6 +366,18 @@ func (c *Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.RecordDir, "/") || strings.ContainsAny(c.RecordDir, " \t\r\n{}[],|^&'\"$\\") {
 		return fmt.Errorf("invalid CALLBRIDGE_RECORD_DIR %q: want an absolute path without spaces or special characters", c.RecordDir)
+	}
+	for _, p := range []struct{ env, path string }{
+		{"CALLBRIDGE_PROMPT_HOLD", c.PromptHold}, {"CALLBRIDGE_PROMPT_B_BUSY", c.PromptBBusy},
+		{"CALLBRIDGE_PROMPT_B_NO_ANSWER", c.PromptBNoAnswer}, {"CALLBRIDGE_PROMPT_CALL_FAILED", c.PromptCallFailed},
+	} {
+		if p.path == promptNone {
+			continue
+		}
+		// The path goes into uuid_broadcast: accept exactly what it accepts.
+		if _, err := esl.UUIDBroadcast(promptCheckUUID, p.path, "aleg"); err != nil {
+			return fmt.Errorf("invalid %s %q: want an absolute path of A-Z, a-z, 0-9 and '_./-', or none", p.env, p.path)
+		}
 	}
 	if c.Gateway == "" || strings.ContainsAny(c.Gateway, " \t\r\n{}[],|^&'\"\\/") {
 		return fmt.Errorf("invalid CALLBRIDGE_GATEWAY %q: want a sofia gateway name", c.Gateway)

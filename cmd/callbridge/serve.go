@@ -163,8 +163,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	engine, err := controller.NewCallbackEngine(callbacks, pool, controller.CallbackEngineConfig{
 		Owner:          callbackOwner(cfg),
 		Gateway:        cfg.Gateway,
-		Prompts:        callbackPrompts(),
-		FailurePrompts: callbackFailurePrompts(),
+		Prompts:        callbackPrompts(cfg),
+		FailurePrompts: callbackFailurePrompts(cfg),
 		RecordDir:      cfg.RecordDir,
 		QueueWait:      cfg.QueueWait,
 		RefusedRetry:   cfg.RefusedRetry,
@@ -234,10 +234,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	billStore := postgres.NewBillingStore(db, billLoc, callbackOwner(cfg))
+	billStore.Grace = cfg.InvoiceGrace
 	srv.Billing = billStore
 	billJobs := &billing.Jobs{
 		Store:     billStore,
 		Location:  billLoc,
+		Grace:     cfg.InvoiceGrace,
 		Log:       log.With("component", "billing"),
 		ReportDir: cfg.ReportDir,
 		Webhooks:  webhooks,
@@ -363,19 +365,28 @@ func callbackOwner(cfg *Config) string {
 }
 
 // callbackPrompts is the allow-list of prompts a callback request may
-// name, as FreeSWITCH's packaged English sounds.
-func callbackPrompts() map[string]string {
-	return map[string]string{
-		"ringback": esl.ToneRingbackUS,
-		"hold":     "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-hold_connect_call.wav",
+// name: the ringback tone, and "hold" when CALLBRIDGE_PROMPT_HOLD is a file.
+func callbackPrompts(cfg *Config) map[string]string {
+	p := map[string]string{"ringback": esl.ToneRingbackUS}
+	if cfg.PromptHold != promptNone {
+		p["hold"] = cfg.PromptHold
 	}
+	return p
 }
 
-// callbackFailurePrompts are played to A when B cannot be reached.
-func callbackFailurePrompts() map[callbridge.FailReason]string {
-	return map[callbridge.FailReason]string{
-		callbridge.ReasonBBusy:     "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-user_busy.wav",
-		callbridge.ReasonBNoAnswer: "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-no_user_response.wav",
-		"":                         "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-call_cannot_be_completed_as_dialed.wav",
+// callbackFailurePrompts are played to A when B cannot be reached; a
+// reason whose setting is "none" hangs A up at once.
+func callbackFailurePrompts(cfg *Config) map[callbridge.FailReason]string {
+	p := map[callbridge.FailReason]string{}
+	for reason, path := range map[callbridge.FailReason]string{
+		callbridge.ReasonBBusy:     cfg.PromptBBusy,
+		callbridge.ReasonBNoAnswer: cfg.PromptBNoAnswer,
+		"":                         cfg.PromptCallFailed,
+	} {
+		if path == promptNone {
+			path = ""
+		}
+		p[reason] = path
 	}
+	return p
 }
