@@ -506,3 +506,63 @@ func kwdHTML(t *testing.T, inv *callbridge.Invoice) string {
 	}
 	return b.String()
 }
+
+// TestInvoiceJobIssuesTheLatestClosedMonth: the invoice job of a slot
+// issues the latest month closed at the slot, so a slot inside the grace
+// issues nothing new, and a slot after it issues the month that ended.
+func TestInvoiceJobIssuesTheLatestClosedMonth(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	store := postgres.NewBillingStore(db, time.UTC, "test")
+	store.Grace = 24 * time.Hour
+	acc := newAccount(t, db, false)
+	if _, err := store.EnsurePartitions(ctx, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), 2); err != nil {
+		t.Fatal(err)
+	}
+	storeCDR(t, db, uuid.NewString(), acc, "49301234", time.Date(2026, 10, 31, 23, 0, 0, 0, time.UTC), 60000, 123456)
+	clock := time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
+	jobs := &billing.Jobs{Store: store, Location: time.UTC, Grace: store.Grace, Now: func() time.Time { return clock }}
+	// At 02:00 on November 1st October is in its grace: September, the
+	// latest closed month, has nothing to bill.
+	if n, err := jobs.Invoice(ctx, clock); err != nil || n != 0 {
+		t.Fatalf("slot inside the grace: %d documents, %v; want 0", n, err)
+	}
+	// The default slot, 02:00 on the 2nd, issues October.
+	clock = time.Date(2026, 11, 2, 2, 0, 0, 0, time.UTC)
+	if n, err := jobs.Invoice(ctx, clock); err != nil || n != 1 {
+		t.Fatalf("slot after the grace: %d documents, %v; want October's invoice", n, err)
+	}
+	invs, err := store.Invoices(ctx, acc)
+	if err != nil || len(invs) != 1 || invs[0].Period != "2026-10" || invs[0].Total != 12 {
+		t.Fatalf("invoices %+v, %v; want October's of 0.12", invs, err)
+	}
+	// A slot caught up late still issues its own month: nothing new.
+	clock = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	if n, err := jobs.Invoice(ctx, time.Date(2026, 11, 2, 2, 0, 0, 0, time.UTC)); err != nil || n != 0 {
+		t.Errorf("catch-up of the October slot: %d, %v", n, err)
+	}
+	if y, m := billing.InvoiceMonth(time.Date(2026, 12, 2, 2, 0, 0, 0, time.UTC), time.UTC, 48*time.Hour); y != 2026 || m != time.October {
+		t.Errorf("a slot before a 48h grace ends issues %d-%02d, want the month before: 2026-10", y, m)
+	}
+}
+
+func TestLateInvoiceMonths(t *testing.T) {
+	from := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	for _, tt := range []struct {
+		spec  string
+		grace time.Duration
+		late  int
+	}{
+		{billing.DefaultSchedules()[billing.JobInvoice], day, 0}, // 02:00 on the 2nd, 26 h after
+		{"0 2 1 * *", day, 12},      // 02:00 on the 1st: inside a day's grace
+		{"0 2 1 * *", time.Hour, 0}, // ... but after an hour's
+		{"0 2 * * *", 3 * day, 0},   // daily: the 4th's slot is on time
+		{"0 0 1 1 *", 0, 11},        // yearly: only December is on time
+		{"off", day, 0},
+	} {
+		if got := billing.LateInvoiceMonths(tt.spec, time.UTC, tt.grace, from); len(got) != tt.late {
+			t.Errorf("%q with grace %s: late %v, want %d months", tt.spec, tt.grace, got, tt.late)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"callbridge"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Job names.
@@ -354,4 +356,37 @@ func writeFile(path string, write func(*os.File) error) error {
 		return fmt.Errorf("billing: write %s: %w", path, err)
 	}
 	return nil
+}
+
+// LateInvoiceMonths returns the months, of the year from from, whose
+// invoices the invoice schedule spec (read in loc) issues a month late:
+// no slot in the month after them comes after their grace, so the first
+// slot that issues them is a month later still. A spec that does not
+// parse, or "off", returns nothing (NewScheduler reports it).
+func LateInvoiceMonths(spec string, loc *time.Location, grace time.Duration, from time.Time) []string {
+	if spec == "" || spec == "off" {
+		return nil
+	}
+	sched, err := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor).Parse(spec)
+	if err != nil {
+		return nil
+	}
+	f := from.In(loc)
+	first := time.Date(f.Year(), f.Month(), 1, 0, 0, 0, 0, loc)
+	var late []string
+	for i := 0; i < 12; i++ {
+		start, end := first.AddDate(0, i, 0), first.AddDate(0, i+1, 0)
+		prev := start.AddDate(0, -1, 0)
+		onTime := false
+		for t := sched.Next(start.Add(-time.Nanosecond)); !t.IsZero() && t.Before(end); t = sched.Next(t) {
+			if y, m := InvoiceMonth(t, loc, grace); y == prev.Year() && m == prev.Month() {
+				onTime = true
+				break
+			}
+		}
+		if !onTime {
+			late = append(late, prev.Format("2006-01"))
+		}
+	}
+	return late
 }

@@ -30,7 +30,12 @@ func (s *Server) routes(e *gin.Engine) {
 
 	// security: one limiter, so a key's budget spans every /v1 group.
 	limit := rateLimit(newLimiter(s.RateLimit, nil))
-	v1 := e.Group("/v1", authenticate(s.Accounts), limit)
+	failures := s.AuthFailureLimit
+	if failures == (RateLimit{}) {
+		failures = defaultAuthFailureLimit()
+	}
+	auth := authenticate(s.Accounts, newLimiter(failures, nil))
+	v1 := e.Group("/v1", auth, limit)
 	v1.GET("/account", getOwnAccount())
 
 	// privacy numbers
@@ -54,7 +59,7 @@ func (s *Server) routes(e *gin.Engine) {
 	// RateDeckStore); carrier decks take the admin token, account decks an
 	// API key, on the same paths.
 	if decks, ok := s.DB.(RateDeckStore); ok {
-		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, s.Accounts), limit), decks,
+		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, auth), limit), decks,
 			newImportSlots(s.MaxImportsPerAccount, s.MaxImports))
 	}
 

@@ -93,6 +93,13 @@ type Server struct {
 	// RateLimit limits requests per API key on the /v1 routes (429 with
 	// Retry-After); the zero value does not limit.
 	RateLimit RateLimit
+	// AuthFailureLimit limits failed API-key authentications per client
+	// address (the connection's; an IPv6 client by its /64): once its
+	// bucket is empty, a request from that address carrying an API key
+	// answers 429 with Retry-After without costing a database lookup.
+	// The zero value means five a second, twenty at once; a negative
+	// PerSecond turns it off.
+	AuthFailureLimit RateLimit
 
 	once    sync.Once
 	handler http.Handler

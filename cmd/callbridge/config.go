@@ -112,6 +112,12 @@ type Config struct {
 	// "50/100": the rate, then the burst; "0" turns the limit off).
 	RateLimit float64
 	RateBurst int
+	// AuthFailureLimit is how many failed API-key authentications per
+	// second each client address may make, and AuthFailureBurst how many
+	// at once (CALLBRIDGE_AUTH_FAILURE_LIMIT, "5/20"; "0" turns it off);
+	// beyond, the address gets 429 without a database lookup.
+	AuthFailureLimit float64
+	AuthFailureBurst int
 	// Prompt files on the FreeSWITCH node, each an absolute path or "none"
 	// for no prompt: PromptHold is what a callback asking for prompt
 	// "hold" plays A while B rings (CALLBRIDGE_PROMPT_HOLD); A hears
@@ -186,7 +192,8 @@ func settings() []setting {
 		{"ring-timeout", "CALLBRIDGE_RING_TIMEOUT", "30s", "how long a binding call's target may ring", durationSetter(func(c *Config, d time.Duration) { c.RingTimeout = d })},
 		{"record-dir", "CALLBRIDGE_RECORD_DIR", "/var/lib/freeswitch/recordings/callbridge", "recordings directory on the FreeSWITCH host", func(c *Config, v string) error { c.RecordDir = v; return nil }},
 		{"country-code", "CALLBRIDGE_COUNTRY_CODE", "", "country code for national number forms", func(c *Config, v string) error { c.CountryCode = v; return nil }},
-		{"rate-limit", "CALLBRIDGE_RATE_LIMIT", "50/100", "requests per second per API key, then the burst (0 disables)", parseRateLimit},
+		{"rate-limit", "CALLBRIDGE_RATE_LIMIT", "50/100", "requests per second per API key, then the burst (0 disables)", rateSetter(func(c *Config, r float64, b int) { c.RateLimit, c.RateBurst = r, b })},
+		{"auth-failure-limit", "CALLBRIDGE_AUTH_FAILURE_LIMIT", "5/20", "failed API-key authentications per second per client address, then the burst (0 disables)", rateSetter(func(c *Config, r float64, b int) { c.AuthFailureLimit, c.AuthFailureBurst = r, b })},
 		{"prompt-hold", "CALLBRIDGE_PROMPT_HOLD", callieIVR + "ivr-hold_connect_call.wav", "file a callback's prompt \"hold\" plays A while B rings, or none", func(c *Config, v string) error { c.PromptHold = v; return nil }},
 		{"prompt-b-busy", "CALLBRIDGE_PROMPT_B_BUSY", callieIVR + "ivr-user_busy.wav", "file A hears when B is busy, or none", func(c *Config, v string) error { c.PromptBBusy = v; return nil }},
 		{"prompt-b-no-answer", "CALLBRIDGE_PROMPT_B_NO_ANSWER", callieIVR + "ivr-no_user_response.wav", "file A hears when B does not answer, or none", func(c *Config, v string) error { c.PromptBNoAnswer = v; return nil }},
@@ -194,9 +201,13 @@ func settings() []setting {
 	}
 }
 
-// parseRateLimit reads "RATE/BURST" or "RATE" (the burst is then twice
-// the rate, at least 1).
-func parseRateLimit(c *Config, v string) error {
+// rateSetter reads "RATE/BURST" or "RATE" (the burst is then twice the
+// rate, at least 1).
+func rateSetter(f func(c *Config, rate float64, burst int)) func(*Config, string) error {
+	return func(c *Config, v string) error { return parseRate(c, v, f) }
+}
+
+func parseRate(c *Config, v string, f func(c *Config, rate float64, burst int)) error {
 	r, b, hasBurst := strings.Cut(v, "/")
 	rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
 	if err != nil || rate < 0 || rate > 1e6 {
@@ -208,7 +219,7 @@ func parseRateLimit(c *Config, v string) error {
 			return fmt.Errorf("%q: the burst must be 1 to 1000000", v)
 		}
 	}
-	c.RateLimit, c.RateBurst = rate, burst
+	f(c, rate, burst)
 	return nil
 }
 
