@@ -249,7 +249,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		},
 		SweepStale: func(ctx context.Context) (int, error) { return cdrPipeline.Sweep(ctx), nil },
 	}
-	scheduler, err := billing.NewScheduler(billStore, billLoc, log.With("component", "jobs"), billJobs.List(billingSchedules(getenv)))
+	scheduler, err := billing.NewScheduler(billStore, billLoc, log.With("component", "jobs"), billJobs.List(cfg.Schedules))
 	if err != nil {
 		return usageError{err}
 	}
