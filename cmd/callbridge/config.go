@@ -58,6 +58,12 @@ type Config struct {
 	// (CALLBRIDGE_DIALPLAN_TIMEOUT, 2s): /fs/dialplan answers slower than
 	// this from their arrival are counted in callbridge_dialplan_late_total.
 	DialplanTimeout time.Duration
+	// QueueWait is the admission bound (CALLBRIDGE_QUEUE_WAIT, 30s): see
+	// controller.CallbackEngineConfig.QueueWait.
+	QueueWait time.Duration
+	// RefusedRetry is how long a callback whose leg A the nodes refuse is
+	// placed again (CALLBRIDGE_REFUSED_RETRY, 60s).
+	RefusedRetry time.Duration
 	// WebhookAllowPrivate lets webhooks reach loopback, private and
 	// link-local addresses (CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE, false): only
 	// for receivers on the operator's own network.
@@ -187,6 +193,8 @@ func settings() []setting {
 			c.WebhookAllowPrivate = b
 			return nil
 		}},
+		{"queue-wait", "CALLBRIDGE_QUEUE_WAIT", "30s", "callbacks due beyond what the nodes place in this long are refused with 503", durationSetter(func(c *Config, d time.Duration) { c.QueueWait = d })},
+		{"refused-retry", "CALLBRIDGE_REFUSED_RETRY", "60s", "how long a callback whose leg A the nodes refuse is placed again", durationSetter(func(c *Config, d time.Duration) { c.RefusedRetry = d })},
 		{"gateway", "CALLBRIDGE_GATEWAY", "carrier", "carrier gateway for callbacks", func(c *Config, v string) error { c.Gateway = v; return nil }},
 		{"log-level", "CALLBRIDGE_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"log-format", "CALLBRIDGE_LOG_FORMAT", "json", "json or text", func(c *Config, v string) error { c.LogFormat = v; return nil }},
