@@ -36,7 +36,8 @@ func newRateEnv(t *testing.T) *rateEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db}
+	decks, deckSync := runDeckSync(t, db, nil)
+	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db, Decks: decks, DeckSync: deckSync}
 	api := httptest.NewServer(s.Handler())
 	t.Cleanup(api.Close)
 	return &rateEnv{api: api, key: key, other: other}
