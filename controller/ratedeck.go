@@ -274,14 +274,24 @@ func exportRates(decks RateDeckStore) gin.HandlerFunc {
 	}
 }
 
-// quoteJSON is the answer of GET /v1/rates/quote.
-type quoteJSON struct {
-	DeckID      string        `json:"deck_id"`
-	DeckVersion int64         `json:"deck_version"`
-	Number      string        `json:"number"`
-	At          time.Time     `json:"at"`
-	Amount      string        `json:"amount"`
-	Result      rating.Result `json:"result"`
+// appendQuote appends the answer of GET /v1/rates/quote: the deck, the
+// number, the time, the amount and the rating.Result. A quote is written
+// without reflection: on a hot path the encoding costs more than the
+// pricing.
+func appendQuote(b []byte, info *rating.DeckInfo, number callbridge.Number, at time.Time, r *rating.Result) []byte {
+	b = append(b, `{"deck_id":`...)
+	b = rating.AppendJSONString(b, info.ID)
+	b = append(b, `,"deck_version":`...)
+	b = strconv.AppendInt(b, info.Version, 10)
+	b = append(b, `,"number":`...)
+	b = rating.AppendJSONString(b, number.String())
+	b = append(b, `,"at":"`...)
+	b = at.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","amount":"`...)
+	b = append(b, rating.FormatMoney(r.Amount)...)
+	b = append(b, `","result":`...)
+	b = r.AppendJSON(b)
+	return append(b, '}')
 }
 
 // quote answers GET /v1/rates/quote?number=&at=&duration=[&deck=]: what a
@@ -333,10 +343,7 @@ func quote(decks *rating.Registry) gin.HandlerFunc {
 		}
 		r := deck.Price(rating.Usage{Number: number, Start: at, BillMS: ms})
 		info := deck.Info()
-		c.JSON(http.StatusOK, quoteJSON{
-			DeckID: info.ID, DeckVersion: info.Version, Number: number.String(), At: at,
-			Amount: rating.FormatMoney(r.Amount), Result: r,
-		})
+		c.Data(http.StatusOK, "application/json; charset=utf-8", appendQuote(make([]byte, 0, 1024), &info, number, at, &r))
 	}
 }
 
