@@ -86,11 +86,11 @@ func TestDeckSyncFollowsEveryWrite(t *testing.T) {
 		})
 	}
 
-	if _, err := db.ImportRates(ctx, early.ID, mustParse(t, "prefix,per_minute\n49,0.01\n"), true); err != nil {
+	if _, err := db.ImportRates(ctx, early.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n49,0.01\n")), true); err != nil {
 		t.Fatal(err)
 	}
 	expect("import replace", "4930123", 10000)
-	if _, err := db.ImportRates(ctx, early.ID, mustParse(t, "prefix,per_minute\n4930,0.02\n"), false); err != nil {
+	if _, err := db.ImportRates(ctx, early.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n4930,0.02\n")), false); err != nil {
 		t.Fatal(err)
 	}
 	expect("import append", "4930123", 20000)
@@ -102,7 +102,7 @@ func TestDeckSyncFollowsEveryWrite(t *testing.T) {
 	if err := db.CreateRateDeck(ctx, later); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.ImportRates(ctx, later.ID, mustParse(t, "prefix,per_minute\n49,0.05\n"), true); err != nil {
+	if _, err := db.ImportRates(ctx, later.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n49,0.05\n")), true); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "create", func() (bool, string) {
@@ -203,7 +203,7 @@ func TestDeckSyncReloadsAfterLostListen(t *testing.T) {
 	if err := direct.CreateRateDeck(ctx, deck); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := direct.ImportRates(ctx, deck.ID, mustParse(t, "prefix,per_minute\n49,0.03\n"), true); err != nil {
+	if _, err := direct.ImportRates(ctx, deck.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n49,0.03\n")), true); err != nil {
 		t.Fatal(err)
 	}
 	proxy.Restore()

@@ -39,6 +39,14 @@ func (l *lockedBuffer) String() string {
 // and must return nil.
 func startServe(t *testing.T, env map[string]string) string {
 	t.Helper()
+	base, _ := startServeLogged(t, env)
+	return base
+}
+
+// startServeLogged is startServe that also returns what serve writes to
+// stderr: its log.
+func startServeLogged(t *testing.T, env map[string]string) (string, *lockedBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	stderr := &lockedBuffer{}
@@ -70,13 +78,13 @@ func startServe(t *testing.T, env map[string]string) string {
 	}()
 	select {
 	case addr := <-lines:
-		return "http://" + addr
+		return "http://" + addr, stderr
 	case err := <-done:
 		t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("serve did not listen within 30s\n%s", stderr.String())
 	}
-	return ""
+	return "", nil
 }
 
 func do(t *testing.T, method, url, token, body string) (int, map[string]any) {
