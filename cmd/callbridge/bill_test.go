@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +129,34 @@ func TestBillScopesAndClosedMonths(t *testing.T) {
 	if out, err := bill("invoice", "--month", "2026-10", "--timezone", "America/New_York", "--report-dir", dir); err != nil ||
 		!strings.Contains(out, "0 document(s) issued") {
 		t.Errorf("re-run: %v: %s", err, out)
+	}
+
+	// A draft of an open month (what make demo shows): files written,
+	// nothing issued.
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdrs[0].UUID, cdrs[0].StartAt = uuid.NewString(), now.Add(-time.Minute)
+	running := cdrs[0].StartAt.In(ny).Format("2006-01")
+	if err := store.EnsurePartitions(ctx, cdrs[0].StartAt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.WriteBatch(ctx, cdrs[:1], nil); err != nil {
+		t.Fatal(err)
+	}
+	draftDir := t.TempDir()
+	out, err = bill("invoice", "--draft", "--month", running, "--account", accs[0], "--timezone", "America/New_York", "--report-dir", draftDir)
+	if err != nil || !strings.Contains(out, "drafted (not issued) invoice DRAFT") || !strings.Contains(out, "total 0.12 EUR") {
+		t.Fatalf("draft: %v: %s", err, out)
+	}
+	html, err := os.ReadFile(filepath.Join(draftDir, "invoices", running, "DRAFT-invoice-"+accs[0]+".html"))
+	if err != nil || !strings.Contains(string(html), "Draft invoice") {
+		t.Errorf("draft page: %v", err)
+	}
+	var issued int
+	db.QueryRowContext(ctx, `SELECT count(*) FROM invoices WHERE period = $1`, running).Scan(&issued)
+	if issued != 0 {
+		t.Errorf("a draft issued %d invoices", issued)
 	}
 }
