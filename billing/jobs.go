@@ -20,8 +20,6 @@ const (
 	JobInvoice       = "invoice"
 	JobBindingExpiry = "binding-expiry"
 	JobStaleCalls    = "stale-calls"
-	JobWebhooks      = "webhooks"
-	JobSpool         = "spool"
 	JobPartitions    = "partitions"
 	JobLowBalance    = "low-balance"
 	JobReservations  = "reservations"
@@ -36,8 +34,6 @@ func DefaultSchedules() map[string]string {
 		JobInvoice:       "0 2 2 * *",
 		JobBindingExpiry: "* * * * *",
 		JobStaleCalls:    "* * * * *",
-		JobWebhooks:      "* * * * *",
-		JobSpool:         "* * * * *",
 		JobPartitions:    "30 0 * * *",
 		JobLowBalance:    "* * * * *",
 		JobReservations:  "*/5 * * * *",
@@ -99,8 +95,6 @@ type Jobs struct {
 	// touched.
 	ExpireBindings func(ctx context.Context) (int, error)
 	SweepStale     func(ctx context.Context) (int, error)
-	RetryWebhooks  func(ctx context.Context) (int, error)
-	ReplaySpool    func(ctx context.Context) (int, error)
 	// Webhooks delivers low-balance events; nil leaves them queued.
 	Webhooks callbridge.WebhookEnqueuer
 }
@@ -136,7 +130,6 @@ func (j *Jobs) List(schedules map[string]string) []Job {
 		f    func(context.Context) (int, error)
 	}{
 		{JobBindingExpiry, j.ExpireBindings}, {JobStaleCalls, j.SweepStale},
-		{JobWebhooks, j.RetryWebhooks}, {JobSpool, j.ReplaySpool},
 	} {
 		if h.f != nil {
 			jobs = append(jobs, hook(h.name, h.f))

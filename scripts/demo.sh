@@ -19,8 +19,8 @@ export CALLBRIDGE_ADMIN_TOKEN=${CALLBRIDGE_ADMIN_TOKEN:-demo-admin-token}
 export CALLBRIDGE_DIALPLAN_USER=freeswitch
 export CALLBRIDGE_DIALPLAN_PASSWORD=demo-dialplan-secret
 export CALLBRIDGE_WEBHOOK_SECRET=demo-webhook-secret
-export CALLBRIDGE_SPOOL_DIR="$logs/spool"
-export CALLBRIDGE_REPORT_DIR="$logs/reports"
+export CALLBRIDGE_SPOOL_DIR="$PWD/$logs/spool" # directories must be absolute
+export CALLBRIDGE_REPORT_DIR="$PWD/$logs/reports"
 export CALLBRIDGE_LOG_FORMAT=text
 export CALLBRIDGE_MAX_CPS=20
 

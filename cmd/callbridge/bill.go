@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -57,7 +58,7 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 			fs.StringVar(&date, "date", "", "day to roll up, YYYY-MM-DD")
 		case "invoice":
 			fs.StringVar(&month, "month", "", "month to invoice, YYYY-MM")
-			fs.StringVar(&reportDir, "report-dir", "", "write invoices here (env CALLBRIDGE_REPORT_DIR, default ./reports)")
+			fs.StringVar(&reportDir, "report-dir", "", "write invoices here (env CALLBRIDGE_REPORT_DIR, default <state dir>/reports)")
 			fs.BoolVar(&draft, "draft", false, "compute the documents without issuing them (any month)")
 		case "report usage":
 			fs.StringVar(&from, "from", "", "start, RFC 3339 or YYYY-MM-DD (UTC)")
@@ -123,11 +124,8 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 		if err != nil {
 			return usageError{fmt.Errorf("bill invoice: --month must be YYYY-MM")}
 		}
-		if reportDir == "" {
-			reportDir = getenv("CALLBRIDGE_REPORT_DIR")
-		}
-		if reportDir == "" {
-			reportDir = "./reports"
+		if reportDir, err = billReportDir(reportDir, getenv); err != nil {
+			return usageError{fmt.Errorf("bill invoice: %w", err)}
 		}
 		var invs []*callbridge.Invoice
 		if draft {
@@ -251,15 +249,30 @@ func parseBillTime(s string) (time.Time, error) {
 
 // billingSchedules reads job schedules from CALLBRIDGE_SCHEDULE_<JOB>
 // (the job name upper-cased, '-' as '_'), for example
-// CALLBRIDGE_SCHEDULE_ROLLUP="15 0 * * *" or CALLBRIDGE_SCHEDULE_SPOOL=off.
+// CALLBRIDGE_SCHEDULE_ROLLUP="15 0 * * *" or CALLBRIDGE_SCHEDULE_LOW_BALANCE=off.
 // Jobs without one keep billing.DefaultSchedules().
 func billingSchedules(getenv func(string) string) map[string]string {
 	out := map[string]string{}
 	for name := range billing.DefaultSchedules() {
-		env := "CALLBRIDGE_SCHEDULE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		env := scheduleEnv(name)
 		if v := strings.TrimSpace(getenv(env)); v != "" {
 			out[name] = v
 		}
 	}
 	return out
+}
+
+// billReportDir is where bill invoice writes: --report-dir (a relative one
+// is taken from the working directory, where the operator typed it), else
+// CALLBRIDGE_REPORT_DIR, else the reports directory under the state
+// directory, as serve's jobs use.
+func billReportDir(flagDir string, getenv func(string) string) (string, error) {
+	if flagDir != "" {
+		return filepath.Abs(flagDir)
+	}
+	cfg := &Config{StateDir: getenv("CALLBRIDGE_STATE_DIR"), ReportDir: getenv("CALLBRIDGE_REPORT_DIR"), SpoolDir: "/unused"}
+	if err := cfg.fillStateDirs(getenv, os.Geteuid()); err != nil {
+		return "", err
+	}
+	return cfg.ReportDir, nil
 }

@@ -167,6 +167,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Prompts:        callbackPrompts(cfg),
 		FailurePrompts: callbackFailurePrompts(cfg),
 		RecordDir:      cfg.RecordDir,
+		QueueWait:      cfg.QueueWait,
+		RefusedRetry:   cfg.RefusedRetry,
 		CallAuthorizer: func(limit time.Duration) callbridge.CallAuthorizer {
 			a := *callAuthorizer
 			a.MaxCall = limit
@@ -179,6 +181,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	metrics.WatchCallbacks(engine.Live)
+	metrics.WatchPacing(engine.Pacing)
 	srv.Callbacks, srv.Webhooks, srv.CallbackEngine = callbacks, webhooks, engine
 	srv.CallbackNumberRules = cfg.NumberRules()
 	goWork("callbacks", engine.Run)
@@ -246,7 +249,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		},
 		SweepStale: func(ctx context.Context) (int, error) { return cdrPipeline.Sweep(ctx), nil },
 	}
-	scheduler, err := billing.NewScheduler(billStore, billLoc, log.With("component", "jobs"), billJobs.List(billingSchedules(getenv)))
+	scheduler, err := billing.NewScheduler(billStore, billLoc, log.With("component", "jobs"), billJobs.List(cfg.Schedules))
 	if err != nil {
 		return usageError{err}
 	}
