@@ -769,21 +769,17 @@ func (s *Server) bridgeLocked(a, b *channel) {
 func (s *Server) uuidBridge(aID, bID string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// FreeSWITCH gives one answer for every refusal.
+	const invalid = "-ERR Invalid uuid\n"
 	a, b := s.chans[aID], s.chans[bID]
-	if a == nil || a.shadow || a.killed {
-		return "-ERR no such channel " + aID + "\n"
-	}
-	if b == nil || b.shadow || b.killed {
-		return "-ERR no such channel " + bID + "\n"
-	}
-	if a == b {
-		return "-ERR Cannot bridge a channel to itself\n"
+	if a == nil || a.shadow || a.killed || b == nil || b.shadow || b.killed || a == b {
+		return invalid
 	}
 	if !a.bridgedAt.IsZero() || !b.bridgedAt.IsZero() {
-		return "-ERR channel already bridged\n"
+		return invalid
 	}
 	if a.answered.IsZero() && a.progressMedia.IsZero() && b.answered.IsZero() && b.progressMedia.IsZero() {
-		return "-ERR no media on either channel\n"
+		return invalid
 	}
 	ts := fmt.Sprintf("%d:%s:uuid_br:%s", s.clk.now().Unix(), uuid.NewString(), b.uuid)
 	a.prof.transferSource = ts

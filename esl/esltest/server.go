@@ -284,7 +284,7 @@ func (s *Server) DropEventConnections() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if c.format != "" && (c.all || len(c.events) > 0) {
+		if c.listening && (c.all || len(c.events) > 0) {
 			c.abortLocked()
 		}
 	}
