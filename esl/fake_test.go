@@ -45,12 +45,17 @@ type fakeFS struct {
 	result func(cmd string) string
 	// reply overrides the command/reply Reply-Text for a bgapi when it
 	// returns ok; a silent reply ("" , true) sends nothing.
-	reply    func(cmd string) (string, bool)
-	conns    map[*fakeConn]bool
-	commands []string // every command line received (first line)
-	raw      bytes.Buffer
-	subs     int // successful event subscriptions
-	wg       sync.WaitGroup
+	reply func(cmd string) (string, bool)
+	// result and reply do not apply to the client's readiness probe
+	// ("bgapi version"), which is answered "+OK Job-UUID" with the client's
+	// id and completed unless swallowProbes withholds its BACKGROUND_JOB.
+	swallowProbes bool
+	conns         map[*fakeConn]bool
+	accepted      []*fakeConn // every connection, in accept order
+	commands      []string    // every command line received (first line)
+	raw           bytes.Buffer
+	subs          int // successful event subscriptions
+	wg            sync.WaitGroup
 }
 
 type fakeConn struct {
@@ -97,6 +102,7 @@ func (f *fakeFS) serve() {
 		fc := &fakeConn{nc: nc}
 		f.mu.Lock()
 		f.conns[fc] = true
+		f.accepted = append(f.accepted, fc)
 		f.mu.Unlock()
 		f.wg.Add(1)
 		go func() {
@@ -158,6 +164,18 @@ func (f *fakeFS) rawReceived() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.raw.String()
+}
+
+// rawByConn returns what the client sent on each connection, in accept
+// order.
+func (f *fakeFS) rawByConn() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, fc := range f.accepted {
+		out = append(out, fc.raw.String())
+	}
+	return out
 }
 
 func (f *fakeFS) subscriptions() int {
@@ -227,6 +245,12 @@ func (f *fakeFS) bgapi(fc *fakeConn, cmd, id string) {
 	}
 	f.mu.Lock()
 	replyFn, resultFn := f.reply, f.result
+	if cmd == "version" {
+		replyFn, resultFn = nil, nil
+		if f.swallowProbes {
+			resultFn = func(string) string { return "" }
+		}
+	}
 	f.mu.Unlock()
 	if replyFn != nil {
 		if rt, ok := replyFn(cmd); ok {

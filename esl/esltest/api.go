@@ -36,7 +36,9 @@ func (s *Server) runJob(job, name, arg string) {
 			e.add("Job-Command-Arg", arg)
 		}
 		e.body = out
-		s.dispatchLocked(e)
+		if s.jobEvents != JobEventsSwallowed {
+			s.dispatchLocked(e)
+		}
 	}
 	if name == "originate" {
 		s.originateAPI(arg, done)

@@ -267,7 +267,10 @@ func (c *conn) handle(p *packet) bool {
 	case hasPrefixFold(cmd, "bgapi "):
 		name, arg := splitAPI(line[len("bgapi "):])
 		job, ok := p.header("job-uuid")
-		if !ok {
+		s.mu.Lock()
+		own := s.jobEvents == JobEventsOwnUUID
+		s.mu.Unlock()
+		if !ok || own {
 			job = uuid.NewString()
 		}
 		// acs->uuid_str holds SWITCH_UUID_FORMATTED_LENGTH (36) bytes.
