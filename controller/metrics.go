@@ -3,8 +3,10 @@ package controller
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"callbridge"
@@ -23,6 +25,10 @@ import (
 // is global, so tests and several servers in one process do not collide.
 type Metrics struct {
 	Registry *prometheus.Registry
+	// DialplanTimeout is FreeSWITCH's mod_xml_curl timeout
+	// (FS_DIALPLAN_TIMEOUT; default 2 s): a /fs/dialplan request answered
+	// later, counted from its arrival, is counted as late.
+	DialplanTimeout time.Duration
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
@@ -33,6 +39,7 @@ type Metrics struct {
 	jobSuccess   *prometheus.GaugeVec
 	webhooks     *prometheus.CounterVec
 	eslProbes    *prometheus.HistogramVec
+	dialplanLate prometheus.Counter
 }
 
 // NewMetrics returns a registry holding the Go runtime and process
@@ -83,7 +90,11 @@ func NewMetrics() *Metrics {
 		Help:    "Readiness probe latency per node and outcome (ok, failed): from sending bgapi with our Job-UUID to its BACKGROUND_JOB.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 15},
 	}, []string{"node", "outcome"})
-	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs, m.callbacks, m.jobRuns, m.jobDuration, m.jobSuccess, m.webhooks, m.eslProbes)
+	m.dialplanLate = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "callbridge_dialplan_late_total",
+		Help: "/fs/dialplan requests answered after FreeSWITCH's xml_curl timeout (CALLBRIDGE_DIALPLAN_TIMEOUT), timed from their arrival: calls FreeSWITCH sent to its fallback.",
+	})
+	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs, m.callbacks, m.jobRuns, m.jobDuration, m.jobSuccess, m.webhooks, m.dialplanLate, m.eslProbes)
 	return m
 }
 
@@ -170,6 +181,26 @@ func (m *Metrics) WatchCallbacks(live func() int) {
 	}, func() float64 { return float64(live()) }))
 }
 
+// WatchPacing exports the callback engine's pacing: the placements per
+// second it allows now, the originates the nodes refused before a session
+// existed, and the callbacks the admission bound refused with 503.
+func (m *Metrics) WatchPacing(pacing func() (rate float64, refused, shed int64)) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "callbridge_callback_pacing_rate",
+			Help: "Callback placements per second the engine allows now: the nodes' MaxCPS, lowered while they refuse sessions.",
+		}, func() float64 { r, _, _ := pacing(); return r }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "callbridge_originates_refused_total",
+			Help: "Callback legs a node refused before a session existed (max-sessions, sessions-per-second, min-idle-cpu, congestion); each is placed again within its deadline.",
+		}, func() float64 { _, n, _ := pacing(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "callbridge_callbacks_shed_total",
+			Help: "POST /v1/callbacks answered 503 because the due queue was past what the nodes place in CALLBRIDGE_QUEUE_WAIT.",
+		}, func() float64 { _, _, n := pacing(); return float64(n) }),
+	)
+}
+
 // ObserveJob returns an esl.Config.OnJobDone hook for node that records
 // each command's latency and outcome (ok, error, closed).
 func (m *Metrics) ObserveJob(node string) func(command string, took time.Duration, err error) {
@@ -203,15 +234,54 @@ func (m *Metrics) ObserveProbe(node string) func(took time.Duration, err error) 
 // which would let clients create unbounded label values).
 func (m *Metrics) observe() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		start := time.Now()
+		start := arrival(c.Request)
 		c.Next()
 		route := c.FullPath()
 		if route == "" {
 			route = "unmatched"
 		}
+		took := time.Since(start)
 		m.httpRequests.WithLabelValues(c.Request.Method, route, strconv.Itoa(c.Writer.Status())).Inc()
-		m.httpDuration.WithLabelValues(c.Request.Method, route).Observe(time.Since(start).Seconds())
+		m.httpDuration.WithLabelValues(c.Request.Method, route).Observe(took.Seconds())
+		timeout := m.DialplanTimeout
+		if timeout <= 0 {
+			timeout = 2 * time.Second
+		}
+		if route == dialplanRoute && took >= timeout {
+			m.dialplanLate.Inc()
+		}
 	}
+}
+
+// dialplanRoute is the route mod_xml_curl calls.
+const dialplanRoute = "/fs/dialplan"
+
+type arrivalKey struct{}
+
+// connArrival is when a connection was accepted; the first request read
+// from it arrived then.
+type connArrival struct {
+	at   time.Time
+	used atomic.Bool
+}
+
+// ConnArrival is an http.Server ConnContext hook noting when each
+// connection was accepted. The HTTP metrics time the first request of a
+// connection from then, not from when its handler first ran: FreeSWITCH's
+// mod_xml_curl opens a connection per request and times it from the
+// connect, so a controller slow to accept, read headers or schedule the
+// handler (a saturated CPU, a stop) is seen as FreeSWITCH sees it. Later
+// requests of a kept-alive connection are timed from their handler.
+func ConnArrival(ctx context.Context, _ net.Conn) context.Context {
+	return context.WithValue(ctx, arrivalKey{}, &connArrival{at: time.Now()})
+}
+
+// arrival is when r arrived, as far as the server can tell.
+func arrival(r *http.Request) time.Time {
+	if a, ok := r.Context().Value(arrivalKey{}).(*connArrival); ok && !a.used.Swap(true) {
+		return a.at
+	}
+	return time.Now()
 }
 
 // Handler serves the registry in the Prometheus text format.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -77,6 +78,48 @@ func limitBody(n int64, routes map[string]int64) gin.HandlerFunc {
 	}
 }
 
+// checkInput refuses, with 400, a request whose query string Go's parser
+// cannot read whole (it drops a pair holding ';' or a bad escape, so a
+// filter would silently vanish: /v1/cdrs?binding_id=';x listed every
+// CDR), and one whose query keys, query values or path parameters are not
+// acceptable text (callbridge.TextProblem), naming the parameter.
+func checkInput() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.FullPath() == fsDialplanRoute {
+			c.Next() // FreeSWITCH's form: the dialplan reads it and answers XML
+			return
+		}
+		q, err := url.ParseQuery(c.Request.URL.RawQuery)
+		if err != nil {
+			msg := "malformed query string: " + err.Error()
+			if strings.Contains(err.Error(), "semicolon") {
+				msg = "malformed query string: a ';' must be escaped (%3B)"
+			}
+			writeError(c, callbridge.Errorf(callbridge.EINVALID, "%s", msg))
+			return
+		}
+		for k, vs := range q {
+			if err := callbridge.CheckText(k, k); err != nil {
+				writeError(c, callbridge.Errorf(callbridge.EINVALID, "a query parameter's name %s", callbridge.ErrorMessage(err)))
+				return
+			}
+			for _, v := range vs {
+				if err := callbridge.CheckText(k, v); err != nil {
+					writeError(c, err)
+					return
+				}
+			}
+		}
+		for _, p := range c.Params {
+			if err := callbridge.CheckText(p.Key, p.Value); err != nil {
+				writeError(c, err)
+				return
+			}
+		}
+		c.Next()
+	}
+}
+
 // bearer returns the token of an "Authorization: Bearer <token>" header.
 func bearer(c *gin.Context) (string, bool) {
 	h := c.GetHeader("Authorization")
@@ -88,8 +131,11 @@ func bearer(c *gin.Context) (string, bool) {
 }
 
 // authenticate requires an account's API key and puts the account in the
-// request context (callbridge.AccountFromContext).
-func authenticate(accounts callbridge.AccountService) gin.HandlerFunc {
+// request context (callbridge.AccountFromContext). Failed lookups are
+// counted per client address in failures (nil counts nothing): once an
+// address has used its bucket, its requests answer 429 before any lookup,
+// so guessing keys cannot cost a database query each at high rate.
+func authenticate(accounts callbridge.AccountService, failures *limiter) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		key, ok := bearer(c)
 		if !ok {
@@ -97,10 +143,20 @@ func authenticate(accounts callbridge.AccountService) gin.HandlerFunc {
 			writeError(c, callbridge.Errorf(callbridge.EUNAUTHORIZED, "missing Authorization: Bearer <API key>"))
 			return
 		}
+		client := clientKey(c.Request.RemoteAddr)
+		if failures != nil {
+			if wait, limited := failures.wait(client); limited {
+				writeError(c, retryAfter(wait, "too many failed authentications from this address; retry in %d s"))
+				return
+			}
+		}
 		a, err := accounts.Authenticate(c.Request.Context(), key)
 		if err != nil {
 			if callbridge.ErrorCode(err) == callbridge.EUNAUTHORIZED {
 				c.Header("WWW-Authenticate", `Bearer realm="callbridge", error="invalid_token"`)
+				if failures != nil {
+					failures.allow(client)
+				}
 			}
 			writeError(c, err)
 			return

@@ -30,7 +30,12 @@ func (s *Server) routes(e *gin.Engine) {
 
 	// security: one limiter, so a key's budget spans every /v1 group.
 	limit := rateLimit(newLimiter(s.RateLimit, nil))
-	v1 := e.Group("/v1", authenticate(s.Accounts), limit)
+	failures := s.AuthFailureLimit
+	if failures == (RateLimit{}) {
+		failures = defaultAuthFailureLimit()
+	}
+	auth := authenticate(s.Accounts, newLimiter(failures, nil))
+	v1 := e.Group("/v1", auth, limit)
 	v1.GET("/account", getOwnAccount())
 
 	// privacy numbers
@@ -54,7 +59,8 @@ func (s *Server) routes(e *gin.Engine) {
 	// RateDeckStore); carrier decks take the admin token, account decks an
 	// API key, on the same paths.
 	if decks, ok := s.DB.(RateDeckStore); ok {
-		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, s.Accounts), limit), decks)
+		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, auth), limit), decks,
+			newImportSlots(s.MaxImportsPerAccount, s.MaxImports))
 	}
 
 	// cdrs
@@ -65,7 +71,7 @@ func (s *Server) routes(e *gin.Engine) {
 
 	// billing
 	if s.Billing != nil {
-		billingRoutes(e, admin, v1, s.Billing, s.AdminToken)
+		billingRoutes(e, admin, v1, s.Billing, s.AdminToken, s.clock())
 	}
 }
 
@@ -80,7 +86,7 @@ func (p *PrivacyNumbers) Register(e *gin.Engine, v1 gin.IRoutes) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	e.POST("/fs/dialplan", fsDialplan(&p.Dialplan, p.Lines, now, logger))
+	e.POST(fsDialplanRoute, fsDialplan(&p.Dialplan, p.Lines, now, logger))
 	bindings := p.Bindings
 	if r, ok := p.Lines.(lineReloader); ok {
 		bindings = reloadingBindings{bindings, r, logger}
@@ -103,22 +109,23 @@ func (p *PrivacyNumbers) Register(e *gin.Engine, v1 gin.IRoutes) {
 // rateDeckRoutes registers the rate-deck API on g, whose requests carry
 // either the admin token or an account's API key (adminOrAccount).
 // Carrier decks are the admin's; an account sees only its own decks.
-func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore) {
+func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore, imports *importSlots) {
 	cache := &rating.Cache{} // compiled decks for quotes, per server
 	g.POST("/rate-decks", createRateDeck(decks))
 	g.GET("/rate-decks", listRateDecks(decks))
 	g.GET("/rate-decks/:id", getRateDeck(decks))
-	g.POST("/rate-decks/:id/rates", importRates(decks))
+	g.POST("/rate-decks/:id/rates", importRates(decks, imports))
 	g.GET("/rate-decks/:id/rates", exportRates(decks))
 	g.GET("/rates/quote", quote(decks, cache))
 }
 
 // billingRoutes registers the billing API: operator routes (job runs,
-// top-ups, billing profiles) behind the admin token, and an account's own
+// invoice runs, top-ups, billing profiles) behind the admin token, and an account's own
 // usage, invoices and balance behind its API key. Top-ups take the admin
 // token: a customer must not credit itself.
-func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, adminToken string) {
+func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, adminToken string, now func() time.Time) {
 	admin.GET("/jobs", listJobRuns(svc))
+	admin.POST("/invoices", issueInvoices(svc, now))
 	admin.GET("/accounts/:id/billing", getBillingProfile(svc))
 	admin.PUT("/accounts/:id/billing", putBillingProfile(svc))
 	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), createTopup(svc))

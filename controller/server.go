@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"callbridge"
 
@@ -36,6 +37,10 @@ type Server struct {
 	// MaxCSVBytes caps rate-deck CSV uploads instead (default 64 MiB: a
 	// 100,000-row deck is about 8 MB).
 	MaxCSVBytes int64
+	// MaxImports bounds the rate-deck imports running at once in the
+	// process (default 2), MaxImportsPerAccount those of one account or
+	// of the admin (default 1); more answer 429 with Retry-After.
+	MaxImports, MaxImportsPerAccount int
 	// Metrics, when set, records HTTP metrics and is served at /metrics
 	// behind the admin token (unless MetricsOnOwnListener).
 	Metrics *Metrics
@@ -79,12 +84,22 @@ type Server struct {
 	// Billing serves usage reports, invoices, balances, top-ups and job
 	// runs; nil leaves those routes out.
 	Billing callbridge.BillingService
+	// Now is the clock that decides whether a month is closed for
+	// invoicing (nil: time.Now).
+	Now func() time.Time
 
 	// security
 
 	// RateLimit limits requests per API key on the /v1 routes (429 with
 	// Retry-After); the zero value does not limit.
 	RateLimit RateLimit
+	// AuthFailureLimit limits failed API-key authentications per client
+	// address (the connection's; an IPv6 client by its /64): once its
+	// bucket is empty, a request from that address carrying an API key
+	// answers 429 with Retry-After without costing a database lookup.
+	// The zero value means five a second, twenty at once; a negative
+	// PerSecond turns it off.
+	AuthFailureLimit RateLimit
 
 	once    sync.Once
 	handler http.Handler
@@ -130,6 +145,12 @@ func (s *Server) Handler() http.Handler {
 		if s.MaxCSVBytes <= 0 {
 			s.MaxCSVBytes = 64 << 20
 		}
+		if s.MaxImports <= 0 {
+			s.MaxImports = 2
+		}
+		if s.MaxImportsPerAccount <= 0 {
+			s.MaxImportsPerAccount = 1
+		}
 		gin.SetMode(gin.ReleaseMode)
 		e := gin.New()
 		e.HandleMethodNotAllowed = true
@@ -138,7 +159,7 @@ func (s *Server) Handler() http.Handler {
 		if s.Metrics != nil {
 			e.Use(s.Metrics.observe())
 		}
-		e.Use(limitBody(s.MaxBodyBytes, map[string]int64{csvImportRoute: s.MaxCSVBytes}))
+		e.Use(checkInput(), limitBody(s.MaxBodyBytes, map[string]int64{csvImportRoute: s.MaxCSVBytes}))
 		e.NoRoute(func(c *gin.Context) {
 			writeError(c, callbridge.Errorf(callbridge.ENOTFOUND, "no such route"))
 		})
@@ -153,3 +174,11 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) draining() bool { return s.Draining != nil && s.Draining() }
+
+// clock returns the server's clock.
+func (s *Server) clock() func() time.Time {
+	if s.Now == nil {
+		return time.Now
+	}
+	return s.Now
+}

@@ -69,6 +69,9 @@ func validateAccount(a *callbridge.Account) error {
 	if a.Name == "" || len(a.Name) > 200 {
 		return callbridge.FieldError("name", "name must have 1 to 200 characters")
 	}
+	if err := callbridge.CheckText("name", a.Name); err != nil {
+		return err
+	}
 	if a.ServiceNumber != "" {
 		if err := a.ServiceNumber.Validate(); err != nil {
 			return callbridge.FieldError("service_number", "%s", callbridge.ErrorMessage(err))
@@ -77,8 +80,8 @@ func validateAccount(a *callbridge.Account) error {
 	if a.Currency == "" {
 		a.Currency = "USD"
 	}
-	if len(a.Currency) != 3 || strings.ToUpper(a.Currency) != a.Currency {
-		return callbridge.FieldError("currency", "currency must be an ISO 4217 code such as USD")
+	if err := callbridge.ValidateCurrency("currency", a.Currency); err != nil {
+		return err
 	}
 	return nil
 }

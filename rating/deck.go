@@ -83,8 +83,10 @@ func (i *DeckInfo) Validate() error {
 		return callbridge.FieldError("gateway", "must be 1 to 64 letters, digits, '.', '_' or '-'")
 	case i.Name == "" || len(i.Name) > maxTextLen:
 		return callbridge.FieldError("name", "must have 1 to 200 bytes")
+	case callbridge.CheckText("name", i.Name) != nil:
+		return callbridge.CheckText("name", i.Name)
 	case !isCurrency(i.Currency):
-		return callbridge.FieldError("currency", "must be an ISO 4217 code such as EUR")
+		return callbridge.ValidateCurrency("currency", i.Currency)
 	case i.TimeZone == "":
 		return callbridge.FieldError("time_zone", "must be an IANA zone such as Europe/Berlin")
 	case i.Precision < 0 || i.Precision > 6:
@@ -126,16 +128,11 @@ func isGateway(s string) bool {
 	return true
 }
 
+// isCurrency says whether s is an ISO 4217 code with a minor unit, so
+// that what the deck prices can be invoiced.
 func isCurrency(s string) bool {
-	if len(s) != 3 {
-		return false
-	}
-	for i := 0; i < 3; i++ {
-		if s[i] < 'A' || s[i] > 'Z' {
-			return false
-		}
-	}
-	return true
+	_, ok := callbridge.CurrencyExponent(s)
+	return ok
 }
 
 // Deck is a compiled rate deck: the rates of one deck version in a
@@ -307,7 +304,13 @@ func NewDeck(info DeckInfo, loc *time.Location, rates []Rate) (*Deck, error) {
 		if c := cmp.Compare(ra.Priority, rb.Priority); c != 0 {
 			return c
 		}
-		return -cmp.Compare(effMS(ra.EffectiveFrom, math.MinInt64), effMS(rb.EffectiveFrom, math.MinInt64))
+		if c := -cmp.Compare(effMS(ra.EffectiveFrom, math.MinInt64), effMS(rb.EffectiveFrom, math.MinInt64)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(ra.Days, rb.Days); c != 0 {
+			return c
+		}
+		return cmp.Compare(ra.From, rb.From)
 	})
 	d.rates = make([]crate, 0, len(rates)+1)
 	edges := map[int64]bool{}

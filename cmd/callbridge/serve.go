@@ -64,6 +64,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	var drain []func(context.Context)
 
 	metrics := controller.NewMetrics()
+	metrics.DialplanTimeout = cfg.DialplanTimeout
 	var draining atomic.Bool
 	srv := &controller.Server{
 		Metrics:              metrics,
@@ -75,7 +76,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		DB:                   db,
 		Draining:             draining.Load,
 		// security
-		RateLimit: controller.RateLimit{PerSecond: cfg.RateLimit, Burst: cfg.RateBurst},
+		RateLimit:        controller.RateLimit{PerSecond: cfg.RateLimit, Burst: cfg.RateBurst},
+		AuthFailureLimit: authFailureLimit(cfg),
 	}
 
 	// esl: one client per node; they stay connected while calls drain and
@@ -91,7 +93,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			ProbeInterval: cfg.ESLProbeInterval, JobTimeout: cfg.ESLJobTimeout,
 			OnJobDone: metrics.ObserveJob(addr),
 			OnProbe:   metrics.ObserveProbe(addr),
-			Logger:    log.With("node", addr),
+			Logger:    log.With("component", "esl"), // the client names its node on every line
 		})
 		nodes = append(nodes, c)
 		eslRunning.Add(1)
@@ -164,9 +166,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	engine, err := controller.NewCallbackEngine(callbacks, pool, controller.CallbackEngineConfig{
 		Owner:          callbackOwner(cfg),
 		Gateway:        cfg.Gateway,
-		Prompts:        callbackPrompts(),
-		FailurePrompts: callbackFailurePrompts(),
+		Prompts:        callbackPrompts(cfg),
+		FailurePrompts: callbackFailurePrompts(cfg),
 		RecordDir:      cfg.RecordDir,
+		QueueWait:      cfg.QueueWait,
+		RefusedRetry:   cfg.RefusedRetry,
 		CallAuthorizer: func(limit time.Duration) callbridge.CallAuthorizer {
 			a := *callAuthorizer
 			a.MaxCall = limit
@@ -179,6 +183,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	metrics.WatchCallbacks(engine.Live)
+	metrics.WatchPacing(engine.Pacing)
 	srv.Callbacks, srv.Webhooks, srv.CallbackEngine = callbacks, webhooks, engine
 	srv.CallbackNumberRules = cfg.NumberRules()
 	goWork("callbacks", engine.Run)
@@ -232,10 +237,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	billStore := postgres.NewBillingStore(db, billLoc, callbackOwner(cfg))
+	billStore.Grace = cfg.InvoiceGrace
 	srv.Billing = billStore
 	billJobs := &billing.Jobs{
 		Store:     billStore,
 		Location:  billLoc,
+		Grace:     cfg.InvoiceGrace,
 		Log:       log.With("component", "billing"),
 		ReportDir: cfg.ReportDir,
 		Webhooks:  webhooks,
@@ -244,11 +251,20 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		},
 		SweepStale: func(ctx context.Context) (int, error) { return cdrPipeline.Sweep(ctx), nil },
 	}
-	scheduler, err := billing.NewScheduler(billStore, billLoc, log.With("component", "jobs"), billJobs.List(billingSchedules(getenv)))
+	scheduler, err := billing.NewScheduler(billStore, billLoc, log.With("component", "jobs"), billJobs.List(cfg.Schedules))
 	if err != nil {
 		return usageError{err}
 	}
 	scheduler.OnRun = metrics.ObserveJobRun
+	invoiceSpec := billing.DefaultSchedules()[billing.JobInvoice]
+	if v, ok := billingSchedules(getenv)[billing.JobInvoice]; ok {
+		invoiceSpec = v
+	}
+	if late := billing.LateInvoiceMonths(invoiceSpec, billLoc, cfg.InvoiceGrace, time.Now()); len(late) > 0 {
+		log.Warn("the invoice schedule runs before the grace for late CDRs ends: these months will be invoiced a month late",
+			"schedule", invoiceSpec, "grace", cfg.InvoiceGrace, "months", late,
+			"fix", "move CALLBRIDGE_SCHEDULE_INVOICE after CALLBRIDGE_INVOICE_GRACE, or shorten the grace")
+	}
 	goWork("billing jobs", func(ctx context.Context) error {
 		scheduler.Start(ctx)
 		<-ctx.Done()
@@ -267,6 +283,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return work },
+		ConnContext:       controller.ConnArrival,
 	}
 	select {
 	case <-indexReady:
@@ -342,19 +359,37 @@ func callbackOwner(cfg *Config) string {
 }
 
 // callbackPrompts is the allow-list of prompts a callback request may
-// name, as FreeSWITCH's packaged English sounds.
-func callbackPrompts() map[string]string {
-	return map[string]string{
-		"ringback": esl.ToneRingbackUS,
-		"hold":     "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-hold_connect_call.wav",
+// name: the ringback tone, and "hold" when CALLBRIDGE_PROMPT_HOLD is a file.
+func callbackPrompts(cfg *Config) map[string]string {
+	p := map[string]string{"ringback": esl.ToneRingbackUS}
+	if cfg.PromptHold != promptNone {
+		p["hold"] = cfg.PromptHold
 	}
+	return p
 }
 
-// callbackFailurePrompts are played to A when B cannot be reached.
-func callbackFailurePrompts() map[callbridge.FailReason]string {
-	return map[callbridge.FailReason]string{
-		callbridge.ReasonBBusy:     "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-user_busy.wav",
-		callbridge.ReasonBNoAnswer: "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-no_user_response.wav",
-		"":                         "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-call_cannot_be_completed_as_dialed.wav",
+// callbackFailurePrompts are played to A when B cannot be reached; a
+// reason whose setting is "none" hangs A up at once.
+func callbackFailurePrompts(cfg *Config) map[callbridge.FailReason]string {
+	p := map[callbridge.FailReason]string{}
+	for reason, path := range map[callbridge.FailReason]string{
+		callbridge.ReasonBBusy:     cfg.PromptBBusy,
+		callbridge.ReasonBNoAnswer: cfg.PromptBNoAnswer,
+		"":                         cfg.PromptCallFailed,
+	} {
+		if path == promptNone {
+			path = ""
+		}
+		p[reason] = path
 	}
+	return p
+}
+
+// authFailureLimit is the controller's limit on failed authentications:
+// off (a negative rate) when the setting is 0.
+func authFailureLimit(cfg *Config) controller.RateLimit {
+	if cfg.AuthFailureLimit == 0 {
+		return controller.RateLimit{PerSecond: -1}
+	}
+	return controller.RateLimit{PerSecond: cfg.AuthFailureLimit, Burst: cfg.AuthFailureBurst}
 }
