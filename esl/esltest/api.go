@@ -297,6 +297,7 @@ func (s *Server) schedHangup(arg string) string {
 
 // scheduleHangupLocked hangs ch up after d of simulated time.
 func (s *Server) scheduleHangupLocked(ch *channel, d time.Duration, cause string) {
+	ch.schedAt, ch.schedCause = s.clk.now().Add(d), cause
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

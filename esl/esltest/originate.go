@@ -671,7 +671,15 @@ func (s *Server) finishLeg(ch *channel, failed func(string)) {
 	// A bridge application decides itself what its leg does when the
 	// bridge ends (hangup_after_bridge); otherwise the partner goes too.
 	if partner != nil && (bridged || ch.role == "originator") && !(ch.role == "originatee" && partner.app == "bridge") {
-		s.requestHangupLocked(partner, "NORMAL_CLEARING", "send_bye")
+		// FreeSWITCH's scheduler runs once a second and fires every task
+		// due by then: a partner whose own sched_hangup falls in the same
+		// second hangs up with its cause, not as the bridge's casualty
+		// (max_duration ends both legs ALLOTTED_TIMEOUT).
+		partnerCause := "NORMAL_CLEARING"
+		if at := partner.schedAt; !at.IsZero() && at.Sub(ch.hungup) < time.Second {
+			partnerCause = partner.schedCause
+		}
+		s.requestHangupLocked(partner, partnerCause, "send_bye")
 		if !partner.killed {
 			partner.v.set("bridge_hangup_cause", cause)
 		}
