@@ -15,7 +15,6 @@
 package rating
 
 import (
-	"encoding/json"
 	"math"
 	"math/bits"
 	"strings"
@@ -81,9 +80,6 @@ func (fs Flags) Names() []string {
 // String returns the flags' names separated by commas.
 func (fs Flags) String() string { return strings.Join(fs.Names(), ",") }
 
-// MarshalJSON writes the flags as a list of names.
-func (fs Flags) MarshalJSON() ([]byte, error) { return json.Marshal(fs.Names()) }
-
 // MaxParts is how many parts a Result holds; see FlagMergedParts.
 const MaxParts = 8
 
@@ -148,15 +144,6 @@ type Result struct {
 // Parts returns the priced parts of the call, in order. The slice aliases
 // r; it is empty when the call is not charged or not rated.
 func (r *Result) Parts() []Part { return r.parts[:r.nparts] }
-
-// MarshalJSON writes the result with its parts.
-func (r Result) MarshalJSON() ([]byte, error) {
-	type plain Result
-	return json.Marshal(struct {
-		plain
-		Parts []Part `json:"parts"`
-	}{plain(r), r.Parts()})
-}
 
 // Price rates one call. It never fails: a call no rate matches is priced
 // by the default rate or flagged unrated, and the flags say which.
