@@ -75,6 +75,7 @@ func ended(t *testing.T, ctx context.Context, acct *realswitch.Client, id string
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("callback %s ended %s %s", id, cb.Status, cb.Reason)
 	o := &outcome{cb: cb}
 	for _, l := range cb.Legs {
 		x := &leg{rec: l}
@@ -141,7 +142,6 @@ func ended(t *testing.T, ctx context.Context, acct *realswitch.Client, id string
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("callback %s: %s %s", id, cb.Status, cb.Reason)
 	for _, x := range []*leg{o.a, o.b} {
 		if x != nil {
 			t.Log(x)

@@ -149,7 +149,7 @@ func TestWiring(t *testing.T) {
 	}
 	checks := []struct{ file, pattern string }{
 		{"Makefile", `(?m)^test-freeswitch:\n\tscripts/with-postgres\.sh scripts/test-freeswitch\.sh$`},
-		{"scripts/test-freeswitch.sh", `go test -tags realswitch -count=1 -timeout 15m \./realswitch/`},
+		{"scripts/test-freeswitch.sh", `go test -tags realswitch -count=1 -timeout 15m -parallel \d+ \./realswitch/`},
 		{".ci/run", `(?m)^make test\nmake test-freeswitch$`},
 		{"README.md", "`make test-freeswitch`"},
 	}

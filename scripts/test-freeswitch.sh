@@ -50,4 +50,4 @@ if [ -n "$unresolved" ]; then
 fi
 
 echo "== go test -tags realswitch ./realswitch/ (FreeSWITCH in $FREESWITCH_DIR)"
-exec go test -tags realswitch -count=1 -timeout 15m ./realswitch/ -v "$@"
+exec go test -tags realswitch -count=1 -timeout 15m -parallel 32 ./realswitch/ -v "$@"
