@@ -157,8 +157,8 @@ func TestBindingAXB(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHooks(t)
-	x := realswitch.Number(110, "901")
-	a, b := realswitch.Number(111, realswitch.Hold(2)), realswitch.Number(112, realswitch.Hold(2))
+	x := realswitch.Number(510, "901")
+	a, b := realswitch.Number(511, realswitch.Hold(2)), realswitch.Number(512, realswitch.Hold(2))
 	binding := bind(ctx, t, acct, x, map[string]any{"mode": "AXB", "a": a, "b": b, "webhook_url": h.srv.URL})
 
 	for _, c := range []struct{ who, from, to string }{{"A calls X", a, b}, {"B calls X", b, a}} {
@@ -179,7 +179,7 @@ func TestBindingAXB(t *testing.T) {
 		presented(t, c.who, callee, x, c.from)
 	}
 
-	stranger, err := realswitch.Dial(ctx, env.Switch.ExternalSIP, realswitch.Number(113, "999"), x, time.Second)
+	stranger, err := realswitch.Dial(ctx, env.Switch.ExternalSIP, realswitch.Number(513, "999"), x, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,8 +200,8 @@ func TestBindingXB(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHooks(t)
-	x, b := realswitch.Number(120, "902"), realswitch.Number(121, realswitch.Hold(2))
-	caller := realswitch.Number(122, "999")
+	x, b := realswitch.Number(520, "902"), realswitch.Number(521, realswitch.Hold(2))
+	caller := realswitch.Number(522, "999")
 	binding := bind(ctx, t, acct, x, map[string]any{"mode": "XB", "b": b, "webhook_url": h.srv.URL})
 
 	phone, err := realswitch.Dial(ctx, env.Switch.ExternalSIP, caller, x, 10*time.Second)
