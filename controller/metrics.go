@@ -254,8 +254,14 @@ type connArrival struct {
 // connect, so a controller slow to accept, read headers or schedule the
 // handler (a saturated CPU, a stop) is seen as FreeSWITCH sees it. Later
 // requests of a kept-alive connection are timed from their handler.
-func ConnArrival(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, arrivalKey{}, &connArrival{at: time.Now()})
+//
+// The connection may have waited before it was accepted: in the listen
+// backlog while the process was stopped or starved. Where the kernel tells
+// (Linux TCP_INFO), the arrival is when it last received data on the
+// connection, or completed its handshake, before the accept.
+func ConnArrival(ctx context.Context, c net.Conn) context.Context {
+	now := time.Now()
+	return context.WithValue(ctx, arrivalKey{}, &connArrival{at: now.Add(-receivedAgo(c))})
 }
 
 // arrival is when r arrived, as far as the server can tell.

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,10 +10,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"callbridge"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
+	"callbridge/rating"
 )
 
 const testAdminToken = "admin-secret"
@@ -36,7 +39,8 @@ func newRateEnv(t *testing.T) *rateEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db}
+	decks, deckSync := runDeckSync(t, db, nil)
+	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db, Decks: decks, DeckSync: deckSync}
 	api := httptest.NewServer(s.Handler())
 	t.Cleanup(api.Close)
 	return &rateEnv{api: api, key: key, other: other}
@@ -188,5 +192,41 @@ func TestRateDeckImportLargeCSV(t *testing.T) {
 	status, body = e.do(t, "POST", "/v1/rate-decks/"+id+"/rates?mode=replace", e.key, "text/csv", csv.String())
 	if status != http.StatusOK || !strings.Contains(body, `"imported":100000`) {
 		t.Fatalf("import: got %d %.300s", status, body)
+	}
+}
+
+// TestQuoteJSON checks the hand-written quote answer against
+// encoding/json's encoding of the same fields.
+func TestQuoteJSON(t *testing.T) {
+	deck, err := rating.NewDeck(rating.DeckInfo{ID: "d-1", AccountID: "a", Name: "n", Currency: "EUR", TimeZone: "UTC", Precision: 4, Version: 7},
+		time.UTC, []rating.Rate{{Prefix: "49", Description: `Germany <"fixed"> & more`, PerMinute: 123456, FirstIncrement: 30, NextIncrement: 6,
+			Days: rating.AllDays, Until: rating.Midnight}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := deck.Info()
+	for _, tt := range []struct {
+		number callbridge.Number
+		at     time.Time
+		ms     int64
+	}{
+		{"4930123456", time.Date(2026, 12, 6, 5, 0, 0, 123456789, time.UTC), 95000},
+		{"15551230002", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 0},
+	} {
+		r := deck.Price(rating.Usage{Number: tt.number, Start: tt.at, BillMS: tt.ms})
+		want, err := json.Marshal(struct {
+			DeckID      string        `json:"deck_id"`
+			DeckVersion int64         `json:"deck_version"`
+			Number      string        `json:"number"`
+			At          time.Time     `json:"at"`
+			Amount      string        `json:"amount"`
+			Result      rating.Result `json:"result"`
+		}{info.ID, info.Version, tt.number.String(), tt.at, rating.FormatMoney(r.Amount), r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendQuote(nil, &info, tt.number, tt.at, &r); !bytes.Equal(got, want) {
+			t.Errorf("got  %s\nwant %s", got, want)
+		}
 	}
 }

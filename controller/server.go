@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/rating"
 
 	"github.com/gin-gonic/gin"
 )
@@ -70,6 +71,16 @@ type Server struct {
 	Webhooks callbridge.WebhookService
 
 	// rating
+
+	// Decks are the process's compiled rate decks, which quotes price
+	// with (kept current by postgres.DeckSync). The rating routes are
+	// served when DB is also a RateDeckStore and Decks is set.
+	Decks *rating.Registry
+	// DeckSync reloads a deck into Decks right after this controller's
+	// API wrote it, so the next request here uses it; other controllers
+	// learn of the write by LISTEN/NOTIFY. Nil leaves it to the
+	// notification.
+	DeckSync DeckRefresher
 
 	// cdrs
 

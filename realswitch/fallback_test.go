@@ -62,7 +62,7 @@ func TestDialplanFallback(t *testing.T) {
 	if err := own.Controller.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	refused("controller stopped", realswitch.Number(532, "901"), 0, 1500*time.Millisecond)
+	refused("controller stopped", realswitch.Number(532, "901"), 0, 1900*time.Millisecond)
 
 	if err := own.StartController(); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestDialplanFallback(t *testing.T) {
 	if err := own.Controller.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	refused("controller hung", realswitch.Number(533, "901"), 1900*time.Millisecond, 4*time.Second)
+	refused("controller hung", realswitch.Number(533, "901"), 1900*time.Millisecond, 6*time.Second)
 	if err := own.Controller.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}

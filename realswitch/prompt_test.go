@@ -56,8 +56,9 @@ func TestFailurePromptHeard(t *testing.T) {
 	talk, _ := callA.Talk()
 	sent, _ := strconv.Atoi(hangup.Var("rtp_audio_out_packet_count"))
 	t.Logf("A: %d RTP packets sent to A by FreeSWITCH in %v of call; hung up %s", sent, talk.Round(time.Millisecond), hangup.Var("hangup_cause"))
-	// 50 packets a second; at least 2 of the prompt's 3 s.
-	if want := int(2 * time.Second / (20 * time.Millisecond)); sent < want {
+	// 50 packets a second; silence is none at all. At least 1 s of the
+	// prompt's 3, so that a loaded machine's late start does not count.
+	if want := int(time.Second / (20 * time.Millisecond)); sent < want {
 		t.Errorf("FreeSWITCH sent A %d RTP packets, want at least %d: A heard silence", sent, want)
 	}
 	if bye, ok := callA.Bye(); !ok || bye.Sent {

@@ -106,16 +106,24 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	srv.Nodes = func() []controller.NodeStatus { return nodeStatus(pool) }
 	metrics.WatchNodes(srv.Nodes)
 
+	// rating: one registry of compiled rate decks per process, which
+	// quotes, CDR pricing and prepaid authorisation all read; the deck
+	// sync loads it and keeps it current by LISTEN/NOTIFY (a deck written
+	// on any controller applies to the next quote and the next CDR), and
+	// reloads a deck at once after this controller's own writes.
+	decks := &rating.Registry{}
+	deckSync := postgres.NewDeckSync(db, decks, log.With("component", "rate-decks"))
+	decksReady := make(chan struct{})
+	goWork("rate decks", func(ctx context.Context) error { return deckSync.Run(ctx, decksReady) })
+	srv.Decks, srv.DeckSync = decks, deckSync
+
 	// prepaid: calls of prepaid accounts (inbound binding calls and each
 	// callback leg) are authorised against the balance before they are
 	// placed, priced by the account's sell deck in force; each holds a
 	// reservation its CDR settles and is capped in FreeSWITCH at the grant.
-	sellDecks := controller.StoreDecks(db)
 	callAuthorizer := &billing.Authorizer{
 		Store: postgres.NewBillingStore(db, time.UTC, callbackOwner(cfg)),
-		Decks: billing.DeckSourceFunc(func(ctx context.Context, accountID string) (*rating.Deck, error) {
-			return sellDecks.SellDeck(ctx, accountID, time.Now())
-		}),
+		Decks: billing.RegistryDecks(decks),
 	}
 
 	// privacy numbers: the binding index answers /fs/dialplan from memory,
@@ -200,8 +208,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	})
 	goWork("webhooks", deliverer.Run)
 
-	// rating
-
 	// cdrs: every node's hangups become priced CDRs through an fsync'ed
 	// spool. The pipeline reads until the workers stop (after calls have
 	// drained), then writes what it can and leaves the rest in the spool
@@ -213,7 +219,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	cdrLog := log.With("component", "cdrs")
 	cdrPipeline, err := controller.NewCDRPipeline(controller.CDRPipelineConfig{
 		Store:    cdrStore,
-		Pricer:   controller.NewPricer(controller.StoreDecks(db), 0, cdrLog),
+		Pricer:   controller.NewPricer(decks, cdrLog),
 		SpoolDir: cfg.SpoolDir,
 		Logger:   cdrLog,
 		// The "stale-calls" job below sweeps, once per minute cluster-wide.
@@ -283,12 +289,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		BaseContext:       func(net.Listener) context.Context { return work },
 		ConnContext:       controller.ConnArrival,
 	}
-	select {
-	case <-indexReady:
-	case <-time.After(60 * time.Second):
-		return fmt.Errorf("the binding index did not load within 60s")
-	case <-ctx.Done():
-		return nil
+	loadLimit := time.After(60 * time.Second)
+	for name, ready := range map[string]chan struct{}{"the binding index": indexReady, "the rate decks": decksReady} {
+		select {
+		case <-ready:
+		case <-loadLimit:
+			return fmt.Errorf("%s did not load within 60s", name)
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(ln) }()
