@@ -671,7 +671,15 @@ func (s *Server) finishLeg(ch *channel, failed func(string)) {
 	// A bridge application decides itself what its leg does when the
 	// bridge ends (hangup_after_bridge); otherwise the partner goes too.
 	if partner != nil && (bridged || ch.role == "originator") && !(ch.role == "originatee" && partner.app == "bridge") {
-		s.requestHangupLocked(partner, "NORMAL_CLEARING", "send_bye")
+		// FreeSWITCH's scheduler runs once a second and fires every task
+		// due by then: a partner whose own sched_hangup falls in the same
+		// second hangs up with its cause, not as the bridge's casualty
+		// (max_duration ends both legs ALLOTTED_TIMEOUT).
+		partnerCause := "NORMAL_CLEARING"
+		if at := partner.schedAt; !at.IsZero() && at.Sub(ch.hungup) < time.Second {
+			partnerCause = partner.schedCause
+		}
+		s.requestHangupLocked(partner, partnerCause, "send_bye")
 		if !partner.killed {
 			partner.v.set("bridge_hangup_cause", cause)
 		}
@@ -773,21 +781,17 @@ func (s *Server) bridgeLocked(a, b *channel) {
 func (s *Server) uuidBridge(aID, bID string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// FreeSWITCH gives one answer for every refusal.
+	const invalid = "-ERR Invalid uuid\n"
 	a, b := s.chans[aID], s.chans[bID]
-	if a == nil || a.shadow || a.killed {
-		return "-ERR no such channel " + aID + "\n"
-	}
-	if b == nil || b.shadow || b.killed {
-		return "-ERR no such channel " + bID + "\n"
-	}
-	if a == b {
-		return "-ERR Cannot bridge a channel to itself\n"
+	if a == nil || a.shadow || a.killed || b == nil || b.shadow || b.killed || a == b {
+		return invalid
 	}
 	if !a.bridgedAt.IsZero() || !b.bridgedAt.IsZero() {
-		return "-ERR channel already bridged\n"
+		return invalid
 	}
 	if a.answered.IsZero() && a.progressMedia.IsZero() && b.answered.IsZero() && b.progressMedia.IsZero() {
-		return "-ERR no media on either channel\n"
+		return invalid
 	}
 	ts := fmt.Sprintf("%d:%s:uuid_br:%s", s.clk.now().Unix(), uuid.NewString(), b.uuid)
 	a.prof.transferSource = ts
