@@ -238,3 +238,25 @@ func TestCreditNoteAPI(t *testing.T) {
 		t.Errorf("list = %s", list)
 	}
 }
+
+// TestCarrierReportLabelsInboundLegs: inbound legs have no carrier; the
+// operator's report by carrier labels their row instead of leaving it
+// blank.
+func TestCarrierReportLabelsInboundLegs(t *testing.T) {
+	e := newBillingEnv(t)
+	_, err := e.db.ExecContext(context.Background(), `
+		WITH g AS (SELECT gen_random_uuid() AS uuid, '2026-10-05T09:00:00Z'::timestamptz AS start_at),
+		k AS (INSERT INTO cdr_keys SELECT uuid, start_at FROM g RETURNING uuid)
+		INSERT INTO cdrs (uuid, start_at, leg, account_id, binding_id, direction, caller, callee, presented, gateway, node,
+		                  answer_at, end_at, duration_ms, bill_ms, hangup_cause, disposition, sell_micros, sell_prefix, buy_micros)
+		SELECT uuid, start_at, 'a', $1, NULL, 'inbound', '15551110001', '15559990001', '15551110001', '', 'n',
+		       start_at, start_at + interval '1 minute', 60000, 60000, 'NORMAL_CLEARING', 'answered', 0, '', 0
+		FROM g`, e.acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body, _ := e.do(t, "GET", "/v1/admin/accounts/"+e.acc+"/reports/usage?from=2026-10-01&to=2026-11-01&group_by=carrier", testAdminToken, "", "Accept", "text/csv")
+	if status != 200 || !strings.Contains(body, "\n,inbound legs (no carrier),1,1,") {
+		t.Errorf("got %d:\n%s\nwant a row labelled inbound legs (no carrier)", status, body)
+	}
+}

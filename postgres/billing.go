@@ -926,7 +926,8 @@ func (s *BillingStore) Usage(ctx context.Context, accountID string, f callbridge
 	case callbridge.GroupByDestination:
 		key, desc = `sell_prefix`, `''`
 	case callbridge.GroupByCarrier:
-		key, desc = `gateway`, `''`
+		// Inbound legs reach the switch from outside: no carrier gateway.
+		key, desc = `gateway`, `CASE WHEN gateway = '' THEN 'inbound legs (no carrier)' ELSE '' END`
 	case callbridge.GroupByBinding:
 		key, desc = `coalesce(binding_id::text, '')`, `''`
 	}

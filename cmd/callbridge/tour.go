@@ -294,21 +294,40 @@ func (t *tour) privacyNumbers(ctx context.Context) error {
 	}
 	t.say("waiting for the calls to end (each talks 3 s)…")
 	time.Sleep(6 * time.Second)
+	const stranger = "15557770007"
+	var strangerLegs, strangerAnswered int
 	for _, b := range []struct{ name, id string }{{"AXB", axb.ID}, {"XB", xb.ID}} {
 		var res struct {
 			CDRs []struct {
 				Leg, Caller, Callee, Presented string
 				HangupCause                    string `json:"hangup_cause"`
+				AnswerAt                       string `json:"answer_at"`
 			} `json:"cdrs"`
 		}
 		if err := t.waitCDRs(ctx, "/v1/cdrs?binding_id="+b.id, false, &res, func() int { return len(res.CDRs) }); err != nil {
 			return err
 		}
 		for _, c := range res.CDRs {
-			t.say("  %s %-8s caller +%s dialled %s, the far end saw +%s (%s)", b.name, c.Leg, c.Caller, plus(c.Callee), c.Presented, c.HangupCause)
+			// An inbound leg is the caller reaching X; the outbound leg
+			// is the forward, whose phone displays X (Presented), never
+			// the caller's own number.
+			if c.Leg == "inbound" {
+				t.say("  %s inbound   +%s called the privacy number %s (%s)", b.name, c.Caller, plus(c.Callee), c.HangupCause)
+			} else {
+				t.say("  %s %-9s forwarded to %s, whose phone showed %s, the privacy number (%s)", b.name, c.Leg, plus(c.Callee), plus(c.Presented), c.HangupCause)
+			}
+			if c.Caller == stranger {
+				strangerLegs++
+				if c.AnswerAt != "" && c.Leg != "inbound" {
+					strangerAnswered++
+				}
+			}
 		}
 	}
-	t.say("the stranger was refused (not a party of the AXB binding): no route, no CDR on the binding")
+	if strangerAnswered > 0 {
+		return fmt.Errorf("tour: the stranger's call reached a party of the AXB binding")
+	}
+	t.say("the stranger was refused (not a party of the AXB binding): %d leg(s) of its call are recorded on the binding, none to A or B", strangerLegs)
 	return nil
 }
 
