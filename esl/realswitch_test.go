@@ -313,3 +313,87 @@ func TestRealSwitchCommandParsing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// maxDurationOutcome is what one run of the max_duration scenario showed.
+type maxDurationOutcome struct {
+	BridgeHasLastBridgeTo bool
+	Causes                [2]string // hangup_cause/q850 of A and B
+}
+
+// maxDurationScenario parks two answered legs, bridges them and hangs both
+// up with sched_hangup ALLOTTED_TIMEOUT, as the controller enforces a
+// callback's max_duration. advance lets the simulated clock move.
+func maxDurationScenario(t *testing.T, addr, password string, endpoint func(i int) esl.Endpoint, advance func(time.Duration)) maxDurationOutcome {
+	t.Helper()
+	c := esl.NewClient(esl.Config{Name: "diff", Addr: addr, Password: password})
+	sub := c.Subscribe(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	next(t, sub, func(e esl.Event) bool { return e.Name == esl.SocketConnected })
+	var legs [2]string
+	for i := range legs {
+		job, err := c.Originate(tctx(t), esl.Originate{Endpoint: endpoint(i), Timeout: 10 * time.Second,
+			Vars: []esl.Var{{Name: "loopback_bowout", Value: "false"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := job.Wait(tctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		legs[i] = job.UUID
+	}
+	bridge, _ := esl.UUIDBridge(legs[0], legs[1])
+	if _, err := c.API(tctx(t), bridge); err != nil {
+		t.Fatal(err)
+	}
+	var out maxDurationOutcome
+	br := next(t, sub, func(e esl.Event) bool { return e.Name == esl.ChannelBridge && e.UUID == legs[0] })
+	out.BridgeHasLastBridgeTo = br.Has("variable_last_bridge_to")
+	for _, id := range legs {
+		cmd, _ := esl.SchedHangup(time.Second, id, "ALLOTTED_TIMEOUT")
+		if _, err := c.API(tctx(t), cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	advance(time.Second)
+	seen := 0
+	for seen < 2 {
+		hc := next(t, sub, func(e esl.Event) bool {
+			return e.Name == esl.ChannelHangupComplete && (e.UUID == legs[0] || e.UUID == legs[1])
+		})
+		i := 0
+		if hc.UUID == legs[1] {
+			i = 1
+		}
+		out.Causes[i] = hc.Var("hangup_cause") + "/" + hc.Var("hangup_cause_q850")
+		seen++
+	}
+	return out
+}
+
+// TestRealSwitchMaxDurationDifferential runs the max_duration scenario on
+// the real switch and on the simulator and requires the same outcome:
+// CHANNEL_BRIDGE without last_bridge_to, both legs ALLOTTED_TIMEOUT/16.
+func TestRealSwitchMaxDurationDifferential(t *testing.T) {
+	sw := startRealSwitch(t)
+	loop := func(i int) esl.Endpoint {
+		n, _ := callbridge.ParseNumber(fmt.Sprintf("+1555100%04d", i))
+		return esl.Loopback(n, "public")
+	}
+	real := maxDurationScenario(t, sw.ESLAddr, sw.ESLPassword, loop, func(time.Duration) {})
+	sim := esltest.NewServer()
+	t.Cleanup(sim.Close)
+	fake := maxDurationScenario(t, sim.Addr(), "ClueCon", func(i int) esl.Endpoint {
+		n, _ := callbridge.ParseNumber(fmt.Sprintf("+4930100%04d", i))
+		return esl.Gateway("carrier", n)
+	}, sim.Jump)
+	want := maxDurationOutcome{Causes: [2]string{"ALLOTTED_TIMEOUT/16", "ALLOTTED_TIMEOUT/16"}}
+	if real != want {
+		t.Errorf("real switch: %+v, want %+v", real, want)
+	}
+	if fake != real {
+		t.Errorf("simulator %+v, real switch %+v", fake, real)
+	}
+}

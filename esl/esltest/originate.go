@@ -333,6 +333,9 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 	}
 	if parent != nil {
 		ch.other, ch.otherType = parent, "originator"
+		// A leg dialled from a session (the bridge application) names
+		// its originator from its first events on, as the captures show.
+		ch.v.set("originator", parent.uuid)
 		snap := parent.prof
 		ch.otherProf = &snap
 		// The B leg's caller profile is cloned from the originator's.
@@ -756,18 +759,21 @@ func (s *Server) bridgeLocked(a, b *channel) {
 	a.bridgedAt, b.bridgedAt = now, now
 	for _, p := range [][2]*channel{{a, b}, {b, a}} {
 		x, y := p[0], p[1]
-		x.v.set("last_bridge_to", y.uuid)
 		x.v.set("bridge_channel", y.name)
 		x.v.set("bridge_uuid", y.uuid)
 		x.v.set("signal_bond", y.uuid)
 		x.v.set("last_sent_callee_id_name", y.prof.cidName)
 		x.v.set("last_sent_callee_id_number", y.prof.cidNumber)
 	}
+	s.emitLocked(a, "CHANNEL_BRIDGE", "switch_ivr_bridge.c", "switch_ivr_multi_threaded_bridge", 1689,
+		[]header{{"Bridge-A-Unique-ID", a.uuid}, {"Bridge-B-Unique-ID", b.uuid}}, nil)
+	// A real CHANNEL_BRIDGE carries none of these (0 of 11 captured);
+	// later events and the CDR do.
+	a.v.set("last_bridge_to", b.uuid)
+	b.v.set("last_bridge_to", a.uuid)
 	a.v.set("last_bridge_role", "originator")
 	b.v.set("last_bridge_role", "originatee")
 	a.v.set("bridge_to", b.uuid)
-	s.emitLocked(a, "CHANNEL_BRIDGE", "switch_ivr_bridge.c", "switch_ivr_multi_threaded_bridge", 1689,
-		[]header{{"Bridge-A-Unique-ID", a.uuid}, {"Bridge-B-Unique-ID", b.uuid}}, nil)
 	if b.running != "CS_EXCHANGE_MEDIA" {
 		s.stateLocked(b, "CS_EXCHANGE_MEDIA")
 	}
