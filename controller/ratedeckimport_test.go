@@ -71,7 +71,8 @@ func newImportEnv(t *testing.T, tweak func(*Server)) *importEnv {
 		}
 		env.keys[i], env.decks[i] = key, d.ID
 	}
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: env.store}
+	// Decks is set so the rate-deck routes are served; quotes are not used.
+	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: env.store, Decks: &rating.Registry{}}
 	if tweak != nil {
 		tweak(s)
 	}
@@ -244,7 +245,13 @@ func TestRateImportConcurrency(t *testing.T) {
 		resp.Body.Close()
 		first <- resp.StatusCode
 	}()
-	<-started
+	select {
+	case <-started:
+	case code := <-first:
+		t.Fatalf("the first import ended (%d) before it began reading", code)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first import never began")
+	}
 	for i, who := range []string{"same account", "another account, process full"} {
 		resp, body := e.upload(t, i, strings.NewReader(good))
 		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
