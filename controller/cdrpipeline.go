@@ -99,8 +99,10 @@ const cdrPricingFlags = callbridge.CDRUnanswered | callbridge.CDRShort | callbri
 // pricing flags. A leg with an account but no deck or no matching rate is
 // flagged unrated (never dropped); one priced by a default rate is flagged
 // unrated_default and logged. A leg without an account has no sell price;
-// one without a gateway no buy price. It fails (EUNAVAILABLE) only while
-// the decks are not loaded yet: the caller retries later.
+// one without a gateway no buy price. The decks are those in force at the
+// call's start; the rate and band within them are chosen at the answer
+// (docs/pricing.md). It fails (EUNAVAILABLE) only while the decks are not
+// loaded yet: the caller retries later.
 func (p *Pricer) Price(ctx context.Context, c *callbridge.CDR) error {
 	if !p.decks.Ready() {
 		return callbridge.Errorf(callbridge.EUNAVAILABLE, "controller: rate decks are not loaded yet")
@@ -117,7 +119,7 @@ func (p *Pricer) Price(ctx context.Context, c *callbridge.CDR) error {
 	}
 	valid := u.Number.Validate() == nil
 	if c.AccountID != "" {
-		switch d := p.decks.AccountDeck(c.AccountID, u.Start); {
+		switch d := p.decks.AccountDeck(c.AccountID, c.StartAt); {
 		case d == nil || !valid:
 			c.Flags |= callbridge.CDRUnrated
 		default:
@@ -129,7 +131,7 @@ func (p *Pricer) Price(ctx context.Context, c *callbridge.CDR) error {
 		p.count(c, c.Flags&(callbridge.CDRUnrated|callbridge.CDRUnratedDefault))
 	}
 	if c.Gateway != "" {
-		switch d := p.decks.GatewayDeck(c.Gateway, u.Start); {
+		switch d := p.decks.GatewayDeck(c.Gateway, c.StartAt); {
 		case d == nil || !valid:
 			c.Flags |= callbridge.CDRBuyUnrated
 		default:

@@ -230,3 +230,45 @@ func TestQuoteJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestQuoteWithoutDatabase cuts the database off after a deck was
+// imported: quotes still answer, from memory, with the new deck. (The
+// API key stays valid from the authentication cache meanwhile.)
+func TestQuoteWithoutDatabase(t *testing.T) {
+	u := pgtest.URL(t)
+	proxied, proxy := pgtest.Proxied(t, u)
+	db, err := postgres.Open(context.Background(), proxied, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	accounts := postgres.NewAccountService(db)
+	accounts.AuthCacheTTL = time.Minute
+	key, err := accounts.CreateAccount(context.Background(), &callbridge.Account{Name: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decks, deckSync := runDeckSync(t, db, nil)
+	api := httptest.NewServer((&Server{Accounts: accounts, DB: db, Decks: decks, DeckSync: deckSync}).Handler())
+	t.Cleanup(api.Close)
+	e := &rateEnv{api: api, key: key}
+
+	status, body := e.do(t, "POST", "/v1/rate-decks", key, "application/json", `{"name":"retail","currency":"EUR","time_zone":"UTC"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("create: got %d %s", status, body)
+	}
+	deck := decode[struct {
+		ID string `json:"id"`
+	}](t, body)
+	if status, body := e.do(t, "POST", "/v1/rate-decks/"+deck.ID+"/rates?mode=replace", key, "text/csv", "prefix,per_minute\n49,0.12\n"); status != http.StatusOK {
+		t.Fatalf("import: got %d %s", status, body)
+	}
+	proxy.Cut()
+	defer proxy.Restore()
+	for _, q := range []string{"", "&deck=" + deck.ID} {
+		status, body := e.do(t, "GET", "/v1/rates/quote?number=4930123456&duration=60"+q, key, "", "")
+		if status != http.StatusOK || !strings.Contains(body, `"amount_micros":120000`) {
+			t.Errorf("quote%s with the database cut off: got %d %s, want 0.12", q, status, body)
+		}
+	}
+}

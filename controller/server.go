@@ -130,9 +130,18 @@ type NodeStatus struct {
 	Addr      string `json:"addr"`
 	State     string `json:"state"`
 	Connected bool   `json:"connected"`
-	Redials   int64  `json:"redials"`
-	Events    int64  `json:"events"`
-	Calls     int    `json:"calls"`
+	// Ready: connected, and the node's commands complete (its last
+	// readiness probe passed and no job timed out since); calls are
+	// placed only on ready nodes. NotReady says why not.
+	Ready    bool   `json:"ready"`
+	NotReady string `json:"not_ready,omitempty"`
+	// ProbeMS is the last passed probe's latency in milliseconds.
+	ProbeMS       float64 `json:"probe_ms"`
+	ProbeFailures int64   `json:"probe_failures"`
+	JobTimeouts   int64   `json:"job_timeouts"`
+	Redials       int64   `json:"redials"`
+	Events        int64   `json:"events"`
+	Calls         int     `json:"calls"`
 }
 
 // Handler returns the HTTP handler, building it on first use.

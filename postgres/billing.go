@@ -499,12 +499,6 @@ func writeRollups(ctx context.Context, tx *Tx, fresh bool, agg, scope string, ar
 	return n, nil
 }
 
-// monthBounds returns the UTC instants bounding month ym ("YYYY-MM") in
-// loc, and its first day and the first day of the next month as dates.
-func monthBounds(loc *time.Location, y int, m time.Month) (lo, hi time.Time) {
-	return time.Date(y, m, 1, 0, 0, 0, 0, loc).UTC(), time.Date(y, m+1, 1, 0, 0, 0, 0, loc).UTC()
-}
-
 // CorrectionMonths is how many months before an invoice's period are
 // compared with what was invoiced for them; differences become credit and
 // debit lines.

@@ -7,11 +7,14 @@
 // deck's rounding, the call split where it crosses a band boundary.
 // ParseCSV and WriteCSV read and write decks' rates.
 //
+// A Registry holds a process's compiled decks and finds the one in force
+// for an account or a gateway at a time.
+//
 // It performs no I/O and reads no clock: the caller loads the deck's time
 // zone and says when the call started. It never uses floating point for
 // money, and it never fails to price a call: what it cannot rate it flags.
-// It does not store decks, choose which deck applies to a call, or record
-// CDRs; the postgres package and the CDR pipeline do.
+// It does not store or load decks or record CDRs; the postgres package
+// (postgres.DeckSync fills the Registry) and the CDR pipeline do.
 package rating
 
 import (

@@ -90,7 +90,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		c := esl.NewClient(esl.Config{
 			Name: addr, Addr: addr, Password: cfg.ESLPassword,
 			MaxCPS: cfg.MaxCPS, MaxCalls: cfg.MaxCalls,
+			ProbeInterval: cfg.ESLProbeInterval, JobTimeout: cfg.ESLJobTimeout,
 			OnJobDone: metrics.ObserveJob(addr),
+			OnProbe:   metrics.ObserveProbe(addr),
 			Logger:    log.With("component", "esl"), // the client names its node on every line
 		})
 		nodes = append(nodes, c)
@@ -103,7 +105,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}()
 	}
 	pool := esl.NewPool(nodes...)
-	srv.Nodes = func() []controller.NodeStatus { return nodeStatus(pool) }
+	srv.Nodes = func() []controller.NodeStatus { return controller.NodeStatuses(pool.Clients()) }
 	metrics.WatchNodes(srv.Nodes)
 
 	// rating: one registry of compiled rate decks per process, which
@@ -344,24 +346,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// nodeStatus reports each FreeSWITCH node for /readyz.
-func nodeStatus(pool *esl.Pool) []controller.NodeStatus {
-	var out []controller.NodeStatus
-	for _, c := range pool.Clients() {
-		st := c.Stats()
-		out = append(out, controller.NodeStatus{
-			Name:      c.Name(),
-			Addr:      c.Name(),
-			State:     st.State.String(),
-			Connected: st.State == esl.StateConnected,
-			Redials:   int64(st.Redials),
-			Events:    int64(st.EventsReceived),
-			Calls:     st.ActiveCalls,
-		})
-	}
-	return out
 }
 
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
