@@ -1315,7 +1315,7 @@ func (s *BillingStore) UnratedCalls(ctx context.Context, year int, month time.Mo
 		}
 		account = accountID
 	}
-	lo, hi := monthBounds(s.loc, year, month)
+	lo, hi := callbridge.InvoiceMonthBounds(year, month, s.loc)
 	calls := []callbridge.UnratedCall{}
 	err := s.db.SelectContext(ctx, &calls, `
 		SELECT c.uuid::text AS uuid, c.account_id::text AS account_id, c.start_at, c.leg, c.callee,
@@ -1334,4 +1334,19 @@ func (s *BillingStore) UnratedCalls(ctx context.Context, year int, month time.Mo
 		calls[i].StartAt = calls[i].StartAt.UTC()
 	}
 	return calls, nil
+}
+
+// MissingHangupPolicy implements controller.HangupPolicies: the
+// account's missing-hangup policy, HangupEstimate for an account without
+// a billing profile or without a row at all.
+func (s *BillingStore) MissingHangupPolicy(ctx context.Context, accountID string) (string, error) {
+	policy := callbridge.HangupEstimate
+	if !callbridge.IsUUID(accountID) {
+		return policy, nil
+	}
+	err := s.db.QueryRowContext(ctx, `SELECT missing_hangup FROM billing_profiles WHERE account_id = $1`, accountID).Scan(&policy)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("postgres: missing-hangup policy: %w", Error(err))
+	}
+	return policy, nil
 }
