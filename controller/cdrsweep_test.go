@@ -148,7 +148,8 @@ func TestCDRDestroyClosesALegNeverCreated(t *testing.T) {
 	r := e.start(t, e.spool, nil)
 	cdrWaitFor(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
 	start := time.Now().UTC()
-	id := e.liveLeg(t, "fs1", start, time.Time{}, 3600000)
+	const maxMS = 3600000
+	id := e.liveLeg(t, "fs1", start, time.Time{}, maxMS)
 	job, err := r.client.Originate(context.Background(), esl.Originate{UUID: id, Endpoint: esl.Profile("nosuchprofile", "4930777000", "127.0.0.1")})
 	if err != nil {
 		t.Fatal(err)
@@ -168,8 +169,11 @@ func TestCDRDestroyClosesALegNeverCreated(t *testing.T) {
 	if c.Answered() || c.BillMS != 0 || c.Sell != 0 || !c.Flags.Has(callbridge.CDRUnanswered) {
 		t.Errorf("got answered %v bill %d sell %d flags %v, want an unanswered leg at no cost", c.Answered(), c.BillMS, c.Sell, c.Flags)
 	}
-	if c.DurationMS > int64(cdrTestTimeout/time.Millisecond) {
-		t.Errorf("duration %d ms, want until its destroy", c.DurationMS)
+	// The simulator's clock runs faster than real time, so the destroy
+	// comes an unknown simulated while after start: what matters is that
+	// the leg was not priced at its maximum.
+	if c.DurationMS <= 0 || c.DurationMS >= maxMS/2 {
+		t.Errorf("duration %d ms, want until its destroy, far below the leg's maximum %d ms", c.DurationMS, maxMS)
 	}
 	if st := r.p.Stats(); st.Estimated != 0 || st.Reconciliations != 1 {
 		t.Errorf("estimated %d, reconciliations %d: closed by a reconciliation, not its destroy", st.Estimated, st.Reconciliations)
