@@ -308,9 +308,14 @@ func ShowChannels() Command { return Command{"show channels as json"} }
 // Status asks for the node's status: "status".
 func Status() Command { return Command{"status"} }
 
-// Version asks for the node's version: "version". The readiness probe
-// runs it: it is cheap and touches no channel.
+// Version asks for the node's version: "version".
 func Version() Command { return Command{"version"} }
+
+// ReadyCheck asks whether the node takes new sessions: "fsctl
+// ready_check" answers "true", or "false" while it is paused ("fsctl
+// pause", how an operator drains a node) or shutting down. The readiness
+// probe runs it: it is cheap and touches no channel.
+func ReadyCheck() Command { return Command{"fsctl ready_check"} }
 
 // Hupall hangs up every channel on the node with the given cause.
 func Hupall(cause string) (Command, error) {

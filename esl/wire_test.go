@@ -42,7 +42,7 @@ func TestWireBytes(t *testing.T) {
 	want := []string{
 		// The command connection: auth, the readiness probe, then ours.
 		"auth ClueCon\n\n" +
-			"bgapi version\n" + job + "\n" +
+			"bgapi fsctl ready_check\n" + job + "\n" +
 			"bgapi status\n" + job + "\n" +
 			"bgapi uuid_bridge 11111111-1111-4111-8111-111111111111 22222222-2222-4222-8222-222222222222\n" + job + "\n" +
 			"bgapi show channels as json\n" + job + "\n" +

@@ -56,6 +56,8 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 	switch name {
 	case "version":
 		return versionText
+	case "fsctl":
+		return s.fsctl(arg)
 	case "status":
 		return s.status()
 	case "originate":

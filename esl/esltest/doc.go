@@ -35,7 +35,9 @@
 // API commands: originate, uuid_bridge, uuid_kill, uuid_broadcast,
 // uuid_setvar, uuid_getvar, uuid_exists, uuid_record, sched_hangup
 // ("[+]<secs> <uuid> [cause]"), show channels [as json], status, version,
-// hupall [cause [var value]], and the simulator-only
+// hupall [cause [var value]], fsctl ready_check|pause|resume (paused, it
+// answers "false" and refuses originates with DESTINATION_OUT_OF_ORDER, as
+// the real switch does; see Server.SetPaused), and the simulator-only
 // "sim_inbound <caller> <destination>" ("+OK <uuid>"). bgapi results arrive
 // as BACKGROUND_JOB events on every connection subscribed to them.
 //

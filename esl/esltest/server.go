@@ -53,6 +53,7 @@ type Server struct {
 	refuseAuth bool
 	jobEvents  JobEvents
 	maxSess    int
+	paused     bool // fsctl pause
 	clk        *clock
 	coreUUID   string
 	started    bool
@@ -323,6 +324,38 @@ func (s *Server) SetJobEvents(m JobEvents) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.jobEvents = m
+}
+
+// SetPaused pauses the node as "fsctl pause" does (true) or resumes it as
+// "fsctl resume" does (false): while paused, "fsctl ready_check" answers
+// "false" and every originate is refused before a session exists
+// ("-ERR DESTINATION_OUT_OF_ORDER"); channels in progress go on.
+func (s *Server) SetPaused(paused bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.paused = paused
+}
+
+// fsctl runs the "fsctl" subcommands a drain uses: ready_check, pause
+// and resume (of both directions, as without an argument).
+func (s *Server) fsctl(arg string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub, _, _ := strings.Cut(strings.TrimSpace(arg), " ")
+	switch sub {
+	case "ready_check":
+		if s.paused {
+			return "false"
+		}
+		return "true"
+	case "pause":
+		s.paused = true
+		return "+OK\n"
+	case "resume":
+		s.paused = false
+		return "+OK\n"
+	}
+	return "-USAGE: fsctl [ready_check|pause|resume]\n"
 }
 
 // SetMaxSessions limits the channels the node holds, as switch.conf's
