@@ -53,6 +53,14 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 	switch name {
 	case "version":
 		return versionText
+	case "hash":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.hashLocked(arg)
+	case "hash_dump":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.hashDumpLocked(arg)
 	case "status":
 		return s.status()
 	case "originate":
