@@ -196,6 +196,9 @@ func (p *BillingProfile) Validate() error {
 	if len(p.TaxLabel) > 64 {
 		return FieldError("tax_label", "must have at most 64 characters")
 	}
+	if err := CheckText("tax_label", p.TaxLabel); err != nil {
+		return err
+	}
 	if p.PaymentDays < 0 || p.PaymentDays > 365 {
 		return FieldError("payment_days", "must be 0 to 365")
 	}

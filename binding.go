@@ -242,12 +242,18 @@ func (n *VirtualNumber) Validate() error {
 	if len(n.Area) > 64 {
 		return FieldError("area", "must have at most 64 characters")
 	}
+	if err := CheckText("area", n.Area); err != nil {
+		return err
+	}
 	if len(n.Labels) > 32 {
 		return FieldError("labels", "at most 32 labels")
 	}
 	for _, l := range n.Labels {
 		if l == "" || len(l) > 64 {
 			return FieldError("labels", "each label must have 1 to 64 characters")
+		}
+		if err := CheckText("labels", l); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -304,6 +310,9 @@ func (r *BindingRequest) Validate(now time.Time, maxTTL time.Duration) error {
 	}
 	if len(r.Area) > 64 {
 		return FieldError("area", "must have at most 64 characters")
+	}
+	if err := CheckText("area", r.Area); err != nil {
+		return err
 	}
 	if len(r.IdempotencyKey) > 255 {
 		return FieldError("idempotency_key", "must have at most 255 characters")

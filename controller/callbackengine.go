@@ -23,9 +23,10 @@ type CallbackStore interface {
 	// moves it to calling_a; nil when none is due. Two workers never claim
 	// the same callback.
 	ClaimCallback(ctx context.Context, owner, node string, lease time.Duration) (*callbridge.Callback, error)
-	// AdoptCallbacks takes over live callbacks whose lease ran out (or
-	// that owner held before a restart), with their current legs.
-	AdoptCallbacks(ctx context.Context, owner string, lease time.Duration, n int) ([]*callbridge.Callback, error)
+	// AdoptCallbacks takes over live callbacks whose lease ran out, and
+	// with own those owner holds (left by a restart under the same name),
+	// never those in held, with their current legs.
+	AdoptCallbacks(ctx context.Context, owner string, lease time.Duration, n int, own bool, held []string) ([]*callbridge.Callback, error)
 	// RenewLeases extends leases and reports cancellations and losses.
 	RenewLeases(ctx context.Context, owner string, ids []string, lease time.Duration) (cancel, lost []string, err error)
 	// UpdateCallback persists one step; ECONFLICT when the lease is lost.
@@ -125,7 +126,11 @@ type CallbackEngine struct {
 	orphans  map[string][]string
 	draining bool
 	idle     chan struct{} // closed and replaced when runs becomes empty
-	wg       sync.WaitGroup
+	// restarted is closed once the first adoption pass, which takes the
+	// callbacks this owner held before a restart, has succeeded; claiming
+	// waits for it, so no later pass needs to look at this owner's claims.
+	restarted chan struct{}
+	wg        sync.WaitGroup
 }
 
 // NewCallbackEngine returns an engine; Run starts it.
@@ -167,11 +172,12 @@ func NewCallbackEngine(store CallbackStore, pool *esl.Pool, cfg CallbackEngineCo
 	}
 	return &CallbackEngine{
 		store: store, pool: pool, cfg: cfg, log: cfg.Logger,
-		wake:    make(chan struct{}, 1),
-		runs:    map[string]*cbRun{},
-		routes:  map[string]*cbRun{},
-		orphans: map[string][]string{},
-		idle:    make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		runs:      map[string]*cbRun{},
+		routes:    map[string]*cbRun{},
+		orphans:   map[string][]string{},
+		idle:      make(chan struct{}),
+		restarted: make(chan struct{}),
 	}, nil
 }
 
@@ -348,7 +354,14 @@ func (e *CallbackEngine) watch(ctx context.Context, c *esl.Client) {
 func (e *CallbackEngine) leases(ctx context.Context) {
 	t := time.NewTicker(e.cfg.Lease / 3)
 	defer t.Stop()
-	e.adopt(ctx)
+	for !e.adopt(ctx, true) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	close(e.restarted)
 	for {
 		select {
 		case <-ctx.Done():
@@ -382,24 +395,33 @@ func (e *CallbackEngine) leases(ctx context.Context) {
 			}
 		}
 		e.mu.Unlock()
-		e.adopt(ctx)
+		e.adopt(ctx, false)
 	}
 }
 
-// adopt takes over live callbacks whose controller went away.
-func (e *CallbackEngine) adopt(ctx context.Context) {
+// adopt takes over live callbacks whose controller went away, and with
+// own (the first pass) those this owner held before a restart. Later
+// passes leave this owner's claims alone: a claim is registered as a run
+// only after its transaction, so a pass that looked at them would take a
+// callback being started here for an orphan. It reports whether the pass
+// ran.
+func (e *CallbackEngine) adopt(ctx context.Context, own bool) bool {
 	e.mu.Lock()
 	draining := e.draining
+	held := make([]string, 0, len(e.runs))
+	for id := range e.runs {
+		held = append(held, id)
+	}
 	e.mu.Unlock()
 	if draining {
-		return
+		return true
 	}
-	cbs, err := e.store.AdoptCallbacks(ctx, e.cfg.Owner, e.cfg.Lease, 100)
+	cbs, err := e.store.AdoptCallbacks(ctx, e.cfg.Owner, e.cfg.Lease, 100, own, held)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Warn("callback engine: adopt", "error", err)
 		}
-		return
+		return false
 	}
 	for _, cb := range cbs {
 		e.mu.Lock()
@@ -411,6 +433,7 @@ func (e *CallbackEngine) adopt(ctx context.Context) {
 		e.log.Info("callback adopted", "callback", cb.ID, "status", cb.Status, "node", cb.Node)
 		e.start(ctx, cb, true)
 	}
+	return true
 }
 
 func (e *CallbackEngine) anyConnected() bool {
@@ -436,6 +459,11 @@ func (e *CallbackEngine) claimLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		return true
+	}
+	select {
+	case <-e.restarted:
+	case <-ctx.Done():
+		return
 	}
 	for ctx.Err() == nil {
 		e.mu.Lock()
@@ -497,7 +525,11 @@ func (e *CallbackEngine) start(ctx context.Context, cb *callbridge.Callback, ado
 		defer e.wg.Done()
 		r.loop(ctx)
 		e.mu.Lock()
-		delete(e.runs, cb.ID)
+		// A callback queued again may already run under a newer worker,
+		// which keeps its place.
+		if e.runs[cb.ID] == r {
+			delete(e.runs, cb.ID)
+		}
 		for _, l := range []*cbLeg{&r.a, &r.b} {
 			if l.uuid != "" && e.routes[l.uuid] == r {
 				delete(e.routes, l.uuid)

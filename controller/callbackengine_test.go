@@ -63,6 +63,8 @@ type cbOpts struct {
 	lease      time.Duration
 	authorizer Authorizer
 	noEngine   bool
+	// store, when set, wraps the engine's store (to delay or observe it).
+	store func(CallbackStore) CallbackStore
 }
 
 func newCBEnv(t *testing.T, o cbOpts) *cbEnv {
@@ -120,7 +122,11 @@ func (env *cbEnv) startEngine(o cbOpts) *CallbackEngine {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	env.pool = esl.NewPool(env.newNode(ctx, "node1"))
-	e, err := NewCallbackEngine(env.store, env.pool, CallbackEngineConfig{
+	var store CallbackStore = env.store
+	if o.store != nil {
+		store = o.store(store)
+	}
+	e, err := NewCallbackEngine(store, env.pool, CallbackEngineConfig{
 		Owner: o.owner, Gateway: "carrier", Lease: o.lease, PollInterval: 20 * time.Millisecond,
 		NodeGrace:      300 * time.Millisecond,
 		Prompts:        map[string]string{"ringback": "/sounds/ringback.wav", "welcome": "/sounds/welcome.wav"},
@@ -1030,5 +1036,91 @@ func TestCallbackAdoptedNeverDialled(t *testing.T) {
 	}
 	if n := env.legOriginates(id, "a"); n != 1 {
 		t.Errorf("A originated %d times, want once", n)
+	}
+}
+
+// slowClaimStore holds each claim, after its transaction, until an
+// adoption pass that started after it has ended: the window in which the
+// claim is in the database but not yet a run of the engine, which a busy
+// database widens. It records what the adoption passes returned. (The
+// passes run one after another.)
+type slowClaimStore struct {
+	CallbackStore
+	mu      sync.Mutex
+	started int
+	passes  int
+	adopted []string
+}
+
+func (s *slowClaimStore) ClaimCallback(ctx context.Context, owner, node string, lease time.Duration) (*callbridge.Callback, error) {
+	cb, err := s.CallbackStore.ClaimCallback(ctx, owner, node, lease)
+	if cb == nil || err != nil {
+		return cb, err
+	}
+	s.mu.Lock()
+	until := s.started + 1
+	s.mu.Unlock()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		s.mu.Lock()
+		n := s.passes
+		s.mu.Unlock()
+		if n >= until {
+			break
+		}
+	}
+	return cb, nil
+}
+
+func (s *slowClaimStore) AdoptCallbacks(ctx context.Context, owner string, lease time.Duration, n int, own bool, held []string) ([]*callbridge.Callback, error) {
+	s.mu.Lock()
+	s.started++
+	s.mu.Unlock()
+	cbs, err := s.CallbackStore.AdoptCallbacks(ctx, owner, lease, n, own, held)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.passes++
+	for _, cb := range cbs {
+		s.adopted = append(s.adopted, cb.ID)
+	}
+	return cbs, err
+}
+
+// TestCallbackNoSelfAdoption: the periodic adoption pass runs while a
+// claim of this very controller is committed but not yet started (and
+// then while its calls are live); it takes none of them, so no callback
+// is reconciled or dialled twice. Before the fix every pass took this
+// owner's claims, and this window dialled A a second time.
+func TestCallbackNoSelfAdoption(t *testing.T) {
+	t.Parallel()
+	slow := &slowClaimStore{}
+	env := newCBEnv(t, cbOpts{lease: 900 * time.Millisecond, store: func(s CallbackStore) CallbackStore {
+		slow.CallbackStore = s
+		return slow
+	}})
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, env.create(fmt.Sprintf(`{"a":"491601111%d","b":"491402222%d"}`, i, i)))
+	}
+	for _, id := range ids {
+		cb := env.waitEnded(id)
+		if cb.Status != callbridge.CallbackCompleted {
+			t.Errorf("%s: %s/%s, want completed", id, cb.Status, cb.Reason)
+		}
+		for _, e := range cb.Events {
+			if e.Type == callbridge.EventReconciled {
+				t.Errorf("%s: history has %q (%s) though its controller never stopped", id, e.Type, e.Detail)
+			}
+		}
+		if n := env.legOriginates(id, "a"); n != 1 {
+			t.Errorf("%s: A originated %d times, want once", id, n)
+		}
+	}
+	slow.mu.Lock()
+	defer slow.mu.Unlock()
+	if slow.passes < 4 {
+		t.Errorf("only %d adoption passes ran", slow.passes)
+	}
+	if len(slow.adopted) > 0 {
+		t.Errorf("the controller adopted its own callbacks %v", slow.adopted)
 	}
 }

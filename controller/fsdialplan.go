@@ -116,6 +116,9 @@ type LineLookup interface {
 	Line(ctx context.Context, x callbridge.Number) (*dialplan.Line, error)
 }
 
+// fsDialplanRoute is mod_xml_curl's route: it answers XML, always.
+const fsDialplanRoute = "/fs/dialplan"
+
 // fsDialplan answers mod_xml_curl. Every answer FreeSWITCH can use is 200
 // text/xml: a route, a refusal, or "not found" for requests of another
 // section, malformed requests and lookup failures (FreeSWITCH then uses

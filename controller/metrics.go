@@ -3,8 +3,10 @@ package controller
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"callbridge"
@@ -23,6 +25,10 @@ import (
 // is global, so tests and several servers in one process do not collide.
 type Metrics struct {
 	Registry *prometheus.Registry
+	// DialplanTimeout is FreeSWITCH's mod_xml_curl timeout
+	// (FS_DIALPLAN_TIMEOUT; default 2 s): a /fs/dialplan request answered
+	// later, counted from its arrival, is counted as late.
+	DialplanTimeout time.Duration
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
@@ -32,6 +38,7 @@ type Metrics struct {
 	jobDuration  *prometheus.HistogramVec
 	jobSuccess   *prometheus.GaugeVec
 	webhooks     *prometheus.CounterVec
+	dialplanLate prometheus.Counter
 }
 
 // NewMetrics returns a registry holding the Go runtime and process
@@ -77,7 +84,11 @@ func NewMetrics() *Metrics {
 		Name: "callbridge_webhook_attempts_total",
 		Help: "Webhook delivery attempts this controller made, by outcome (delivered, retry, dead).",
 	}, []string{"outcome"})
-	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs, m.callbacks, m.jobRuns, m.jobDuration, m.jobSuccess, m.webhooks)
+	m.dialplanLate = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "callbridge_dialplan_late_total",
+		Help: "/fs/dialplan requests answered after FreeSWITCH's xml_curl timeout (CALLBRIDGE_DIALPLAN_TIMEOUT), timed from their arrival: calls FreeSWITCH sent to its fallback.",
+	})
+	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs, m.callbacks, m.jobRuns, m.jobDuration, m.jobSuccess, m.webhooks, m.dialplanLate)
 	return m
 }
 
@@ -185,15 +196,54 @@ func (m *Metrics) ObserveJob(node string) func(command string, took time.Duratio
 // which would let clients create unbounded label values).
 func (m *Metrics) observe() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		start := time.Now()
+		start := arrival(c.Request)
 		c.Next()
 		route := c.FullPath()
 		if route == "" {
 			route = "unmatched"
 		}
+		took := time.Since(start)
 		m.httpRequests.WithLabelValues(c.Request.Method, route, strconv.Itoa(c.Writer.Status())).Inc()
-		m.httpDuration.WithLabelValues(c.Request.Method, route).Observe(time.Since(start).Seconds())
+		m.httpDuration.WithLabelValues(c.Request.Method, route).Observe(took.Seconds())
+		timeout := m.DialplanTimeout
+		if timeout <= 0 {
+			timeout = 2 * time.Second
+		}
+		if route == dialplanRoute && took >= timeout {
+			m.dialplanLate.Inc()
+		}
 	}
+}
+
+// dialplanRoute is the route mod_xml_curl calls.
+const dialplanRoute = "/fs/dialplan"
+
+type arrivalKey struct{}
+
+// connArrival is when a connection was accepted; the first request read
+// from it arrived then.
+type connArrival struct {
+	at   time.Time
+	used atomic.Bool
+}
+
+// ConnArrival is an http.Server ConnContext hook noting when each
+// connection was accepted. The HTTP metrics time the first request of a
+// connection from then, not from when its handler first ran: FreeSWITCH's
+// mod_xml_curl opens a connection per request and times it from the
+// connect, so a controller slow to accept, read headers or schedule the
+// handler (a saturated CPU, a stop) is seen as FreeSWITCH sees it. Later
+// requests of a kept-alive connection are timed from their handler.
+func ConnArrival(ctx context.Context, _ net.Conn) context.Context {
+	return context.WithValue(ctx, arrivalKey{}, &connArrival{at: time.Now()})
+}
+
+// arrival is when r arrived, as far as the server can tell.
+func arrival(r *http.Request) time.Time {
+	if a, ok := r.Context().Value(arrivalKey{}).(*connArrival); ok && !a.used.Swap(true) {
+		return a.at
+	}
+	return time.Now()
 }
 
 // Handler serves the registry in the Prometheus text format.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"callbridge"
@@ -24,9 +25,12 @@ type RateDeckStore interface {
 	RateDecks(ctx context.Context, accountID string) ([]*rating.DeckInfo, error)
 	// RateDeck returns a deck. ENOTFOUND.
 	RateDeck(ctx context.Context, id string) (*rating.DeckInfo, error)
-	// ImportRates stores rates all or none, replacing the deck's rates
-	// when replace is set. EINVALID, ENOTFOUND, ECONFLICT.
-	ImportRates(ctx context.Context, deckID string, rates []rating.Rate, replace bool) (*rating.DeckInfo, error)
+	// ImportRates stores the rates of src all or none, replacing the
+	// deck's rates when replace is set, reading src as it goes (memory
+	// does not grow with the file). EINVALID (a *rating.CSVError for bad
+	// rows), ENOTFOUND, ECONFLICT; a failure to read src is returned
+	// wrapped.
+	ImportRates(ctx context.Context, deckID string, src rating.RateSource, replace bool) (*rating.DeckInfo, error)
 	// Rates returns a deck's rates. ENOTFOUND.
 	Rates(ctx context.Context, deckID string) ([]rating.Rate, error)
 	// AccountDeck returns the account's deck in force at a time, compiled
@@ -164,8 +168,10 @@ const csvImportRoute = "/v1/rate-decks/:id/rates"
 // importRates answers POST /v1/rate-decks/{id}/rates with a text/csv
 // body in rating.Columns' format; ?mode=append (the default) adds the
 // rows, ?mode=replace replaces every rate of the deck. A bad file is
-// refused whole (400) with every bad row.
-func importRates(decks RateDeckStore) gin.HandlerFunc {
+// refused whole (400) with its bad rows. The body is streamed into the
+// database, so an import holds a constant amount of memory whatever the
+// file's size; slots bounds how many run at once (429 beyond).
+func importRates(decks RateDeckStore, slots *importSlots) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var replace bool
 		switch c.DefaultQuery("mode", "append") {
@@ -185,7 +191,18 @@ func importRates(decks RateDeckStore) gin.HandlerFunc {
 			writeError(c, err)
 			return
 		}
-		rates, err := rating.ParseCSV(c.Request.Body)
+		who := adminKey
+		if !isAdmin(c) {
+			who = account(c).ID
+		}
+		release, err := slots.acquire(who)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		defer release()
+		src := &countingSource{RateSource: rating.NewRateReader(c.Request.Body)}
+		info, err := decks.ImportRates(c.Request.Context(), d.ID, src, replace)
 		var ce *rating.CSVError
 		var mbe *http.MaxBytesError
 		switch {
@@ -195,7 +212,10 @@ func importRates(decks RateDeckStore) gin.HandlerFunc {
 		case errors.As(err, &ce):
 			var body csvErrorJSON
 			body.Error.Code = callbridge.EINVALID
-			body.Error.Message = strconv.Itoa(len(ce.Rows)) + " bad row(s); nothing was imported"
+			body.Error.Message = strconv.Itoa(ce.Bad()) + " bad row(s); nothing was imported"
+			if ce.Omitted > 0 {
+				body.Error.Message += "; the first " + strconv.Itoa(len(ce.Rows)) + " are listed"
+			}
 			body.Error.Rows = ce.Rows
 			c.AbortWithStatusJSON(http.StatusBadRequest, body)
 			return
@@ -203,13 +223,71 @@ func importRates(decks RateDeckStore) gin.HandlerFunc {
 			writeError(c, err)
 			return
 		}
-		info, err := decks.ImportRates(c.Request.Context(), d.ID, rates, replace)
-		if err != nil {
-			writeError(c, err)
-			return
-		}
-		c.JSON(http.StatusOK, gin.H{"rate_deck": info, "imported": len(rates), "replaced": replace})
+		c.JSON(http.StatusOK, gin.H{"rate_deck": info, "imported": src.n, "replaced": replace})
 	}
+}
+
+// countingSource counts the rates read from a source.
+type countingSource struct {
+	rating.RateSource
+	n int
+}
+
+func (s *countingSource) Next() bool {
+	ok := s.RateSource.Next()
+	if ok {
+		s.n++
+	}
+	return ok
+}
+
+// importRetryAfter is the Retry-After of an import refused for want of
+// a slot: an import of a large deck takes seconds.
+const importRetryAfter = 5
+
+// importSlots bounds concurrent rate imports: at most perOwner at a time
+// for one account (or the admin), at most total in the process. Each
+// import holds a database transaction and a COPY stream, so the bound
+// keeps a burst of uploads from taking every connection.
+type importSlots struct {
+	perOwner, total int
+
+	mu      sync.Mutex
+	running map[string]int
+	n       int
+}
+
+func newImportSlots(perOwner, total int) *importSlots {
+	return &importSlots{perOwner: max(perOwner, 1), total: max(total, 1), running: map[string]int{}}
+}
+
+// acquire takes a slot for owner, or answers ERATELIMIT with a
+// Retry-After when owner or the process has none free.
+func (s *importSlots) acquire(owner string) (release func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.running[owner] >= s.perOwner:
+		err = callbridge.Errorf(callbridge.ERATELIMIT, "%d rate import(s) already running for this account; retry in %d s", s.perOwner, importRetryAfter)
+	case s.n >= s.total:
+		err = callbridge.Errorf(callbridge.ERATELIMIT, "the server is running %d rate imports; retry in %d s", s.total, importRetryAfter)
+	}
+	if err != nil {
+		return nil, &RetryAfter{Seconds: importRetryAfter, Err: err}
+	}
+	s.running[owner]++
+	s.n++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.n--
+			if s.running[owner]--; s.running[owner] == 0 {
+				delete(s.running, owner)
+			}
+		})
+	}, nil
 }
 
 // exportRates answers GET /v1/rate-decks/{id}/rates: CSV when the client

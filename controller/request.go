@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -39,6 +40,9 @@ func decodeJSONBytes(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return callbridge.Errorf(callbridge.EINVALID, "request body must be a JSON object")
 	}
+	if err := checkJSONText(body); err != nil {
+		return err
+	}
 	if !utf8.Valid(body) {
 		return callbridge.Errorf(callbridge.EINVALID, "request body is not valid UTF-8")
 	}
@@ -57,6 +61,86 @@ func decodeJSONBytes(body []byte, v any) error {
 		return callbridge.Errorf(callbridge.EINVALID, "request body must hold one JSON object")
 	}
 	return nil
+}
+
+// multilineFields are the top-level fields whose strings may span lines
+// (callback metadata is the client's own JSON).
+var multilineFields = map[string]bool{"metadata": true}
+
+// checkJSONText checks every string of body, keys included, at any depth,
+// with callbridge.TextProblem, and names the first bad one by its path:
+// "name", "labels[0]", "metadata.note". A body that is not well-formed
+// JSON passes: decoding reports that.
+func checkJSONText(body []byte) error {
+	type frame struct {
+		object  bool
+		wantKey bool
+		key     string
+		index   int
+	}
+	var stack []frame
+	path := func(last string) string {
+		var b strings.Builder
+		for i, f := range stack {
+			seg := f.key
+			if i == len(stack)-1 && last != "" {
+				seg = last
+			}
+			if f.object {
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(seg)
+			} else {
+				fmt.Fprintf(&b, "[%d]", f.index)
+			}
+		}
+		return b.String()
+	}
+	// consumed moves past one value of the innermost container.
+	consumed := func() {
+		if n := len(stack); n > 0 {
+			if stack[n-1].object {
+				stack[n-1].wantKey = true
+			} else {
+				stack[n-1].index++
+			}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // the end, or malformed JSON that decoding reports
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				stack = append(stack, frame{object: t == '{', wantKey: true})
+			default:
+				stack = stack[:len(stack)-1]
+				consumed()
+			}
+		case string:
+			top := len(stack) - 1
+			if top >= 0 && stack[top].object && stack[top].wantKey {
+				stack[top].key, stack[top].wantKey = t, false
+				if p := callbridge.TextProblem(t, false); p != "" {
+					return callbridge.FieldError(path(""), "has a key that %s", p)
+				}
+				continue
+			}
+			multiline := len(stack) > 0 && multilineFields[stack[0].key]
+			if p := callbridge.TextProblem(t, multiline); p != "" {
+				return callbridge.FieldError(path(""), "%s", p)
+			}
+			consumed()
+		default:
+			consumed()
+		}
+	}
 }
 
 // failingField finds which top-level field of body fails to decode into

@@ -54,7 +54,8 @@ func (s *Server) routes(e *gin.Engine) {
 	// RateDeckStore); carrier decks take the admin token, account decks an
 	// API key, on the same paths.
 	if decks, ok := s.DB.(RateDeckStore); ok {
-		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, s.Accounts), limit), decks)
+		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, s.Accounts), limit), decks,
+			newImportSlots(s.MaxImportsPerAccount, s.MaxImports))
 	}
 
 	// cdrs
@@ -80,7 +81,7 @@ func (p *PrivacyNumbers) Register(e *gin.Engine, v1 gin.IRoutes) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	e.POST("/fs/dialplan", fsDialplan(&p.Dialplan, p.Lines, now, logger))
+	e.POST(fsDialplanRoute, fsDialplan(&p.Dialplan, p.Lines, now, logger))
 	bindings := p.Bindings
 	if r, ok := p.Lines.(lineReloader); ok {
 		bindings = reloadingBindings{bindings, r, logger}
@@ -103,12 +104,12 @@ func (p *PrivacyNumbers) Register(e *gin.Engine, v1 gin.IRoutes) {
 // rateDeckRoutes registers the rate-deck API on g, whose requests carry
 // either the admin token or an account's API key (adminOrAccount).
 // Carrier decks are the admin's; an account sees only its own decks.
-func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore) {
+func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore, imports *importSlots) {
 	cache := &rating.Cache{} // compiled decks for quotes, per server
 	g.POST("/rate-decks", createRateDeck(decks))
 	g.GET("/rate-decks", listRateDecks(decks))
 	g.GET("/rate-decks/:id", getRateDeck(decks))
-	g.POST("/rate-decks/:id/rates", importRates(decks))
+	g.POST("/rate-decks/:id/rates", importRates(decks, imports))
 	g.GET("/rate-decks/:id/rates", exportRates(decks))
 	g.GET("/rates/quote", quote(decks, cache))
 }

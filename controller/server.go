@@ -36,6 +36,10 @@ type Server struct {
 	// MaxCSVBytes caps rate-deck CSV uploads instead (default 64 MiB: a
 	// 100,000-row deck is about 8 MB).
 	MaxCSVBytes int64
+	// MaxImports bounds the rate-deck imports running at once in the
+	// process (default 2), MaxImportsPerAccount those of one account or
+	// of the admin (default 1); more answer 429 with Retry-After.
+	MaxImports, MaxImportsPerAccount int
 	// Metrics, when set, records HTTP metrics and is served at /metrics
 	// behind the admin token (unless MetricsOnOwnListener).
 	Metrics *Metrics
@@ -121,6 +125,12 @@ func (s *Server) Handler() http.Handler {
 		if s.MaxCSVBytes <= 0 {
 			s.MaxCSVBytes = 64 << 20
 		}
+		if s.MaxImports <= 0 {
+			s.MaxImports = 2
+		}
+		if s.MaxImportsPerAccount <= 0 {
+			s.MaxImportsPerAccount = 1
+		}
 		gin.SetMode(gin.ReleaseMode)
 		e := gin.New()
 		e.HandleMethodNotAllowed = true
@@ -129,7 +139,7 @@ func (s *Server) Handler() http.Handler {
 		if s.Metrics != nil {
 			e.Use(s.Metrics.observe())
 		}
-		e.Use(limitBody(s.MaxBodyBytes, map[string]int64{csvImportRoute: s.MaxCSVBytes}))
+		e.Use(checkInput(), limitBody(s.MaxBodyBytes, map[string]int64{csvImportRoute: s.MaxCSVBytes}))
 		e.NoRoute(func(c *gin.Context) {
 			writeError(c, callbridge.Errorf(callbridge.ENOTFOUND, "no such route"))
 		})

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -221,6 +222,54 @@ func TestFreeSWITCHImageModules(t *testing.T) {
 	for _, m := range mods {
 		if !regexp.MustCompile(`\b` + m[1] + `\b`).MatchString(df) {
 			t.Errorf("freeswitch/Dockerfile does not check that %s is installed", m[1])
+		}
+	}
+}
+
+// TestFreeSWITCHImagePrompts checks the FreeSWITCH image's build fails
+// unless every prompt file callbridge plays by default is installed: the
+// defaults are read from the README's settings table, which a test in
+// cmd/callbridge holds to the code.
+func TestFreeSWITCHImagePrompts(t *testing.T) {
+	df := string(read(t, "freeswitch/Dockerfile"))
+	loop := regexp.MustCompile(`for f in ([a-z0-9_ -]+); do \\\n\s+test -f "([^"$]+)\$f\.wav" \|\| \{`).FindStringSubmatch(df)
+	if loop == nil {
+		t.Fatal("freeswitch/Dockerfile has no build-time test -f loop over the prompt files")
+	}
+	checked := map[string]bool{}
+	for _, f := range strings.Fields(loop[1]) {
+		checked[loop[2]+f+".wav"] = true
+	}
+	defaults := regexp.MustCompile("(?m)^\\| `CALLBRIDGE_PROMPT_[A-Z_]+` \\| `([^`]+)` \\|").FindAllStringSubmatch(string(read(t, "../README.md")), -1)
+	if len(defaults) < 4 {
+		t.Fatalf("README.md lists %d CALLBRIDGE_PROMPT_* defaults, want 4", len(defaults))
+	}
+	for _, m := range defaults {
+		if !checked[m[1]] {
+			t.Errorf("freeswitch/Dockerfile does not check that %s is installed", m[1])
+		}
+	}
+}
+
+// TestRTPRangeEven checks the RTP range the compose file and .env.example
+// default to is even at both ends: FreeSWITCH uses the even ports from start
+// to end, and rounds an odd bound inwards with a warning.
+func TestRTPRangeEven(t *testing.T) {
+	compose := string(read(t, "docker-compose.yml"))
+	env := string(read(t, ".env.example"))
+	for _, name := range []string{"FS_RTP_START_PORT", "FS_RTP_END_PORT"} {
+		defaults := regexp.MustCompile(`\$\{`+name+`:-([0-9]+)\}`).FindAllStringSubmatch(compose, -1)
+		if len(defaults) == 0 {
+			t.Errorf("docker-compose.yml has no default for %s", name)
+		}
+		example := regexp.MustCompile(`(?m)^`+name+`=([0-9]+)$`).FindAllStringSubmatch(env, -1)
+		if len(example) != 1 {
+			t.Errorf(".env.example sets %s %d times, want once", name, len(example))
+		}
+		for _, m := range append(defaults, example...) {
+			if n, _ := strconv.Atoi(m[1]); n%2 != 0 {
+				t.Errorf("%s = %s: want an even port", name, m[1])
+			}
 		}
 	}
 }

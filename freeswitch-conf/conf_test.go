@@ -56,7 +56,14 @@ var builtinVars = map[string]string{
 
 // runtimeVars are defined in vars.xml but read by FreeSWITCH at run time
 // rather than through $${...} in the configuration.
-var runtimeVars = []string{"sound_prefix"}
+var runtimeVars = []string{"sound_prefix", "media_timeout", "media_hold_timeout"}
+
+// deprecatedParams are settings FreeSWITCH 1.10 still reads but warns about
+// at start-up, with what replaced them.
+var deprecatedParams = map[string]string{
+	"rtp-timeout-sec":      "the media_timeout variable",
+	"rtp-hold-timeout-sec": "the media_hold_timeout variable",
+}
 
 // directive is one X-PRE-PROCESS line, alone on its line as FreeSWITCH needs.
 var directive = regexp.MustCompile(`^\s*<X-PRE-PROCESS cmd="([a-z-]+)" data="([^"]*)"/>\s*$`)
@@ -545,6 +552,32 @@ func TestSwitchConf(t *testing.T) {
 	if start, end := num("rtp-start-port"), num("rtp-end-port"); start >= end || end > 65535 {
 		t.Errorf("rtp ports %d-%d are not a range", start, end)
 	}
+	// RTP takes even ports from start to end, both included; FreeSWITCH
+	// rounds an odd bound inwards with a warning at start-up.
+	vars := loadVars(t).vars
+	for _, name := range []string{"rtp_start_port", "rtp_end_port"} {
+		if n, err := strconv.Atoi(vars[name]); err != nil || n%2 != 0 {
+			t.Errorf("vars.xml %s = %q, want an even port", name, vars[name])
+		}
+	}
+}
+
+// TestMediaTimeouts checks the media timeouts are set the supported way: as
+// global defaults of the channel variables (milliseconds), not with the
+// deprecated profile parameters.
+func TestMediaTimeouts(t *testing.T) {
+	vars := loadVars(t).vars
+	for name, min := range map[string]int{"media_timeout": 60000, "media_hold_timeout": 60000} {
+		if n, err := strconv.Atoi(vars[name]); err != nil || n < min {
+			t.Errorf("vars.xml %s = %q, want milliseconds, at least %d", name, vars[name], min)
+		}
+	}
+	doc, _ := document(t)
+	for _, p := range configuration(t, doc, "sofia.conf").all("param") {
+		if instead, ok := deprecatedParams[p.attr("name")]; ok {
+			t.Errorf("sofia param %s is deprecated (FreeSWITCH warns at start): use %s", p.attr("name"), instead)
+		}
+	}
 }
 
 func TestSofia(t *testing.T) {
@@ -658,6 +691,35 @@ func TestVarsEnvironment(t *testing.T) {
 	for _, e := range envs {
 		if !bytes.Contains(readme, []byte(e)) {
 			t.Errorf("README.md does not document %s", e)
+		}
+	}
+}
+
+// TestBindAddress checks both profiles bind SIP and RTP to the addresses
+// FS_SIP_IP and FS_RTP_IP set, loopback by default, and advertise loopback
+// too unless told otherwise: a bare-metal node must never listen on, or put
+// in SDP, the host's own address by accident (issue 12).
+func TestBindAddress(t *testing.T) {
+	doc, p := document(t)
+	for _, v := range []struct{ name, env string }{{"sip_ip", "FS_SIP_IP"}, {"rtp_ip", "FS_RTP_IP"}} {
+		if got := p.vars[v.name]; got != "127.0.0.1" {
+			t.Errorf("vars.xml: %s defaults to %q, want 127.0.0.1", v.name, got)
+		}
+		if got := p.env[v.name]; got != v.env {
+			t.Errorf("vars.xml: %s is read from $%s, want $%s", v.name, got, v.env)
+		}
+	}
+	for _, v := range []string{"external_ip", "internal_ip"} {
+		if got := p.vars[v]; got != "127.0.0.1" {
+			t.Errorf("vars.xml: %s defaults to %q, want the bind address 127.0.0.1", v, got)
+		}
+	}
+	for _, prof := range configuration(t, doc, "sofia.conf").all("profile") {
+		s := prof.all("settings")[0].params()
+		for _, param := range []string{"sip-ip", "rtp-ip", "ext-sip-ip", "ext-rtp-ip"} {
+			if got := s[param]; got != "127.0.0.1" {
+				t.Errorf("profile %s: %s = %q by default, want 127.0.0.1", prof.attr("name"), param, got)
+			}
 		}
 	}
 }

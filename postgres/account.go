@@ -69,6 +69,9 @@ func validateAccount(a *callbridge.Account) error {
 	if a.Name == "" || len(a.Name) > 200 {
 		return callbridge.FieldError("name", "name must have 1 to 200 characters")
 	}
+	if err := callbridge.CheckText("name", a.Name); err != nil {
+		return err
+	}
 	if a.ServiceNumber != "" {
 		if err := a.ServiceNumber.Validate(); err != nil {
 			return callbridge.FieldError("service_number", "%s", callbridge.ErrorMessage(err))

@@ -634,19 +634,27 @@ func cbQualified(alias string) string {
 		%[1]s.ended_at`, alias)
 }
 
-// AdoptCallbacks takes over up to n live callbacks whose lease has run out
-// or that owner itself held (a restarted controller with the same name),
-// with a fresh lease, and returns them with their legs for reconciliation.
-func (s *CallbackService) AdoptCallbacks(ctx context.Context, owner string, lease time.Duration, n int) ([]*callbridge.Callback, error) {
+// AdoptCallbacks takes over up to n live callbacks whose lease has run
+// out, with a fresh lease, and returns them with their legs for
+// reconciliation. With own, it also takes those owner holds under a lease
+// still running: what a controller restarted under the same name left,
+// which only its first pass, before it claims anything, may take. held
+// are the callbacks owner drives now; they are never taken, even when
+// their lease ran out while a renewal was late.
+func (s *CallbackService) AdoptCallbacks(ctx context.Context, owner string, lease time.Duration, n int, own bool, held []string) ([]*callbridge.Callback, error) {
+	if held == nil {
+		held = []string{} // a NULL array would exclude every row
+	}
 	var out []*callbridge.Callback
 	err := s.db.Tx(ctx, func(tx *Tx) error {
 		rows, err := tx.QueryxContext(ctx, `UPDATE callbacks c SET owner = $1,
 				lease_until = now() + $2 * interval '1 millisecond', updated_at = now()
 			WHERE id IN (SELECT id FROM callbacks
 				WHERE status IN ('calling_a', 'a_answered', 'calling_b', 'bridged')
-				  AND (owner = $1 OR lease_until IS NULL OR lease_until < now())
+				  AND (lease_until IS NULL OR lease_until < now() OR ($4 AND owner = $1))
+				  AND id <> ALL($5::uuid[])
 				ORDER BY lease_until NULLS FIRST LIMIT $3 FOR UPDATE SKIP LOCKED)
-			RETURNING `+cbQualified("c"), owner, lease.Milliseconds(), n)
+			RETURNING `+cbQualified("c"), owner, lease.Milliseconds(), n, own, pq.Array(held))
 		if err != nil {
 			return Error(err)
 		}

@@ -216,7 +216,7 @@ func TestCancelAndAdopt(t *testing.T) {
 		t.Fatalf("cancel live: %+v %v", got, err)
 	}
 	time.Sleep(5 * time.Millisecond) // the 1 ms lease runs out
-	adopted, err := s.AdoptCallbacks(ctx, "w2", time.Minute, 10)
+	adopted, err := s.AdoptCallbacks(ctx, "w2", time.Minute, 10, false, nil)
 	if err != nil || len(adopted) != 1 || adopted[0].ID != live.ID {
 		t.Fatalf("adopt: %v %v", adopted, err)
 	}
@@ -227,6 +227,44 @@ func TestCancelAndAdopt(t *testing.T) {
 	cancel, lost, err = s.RenewLeases(ctx, "w2", []string{live.ID}, time.Minute)
 	if err != nil || len(cancel) != 1 || len(lost) != 0 {
 		t.Fatalf("new owner renew: cancel %v lost %v err %v", cancel, lost, err)
+	}
+}
+
+// TestAdoptSparesLiveCallbacks: the adoption pass of a running controller
+// never takes what that controller drives, even under its own name or
+// with a lease that ran out; a restarted controller's first pass takes
+// what its name held.
+func TestAdoptSparesLiveCallbacks(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	s := postgres.NewCallbackService(db)
+	fresh, _, _ := s.CreateCallback(ctx, callbackRequest(acct))
+	if cb, err := s.ClaimCallback(ctx, "w1", "node1", time.Minute); err != nil || cb.ID != fresh.ID {
+		t.Fatalf("claim: %v %v", cb, err)
+	}
+	// A running controller's periodic pass: its own unexpired claim is
+	// not adopted, whether or not it is listed as held.
+	if got, err := s.AdoptCallbacks(ctx, "w1", time.Minute, 10, false, nil); err != nil || len(got) != 0 {
+		t.Fatalf("periodic pass took %d callbacks (%v), want none", len(got), err)
+	}
+	// A renewal came late: the lease ran out, but the callback is held.
+	late, _, _ := s.CreateCallback(ctx, callbackRequest(acct))
+	if cb, err := s.ClaimCallback(ctx, "w1", "node1", time.Millisecond); err != nil || cb.ID != late.ID {
+		t.Fatalf("claim: %v %v", cb, err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if got, err := s.AdoptCallbacks(ctx, "w1", time.Minute, 10, false, []string{fresh.ID, late.ID}); err != nil || len(got) != 0 {
+		t.Fatalf("pass with held callbacks took %d (%v), want none", len(got), err)
+	}
+	// Another controller takes the expired one, not the other.
+	if got, err := s.AdoptCallbacks(ctx, "w2", time.Minute, 10, false, nil); err != nil || len(got) != 1 || got[0].ID != late.ID {
+		t.Fatalf("w2 adopted %v (%v), want only %s", got, err, late.ID)
+	}
+	// w1 restarted: its first pass takes what its name still holds.
+	got, err := s.AdoptCallbacks(ctx, "w1", time.Minute, 10, true, nil)
+	if err != nil || len(got) != 1 || got[0].ID != fresh.ID {
+		t.Fatalf("restart pass adopted %v (%v), want %s", got, err, fresh.ID)
 	}
 }
 

@@ -1,9 +1,12 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"callbridge"
@@ -192,18 +195,19 @@ func (db *DB) RateDeck(ctx context.Context, id string) (*rating.DeckInfo, error)
 	return row.info(), nil
 }
 
-// ImportRates adds rates to a deck, replacing all of its rates when
-// replace is set, in one transaction (COPY): either every rate is stored
-// or none is. The deck's version increases. It returns the updated deck.
-// EINVALID for a bad rate, ENOTFOUND, ECONFLICT when a rate duplicates
-// one already in the deck (same prefix, days, from, until,
-// effective_from and priority).
-func (db *DB) ImportRates(ctx context.Context, deckID string, rates []rating.Rate, replace bool) (*rating.DeckInfo, error) {
-	for i := range rates {
-		if err := rates[i].Validate(); err != nil {
-			return nil, fmt.Errorf("postgres: rate %d: %w", i, err)
-		}
-	}
+// ImportRates adds the rates of src to a deck, replacing all of its rates
+// when replace is set, in one transaction: either every rate is stored or
+// none is. The deck's version increases. It returns the updated deck.
+//
+// It streams: rows go through COPY into a temporary table as src yields
+// them, so memory does not grow with the file; duplicate rows within the
+// file are then found by the database, and src's own bad rows reported
+// with them. EINVALID for a bad rate (a *rating.CSVError when src
+// reported bad rows or the file repeats a row), ENOTFOUND, ECONFLICT when
+// a rate duplicates one already in the deck (same prefix, days, from,
+// until, effective_from and priority). A failure to read src is returned
+// wrapped.
+func (db *DB) ImportRates(ctx context.Context, deckID string, src rating.RateSource, replace bool) (*rating.DeckInfo, error) {
 	if !callbridge.IsUUID(deckID) {
 		return nil, notFound("rate deck")
 	}
@@ -217,34 +221,99 @@ func (db *DB) ImportRates(ctx context.Context, deckID string, rates []rating.Rat
 			return notFoundAs(Error(err), "rate deck")
 		}
 		info = row.info()
+		if err := copyRates(ctx, tx, src); err != nil {
+			return err
+		}
+		if err := duplicateRows(ctx, tx, src.Err()); err != nil {
+			return err
+		}
 		if replace {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM rates WHERE deck_id = $1`, deckID); err != nil {
 				return Error(err)
 			}
 		}
-		stmt, err := tx.PrepareContext(ctx, `COPY rates (deck_id, `+rateColumns+`) FROM STDIN`)
-		if err != nil {
-			return Error(err)
-		}
-		defer stmt.Close()
-		for i := range rates {
-			r := &rates[i]
-			if _, err := stmt.ExecContext(ctx, deckID, r.Prefix, r.Description, r.Band,
-				r.PerMinute, r.ConnectFee, r.MinCharge, r.FirstIncrement, r.NextIncrement,
-				int16(r.Days), int32(r.From), int32(r.Until),
-				nullTime(r.EffectiveFrom), nullTime(r.EffectiveUntil), r.Priority); err != nil {
-				return Error(err)
-			}
-		}
-		if _, err := stmt.ExecContext(ctx); err != nil {
-			return Error(err)
-		}
-		return Error(stmt.Close())
+		_, err = tx.ExecContext(ctx, `INSERT INTO rates (deck_id, `+rateColumns+`)
+			SELECT $1, `+rateColumns+` FROM rate_import`, deckID)
+		return Error(err)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: import rates: %w", err)
 	}
 	return info, nil
+}
+
+// copyRates streams src into the temporary table rate_import, each rate
+// with its line. It stops at src's first read failure; bad rows src
+// skipped are left to duplicateRows to report.
+func copyRates(ctx context.Context, tx *Tx, src rating.RateSource) error {
+	if _, err := tx.ExecContext(ctx, `CREATE TEMPORARY TABLE rate_import ON COMMIT DROP AS
+		SELECT 0 AS line, `+rateColumns+` FROM rates WITH NO DATA`); err != nil {
+		return Error(err)
+	}
+	stmt, err := tx.PrepareContext(ctx, `COPY rate_import (line, `+rateColumns+`) FROM STDIN`)
+	if err != nil {
+		return Error(err)
+	}
+	defer stmt.Close()
+	for src.Next() {
+		r := src.Rate()
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("line %d: %w", src.Line(), err)
+		}
+		if _, err := stmt.ExecContext(ctx, src.Line(), r.Prefix, r.Description, r.Band,
+			r.PerMinute, r.ConnectFee, r.MinCharge, r.FirstIncrement, r.NextIncrement,
+			int16(r.Days), int32(r.From), int32(r.Until),
+			nullTime(r.EffectiveFrom), nullTime(r.EffectiveUntil), r.Priority); err != nil {
+			return Error(err)
+		}
+	}
+	var ce *rating.CSVError
+	if err := src.Err(); err != nil && !errors.As(err, &ce) {
+		return err
+	}
+	if _, err := stmt.ExecContext(ctx); err != nil {
+		return Error(err)
+	}
+	return Error(stmt.Close())
+}
+
+// duplicateRows refuses the import when the file repeats a rate's key or
+// srcErr (the source's own verdict) lists bad rows: one *rating.CSVError
+// with both, in line order, at most rating.MaxRowErrors listed.
+func duplicateRows(ctx context.Context, tx *Tx, srcErr error) error {
+	var dups []struct {
+		Line  int `db:"line"`
+		First int `db:"first"`
+		Total int `db:"total"`
+	}
+	err := tx.SelectContext(ctx, &dups, `SELECT line, first, count(*) OVER () AS total FROM (
+			SELECT line, min(line) OVER (PARTITION BY prefix, days, time_from, time_until,
+				coalesce(effective_from, '1970-01-01T00:00:00Z'::timestamptz), priority) AS first
+			FROM rate_import) k
+		WHERE line <> first ORDER BY line LIMIT $1`, rating.MaxRowErrors)
+	if err != nil {
+		return Error(err)
+	}
+	var ce rating.CSVError
+	var src *rating.CSVError
+	if errors.As(srcErr, &src) {
+		ce = *src
+	}
+	if len(dups) == 0 && ce.Bad() == 0 {
+		return nil
+	}
+	for _, d := range dups {
+		ce.Rows = append(ce.Rows, rating.RowError{Line: d.Line, Message: rating.DuplicateMessage(d.First)})
+	}
+	if len(dups) > 0 {
+		ce.Omitted += dups[0].Total - len(dups)
+	}
+	slices.SortStableFunc(ce.Rows, func(a, b rating.RowError) int { return cmp.Compare(a.Line, b.Line) })
+	if len(ce.Rows) > rating.MaxRowErrors {
+		ce.Omitted += len(ce.Rows) - rating.MaxRowErrors
+		ce.Rows = ce.Rows[:rating.MaxRowErrors]
+	}
+	return &ce
 }
 
 func nullTime(t time.Time) sql.NullTime {

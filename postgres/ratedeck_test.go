@@ -3,7 +3,10 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,7 +88,7 @@ func TestRateDecks(t *testing.T) {
 		"4915,0.12,mon-fri,08:00,18:00,1,1,0,peak,\n"+
 		"4915,0.06,,,,1,1,1,offpeak,\n"+
 		"49,0.02,,,,,,,,2025-01-01\n")
-	info, err := db.ImportRates(ctx, deck.ID, rates, true)
+	info, err := db.ImportRates(ctx, deck.ID, rating.SliceRates(rates), true)
 	if err != nil || info.Version != 2 {
 		t.Fatalf("import: got %+v, %v, want version 2", info, err)
 	}
@@ -101,13 +104,13 @@ func TestRateDecks(t *testing.T) {
 	// A duplicate of a stored rate refuses the whole append.
 	dup := mustParse(t, "prefix,per_minute\n4930,0.01\n4915,0.5\n")
 	dup[1] = rates[0]
-	if _, err := db.ImportRates(ctx, deck.ID, dup, false); callbridge.ErrorCode(err) != callbridge.ECONFLICT {
+	if _, err := db.ImportRates(ctx, deck.ID, rating.SliceRates(dup), false); callbridge.ErrorCode(err) != callbridge.ECONFLICT {
 		t.Errorf("duplicate append: got %v, want conflict", err)
 	}
 	if n, _ := db.Rates(ctx, deck.ID); len(n) != 3 {
 		t.Errorf("after refused append: got %d rates, want 3", len(n))
 	}
-	if _, err := db.ImportRates(ctx, "00000000-0000-0000-0000-000000000000", rates, false); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+	if _, err := db.ImportRates(ctx, "00000000-0000-0000-0000-000000000000", rating.SliceRates(rates), false); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
 		t.Errorf("unknown deck: got %v, want not found", err)
 	}
 
@@ -131,7 +134,7 @@ func TestRateDecks(t *testing.T) {
 	if err != nil || d2 != d1 {
 		t.Errorf("second load: got %p, %v, want the cached %p", d2, err, d1)
 	}
-	if _, err := db.ImportRates(ctx, deck.ID, mustParse(t, "prefix,per_minute\n4930,0.01\n"), false); err != nil {
+	if _, err := db.ImportRates(ctx, deck.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n4930,0.01\n")), false); err != nil {
 		t.Fatal(err)
 	}
 	d3, err := db.AccountDeck(ctx, account, at, &cache)
@@ -160,11 +163,11 @@ func TestImportRatesLarge(t *testing.T) {
 		rates[i] = rating.Rate{Prefix: "1" + itoa6(i), PerMinute: int64(i), FirstIncrement: 60, NextIncrement: 60, Days: rating.AllDays, Until: rating.Midnight}
 	}
 	start := time.Now()
-	if _, err := db.ImportRates(ctx, deck.ID, rates, true); err != nil {
+	if _, err := db.ImportRates(ctx, deck.ID, rating.SliceRates(rates), true); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("imported %d rates in %v", len(rates), time.Since(start))
-	if _, err := db.ImportRates(ctx, deck.ID, rates[:10], true); err != nil {
+	if _, err := db.ImportRates(ctx, deck.ID, rating.SliceRates(rates[:10]), true); err != nil {
 		t.Fatal(err)
 	}
 	got, err := db.Rates(ctx, deck.ID)
@@ -180,4 +183,38 @@ func itoa6(i int) string {
 		i /= 10
 	}
 	return string(b)
+}
+
+// TestImportRatesStream imports a file straight from a RateReader: the
+// database finds rows the file repeats and reports them with the rows the
+// reader refused, by line, and stores nothing.
+func TestImportRatesStream(t *testing.T) {
+	db, account := newDeckFixture(t)
+	ctx := context.Background()
+	deck := &rating.DeckInfo{AccountID: account, Name: "stream", Currency: "EUR", TimeZone: "UTC", Precision: 6}
+	if err := db.CreateRateDeck(ctx, deck); err != nil {
+		t.Fatal(err)
+	}
+	bad := "prefix,per_minute,priority\n" +
+		"4930,0.01,0\n" + // 2
+		"4931,0.01,0\n" + // 3
+		"04930,0.01,0\n" + // 4: bad prefix
+		"4930,0.02,0\n" + // 5: repeats line 2
+		"4930,0.02,1\n" + // 6: another priority, fine
+		"4931,0.03,0\n" // 7: repeats line 3
+	_, err := db.ImportRates(ctx, deck.ID, rating.NewRateReader(strings.NewReader(bad)), true)
+	var ce *rating.CSVError
+	if !errors.As(err, &ce) || fmt.Sprint(ce.Lines()) != "[4 5 7]" || ce.Rows[1].Message != rating.DuplicateMessage(2) {
+		t.Fatalf("got %v, want lines 4, 5 and 7 refused", err)
+	}
+	if got, _ := db.Rates(ctx, deck.ID); len(got) != 0 {
+		t.Errorf("after a refused file: got %d rates, want none", len(got))
+	}
+	good := "prefix,per_minute,priority\n4930,0.01,0\n4930,0.02,1\n"
+	if _, err := db.ImportRates(ctx, deck.ID, rating.NewRateReader(strings.NewReader(good)), true); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Rates(ctx, deck.ID); len(got) != 2 {
+		t.Errorf("got %d rates, want 2", len(got))
+	}
 }

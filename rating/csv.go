@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,18 +51,24 @@ type RowError struct {
 	Message string `json:"message"`
 }
 
-// CSVError refuses a whole file and lists every bad row, in file order.
+// CSVError refuses a whole file and lists its bad rows, in file order.
 type CSVError struct {
 	Rows []RowError
+	// Omitted counts the bad rows beyond those listed (a RateReader
+	// lists at most MaxRowErrors).
+	Omitted int
 }
+
+// Bad returns how many rows are bad, listed or not.
+func (e *CSVError) Bad() int { return len(e.Rows) + e.Omitted }
 
 // Error lists the first bad rows.
 func (e *CSVError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "rating: %d bad row(s) in csv", len(e.Rows))
+	fmt.Fprintf(&b, "rating: %d bad row(s) in csv", e.Bad())
 	for i, r := range e.Rows {
 		if i == 10 {
-			fmt.Fprintf(&b, "; and %d more", len(e.Rows)-i)
+			fmt.Fprintf(&b, "; and %d more", e.Bad()-i)
 			break
 		}
 		fmt.Fprintf(&b, "; line %d", r.Line)
@@ -94,70 +101,238 @@ type rateKey struct {
 // (Rate.Validate, and no two rows may have the same prefix, days, band
 // times, effective_from and priority); if any row is bad the whole file is
 // refused with a *CSVError listing every bad row. It never returns some
-// rates and an error.
+// rates and an error. It holds the whole file in memory: to import a file
+// of any size in constant memory, stream it with a RateReader.
 func ParseCSV(r io.Reader) ([]Rate, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if errors.Is(err, io.EOF) {
-		return nil, &CSVError{Rows: []RowError{{Line: 1, Message: "empty file: a header row is required"}}}
-	}
-	if err != nil {
-		return nil, readError(err, 1)
-	}
-	col, err := parseHeader(header)
-	if err != nil {
-		return nil, &CSVError{Rows: []RowError{{Line: 1, Message: err.Error()}}}
-	}
-	ncols := len(header)
-
+	rr := NewRateReader(r)
+	rr.maxBad = math.MaxInt
 	var (
 		rates []Rate
-		bad   []RowError
 		seen  = map[rateKey]int{}
 	)
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			var pe *csv.ParseError
-			if !errors.As(err, &pe) {
-				return nil, readError(err, 0)
-			}
-			bad = append(bad, RowError{Line: pe.StartLine, Message: csvMessage(err)})
-			break // the reader cannot resynchronise after a syntax error
-		}
-		line, _ := cr.FieldPos(0)
-		if len(rec) != ncols {
-			bad = append(bad, RowError{Line: line, Message: fmt.Sprintf("has %d fields, the header %d", len(rec), ncols)})
+	for rr.Next() {
+		rate, line := rr.Rate(), rr.Line()
+		k := rateKey{rate.Prefix, rate.Days, rate.From, rate.Until, effMS(rate.EffectiveFrom, 0), rate.Priority}
+		if prev, dup := seen[k]; dup {
+			rr.reject(RowError{Line: line, Message: DuplicateMessage(prev)})
 			continue
 		}
-		rate, err := parseRow(rec, &col)
+		seen[k] = line
+		if rr.nbad == 0 {
+			rates = append(rates, rate)
+		}
+	}
+	if err := rr.Err(); err != nil {
+		return nil, err
+	}
+	return rates, nil
+}
+
+// DuplicateMessage is the message of a row that repeats the key of the
+// row at line first.
+func DuplicateMessage(first int) string {
+	return fmt.Sprintf("duplicates line %d (same prefix, days, from, until, effective_from and priority)", first)
+}
+
+// MaxRowErrors is how many bad rows a RateReader's *CSVError lists; it
+// counts the others in Omitted.
+const MaxRowErrors = 100
+
+// MaxRecordBytes bounds one CSV record (a row, with any quoted line
+// breaks): a longer one ends the file as malformed, so a reader never
+// holds more than this much of a row.
+const MaxRecordBytes = 64 << 10
+
+// RateSource is a stream of rates, each with the line it came from, as
+// RateReader reads them from a file or SliceRates from memory. After Next
+// returns false, Err says why: nil at the end of good input.
+type RateSource interface {
+	Next() bool
+	Rate() Rate
+	Line() int
+	Err() error
+}
+
+// RateReader reads rates in the format of Columns one row at a time, in
+// memory bounded by a constant whatever the file's size: a row is at most
+// MaxRecordBytes, and at most MaxRowErrors bad rows are kept. Next skips
+// bad rows (Rate.Validate fails, or the row's field count differs from the
+// header's); after it returns false, Err returns a *CSVError if any row
+// was bad. It does not look for duplicate rows, which takes memory in
+// proportion to the file: its consumer does (the database's unique key).
+type RateReader struct {
+	cr     *csv.Reader
+	in     *recordLimit
+	col    columns
+	ncols  int
+	header bool
+
+	rate Rate
+	line int
+	last int // the line the last record ended on
+	err  error
+	done bool
+
+	bad    []RowError
+	nbad   int
+	maxBad int
+}
+
+// NewRateReader returns a RateReader of r.
+func NewRateReader(r io.Reader) *RateReader {
+	in := &recordLimit{r: r, max: MaxRecordBytes}
+	cr := csv.NewReader(in)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true
+	return &RateReader{cr: cr, in: in, maxBad: MaxRowErrors}
+}
+
+// Next reads up to the next good row; it returns false at the end of the
+// file, at a malformed line, or when reading fails.
+func (rr *RateReader) Next() bool {
+	if rr.done {
+		return false
+	}
+	if !rr.header {
+		rr.header = true
+		if !rr.readHeader() {
+			rr.done = true
+			return false
+		}
+	}
+	for {
+		rr.in.n = 0
+		rec, err := rr.cr.Read()
+		if errors.Is(err, io.EOF) {
+			rr.done = true
+			return false
+		}
+		if errors.Is(err, errRecordTooLong) {
+			rr.done = true
+			rr.reject(RowError{Line: rr.last + 1, Message: fmt.Sprintf("the row after line %d is longer than %d bytes", rr.last, MaxRecordBytes)})
+			return false
+		}
+		if err != nil {
+			rr.done = true
+			var pe *csv.ParseError
+			if !errors.As(err, &pe) {
+				rr.err = readError(err, 0)
+				return false
+			}
+			// The reader cannot resynchronise after a syntax error.
+			rr.reject(RowError{Line: pe.StartLine, Message: csvMessage(err)})
+			return false
+		}
+		line, _ := rr.cr.FieldPos(0)
+		rr.last, _ = rr.cr.FieldPos(len(rec) - 1)
+		if len(rec) != rr.ncols {
+			rr.reject(RowError{Line: line, Message: fmt.Sprintf("has %d fields, the header %d", len(rec), rr.ncols)})
+			continue
+		}
+		rate, err := parseRow(rec, &rr.col)
 		if err == nil {
 			err = rate.Validate()
 		}
 		if err != nil {
-			bad = append(bad, RowError{Line: line, Column: callbridge.ErrorField(err), Message: callbridge.ErrorMessage(err)})
+			rr.reject(RowError{Line: line, Column: callbridge.ErrorField(err), Message: callbridge.ErrorMessage(err)})
 			continue
 		}
-		k := rateKey{rate.Prefix, rate.Days, rate.From, rate.Until, effMS(rate.EffectiveFrom, 0), rate.Priority}
-		if prev, dup := seen[k]; dup {
-			bad = append(bad, RowError{Line: line, Message: fmt.Sprintf("duplicates line %d (same prefix, days, from, until, effective_from and priority)", prev)})
-			continue
-		}
-		seen[k] = line
-		if len(bad) == 0 {
-			rates = append(rates, rate)
-		}
+		rr.rate, rr.line = rate, line
+		return true
 	}
-	if len(bad) > 0 {
-		return nil, &CSVError{Rows: bad}
-	}
-	return rates, nil
 }
+
+func (rr *RateReader) readHeader() bool {
+	header, err := rr.cr.Read()
+	if errors.Is(err, io.EOF) {
+		rr.reject(RowError{Line: 1, Message: "empty file: a header row is required"})
+		return false
+	}
+	if err != nil {
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			rr.reject(RowError{Line: 1, Message: csvMessage(err)})
+		} else {
+			rr.err = readError(err, 1)
+		}
+		return false
+	}
+	if rr.col, err = parseHeader(header); err != nil {
+		rr.reject(RowError{Line: 1, Message: err.Error()})
+		return false
+	}
+	rr.ncols = len(header)
+	rr.last, _ = rr.cr.FieldPos(len(header) - 1)
+	return true
+}
+
+func (rr *RateReader) reject(e RowError) {
+	rr.nbad++
+	if len(rr.bad) < rr.maxBad {
+		rr.bad = append(rr.bad, e)
+	}
+}
+
+// Rate returns the row Next read.
+func (rr *RateReader) Rate() Rate { return rr.rate }
+
+// Line returns the line number of the row Next read, the header being
+// line 1.
+func (rr *RateReader) Line() int { return rr.line }
+
+// Err returns why Next returned false: nil at the end of a good file, a
+// *CSVError when any row was bad, else the failure to read (wrapped, so
+// errors.As finds an *http.MaxBytesError).
+func (rr *RateReader) Err() error {
+	if rr.err != nil {
+		return rr.err
+	}
+	if rr.nbad > 0 {
+		return &CSVError{Rows: slices.Clone(rr.bad), Omitted: rr.nbad - len(rr.bad)}
+	}
+	return nil
+}
+
+// recordLimit fails a read once more than max bytes were read since n was
+// last reset (RateReader resets it before each record). csv.Reader reads
+// through a 4 KiB buffer, so a record may be up to max minus that long.
+type recordLimit struct {
+	r      io.Reader
+	n, max int
+}
+
+// errRecordTooLong is the read error of an overlong record.
+var errRecordTooLong = errors.New("rating: csv record too long")
+
+func (l *recordLimit) Read(p []byte) (int, error) {
+	if l.n >= l.max {
+		return 0, errRecordTooLong
+	}
+	p = p[:min(len(p), l.max-l.n)]
+	n, err := l.r.Read(p)
+	l.n += n
+	return n, err
+}
+
+// SliceRates returns a RateSource of rates held in memory, numbered as
+// the lines of a file with a header would be (the first rate is line 2).
+func SliceRates(rates []Rate) RateSource { return &sliceRates{rates: rates, i: -1} }
+
+type sliceRates struct {
+	rates []Rate
+	i     int
+}
+
+func (s *sliceRates) Next() bool {
+	if s.i+1 >= len(s.rates) {
+		return false
+	}
+	s.i++
+	return true
+}
+func (s *sliceRates) Rate() Rate { return s.rates[s.i] }
+func (s *sliceRates) Line() int  { return s.i + 2 }
+func (s *sliceRates) Err() error { return nil }
 
 // readError reports a failure to read the file (not a bad row): a
 // malformed header line becomes a *CSVError, anything else (the reader

@@ -125,3 +125,55 @@ func FuzzParseCSV(f *testing.F) {
 		}
 	})
 }
+
+// TestRateReaderBounds checks the two bounds that keep a RateReader's
+// memory constant: at most MaxRowErrors bad rows are kept (the rest
+// counted), and an overlong record ends the file as malformed.
+func TestRateReaderBounds(t *testing.T) {
+	var in strings.Builder
+	in.WriteString("prefix,per_minute\n")
+	for range MaxRowErrors + 50 {
+		in.WriteString("0,1\n")
+	}
+	in.WriteString("4930,0.01\n")
+	rr := NewRateReader(strings.NewReader(in.String()))
+	good := 0
+	for rr.Next() {
+		good++
+	}
+	var ce *CSVError
+	if !errors.As(rr.Err(), &ce) {
+		t.Fatalf("got %v, want a *CSVError", rr.Err())
+	}
+	if good != 1 || len(ce.Rows) != MaxRowErrors || ce.Omitted != 50 || ce.Bad() != MaxRowErrors+50 {
+		t.Errorf("got %d good, %d listed, %d omitted; want 1, %d, 50", good, len(ce.Rows), ce.Omitted, MaxRowErrors)
+	}
+	if !strings.HasPrefix(ce.Error(), fmt.Sprintf("rating: %d bad row(s)", MaxRowErrors+50)) {
+		t.Errorf("got message %q", ce.Error())
+	}
+
+	long := "prefix,per_minute,description\n4930,0.01,short\n4931,0.01,\"" + strings.Repeat("x\n", MaxRecordBytes) + "\"\n"
+	rr = NewRateReader(strings.NewReader(long))
+	good = 0
+	for rr.Next() {
+		good++
+	}
+	if !errors.As(rr.Err(), &ce) || good != 1 || len(ce.Rows) != 1 || ce.Rows[0].Line != 3 ||
+		!strings.Contains(ce.Rows[0].Message, "longer than") {
+		t.Errorf("overlong record: got %d good, %v", good, rr.Err())
+	}
+}
+
+// TestRateReaderSkipsBadRows reads every good row of a file with bad ones
+// and reports the bad ones at the end, with their lines.
+func TestRateReaderSkipsBadRows(t *testing.T) {
+	rr := NewRateReader(strings.NewReader("prefix,per_minute\n4930,0.01\n04930,1\n4931,0.02\n4932\n"))
+	var got []string
+	for rr.Next() {
+		got = append(got, fmt.Sprintf("%d:%s", rr.Line(), rr.Rate().Prefix))
+	}
+	var ce *CSVError
+	if fmt.Sprint(got) != "[2:4930 4:4931]" || !errors.As(rr.Err(), &ce) || fmt.Sprint(ce.Lines()) != "[3 5]" {
+		t.Errorf("got %v, %v", got, rr.Err())
+	}
+}

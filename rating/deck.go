@@ -83,6 +83,8 @@ func (i *DeckInfo) Validate() error {
 		return callbridge.FieldError("gateway", "must be 1 to 64 letters, digits, '.', '_' or '-'")
 	case i.Name == "" || len(i.Name) > maxTextLen:
 		return callbridge.FieldError("name", "must have 1 to 200 bytes")
+	case callbridge.CheckText("name", i.Name) != nil:
+		return callbridge.CheckText("name", i.Name)
 	case !isCurrency(i.Currency):
 		return callbridge.FieldError("currency", "must be an ISO 4217 code such as EUR")
 	case i.TimeZone == "":
@@ -307,7 +309,13 @@ func NewDeck(info DeckInfo, loc *time.Location, rates []Rate) (*Deck, error) {
 		if c := cmp.Compare(ra.Priority, rb.Priority); c != 0 {
 			return c
 		}
-		return -cmp.Compare(effMS(ra.EffectiveFrom, math.MinInt64), effMS(rb.EffectiveFrom, math.MinInt64))
+		if c := -cmp.Compare(effMS(ra.EffectiveFrom, math.MinInt64), effMS(rb.EffectiveFrom, math.MinInt64)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(ra.Days, rb.Days); c != 0 {
+			return c
+		}
+		return cmp.Compare(ra.From, rb.From)
 	})
 	d.rates = make([]crate, 0, len(rates)+1)
 	edges := map[int64]bool{}

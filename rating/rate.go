@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"callbridge"
 )
@@ -73,7 +72,10 @@ type Rate struct {
 	EffectiveUntil time.Time `json:"effective_until,omitzero"`
 	// Priority orders the rates of one prefix: lower first. Among equal
 	// priorities the rate with the later EffectiveFrom comes first, so a
-	// new price added without closing the old one takes over on its date.
+	// new price added without closing the old one takes over on its date;
+	// then the smaller day set (as a bit mask: Sunday 1, Monday 2 ...
+	// Saturday 64, holidays 128; so mon-fri before all), then the earlier
+	// From. The order does not depend on the order rates are given in.
 	Priority int32 `json:"priority"`
 }
 
@@ -111,10 +113,10 @@ func (r *Rate) validateCommon() error {
 		return callbridge.FieldError("description", "longer than 200 bytes")
 	case len(r.Band) > maxTextLen:
 		return callbridge.FieldError("band", "longer than 200 bytes")
-	case !isText(r.Description):
-		return callbridge.FieldError("description", "must be UTF-8 without control characters")
-	case !isText(r.Band):
-		return callbridge.FieldError("band", "must be UTF-8 without control characters")
+	case callbridge.CheckText("description", r.Description) != nil:
+		return callbridge.CheckText("description", r.Description)
+	case callbridge.CheckText("band", r.Band) != nil:
+		return callbridge.CheckText("band", r.Band)
 	case r.PerMinute < 0 || r.PerMinute > MaxPrice:
 		return callbridge.FieldError("per_minute", "out of range 0 to 1000000")
 	case r.ConnectFee < 0 || r.ConnectFee > MaxPrice:
@@ -127,15 +129,6 @@ func (r *Rate) validateCommon() error {
 		return callbridge.FieldError("next_increment", "out of range 1 to 86400 seconds")
 	}
 	return nil
-}
-
-func isText(s string) bool {
-	for _, c := range s {
-		if c < 0x20 || c == 0x7f || c == utf8.RuneError {
-			return false
-		}
-	}
-	return true
 }
 
 func validatePrefix(p string) error {

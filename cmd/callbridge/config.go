@@ -13,7 +13,12 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/esl"
 )
+
+// promptCheckUUID stands in for a channel when a prompt path is checked
+// against what uuid_broadcast accepts.
+const promptCheckUUID = "00000000-0000-4000-8000-000000000000"
 
 // Config is the configuration of `callbridge serve`. Every field comes from
 // a flag or, when the flag is not given, from the environment variable
@@ -45,6 +50,10 @@ type Config struct {
 	// DialplanAllow lists the networks allowed to call /fs/dialplan
 	// (CALLBRIDGE_DIALPLAN_ALLOW, comma-separated CIDRs; empty allows all).
 	DialplanAllow []netip.Prefix
+	// DialplanTimeout is FreeSWITCH's xml_curl timeout, FS_DIALPLAN_TIMEOUT
+	// (CALLBRIDGE_DIALPLAN_TIMEOUT, 2s): /fs/dialplan answers slower than
+	// this from their arrival are counted in callbridge_dialplan_late_total.
+	DialplanTimeout time.Duration
 	// WebhookAllowPrivate lets webhooks reach loopback, private and
 	// link-local addresses (CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE, false): only
 	// for receivers on the operator's own network.
@@ -93,7 +102,22 @@ type Config struct {
 	// "50/100": the rate, then the burst; "0" turns the limit off).
 	RateLimit float64
 	RateBurst int
+	// Prompt files on the FreeSWITCH node, each an absolute path or "none"
+	// for no prompt: PromptHold is what a callback asking for prompt
+	// "hold" plays A while B rings (CALLBRIDGE_PROMPT_HOLD); A hears
+	// PromptBBusy, PromptBNoAnswer or PromptCallFailed before being hung
+	// up when B is busy, does not answer or fails otherwise
+	// (CALLBRIDGE_PROMPT_B_BUSY, CALLBRIDGE_PROMPT_B_NO_ANSWER,
+	// CALLBRIDGE_PROMPT_CALL_FAILED). The defaults are FreeSWITCH's 8 kHz
+	// English prompts, which the docker/freeswitch image installs.
+	PromptHold, PromptBBusy, PromptBNoAnswer, PromptCallFailed string
 }
+
+// promptNone is the prompt setting that plays nothing.
+const promptNone = "none"
+
+// callieIVR is where FreeSWITCH's 8 kHz English IVR prompts are installed.
+const callieIVR = "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/"
 
 // setting is one configuration knob: its flag name, environment variable,
 // default and how to parse it into the Config.
@@ -124,6 +148,7 @@ func settings() []setting {
 			}
 			return nil
 		}},
+		{"dialplan-timeout", "CALLBRIDGE_DIALPLAN_TIMEOUT", "2s", "FreeSWITCH's xml_curl timeout (FS_DIALPLAN_TIMEOUT): slower /fs/dialplan answers count as late", durationSetter(func(c *Config, d time.Duration) { c.DialplanTimeout = d })},
 		{"webhook-secret", "CALLBRIDGE_WEBHOOK_SECRET", "", "HMAC key for webhook signatures", func(c *Config, v string) error { c.WebhookSecret = v; return nil }},
 		{"webhook-allow-private", "CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE", "false", "let webhooks reach private addresses", func(c *Config, v string) error {
 			b, err := strconv.ParseBool(v)
@@ -146,6 +171,10 @@ func settings() []setting {
 		{"record-dir", "CALLBRIDGE_RECORD_DIR", "/var/lib/freeswitch/recordings/callbridge", "recordings directory on the FreeSWITCH host", func(c *Config, v string) error { c.RecordDir = v; return nil }},
 		{"country-code", "CALLBRIDGE_COUNTRY_CODE", "", "country code for national number forms", func(c *Config, v string) error { c.CountryCode = v; return nil }},
 		{"rate-limit", "CALLBRIDGE_RATE_LIMIT", "50/100", "requests per second per API key, then the burst (0 disables)", parseRateLimit},
+		{"prompt-hold", "CALLBRIDGE_PROMPT_HOLD", callieIVR + "ivr-hold_connect_call.wav", "file a callback's prompt \"hold\" plays A while B rings, or none", func(c *Config, v string) error { c.PromptHold = v; return nil }},
+		{"prompt-b-busy", "CALLBRIDGE_PROMPT_B_BUSY", callieIVR + "ivr-user_busy.wav", "file A hears when B is busy, or none", func(c *Config, v string) error { c.PromptBBusy = v; return nil }},
+		{"prompt-b-no-answer", "CALLBRIDGE_PROMPT_B_NO_ANSWER", callieIVR + "ivr-no_user_response.wav", "file A hears when B does not answer, or none", func(c *Config, v string) error { c.PromptBNoAnswer = v; return nil }},
+		{"prompt-call-failed", "CALLBRIDGE_PROMPT_CALL_FAILED", callieIVR + "ivr-call_cannot_be_completed_as_dialed.wav", "file A hears when B fails otherwise, or none", func(c *Config, v string) error { c.PromptCallFailed = v; return nil }},
 	}
 }
 
@@ -290,6 +319,18 @@ func (c *Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.RecordDir, "/") || strings.ContainsAny(c.RecordDir, " \t\r\n{}[],|^&'\"$\\") {
 		return fmt.Errorf("invalid CALLBRIDGE_RECORD_DIR %q: want an absolute path without spaces or special characters", c.RecordDir)
+	}
+	for _, p := range []struct{ env, path string }{
+		{"CALLBRIDGE_PROMPT_HOLD", c.PromptHold}, {"CALLBRIDGE_PROMPT_B_BUSY", c.PromptBBusy},
+		{"CALLBRIDGE_PROMPT_B_NO_ANSWER", c.PromptBNoAnswer}, {"CALLBRIDGE_PROMPT_CALL_FAILED", c.PromptCallFailed},
+	} {
+		if p.path == promptNone {
+			continue
+		}
+		// The path goes into uuid_broadcast: accept exactly what it accepts.
+		if _, err := esl.UUIDBroadcast(promptCheckUUID, p.path, "aleg"); err != nil {
+			return fmt.Errorf("invalid %s %q: want an absolute path of A-Z, a-z, 0-9 and '_./-', or none", p.env, p.path)
+		}
 	}
 	if c.Gateway == "" || strings.ContainsAny(c.Gateway, " \t\r\n{}[],|^&'\"\\/") {
 		return fmt.Errorf("invalid CALLBRIDGE_GATEWAY %q: want a sofia gateway name", c.Gateway)

@@ -165,7 +165,7 @@ func runRates(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("rates import: %s: nothing imported: %w", file, err)
 	}
-	info, err := db.ImportRates(ctx, id, rates, replace)
+	info, err := db.ImportRates(ctx, id, rating.SliceRates(rates), replace)
 	if err != nil {
 		return fmt.Errorf("rates import: %s", describe(err))
 	}

@@ -49,8 +49,8 @@ func TestRunRerate(t *testing.T) {
 	if err := db.CreateRateDeck(ctx, deck); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.ImportRates(ctx, deck.ID, []rating.Rate{{Prefix: "4930", PerMinute: 600000, FirstIncrement: 30, NextIncrement: 30,
-		Days: rating.AllDays, Until: rating.Midnight}}, true); err != nil {
+	if _, err := db.ImportRates(ctx, deck.ID, rating.SliceRates([]rating.Rate{{Prefix: "4930", PerMinute: 600000, FirstIncrement: 30, NextIncrement: 30,
+		Days: rating.AllDays, Until: rating.Midnight}}), true); err != nil {
 		t.Fatal(err)
 	}
 	getenv := func(k string) string {

@@ -64,6 +64,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	var drain []func(context.Context)
 
 	metrics := controller.NewMetrics()
+	metrics.DialplanTimeout = cfg.DialplanTimeout
 	var draining atomic.Bool
 	srv := &controller.Server{
 		Metrics:              metrics,
@@ -162,8 +163,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	engine, err := controller.NewCallbackEngine(callbacks, pool, controller.CallbackEngineConfig{
 		Owner:          callbackOwner(cfg),
 		Gateway:        cfg.Gateway,
-		Prompts:        callbackPrompts(),
-		FailurePrompts: callbackFailurePrompts(),
+		Prompts:        callbackPrompts(cfg),
+		FailurePrompts: callbackFailurePrompts(cfg),
 		RecordDir:      cfg.RecordDir,
 		CallAuthorizer: func(limit time.Duration) callbridge.CallAuthorizer {
 			a := *callAuthorizer
@@ -265,6 +266,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return work },
+		ConnContext:       controller.ConnArrival,
 	}
 	select {
 	case <-indexReady:
@@ -358,19 +360,28 @@ func callbackOwner(cfg *Config) string {
 }
 
 // callbackPrompts is the allow-list of prompts a callback request may
-// name, as FreeSWITCH's packaged English sounds.
-func callbackPrompts() map[string]string {
-	return map[string]string{
-		"ringback": esl.ToneRingbackUS,
-		"hold":     "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-hold_connect_call.wav",
+// name: the ringback tone, and "hold" when CALLBRIDGE_PROMPT_HOLD is a file.
+func callbackPrompts(cfg *Config) map[string]string {
+	p := map[string]string{"ringback": esl.ToneRingbackUS}
+	if cfg.PromptHold != promptNone {
+		p["hold"] = cfg.PromptHold
 	}
+	return p
 }
 
-// callbackFailurePrompts are played to A when B cannot be reached.
-func callbackFailurePrompts() map[callbridge.FailReason]string {
-	return map[callbridge.FailReason]string{
-		callbridge.ReasonBBusy:     "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-user_busy.wav",
-		callbridge.ReasonBNoAnswer: "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-no_user_response.wav",
-		"":                         "/usr/share/freeswitch/sounds/en/us/callie/ivr/8000/ivr-call_cannot_be_completed_as_dialed.wav",
+// callbackFailurePrompts are played to A when B cannot be reached; a
+// reason whose setting is "none" hangs A up at once.
+func callbackFailurePrompts(cfg *Config) map[callbridge.FailReason]string {
+	p := map[callbridge.FailReason]string{}
+	for reason, path := range map[callbridge.FailReason]string{
+		callbridge.ReasonBBusy:     cfg.PromptBBusy,
+		callbridge.ReasonBNoAnswer: cfg.PromptBNoAnswer,
+		"":                         cfg.PromptCallFailed,
+	} {
+		if path == promptNone {
+			path = ""
+		}
+		p[reason] = path
 	}
+	return p
 }

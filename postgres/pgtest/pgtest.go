@@ -59,25 +59,37 @@ func New(tb testing.TB) *postgres.DB {
 // pools, have run).
 func URL(tb testing.TB) string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	u, drop, err := Create(context.Background())
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(drop)
+	return u
+}
+
+// Create makes a fresh migrated database and returns its URL and a
+// function that drops it, for code that has no testing.TB (a TestMain
+// sharing one database between tests).
+func Create(ctx context.Context) (url string, drop func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	admin, err := sqlx.Open("postgres", ServerURL())
 	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
+		return "", nil, err
 	}
 	defer admin.Close()
 	if err := admin.PingContext(ctx); err != nil {
-		tb.Fatalf("pgtest: PostgreSQL at %s is unreachable (run tests with `make test`, which provides one): %v", redact(ServerURL()), err)
+		return "", nil, fmt.Errorf("PostgreSQL at %s is unreachable (run tests with `make test`, which provides one): %w", redact(ServerURL()), err)
 	}
 	tpl, err := template(ctx, admin)
 	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
+		return "", nil, err
 	}
 	name := "cbtest_" + randomHex(8)
 	if _, err := admin.ExecContext(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tpl)); err != nil {
-		tb.Fatalf("pgtest: create database: %v", err)
+		return "", nil, fmt.Errorf("create database: %w", err)
 	}
-	tb.Cleanup(func() {
+	drop = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		admin, err := sqlx.Open("postgres", ServerURL())
@@ -86,8 +98,8 @@ func URL(tb testing.TB) string {
 		}
 		defer admin.Close()
 		admin.ExecContext(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name))
-	})
-	return withDatabase(ServerURL(), name)
+	}
+	return withDatabase(ServerURL(), name), drop, nil
 }
 
 // template returns the name of a database holding the current migrations,

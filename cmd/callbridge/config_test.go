@@ -1,0 +1,101 @@
+package main
+
+import (
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"callbridge"
+)
+
+// readmeSettings returns the README's configuration table: variable to the
+// text of its default column, without backquotes.
+func readmeSettings(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(CALLBRIDGE_[A-Z0-9_<>]+)` \\| ([^|]*) \\|").FindAllStringSubmatch(string(b), -1) {
+		rows[m[1]] = strings.Trim(strings.TrimSpace(m[2]), "`")
+	}
+	if len(rows) == 0 {
+		t.Fatal("README.md has no configuration table")
+	}
+	return rows
+}
+
+// TestREADMEListsEverySetting keeps the README's table and settings() in
+// step: every setting with its default, and no row for a setting that does
+// not exist (the per-job schedules are read elsewhere).
+func TestREADMEListsEverySetting(t *testing.T) {
+	rows := readmeSettings(t)
+	known := map[string]bool{"CALLBRIDGE_SCHEDULE_<JOB>": true}
+	for _, s := range settings() {
+		known[s.env] = true
+		def, ok := rows[s.env]
+		switch {
+		case !ok:
+			t.Errorf("README.md does not list %s", s.env)
+		case s.def == "" && !strings.HasPrefix(def, "("):
+			t.Errorf("README.md gives %s the default %q; it has none", s.env, def)
+		case s.def != "" && def != s.def:
+			t.Errorf("README.md gives %s the default %q, the code %q", s.env, def, s.def)
+		}
+	}
+	for env := range rows {
+		if !known[env] {
+			t.Errorf("README.md lists %s, which callbridge serve does not read", env)
+		}
+	}
+}
+
+func TestPromptSettings(t *testing.T) {
+	parse := func(env map[string]string) (*Config, error) {
+		env["CALLBRIDGE_DATABASE_URL"] = "postgres://x/y"
+		return parseConfig("serve", nil, func(k string) string { return env[k] }, io.Discard)
+	}
+	cfg, err := parse(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := callbackPrompts(cfg)["hold"]; got != callieIVR+"ivr-hold_connect_call.wav" {
+		t.Errorf("default hold prompt = %q", got)
+	}
+	if got := callbackFailurePrompts(cfg)[callbridge.ReasonBBusy]; got != callieIVR+"ivr-user_busy.wav" {
+		t.Errorf("default busy prompt = %q", got)
+	}
+
+	cfg, err = parse(map[string]string{
+		"CALLBRIDGE_PROMPT_HOLD":        "none",
+		"CALLBRIDGE_PROMPT_B_BUSY":      "/srv/prompts/busy.wav",
+		"CALLBRIDGE_PROMPT_B_NO_ANSWER": "none",
+		"CALLBRIDGE_PROMPT_CALL_FAILED": "/srv/prompts/failed-8k.wav",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompts, failures := callbackPrompts(cfg), callbackFailurePrompts(cfg)
+	if _, ok := prompts["hold"]; ok || prompts["ringback"] == "" {
+		t.Errorf("prompts with CALLBRIDGE_PROMPT_HOLD=none = %v, want ringback only", prompts)
+	}
+	want := map[callbridge.FailReason]string{
+		callbridge.ReasonBBusy:     "/srv/prompts/busy.wav",
+		callbridge.ReasonBNoAnswer: "", // present and empty: A is hung up at once
+		"":                         "/srv/prompts/failed-8k.wav",
+	}
+	for reason, path := range want {
+		if got, ok := failures[reason]; !ok || got != path {
+			t.Errorf("failure prompt for %q = %q (set %v), want %q", reason, got, ok, path)
+		}
+	}
+
+	for _, bad := range []string{"prompts/busy.wav", "/srv/my prompts/busy.wav", "/srv/../etc/passwd", "/srv/p.wav;hangup", "/srv/"} {
+		if _, err := parse(map[string]string{"CALLBRIDGE_PROMPT_B_BUSY": bad}); err == nil || !strings.Contains(err.Error(), "CALLBRIDGE_PROMPT_B_BUSY") {
+			t.Errorf("CALLBRIDGE_PROMPT_B_BUSY=%q: error %v, want one naming the setting", bad, err)
+		}
+	}
+}

@@ -1,0 +1,159 @@
+package realswitch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"callbridge/postgres/pgtest"
+)
+
+// Options configure an Env; the zero value is a working default.
+type Options struct {
+	// Binary is the callbridge binary (BuildController); built into the
+	// Env's own directory when empty.
+	Binary string
+	// SwitchEnv holds FS_* variables for FreeSWITCH (FS_MAX_SESSIONS...).
+	SwitchEnv map[string]string
+	// ControllerEnv holds CALLBRIDGE_* variables for the controller.
+	ControllerEnv map[string]string
+}
+
+// Env is one FreeSWITCH, one controller with its own database, and the
+// carrier: a sipp UAS (testdata/sipp/carrier.xml) behind the "carrier"
+// gateway that answers every leg FreeSWITCH dials as the called number
+// says (see Number).
+type Env struct {
+	Switch     *Switch
+	Controller *Controller
+	Carrier    *Sipp
+	// Admin calls the API with the admin token.
+	Admin *Client
+	// DatabaseURL is the controller's private database.
+	DatabaseURL string
+
+	ctrl   ControllerConfig
+	dir    string
+	dropDB func()
+}
+
+const (
+	adminToken       = "realswitch-admin-token"
+	dialplanUser     = "freeswitch"
+	dialplanPassword = "realswitch-dialplan"
+)
+
+// Start starts an Env: the carrier sipp, a database, FreeSWITCH with the
+// repository's freeswitch-conf/ (only FS_* variables set), and a
+// controller connected to it and ready. Close stops it all.
+func Start(opts Options) (env *Env, err error) {
+	e := &Env{}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	if e.dir, err = os.MkdirTemp("", "realswitch-"); err != nil {
+		return nil, err
+	}
+	bin := opts.Binary
+	if bin == "" {
+		if bin, err = BuildController(e.dir); err != nil {
+			return nil, err
+		}
+	}
+	if e.Carrier, err = StartSipp(SippConfig{Scenario: "carrier.xml"}); err != nil {
+		return nil, err
+	}
+	if e.DatabaseURL, e.dropDB, err = pgtest.Create(context.Background()); err != nil {
+		return nil, fmt.Errorf("realswitch: %w", err)
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	httpAddr := "127.0.0.1:" + strconv.Itoa(port)
+	if e.Switch, err = StartSwitch(SwitchConfig{
+		DialplanURL:         "http://" + httpAddr + "/fs/dialplan",
+		DialplanCredentials: dialplanUser + ":" + dialplanPassword,
+		CarrierProxy:        e.Carrier.Addr,
+		Env:                 opts.SwitchEnv,
+	}); err != nil {
+		return nil, err
+	}
+	e.ctrl = ControllerConfig{
+		Binary: bin, DatabaseURL: e.DatabaseURL, HTTPAddr: httpAddr,
+		ESL: []string{e.Switch.ESLAddr}, ESLPassword: e.Switch.ESLPassword,
+		AdminToken: adminToken, DialplanUser: dialplanUser, DialplanPassword: dialplanPassword,
+		Dir: e.dir, Env: opts.ControllerEnv,
+	}
+	if err := e.StartController(); err != nil {
+		return nil, err
+	}
+	e.Admin = &Client{URL: e.Controller.URL, Token: adminToken}
+	return e, nil
+}
+
+// StartController starts the controller (again, after Controller.Kill
+// or Stop) on the same address, database and spool, and waits until it
+// is ready.
+func (e *Env) StartController() error {
+	c, err := StartController(e.ctrl)
+	if err != nil {
+		return err
+	}
+	e.Controller = c
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return c.WaitReady(ctx)
+}
+
+// NewAccount creates a postpaid EUR account and returns its client.
+func (e *Env) NewAccount(ctx context.Context, name string) (*Client, error) {
+	return e.Admin.CreateAccount(ctx, AccountRequest{Name: name, ServiceNumber: "+49 30 1234567", Currency: "EUR"})
+}
+
+// Close stops the controller, FreeSWITCH and sipp, and drops the
+// database.
+func (e *Env) Close() error {
+	var errs []error
+	if e.Controller != nil {
+		select {
+		case <-e.Controller.Done():
+		default:
+			errs = append(errs, e.Controller.Stop(10*time.Second))
+		}
+	}
+	if e.Switch != nil {
+		errs = append(errs, e.Switch.Stop())
+	}
+	if e.Carrier != nil {
+		e.Carrier.Stop()
+	}
+	if e.dropDB != nil {
+		e.dropDB()
+	}
+	if e.dir != "" && os.Getenv("REALSWITCH_KEEP") == "" {
+		os.RemoveAll(e.dir)
+	}
+	return errors.Join(errs...)
+}
+
+// Diagnostics returns the ends of the controller's and FreeSWITCH's logs
+// and sipp's errors, for a failing test's message.
+func (e *Env) Diagnostics() string {
+	s := ""
+	if e.Controller != nil {
+		s += "--- controller log\n" + e.Controller.LogTail(6000) + "\n"
+	}
+	if e.Switch != nil {
+		s += "--- FreeSWITCH log\n" + e.Switch.LogTail(6000) + "\n"
+	}
+	if e.Carrier != nil {
+		s += "--- carrier sipp\n" + tail(e.Carrier.Errors(), 2000) + "\n"
+	}
+	return s
+}

@@ -1,0 +1,174 @@
+package realswitch
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// trace is the start of a -trace_msg file as sipp 3.6.1 writes it: a busy
+// callee, then an answered call that FreeSWITCH hangs up.
+const trace = `----------------------------------------------- 2026-12-06 05:29:54.655763
+UDP message received [514] bytes :
+
+INVITE sip:4930486@127.0.0.1:35060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:35070;branch=z9hG4bK-1
+From: "4930111" <sip:4930111@127.0.0.1>;tag=abc
+To: <sip:4930486@127.0.0.1:35060>
+Call-ID: busy-1
+CSeq: 1 INVITE
+Content-Length: 0
+
+
+----------------------------------------------- 2026-12-06 05:29:54.666179
+UDP message sent (269 bytes):
+
+SIP/2.0 486 Busy Here
+Call-ID: busy-1
+CSeq: 1 INVITE
+Content-Length: 0
+
+
+----------------------------------------------- 2026-12-06 05:30:15.229444
+UDP message received [514] bytes :
+
+INVITE sip:4930200@127.0.0.1:35060 SIP/2.0
+Call-ID: talk-1
+P-Asserted-Identity: <sip:4930999@127.0.0.1>
+CSeq: 1 INVITE
+Content-Length: 0
+
+
+----------------------------------------------- 2026-12-06 05:30:15.542851
+UDP message sent (554 bytes):
+
+SIP/2.0 200 OK
+Call-ID: talk-1
+CSeq: 1 INVITE
+
+v=0
+----------------------------------------------- 2026-12-06 05:30:17.547099
+UDP message received [364] bytes :
+
+BYE sip:4930200@127.0.0.1:35060 SIP/2.0
+Call-ID: talk-1
+CSeq: 2 BYE
+
+
+----------------------------------------------- 2026-12-06 05:30:17.547939
+UDP message sent (305 bytes):
+
+SIP/2.0 200 OK
+Call-ID: talk-1
+CSeq: 2 BYE
+
+`
+
+func TestParseTrace(t *testing.T) {
+	calls := parseTrace(trace)
+	if len(calls) != 2 {
+		t.Fatalf("got %d calls, want 2", len(calls))
+	}
+	busy, talk := calls[0], calls[1]
+	if busy.Number != "4930486" || talk.Number != "4930200" {
+		t.Errorf("numbers %q %q, want 4930486 4930200", busy.Number, talk.Number)
+	}
+	if f, ok := busy.Final(); !ok || f.Status != 486 || !f.Sent {
+		t.Errorf("busy final = %+v %v, want 486 sent", f, ok)
+	}
+	if !busy.Ended() || !talk.Ended() {
+		t.Errorf("ended %v %v, want both", busy.Ended(), talk.Ended())
+	}
+	inv, _ := busy.Invite()
+	if got := inv.Header("from"); got != `"4930111" <sip:4930111@127.0.0.1>;tag=abc` {
+		t.Errorf("From = %q", got)
+	}
+	inv, _ = talk.Invite()
+	if got := inv.Header("P-Asserted-Identity"); got != "<sip:4930999@127.0.0.1>" {
+		t.Errorf("P-Asserted-Identity = %q", got)
+	}
+	if d, ok := talk.Talk(); !ok || d != 2004248*time.Microsecond {
+		t.Errorf("talk = %v %v, want 2.004248s", d, ok)
+	}
+	if _, ok := busy.Talk(); ok {
+		t.Error("a refused call has a talk time")
+	}
+}
+
+func TestNumber(t *testing.T) {
+	tests := []struct {
+		n    int
+		b    Behaviour
+		want string
+	}{
+		{1, Busy, "+49300001486"},
+		{12, Hold(7), "+49300012207"},
+		{9999, Answer, "+49309999200"},
+	}
+	for _, tt := range tests {
+		if got := Number(tt.n, tt.b); got != tt.want {
+			t.Errorf("Number(%d, %s) = %s, want %s", tt.n, tt.b, got, tt.want)
+		}
+	}
+	// The carrier's dispatch must know every behaviour.
+	scenario, err := os.ReadFile("testdata/sipp/carrier.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []Behaviour{Busy, Decline, NotFound, NoAnswer, Answer} {
+		if !strings.Contains(string(scenario), `INVITE sip:[^@ ]*`+string(b)+`@`) {
+			t.Errorf("carrier.xml does not dispatch on %s", b)
+		}
+	}
+}
+
+func TestUlaw(t *testing.T) {
+	tests := []struct {
+		in   int
+		want byte
+	}{{0, 0xff}, {-1, 0x7f}, {32767, 0x80}, {-32768, 0x00}, {1000, 0xce}}
+	for _, tt := range tests {
+		if got := ulaw(tt.in); got != tt.want {
+			t.Errorf("ulaw(%d) = %#x, want %#x", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestWiring checks `make test-freeswitch` runs this suite, CI runs it,
+// and README.md says so: the suite never runs under `go test ./...`.
+func TestWiring(t *testing.T) {
+	read := func(p string) string {
+		b, err := os.ReadFile(filepath.Join("..", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	checks := []struct{ file, pattern string }{
+		{"Makefile", `(?m)^test-freeswitch:\n\tscripts/with-postgres\.sh scripts/test-freeswitch\.sh$`},
+		{"scripts/test-freeswitch.sh", `go test -tags realswitch -count=1 -timeout 15m \./realswitch/`},
+		{".ci/run", `(?m)^make test\nmake test-freeswitch$`},
+		{"README.md", "`make test-freeswitch`"},
+	}
+	for _, c := range checks {
+		if !regexp.MustCompile(c.pattern).MatchString(read(c.file)) {
+			t.Errorf("%s does not match %s", c.file, c.pattern)
+		}
+	}
+	tests, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range tests {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f != "harness_test.go" && !strings.HasPrefix(string(b), "//go:build realswitch\n") {
+			t.Errorf("%s lacks //go:build realswitch: go test ./... would run it without a switch", f)
+		}
+	}
+}

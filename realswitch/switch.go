@@ -1,0 +1,407 @@
+package realswitch
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"callbridge/esl"
+)
+
+// SwitchConfig is how one FreeSWITCH is run.
+type SwitchConfig struct {
+	// Dir holds FreeSWITCH (run.sh, bin/, mod/): FREESWITCH_DIR, else
+	// ../shared/freeswitch from the repository root.
+	Dir string
+	// Conf is the configuration directory: the repository's
+	// freeswitch-conf/ when empty. It is used unchanged.
+	Conf string
+	// DialplanURL is FS_DIALPLAN_URL, the controller's /fs/dialplan.
+	DialplanURL string
+	// DialplanCredentials is FS_DIALPLAN_CREDENTIALS (user:password).
+	DialplanCredentials string
+	// CarrierProxy is FS_CARRIER_PROXY: where the "carrier" gateway sends
+	// every leg (host:port of the carrier sipp).
+	CarrierProxy string
+	// Env holds further FS_* variables (FS_MAX_SESSIONS...); they win over
+	// the ones the harness picks.
+	Env map[string]string
+}
+
+// Switch is a running FreeSWITCH on loopback with its own ports.
+type Switch struct {
+	// ESLAddr and ESLPassword reach its event socket.
+	ESLAddr, ESLPassword string
+	// ExternalSIP is the external (carrier) profile's address, InternalSIP
+	// the internal profile's: where test phones send INVITEs.
+	ExternalSIP, InternalSIP string
+	// RTPStart and RTPEnd are its RTP port range (even, its own).
+	RTPStart, RTPEnd int
+	// State is its state directory (log/, db/, run/...).
+	State string
+
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error
+	esl    *esl.Client
+	stop   context.CancelFunc
+	events *esl.Subscription
+
+	mu      sync.Mutex
+	hangups map[string]esl.Event // CHANNEL_HANGUP_COMPLETE by unique id
+	changed chan struct{}        // closed and replaced when hangups grows
+}
+
+// FreeSWITCHDir returns the FreeSWITCH build the suite uses:
+// FREESWITCH_DIR, else ../shared/freeswitch next to the repository root.
+// The error says how to get one.
+func FreeSWITCHDir() (string, error) {
+	dir := os.Getenv("FREESWITCH_DIR")
+	if dir == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(root, "..", "shared", "freeswitch")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run.sh")); err != nil {
+		return "", fmt.Errorf("realswitch: no FreeSWITCH in %s (%v): set FREESWITCH_DIR to a FreeSWITCH 1.10 build holding run.sh, bin/ and mod/ "+
+			"(the one in ../shared/freeswitch, see its README.md; or build v1.10.12 with the 15 modules of freeswitch-conf/autoload_configs/modules.conf.xml)", dir, err)
+	}
+	return filepath.Abs(dir)
+}
+
+// RepoRoot returns the repository root (the directory holding go.mod),
+// searching up from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("realswitch: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// FreePort returns a loopback port free right now for both TCP and UDP
+// (SIP listens on both).
+func FreePort() (int, error) {
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return port, nil
+	}
+	return 0, errors.New("realswitch: no free port")
+}
+
+// rtpRange picks a random even range of n ports in 20000-60000, so that
+// concurrent FreeSWITCH and sipp instances on one machine do not collide.
+func rtpRange(n int) (start, end int) {
+	start = 20000 + 2*rand.IntN((40000-n)/2)
+	return start, start + n - 1
+}
+
+// StartSwitch runs FreeSWITCH in the foreground (run.sh -nf -nonat) with
+// cfg, on free loopback ports, and returns once its event socket accepts
+// auth and the profiles run.
+func StartSwitch(cfg SwitchConfig) (*Switch, error) {
+	dir := cfg.Dir
+	if dir == "" {
+		var err error
+		if dir, err = FreeSWITCHDir(); err != nil {
+			return nil, err
+		}
+	}
+	conf := cfg.Conf
+	if conf == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			return nil, err
+		}
+		conf = filepath.Join(root, "freeswitch-conf")
+	}
+	state, err := os.MkdirTemp("", "realswitch-fs-")
+	if err != nil {
+		return nil, err
+	}
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Switch{
+		ESLAddr:     fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		ESLPassword: "realswitch-" + strconv.Itoa(rand.IntN(1e9)),
+		InternalSIP: fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		ExternalSIP: fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		State:       state,
+		done:        make(chan struct{}),
+		hangups:     map[string]esl.Event{},
+		changed:     make(chan struct{}),
+	}
+	s.RTPStart, s.RTPEnd = rtpRange(400)
+	env := map[string]string{
+		"FS_SIP_IP":               "127.0.0.1",
+		"FS_RTP_IP":               "127.0.0.1",
+		"FS_EXTERNAL_IP":          "127.0.0.1",
+		"FS_INTERNAL_IP":          "127.0.0.1",
+		"FS_ESL_LISTEN_IP":        "127.0.0.1",
+		"FS_ESL_PORT":             strconv.Itoa(ports[0]),
+		"FS_ESL_PASSWORD":         s.ESLPassword,
+		"FS_INTERNAL_SIP_PORT":    strconv.Itoa(ports[1]),
+		"FS_EXTERNAL_SIP_PORT":    strconv.Itoa(ports[2]),
+		"FS_INTERNAL_ALLOW":       "127.0.0.0/8",
+		"FS_CARRIER_ALLOW":        "127.0.0.0/8",
+		"FS_RTP_START_PORT":       strconv.Itoa(s.RTPStart),
+		"FS_RTP_END_PORT":         strconv.Itoa(s.RTPEnd),
+		"FS_DIALPLAN_URL":         cfg.DialplanURL,
+		"FS_DIALPLAN_CREDENTIALS": cfg.DialplanCredentials,
+		"FS_CARRIER_PROXY":        cfg.CarrierProxy,
+		"FS_CARRIER_REALM":        "carrier.test",
+		"FS_MAX_SESSIONS":         "200",
+		"FS_SESSIONS_PER_SECOND":  "100",
+	}
+	for k, v := range cfg.Env {
+		env[k] = v
+	}
+	cmd := exec.Command(filepath.Join(dir, "run.sh"), conf, state, "-nf", "-nonat")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + state}
+	for k, v := range env {
+		if v != "" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	// Its own process group: a signal to the test's group (^C) reaches
+	// it through Stop, not twice.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := os.Create(filepath.Join(state, "stdout.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("realswitch: start FreeSWITCH: %w", err)
+	}
+	s.cmd = cmd
+	go func() {
+		s.err = cmd.Wait()
+		out.Close()
+		close(s.done)
+	}()
+	if err := s.connect(); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("%w\n%s", err, s.LogTail(4000))
+	}
+	return s, nil
+}
+
+// connect waits for the event socket to accept auth, and keeps a
+// connection that records every channel's CHANNEL_HANGUP_COMPLETE.
+func (s *Switch) connect() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	s.esl = esl.NewClient(esl.Config{
+		Name: "realswitch", Addr: s.ESLAddr, Password: s.ESLPassword,
+		Events:     []esl.EventName{esl.ChannelHangupComplete},
+		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+	})
+	s.events = s.esl.Subscribe(0)
+	go s.esl.Run(ctx)
+	go s.record()
+	deadline := time.After(60 * time.Second)
+	for s.esl.State() != esl.StateConnected {
+		select {
+		case <-s.done:
+			return fmt.Errorf("realswitch: FreeSWITCH exited before its event socket accepted auth: %v", s.err)
+		case <-deadline:
+			return errors.New("realswitch: FreeSWITCH's event socket did not accept auth within 60s")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// The event socket loads before sofia: wait for both profiles.
+	for {
+		out, err := s.API(ctx, "sofia status")
+		if err == nil && strings.Count(out, "RUNNING") >= 2 {
+			return nil
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("realswitch: FreeSWITCH exited: %v", s.err)
+		case <-deadline:
+			return fmt.Errorf("realswitch: sofia profiles not running within 60s: %s %v", out, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Switch) record() {
+	for e := range s.events.C() {
+		if e.Name != esl.ChannelHangupComplete {
+			continue
+		}
+		s.mu.Lock()
+		s.hangups[strings.ToLower(e.Get("Unique-ID"))] = e
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.mu.Unlock()
+	}
+}
+
+// API runs an api command on its own event-socket connection, framed
+// as mod_event_socket reads it (every line ending in a bare LF), and
+// returns the reply body.
+func (s *Switch) API(ctx context.Context, cmd string) (string, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", s.ESLAddr)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	} else {
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+	}
+	r := bufio.NewReader(conn)
+	if _, _, err := readFrame(r); err != nil {
+		return "", err
+	}
+	if _, err := fmt.Fprintf(conn, "auth %s\n\n", s.ESLPassword); err != nil {
+		return "", err
+	}
+	h, _, err := readFrame(r)
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(h["Reply-Text"], "+OK") {
+		return "", fmt.Errorf("realswitch: auth: %s", h["Reply-Text"])
+	}
+	if _, err := fmt.Fprintf(conn, "api %s\n\n", cmd); err != nil {
+		return "", err
+	}
+	_, body, err := readFrame(r)
+	return body, err
+}
+
+// readFrame reads one event-socket frame: headers, a blank line, and
+// Content-Length bytes of body.
+func readFrame(r *bufio.Reader) (map[string]string, string, error) {
+	h := map[string]string{}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return nil, "", err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			if len(h) == 0 {
+				continue
+			}
+			break
+		}
+		k, v, _ := strings.Cut(line, ":")
+		h[k] = strings.TrimSpace(v)
+	}
+	n, _ := strconv.Atoi(h["Content-Length"])
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, "", err
+	}
+	return h, string(body), nil
+}
+
+// Hangup waits until FreeSWITCH reports CHANNEL_HANGUP_COMPLETE for the
+// channel uuid and returns that event (hangup cause, q850, billmsec, RTP
+// counters as variable_*).
+func (s *Switch) Hangup(ctx context.Context, uuid string) (esl.Event, error) {
+	uuid = strings.ToLower(uuid)
+	for {
+		s.mu.Lock()
+		e, ok := s.hangups[uuid]
+		changed := s.changed
+		s.mu.Unlock()
+		if ok {
+			return e, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return esl.Event{}, fmt.Errorf("realswitch: no CHANNEL_HANGUP_COMPLETE for %s: %w", uuid, ctx.Err())
+		}
+	}
+}
+
+// Log returns FreeSWITCH's log file.
+func (s *Switch) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.State, "log", "freeswitch.log"))
+	out, _ := os.ReadFile(filepath.Join(s.State, "stdout.log"))
+	return string(out) + string(b)
+}
+
+// LogTail returns the last n bytes of Log, for failure messages.
+func (s *Switch) LogTail(n int) string { return tail(s.Log(), n) }
+
+// Stop sends SIGTERM and waits for FreeSWITCH to exit and remove its pid
+// file (SIGKILL after 30 s), then removes its state directory.
+func (s *Switch) Stop() error {
+	if s.stop != nil {
+		s.stop()
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+		return errors.New("realswitch: FreeSWITCH did not stop within 30s of SIGTERM; killed")
+	}
+	pid := filepath.Join(s.State, "run", "freeswitch.pid")
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(pid); err != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if os.Getenv("REALSWITCH_KEEP") == "" {
+		os.RemoveAll(s.State)
+	}
+	return nil
+}
+
+// tail returns the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
