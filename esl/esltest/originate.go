@@ -57,6 +57,29 @@ func parseVarBlock(s string, into *vars) {
 	}
 }
 
+// blockEnd returns the index of the bracket that closes the variable
+// block ds starts with, or -1. Brackets of the same kind nest (a CDR
+// hook holds "{name}" references) and escaped characters are skipped.
+func blockEnd(ds string) int {
+	open := ds[0]
+	closer := map[byte]byte{'{': '}', '[': ']', '<': '>'}[open]
+	depth := 0
+	for i := 0; i < len(ds); i++ {
+		switch ds[i] {
+		case '\\':
+			i++
+		case open:
+			depth++
+		case closer:
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
 // errBadDialString reports a dial string that names no usable endpoint.
 var errBadDialString = errors.New("esltest: bad dial string")
 
@@ -64,8 +87,7 @@ var errBadDialString = errors.New("esltest: bad dial string")
 func parseEndpoint(ds string) (*endpoint, error) {
 	ep := &endpoint{}
 	for len(ds) > 0 && (ds[0] == '{' || ds[0] == '[' || ds[0] == '<') {
-		closer := map[byte]byte{'{': '}', '[': ']', '<': '>'}[ds[0]]
-		end := strings.IndexByte(ds, closer)
+		end := blockEnd(ds)
 		if end < 0 {
 			return nil, errBadDialString
 		}
