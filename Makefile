@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.7.0
 
-.PHONY: all build test test-faults test-freeswitch lint demo bench fmt clean
+.PHONY: all build test test-faults test-freeswitch test-cluster lint demo bench fmt clean
 
 all: build
 
@@ -25,6 +25,11 @@ test-faults:
 ## sipp carriers and phones, PostgreSQL and `callbridge serve`, on loopback
 test-freeswitch:
 	scripts/with-postgres.sh scripts/test-freeswitch.sh
+
+## test-cluster: the scale-out suite: Kamailio (kamailio/kamailio.cfg) in front of two real
+## FreeSWITCH nodes, two controllers on one PostgreSQL, sipp carriers and phones, on loopback
+test-cluster:
+	REALSWITCH_SUITE=cluster scripts/with-postgres.sh scripts/test-freeswitch.sh
 
 ## lint: gofmt, go vet and staticcheck
 lint:

@@ -2,6 +2,7 @@ package callbridge
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -106,8 +107,8 @@ const (
 	LineCredit = "credit"
 )
 
-// InvoiceLine is one line of an invoice: the usage of one destination
-// group in one period. Lines of earlier periods are credit or debit notes.
+// InvoiceLine is one line of an invoice or credit note: the usage of one
+// destination group in one period, or its correction.
 type InvoiceLine struct {
 	Kind string `json:"kind" db:"kind"`
 	// Period is the month the usage belongs to, "YYYY-MM".
@@ -118,7 +119,11 @@ type InvoiceLine struct {
 	Calls       int64  `json:"calls" db:"calls"`
 	Answered    int64  `json:"answered" db:"answered"`
 	BilledMS    int64  `json:"billed_ms" db:"billed_ms"`
-	Amount      int64  `json:"amount_micros" db:"amount"`
+	// Amount is the exact sum of the rated CDRs, in micro-units.
+	Amount int64 `json:"amount_micros" db:"amount"`
+	// AmountMinor is Amount rounded to the currency's minor unit
+	// (RoundToMinor): what the line charges.
+	AmountMinor int64 `json:"amount_minor" db:"amount_minor"`
 }
 
 // DayUsage is an account's usage on one day, for an invoice's chart.
@@ -128,34 +133,142 @@ type DayUsage struct {
 	Amount int64  `json:"amount_micros" db:"amount"`
 }
 
-// Invoice is an account's bill for one month. Once issued it never
-// changes; corrections appear as credit and debit lines of a later one.
+// Kinds of billing document (Invoice.Kind).
+const (
+	// DocInvoice bills a closed month: its usage, and the corrections of
+	// earlier months that net to a charge.
+	DocInvoice = "invoice"
+	// DocCreditNote returns money: the corrections of one earlier month
+	// that net to a credit. It references the invoice it corrects and is
+	// numbered in its own sequence; an invoice is never negative.
+	DocCreditNote = "credit_note"
+)
+
+// Invoice is a billing document: an account's invoice for one closed
+// month, or a credit note (Kind). Once issued it never changes;
+// corrections appear on later documents.
+//
+// Amounts due are whole minor units of the currency (ISO 4217: cents for
+// EUR and USD, yen for JPY, fils for KWD; Exponent says which). Rounding
+// happens in one place, the lines: each line's exact amount (micro-units,
+// the sum of its rated CDRs, which keep their micro-units) is rounded
+// half away from zero to minor units; the subtotal is the sum of the
+// rounded lines; the tax is subtotal × TaxBPS / 10000 rounded half away
+// from zero to minor units; the total is subtotal plus tax. Rounding is
+// what the rounded lines differ from the exact ones, in micro-units.
+//
+// A credit note's lines and amounts are negative, so the sum of an
+// account's documents is what it owes.
 type Invoice struct {
-	ID        string `json:"id" db:"id"`
+	ID        string `json:"id,omitempty" db:"id"`
 	AccountID string `json:"account_id" db:"account_id"`
-	// Issuer is the entity issuing the invoice; Seq counts its invoices
-	// without gaps and Number is the printed form, such as "CB-000042".
-	Issuer   string `json:"issuer" db:"issuer"`
-	Seq      int64  `json:"seq" db:"seq"`
-	Number   string `json:"number" db:"number"`
-	Period   string `json:"period" db:"period"` // YYYY-MM
+	// Kind is DocInvoice or DocCreditNote.
+	Kind string `json:"kind" db:"kind"`
+	// Issuer is the entity issuing the document; Seq counts its
+	// documents of this Kind without gaps and Number is the printed form,
+	// such as "CB-000042" for an invoice or "CB-CN-000007" for a credit
+	// note.
+	Issuer string `json:"issuer" db:"issuer"`
+	Seq    int64  `json:"seq" db:"seq"`
+	Number string `json:"number" db:"number"`
+	// CorrectsID and CorrectsNumber name the invoice a credit note
+	// corrects: the one that billed Period (empty on an invoice).
+	CorrectsID     string `json:"corrects_id,omitempty" db:"corrects_id"`
+	CorrectsNumber string `json:"corrects_number,omitempty" db:"corrects_number"`
+	// Period is the month billed (YYYY-MM); for a credit note, the month
+	// whose charges it corrects.
+	Period   string `json:"period" db:"period"`
 	Currency string `json:"currency" db:"currency"`
+	// Exponent is the currency's minor unit: amounts in minor units have
+	// that many decimals (2: cents).
+	Exponent int `json:"exponent" db:"exponent"`
 	// PeriodStart and PeriodEnd bound the month in the billing zone,
 	// [start, end), as UTC instants.
 	PeriodStart time.Time `json:"period_start" db:"period_start"`
 	PeriodEnd   time.Time `json:"period_end" db:"period_end"`
 	IssuedAt    time.Time `json:"issued_at" db:"issued_at"`
 	DueAt       time.Time `json:"due_at" db:"due_at"`
-	// Subtotal is the sum of the lines; Tax is Subtotal × TaxBPS / 10000
-	// rounded half away from zero; Total is their sum.
-	Subtotal int64         `json:"subtotal_micros" db:"subtotal"`
-	TaxBPS   int64         `json:"tax_bps" db:"tax_bps"`
-	TaxLabel string        `json:"tax_label" db:"tax_label"`
-	Tax      int64         `json:"tax_micros" db:"tax"`
-	Total    int64         `json:"total_micros" db:"total"`
+	// Exact is the sum of the lines' exact amounts, in micro-units.
+	Exact int64 `json:"exact_micros" db:"exact"`
+	// Subtotal is the sum of the lines' AmountMinor; Tax is Subtotal ×
+	// TaxBPS / 10000 rounded half away from zero; Total is their sum.
+	// All three are minor units.
+	Subtotal int64  `json:"subtotal_minor" db:"subtotal"`
+	TaxBPS   int64  `json:"tax_bps" db:"tax_bps"`
+	TaxLabel string `json:"tax_label" db:"tax_label"`
+	Tax      int64  `json:"tax_minor" db:"tax"`
+	Total    int64  `json:"total_minor" db:"total"`
+	// Rounding is Subtotal in micro-units minus Exact: what rounding the
+	// lines to minor units added (negative: took away).
+	Rounding int64         `json:"rounding_micros" db:"rounding"`
 	Lines    []InvoiceLine `json:"lines,omitempty" db:"-"`
-	// Days is the usage of the period by day as it stood at issue.
+	// Days is the usage of the period by day as it stood at issue (an
+	// invoice's chart; a credit note has none).
 	Days []DayUsage `json:"days,omitempty" db:"-"`
+	// Draft marks a document computed for an open period or a preview:
+	// it was not issued, has no number and binds nobody.
+	Draft bool `json:"draft,omitempty" db:"-"`
+}
+
+// TaxOf returns subtotal × bps / 10000 rounded half away from zero: the
+// tax of a subtotal in minor units, in minor units.
+func TaxOf(subtotal, bps int64) int64 {
+	// subtotal × bps could overflow int64 for absurd subtotals; split
+	// the subtotal so no product does.
+	q, r := subtotal/10000, subtotal%10000
+	tax := q * bps
+	p := r * bps // |r| < 10000, bps <= 10000: fits
+	tq, tr := p/10000, p%10000
+	tax += tq
+	if tr < 0 {
+		tr = -tr
+	}
+	if 2*tr >= 10000 {
+		if p < 0 {
+			tax--
+		} else {
+			tax++
+		}
+	}
+	return tax
+}
+
+// InvoiceMonthBounds returns the UTC instants bounding month y-m read in
+// loc: [start, end).
+func InvoiceMonthBounds(y int, m time.Month, loc *time.Location) (start, end time.Time) {
+	return time.Date(y, m, 1, 0, 0, 0, 0, loc).UTC(), time.Date(y, m+1, 1, 0, 0, 0, 0, loc).UTC()
+}
+
+// MaxInvoiceGrace bounds the grace for late CDRs: a month must close
+// before the next one ends.
+const MaxInvoiceGrace = 27 * 24 * time.Hour
+
+// CheckPeriodClosed returns nil when month y-m, read in loc, is closed at
+// now: it ended at least grace (the time given to late CDRs) before now.
+// Otherwise it returns an ECONFLICT *Error on field "month" saying when
+// the month closes. It is the only decision on whether a month may be
+// invoiced; the caller supplies the clock.
+func CheckPeriodClosed(y int, m time.Month, loc *time.Location, grace time.Duration, now time.Time) error {
+	_, end := InvoiceMonthBounds(y, m, loc)
+	closes := end.Add(grace)
+	if now.Before(closes) {
+		state := "has not ended"
+		if !now.Before(end) {
+			state = "ended " + end.Format(time.RFC3339) + " but is in its grace for late CDRs"
+		}
+		return &Error{Code: ECONFLICT, Field: "month", Message: fmt.Sprintf(
+			"%04d-%02d (%s) %s: it can be invoiced from %s (the month's end plus a grace of %s)",
+			y, int(m), loc, state, closes.UTC().Format(time.RFC3339), grace)}
+	}
+	return nil
+}
+
+// LatestClosedMonth returns the latest month, read in loc, that is closed
+// at now (CheckPeriodClosed).
+func LatestClosedMonth(loc *time.Location, grace time.Duration, now time.Time) (int, time.Month) {
+	t := now.Add(-grace).In(loc)
+	m := time.Date(t.Year(), t.Month()-1, 1, 0, 0, 0, 0, time.UTC)
+	return m.Year(), m.Month()
 }
 
 // BillingProfile is how an account is billed.
@@ -306,11 +419,24 @@ type BillingService interface {
 	JobRuns(ctx context.Context, job string, limit int) ([]JobRun, error)
 	// Usage reports an account's usage. EINVALID.
 	Usage(ctx context.Context, accountID string, f UsageFilter) (*UsageReport, error)
-	// Invoices lists an account's invoices, newest first, without lines.
+	// Invoices lists an account's invoices and credit notes, newest
+	// first, without lines.
 	Invoices(ctx context.Context, accountID string) ([]*Invoice, error)
-	// Invoice returns one invoice of an account with its lines and daily
-	// usage. ENOTFOUND.
+	// Invoice returns one invoice or credit note of an account with its
+	// lines and daily usage. ENOTFOUND.
 	Invoice(ctx context.Context, accountID, id string) (*Invoice, error)
+	// IssueInvoices issues the documents of month year-month for every
+	// account, or for accountID only: an invoice per account with usage
+	// in the month or corrections of earlier months netting to a charge,
+	// and a credit note per earlier month whose corrections net to a
+	// credit. A re-run issues nothing new. ECONFLICT when the month is
+	// not closed at now (CheckPeriodClosed) or the account's rollups were
+	// made in another zone; EINVALID, ENOTFOUND.
+	IssueInvoices(ctx context.Context, year int, month time.Month, accountID string, now time.Time) ([]*Invoice, error)
+	// DraftInvoices computes what IssueInvoices would issue at now, for
+	// any month, closed or not, without issuing anything: the documents
+	// are Draft and unnumbered. EINVALID, ENOTFOUND, ECONFLICT (zones).
+	DraftInvoices(ctx context.Context, year int, month time.Month, accountID string, now time.Time) ([]*Invoice, error)
 	// Topup credits a prepaid account. A repeated reference returns the
 	// first entry and credits nothing. EINVALID, ENOTFOUND, ECONFLICT (the
 	// account is postpaid, or the reference was used with another amount).

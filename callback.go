@@ -174,6 +174,11 @@ const (
 	EventRecording    = "recording"
 	EventAuthorized   = "authorized"
 	EventCommandError = "command_error"
+	// EventRefused: the node refused to place a leg before anything rang
+	// (no session: max-sessions, sessions-per-second, min-idle-cpu, or a
+	// congestion cause); the leg is placed again within the callback's
+	// deadline, under the same attempt.
+	EventRefused = "originate_refused"
 )
 
 // CallbackRequest asks for a new callback. The HTTP layer fills defaults;
@@ -418,4 +423,9 @@ type LegUpdate struct {
 	Answered time.Time
 	Hangup   time.Time
 	Cause    string
+	// Replaces says the leg is placed again, with a new UUID, under the
+	// same attempt, because the node refused the previous placement
+	// before anything rang: the leg's record is reset to the new one (the
+	// refused placement stays in the history and in its own CDR).
+	Replaces bool
 }

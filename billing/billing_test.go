@@ -328,8 +328,8 @@ func TestJobsRerunChangesNoTotals(t *testing.T) {
 		}
 		if i == 0 {
 			first = totals()
-			if first != [3]int64{4960000, 1, 4960000} {
-				t.Fatalf("totals %v, want rollups 4960000 and one invoice of 4960000", first)
+			if first != [3]int64{4960000, 1, 496} {
+				t.Fatalf("totals %v, want rollups 4960000 micro-units and one invoice of 496 cents", first)
 			}
 		} else if got := totals(); got != first {
 			t.Errorf("run %d: totals %v, want %v", i+1, got, first)
@@ -349,7 +349,7 @@ func TestJobsRerunChangesNoTotals(t *testing.T) {
 		t.Error("invoice HTML refers to external assets")
 	}
 	rec, err := csv.NewReader(strings.NewReader(readFile(t, dir+"/invoices/2026-10/"+invs[0].Number+".csv"))).ReadAll()
-	if err != nil || len(rec) != 5 || rec[len(rec)-1][1] != "total" || rec[len(rec)-1][7] != "4.96" {
+	if err != nil || len(rec) != 6 || rec[len(rec)-1][3] != "total" || rec[len(rec)-1][10] != "4.96" {
 		t.Errorf("invoice CSV = %v, %v", rec, err)
 	}
 	if u := readFile(t, dir+"/usage/2026-10-20.csv"); !strings.Contains(u, "4930") {
@@ -368,9 +368,10 @@ func readFile(t testing.TB, path string) string {
 
 func TestWriteInvoiceHTMLEscapes(t *testing.T) {
 	inv := &callbridge.Invoice{
-		Number: "CB-000007", Period: "2026-10", Currency: "EUR", Subtotal: 1500000, Tax: 285000, Total: 1785000,
-		TaxBPS: 1900, Lines: []callbridge.InvoiceLine{{Kind: "usage", Period: "2026-10", Destination: `<script>alert(1)</script>`, Amount: 1500000, BilledMS: 90000}},
-		Days: []callbridge.DayUsage{{Day: "2026-10-02", Amount: 1000000}, {Day: "2026-10-30", Amount: 500000}},
+		Kind: callbridge.DocInvoice, Number: "CB-000007", Period: "2026-10", Currency: "EUR", Exponent: 2,
+		Exact: 1500000, Subtotal: 150, Tax: 29, Total: 179, TaxBPS: 1900,
+		Lines: []callbridge.InvoiceLine{{Kind: "usage", Period: "2026-10", Destination: `<script>alert(1)</script>`, Amount: 1500000, AmountMinor: 150, BilledMS: 90000}},
+		Days:  []callbridge.DayUsage{{Day: "2026-10-02", Amount: 1000000}, {Day: "2026-10-30", Amount: 500000}},
 	}
 	var buf bytes.Buffer
 	if err := billing.WriteInvoiceHTML(&buf, inv); err != nil {
@@ -380,7 +381,7 @@ func TestWriteInvoiceHTMLEscapes(t *testing.T) {
 	if strings.Contains(out, "<script>") {
 		t.Error("destination not escaped")
 	}
-	for _, want := range []string{"1.785", "Tax 19%", "<rect", "1.50"} {
+	for _, want := range []string{"1.79", "0.29", "Tax 19%", "<rect", "1.50", "Total due EUR"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("HTML lacks %q", want)
 		}
@@ -447,5 +448,121 @@ func TestSchedulerReportsRunOutcomes(t *testing.T) {
 	want := []string{"rollup ok", "rollup skipped", "rollup failed", "rollup cancelled"}
 	if strings.Join(got, ", ") != strings.Join(want, ", ") {
 		t.Errorf("OnRun heard %v, want %v", got, want)
+	}
+}
+
+// TestInvoiceDocumentsInMinorUnits renders an invoice in a currency
+// without decimals and a credit note in one with three: amounts due have
+// exactly the currency's decimals, the exact amounts and the rounding
+// keep micro-units, and a credit note names the invoice it corrects.
+func TestInvoiceDocumentsInMinorUnits(t *testing.T) {
+	jpy := &callbridge.Invoice{
+		Kind: callbridge.DocInvoice, Number: "CB-000008", Period: "2026-10", Currency: "JPY", Exponent: 0,
+		Exact: 1_555_599_769, Subtotal: 1556, TaxBPS: 1000, Tax: 156, Total: 1712, Rounding: 400_231,
+		Lines: []callbridge.InvoiceLine{{Kind: "usage", Period: "2026-10", Destination: "Tokyo", Amount: 1_555_599_769, AmountMinor: 1556}},
+	}
+	kwd := &callbridge.Invoice{
+		Kind: callbridge.DocCreditNote, Number: "CB-CN-000001", CorrectsNumber: "CB-000002", Period: "2026-09", Currency: "KWD", Exponent: 3,
+		Exact: -86_112_473, Subtotal: -86_112, TaxBPS: 0, Tax: 0, Total: -86_112, Rounding: 473,
+		Lines: []callbridge.InvoiceLine{{Kind: "credit", Period: "2026-09", Destination: "Kuwait", Amount: -86_112_473, AmountMinor: -86_112}},
+	}
+	for _, tt := range []struct {
+		inv        *callbridge.Invoice
+		html, csvs []string
+	}{
+		{jpy, []string{"Invoice CB-000008", "1556", "1712", "Total due JPY", "1555.599769", "0.400231"},
+			[]string{"CB-000008,invoice,,usage,2026-10,Tokyo,0,0,0.00,1555.599769,1556,JPY", ",total,2026-10,,,,,,1712,JPY"}},
+		{kwd, []string{"Credit note CB-CN-000001", "Corrects invoice", "CB-000002", "Total credited KWD", "86.112<", "-86.112473"},
+			[]string{"CB-CN-000001,credit_note,CB-000002,credit,2026-09,Kuwait,0,0,0.00,-86.112473,-86.112,KWD", ",total,2026-09,,,,,,-86.112,KWD"}},
+	} {
+		var h, c bytes.Buffer
+		if err := billing.WriteInvoiceHTML(&h, tt.inv); err != nil {
+			t.Fatal(err)
+		}
+		if err := billing.WriteInvoiceCSV(&c, tt.inv); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range tt.html {
+			if !strings.Contains(h.String(), want) {
+				t.Errorf("%s: HTML lacks %q", tt.inv.Number, want)
+			}
+		}
+		for _, want := range tt.csvs {
+			if !strings.Contains(c.String(), want) {
+				t.Errorf("%s: CSV lacks %q:\n%s", tt.inv.Number, want, c.String())
+			}
+		}
+	}
+	if strings.Contains(kwdHTML(t, kwd), "Usage by day") {
+		t.Error("a credit note shows a usage chart")
+	}
+}
+
+func kwdHTML(t *testing.T, inv *callbridge.Invoice) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := billing.WriteInvoiceHTML(&b, inv); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestInvoiceJobIssuesTheLatestClosedMonth: the invoice job of a slot
+// issues the latest month closed at the slot, so a slot inside the grace
+// issues nothing new, and a slot after it issues the month that ended.
+func TestInvoiceJobIssuesTheLatestClosedMonth(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	store := postgres.NewBillingStore(db, time.UTC, "test")
+	store.Grace = 24 * time.Hour
+	acc := newAccount(t, db, false)
+	if _, err := store.EnsurePartitions(ctx, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), 2); err != nil {
+		t.Fatal(err)
+	}
+	storeCDR(t, db, uuid.NewString(), acc, "49301234", time.Date(2026, 10, 31, 23, 0, 0, 0, time.UTC), 60000, 123456)
+	clock := time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
+	jobs := &billing.Jobs{Store: store, Location: time.UTC, Grace: store.Grace, Now: func() time.Time { return clock }}
+	// At 02:00 on November 1st October is in its grace: September, the
+	// latest closed month, has nothing to bill.
+	if n, err := jobs.Invoice(ctx, clock); err != nil || n != 0 {
+		t.Fatalf("slot inside the grace: %d documents, %v; want 0", n, err)
+	}
+	// The default slot, 02:00 on the 2nd, issues October.
+	clock = time.Date(2026, 11, 2, 2, 0, 0, 0, time.UTC)
+	if n, err := jobs.Invoice(ctx, clock); err != nil || n != 1 {
+		t.Fatalf("slot after the grace: %d documents, %v; want October's invoice", n, err)
+	}
+	invs, err := store.Invoices(ctx, acc)
+	if err != nil || len(invs) != 1 || invs[0].Period != "2026-10" || invs[0].Total != 12 {
+		t.Fatalf("invoices %+v, %v; want October's of 0.12", invs, err)
+	}
+	// A slot caught up late still issues its own month: nothing new.
+	clock = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	if n, err := jobs.Invoice(ctx, time.Date(2026, 11, 2, 2, 0, 0, 0, time.UTC)); err != nil || n != 0 {
+		t.Errorf("catch-up of the October slot: %d, %v", n, err)
+	}
+	if y, m := billing.InvoiceMonth(time.Date(2026, 12, 2, 2, 0, 0, 0, time.UTC), time.UTC, 48*time.Hour); y != 2026 || m != time.October {
+		t.Errorf("a slot before a 48h grace ends issues %d-%02d, want the month before: 2026-10", y, m)
+	}
+}
+
+func TestLateInvoiceMonths(t *testing.T) {
+	from := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	for _, tt := range []struct {
+		spec  string
+		grace time.Duration
+		late  int
+	}{
+		{billing.DefaultSchedules()[billing.JobInvoice], day, 0}, // 02:00 on the 2nd, 26 h after
+		{"0 2 1 * *", day, 12},      // 02:00 on the 1st: inside a day's grace
+		{"0 2 1 * *", time.Hour, 0}, // ... but after an hour's
+		{"0 2 * * *", 3 * day, 0},   // daily: the 4th's slot is on time
+		{"0 0 1 1 *", 0, 11},        // yearly: only December is on time
+		{"off", day, 0},
+	} {
+		if got := billing.LateInvoiceMonths(tt.spec, time.UTC, tt.grace, from); len(got) != tt.late {
+			t.Errorf("%q with grace %s: late %v, want %d months", tt.spec, tt.grace, got, tt.late)
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"callbridge"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Job names.
@@ -18,8 +20,6 @@ const (
 	JobInvoice       = "invoice"
 	JobBindingExpiry = "binding-expiry"
 	JobStaleCalls    = "stale-calls"
-	JobWebhooks      = "webhooks"
-	JobSpool         = "spool"
 	JobPartitions    = "partitions"
 	JobLowBalance    = "low-balance"
 	JobReservations  = "reservations"
@@ -31,11 +31,9 @@ const (
 func DefaultSchedules() map[string]string {
 	return map[string]string{
 		JobRollup:        "15 0 * * *",
-		JobInvoice:       "0 2 1 * *",
+		JobInvoice:       "0 2 2 * *",
 		JobBindingExpiry: "* * * * *",
 		JobStaleCalls:    "* * * * *",
-		JobWebhooks:      "* * * * *",
-		JobSpool:         "* * * * *",
 		JobPartitions:    "30 0 * * *",
 		JobLowBalance:    "* * * * *",
 		JobReservations:  "*/5 * * * *",
@@ -44,11 +42,13 @@ func DefaultSchedules() map[string]string {
 
 // Store is what the billing jobs need from the database.
 type Store interface {
-	// RollupDirty recomputes every day whose CDRs changed.
-	RollupDirty(ctx context.Context) (int64, error)
+	// RollupDirty recomputes every day whose CDRs changed, of every
+	// account or of one.
+	RollupDirty(ctx context.Context, accountID string) (int64, error)
 	// RollupDay recomputes one local day for one or every account.
 	RollupDay(ctx context.Context, day time.Time, accountID string) (int64, error)
-	// IssueInvoices issues the invoices of a month.
+	// IssueInvoices issues the invoices and credit notes of a closed
+	// month.
 	IssueInvoices(ctx context.Context, year int, month time.Month, accountID string, now time.Time) ([]*callbridge.Invoice, error)
 	// DayUsage returns all accounts' rollups of one day.
 	DayUsage(ctx context.Context, day time.Time) ([]callbridge.UsageRow, error)
@@ -84,13 +84,17 @@ type Jobs struct {
 	DropRetired     bool
 	// JobRunRetention is how long job runs are kept (default 90 days).
 	JobRunRetention time.Duration
+	// Grace is how long after a month ends it stays open to late CDRs
+	// (the store's, CALLBRIDGE_INVOICE_GRACE): the invoice job issues
+	// the latest month closed at its slot.
+	Grace time.Duration
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
 
 	// Hooks other features provide; each returns how many rows it
 	// touched.
 	ExpireBindings func(ctx context.Context) (int, error)
 	SweepStale     func(ctx context.Context) (int, error)
-	RetryWebhooks  func(ctx context.Context) (int, error)
-	ReplaySpool    func(ctx context.Context) (int, error)
 	// Webhooks delivers low-balance events; nil leaves them queued.
 	Webhooks callbridge.WebhookEnqueuer
 }
@@ -126,7 +130,6 @@ func (j *Jobs) List(schedules map[string]string) []Job {
 		f    func(context.Context) (int, error)
 	}{
 		{JobBindingExpiry, j.ExpireBindings}, {JobStaleCalls, j.SweepStale},
-		{JobWebhooks, j.RetryWebhooks}, {JobSpool, j.ReplaySpool},
 	} {
 		if h.f != nil {
 			jobs = append(jobs, hook(h.name, h.f))
@@ -156,18 +159,25 @@ func RollupDay(slot time.Time, loc *time.Location) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day()-1, 0, 0, 0, 0, time.UTC)
 }
 
-// InvoiceMonth returns the month an invoice slot closes: the local month
-// before the slot's.
-func InvoiceMonth(slot time.Time, loc *time.Location) (int, time.Month) {
-	t := slot.In(loc)
-	m := time.Date(t.Year(), t.Month()-1, 1, 0, 0, 0, 0, time.UTC)
-	return m.Year(), m.Month()
+// InvoiceMonth returns the month an invoice slot issues: the latest
+// local month closed at the slot (callbridge.LatestClosedMonth), so a
+// slot run late, or caught up, still issues its own month, and a slot
+// scheduled before the grace ends issues the month before.
+func InvoiceMonth(slot time.Time, loc *time.Location, grace time.Duration) (int, time.Month) {
+	return callbridge.LatestClosedMonth(loc, grace, slot)
+}
+
+func (j *Jobs) now() time.Time {
+	if j.Now == nil {
+		return time.Now()
+	}
+	return j.Now()
 }
 
 // Rollup recomputes every day whose CDRs changed, recomputes the day the
 // slot closes in full, and writes that day's usage report.
 func (j *Jobs) Rollup(ctx context.Context, slot time.Time) (int64, error) {
-	n, err := j.Store.RollupDirty(ctx)
+	n, err := j.Store.RollupDirty(ctx, "")
 	if err != nil {
 		return n, err
 	}
@@ -188,11 +198,12 @@ func (j *Jobs) Rollup(ctx context.Context, slot time.Time) (int64, error) {
 	return n + m, nil
 }
 
-// Invoice issues the invoices of the month the slot closes and writes
-// each as JSON, CSV and HTML to the report directory.
+// Invoice issues the invoices and credit notes of the month the slot
+// closes (InvoiceMonth) and writes each as JSON, CSV and HTML to the
+// report directory.
 func (j *Jobs) Invoice(ctx context.Context, slot time.Time) (int64, error) {
-	y, m := InvoiceMonth(slot, j.loc())
-	invs, err := j.Store.IssueInvoices(ctx, y, m, "", time.Now())
+	y, m := InvoiceMonth(slot, j.loc(), j.Grace)
+	invs, err := j.Store.IssueInvoices(ctx, y, m, "", j.now())
 	if err != nil {
 		return int64(len(invs)), err
 	}
@@ -213,7 +224,7 @@ func (j *Jobs) Partitions(ctx context.Context, slot time.Time) (int64, error) {
 	if ahead <= 0 {
 		ahead = 2
 	}
-	now := time.Now()
+	now := j.now()
 	n, err := j.Store.EnsurePartitions(ctx, now, ahead)
 	if err != nil {
 		return n, err
@@ -292,7 +303,8 @@ func addUsage(t *callbridge.UsageRow, r callbridge.UsageRow) {
 }
 
 // WriteInvoiceFiles writes inv as JSON, CSV and HTML under
-// dir/invoices/<period>/<number>.* and returns the HTML file's path.
+// dir/invoices/<period>/<number>.* (a draft under
+// DRAFT-<kind>-<account>[-<period>].*) and returns the HTML file's path.
 // Files are written to a temporary name and renamed, so a reader never
 // sees half a report.
 func WriteInvoiceFiles(dir string, inv *callbridge.Invoice) (string, error) {
@@ -300,7 +312,14 @@ func WriteInvoiceFiles(dir string, inv *callbridge.Invoice) (string, error) {
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return "", fmt.Errorf("billing: report dir: %w", err)
 	}
-	base := filepath.Join(d, inv.Number)
+	name := inv.Number
+	if inv.Draft {
+		name = "DRAFT-" + inv.Kind + "-" + inv.AccountID
+		if inv.Kind == callbridge.DocCreditNote {
+			name += "-" + inv.Period
+		}
+	}
+	base := filepath.Join(d, name)
 	if err := writeFile(base+".json", func(f *os.File) error { return WriteInvoiceJSON(f, inv) }); err != nil {
 		return "", err
 	}
@@ -330,4 +349,37 @@ func writeFile(path string, write func(*os.File) error) error {
 		return fmt.Errorf("billing: write %s: %w", path, err)
 	}
 	return nil
+}
+
+// LateInvoiceMonths returns the months, of the year from from, whose
+// invoices the invoice schedule spec (read in loc) issues a month late:
+// no slot in the month after them comes after their grace, so the first
+// slot that issues them is a month later still. A spec that does not
+// parse, or "off", returns nothing (NewScheduler reports it).
+func LateInvoiceMonths(spec string, loc *time.Location, grace time.Duration, from time.Time) []string {
+	if spec == "" || spec == "off" {
+		return nil
+	}
+	sched, err := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor).Parse(spec)
+	if err != nil {
+		return nil
+	}
+	f := from.In(loc)
+	first := time.Date(f.Year(), f.Month(), 1, 0, 0, 0, 0, loc)
+	var late []string
+	for i := 0; i < 12; i++ {
+		start, end := first.AddDate(0, i, 0), first.AddDate(0, i+1, 0)
+		prev := start.AddDate(0, -1, 0)
+		onTime := false
+		for t := sched.Next(start.Add(-time.Nanosecond)); !t.IsZero() && t.Before(end); t = sched.Next(t) {
+			if y, m := InvoiceMonth(t, loc, grace); y == prev.Year() && m == prev.Month() {
+				onTime = true
+				break
+			}
+		}
+		if !onTime {
+			late = append(late, prev.Format("2006-01"))
+		}
+	}
+	return late
 }

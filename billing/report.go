@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"callbridge"
@@ -77,23 +78,32 @@ func WriteInvoiceJSON(w io.Writer, inv *callbridge.Invoice) error {
 	return enc.Encode(inv)
 }
 
-// invoiceCSVHeader is the header row of an invoice in CSV.
+// invoiceCSVHeader is the header row of an invoice or credit note in
+// CSV.
 func invoiceCSVHeader() []string {
-	return []string{"invoice", "kind", "period", "destination", "calls", "answered", "billed_minutes", "amount", "currency"}
+	return []string{"document", "document_kind", "corrects", "kind", "period", "destination", "calls", "answered",
+		"billed_minutes", "exact_amount", "amount", "currency"}
 }
 
-// WriteInvoiceCSV writes an invoice's lines as CSV, then its subtotal,
-// tax and total rows.
+// WriteInvoiceCSV writes an invoice's or credit note's lines as CSV, then
+// its rounding, subtotal, tax and total rows. amount is in the
+// currency's minor unit (what is due), exact_amount the lines' exact sum
+// of rated CDRs (micro-units, as decimals); the rounding row is what
+// rounding the lines changed.
 func WriteInvoiceCSV(w io.Writer, inv *callbridge.Invoice) error {
 	cw := csv.NewWriter(w)
 	cw.Write(invoiceCSVHeader())
-	for _, l := range inv.Lines {
-		cw.Write([]string{inv.Number, l.Kind, l.Period, csvSafe(l.Destination), itoa(l.Calls), itoa(l.Answered),
-			minutes(l.BilledMS), Money(l.Amount), inv.Currency})
+	due := func(minor int64) string { return callbridge.FormatMinor(minor, inv.Exponent) }
+	row := func(kind, period, dest, calls, answered, mins, exact, amount string) {
+		cw.Write([]string{inv.Number, inv.Kind, inv.CorrectsNumber, kind, period, csvSafe(dest), calls, answered, mins, exact, amount, inv.Currency})
 	}
-	cw.Write([]string{inv.Number, "subtotal", inv.Period, "", "", "", "", Money(inv.Subtotal), inv.Currency})
-	cw.Write([]string{inv.Number, "tax", inv.Period, csvSafe(taxLabel(inv)), "", "", "", Money(inv.Tax), inv.Currency})
-	cw.Write([]string{inv.Number, "total", inv.Period, "", "", "", "", Money(inv.Total), inv.Currency})
+	for _, l := range inv.Lines {
+		row(l.Kind, l.Period, l.Destination, itoa(l.Calls), itoa(l.Answered), minutes(l.BilledMS), Money(l.Amount), due(l.AmountMinor))
+	}
+	row("rounding", inv.Period, "", "", "", "", Money(inv.Rounding), "")
+	row("subtotal", inv.Period, "", "", "", "", Money(inv.Exact), due(inv.Subtotal))
+	row("tax", inv.Period, taxLabel(inv), "", "", "", "", due(inv.Tax))
+	row("total", inv.Period, "", "", "", "", "", due(inv.Total))
 	cw.Flush()
 	return cw.Error()
 }
@@ -193,6 +203,8 @@ func DayChart(from, to time.Time, days []callbridge.DayUsage, currency string) C
 
 var invoiceHTML = template.Must(template.New("invoice").Funcs(template.FuncMap{
 	"money":   Money,
+	"due":     callbridge.FormatMinor,
+	"neg":     func(n int64) int64 { return -n },
 	"minutes": minutes,
 	"date":    func(t time.Time) string { return t.UTC().Format("2006-01-02") },
 	"tax":     taxLabel,
@@ -200,7 +212,7 @@ var invoiceHTML = template.Must(template.New("invoice").Funcs(template.FuncMap{
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>Invoice {{.Inv.Number}}</title>
+<title>{{.Title}} {{.Inv.Number}}</title>
 <style>
 body { font-family: sans-serif; margin: 2em auto; max-width: 800px; color: #222; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; }
@@ -214,14 +226,20 @@ svg text { font-size: 10px; fill: #555; }
 </style>
 </head>
 <body>
-<h1>Invoice {{.Inv.Number}}</h1>
+<h1>{{.Title}} {{.Inv.Number}}</h1>
 <table class="meta">
+{{- if .Inv.CorrectsNumber}}
+<tr><td>Corrects invoice</td><td>{{.Inv.CorrectsNumber}}</td></tr>
+{{- end}}
 <tr><td>Account</td><td>{{.Inv.AccountID}}</td></tr>
 <tr><td>Period</td><td>{{.Inv.Period}} ({{date .Inv.PeriodStart}} to {{date .Inv.PeriodEnd}}, end exclusive)</td></tr>
 <tr><td>Issued</td><td>{{date .Inv.IssuedAt}}</td></tr>
+{{- if not .Credit}}
 <tr><td>Due</td><td>{{date .Inv.DueAt}}</td></tr>
+{{- end}}
 <tr><td>Currency</td><td>{{.Inv.Currency}}</td></tr>
 </table>
+{{- if not .Credit}}
 <h2>Usage by day</h2>
 <svg width="{{.Chart.Width}}" height="{{.Chart.Height}}" viewBox="0 0 {{.Chart.Width}} {{.Chart.Height}}" role="img" aria-label="Charges by day">
 {{- range .Chart.Ticks}}
@@ -233,28 +251,44 @@ svg text { font-size: 10px; fill: #555; }
 <text x="{{.X}}" y="{{$.Chart.Height}}" dy="-8">{{.Label}}</text>
 {{- end}}
 </svg>
+{{- end}}
 <h2>Lines</h2>
 <table>
-<tr><th>Kind</th><th>Period</th><th>Destination</th><th class="n">Calls</th><th class="n">Answered</th><th class="n">Minutes</th><th class="n">Amount</th></tr>
+<tr><th>Kind</th><th>Period</th><th>Destination</th><th class="n">Calls</th><th class="n">Answered</th><th class="n">Minutes</th><th class="n">Exact</th><th class="n">Amount</th></tr>
 {{- range .Inv.Lines}}
-<tr><td>{{.Kind}}</td><td>{{.Period}}</td><td>{{.Destination}}</td><td class="n">{{.Calls}}</td><td class="n">{{.Answered}}</td><td class="n">{{minutes .BilledMS}}</td><td class="n">{{money .Amount}}</td></tr>
+<tr><td>{{.Kind}}</td><td>{{.Period}}</td><td>{{.Destination}}</td><td class="n">{{.Calls}}</td><td class="n">{{.Answered}}</td><td class="n">{{minutes .BilledMS}}</td><td class="n">{{money .Amount}}</td><td class="n">{{due .AmountMinor $.Inv.Exponent}}</td></tr>
 {{- end}}
-<tr><td colspan="6">Subtotal</td><td class="n">{{money .Inv.Subtotal}}</td></tr>
-<tr><td colspan="6">{{tax .Inv}}</td><td class="n">{{money .Inv.Tax}}</td></tr>
-<tr class="total"><td colspan="6">Total {{.Inv.Currency}}</td><td class="n">{{money .Inv.Total}}</td></tr>
+<tr><td colspan="6">Subtotal (lines rounded to the minor unit; rounding {{money .Inv.Rounding}})</td><td class="n">{{money .Inv.Exact}}</td><td class="n">{{due .Inv.Subtotal .Inv.Exponent}}</td></tr>
+<tr><td colspan="7">{{tax .Inv}}</td><td class="n">{{due .Inv.Tax .Inv.Exponent}}</td></tr>
+{{- if .Credit}}
+<tr class="total"><td colspan="7">Total credited {{.Inv.Currency}}</td><td class="n">{{due (neg .Inv.Total) .Inv.Exponent}}</td></tr>
+{{- else}}
+<tr class="total"><td colspan="7">Total due {{.Inv.Currency}}</td><td class="n">{{due .Inv.Total .Inv.Exponent}}</td></tr>
+{{- end}}
 </table>
 </body>
 </html>
 `))
 
-// WriteInvoiceHTML writes a printable HTML page of an invoice: its terms,
-// a bar chart of charges by day (inline SVG) and its lines. The page
-// loads nothing from elsewhere.
+// WriteInvoiceHTML writes a printable HTML page of an invoice (its
+// terms, a bar chart of charges by day as inline SVG, its lines) or of a
+// credit note (the invoice it corrects, its lines, the amount credited).
+// The page loads nothing from elsewhere.
 func WriteInvoiceHTML(w io.Writer, inv *callbridge.Invoice) error {
 	from, _ := time.Parse("2006-01", inv.Period)
 	chart := DayChart(from, from.AddDate(0, 1, 0), inv.Days, inv.Currency)
+	credit := inv.Kind == callbridge.DocCreditNote
+	title := "Invoice"
+	if credit {
+		title = "Credit note"
+	}
+	if inv.Draft {
+		title = "Draft " + strings.ToLower(title)
+	}
 	return invoiceHTML.Execute(w, struct {
-		Inv   *callbridge.Invoice
-		Chart Chart
-	}{inv, chart})
+		Inv    *callbridge.Invoice
+		Chart  Chart
+		Title  string
+		Credit bool
+	}{inv, chart, title, credit})
 }

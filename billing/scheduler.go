@@ -91,6 +91,25 @@ type entry struct {
 }
 
 // NewScheduler checks every job's schedule and returns a scheduler that
+// cronParser reads the five-field cron expressions (and descriptors such
+// as @daily) of job schedules.
+func cronParser() cron.Parser {
+	return cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+}
+
+// CheckSchedule reports whether spec is a schedule NewScheduler accepts:
+// a cron expression, "off", or "" (the default); the error says why not,
+// for a configuration check made before anything starts.
+func CheckSchedule(spec string) error {
+	if spec == "" || spec == "off" {
+		return nil
+	}
+	if _, err := cronParser().Parse(spec); err != nil {
+		return fmt.Errorf("bad cron expression %q (want minute hour day-of-month month day-of-week, or off): %v", spec, err)
+	}
+	return nil
+}
+
 // reads them in loc (nil: UTC). EINVALID for a bad name or spec.
 func NewScheduler(runs RunStore, loc *time.Location, log *slog.Logger, jobs []Job) (*Scheduler, error) {
 	if loc == nil {
@@ -100,7 +119,6 @@ func NewScheduler(runs RunStore, loc *time.Location, log *slog.Logger, jobs []Jo
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Scheduler{runs: runs, loc: loc, log: log, jobs: map[string]*entry{}}
-	parser := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 	for _, j := range jobs {
 		if !validName(j.Name) {
 			return nil, callbridge.FieldError("job", "job name %q must be 1 to 64 of [a-z0-9_-]", j.Name)
@@ -113,7 +131,7 @@ func NewScheduler(runs RunStore, loc *time.Location, log *slog.Logger, jobs []Jo
 		}
 		e := &entry{job: j}
 		if j.Spec != "" && j.Spec != "off" {
-			sched, err := parser.Parse(j.Spec)
+			sched, err := cronParser().Parse(j.Spec)
 			if err != nil {
 				return nil, callbridge.FieldError("schedule", "job %s: bad cron expression %q: %v", j.Name, j.Spec, err)
 			}

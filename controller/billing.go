@@ -202,6 +202,47 @@ func getInvoice(svc callbridge.BillingService) gin.HandlerFunc {
 	}
 }
 
+// issueInvoicesRequest is the body of POST /v1/admin/invoices.
+type issueInvoicesRequest struct {
+	// Month is the month to invoice, "YYYY-MM" in the billing zone.
+	Month string `json:"month"`
+	// AccountID limits the run to one account; empty runs every account.
+	AccountID string `json:"account_id"`
+	// Draft computes the documents without issuing them (any month).
+	Draft bool `json:"draft"`
+}
+
+// issueInvoices issues the invoices and credit notes of a closed month
+// (201), or drafts them (200). A month that is not closed at the
+// server's clock is 409 with the date it closes.
+func issueInvoices(svc callbridge.BillingService, now func() time.Time) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req issueInvoicesRequest
+		if err := decodeJSON(c, &req); err != nil {
+			writeError(c, err)
+			return
+		}
+		m, err := time.Parse("2006-01", req.Month)
+		if err != nil {
+			writeError(c, callbridge.FieldError("month", "must be a month YYYY-MM"))
+			return
+		}
+		issue, status := svc.IssueInvoices, http.StatusCreated
+		if req.Draft {
+			issue, status = svc.DraftInvoices, http.StatusOK
+		}
+		invs, err := issue(c.Request.Context(), m.Year(), m.Month(), req.AccountID, now())
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		if invs == nil {
+			invs = []*callbridge.Invoice{}
+		}
+		c.JSON(status, gin.H{"invoices": invs})
+	}
+}
+
 // topupRequest is the body of POST /v1/accounts/{id}/topups.
 type topupRequest struct {
 	// AmountMicros is the money added, in micro-units of the account's

@@ -24,6 +24,7 @@ type billingEnv struct {
 	key, otherKey string
 	invoice       string
 	billing       *postgres.BillingStore
+	db            *postgres.DB
 }
 
 func newBillingEnv(t *testing.T) *billingEnv {
@@ -32,7 +33,7 @@ func newBillingEnv(t *testing.T) *billingEnv {
 	ctx := context.Background()
 	accounts := postgres.NewAccountService(db)
 	store := postgres.NewBillingStore(db, time.UTC, "test")
-	env := &billingEnv{billing: store}
+	env := &billingEnv{billing: store, db: db}
 	for _, p := range []struct {
 		id, key *string
 		prepaid bool
@@ -64,7 +65,10 @@ func newBillingEnv(t *testing.T) *billingEnv {
 		t.Fatalf("invoices %v, %v", invs, err)
 	}
 	env.invoice = invs[0].ID
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, Billing: store}
+	// The server's clock: 2026-12-06, so November is closed (the store
+	// has no grace) and December is not.
+	s := &Server{Accounts: accounts, AdminToken: testAdminToken, Billing: store,
+		Now: func() time.Time { return time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC) }}
 	env.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(env.srv.Close)
 	return env
@@ -124,9 +128,9 @@ func TestBillingAPI(t *testing.T) {
 		{"usage missing from", "GET", "/v1/reports/usage?to=2026-11-01", e.key, "", nil, 400, []string{`"field":"from"`}},
 		{"usage reversed", "GET", "/v1/reports/usage?from=2026-11-01&to=2026-10-01", e.key, "", nil, 400, []string{`"field":"to"`}},
 		{"other account sees none of it", "GET", "/v1/reports/usage?from=2026-10-01&to=2026-11-01", e.otherKey, "", nil, 200, []string{`"rows":[]`}},
-		{"invoices", "GET", "/v1/invoices", e.key, "", nil, 200, []string{`"number":"CB-000001"`, `"total_micros":1000000`}},
+		{"invoices", "GET", "/v1/invoices", e.key, "", nil, 200, []string{`"number":"CB-000001"`, `"kind":"invoice"`, `"exponent":2`, `"total_minor":100`, `"exact_micros":1000000`}},
 		{"invoice json", "GET", "/v1/invoices/" + e.invoice, e.key, "", nil, 200, []string{`"lines":[`, `"days":[`}},
-		{"invoice csv", "GET", "/v1/invoices/" + e.invoice + "?format=csv", e.key, "", nil, 200, []string{"CB-000001,total,2026-10,,,,,1.00,EUR"}},
+		{"invoice csv", "GET", "/v1/invoices/" + e.invoice + "?format=csv", e.key, "", nil, 200, []string{"CB-000001,invoice,,usage,2026-10,4930,10,10,10.00,1.00,1.00,EUR", "CB-000001,invoice,,total,2026-10,,,,,,1.00,EUR"}},
 		{"invoice html", "GET", "/v1/invoices/" + e.invoice, e.key, "", []string{"Accept", "text/html"}, 200, []string{"<svg", "Invoice CB-000001"}},
 		{"invoice bad format", "GET", "/v1/invoices/" + e.invoice + "?format=pdf", e.key, "", nil, 400, []string{`"field":"format"`}},
 		{"another account's invoice", "GET", "/v1/invoices/" + e.invoice, e.otherKey, "", nil, 404, nil},
@@ -141,6 +145,15 @@ func TestBillingAPI(t *testing.T) {
 		{"top-up unknown field", "POST", "/v1/accounts/" + e.acc + "/topups", testAdminToken, `{"amount":1}`, nil, 400, nil},
 		{"balance", "GET", "/v1/balance", e.key, "", nil, 200, []string{`"balance_micros":4000000`, `"prepaid":true`}},
 		{"ledger", "GET", "/v1/ledger", e.key, "", nil, 200, []string{`"kind":"call"`, `"kind":"topup"`}},
+		{"issue the running month", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2026-12"}`, nil, 409,
+			[]string{`"code":"conflict"`, `"field":"month"`, `2026-12 (UTC) has not ended: it can be invoiced from 2027-01-01T00:00:00Z`}},
+		{"issue a future month", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2027-01","account_id":"` + e.acc + `"}`, nil, 409,
+			[]string{`"code":"conflict"`, `"field":"month"`}},
+		{"issue needs admin", "POST", "/v1/admin/invoices", e.key, `{"month":"2026-11"}`, nil, 401, nil},
+		{"issue a bad month", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2026-13"}`, nil, 400, []string{`"field":"month"`}},
+		{"issue an unknown account", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2026-11","account_id":"x"}`, nil, 404, nil},
+		{"draft the running month", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2026-12","draft":true}`, nil, 200, []string{`{"invoices":[]}`}},
+		{"issue an issued month again", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2026-10"}`, nil, 201, []string{`{"invoices":[]}`}},
 		{"jobs need admin", "GET", "/v1/admin/jobs", e.key, "", nil, 401, nil},
 		{"jobs", "GET", "/v1/admin/jobs", testAdminToken, "", nil, 200, []string{`"runs":[]`}},
 		{"profile", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, `{"tax_bps":1900,"tax_label":"VAT 19%","low_balance_micros":100}`, nil, 200,
@@ -168,7 +181,60 @@ func TestBillingAPI(t *testing.T) {
 	}
 	var inv callbridge.Invoice
 	_, body, _ := e.do(t, "GET", "/v1/invoices/"+e.invoice, e.key, "")
-	if err := json.Unmarshal([]byte(body), &inv); err != nil || len(inv.Days) != 10 || inv.Subtotal != 1000000 {
+	if err := json.Unmarshal([]byte(body), &inv); err != nil || len(inv.Days) != 10 || inv.Subtotal != 100 || inv.Exact != 1000000 {
 		t.Errorf("invoice %+v, %v", inv, err)
+	}
+}
+
+// TestCreditNoteAPI re-rates an invoiced month down: November's run over
+// the API drafts, then issues, a credit note for October referencing its
+// invoice, which reads back as JSON, CSV and HTML; no negative invoice.
+func TestCreditNoteAPI(t *testing.T) {
+	e := newBillingEnv(t)
+	if _, err := e.db.ExecContext(context.Background(), `UPDATE cdrs SET sell_micros = 49999 WHERE account_id = $1`, e.acc); err != nil {
+		t.Fatal(err)
+	}
+	issue := func(body string, status int) []callbridge.Invoice {
+		t.Helper()
+		got, text, _ := e.do(t, "POST", "/v1/admin/invoices", testAdminToken, body)
+		if got != status {
+			t.Fatalf("POST %s: got %d, want %d: %s", body, got, status, text)
+		}
+		var v struct{ Invoices []callbridge.Invoice }
+		if err := json.Unmarshal([]byte(text), &v); err != nil {
+			t.Fatal(err)
+		}
+		return v.Invoices
+	}
+	draft := issue(`{"month":"2026-11","draft":true}`, 200)
+	if len(draft) != 1 || !draft[0].Draft || draft[0].Number != "DRAFT" || draft[0].ID != "" || draft[0].Kind != callbridge.DocCreditNote {
+		t.Fatalf("draft = %+v", draft)
+	}
+	docs := issue(`{"month":"2026-11"}`, 201)
+	if len(docs) != 1 {
+		t.Fatalf("issued %+v, want one credit note", docs)
+	}
+	cn := docs[0]
+	// 10 calls of 0.049999 EUR: 0.499990, billed 1.00 → -0.500010, -0.50.
+	if cn.Kind != callbridge.DocCreditNote || cn.Number != "CB-CN-000001" || cn.CorrectsID != e.invoice || cn.CorrectsNumber != "CB-000001" ||
+		cn.Period != "2026-10" || cn.Exact != -500010 || cn.Subtotal != -50 || cn.Total != -50 || cn.Rounding != 10 || cn.Draft {
+		t.Errorf("credit note = %+v", cn)
+	}
+	if again := issue(`{"month":"2026-11"}`, 201); len(again) != 0 {
+		t.Errorf("re-run issued %+v", again)
+	}
+	for _, tt := range []struct{ format, want string }{
+		{"json", `"kind":"credit_note"`},
+		{"csv", "CB-CN-000001,credit_note,CB-000001,credit,2026-10,4930,0,0,0.00,-0.50001,-0.50,EUR"},
+		{"html", "Credit note CB-CN-000001"},
+	} {
+		status, body, _ := e.do(t, "GET", "/v1/invoices/"+cn.ID+"?format="+tt.format, e.key, "")
+		if status != 200 || !strings.Contains(body, tt.want) {
+			t.Errorf("%s: %d, lacks %q: %s", tt.format, status, tt.want, body)
+		}
+	}
+	_, list, _ := e.do(t, "GET", "/v1/invoices", e.key, "")
+	if !strings.Contains(list, `"number":"CB-CN-000001","corrects_id":"`+e.invoice) || !strings.Contains(list, `"number":"CB-000001"`) {
+		t.Errorf("list = %s", list)
 	}
 }

@@ -93,7 +93,7 @@ func newPrivacyEnv(t *testing.T) *privacyEnv {
 		Dialplan: DialplanConfig{User: dpUser, Password: dpPass},
 		Logger:   slog.New(slog.DiscardHandler),
 	}
-	p.Register(e, e.Group("/v1", authenticate(accounts)))
+	p.Register(e, e.Group("/v1", authenticate(accounts, nil)))
 	env.api = httptest.NewServer(e)
 	t.Cleanup(env.api.Close)
 

@@ -152,7 +152,7 @@ func newCallsEnv(t *testing.T) *callsEnv {
 		Dialplan: DialplanConfig{User: dpUser, Password: dpPass},
 		Logger:   slog.New(slog.DiscardHandler),
 	}
-	p.Register(e, e.Group("/v1", authenticate(accounts)))
+	p.Register(e, e.Group("/v1", authenticate(accounts, nil)))
 	handler = e
 	env.privacyEnv = &privacyEnv{api: api, fs: fs, index: index, key: key}
 	return env

@@ -23,6 +23,10 @@ type CallbackControl interface {
 	Cancel(ctx context.Context, cb *callbridge.Callback)
 	// PromptAllowed reports whether a request may name the prompt.
 	PromptAllowed(name string) bool
+	// Admit reports whether a new callback may be queued: nil, or an
+	// error (with a RetryAfter) once the queue is past what the nodes
+	// place.
+	Admit(ctx context.Context) error
 }
 
 // callbackRequest is the body of POST /v1/callbacks. Optional fields are
@@ -147,6 +151,12 @@ func createCallback(s *Server) gin.HandlerFunc {
 		}
 		if key != "" {
 			r.IdempotencyKey, r.RequestHash = key, requestHash(&req)
+		}
+		if s.CallbackEngine != nil {
+			if err := s.CallbackEngine.Admit(c.Request.Context()); err != nil {
+				writeError(c, err)
+				return
+			}
 		}
 		cb, created, err := s.Callbacks.CreateCallback(c.Request.Context(), r)
 		if err != nil {

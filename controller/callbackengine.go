@@ -19,10 +19,13 @@ import (
 // CallbackStore is what the callback engine needs of the database
 // (implemented by *postgres.CallbackService).
 type CallbackStore interface {
-	// ClaimCallback claims the oldest due queued callback with a lease and
-	// moves it to calling_a; nil when none is due. Two workers never claim
-	// the same callback.
-	ClaimCallback(ctx context.Context, owner, node string, lease time.Duration) (*callbridge.Callback, error)
+	// ClaimCallbacks claims up to n of the oldest due queued callbacks
+	// with a lease and moves them to calling_a; none when none is due.
+	// Two workers never claim the same callback.
+	ClaimCallbacks(ctx context.Context, owner, node string, lease time.Duration, n int) ([]*callbridge.Callback, error)
+	// DueQueue returns how many queued callbacks are due, and since when
+	// the oldest of them (zero when none).
+	DueQueue(ctx context.Context) (int, time.Time, error)
 	// AdoptCallbacks takes over live callbacks whose lease ran out, and
 	// with own those owner holds (left by a restart under the same name),
 	// never those in held, with their current legs.
@@ -62,6 +65,18 @@ type CallbackEngineConfig struct {
 	// NodeGrace is how long a callback waits for its node to reconnect
 	// before failing with node_unavailable (default 5 s).
 	NodeGrace time.Duration
+	// RefusedRetry is how long after its claim a callback whose leg A the
+	// nodes refuse (no session: max-sessions, sessions-per-second,
+	// min-idle-cpu, congestion) is placed again before it fails with
+	// node_unavailable (default 60 s). A refused leg B is placed again
+	// for as long as B may ring, since A is waiting on the line.
+	RefusedRetry time.Duration
+	// QueueWait bounds the work accepted: while the due queue is deeper
+	// than what the nodes place in QueueWait (at least minQueueBound
+	// callbacks), or its oldest callback has waited longer than
+	// QueueWait, new callbacks are refused with 503 and Retry-After
+	// (default 30 s).
+	QueueWait time.Duration
 	// Prompts is the allow-list of sounds a request may name as prompt:
 	// name to absolute file path on the FreeSWITCH node. "ringback" must
 	// be listed for the ringback prompt to be played.
@@ -131,6 +146,20 @@ type CallbackEngine struct {
 	// waits for it, so no later pass needs to look at this owner's claims.
 	restarted chan struct{}
 	wg        sync.WaitGroup
+
+	pacer   *pacer
+	refused atomic.Int64 // originates the nodes refused
+	waiting atomic.Int64 // refused legs waiting to be placed again
+	shed    atomic.Int64 // callbacks refused by the admission bound
+	queueMu sync.Mutex
+	queue   queueStat
+}
+
+// queueStat is the due queue as last read.
+type queueStat struct {
+	at     time.Time
+	due    int
+	oldest time.Time
 }
 
 // NewCallbackEngine returns an engine; Run starts it.
@@ -153,6 +182,12 @@ func NewCallbackEngine(store CallbackStore, pool *esl.Pool, cfg CallbackEngineCo
 	if cfg.NodeGrace <= 0 {
 		cfg.NodeGrace = 5 * time.Second
 	}
+	if cfg.RefusedRetry <= 0 {
+		cfg.RefusedRetry = 60 * time.Second
+	}
+	if cfg.QueueWait <= 0 {
+		cfg.QueueWait = 30 * time.Second
+	}
 	if cfg.FailurePromptTime <= 0 {
 		cfg.FailurePromptTime = 4 * time.Second
 	}
@@ -172,6 +207,7 @@ func NewCallbackEngine(store CallbackStore, pool *esl.Pool, cfg CallbackEngineCo
 	}
 	return &CallbackEngine{
 		store: store, pool: pool, cfg: cfg, log: cfg.Logger,
+		pacer:     newPacer(func() float64 { return float64(pool.MaxCPS()) }),
 		wake:      make(chan struct{}, 1),
 		runs:      map[string]*cbRun{},
 		routes:    map[string]*cbRun{},
@@ -445,12 +481,13 @@ func (e *CallbackEngine) anyConnected() bool {
 	return false
 }
 
-// claimLoop claims queued callbacks one at a time: the next is claimed
-// once the previous one has its pool slot, so at most one claimed
-// callback per engine waits for pacing.
+// claimLoop claims queued callbacks as fast as the pacer allows, in
+// batches when the queue is deep: the next batch is claimed once every
+// callback of the previous one has its pool slot, so at most one batch
+// per engine waits for pacing.
 func (e *CallbackEngine) claimLoop(ctx context.Context) {
-	wait := func() bool {
-		t := time.NewTimer(e.cfg.PollInterval)
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
@@ -470,35 +507,122 @@ func (e *CallbackEngine) claimLoop(ctx context.Context) {
 		draining := e.draining
 		e.mu.Unlock()
 		if draining || !e.anyConnected() {
-			if !wait() {
+			if !wait(e.cfg.PollInterval) {
 				return
 			}
 			continue
 		}
-		cb, err := e.store.ClaimCallback(ctx, e.cfg.Owner, "", e.cfg.Lease)
+		if e.waiting.Load() > 0 {
+			// Refused legs are placed again first.
+			if !wait(e.cfg.PollInterval) {
+				return
+			}
+			continue
+		}
+		n := e.pacer.take(time.Now(), claimBatch)
+		if n == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(e.pacer.wait(time.Now())):
+			}
+			continue
+		}
+		cbs, err := e.store.ClaimCallbacks(ctx, e.cfg.Owner, "", e.cfg.Lease, n)
+		e.pacer.giveBack(n - len(cbs))
 		if err != nil {
 			if ctx.Err() == nil {
 				e.log.Warn("callback engine: claim", "error", err)
 			}
-			if !wait() {
+			if !wait(e.cfg.PollInterval) {
 				return
 			}
 			continue
 		}
-		if cb == nil {
-			if !wait() {
+		if len(cbs) == 0 {
+			if !wait(e.cfg.PollInterval) {
 				return
 			}
 			continue
 		}
-		e.onStatus(cb.Status, "") // the claim moved it to calling_a
-		r := e.start(ctx, cb, false)
-		select {
-		case <-r.placed:
-		case <-ctx.Done():
-			return
+		runs := make([]*cbRun, 0, len(cbs))
+		for _, cb := range cbs {
+			e.onStatus(cb.Status, "") // the claim moved it to calling_a
+			runs = append(runs, e.start(ctx, cb, false))
+		}
+		for _, r := range runs {
+			select {
+			case <-r.placed:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
+}
+
+// minQueueBound is the due queue always accepted, whatever the nodes
+// place: a burst into an idle system, or probes while nodes refuse.
+const minQueueBound = 10
+
+// queueStatTTL is how long a read of the due queue serves admissions.
+const queueStatTTL = 250 * time.Millisecond
+
+// Admit reports whether a new callback may be queued: nil, or an
+// EUNAVAILABLE error wrapped in *RetryAfter once the queue is past its
+// bound. The bound compares the due queue, shared by every controller,
+// with the rate at which the nodes take this engine's placements (the
+// pacer's ceiling while none was refused over the last 10 s, otherwise
+// what they accepted over those 10 s): more due callbacks than that rate
+// places in QueueWait (and at least minQueueBound), or a due callback
+// older than QueueWait, and the work would wait longer than QueueWait to
+// be placed. A failed read of the queue admits (the database then
+// answers the creation itself).
+func (e *CallbackEngine) Admit(ctx context.Context) error {
+	now := time.Now()
+	e.queueMu.Lock()
+	q := e.queue
+	e.queueMu.Unlock()
+	if now.Sub(q.at) > queueStatTTL {
+		due, oldest, err := e.store.DueQueue(ctx)
+		if err != nil {
+			return nil
+		}
+		q = queueStat{at: now, due: due, oldest: oldest}
+		e.queueMu.Lock()
+		e.queue = q
+		e.queueMu.Unlock()
+	}
+	rate := e.pacer.placing(now)
+	wait := e.cfg.QueueWait
+	bound := max(rate*wait.Seconds(), minQueueBound)
+	var age time.Duration
+	if !q.oldest.IsZero() {
+		age = now.Sub(q.oldest)
+	}
+	if float64(q.due) < bound && age <= wait {
+		e.queueMu.Lock()
+		e.queue.due++ // a burst counts itself before the next read
+		e.queueMu.Unlock()
+		return nil
+	}
+	e.shed.Add(1)
+	// Come back when the excess has been placed, 1 s to 60 s.
+	after := wait / 3
+	if rate > 0 {
+		after = time.Duration((float64(q.due) + 1 - bound) / rate * float64(time.Second))
+	}
+	after = max(after, age-wait)
+	secs := int(min(max(after, time.Second), time.Minute).Round(time.Second) / time.Second)
+	return &RetryAfter{Seconds: secs, Err: callbridge.Errorf(callbridge.EUNAVAILABLE,
+		"overloaded: %d callbacks wait to be placed (the oldest for %s) and the nodes take %.1f per second; retry in %d s",
+		q.due, age.Round(time.Second), rate, secs)}
+}
+
+// Pacing returns the placements per second the engine allows now, how
+// many originates the nodes refused, and how many callbacks the admission
+// bound refused.
+func (e *CallbackEngine) Pacing() (rate float64, refused, shed int64) {
+	return e.pacer.Rate(), e.refused.Load(), e.shed.Load()
 }
 
 // onStatus reports a status change the engine persisted to OnStatus.
@@ -554,6 +678,15 @@ func (e *CallbackEngine) route(uuid string, r *cbRun) {
 	e.mu.Unlock()
 }
 
+// unroute stops routing uuid's events to r.
+func (e *CallbackEngine) unroute(uuid string, r *cbRun) {
+	e.mu.Lock()
+	if e.routes[uuid] == r {
+		delete(e.routes, uuid)
+	}
+	e.mu.Unlock()
+}
+
 type msgKind int
 
 const (
@@ -594,6 +727,15 @@ type cbLeg struct {
 	grant    time.Duration
 	reserved bool
 	capSent  bool
+	// session says the node created a channel for this placement (an
+	// event of it arrived). firstPlaced is when the leg was first placed,
+	// refusals how often the node refused it before a session existed,
+	// retryAt when it is placed again.
+	session     bool
+	firstPlaced time.Time
+	refusals    int
+	retryAt     time.Time
+	waiting     bool // counted in the engine's waiting
 }
 
 func (l *cbLeg) live() bool { return l.originated && !l.hungup }
@@ -625,6 +767,8 @@ type cbRun struct {
 	abandoned   bool
 	nodeDown    bool
 	grace       *time.Timer
+	started     time.Time   // when the worker took the callback
+	retryTimer  *time.Timer // wakes the worker to place a refused leg again
 }
 
 // setClient sets the node the worker uses; dispatchers read it under e.mu.
@@ -660,7 +804,13 @@ func (r *cbRun) loop(ctx context.Context) {
 		if r.grace != nil {
 			r.grace.Stop()
 		}
+		if r.retryTimer != nil {
+			r.retryTimer.Stop()
+		}
+		r.setWaiting(&r.a, false)
+		r.setWaiting(&r.b, false)
 	}()
+	r.started = time.Now()
 	r.status = r.cb.Status
 	r.a = cbLeg{name: callbridge.LegA, number: r.cb.A, callerID: r.cb.CallerIDA}
 	r.b = cbLeg{name: callbridge.LegB, number: r.cb.B, callerID: r.cb.CallerIDB}
@@ -968,6 +1118,10 @@ func (r *cbRun) event(ctx context.Context, ev esl.Event) {
 	default:
 		return
 	}
+	if !l.session {
+		l.session = true
+		r.e.pacer.onAccepted(time.Now())
+	}
 	at := ev.Time()
 	if at.IsZero() {
 		at = ev.Received
@@ -1088,6 +1242,9 @@ func (r *cbRun) advance(ctx context.Context) {
 		case !r.a.originated:
 			r.originateA(ctx)
 		case r.a.hungup && !r.a.answered:
+			if r.refused(&r.a) && r.retryRefused(ctx, &r.a) {
+				return
+			}
 			reason := callbridge.HangupReason(callbridge.LegA, r.a.cause)
 			if r.a.lost {
 				reason = callbridge.ReasonNodeUnavailable
@@ -1109,6 +1266,9 @@ func (r *cbRun) advance(ctx context.Context) {
 			r.kill(ctx, &r.b)
 			r.finish(ctx, callbridge.ReasonAHangup, "A hung up while B was called")
 		case r.b.hungup && !r.b.answered:
+			if r.refused(&r.b) && r.retryRefused(ctx, &r.b) {
+				return
+			}
 			reason := callbridge.HangupReason(callbridge.LegB, r.b.cause)
 			if r.b.lost || !r.b.originated {
 				reason = callbridge.ReasonNodeUnavailable
@@ -1289,19 +1449,23 @@ func (r *cbRun) originateA(ctx context.Context) {
 			r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventAuthorized, Detail: "max duration " + max.String()}}})
 		}
 	}
-	r.place(ctx, &r.a, time.Duration(r.cb.RingTimeoutA)*time.Second, "")
+	r.place(ctx, &r.a, time.Duration(r.cb.RingTimeoutA)*time.Second, "", false)
 }
 
 // place originates one leg with a uuid of ours, recorded before the
-// command is sent so a restart can find the leg.
-func (r *cbRun) place(ctx context.Context, l *cbLeg, timeout time.Duration, status callbridge.CallbackStatus) {
+// command is sent so a restart can find the leg. again says the leg
+// replaces a placement the node refused.
+func (r *cbRun) place(ctx context.Context, l *cbLeg, timeout time.Duration, status callbridge.CallbackStatus, again bool) {
 	if l.uuid == "" {
 		l.uuid = uuid.NewString()
+	}
+	if l.firstPlaced.IsZero() {
+		l.firstPlaced = time.Now()
 	}
 	r.e.route(l.uuid, r)
 	if !r.save(ctx, &callbridge.CallbackUpdate{
 		Status: status, Detail: "calling B",
-		Leg:    r.legUpdate(l, nil),
+		Leg:    r.legUpdate(l, func(u *callbridge.LegUpdate) { u.Replaces = again }),
 		Events: []callbridge.CallbackEvent{{Type: callbridge.EventLegCreated, Leg: l.name, Detail: l.uuid}},
 	}) {
 		return
@@ -1319,6 +1483,7 @@ func (r *cbRun) place(ctx context.Context, l *cbLeg, timeout time.Duration, stat
 		switch {
 		case errors.As(err, &re):
 			r.legDown(ctx, l, re.Cause(), time.Now().UTC(), "originate: "+err.Error())
+			r.wakeSelf() // the next step acts on the refusal
 		case errors.Is(err, esl.ErrClosed):
 			// The connection died around the command: it may have been
 			// written and run (FreeSWITCH starts the originate before
@@ -1343,6 +1508,139 @@ func (r *cbRun) place(ctx context.Context, l *cbLeg, timeout time.Duration, stat
 			r.post(cbMsg{kind: msgJob, leg: name, err: err})
 		}
 	}()
+}
+
+// refusalCauses are the originate causes with which a node refuses a
+// session it will not create: mod_sofia answers DESTINATION_OUT_OF_ORDER
+// when the core refuses (max-sessions, sessions-per-second, min-idle-cpu);
+// the others are congestion.
+func refusalCause(cause string) bool {
+	switch cause {
+	case "DESTINATION_OUT_OF_ORDER", "NORMAL_TEMPORARY_FAILURE", "SWITCH_CONGESTION",
+		"NORMAL_CIRCUIT_CONGESTION", "REQUESTED_CHAN_UNAVAIL":
+		return true
+	}
+	return false
+}
+
+// refused reports whether the node refused leg l's placement before
+// anything rang: the originate failed with a refusal cause and no event
+// of the channel ever arrived (no session was created).
+func (r *cbRun) refused(l *cbLeg) bool {
+	return l.hungup && !l.session && !l.ringing && !l.answered && !l.lost && !r.cancelled && refusalCause(l.cause)
+}
+
+// refusalDeadline is when a refused leg stops being placed again: A
+// RefusedRetry after the worker took the callback, B once B would have
+// stopped ringing (A waits on the line meanwhile).
+func (r *cbRun) refusalDeadline(l *cbLeg) time.Time {
+	if l == &r.b {
+		return l.firstPlaced.Add(time.Duration(r.cb.RingTimeoutB) * time.Second)
+	}
+	return r.started.Add(r.e.cfg.RefusedRetry)
+}
+
+// retryRefused places a refused leg again, once the pacer allows, until
+// its deadline; it reports false when the deadline has passed (the leg's
+// refusal then fails the callback). Each refusal is in the history; it is
+// not an attempt of the account's retry policy.
+func (r *cbRun) retryRefused(ctx context.Context, l *cbLeg) bool {
+	now := time.Now()
+	deadline := r.refusalDeadline(l)
+	if l.retryAt.IsZero() {
+		l.refusals++
+		r.e.refused.Add(1)
+		r.e.pacer.onRefused(now)
+		detail := fmt.Sprintf("node %s refused leg %s (%s) before it rang, %d time(s)", r.client.Name(), l.name, l.cause, l.refusals)
+		if now.After(deadline) {
+			r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventRefused, Leg: l.name,
+				Detail: detail + "; not placed again: past the deadline " + deadline.UTC().Format(time.RFC3339)}}})
+			return false
+		}
+		l.retryAt = now.Add(max(r.e.pacer.wait(now), refusalBackoff(l.refusals)))
+		r.setWaiting(l, true)
+		r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventRefused, Leg: l.name,
+			Detail: fmt.Sprintf("%s; placing it again in %s", detail, l.retryAt.Sub(now).Round(time.Millisecond))}}})
+	}
+	if now.After(deadline) {
+		r.setWaiting(l, false)
+		return false
+	}
+	if now.Before(l.retryAt) || r.e.pacer.take(now, 1) == 0 {
+		if !now.Before(l.retryAt) {
+			l.retryAt = now.Add(r.e.pacer.wait(now))
+		}
+		r.wakeAt(l.retryAt)
+		return true
+	}
+	r.placeAgain(ctx, l)
+	return true
+}
+
+// refusalBackoff is the least wait before a leg refused n times is placed
+// again: 100 ms, doubling, at most 2 s.
+func refusalBackoff(n int) time.Duration {
+	return min(100*time.Millisecond<<min(max(n-1, 0), 5), 2*time.Second)
+}
+
+// setWaiting counts leg l among the refused legs waiting to be placed
+// again (or not); the claim loop claims nothing while any waits, so
+// those legs come before new callbacks (a waiting B has A on the line).
+func (r *cbRun) setWaiting(l *cbLeg, on bool) {
+	if l.waiting == on {
+		return
+	}
+	l.waiting = on
+	if on {
+		r.e.waiting.Add(1)
+	} else {
+		r.e.waiting.Add(-1)
+	}
+}
+
+// wakeAt makes the worker take a step at t.
+func (r *cbRun) wakeAt(t time.Time) {
+	if r.retryTimer != nil {
+		r.retryTimer.Stop()
+	}
+	r.retryTimer = time.AfterFunc(time.Until(t), r.wakeSelf)
+}
+
+// placeAgain places a refused leg anew: a new channel uuid (its refused
+// one keeps its own CDR), new reservations for a prepaid account, and for
+// A a new pool slot, so another node may take it.
+func (r *cbRun) placeAgain(ctx context.Context, l *cbLeg) {
+	r.setWaiting(l, false)
+	r.e.unroute(l.uuid, r)
+	r.releaseLeg(ctx, l)
+	*l = cbLeg{name: l.name, number: l.number, callerID: l.callerID, firstPlaced: l.firstPlaced, refusals: l.refusals}
+	if l == &r.b {
+		if r.e.cfg.CallAuthorizer != nil {
+			if _, err := r.authorizeLeg(ctx, &r.b, r.maxDuration); err != nil {
+				reason, _ := authFailure(callbridge.LegB, err)
+				r.failB(ctx, reason)
+				return
+			}
+		}
+		r.place(ctx, l, time.Duration(r.cb.RingTimeoutB)*time.Second, "", true)
+		return
+	}
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
+	if !r.acquire(ctx) {
+		return
+	}
+	if r.e.cfg.CallAuthorizer != nil {
+		r.releaseLeg(ctx, &r.b)
+		r.b.uuid = ""
+		if reason, detail := r.authorizeLegs(ctx); reason != callbridge.ReasonNone {
+			r.finish(ctx, reason, detail)
+			return
+		}
+	}
+	r.place(ctx, l, time.Duration(r.cb.RingTimeoutA)*time.Second, "", true)
 }
 
 // failA ends the attempt on an A failure, or queues the callback again
@@ -1381,7 +1679,7 @@ func (r *cbRun) originateB(ctx context.Context) {
 			r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventPrompt, Leg: callbridge.LegA, Detail: r.cb.Prompt}}})
 		}
 	}
-	r.place(ctx, &r.b, time.Duration(r.cb.RingTimeoutB)*time.Second, callbridge.CallbackCallingB)
+	r.place(ctx, &r.b, time.Duration(r.cb.RingTimeoutB)*time.Second, callbridge.CallbackCallingB, false)
 }
 
 func (r *cbRun) promptPath() string {

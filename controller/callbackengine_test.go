@@ -65,6 +65,8 @@ type cbOpts struct {
 	noEngine   bool
 	// store, when set, wraps the engine's store (to delay or observe it).
 	store func(CallbackStore) CallbackStore
+	// refusedRetry and queueWait set the engine's (0: its defaults).
+	refusedRetry, queueWait time.Duration
 }
 
 func newCBEnv(t *testing.T, o cbOpts) *cbEnv {
@@ -129,6 +131,8 @@ func (env *cbEnv) startEngine(o cbOpts) *CallbackEngine {
 	e, err := NewCallbackEngine(store, env.pool, CallbackEngineConfig{
 		Owner: o.owner, Gateway: "carrier", Lease: o.lease, PollInterval: 20 * time.Millisecond,
 		NodeGrace:      300 * time.Millisecond,
+		RefusedRetry:   o.refusedRetry,
+		QueueWait:      o.queueWait,
 		Prompts:        map[string]string{"ringback": "/sounds/ringback.wav", "welcome": "/sounds/welcome.wav"},
 		FailurePrompts: map[callbridge.FailReason]string{"": "/sounds/call-failed.wav"},
 		LegWait:        2 * time.Second,
@@ -1052,10 +1056,10 @@ type slowClaimStore struct {
 	adopted []string
 }
 
-func (s *slowClaimStore) ClaimCallback(ctx context.Context, owner, node string, lease time.Duration) (*callbridge.Callback, error) {
-	cb, err := s.CallbackStore.ClaimCallback(ctx, owner, node, lease)
-	if cb == nil || err != nil {
-		return cb, err
+func (s *slowClaimStore) ClaimCallbacks(ctx context.Context, owner, node string, lease time.Duration, n int) ([]*callbridge.Callback, error) {
+	cbs, err := s.CallbackStore.ClaimCallbacks(ctx, owner, node, lease, n)
+	if len(cbs) == 0 || err != nil {
+		return cbs, err
 	}
 	s.mu.Lock()
 	until := s.started + 1
@@ -1068,7 +1072,7 @@ func (s *slowClaimStore) ClaimCallback(ctx context.Context, owner, node string, 
 			break
 		}
 	}
-	return cb, nil
+	return cbs, nil
 }
 
 func (s *slowClaimStore) AdoptCallbacks(ctx context.Context, owner string, lease time.Duration, n int, own bool, held []string) ([]*callbridge.Callback, error) {

@@ -175,6 +175,26 @@ func (m *Metrics) WatchCallbacks(live func() int) {
 	}, func() float64 { return float64(live()) }))
 }
 
+// WatchPacing exports the callback engine's pacing: the placements per
+// second it allows now, the originates the nodes refused before a session
+// existed, and the callbacks the admission bound refused with 503.
+func (m *Metrics) WatchPacing(pacing func() (rate float64, refused, shed int64)) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "callbridge_callback_pacing_rate",
+			Help: "Callback placements per second the engine allows now: the nodes' MaxCPS, lowered while they refuse sessions.",
+		}, func() float64 { r, _, _ := pacing(); return r }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "callbridge_originates_refused_total",
+			Help: "Callback legs a node refused before a session existed (max-sessions, sessions-per-second, min-idle-cpu, congestion); each is placed again within its deadline.",
+		}, func() float64 { _, n, _ := pacing(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "callbridge_callbacks_shed_total",
+			Help: "POST /v1/callbacks answered 503 because the due queue was past what the nodes place in CALLBRIDGE_QUEUE_WAIT.",
+		}, func() float64 { _, _, n := pacing(); return float64(n) }),
+	)
+}
+
 // ObserveJob returns an esl.Config.OnJobDone hook for node that records
 // each command's latency and outcome (ok, error, closed).
 func (m *Metrics) ObserveJob(node string) func(command string, took time.Duration, err error) {

@@ -131,8 +131,11 @@ func bearer(c *gin.Context) (string, bool) {
 }
 
 // authenticate requires an account's API key and puts the account in the
-// request context (callbridge.AccountFromContext).
-func authenticate(accounts callbridge.AccountService) gin.HandlerFunc {
+// request context (callbridge.AccountFromContext). Failed lookups are
+// counted per client address in failures (nil counts nothing): once an
+// address has used its bucket, its requests answer 429 before any lookup,
+// so guessing keys cannot cost a database query each at high rate.
+func authenticate(accounts callbridge.AccountService, failures *limiter) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		key, ok := bearer(c)
 		if !ok {
@@ -140,10 +143,20 @@ func authenticate(accounts callbridge.AccountService) gin.HandlerFunc {
 			writeError(c, callbridge.Errorf(callbridge.EUNAUTHORIZED, "missing Authorization: Bearer <API key>"))
 			return
 		}
+		client := clientKey(c.Request.RemoteAddr)
+		if failures != nil {
+			if wait, limited := failures.wait(client); limited {
+				writeError(c, retryAfter(wait, "too many failed authentications from this address; retry in %d s"))
+				return
+			}
+		}
 		a, err := accounts.Authenticate(c.Request.Context(), key)
 		if err != nil {
 			if callbridge.ErrorCode(err) == callbridge.EUNAUTHORIZED {
 				c.Header("WWW-Authenticate", `Bearer realm="callbridge", error="invalid_token"`)
+				if failures != nil {
+					failures.allow(client)
+				}
 			}
 			writeError(c, err)
 			return

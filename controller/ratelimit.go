@@ -3,6 +3,7 @@ package controller
 import (
 	"crypto/sha256"
 	"math"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -105,6 +106,22 @@ func (l *limiter) allow(key bucketKey) (bool, time.Duration) {
 	return true, 0
 }
 
+// wait reports, without taking a token, whether key's bucket is empty
+// and how long until it holds one again.
+func (l *limiter) wait(key bucketKey) (time.Duration, bool) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tat, ok := l.tat[key]
+	if !ok || tat.Before(now) {
+		return 0, false
+	}
+	if ahead := tat.Add(l.interval).Sub(now); ahead > l.tolerance {
+		return ahead - l.tolerance, true
+	}
+	return 0, false
+}
+
 // sweep forgets every bucket that has refilled.
 func (l *limiter) sweep(now time.Time) {
 	for k, tat := range l.tat {
@@ -166,13 +183,34 @@ func rateLimit(l *limiter) gin.HandlerFunc {
 		}
 		ok, wait := l.allow(rateLimitKey(a.ID, key))
 		if !ok {
-			secs := int(math.Ceil(wait.Seconds()))
-			writeError(c, &RetryAfter{
-				Seconds: max(secs, 1),
-				Err:     callbridge.Errorf(callbridge.ERATELIMIT, "too many requests for this API key; retry in %d s", max(secs, 1)),
-			})
+			writeError(c, retryAfter(wait, "too many requests for this API key; retry in %d s"))
 			return
 		}
 		c.Next()
 	}
+}
+
+// defaultAuthFailureLimit is Server.AuthFailureLimit's default: five
+// failed authentications a second per client address, twenty at once.
+func defaultAuthFailureLimit() RateLimit { return RateLimit{PerSecond: 5, Burst: 20} }
+
+// clientKey names the failure bucket of a request's client: its
+// connection's address (X-Forwarded-For is the client's to forge), an
+// IPv6 one by its /64, which a single host can hop around in.
+func clientKey(remoteAddr string) bucketKey {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return bucketKey{account: remoteAddr}
+	}
+	ip := ap.Addr().Unmap()
+	if ip.Is6() {
+		ip = netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return bucketKey{account: ip.String()}
+}
+
+// retryAfter is the ERATELIMIT answer for a wait.
+func retryAfter(wait time.Duration, format string) error {
+	secs := max(int(math.Ceil(wait.Seconds())), 1)
+	return &RetryAfter{Seconds: secs, Err: callbridge.Errorf(callbridge.ERATELIMIT, format, secs)}
 }

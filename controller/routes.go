@@ -30,7 +30,12 @@ func (s *Server) routes(e *gin.Engine) {
 
 	// security: one limiter, so a key's budget spans every /v1 group.
 	limit := rateLimit(newLimiter(s.RateLimit, nil))
-	v1 := e.Group("/v1", authenticate(s.Accounts), limit)
+	failures := s.AuthFailureLimit
+	if failures == (RateLimit{}) {
+		failures = defaultAuthFailureLimit()
+	}
+	auth := authenticate(s.Accounts, newLimiter(failures, nil))
+	v1 := e.Group("/v1", auth, limit)
 	v1.GET("/account", getOwnAccount())
 
 	// privacy numbers
@@ -54,7 +59,7 @@ func (s *Server) routes(e *gin.Engine) {
 	// RateDeckStore); carrier decks take the admin token, account decks an
 	// API key, on the same paths.
 	if decks, ok := s.DB.(RateDeckStore); ok {
-		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, s.Accounts), limit), decks,
+		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, auth), limit), decks,
 			newImportSlots(s.MaxImportsPerAccount, s.MaxImports))
 	}
 
@@ -66,7 +71,7 @@ func (s *Server) routes(e *gin.Engine) {
 
 	// billing
 	if s.Billing != nil {
-		billingRoutes(e, admin, v1, s.Billing, s.AdminToken)
+		billingRoutes(e, admin, v1, s.Billing, s.AdminToken, s.clock())
 	}
 }
 
@@ -115,11 +120,12 @@ func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore, imports *importSlot
 }
 
 // billingRoutes registers the billing API: operator routes (job runs,
-// top-ups, billing profiles) behind the admin token, and an account's own
+// invoice runs, top-ups, billing profiles) behind the admin token, and an account's own
 // usage, invoices and balance behind its API key. Top-ups take the admin
 // token: a customer must not credit itself.
-func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, adminToken string) {
+func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, adminToken string, now func() time.Time) {
 	admin.GET("/jobs", listJobRuns(svc))
+	admin.POST("/invoices", issueInvoices(svc, now))
 	admin.GET("/accounts/:id/billing", getBillingProfile(svc))
 	admin.PUT("/accounts/:id/billing", putBillingProfile(svc))
 	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), createTopup(svc))

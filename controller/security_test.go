@@ -181,7 +181,10 @@ func (o tenantObjects) pathFor(route string) (string, bool) {
 // error shape; only /healthz, /readyz and /openapi.json are open.
 func TestSecurityAuthentication(t *testing.T) {
 	t.Parallel()
-	env := newFullEnv(t, nil)
+	// Every bad credential on every route comes from one address: the
+	// limit on failed authentications (TestAuthFailuresLimitedPerAddress)
+	// would answer 429 after the first few.
+	env := newFullEnv(t, func(s *Server) { s.AuthFailureLimit = RateLimit{PerSecond: -1} })
 	doc := loadAPIDoc(t)
 	good := env.newTenant("good")
 	revoked := env.newTenant("revoked")
@@ -475,6 +478,7 @@ func validBodies(o tenantObjects) map[string]map[string]any {
 		"PATCH /v1/bindings/:id":             {"a": "+4917000003", "b": "+4917000004", "ttl": 3600, "record": true},
 		"POST /v1/callbacks":                 {"a": "+4930111222", "b": "+4930333444", "caller_id_a": "+4930990000", "caller_id_b": "+4930990000", "ring_timeout_a": 30, "ring_timeout_b": 30, "max_duration": 600, "prompt": "none", "record": false, "webhook_url": "https://example.com/h", "metadata": map[string]any{}},
 		"POST /v1/accounts/:id/topups":       {"amount_micros": 1000, "reference": "r"},
+		"POST /v1/admin/invoices":            {"month": "2026-10", "account_id": o.id, "draft": true},
 		"PUT /v1/admin/accounts/:id/billing": {"issuer": "default", "tax_bps": 1900, "tax_label": "VAT 19%", "payment_days": 30, "low_balance_micros": 1000, "low_balance_url": "https://example.com/low"},
 		"POST /v1/rate-decks":                {"account_id": o.id, "name": "d", "currency": "USD", "time_zone": "UTC", "precision": 6, "rounding": "up", "short_ms": 0, "holidays": []string{}, "effective_from": "2026-01-01T00:00:00Z"},
 	}
@@ -979,7 +983,7 @@ func TestSecurityHostileTextInExports(t *testing.T) {
 		t.Fatal(err)
 	}
 	bill := postgres.NewBillingStore(env.db, time.UTC, "test")
-	if _, err := bill.RollupDirty(ctx); err != nil {
+	if _, err := bill.RollupDirty(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
 	invs, err := bill.IssueInvoices(ctx, 2026, time.October, tn.id, time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC))

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"callbridge"
 
@@ -83,12 +84,22 @@ type Server struct {
 	// Billing serves usage reports, invoices, balances, top-ups and job
 	// runs; nil leaves those routes out.
 	Billing callbridge.BillingService
+	// Now is the clock that decides whether a month is closed for
+	// invoicing (nil: time.Now).
+	Now func() time.Time
 
 	// security
 
 	// RateLimit limits requests per API key on the /v1 routes (429 with
 	// Retry-After); the zero value does not limit.
 	RateLimit RateLimit
+	// AuthFailureLimit limits failed API-key authentications per client
+	// address (the connection's; an IPv6 client by its /64): once its
+	// bucket is empty, a request from that address carrying an API key
+	// answers 429 with Retry-After without costing a database lookup.
+	// The zero value means five a second, twenty at once; a negative
+	// PerSecond turns it off.
+	AuthFailureLimit RateLimit
 
 	once    sync.Once
 	handler http.Handler
@@ -154,3 +165,11 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) draining() bool { return s.Draining != nil && s.Draining() }
+
+// clock returns the server's clock.
+func (s *Server) clock() func() time.Time {
+	if s.Now == nil {
+		return time.Now
+	}
+	return s.Now
+}

@@ -103,6 +103,7 @@ func newFullEnv(t *testing.T, tweak func(*Server)) *fullEnv {
 		Webhooks:  postgres.NewWebhookService(db),
 		CDRs:      postgres.NewCDRStore(db),
 		Billing:   postgres.NewBillingStore(db, time.UTC, "test"),
+		Now:       func() time.Time { return time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC) },
 	}
 	if tweak != nil {
 		tweak(srv)

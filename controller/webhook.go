@@ -51,6 +51,9 @@ type WebhookDelivererConfig struct {
 	RetryWindow time.Duration
 	// Transport, when set, replaces the deliverer's own transport (tests).
 	Transport http.RoundTripper
+	// Resolver, when set, resolves webhook hosts for the deliverer's own
+	// transport instead of the system's resolver (tests).
+	Resolver *net.Resolver
 	// AllowPrivate lets webhooks reach loopback, private, link-local and
 	// other non-public addresses. Off by default, so a tenant's webhook_url
 	// cannot make the controller POST to internal services (SSRF); the
@@ -113,7 +116,7 @@ func NewWebhookDeliverer(outbox WebhookOutbox, cfg WebhookDelivererConfig) *Webh
 	if tr == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.Proxy = nil // a proxy would connect on our behalf, past the address check
-		dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+		dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Resolver: cfg.Resolver}
 		if !cfg.AllowPrivate {
 			dialer.Control = publicAddressOnly
 		}
@@ -250,24 +253,14 @@ func (d *WebhookDeliverer) post(ctx context.Context, w *callbridge.Webhook) erro
 var errPrivateAddress = errors.New("controller: webhook destination is not a public address")
 
 // publicAddressOnly is a net.Dialer Control function: it lets a connection
-// proceed only to a global unicast address that is not private, loopback,
-// link-local or otherwise reserved for internal use.
+// proceed only to an address isPublicAddress accepts. It runs after name
+// resolution and before connect(2), for every address tried, so a name
+// that resolves to an internal address is refused too, and nothing is
+// sent to a refused address.
 func publicAddressOnly(_, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return errPrivateAddress
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return errPrivateAddress
-	}
-	ip = ip.Unmap()
-	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() ||
-		cgnat.Contains(ip) || (ip.Is6() && ip.Is4In6()) {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil || !isPublicAddress(ap.Addr()) {
 		return errPrivateAddress
 	}
 	return nil
 }
-
-// cgnat is the shared address space of RFC 6598, internal like RFC 1918.
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")

@@ -273,3 +273,17 @@ func TestRTPRangeEven(t *testing.T) {
 		}
 	}
 }
+
+// TestFreeSWITCHHealthcheck checks the freeswitch service is healthy only
+// while its event socket answers (FreeSWITCH runs on without one when the
+// port is taken: freeswitch-conf/README.md), and that callbridge waits for
+// that.
+func TestFreeSWITCHHealthcheck(t *testing.T) {
+	fs := service(t, "freeswitch")
+	if !regexp.MustCompile(`test: \["CMD-SHELL", "fs_cli -H 127\.0\.0\.1 -P \\"\$\$FS_ESL_PORT\\" -p \\"\$\$FS_ESL_PASSWORD\\" -x status \| grep -q '\^UP'"\]`).MatchString(fs) {
+		t.Errorf("the freeswitch healthcheck does not ask the event socket on FS_ESL_PORT for status:\n%s", fs)
+	}
+	if !regexp.MustCompile(`(?m)^      freeswitch:\n        condition: service_healthy$`).MatchString(service(t, "callbridge")) {
+		t.Error("callbridge does not wait for a healthy freeswitch (depends_on condition: service_healthy)")
+	}
+}

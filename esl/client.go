@@ -57,8 +57,9 @@ type Config struct {
 	// media, as FreeSWITCH reports), and its error (nil, a *ReplyError,
 	// ErrClosed). It runs on the event reader: it must not block.
 	OnJobDone func(command string, took time.Duration, err error)
-	// Logger receives connection state changes and dropped frames;
-	// nothing is logged when nil.
+	// Logger receives connection state changes and dropped frames, each
+	// line naming the node ("node": Name), so the logger must not carry a
+	// "node" attribute of its own; nothing is logged when nil.
 	Logger *slog.Logger
 }
 

@@ -132,3 +132,20 @@ func (p *Pool) Acquire(ctx context.Context) (*Client, func(), error) {
 		})
 	}, nil
 }
+
+// MaxCPS returns how many calls per second the connected nodes take
+// together under their Config.MaxCPS; 0 when one of them has no limit or
+// none is connected.
+func (p *Pool) MaxCPS() int {
+	sum := 0
+	for _, c := range p.clients {
+		if c.State() != StateConnected {
+			continue
+		}
+		if c.cfg.MaxCPS <= 0 {
+			return 0
+		}
+		sum += c.cfg.MaxCPS
+	}
+	return sum
+}

@@ -80,8 +80,8 @@ func validateAccount(a *callbridge.Account) error {
 	if a.Currency == "" {
 		a.Currency = "USD"
 	}
-	if len(a.Currency) != 3 || strings.ToUpper(a.Currency) != a.Currency {
-		return callbridge.FieldError("currency", "currency must be an ISO 4217 code such as USD")
+	if err := callbridge.ValidateCurrency("currency", a.Currency); err != nil {
+		return err
 	}
 	return nil
 }

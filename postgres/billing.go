@@ -1,13 +1,13 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -27,11 +27,17 @@ const rollupLock = 0x6362726f6c6c7570
 
 // BillingStore keeps billing's state: job runs, daily rollups, invoices,
 // the prepaid ledger and call reservations. Days and months are read in
-// its zone.
+// its zone, which its rollups record: a rollup or invoice run of an
+// account and month rolled up in another zone is refused.
 type BillingStore struct {
 	db   *DB
 	loc  *time.Location
 	node string
+	// Grace is how long after a month ends it stays open to late CDRs:
+	// IssueInvoices refuses it until then (CALLBRIDGE_INVOICE_GRACE).
+	// Zero lets a month be invoiced as soon as it ends. Set it before
+	// use.
+	Grace time.Duration
 }
 
 var _ callbridge.BillingService = (*BillingStore)(nil)
@@ -191,9 +197,12 @@ const bulkDayTargets = 100
 // their dirty marks, so the next run recomputes them. The next synchronous
 // commit (the job's run record, the invoices) flushes it anyway, since the
 // WAL is flushed in order.
-func rollupTx(ctx context.Context, tx *Tx) error {
+//
+// It also names the zone the transaction's rollups are made in
+// (callbridge.billing_zone), which writeRollups records and checks.
+func rollupTx(ctx context.Context, tx *Tx, zone string) error {
 	_, err := tx.ExecContext(ctx, `SELECT set_config('work_mem', $1, true), set_config('synchronous_commit', 'off', true),
-		pg_advisory_xact_lock($2)`, billingWorkMem, int64(rollupLock))
+		set_config('callbridge.billing_zone', $3, true), pg_advisory_xact_lock($2)`, billingWorkMem, int64(rollupLock), zone)
 	return Error(err)
 }
 
@@ -201,13 +210,22 @@ func rollupTx(ctx context.Context, tx *Tx) error {
 // inserted or re-priced since it was last rolled up, and returns how many
 // rollup rows it changed. A day changed while it runs stays marked and is
 // picked up by the next call. Marks are taken a month at a time, in day
-// order, one transaction per month.
-func (s *BillingStore) RollupDirty(ctx context.Context) (int64, error) {
+// order, one transaction per month. accountID, when set, limits it to
+// that account's days: other accounts' rollups are left as they are.
+func (s *BillingStore) RollupDirty(ctx context.Context, accountID string) (int64, error) {
+	var account any // NULL: every account
+	if accountID != "" {
+		if !callbridge.IsUUID(accountID) {
+			return 0, notFound("account")
+		}
+		account = accountID
+	}
 	var total int64
 	from := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
 	for {
 		var first sql.NullTime
-		if err := s.db.QueryRowContext(ctx, `SELECT min(day) FROM rollup_dirty WHERE day >= $1`, from.Format(time.DateOnly)).Scan(&first); err != nil {
+		if err := s.db.QueryRowContext(ctx, `SELECT min(day) FROM rollup_dirty WHERE day >= $1 AND ($2::uuid IS NULL OR account_id = $2::uuid)`,
+			from.Format(time.DateOnly), account).Scan(&first); err != nil {
 			return total, fmt.Errorf("postgres: rollup: %w", Error(err))
 		}
 		if !first.Valid {
@@ -216,14 +234,14 @@ func (s *BillingStore) RollupDirty(ctx context.Context) (int64, error) {
 		lo := first.Time.UTC()
 		from = lo.AddDate(0, 0, rollupBatchDays)
 		err := s.db.Tx(ctx, func(tx *Tx) error {
-			if err := rollupTx(ctx, tx); err != nil {
+			if err := rollupTx(ctx, tx, s.loc.String()); err != nil {
 				return err
 			}
 			// The marks as they stand now; a mark whose generation
 			// moves before commit is not cleared.
 			if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE rollup_marks ON COMMIT DROP AS
-				SELECT account_id, day, gen FROM rollup_dirty WHERE day >= $1 AND day < $2`,
-				lo.Format(time.DateOnly), from.Format(time.DateOnly)); err != nil {
+				SELECT account_id, day, gen FROM rollup_dirty WHERE day >= $1 AND day < $2 AND ($3::uuid IS NULL OR account_id = $3::uuid)`,
+				lo.Format(time.DateOnly), from.Format(time.DateOnly), account); err != nil {
 				return Error(err)
 			}
 			// A UTC day overlaps one or two local days.
@@ -264,7 +282,7 @@ func (s *BillingStore) RollupDay(ctx context.Context, day time.Time, accountID s
 	lo, hi := dayBounds(s.loc, d.Year(), d.Month(), d.Day())
 	var n int64
 	err := s.db.Tx(ctx, func(tx *Tx) error {
-		if err := rollupTx(ctx, tx); err != nil {
+		if err := rollupTx(ctx, tx, s.loc.String()); err != nil {
 			return err
 		}
 		if accountID != "" {
@@ -373,7 +391,10 @@ func (s *BillingStore) recompute(ctx context.Context, tx *Tx) (int64, error) {
 // are named by the sell deck's description of the prefix. It returns the
 // rows changed. fresh says the scope holds no rollups yet (the first
 // rollup of a day): the rows are then inserted without the conflict
-// checks of an upsert.
+// checks of an upsert. It records the zone of the transaction
+// (rollupTx) for each account and month it writes, and returns an
+// ECONFLICT error, leaving the transaction to roll back, when that
+// account's month or a month next to it was rolled up in another zone.
 func writeRollups(ctx context.Context, tx *Tx, fresh bool, agg, scope string, args ...any) (int64, error) {
 	write := `
 		up AS (
@@ -403,6 +424,11 @@ func writeRollups(ctx context.Context, tx *Tx, fresh bool, agg, scope string, ar
 		)`
 	}
 	var n int64
+	var clash struct {
+		account, zone sql.NullString
+		month         sql.NullTime
+	}
+	var zone string
 	err := tx.QueryRowContext(ctx, `
 		WITH agg AS MATERIALIZED (`+agg+`
 		), descs AS (
@@ -421,9 +447,30 @@ func writeRollups(ctx context.Context, tx *Tx, fresh bool, agg, scope string, ar
 			SELECT DISTINCT account_id, day - (extract(day FROM day)::int - 1) FROM (SELECT * FROM up UNION ALL SELECT * FROM del) t
 			ORDER BY 1, 2
 			ON CONFLICT DO NOTHING
+		), zmonths AS (
+			SELECT DISTINCT account_id, day - (extract(day FROM day)::int - 1) AS month FROM fin
+		), zset AS (
+			INSERT INTO rollup_zones (account_id, month, zone)
+			SELECT account_id, month, current_setting('callbridge.billing_zone') FROM zmonths ORDER BY 1, 2
+			ON CONFLICT DO NOTHING
+		), zclash AS (
+			SELECT z.account_id, z.month, z.zone
+			FROM rollup_zones z JOIN zmonths m ON m.account_id = z.account_id
+			 AND z.month BETWEEN (m.month - interval '1 month')::date AND (m.month + interval '1 month')::date
+			WHERE z.zone <> current_setting('callbridge.billing_zone')
+			ORDER BY 1, 2 LIMIT 1
 		)
-		SELECT (SELECT count(*) FROM up) + (SELECT count(*) FROM del)`, args...).Scan(&n)
-	return n, Error(err)
+		SELECT (SELECT count(*) FROM up) + (SELECT count(*) FROM del),
+		       (SELECT account_id::text FROM zclash), (SELECT month FROM zclash), (SELECT zone FROM zclash),
+		       current_setting('callbridge.billing_zone')`, args...).Scan(&n, &clash.account, &clash.month, &clash.zone, &zone)
+	if err != nil {
+		return 0, Error(err)
+	}
+	if clash.account.Valid {
+		// The transaction rolls back: nothing of this run is kept.
+		return 0, zoneError(clash.account.String, clash.month.Time, clash.zone.String, zone)
+	}
+	return n, nil
 }
 
 // monthBounds returns the UTC instants bounding month ym ("YYYY-MM") in
@@ -441,27 +488,64 @@ const CorrectionMonths = 12
 // same month waits, then finds the first run's invoices issued.
 const invoiceLock = 0x6362696e766f6963
 
-// taxSQL is TaxOf in SQL over the numeric p = subtotal × bps: integer
-// division truncated toward zero, then one more unit away from zero when
-// the remainder is at least half. numeric cannot overflow.
+// roundSQL is callbridge.RoundToMinor in SQL: micro-units %[1]s (numeric
+// or bigint) to minor units of u micro-units each (%[2]s), half away from
+// zero.
+const roundSQL = `(div(%[1]s, %[2]s) + CASE WHEN 2 * abs(mod(%[1]s, %[2]s)) >= %[2]s THEN sign(%[1]s) ELSE 0 END)::bigint`
+
+// taxSQL is callbridge.TaxOf in SQL over the numeric p = subtotal × bps:
+// integer division truncated toward zero, then one more unit away from
+// zero when the remainder is at least half. numeric cannot overflow.
 const taxSQL = `(div(%[1]s, 10000) + CASE WHEN abs(mod(%[1]s, 10000)) >= 5000 THEN sign(%[1]s) ELSE 0 END)::bigint`
 
-// IssueInvoices brings the rollups up to date, then issues the invoice of
-// the period for every account (or the one named) that has usage in it,
-// or usage of the months before that differs from what was invoiced for
-// them (corrections become credit and debit lines). An account that
-// already has an invoice for the period is left alone, so a re-run issues
-// nothing new. It returns the invoices it issued, with their lines, in
-// account order.
+// errDraft rolls a draft run's transaction back.
+var errDraft = errors.New("draft")
+
+// IssueInvoices implements callbridge.BillingService. It refuses a month
+// that is not closed at now (callbridge.CheckPeriodClosed with the
+// store's Grace); now also stamps the documents' issue. A zero now is
+// the time of the call.
+//
+// It brings the account's rollups up to date, then issues, for every
+// account (or the one named) not invoiced for the month yet, the invoice
+// of the month: its usage, and the corrections of the months before it
+// whose rollups differ from what was billed for them, when a month's
+// corrections net to a charge. A month whose corrections net to a credit
+// gets a credit note instead, referencing the invoice that billed it. A
+// re-run issues nothing new. It returns the documents issued, with their
+// lines, by account, invoices first.
 //
 // Every account is invoiced by the same few set-based statements in one
 // transaction: the lines of all accounts, then every header with its
-// number (numbers of one issuer follow account order, without gaps), then
-// every line.
+// number (numbers of one issuer and kind follow account order, without
+// gaps), then every line.
 func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.Month, accountID string, now time.Time) ([]*callbridge.Invoice, error) {
 	if month < 1 || month > 12 || year < 2000 || year > 9999 {
 		return nil, callbridge.FieldError("month", "must be a month YYYY-MM")
 	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if err := callbridge.CheckPeriodClosed(year, month, s.loc, s.Grace, now); err != nil {
+		return nil, err
+	}
+	return s.issue(ctx, year, month, accountID, now, false)
+}
+
+// DraftInvoices implements callbridge.BillingService: the run of
+// IssueInvoices, closed month or not, in a transaction rolled back at
+// the end.
+func (s *BillingStore) DraftInvoices(ctx context.Context, year int, month time.Month, accountID string, now time.Time) ([]*callbridge.Invoice, error) {
+	if month < 1 || month > 12 || year < 2000 || year > 9999 {
+		return nil, callbridge.FieldError("month", "must be a month YYYY-MM")
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return s.issue(ctx, year, month, accountID, now, true)
+}
+
+func (s *BillingStore) issue(ctx context.Context, year int, month time.Month, accountID string, now time.Time, draft bool) ([]*callbridge.Invoice, error) {
 	var account any // NULL: every account
 	if accountID != "" {
 		if !callbridge.IsUUID(accountID) {
@@ -469,17 +553,19 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 		}
 		account = accountID
 	}
-	if now.IsZero() {
-		now = time.Now()
-	}
-	if _, err := s.RollupDirty(ctx); err != nil {
+	if _, err := s.RollupDirty(ctx, accountID); err != nil {
 		return nil, err
+	}
+	var codes []string
+	var exps []int64
+	for c, e := range callbridge.Currencies() {
+		codes, exps = append(codes, c), append(exps, int64(e))
 	}
 	period := fmt.Sprintf("%04d-%02d", year, int(month))
 	first := time.Date(year, month, 1, 0, 0, 0, 0, time.UTC)
 	next := first.AddDate(0, 1, 0)
 	back := first.AddDate(0, -CorrectionMonths, 0)
-	lo, hi := monthBounds(s.loc, year, month)
+	zone := s.loc.String()
 	var issued []*callbridge.Invoice
 	err := s.db.Tx(ctx, func(tx *Tx) error {
 		issued = nil
@@ -490,22 +576,36 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 			return Error(err)
 		}
 		// The accounts to invoice: not invoiced for the period yet, with
-		// rollups in it or changed rollups in the correction window.
+		// rollups in it or changed rollups in the correction window; and
+		// their currency's minor unit (unit: micro-units per minor unit).
 		res, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_accounts ON COMMIT DROP AS
-			SELECT a.id AS account_id, a.currency, coalesce(p.issuer, 'default') AS issuer,
+			SELECT a.id AS account_id, a.currency, c.exponent, power(10::numeric, 6 - c.exponent)::bigint AS unit,
+			       coalesce(p.issuer, 'default') AS issuer,
 			       coalesce(p.tax_bps, 0) AS tax_bps, coalesce(p.tax_label, '') AS tax_label,
 			       coalesce(p.payment_days, 30) AS payment_days
 			FROM accounts a LEFT JOIN billing_profiles p ON p.account_id = a.id
+			LEFT JOIN unnest($6::text[], $7::int[]) c(code, exponent) ON c.code = a.currency
 			WHERE ($1::uuid IS NULL OR a.id = $1::uuid)
-			  AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = a.id AND i.period = $2)
+			  AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = a.id AND i.period = $2 AND i.kind = 'invoice')
 			  AND (EXISTS (SELECT 1 FROM rollups r WHERE r.account_id = a.id AND r.day >= $3 AND r.day < $4)
 			       OR EXISTS (SELECT 1 FROM invoice_recheck m WHERE m.account_id = a.id AND m.month >= $5 AND m.month < $3))`,
-			account, period, first.Format(time.DateOnly), next.Format(time.DateOnly), back.Format(time.DateOnly))
+			account, period, first.Format(time.DateOnly), next.Format(time.DateOnly), back.Format(time.DateOnly),
+			pq.Array(codes), pq.Array(exps))
 		if err != nil {
 			return Error(err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
+		}
+		var bad struct {
+			Account  string `db:"account_id"`
+			Currency string `db:"currency"`
+		}
+		switch err := tx.GetContext(ctx, &bad, `SELECT account_id, currency FROM invoice_accounts WHERE exponent IS NULL ORDER BY 1 LIMIT 1`); {
+		case err == nil:
+			return callbridge.Errorf(callbridge.ECONFLICT, "account %s bills in %q, which is not an ISO 4217 currency with a minor unit: set the account's currency", bad.Account, bad.Currency)
+		case !errors.Is(err, sql.ErrNoRows):
+			return Error(err)
 		}
 		// The months each account's invoice compares: its period, and
 		// the months of the window whose rollups changed since an
@@ -524,6 +624,9 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 		if _, err := tx.ExecContext(ctx, `ANALYZE invoice_accounts, invoice_months`); err != nil {
 			return Error(err)
 		}
+		if err := zoneClash(ctx, tx, zone, `SELECT account_id, month FROM invoice_months`); err != nil {
+			return err
+		}
 		// One pass over those months' rollups: usage by destination group
 		// for the lines and by day for the chart.
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_usage ON COMMIT DROP AS
@@ -539,7 +642,10 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 		}
 		// Every account's lines: its usage of the period by destination
 		// group, and for each changed earlier month the difference
-		// between its rollups and what its invoices already billed.
+		// between its rollups and what its documents already billed, each
+		// rounded to minor units. An earlier month whose rounded
+		// differences net to a credit goes on a credit note of that
+		// month; the rest goes on the period's invoice.
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_new_lines ON COMMIT DROP AS
 			WITH r AS (
 				SELECT account_id, period, destination, calls, answered, billed_ms, amount
@@ -557,32 +663,64 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 				       (coalesce(r.billed_ms, 0) - coalesce(i.billed_ms, 0))::bigint AS billed_ms,
 				       (coalesce(r.amount, 0) - coalesce(i.amount, 0))::bigint AS amount
 				FROM r FULL JOIN i USING (account_id, period, destination)
+			), rounded AS (
+				SELECT d.*, `+fmt.Sprintf(roundSQL, "d.amount", "a.unit")+` AS amount_minor
+				FROM d JOIN invoice_accounts a USING (account_id)
+				WHERE d.period = $1 OR d.calls <> 0 OR d.answered <> 0 OR d.billed_ms <> 0 OR d.amount <> 0
+			), doc AS (
+				SELECT rounded.*, CASE WHEN period <> $1 AND sum(amount_minor) OVER (PARTITION BY account_id, period) < 0
+				                       THEN 'credit_note' ELSE 'invoice' END AS doc_kind
+				FROM rounded
 			)
-			SELECT account_id,
-			       row_number() OVER (PARTITION BY account_id ORDER BY period DESC, destination)::int AS line,
+			SELECT account_id, doc_kind, CASE doc_kind WHEN 'invoice' THEN $1 ELSE period END AS doc_period,
+			       row_number() OVER (PARTITION BY account_id, doc_kind, CASE doc_kind WHEN 'invoice' THEN $1 ELSE period END
+			                          ORDER BY period DESC, destination)::int AS line,
 			       CASE WHEN period = $1 THEN 'usage' WHEN amount < 0 THEN 'credit' ELSE 'debit' END AS kind,
-			       period, destination, calls, answered, billed_ms, amount
-			FROM d
-			WHERE period = $1 OR calls <> 0 OR answered <> 0 OR billed_ms <> 0 OR amount <> 0`, period); err != nil {
+			       period, destination, calls, answered, billed_ms, amount, amount_minor
+			FROM doc`, period); err != nil {
 			return Error(err)
 		}
-		// Every header: subtotal, tax in integer arithmetic, the next
-		// numbers of each issuer, and the daily usage for the chart.
+		// The documents: one per account, kind and period of the lines,
+		// a credit note with the invoice it corrects (the latest invoice
+		// that billed its month, that month's own first) and that
+		// invoice's tax rate.
+		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_docs ON COMMIT DROP AS
+			WITH d AS (
+				SELECT account_id, doc_kind AS kind, doc_period AS period, sum(amount)::bigint AS exact, sum(amount_minor)::bigint AS subtotal
+				FROM invoice_new_lines GROUP BY 1, 2, 3
+			), corrected AS (
+				SELECT DISTINCT ON (l.account_id, l.period) l.account_id, l.period, i.id, i.number, i.tax_bps, i.tax_label
+				FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id AND i.kind = 'invoice'
+				WHERE (l.account_id, l.period) IN (SELECT account_id, period FROM d WHERE kind = 'credit_note')
+				ORDER BY l.account_id, l.period, (i.period = l.period) DESC, i.issued_at DESC, i.seq DESC
+			)
+			SELECT gen_random_uuid() AS id, d.*, c.id AS corrects_id, c.number AS corrects_number,
+			       c.tax_bps AS corrects_tax_bps, c.tax_label AS corrects_tax_label
+			FROM d LEFT JOIN corrected c ON d.kind = 'credit_note' AND c.account_id = d.account_id AND c.period = d.period`); err != nil {
+			return Error(err)
+		}
+		// Every header: tax in integer arithmetic on the rounded
+		// subtotal, the next numbers of each issuer and kind, and the
+		// daily usage for the chart.
 		rows, err := tx.QueryxContext(ctx, `
-			WITH sub AS (
-				SELECT account_id, sum(amount)::bigint AS subtotal FROM invoice_new_lines GROUP BY account_id
-			), h AS MATERIALIZED (
-				SELECT a.account_id, a.currency, a.issuer, a.tax_bps, a.tax_label, a.payment_days, s.subtotal,
-				       `+fmt.Sprintf(taxSQL, `(s.subtotal::numeric * a.tax_bps)`)+` AS tax,
-				       row_number() OVER (PARTITION BY a.issuer ORDER BY a.account_id) AS n
-				FROM invoice_accounts a JOIN sub s ON s.account_id = a.account_id
+			WITH h AS MATERIALIZED (
+				SELECT d.id, d.account_id, d.kind, d.period, d.exact, d.subtotal, d.corrects_id, d.corrects_number,
+				       a.currency, a.exponent, a.issuer, a.payment_days,
+				       coalesce(d.corrects_tax_bps, a.tax_bps) AS tax_bps, coalesce(d.corrects_tax_label, a.tax_label) AS tax_label,
+				       `+fmt.Sprintf(taxSQL, `(d.subtotal::numeric * coalesce(d.corrects_tax_bps, a.tax_bps))`)+` AS tax,
+				       (to_date(d.period, 'YYYY-MM')::timestamp AT TIME ZONE $2) AS period_start,
+				       ((to_date(d.period, 'YYYY-MM') + interval '1 month')::timestamp AT TIME ZONE $2) AS period_end,
+				       row_number() OVER (PARTITION BY a.issuer, d.kind ORDER BY d.account_id, d.period) AS n
+				FROM invoice_docs d JOIN invoice_accounts a ON a.account_id = d.account_id
 			), c AS (
-				SELECT issuer, count(*) AS n FROM h GROUP BY issuer
+				SELECT issuer, count(*) FILTER (WHERE kind = 'invoice') AS ni, count(*) FILTER (WHERE kind = 'credit_note') AS nc
+				FROM h GROUP BY issuer
 			), seq AS (
-				INSERT INTO invoice_issuers AS i (issuer, prefix, last_seq)
-				SELECT issuer, upper(issuer), n FROM c ORDER BY issuer
-				ON CONFLICT (issuer) DO UPDATE SET last_seq = i.last_seq + excluded.last_seq
-				RETURNING i.issuer, i.prefix, i.last_seq
+				INSERT INTO invoice_issuers AS i (issuer, prefix, last_seq, credit_last_seq)
+				SELECT issuer, upper(issuer), ni, nc FROM c ORDER BY issuer
+				ON CONFLICT (issuer) DO UPDATE SET last_seq = i.last_seq + excluded.last_seq,
+					credit_last_seq = i.credit_last_seq + excluded.credit_last_seq
+				RETURNING i.issuer, i.prefix, i.last_seq, i.credit_last_seq
 			), days AS (
 				SELECT account_id, jsonb_agg(jsonb_build_object('day', to_char(day, 'YYYY-MM-DD'), 'calls', calls, 'amount_micros', amount)
 				                             ORDER BY day) AS days
@@ -590,23 +728,28 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 				WHERE by_day AND period = $1 AND account_id IN (SELECT account_id FROM h)
 				GROUP BY account_id
 			), numbered AS (
-				SELECT h.*, q.last_seq - c.n + h.n AS seq, q.prefix
+				SELECT h.*, q.prefix,
+				       CASE h.kind WHEN 'invoice' THEN q.last_seq - c.ni ELSE q.credit_last_seq - c.nc END + h.n AS seq
 				FROM h JOIN c ON c.issuer = h.issuer JOIN seq q ON q.issuer = h.issuer
 			)
-			INSERT INTO invoices (account_id, issuer, seq, number, period, period_start, period_end, currency,
-			                      issued_at, due_at, subtotal, tax_bps, tax_label, tax, total, days)
-			SELECT x.account_id, x.issuer, x.seq,
-			       x.prefix || '-' || CASE WHEN x.seq < 1000000 THEN lpad(x.seq::text, 6, '0') ELSE x.seq::text END,
-			       $1, $2, $3, x.currency, $4, $3::timestamptz + x.payment_days * interval '24 hours',
-			       x.subtotal, x.tax_bps, x.tax_label, x.tax, x.subtotal + x.tax, coalesce(days.days, '[]')
+			INSERT INTO invoices (id, account_id, kind, issuer, seq, number, corrects_id, corrects_number,
+			                      period, period_start, period_end, currency, exponent,
+			                      issued_at, due_at, exact, subtotal, tax_bps, tax_label, tax, total, days)
+			SELECT x.id, x.account_id, x.kind, x.issuer, x.seq,
+			       x.prefix || CASE x.kind WHEN 'invoice' THEN '-' ELSE '-CN-' END
+			                || CASE WHEN x.seq < 1000000 THEN lpad(x.seq::text, 6, '0') ELSE x.seq::text END,
+			       x.corrects_id, x.corrects_number, x.period, x.period_start, x.period_end, x.currency, x.exponent,
+			       $3, CASE x.kind WHEN 'invoice' THEN x.period_end + x.payment_days * interval '24 hours' ELSE $3 END,
+			       x.exact, x.subtotal, x.tax_bps, x.tax_label, x.tax, x.subtotal + x.tax,
+			       CASE x.kind WHEN 'invoice' THEN coalesce(days.days, '[]') ELSE '[]' END
 			FROM numbered x LEFT JOIN days ON days.account_id = x.account_id
-			ORDER BY x.issuer, x.seq
+			ORDER BY x.issuer, x.kind, x.seq
 			RETURNING `+invoiceColumns+`, days`,
-			period, lo, hi, now.UTC().Truncate(time.Microsecond))
+			period, zone, now.UTC().Truncate(time.Microsecond))
 		if err != nil {
 			return Error(err)
 		}
-		byAccount := map[string]*callbridge.Invoice{}
+		byID := map[string]*callbridge.Invoice{}
 		for rows.Next() {
 			var row struct {
 				callbridge.Invoice
@@ -623,7 +766,7 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 				return fmt.Errorf("invoice days: %w", err)
 			}
 			issued = append(issued, &inv)
-			byAccount[inv.AccountID] = &inv
+			byID[inv.ID] = &inv
 		}
 		if err := rows.Close(); err != nil {
 			return Error(err)
@@ -632,59 +775,96 @@ func (s *BillingStore) IssueInvoices(ctx context.Context, year int, month time.M
 			return Error(err)
 		}
 		if _, err := tx.ExecContext(ctx, `
-			INSERT INTO invoice_lines (invoice_id, line, account_id, kind, period, destination, calls, answered, billed_ms, amount)
-			SELECT i.id, l.line, l.account_id, l.kind, l.period, l.destination, l.calls, l.answered, l.billed_ms, l.amount
-			FROM invoice_new_lines l JOIN invoices i ON i.account_id = l.account_id AND i.period = $1
-			ORDER BY 1, 2`, period); err != nil {
+			INSERT INTO invoice_lines (invoice_id, line, account_id, kind, period, destination, calls, answered, billed_ms, amount, amount_minor)
+			SELECT d.id, l.line, l.account_id, l.kind, l.period, l.destination, l.calls, l.answered, l.billed_ms, l.amount, l.amount_minor
+			FROM invoice_new_lines l
+			JOIN invoice_docs d ON d.account_id = l.account_id AND d.kind = l.doc_kind AND d.period = l.doc_period
+			ORDER BY 1, 2`); err != nil {
 			return Error(err)
 		}
-		// The compared months now equal what is invoiced for them.
+		// The compared months now equal what is billed for them.
 		if _, err := tx.ExecContext(ctx, `DELETE FROM invoice_recheck r USING invoice_months m
 			WHERE r.account_id = m.account_id AND r.month = m.month`); err != nil {
 			return Error(err)
 		}
-		lrows, err := tx.QueryxContext(ctx, `SELECT account_id, kind, period, destination, calls, answered, billed_ms, amount
-			FROM invoice_new_lines ORDER BY account_id, line`)
+		lrows, err := tx.QueryxContext(ctx, `SELECT d.id AS doc_id, l.kind, l.period, l.destination, l.calls, l.answered,
+			       l.billed_ms, l.amount, l.amount_minor
+			FROM invoice_new_lines l
+			JOIN invoice_docs d ON d.account_id = l.account_id AND d.kind = l.doc_kind AND d.period = l.doc_period
+			ORDER BY d.id, l.line`)
 		if err != nil {
 			return Error(err)
 		}
 		defer lrows.Close()
 		for lrows.Next() {
 			var l struct {
-				AccountID string `db:"account_id"`
+				DocID string `db:"doc_id"`
 				callbridge.InvoiceLine
 			}
 			if err := lrows.StructScan(&l); err != nil {
 				return Error(err)
 			}
-			inv := byAccount[l.AccountID]
+			inv := byID[l.DocID]
 			if inv == nil {
-				return fmt.Errorf("line of account %s without an invoice", l.AccountID)
+				return fmt.Errorf("line of document %s that was not issued", l.DocID)
 			}
 			inv.Lines = append(inv.Lines, l.InvoiceLine)
 		}
-		return Error(lrows.Err())
+		if err := lrows.Err(); err != nil {
+			return Error(err)
+		}
+		if draft {
+			return errDraft
+		}
+		return nil
 	})
-	if err != nil {
+	if err != nil && !(draft && errors.Is(err, errDraft)) {
 		return nil, fmt.Errorf("postgres: invoices %s: %w", period, err)
 	}
-	slices.SortFunc(issued, func(a, b *callbridge.Invoice) int { return strings.Compare(a.AccountID, b.AccountID) })
+	if draft {
+		for _, inv := range issued {
+			inv.ID, inv.Seq, inv.Number, inv.Draft = "", 0, "DRAFT", true
+		}
+	}
+	slices.SortFunc(issued, func(a, b *callbridge.Invoice) int {
+		return cmp.Or(strings.Compare(a.AccountID, b.AccountID), strings.Compare(a.Kind, b.Kind), strings.Compare(a.Period, b.Period))
+	})
 	return issued, nil
 }
 
-// TaxOf returns subtotal × bps / 10000 rounded half away from zero,
-// computed without overflow.
-func TaxOf(subtotal, bps int64) int64 {
-	p := new(big.Int).Mul(big.NewInt(subtotal), big.NewInt(bps))
-	q, m := new(big.Int).QuoRem(p, big.NewInt(10000), new(big.Int))
-	if new(big.Int).Abs(m).Cmp(big.NewInt(5000)) >= 0 {
-		q.Add(q, big.NewInt(int64(p.Sign())))
+// zoneClash returns an ECONFLICT error when an (account_id, month) of the
+// query months, or a month next to it, was rolled up in a zone other than
+// zone; months is a query of (account_id, month).
+func zoneClash(ctx context.Context, tx *Tx, zone, months string) error {
+	var c struct {
+		Account string    `db:"account_id"`
+		Month   time.Time `db:"month"`
+		Zone    string    `db:"zone"`
 	}
-	return q.Int64()
+	err := tx.GetContext(ctx, &c, `SELECT z.account_id, z.month, z.zone
+		FROM rollup_zones z JOIN (`+months+`) m ON m.account_id = z.account_id
+		 AND z.month BETWEEN (m.month - interval '1 month')::date AND (m.month + interval '1 month')::date
+		WHERE z.zone <> $1
+		ORDER BY 1, 2 LIMIT 1`, zone)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return Error(err)
+	}
+	return zoneError(c.Account, c.Month, c.Zone, zone)
 }
 
-const invoiceColumns = `id, account_id, issuer, seq, number, period, period_start, period_end, currency,
-	issued_at, due_at, subtotal, tax_bps, tax_label, tax, total`
+func zoneError(account string, month time.Time, made, zone string) error {
+	return &callbridge.Error{Code: callbridge.ECONFLICT, Field: "timezone", Message: fmt.Sprintf(
+		"the rollups of account %s for %s were made in %s, not %s: run in %s (bill --timezone), "+
+			"or days and months of two zones would overlap", account, month.UTC().Format("2006-01"), made, zone, made)}
+}
+
+const invoiceColumns = `id, account_id, kind, issuer, seq, number, coalesce(corrects_id::text, '') AS corrects_id,
+	coalesce(corrects_number, '') AS corrects_number, period, period_start, period_end, currency, exponent,
+	issued_at, due_at, exact, subtotal, tax_bps, tax_label, tax, total,
+	subtotal * power(10::numeric, 6 - exponent)::bigint - exact AS rounding`
 
 func utcInvoice(inv *callbridge.Invoice) {
 	inv.PeriodStart, inv.PeriodEnd = inv.PeriodStart.UTC(), inv.PeriodEnd.UTC()
@@ -698,7 +878,7 @@ func (s *BillingStore) Invoices(ctx context.Context, accountID string) ([]*callb
 	}
 	invs := []*callbridge.Invoice{}
 	if err := s.db.SelectContext(ctx, &invs, `SELECT `+invoiceColumns+` FROM invoices
-		WHERE account_id = $1 ORDER BY period DESC LIMIT 240`, accountID); err != nil {
+		WHERE account_id = $1 ORDER BY issued_at DESC, kind DESC, period DESC LIMIT 240`, accountID); err != nil {
 		return nil, fmt.Errorf("postgres: invoices: %w", Error(err))
 	}
 	for _, inv := range invs {
@@ -728,7 +908,7 @@ func (s *BillingStore) Invoice(ctx context.Context, accountID, id string) (*call
 	if err := json.Unmarshal(row.DaysJSON, &inv.Days); err != nil {
 		return nil, fmt.Errorf("postgres: invoice %s days: %w", id, err)
 	}
-	if err := s.db.SelectContext(ctx, &inv.Lines, `SELECT kind, period, destination, calls, answered, billed_ms, amount
+	if err := s.db.SelectContext(ctx, &inv.Lines, `SELECT kind, period, destination, calls, answered, billed_ms, amount, amount_minor
 		FROM invoice_lines WHERE invoice_id = $1 ORDER BY line`, id); err != nil {
 		return nil, fmt.Errorf("postgres: invoice lines: %w", Error(err))
 	}

@@ -135,7 +135,7 @@ func BenchmarkDailyRollup(b *testing.B) {
 	genCDRs(b, db, 1000, n, day, day.AddDate(0, 0, 1))
 	s := postgres.NewBillingStore(db, time.UTC, "bench")
 	start := time.Now()
-	if _, err := s.RollupDirty(ctx); err != nil {
+	if _, err := s.RollupDirty(ctx, ""); err != nil {
 		b.Fatal(err)
 	}
 	dirty := time.Since(start)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -192,7 +193,7 @@ func TestRollupLateCDRsAndRerating(t *testing.T) {
 		cdr{account: acc, prefix: "49170", start: at("2026-11-20T12:00:00Z"), billMS: 120000, sell: 90000, buy: 40000, gateway: "carrier2"},
 		cdr{account: acc, prefix: "4930", start: at("2026-11-19T12:00:00Z"), billMS: 30000, sell: 5000, buy: 2000},
 	)
-	if _, err := s.RollupDirty(ctx); err != nil {
+	if _, err := s.RollupDirty(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
 	lo, hi := time.Date(2026, 11, 20, 0, 0, 0, 0, berlin), time.Date(2026, 11, 21, 0, 0, 0, 0, berlin)
@@ -217,14 +218,14 @@ func TestRollupLateCDRsAndRerating(t *testing.T) {
 		acc, at("2026-11-19T23:30:00Z")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RollupDirty(ctx); err != nil {
+	if _, err := s.RollupDirty(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
 	check("after late CDR and re-rating")
 
 	// Re-running changes nothing.
 	before := rollupSums(t, db, acc, "2026-01-01", "2027-01-01")
-	if n, err := s.RollupDirty(ctx); err != nil || n != 0 {
+	if n, err := s.RollupDirty(ctx, ""); err != nil || n != 0 {
 		t.Errorf("idle RollupDirty = %d, %v; want 0 rows", n, err)
 	}
 	if _, err := s.RollupDay(ctx, day("2026-11-20"), ""); err != nil {
@@ -258,7 +259,9 @@ func TestInvoiceCorrectionsAfterIssue(t *testing.T) {
 		t.Fatalf("October: %v, %v", oct, err)
 	}
 	inv := oct[0]
-	if inv.Subtotal != 140000 || inv.Tax != 26600 || inv.Total != 166600 || inv.Number != "CB-000001" ||
+	// 0.04 + 0.10 EUR in cents; 19 % of 14 cents is 2.66, so 3.
+	if inv.Exact != 140000 || inv.Exponent != 2 || inv.Subtotal != 14 || inv.Tax != 3 || inv.Total != 17 || inv.Rounding != 0 ||
+		inv.Number != "CB-000001" || inv.Kind != callbridge.DocInvoice ||
 		!inv.DueAt.Equal(at("2026-11-15T00:00:00Z")) || len(inv.Lines) != 2 || inv.Lines[0].Kind != callbridge.LineUsage {
 		t.Fatalf("October invoice = %+v", inv)
 	}
@@ -288,25 +291,30 @@ func TestInvoiceCorrectionsAfterIssue(t *testing.T) {
 	for _, l := range nov[0].Lines {
 		got[l.Kind+" "+l.Period+" "+l.Destination] = l
 	}
-	want := map[string]int64{
-		"usage 2026-11 4930":  15000,
-		"credit 2026-10 4930": -10000,
-		"debit 2026-10 49170": 100000,
+	// October's corrections net to a charge (+0.10 - 0.01): they stay
+	// on November's invoice.
+	want := map[string][2]int64{
+		"usage 2026-11 4930":  {15000, 2},
+		"credit 2026-10 4930": {-10000, -1},
+		"debit 2026-10 49170": {100000, 10},
 	}
 	if len(got) != len(want) {
 		t.Errorf("November lines = %+v, want %v", nov[0].Lines, want)
 	}
 	for k, amt := range want {
-		if got[k].Amount != amt {
-			t.Errorf("line %q = %d, want %d", k, got[k].Amount, amt)
+		if got[k].Amount != amt[0] || got[k].AmountMinor != amt[1] {
+			t.Errorf("line %q = %d micros, %d cents; want %d, %d", k, got[k].Amount, got[k].AmountMinor, amt[0], amt[1])
 		}
+	}
+	if inv := nov[0]; inv.Kind != callbridge.DocInvoice || inv.Subtotal != 11 || inv.Exact != 105000 || inv.Rounding != 5000 {
+		t.Errorf("November = %+v, want an invoice of 11 cents for 10.5 exact", inv)
 	}
 	if nov[0].Number != "CB-000002" {
 		t.Errorf("number %q, want CB-000002", nov[0].Number)
 	}
 	// Everything invoiced equals every CDR.
 	var invoiced, cdrs int64
-	db.QueryRowContext(ctx, `SELECT sum(subtotal) FROM invoices WHERE account_id = $1`, acc).Scan(&invoiced)
+	db.QueryRowContext(ctx, `SELECT sum(exact) FROM invoices WHERE account_id = $1`, acc).Scan(&invoiced)
 	db.QueryRowContext(ctx, `SELECT sum(sell_micros) FROM cdrs WHERE account_id = $1`, acc).Scan(&cdrs)
 	if invoiced != cdrs {
 		t.Errorf("invoiced %d, CDRs %d", invoiced, cdrs)
@@ -382,11 +390,83 @@ func TestInvoiceTotalsEqualCDRsOnGeneratedData(t *testing.T) {
 	}
 	for _, a := range accs {
 		var invoiced, lines, cdrs int64
-		db.QueryRowContext(ctx, `SELECT coalesce(sum(subtotal),0) FROM invoices WHERE account_id = $1`, a).Scan(&invoiced)
+		db.QueryRowContext(ctx, `SELECT coalesce(sum(exact),0) FROM invoices WHERE account_id = $1`, a).Scan(&invoiced)
 		db.QueryRowContext(ctx, `SELECT coalesce(sum(amount),0) FROM invoice_lines WHERE account_id = $1`, a).Scan(&lines)
 		db.QueryRowContext(ctx, `SELECT coalesce(sum(sell_micros),0) FROM cdrs WHERE account_id = $1`, a).Scan(&cdrs)
 		if invoiced != cdrs || lines != cdrs {
 			t.Errorf("account %s: invoiced %d (lines %d), CDRs %d", a, invoiced, lines, cdrs)
+		}
+	}
+	checkDocuments(t, db)
+	var credits int
+	db.QueryRowContext(ctx, `SELECT count(*) FROM invoices WHERE kind = 'credit_note'`).Scan(&credits)
+	if credits == 0 {
+		t.Error("no credit note, though September was re-rated down for some accounts")
+	}
+}
+
+// checkDocuments checks every stored document against its lines: each
+// line's amount_minor is its exact amount rounded half away from zero to
+// the currency's minor unit, the subtotal is their sum, exact the sum of
+// the exact amounts, the tax TaxOf the subtotal, the total their sum;
+// invoices are never negative, credit notes never positive, and a credit
+// note corrects an invoice of the account that billed its month.
+func checkDocuments(t *testing.T, db *postgres.DB) {
+	t.Helper()
+	ctx := context.Background()
+	var docs []struct {
+		ID       string `db:"id"`
+		Account  string `db:"account_id"`
+		Kind     string `db:"kind"`
+		Number   string `db:"number"`
+		Period   string `db:"period"`
+		Exponent int    `db:"exponent"`
+		Exact    int64  `db:"exact"`
+		Subtotal int64  `db:"subtotal"`
+		TaxBPS   int64  `db:"tax_bps"`
+		Tax      int64  `db:"tax"`
+		Total    int64  `db:"total"`
+		Corrects string `db:"corrects"`
+	}
+	if err := db.SelectContext(ctx, &docs, `SELECT id, account_id, kind, number, period, exponent, exact, subtotal, tax_bps, tax, total,
+		coalesce(corrects_id::text, '') AS corrects FROM invoices`); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		var lines []struct {
+			Amount int64  `db:"amount"`
+			Minor  int64  `db:"amount_minor"`
+			Period string `db:"period"`
+		}
+		if err := db.SelectContext(ctx, &lines, `SELECT amount, amount_minor, period FROM invoice_lines WHERE invoice_id = $1`, d.ID); err != nil {
+			t.Fatal(err)
+		}
+		var exact, sub int64
+		for _, l := range lines {
+			if want := callbridge.RoundToMinor(l.Amount, d.Exponent); l.Minor != want {
+				t.Errorf("%s: line of %d micros charges %d, want %d", d.Number, l.Amount, l.Minor, want)
+			}
+			if d.Kind == callbridge.DocCreditNote && l.Period != d.Period {
+				t.Errorf("%s: credit note for %s has a line of %s", d.Number, d.Period, l.Period)
+			}
+			exact, sub = exact+l.Amount, sub+l.Minor
+		}
+		if d.Exact != exact || d.Subtotal != sub || d.Tax != callbridge.TaxOf(sub, d.TaxBPS) || d.Total != d.Subtotal+d.Tax {
+			t.Errorf("%s: exact %d subtotal %d tax %d total %d; lines: exact %d, subtotal %d", d.Number, d.Exact, d.Subtotal, d.Tax, d.Total, exact, sub)
+		}
+		switch d.Kind {
+		case callbridge.DocInvoice:
+			if d.Total < 0 || d.Corrects != "" {
+				t.Errorf("%s: invoice of %d correcting %q", d.Number, d.Total, d.Corrects)
+			}
+		case callbridge.DocCreditNote:
+			var acc, period string
+			db.QueryRowContext(ctx, `SELECT account_id, period FROM invoices WHERE id = $1 AND kind = 'invoice'`, d.Corrects).Scan(&acc, &period)
+			if d.Total > 0 || acc != d.Account || !strings.HasPrefix(d.Number, "CB-CN-") {
+				t.Errorf("%s: credit note of %d correcting %q (account %s, period %s)", d.Number, d.Total, d.Corrects, acc, period)
+			}
+		default:
+			t.Errorf("%s: kind %q", d.Number, d.Kind)
 		}
 	}
 }
@@ -523,8 +603,8 @@ func TestInvoiceNumbersAndTaxAcrossAccounts(t *testing.T) {
 	db := pgtest.New(t)
 	ctx := context.Background()
 	s := postgres.NewBillingStore(db, time.UTC, "test")
-	// Subtotal and tax rate of each account; tax rounds half away from
-	// zero, and a subtotal times the rate may exceed int64.
+	// Subtotal (cents) and tax rate of each account; tax rounds half away
+	// from zero, and a subtotal times the rate may exceed int64.
 	cases := []struct {
 		issuer       string
 		sell, taxBPS int64
@@ -543,7 +623,7 @@ func TestInvoiceNumbersAndTaxAcrossAccounts(t *testing.T) {
 		if err := s.SetProfile(ctx, &callbridge.BillingProfile{AccountID: accs[i], Issuer: c.issuer, TaxBPS: c.taxBPS, PaymentDays: 30}); err != nil {
 			t.Fatal(err)
 		}
-		insertCDRs(t, db, cdr{account: accs[i], prefix: "4930", start: at("2026-10-10T10:00:00Z"), billMS: 60000, sell: c.sell})
+		insertCDRs(t, db, cdr{account: accs[i], prefix: "4930", start: at("2026-10-10T10:00:00Z"), billMS: 60000, sell: c.sell * 10000})
 	}
 	invs, err := s.IssueInvoices(ctx, 2026, time.October, "", at("2026-11-01T02:00:00Z"))
 	if err != nil || len(invs) != len(cases) {
@@ -559,7 +639,7 @@ func TestInvoiceNumbersAndTaxAcrossAccounts(t *testing.T) {
 		if inv == nil {
 			t.Fatalf("no invoice for case %d", i)
 		}
-		if inv.Subtotal != c.sell || inv.Tax != c.wantTax || inv.Tax != postgres.TaxOf(c.sell, c.taxBPS) || inv.Total != c.sell+c.wantTax {
+		if inv.Subtotal != c.sell || inv.Tax != c.wantTax || inv.Tax != callbridge.TaxOf(c.sell, c.taxBPS) || inv.Total != c.sell+c.wantTax {
 			t.Errorf("case %d: subtotal %d tax %d total %d, want %d, %d, %d", i, inv.Subtotal, inv.Tax, inv.Total, c.sell, c.wantTax, c.sell+c.wantTax)
 		}
 		if inv.Issuer != c.issuer || !inv.DueAt.Equal(at("2026-12-01T00:00:00Z")) || inv.Period != "2026-10" {
@@ -577,16 +657,35 @@ func TestInvoiceNumbersAndTaxAcrossAccounts(t *testing.T) {
 			}
 		}
 	}
-	// A credit-only invoice has a negative subtotal and tax.
+	// Corrections that net to a credit make a credit note, never a
+	// negative invoice: numbered in its own sequence, at the tax rate of
+	// the invoice it corrects.
 	if _, err := db.ExecContext(ctx, `UPDATE cdrs SET sell_micros = 0 WHERE account_id = $1`, accs[2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetProfile(ctx, &callbridge.BillingProfile{AccountID: accs[2], Issuer: "acme", TaxBPS: 2000, PaymentDays: 30}); err != nil {
 		t.Fatal(err)
 	}
 	nov, err := s.IssueInvoices(ctx, 2026, time.November, "", at("2026-12-01T02:00:00Z"))
 	if err != nil || len(nov) != 1 {
 		t.Fatalf("November = %v, %v", nov, err)
 	}
-	if inv := nov[0]; inv.Subtotal != -15 || inv.Tax != -2 || inv.Number != "ACME-000003" || len(inv.Lines) != 1 ||
-		inv.Lines[0].Kind != callbridge.LineCredit || inv.Lines[0].Period != "2026-10" {
+	if inv := nov[0]; inv.Kind != callbridge.DocCreditNote || inv.Subtotal != -15 || inv.Tax != -2 || inv.Total != -17 ||
+		inv.TaxBPS != 1000 || inv.Number != "ACME-CN-000001" || inv.Seq != 1 || inv.Period != "2026-10" ||
+		inv.CorrectsID != byAccount[accs[2]].ID || inv.CorrectsNumber != byAccount[accs[2]].Number ||
+		!inv.PeriodStart.Equal(at("2026-10-01T00:00:00Z")) || len(inv.Days) != 0 ||
+		len(inv.Lines) != 1 || inv.Lines[0].Kind != callbridge.LineCredit || inv.Lines[0].Period != "2026-10" {
 		t.Errorf("credit note = %+v", inv)
+	}
+	var invoicesNov int
+	db.QueryRowContext(ctx, `SELECT count(*) FROM invoices WHERE period = '2026-11'`).Scan(&invoicesNov)
+	if invoicesNov != 0 {
+		t.Errorf("%d documents for November, which had no usage", invoicesNov)
+	}
+	// The next invoice of the issuer continues the invoice sequence.
+	insertCDRs(t, db, cdr{account: accs[2], prefix: "4930", start: at("2026-12-10T10:00:00Z"), billMS: 60000, sell: 70000})
+	dec, err := s.IssueInvoices(ctx, 2026, time.December, accs[2], at("2027-01-02T02:00:00Z"))
+	if err != nil || len(dec) != 1 || dec[0].Number != "ACME-000003" || dec[0].Subtotal != 7 || dec[0].TaxBPS != 2000 {
+		t.Errorf("December = %+v, %v; want ACME-000003 of 7 cents at 20 %%", dec, err)
 	}
 }

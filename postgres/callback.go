@@ -565,39 +565,61 @@ func setStatusTx(ctx context.Context, tx *Tx, cb *callbridge.Callback, status ca
 
 // ClaimCallback claims the oldest due queued callback for owner, on node,
 // with a lease, and moves it to calling_a. It returns nil when none is due.
-// Rows locked by another worker are skipped, so two workers never claim
-// the same callback. Callbacks this service voided are deleted first, in
-// the same transaction, if they were never claimed.
 func (s *CallbackService) ClaimCallback(ctx context.Context, owner, node string, lease time.Duration) (*callbridge.Callback, error) {
-	var cb *callbridge.Callback
+	cbs, err := s.ClaimCallbacks(ctx, owner, node, lease, 1)
+	if err != nil || len(cbs) == 0 {
+		return nil, err
+	}
+	return cbs[0], nil
+}
+
+// ClaimCallbacks claims up to n of the oldest due queued callbacks for
+// owner, on node, with a lease, and moves them to calling_a, in one
+// transaction. Rows locked by another worker are skipped, so two workers
+// never claim the same callback. Callbacks this service voided are
+// deleted first, in the same transaction, if they were never claimed.
+func (s *CallbackService) ClaimCallbacks(ctx context.Context, owner, node string, lease time.Duration, n int) ([]*callbridge.Callback, error) {
+	var cbs []*callbridge.Callback
 	var voided []string
 	voids := s.pendingVoids()
 	err := s.db.Tx(ctx, func(tx *Tx) error {
-		cb, voided = nil, nil
+		cbs, voided = nil, nil
 		if len(voids) > 0 {
 			var err error
 			if voided, err = voidTx(ctx, tx, voids); err != nil {
 				return err
 			}
 		}
-		var row callbackRow
-		err := tx.QueryRowxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
+		rows, err := tx.QueryxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
 			WHERE status = 'queued' AND run_at <= now()
-			ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`).Scan(cbScanTargets(&row)...)
-		if err == sql.ErrNoRows {
-			return nil
-		}
+			ORDER BY run_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`, max(n, 1))
 		if err != nil {
 			return Error(err)
 		}
-		cb = row.callback()
-		if _, err := tx.ExecContext(ctx, `UPDATE callbacks SET owner = $2, node = $3,
-			lease_until = now() + $4 * interval '1 millisecond' WHERE id = $1`,
-			cb.ID, owner, node, lease.Milliseconds()); err != nil {
+		for rows.Next() {
+			var row callbackRow
+			if err := rows.Scan(cbScanTargets(&row)...); err != nil {
+				rows.Close()
+				return Error(err)
+			}
+			cbs = append(cbs, row.callback())
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return Error(err)
 		}
-		cb.Node = node
-		return setStatusTx(ctx, tx, cb, callbridge.CallbackCallingA, "", "claimed by "+owner, nil)
+		for _, cb := range cbs {
+			if _, err := tx.ExecContext(ctx, `UPDATE callbacks SET owner = $2, node = $3,
+				lease_until = now() + $4 * interval '1 millisecond' WHERE id = $1`,
+				cb.ID, owner, node, lease.Milliseconds()); err != nil {
+				return Error(err)
+			}
+			cb.Node = node
+			if err := setStatusTx(ctx, tx, cb, callbridge.CallbackCallingA, "", "claimed by "+owner, nil); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err == nil && len(voided) > 0 {
 		s.mu.Lock()
@@ -606,13 +628,32 @@ func (s *CallbackService) ClaimCallback(ctx context.Context, owner, node string,
 		}
 		s.mu.Unlock()
 	}
-	if err != nil || cb == nil {
+	if err != nil {
 		return nil, err
 	}
-	if err := s.retryPolicy(ctx, cb); err != nil {
-		return nil, err
+	for _, cb := range cbs {
+		if err := s.retryPolicy(ctx, cb); err != nil {
+			return nil, err
+		}
 	}
-	return cb, nil
+	return cbs, nil
+}
+
+// DueQueue returns how many queued callbacks are due and when the oldest
+// of them became due (zero when none): the callback queue's backlog,
+// shared by every controller.
+func (s *CallbackService) DueQueue(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest sql.NullTime
+	err := s.db.QueryRowContext(ctx, `SELECT count(*), min(run_at) FROM callbacks
+		WHERE status = 'queued' AND run_at <= now()`).Scan(&n, &oldest)
+	if err != nil {
+		return 0, time.Time{}, Error(err)
+	}
+	if !oldest.Valid {
+		return n, time.Time{}, nil
+	}
+	return n, oldest.Time.UTC(), nil
 }
 
 func (s *CallbackService) retryPolicy(ctx context.Context, cb *callbridge.Callback) error {
@@ -755,7 +796,11 @@ func (s *CallbackService) UpdateCallback(ctx context.Context, u *callbridge.Call
 			return Error(err)
 		}
 		cb := row.callback()
-		if l := u.Leg; l != nil {
+		if l := u.Leg; l != nil && l.Replaces {
+			if err := replaceLegTx(ctx, tx, cb, l); err != nil {
+				return err
+			}
+		} else if l != nil {
 			var created bool
 			if err := tx.QueryRowxContext(ctx, `INSERT INTO callback_legs (callback_id, leg, attempt, uuid, node,
 					number, caller_id, ringing_at, answered_at, hangup_at, hangup_cause)
@@ -805,6 +850,23 @@ func cbNullTime(t time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// replaceLegTx resets a leg's record to its new placement (l.UUID) after
+// the node refused the previous one before anything rang, and records the
+// new channel as live.
+func replaceLegTx(ctx context.Context, tx *Tx, cb *callbridge.Callback, l *callbridge.LegUpdate) error {
+	res, err := tx.ExecContext(ctx, `UPDATE callback_legs SET uuid = $4, node = $5, number = $6, caller_id = $7,
+			created_at = clock_timestamp(), ringing_at = NULL, answered_at = NULL, hangup_at = NULL, hangup_cause = ''
+		WHERE callback_id = $1 AND leg = $2 AND attempt = $3`,
+		cb.ID, l.Leg, l.Attempt, l.UUID, l.Node, l.Number, l.CallerID)
+	if err != nil {
+		return Error(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return callbridge.Errorf(callbridge.ENOTFOUND, "postgres: leg %s of callback %s attempt %d to replace", l.Leg, cb.ID, l.Attempt)
+	}
+	return liveLegTx(ctx, tx, cb, l)
 }
 
 // liveLegTx records a callback leg about to be originated in

@@ -149,6 +149,7 @@ func TestAccountsAndKeys(t *testing.T) {
 	}{
 		{callbridge.Account{Name: ""}, "name"},
 		{callbridge.Account{Name: "x", Currency: "euro"}, "currency"},
+		{callbridge.Account{Name: "x", Currency: "ZZZ"}, "currency"},
 		{callbridge.Account{Name: "x", ServiceNumber: "12ab"}, "service_number"},
 	} {
 		if _, err := s.CreateAccount(ctx, &tc.a); callbridge.ErrorField(err) != tc.field {

@@ -86,7 +86,7 @@ func (i *DeckInfo) Validate() error {
 	case callbridge.CheckText("name", i.Name) != nil:
 		return callbridge.CheckText("name", i.Name)
 	case !isCurrency(i.Currency):
-		return callbridge.FieldError("currency", "must be an ISO 4217 code such as EUR")
+		return callbridge.ValidateCurrency("currency", i.Currency)
 	case i.TimeZone == "":
 		return callbridge.FieldError("time_zone", "must be an IANA zone such as Europe/Berlin")
 	case i.Precision < 0 || i.Precision > 6:
@@ -128,16 +128,11 @@ func isGateway(s string) bool {
 	return true
 }
 
+// isCurrency says whether s is an ISO 4217 code with a minor unit, so
+// that what the deck prices can be invoiced.
 func isCurrency(s string) bool {
-	if len(s) != 3 {
-		return false
-	}
-	for i := 0; i < 3; i++ {
-		if s[i] < 'A' || s[i] > 'Z' {
-			return false
-		}
-	}
-	return true
+	_, ok := callbridge.CurrencyExponent(s)
+	return ok
 }
 
 // Deck is a compiled rate deck: the rates of one deck version in a

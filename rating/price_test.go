@@ -538,6 +538,8 @@ func TestNewDeckRefuses(t *testing.T) {
 		{"both owners", func(i *DeckInfo) { i.Gateway = "gw" }, nil, "account_id"},
 		{"no owner", func(i *DeckInfo) { i.AccountID = "" }, nil, "account_id"},
 		{"currency", func(i *DeckInfo) { i.Currency = "eur" }, nil, "currency"},
+		{"currency without a minor unit", func(i *DeckInfo) { i.Currency = "XAU" }, nil, "currency"},
+		{"withdrawn currency", func(i *DeckInfo) { i.Currency = "HRK" }, nil, "currency"},
 		{"precision", func(i *DeckInfo) { i.Precision = 7 }, nil, "precision"},
 		{"rounding", func(i *DeckInfo) { i.Rounding = "banker" }, nil, "rounding"},
 		{"zone mismatch", func(i *DeckInfo) { i.TimeZone = "UTC" }, nil, "time_zone"},

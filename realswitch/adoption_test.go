@@ -58,7 +58,7 @@ func TestAdoptionAfterKill(t *testing.T) {
 	}
 
 	t.Run("restarted after the call ended", func(t *testing.T) {
-		a, b := realswitch.Number(140, realswitch.Answer), realswitch.Number(141, realswitch.Hold(3))
+		a, b := realswitch.Number(540, realswitch.Answer), realswitch.Number(541, realswitch.Hold(3))
 		cb := bridgedThenKilled(a, b)
 		callB, err := own.Carrier.WaitCall(ctx, realswitch.Digits(b), realswitch.Call.Ended)
 		if err != nil {
@@ -81,7 +81,7 @@ func TestAdoptionAfterKill(t *testing.T) {
 	})
 
 	t.Run("restarted at once", func(t *testing.T) {
-		a, b := realswitch.Number(142, realswitch.Answer), realswitch.Number(143, realswitch.Answer)
+		a, b := realswitch.Number(542, realswitch.Answer), realswitch.Number(543, realswitch.Answer)
 		cb := bridgedThenKilled(a, b)
 		if err := own.StartController(); err != nil {
 			t.Fatal(err)

@@ -65,7 +65,7 @@ func Start(opts Options) (env *Env, err error) {
 			return nil, err
 		}
 	}
-	if e.Carrier, err = StartSipp(SippConfig{Scenario: "carrier.xml"}); err != nil {
+	if e.Carrier, err = StartCarrier(); err != nil {
 		return nil, err
 	}
 	if e.DatabaseURL, e.dropDB, err = pgtest.Create(context.Background()); err != nil {
@@ -84,11 +84,20 @@ func Start(opts Options) (env *Env, err error) {
 	}); err != nil {
 		return nil, err
 	}
+	// The prompts A hears are files on this FreeSWITCH's host, as in
+	// production; ControllerEnv may name others.
+	ctrlEnv, err := WritePrompts(e.Switch.State)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range opts.ControllerEnv {
+		ctrlEnv[k] = v
+	}
 	e.ctrl = ControllerConfig{
 		Binary: bin, DatabaseURL: e.DatabaseURL, HTTPAddr: httpAddr,
 		ESL: []string{e.Switch.ESLAddr}, ESLPassword: e.Switch.ESLPassword,
 		AdminToken: adminToken, DialplanUser: dialplanUser, DialplanPassword: dialplanPassword,
-		Dir: e.dir, Env: opts.ControllerEnv,
+		Dir: e.dir, Env: ctrlEnv,
 	}
 	if err := e.StartController(); err != nil {
 		return nil, err

@@ -37,7 +37,7 @@ func TestDialplanFallback(t *testing.T) {
 
 	refused := func(name, number string, minWait, maxWait time.Duration) {
 		t.Helper()
-		c, err := realswitch.Dial(ctx, own.Switch.ExternalSIP, realswitch.Number(131, "999"), number, time.Second)
+		c, err := realswitch.Dial(ctx, own.Switch.ExternalSIP, realswitch.Number(531, "999"), number, time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +62,7 @@ func TestDialplanFallback(t *testing.T) {
 	if err := own.Controller.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	refused("controller stopped", realswitch.Number(132, "901"), 0, 1500*time.Millisecond)
+	refused("controller stopped", realswitch.Number(532, "901"), 0, 1900*time.Millisecond)
 
 	if err := own.StartController(); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestDialplanFallback(t *testing.T) {
 	if err := own.Controller.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	refused("controller hung", realswitch.Number(133, "901"), 1900*time.Millisecond, 4*time.Second)
+	refused("controller hung", realswitch.Number(533, "901"), 1900*time.Millisecond, 6*time.Second)
 	if err := own.Controller.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -145,6 +146,44 @@ func webhooksOf(ctx context.Context, t *testing.T, h *hooks, b callbridge.Bindin
 	}
 }
 
+// bindingCDRs waits for the binding's CDRs, two legs per call, and checks
+// what callbridge recorded of each call's leg to its callee: the callee's
+// real number called, X presented, answered and billed.
+func bindingCDRs(ctx context.Context, t *testing.T, acct *realswitch.Client, b callbridge.Binding, callees ...string) {
+	t.Helper()
+	var cdrs []*callbridge.CDR
+	for len(cdrs) < 2*len(callees) {
+		var err error
+		if cdrs, err = env.Admin.AccountCDRs(ctx, acct.AccountID, url.Values{"binding_id": {b.ID}}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("binding %s: %d CDRs, want %d", b.Mode, len(cdrs), 2*len(callees))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if len(cdrs) != 2*len(callees) {
+		t.Errorf("binding %s: %d CDRs, want %d", b.Mode, len(cdrs), 2*len(callees))
+	}
+	for _, callee := range callees {
+		found := false
+		for _, c := range cdrs {
+			if c.Direction != "outbound" || c.Callee != realswitch.Digits(callee) {
+				continue
+			}
+			found = true
+			t.Logf("binding %s: CDR of the leg to %s: presented %s, caller %s, %s q850 %d, bill %d ms", b.Mode, c.Callee, c.Presented, c.Caller, c.HangupCause, c.Q850, c.BillMS)
+			if c.Presented != string(b.X) || c.BillMS < 1500 {
+				t.Errorf("binding %s: the leg to %s presented %s and billed %d ms, want X %s and about 2 s", b.Mode, c.Callee, c.Presented, c.BillMS, b.X)
+			}
+		}
+		if !found {
+			t.Errorf("binding %s: no CDR of an outbound leg to %s", b.Mode, callee)
+		}
+	}
+}
+
 // TestBindingAXB: A and B reach each other through X both ways, each
 // seeing only X (From and P-Asserted-Identity); a stranger calling X is
 // refused with 603; the binding's webhooks report both calls.
@@ -157,8 +196,8 @@ func TestBindingAXB(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHooks(t)
-	x := realswitch.Number(110, "901")
-	a, b := realswitch.Number(111, realswitch.Hold(2)), realswitch.Number(112, realswitch.Hold(2))
+	x := realswitch.Number(510, "901")
+	a, b := realswitch.Number(511, realswitch.Hold(2)), realswitch.Number(512, realswitch.Hold(2))
 	binding := bind(ctx, t, acct, x, map[string]any{"mode": "AXB", "a": a, "b": b, "webhook_url": h.srv.URL})
 
 	for _, c := range []struct{ who, from, to string }{{"A calls X", a, b}, {"B calls X", b, a}} {
@@ -179,7 +218,7 @@ func TestBindingAXB(t *testing.T) {
 		presented(t, c.who, callee, x, c.from)
 	}
 
-	stranger, err := realswitch.Dial(ctx, env.Switch.ExternalSIP, realswitch.Number(113, "999"), x, time.Second)
+	stranger, err := realswitch.Dial(ctx, env.Switch.ExternalSIP, realswitch.Number(513, "999"), x, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +226,7 @@ func TestBindingAXB(t *testing.T) {
 		t.Errorf("a stranger calling X got %d (%v), want 603", f.Status, ok)
 	}
 	webhooksOf(ctx, t, h, binding, 2)
+	bindingCDRs(ctx, t, acct, binding, b, a)
 }
 
 // TestBindingXB: anyone calling an XB number reaches B, who sees X, never
@@ -200,8 +240,8 @@ func TestBindingXB(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHooks(t)
-	x, b := realswitch.Number(120, "902"), realswitch.Number(121, realswitch.Hold(2))
-	caller := realswitch.Number(122, "999")
+	x, b := realswitch.Number(520, "902"), realswitch.Number(521, realswitch.Hold(2))
+	caller := realswitch.Number(522, "999")
 	binding := bind(ctx, t, acct, x, map[string]any{"mode": "XB", "b": b, "webhook_url": h.srv.URL})
 
 	phone, err := realswitch.Dial(ctx, env.Switch.ExternalSIP, caller, x, 10*time.Second)
@@ -217,4 +257,5 @@ func TestBindingXB(t *testing.T) {
 	}
 	presented(t, "a caller calls X", callee, x, caller)
 	webhooksOf(ctx, t, h, binding, 1)
+	bindingCDRs(ctx, t, acct, binding, b)
 }

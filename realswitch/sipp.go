@@ -387,3 +387,11 @@ func Dial(ctx context.Context, remote, caller, number string, hold time.Duration
 	}
 	return calls[0], nil
 }
+
+// StartCarrier starts the carrier: testdata/sipp/carrier.xml, answering
+// the "carrier" gateway's OPTIONS pings (sipp -aa), without which
+// FreeSWITCH marks the gateway down after its first ping (30 s) and
+// refuses every leg with DESTINATION_OUT_OF_ORDER.
+func StartCarrier() (*Sipp, error) {
+	return StartSipp(SippConfig{Scenario: "carrier.xml", Args: []string{"-aa"}})
+}

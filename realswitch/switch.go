@@ -38,6 +38,11 @@ type SwitchConfig struct {
 	// Env holds further FS_* variables (FS_MAX_SESSIONS...); they win over
 	// the ones the harness picks.
 	Env map[string]string
+	// ESLPort, InternalSIPPort, ExternalSIPPort and ESLPassword are picked
+	// (free ports, a random password) when zero; a test that restarts a
+	// node where its clients expect it passes the old ones (Switch.Config).
+	ESLPort, InternalSIPPort, ExternalSIPPort int
+	ESLPassword                               string
 }
 
 // Switch is a running FreeSWITCH on loopback with its own ports.
@@ -52,6 +57,7 @@ type Switch struct {
 	// State is its state directory (log/, db/, run/...).
 	State string
 
+	cfg    SwitchConfig
 	cmd    *exec.Cmd
 	done   chan struct{}
 	err    error
@@ -152,15 +158,22 @@ func StartSwitch(cfg SwitchConfig) (*Switch, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ports [3]int
+	ports := [3]int{cfg.ESLPort, cfg.InternalSIPPort, cfg.ExternalSIPPort}
 	for i := range ports {
+		if ports[i] != 0 {
+			continue
+		}
 		if ports[i], err = FreePort(); err != nil {
 			return nil, err
 		}
 	}
+	password := cfg.ESLPassword
+	if password == "" {
+		password = "realswitch-" + strconv.Itoa(rand.IntN(1e9))
+	}
 	s := &Switch{
 		ESLAddr:     fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		ESLPassword: "realswitch-" + strconv.Itoa(rand.IntN(1e9)),
+		ESLPassword: password,
 		InternalSIP: fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		ExternalSIP: fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		State:       state,
@@ -169,6 +182,8 @@ func StartSwitch(cfg SwitchConfig) (*Switch, error) {
 		changed:     make(chan struct{}),
 	}
 	s.RTPStart, s.RTPEnd = rtpRange(400)
+	s.cfg = cfg
+	s.cfg.ESLPort, s.cfg.InternalSIPPort, s.cfg.ExternalSIPPort, s.cfg.ESLPassword = ports[0], ports[1], ports[2], password
 	env := map[string]string{
 		"FS_SIP_IP":               "127.0.0.1",
 		"FS_RTP_IP":               "127.0.0.1",
@@ -189,6 +204,10 @@ func StartSwitch(cfg SwitchConfig) (*Switch, error) {
 		"FS_CARRIER_REALM":        "carrier.test",
 		"FS_MAX_SESSIONS":         "200",
 		"FS_SESSIONS_PER_SECOND":  "100",
+		// FreeSWITCH refuses every new call while idle CPU is below
+		// min-idle-cpu, as it is on a loaded 2-core machine: results
+		// must not depend on the load (overload is FS_MAX_SESSIONS).
+		"FS_MIN_IDLE_CPU": "0",
 	}
 	for k, v := range cfg.Env {
 		env[k] = v
@@ -370,6 +389,20 @@ func (s *Switch) Log() string {
 
 // LogTail returns the last n bytes of Log, for failure messages.
 func (s *Switch) LogTail(n int) string { return tail(s.Log(), n) }
+
+// Config returns the configuration the switch runs with, its ports and
+// password filled in: StartSwitch(s.Config()) starts a node where s was.
+func (s *Switch) Config() SwitchConfig { return s.cfg }
+
+// Kill ends FreeSWITCH with SIGKILL, as a crash or a lost host would: its
+// calls end without a hangup on the wire. Stop still removes its state.
+func (s *Switch) Kill() {
+	if s.stop != nil {
+		s.stop()
+	}
+	s.cmd.Process.Kill()
+	<-s.done
+}
 
 // Stop sends SIGTERM and waits for FreeSWITCH to exit and remove its pid
 // file (SIGKILL after 30 s), then removes its state directory.

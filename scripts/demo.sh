@@ -19,8 +19,8 @@ export CALLBRIDGE_ADMIN_TOKEN=${CALLBRIDGE_ADMIN_TOKEN:-demo-admin-token}
 export CALLBRIDGE_DIALPLAN_USER=freeswitch
 export CALLBRIDGE_DIALPLAN_PASSWORD=demo-dialplan-secret
 export CALLBRIDGE_WEBHOOK_SECRET=demo-webhook-secret
-export CALLBRIDGE_SPOOL_DIR="$logs/spool"
-export CALLBRIDGE_REPORT_DIR="$logs/reports"
+export CALLBRIDGE_SPOOL_DIR="$PWD/$logs/spool" # directories must be absolute
+export CALLBRIDGE_REPORT_DIR="$PWD/$logs/reports"
 export CALLBRIDGE_LOG_FORMAT=text
 export CALLBRIDGE_MAX_CPS=20
 
@@ -54,9 +54,14 @@ $bin tour --api "http://127.0.0.1:$http_port" --admin-token "$CALLBRIDGE_ADMIN_T
   --esl "127.0.0.1:$esl_port" --esl-password ClueCon
 
 echo
-echo "== Billing: roll up today and issue this month's invoice (callbridge bill)"
+echo "== Billing: roll up today and draft this month's invoice (callbridge bill)"
 $bin bill rollup --date "$(date -u +%F)"
-$bin bill invoice --month "$(date -u +%Y-%m)" --report-dir "$logs/reports"
+echo "-- issuing this month's invoice is refused while the month is open:"
+if $bin bill invoice --month "$(date -u +%Y-%m)" --report-dir "$logs/reports"; then
+  echo "demo: an open month was invoiced" >&2
+  exit 1
+fi
+$bin bill invoice --draft --month "$(date -u +%Y-%m)" --report-dir "$logs/reports"
 csv=$(find "$logs/reports" -name '*.csv' -path '*invoices*' | sort | tail -1)
 html=$(find "$logs/reports" -name '*.html' -path '*invoices*' | sort | tail -1)
 if [ -n "$csv" ]; then echo "-- $csv"; cat "$csv"; fi

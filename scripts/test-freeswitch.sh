@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# test-freeswitch.sh: what `make test-freeswitch` runs: the real-switch
+# test-freeswitch.sh: what `make test-freeswitch` (and, with
+# REALSWITCH_SUITE=cluster, `make test-cluster`) runs: the real-switch
 # suite (realswitch/, build tag realswitch) against the FreeSWITCH in
 # FREESWITCH_DIR (default ../shared/freeswitch), with sipp as carriers and
 # phones, on loopback with free ports. PostgreSQL comes from
@@ -25,6 +26,14 @@ export FREESWITCH_DIR="$(cd "$fsdir" && pwd)"
 # Debian packages of the libraries the build links to, and sipp.
 packages=(libcurl4 libedit2 libfreetype6 libjpeg62-turbo libpcre3 libsndfile1 libspeex1
   libspeexdsp1 libsqlite3-0 libssl3 libtiff6 libuuid1 sip-tester)
+# REALSWITCH_SUITE=cluster (make test-cluster) runs the scale-out suite,
+# which also needs Kamailio (Debian's kamailio 5.6).
+suite="${REALSWITCH_SUITE:-realswitch}"
+case "$suite" in
+  realswitch) ;;
+  cluster) packages+=(kamailio) ;;
+  *) echo "test-freeswitch: unknown REALSWITCH_SUITE $suite (realswitch or cluster)" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,5 +58,5 @@ if [ -n "$unresolved" ]; then
   exit 1
 fi
 
-echo "== go test -tags realswitch ./realswitch/ (FreeSWITCH in $FREESWITCH_DIR)"
-exec go test -tags realswitch -count=1 -timeout 15m ./realswitch/ -v "$@"
+echo "== go test -tags $suite ./$suite/ (FreeSWITCH in $FREESWITCH_DIR)"
+exec go test -tags "$suite" -count=1 -timeout 15m "./$suite/" -v "$@"

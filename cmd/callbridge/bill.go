@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,12 +16,17 @@ import (
 )
 
 const billUsage = `usage: callbridge bill rollup  --date YYYY-MM-DD [--account ID]
-       callbridge bill invoice --month YYYY-MM [--account ID] [--report-dir DIR]
+       callbridge bill invoice --month YYYY-MM [--account ID] [--report-dir DIR] [--draft]
        callbridge bill report usage   --account ID --from T --to T [--group-by day|destination|carrier|binding] [--format csv|json]
        callbridge bill report invoice --account ID --id INVOICE_ID [--format html|csv|json] [--out FILE]
        callbridge bill jobs [--job NAME] [--limit N]
 
-Days and months are read in --timezone (env CALLBRIDGE_TIMEZONE, default UTC).
+Days and months are read in --timezone (env CALLBRIDGE_TIMEZONE, default UTC);
+rollups of an account and month made in one zone refuse runs in another.
+bill rollup recomputes the day for the account named, or for every account.
+bill invoice issues invoices (and credit notes) only for a month that ended
+at least CALLBRIDGE_INVOICE_GRACE (default 24h) ago; --draft shows what it
+would issue, for any month, and issues nothing.
 Every command is idempotent: re-running it for the same period changes no
 totals; an issued invoice is never changed.`
 
@@ -42,6 +48,7 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 	var (
 		date, month, accountID, reportDir, tz, from, to, groupBy, format, id, out, job string
 		limit                                                                          int
+		draft                                                                          bool
 	)
 	_, dbURL, err := toolFlags("bill "+verb, args, getenv, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&tz, "timezone", "", "IANA zone of days and months (env CALLBRIDGE_TIMEZONE, default UTC)")
@@ -51,7 +58,8 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 			fs.StringVar(&date, "date", "", "day to roll up, YYYY-MM-DD")
 		case "invoice":
 			fs.StringVar(&month, "month", "", "month to invoice, YYYY-MM")
-			fs.StringVar(&reportDir, "report-dir", "", "write invoices here (env CALLBRIDGE_REPORT_DIR, default ./reports)")
+			fs.StringVar(&reportDir, "report-dir", "", "write invoices here (env CALLBRIDGE_REPORT_DIR, default <state dir>/reports)")
+			fs.BoolVar(&draft, "draft", false, "compute the documents without issuing them (any month)")
 		case "report usage":
 			fs.StringVar(&from, "from", "", "start, RFC 3339 or YYYY-MM-DD (UTC)")
 			fs.StringVar(&to, "to", "", "end (exclusive), RFC 3339 or YYYY-MM-DD (UTC)")
@@ -86,6 +94,9 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 	defer db.Close()
 	host, _ := os.Hostname()
 	store := postgres.NewBillingStore(db, loc, fmt.Sprintf("%s/%d bill", host, os.Getpid()))
+	if store.Grace, err = invoiceGrace(getenv); err != nil {
+		return usageError{fmt.Errorf("bill: %w", err)}
+	}
 
 	switch verb {
 	case "rollup":
@@ -93,18 +104,19 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 		if err != nil {
 			return usageError{fmt.Errorf("bill rollup: --date must be YYYY-MM-DD")}
 		}
+		// Exactly the day and the account(s) asked for: other days and
+		// accounts stay as they are until their own run.
 		run, _, err := store.RunJob(ctx, "manual-rollup", time.Now(), true, func(ctx context.Context) (int64, error) {
-			n, err := store.RollupDirty(ctx)
-			if err != nil {
-				return n, err
-			}
-			m, err := store.RollupDay(ctx, d, accountID)
-			return n + m, err
+			return store.RollupDay(ctx, d, accountID)
 		})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "rolled up %s: %d rollup rows written\n", date, run.Rows)
+		scope := "every account"
+		if accountID != "" {
+			scope = "account " + accountID
+		}
+		fmt.Fprintf(stdout, "rolled up %s (%s, %s): %d rollup rows written\n", date, scope, loc, run.Rows)
 		return nil
 
 	case "invoice":
@@ -112,30 +124,47 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 		if err != nil {
 			return usageError{fmt.Errorf("bill invoice: --month must be YYYY-MM")}
 		}
-		if reportDir == "" {
-			reportDir = getenv("CALLBRIDGE_REPORT_DIR")
-		}
-		if reportDir == "" {
-			reportDir = "./reports"
+		if reportDir, err = billReportDir(reportDir, getenv); err != nil {
+			return usageError{fmt.Errorf("bill invoice: %w", err)}
 		}
 		var invs []*callbridge.Invoice
-		_, _, err = store.RunJob(ctx, "manual-invoice", time.Now(), true, func(ctx context.Context) (int64, error) {
-			var err error
-			invs, err = store.IssueInvoices(ctx, m.Year(), m.Month(), accountID, time.Now())
-			return int64(len(invs)), err
-		})
+		if draft {
+			invs, err = store.DraftInvoices(ctx, m.Year(), m.Month(), accountID, time.Now())
+		} else {
+			// The clock decides whether the month is closed: refuse
+			// before recording a run.
+			if err := callbridge.CheckPeriodClosed(m.Year(), m.Month(), loc, store.Grace, time.Now()); err != nil {
+				return fmt.Errorf("bill invoice: %s", callbridge.ErrorMessage(err))
+			}
+			_, _, err = store.RunJob(ctx, "manual-invoice", time.Now(), true, func(ctx context.Context) (int64, error) {
+				var err error
+				invs, err = store.IssueInvoices(ctx, m.Year(), m.Month(), accountID, time.Now())
+				return int64(len(invs)), err
+			})
+		}
 		if err != nil {
+			if code := callbridge.ErrorCode(err); code != callbridge.EINTERNAL {
+				return fmt.Errorf("bill invoice: %s", callbridge.ErrorMessage(err))
+			}
 			return err
+		}
+		verb := "issued"
+		if draft {
+			verb = "drafted (not issued)"
 		}
 		for _, inv := range invs {
 			path, err := billing.WriteInvoiceFiles(reportDir, inv)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "issued %s for account %s: total %s %s (%d lines) -> %s\n",
-				inv.Number, inv.AccountID, billing.Money(inv.Total), inv.Currency, len(inv.Lines), path)
+			what := "invoice"
+			if inv.Kind == callbridge.DocCreditNote {
+				what = "credit note for " + inv.Period + ", correcting " + inv.CorrectsNumber + ","
+			}
+			fmt.Fprintf(stdout, "%s %s %s for account %s: total %s %s (%d lines) -> %s\n", verb, what,
+				inv.Number, inv.AccountID, callbridge.FormatMinor(inv.Total, inv.Exponent), inv.Currency, len(inv.Lines), path)
 		}
-		fmt.Fprintf(stdout, "%d invoice(s) issued for %s\n", len(invs), month)
+		fmt.Fprintf(stdout, "%d document(s) %s for %s\n", len(invs), verb, month)
 		return nil
 
 	case "report usage":
@@ -220,15 +249,30 @@ func parseBillTime(s string) (time.Time, error) {
 
 // billingSchedules reads job schedules from CALLBRIDGE_SCHEDULE_<JOB>
 // (the job name upper-cased, '-' as '_'), for example
-// CALLBRIDGE_SCHEDULE_ROLLUP="15 0 * * *" or CALLBRIDGE_SCHEDULE_SPOOL=off.
+// CALLBRIDGE_SCHEDULE_ROLLUP="15 0 * * *" or CALLBRIDGE_SCHEDULE_LOW_BALANCE=off.
 // Jobs without one keep billing.DefaultSchedules().
 func billingSchedules(getenv func(string) string) map[string]string {
 	out := map[string]string{}
 	for name := range billing.DefaultSchedules() {
-		env := "CALLBRIDGE_SCHEDULE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		env := scheduleEnv(name)
 		if v := strings.TrimSpace(getenv(env)); v != "" {
 			out[name] = v
 		}
 	}
 	return out
+}
+
+// billReportDir is where bill invoice writes: --report-dir (a relative one
+// is taken from the working directory, where the operator typed it), else
+// CALLBRIDGE_REPORT_DIR, else the reports directory under the state
+// directory, as serve's jobs use.
+func billReportDir(flagDir string, getenv func(string) string) (string, error) {
+	if flagDir != "" {
+		return filepath.Abs(flagDir)
+	}
+	cfg := &Config{StateDir: getenv("CALLBRIDGE_STATE_DIR"), ReportDir: getenv("CALLBRIDGE_REPORT_DIR"), SpoolDir: "/unused"}
+	if err := cfg.fillStateDirs(getenv, os.Geteuid()); err != nil {
+		return "", err
+	}
+	return cfg.ReportDir, nil
 }

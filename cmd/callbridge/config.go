@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -8,11 +9,14 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"callbridge"
+	"callbridge/billing"
 	"callbridge/esl"
 )
 
@@ -54,6 +58,12 @@ type Config struct {
 	// (CALLBRIDGE_DIALPLAN_TIMEOUT, 2s): /fs/dialplan answers slower than
 	// this from their arrival are counted in callbridge_dialplan_late_total.
 	DialplanTimeout time.Duration
+	// QueueWait is the admission bound (CALLBRIDGE_QUEUE_WAIT, 30s): see
+	// controller.CallbackEngineConfig.QueueWait.
+	QueueWait time.Duration
+	// RefusedRetry is how long a callback whose leg A the nodes refuse is
+	// placed again (CALLBRIDGE_REFUSED_RETRY, 60s).
+	RefusedRetry time.Duration
 	// WebhookAllowPrivate lets webhooks reach loopback, private and
 	// link-local addresses (CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE, false): only
 	// for receivers on the operator's own network.
@@ -68,11 +78,17 @@ type Config struct {
 	LogLevel slog.Level
 	// LogFormat is json or text (CALLBRIDGE_LOG_FORMAT, "json").
 	LogFormat string
+	// StateDir holds the spool and the reports unless they are set
+	// (CALLBRIDGE_STATE_DIR; default /var/lib/callbridge for root, else
+	// $XDG_STATE_HOME/callbridge or ~/.local/state/callbridge). Never the
+	// working directory: serve started in a checkout must not write into
+	// it.
+	StateDir string
 	// SpoolDir holds CDR batches that could not reach PostgreSQL
-	// (CALLBRIDGE_SPOOL_DIR, "./spool").
+	// (CALLBRIDGE_SPOOL_DIR, StateDir/spool).
 	SpoolDir string
 	// ReportDir receives reports written by billing jobs
-	// (CALLBRIDGE_REPORT_DIR, "./reports").
+	// (CALLBRIDGE_REPORT_DIR, StateDir/reports).
 	ReportDir string
 	// MetricsAddr, when set, serves /metrics on a separate listener
 	// (CALLBRIDGE_METRICS_ADDR). Empty serves it on HTTPAddr behind the
@@ -84,6 +100,10 @@ type Config struct {
 	// TimeZone is the IANA zone cron schedules run in (CALLBRIDGE_TIMEZONE,
 	// "UTC").
 	TimeZone string
+	// InvoiceGrace is how long after a month ends it stays open to late
+	// CDRs before it may be invoiced (CALLBRIDGE_INVOICE_GRACE, "24h"; 0
+	// to callbridge.MaxInvoiceGrace).
+	InvoiceGrace time.Duration
 	// BindingMaxTTL is the longest life of a privacy-number binding
 	// (CALLBRIDGE_BINDING_MAX_TTL, "720h").
 	BindingMaxTTL time.Duration
@@ -102,6 +122,12 @@ type Config struct {
 	// "50/100": the rate, then the burst; "0" turns the limit off).
 	RateLimit float64
 	RateBurst int
+	// AuthFailureLimit is how many failed API-key authentications per
+	// second each client address may make, and AuthFailureBurst how many
+	// at once (CALLBRIDGE_AUTH_FAILURE_LIMIT, "5/20"; "0" turns it off);
+	// beyond, the address gets 429 without a database lookup.
+	AuthFailureLimit float64
+	AuthFailureBurst int
 	// Prompt files on the FreeSWITCH node, each an absolute path or "none"
 	// for no prompt: PromptHold is what a callback asking for prompt
 	// "hold" plays A while B rings (CALLBRIDGE_PROMPT_HOLD); A hears
@@ -111,6 +137,15 @@ type Config struct {
 	// CALLBRIDGE_PROMPT_CALL_FAILED). The defaults are FreeSWITCH's 8 kHz
 	// English prompts, which the docker/freeswitch image installs.
 	PromptHold, PromptBBusy, PromptBNoAnswer, PromptCallFailed string
+	// Schedules overrides the cron expression of billing jobs, by job
+	// name (CALLBRIDGE_SCHEDULE_<JOB>, e.g. CALLBRIDGE_SCHEDULE_ROLLUP;
+	// "off" disables a job; see billing.DefaultSchedules).
+	Schedules map[string]string
+}
+
+// scheduleEnv names the variable of a job's schedule.
+func scheduleEnv(job string) string {
+	return "CALLBRIDGE_SCHEDULE_" + strings.ToUpper(strings.ReplaceAll(job, "-", "_"))
 }
 
 // promptNone is the prompt setting that plays nothing.
@@ -158,19 +193,27 @@ func settings() []setting {
 			c.WebhookAllowPrivate = b
 			return nil
 		}},
+		{"queue-wait", "CALLBRIDGE_QUEUE_WAIT", "30s", "callbacks due beyond what the nodes place in this long are refused with 503", durationSetter(func(c *Config, d time.Duration) { c.QueueWait = d })},
+		{"refused-retry", "CALLBRIDGE_REFUSED_RETRY", "60s", "how long a callback whose leg A the nodes refuse is placed again", durationSetter(func(c *Config, d time.Duration) { c.RefusedRetry = d })},
 		{"gateway", "CALLBRIDGE_GATEWAY", "carrier", "carrier gateway for callbacks", func(c *Config, v string) error { c.Gateway = v; return nil }},
 		{"log-level", "CALLBRIDGE_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"log-format", "CALLBRIDGE_LOG_FORMAT", "json", "json or text", func(c *Config, v string) error { c.LogFormat = v; return nil }},
-		{"spool-dir", "CALLBRIDGE_SPOOL_DIR", "./spool", "CDR spool directory", func(c *Config, v string) error { c.SpoolDir = v; return nil }},
-		{"report-dir", "CALLBRIDGE_REPORT_DIR", "./reports", "directory for billing reports", func(c *Config, v string) error { c.ReportDir = v; return nil }},
+		{"state-dir", "CALLBRIDGE_STATE_DIR", "", "directory for the spool and reports (default /var/lib/callbridge as root, else $XDG_STATE_HOME/callbridge)", func(c *Config, v string) error { c.StateDir = v; return nil }},
+		{"spool-dir", "CALLBRIDGE_SPOOL_DIR", "", "CDR spool directory (default <state dir>/spool)", func(c *Config, v string) error { c.SpoolDir = v; return nil }},
+		{"report-dir", "CALLBRIDGE_REPORT_DIR", "", "directory for billing reports (default <state dir>/reports)", func(c *Config, v string) error { c.ReportDir = v; return nil }},
 		{"metrics-addr", "CALLBRIDGE_METRICS_ADDR", "", "separate listen address for /metrics", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
 		{"drain-timeout", "CALLBRIDGE_DRAIN_TIMEOUT", "60s", "how long SIGTERM waits for live calls", durationSetter(func(c *Config, d time.Duration) { c.DrainTimeout = d })},
 		{"timezone", "CALLBRIDGE_TIMEZONE", "UTC", "IANA zone for cron schedules", func(c *Config, v string) error { c.TimeZone = v; return nil }},
+		{"invoice-grace", "CALLBRIDGE_INVOICE_GRACE", defaultInvoiceGrace, "how long a month stays open to late CDRs before it may be invoiced", func(c *Config, v string) (err error) {
+			c.InvoiceGrace, err = parseInvoiceGrace(v)
+			return err
+		}},
 		{"binding-max-ttl", "CALLBRIDGE_BINDING_MAX_TTL", "720h", "longest life of a binding", durationSetter(func(c *Config, d time.Duration) { c.BindingMaxTTL = d })},
 		{"ring-timeout", "CALLBRIDGE_RING_TIMEOUT", "30s", "how long a binding call's target may ring", durationSetter(func(c *Config, d time.Duration) { c.RingTimeout = d })},
 		{"record-dir", "CALLBRIDGE_RECORD_DIR", "/var/lib/freeswitch/recordings/callbridge", "recordings directory on the FreeSWITCH host", func(c *Config, v string) error { c.RecordDir = v; return nil }},
 		{"country-code", "CALLBRIDGE_COUNTRY_CODE", "", "country code for national number forms", func(c *Config, v string) error { c.CountryCode = v; return nil }},
-		{"rate-limit", "CALLBRIDGE_RATE_LIMIT", "50/100", "requests per second per API key, then the burst (0 disables)", parseRateLimit},
+		{"rate-limit", "CALLBRIDGE_RATE_LIMIT", "50/100", "requests per second per API key, then the burst (0 disables)", rateSetter(func(c *Config, r float64, b int) { c.RateLimit, c.RateBurst = r, b })},
+		{"auth-failure-limit", "CALLBRIDGE_AUTH_FAILURE_LIMIT", "5/20", "failed API-key authentications per second per client address, then the burst (0 disables)", rateSetter(func(c *Config, r float64, b int) { c.AuthFailureLimit, c.AuthFailureBurst = r, b })},
 		{"prompt-hold", "CALLBRIDGE_PROMPT_HOLD", callieIVR + "ivr-hold_connect_call.wav", "file a callback's prompt \"hold\" plays A while B rings, or none", func(c *Config, v string) error { c.PromptHold = v; return nil }},
 		{"prompt-b-busy", "CALLBRIDGE_PROMPT_B_BUSY", callieIVR + "ivr-user_busy.wav", "file A hears when B is busy, or none", func(c *Config, v string) error { c.PromptBBusy = v; return nil }},
 		{"prompt-b-no-answer", "CALLBRIDGE_PROMPT_B_NO_ANSWER", callieIVR + "ivr-no_user_response.wav", "file A hears when B does not answer, or none", func(c *Config, v string) error { c.PromptBNoAnswer = v; return nil }},
@@ -178,9 +221,13 @@ func settings() []setting {
 	}
 }
 
-// parseRateLimit reads "RATE/BURST" or "RATE" (the burst is then twice
-// the rate, at least 1).
-func parseRateLimit(c *Config, v string) error {
+// rateSetter reads "RATE/BURST" or "RATE" (the burst is then twice the
+// rate, at least 1).
+func rateSetter(f func(c *Config, rate float64, burst int)) func(*Config, string) error {
+	return func(c *Config, v string) error { return parseRate(c, v, f) }
+}
+
+func parseRate(c *Config, v string, f func(c *Config, rate float64, burst int)) error {
 	r, b, hasBurst := strings.Cut(v, "/")
 	rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
 	if err != nil || rate < 0 || rate > 1e6 {
@@ -192,7 +239,7 @@ func parseRateLimit(c *Config, v string) error {
 			return fmt.Errorf("%q: the burst must be 1 to 1000000", v)
 		}
 	}
-	c.RateLimit, c.RateBurst = rate, burst
+	f(c, rate, burst)
 	return nil
 }
 
@@ -216,6 +263,37 @@ func durationSetter(f func(*Config, time.Duration)) func(*Config, string) error 
 		f(c, d)
 		return nil
 	}
+}
+
+// defaultInvoiceGrace is CALLBRIDGE_INVOICE_GRACE's default: a day for
+// calls that cross the month's end and CDRs replayed late.
+const defaultInvoiceGrace = "24h"
+
+// parseInvoiceGrace reads a grace for late CDRs: a duration from 0 to
+// callbridge.MaxInvoiceGrace.
+func parseInvoiceGrace(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 24h", v)
+	}
+	if d < 0 || d > callbridge.MaxInvoiceGrace {
+		return 0, fmt.Errorf("%q: want 0 to %s", v, callbridge.MaxInvoiceGrace)
+	}
+	return d, nil
+}
+
+// invoiceGrace reads CALLBRIDGE_INVOICE_GRACE for the command-line tools,
+// as serve does.
+func invoiceGrace(getenv func(string) string) (time.Duration, error) {
+	v := getenv("CALLBRIDGE_INVOICE_GRACE")
+	if v == "" {
+		v = defaultInvoiceGrace
+	}
+	d, err := parseInvoiceGrace(v)
+	if err != nil {
+		return 0, fmt.Errorf("invalid CALLBRIDGE_INVOICE_GRACE: %v", err)
+	}
+	return d, nil
 }
 
 // NumberRules returns how this deployment normalises numbers.
@@ -267,6 +345,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 			return nil, fmt.Errorf("invalid %s: %v", src, err)
 		}
 	}
+	cfg.Schedules = billingSchedules(getenv)
+	if err := cfg.fillStateDirs(getenv, os.Geteuid()); err != nil {
+		return nil, err
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -278,17 +360,28 @@ func (c *Config) Validate() error {
 	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return fmt.Errorf("invalid CALLBRIDGE_DATABASE_URL: want postgres://user@host:port/db")
 	}
-	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+	if err := checkListenAddr(c.HTTPAddr); err != nil {
 		return fmt.Errorf("invalid CALLBRIDGE_HTTP_ADDR %q: %v", c.HTTPAddr, err)
 	}
 	if c.MetricsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+		if err := checkListenAddr(c.MetricsAddr); err != nil {
 			return fmt.Errorf("invalid CALLBRIDGE_METRICS_ADDR %q: %v", c.MetricsAddr, err)
 		}
 	}
+	if len(c.ESL) == 0 {
+		return fmt.Errorf("invalid CALLBRIDGE_ESL: want at least one host:port")
+	}
 	for _, a := range c.ESL {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("invalid CALLBRIDGE_ESL entry %q: want host:port", a)
+		if err := checkDialAddr(a); err != nil {
+			return fmt.Errorf("invalid CALLBRIDGE_ESL entry %q: %v", a, err)
+		}
+	}
+	for job, spec := range c.Schedules {
+		if _, ok := billing.DefaultSchedules()[job]; !ok {
+			return fmt.Errorf("invalid %s: no such job", scheduleEnv(job))
+		}
+		if err := billing.CheckSchedule(spec); err != nil {
+			return fmt.Errorf("invalid %s: %v", scheduleEnv(job), err)
 		}
 	}
 	if c.MaxCPS < 1 || c.MaxCPS > 10000 {
@@ -334,6 +427,92 @@ func (c *Config) Validate() error {
 	}
 	if c.Gateway == "" || strings.ContainsAny(c.Gateway, " \t\r\n{}[],|^&'\"\\/") {
 		return fmt.Errorf("invalid CALLBRIDGE_GATEWAY %q: want a sofia gateway name", c.Gateway)
+	}
+	return nil
+}
+
+// checkListenAddr checks a listen address: [host]:port with a port of 0
+// (any free one) to 65535.
+func checkListenAddr(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return errors.New("want [host]:port")
+	}
+	if _, err := parsePort(port); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkDialAddr checks an address to connect to: host:port with a host
+// and a port of 1 to 65535 (a number: a service name would be looked up).
+func checkDialAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" {
+		return errors.New("want host:port")
+	}
+	n, err := parsePort(port)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("port 0 cannot be connected to")
+	}
+	return nil
+}
+
+func parsePort(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 65535 {
+		return 0, fmt.Errorf("port %q is not a number from 0 to 65535", s)
+	}
+	return n, nil
+}
+
+// defaultStateDir is where callbridge keeps state when CALLBRIDGE_STATE_DIR
+// is not set: /var/lib/callbridge for root (as the Docker image and
+// systemd's StateDirectory= do), else the XDG base directory spec's
+// $XDG_STATE_HOME/callbridge, which defaults to ~/.local/state/callbridge.
+// A relative XDG_STATE_HOME is ignored, as the spec says.
+func defaultStateDir(getenv func(string) string, euid int) (string, error) {
+	if euid == 0 {
+		return "/var/lib/callbridge", nil
+	}
+	if x := getenv("XDG_STATE_HOME"); filepath.IsAbs(x) {
+		return filepath.Join(x, "callbridge"), nil
+	}
+	if h := getenv("HOME"); filepath.IsAbs(h) {
+		return filepath.Join(h, ".local", "state", "callbridge"), nil
+	}
+	return "", errors.New("no state directory: HOME is not set; set CALLBRIDGE_STATE_DIR")
+}
+
+// fillStateDirs gives the spool and the reports their default places
+// under the state directory, and refuses relative directories: they
+// would depend on where serve happens to be started.
+func (c *Config) fillStateDirs(getenv func(string) string, euid int) error {
+	for _, d := range []struct{ env, dir string }{
+		{"CALLBRIDGE_STATE_DIR", c.StateDir}, {"CALLBRIDGE_SPOOL_DIR", c.SpoolDir}, {"CALLBRIDGE_REPORT_DIR", c.ReportDir},
+	} {
+		if d.dir != "" && !filepath.IsAbs(d.dir) {
+			return fmt.Errorf("invalid %s %q: must be an absolute path (a relative one would depend on the directory callbridge is started in)", d.env, d.dir)
+		}
+	}
+	if c.SpoolDir != "" && c.ReportDir != "" {
+		return nil
+	}
+	if c.StateDir == "" {
+		dir, err := defaultStateDir(getenv, euid)
+		if err != nil {
+			return err
+		}
+		c.StateDir = dir
+	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = filepath.Join(c.StateDir, "spool")
+	}
+	if c.ReportDir == "" {
+		c.ReportDir = filepath.Join(c.StateDir, "reports")
 	}
 	return nil
 }

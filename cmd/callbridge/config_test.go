@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"callbridge"
+	"callbridge/billing"
 )
 
 // readmeSettings returns the README's configuration table: variable to the
@@ -49,6 +50,38 @@ func TestREADMEListsEverySetting(t *testing.T) {
 	for env := range rows {
 		if !known[env] {
 			t.Errorf("README.md lists %s, which callbridge serve does not read", env)
+		}
+	}
+}
+
+// TestREADMEListsEverySchedule keeps the README's CALLBRIDGE_SCHEDULE_<JOB>
+// row and the jobs serve schedules in step, both ways, with defaults: it
+// listed WEBHOOKS and SPOOL, which no job read.
+func TestREADMEListsEverySchedule(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `CALLBRIDGE_SCHEDULE_<JOB>` \\|.*$").FindString(string(b))
+	if row == "" {
+		t.Fatal("README.md has no CALLBRIDGE_SCHEDULE_<JOB> row")
+	}
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile("`([A-Z][A-Z_]+)`").FindAllStringSubmatch(row, -1) {
+		listed[m[1]] = true
+	}
+	delete(listed, "CALLBRIDGE_SCHEDULE_")
+	jobs := map[string]bool{}
+	for job, spec := range billing.DefaultSchedules() {
+		name := strings.TrimPrefix(scheduleEnv(job), "CALLBRIDGE_SCHEDULE_")
+		jobs[name] = true
+		if !strings.Contains(row, "`"+name+"` (`"+spec+"`") {
+			t.Errorf("README.md does not list %s with its default `%s`", name, spec)
+		}
+	}
+	for name := range listed {
+		if !jobs[name] {
+			t.Errorf("README.md lists the schedule %s, which no job reads", name)
 		}
 	}
 }

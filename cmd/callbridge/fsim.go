@@ -54,13 +54,17 @@ func runFsim(ctx context.Context, args []string, getenv func(string) string, std
 	fs.StringVar(&cfg.Script, "script", "", "JSON far-end script file")
 	fs.StringVar(&cfg.DialplanURL, "dialplan-url", "", "mod_xml_curl dialplan URL for inbound calls")
 	fs.StringVar(&cfg.DialplanUser, "dialplan-user", "", "HTTP basic-auth user for --dialplan-url")
-	fs.StringVar(&cfg.DialplanPassword, "dialplan-password", getenv("CALLBRIDGE_FSIM_DIALPLAN_PASSWORD"), "HTTP basic-auth password for --dialplan-url")
+	// Secrets are never flag defaults: -h would print them.
+	fs.StringVar(&cfg.DialplanPassword, "dialplan-password", "", "HTTP basic-auth password for --dialplan-url (default: $CALLBRIDGE_FSIM_DIALPLAN_PASSWORD)")
 	fs.Float64Var(&cfg.Speed, "speed", 1, "simulated clock speed (times real time)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("fsim: unexpected arguments %q", fs.Args())}
+	}
+	if cfg.DialplanPassword == "" {
+		cfg.DialplanPassword = getenv("CALLBRIDGE_FSIM_DIALPLAN_PASSWORD")
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}

@@ -5,7 +5,9 @@
 //	callbridge migrate     apply database migrations and exit
 //	callbridge accounts    create accounts, create and revoke API keys
 //	callbridge rates       rate decks: create, list, import and export CSV
+//	callbridge bill        roll up, invoice and report usage by hand
 //	callbridge fsim        run the simulated FreeSWITCH (esl/esltest)
+//	callbridge tour        the scripted tour of make demo
 //	callbridge healthcheck probe a running controller's /healthz
 //	callbridge version     print the version
 package main
@@ -18,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -49,52 +52,62 @@ type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
 
-const usage = `usage: callbridge <command> [flags]
+// command is one subcommand of callbridge.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+}
 
-commands:
-  serve        run the HTTP API, the call engine and the scheduled jobs
-  migrate      apply database migrations and exit
-  accounts     create accounts and manage API keys
-  rates        rate decks: create, list, import and export CSV
-  fsim         run the simulated FreeSWITCH node
-  bill         roll up, invoice and report usage by hand, list job runs
-  healthcheck  probe a running controller's /healthz (for Docker)
-  version      print the version
+// commands lists every subcommand, in the order usage shows them; run
+// dispatches on this list, so the usage text cannot leave one out.
+func commands() []command {
+	return []command{
+		{"serve", "run the HTTP API, the call engine and the scheduled jobs", runServe},
+		{"migrate", "apply database migrations and exit", runMigrate},
+		{"accounts", "create accounts and manage API keys", runAccounts},
+		{"rates", "rate decks: create, list, import and export CSV", runRates},
+		{"bill", "roll up, invoice and report usage by hand, list job runs", runBill},
+		{"fsim", "run the simulated FreeSWITCH node", runFsim},
+		{"tour", "the scripted tour `make demo` runs against serve and fsim", runTour},
+		{"healthcheck", "probe a running controller's /healthz (for Docker)", runHealthcheck},
+		{"version", "print the version", func(_ context.Context, _ []string, _ func(string) string, stdout, _ io.Writer) error {
+			fmt.Fprintln(stdout, "callbridge", version)
+			return nil
+		}},
+	}
+}
 
-Run 'callbridge <command> -h' for a command's flags.`
+// usage is the text of callbridge --help.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: callbridge <command> [flags]\n\ncommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nRun 'callbridge <command> -h' for a command's flags.")
+	return b.String()
+}
 
 // run is the whole program: main only calls it. args excludes the program
 // name.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, usage)
+		fmt.Fprintln(stderr, usage())
 		return usageError{errors.New("no command given")}
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
-	case "serve":
-		return runServe(ctx, rest, getenv, stdout, stderr)
-	case "migrate":
-		return runMigrate(ctx, rest, getenv, stdout, stderr)
-	case "accounts":
-		return runAccounts(ctx, rest, getenv, stdout, stderr)
-	case "fsim":
-		return runFsim(ctx, rest, getenv, stdout, stderr)
-	case "rates":
-		return runRates(ctx, rest, getenv, stdout, stderr)
-	case "bill":
-		return runBill(ctx, rest, getenv, stdout, stderr)
-	case "tour":
-		return runTour(ctx, rest, getenv, stdout, stderr)
-	case "healthcheck":
-		return runHealthcheck(ctx, rest, getenv, stdout, stderr)
-	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "callbridge", version)
-		return nil
+	case "-version", "--version":
+		cmd = "version"
 	case "help", "-h", "-help", "--help":
-		fmt.Fprintln(stdout, usage)
+		fmt.Fprintln(stdout, usage())
 		return nil
 	}
-	fmt.Fprintln(stderr, usage)
+	for _, c := range commands() {
+		if c.name == cmd {
+			return c.run(ctx, rest, getenv, stdout, stderr)
+		}
+	}
+	fmt.Fprintln(stderr, usage())
 	return usageError{fmt.Errorf("unknown command %q", cmd)}
 }

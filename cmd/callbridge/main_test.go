@@ -39,6 +39,14 @@ func (l *lockedBuffer) String() string {
 // and must return nil.
 func startServe(t *testing.T, env map[string]string) string {
 	t.Helper()
+	base, _ := startServeLogged(t, env)
+	return base
+}
+
+// startServeLogged is startServe that also returns what serve writes to
+// stderr: its log.
+func startServeLogged(t *testing.T, env map[string]string) (string, *lockedBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	stderr := &lockedBuffer{}
@@ -70,13 +78,13 @@ func startServe(t *testing.T, env map[string]string) string {
 	}()
 	select {
 	case addr := <-lines:
-		return "http://" + addr
+		return "http://" + addr, stderr
 	case err := <-done:
 		t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("serve did not listen within 30s\n%s", stderr.String())
 	}
-	return ""
+	return "", nil
 }
 
 func do(t *testing.T, method, url, token, body string) (int, map[string]any) {
@@ -215,10 +223,20 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_DIALPLAN_ALLOW": "10.0.0.0"}, nil, "CALLBRIDGE_DIALPLAN_ALLOW"},
 		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y"}, []string{"--http-addr", "nowhere"}, "CALLBRIDGE_HTTP_ADDR"},
 		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_GATEWAY": "a b"}, nil, "CALLBRIDGE_GATEWAY"},
+		// Checked before the database or a node is opened (postgres://x/y
+		// cannot be reached, so any later check would fail on that first).
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_ESL": "1.2.3.4:99999"}, nil, "CALLBRIDGE_ESL"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_ESL": "1.2.3.4:0"}, nil, "CALLBRIDGE_ESL"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_ESL": ":8021"}, nil, "CALLBRIDGE_ESL"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_ESL": "fs1:http"}, nil, "CALLBRIDGE_ESL"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y"}, []string{"--http-addr", ":70000"}, "CALLBRIDGE_HTTP_ADDR"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_METRICS_ADDR": "127.0.0.1:-1"}, nil, "CALLBRIDGE_METRICS_ADDR"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_SCHEDULE_ROLLUP": "61 * * * *"}, nil, "CALLBRIDGE_SCHEDULE_ROLLUP"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_SCHEDULE_INVOICE": "every day"}, nil, "CALLBRIDGE_SCHEDULE_INVOICE"},
 	} {
 		var stderr bytes.Buffer
 		err := run(context.Background(), append([]string{"serve"}, tc.args...), func(k string) string { return tc.env[k] }, io.Discard, &stderr)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != 2 {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != 2 || strings.Contains(err.Error(), "callbridge:") {
 			t.Errorf("serve with %v %v: error %v (exit %d), want one naming %s with exit 2", tc.env, tc.args, err, exitCode(err), tc.want)
 		}
 	}

@@ -76,7 +76,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		DB:                   db,
 		Draining:             draining.Load,
 		// security
-		RateLimit: controller.RateLimit{PerSecond: cfg.RateLimit, Burst: cfg.RateBurst},
+		RateLimit:        controller.RateLimit{PerSecond: cfg.RateLimit, Burst: cfg.RateBurst},
+		AuthFailureLimit: authFailureLimit(cfg),
 	}
 
 	// esl: one client per node; they stay connected while calls drain and
@@ -90,7 +91,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			Name: addr, Addr: addr, Password: cfg.ESLPassword,
 			MaxCPS: cfg.MaxCPS, MaxCalls: cfg.MaxCalls,
 			OnJobDone: metrics.ObserveJob(addr),
-			Logger:    log.With("node", addr),
+			Logger:    log.With("component", "esl"), // the client names its node on every line
 		})
 		nodes = append(nodes, c)
 		eslRunning.Add(1)
@@ -166,6 +167,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Prompts:        callbackPrompts(cfg),
 		FailurePrompts: callbackFailurePrompts(cfg),
 		RecordDir:      cfg.RecordDir,
+		QueueWait:      cfg.QueueWait,
+		RefusedRetry:   cfg.RefusedRetry,
 		CallAuthorizer: func(limit time.Duration) callbridge.CallAuthorizer {
 			a := *callAuthorizer
 			a.MaxCall = limit
@@ -178,6 +181,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	metrics.WatchCallbacks(engine.Live)
+	metrics.WatchPacing(engine.Pacing)
 	srv.Callbacks, srv.Webhooks, srv.CallbackEngine = callbacks, webhooks, engine
 	srv.CallbackNumberRules = cfg.NumberRules()
 	goWork("callbacks", engine.Run)
@@ -231,10 +235,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	billStore := postgres.NewBillingStore(db, billLoc, callbackOwner(cfg))
+	billStore.Grace = cfg.InvoiceGrace
 	srv.Billing = billStore
 	billJobs := &billing.Jobs{
 		Store:     billStore,
 		Location:  billLoc,
+		Grace:     cfg.InvoiceGrace,
 		Log:       log.With("component", "billing"),
 		ReportDir: cfg.ReportDir,
 		Webhooks:  webhooks,
@@ -243,11 +249,20 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		},
 		SweepStale: func(ctx context.Context) (int, error) { return cdrPipeline.Sweep(ctx), nil },
 	}
-	scheduler, err := billing.NewScheduler(billStore, billLoc, log.With("component", "jobs"), billJobs.List(billingSchedules(getenv)))
+	scheduler, err := billing.NewScheduler(billStore, billLoc, log.With("component", "jobs"), billJobs.List(cfg.Schedules))
 	if err != nil {
 		return usageError{err}
 	}
 	scheduler.OnRun = metrics.ObserveJobRun
+	invoiceSpec := billing.DefaultSchedules()[billing.JobInvoice]
+	if v, ok := billingSchedules(getenv)[billing.JobInvoice]; ok {
+		invoiceSpec = v
+	}
+	if late := billing.LateInvoiceMonths(invoiceSpec, billLoc, cfg.InvoiceGrace, time.Now()); len(late) > 0 {
+		log.Warn("the invoice schedule runs before the grace for late CDRs ends: these months will be invoiced a month late",
+			"schedule", invoiceSpec, "grace", cfg.InvoiceGrace, "months", late,
+			"fix", "move CALLBRIDGE_SCHEDULE_INVOICE after CALLBRIDGE_INVOICE_GRACE, or shorten the grace")
+	}
 	goWork("billing jobs", func(ctx context.Context) error {
 		scheduler.Start(ctx)
 		<-ctx.Done()
@@ -384,4 +399,13 @@ func callbackFailurePrompts(cfg *Config) map[callbridge.FailReason]string {
 		p[reason] = path
 	}
 	return p
+}
+
+// authFailureLimit is the controller's limit on failed authentications:
+// off (a negative rate) when the setting is 0.
+func authFailureLimit(cfg *Config) controller.RateLimit {
+	if cfg.AuthFailureLimit == 0 {
+		return controller.RateLimit{PerSecond: -1}
+	}
+	return controller.RateLimit{PerSecond: cfg.AuthFailureLimit, Burst: cfg.AuthFailureBurst}
 }

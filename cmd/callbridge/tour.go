@@ -27,11 +27,15 @@ func runTour(ctx context.Context, args []string, getenv func(string) string, std
 	fs := flag.NewFlagSet("tour", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	api := fs.String("api", "http://127.0.0.1:8080", "controller base URL")
-	admin := fs.String("admin-token", getenv("CALLBRIDGE_ADMIN_TOKEN"), "admin token")
+	// Secrets are never flag defaults: -h would print them.
+	admin := fs.String("admin-token", "", "admin token (default: $CALLBRIDGE_ADMIN_TOKEN)")
 	eslAddr := fs.String("esl", "127.0.0.1:8021", "simulator event socket")
 	eslPass := fs.String("esl-password", "ClueCon", "simulator password")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
+	}
+	if *admin == "" {
+		*admin = getenv("CALLBRIDGE_ADMIN_TOKEN")
 	}
 	t := &tour{api: strings.TrimRight(*api, "/"), admin: *admin, eslAddr: *eslAddr, eslPass: *eslPass, out: stdout,
 		http: &http.Client{Timeout: 30 * time.Second}}

@@ -299,6 +299,10 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 	if s.chans[id] != nil {
 		return nil, "-ERR DESTINATION_OUT_OF_ORDER\n"
 	}
+	if s.maxSess < 0 || s.maxSess > 0 && len(s.chans) >= s.maxSess {
+		s.Logger.Info("esltest: originate refused: over session limit", "limit", s.maxSess, "uuid", id)
+		return nil, "-ERR DESTINATION_OUT_OF_ORDER\n"
+	}
 	now := s.clk.now()
 	s.sessions++
 	ch := &channel{uuid: id, direction: "outbound", created: now, sessionID: s.sessions,

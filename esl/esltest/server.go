@@ -57,6 +57,7 @@ type Server struct {
 	commands   []string
 	replyDelay time.Duration
 	refuseAuth bool
+	maxSess    int
 	clk        *clock
 	coreUUID   string
 	started    bool
@@ -302,6 +303,20 @@ func (s *Server) SetReplyDelay(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.replyDelay = d
+}
+
+// SetMaxSessions limits the channels the node holds, as switch.conf's
+// max-sessions does (0: no limit). An originate while n channels exist is
+// refused before a session is created: no event, and the originate
+// answers "-ERR DESTINATION_OUT_OF_ORDER" (mod_sofia's cause when the core
+// will not create a session; the min-idle-cpu and sessions-per-second
+// guards refuse the same way). A negative n refuses every originate, as a
+// node whose CPU is saturated does under min-idle-cpu. Lowering it hangs
+// nothing up.
+func (s *Server) SetMaxSessions(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxSess = n
 }
 
 // SetRefuseAuth makes every auth attempt fail as a wrong password does.
