@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.7.0
 
-.PHONY: all build test test-faults test-freeswitch test-cluster lint demo bench fmt clean
+.PHONY: all build test test-faults test-freeswitch test-cluster capacity lint demo bench fmt clean
 
 all: build
 
@@ -30,6 +30,11 @@ test-freeswitch:
 ## FreeSWITCH nodes, two controllers on one PostgreSQL, sipp carriers and phones, on loopback
 test-cluster:
 	REALSWITCH_SUITE=cluster scripts/with-postgres.sh scripts/test-freeswitch.sh
+
+## capacity: measure one real FreeSWITCH node under rising call rates (docs/capacity.md);
+## CAPACITY_RATES=5,10,20 chooses the steps. Not part of CI: it asserts no speed.
+capacity:
+	REALSWITCH_SUITE=cluster scripts/with-postgres.sh scripts/test-freeswitch.sh -tags "cluster capacity" -run TestCapacity
 
 ## lint: gofmt, go vet and staticcheck
 lint:

@@ -172,7 +172,8 @@ type Invoice struct {
 	Seq    int64  `json:"seq" db:"seq"`
 	Number string `json:"number" db:"number"`
 	// CorrectsID and CorrectsNumber name the invoice a credit note
-	// corrects: the one that billed Period (empty on an invoice).
+	// corrects: the one that billed Period (empty on an invoice). A
+	// credit note has that invoice's Issuer, TaxBPS and TaxLabel.
 	CorrectsID     string `json:"corrects_id,omitempty" db:"corrects_id"`
 	CorrectsNumber string `json:"corrects_number,omitempty" db:"corrects_number"`
 	// Period is the month billed (YYYY-MM); for a credit note, the month

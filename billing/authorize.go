@@ -36,6 +36,20 @@ func (f DeckSourceFunc) SellDeck(ctx context.Context, accountID string) (*rating
 	return f(ctx, accountID)
 }
 
+// RegistryDecks is the DeckSource of a process's deck registry: the
+// account's deck in force now. EUNAVAILABLE until the registry is loaded.
+func RegistryDecks(r *rating.Registry) DeckSource {
+	return DeckSourceFunc(func(_ context.Context, accountID string) (*rating.Deck, error) {
+		if !r.Ready() {
+			return nil, callbridge.Errorf(callbridge.EUNAVAILABLE, "billing: rate decks are not loaded yet")
+		}
+		if d := r.AccountDeck(accountID, time.Now()); d != nil {
+			return d, nil
+		}
+		return nil, callbridge.Errorf(callbridge.ENOTFOUND, "billing: the account has no rate deck in force")
+	})
+}
+
 // DefaultMaxCall is the longest call granted when an account's balance
 // (or a postpaid account) would allow more.
 const DefaultMaxCall = 4 * time.Hour

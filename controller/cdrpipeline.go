@@ -43,57 +43,28 @@ type CDRStore interface {
 	OverdueChannels(ctx context.Context, now time.Time, defaultMax, grace time.Duration, limit int) ([]*callbridge.LiveChannel, error)
 }
 
-// DeckSource finds the rate decks CDRs are priced with: the deck in force
-// at a time.
-type DeckSource interface {
-	// SellDeck returns the deck an account is charged by at a time.
-	// ENOTFOUND when the account has none in force.
-	SellDeck(ctx context.Context, accountID string, at time.Time) (*rating.Deck, error)
-	// BuyDeck returns the deck of a carrier gateway at a time. ENOTFOUND
-	// when the gateway has none in force.
-	BuyDeck(ctx context.Context, gateway string, at time.Time) (*rating.Deck, error)
-}
-
-// DeckStore is the rate-deck store's lookup of compiled decks
-// (*postgres.DB).
-type DeckStore interface {
-	AccountDeck(ctx context.Context, accountID string, at time.Time, cache *rating.Cache) (*rating.Deck, error)
-	GatewayDeck(ctx context.Context, gateway string, at time.Time, cache *rating.Cache) (*rating.Deck, error)
-}
-
-// StoreDecks makes a DeckSource of a DeckStore, compiling each deck
-// version once.
-func StoreDecks(s DeckStore) DeckSource { return storeDecks{s: s, cache: &rating.Cache{}} }
-
-type storeDecks struct {
-	s     DeckStore
-	cache *rating.Cache
-}
-
-func (d storeDecks) SellDeck(ctx context.Context, accountID string, at time.Time) (*rating.Deck, error) {
-	return d.s.AccountDeck(ctx, accountID, at, d.cache)
-}
-
-func (d storeDecks) BuyDeck(ctx context.Context, gateway string, at time.Time) (*rating.Deck, error) {
-	return d.s.GatewayDeck(ctx, gateway, at, d.cache)
+// DeckFinder finds the rate deck in force for an account or a carrier
+// gateway at a time (a *rating.Registry).
+type DeckFinder interface {
+	// AccountDeck returns the account's sell deck in force at at, or nil.
+	AccountDeck(accountID string, at time.Time) *rating.Deck
+	// GatewayDeck returns the gateway's buy deck in force at at, or nil.
+	GatewayDeck(gateway string, at time.Time) *rating.Deck
+	// Ready reports whether the decks were loaded: before, a missing
+	// deck may only mean "not loaded yet".
+	Ready() bool
 }
 
 // Pricer prices CDRs with the account's sell deck and the gateway's buy
-// deck through the rating engine, caching compiled decks for a while.
-// It is safe for concurrent use.
+// deck in force at the call's start, through the rating engine. Decks come
+// from the process's registry, which LISTEN/NOTIFY keeps current: a deck
+// change prices the next CDR. It is safe for concurrent use.
 type Pricer struct {
-	decks  DeckSource
-	ttl    time.Duration
+	decks  DeckFinder
 	log    *slog.Logger
 	now    func() time.Time
 	mu     sync.Mutex
-	cache  map[string]cdrDeckEntry
 	counts PricerStats
-}
-
-type cdrDeckEntry struct {
-	deck    *rating.Deck // nil: none (ENOTFOUND)
-	fetched time.Time
 }
 
 // PricerStats counts what the pricer could not price normally.
@@ -104,16 +75,12 @@ type PricerStats struct {
 	Unrated int64
 }
 
-// NewPricer returns a Pricer. Decks are looked up again after ttl (30 s
-// when zero; negative disables the cache, as re-rating wants).
-func NewPricer(decks DeckSource, ttl time.Duration, log *slog.Logger) *Pricer {
-	if ttl == 0 {
-		ttl = 30 * time.Second
-	}
+// NewPricer returns a Pricer over decks.
+func NewPricer(decks DeckFinder, log *slog.Logger) *Pricer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Pricer{decks: decks, ttl: ttl, log: log, now: time.Now, cache: map[string]cdrDeckEntry{}}
+	return &Pricer{decks: decks, log: log, now: time.Now}
 }
 
 // Stats returns the pricer's counters.
@@ -121,42 +88,6 @@ func (p *Pricer) Stats() PricerStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.counts
-}
-
-// deck returns the deck of an account ("sell") or gateway ("buy") in
-// force at at. A cached deck serves calls from its EffectiveFrom on for
-// ttl: a deck that takes over later is used within ttl of its start, and
-// calls priced in between by the old one are corrected by re-rating.
-func (p *Pricer) deck(ctx context.Context, kind, key string, at time.Time) (*rating.Deck, error) {
-	ck := kind + "\x00" + key
-	if p.ttl > 0 {
-		p.mu.Lock()
-		e, ok := p.cache[ck]
-		p.mu.Unlock()
-		if ok && p.now().Sub(e.fetched) < p.ttl && (e.deck == nil || !at.Before(e.deck.Info().EffectiveFrom)) {
-			return e.deck, nil
-		}
-	}
-	var d *rating.Deck
-	var err error
-	if kind == "sell" {
-		d, err = p.decks.SellDeck(ctx, key, at)
-	} else {
-		d, err = p.decks.BuyDeck(ctx, key, at)
-	}
-	switch callbridge.ErrorCode(err) {
-	case "":
-	case callbridge.ENOTFOUND:
-		d = nil
-	default:
-		return nil, err
-	}
-	if p.ttl > 0 {
-		p.mu.Lock()
-		p.cache[ck] = cdrDeckEntry{deck: d, fetched: p.now()}
-		p.mu.Unlock()
-	}
-	return d, nil
 }
 
 // cdrPricingFlags are the flags Price recomputes; the others (estimated,
@@ -168,9 +99,14 @@ const cdrPricingFlags = callbridge.CDRUnanswered | callbridge.CDRShort | callbri
 // pricing flags. A leg with an account but no deck or no matching rate is
 // flagged unrated (never dropped); one priced by a default rate is flagged
 // unrated_default and logged. A leg without an account has no sell price;
-// one without a gateway no buy price. It fails only when a deck cannot be
-// fetched (the database is unavailable): the caller retries later.
+// one without a gateway no buy price. The decks are those in force at the
+// call's start; the rate and band within them are chosen at the answer
+// (docs/pricing.md). It fails (EUNAVAILABLE) only while the decks are not
+// loaded yet: the caller retries later.
 func (p *Pricer) Price(ctx context.Context, c *callbridge.CDR) error {
+	if !p.decks.Ready() {
+		return callbridge.Errorf(callbridge.EUNAVAILABLE, "controller: rate decks are not loaded yet")
+	}
 	c.Flags &^= cdrPricingFlags
 	c.Sell, c.SellCurrency, c.SellDeckID, c.SellDeckVersion, c.SellPrefix = 0, "", "", 0, ""
 	c.Buy, c.BuyCurrency, c.BuyDeckID, c.BuyDeckVersion, c.BuyPrefix = 0, "", "", 0, ""
@@ -183,11 +119,7 @@ func (p *Pricer) Price(ctx context.Context, c *callbridge.CDR) error {
 	}
 	valid := u.Number.Validate() == nil
 	if c.AccountID != "" {
-		d, err := p.deck(ctx, "sell", c.AccountID, u.Start)
-		if err != nil {
-			return fmt.Errorf("controller: sell deck of account %s: %w", c.AccountID, err)
-		}
-		switch {
+		switch d := p.decks.AccountDeck(c.AccountID, c.StartAt); {
 		case d == nil || !valid:
 			c.Flags |= callbridge.CDRUnrated
 		default:
@@ -199,11 +131,7 @@ func (p *Pricer) Price(ctx context.Context, c *callbridge.CDR) error {
 		p.count(c, c.Flags&(callbridge.CDRUnrated|callbridge.CDRUnratedDefault))
 	}
 	if c.Gateway != "" {
-		d, err := p.deck(ctx, "buy", c.Gateway, u.Start)
-		if err != nil {
-			return fmt.Errorf("controller: buy deck of gateway %s: %w", c.Gateway, err)
-		}
-		switch {
+		switch d := p.decks.GatewayDeck(c.Gateway, c.StartAt); {
 		case d == nil || !valid:
 			c.Flags |= callbridge.CDRBuyUnrated
 		default:

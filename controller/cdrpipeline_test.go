@@ -229,27 +229,11 @@ func FuzzParseHangup(f *testing.F) {
 	})
 }
 
-// cdrDeckFuncs is a DeckSource of func fields.
-type cdrDeckFuncs struct {
-	sell func(ctx context.Context, accountID string, at time.Time) (*rating.Deck, error)
-	buy  func(ctx context.Context, gateway string, at time.Time) (*rating.Deck, error)
-}
-
-var _ DeckSource = cdrDeckFuncs{}
-
-func (d cdrDeckFuncs) SellDeck(ctx context.Context, accountID string, at time.Time) (*rating.Deck, error) {
-	return d.sell(ctx, accountID, at)
-}
-
-func (d cdrDeckFuncs) BuyDeck(ctx context.Context, gateway string, at time.Time) (*rating.Deck, error) {
-	return d.buy(ctx, gateway, at)
-}
-
 // cdrTestDecks prices calls to 49... for account acc at 0.12/min billed per
 // second (2000 micro-units a second) and buys them from gateway "carrier" at
 // 0.06/min billed per minute; other numbers fall to the sell deck's default
 // rate, 0.60/min per second.
-func cdrTestDecks(tb testing.TB, acc string) DeckSource {
+func cdrTestDecks(tb testing.TB, acc string) *rating.Registry {
 	tb.Helper()
 	sell, err := rating.NewDeck(rating.DeckInfo{ID: "sell-1", AccountID: acc, Name: "sell", Currency: "EUR", TimeZone: "UTC",
 		Precision: 6, Version: 3, Default: &rating.Rate{PerMinute: 600000, FirstIncrement: 1, NextIncrement: 1, Days: rating.AllDays, Until: rating.Midnight}},
@@ -262,25 +246,14 @@ func cdrTestDecks(tb testing.TB, acc string) DeckSource {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return cdrDeckFuncs{
-		sell: func(_ context.Context, a string, _ time.Time) (*rating.Deck, error) {
-			if a == acc {
-				return sell, nil
-			}
-			return nil, callbridge.Errorf(callbridge.ENOTFOUND, "no deck")
-		},
-		buy: func(_ context.Context, gw string, _ time.Time) (*rating.Deck, error) {
-			if gw == "carrier" {
-				return buy, nil
-			}
-			return nil, callbridge.Errorf(callbridge.ENOTFOUND, "no deck")
-		},
-	}
+	reg := &rating.Registry{}
+	reg.Replace([]*rating.Deck{sell, buy}, reg.Mark())
+	return reg
 }
 
 func TestPricer(t *testing.T) {
 	acc := uuid.NewString()
-	p := NewPricer(cdrTestDecks(t, acc), 0, nil)
+	p := NewPricer(cdrTestDecks(t, acc), nil)
 	start := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	mk := func(account, callee, gw string, billMS int64, answered bool) *callbridge.CDR {
 		c := &callbridge.CDR{UUID: uuid.NewString(), AccountID: account, Callee: callee, Gateway: gw, StartAt: start, BillMS: billMS,
@@ -325,11 +298,9 @@ func TestPricer(t *testing.T) {
 	if s := p.Stats(); s.UnratedDefault != 1 || s.Unrated != 2 {
 		t.Errorf("stats %+v, want 1 unrated_default and 2 unrated", s)
 	}
-	unavailable := NewPricer(cdrDeckFuncs{sell: func(context.Context, string, time.Time) (*rating.Deck, error) {
-		return nil, callbridge.Errorf(callbridge.EUNAVAILABLE, "down")
-	}}, 0, nil)
-	if err := unavailable.Price(context.Background(), mk(acc, "4930123", "", 1000, true)); callbridge.ErrorCode(err) != callbridge.EUNAVAILABLE {
-		t.Errorf("deck source down: got %v, want EUNAVAILABLE", err)
+	notLoaded := NewPricer(&rating.Registry{}, nil)
+	if err := notLoaded.Price(context.Background(), mk(acc, "4930123", "", 1000, true)); callbridge.ErrorCode(err) != callbridge.EUNAVAILABLE {
+		t.Errorf("decks not loaded yet: got %v, want EUNAVAILABLE", err)
 	}
 }
 
@@ -341,7 +312,7 @@ type cdrEnv struct {
 	viaPx  *postgres.DB // through the proxy, for pipelines
 	proxy  *pgtest.Proxy
 	acc    string
-	decks  DeckSource
+	decks  *rating.Registry
 	spool  string
 	logger *slog.Logger
 }
@@ -388,7 +359,7 @@ type cdrProcess struct {
 func (e *cdrEnv) start(t testing.TB, spool string, tweak func(*CDRPipelineConfig)) *cdrProcess {
 	t.Helper()
 	cfg := CDRPipelineConfig{
-		Store: postgres.NewCDRStore(e.viaPx), Pricer: NewPricer(e.decks, 0, e.logger), SpoolDir: spool,
+		Store: postgres.NewCDRStore(e.viaPx), Pricer: NewPricer(e.decks, e.logger), SpoolDir: spool,
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, SweepGrace: 50 * time.Millisecond,
 		Logger: e.logger,
 	}
@@ -861,7 +832,7 @@ func (s *cdrFrameSource) frame(i int) []byte {
 func BenchmarkCDRPipelineFromEvents(b *testing.B) {
 	e := newCDREnv(b)
 	e.logger = slog.New(slog.DiscardHandler)
-	p, err := NewCDRPipeline(CDRPipelineConfig{Store: postgres.NewCDRStore(e.db), Pricer: NewPricer(e.decks, 0, nil),
+	p, err := NewCDRPipeline(CDRPipelineConfig{Store: postgres.NewCDRStore(e.db), Pricer: NewPricer(e.decks, nil),
 		SpoolDir: e.spool, Logger: e.logger})
 	if err != nil {
 		b.Fatal(err)
@@ -940,5 +911,44 @@ func TestCDRSpoolFileRoundTrip(t *testing.T) {
 	if got[0].CDR == nil || got[1].Live == nil || got[2].Dead == nil || got[3].Destroyed == nil ||
 		got[3].Destroyed.UUID != recs[3].Destroyed.UUID || !got[3].Destroyed.At.Equal(now) {
 		t.Errorf("records read back as %+v", got)
+	}
+}
+
+// TestPricerDeckChosenAtStart: the deck is the one in force when the call
+// started, even if it was answered after the next deck took over; the
+// rate within it is chosen at the answer (docs/pricing.md, rule 1).
+func TestPricerDeckChosenAtStart(t *testing.T) {
+	acc := uuid.NewString()
+	newYear := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	deck := func(id string, from time.Time, perMinute int64) *rating.Deck {
+		d, err := rating.NewDeck(rating.DeckInfo{ID: id, AccountID: acc, Name: id, Currency: "EUR", TimeZone: "UTC",
+			Precision: 6, EffectiveFrom: from},
+			time.UTC, []rating.Rate{{Prefix: "49", PerMinute: perMinute, FirstIncrement: 60, NextIncrement: 60, Days: rating.AllDays, Until: rating.Midnight}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	reg := &rating.Registry{}
+	reg.Replace([]*rating.Deck{deck("old", time.Time{}, 100000), deck("new", newYear, 50000)}, reg.Mark())
+	p := NewPricer(reg, nil)
+	for _, tt := range []struct {
+		name          string
+		start, answer time.Time
+		deck          string
+		sell          int64
+	}{
+		{"started before, answered after the change", newYear.Add(-10 * time.Second), newYear.Add(5 * time.Second), "old", 100000},
+		{"started after", newYear.Add(time.Second), newYear.Add(5 * time.Second), "new", 50000},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &callbridge.CDR{UUID: uuid.NewString(), AccountID: acc, Callee: "4930123", StartAt: tt.start, AnswerAt: tt.answer, BillMS: 30000}
+			if err := p.Price(context.Background(), c); err != nil {
+				t.Fatal(err)
+			}
+			if c.SellDeckID != tt.deck || c.Sell != tt.sell {
+				t.Errorf("got deck %s, sell %d; want %s, %d", c.SellDeckID, c.Sell, tt.deck, tt.sell)
+			}
+		})
 	}
 }

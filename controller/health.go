@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	"callbridge/esl"
+
 	"github.com/gin-gonic/gin"
 )
 
@@ -18,7 +20,9 @@ func healthz(version string) gin.HandlerFunc {
 
 // readyz says whether this controller can do its work: the database
 // answers, its schema is current, and (when nodes are configured) at least
-// one FreeSWITCH node is connected. Each node's state is listed.
+// one FreeSWITCH node is ready: connected, and completing its commands
+// (a connected node whose bgapi results do not come back is not). Each
+// node's state is listed.
 func readyz(db HealthChecker, nodes func() []NodeStatus) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
@@ -41,13 +45,13 @@ func readyz(db HealthChecker, nodes func() []NodeStatus) gin.HandlerFunc {
 		var ns []NodeStatus
 		if nodes != nil {
 			ns = nodes()
-			connected := 0
+			usable := 0
 			for _, n := range ns {
-				if n.Connected {
-					connected++
+				if n.Ready {
+					usable++
 				}
 			}
-			if len(ns) > 0 && connected == 0 {
+			if len(ns) > 0 && usable == 0 {
 				ready = false
 			}
 		}
@@ -60,4 +64,27 @@ func readyz(db HealthChecker, nodes func() []NodeStatus) gin.HandlerFunc {
 		}
 		c.JSON(status, gin.H{"ready": ready, "database": dbState, "nodes": ns})
 	}
+}
+
+// NodeStatuses reports each node's client for /readyz and the metrics.
+func NodeStatuses(clients []*esl.Client) []NodeStatus {
+	var out []NodeStatus
+	for _, c := range clients {
+		st := c.Stats()
+		out = append(out, NodeStatus{
+			Name:          c.Name(),
+			Addr:          c.Name(),
+			State:         st.State.String(),
+			Connected:     st.State == esl.StateConnected,
+			Ready:         st.Ready,
+			NotReady:      st.NotReady,
+			ProbeMS:       float64(st.ProbeLatency.Microseconds()) / 1000,
+			ProbeFailures: int64(st.ProbeFailures),
+			JobTimeouts:   int64(st.JobTimeouts),
+			Redials:       int64(st.Redials),
+			Events:        int64(st.EventsReceived),
+			Calls:         st.ActiveCalls,
+		})
+	}
+	return out
 }

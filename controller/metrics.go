@@ -38,6 +38,7 @@ type Metrics struct {
 	jobDuration  *prometheus.HistogramVec
 	jobSuccess   *prometheus.GaugeVec
 	webhooks     *prometheus.CounterVec
+	eslProbes    *prometheus.HistogramVec
 	dialplanLate prometheus.Counter
 }
 
@@ -84,11 +85,16 @@ func NewMetrics() *Metrics {
 		Name: "callbridge_webhook_attempts_total",
 		Help: "Webhook delivery attempts this controller made, by outcome (delivered, retry, dead).",
 	}, []string{"outcome"})
+	m.eslProbes = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "callbridge_esl_probe_seconds",
+		Help:    "Readiness probe latency per node and outcome (ok, failed): from sending bgapi with our Job-UUID to its BACKGROUND_JOB.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 15},
+	}, []string{"node", "outcome"})
 	m.dialplanLate = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "callbridge_dialplan_late_total",
 		Help: "/fs/dialplan requests answered after FreeSWITCH's xml_curl timeout (CALLBRIDGE_DIALPLAN_TIMEOUT), timed from their arrival: calls FreeSWITCH sent to its fallback.",
 	})
-	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs, m.callbacks, m.jobRuns, m.jobDuration, m.jobSuccess, m.webhooks, m.dialplanLate)
+	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs, m.callbacks, m.jobRuns, m.jobDuration, m.jobSuccess, m.webhooks, m.dialplanLate, m.eslProbes)
 	return m
 }
 
@@ -212,6 +218,18 @@ func (m *Metrics) ObserveJob(node string) func(command string, took time.Duratio
 	}
 }
 
+// ObserveProbe returns an esl.Config.OnProbe hook for node that records
+// each readiness probe's latency and outcome.
+func (m *Metrics) ObserveProbe(node string) func(took time.Duration, err error) {
+	return func(took time.Duration, err error) {
+		outcome := "ok"
+		if err != nil {
+			outcome = "failed"
+		}
+		m.eslProbes.WithLabelValues(node, outcome).Observe(took.Seconds())
+	}
+}
+
 // observe records every request by its route pattern (never the raw path,
 // which would let clients create unbounded label values).
 func (m *Metrics) observe() gin.HandlerFunc {
@@ -254,8 +272,14 @@ type connArrival struct {
 // connect, so a controller slow to accept, read headers or schedule the
 // handler (a saturated CPU, a stop) is seen as FreeSWITCH sees it. Later
 // requests of a kept-alive connection are timed from their handler.
-func ConnArrival(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, arrivalKey{}, &connArrival{at: time.Now()})
+//
+// The connection may have waited before it was accepted: in the listen
+// backlog while the process was stopped or starved. Where the kernel tells
+// (Linux TCP_INFO), the arrival is when it last received data on the
+// connection, or completed its handshake, before the accept.
+func ConnArrival(ctx context.Context, c net.Conn) context.Context {
+	now := time.Now()
+	return context.WithValue(ctx, arrivalKey{}, &connArrival{at: now.Add(-receivedAgo(c))})
 }
 
 // arrival is when r arrived, as far as the server can tell.
@@ -276,6 +300,7 @@ func (m *Metrics) Handler() http.Handler {
 type nodeCollector struct {
 	nodes                            func() []NodeStatus
 	connected, redials, events, call *prometheus.Desc
+	ready, jobTimeouts, probeFails   *prometheus.Desc
 }
 
 // WatchNodes exports the ESL state of the nodes nodes() reports:
@@ -287,6 +312,11 @@ func (m *Metrics) WatchNodes(nodes func() []NodeStatus) {
 		redials:   prometheus.NewDesc("callbridge_esl_redials_total", "ESL dial attempts after the first, per node.", []string{"node"}, nil),
 		events:    prometheus.NewDesc("callbridge_esl_events_received_total", "ESL events received per node.", []string{"node"}, nil),
 		call:      prometheus.NewDesc("callbridge_active_calls", "Calls placed through the node and not yet released.", []string{"node"}, nil),
+		ready: prometheus.NewDesc("callbridge_esl_node_ready",
+			"1 when the node is connected and its commands complete (last readiness probe passed, no job timed out since); calls go only to ready nodes.", []string{"node"}, nil),
+		jobTimeouts: prometheus.NewDesc("callbridge_esl_job_timeouts_total",
+			"bgapi jobs (probes included) whose BACKGROUND_JOB did not come within the job timeout, per node.", []string{"node"}, nil),
+		probeFails: prometheus.NewDesc("callbridge_esl_probe_failures_total", "Failed readiness probes per node.", []string{"node"}, nil),
 	})
 }
 
@@ -295,6 +325,9 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.redials
 	ch <- c.events
 	ch <- c.call
+	ch <- c.ready
+	ch <- c.jobTimeouts
+	ch <- c.probeFails
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -307,5 +340,12 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.redials, prometheus.CounterValue, float64(n.Redials), n.Name)
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(n.Events), n.Name)
 		ch <- prometheus.MustNewConstMetric(c.call, prometheus.GaugeValue, float64(n.Calls), n.Name)
+		ready := 0.0
+		if n.Ready {
+			ready = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, ready, n.Name)
+		ch <- prometheus.MustNewConstMetric(c.jobTimeouts, prometheus.CounterValue, float64(n.JobTimeouts), n.Name)
+		ch <- prometheus.MustNewConstMetric(c.probeFails, prometheus.CounterValue, float64(n.ProbeFailures), n.Name)
 	}
 }

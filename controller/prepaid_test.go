@@ -59,18 +59,12 @@ func ppDeck(t testing.TB, account string) *rating.Deck {
 	return d
 }
 
-// ppDecks serves ppDeck to the pricer and the authorizer.
-type ppDecks struct{ deck *rating.Deck }
-
-func (d ppDecks) SellDeck(_ context.Context, account string, _ time.Time) (*rating.Deck, error) {
-	if account == d.deck.Info().AccountID {
-		return d.deck, nil
-	}
-	return nil, callbridge.Errorf(callbridge.ENOTFOUND, "no deck")
-}
-
-func (d ppDecks) BuyDeck(context.Context, string, time.Time) (*rating.Deck, error) {
-	return nil, callbridge.Errorf(callbridge.ENOTFOUND, "no deck")
+// ppDecks is a registry holding ppDeck, for the pricer and the
+// authorizer.
+func ppDecks(d *rating.Deck) *rating.Registry {
+	reg := &rating.Registry{}
+	reg.Replace([]*rating.Deck{d}, reg.Mark())
+	return reg
 }
 
 func newPPEnv(t *testing.T, dialplanURL string) *ppEnv {
@@ -85,10 +79,8 @@ func newPPEnv(t *testing.T, dialplanURL string) *ppEnv {
 	}
 	env.account, env.key = acct.ID, key
 	env.billing = postgres.NewBillingStore(env.db, time.UTC, "test")
-	decks := ppDecks{ppDeck(t, acct.ID)}
-	env.auth = &billing.Authorizer{Store: env.billing, Decks: billing.DeckSourceFunc(func(ctx context.Context, a string) (*rating.Deck, error) {
-		return decks.SellDeck(ctx, a, time.Now())
-	})}
+	decks := ppDecks(ppDeck(t, acct.ID))
+	env.auth = &billing.Authorizer{Store: env.billing, Decks: billing.RegistryDecks(decks)}
 
 	env.fs = esltest.NewUnstartedServer()
 	script, err := esltest.ParseScript([]byte(ppScript))
@@ -104,7 +96,7 @@ func newPPEnv(t *testing.T, dialplanURL string) *ppEnv {
 	if err := cdrStore.EnsurePartitions(ctx, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewCDRPipeline(CDRPipelineConfig{Store: cdrStore, Pricer: NewPricer(decks, 0, nil), SpoolDir: t.TempDir(),
+	p, err := NewCDRPipeline(CDRPipelineConfig{Store: cdrStore, Pricer: NewPricer(decks, nil), SpoolDir: t.TempDir(),
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

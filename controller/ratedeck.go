@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -33,12 +34,46 @@ type RateDeckStore interface {
 	ImportRates(ctx context.Context, deckID string, src rating.RateSource, replace bool) (*rating.DeckInfo, error)
 	// Rates returns a deck's rates. ENOTFOUND.
 	Rates(ctx context.Context, deckID string) ([]rating.Rate, error)
-	// AccountDeck returns the account's deck in force at a time, compiled
-	// (through cache). ENOTFOUND.
-	AccountDeck(ctx context.Context, accountID string, at time.Time, cache *rating.Cache) (*rating.Deck, error)
-	// CompiledDeck returns a deck by id, compiled (through cache).
-	// ENOTFOUND.
-	CompiledDeck(ctx context.Context, id string, cache *rating.Cache) (*rating.Deck, error)
+}
+
+// DeckRefresher reloads one deck into the process's registry
+// (postgres.DeckSync).
+type DeckRefresher interface {
+	// Refresh reads deck id again, or drops it when it no longer exists.
+	Refresh(ctx context.Context, id string) error
+}
+
+// refreshingDecks reloads a deck into this controller's registry as soon
+// as it is written through this controller's API, so a quote or a call
+// right after the answer is priced by the new deck. Other controllers
+// learn of the write by LISTEN/NOTIFY a few milliseconds later; should the
+// reload fail, this one does too.
+type refreshingDecks struct {
+	RateDeckStore
+	sync DeckRefresher
+	log  *slog.Logger
+}
+
+func (r refreshingDecks) refresh(ctx context.Context, id string) {
+	if err := r.sync.Refresh(ctx, id); err != nil {
+		r.log.Warn("rate deck reload failed; waiting for NOTIFY", "deck", id, "error", err)
+	}
+}
+
+func (r refreshingDecks) CreateRateDeck(ctx context.Context, d *rating.DeckInfo) error {
+	err := r.RateDeckStore.CreateRateDeck(ctx, d)
+	if err == nil {
+		r.refresh(ctx, d.ID)
+	}
+	return err
+}
+
+func (r refreshingDecks) ImportRates(ctx context.Context, deckID string, rates rating.RateSource, replace bool) (*rating.DeckInfo, error) {
+	info, err := r.RateDeckStore.ImportRates(ctx, deckID, rates, replace)
+	if err == nil {
+		r.refresh(ctx, deckID)
+	}
+	return info, err
 }
 
 const adminKey = "callbridge.admin"
@@ -316,22 +351,33 @@ func exportRates(decks RateDeckStore) gin.HandlerFunc {
 	}
 }
 
-// quoteJSON is the answer of GET /v1/rates/quote.
-type quoteJSON struct {
-	DeckID      string        `json:"deck_id"`
-	DeckVersion int64         `json:"deck_version"`
-	Number      string        `json:"number"`
-	At          time.Time     `json:"at"`
-	Amount      string        `json:"amount"`
-	Result      rating.Result `json:"result"`
+// appendQuote appends the answer of GET /v1/rates/quote: the deck, the
+// number, the time, the amount and the rating.Result. A quote is written
+// without reflection: on a hot path the encoding costs more than the
+// pricing.
+func appendQuote(b []byte, info *rating.DeckInfo, number callbridge.Number, at time.Time, r *rating.Result) []byte {
+	b = append(b, `{"deck_id":`...)
+	b = rating.AppendJSONString(b, info.ID)
+	b = append(b, `,"deck_version":`...)
+	b = strconv.AppendInt(b, info.Version, 10)
+	b = append(b, `,"number":`...)
+	b = rating.AppendJSONString(b, number.String())
+	b = append(b, `,"at":"`...)
+	b = at.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","amount":"`...)
+	b = append(b, rating.FormatMoney(r.Amount)...)
+	b = append(b, `","result":`...)
+	b = r.AppendJSON(b)
+	return append(b, '}')
 }
 
 // quote answers GET /v1/rates/quote?number=&at=&duration=[&deck=]: what a
 // call would cost under the account's deck in force at `at` (default now),
 // or under deck `deck` (the admin must name one). duration is whole
 // seconds ("90", as every other duration in the API) or Go syntax for
-// finer ones ("90s", "1m30.5s", "1500ms"); default one minute.
-func quote(decks RateDeckStore, cache *rating.Cache) gin.HandlerFunc {
+// finer ones ("90s", "1m30.5s", "1500ms"); default one minute. Decks come
+// from the process's registry: a quote does no I/O.
+func quote(decks *rating.Registry) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		number, err := callbridge.ParseNumber(c.Query("number"))
 		if err != nil {
@@ -351,17 +397,22 @@ func quote(decks RateDeckStore, cache *rating.Cache) gin.HandlerFunc {
 			writeError(c, err)
 			return
 		}
-		ctx := c.Request.Context()
 		var deck *rating.Deck
 		switch id := c.Query("deck"); {
 		case id != "":
-			if _, err = deckFor(c, decks, id); err == nil {
-				deck, err = decks.CompiledDeck(ctx, id, cache)
+			// Another account's deck is as unknown as a missing one.
+			if deck = decks.Deck(id); deck != nil && !isAdmin(c) && deck.Info().AccountID != account(c).ID {
+				deck = nil
+			}
+			if deck == nil {
+				err = callbridge.Errorf(callbridge.ENOTFOUND, "rate deck not found")
 			}
 		case isAdmin(c):
 			err = callbridge.FieldError("deck", "the admin must name a deck")
 		default:
-			deck, err = decks.AccountDeck(ctx, account(c).ID, at, cache)
+			if deck = decks.AccountDeck(account(c).ID, at); deck == nil {
+				err = callbridge.Errorf(callbridge.ENOTFOUND, "rate deck not found")
+			}
 		}
 		if err != nil {
 			writeError(c, err)
@@ -369,10 +420,7 @@ func quote(decks RateDeckStore, cache *rating.Cache) gin.HandlerFunc {
 		}
 		r := deck.Price(rating.Usage{Number: number, Start: at, BillMS: ms})
 		info := deck.Info()
-		c.JSON(http.StatusOK, quoteJSON{
-			DeckID: info.ID, DeckVersion: info.Version, Number: number.String(), At: at,
-			Amount: rating.FormatMoney(r.Amount), Result: r,
-		})
+		c.Data(http.StatusOK, "application/json; charset=utf-8", appendQuote(make([]byte, 0, 1024), &info, number, at, &r))
 	}
 }
 

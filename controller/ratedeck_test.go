@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,10 +10,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"callbridge"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
+	"callbridge/rating"
 )
 
 const testAdminToken = "admin-secret"
@@ -36,7 +39,8 @@ func newRateEnv(t *testing.T) *rateEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db}
+	decks, deckSync := runDeckSync(t, db, nil)
+	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db, Decks: decks, DeckSync: deckSync}
 	api := httptest.NewServer(s.Handler())
 	t.Cleanup(api.Close)
 	return &rateEnv{api: api, key: key, other: other}
@@ -188,5 +192,83 @@ func TestRateDeckImportLargeCSV(t *testing.T) {
 	status, body = e.do(t, "POST", "/v1/rate-decks/"+id+"/rates?mode=replace", e.key, "text/csv", csv.String())
 	if status != http.StatusOK || !strings.Contains(body, `"imported":100000`) {
 		t.Fatalf("import: got %d %.300s", status, body)
+	}
+}
+
+// TestQuoteJSON checks the hand-written quote answer against
+// encoding/json's encoding of the same fields.
+func TestQuoteJSON(t *testing.T) {
+	deck, err := rating.NewDeck(rating.DeckInfo{ID: "d-1", AccountID: "a", Name: "n", Currency: "EUR", TimeZone: "UTC", Precision: 4, Version: 7},
+		time.UTC, []rating.Rate{{Prefix: "49", Description: `Germany <"fixed"> & more`, PerMinute: 123456, FirstIncrement: 30, NextIncrement: 6,
+			Days: rating.AllDays, Until: rating.Midnight}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := deck.Info()
+	for _, tt := range []struct {
+		number callbridge.Number
+		at     time.Time
+		ms     int64
+	}{
+		{"4930123456", time.Date(2026, 12, 6, 5, 0, 0, 123456789, time.UTC), 95000},
+		{"15551230002", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 0},
+	} {
+		r := deck.Price(rating.Usage{Number: tt.number, Start: tt.at, BillMS: tt.ms})
+		want, err := json.Marshal(struct {
+			DeckID      string        `json:"deck_id"`
+			DeckVersion int64         `json:"deck_version"`
+			Number      string        `json:"number"`
+			At          time.Time     `json:"at"`
+			Amount      string        `json:"amount"`
+			Result      rating.Result `json:"result"`
+		}{info.ID, info.Version, tt.number.String(), tt.at, rating.FormatMoney(r.Amount), r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendQuote(nil, &info, tt.number, tt.at, &r); !bytes.Equal(got, want) {
+			t.Errorf("got  %s\nwant %s", got, want)
+		}
+	}
+}
+
+// TestQuoteWithoutDatabase cuts the database off after a deck was
+// imported: quotes still answer, from memory, with the new deck. (The
+// API key stays valid from the authentication cache meanwhile.)
+func TestQuoteWithoutDatabase(t *testing.T) {
+	u := pgtest.URL(t)
+	proxied, proxy := pgtest.Proxied(t, u)
+	db, err := postgres.Open(context.Background(), proxied, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	accounts := postgres.NewAccountService(db)
+	accounts.AuthCacheTTL = time.Minute
+	key, err := accounts.CreateAccount(context.Background(), &callbridge.Account{Name: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decks, deckSync := runDeckSync(t, db, nil)
+	api := httptest.NewServer((&Server{Accounts: accounts, DB: db, Decks: decks, DeckSync: deckSync}).Handler())
+	t.Cleanup(api.Close)
+	e := &rateEnv{api: api, key: key}
+
+	status, body := e.do(t, "POST", "/v1/rate-decks", key, "application/json", `{"name":"retail","currency":"EUR","time_zone":"UTC"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("create: got %d %s", status, body)
+	}
+	deck := decode[struct {
+		ID string `json:"id"`
+	}](t, body)
+	if status, body := e.do(t, "POST", "/v1/rate-decks/"+deck.ID+"/rates?mode=replace", key, "text/csv", "prefix,per_minute\n49,0.12\n"); status != http.StatusOK {
+		t.Fatalf("import: got %d %s", status, body)
+	}
+	proxy.Cut()
+	defer proxy.Restore()
+	for _, q := range []string{"", "&deck=" + deck.ID} {
+		status, body := e.do(t, "GET", "/v1/rates/quote?number=4930123456&duration=60"+q, key, "", "")
+		if status != http.StatusOK || !strings.Contains(body, `"amount_micros":120000`) {
+			t.Errorf("quote%s with the database cut off: got %d %s, want 0.12", q, status, body)
+		}
 	}
 }

@@ -56,10 +56,14 @@ func (s *Server) routes(e *gin.Engine) {
 
 	// rating
 	// The rate-deck store is the database itself (*postgres.DB implements
-	// RateDeckStore); carrier decks take the admin token, account decks an
-	// API key, on the same paths.
-	if decks, ok := s.DB.(RateDeckStore); ok {
-		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, auth), limit), decks,
+	// RateDeckStore); quotes price from the in-memory registry. Carrier
+	// decks take the admin token, account decks an API key, on the same
+	// paths.
+	if store, ok := s.DB.(RateDeckStore); ok && s.Decks != nil {
+		if s.DeckSync != nil {
+			store = refreshingDecks{store, s.DeckSync, s.Logger}
+		}
+		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, auth), limit), store, s.Decks,
 			newImportSlots(s.MaxImportsPerAccount, s.MaxImports))
 	}
 
@@ -109,14 +113,13 @@ func (p *PrivacyNumbers) Register(e *gin.Engine, v1 gin.IRoutes) {
 // rateDeckRoutes registers the rate-deck API on g, whose requests carry
 // either the admin token or an account's API key (adminOrAccount).
 // Carrier decks are the admin's; an account sees only its own decks.
-func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore, imports *importSlots) {
-	cache := &rating.Cache{} // compiled decks for quotes, per server
+func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore, compiled *rating.Registry, imports *importSlots) {
 	g.POST("/rate-decks", createRateDeck(decks))
 	g.GET("/rate-decks", listRateDecks(decks))
 	g.GET("/rate-decks/:id", getRateDeck(decks))
 	g.POST("/rate-decks/:id/rates", importRates(decks, imports))
 	g.GET("/rate-decks/:id/rates", exportRates(decks))
-	g.GET("/rates/quote", quote(decks, cache))
+	g.GET("/rates/quote", quote(compiled))
 }
 
 // billingRoutes registers the billing API: operator routes (job runs,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/rating"
 
 	"github.com/gin-gonic/gin"
 )
@@ -71,6 +72,16 @@ type Server struct {
 
 	// rating
 
+	// Decks are the process's compiled rate decks, which quotes price
+	// with (kept current by postgres.DeckSync). The rating routes are
+	// served when DB is also a RateDeckStore and Decks is set.
+	Decks *rating.Registry
+	// DeckSync reloads a deck into Decks right after this controller's
+	// API wrote it, so the next request here uses it; other controllers
+	// learn of the write by LISTEN/NOTIFY. Nil leaves it to the
+	// notification.
+	DeckSync DeckRefresher
+
 	// cdrs
 
 	// CDRs lists the account's CDRs (GET /v1/cdrs, JSON or CSV); nil
@@ -119,9 +130,18 @@ type NodeStatus struct {
 	Addr      string `json:"addr"`
 	State     string `json:"state"`
 	Connected bool   `json:"connected"`
-	Redials   int64  `json:"redials"`
-	Events    int64  `json:"events"`
-	Calls     int    `json:"calls"`
+	// Ready: connected, and the node's commands complete (its last
+	// readiness probe passed and no job timed out since); calls are
+	// placed only on ready nodes. NotReady says why not.
+	Ready    bool   `json:"ready"`
+	NotReady string `json:"not_ready,omitempty"`
+	// ProbeMS is the last passed probe's latency in milliseconds.
+	ProbeMS       float64 `json:"probe_ms"`
+	ProbeFailures int64   `json:"probe_failures"`
+	JobTimeouts   int64   `json:"job_timeouts"`
+	Redials       int64   `json:"redials"`
+	Events        int64   `json:"events"`
+	Calls         int     `json:"calls"`
 }
 
 // Handler returns the HTTP handler, building it on first use.

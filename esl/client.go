@@ -51,6 +51,21 @@ type Config struct {
 	// SubscriptionBuffer is the queue limit of Subscribe(0); 65536 when
 	// zero.
 	SubscriptionBuffer int
+	// ProbeInterval is how often a connected client checks that its
+	// commands complete: it runs "bgapi version" with its own Job-UUID and
+	// waits for the BACKGROUND_JOB (the readiness probe). 10 s when zero;
+	// negative turns the periodic probe off. The probe at connect always
+	// runs: a connection counts as connected only once it passed.
+	ProbeInterval time.Duration
+	// JobTimeout bounds the wait for a job's BACKGROUND_JOB: the probe's,
+	// and every other job's on top of the ring time an originate asks for
+	// (FreeSWITCH's default 60 s when it asks for none). A job past it
+	// fails with ErrJobTimeout and the node is not Ready until a probe
+	// passes again. 15 s when zero.
+	JobTimeout time.Duration
+	// OnProbe, when set, is told of every readiness probe: its latency
+	// and its error (nil when it passed). It must not block.
+	OnProbe func(took time.Duration, err error)
 	// OnJobDone, when set, is told of every finished bgapi job: the
 	// command's first word ("originate", "uuid_bridge"), the time from
 	// sending it to its result (for originate: until answer or early
@@ -81,6 +96,12 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.BackoffMax < cfg.BackoffMin {
 		cfg.BackoffMax = cfg.BackoffMin
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = 10 * time.Second
+	}
+	if cfg.JobTimeout <= 0 {
+		cfg.JobTimeout = 15 * time.Second
 	}
 	if cfg.MaxFrameBytes <= 0 {
 		cfg.MaxFrameBytes = 16 << 20
@@ -127,7 +148,7 @@ type State int32
 // States of a Client.
 const (
 	StateConnecting   State = iota // dialling; also the state before Run
-	StateConnected                 // both connections up and subscribed
+	StateConnected                 // both connections up and subscribed, and the connect probe passed
 	StateDisconnected              // a connection was lost or a dial failed; waiting to redial
 	StateClosed                    // Run has returned
 )
@@ -164,6 +185,8 @@ type Client struct {
 	subsMu sync.RWMutex
 	subs   []*Subscription
 
+	health health
+
 	lim limiter
 
 	eventsReceived  atomic.Uint64
@@ -172,6 +195,9 @@ type Client struct {
 	redials         atomic.Uint64
 	commandsSent    atomic.Uint64
 	jobsCompleted   atomic.Uint64
+	jobTimeouts     atomic.Uint64
+	probes          atomic.Uint64
+	probeFailures   atomic.Uint64
 }
 
 // NewClient returns a client for one node. It does not connect: Run does,
@@ -211,6 +237,12 @@ func (c *Client) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		c.setState(StateConnecting)
 		s, err := c.connect(ctx)
+		if err == nil {
+			if err = c.probe(s); err != nil {
+				s.kill(err)
+				c.teardown(s)
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -231,9 +263,14 @@ func (c *Client) Run(ctx context.Context) error {
 		c.mu.Unlock()
 		c.setState(StateConnected)
 		c.dispatch(newEvent(c.cfg.Name, newHeaderTable([]header{{name: "Event-Name", value: string(SocketConnected)}}), "", time.Now().UTC()))
-		// Only now may the event reader dispatch: every event of this
-		// session comes after its SocketConnected.
-		close(s.ready)
+		// Only now are the session's events dispatched (those held during
+		// the probe first): every event of this session comes after its
+		// SocketConnected.
+		s.release()
+		if c.cfg.ProbeInterval > 0 {
+			s.loops.Add(1)
+			go s.probeLoop()
+		}
 		select {
 		case <-s.dead:
 		case <-ctx.Done():
@@ -295,11 +332,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // session is one pair of live connections.
 type session struct {
-	c    *Client
-	reqs chan *request
-	// ready is closed by Run once it has published the session and sent
-	// SocketConnected; the event reader waits for it.
-	ready chan struct{}
+	c     *Client
+	reqs  chan *request
 	dead  chan struct{}
 	once  sync.Once
 	err   error
@@ -311,6 +345,13 @@ type session struct {
 	cmdGuard *guard
 	cmdLib   *eventsocket.Connection
 	evt      *eventConn
+
+	// holdMu guards held and released: until Run publishes the session
+	// (after the connect probe) its events complete jobs but are held
+	// back, then dispatched in order.
+	holdMu   sync.Mutex
+	held     []Event
+	released bool
 }
 
 type request struct {
@@ -368,7 +409,7 @@ func (s *session) publish(set func()) bool {
 func (s *session) wait() { s.loops.Wait() }
 
 func (c *Client) connect(ctx context.Context) (*session, error) {
-	s := &session{c: c, reqs: make(chan *request), ready: make(chan struct{}), dead: make(chan struct{})}
+	s := &session{c: c, reqs: make(chan *request), dead: make(chan struct{})}
 	stop := context.AfterFunc(ctx, func() { s.kill(ErrClosed) })
 	defer stop()
 	fail := func(err error) (*session, error) {
@@ -468,7 +509,6 @@ func (s *session) eventLoop() {
 	defer s.loops.Done()
 	evt := s.evt
 	defer evt.conn.Close()
-	<-s.ready
 	for _, e := range evt.early {
 		s.deliver(e)
 	}
@@ -487,10 +527,28 @@ func (s *session) eventLoop() {
 
 func (s *session) deliver(e Event) {
 	s.c.eventsReceived.Add(1)
-	if e.Name == BackgroundJob {
-		s.c.complete(e.Get("Job-UUID"), e.Body)
+	if e.Name == BackgroundJob && s.c.complete(e.Get("Job-UUID"), e.Body) {
+		return // a readiness probe's result concerns no subscriber
 	}
+	s.holdMu.Lock()
+	if !s.released {
+		s.held = append(s.held, e)
+		s.holdMu.Unlock()
+		return
+	}
+	s.holdMu.Unlock()
 	s.c.dispatch(e)
+}
+
+// release dispatches the events held so far and lets the event reader
+// dispatch from now on.
+func (s *session) release() {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	for _, e := range s.held {
+		s.c.dispatch(e)
+	}
+	s.held, s.released = nil, true
 }
 
 // send runs one command line on the command connection.
@@ -511,24 +569,32 @@ func (s *session) send(ctx context.Context, line string) (string, error) {
 	}
 }
 
-func (c *Client) complete(id, body string) {
+// complete finishes the job whose BACKGROUND_JOB arrived, and reports
+// whether it was a readiness probe.
+func (c *Client) complete(id, body string) (probe bool) {
 	c.mu.Lock()
 	j := c.jobs[id]
 	delete(c.jobs, id)
 	c.mu.Unlock()
-	if j != nil {
-		c.jobsCompleted.Add(1)
-		j.finish(body, nil)
+	if j == nil {
+		return false
 	}
+	if !j.probe {
+		c.jobsCompleted.Add(1)
+	}
+	j.finish(body, nil)
+	return j.probe
 }
 
-// forget stops tracking a job (its caller gave up).
+// forget stops tracking a job (its caller gave up, or it was never
+// accepted).
 func (c *Client) forget(j *Job) {
 	c.mu.Lock()
 	if c.jobs[j.ID] == j {
 		delete(c.jobs, j.ID)
 	}
 	c.mu.Unlock()
+	j.timer.Stop()
 }
 
 // BgAPI runs cmd as "bgapi" with a Job-UUID chosen and registered before
@@ -540,10 +606,10 @@ func (c *Client) forget(j *Job) {
 // may still run: the connection is only closed if the reply is later than
 // Config.CommandTimeout).
 func (c *Client) BgAPI(ctx context.Context, cmd Command) (*Job, error) {
-	return c.bgapi(ctx, cmd, "")
+	return c.bgapi(ctx, cmd, "", 0)
 }
 
-func (c *Client) bgapi(ctx context.Context, cmd Command, callUUID string) (*Job, error) {
+func (c *Client) bgapi(ctx context.Context, cmd Command, callUUID string, ring time.Duration) (*Job, error) {
 	if cmd.IsZero() {
 		return nil, invalid("command", "is empty; build it with this package's builders")
 	}
@@ -553,14 +619,25 @@ func (c *Client) bgapi(ctx context.Context, cmd Command, callUUID string) (*Job,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	j := newJob(c, uuid.NewString(), cmd)
-	j.UUID = callUUID
 	c.mu.Lock()
 	s := c.sess
+	c.mu.Unlock()
 	if s == nil {
-		c.mu.Unlock()
 		return nil, ErrClosed
 	}
+	return c.startJob(ctx, s, cmd, callUUID, c.cfg.JobTimeout+ring, false)
+}
+
+// startJob registers a job, writes it as "bgapi <cmd>" with its Job-UUID
+// on session s, and arms its timeout: bound after now, a job whose
+// BACKGROUND_JOB has not come fails with ErrJobTimeout. A probe job is not
+// reported to Config.OnJobDone.
+func (c *Client) startJob(ctx context.Context, s *session, cmd Command, callUUID string, bound time.Duration, probe bool) (*Job, error) {
+	j := newJob(c, uuid.NewString(), cmd)
+	j.UUID = callUUID
+	j.probe = probe
+	j.timer = time.AfterFunc(bound, func() { c.expire(j, bound) })
+	c.mu.Lock()
 	c.jobs[j.ID] = j
 	c.mu.Unlock()
 	reply, err := s.send(ctx, "bgapi "+cmd.line+"\nJob-UUID: "+j.ID)
@@ -604,7 +681,11 @@ func (c *Client) Originate(ctx context.Context, o Originate) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.bgapi(ctx, cmd, o.UUID)
+	ring := o.Timeout
+	if ring == 0 {
+		ring = defaultOriginateTimeout
+	}
+	return c.bgapi(ctx, cmd, o.UUID, ring)
 }
 
 // Stats is a snapshot of a Client's counters.
@@ -623,8 +704,20 @@ type Stats struct {
 	Redials uint64
 	// CommandsSent counts commands written to the command connection.
 	CommandsSent uint64
-	// JobsCompleted counts jobs completed by BACKGROUND_JOB events.
+	// JobsCompleted counts jobs completed by BACKGROUND_JOB events,
+	// readiness probes aside.
 	JobsCompleted uint64
+	// JobTimeouts counts jobs whose BACKGROUND_JOB did not come within
+	// their bound (Config.JobTimeout), probes included.
+	JobTimeouts uint64
+	// Probes and ProbeFailures count readiness probes run and failed.
+	Probes, ProbeFailures uint64
+	// Ready is Client.Ready; NotReady says why not ("" when ready).
+	Ready    bool
+	NotReady string
+	// ProbeLatency is the last passed probe's time from sending it to its
+	// BACKGROUND_JOB (0 before the first).
+	ProbeLatency time.Duration
 	// PendingJobs is the number of jobs waiting for BACKGROUND_JOB.
 	PendingJobs int
 	// QueueDepths holds each subscription's queue length, in
@@ -647,12 +740,17 @@ func (c *Client) Stats() Stats {
 		Redials:         c.redials.Load(),
 		CommandsSent:    c.commandsSent.Load(),
 		JobsCompleted:   c.jobsCompleted.Load(),
+		JobTimeouts:     c.jobTimeouts.Load(),
+		Probes:          c.probes.Load(),
+		ProbeFailures:   c.probeFailures.Load(),
 		ActiveCalls:     c.lim.activeCalls(),
 	}
 	c.mu.Lock()
 	st.PendingJobs = len(c.jobs)
 	st.LastError = c.lastErr
 	c.mu.Unlock()
+	st.Ready, st.NotReady = c.readiness()
+	st.ProbeLatency = c.health.latency()
 	c.subsMu.RLock()
 	for _, s := range c.subs {
 		st.QueueDepths = append(st.QueueDepths, s.Len())

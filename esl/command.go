@@ -308,6 +308,10 @@ func ShowChannels() Command { return Command{"show channels as json"} }
 // Status asks for the node's status: "status".
 func Status() Command { return Command{"status"} }
 
+// Version asks for the node's version: "version". The readiness probe
+// runs it: it is cheap and touches no channel.
+func Version() Command { return Command{"version"} }
+
 // Hupall hangs up every channel on the node with the given cause.
 func Hupall(cause string) (Command, error) {
 	if err := checkCause("cause", cause); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"callbridge/esl/esltest"
 )
 
 // fixtureDir holds the captures from a real FreeSWITCH 1.10.12.
@@ -42,16 +45,22 @@ type fakeFS struct {
 	result func(cmd string) string
 	// reply overrides the command/reply Reply-Text for a bgapi when it
 	// returns ok; a silent reply ("" , true) sends nothing.
-	reply    func(cmd string) (string, bool)
-	conns    map[*fakeConn]bool
-	commands []string // every command line received (first line)
-	raw      bytes.Buffer
-	subs     int // successful event subscriptions
-	wg       sync.WaitGroup
+	reply func(cmd string) (string, bool)
+	// result and reply do not apply to the client's readiness probe
+	// ("bgapi version"), which is answered "+OK Job-UUID" with the client's
+	// id and completed unless swallowProbes withholds its BACKGROUND_JOB.
+	swallowProbes bool
+	conns         map[*fakeConn]bool
+	accepted      []*fakeConn // every connection, in accept order
+	commands      []string    // every command line received (first line)
+	raw           bytes.Buffer
+	subs          int // successful event subscriptions
+	wg            sync.WaitGroup
 }
 
 type fakeConn struct {
 	nc         net.Conn
+	raw        bytes.Buffer // what the client sent; guarded by fakeFS.mu
 	wmu        sync.Mutex
 	subscribed bool
 }
@@ -93,6 +102,7 @@ func (f *fakeFS) serve() {
 		fc := &fakeConn{nc: nc}
 		f.mu.Lock()
 		f.conns[fc] = true
+		f.accepted = append(f.accepted, fc)
 		f.mu.Unlock()
 		f.wg.Add(1)
 		go func() {
@@ -156,6 +166,18 @@ func (f *fakeFS) rawReceived() string {
 	return f.raw.String()
 }
 
+// rawByConn returns what the client sent on each connection, in accept
+// order.
+func (f *fakeFS) rawByConn() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, fc := range f.accepted {
+		out = append(out, fc.raw.String())
+	}
+	return out
+}
+
 func (f *fakeFS) subscriptions() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -164,20 +186,16 @@ func (f *fakeFS) subscriptions() int {
 
 func (f *fakeFS) handle(fc *fakeConn) {
 	fc.write([]byte("Content-Type: auth/request\n\n"))
-	br := bufio.NewReader(fc.nc)
+	// Every byte the client sends is recorded as sent; commands are read
+	// as a real FreeSWITCH reads them.
+	br := bufio.NewReader(io.TeeReader(fc.nc, recorder{f, fc}))
 	authed := false
 	for {
-		lines, err := readCommand(br)
+		c, err := esltest.ReadCommand(br)
 		if err != nil {
 			return
 		}
-		f.mu.Lock()
-		for _, l := range lines {
-			f.raw.WriteString(l + "\n")
-		}
-		f.raw.WriteString("\n")
-		f.mu.Unlock()
-		cmd := lines[0]
+		cmd := c.Line
 		if !authed {
 			if cmd != "auth "+f.password {
 				fc.write([]byte("Content-Type: command/reply\nReply-Text: -ERR invalid\n\n"))
@@ -199,22 +217,40 @@ func (f *fakeFS) handle(fc *fakeConn) {
 			f.mu.Unlock()
 			fc.write([]byte("Content-Type: command/reply\nReply-Text: +OK event listener enabled plain\n\n"))
 		case strings.HasPrefix(cmd, "bgapi "):
-			f.bgapi(fc, strings.TrimPrefix(cmd, "bgapi "), lines[1:])
+			f.bgapi(fc, strings.TrimPrefix(cmd, "bgapi "), c.Get("Job-UUID"))
 		default:
 			fc.write([]byte("Content-Type: command/reply\nReply-Text: -ERR command not found\n\n"))
 		}
 	}
 }
 
-func (f *fakeFS) bgapi(fc *fakeConn, cmd string, hdrs []string) {
-	id := ""
-	for _, h := range hdrs {
-		if v, ok := strings.CutPrefix(h, "Job-UUID: "); ok {
-			id = v
-		}
+// recorder appends what a connection's client sent to the server's and
+// the connection's raw logs.
+type recorder struct {
+	f  *fakeFS
+	fc *fakeConn
+}
+
+func (r recorder) Write(b []byte) (int, error) {
+	r.f.mu.Lock()
+	defer r.f.mu.Unlock()
+	r.f.raw.Write(b)
+	r.fc.raw.Write(b)
+	return len(b), nil
+}
+
+func (f *fakeFS) bgapi(fc *fakeConn, cmd, id string) {
+	if id == "" {
+		id = "00000000-0000-4000-8000-00000000f5f5" // FreeSWITCH's own
 	}
 	f.mu.Lock()
 	replyFn, resultFn := f.reply, f.result
+	if cmd == "version" {
+		replyFn, resultFn = nil, nil
+		if f.swallowProbes {
+			resultFn = func(string) string { return "" }
+		}
+	}
 	f.mu.Unlock()
 	if replyFn != nil {
 		if rt, ok := replyFn(cmd); ok {
@@ -239,25 +275,6 @@ func (f *fakeFS) bgapi(fc *fakeConn, cmd string, hdrs []string) {
 		{"Job-Command", name},
 		{"Job-Command-Arg", arg},
 	}, body))
-}
-
-// readCommand reads one client command: lines up to a blank line.
-func readCommand(br *bufio.Reader) ([]string, error) {
-	var lines []string
-	for {
-		l, err := br.ReadString('\n')
-		if err != nil {
-			return nil, err
-		}
-		l = strings.TrimRight(l, "\r\n")
-		if l == "" {
-			if len(lines) == 0 {
-				continue
-			}
-			return lines, nil
-		}
-		lines = append(lines, l)
-	}
 }
 
 // plainEvent frames a text/event-plain event the way FreeSWITCH does.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"callbridge/esl/esltest"
 	"github.com/fiorix/go-eventsocket/eventsocket"
 )
 
@@ -107,7 +108,7 @@ func throughLibraryCommands(tb testing.TB, replies [][]byte) {
 	tb.Helper()
 	conn := libraryConn(tb, func(nc net.Conn, br *bufio.Reader) {
 		for _, r := range replies {
-			if _, err := readCommand(br); err != nil {
+			if _, err := esltest.ReadCommand(br); err != nil {
 				return
 			}
 			nc.Write(r)

@@ -20,6 +20,11 @@ var ErrOverflow = errors.New("esl: subscription queue overflow")
 // password or ACL rejection). Run keeps retrying.
 var ErrAuth = errors.New("esl: authentication refused")
 
+// ErrJobTimeout is the error of a job whose BACKGROUND_JOB did not arrive
+// within its bound (Config.JobTimeout): the node accepted the command but
+// its result never came, so the node is marked not ready.
+var ErrJobTimeout = errors.New("esl: job result timed out")
+
 // ErrStuck is the cause recorded when a connection was closed because a
 // command reply did not arrive within Config.CommandTimeout.
 var ErrStuck = errors.New("esl: command reply timed out")
@@ -73,6 +78,8 @@ type Job struct {
 
 	c     *Client
 	start time.Time
+	timer *time.Timer // fails the job with ErrJobTimeout
+	probe bool        // a readiness probe: not reported to OnJobDone
 	once  sync.Once
 	done  chan struct{}
 	body  string
@@ -87,9 +94,12 @@ func newJob(c *Client, id string, cmd Command) *Job {
 // the job to Config.OnJobDone.
 func (j *Job) finish(body string, err error) {
 	j.once.Do(func() {
+		if j.timer != nil {
+			j.timer.Stop()
+		}
 		j.body, j.err = body, err
 		close(j.done)
-		if f := j.c.cfg.OnJobDone; f != nil {
+		if f := j.c.cfg.OnJobDone; f != nil && !j.probe {
 			verb, _, _ := strings.Cut(j.Command.line, " ")
 			if err == nil && strings.HasPrefix(body, "-") {
 				err = &ReplyError{Text: strings.TrimRight(body, "\n")}

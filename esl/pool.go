@@ -50,8 +50,9 @@ func (l *limiter) spare(cfg *Config, now time.Time) (int, bool) {
 	return spare, cfg.MaxCPS == 0 || l.tokens >= unit
 }
 
-// Pool places calls on the connected node with the most spare capacity,
-// honouring each node's Config.MaxCPS and Config.MaxCalls.
+// Pool places calls on the ready node (Client.Ready: connected, and its
+// commands complete) with the most spare capacity, honouring each node's
+// Config.MaxCPS and Config.MaxCalls.
 type Pool struct {
 	clients []*Client
 	// now is the clock; tests replace it.
@@ -80,11 +81,11 @@ func (p *Pool) Lookup(name string) *Client {
 	return nil
 }
 
-// Acquire reserves one call on the connected node with the most spare
+// Acquire reserves one call on the ready node with the most spare
 // capacity that has a call-per-second token, and returns its client and a
 // release function to call once the call has ended (it is idempotent).
 // It does not wait for capacity. Errors (*callbridge.Error): EUNAVAILABLE
-// when no node is connected, ERATELIMIT when every connected node is at
+// when no node is ready, ERATELIMIT when every ready node is at
 // its call or calls-per-second limit; ctx.Err() if ctx is done.
 func (p *Pool) Acquire(ctx context.Context) (*Client, func(), error) {
 	if err := ctx.Err(); err != nil {
@@ -94,14 +95,14 @@ func (p *Pool) Acquire(ctx context.Context) (*Client, func(), error) {
 	defer p.mu.Unlock()
 	now := p.now()
 	n := len(p.clients)
-	best, bestSpare, connected := -1, 0, 0
+	best, bestSpare, ready := -1, 0, 0
 	for k := 0; k < n; k++ {
 		i := (p.next + k) % n
 		c := p.clients[i]
-		if c.State() != StateConnected {
+		if !c.Ready() {
 			continue
 		}
-		connected++
+		ready++
 		c.lim.mu.Lock()
 		spare, token := c.lim.spare(&c.cfg, now)
 		c.lim.mu.Unlock()
@@ -109,8 +110,8 @@ func (p *Pool) Acquire(ctx context.Context) (*Client, func(), error) {
 			best, bestSpare = i, spare
 		}
 	}
-	if connected == 0 {
-		return nil, nil, callbridge.Errorf(callbridge.EUNAVAILABLE, "esl: no FreeSWITCH node is connected")
+	if ready == 0 {
+		return nil, nil, callbridge.Errorf(callbridge.EUNAVAILABLE, "esl: no FreeSWITCH node is ready")
 	}
 	if best < 0 {
 		return nil, nil, callbridge.Errorf(callbridge.ERATELIMIT, "esl: every FreeSWITCH node is at its call limit")

@@ -13,6 +13,7 @@ import (
 func fakeNode(name string, st State, cps, calls int) *Client {
 	c := NewClient(Config{Name: name, Addr: name + ":8021", Password: "x", MaxCPS: cps, MaxCalls: calls})
 	c.state.Store(int32(st))
+	c.health.set(st == StateConnected, "", time.Millisecond)
 	return c
 }
 

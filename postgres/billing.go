@@ -473,12 +473,6 @@ func writeRollups(ctx context.Context, tx *Tx, fresh bool, agg, scope string, ar
 	return n, nil
 }
 
-// monthBounds returns the UTC instants bounding month ym ("YYYY-MM") in
-// loc, and its first day and the first day of the next month as dates.
-func monthBounds(loc *time.Location, y int, m time.Month) (lo, hi time.Time) {
-	return time.Date(y, m, 1, 0, 0, 0, 0, loc).UTC(), time.Date(y, m+1, 1, 0, 0, 0, 0, loc).UTC()
-}
-
 // CorrectionMonths is how many months before an invoice's period are
 // compared with what was invoiced for them; differences become credit and
 // debit lines.
@@ -683,19 +677,20 @@ func (s *BillingStore) issue(ctx context.Context, year int, month time.Month, ac
 		// The documents: one per account, kind and period of the lines,
 		// a credit note with the invoice it corrects (the latest invoice
 		// that billed its month, that month's own first) and that
-		// invoice's tax rate.
+		// invoice's issuer and tax rate: the credit note comes from whoever
+		// billed, at the rate billed.
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_docs ON COMMIT DROP AS
 			WITH d AS (
 				SELECT account_id, doc_kind AS kind, doc_period AS period, sum(amount)::bigint AS exact, sum(amount_minor)::bigint AS subtotal
 				FROM invoice_new_lines GROUP BY 1, 2, 3
 			), corrected AS (
-				SELECT DISTINCT ON (l.account_id, l.period) l.account_id, l.period, i.id, i.number, i.tax_bps, i.tax_label
+				SELECT DISTINCT ON (l.account_id, l.period) l.account_id, l.period, i.id, i.number, i.issuer, i.tax_bps, i.tax_label
 				FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id AND i.kind = 'invoice'
 				WHERE (l.account_id, l.period) IN (SELECT account_id, period FROM d WHERE kind = 'credit_note')
 				ORDER BY l.account_id, l.period, (i.period = l.period) DESC, i.issued_at DESC, i.seq DESC
 			)
 			SELECT gen_random_uuid() AS id, d.*, c.id AS corrects_id, c.number AS corrects_number,
-			       c.tax_bps AS corrects_tax_bps, c.tax_label AS corrects_tax_label
+			       c.issuer AS corrects_issuer, c.tax_bps AS corrects_tax_bps, c.tax_label AS corrects_tax_label
 			FROM d LEFT JOIN corrected c ON d.kind = 'credit_note' AND c.account_id = d.account_id AND c.period = d.period`); err != nil {
 			return Error(err)
 		}
@@ -705,12 +700,12 @@ func (s *BillingStore) issue(ctx context.Context, year int, month time.Month, ac
 		rows, err := tx.QueryxContext(ctx, `
 			WITH h AS MATERIALIZED (
 				SELECT d.id, d.account_id, d.kind, d.period, d.exact, d.subtotal, d.corrects_id, d.corrects_number,
-				       a.currency, a.exponent, a.issuer, a.payment_days,
+				       a.currency, a.exponent, coalesce(d.corrects_issuer, a.issuer) AS issuer, a.payment_days,
 				       coalesce(d.corrects_tax_bps, a.tax_bps) AS tax_bps, coalesce(d.corrects_tax_label, a.tax_label) AS tax_label,
 				       `+fmt.Sprintf(taxSQL, `(d.subtotal::numeric * coalesce(d.corrects_tax_bps, a.tax_bps))`)+` AS tax,
 				       (to_date(d.period, 'YYYY-MM')::timestamp AT TIME ZONE $2) AS period_start,
 				       ((to_date(d.period, 'YYYY-MM') + interval '1 month')::timestamp AT TIME ZONE $2) AS period_end,
-				       row_number() OVER (PARTITION BY a.issuer, d.kind ORDER BY d.account_id, d.period) AS n
+				       row_number() OVER (PARTITION BY coalesce(d.corrects_issuer, a.issuer), d.kind ORDER BY d.account_id, d.period) AS n
 				FROM invoice_docs d JOIN invoice_accounts a ON a.account_id = d.account_id
 			), c AS (
 				SELECT issuer, count(*) FILTER (WHERE kind = 'invoice') AS ni, count(*) FILTER (WHERE kind = 'credit_note') AS nc

@@ -663,7 +663,9 @@ func TestInvoiceNumbersAndTaxAcrossAccounts(t *testing.T) {
 	if _, err := db.ExecContext(ctx, `UPDATE cdrs SET sell_micros = 0 WHERE account_id = $1`, accs[2]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetProfile(ctx, &callbridge.BillingProfile{AccountID: accs[2], Issuer: "acme", TaxBPS: 2000, PaymentDays: 30}); err != nil {
+	// The account moves to another issuer and rate meanwhile: the credit
+	// note still comes from the issuer that billed, at the rate billed.
+	if err := s.SetProfile(ctx, &callbridge.BillingProfile{AccountID: accs[2], Issuer: "default", TaxBPS: 2000, PaymentDays: 30}); err != nil {
 		t.Fatal(err)
 	}
 	nov, err := s.IssueInvoices(ctx, 2026, time.November, "", at("2026-12-01T02:00:00Z"))
@@ -682,10 +684,11 @@ func TestInvoiceNumbersAndTaxAcrossAccounts(t *testing.T) {
 	if invoicesNov != 0 {
 		t.Errorf("%d documents for November, which had no usage", invoicesNov)
 	}
-	// The next invoice of the issuer continues the invoice sequence.
+	// The account's next invoice comes from its new issuer, whose
+	// invoice sequence the credit note did not touch.
 	insertCDRs(t, db, cdr{account: accs[2], prefix: "4930", start: at("2026-12-10T10:00:00Z"), billMS: 60000, sell: 70000})
 	dec, err := s.IssueInvoices(ctx, 2026, time.December, accs[2], at("2027-01-02T02:00:00Z"))
-	if err != nil || len(dec) != 1 || dec[0].Number != "ACME-000003" || dec[0].Subtotal != 7 || dec[0].TaxBPS != 2000 {
-		t.Errorf("December = %+v, %v; want ACME-000003 of 7 cents at 20 %%", dec, err)
+	if err != nil || len(dec) != 1 || dec[0].Number != "CB-000005" || dec[0].Subtotal != 7 || dec[0].TaxBPS != 2000 {
+		t.Errorf("December = %+v, %v; want CB-000005 (the new issuer's next) of 7 cents at 20 %%", dec, err)
 	}
 }

@@ -602,34 +602,5 @@ func (s *BindingService) RoutableLine(ctx context.Context, x callbridge.Number) 
 // ListenBindings' goroutine. ready, if not nil, is closed once the LISTEN
 // is in place.
 func (s *BindingService) ListenBindings(ctx context.Context, changed func(callbridge.Number), resync func(), ready chan<- struct{}) error {
-	l := pq.NewListener(s.db.URL, 100*time.Millisecond, 10*time.Second, func(ev pq.ListenerEventType, err error) {
-		if err != nil {
-			s.db.Logger.Warn("binding listener", "event", int(ev), "err", err)
-		}
-	})
-	defer l.Close()
-	if err := l.Listen(BindingChannel); err != nil {
-		return fmt.Errorf("postgres: listen %s: %w", BindingChannel, Error(err))
-	}
-	if ready != nil {
-		close(ready)
-	}
-	ping := time.NewTicker(30 * time.Second)
-	defer ping.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case n := <-l.Notify:
-			if n == nil {
-				resync()
-				continue
-			}
-			changed(callbridge.Number(n.Extra))
-		case <-ping.C:
-			// Ping detects a dead connection that would otherwise
-			// stay silent; the listener then reconnects.
-			l.Ping()
-		}
-	}
+	return s.db.listen(ctx, "binding", BindingChannel, func(x string) { changed(callbridge.Number(x)) }, resync, ready)
 }

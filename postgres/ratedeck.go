@@ -12,6 +12,7 @@ import (
 	"callbridge"
 	"callbridge/rating"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 )
 
@@ -333,94 +334,29 @@ func (db *DB) Rates(ctx context.Context, deckID string) ([]rating.Rate, error) {
 	return rates, nil
 }
 
-type selecter interface {
-	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+type queryer interface {
+	QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error)
 }
 
-func selectRates(ctx context.Context, q selecter, deckID string) ([]rating.Rate, error) {
-	var rows []rateRow
-	err := q.SelectContext(ctx, &rows, `SELECT `+rateColumns+` FROM rates WHERE deck_id = $1
+// selectRates reads a deck's rates row by row, in the order WriteCSV
+// exports, without an intermediate slice of rows.
+func selectRates(ctx context.Context, q queryer, deckID string) ([]rating.Rate, error) {
+	rows, err := q.QueryxContext(ctx, `SELECT `+rateColumns+` FROM rates WHERE deck_id = $1
 		ORDER BY prefix, priority, effective_from DESC NULLS LAST, days, time_from`, deckID)
 	if err != nil {
 		return nil, Error(err)
 	}
-	rates := make([]rating.Rate, len(rows))
-	for i := range rows {
-		rates[i] = rows[i].rate()
+	defer rows.Close()
+	rates := []rating.Rate{}
+	var row rateRow
+	for rows.Next() {
+		if err := rows.StructScan(&row); err != nil {
+			return nil, Error(err)
+		}
+		rates = append(rates, row.rate())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, Error(err)
 	}
 	return rates, nil
-}
-
-// AccountDeck returns the compiled deck in force for an account at a time:
-// its latest deck whose EffectiveFrom is not after at. Compiled decks come
-// from cache when its version is current, and are put there otherwise.
-// ENOTFOUND when the account has no deck in force.
-func (db *DB) AccountDeck(ctx context.Context, accountID string, at time.Time, cache *rating.Cache) (*rating.Deck, error) {
-	if !callbridge.IsUUID(accountID) {
-		return nil, notFound("rate deck")
-	}
-	return db.deckInForce(ctx, `account_id = $1`, accountID, at, cache)
-}
-
-// GatewayDeck returns the compiled carrier (buy) deck in force for a
-// gateway at a time, like AccountDeck. ENOTFOUND.
-func (db *DB) GatewayDeck(ctx context.Context, gateway string, at time.Time, cache *rating.Cache) (*rating.Deck, error) {
-	return db.deckInForce(ctx, `gateway = $1`, gateway, at, cache)
-}
-
-// CompiledDeck returns a deck by id, compiled, through cache. ENOTFOUND.
-func (db *DB) CompiledDeck(ctx context.Context, id string, cache *rating.Cache) (*rating.Deck, error) {
-	if !callbridge.IsUUID(id) {
-		return nil, notFound("rate deck")
-	}
-	return db.deckInForce(ctx, `id = $1`, id, time.Time{}, cache)
-}
-
-func (db *DB) deckInForce(ctx context.Context, owner string, key string, at time.Time, cache *rating.Cache) (*rating.Deck, error) {
-	q := `SELECT id, version FROM rate_decks WHERE ` + owner
-	args := []any{key}
-	if !at.IsZero() {
-		q += ` AND effective_from <= $2 ORDER BY effective_from DESC LIMIT 1`
-		args = append(args, at.UTC())
-	}
-	var head struct {
-		ID      string `db:"id"`
-		Version int64  `db:"version"`
-	}
-	if err := db.GetContext(ctx, &head, q, args...); err != nil {
-		return nil, fmt.Errorf("postgres: load rate deck: %w", notFoundAs(Error(err), "rate deck"))
-	}
-	if cache != nil {
-		if d := cache.Get(head.ID, head.Version); d != nil {
-			return d, nil
-		}
-	}
-	// The deck and its rates are read in one snapshot, so the version the
-	// compiled deck carries is the version of its rates.
-	tx, err := db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: load rate deck: %w", Error(err))
-	}
-	defer tx.Rollback()
-	var row deckRow
-	if err := tx.GetContext(ctx, &row, `SELECT `+deckColumns+` FROM rate_decks WHERE id = $1`, head.ID); err != nil {
-		return nil, fmt.Errorf("postgres: load rate deck: %w", notFoundAs(Error(err), "rate deck"))
-	}
-	rates, err := selectRates(ctx, tx, head.ID)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: load rate deck: %w", err)
-	}
-	info := row.info()
-	loc, err := time.LoadLocation(info.TimeZone)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: load rate deck %s: time zone %q: %w", info.ID, info.TimeZone, err)
-	}
-	d, err := rating.NewDeck(*info, loc, rates)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: compile rate deck %s: %w", info.ID, err)
-	}
-	if cache != nil {
-		cache.Put(d)
-	}
-	return d, nil
 }

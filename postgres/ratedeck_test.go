@@ -114,10 +114,9 @@ func TestRateDecks(t *testing.T) {
 		t.Errorf("unknown deck: got %v, want not found", err)
 	}
 
-	// Loading through the cache: compiled once per version.
-	var cache rating.Cache
+	// Loading compiles the deck with its rates, at its version.
 	at := time.Date(2025, 1, 15, 10, 0, 0, 0, time.UTC)
-	d1, err := db.AccountDeck(ctx, account, at, &cache)
+	d1, err := db.LoadDeck(ctx, deck.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,22 +129,20 @@ func TestRateDecks(t *testing.T) {
 	if r := d1.Price(rating.Usage{Number: "81312345678", Start: at, BillMS: 60000}); r.Amount != 300000 || !r.Flags.Has(rating.FlagUnratedDefault) {
 		t.Errorf("default: got %d %q, want 300000 unrated_default", r.Amount, r.Flags)
 	}
-	d2, err := db.AccountDeck(ctx, account, at, &cache)
-	if err != nil || d2 != d1 {
-		t.Errorf("second load: got %p, %v, want the cached %p", d2, err, d1)
-	}
 	if _, err := db.ImportRates(ctx, deck.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n4930,0.01\n")), false); err != nil {
 		t.Fatal(err)
 	}
-	d3, err := db.AccountDeck(ctx, account, at, &cache)
-	if err != nil || d3 == d1 || d3.Len() != 4 {
-		t.Errorf("after import: got %p with %d rates, %v, want a new deck with 4", d3, d3.Len(), err)
+	d2, err := db.LoadDeck(ctx, deck.ID)
+	if err != nil || d2.Len() != 4 || d2.Info().Version != 3 {
+		t.Errorf("after import: got %v, %v, want 4 rates at version 3", d2, err)
 	}
-	if _, err := db.AccountDeck(ctx, account, time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), &cache); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
-		t.Errorf("before any deck: got %v, want not found", err)
+	for _, id := range []string{"00000000-0000-0000-0000-000000000000", "not-a-uuid"} {
+		if d, err := db.LoadDeck(ctx, id); d != nil || err != nil {
+			t.Errorf("LoadDeck(%s): got %v, %v, want nil, nil", id, d, err)
+		}
 	}
-	g, err := db.GatewayDeck(ctx, "carrier-a", at, nil)
-	if err != nil || g.Info().ID != carrier.ID || g.Location().String() != "America/New_York" {
+	g, err := db.LoadDeck(ctx, carrier.ID)
+	if err != nil || g.Info().Gateway != "carrier-a" || g.Location().String() != "America/New_York" {
 		t.Errorf("gateway deck: got %v, %v", g, err)
 	}
 }

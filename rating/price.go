@@ -7,15 +7,17 @@
 // deck's rounding, the call split where it crosses a band boundary.
 // ParseCSV and WriteCSV read and write decks' rates.
 //
+// A Registry holds a process's compiled decks and finds the one in force
+// for an account or a gateway at a time.
+//
 // It performs no I/O and reads no clock: the caller loads the deck's time
 // zone and says when the call started. It never uses floating point for
 // money, and it never fails to price a call: what it cannot rate it flags.
-// It does not store decks, choose which deck applies to a call, or record
-// CDRs; the postgres package and the CDR pipeline do.
+// It does not store or load decks or record CDRs; the postgres package
+// (postgres.DeckSync fills the Registry) and the CDR pipeline do.
 package rating
 
 import (
-	"encoding/json"
 	"math"
 	"math/bits"
 	"strings"
@@ -81,9 +83,6 @@ func (fs Flags) Names() []string {
 // String returns the flags' names separated by commas.
 func (fs Flags) String() string { return strings.Join(fs.Names(), ",") }
 
-// MarshalJSON writes the flags as a list of names.
-func (fs Flags) MarshalJSON() ([]byte, error) { return json.Marshal(fs.Names()) }
-
 // MaxParts is how many parts a Result holds; see FlagMergedParts.
 const MaxParts = 8
 
@@ -148,15 +147,6 @@ type Result struct {
 // Parts returns the priced parts of the call, in order. The slice aliases
 // r; it is empty when the call is not charged or not rated.
 func (r *Result) Parts() []Part { return r.parts[:r.nparts] }
-
-// MarshalJSON writes the result with its parts.
-func (r Result) MarshalJSON() ([]byte, error) {
-	type plain Result
-	return json.Marshal(struct {
-		plain
-		Parts []Part `json:"parts"`
-	}{plain(r), r.Parts()})
-}
 
 // Price rates one call. It never fails: a call no rate matches is priced
 // by the default rate or flagged unrated, and the flags say which.

@@ -650,24 +650,6 @@ func TestPriceLongestPrefix(t *testing.T) {
 	}
 }
 
-func TestCache(t *testing.T) {
-	var c Cache
-	v1 := newDeck(t, DeckInfo{ID: "d", Version: 1, Precision: 6}, rate("49", 1))
-	v2 := newDeck(t, DeckInfo{ID: "d", Version: 2, Precision: 6}, rate("49", 2))
-	c.Put(v2)
-	c.Put(v1) // older: ignored
-	if got := c.Get("d", 2); got != v2 {
-		t.Errorf("got %p, want version 2", got)
-	}
-	if got := c.Get("d", 1); got != nil {
-		t.Errorf("got %p for a replaced version, want nil", got)
-	}
-	c.Forget("d")
-	if got := c.Get("d", 2); got != nil {
-		t.Errorf("got %p after Forget, want nil", got)
-	}
-}
-
 // TestZoneTable checks the deck's table of UTC offsets against the time
 // package, including the years it computes from a zone's rule.
 func TestZoneTable(t *testing.T) {

@@ -224,3 +224,6 @@ func (l *logBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// PID is the controller process's id (for CPU accounting in measurements).
+func (c *Controller) PID() int { return c.cmd.Process.Pid }

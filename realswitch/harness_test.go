@@ -150,7 +150,8 @@ func TestWiring(t *testing.T) {
 	}
 	checks := []struct{ file, pattern string }{
 		{"Makefile", `(?m)^test-freeswitch:\n\tscripts/with-postgres\.sh scripts/test-freeswitch\.sh$`},
-		{"scripts/test-freeswitch.sh", `go test -tags realswitch -count=1 -timeout 15m \./realswitch/`},
+		{"scripts/test-freeswitch.sh", `(?m)^suite="\$\{REALSWITCH_SUITE:-realswitch\}"$`},
+		{"scripts/test-freeswitch.sh", `go test -tags "\$suite" -count=1 -timeout 15m "\./\$suite/"`},
 		{".ci/run", `(?m)^make test\nmake test-freeswitch$`},
 		{"README.md", "`make test-freeswitch`"},
 	}

@@ -438,3 +438,6 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// PID is FreeSWITCH's process id (for CPU accounting in measurements).
+func (s *Switch) PID() int { return s.cmd.Process.Pid }

@@ -14,11 +14,11 @@ raw=bench/raw.txt
 
 if [ -n "${BENCH_QUICK:-}" ]; then
   export CALLBRIDGE_BENCH_ROLLUP_CDRS=20000 CALLBRIDGE_BENCH_INVOICE_CDRS=100000
-  n_cb=500 n_e2e=100 n_cdr=5000 n_dp=2000 t=200ms
+  n_cb=500 n_e2e=100 n_cdr=5000 n_dp=2000 n_q=5000 t=200ms
 else
   export CALLBRIDGE_BENCH_ROLLUP_CDRS=${CALLBRIDGE_BENCH_ROLLUP_CDRS:-1000000}
   export CALLBRIDGE_BENCH_INVOICE_CDRS=${CALLBRIDGE_BENCH_INVOICE_CDRS:-10000000}
-  n_cb=5000 n_e2e=500 n_cdr=50000 n_dp=20000 t=2s
+  n_cb=5000 n_e2e=500 n_cdr=50000 n_dp=20000 n_q=100000 t=2s
 fi
 
 run() { # run PKG PATTERN BENCHTIME [extra go test flags]
@@ -31,6 +31,7 @@ run ./rating   'Price$|PriceBands$'                 "$t" -cpu 1 -count 5
 run ./rating   'ParseCSV$'                          1x
 run ./esl      'EventsPlainHangupComplete$|ParseEvent$|BgAPI$' "$t" -count 3
 run ./controller 'DialplanLookup$'                  "${n_dp}x"
+run ./controller 'Quote$|QuoteInProcess$'           "${n_q}x"
 run ./controller 'CreateCallback$'                  "${n_cb}x"
 run ./controller 'CallbacksEndToEnd$'               "${n_e2e}x"
 run ./controller 'CDRPipelineEndToEnd$'             "${n_cdr}x"

@@ -10,7 +10,7 @@ if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1
 echo "== go vet"
 go vet ./...
 
-echo "== docker-compose config"
+echo "== compose file (compose-go, no Docker needed)"
 scripts/compose-check.sh
 
 echo "== go test -race"

@@ -38,6 +38,14 @@ type Config struct {
 	// ESLPassword is the event-socket password (CALLBRIDGE_ESL_PASSWORD,
 	// "ClueCon"). Never logged.
 	ESLPassword string
+	// ESLProbeInterval is how often each node's readiness probe runs
+	// (CALLBRIDGE_ESL_PROBE_INTERVAL, "10s"): a bgapi with our Job-UUID
+	// whose BACKGROUND_JOB must come back.
+	ESLProbeInterval time.Duration
+	// ESLJobTimeout bounds the wait for a command's BACKGROUND_JOB beyond
+	// an originate's ring time (CALLBRIDGE_ESL_JOB_TIMEOUT, "15s"); a node
+	// that misses it is not ready until its probe passes again.
+	ESLJobTimeout time.Duration
 	// MaxCPS caps new calls per second per node (CALLBRIDGE_MAX_CPS, 10).
 	MaxCPS int
 	// MaxCalls caps concurrent calls per node (CALLBRIDGE_MAX_CALLS, 500).
@@ -167,6 +175,8 @@ func settings() []setting {
 		{"http-addr", "CALLBRIDGE_HTTP_ADDR", ":8080", "HTTP listen address", func(c *Config, v string) error { c.HTTPAddr = v; return nil }},
 		{"esl", "CALLBRIDGE_ESL", "127.0.0.1:8021", "FreeSWITCH event sockets, comma-separated host:port", func(c *Config, v string) error { c.ESL = splitList(v); return nil }},
 		{"esl-password", "CALLBRIDGE_ESL_PASSWORD", "ClueCon", "event socket password", func(c *Config, v string) error { c.ESLPassword = v; return nil }},
+		{"esl-probe-interval", "CALLBRIDGE_ESL_PROBE_INTERVAL", "10s", "how often each node's readiness probe runs", durationSetter(func(c *Config, d time.Duration) { c.ESLProbeInterval = d })},
+		{"esl-job-timeout", "CALLBRIDGE_ESL_JOB_TIMEOUT", "15s", "wait for a command's result before the node is not ready", durationSetter(func(c *Config, d time.Duration) { c.ESLJobTimeout = d })},
 		{"max-cps", "CALLBRIDGE_MAX_CPS", "10", "new calls per second per node", intSetter(func(c *Config, n int) { c.MaxCPS = n })},
 		{"max-calls", "CALLBRIDGE_MAX_CALLS", "500", "concurrent calls per node", intSetter(func(c *Config, n int) { c.MaxCalls = n })},
 		{"admin-token", "CALLBRIDGE_ADMIN_TOKEN", "", "operator token for /v1/admin", func(c *Config, v string) error { c.AdminToken = v; return nil }},
@@ -383,6 +393,12 @@ func (c *Config) Validate() error {
 		if err := billing.CheckSchedule(spec); err != nil {
 			return fmt.Errorf("invalid %s: %v", scheduleEnv(job), err)
 		}
+	}
+	if c.ESLProbeInterval < 100*time.Millisecond || c.ESLProbeInterval > time.Hour {
+		return fmt.Errorf("invalid CALLBRIDGE_ESL_PROBE_INTERVAL %s: want 100ms..1h", c.ESLProbeInterval)
+	}
+	if c.ESLJobTimeout < 100*time.Millisecond || c.ESLJobTimeout > 10*time.Minute {
+		return fmt.Errorf("invalid CALLBRIDGE_ESL_JOB_TIMEOUT %s: want 100ms..10m", c.ESLJobTimeout)
 	}
 	if c.MaxCPS < 1 || c.MaxCPS > 10000 {
 		return fmt.Errorf("invalid CALLBRIDGE_MAX_CPS %d: want 1..10000", c.MaxCPS)

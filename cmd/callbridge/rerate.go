@@ -54,9 +54,13 @@ func runRerate(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer db.Close()
-	// No time-to-live cache: every CDR is priced by the deck in force at
-	// its own time; compiled decks are still shared by version.
-	pricer := controller.NewPricer(controller.StoreDecks(db), -1, nil)
+	// Every deck, compiled once: each CDR is priced by the deck in force
+	// at its own time.
+	decks := &rating.Registry{}
+	if err := postgres.NewDeckSync(db, decks, nil).Reload(ctx); err != nil {
+		return fmt.Errorf("rates rerate: %w", err)
+	}
+	pricer := controller.NewPricer(decks, nil)
 	sum, err := postgres.NewCDRStore(db).Rerate(ctx, postgres.RerateFilter{From: from, To: to, AccountID: accountID}, pricer.Price)
 	if err != nil {
 		return fmt.Errorf("rates rerate: %w", err)

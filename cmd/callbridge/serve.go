@@ -90,7 +90,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		c := esl.NewClient(esl.Config{
 			Name: addr, Addr: addr, Password: cfg.ESLPassword,
 			MaxCPS: cfg.MaxCPS, MaxCalls: cfg.MaxCalls,
+			ProbeInterval: cfg.ESLProbeInterval, JobTimeout: cfg.ESLJobTimeout,
 			OnJobDone: metrics.ObserveJob(addr),
+			OnProbe:   metrics.ObserveProbe(addr),
 			Logger:    log.With("component", "esl"), // the client names its node on every line
 		})
 		nodes = append(nodes, c)
@@ -103,19 +105,27 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}()
 	}
 	pool := esl.NewPool(nodes...)
-	srv.Nodes = func() []controller.NodeStatus { return nodeStatus(pool) }
+	srv.Nodes = func() []controller.NodeStatus { return controller.NodeStatuses(pool.Clients()) }
 	metrics.WatchNodes(srv.Nodes)
+
+	// rating: one registry of compiled rate decks per process, which
+	// quotes, CDR pricing and prepaid authorisation all read; the deck
+	// sync loads it and keeps it current by LISTEN/NOTIFY (a deck written
+	// on any controller applies to the next quote and the next CDR), and
+	// reloads a deck at once after this controller's own writes.
+	decks := &rating.Registry{}
+	deckSync := postgres.NewDeckSync(db, decks, log.With("component", "rate-decks"))
+	decksReady := make(chan struct{})
+	goWork("rate decks", func(ctx context.Context) error { return deckSync.Run(ctx, decksReady) })
+	srv.Decks, srv.DeckSync = decks, deckSync
 
 	// prepaid: calls of prepaid accounts (inbound binding calls and each
 	// callback leg) are authorised against the balance before they are
 	// placed, priced by the account's sell deck in force; each holds a
 	// reservation its CDR settles and is capped in FreeSWITCH at the grant.
-	sellDecks := controller.StoreDecks(db)
 	callAuthorizer := &billing.Authorizer{
 		Store: postgres.NewBillingStore(db, time.UTC, callbackOwner(cfg)),
-		Decks: billing.DeckSourceFunc(func(ctx context.Context, accountID string) (*rating.Deck, error) {
-			return sellDecks.SellDeck(ctx, accountID, time.Now())
-		}),
+		Decks: billing.RegistryDecks(decks),
 	}
 
 	// privacy numbers: the binding index answers /fs/dialplan from memory,
@@ -200,8 +210,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	})
 	goWork("webhooks", deliverer.Run)
 
-	// rating
-
 	// cdrs: every node's hangups become priced CDRs through an fsync'ed
 	// spool. The pipeline reads until the workers stop (after calls have
 	// drained), then writes what it can and leaves the rest in the spool
@@ -213,7 +221,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	cdrLog := log.With("component", "cdrs")
 	cdrPipeline, err := controller.NewCDRPipeline(controller.CDRPipelineConfig{
 		Store:    cdrStore,
-		Pricer:   controller.NewPricer(controller.StoreDecks(db), 0, cdrLog),
+		Pricer:   controller.NewPricer(decks, cdrLog),
 		SpoolDir: cfg.SpoolDir,
 		Logger:   cdrLog,
 		// The "stale-calls" job below sweeps, once per minute cluster-wide.
@@ -283,12 +291,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		BaseContext:       func(net.Listener) context.Context { return work },
 		ConnContext:       controller.ConnArrival,
 	}
-	select {
-	case <-indexReady:
-	case <-time.After(60 * time.Second):
-		return fmt.Errorf("the binding index did not load within 60s")
-	case <-ctx.Done():
-		return nil
+	loadLimit := time.After(60 * time.Second)
+	for name, ready := range map[string]chan struct{}{"the binding index": indexReady, "the rate decks": decksReady} {
+		select {
+		case <-ready:
+		case <-loadLimit:
+			return fmt.Errorf("%s did not load within 60s", name)
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(ln) }()
@@ -335,24 +346,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// nodeStatus reports each FreeSWITCH node for /readyz.
-func nodeStatus(pool *esl.Pool) []controller.NodeStatus {
-	var out []controller.NodeStatus
-	for _, c := range pool.Clients() {
-		st := c.Stats()
-		out = append(out, controller.NodeStatus{
-			Name:      c.Name(),
-			Addr:      c.Name(),
-			State:     st.State.String(),
-			Connected: st.State == esl.StateConnected,
-			Redials:   int64(st.Redials),
-			Events:    int64(st.EventsReceived),
-			Calls:     st.ActiveCalls,
-		})
-	}
-	return out
 }
 
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {

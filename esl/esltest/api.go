@@ -3,6 +3,7 @@ package esltest
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,7 +36,9 @@ func (s *Server) runJob(job, name, arg string) {
 			e.add("Job-Command-Arg", arg)
 		}
 		e.body = out
-		s.dispatchLocked(e)
+		if s.jobEvents != JobEventsSwallowed {
+			s.dispatchLocked(e)
+		}
 	}
 	if name == "originate" {
 		s.originateAPI(arg, done)
@@ -130,11 +133,17 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 			return "_undef_"
 		})
 	case "uuid_bridge":
-		f := strings.Fields(arg)
-		if len(f) != 2 {
+		// mod_commands splits on spaces only and accepts a third uuid to
+		// try when the second fails.
+		f := separate(arg)
+		if len(f) < 2 {
 			return "-USAGE: <uuid> <other_uuid>\n"
 		}
-		return s.uuidBridge(f[0], f[1])
+		out := s.uuidBridge(f[0], f[1])
+		if strings.HasPrefix(out, "-") && len(f) > 2 {
+			out = s.uuidBridge(f[0], f[2])
+		}
+		return out
 	case "uuid_broadcast":
 		f := strings.Fields(arg)
 		if len(f) < 2 {
@@ -238,6 +247,19 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 	return "-ERR " + name + " Command not found!\n"
 }
 
+// separate splits an api argument at spaces, as switch_separate_string
+// does for mod_commands: runs of spaces count as one, and CR or LF are
+// ordinary bytes.
+func separate(arg string) []string {
+	var out []string
+	for _, w := range strings.Split(arg, " ") {
+		if w != "" {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
 // withChannel runs f on a live channel under the lock, or reports
 // "-ERR No such channel!" like mod_commands.
 func (s *Server) withChannel(id string, f func(*channel) string) string {
@@ -283,6 +305,7 @@ func (s *Server) schedHangup(arg string) string {
 
 // scheduleHangupLocked hangs ch up after d of simulated time.
 func (s *Server) scheduleHangupLocked(ch *channel, d time.Duration, cause string) {
+	ch.schedAt, ch.schedCause = s.clk.now().Add(d), cause
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -320,11 +343,17 @@ var channelColumns = []string{"uuid", "direction", "created", "created_epoch", "
 	"initial_dialplan", "initial_context"}
 
 func (s *Server) show(arg string) string {
-	f := strings.Fields(arg)
+	f := separate(arg)
 	if len(f) == 0 || (f[0] != "channels" && f[0] != "calls") {
 		return "-USAGE: codec|endpoint|application|api|dialplan|file|timer|calls [count]|channels [count|like <match string>]|calls|detailed_calls|bridged_calls|detailed_bridged_calls|aliases|complete|chat|management|modules|nat_map|say|interfaces|interface_types|tasks|limits|status\n"
 	}
-	asJSON := len(f) >= 3 && f[len(f)-2] == "as" && f[len(f)-1] == "json"
+	asJSON := false
+	if i := slices.Index(f, "as"); i > 0 && i+1 < len(f) {
+		if f[i+1] != "json" {
+			return "-ERR Cannot find format " + f[i+1] + "\n"
+		}
+		asJSON = true
+	}
 	s.mu.Lock()
 	var rows [][]string
 	for _, ch := range s.sortedChannelsLocked() {
@@ -384,24 +413,28 @@ func (s *Server) show(arg string) string {
 }
 
 // sendmsg implements the hangup and execute call-commands of sendmsg.
-func (s *Server) sendmsg(id string, hdrs map[string]string, body []byte) string {
+func (s *Server) sendmsg(id string, p *packet, body []byte) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch := s.chans[strings.TrimSpace(id)]
+	ch := s.chans[id]
 	if ch == nil || ch.shadow || ch.killed {
-		return "-ERR invalid session id [" + strings.TrimSpace(id) + "]"
+		return "-ERR invalid session id [" + id + "]"
 	}
-	switch hdrs["call-command"] {
+	get := func(name string) string {
+		v, _ := p.header(name)
+		return v
+	}
+	switch get("call-command") {
 	case "hangup":
 		disp := "send_bye"
 		if ch.answered.IsZero() {
 			disp = "send_cancel"
 		}
-		s.requestHangupLocked(ch, normalizeCause(hdrs["hangup-cause"]), disp)
+		s.requestHangupLocked(ch, normalizeCause(get("hangup-cause")), disp)
 		return "+OK"
 	case "execute":
-		app := hdrs["execute-app-name"]
-		arg := hdrs["execute-app-arg"]
+		app := get("execute-app-name")
+		arg := get("execute-app-arg")
 		if len(body) > 0 {
 			arg = string(body)
 		}

@@ -44,6 +44,15 @@ var causeCode = map[string]int{
 	"SRTP_READ_ERROR": 613,
 }
 
+// q850 is switch_channel_cause_q850: FreeSWITCH's own causes above 127
+// (ALLOTTED_TIMEOUT, ORIGINATOR_CANCEL...) report Q.850 16.
+func q850(cause string) int {
+	if c := causeCode[cause]; c <= 127 {
+		return c
+	}
+	return causeCode["NORMAL_CLEARING"]
+}
+
 // normalizeCause turns a cause given by a client (name in any case, or a
 // number) into a cause name; unknown values become NORMAL_CLEARING as in
 // switch_channel_str2cause's callers.
@@ -122,6 +131,10 @@ type profile struct {
 // channel is one simulated FreeSWITCH channel (leg). All fields are guarded
 // by Server.mu.
 type channel struct {
+	// schedAt and schedCause are the hangup sched_hangup set (zero: none).
+	schedAt    time.Time
+	schedCause string
+
 	uuid        string
 	name        string
 	direction   string // "inbound" or "outbound"
@@ -276,7 +289,7 @@ func (ch *channel) timestamps() {
 	}
 	v := &ch.v
 	v.set("hangup_cause", ch.hangupCause)
-	v.set("hangup_cause_q850", strconv.Itoa(causeCode[ch.hangupCause]))
+	v.set("hangup_cause_q850", strconv.Itoa(q850(ch.hangupCause)))
 	v.set("digits_dialed", "none")
 	v.set("start_stamp", stamp(ch.created))
 	v.set("profile_start_stamp", stamp(ch.prof.created))

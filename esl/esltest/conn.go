@@ -2,9 +2,7 @@ package esltest
 
 import (
 	"bufio"
-	"io"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,17 +23,20 @@ type conn struct {
 	flushOnce sync.Once
 
 	authed bool
-	format string // "", "plain" or "json"
-	all    bool
-	events map[string]bool
-	subcls map[string]bool // CUSTOM subclasses
-	filter []header
-	myUUID string
+	// listening is set once an event, nixevent or myevents command
+	// succeeded; format is "plain" (the default) or "json".
+	listening bool
+	format    string
+	all       bool
+	events    map[string]bool
+	subcls    map[string]bool // CUSTOM subclasses
+	filter    []header
+	myUUID    string
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, out: make(chan []byte, s.QueueSize), done: make(chan struct{}),
-		flushThen: make(chan struct{}), events: map[string]bool{}, subcls: map[string]bool{}}
+		flushThen: make(chan struct{}), format: "plain", events: map[string]bool{}, subcls: map[string]bool{}}
 	c.out <- []byte("Content-Type: auth/request\n\n")
 	return c
 }
@@ -123,28 +124,21 @@ func (c *conn) write(f []byte) bool {
 
 // wants reports whether e passes this connection's subscription and filters.
 func (c *conn) wants(e *event) bool {
-	if !c.authed || c.format == "" {
+	if !c.authed || !c.listening {
 		return false
 	}
-	if !c.all && !c.events[e.name] {
-		if e.name != "CUSTOM" || !c.subcls[e.get("Event-Subclass")] {
+	if !c.all {
+		if !c.events[e.name] {
+			return false
+		}
+		if sub := e.get("Event-Subclass"); e.name == "CUSTOM" && sub != "" && !c.subcls[sub] {
 			return false
 		}
 	}
 	if c.myUUID != "" && e.get("Unique-ID") != c.myUUID && e.name != "BACKGROUND_JOB" {
 		return false
 	}
-	if len(c.filter) == 0 {
-		return true
-	}
-	for _, f := range c.filter {
-		for _, h := range e.headers {
-			if h.name == f.name && h.value == f.value {
-				return true
-			}
-		}
-	}
-	return false
+	return c.passesFilters(e)
 }
 
 // readLoop reads command blocks (a command line, optional header lines, a
@@ -169,15 +163,12 @@ func (c *conn) readLoop() {
 	}()
 	r := bufio.NewReader(c.nc)
 	for {
-		lines, body, err := readCommand(r)
+		p, err := readPacket(r)
 		if err != nil {
 			return
 		}
-		if len(lines) == 0 {
-			continue
-		}
 		c.s.mu.Lock()
-		c.s.commands = append(c.s.commands, strings.Join(lines, "\n"))
+		c.s.commands = append(c.s.commands, p.String())
 		delay := c.s.replyDelay
 		c.s.mu.Unlock()
 		if delay > 0 {
@@ -187,7 +178,7 @@ func (c *conn) readLoop() {
 				return
 			}
 		}
-		if !c.handle(lines, body) {
+		if !c.handle(p) {
 			return
 		}
 		select {
@@ -198,69 +189,42 @@ func (c *conn) readLoop() {
 	}
 }
 
-// readCommand reads one command block; "\r\n" line ends are accepted. A
-// Content-Length header line (sendmsg) is followed by that many body bytes.
-func readCommand(r *bufio.Reader) ([]string, []byte, error) {
-	var lines []string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return nil, nil, err
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if line == "" {
-			if len(lines) == 0 {
-				continue
-			}
-			break
-		}
-		lines = append(lines, line)
-	}
-	var body []byte
-	for _, l := range lines[1:] {
-		if name, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.TrimSpace(name), "Content-Length") {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err == nil && n > 0 && n < 1<<20 {
-				body = make([]byte, n)
-				if _, err := io.ReadFull(r, body); err != nil {
-					return nil, nil, err
-				}
-			}
-		}
-	}
-	return lines, body, nil
-}
-
 func (c *conn) reply(text string, extra ...header) {
 	c.s.mu.Lock()
 	c.enqueueLocked(replyFrame(text, extra...))
 	c.s.mu.Unlock()
 }
 
-// handle executes one command block; it returns false when the connection
-// must stop reading.
-func (c *conn) handle(lines []string, body []byte) bool {
-	cmd := lines[0]
-	verb, rest, _ := strings.Cut(cmd, " ")
-	verb = strings.ToLower(verb)
-	rest = strings.TrimSpace(rest)
-	hdrs := map[string]string{}
-	for _, l := range lines[1:] {
-		if name, v, ok := strings.Cut(l, ":"); ok {
-			hdrs[strings.ToLower(strings.TrimSpace(name))] = strings.TrimSpace(v)
-		}
-	}
+// hasPrefixFold is strncasecmp(s, prefix, len(prefix)) == 0.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// handle executes one command block as mod_event_socket's parse_command
+// does: commands are recognised by prefix, in its order, and each reads its
+// arguments from the block cut by stripCR. It returns false when the
+// connection must stop reading.
+func (c *conn) handle(p *packet) bool {
+	cmd := p.command
 	s := c.s
+	if hasPrefixFold(cmd, "exit") || hasPrefixFold(cmd, "...") {
+		s.mu.Lock()
+		c.enqueueLocked(replyFrame("+OK bye"))
+		c.enqueueLocked(bodyFrame("text/disconnect-notice", goodbyeNotice))
+		c.closeAfterFlushLocked()
+		s.mu.Unlock()
+		return false
+	}
 	s.mu.Lock()
 	authed := c.authed
 	s.mu.Unlock()
 	if !authed {
-		if verb != "auth" {
+		if !hasPrefixFold(cmd, "auth ") {
 			c.reply("-ERR command not found")
 			return true
 		}
 		s.mu.Lock()
-		ok := !s.refuseAuth && rest == s.Password
+		ok := !s.refuseAuth && stripCR(cmd)[len("auth "):] == s.Password
 		if ok {
 			c.authed = true
 			c.enqueueLocked(replyFrame("+OK accepted"))
@@ -272,145 +236,278 @@ func (c *conn) handle(lines []string, body []byte) bool {
 		s.mu.Unlock()
 		return ok
 	}
-	switch verb {
-	case "api":
-		name, arg, _ := strings.Cut(rest, " ")
-		out := s.execAPI(c, name, strings.TrimSpace(arg))
+	line := stripCR(cmd)
+	switch {
+	case hasPrefixFold(cmd, "filter "):
+		c.filterCmd(line[len("filter "):])
+	case hasPrefixFold(cmd, "myevents "):
+		c.myevents(line[len("myevents "):])
+	case hasPrefixFold(cmd, "divert_events"):
+		c.reply("-ERR not controlling a session.")
+	case hasPrefixFold(cmd, "sendmsg"):
+		id := strings.TrimLeft(cmd[len("sendmsg"):], " ")
+		if strings.HasPrefix(id, "\r") || strings.HasPrefix(id, "\n") {
+			id = ""
+		}
+		id = stripCR(id)
+		if id == "" {
+			id, _ = p.header("session-id")
+		}
+		c.reply(s.sendmsg(id, p, p.body))
+	case hasPrefixFold(cmd, "api "):
+		name, arg := splitAPI(line[len("api "):])
+		out := s.execAPI(c, name, arg)
+		if out == "" {
+			out = "-ERR no reply\n"
+		}
 		s.mu.Lock()
 		c.enqueueLocked(bodyFrame("api/response", out))
-		s.apiEventLocked(name, strings.TrimSpace(arg))
+		s.apiEventLocked(name, arg)
 		s.mu.Unlock()
-	case "bgapi":
-		job := hdrs["job-uuid"]
-		if job == "" {
+	case hasPrefixFold(cmd, "bgapi "):
+		name, arg := splitAPI(line[len("bgapi "):])
+		job, ok := p.header("job-uuid")
+		s.mu.Lock()
+		own := s.jobEvents == JobEventsOwnUUID
+		s.mu.Unlock()
+		if !ok || own {
 			job = uuid.NewString()
 		}
+		// acs->uuid_str holds SWITCH_UUID_FORMATTED_LENGTH (36) bytes.
+		if len(job) > 36 {
+			job = job[:36]
+		}
 		c.reply("+OK Job-UUID: "+job, header{"Job-UUID", job})
-		name, arg, _ := strings.Cut(rest, " ")
-		arg = strings.TrimSpace(arg)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.runJob(job, name, arg)
 		}()
-	case "event":
-		c.subscribe(rest)
-	case "nixevent":
-		s.mu.Lock()
-		for _, n := range strings.Fields(rest) {
-			if n == "ALL" {
-				c.all = false
-				c.events = map[string]bool{}
-				continue
-			}
-			delete(c.events, n)
-		}
-		c.enqueueLocked(replyFrame("+OK events nixed"))
-		s.mu.Unlock()
-	case "noevents":
-		s.mu.Lock()
-		c.all = false
-		c.events = map[string]bool{}
-		c.subcls = map[string]bool{}
-		c.enqueueLocked(replyFrame("+OK no longer listening for events"))
-		s.mu.Unlock()
-	case "filter":
-		c.filterCmd(rest)
-	case "myevents":
-		f := strings.Fields(rest)
-		format := "plain"
-		if len(f) > 0 && (f[0] == "plain" || f[0] == "json") {
-			format, f = f[0], f[1:]
-		}
-		if len(f) != 1 {
-			c.reply("-ERR Usage: myevents <uuid>")
-			break
-		}
-		s.mu.Lock()
-		c.myUUID = f[0]
-		c.format = format
-		c.all = true
-		c.enqueueLocked(replyFrame("+OK Events Enabled"))
-		s.mu.Unlock()
-	case "linger", "nolinger":
+	case hasPrefixFold(cmd, "log"):
+		// Log streaming is not simulated (see the package documentation).
+		c.reply("-ERR command not found")
+	case hasPrefixFold(cmd, "linger"), hasPrefixFold(cmd, "nolinger"):
 		c.reply("-ERR not controlling a session")
-	case "exit":
+	case hasPrefixFold(cmd, "nolog"):
+		c.reply("-ERR not loging")
+	case hasPrefixFold(cmd, "event"):
+		c.subscribe(line[len("event"):])
+	case hasPrefixFold(cmd, "nixevent"):
+		c.nixevent(line[len("nixevent"):])
+	case hasPrefixFold(cmd, "noevents"):
 		s.mu.Lock()
-		c.enqueueLocked(replyFrame("+OK bye"))
-		c.enqueueLocked(bodyFrame("text/disconnect-notice", goodbyeNotice))
-		c.closeAfterFlushLocked()
+		if !c.listening {
+			c.enqueueLocked(replyFrame("-ERR not listening for events"))
+		} else {
+			c.listening = false
+			c.all = false
+			c.events = map[string]bool{}
+			c.subcls = map[string]bool{}
+			c.enqueueLocked(replyFrame("+OK no longer listening for events"))
+		}
 		s.mu.Unlock()
-		return false
-	case "sendmsg":
-		c.reply(s.sendmsg(rest, hdrs, body))
 	default:
 		c.reply("-ERR command not found")
 	}
 	return true
 }
 
-func (c *conn) subscribe(rest string) {
-	f := strings.Fields(rest)
-	format := "plain"
-	if len(f) > 0 {
-		switch strings.ToLower(f[0]) {
-		case "plain", "json":
-			format, f = strings.ToLower(f[0]), f[1:]
-		case "xml":
-			c.reply("-ERR xml event format is not simulated")
-			return
-		}
-	}
+// splitAPI splits an api or bgapi command line at its first space into the
+// command's name and argument, as mod_event_socket does.
+func splitAPI(s string) (name, arg string) {
+	name, arg, _ = strings.Cut(s, " ")
+	return name, arg
+}
+
+// myevents implements "myevents <uuid> [plain|json]" on an inbound
+// connection: an unknown uuid is refused only when a format follows it.
+func (c *conn) myevents(rest string) {
+	id, format, hasFormat := strings.Cut(rest, " ")
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c.format = format
-	custom := false
-	for _, n := range f {
-		switch {
-		case n == "ALL":
-			c.all = true
-		case n == "CUSTOM":
-			custom = true
-			c.events["CUSTOM"] = true
-		case custom && strings.Contains(n, "::"):
-			c.subcls[n] = true
-		default:
-			c.events[n] = true
-		}
+	if c.myUUID != "" {
+		c.enqueueLocked(replyFrame("-ERR aready enabled."))
+		return
 	}
-	c.enqueueLocked(replyFrame("+OK event listener enabled " + format))
+	if ch := s.chans[id]; hasFormat && (ch == nil || ch.shadow) {
+		c.enqueueLocked(replyFrame("-ERR invalid uuid"))
+		return
+	}
+	c.myUUID = id
+	c.listening = true
+	c.format = "plain"
+	if strings.EqualFold(format, "json") {
+		c.format = "json"
+	}
+	c.all = true
+	c.enqueueLocked(replyFrame("+OK Events Enabled"))
 }
 
+// subscribe implements "event [plain|json|xml] <names...>": rest is what
+// follows "event". Names are matched as switch_name_event does (unknown ones
+// are ignored), every word after CUSTOM is a subclass, and a command with
+// no known name is refused.
+func (c *conn) subscribe(rest string) {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys, custom := 0, false
+	if _, words, ok := strings.Cut(rest, " "); ok {
+		for i, w := range strings.Split(words, " ") {
+			if i == 0 {
+				switch strings.ToLower(w) {
+				case "plain", "json":
+					c.format = strings.ToLower(w)
+					continue
+				case "xml":
+					c.enqueueLocked(replyFrame("-ERR xml event format is not simulated"))
+					return
+				}
+			}
+			if custom {
+				c.subcls[w] = true
+				continue
+			}
+			name, ok := eventName(w)
+			if !ok {
+				continue
+			}
+			keys++
+			switch name {
+			case "ALL":
+				c.all = true
+			case "CUSTOM":
+				custom = true
+				c.events[name] = true
+			default:
+				c.events[name] = true
+			}
+		}
+	}
+	if keys == 0 {
+		c.enqueueLocked(replyFrame("-ERR no keywords supplied"))
+		return
+	}
+	c.listening = true
+	c.enqueueLocked(replyFrame("+OK event listener enabled " + c.format))
+}
+
+// nixevent implements "nixevent <names...>"; rest is what follows
+// "nixevent".
+func (c *conn) nixevent(rest string) {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys, custom := 0, false
+	if _, words, ok := strings.Cut(rest, " "); ok {
+		for _, w := range strings.Split(words, " ") {
+			if custom {
+				delete(c.subcls, w)
+				continue
+			}
+			name, ok := eventName(w)
+			if !ok {
+				continue
+			}
+			keys++
+			switch name {
+			case "CUSTOM":
+				custom = true
+			case "ALL":
+				c.all = false
+				c.events = map[string]bool{}
+			default:
+				if c.all {
+					c.all = false
+					for _, n := range eventNames {
+						if n != "ALL" {
+							c.events[n] = true
+						}
+					}
+				}
+				delete(c.events, name)
+			}
+		}
+	}
+	if keys == 0 {
+		c.enqueueLocked(replyFrame("-ERR no keywords supplied"))
+		return
+	}
+	c.listening = true
+	c.enqueueLocked(replyFrame("+OK events nixed"))
+}
+
+// filterCmd implements "filter [add] <header> <value>" and "filter delete
+// <header> [<value>]|all"; rest is what follows "filter ".
 func (c *conn) filterCmd(rest string) {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d, ok := strings.CutPrefix(rest, "delete"); ok {
-		name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
-		value = strings.TrimSpace(value)
-		if name == "all" || name == "" {
+	name, value, hasValue := strings.Cut(strings.TrimLeft(rest, " "), " ")
+	switch {
+	case strings.EqualFold(name, "delete") && hasValue:
+		name, value, hasValue = strings.Cut(value, " ")
+		if strings.EqualFold(name, "all") {
 			c.filter = nil
-			c.enqueueLocked(replyFrame("+OK filter deleted."))
-			return
-		}
-		kept := c.filter[:0]
-		for _, h := range c.filter {
-			if h.name == name && (value == "" || h.value == value) {
-				continue
+		} else {
+			kept := c.filter[:0]
+			for _, h := range c.filter {
+				if strings.EqualFold(h.name, name) && (!hasValue || h.value == value) {
+					continue
+				}
+				kept = append(kept, h)
 			}
-			kept = append(kept, h)
+			c.filter = kept
 		}
-		c.filter = kept
 		c.enqueueLocked(replyFrame("+OK filter deleted. [" + name + "][" + value + "]"))
-		return
-	}
-	name, value, ok := strings.Cut(rest, " ")
-	if !ok || name == "" {
+	case hasValue:
+		if strings.EqualFold(name, "add") {
+			name, value, _ = strings.Cut(value, " ")
+		}
+		c.filter = append(c.filter, header{name, value})
+		c.enqueueLocked(replyFrame("+OK filter added. [" + name + "]=[" + value + "]"))
+	default:
 		c.enqueueLocked(replyFrame("-ERR invalid syntax"))
-		return
 	}
-	value = strings.TrimSpace(value)
-	c.filter = append(c.filter, header{name, value})
-	c.enqueueLocked(replyFrame("+OK filter added. [" + name + "]=[" + value + "]"))
+}
+
+// passesFilters applies the connection's filters as mod_event_socket's
+// event_handler does: with filters set, an event passes when one of its
+// headers equals (without case) a filter's value, unless a filter whose
+// value starts with '-' matches it. Regular-expression filters ("/...")
+// are not simulated.
+func (c *conn) passesFilters(e *event) bool {
+	if len(c.filter) == 0 {
+		return true
+	}
+	send := false
+	for _, f := range c.filter {
+		hval, ok := e.lookupFold(f.name)
+		if !ok {
+			continue
+		}
+		pos := true
+		v := f.value
+		for v != "" {
+			if v[0] == '+' {
+				pos = true
+			} else if v[0] == '-' {
+				pos = false
+			} else if v[0] != ' ' {
+				break
+			}
+			v = v[1:]
+		}
+		if send && pos {
+			continue
+		}
+		if strings.EqualFold(hval, v) {
+			if !pos {
+				return false
+			}
+			send = true
+		}
+	}
+	return send
 }

@@ -19,8 +19,19 @@
 // event plain|json <names...|ALL|CUSTOM subclasses>, nixevent, noevents,
 // filter, filter delete, myevents, linger and nolinger (refused as on an
 // inbound socket), sendmsg (hangup; execute of set, export, playback),
-// exit. Anything else is "-ERR command not found". Commands end with a
-// blank line; CRLF is accepted.
+// exit. Anything else is "-ERR command not found".
+//
+// Command blocks are read exactly as mod_event_socket 1.10.12's read_packet
+// reads them (ReadCommand), quirks included: a block ends at a blank line
+// (LF, CR LF, or a mix), but it is cut into lines at its first CR when it
+// holds one, else at its first LF. A block whose first line ends in a bare
+// LF and whose last lines end in CR LF ("bgapi x\nJob-UUID: id\r\n\r\n",
+// what go-eventsocket's Send makes of a Job-UUID line) is therefore one
+// command line, "x\nJob-UUID: id": the Job-UUID is ignored and FreeSWITCH's
+// own is used, and the rest reaches the command as text, as on a real
+// switch. Commands are recognised by prefix, without case, in
+// parse_command's order; "event" ignores unknown event names and refuses
+// a command without a known one.
 //
 // API commands: originate, uuid_bridge, uuid_kill, uuid_broadcast,
 // uuid_setvar, uuid_getvar, uuid_exists, uuid_record, sched_hangup

@@ -39,6 +39,17 @@ func (e *event) get(name string) string {
 	return ""
 }
 
+// lookupFold returns the first value of the named header, the name
+// compared without case as switch_event_get_header does.
+func (e *event) lookupFold(name string) (string, bool) {
+	for _, h := range e.headers {
+		if strings.EqualFold(h.name, name) {
+			return h.value, true
+		}
+	}
+	return "", false
+}
+
 // urlUnsafe is the set FreeSWITCH's switch_url_encode escapes (besides
 // control and non-ASCII bytes); ',' '/' '(' ')' stay as they are, as the
 // captures show.

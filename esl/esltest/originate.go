@@ -385,6 +385,9 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 	}
 	if parent != nil {
 		ch.other, ch.otherType = parent, "originator"
+		// A leg dialled from a session (the bridge application) names
+		// its originator from its first events on, as the captures show.
+		ch.v.set("originator", parent.uuid)
 		snap := parent.prof
 		ch.otherProf = &snap
 		// The B leg's caller profile is cloned from the originator's.
@@ -728,7 +731,15 @@ func (s *Server) finishLeg(ch *channel, failed func(string)) {
 	// A bridge application decides itself what its leg does when the
 	// bridge ends (hangup_after_bridge); otherwise the partner goes too.
 	if partner != nil && (bridged || ch.role == "originator") && !(ch.role == "originatee" && partner.app == "bridge") {
-		s.requestHangupLocked(partner, "NORMAL_CLEARING", "send_bye")
+		// FreeSWITCH's scheduler runs once a second and fires every task
+		// due by then: a partner whose own sched_hangup falls in the same
+		// second hangs up with its cause, not as the bridge's casualty
+		// (max_duration ends both legs ALLOTTED_TIMEOUT).
+		partnerCause := "NORMAL_CLEARING"
+		if at := partner.schedAt; !at.IsZero() && at.Sub(ch.hungup) < time.Second {
+			partnerCause = partner.schedCause
+		}
+		s.requestHangupLocked(partner, partnerCause, "send_bye")
 		if !partner.killed {
 			partner.v.set("bridge_hangup_cause", cause)
 		}
@@ -806,18 +817,21 @@ func (s *Server) bridgeLocked(a, b *channel) {
 	a.bridgedAt, b.bridgedAt = now, now
 	for _, p := range [][2]*channel{{a, b}, {b, a}} {
 		x, y := p[0], p[1]
-		x.v.set("last_bridge_to", y.uuid)
 		x.v.set("bridge_channel", y.name)
 		x.v.set("bridge_uuid", y.uuid)
 		x.v.set("signal_bond", y.uuid)
 		x.v.set("last_sent_callee_id_name", y.prof.cidName)
 		x.v.set("last_sent_callee_id_number", y.prof.cidNumber)
 	}
+	s.emitLocked(a, "CHANNEL_BRIDGE", "switch_ivr_bridge.c", "switch_ivr_multi_threaded_bridge", 1689,
+		[]header{{"Bridge-A-Unique-ID", a.uuid}, {"Bridge-B-Unique-ID", b.uuid}}, nil)
+	// A real CHANNEL_BRIDGE carries none of these (0 of 11 captured);
+	// later events and the CDR do.
+	a.v.set("last_bridge_to", b.uuid)
+	b.v.set("last_bridge_to", a.uuid)
 	a.v.set("last_bridge_role", "originator")
 	b.v.set("last_bridge_role", "originatee")
 	a.v.set("bridge_to", b.uuid)
-	s.emitLocked(a, "CHANNEL_BRIDGE", "switch_ivr_bridge.c", "switch_ivr_multi_threaded_bridge", 1689,
-		[]header{{"Bridge-A-Unique-ID", a.uuid}, {"Bridge-B-Unique-ID", b.uuid}}, nil)
 	if b.running != "CS_EXCHANGE_MEDIA" {
 		s.stateLocked(b, "CS_EXCHANGE_MEDIA")
 	}
@@ -831,21 +845,17 @@ func (s *Server) bridgeLocked(a, b *channel) {
 func (s *Server) uuidBridge(aID, bID string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// FreeSWITCH gives one answer for every refusal.
+	const invalid = "-ERR Invalid uuid\n"
 	a, b := s.chans[aID], s.chans[bID]
-	if a == nil || a.shadow || a.killed {
-		return "-ERR no such channel " + aID + "\n"
-	}
-	if b == nil || b.shadow || b.killed {
-		return "-ERR no such channel " + bID + "\n"
-	}
-	if a == b {
-		return "-ERR Cannot bridge a channel to itself\n"
+	if a == nil || a.shadow || a.killed || b == nil || b.shadow || b.killed || a == b {
+		return invalid
 	}
 	if !a.bridgedAt.IsZero() || !b.bridgedAt.IsZero() {
-		return "-ERR channel already bridged\n"
+		return invalid
 	}
 	if a.answered.IsZero() && a.progressMedia.IsZero() && b.answered.IsZero() && b.progressMedia.IsZero() {
-		return "-ERR no media on either channel\n"
+		return invalid
 	}
 	ts := fmt.Sprintf("%d:%s:uuid_br:%s", s.clk.now().Unix(), uuid.NewString(), b.uuid)
 	a.prof.transferSource = ts

@@ -57,6 +57,7 @@ type Server struct {
 	commands   []string
 	replyDelay time.Duration
 	refuseAuth bool
+	jobEvents  JobEvents
 	maxSess    int
 	clk        *clock
 	coreUUID   string
@@ -291,7 +292,7 @@ func (s *Server) DropEventConnections() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if c.format != "" && (c.all || len(c.events) > 0) {
+		if c.listening && (c.all || len(c.events) > 0) {
 			c.abortLocked()
 		}
 	}
@@ -303,6 +304,31 @@ func (s *Server) SetReplyDelay(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.replyDelay = d
+}
+
+// JobEvents is what the server does with the results of bgapi jobs, to
+// test clients against a node whose commands do not complete.
+type JobEvents int
+
+const (
+	// JobEventsNormal sends each job's BACKGROUND_JOB with the client's
+	// Job-UUID (FreeSWITCH's own when the client gave none).
+	JobEventsNormal JobEvents = iota
+	// JobEventsSwallowed runs jobs and answers "+OK Job-UUID" but never
+	// sends their BACKGROUND_JOB.
+	JobEventsSwallowed
+	// JobEventsOwnUUID ignores the client's Job-UUID and uses its own, as
+	// a real switch does when the Job-UUID line is framed with mixed line
+	// endings: the client's jobs never see their result.
+	JobEventsOwnUUID
+)
+
+// SetJobEvents changes what happens to the results of bgapi jobs from now
+// on.
+func (s *Server) SetJobEvents(m JobEvents) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.jobEvents = m
 }
 
 // SetMaxSessions limits the channels the node holds, as switch.conf's

@@ -1,0 +1,70 @@
+package controller
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"callbridge/esl"
+	"callbridge/esl/esltest"
+)
+
+// A connected node whose commands stop completing (its BACKGROUND_JOBs
+// never come) makes /readyz answer 503 with the node not ready and why,
+// and the metrics show it; once its results come again it is ready again.
+func TestReadyzFollowsNodeReadiness(t *testing.T) {
+	fs := esltest.NewServer()
+	t.Cleanup(fs.Close)
+	client := esl.NewClient(esl.Config{Name: "fs1", Addr: fs.Addr(), Password: "ClueCon",
+		ProbeInterval: 50 * time.Millisecond, JobTimeout: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- client.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	nodes := func() []NodeStatus { return NodeStatuses([]*esl.Client{client}) }
+	e := newFullEnv(t, func(s *Server) {
+		s.Nodes = nodes
+		s.Metrics.WatchNodes(nodes)
+	})
+
+	readyz := func(status int) map[string]any {
+		t.Helper()
+		var a answer
+		deadline := time.Now().Add(20 * time.Second)
+		for a = e.call("GET", "/readyz", "", nil); a.status != status; a = e.call("GET", "/readyz", "", nil) {
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz stayed %d, want %d: %s", a.status, status, a.body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return a.json(t)["nodes"].([]any)[0].(map[string]any)
+	}
+	metric := func(line string) {
+		t.Helper()
+		a := e.call("GET", "/metrics", fullAdminToken, nil)
+		if a.status != http.StatusOK || !strings.Contains(string(a.body), line) {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+
+	n := readyz(http.StatusOK)
+	if n["ready"] != true || n["probe_ms"].(float64) <= 0 {
+		t.Errorf("ready node shown as %v", n)
+	}
+	metric(`callbridge_esl_node_ready{node="fs1"} 1`)
+
+	fs.SetJobEvents(esltest.JobEventsSwallowed)
+	n = readyz(http.StatusServiceUnavailable)
+	if n["connected"] != true || n["ready"] != false || !strings.Contains(n["not_ready"].(string), "no BACKGROUND_JOB") || n["job_timeouts"].(float64) < 1 {
+		t.Errorf("node whose jobs never complete shown as %v", n)
+	}
+	metric(`callbridge_esl_node_ready{node="fs1"} 0`)
+	metric(`callbridge_esl_job_timeouts_total{node="fs1"}`)
+
+	fs.SetJobEvents(esltest.JobEventsNormal)
+	if n = readyz(http.StatusOK); n["ready"] != true {
+		t.Errorf("recovered node shown as %v", n)
+	}
+}

@@ -1,0 +1,118 @@
+package esl_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"callbridge"
+	"callbridge/esl"
+	"callbridge/esl/esltest"
+)
+
+// eventually polls cond every 10 ms until it holds or 20 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func startReadinessClient(t *testing.T, srv *esltest.Server, cfg esl.Config) *esl.Client {
+	t.Helper()
+	cfg.Name, cfg.Addr, cfg.Password = "fs1", srv.Addr(), "ClueCon"
+	cfg.BackoffMin, cfg.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
+	c := esl.NewClient(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return c
+}
+
+// A node whose BACKGROUND_JOBs stop coming is taken out of service by the
+// periodic probe and put back once they come again; the pool follows.
+func TestReadinessProbeSwallowedJobs(t *testing.T) {
+	srv := esltest.NewServer()
+	t.Cleanup(srv.Close)
+	c := startReadinessClient(t, srv, esl.Config{ProbeInterval: 50 * time.Millisecond, JobTimeout: 300 * time.Millisecond})
+	pool := esl.NewPool(c)
+	eventually(t, "the node to be ready", c.Ready)
+	if st := c.Stats(); st.Probes == 0 || st.ProbeLatency <= 0 || st.NotReady != "" {
+		t.Fatalf("ready node: probes %d latency %v reason %q", st.Probes, st.ProbeLatency, st.NotReady)
+	}
+	if _, release, err := pool.Acquire(tctx(t)); err != nil {
+		t.Fatalf("acquire on a ready node: %v", err)
+	} else {
+		release()
+	}
+
+	srv.SetJobEvents(esltest.JobEventsSwallowed)
+	eventually(t, "the node to be not ready", func() bool { return !c.Ready() })
+	st := c.Stats()
+	if st.State != esl.StateConnected || st.JobTimeouts == 0 || st.ProbeFailures == 0 || !strings.Contains(st.NotReady, "no BACKGROUND_JOB") {
+		t.Errorf("swallowing node: state %v job timeouts %d probe failures %d reason %q", st.State, st.JobTimeouts, st.ProbeFailures, st.NotReady)
+	}
+	if _, _, err := pool.Acquire(tctx(t)); callbridge.ErrorCode(err) != callbridge.EUNAVAILABLE {
+		t.Errorf("acquire on a node whose jobs never complete: %v, want EUNAVAILABLE", err)
+	}
+
+	srv.SetJobEvents(esltest.JobEventsNormal)
+	eventually(t, "the node to be ready again", c.Ready)
+	if _, release, err := pool.Acquire(tctx(t)); err != nil {
+		t.Errorf("acquire after recovery: %v", err)
+	} else {
+		release()
+	}
+}
+
+// A node that answers with its own Job-UUID (what a real switch does with
+// a badly framed Job-UUID line) never counts as connected.
+func TestReadinessProbeOwnJobUUIDAtConnect(t *testing.T) {
+	srv := esltest.NewServer()
+	t.Cleanup(srv.Close)
+	srv.SetJobEvents(esltest.JobEventsOwnUUID)
+	c := startReadinessClient(t, srv, esl.Config{JobTimeout: 100 * time.Millisecond})
+	eventually(t, "two failed connect probes", func() bool { return c.Stats().ProbeFailures >= 2 })
+	st := c.Stats()
+	if st.State == esl.StateConnected || st.Ready || !strings.Contains(st.LastError, "readiness probe failed") {
+		t.Errorf("state %v ready %v last error %q, want never connected", st.State, st.Ready, st.LastError)
+	}
+	if _, err := c.API(tctx(t), esl.Status()); !errors.Is(err, esl.ErrClosed) {
+		t.Errorf("command on a node that never passed its probe: %v, want ErrClosed", err)
+	}
+	srv.SetJobEvents(esltest.JobEventsNormal)
+	eventually(t, "the node to connect", c.Ready)
+}
+
+// A job whose BACKGROUND_JOB never comes fails with ErrJobTimeout after
+// Config.JobTimeout and marks the node not ready, probes off.
+func TestJobTimeoutMarksNodeNotReady(t *testing.T) {
+	srv := esltest.NewServer()
+	t.Cleanup(srv.Close)
+	c := startReadinessClient(t, srv, esl.Config{ProbeInterval: -1, JobTimeout: 200 * time.Millisecond})
+	eventually(t, "the node to be ready", c.Ready)
+	srv.SetJobEvents(esltest.JobEventsSwallowed)
+	start := time.Now()
+	if _, err := c.API(tctx(t), esl.Status()); !errors.Is(err, esl.ErrJobTimeout) {
+		t.Fatalf("got %v, want ErrJobTimeout", err)
+	}
+	if took := time.Since(start); took < 200*time.Millisecond || took > 5*time.Second {
+		t.Errorf("job failed after %v, want about 200ms", took)
+	}
+	st := c.Stats()
+	if st.Ready || st.JobTimeouts != 1 || st.PendingJobs != 0 || !strings.Contains(st.NotReady, "status job got no BACKGROUND_JOB within 200ms") {
+		t.Errorf("ready %v job timeouts %d pending %d reason %q", st.Ready, st.JobTimeouts, st.PendingJobs, st.NotReady)
+	}
+}
