@@ -3,7 +3,6 @@ package controller
 import (
 	"bytes"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -35,21 +34,17 @@ func wantFormat(c *gin.Context, html bool) (string, error) {
 	return "json", nil
 }
 
-func billingLimit(c *gin.Context, name string, def int) (int, error) {
-	s := c.Query(name)
-	if s == "" {
-		return def, nil
+func billingLimit(c *gin.Context, def int) (int, error) {
+	n, err := queryLimit(c, 1000)
+	if n == 0 {
+		n = def
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 1000 {
-		return 0, callbridge.FieldError(name, "must be a whole number from 1 to 1000")
-	}
-	return n, nil
+	return n, err
 }
 
 func listJobRuns(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		limit, err := billingLimit(c, "limit", 100)
+		limit, err := billingLimit(c, 100)
 		if err != nil {
 			writeError(c, err)
 			return
@@ -69,6 +64,12 @@ func parseReportTime(field, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, callbridge.FieldError(field, "is required (RFC 3339 time or YYYY-MM-DD)")
 	}
+	return parseTimeOrDate(field, s)
+}
+
+// parseTimeOrDate reads a time bound of a query: an RFC 3339 time, or a
+// date YYYY-MM-DD meaning midnight UTC, in UTC.
+func parseTimeOrDate(field, s string) (time.Time, error) {
 	layout := time.RFC3339Nano
 	if len(s) == len(time.DateOnly) {
 		layout = time.DateOnly
@@ -108,9 +109,10 @@ func newAccountUsageReport(r *callbridge.UsageReport) accountUsageReport {
 // charges (GET /v1/reports/usage), to the operator an account's with the
 // carriers' cost, the margin and the grouping by carrier (GET
 // /v1/admin/accounts/{id}/reports/usage).
-func usageReport(svc callbridge.BillingService, operator bool) gin.HandlerFunc {
+func usageReport(svc callbridge.BillingService, accounts callbridge.AccountService) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		acc, err := subjectAccount(c, operator)
+		operator := accounts != nil
+		acc, err := subjectAccount(c, accounts)
 		if err != nil {
 			writeError(c, err)
 			return
@@ -286,7 +288,7 @@ func getBalance(svc callbridge.BillingService) gin.HandlerFunc {
 
 func getLedger(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		limit, err := billingLimit(c, "limit", 100)
+		limit, err := billingLimit(c, 100)
 		if err != nil {
 			writeError(c, err)
 			return

@@ -69,6 +69,8 @@ type schema struct {
 	Items                *schema            `json:"items"`
 	Enum                 []any              `json:"enum"`
 	OneOf                []*schema          `json:"oneOf"`
+	Minimum              *float64           `json:"minimum"`
+	Maximum              *float64           `json:"maximum"`
 }
 
 func loadAPIDoc(t testing.TB) *apiDoc {

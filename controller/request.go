@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -204,4 +205,19 @@ func kind(goType string) string {
 		return "an array"
 	}
 	return "an object of the right shape"
+}
+
+// queryLimit reads the limit of a list route: absent means the route's
+// default (0 is returned), else a whole number from 1 to max. Every list
+// route reads it here, so limit=0 is refused everywhere alike.
+func queryLimit(c *gin.Context, max int) (int, error) {
+	s := c.Query("limit")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > max {
+		return 0, callbridge.FieldError("limit", "must be a whole number from 1 to %d", max)
+	}
+	return n, nil
 }

@@ -113,6 +113,12 @@ type Originate struct {
 	Timeout time.Duration
 	// App is AppPark (default when empty) or AppEcho.
 	App string
+	// HangupAfterAnswer, when positive, has FreeSWITCH hang the leg up
+	// with ALLOTTED_TIMEOUT this long after it answers, timed by
+	// FreeSWITCH from the answer itself (execute_on_answer=sched_hangup)
+	// however late the controller learns of it: whole seconds, rounded
+	// down, at least one.
+	HangupAfterAnswer time.Duration
 }
 
 var reservedVars = map[string]bool{
@@ -123,6 +129,7 @@ var reservedVars = map[string]bool{
 	"origination_caller_id_number": true,
 	"origination_caller_id_name":   true,
 	"originate_timeout":            true,
+	"execute_on_answer":            true,
 }
 
 // Command validates o and builds its originate command. It does not modify
@@ -178,6 +185,13 @@ func (o Originate) Command() (Command, error) {
 	if o.Timeout > 0 {
 		secs := int64((o.Timeout + time.Second - 1) / time.Second)
 		b.WriteString(",originate_timeout=" + strconv.FormatInt(secs, 10))
+	}
+	if o.HangupAfterAnswer < 0 || o.HangupAfterAnswer > 48*time.Hour {
+		return Command{}, invalid("hangup after answer", "must be between 0 and 48h")
+	}
+	if o.HangupAfterAnswer > 0 {
+		secs := max(int64(o.HangupAfterAnswer/time.Second), 1)
+		b.WriteString(",execute_on_answer='sched_hangup +" + strconv.FormatInt(secs, 10) + " ALLOTTED_TIMEOUT'")
 	}
 	b.WriteString("," + callbridge.VarCallee + "=" + string(o.Endpoint.number))
 	b.WriteString("," + callbridge.VarDollar + "=$}")

@@ -151,7 +151,7 @@ func TestWiring(t *testing.T) {
 	checks := []struct{ file, pattern string }{
 		{"Makefile", `(?m)^test-freeswitch:\n\tscripts/with-postgres\.sh scripts/test-freeswitch\.sh$`},
 		{"scripts/test-freeswitch.sh", `(?m)^suite="\$\{REALSWITCH_SUITE:-realswitch\}"$`},
-		{"scripts/test-freeswitch.sh", `go test -tags "\$suite" -count=1 -timeout 15m "\./\$suite/"`},
+		{"scripts/test-freeswitch.sh", `go test -tags "\$suite" -count=1 -timeout 15m -parallel \d+ "\./\$suite/"`},
 		{".ci/run", `(?m)^make test\nmake test-freeswitch$`},
 		{"README.md", "`make test-freeswitch`"},
 	}
