@@ -108,6 +108,29 @@ func WriteInvoiceCSV(w io.Writer, inv *callbridge.Invoice) error {
 	return cw.Error()
 }
 
+// WriteUnratedJSON writes a list of unrated calls as JSON.
+func WriteUnratedJSON(w io.Writer, calls []callbridge.UnratedCall) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		Calls []callbridge.UnratedCall `json:"calls"`
+	}{calls})
+}
+
+// WriteUnratedCSV writes a list of unrated calls as CSV, one row per
+// call: what an operator needs to add the missing rates (the callee is the
+// number a rate's prefix must match) and to find the calls again.
+func WriteUnratedCSV(w io.Writer, calls []callbridge.UnratedCall) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"uuid", "account_id", "start_at", "leg", "callee", "gateway", "sell_deck_id", "flag", "billed_ms", "sell", "currency"})
+	for _, c := range calls {
+		cw.Write([]string{c.UUID, c.AccountID, c.StartAt.UTC().Format(time.RFC3339Nano), c.Leg, csvSafe(c.Callee),
+			csvSafe(c.Gateway), c.SellDeckID, c.Flag, itoa(c.BillMS), Money(c.Sell), c.Currency})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
 // csvSafe keeps a spreadsheet from reading a cell as a formula.
 func csvSafe(s string) string {
 	if s != "" && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t' || s[0] == '\r') {

@@ -226,10 +226,23 @@ type CDRPipelineConfig struct {
 	// hangup to arrive, and how long a reconciliation waits before closing
 	// legs a node no longer has (10 s).
 	SweepGrace time.Duration
+	// Policies gives each account's missing-hangup policy for the legs
+	// the sweep and reconciliations close; nil charges every account by
+	// callbridge.HangupEstimate.
+	Policies HangupPolicies
 	// Logger receives alerts (dead letters, spooling) and warnings.
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+}
+
+// HangupPolicies is what the sweep needs to know of billing profiles
+// (postgres.BillingStore).
+type HangupPolicies interface {
+	// MissingHangupPolicy returns how accountID's legs whose hangup never
+	// arrives are charged: callbridge.HangupEstimate or
+	// callbridge.HangupMaxDuration (also for an unknown account).
+	MissingHangupPolicy(ctx context.Context, accountID string) (string, error)
 }
 
 // CDRStats is a snapshot of a pipeline's counters.

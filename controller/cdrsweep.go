@@ -31,7 +31,15 @@ import (
 //     checked with uuid_exists. A leg the node still has is hung up
 //     (ALLOTTED_TIMEOUT) and its own hangup makes the CDR; a leg it does not
 //     have, or whose node is no longer configured, is closed priced at its
-//     maximum duration, as the billing policy says.
+//     maximum duration.
+//
+// Both are bound by the account's missing-hangup policy
+// (callbridge.BillingProfile.MissingHangup): under HangupEstimate a leg a
+// reconciliation finds gone is charged until it was found gone (at most
+// its maximum); under HangupMaxDuration every leg the sweep or a
+// reconciliation closes is charged its maximum duration from its answer,
+// and its CDR is flagged max_duration besides estimated, so the CDR and
+// its invoice line name the policy that priced it.
 //
 //   - CHANNEL_DESTROY, the last event of every channel: a channel destroyed
 //     while its leg is still in live_channels got no CHANNEL_HANGUP_COMPLETE
@@ -245,10 +253,26 @@ func (p *CDRPipeline) hangupOverdue(ctx context.Context, c *esl.Client, l *callb
 	p.log.Warn("cdr sweep: hung up a leg past its maximum duration", "node", l.Node, "uuid", l.UUID)
 }
 
-// addEstimated queues the estimated CDR of l. goneAt, when not zero, is
-// when the leg was found gone: it ends then, or at its maximum if sooner.
+// addEstimated queues the estimated CDR of l, charged by its account's
+// missing-hangup policy. goneAt, when not zero, is when the leg was found
+// gone: under HangupEstimate it ends then, or at its maximum if sooner.
+// It returns false, leaving l live for the next sweep, when the policy
+// cannot be read or ctx ends.
 func (p *CDRPipeline) addEstimated(ctx context.Context, l *callbridge.LiveChannel, goneAt time.Time) bool {
+	policy := callbridge.HangupEstimate
+	if p.cfg.Policies != nil && l.AccountID != "" {
+		var err error
+		if policy, err = p.cfg.Policies.MissingHangupPolicy(ctx, l.AccountID); err != nil {
+			p.log.Warn("cdr sweep: cannot read the missing-hangup policy; the leg stays live until the next sweep",
+				"uuid", l.UUID, "account", l.AccountID, "error", err)
+			return false
+		}
+	}
 	c := cdrEstimated(l, p.maxDuration(l), goneAt)
+	if policy == callbridge.HangupMaxDuration {
+		c = cdrEstimated(l, p.maxDuration(l), time.Time{})
+		c.Flags |= callbridge.CDRMaxDuration
+	}
 	if !p.add(ctx, cdrRecord{CDR: c}) {
 		return false
 	}

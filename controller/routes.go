@@ -134,6 +134,7 @@ func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.Bil
 	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), createTopup(svc))
 
 	admin.GET("/accounts/:id/reports/usage", usageReport(svc, accounts))
+	admin.GET("/reports/unrated", unratedCalls(svc))
 	v1.GET("/reports/usage", usageReport(svc, nil))
 	v1.GET("/invoices", listInvoices(svc))
 	v1.GET("/invoices/:id", getInvoice(svc))

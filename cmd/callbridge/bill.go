@@ -19,6 +19,7 @@ const billUsage = `usage: callbridge bill rollup  --date YYYY-MM-DD [--account I
        callbridge bill invoice --month YYYY-MM [--account ID] [--report-dir DIR] [--draft]
        callbridge bill report usage   --account ID --from T --to T [--group-by day|destination|carrier|binding] [--format csv|json]
        callbridge bill report invoice --account ID --id INVOICE_ID [--format html|csv|json] [--out FILE]
+       callbridge bill unrated --month YYYY-MM [--account ID] [--format csv|json]
        callbridge bill jobs [--job NAME] [--limit N]
 
 Days and months are read in --timezone (env CALLBRIDGE_TIMEZONE, default UTC);
@@ -27,6 +28,9 @@ bill rollup recomputes the day for the account named, or for every account.
 bill invoice issues invoices (and credit notes) only for a month that ended
 at least CALLBRIDGE_INVOICE_GRACE (default 24h) ago; --draft shows what it
 would issue, for any month, and issues nothing.
+bill unrated lists the month's calls no rate priced (flag unrated, not
+charged) or the deck's default rate priced (unrated_default), with the
+number a rate must match: add the rates, then callbridge rerate the month.
 Every command is idempotent: re-running it for the same period changes no
 totals; an issued invoice is never changed.`
 
@@ -69,6 +73,9 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 			fs.StringVar(&id, "id", "", "invoice id")
 			fs.StringVar(&format, "format", "html", "html, csv or json")
 			fs.StringVar(&out, "out", "", "write to this file instead of standard output")
+		case "unrated":
+			fs.StringVar(&month, "month", "", "month to list, YYYY-MM")
+			fs.StringVar(&format, "format", "csv", "csv or json")
 		case "jobs":
 			fs.StringVar(&job, "job", "", "only this job")
 			fs.IntVar(&limit, "limit", 50, "how many runs")
@@ -215,6 +222,23 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 			fmt.Fprintln(stderr, "wrote", out)
 		}
 		return nil
+
+	case "unrated":
+		m, err := time.Parse("2006-01", month)
+		if err != nil {
+			return usageError{fmt.Errorf("bill unrated: --month must be YYYY-MM")}
+		}
+		calls, err := store.UnratedCalls(ctx, m.Year(), m.Month(), accountID)
+		if err != nil {
+			return err
+		}
+		switch format {
+		case "csv":
+			return billing.WriteUnratedCSV(stdout, calls)
+		case "json":
+			return billing.WriteUnratedJSON(stdout, calls)
+		}
+		return usageError{fmt.Errorf("bill unrated: --format must be csv or json")}
 
 	case "jobs":
 		runs, err := store.JobRuns(ctx, job, limit)
