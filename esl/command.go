@@ -324,3 +324,23 @@ func Hupall(cause string) (Command, error) {
 	}
 	return Command{"hupall " + cause}, nil
 }
+
+// HashDump lists a mod_hash realm: "hash_dump db <realm>", answered with
+// one "D/<realm>_<key>/<value>" line per entry.
+func HashDump(realm string) (Command, error) {
+	if err := checkName("realm", realm); err != nil {
+		return Command{}, err
+	}
+	return Command{"hash_dump db " + realm}, nil
+}
+
+// HashDelete deletes a mod_hash entry: "hash delete/<realm>/<key>".
+func HashDelete(realm, key string) (Command, error) {
+	if err := checkName("realm", realm); err != nil {
+		return Command{}, err
+	}
+	if err := checkName("key", key); err != nil {
+		return Command{}, err
+	}
+	return Command{"hash delete/" + realm + "/" + key}, nil
+}

@@ -37,6 +37,11 @@ type Server struct {
 	// QueueSize is how many frames may wait for a slow connection before it is
 	// dropped, as FreeSWITCH drops a listener that stops reading (default 20000).
 	QueueSize int
+	// MaxSessions, when positive, refuses a new outbound leg while that
+	// many channels are up, as FreeSWITCH's max-sessions does: the
+	// originate answers -ERR DESTINATION_OUT_OF_ORDER and no channel event
+	// is sent (checked against FreeSWITCH 1.10.12).
+	MaxSessions int
 	// Logger receives one line per call outcome and per connection problem
 	// (default: discard).
 	Logger *slog.Logger
@@ -45,6 +50,7 @@ type Server struct {
 	listeners  []net.Listener
 	conns      map[*conn]struct{}
 	chans      map[string]*channel
+	hash       map[string]string // mod_hash's store (cdrhook.go)
 	seq        uint64
 	sessions   int
 	peak       int
