@@ -170,7 +170,7 @@ func listInvoices(svc callbridge.BillingService) gin.HandlerFunc {
 	}
 }
 
-func getInvoice(svc callbridge.BillingService) gin.HandlerFunc {
+func getInvoice(svc callbridge.BillingService, issuer billing.Issuer) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		format, err := wantFormat(c, true)
 		if err != nil {
@@ -188,7 +188,7 @@ func getInvoice(svc callbridge.BillingService) gin.HandlerFunc {
 			err = billing.WriteInvoiceCSV(&buf, inv)
 			c.Header("Content-Disposition", `attachment; filename="`+inv.Number+`.csv"`)
 		case "html":
-			err = billing.WriteInvoiceHTML(&buf, inv)
+			err = billing.WriteInvoiceHTML(&buf, inv, issuer)
 			// The page is self-contained: forbid anything it might load.
 			c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
 		default:

@@ -27,7 +27,8 @@ rollups of an account and month made in one zone refuse runs in another.
 bill rollup recomputes the day for the account named, or for every account.
 bill invoice issues invoices (and credit notes) only for a month that ended
 at least CALLBRIDGE_INVOICE_GRACE (default 24h) ago; --draft shows what it
-would issue, for any month, and issues nothing.
+would issue, for any month, and issues nothing. Documents name the issuer
+of CALLBRIDGE_ISSUER_NAME, _ADDRESS and _TAX_NUMBER, as serve does.
 bill unrated lists the month's calls no rate priced (flag unrated, not
 charged) or the deck's default rate priced (unrated_default), with the
 number a rate must match: add the rates, then callbridge rerate the month.
@@ -104,6 +105,10 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 	if store.Grace, err = invoiceGrace(getenv); err != nil {
 		return usageError{fmt.Errorf("bill: %w", err)}
 	}
+	issuer, err := issuerFromEnv(getenv)
+	if err != nil {
+		return usageError{fmt.Errorf("bill: %w", err)}
+	}
 
 	switch verb {
 	case "rollup":
@@ -160,7 +165,7 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 			verb = "drafted (not issued)"
 		}
 		for _, inv := range invs {
-			path, err := billing.WriteInvoiceFiles(reportDir, inv)
+			path, err := billing.WriteInvoiceFiles(reportDir, inv, issuer)
 			if err != nil {
 				return err
 			}
@@ -207,7 +212,7 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		switch format {
 		case "html":
-			err = billing.WriteInvoiceHTML(w, inv)
+			err = billing.WriteInvoiceHTML(w, inv, issuer)
 		case "csv":
 			err = billing.WriteInvoiceCSV(w, inv)
 		case "json":

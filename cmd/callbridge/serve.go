@@ -221,7 +221,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	billStore := postgres.NewBillingStore(db, billLoc, callbackOwner(cfg))
 	billStore.Grace = cfg.InvoiceGrace
-	srv.Billing = billStore
+	srv.Billing, srv.Issuer = billStore, cfg.Issuer
 
 	cdrStore := postgres.NewCDRStore(db)
 	if err := cdrStore.EnsurePartitions(ctx, time.Now()); err != nil {
@@ -254,6 +254,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Grace:     cfg.InvoiceGrace,
 		Log:       log.With("component", "billing"),
 		ReportDir: cfg.ReportDir,
+		Issuer:    cfg.Issuer,
 		Webhooks:  webhooks,
 		ExpireBindings: func(ctx context.Context) (int, error) {
 			return bindings.ExpireBindings(ctx, time.Now())
