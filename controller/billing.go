@@ -3,7 +3,6 @@ package controller
 import (
 	"bytes"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -35,21 +34,17 @@ func wantFormat(c *gin.Context, html bool) (string, error) {
 	return "json", nil
 }
 
-func billingLimit(c *gin.Context, name string, def int) (int, error) {
-	s := c.Query(name)
-	if s == "" {
-		return def, nil
+func billingLimit(c *gin.Context, def int) (int, error) {
+	n, err := queryLimit(c, 1000)
+	if n == 0 {
+		n = def
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 1000 {
-		return 0, callbridge.FieldError(name, "must be a whole number from 1 to 1000")
-	}
-	return n, nil
+	return n, err
 }
 
 func listJobRuns(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		limit, err := billingLimit(c, "limit", 100)
+		limit, err := billingLimit(c, 100)
 		if err != nil {
 			writeError(c, err)
 			return
@@ -69,6 +64,12 @@ func parseReportTime(field, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, callbridge.FieldError(field, "is required (RFC 3339 time or YYYY-MM-DD)")
 	}
+	return parseTimeOrDate(field, s)
+}
+
+// parseTimeOrDate reads a time bound of a query: an RFC 3339 time, or a
+// date YYYY-MM-DD meaning midnight UTC, in UTC.
+func parseTimeOrDate(field, s string) (time.Time, error) {
 	layout := time.RFC3339Nano
 	if len(s) == len(time.DateOnly) {
 		layout = time.DateOnly
@@ -108,9 +109,10 @@ func newAccountUsageReport(r *callbridge.UsageReport) accountUsageReport {
 // charges (GET /v1/reports/usage), to the operator an account's with the
 // carriers' cost, the margin and the grouping by carrier (GET
 // /v1/admin/accounts/{id}/reports/usage).
-func usageReport(svc callbridge.BillingService, operator bool) gin.HandlerFunc {
+func usageReport(svc callbridge.BillingService, accounts callbridge.AccountService) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		acc, err := subjectAccount(c, operator)
+		operator := accounts != nil
+		acc, err := subjectAccount(c, accounts)
 		if err != nil {
 			writeError(c, err)
 			return
@@ -168,7 +170,7 @@ func listInvoices(svc callbridge.BillingService) gin.HandlerFunc {
 	}
 }
 
-func getInvoice(svc callbridge.BillingService) gin.HandlerFunc {
+func getInvoice(svc callbridge.BillingService, issuer billing.Issuer) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		format, err := wantFormat(c, true)
 		if err != nil {
@@ -186,7 +188,7 @@ func getInvoice(svc callbridge.BillingService) gin.HandlerFunc {
 			err = billing.WriteInvoiceCSV(&buf, inv)
 			c.Header("Content-Disposition", `attachment; filename="`+inv.Number+`.csv"`)
 		case "html":
-			err = billing.WriteInvoiceHTML(&buf, inv)
+			err = billing.WriteInvoiceHTML(&buf, inv, issuer)
 			// The page is self-contained: forbid anything it might load.
 			c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
 		default:
@@ -286,7 +288,7 @@ func getBalance(svc callbridge.BillingService) gin.HandlerFunc {
 
 func getLedger(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		limit, err := billingLimit(c, "limit", 100)
+		limit, err := billingLimit(c, 100)
 		if err != nil {
 			writeError(c, err)
 			return
@@ -319,6 +321,11 @@ type profileRequest struct {
 	PaymentDays   *int64 `json:"payment_days"`
 	LowBalance    *int64 `json:"low_balance_micros"`
 	LowBalanceURL string `json:"low_balance_url"`
+	// MissingHangup is "estimate" (default) or "max_duration".
+	MissingHangup     string `json:"missing_hangup"`
+	CustomerName      string `json:"customer_name"`
+	CustomerAddress   string `json:"customer_address"`
+	CustomerTaxNumber string `json:"customer_tax_number"`
 }
 
 func putBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
@@ -331,6 +338,8 @@ func putBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
 		p := &callbridge.BillingProfile{
 			AccountID: c.Param("id"), Issuer: req.Issuer, TaxBPS: req.TaxBPS, TaxLabel: req.TaxLabel,
 			PaymentDays: 30, LowBalance: req.LowBalance, LowBalanceURL: req.LowBalanceURL,
+			MissingHangup: req.MissingHangup, CustomerName: req.CustomerName,
+			CustomerAddress: req.CustomerAddress, CustomerTaxNumber: req.CustomerTaxNumber,
 		}
 		if req.PaymentDays != nil {
 			p.PaymentDays = *req.PaymentDays
@@ -340,5 +349,39 @@ func putBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
 			return
 		}
 		c.JSON(http.StatusOK, p)
+	}
+}
+
+// unratedCalls lists the calls of a month that no rate priced, of one
+// account (?account_id=) or of every account, for the operator to add the
+// missing rates (GET /v1/admin/reports/unrated).
+func unratedCalls(svc callbridge.BillingService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		format, err := wantFormat(c, false)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		m, err := time.Parse("2006-01", c.Query("month"))
+		if err != nil {
+			writeError(c, callbridge.FieldError("month", "must be a month YYYY-MM"))
+			return
+		}
+		calls, err := svc.UnratedCalls(c.Request.Context(), m.Year(), m.Month(), c.Query("account_id"))
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		if format == "json" {
+			c.JSON(http.StatusOK, gin.H{"calls": calls})
+			return
+		}
+		var buf bytes.Buffer
+		if err := billing.WriteUnratedCSV(&buf, calls); err != nil {
+			writeError(c, err)
+			return
+		}
+		c.Header("Content-Disposition", `attachment; filename="unrated-`+m.Format("2006-01")+`.csv"`)
+		c.Data(http.StatusOK, "text/csv; charset=utf-8", buf.Bytes())
 	}
 }

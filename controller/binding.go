@@ -116,6 +116,15 @@ func parseNumber(rules callbridge.NumberRules, field, s string) (callbridge.Numb
 	return n, nil
 }
 
+// asTTLError names ttl in an error about the expiry when the client gave
+// a ttl, not an expires_at: the service checks the time the ttl became.
+func asTTLError(err error, ttl *int64) error {
+	if ttl == nil || callbridge.ErrorField(err) != "expires_at" {
+		return err
+	}
+	return callbridge.FieldError("ttl", "%s", callbridge.ErrorMessage(err))
+}
+
 // expiry resolves expires_at or ttl (exactly one) to a time.
 func expiry(at *time.Time, ttl *int64, now time.Time, required bool) (*time.Time, error) {
 	switch {
@@ -182,7 +191,7 @@ func createBinding(bindings callbridge.BindingService, rules callbridge.NumberRu
 		}
 		b, err := bindings.CreateBinding(c.Request.Context(), r)
 		if err != nil {
-			writeError(c, err)
+			writeError(c, asTTLError(err, in.TTL))
 			return
 		}
 		c.Header("Location", "/v1/bindings/"+b.ID)
@@ -244,7 +253,7 @@ func listBindings(bindings callbridge.BindingService, rules callbridge.NumberRul
 			writeError(c, err)
 			return
 		}
-		if f.Limit, err = queryLimit(c); err != nil {
+		if f.Limit, err = queryLimit(c, 500); err != nil {
 			writeError(c, err)
 			return
 		}
@@ -258,18 +267,6 @@ func listBindings(bindings callbridge.BindingService, rules callbridge.NumberRul
 		}
 		c.JSON(http.StatusOK, gin.H{"bindings": bs, "next_cursor": next})
 	}
-}
-
-func queryLimit(c *gin.Context) (int, error) {
-	s := c.Query("limit")
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 500 {
-		return 0, callbridge.FieldError("limit", "must be 1 to 500")
-	}
-	return n, nil
 }
 
 // bindingPatch is the body of PATCH /v1/bindings/{id}.
@@ -345,7 +342,7 @@ func updateBinding(bindings callbridge.BindingService, calls Hangupper, rules ca
 		u.Record = in.Record
 		b, err := bindings.UpdateBinding(c.Request.Context(), account(c).ID, c.Param("id"), u)
 		if err != nil {
-			writeError(c, err)
+			writeError(c, asTTLError(err, in.TTL))
 			return
 		}
 		if h {

@@ -323,7 +323,7 @@ func TestBindingsAPIErrors(t *testing.T) {
 		ecode string
 	}{
 		{"no expiry", map[string]any{"mode": "XB", "b": string(tB)}, 400, "expires_at", "invalid"},
-		{"ttl too short", map[string]any{"mode": "XB", "b": string(tB), "ttl": 10}, 400, "expires_at", "invalid"},
+		{"ttl too short", map[string]any{"mode": "XB", "b": string(tB), "ttl": 10}, 400, "ttl", "invalid"},
 		{"both expiry forms", map[string]any{"mode": "XB", "b": string(tB), "ttl": 100, "expires_at": time.Now().Add(time.Hour)}, 400, "ttl", "invalid"},
 		{"bad mode", map[string]any{"mode": "AB", "b": string(tB), "ttl": 100}, 400, "mode", "invalid"},
 		{"b not a number", map[string]any{"mode": "XB", "b": "sip:evil", "ttl": 100}, 400, "b", "invalid"},

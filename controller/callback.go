@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"time"
 
 	"callbridge"
@@ -185,24 +184,11 @@ func getCallback(s *Server) gin.HandlerFunc {
 	}
 }
 
-// queryInt parses an optional integer query parameter.
-func queryInt(c *gin.Context, name string) (int, error) {
-	v := c.Query(name)
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		return 0, callbridge.FieldError(name, "must be an integer")
-	}
-	return n, nil
-}
-
 func listCallbacks(s *Server) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		f := callbridge.CallbackFilter{Status: callbridge.CallbackStatus(c.Query("status")), Cursor: c.Query("cursor")}
 		var err error
-		if f.Limit, err = queryInt(c, "limit"); err != nil {
+		if f.Limit, err = queryLimit(c, 500); err != nil {
 			writeError(c, err)
 			return
 		}
@@ -249,7 +235,7 @@ func listWebhooks(s *Server) gin.HandlerFunc {
 			f.Key = "callback:" + id
 		}
 		var err error
-		if f.Limit, err = queryInt(c, "limit"); err != nil {
+		if f.Limit, err = queryLimit(c, 500); err != nil {
 			writeError(c, err)
 			return
 		}

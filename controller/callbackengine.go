@@ -1394,19 +1394,27 @@ func (r *cbRun) releaseLeg(ctx context.Context, l *cbLeg) {
 }
 
 // capLeg has FreeSWITCH hang a prepaid leg up when its grant runs out,
-// counted from now (its answer). Whole seconds, rounded down, so the leg
-// is not billed past what was reserved for it.
+// counted from now (its answer), for a leg whose originate did not carry
+// the cap (place puts it there when the grant is known). Whole seconds,
+// rounded down, so the leg is not billed past what was reserved for it.
 func (r *cbRun) capLeg(ctx context.Context, l *cbLeg) {
 	if !l.reserved || l.capSent || !l.live() {
 		return
 	}
 	l.capSent = true
-	secs := max(l.grant/time.Second, 1) * time.Second
+	secs := capSeconds(l.grant)
 	cmd, err := esl.SchedHangup(secs, l.uuid, "ALLOTTED_TIMEOUT")
 	if r.api(ctx, "sched_hangup", cmd, err) == nil {
 		r.save(ctx, &callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventMaxDuration, Leg: l.name,
 			Detail: "prepaid cap " + secs.String()}}})
 	}
+}
+
+// capSeconds is a grant as FreeSWITCH can time it: whole seconds,
+// rounded down so that the leg is not billed past its reservation, at
+// least one.
+func capSeconds(grant time.Duration) time.Duration {
+	return max(grant/time.Second, 1) * time.Second
 }
 
 // releaseGrants drops the reservations of legs that will produce no
@@ -1463,21 +1471,31 @@ func (r *cbRun) place(ctx context.Context, l *cbLeg, timeout time.Duration, stat
 		l.firstPlaced = time.Now()
 	}
 	r.e.route(l.uuid, r)
-	if !r.save(ctx, &callbridge.CallbackUpdate{
-		Status: status, Detail: "calling B",
-		Leg:    r.legUpdate(l, func(u *callbridge.LegUpdate) { u.Replaces = again }),
-		Events: []callbridge.CallbackEvent{{Type: callbridge.EventLegCreated, Leg: l.name, Detail: l.uuid}},
-	}) {
-		return
-	}
-	l.originated = true
-	job, err := r.client.Originate(ctx, esl.Originate{
+	o := esl.Originate{
 		UUID:           l.uuid,
 		Endpoint:       esl.Gateway(r.e.cfg.Gateway, l.number),
 		Vars:           r.vars(l),
 		CallerIDNumber: l.callerID,
 		Timeout:        timeout,
-	})
+	}
+	events := []callbridge.CallbackEvent{{Type: callbridge.EventLegCreated, Leg: l.name, Detail: l.uuid}}
+	if l.reserved && !l.capSent {
+		// FreeSWITCH times a prepaid leg's grant from the answer itself:
+		// the controller may learn of the answer (and bridge) seconds
+		// later under load, and a cap counted from then overruns it.
+		o.HangupAfterAnswer, l.capSent = capSeconds(l.grant), true
+		events = append(events, callbridge.CallbackEvent{Type: callbridge.EventMaxDuration, Leg: l.name,
+			Detail: "prepaid cap " + o.HangupAfterAnswer.String() + " from answer"})
+	}
+	if !r.save(ctx, &callbridge.CallbackUpdate{
+		Status: status, Detail: "calling B",
+		Leg:    r.legUpdate(l, func(u *callbridge.LegUpdate) { u.Replaces = again }),
+		Events: events,
+	}) {
+		return
+	}
+	l.originated = true
+	job, err := r.client.Originate(ctx, o)
 	if err != nil {
 		var re *esl.ReplyError
 		switch {

@@ -48,19 +48,24 @@ func newAccountCDR(c *callbridge.CDR) accountCDR {
 }
 
 // subjectAccount returns the account a listing or report is about: the
-// caller's own, or for the operator (admin routes) the one in the path.
-func subjectAccount(c *gin.Context, operator bool) (string, error) {
-	if !operator {
+// caller's own, or for the operator (admin routes: accounts is set) the
+// one in the path, which must exist (ENOTFOUND, not an empty list).
+func subjectAccount(c *gin.Context, accounts callbridge.AccountService) (string, error) {
+	if accounts == nil {
 		return account(c).ID, nil
 	}
 	id := c.Param("id")
 	if !callbridge.IsUUID(id) {
 		return "", callbridge.Errorf(callbridge.ENOTFOUND, "account not found")
 	}
+	if _, err := accounts.Account(c.Request.Context(), id); err != nil {
+		return "", err
+	}
 	return id, nil
 }
 
-// cdrFilter reads the query of GET /v1/cdrs: from and to (RFC 3339, on the
+// cdrFilter reads the query of GET /v1/cdrs: from and to (RFC 3339 or
+// YYYY-MM-DD for midnight UTC, as the usage report takes them; on the
 // start time, to exclusive), number (caller, callee or presented),
 // binding_id, callback_id, cursor and limit.
 func cdrFilter(c *gin.Context, rules callbridge.NumberRules) (callbridge.CDRFilter, error) {
@@ -70,11 +75,11 @@ func cdrFilter(c *gin.Context, rules callbridge.NumberRules) (callbridge.CDRFilt
 		dst  *time.Time
 	}{{"from", &f.From}, {"to", &f.To}} {
 		if s := c.Query(q.name); s != "" {
-			t, err := time.Parse(time.RFC3339Nano, s)
+			t, err := parseTimeOrDate(q.name, s)
 			if err != nil {
-				return f, callbridge.FieldError(q.name, "must be an RFC 3339 time")
+				return f, err
 			}
-			*q.dst = t.UTC()
+			*q.dst = t
 		}
 	}
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
@@ -87,14 +92,9 @@ func cdrFilter(c *gin.Context, rules callbridge.NumberRules) (callbridge.CDRFilt
 		}
 		f.Number = string(n)
 	}
-	if s := c.Query("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			return f, callbridge.FieldError("limit", "must be 1 to 1000")
-		}
-		f.Limit = n
-	}
-	return f, nil
+	var err error
+	f.Limit, err = queryLimit(c, 1000)
+	return f, err
 }
 
 // listCDRs answers GET /v1/cdrs with the account's CDRs, oldest first: a
@@ -102,8 +102,9 @@ func cdrFilter(c *gin.Context, rules callbridge.NumberRules) (callbridge.CDRFilt
 // text/csv and not JSON, every CDR the filter selects as one CSV stream
 // (from the cursor on, if one is given). The account sees its own charge
 // (accountCDR); the operator (GET /v1/admin/accounts/{id}/cdrs) sees
-// every field, carrier gateway and cost included.
-func listCDRs(cdrs callbridge.CDRService, rules callbridge.NumberRules, operator bool) gin.HandlerFunc {
+// every field, carrier gateway and cost included; operator is set on that
+// route only.
+func listCDRs(cdrs callbridge.CDRService, rules callbridge.NumberRules, operator callbridge.AccountService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		acc, err := subjectAccount(c, operator)
 		if err != nil {
@@ -116,7 +117,7 @@ func listCDRs(cdrs callbridge.CDRService, rules callbridge.NumberRules, operator
 			return
 		}
 		if cdrWantsCSV(c.GetHeader("Accept")) {
-			exportCDRs(c, cdrs, acc, f, operator)
+			exportCDRs(c, cdrs, acc, f, operator != nil)
 			return
 		}
 		list, next, err := cdrs.CDRs(c.Request.Context(), acc, f)
@@ -124,7 +125,7 @@ func listCDRs(cdrs callbridge.CDRService, rules callbridge.NumberRules, operator
 			writeError(c, err)
 			return
 		}
-		if operator {
+		if operator != nil {
 			if list == nil {
 				list = []*callbridge.CDR{}
 			}

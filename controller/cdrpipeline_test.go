@@ -913,3 +913,42 @@ func TestCDRSpoolFileRoundTrip(t *testing.T) {
 		t.Errorf("records read back as %+v", got)
 	}
 }
+
+// TestPricerDeckChosenAtStart: the deck is the one in force when the call
+// started, even if it was answered after the next deck took over; the
+// rate within it is chosen at the answer (docs/pricing.md, rule 1).
+func TestPricerDeckChosenAtStart(t *testing.T) {
+	acc := uuid.NewString()
+	newYear := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	deck := func(id string, from time.Time, perMinute int64) *rating.Deck {
+		d, err := rating.NewDeck(rating.DeckInfo{ID: id, AccountID: acc, Name: id, Currency: "EUR", TimeZone: "UTC",
+			Precision: 6, EffectiveFrom: from},
+			time.UTC, []rating.Rate{{Prefix: "49", PerMinute: perMinute, FirstIncrement: 60, NextIncrement: 60, Days: rating.AllDays, Until: rating.Midnight}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	reg := &rating.Registry{}
+	reg.Replace([]*rating.Deck{deck("old", time.Time{}, 100000), deck("new", newYear, 50000)}, reg.Mark())
+	p := NewPricer(reg, nil)
+	for _, tt := range []struct {
+		name          string
+		start, answer time.Time
+		deck          string
+		sell          int64
+	}{
+		{"started before, answered after the change", newYear.Add(-10 * time.Second), newYear.Add(5 * time.Second), "old", 100000},
+		{"started after", newYear.Add(time.Second), newYear.Add(5 * time.Second), "new", 50000},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &callbridge.CDR{UUID: uuid.NewString(), AccountID: acc, Callee: "4930123", StartAt: tt.start, AnswerAt: tt.answer, BillMS: 30000}
+			if err := p.Price(context.Background(), c); err != nil {
+				t.Fatal(err)
+			}
+			if c.SellDeckID != tt.deck || c.Sell != tt.sell {
+				t.Errorf("got deck %s, sell %d; want %s, %d", c.SellDeckID, c.Sell, tt.deck, tt.sell)
+			}
+		})
+	}
+}

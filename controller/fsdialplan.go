@@ -119,6 +119,15 @@ type LineLookup interface {
 // fsDialplanRoute is mod_xml_curl's route: it answers XML, always.
 const fsDialplanRoute = "/fs/dialplan"
 
+// dialplanNotFound answers mod_xml_curl with the not-found document: a
+// form it cannot use (too large) must still get XML, which FreeSWITCH
+// reads as "no dialplan here" and handles, where a JSON error body would
+// only be logged as a parse failure.
+func dialplanNotFound(c *gin.Context) {
+	c.Data(http.StatusOK, "text/xml; charset=utf-8", dialplan.NotFound())
+	c.Abort()
+}
+
 // fsDialplan answers mod_xml_curl. Every answer FreeSWITCH can use is 200
 // text/xml: a route, a refusal, or "not found" for requests of another
 // section, malformed requests and lookup failures (FreeSWITCH then uses
@@ -163,7 +172,7 @@ func fsDialplan(cfg *DialplanConfig, lines LineLookup, now func() time.Time, log
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				c.AbortWithStatus(http.StatusRequestEntityTooLarge)
+				dialplanNotFound(c)
 				return
 			}
 			c.AbortWithStatus(http.StatusBadRequest)

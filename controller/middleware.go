@@ -70,6 +70,10 @@ func limitBody(n int64, routes map[string]int64) gin.HandlerFunc {
 			n = r
 		}
 		if c.Request.ContentLength > n {
+			if c.FullPath() == fsDialplanRoute {
+				dialplanNotFound(c) // FreeSWITCH reads XML only
+				return
+			}
 			writeError(c, callbridge.Errorf(callbridge.ETOOLARGE, "request body is larger than %d bytes", n))
 			return
 		}

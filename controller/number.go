@@ -96,7 +96,7 @@ func listNumbers(numbers callbridge.NumberService) gin.HandlerFunc {
 			f.Enabled = &b
 		}
 		var err error
-		if f.Limit, err = queryLimit(c); err != nil {
+		if f.Limit, err = queryLimit(c, 500); err != nil {
 			writeError(c, err)
 			return
 		}

@@ -43,7 +43,7 @@ func TestCallbackRefusedOriginateRetried(t *testing.T) {
 			t.Parallel()
 			env := newCBEnv(t, cbOpts{})
 			env.fs.SetMaxSessions(tt.limit)
-			id := env.create(`{"a":"4916011111","b":"4914022222"}`)
+			id := env.create(`{"a":"4916011111","b":"4912022222"}`)
 			cbWait(t, "two refusals of leg "+tt.leg, func() bool { return len(refusalsOf(refusals(env.get(id)), tt.leg)) >= 2 })
 			if got := env.get(id).Status; got != tt.status {
 				t.Errorf("status while refused: %s, want %s", got, tt.status)
@@ -93,7 +93,7 @@ func refusalsOf(es []*callbridge.CallbackEvent, leg string) []*callbridge.Callba
 // placing it again meanwhile.
 func TestCallbackRefusedPastDeadline(t *testing.T) {
 	t.Parallel()
-	env := newCBEnv(t, cbOpts{refusedRetry: 400 * time.Millisecond})
+	env := newCBEnv(t, cbOpts{refusedRetry: 1500 * time.Millisecond})
 	env.fs.SetMaxSessions(-1)
 	id := env.create(`{"a":"4916011111","b":"4914022222"}`)
 	cb := env.waitEnded(id)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -64,8 +65,9 @@ func decodeJSONBytes(body []byte, v any) error {
 }
 
 // multilineFields are the top-level fields whose strings may span lines
-// (callback metadata is the client's own JSON).
-var multilineFields = map[string]bool{"metadata": true}
+// (callback metadata is the client's own JSON; a billing profile's
+// customer address is a postal address, one line per line).
+var multilineFields = map[string]bool{"metadata": true, "customer_address": true}
 
 // checkJSONText checks every string of body, keys included, at any depth,
 // with callbridge.TextProblem, and names the first bad one by its path:
@@ -204,4 +206,19 @@ func kind(goType string) string {
 		return "an array"
 	}
 	return "an object of the right shape"
+}
+
+// queryLimit reads the limit of a list route: absent means the route's
+// default (0 is returned), else a whole number from 1 to max. Every list
+// route reads it here, so limit=0 is refused everywhere alike.
+func queryLimit(c *gin.Context, max int) (int, error) {
+	s := c.Query("limit")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > max {
+		return 0, callbridge.FieldError("limit", "must be a whole number from 1 to %d", max)
+	}
+	return n, nil
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/billing"
 	"callbridge/rating"
 
 	"github.com/gin-gonic/gin"
@@ -69,13 +70,13 @@ func (s *Server) routes(e *gin.Engine) {
 
 	// cdrs
 	if s.CDRs != nil {
-		v1.GET("/cdrs", listCDRs(s.CDRs, s.CDRNumberRules, false))
-		admin.GET("/accounts/:id/cdrs", listCDRs(s.CDRs, s.CDRNumberRules, true))
+		v1.GET("/cdrs", listCDRs(s.CDRs, s.CDRNumberRules, nil))
+		admin.GET("/accounts/:id/cdrs", listCDRs(s.CDRs, s.CDRNumberRules, s.Accounts))
 	}
 
 	// billing
 	if s.Billing != nil {
-		billingRoutes(e, admin, v1, s.Billing, s.AdminToken, s.clock())
+		billingRoutes(e, admin, v1, s.Billing, s.Accounts, s.Issuer, s.AdminToken, s.clock())
 	}
 }
 
@@ -126,17 +127,18 @@ func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore, compiled *rating.Re
 // invoice runs, top-ups, billing profiles) behind the admin token, and an account's own
 // usage, invoices and balance behind its API key. Top-ups take the admin
 // token: a customer must not credit itself.
-func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, adminToken string, now func() time.Time) {
+func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, accounts callbridge.AccountService, issuer billing.Issuer, adminToken string, now func() time.Time) {
 	admin.GET("/jobs", listJobRuns(svc))
 	admin.POST("/invoices", issueInvoices(svc, now))
 	admin.GET("/accounts/:id/billing", getBillingProfile(svc))
 	admin.PUT("/accounts/:id/billing", putBillingProfile(svc))
 	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), createTopup(svc))
 
-	admin.GET("/accounts/:id/reports/usage", usageReport(svc, true))
-	v1.GET("/reports/usage", usageReport(svc, false))
+	admin.GET("/accounts/:id/reports/usage", usageReport(svc, accounts))
+	admin.GET("/reports/unrated", unratedCalls(svc))
+	v1.GET("/reports/usage", usageReport(svc, nil))
 	v1.GET("/invoices", listInvoices(svc))
-	v1.GET("/invoices/:id", getInvoice(svc))
+	v1.GET("/invoices/:id", getInvoice(svc, issuer))
 	v1.GET("/balance", getBalance(svc))
 	v1.GET("/ledger", getLedger(svc))
 }

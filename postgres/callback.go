@@ -402,8 +402,10 @@ func (s *CallbackService) Callback(ctx context.Context, accountID, id string) (*
 		l.CreatedAt = l.CreatedAt.UTC()
 		l.RingingAt, l.AnsweredAt, l.HangupAt = cbUTCPtr(l.RingingAt), cbUTCPtr(l.AnsweredAt), cbUTCPtr(l.HangupAt)
 	}
+	// By time, not insertion: a controller adopting a callback after a
+	// restart records what happened meanwhile with the times it happened.
 	if err := s.db.SelectContext(ctx, &cb.Events, `SELECT id, type, status, reason, leg, attempt, detail, at
-		FROM callback_events WHERE callback_id = $1 ORDER BY id`, id); err != nil {
+		FROM callback_events WHERE callback_id = $1 ORDER BY at, id`, id); err != nil {
 		return nil, Error(err)
 	}
 	for _, e := range cb.Events {

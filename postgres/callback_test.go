@@ -569,3 +569,46 @@ func TestBacklog(t *testing.T) {
 		t.Errorf("after delivery: %d pending, oldest %v (%v)", p, oldest, err)
 	}
 }
+
+// TestCallbackHistoryInTimeOrder: a controller that adopts a callback
+// after a restart records what happened meanwhile with the times it
+// happened, after entries written later; the history is listed by time,
+// not by when entries were inserted.
+func TestCallbackHistoryInTimeOrder(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	s := postgres.NewCallbackService(db)
+	created, _, err := s.CreateCallback(ctx, callbackRequest(acct))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := s.ClaimCallback(ctx, "w1", "node1", time.Minute)
+	if err != nil || cb == nil {
+		t.Fatalf("claim: %+v %v", cb, err)
+	}
+	// The adopter learns of a ringing and an answer that happened a
+	// while ago, recorded now (after the claim's entry), oldest last.
+	past := time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Microsecond)
+	err = s.UpdateCallback(ctx, &callbridge.CallbackUpdate{ID: cb.ID, Owner: "w1", Events: []callbridge.CallbackEvent{
+		{Type: "leg_answered", Leg: "a", Detail: "seen after restart", At: past.Add(2 * time.Second)},
+		{Type: "leg_ringing", Leg: "a", Detail: "seen after restart", At: past},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Callback(ctx, acct, created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for i, e := range got.Events {
+		types = append(types, e.Type)
+		if i > 0 && e.At.Before(got.Events[i-1].At) {
+			t.Errorf("entry %d (%s at %v) listed after %s at %v", i, e.Type, e.At, got.Events[i-1].Type, got.Events[i-1].At)
+		}
+	}
+	if len(types) < 4 || types[0] != "leg_ringing" || types[1] != "leg_answered" {
+		t.Errorf("history %v, want the two past leg entries first", types)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -105,8 +106,14 @@ func StartController(cfg ControllerConfig) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{cfg: cfg, cmd: cmd, log: &logBuffer{}, done: make(chan struct{})}
-	cmd.Stderr = c.log
+	// The whole log also goes to a file in Dir, kept with REALSWITCH_KEEP.
+	file, err := os.OpenFile(filepath.Join(cfg.Dir, "controller.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = io.MultiWriter(c.log, file)
 	if err := cmd.Start(); err != nil {
+		file.Close()
 		return nil, fmt.Errorf("realswitch: start controller: %w", err)
 	}
 	listening := make(chan string, 1)
@@ -123,6 +130,7 @@ func StartController(cfg ControllerConfig) (*Controller, error) {
 	}()
 	go func() {
 		c.err = cmd.Wait()
+		file.Close()
 		close(c.done)
 	}()
 	select {

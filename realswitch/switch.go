@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -64,6 +65,8 @@ type Switch struct {
 	esl    *esl.Client
 	stop   context.CancelFunc
 	events *esl.Subscription
+
+	eslLog logBuffer // the event connection's state changes and drops
 
 	mu      sync.Mutex
 	hangups map[string]esl.Event // CHANNEL_HANGUP_COMPLETE by unique id
@@ -253,6 +256,7 @@ func (s *Switch) connect() error {
 		Name: "realswitch", Addr: s.ESLAddr, Password: s.ESLPassword,
 		Events:     []esl.EventName{esl.ChannelHangupComplete},
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&s.eslLog, nil)),
 	})
 	s.events = s.esl.Subscribe(0)
 	go s.esl.Run(ctx)
@@ -384,7 +388,7 @@ func (s *Switch) Hangup(ctx context.Context, uuid string) (esl.Event, error) {
 func (s *Switch) Log() string {
 	b, _ := os.ReadFile(filepath.Join(s.State, "log", "freeswitch.log"))
 	out, _ := os.ReadFile(filepath.Join(s.State, "stdout.log"))
-	return string(out) + string(b)
+	return string(out) + s.eslLog.String() + string(b)
 }
 
 // LogTail returns the last n bytes of Log, for failure messages.

@@ -59,4 +59,6 @@ if [ -n "$unresolved" ]; then
 fi
 
 echo "== go test -tags $suite ./$suite/ (FreeSWITCH in $FREESWITCH_DIR)"
-exec go test -tags "$suite" -count=1 -timeout 15m "./$suite/" -v "$@"
+# go test runs GOMAXPROCS (here 2) parallel tests at a time by default;
+# the scenarios mostly wait on timers, so many run at once.
+exec go test -tags "$suite" -count=1 -timeout 15m -parallel 32 "./$suite/" -v "$@"
