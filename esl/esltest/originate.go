@@ -338,8 +338,15 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 	if v := ep.vars.get("origination_caller_id_number"); v != "" {
 		cidNum = v
 	}
+	// A leg dialled from a session keeps that session's caller as its
+	// Orig- caller id, whatever number it presents (the real switch shows
+	// the real caller there on a binding's outbound leg).
+	origName, origNum := cidName, cidNum
+	if parent != nil {
+		origName, origNum = parent.prof.cidName, parent.prof.cidNumber
+	}
 	ch.prof = profile{direction: "outbound", logicalDirection: "outbound", cidName: cidName, cidNumber: cidNum,
-		origCIDName: cidName, origCIDNumber: cidNum, calleeName: "Outbound Call", calleeNumber: ep.number,
+		origCIDName: origName, origCIDNumber: origNum, calleeName: "Outbound Call", calleeNumber: ep.number,
 		ani: cidNum, destination: ep.number, source: "src/switch_ivr_originate.c", context: "default",
 		channelName: ch.name, index: 1, created: now}
 	v := &ch.v
