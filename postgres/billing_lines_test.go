@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"callbridge"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 )
@@ -82,5 +83,40 @@ func TestInvoiceLinesSeparateDefaultUnratedAndEstimated(t *testing.T) {
 	}
 	if _, err := s.UnratedCalls(ctx, 2026, 13, ""); err == nil {
 		t.Error("UnratedCalls of month 13 succeeded")
+	}
+}
+
+// An issued invoice keeps the customer and payment term of the profile
+// as they were when it was issued.
+func TestInvoiceKeepsTheCustomerAtIssue(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	s := postgres.NewBillingStore(db, time.UTC, "test")
+	acc := billingAccount(t, db, false)
+	p := &callbridge.BillingProfile{AccountID: acc, PaymentDays: 14, CustomerName: "Müller & Söhne GmbH",
+		CustomerAddress: "Hauptstraße 1\n10115 Berlin", CustomerTaxNumber: "DE123456789"}
+	if err := s.SetProfile(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	insertCDRs(t, db, cdr{account: acc, prefix: "4930", start: at("2026-10-05T10:00:00Z"), billMS: 60000, sell: 1000000})
+	invs, err := s.IssueInvoices(ctx, 2026, time.October, acc, at("2026-11-02T00:00:00Z"))
+	if err != nil || len(invs) != 1 {
+		t.Fatalf("IssueInvoices = %v, %v", invs, err)
+	}
+	p.CustomerName, p.CustomerAddress, p.PaymentDays = "Someone Else Ltd", "", 60
+	if err := s.SetProfile(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Invoice(ctx, acc, invs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.CustomerName != "Müller & Söhne GmbH" || got.CustomerAddress != "Hauptstraße 1\n10115 Berlin" ||
+		got.CustomerTaxNumber != "DE123456789" || got.PaymentDays != 14 || !got.DueAt.Equal(at("2026-11-15T00:00:00Z")) {
+		t.Errorf("invoice customer %q %q %q, %d days due %v; want the profile at issue, 14 days",
+			got.CustomerName, got.CustomerAddress, got.CustomerTaxNumber, got.PaymentDays, got.DueAt)
+	}
+	if back, err := s.Profile(ctx, acc); err != nil || back.CustomerName != "Someone Else Ltd" || back.MissingHangup != callbridge.HangupEstimate {
+		t.Errorf("Profile = %+v, %v", back, err)
 	}
 }
