@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.7.0
 
-.PHONY: all build test test-faults test-freeswitch test-cluster capacity lint demo bench fmt clean
+.PHONY: all build test test-faults test-print test-freeswitch test-cluster capacity lint demo bench fmt clean
 
 all: build
 
@@ -20,6 +20,10 @@ test:
 ## test-faults: the fault and security scenarios and bounded fuzzing
 test-faults:
 	scripts/with-postgres.sh scripts/test-faults.sh
+
+## test-print: the invoice and credit note rendered in headless Chromium (A4 and Letter, PNG and PDF in .tmp/print)
+test-print:
+	scripts/test-print.sh
 
 ## test-freeswitch: the real-switch suite: FreeSWITCH (FREESWITCH_DIR, default ../shared/freeswitch),
 ## sipp carriers and phones, PostgreSQL and `callbridge serve`, on loopback

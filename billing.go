@@ -206,6 +206,14 @@ type Invoice struct {
 	// Days is the usage of the period by day as it stood at issue (an
 	// invoice's chart; a credit note has none).
 	Days []DayUsage `json:"days,omitempty" db:"-"`
+	// CustomerName, CustomerAddress and CustomerTaxNumber are the
+	// account's billing profile when the document was issued; empty on
+	// documents issued before profiles had them. PaymentDays is the
+	// payment term then (DueAt is PeriodEnd plus that many days).
+	CustomerName      string `json:"customer_name,omitempty" db:"customer_name"`
+	CustomerAddress   string `json:"customer_address,omitempty" db:"customer_address"`
+	CustomerTaxNumber string `json:"customer_tax_number,omitempty" db:"customer_tax_number"`
+	PaymentDays       int64  `json:"payment_days" db:"payment_days"`
 	// Draft marks a document computed for an open period or a preview:
 	// it was not issued, has no number and binds nobody.
 	Draft bool `json:"draft,omitempty" db:"-"`
@@ -287,7 +295,34 @@ type BillingProfile struct {
 	// low-balance webhook is sent (once per crossing) to LowBalanceURL.
 	LowBalance    *int64 `json:"low_balance_micros,omitempty" db:"low_balance"`
 	LowBalanceURL string `json:"low_balance_url,omitempty" db:"low_balance_url"`
+	// MissingHangup is how a call leg whose hangup never arrives is
+	// charged (HangupEstimate or HangupMaxDuration); HangupEstimate
+	// unless set.
+	MissingHangup string `json:"missing_hangup" db:"missing_hangup"`
+	// CustomerName, CustomerAddress (lines separated by "\n") and
+	// CustomerTaxNumber are the customer printed on the account's
+	// documents, as they are when a document is issued.
+	CustomerName      string `json:"customer_name" db:"customer_name"`
+	CustomerAddress   string `json:"customer_address" db:"customer_address"`
+	CustomerTaxNumber string `json:"customer_tax_number" db:"customer_tax_number"`
 }
+
+// Missing-hangup policies (BillingProfile.MissingHangup): how a call leg
+// whose hangup never arrives is closed and charged, by the CDR sweep
+// (controller/cdrsweep.go). Such a CDR is flagged estimated; under
+// HangupMaxDuration also max_duration.
+const (
+	// HangupEstimate charges the leg until the moment it was found gone
+	// from its node (reconciliation after a lost event connection), or
+	// its maximum duration when it is found past it (the sweep): the
+	// closest estimate of the real call.
+	HangupEstimate = "estimate"
+	// HangupMaxDuration charges the leg its maximum duration (the
+	// account's grant, else the default maximum) from its answer, at the
+	// rate in force, however it was found: a call whose end never
+	// arrives is charged as the longest call it could have been.
+	HangupMaxDuration = "max_duration"
+)
 
 // Validate checks the profile. It returns an EINVALID *Error naming the
 // field.
@@ -315,6 +350,29 @@ func (p *BillingProfile) Validate() error {
 	}
 	if p.PaymentDays < 0 || p.PaymentDays > 365 {
 		return FieldError("payment_days", "must be 0 to 365")
+	}
+	switch p.MissingHangup {
+	case "":
+		p.MissingHangup = HangupEstimate
+	case HangupEstimate, HangupMaxDuration:
+	default:
+		return FieldError("missing_hangup", "must be %s or %s", HangupEstimate, HangupMaxDuration)
+	}
+	for _, f := range []struct {
+		name, value string
+		max         int
+		multiline   bool
+	}{
+		{"customer_name", p.CustomerName, 200, false},
+		{"customer_address", p.CustomerAddress, 1000, true},
+		{"customer_tax_number", p.CustomerTaxNumber, 64, false},
+	} {
+		if len(f.value) > f.max {
+			return FieldError(f.name, "must have at most %d bytes", f.max)
+		}
+		if pr := TextProblem(f.value, f.multiline); pr != "" {
+			return FieldError(f.name, "%s", pr)
+		}
 	}
 	if p.LowBalance != nil && *p.LowBalance < 0 {
 		return FieldError("low_balance_micros", "must not be negative")
@@ -412,6 +470,30 @@ type CallAuthorizer interface {
 	ReleaseCall(ctx context.Context, callID string) error
 }
 
+// UnratedCall is a CDR that no rate of its account's deck priced: Flag
+// "unrated" (nothing charged: the call awaits a rate and a re-rate) or
+// "unrated_default" (charged by the deck's default rate). The operator
+// adds rates for the callees listed, then re-rates the period.
+type UnratedCall struct {
+	UUID      string    `json:"uuid" db:"uuid"`
+	AccountID string    `json:"account_id" db:"account_id"`
+	StartAt   time.Time `json:"start_at" db:"start_at"`
+	Leg       string    `json:"leg" db:"leg"`
+	// Callee is the number rated: the one a rate's prefix must match.
+	Callee  string `json:"callee" db:"callee"`
+	Gateway string `json:"gateway,omitempty" db:"gateway"`
+	// SellDeckID is the deck that priced the call; empty when the
+	// account had no deck.
+	SellDeckID string `json:"sell_deck_id,omitempty" db:"sell_deck_id"`
+	Flag       string `json:"flag" db:"flag"`
+	BillMS     int64  `json:"bill_ms" db:"bill_ms"`
+	Sell       int64  `json:"sell_micros" db:"sell"`
+	Currency   string `json:"currency" db:"currency"`
+}
+
+// MaxUnratedCalls bounds one listing of unrated calls.
+const MaxUnratedCalls = 100_000
+
 // BillingService is billing as the API sees it. Every method is scoped to
 // one account except JobRuns, which is for the operator.
 type BillingService interface {
@@ -450,4 +532,8 @@ type BillingService interface {
 	Profile(ctx context.Context, accountID string) (*BillingProfile, error)
 	// SetProfile stores how an account is billed. EINVALID, ENOTFOUND.
 	SetProfile(ctx context.Context, p *BillingProfile) error
+	// UnratedCalls lists the calls of month year-month (read in the
+	// billing zone) that no rate priced, of accountID or of every account
+	// (""), oldest first, at most MaxUnratedCalls. EINVALID, ENOTFOUND.
+	UnratedCalls(ctx context.Context, year int, month time.Month, accountID string) ([]UnratedCall, error)
 }

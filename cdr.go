@@ -70,17 +70,23 @@ const (
 	// matching rate, or the gateway has no deck.
 	CDRBuyUnrated
 	// CDREstimated: no hangup was received; the sweep closed the leg and
-	// priced it at its maximum duration (or until it was found gone).
+	// priced it by the account's missing-hangup policy (BillingProfile.
+	// MissingHangup): at its maximum duration, or until it was found gone.
 	CDREstimated
 	// CDRMinimum: a minimum charge replaced a smaller sell amount.
 	CDRMinimum
 	// CDRRerated: the leg was priced again after it was first stored.
 	CDRRerated
+	// CDRMaxDuration: with CDREstimated, the account's missing-hangup
+	// policy was HangupMaxDuration: the leg was charged its maximum
+	// duration. CDREstimated alone: policy HangupEstimate.
+	CDRMaxDuration
 )
 
 var cdrFlagNames = [...]string{
 	"unanswered", "short", "unrated_default", "unrated",
 	"buy_unrated_default", "buy_unrated", "estimated", "minimum", "rerated",
+	"max_duration",
 }
 
 // Has reports whether every flag of f is set in fs.

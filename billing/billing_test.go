@@ -374,7 +374,7 @@ func TestWriteInvoiceHTMLEscapes(t *testing.T) {
 		Days:  []callbridge.DayUsage{{Day: "2026-10-02", Amount: 1000000}, {Day: "2026-10-30", Amount: 500000}},
 	}
 	var buf bytes.Buffer
-	if err := billing.WriteInvoiceHTML(&buf, inv); err != nil {
+	if err := billing.WriteInvoiceHTML(&buf, inv, billing.Issuer{}); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
@@ -476,7 +476,7 @@ func TestInvoiceDocumentsInMinorUnits(t *testing.T) {
 			[]string{"CB-CN-000001,credit_note,CB-000002,credit,2026-09,Kuwait,0,0,0.00,-86.112473,-86.112,KWD", ",total,2026-09,,,,,,-86.112,KWD"}},
 	} {
 		var h, c bytes.Buffer
-		if err := billing.WriteInvoiceHTML(&h, tt.inv); err != nil {
+		if err := billing.WriteInvoiceHTML(&h, tt.inv, billing.Issuer{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := billing.WriteInvoiceCSV(&c, tt.inv); err != nil {
@@ -501,7 +501,7 @@ func TestInvoiceDocumentsInMinorUnits(t *testing.T) {
 func kwdHTML(t *testing.T, inv *callbridge.Invoice) string {
 	t.Helper()
 	var b bytes.Buffer
-	if err := billing.WriteInvoiceHTML(&b, inv); err != nil {
+	if err := billing.WriteInvoiceHTML(&b, inv, billing.Issuer{}); err != nil {
 		t.Fatal(err)
 	}
 	return b.String()

@@ -75,6 +75,8 @@ type Jobs struct {
 	Log      *slog.Logger
 	// ReportDir receives reports when jobs run; empty writes none.
 	ReportDir string
+	// Issuer is printed on the invoices and credit notes written there.
+	Issuer Issuer
 	// PartitionsAhead is how many months of CDR partitions to keep
 	// created after the current one (default 2).
 	PartitionsAhead int
@@ -209,7 +211,7 @@ func (j *Jobs) Invoice(ctx context.Context, slot time.Time) (int64, error) {
 	}
 	if j.ReportDir != "" {
 		for _, inv := range invs {
-			if _, err := WriteInvoiceFiles(j.ReportDir, inv); err != nil {
+			if _, err := WriteInvoiceFiles(j.ReportDir, inv, j.Issuer); err != nil {
 				return int64(len(invs)), err
 			}
 		}
@@ -303,11 +305,11 @@ func addUsage(t *callbridge.UsageRow, r callbridge.UsageRow) {
 }
 
 // WriteInvoiceFiles writes inv as JSON, CSV and HTML under
-// dir/invoices/<period>/<number>.* (a draft under
+// dir/invoices/<period>/<number>.*, issued by issuer (a draft under
 // DRAFT-<kind>-<account>[-<period>].*) and returns the HTML file's path.
 // Files are written to a temporary name and renamed, so a reader never
 // sees half a report.
-func WriteInvoiceFiles(dir string, inv *callbridge.Invoice) (string, error) {
+func WriteInvoiceFiles(dir string, inv *callbridge.Invoice, issuer Issuer) (string, error) {
 	d := filepath.Join(dir, "invoices", inv.Period)
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return "", fmt.Errorf("billing: report dir: %w", err)
@@ -326,7 +328,7 @@ func WriteInvoiceFiles(dir string, inv *callbridge.Invoice) (string, error) {
 	if err := writeFile(base+".csv", func(f *os.File) error { return WriteInvoiceCSV(f, inv) }); err != nil {
 		return "", err
 	}
-	if err := writeFile(base+".html", func(f *os.File) error { return WriteInvoiceHTML(f, inv) }); err != nil {
+	if err := writeFile(base+".html", func(f *os.File) error { return WriteInvoiceHTML(f, inv, issuer) }); err != nil {
 		return "", err
 	}
 	return base + ".html", nil

@@ -108,6 +108,29 @@ func WriteInvoiceCSV(w io.Writer, inv *callbridge.Invoice) error {
 	return cw.Error()
 }
 
+// WriteUnratedJSON writes a list of unrated calls as JSON.
+func WriteUnratedJSON(w io.Writer, calls []callbridge.UnratedCall) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		Calls []callbridge.UnratedCall `json:"calls"`
+	}{calls})
+}
+
+// WriteUnratedCSV writes a list of unrated calls as CSV, one row per
+// call: what an operator needs to add the missing rates (the callee is the
+// number a rate's prefix must match) and to find the calls again.
+func WriteUnratedCSV(w io.Writer, calls []callbridge.UnratedCall) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"uuid", "account_id", "start_at", "leg", "callee", "gateway", "sell_deck_id", "flag", "billed_ms", "sell", "currency"})
+	for _, c := range calls {
+		cw.Write([]string{c.UUID, c.AccountID, c.StartAt.UTC().Format(time.RFC3339Nano), c.Leg, csvSafe(c.Callee),
+			csvSafe(c.Gateway), c.SellDeckID, c.Flag, itoa(c.BillMS), Money(c.Sell), c.Currency})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
 // csvSafe keeps a spreadsheet from reading a cell as a formula.
 func csvSafe(s string) string {
 	if s != "" && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t' || s[0] == '\r') {
@@ -208,40 +231,116 @@ var invoiceHTML = template.Must(template.New("invoice").Funcs(template.FuncMap{
 	"minutes": minutes,
 	"date":    func(t time.Time) string { return t.UTC().Format("2006-01-02") },
 	"tax":     taxLabel,
+	"lines":   addressLines,
+	// span is the first and last day of a month "YYYY-MM", as dates of
+	// the billing zone (PeriodStart and PeriodEnd are UTC instants).
+	"span": func(period string) string {
+		m, err := time.Parse("2006-01", period)
+		if err != nil {
+			return ""
+		}
+		return m.Format(time.DateOnly) + " to " + m.AddDate(0, 1, -1).Format(time.DateOnly)
+	},
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>{{.Title}} {{.Inv.Number}}</title>
 <style>
-body { font-family: sans-serif; margin: 2em auto; max-width: 800px; color: #222; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; }
-table { border-collapse: collapse; width: 100%; margin: 1em 0; }
-th, td { padding: 4px 8px; border-bottom: 1px solid #ddd; text-align: left; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
-tr.total td { font-weight: bold; border-top: 2px solid #222; }
-.meta td { border: none; padding: 2px 8px 2px 0; }
+/* The page fits the narrower of A4 and Letter (A4: 210 mm wide; Letter:
+   279 mm high) with the margins below: the paper size is the printer's. */
+@page { size: auto; margin: 12mm 15mm 14mm 15mm; }
+* { box-sizing: border-box; }
+html { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+body { font: 10pt/1.4 "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: #222; margin: 2em auto; max-width: 180mm; padding: 0 4mm; }
+h1 { font-size: 18pt; margin: 0 0 2mm; }
+h2 { font-size: 11pt; margin: 6mm 0 2mm; }
+.head { display: flex; justify-content: space-between; gap: 8mm; align-items: flex-start; }
+.party { max-width: 95mm; overflow-wrap: break-word; }
+.party .name { font-weight: bold; font-size: 11pt; }
+.label { color: #666; font-size: 8pt; text-transform: uppercase; letter-spacing: 0.05em; margin-bottom: 1mm; }
+.doc { text-align: right; }
+.parties { display: flex; justify-content: space-between; gap: 8mm; margin-top: 6mm; }
+table { border-collapse: collapse; width: 100%; margin: 2mm 0; }
+th, td { padding: 1.2mm 2mm; border-bottom: 0.3mm solid #ddd; text-align: left; vertical-align: top; }
+th { font-size: 8.5pt; color: #444; border-bottom: 0.5mm solid #222; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.dest { overflow-wrap: break-word; }
+td.k { white-space: nowrap; }
+tr.sum td { border-bottom: none; }
+tr.total td { font-weight: bold; border-top: 0.5mm solid #222; border-bottom: none; font-size: 11pt; }
+table.meta { width: auto; margin-left: auto; }
+table.meta td { border: none; padding: 0.3mm 0 0.3mm 4mm; text-align: left; }
+table.meta td:first-child { white-space: nowrap; }
+table.meta td:first-child { color: #666; }
+.chart svg { width: 100%; height: 42mm; display: block; }
 svg text { font-size: 10px; fill: #555; }
-@media print { body { margin: 0; } }
+.terms { margin-top: 6mm; padding-top: 2mm; border-top: 0.3mm solid #ddd; font-size: 9pt; }
+.draft { color: #b00; font-weight: bold; }
+@media print {
+  body { margin: 0; padding: 0; max-width: none; font-size: 9pt; }
+  .chart svg { height: 36mm; }
+  thead { display: table-header-group; }
+  tfoot { display: table-row-group; }
+  tr, .head, .parties, .terms, .chart { break-inside: avoid; page-break-inside: avoid; }
+  h2 { break-after: avoid; page-break-after: avoid; }
+}
 </style>
 </head>
 <body>
+<div class="head">
+<div class="party issuer">
+<div class="label">From</div>
+{{- if .Issuer.Name}}
+<div class="name">{{.Issuer.Name}}</div>
+{{- range lines .Issuer.Address}}
+<div>{{.}}</div>
+{{- end}}
+{{- if .Issuer.TaxNumber}}
+<div>Tax number: {{.Issuer.TaxNumber}}</div>
+{{- end}}
+{{- else}}
+<div class="draft">Issuer not configured (CALLBRIDGE_ISSUER_NAME)</div>
+{{- end}}
+</div>
+<div class="doc">
 <h1>{{.Title}} {{.Inv.Number}}</h1>
+{{- if .Inv.Draft}}
+<div class="draft">Not issued: this draft binds nobody</div>
+{{- end}}
 <table class="meta">
 {{- if .Inv.CorrectsNumber}}
 <tr><td>Corrects invoice</td><td>{{.Inv.CorrectsNumber}}</td></tr>
 {{- end}}
-<tr><td>Account</td><td>{{.Inv.AccountID}}</td></tr>
-<tr><td>Period</td><td>{{.Inv.Period}} ({{date .Inv.PeriodStart}} to {{date .Inv.PeriodEnd}}, end exclusive)</td></tr>
 <tr><td>Issued</td><td>{{date .Inv.IssuedAt}}</td></tr>
+<tr><td>Period</td><td>{{.Inv.Period}}: {{span .Inv.Period}}</td></tr>
 {{- if not .Credit}}
-<tr><td>Due</td><td>{{date .Inv.DueAt}}</td></tr>
+<tr><td>Payment terms</td><td>{{.Inv.PaymentDays}} days after the period</td></tr>
+<tr><td>Due</td><td><strong>{{date .Inv.DueAt}}</strong></td></tr>
 {{- end}}
 <tr><td>Currency</td><td>{{.Inv.Currency}}</td></tr>
 </table>
+</div>
+</div>
+<div class="parties">
+<div class="party customer">
+<div class="label">{{if .Credit}}Credited to{{else}}Bill to{{end}}</div>
+{{- if .Inv.CustomerName}}
+<div class="name">{{.Inv.CustomerName}}</div>
+{{- range lines .Inv.CustomerAddress}}
+<div>{{.}}</div>
+{{- end}}
+{{- if .Inv.CustomerTaxNumber}}
+<div>Tax number: {{.Inv.CustomerTaxNumber}}</div>
+{{- end}}
+{{- end}}
+<div>Account {{.Inv.AccountID}}</div>
+</div>
+</div>
 {{- if not .Credit}}
+<div class="chart">
 <h2>Usage by day</h2>
-<svg width="{{.Chart.Width}}" height="{{.Chart.Height}}" viewBox="0 0 {{.Chart.Width}} {{.Chart.Height}}" role="img" aria-label="Charges by day">
+<svg viewBox="0 0 {{.Chart.Width}} {{.Chart.Height}}" preserveAspectRatio="xMinYMid meet" role="img" aria-label="Charges by day">
 {{- range .Chart.Ticks}}
 <line x1="70" x2="{{$.Chart.Width}}" y1="{{.Y}}" y2="{{.Y}}" stroke="#e4e4e4"/>
 <text x="64" y="{{.Y}}" text-anchor="end" dominant-baseline="middle">{{.Label}}</text>
@@ -251,30 +350,92 @@ svg text { font-size: 10px; fill: #555; }
 <text x="{{.X}}" y="{{$.Chart.Height}}" dy="-8">{{.Label}}</text>
 {{- end}}
 </svg>
+</div>
 {{- end}}
 <h2>Lines</h2>
-<table>
+<table class="lines">
+<thead>
 <tr><th>Kind</th><th>Period</th><th>Destination</th><th class="n">Calls</th><th class="n">Answered</th><th class="n">Minutes</th><th class="n">Exact</th><th class="n">Amount</th></tr>
+</thead>
+<tbody>
 {{- range .Inv.Lines}}
-<tr><td>{{.Kind}}</td><td>{{.Period}}</td><td>{{.Destination}}</td><td class="n">{{.Calls}}</td><td class="n">{{.Answered}}</td><td class="n">{{minutes .BilledMS}}</td><td class="n">{{money .Amount}}</td><td class="n">{{due .AmountMinor $.Inv.Exponent}}</td></tr>
+<tr><td class="k">{{.Kind}}</td><td class="k">{{.Period}}</td><td class="dest">{{.Destination}}</td><td class="n">{{.Calls}}</td><td class="n">{{.Answered}}</td><td class="n">{{minutes .BilledMS}}</td><td class="n">{{money .Amount}}</td><td class="n">{{due .AmountMinor $.Inv.Exponent}}</td></tr>
 {{- end}}
-<tr><td colspan="6">Subtotal (lines rounded to the minor unit; rounding {{money .Inv.Rounding}})</td><td class="n">{{money .Inv.Exact}}</td><td class="n">{{due .Inv.Subtotal .Inv.Exponent}}</td></tr>
-<tr><td colspan="7">{{tax .Inv}}</td><td class="n">{{due .Inv.Tax .Inv.Exponent}}</td></tr>
+</tbody>
+<tfoot>
+<tr class="sum"><td colspan="6">Subtotal (lines rounded to the minor unit; rounding {{money .Inv.Rounding}})</td><td class="n">{{money .Inv.Exact}}</td><td class="n">{{due .Inv.Subtotal .Inv.Exponent}}</td></tr>
+<tr class="sum"><td colspan="7">{{tax .Inv}}</td><td class="n">{{due .Inv.Tax .Inv.Exponent}}</td></tr>
 {{- if .Credit}}
 <tr class="total"><td colspan="7">Total credited {{.Inv.Currency}}</td><td class="n">{{due (neg .Inv.Total) .Inv.Exponent}}</td></tr>
 {{- else}}
 <tr class="total"><td colspan="7">Total due {{.Inv.Currency}}</td><td class="n">{{due .Inv.Total .Inv.Exponent}}</td></tr>
 {{- end}}
+</tfoot>
 </table>
+<div class="terms">
+{{- if .Credit}}
+This credit note reduces what is owed for {{.Inv.Period}}{{if .Inv.CorrectsNumber}} under invoice {{.Inv.CorrectsNumber}}{{end}} by {{due (neg .Inv.Total) .Inv.Exponent}} {{.Inv.Currency}}.
+{{- else}}
+Please pay {{due .Inv.Total .Inv.Exponent}} {{.Inv.Currency}} by {{date .Inv.DueAt}}{{if .Inv.PaymentDays}} ({{.Inv.PaymentDays}} days after the end of the period){{end}}, quoting {{.Inv.Number}}.
+{{- end}}
+Amounts are in {{.Inv.Currency}}; minutes are billed minutes, truncated to two decimals.
+</div>
 </body>
 </html>
 `))
 
-// WriteInvoiceHTML writes a printable HTML page of an invoice (its
-// terms, a bar chart of charges by day as inline SVG, its lines) or of a
-// credit note (the invoice it corrects, its lines, the amount credited).
-// The page loads nothing from elsewhere.
-func WriteInvoiceHTML(w io.Writer, inv *callbridge.Invoice) error {
+// Issuer is who issues the documents: the operator's legal name, postal
+// address and tax number (CALLBRIDGE_ISSUER_NAME, _ADDRESS,
+// _TAX_NUMBER), printed on every invoice and credit note as they are
+// when the page is rendered.
+type Issuer struct {
+	Name string
+	// Address holds the postal address's lines separated by "\n" or ";".
+	Address   string
+	TaxNumber string
+}
+
+// Validate checks the issuer: single-line text of bounded length (the
+// address may span lines), and a name whenever an address or tax number
+// is given. It returns an EINVALID *callbridge.Error naming the field.
+func (i Issuer) Validate() error {
+	for _, f := range []struct {
+		name, value string
+		max         int
+		multiline   bool
+	}{{"issuer_name", i.Name, 200, false}, {"issuer_address", i.Address, 1000, true}, {"issuer_tax_number", i.TaxNumber, 64, false}} {
+		if len(f.value) > f.max {
+			return callbridge.FieldError(f.name, "must have at most %d bytes", f.max)
+		}
+		if p := callbridge.TextProblem(f.value, f.multiline); p != "" {
+			return callbridge.FieldError(f.name, "%s", p)
+		}
+	}
+	if i.Name == "" && (i.Address != "" || i.TaxNumber != "") {
+		return callbridge.FieldError("issuer_name", "is required with an issuer address or tax number")
+	}
+	return nil
+}
+
+// addressLines splits an address into its lines: at line breaks and at
+// ";", trimmed, empty lines dropped.
+func addressLines(s string) []string {
+	var out []string
+	for _, l := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' || r == ';' }) {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// WriteInvoiceHTML writes a printable HTML page of an invoice (issuer,
+// customer, terms and due date, a bar chart of charges by day as inline
+// SVG, its lines) or of a credit note (the invoice it corrects, its lines,
+// the amount credited), issued by issuer. The page loads nothing from
+// elsewhere and prints on A4 and Letter alike: the lines' header repeats
+// on every page and no row is cut.
+func WriteInvoiceHTML(w io.Writer, inv *callbridge.Invoice, issuer Issuer) error {
 	from, _ := time.Parse("2006-01", inv.Period)
 	chart := DayChart(from, from.AddDate(0, 1, 0), inv.Days, inv.Currency)
 	credit := inv.Kind == callbridge.DocCreditNote
@@ -287,8 +448,9 @@ func WriteInvoiceHTML(w io.Writer, inv *callbridge.Invoice) error {
 	}
 	return invoiceHTML.Execute(w, struct {
 		Inv    *callbridge.Invoice
+		Issuer Issuer
 		Chart  Chart
 		Title  string
 		Credit bool
-	}{inv, chart, title, credit})
+	}{inv, issuer, chart, title, credit})
 }

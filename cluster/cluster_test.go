@@ -91,6 +91,9 @@ func startCluster(t *testing.T) *cluster {
 			ESL: esl, ESLPassword: eslPassword,
 			AdminToken: adminToken, DialplanUser: dialplanUser, DialplanPassword: dialplanPassword,
 			Dir: c.dir + "/ctrl" + strconv.Itoa(i),
+			// Probe nodes every second, as Kamailio does, so a drain is
+			// seen within the test's patience.
+			Env: map[string]string{"CALLBRIDGE_ESL_PROBE_INTERVAL": "1s"},
 		}
 		if err := os.MkdirAll(c.ctrlCfgs[i].Dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -333,6 +336,94 @@ func TestClusterSpreadAndBindingsEverywhere(t *testing.T) {
 	}
 	if err := c.kam.waitState(ctx, node2, "AP"); err != nil {
 		t.Error(err)
+	}
+
+	// Drain node 2 the FreeSWITCH way, one command on the node: fsctl
+	// pause. Kamailio's probes get 503 and take it out; the controllers'
+	// probes see ready_check false and place no callback there.
+	if _, err := c.nodes[1].API(ctx, "fsctl pause"); err != nil {
+		t.Fatal(err)
+	}
+	pausedAt := time.Now()
+	if err := c.kam.waitState(ctx, node2, "IP"); err != nil {
+		t.Error(err)
+	}
+	for i := range c.ctrls {
+		if err := c.waitNodeReady(ctx, i, c.nodes[1].ESLAddr, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	more, err := c.dialAll(ctx, a, x, 2, 100*time.Millisecond, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, call := range more {
+		if !answered(call) {
+			t.Errorf("call %d while node 2 was paused was not answered", i)
+		}
+	}
+	for i := range 2 {
+		cb, err := acct.CreateCallback(ctx, realswitch.CallbackRequest{
+			A: realswitch.Number(9110+i, realswitch.Answer), B: realswitch.Number(9120+i, realswitch.Hold(1))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cb, err = acct.WaitCallback(ctx, cb.ID, realswitch.Ended); err != nil {
+			t.Fatal(err)
+		}
+		if cb.Status != callbridge.CallbackCompleted || cb.Node != c.nodes[0].ESLAddr {
+			t.Errorf("callback while node 2 was paused: %s %s on %s, want completed on node 1", cb.Status, cb.Reason, cb.Node)
+		}
+	}
+	total += len(more)
+	cdrs = c.waitCDRs(ctx, t, 1, acct.AccountID, bd.ID, 2*total)
+	for _, cdr := range cdrs {
+		if cdr.StartAt.After(pausedAt) && c.nodeOf(cdr) == 1 {
+			t.Errorf("node 2 took leg %s while paused", cdr.UUID)
+		}
+	}
+	if _, err := c.nodes[1].API(ctx, "fsctl resume"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.kam.waitState(ctx, node2, "AP"); err != nil {
+		t.Error(err)
+	}
+	for i := range c.ctrls {
+		if err := c.waitNodeReady(ctx, i, c.nodes[1].ESLAddr, true); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// waitNodeReady waits until controller ctrl's /readyz reports the node
+// with event socket addr as ready (or not).
+func (c *cluster) waitNodeReady(ctx context.Context, ctrl int, addr string, ready bool) error {
+	var last string
+	for {
+		var st struct {
+			Nodes []struct {
+				Addr     string `json:"addr"`
+				Ready    bool   `json:"ready"`
+				NotReady string `json:"not_ready"`
+			} `json:"nodes"`
+		}
+		// /readyz answers 503 when no node is ready; either way it lists them.
+		err := c.admins[ctrl].Do(ctx, "GET", "/readyz", nil, http.StatusOK, &st)
+		if err == nil {
+			for _, n := range st.Nodes {
+				if n.Addr == addr {
+					if n.Ready == ready {
+						return nil
+					}
+					last = n.NotReady
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("controller %d: node %s ready=%v (%s), want %v: %w", ctrl+1, addr, !ready, last, ready, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 

@@ -170,7 +170,7 @@ func listInvoices(svc callbridge.BillingService) gin.HandlerFunc {
 	}
 }
 
-func getInvoice(svc callbridge.BillingService) gin.HandlerFunc {
+func getInvoice(svc callbridge.BillingService, issuer billing.Issuer) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		format, err := wantFormat(c, true)
 		if err != nil {
@@ -188,7 +188,7 @@ func getInvoice(svc callbridge.BillingService) gin.HandlerFunc {
 			err = billing.WriteInvoiceCSV(&buf, inv)
 			c.Header("Content-Disposition", `attachment; filename="`+inv.Number+`.csv"`)
 		case "html":
-			err = billing.WriteInvoiceHTML(&buf, inv)
+			err = billing.WriteInvoiceHTML(&buf, inv, issuer)
 			// The page is self-contained: forbid anything it might load.
 			c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
 		default:
@@ -321,6 +321,11 @@ type profileRequest struct {
 	PaymentDays   *int64 `json:"payment_days"`
 	LowBalance    *int64 `json:"low_balance_micros"`
 	LowBalanceURL string `json:"low_balance_url"`
+	// MissingHangup is "estimate" (default) or "max_duration".
+	MissingHangup     string `json:"missing_hangup"`
+	CustomerName      string `json:"customer_name"`
+	CustomerAddress   string `json:"customer_address"`
+	CustomerTaxNumber string `json:"customer_tax_number"`
 }
 
 func putBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
@@ -333,6 +338,8 @@ func putBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
 		p := &callbridge.BillingProfile{
 			AccountID: c.Param("id"), Issuer: req.Issuer, TaxBPS: req.TaxBPS, TaxLabel: req.TaxLabel,
 			PaymentDays: 30, LowBalance: req.LowBalance, LowBalanceURL: req.LowBalanceURL,
+			MissingHangup: req.MissingHangup, CustomerName: req.CustomerName,
+			CustomerAddress: req.CustomerAddress, CustomerTaxNumber: req.CustomerTaxNumber,
 		}
 		if req.PaymentDays != nil {
 			p.PaymentDays = *req.PaymentDays
@@ -342,5 +349,39 @@ func putBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
 			return
 		}
 		c.JSON(http.StatusOK, p)
+	}
+}
+
+// unratedCalls lists the calls of a month that no rate priced, of one
+// account (?account_id=) or of every account, for the operator to add the
+// missing rates (GET /v1/admin/reports/unrated).
+func unratedCalls(svc callbridge.BillingService) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		format, err := wantFormat(c, false)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		m, err := time.Parse("2006-01", c.Query("month"))
+		if err != nil {
+			writeError(c, callbridge.FieldError("month", "must be a month YYYY-MM"))
+			return
+		}
+		calls, err := svc.UnratedCalls(c.Request.Context(), m.Year(), m.Month(), c.Query("account_id"))
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		if format == "json" {
+			c.JSON(http.StatusOK, gin.H{"calls": calls})
+			return
+		}
+		var buf bytes.Buffer
+		if err := billing.WriteUnratedCSV(&buf, calls); err != nil {
+			writeError(c, err)
+			return
+		}
+		c.Header("Content-Disposition", `attachment; filename="unrated-`+m.Format("2006-01")+`.csv"`)
+		c.Data(http.StatusOK, "text/csv; charset=utf-8", buf.Bytes())
 	}
 }

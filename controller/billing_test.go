@@ -160,6 +160,21 @@ func TestBillingAPI(t *testing.T) {
 			[]string{`"tax_bps":1900`, `"issuer":"default"`}},
 		{"profile bad tax", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, `{"tax_bps":10001}`, nil, 400, []string{`"field":"tax_bps"`}},
 		{"profile unknown account", "GET", "/v1/admin/accounts/00000000-0000-0000-0000-000000000000/billing", testAdminToken, "", nil, 404, nil},
+		{"profile customer and policy", "PUT", "/v1/admin/accounts/" + e.other + "/billing", testAdminToken,
+			`{"customer_name":"Müller & Söhne GmbH","customer_address":"Hauptstraße 1\n10115 Berlin\nGermany","customer_tax_number":"DE123456789","missing_hangup":"max_duration"}`, nil, 200,
+			[]string{`"missing_hangup":"max_duration"`, `"customer_name":"Müller \u0026 Söhne GmbH"`, `"customer_address":"Hauptstraße 1\n10115 Berlin\nGermany"`}},
+		{"profile reads back", "GET", "/v1/admin/accounts/" + e.other + "/billing", testAdminToken, "", nil, 200,
+			[]string{`"missing_hangup":"max_duration"`, `"customer_tax_number":"DE123456789"`}},
+		{"profile policy defaults to estimate", "GET", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, "", nil, 200,
+			[]string{`"missing_hangup":"estimate"`, `"customer_name":""`}},
+		{"profile bad policy", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, `{"missing_hangup":"max"}`, nil, 400, []string{`"field":"missing_hangup"`}},
+		{"profile name on two lines", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, `{"customer_name":"a\nb"}`, nil, 400, []string{`"field":"customer_name"`}},
+		{"profile needs admin", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", e.key, `{"customer_name":"me"}`, nil, 401, nil},
+		{"unrated calls", "GET", "/v1/admin/reports/unrated?month=2026-10", testAdminToken, "", nil, 200, []string{`{"calls":[]}`}},
+		{"unrated calls csv", "GET", "/v1/admin/reports/unrated?month=2026-10&account_id=" + e.acc, testAdminToken, "", []string{"Accept", "text/csv"}, 200,
+			[]string{"uuid,account_id,start_at,leg,callee,gateway,sell_deck_id,flag,billed_ms,sell,currency\n"}},
+		{"unrated calls bad month", "GET", "/v1/admin/reports/unrated?month=2026", testAdminToken, "", nil, 400, []string{`"field":"month"`}},
+		{"unrated calls need admin", "GET", "/v1/admin/reports/unrated?month=2026-10", e.key, "", nil, 401, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -226,10 +226,23 @@ type CDRPipelineConfig struct {
 	// hangup to arrive, and how long a reconciliation waits before closing
 	// legs a node no longer has (10 s).
 	SweepGrace time.Duration
+	// Policies gives each account's missing-hangup policy for the legs
+	// the sweep and reconciliations close; nil charges every account by
+	// callbridge.HangupEstimate.
+	Policies HangupPolicies
 	// Logger receives alerts (dead letters, spooling) and warnings.
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+}
+
+// HangupPolicies is what the sweep needs to know of billing profiles
+// (postgres.BillingStore).
+type HangupPolicies interface {
+	// MissingHangupPolicy returns how accountID's legs whose hangup never
+	// arrives are charged: callbridge.HangupEstimate or
+	// callbridge.HangupMaxDuration (also for an unknown account).
+	MissingHangupPolicy(ctx context.Context, accountID string) (string, error)
 }
 
 // CDRStats is a snapshot of a pipeline's counters.
@@ -255,6 +268,10 @@ type CDRStats struct {
 	// Reconciliations counts reconciliations that listed a node's
 	// channels and closed the legs it no longer has.
 	Reconciliations int64
+	// Kept counts records FreeSWITCH kept that were collected into CDRs.
+	Kept int64
+	// Refused counts legs FreeSWITCH refused at originate.
+	Refused int64
 }
 
 // CDRPipeline turns CHANNEL_HANGUP_COMPLETE events into priced CDRs in
@@ -292,8 +309,11 @@ type CDRPipeline struct {
 	seq     atomic.Int64
 	clients map[string]*esl.Client
 
-	hangups, spooled, inserted, duplicates, dead, estimated, overflows, reconciles atomic.Int64
-	unavailable                                                                    atomic.Bool
+	hangups, spooled, inserted, duplicates, dead, estimated, overflows, reconciles, kept, refused atomic.Int64
+	unavailable                                                                                   atomic.Bool
+
+	keptDel  chan cdrKeptDelete
+	refusals chan *cdrDestroyed
 
 	reconcileC chan cdrReconcileReq
 	running    atomic.Bool
@@ -305,6 +325,9 @@ type cdrRecord struct {
 	Live      *callbridge.LiveChannel   `json:"live,omitempty"`
 	Dead      *callbridge.CDRDeadLetter `json:"dead,omitempty"`
 	Destroyed *cdrDestroyed             `json:"destroyed,omitempty"`
+	// Kept is the CDR of a record FreeSWITCH kept (cdrkept.go), before
+	// live_channels completes it.
+	Kept *callbridge.CDR `json:"kept,omitempty"`
 
 	attempts int
 	barrier  *cdrReconcileReq
@@ -368,6 +391,8 @@ func NewCDRPipeline(cfg CDRPipelineConfig) (*CDRPipeline, error) {
 		queue:      newCDRBatchQueue(),
 		clients:    map[string]*esl.Client{},
 		reconcileC: make(chan cdrReconcileReq, 64),
+		keptDel:    make(chan cdrKeptDelete, 65536),
+		refusals:   make(chan *cdrDestroyed, 8192),
 	}, nil
 }
 
@@ -377,7 +402,7 @@ func (p *CDRPipeline) Stats() CDRStats {
 		Hangups: p.hangups.Load(), Spooled: p.spooled.Load(), Inserted: p.inserted.Load(),
 		Duplicates: p.duplicates.Load(), DeadLetters: p.dead.Load(), Estimated: p.estimated.Load(),
 		QueuedBatches: p.queue.len(), Unavailable: p.unavailable.Load(), Overflows: p.overflows.Load(),
-		Reconciliations: p.reconciles.Load(),
+		Reconciliations: p.reconciles.Load(), Kept: p.kept.Load(), Refused: p.refused.Load(),
 	}
 }
 
@@ -401,6 +426,8 @@ func (p *CDRPipeline) Collectors() []prometheus.Collector {
 		counter("callbridge_cdr_spooled_records_total", "Records written to the fsync'ed spool.", load(&p.spooled)),
 		counter("callbridge_cdr_dead_letters_total", "Records dead-lettered; any is an alert.", load(&p.dead)),
 		counter("callbridge_cdr_estimated_total", "CDRs estimated for legs whose hangup never arrived.", load(&p.estimated)),
+		counter("callbridge_cdr_kept_records_total", "CDR records FreeSWITCH kept, collected after no controller listened.", load(&p.kept)),
+		counter("callbridge_cdr_refused_legs_total", "Legs FreeSWITCH refused at originate, closed by their job's -ERR.", load(&p.refused)),
 		counter("callbridge_cdr_subscription_overflows_total", "Event subscriptions lost to a full queue.", load(&p.overflows)),
 		counter("callbridge_cdr_unrated_default_total", "Legs priced by a deck's default rate.", func() float64 { return float64(p.cfg.Pricer.Stats().UnratedDefault) }),
 		counter("callbridge_cdr_unrated_total", "Legs of an account no rate priced.", func() float64 { return float64(p.cfg.Pricer.Stats().Unrated) }),
@@ -442,8 +469,10 @@ func (p *CDRPipeline) Run(ctx context.Context, clients ...*esl.Client) error {
 		}()
 	}
 	var aux sync.WaitGroup
-	aux.Add(1)
+	aux.Add(3)
 	go func() { defer aux.Done(); p.reconciler(readCtx) }()
+	go func() { defer aux.Done(); p.keptDeleter(readCtx) }()
+	go func() { defer aux.Done(); p.refuser(readCtx) }()
 	if p.cfg.SweepInterval > 0 {
 		aux.Add(1)
 		go func() { defer aux.Done(); p.sweeper(readCtx) }()
@@ -537,9 +566,24 @@ func (p *CDRPipeline) handle(ctx context.Context, ev esl.Event) {
 		if err != nil {
 			return
 		}
+		if d.Refused {
+			select {
+			case p.refusals <- d:
+			case <-ctx.Done():
+			}
+			return
+		}
 		r.Destroyed = d
 	case esl.SocketConnected:
 		p.requestReconcile(ev.Node)
+		return
+	case esl.BackgroundJob:
+		if d := parseRefusal(ev); d != nil {
+			select {
+			case p.refusals <- d:
+			case <-ctx.Done():
+			}
+		}
 		return
 	default:
 		return
@@ -787,6 +831,7 @@ func (p *CDRPipeline) writer(ctx context.Context) {
 		if !p.writeBatch(ctx, recs) {
 			return
 		}
+		p.forgetKept(recs)
 		for _, g := range group {
 			if g.path == "" {
 				continue
@@ -869,6 +914,7 @@ func (p *CDRPipeline) tryWrite(ctx context.Context, recs []cdrRecord) error {
 	var live []*callbridge.LiveChannel
 	var dead []*callbridge.CDRDeadLetter
 	var destroyed []*cdrDestroyed
+	var kept []*callbridge.CDR
 	for i := range recs {
 		switch r := &recs[i]; {
 		case r.CDR != nil:
@@ -883,7 +929,21 @@ func (p *CDRPipeline) tryWrite(ctx context.Context, recs []cdrRecord) error {
 			dead = append(dead, r.Dead)
 		case r.Destroyed != nil:
 			destroyed = append(destroyed, r.Destroyed)
+		case r.Kept != nil:
+			c := *r.Kept
+			kept = append(kept, &c)
 		}
+	}
+	if len(kept) > 0 {
+		if err := p.completeKept(ctx, kept); err != nil {
+			return err
+		}
+		for _, c := range kept {
+			if err := p.cfg.Pricer.Price(ctx, c); err != nil {
+				return err
+			}
+		}
+		cdrs = append(cdrs, kept...)
 	}
 	closed, err := p.closeDestroyed(ctx, destroyed, cdrs)
 	if err != nil {
@@ -917,6 +977,8 @@ func (p *CDRPipeline) deadLetter(ctx context.Context, r *cdrRecord, cause error)
 		d.UUID, d.Node = r.Live.UUID, r.Live.Node
 	case r.Dead != nil:
 		d.UUID, d.Node = r.Dead.UUID, r.Dead.Node
+	case r.Kept != nil:
+		d.UUID, d.Node = r.Kept.UUID, r.Kept.Node
 	}
 	p.dead.Add(1)
 	p.log.Error("ALERT: cdr record dead-lettered", "uuid", d.UUID, "node", d.Node, "attempts", d.Attempts, "error", cause)

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,7 +31,15 @@ import (
 //     checked with uuid_exists. A leg the node still has is hung up
 //     (ALLOTTED_TIMEOUT) and its own hangup makes the CDR; a leg it does not
 //     have, or whose node is no longer configured, is closed priced at its
-//     maximum duration, as the billing policy says.
+//     maximum duration.
+//
+// Both are bound by the account's missing-hangup policy
+// (callbridge.BillingProfile.MissingHangup): under HangupEstimate a leg a
+// reconciliation finds gone is charged until it was found gone (at most
+// its maximum); under HangupMaxDuration every leg the sweep or a
+// reconciliation closes is charged its maximum duration from its answer,
+// and its CDR is flagged max_duration besides estimated, so the CDR and
+// its invoice line name the policy that priced it.
 //
 //   - CHANNEL_DESTROY, the last event of every channel: a channel destroyed
 //     while its leg is still in live_channels got no CHANNEL_HANGUP_COMPLETE
@@ -93,6 +102,14 @@ func (p *CDRPipeline) reconcile(ctx context.Context, node string) {
 	case <-req.ready:
 	case <-ctx.Done():
 		return
+	}
+	// Legs that ended while we were not listening have their exact CDR in
+	// the records the node kept: written first, they leave live_channels
+	// before anything is estimated.
+	if n, err := p.collectKept(ctx, c, 0); err != nil {
+		p.log.Warn("cdr reconciliation: cannot collect the records the node kept", "node", node, "error", err)
+	} else if n > 0 {
+		p.log.Info("cdr reconciliation: collected the records the node kept", "node", node, "records", n)
 	}
 	listed := p.now().UTC()
 	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -169,6 +186,14 @@ func (p *CDRPipeline) sweeper(ctx context.Context) {
 // has (or whose node is not configured), and hangs up those it still has.
 // It returns how many legs it closed.
 func (p *CDRPipeline) Sweep(ctx context.Context) int {
+	for _, c := range p.clients {
+		if c.State() != esl.StateConnected {
+			continue
+		}
+		if _, err := p.collectKept(ctx, c, keptGrace); err != nil {
+			p.log.Warn("cdr sweep: cannot collect the records the node kept", "node", c.Name(), "error", err)
+		}
+	}
 	now := p.now().UTC()
 	over, err := p.cfg.Store.OverdueChannels(ctx, now, p.cfg.DefaultMaxDuration, p.cfg.SweepGrace, 1000)
 	if err != nil {
@@ -228,10 +253,26 @@ func (p *CDRPipeline) hangupOverdue(ctx context.Context, c *esl.Client, l *callb
 	p.log.Warn("cdr sweep: hung up a leg past its maximum duration", "node", l.Node, "uuid", l.UUID)
 }
 
-// addEstimated queues the estimated CDR of l. goneAt, when not zero, is
-// when the leg was found gone: it ends then, or at its maximum if sooner.
+// addEstimated queues the estimated CDR of l, charged by its account's
+// missing-hangup policy. goneAt, when not zero, is when the leg was found
+// gone: under HangupEstimate it ends then, or at its maximum if sooner.
+// It returns false, leaving l live for the next sweep, when the policy
+// cannot be read or ctx ends.
 func (p *CDRPipeline) addEstimated(ctx context.Context, l *callbridge.LiveChannel, goneAt time.Time) bool {
+	policy := callbridge.HangupEstimate
+	if p.cfg.Policies != nil && l.AccountID != "" {
+		var err error
+		if policy, err = p.cfg.Policies.MissingHangupPolicy(ctx, l.AccountID); err != nil {
+			p.log.Warn("cdr sweep: cannot read the missing-hangup policy; the leg stays live until the next sweep",
+				"uuid", l.UUID, "account", l.AccountID, "error", err)
+			return false
+		}
+	}
 	c := cdrEstimated(l, p.maxDuration(l), goneAt)
+	if policy == callbridge.HangupMaxDuration {
+		c = cdrEstimated(l, p.maxDuration(l), time.Time{})
+		c.Flags |= callbridge.CDRMaxDuration
+	}
 	if !p.add(ctx, cdrRecord{CDR: c}) {
 		return false
 	}
@@ -286,6 +327,80 @@ type cdrDestroyed struct {
 	// Cause is the channel's hangup cause, "" when the event has none (a
 	// channel that never started).
 	Cause string `json:"cause,omitempty"`
+	// Refused is set when FreeSWITCH refused to originate the leg (its
+	// job answered -ERR): the channel never existed.
+	Refused bool `json:"refused,omitempty"`
+}
+
+// refusalHold is how long a refused originate waits before its leg is
+// closed, for the leg's own hangup events (a session that existed) to be
+// written first.
+const refusalHold = time.Second
+
+// parseRefusal reads a BACKGROUND_JOB event: the leg of an originate
+// whose job answered "-ERR <CAUSE>", or nil. When FreeSWITCH refuses a
+// session (max-sessions, sessions-per-second, min-idle-cpu, a gateway that
+// is down) the job's -ERR is all it sends: no channel event.
+func parseRefusal(ev esl.Event) *cdrDestroyed {
+	if ev.Get("Job-Command") != "originate" {
+		return nil
+	}
+	cause, ok := strings.CutPrefix(strings.TrimSpace(ev.Body), "-ERR ")
+	if !ok || !isCauseName(cause) {
+		return nil
+	}
+	arg := ev.Get("Job-Command-Arg")
+	i := strings.Index(arg, "origination_uuid=")
+	if i < 0 {
+		return nil
+	}
+	id := arg[i+len("origination_uuid="):]
+	if len(id) < 36 || !callbridge.IsUUID(strings.ToLower(id[:36])) {
+		return nil
+	}
+	at := ev.Time()
+	if at.IsZero() {
+		at = ev.Received
+	}
+	return &cdrDestroyed{UUID: strings.ToLower(id[:36]), Node: cdrNodeName(ev), At: at.UTC(), Cause: cause, Refused: true}
+}
+
+// refuser closes refused legs refusalHold after their refusal (the job's
+// -ERR, or a CHANNEL_DESTROY in state CS_NONE, which has no cause and
+// gives way to the job's), until ctx ends.
+func (p *CDRPipeline) refuser(ctx context.Context) {
+	type pending struct {
+		d   *cdrDestroyed
+		due time.Time
+	}
+	var queue []pending
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var wake <-chan time.Time
+		if len(queue) > 0 {
+			timer.Reset(time.Until(queue[0].due))
+			wake = timer.C
+		}
+		select {
+		case d := <-p.refusals:
+			queue = append(queue, pending{d, time.Now().Add(refusalHold)})
+		case <-wake:
+			for len(queue) > 0 && !time.Now().Before(queue[0].due) {
+				d := queue[0].d
+				queue = queue[1:]
+				if d.Cause == "" && slices.ContainsFunc(queue, func(q pending) bool { return q.d.UUID == d.UUID }) {
+					continue // the job's -ERR, queued after the destroy, has the cause
+				}
+				if !p.add(ctx, cdrRecord{Destroyed: d}) {
+					return
+				}
+				p.refused.Add(1)
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // parseDestroy reads a CHANNEL_DESTROY event.
@@ -298,8 +413,11 @@ func parseDestroy(ev esl.Event) (*cdrDestroyed, error) {
 	if at.IsZero() {
 		at = ev.Received
 	}
+	// A channel destroyed in state CS_NONE never existed: FreeSWITCH
+	// refused it at originate (an unknown sofia profile).
 	return &cdrDestroyed{UUID: id, Node: cdrNodeName(ev), At: at.UTC(),
-		Cause: cdrSanitize(cdrFirstNonEmpty(ev.Get("Hangup-Cause"), ev.Var("hangup_cause")))}, nil
+		Cause:   cdrSanitize(cdrFirstNonEmpty(ev.Get("Hangup-Cause"), ev.Var("hangup_cause"))),
+		Refused: ev.Get("Channel-State") == "CS_NONE"}, nil
 }
 
 // closeDestroyed returns the priced CDRs of the destroyed channels still
@@ -345,6 +463,11 @@ func (p *CDRPipeline) closeDestroyed(ctx context.Context, destroyed []*cdrDestro
 // answered one, or one without a cause, is flagged estimated.
 func cdrFromDestroy(l *callbridge.LiveChannel, d *cdrDestroyed, maxDur time.Duration) *callbridge.CDR {
 	c := cdrEstimated(l, maxDur, d.At)
+	if d.Refused {
+		// Refused at originate: the channel never existed, so it lasted
+		// nothing, from its refusal.
+		c.StartAt, c.AnswerAt, c.EndAt, c.DurationMS, c.BillMS = d.At, time.Time{}, d.At, 0, 0
+	}
 	if d.Cause != "" {
 		c.HangupCause = d.Cause
 		if !c.Answered() {

@@ -141,14 +141,16 @@ func mustLive(t *testing.T, store *postgres.CDRStore) []*callbridge.LiveChannel 
 
 // A callback leg is recorded live before it is originated; when
 // FreeSWITCH refuses the originate before a session exists (an unknown
-// sofia profile) only CHANNEL_DESTROY comes, and the leg is closed by it:
-// unanswered, at no cost, lasting until its destroy, not its maximum.
+// sofia profile) only a CHANNEL_DESTROY in state CS_NONE comes, without a
+// cause, and the job's -ERR: the leg is closed with the job's cause,
+// unanswered, at no cost, lasting nothing.
 func TestCDRDestroyClosesALegNeverCreated(t *testing.T) {
 	e := newCDREnv(t)
 	r := e.start(t, e.spool, nil)
 	cdrWaitFor(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
 	start := time.Now().UTC()
-	id := e.liveLeg(t, "fs1", start, time.Time{}, 3600000)
+	const maxMS = 3600000
+	id := e.liveLeg(t, "fs1", start, time.Time{}, maxMS)
 	job, err := r.client.Originate(context.Background(), esl.Originate{UUID: id, Endpoint: esl.Profile("nosuchprofile", "4930777000", "127.0.0.1")})
 	if err != nil {
 		t.Fatal(err)
@@ -168,13 +170,45 @@ func TestCDRDestroyClosesALegNeverCreated(t *testing.T) {
 	if c.Answered() || c.BillMS != 0 || c.Sell != 0 || !c.Flags.Has(callbridge.CDRUnanswered) {
 		t.Errorf("got answered %v bill %d sell %d flags %v, want an unanswered leg at no cost", c.Answered(), c.BillMS, c.Sell, c.Flags)
 	}
-	if c.DurationMS > int64(cdrTestTimeout/time.Millisecond) {
-		t.Errorf("duration %d ms, want until its destroy", c.DurationMS)
+	if c.DurationMS != 0 || c.HangupCause != "INVALID_PROFILE" || c.Flags.Has(callbridge.CDREstimated) {
+		t.Errorf("duration %d ms cause %s flags %v, want 0, the job's INVALID_PROFILE, exact", c.DurationMS, c.HangupCause, c.Flags)
 	}
 	if st := r.p.Stats(); st.Estimated != 0 || st.Reconciliations != 1 {
 		t.Errorf("estimated %d, reconciliations %d: closed by a reconciliation, not its destroy", st.Estimated, st.Reconciliations)
 	}
 	if live, _ := store.LiveChannels(context.Background(), "fs1"); len(live) != 0 {
 		t.Errorf("%d legs left live", len(live))
+	}
+}
+
+// Under the max_duration missing-hangup policy, a leg a reconciliation
+// finds gone is charged its maximum duration at the rate in force, not
+// until it was found gone, and its CDR names the policy.
+func TestCDRMissingHangupPolicyMaxDuration(t *testing.T) {
+	e := newCDREnv(t, func(s *esltest.Server) {})
+	ctx := context.Background()
+	bill := postgres.NewBillingStore(e.db, time.UTC, "test")
+	if err := bill.SetProfile(ctx, &callbridge.BillingProfile{AccountID: e.acc, PaymentDays: 30, MissingHangup: callbridge.HangupMaxDuration}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := bill.MissingHangupPolicy(ctx, e.acc); err != nil || p != callbridge.HangupMaxDuration {
+		t.Fatalf("MissingHangupPolicy = %q, %v", p, err)
+	}
+	now := time.Now().UTC()
+	gone := e.liveLeg(t, "fs1", now.Add(-11*time.Minute), now.Add(-10*time.Minute), 3600000)
+	r := e.start(t, e.spool, func(c *CDRPipelineConfig) { c.Policies = bill })
+	cdrWaitFor(t, "estimated CDR", func() bool { return e.count(t) == 1 })
+	c, err := postgres.NewCDRStore(e.db).CDRByUUID(ctx, gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Flags.Has(callbridge.CDREstimated|callbridge.CDRMaxDuration) || c.HangupCause != cdrEstimatedCause {
+		t.Errorf("flags %v cause %s, want estimated,max_duration UNKNOWN", c.Flags, c.HangupCause)
+	}
+	if c.BillMS != 3600000 || c.Sell != 2000*3600 {
+		t.Errorf("bill %d ms sell %d, want its maximum 3600000 ms at 2000 a second", c.BillMS, c.Sell)
+	}
+	if r.p.Stats().Estimated != 1 {
+		t.Errorf("estimated = %d, want 1", r.p.Stats().Estimated)
 	}
 }

@@ -205,7 +205,7 @@ func TestFSDialplanAnswers(t *testing.T) {
 				}
 				last := as[len(as)-1]
 				got = last.App + " " + last.Data
-				if i := strings.Index(got, "}"); last.App == "bridge" && i >= 0 {
+				if i := strings.LastIndex(got, "}"); last.App == "bridge" && i >= 0 {
 					got = "bridge " + got[i+1:]
 				}
 			} else if d.Section.Name != "result" || d.Section.Result.Status != "not found" {

@@ -453,6 +453,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 		"/v1/cdrs":                             "?from=2026-10-01T00:00:00Z&limit=10",
 		"/v1/admin/accounts/:id/reports/usage": "?from=2026-10-01&to=2026-11-01&group_by=carrier",
 		"/v1/admin/accounts/:id/cdrs":          "?limit=10",
+		"/v1/admin/reports/unrated":            "?month=2026-10",
 	}
 	accepts := []string{"", "text/csv", "text/html"}
 	for _, r := range env.routes() {

@@ -65,8 +65,9 @@ func decodeJSONBytes(body []byte, v any) error {
 }
 
 // multilineFields are the top-level fields whose strings may span lines
-// (callback metadata is the client's own JSON).
-var multilineFields = map[string]bool{"metadata": true}
+// (callback metadata is the client's own JSON; a billing profile's
+// customer address is a postal address, one line per line).
+var multilineFields = map[string]bool{"metadata": true, "customer_address": true}
 
 // checkJSONText checks every string of body, keys included, at any depth,
 // with callbridge.TextProblem, and names the first bad one by its path:

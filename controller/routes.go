@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/billing"
 	"callbridge/rating"
 
 	"github.com/gin-gonic/gin"
@@ -75,7 +76,7 @@ func (s *Server) routes(e *gin.Engine) {
 
 	// billing
 	if s.Billing != nil {
-		billingRoutes(e, admin, v1, s.Billing, s.Accounts, s.AdminToken, s.clock())
+		billingRoutes(e, admin, v1, s.Billing, s.Accounts, s.Issuer, s.AdminToken, s.clock())
 	}
 }
 
@@ -126,7 +127,7 @@ func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore, compiled *rating.Re
 // invoice runs, top-ups, billing profiles) behind the admin token, and an account's own
 // usage, invoices and balance behind its API key. Top-ups take the admin
 // token: a customer must not credit itself.
-func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, accounts callbridge.AccountService, adminToken string, now func() time.Time) {
+func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, accounts callbridge.AccountService, issuer billing.Issuer, adminToken string, now func() time.Time) {
 	admin.GET("/jobs", listJobRuns(svc))
 	admin.POST("/invoices", issueInvoices(svc, now))
 	admin.GET("/accounts/:id/billing", getBillingProfile(svc))
@@ -134,9 +135,10 @@ func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.Bil
 	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), createTopup(svc))
 
 	admin.GET("/accounts/:id/reports/usage", usageReport(svc, accounts))
+	admin.GET("/reports/unrated", unratedCalls(svc))
 	v1.GET("/reports/usage", usageReport(svc, nil))
 	v1.GET("/invoices", listInvoices(svc))
-	v1.GET("/invoices/:id", getInvoice(svc))
+	v1.GET("/invoices/:id", getInvoice(svc, issuer))
 	v1.GET("/balance", getBalance(svc))
 	v1.GET("/ledger", getLedger(svc))
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/billing"
 	"callbridge/rating"
 
 	"github.com/gin-gonic/gin"
@@ -95,6 +96,8 @@ type Server struct {
 	// Billing serves usage reports, invoices, balances, top-ups and job
 	// runs; nil leaves those routes out.
 	Billing callbridge.BillingService
+	// Issuer is printed on the HTML invoices and credit notes.
+	Issuer billing.Issuer
 	// Now is the clock that decides whether a month is closed for
 	// invoicing (nil: time.Now).
 	Now func() time.Time

@@ -173,6 +173,7 @@ func Render(dst []byte, req *Request, d Decision, o *Options) ([]byte, error) {
 	dst = append(dst, `">`+"\n"+`        <condition field="destination_number" expression="^`...)
 	dst = appendEscaped(dst, regexp.QuoteMeta(req.DestinationRaw))
 	dst = append(dst, `$">`+"\n"...)
+	dst = appendCDRHook(dst)
 	if d.Routed() {
 		dst = appendRoute(dst, req, d, o)
 	} else {
@@ -211,6 +212,16 @@ func checkRoute(d Decision) error {
 		return fmt.Errorf("dialplan: %w", err)
 	}
 	return nil
+}
+
+// appendCDRHook has FreeSWITCH keep the CDR record of the inbound leg
+// (see callbridge.CDRHook) and prepares the variables the hook of the
+// bridged leg is built from (callbridge.CDRHookBridgeRef). The data of a
+// set action is expanded twice, so "\\\\" stores one backslash.
+func appendCDRHook(dst []byte) []byte {
+	dst = appendAction(dst, "set", callbridge.VarDollar+"=$")
+	dst = appendAction(dst, "set", callbridge.VarBackslash+`=\\\\`)
+	return appendAction(dst, "set", "api_reporting_hook="+callbridge.CDRHook(callbridge.CDRHookSetRef))
 }
 
 func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
@@ -267,6 +278,9 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 		",origination_privacy=screen,sip_cid_type=pid" +
 		",leg_timeout=" + strconv.Itoa(ring) +
 		"," + callbridge.VarLeg + "=outbound" +
+		"," + callbridge.VarCallee + "=" + string(d.Target) +
+		"," + callbridge.VarDollar + "=$" +
+		",execute_on_originate='set api_reporting_hook=" + callbridge.CDRHook(callbridge.CDRHookBridgeRef) + "'" +
 		"}sofia/gateway/" + d.Gateway + "/" + target
 	return appendAction(dst, "bridge", dial)
 }

@@ -52,10 +52,12 @@ type Config struct {
 	// zero.
 	SubscriptionBuffer int
 	// ProbeInterval is how often a connected client checks that its
-	// commands complete: it runs "bgapi version" with its own Job-UUID and
-	// waits for the BACKGROUND_JOB (the readiness probe). 10 s when zero;
-	// negative turns the periodic probe off. The probe at connect always
-	// runs: a connection counts as connected only once it passed.
+	// commands complete: it runs "bgapi fsctl ready_check" with its own
+	// Job-UUID and waits for the BACKGROUND_JOB (the readiness probe). 10 s
+	// when zero; negative turns the periodic probe off. The probe at
+	// connect always runs: a connection counts as connected only once it
+	// passed. A node that answers "false" (paused: draining) stays
+	// connected but is not Ready.
 	ProbeInterval time.Duration
 	// JobTimeout bounds the wait for a job's BACKGROUND_JOB: the probe's,
 	// and every other job's on top of the ring time an originate asks for

@@ -308,9 +308,14 @@ func ShowChannels() Command { return Command{"show channels as json"} }
 // Status asks for the node's status: "status".
 func Status() Command { return Command{"status"} }
 
-// Version asks for the node's version: "version". The readiness probe
-// runs it: it is cheap and touches no channel.
+// Version asks for the node's version: "version".
 func Version() Command { return Command{"version"} }
+
+// ReadyCheck asks whether the node takes new sessions: "fsctl
+// ready_check" answers "true", or "false" while it is paused ("fsctl
+// pause", how an operator drains a node) or shutting down. The readiness
+// probe runs it: it is cheap and touches no channel.
+func ReadyCheck() Command { return Command{"fsctl ready_check"} }
 
 // Hupall hangs up every channel on the node with the given cause.
 func Hupall(cause string) (Command, error) {
@@ -318,4 +323,24 @@ func Hupall(cause string) (Command, error) {
 		return Command{}, err
 	}
 	return Command{"hupall " + cause}, nil
+}
+
+// HashDump lists a mod_hash realm: "hash_dump db <realm>", answered with
+// one "D/<realm>_<key>/<value>" line per entry.
+func HashDump(realm string) (Command, error) {
+	if err := checkName("realm", realm); err != nil {
+		return Command{}, err
+	}
+	return Command{"hash_dump db " + realm}, nil
+}
+
+// HashDelete deletes a mod_hash entry: "hash delete/<realm>/<key>".
+func HashDelete(realm, key string) (Command, error) {
+	if err := checkName("realm", realm); err != nil {
+		return Command{}, err
+	}
+	if err := checkName("key", key); err != nil {
+		return Command{}, err
+	}
+	return Command{"hash delete/" + realm + "/" + key}, nil
 }

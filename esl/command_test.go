@@ -45,17 +45,19 @@ func TestBuilders(t *testing.T) {
 		{"record", must(UUIDRecord(testUUID, "start", "/var/rec/a.wav")), "uuid_record " + testUUID + " start /var/rec/a.wav"},
 		{"sched", must(SchedHangup(1500*time.Millisecond, testUUID, "ALLOTTED_TIMEOUT")), "sched_hangup +2 " + testUUID + " ALLOTTED_TIMEOUT"},
 		{"show", ShowChannels(), "show channels as json"},
+		{"hash dump", must(HashDump(callbridge.CDRHookRealm)), "hash_dump db callbridge_cdr"},
+		{"hash delete", must(HashDelete(callbridge.CDRHookRealm, testUUID)), "hash delete/callbridge_cdr/" + testUUID},
 		{"status", Status(), "status"},
 		{"hupall", must(Hupall("MANAGER_REQUEST")), "hupall MANAGER_REQUEST"},
 		{"originate gateway", must(Originate{
 			UUID: testUUID, Endpoint: Gateway("carrier-1", n),
 			Vars:           []Var{{callbridge.VarAccount, "acc_1"}, {callbridge.VarLeg, "a"}},
 			CallerIDNumber: "4940111222", CallerIDName: "Callbridge", Timeout: 30 * time.Second,
-		}.Command()), "originate {origination_uuid=" + testUUID + ",callbridge_account=acc_1,callbridge_leg=a,origination_caller_id_number=4940111222,origination_caller_id_name=Callbridge,originate_timeout=30}sofia/gateway/carrier-1/4930123456 &park()"},
+		}.Command()), "originate {origination_uuid=" + testUUID + ",callbridge_account=acc_1,callbridge_leg=a,origination_caller_id_number=4940111222,origination_caller_id_name=Callbridge,originate_timeout=30,callbridge_callee=4930123456,callbridge_dollar=$}sofia/gateway/carrier-1/4930123456" + hookApp("park")},
 		{"originate profile", must(Originate{UUID: testUUID, Endpoint: Profile("internal", n, "127.0.0.1:5090")}.Command()),
-			"originate {origination_uuid=" + testUUID + "}sofia/internal/4930123456@127.0.0.1:5090 &park()"},
+			"originate {origination_uuid=" + testUUID + ",callbridge_callee=4930123456,callbridge_dollar=$}sofia/internal/4930123456@127.0.0.1:5090" + hookApp("park")},
 		{"originate loopback echo", must(Originate{UUID: testUUID, Endpoint: Loopback(n, "default"), App: AppEcho}.Command()),
-			"originate {origination_uuid=" + testUUID + "}loopback/4930123456/default &echo()"},
+			"originate {origination_uuid=" + testUUID + ",callbridge_callee=4930123456,callbridge_dollar=$}loopback/4930123456/default" + hookApp("echo")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,6 +66,12 @@ func TestBuilders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hookApp is the inline dialplan an originated leg runs once it answers:
+// its CDR hook, then app.
+func hookApp(app string) string {
+	return " set:api_reporting_hook=" + callbridge.CDRHook(callbridge.CDRHookSetRef) + "," + app + " inline"
 }
 
 // hostile is a corpus of values that must never reach a command.
@@ -95,6 +103,9 @@ func TestBuildersRefuseHostile(t *testing.T) {
 		"sched uuid":     func(v string) (Command, error) { return SchedHangup(time.Second, v, "") },
 		"sched cause":    func(v string) (Command, error) { return SchedHangup(time.Second, testUUID, nonEmpty(v)) },
 		"hupall":         func(v string) (Command, error) { return Hupall(v) },
+		"hash dump":      func(v string) (Command, error) { return HashDump(v) },
+		"hash realm":     func(v string) (Command, error) { return HashDelete(v, "k") },
+		"hash key":       func(v string) (Command, error) { return HashDelete("r", v) },
 		"orig uuid": func(v string) (Command, error) {
 			return Originate{UUID: nonEmpty(v), Endpoint: Gateway("g", n)}.Command()
 		},
@@ -212,8 +223,10 @@ func FuzzOriginate(f *testing.F) {
 			return
 		}
 		s := c.String()
-		if strings.ContainsAny(s, "\r\n\x00'\"\\$[]|^;") || strings.Count(s, "{") != 1 || strings.Count(s, "}") != 1 ||
-			strings.Count(s, " ") != 2 || strings.Count(s, "&") != 1 {
+		// The builder's own CDR hook is the only text with '$' and ';'.
+		head, ok := strings.CutSuffix(s, ","+callbridge.VarDollar+"=$}sofia/gateway/"+gw+"/4930123456"+hookApp("park"))
+		if !ok || strings.ContainsAny(head, "\r\n\x00'\"\\$[]|^;") || strings.Count(head, "{") != 1 || strings.Count(head, "}") != 0 ||
+			strings.Count(head, " ") != 1 || strings.Count(head, "&") != 0 {
 			t.Fatalf("unsafe command %q", s)
 		}
 	})

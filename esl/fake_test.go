@@ -47,8 +47,9 @@ type fakeFS struct {
 	// returns ok; a silent reply ("" , true) sends nothing.
 	reply func(cmd string) (string, bool)
 	// result and reply do not apply to the client's readiness probe
-	// ("bgapi version"), which is answered "+OK Job-UUID" with the client's
-	// id and completed unless swallowProbes withholds its BACKGROUND_JOB.
+	// ("bgapi fsctl ready_check"), which is answered "+OK Job-UUID" with the
+	// client's id and completed with "true" unless swallowProbes withholds
+	// its BACKGROUND_JOB.
 	swallowProbes bool
 	conns         map[*fakeConn]bool
 	accepted      []*fakeConn // every connection, in accept order
@@ -245,8 +246,8 @@ func (f *fakeFS) bgapi(fc *fakeConn, cmd, id string) {
 	}
 	f.mu.Lock()
 	replyFn, resultFn := f.reply, f.result
-	if cmd == "version" {
-		replyFn, resultFn = nil, nil
+	if cmd == ReadyCheck().String() {
+		replyFn, resultFn = nil, func(string) string { return "true" }
 		if f.swallowProbes {
 			resultFn = func(string) string { return "" }
 		}

@@ -14,9 +14,14 @@ import (
 const defaultOriginateTimeout = 60 * time.Second
 
 // ErrProbe is the cause recorded when a readiness probe failed: the node
-// answered "bgapi version" but its result did not come back as a
-// BACKGROUND_JOB with our Job-UUID, or came back as an error.
+// answered "bgapi fsctl ready_check" but its result did not come back as
+// a BACKGROUND_JOB with our Job-UUID, or came back as an error.
 var ErrProbe = errors.New("esl: readiness probe failed")
+
+// drainingReason is why a node whose commands complete is not ready: it
+// takes no new sessions (fsctl pause, or shutting down). Its connections
+// stay up, so its calls in progress are followed to their end.
+const drainingReason = "draining: the node takes no new sessions (fsctl pause or shutdown)"
 
 // health is whether the node's commands complete, as the probes and job
 // timeouts last showed.
@@ -77,13 +82,15 @@ func (c *Client) markUnhealthy(reason string) {
 	}
 }
 
-// probe runs one readiness probe on session s: "bgapi version" with our
-// Job-UUID, whose BACKGROUND_JOB must come within Config.JobTimeout and
-// not be an error. It records the outcome and returns its error.
+// probe runs one readiness probe on session s: "bgapi fsctl
+// ready_check" with our Job-UUID, whose BACKGROUND_JOB must come within
+// Config.JobTimeout and not be an error. It records the outcome and
+// returns its error. A node that answers "false" (paused, draining) passed:
+// its commands complete, but it is not ready for new calls.
 func (c *Client) probe(s *session) error {
 	c.probes.Add(1)
 	start := time.Now()
-	err := c.runProbe(s)
+	accepting, err := c.runProbe(s)
 	took := time.Since(start)
 	if f := c.cfg.OnProbe; f != nil {
 		f(took, err)
@@ -95,27 +102,39 @@ func (c *Client) probe(s *session) error {
 		}
 		return err
 	}
+	if !accepting {
+		c.markUnhealthy(drainingReason)
+		return nil
+	}
 	c.markHealthy(took)
 	return nil
 }
 
-func (c *Client) runProbe(s *session) error {
+// runProbe reports whether the node takes new sessions.
+func (c *Client) runProbe(s *session) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.JobTimeout)
 	defer cancel()
-	j, err := c.startJob(ctx, s, Version(), "", c.cfg.JobTimeout, true)
+	j, err := c.startJob(ctx, s, ReadyCheck(), "", c.cfg.JobTimeout, true)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrProbe, err)
+		return false, fmt.Errorf("%w: %w", ErrProbe, err)
 	}
 	select {
 	case <-j.Done():
 	case <-s.dead:
 		c.forget(j)
-		return fmt.Errorf("%w: %w", ErrProbe, ErrClosed)
+		return false, fmt.Errorf("%w: %w", ErrProbe, ErrClosed)
 	}
-	if _, err := j.Result(); err != nil {
-		return fmt.Errorf("%w: %w", ErrProbe, err)
+	out, err := j.Result()
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrProbe, err)
 	}
-	return nil
+	switch strings.TrimSpace(out) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: fsctl ready_check answered %q", ErrProbe, truncate(out, 64))
 }
 
 // probeLoop probes every Config.ProbeInterval until the session ends.

@@ -86,8 +86,14 @@ const (
 )
 
 // Originate describes a call leg to originate with "originate
-// {vars}<endpoint> &<app>()". The uuid is always ours, so events can be
-// matched to the call before any reply arrives.
+// {vars}<endpoint> set:api_reporting_hook=<hook>,<app> inline". The uuid
+// is always ours, so events can be matched to the call before any reply
+// arrives. Once the leg answers, the inline dialplan sets its CDR hook
+// (callbridge.CDRHook: FreeSWITCH keeps the leg's CDR record until a
+// controller collects it) and runs the application. FreeSWITCH refuses
+// "${" in a dial-string variable, so the hook cannot be set before the
+// answer: an unanswered leg that ends while no controller listens has no
+// record (it costs nothing; its CDR is estimated).
 type Originate struct {
 	// UUID becomes origination_uuid; a random one is chosen when empty.
 	UUID string
@@ -117,6 +123,9 @@ type Originate struct {
 
 var reservedVars = map[string]bool{
 	"origination_uuid":             true,
+	callbridge.VarDollar:           true,
+	callbridge.VarCallee:           true,
+	"api_reporting_hook":           true,
 	"origination_caller_id_number": true,
 	"origination_caller_id_name":   true,
 	"originate_timeout":            true,
@@ -184,15 +193,18 @@ func (o Originate) Command() (Command, error) {
 		secs := max(int64(o.HangupAfterAnswer/time.Second), 1)
 		b.WriteString(",execute_on_answer='sched_hangup +" + strconv.FormatInt(secs, 10) + " ALLOTTED_TIMEOUT'")
 	}
-	b.WriteString("}")
+	b.WriteString("," + callbridge.VarCallee + "=" + string(o.Endpoint.number))
+	b.WriteString("," + callbridge.VarDollar + "=$}")
 	b.WriteString(dial)
+	b.WriteString(" set:api_reporting_hook=" + callbridge.CDRHook(callbridge.CDRHookSetRef) + ",")
 	switch o.App {
 	case "", AppPark:
-		b.WriteString(" &park()")
+		b.WriteString(AppPark)
 	case AppEcho:
-		b.WriteString(" &echo()")
+		b.WriteString(AppEcho)
 	default:
 		return Command{}, invalid("app", "must be park or echo")
 	}
+	b.WriteString(" inline")
 	return Command{b.String()}, nil
 }

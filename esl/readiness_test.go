@@ -116,3 +116,32 @@ func TestJobTimeoutMarksNodeNotReady(t *testing.T) {
 		t.Errorf("ready %v job timeouts %d pending %d reason %q", st.Ready, st.JobTimeouts, st.PendingJobs, st.NotReady)
 	}
 }
+
+// A paused node (fsctl pause: how an operator drains it) stays connected,
+// so its calls are followed to their end, but takes no new call until it
+// is resumed; a node paused before we connect is never ready.
+func TestReadinessDrainedNode(t *testing.T) {
+	srv := esltest.NewServer()
+	t.Cleanup(srv.Close)
+	srv.SetPaused(true)
+	c := startReadinessClient(t, srv, esl.Config{ProbeInterval: 50 * time.Millisecond})
+	pool := esl.NewPool(c)
+	eventually(t, "the paused node to connect", func() bool { return c.State() == esl.StateConnected })
+	if st := c.Stats(); c.Ready() || !strings.Contains(st.NotReady, "draining") || st.ProbeFailures != 0 {
+		t.Fatalf("paused node: ready %v, reason %q, probe failures %d; want connected, not ready, draining", c.Ready(), st.NotReady, st.ProbeFailures)
+	}
+	if _, _, err := pool.Acquire(tctx(t)); callbridge.ErrorCode(err) != callbridge.EUNAVAILABLE {
+		t.Errorf("acquire on a draining node: %v, want EUNAVAILABLE", err)
+	}
+	if _, err := c.API(tctx(t), esl.Status()); err != nil {
+		t.Errorf("commands on a draining node: %v", err)
+	}
+
+	srv.SetPaused(false)
+	eventually(t, "the resumed node to be ready", c.Ready)
+	srv.SetPaused(true)
+	eventually(t, "the node paused again to drain", func() bool { return !c.Ready() })
+	if st := c.Stats(); st.State != esl.StateConnected || st.Redials != 0 {
+		t.Errorf("draining: state %v, redials %d; want the connections kept", st.State, st.Redials)
+	}
+}

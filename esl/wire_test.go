@@ -42,11 +42,12 @@ func TestWireBytes(t *testing.T) {
 	want := []string{
 		// The command connection: auth, the readiness probe, then ours.
 		"auth ClueCon\n\n" +
-			"bgapi version\n" + job + "\n" +
+			"bgapi fsctl ready_check\n" + job + "\n" +
 			"bgapi status\n" + job + "\n" +
 			"bgapi uuid_bridge 11111111-1111-4111-8111-111111111111 22222222-2222-4222-8222-222222222222\n" + job + "\n" +
 			"bgapi show channels as json\n" + job + "\n" +
-			"bgapi originate {origination_uuid=33333333-3333-4333-8333-333333333333,originate_timeout=30}sofia/gateway/carrier/4930123456 &park()\n" + job + "\n",
+			"bgapi originate {origination_uuid=33333333-3333-4333-8333-333333333333,originate_timeout=30,callbridge_callee=4930123456,callbridge_dollar=$}sofia/gateway/carrier/4930123456" +
+			hookApp("park") + "\n" + job + "\n",
 		// The event connection.
 		"auth ClueCon\n\n" +
 			"event plain CHANNEL_CREATE CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_UNBRIDGE CHANNEL_HANGUP CHANNEL_HANGUP_COMPLETE CHANNEL_DESTROY BACKGROUND_JOB HEARTBEAT CUSTOM\n\n",

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"callbridge"
 )
 
 // allowedModules are the only modules callbridge's FreeSWITCH may load.
@@ -654,6 +656,21 @@ func TestStaticDialplan(t *testing.T) {
 		}
 		if len(apps) == 0 || apps[len(apps)-1] != "hangup" {
 			t.Errorf("context %s ends with %v, want a hangup", name, apps)
+		}
+		// Every extension keeps its leg's CDR record (callbridge.CDRHook),
+		// set before anything else can end the call.
+		for _, x := range c.all("extension") {
+			var data []string
+			for _, a := range x.all("action") {
+				data = append(data, a.attr("application")+" "+a.attr("data"))
+			}
+			want := []string{"set " + callbridge.VarDollar + "=$", "set api_reporting_hook=" + callbridge.CDRHook(callbridge.CDRHookSetRef)}
+			if x.attr("name") == "refuse" {
+				continue // only a leg sent into context default by hand
+			}
+			if len(data) < 2 || !slices.Contains(data, want[0]) || !slices.Contains(data, want[1]) {
+				t.Errorf("context %s extension %s does not set the CDR hook %q", name, x.attr("name"), want)
+			}
 		}
 	}
 }

@@ -303,12 +303,12 @@ func (s *BillingStore) RollupDay(ctx context.Context, day time.Time, accountID s
 		}
 		var err error
 		n, err = writeRollups(ctx, tx, fresh, `
-			SELECT c.account_id, $1::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway,
+			SELECT c.account_id, $1::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway, `+rollupLineSQL+` AS line,
 			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms)::bigint AS billed_ms,
 			       sum(c.sell_micros)::bigint AS sell, sum(c.buy_micros)::bigint AS buy
 			FROM cdrs c
 			WHERE c.start_at >= $2 AND c.start_at < $3 AND c.account_id IS NOT NULL
-			GROUP BY c.account_id, c.sell_deck_id, c.sell_prefix, c.gateway`,
+			GROUP BY c.account_id, c.sell_deck_id, c.sell_prefix, c.gateway, line`,
 			`r.day = $1::date`, d.Format(time.DateOnly), lo, hi)
 		return err
 	})
@@ -352,13 +352,13 @@ func (s *BillingStore) recompute(ctx context.Context, tx *Tx) (int64, error) {
 			return total, Error(err)
 		}
 		n, err := writeRollups(ctx, tx, fresh, `
-			SELECT c.account_id, $1::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway,
+			SELECT c.account_id, $1::date AS day, c.sell_deck_id, c.sell_prefix, c.gateway, `+rollupLineSQL+` AS line,
 			       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms)::bigint AS billed_ms,
 			       sum(c.sell_micros)::bigint AS sell, sum(c.buy_micros)::bigint AS buy
 			FROM cdrs c
 			WHERE c.start_at >= $2 AND c.start_at < $3
 			  AND c.account_id IN (SELECT account_id FROM rollup_targets WHERE day = $1::date)
-			GROUP BY c.account_id, c.sell_deck_id, c.sell_prefix, c.gateway`,
+			GROUP BY c.account_id, c.sell_deck_id, c.sell_prefix, c.gateway, line`,
 			`r.day = $1::date AND r.account_id IN (SELECT account_id FROM rollup_targets WHERE day = $1::date)`,
 			day, d.Lo.UTC(), d.Hi.UTC())
 		if err != nil {
@@ -370,21 +370,46 @@ func (s *BillingStore) recompute(ctx context.Context, tx *Tx) (int64, error) {
 		return total, nil
 	}
 	n, err := writeRollups(ctx, tx, false, `
-		SELECT t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway,
+		SELECT t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway, `+rollupLineSQL+` AS line,
 		       count(*) AS calls, count(c.answer_at) AS answered, sum(c.bill_ms)::bigint AS billed_ms,
 		       sum(c.sell_micros)::bigint AS sell, sum(c.buy_micros)::bigint AS buy
 		FROM rollup_targets t
 		JOIN cdrs c ON c.account_id = t.account_id AND c.start_at >= t.lo AND c.start_at < t.hi
 		WHERE t.day = ANY($1::date[])
-		GROUP BY t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway`,
+		GROUP BY t.account_id, t.day, c.sell_deck_id, c.sell_prefix, c.gateway, line`,
 		`(r.account_id, r.day) IN (SELECT account_id, day FROM rollup_targets WHERE day = ANY($1::date[]))`,
 		pq.Array(few))
 	return total + n, err
 }
 
+// rollupLineSQL is the rollups.line of a CDR c (sql/0017): which invoice
+// line its charge belongs to within its destination. An unrated call is
+// listed as such whatever else it is (it awaits a rate); a call closed
+// without a hangup is billed apart, naming the policy that priced it;
+// a call priced by the deck's default rate is not mixed with either.
+const rollupLineSQL = `CASE WHEN 'unrated' = ANY(c.flags) THEN 'unrated'
+	WHEN 'max_duration' = ANY(c.flags) THEN 'max_duration'
+	WHEN 'estimated' = ANY(c.flags) THEN 'estimated'
+	WHEN 'unrated_default' = ANY(c.flags) THEN 'default' ELSE '' END`
+
+// lineLabelSQL is the destination printed on an invoice line for a
+// rollup r: the rate's description (or prefix), and what kind of charge
+// the line holds when it is not an ordinary rated call. The labels are
+// the invoice's words; billing.LineLabels lists them for the docs.
+const lineLabelSQL = `CASE
+	WHEN r.line = 'unrated' THEN 'Unrated calls: no rate, not charged (bill unrated lists them)'
+	WHEN r.line = 'default' AND r.prefix = '' THEN 'Default rate: no rate for the number'
+	ELSE CASE WHEN r.description <> '' THEN r.description WHEN r.prefix <> '' THEN r.prefix
+	          WHEN r.line IN ('estimated', 'max_duration') THEN 'Default rate' ELSE 'No rate matched' END
+	     || CASE r.line WHEN 'default' THEN ' (partly at the deck default rate)'
+	                    WHEN 'estimated' THEN ' (no hangup received: estimated, policy estimate)'
+	                    WHEN 'max_duration' THEN ' (no hangup received: maximum duration, policy max_duration)'
+	                    ELSE '' END
+	END`
+
 // writeRollups makes the rollups in scope (a condition on rollups r) equal
 // to agg, a query of (account_id, day, sell_deck_id, sell_prefix, gateway,
-// calls, answered, billed_ms, sell, buy) whose parameters are args: rows
+// line, calls, answered, billed_ms, sell, buy) whose parameters are args: rows
 // that differ are upserted, rows agg no longer has are deleted, equal rows
 // are left alone (a re-run writes nothing). The months it changes are
 // marked for the next invoice to compare (invoice_recheck). Destinations
@@ -398,8 +423,8 @@ func (s *BillingStore) recompute(ctx context.Context, tx *Tx) (int64, error) {
 func writeRollups(ctx context.Context, tx *Tx, fresh bool, agg, scope string, args ...any) (int64, error) {
 	write := `
 		up AS (
-			INSERT INTO rollups AS r (account_id, day, prefix, description, carrier, calls, answered, billed_ms, sell, buy)
-			SELECT * FROM fin ORDER BY 1, 2, 3, 4, 5
+			INSERT INTO rollups AS r (account_id, day, prefix, description, carrier, line, calls, answered, billed_ms, sell, buy)
+			SELECT * FROM fin ORDER BY 1, 2, 3, 4, 5, 6
 			RETURNING r.account_id, r.day
 		), del AS (
 			SELECT NULL::uuid AS account_id, NULL::date AS day WHERE false
@@ -407,9 +432,9 @@ func writeRollups(ctx context.Context, tx *Tx, fresh bool, agg, scope string, ar
 	if !fresh {
 		write = `
 		up AS (
-			INSERT INTO rollups AS r (account_id, day, prefix, description, carrier, calls, answered, billed_ms, sell, buy)
-			SELECT * FROM fin ORDER BY 1, 2, 3, 4, 5
-			ON CONFLICT (account_id, day, prefix, description, carrier) DO UPDATE
+			INSERT INTO rollups AS r (account_id, day, prefix, description, carrier, line, calls, answered, billed_ms, sell, buy)
+			SELECT * FROM fin ORDER BY 1, 2, 3, 4, 5, 6
+			ON CONFLICT (account_id, day, prefix, description, carrier, line) DO UPDATE
 			SET calls = excluded.calls, answered = excluded.answered, billed_ms = excluded.billed_ms,
 			    sell = excluded.sell, buy = excluded.buy
 			WHERE (r.calls, r.answered, r.billed_ms, r.sell, r.buy)
@@ -419,7 +444,8 @@ func writeRollups(ctx context.Context, tx *Tx, fresh bool, agg, scope string, ar
 			DELETE FROM rollups r
 			WHERE ` + scope + `
 			  AND NOT EXISTS (SELECT 1 FROM fin f WHERE f.account_id = r.account_id AND f.day = r.day
-			                  AND f.prefix = r.prefix AND f.description = r.description AND f.carrier = r.carrier)
+			                  AND f.prefix = r.prefix AND f.description = r.description AND f.carrier = r.carrier
+			                  AND f.line = r.line)
 			RETURNING r.account_id, r.day
 		)`
 	}
@@ -438,10 +464,10 @@ func writeRollups(ctx context.Context, tx *Tx, fresh bool, agg, scope string, ar
 			GROUP BY 1, 2
 		), fin AS MATERIALIZED (
 			SELECT a.account_id, a.day, a.sell_prefix AS prefix, coalesce(d.description, '') AS description, a.gateway AS carrier,
-			       sum(a.calls)::bigint AS calls, sum(a.answered)::bigint AS answered, coalesce(sum(a.billed_ms), 0)::bigint AS billed_ms,
+			       a.line, sum(a.calls)::bigint AS calls, sum(a.answered)::bigint AS answered, coalesce(sum(a.billed_ms), 0)::bigint AS billed_ms,
 			       coalesce(sum(a.sell), 0)::bigint AS sell, coalesce(sum(a.buy), 0)::bigint AS buy
 			FROM agg a LEFT JOIN descs d ON d.deck_id = a.sell_deck_id AND d.prefix = a.sell_prefix
-			GROUP BY 1, 2, 3, 4, 5
+			GROUP BY 1, 2, 3, 4, 5, 6
 		),`+write+`, recheck AS (
 			INSERT INTO invoice_recheck (account_id, month)
 			SELECT DISTINCT account_id, day - (extract(day FROM day)::int - 1) FROM (SELECT * FROM up UNION ALL SELECT * FROM del) t
@@ -576,7 +602,8 @@ func (s *BillingStore) issue(ctx context.Context, year int, month time.Month, ac
 			SELECT a.id AS account_id, a.currency, c.exponent, power(10::numeric, 6 - c.exponent)::bigint AS unit,
 			       coalesce(p.issuer, 'default') AS issuer,
 			       coalesce(p.tax_bps, 0) AS tax_bps, coalesce(p.tax_label, '') AS tax_label,
-			       coalesce(p.payment_days, 30) AS payment_days
+			       coalesce(p.payment_days, 30) AS payment_days, coalesce(p.customer_name, '') AS customer_name,
+			       coalesce(p.customer_address, '') AS customer_address, coalesce(p.customer_tax_number, '') AS customer_tax_number
 			FROM accounts a LEFT JOIN billing_profiles p ON p.account_id = a.id
 			LEFT JOIN unnest($6::text[], $7::int[]) c(code, exponent) ON c.code = a.currency
 			WHERE ($1::uuid IS NULL OR a.id = $1::uuid)
@@ -625,12 +652,12 @@ func (s *BillingStore) issue(ctx context.Context, year int, month time.Month, ac
 		// for the lines and by day for the chart.
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE invoice_usage ON COMMIT DROP AS
 			SELECT r.account_id, m.period, GROUPING(r.day) = 0 AS by_day, r.day,
-			       CASE WHEN r.description <> '' THEN r.description WHEN r.prefix <> '' THEN r.prefix ELSE 'Unrated' END AS destination,
+			       `+lineLabelSQL+` AS destination,
 			       sum(r.calls) AS calls, sum(r.answered) AS answered, sum(r.billed_ms) AS billed_ms, sum(r.sell) AS amount
 			FROM invoice_months m
 			JOIN rollups r ON r.account_id = m.account_id AND r.day >= m.month AND r.day < m.next
 			GROUP BY GROUPING SETS (
-				(r.account_id, m.period, CASE WHEN r.description <> '' THEN r.description WHEN r.prefix <> '' THEN r.prefix ELSE 'Unrated' END),
+				(r.account_id, m.period, `+lineLabelSQL+`),
 				(r.account_id, m.period, r.day))`); err != nil {
 			return Error(err)
 		}
@@ -701,6 +728,7 @@ func (s *BillingStore) issue(ctx context.Context, year int, month time.Month, ac
 			WITH h AS MATERIALIZED (
 				SELECT d.id, d.account_id, d.kind, d.period, d.exact, d.subtotal, d.corrects_id, d.corrects_number,
 				       a.currency, a.exponent, coalesce(d.corrects_issuer, a.issuer) AS issuer, a.payment_days,
+				       a.customer_name, a.customer_address, a.customer_tax_number,
 				       coalesce(d.corrects_tax_bps, a.tax_bps) AS tax_bps, coalesce(d.corrects_tax_label, a.tax_label) AS tax_label,
 				       `+fmt.Sprintf(taxSQL, `(d.subtotal::numeric * coalesce(d.corrects_tax_bps, a.tax_bps))`)+` AS tax,
 				       (to_date(d.period, 'YYYY-MM')::timestamp AT TIME ZONE $2) AS period_start,
@@ -729,14 +757,17 @@ func (s *BillingStore) issue(ctx context.Context, year int, month time.Month, ac
 			)
 			INSERT INTO invoices (id, account_id, kind, issuer, seq, number, corrects_id, corrects_number,
 			                      period, period_start, period_end, currency, exponent,
-			                      issued_at, due_at, exact, subtotal, tax_bps, tax_label, tax, total, days)
+			                      issued_at, due_at, exact, subtotal, tax_bps, tax_label, tax, total, days,
+			                      customer_name, customer_address, customer_tax_number, payment_days)
 			SELECT x.id, x.account_id, x.kind, x.issuer, x.seq,
 			       x.prefix || CASE x.kind WHEN 'invoice' THEN '-' ELSE '-CN-' END
 			                || CASE WHEN x.seq < 1000000 THEN lpad(x.seq::text, 6, '0') ELSE x.seq::text END,
 			       x.corrects_id, x.corrects_number, x.period, x.period_start, x.period_end, x.currency, x.exponent,
 			       $3, CASE x.kind WHEN 'invoice' THEN x.period_end + x.payment_days * interval '24 hours' ELSE $3 END,
 			       x.exact, x.subtotal, x.tax_bps, x.tax_label, x.tax, x.subtotal + x.tax,
-			       CASE x.kind WHEN 'invoice' THEN coalesce(days.days, '[]') ELSE '[]' END
+			       CASE x.kind WHEN 'invoice' THEN coalesce(days.days, '[]') ELSE '[]' END,
+			       x.customer_name, x.customer_address, x.customer_tax_number,
+			       CASE x.kind WHEN 'invoice' THEN x.payment_days ELSE 0 END
 			FROM numbered x LEFT JOIN days ON days.account_id = x.account_id
 			ORDER BY x.issuer, x.kind, x.seq
 			RETURNING `+invoiceColumns+`, days`,
@@ -859,6 +890,7 @@ func zoneError(account string, month time.Time, made, zone string) error {
 const invoiceColumns = `id, account_id, kind, issuer, seq, number, coalesce(corrects_id::text, '') AS corrects_id,
 	coalesce(corrects_number, '') AS corrects_number, period, period_start, period_end, currency, exponent,
 	issued_at, due_at, exact, subtotal, tax_bps, tax_label, tax, total,
+	customer_name, customer_address, customer_tax_number, payment_days,
 	subtotal * power(10::numeric, 6 - exponent)::bigint - exact AS rounding`
 
 func utcInvoice(inv *callbridge.Invoice) {
@@ -960,14 +992,16 @@ func (s *BillingStore) Usage(ctx context.Context, accountID string, f callbridge
 }
 
 // DayUsage returns every account's rollups of one local day, for the
-// daily report file: one row per account and destination and carrier,
-// Key being "account_id/prefix/carrier".
+// daily report file: one row per account, destination, carrier and line,
+// Key being "account_id/prefix/carrier", then "/line" for a line other
+// than rated calls (rollupLineSQL).
 func (s *BillingStore) DayUsage(ctx context.Context, day time.Time) ([]callbridge.UsageRow, error) {
 	rows := []callbridge.UsageRow{}
 	err := s.db.SelectContext(ctx, &rows, `
-		SELECT account_id::text || '/' || prefix || '/' || carrier AS key, description, calls, answered,
+		SELECT account_id::text || '/' || prefix || '/' || carrier || CASE WHEN line <> '' THEN '/' || line ELSE '' END AS key,
+		       description, calls, answered,
 		       billed_ms, sell, buy, sell - buy AS margin
-		FROM rollups WHERE day = $1 ORDER BY account_id, prefix, carrier`, day.Format(time.DateOnly))
+		FROM rollups WHERE day = $1 ORDER BY account_id, prefix, carrier, line`, day.Format(time.DateOnly))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: day usage: %w", Error(err))
 	}
@@ -980,7 +1014,9 @@ func profile(ctx context.Context, q interface {
 	p := &callbridge.BillingProfile{AccountID: accountID}
 	err := q.GetContext(ctx, p, `SELECT a.id AS account_id, coalesce(p.issuer, 'default') AS issuer,
 		coalesce(p.tax_bps, 0) AS tax_bps, coalesce(p.tax_label, '') AS tax_label,
-		coalesce(p.payment_days, 30) AS payment_days, p.low_balance, coalesce(p.low_balance_url, '') AS low_balance_url
+		coalesce(p.payment_days, 30) AS payment_days, p.low_balance, coalesce(p.low_balance_url, '') AS low_balance_url,
+		coalesce(p.missing_hangup, 'estimate') AS missing_hangup, coalesce(p.customer_name, '') AS customer_name,
+		coalesce(p.customer_address, '') AS customer_address, coalesce(p.customer_tax_number, '') AS customer_tax_number
 		FROM accounts a LEFT JOIN billing_profiles p ON p.account_id = a.id WHERE a.id = $1`, accountID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("account")
@@ -1012,11 +1048,14 @@ func (s *BillingStore) SetProfile(ctx context.Context, p *callbridge.BillingProf
 		return notFound("account")
 	}
 	_, err := s.db.ExecContext(ctx, `
-		INSERT INTO billing_profiles (account_id, issuer, tax_bps, tax_label, payment_days, low_balance, low_balance_url)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		INSERT INTO billing_profiles (account_id, issuer, tax_bps, tax_label, payment_days, low_balance, low_balance_url,
+		                              missing_hangup, customer_name, customer_address, customer_tax_number)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (account_id) DO UPDATE SET issuer = $2, tax_bps = $3, tax_label = $4, payment_days = $5,
-			low_balance = $6, low_balance_url = $7`,
-		p.AccountID, p.Issuer, p.TaxBPS, p.TaxLabel, p.PaymentDays, p.LowBalance, p.LowBalanceURL)
+			low_balance = $6, low_balance_url = $7, missing_hangup = $8, customer_name = $9,
+			customer_address = $10, customer_tax_number = $11`,
+		p.AccountID, p.Issuer, p.TaxBPS, p.TaxLabel, p.PaymentDays, p.LowBalance, p.LowBalanceURL,
+		p.MissingHangup, p.CustomerName, p.CustomerAddress, p.CustomerTaxNumber)
 	if err != nil {
 		var pe *pq.Error
 		if errors.As(err, &pe) && pe.Code == codeForeignKey {
@@ -1263,4 +1302,52 @@ func (s *BillingStore) RetirePartitions(ctx context.Context, before time.Time, d
 		retired = append(retired, n)
 	}
 	return retired, nil
+}
+
+// UnratedCalls implements callbridge.BillingService.
+func (s *BillingStore) UnratedCalls(ctx context.Context, year int, month time.Month, accountID string) ([]callbridge.UnratedCall, error) {
+	if year < 2000 || year > 9999 || month < 1 || month > 12 {
+		return nil, callbridge.FieldError("month", "must be a month YYYY-MM")
+	}
+	var account any // NULL: every account
+	if accountID != "" {
+		if !callbridge.IsUUID(accountID) {
+			return nil, notFound("account")
+		}
+		account = accountID
+	}
+	lo, hi := callbridge.InvoiceMonthBounds(year, month, s.loc)
+	calls := []callbridge.UnratedCall{}
+	err := s.db.SelectContext(ctx, &calls, `
+		SELECT c.uuid::text AS uuid, c.account_id::text AS account_id, c.start_at, c.leg, c.callee,
+		       coalesce(c.gateway, '') AS gateway, coalesce(c.sell_deck_id, '') AS sell_deck_id,
+		       CASE WHEN 'unrated' = ANY(c.flags) THEN 'unrated' ELSE 'unrated_default' END AS flag,
+		       c.bill_ms, c.sell_micros AS sell, a.currency
+		FROM cdrs c JOIN accounts a ON a.id = c.account_id
+		WHERE c.start_at >= $1 AND c.start_at < $2 AND ($3::uuid IS NULL OR c.account_id = $3::uuid)
+		  AND c.flags && ARRAY['unrated', 'unrated_default']
+		ORDER BY c.start_at, c.uuid
+		LIMIT $4`, lo, hi, account, callbridge.MaxUnratedCalls)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: unrated calls: %w", Error(err))
+	}
+	for i := range calls {
+		calls[i].StartAt = calls[i].StartAt.UTC()
+	}
+	return calls, nil
+}
+
+// MissingHangupPolicy implements controller.HangupPolicies: the
+// account's missing-hangup policy, HangupEstimate for an account without
+// a billing profile or without a row at all.
+func (s *BillingStore) MissingHangupPolicy(ctx context.Context, accountID string) (string, error) {
+	policy := callbridge.HangupEstimate
+	if !callbridge.IsUUID(accountID) {
+		return policy, nil
+	}
+	err := s.db.QueryRowContext(ctx, `SELECT missing_hangup FROM billing_profiles WHERE account_id = $1`, accountID).Scan(&policy)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("postgres: missing-hangup policy: %w", Error(err))
+	}
+	return policy, nil
 }

@@ -15,6 +15,7 @@ import (
 	"callbridge/postgres/pgtest"
 
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 )
 
 // billingAccount creates an account for billing tests.
@@ -34,6 +35,8 @@ type cdr struct {
 	deck              string
 	start             time.Time
 	billMS, sell, buy int64
+	// flags are the CDR's flag names (callbridge.CDRFlags.Names).
+	flags []string
 }
 
 // insertCDRs stores CDRs the way the CDR writer does (cdr_keys, then cdrs,
@@ -57,12 +60,12 @@ func insertCDRs(t testing.TB, db *postgres.DB, cs ...cdr) {
 			WITH k AS (INSERT INTO cdr_keys (uuid, start_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING uuid)
 			INSERT INTO cdrs (uuid, start_at, leg, account_id, direction, caller, callee, presented, gateway, node,
 			                  answer_at, end_at, duration_ms, bill_ms, hangup_cause, disposition,
-			                  sell_micros, sell_currency, sell_deck_id, sell_prefix, buy_micros, buy_currency, buy_prefix)
+			                  sell_micros, sell_currency, sell_deck_id, sell_prefix, buy_micros, buy_currency, buy_prefix, flags)
 			SELECT $1, $2, 'a', $3, 'outbound', '4930111', $4 || '1234567', '4930111', $5, 'node1',
 			       $6, $2::timestamptz + $7 * interval '1 millisecond', $7, $7, 'NORMAL_CLEARING', $8,
-			       $9, 'EUR', $11, $4, $10, 'EUR', $4
+			       $9, 'EUR', $11, $4, $10, 'EUR', $4, coalesce($12::text[], '{}')
 			FROM k`,
-			c.uuid, c.start, c.account, c.prefix, c.gateway, answer, c.billMS, disp, c.sell, c.buy, c.deck)
+			c.uuid, c.start, c.account, c.prefix, c.gateway, answer, c.billMS, disp, c.sell, c.buy, c.deck, pq.Array(c.flags))
 		if err != nil {
 			t.Fatalf("insert cdr: %v", err)
 		}
@@ -587,8 +590,8 @@ func TestRollupNamesDestinationsByTheSellDeck(t *testing.T) {
 	for _, l := range invs[0].Lines {
 		lines[l.Destination] = l.Amount
 	}
-	if len(lines) != 3 || lines["Berlin"] != 3000 || lines["49170"] != 4000 || lines["Unrated"] != 0 {
-		t.Errorf("lines = %+v, want Berlin 3000, 49170 4000, Unrated 0", invs[0].Lines)
+	if len(lines) != 3 || lines["Berlin"] != 3000 || lines["49170"] != 4000 || lines["No rate matched"] != 0 {
+		t.Errorf("lines = %+v, want Berlin 3000, 49170 4000, No rate matched 0", invs[0].Lines)
 	}
 	if len(invs[0].Days) != 1 || invs[0].Days[0] != (callbridge.DayUsage{Day: "2026-10-05", Calls: 4, Amount: 7000}) {
 		t.Errorf("days = %+v", invs[0].Days)

@@ -83,3 +83,72 @@ func TestInvoiceMoneyMigrationKeepsIssuedInvoices(t *testing.T) {
 		t.Error("a negative invoice was stored")
 	}
 }
+
+// TestLineMigrationMarksPrefixlessRollups applies 0017 to a schema whose
+// rollups mixed default-rate and unrated calls in prefix-less rows: those
+// days are marked for the rollup to recompute into separate lines, the
+// other rollups stay as they are, and issued invoices gain an empty
+// customer without becoming mutable.
+func TestLineMigrationMarksPrefixlessRollups(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	exec := func(q string) {
+		t.Helper()
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%.80s: %v", q, err)
+		}
+	}
+	exec(`CREATE SCHEMA legacy`)
+	exec(`SET search_path = legacy`)
+	ms, err := postgres.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m17 *postgres.Migration
+	for i, m := range ms {
+		switch {
+		case m.Version < 17:
+			exec(m.SQL)
+		case m.Version == 17:
+			m17 = &ms[i]
+		}
+	}
+	if m17 == nil {
+		t.Fatal("no migration 17")
+	}
+	exec(`INSERT INTO accounts (id, name, currency) VALUES ('11111111-1111-4111-8111-111111111111', 'legacy', 'EUR')`)
+	exec(`INSERT INTO rollups (account_id, day, prefix, description, carrier, calls, answered, billed_ms, sell, buy) VALUES
+		('11111111-1111-4111-8111-111111111111', '2026-10-05', '', '', 'c', 3, 3, 180000, 12314800, 0),
+		('11111111-1111-4111-8111-111111111111', '2026-10-06', '4930', 'Berlin', 'c', 1, 1, 60000, 1000, 0)`)
+	exec(`INSERT INTO invoices (id, account_id, issuer, seq, number, period, period_start, period_end, currency, exponent, due_at,
+		exact, subtotal, tax_bps, tax_label, tax, total) VALUES
+		('22222222-2222-4222-8222-222222222222', '11111111-1111-4111-8111-111111111111', 'default', 1, 'CB-000001', '2026-09',
+		 '2026-09-01', '2026-10-01', 'EUR', 2, '2026-10-31', 1000000, 100, 0, '', 0, 100)`)
+	exec(m17.SQL)
+	var dirty, lines string
+	if err := conn.QueryRowContext(ctx, `SELECT string_agg(day::text, ',' ORDER BY day) FROM rollup_dirty`).Scan(&dirty); err != nil {
+		t.Fatal(err)
+	}
+	if dirty != "2026-10-05" {
+		t.Errorf("days marked for a rollup: %q, want the prefix-less day 2026-10-05 only", dirty)
+	}
+	if err := conn.QueryRowContext(ctx, `SELECT string_agg(prefix || ':' || line, ',' ORDER BY day) FROM rollups`).Scan(&lines); err != nil {
+		t.Fatal(err)
+	}
+	if lines != ":,4930:" {
+		t.Errorf("rollup lines %q, want both rows kept with line ''", lines)
+	}
+	var name string
+	var days int64
+	if err := conn.QueryRowContext(ctx, `SELECT customer_name, payment_days FROM invoices`).Scan(&name, &days); err != nil || name != "" || days != 0 {
+		t.Errorf("issued invoice customer %q, %d days, %v; want empty", name, days, err)
+	}
+	if _, err := conn.ExecContext(ctx, `UPDATE invoices SET customer_name = 'x'`); err == nil {
+		t.Error("issued invoices are mutable after the migration")
+	}
+}

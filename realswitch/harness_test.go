@@ -51,6 +51,14 @@ Call-ID: talk-1
 CSeq: 1 INVITE
 
 v=0
+----------------------------------------------- 2026-12-06 05:30:15.552851
+UDP message received [300] bytes :
+
+ACK sip:4930200@127.0.0.1:35060 SIP/2.0
+Call-ID: talk-1
+CSeq: 1 ACK
+
+
 ----------------------------------------------- 2026-12-06 05:30:17.547099
 UDP message received [364] bytes :
 
@@ -93,6 +101,9 @@ func TestParseTrace(t *testing.T) {
 	}
 	if d, ok := talk.Talk(); !ok || d != 2004248*time.Microsecond {
 		t.Errorf("talk = %v %v, want 2.004248s", d, ok)
+	}
+	if d := talk.AckDelay(); d != 10*time.Millisecond {
+		t.Errorf("ACK delay = %v, want 10ms", d)
 	}
 	if _, ok := busy.Talk(); ok {
 		t.Error("a refused call has a talk time")

@@ -239,6 +239,21 @@ func (c Call) Talk() (time.Duration, bool) {
 	return b.At.Sub(f.At), true
 }
 
+// AckDelay is how long the far end took to ACK the 200 sipp sent to its
+// INVITE: the window in which it took the call as answered. Timing
+// compared with sipp's (Talk) is no more exact than that.
+func (c Call) AckDelay() time.Duration {
+	f, ok := c.Final()
+	if !ok || f.Status != 200 || !f.Sent {
+		return 0
+	}
+	ack, ok := c.first(func(m Message) bool { return m.Method == "ACK" && !m.Sent })
+	if !ok {
+		return 0
+	}
+	return ack.At.Sub(f.At)
+}
+
 func (c Call) first(pred func(Message) bool) (Message, bool) {
 	for _, m := range c.Messages {
 		if pred(m) {

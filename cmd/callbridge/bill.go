@@ -19,6 +19,7 @@ const billUsage = `usage: callbridge bill rollup  --date YYYY-MM-DD [--account I
        callbridge bill invoice --month YYYY-MM [--account ID] [--report-dir DIR] [--draft]
        callbridge bill report usage   --account ID --from T --to T [--group-by day|destination|carrier|binding] [--format csv|json]
        callbridge bill report invoice --account ID --id INVOICE_ID [--format html|csv|json] [--out FILE]
+       callbridge bill unrated --month YYYY-MM [--account ID] [--format csv|json]
        callbridge bill jobs [--job NAME] [--limit N]
 
 Days and months are read in --timezone (env CALLBRIDGE_TIMEZONE, default UTC);
@@ -26,7 +27,11 @@ rollups of an account and month made in one zone refuse runs in another.
 bill rollup recomputes the day for the account named, or for every account.
 bill invoice issues invoices (and credit notes) only for a month that ended
 at least CALLBRIDGE_INVOICE_GRACE (default 24h) ago; --draft shows what it
-would issue, for any month, and issues nothing.
+would issue, for any month, and issues nothing. Documents name the issuer
+of CALLBRIDGE_ISSUER_NAME, _ADDRESS and _TAX_NUMBER, as serve does.
+bill unrated lists the month's calls no rate priced (flag unrated, not
+charged) or the deck's default rate priced (unrated_default), with the
+number a rate must match: add the rates, then callbridge rerate the month.
 Every command is idempotent: re-running it for the same period changes no
 totals; an issued invoice is never changed.`
 
@@ -69,6 +74,9 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 			fs.StringVar(&id, "id", "", "invoice id")
 			fs.StringVar(&format, "format", "html", "html, csv or json")
 			fs.StringVar(&out, "out", "", "write to this file instead of standard output")
+		case "unrated":
+			fs.StringVar(&month, "month", "", "month to list, YYYY-MM")
+			fs.StringVar(&format, "format", "csv", "csv or json")
 		case "jobs":
 			fs.StringVar(&job, "job", "", "only this job")
 			fs.IntVar(&limit, "limit", 50, "how many runs")
@@ -95,6 +103,10 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 	host, _ := os.Hostname()
 	store := postgres.NewBillingStore(db, loc, fmt.Sprintf("%s/%d bill", host, os.Getpid()))
 	if store.Grace, err = invoiceGrace(getenv); err != nil {
+		return usageError{fmt.Errorf("bill: %w", err)}
+	}
+	issuer, err := issuerFromEnv(getenv)
+	if err != nil {
 		return usageError{fmt.Errorf("bill: %w", err)}
 	}
 
@@ -153,7 +165,7 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 			verb = "drafted (not issued)"
 		}
 		for _, inv := range invs {
-			path, err := billing.WriteInvoiceFiles(reportDir, inv)
+			path, err := billing.WriteInvoiceFiles(reportDir, inv, issuer)
 			if err != nil {
 				return err
 			}
@@ -200,7 +212,7 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		switch format {
 		case "html":
-			err = billing.WriteInvoiceHTML(w, inv)
+			err = billing.WriteInvoiceHTML(w, inv, issuer)
 		case "csv":
 			err = billing.WriteInvoiceCSV(w, inv)
 		case "json":
@@ -215,6 +227,23 @@ func runBill(ctx context.Context, args []string, getenv func(string) string, std
 			fmt.Fprintln(stderr, "wrote", out)
 		}
 		return nil
+
+	case "unrated":
+		m, err := time.Parse("2006-01", month)
+		if err != nil {
+			return usageError{fmt.Errorf("bill unrated: --month must be YYYY-MM")}
+		}
+		calls, err := store.UnratedCalls(ctx, m.Year(), m.Month(), accountID)
+		if err != nil {
+			return err
+		}
+		switch format {
+		case "csv":
+			return billing.WriteUnratedCSV(stdout, calls)
+		case "json":
+			return billing.WriteUnratedJSON(stdout, calls)
+		}
+		return usageError{fmt.Errorf("bill unrated: --format must be csv or json")}
 
 	case "jobs":
 		runs, err := store.JobRuns(ctx, job, limit)

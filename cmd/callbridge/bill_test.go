@@ -160,3 +160,53 @@ func TestBillScopesAndClosedMonths(t *testing.T) {
 		t.Errorf("a draft issued %d invoices", issued)
 	}
 }
+
+// callbridge bill unrated lists the month's calls no rate priced, as CSV
+// an operator opens to add the missing rates.
+func TestBillUnratedListsCallsToFix(t *testing.T) {
+	dbURL := pgtest.URL(t)
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, dbURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a := &callbridge.Account{Name: "unrated " + uuid.NewString()[:8], Currency: "EUR"}
+	if _, err := postgres.NewAccountService(db).CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewCDRStore(db)
+	at := time.Date(2026, 10, 20, 15, 0, 0, 0, time.UTC)
+	if err := store.EnsurePartitions(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	cdr := func(callee string, flags callbridge.CDRFlags, sell int64) *callbridge.CDR {
+		return &callbridge.CDR{UUID: uuid.NewString(), Leg: "a", AccountID: a.ID, Direction: "outbound",
+			Callee: callee, Node: "fs1", StartAt: at, AnswerAt: at.Add(time.Second), EndAt: at.Add(61 * time.Second),
+			DurationMS: 61000, BillMS: 60000, HangupCause: "NORMAL_CLEARING", Disposition: "answered",
+			Sell: sell, SellCurrency: "EUR", Flags: flags}
+	}
+	if _, err := store.WriteBatch(ctx, []*callbridge.CDR{
+		cdr("882123456", callbridge.CDRUnrated, 0), cdr("4930123456", 0, 1000), cdr("3912345", callbridge.CDRUnratedDefault, 12_314_800),
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	env := map[string]string{"CALLBRIDGE_DATABASE_URL": dbURL}
+	if err := run(ctx, []string{"bill", "unrated", "--month", "2026-10", "--account", a.ID}, func(k string) string { return env[k] }, &out, &errOut); err != nil {
+		t.Fatalf("bill unrated: %v: %s", err, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "uuid,account_id,start_at,leg,callee,") {
+		t.Fatalf("bill unrated printed %q, want a header and 2 calls", out.String())
+	}
+	body := strings.Join(lines[1:], "\n")
+	for _, want := range []string{",882123456,", ",unrated,60000,0.00,EUR", ",3912345,", ",unrated_default,60000,12.3148,EUR"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("bill unrated lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "4930123456") {
+		t.Errorf("a rated call is listed:\n%s", body)
+	}
+}

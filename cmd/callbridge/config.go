@@ -112,6 +112,11 @@ type Config struct {
 	// CDRs before it may be invoiced (CALLBRIDGE_INVOICE_GRACE, "24h"; 0
 	// to callbridge.MaxInvoiceGrace).
 	InvoiceGrace time.Duration
+	// Issuer is who issues invoices and credit notes, printed on them:
+	// legal name, postal address (lines separated by ";") and tax number
+	// (CALLBRIDGE_ISSUER_NAME, CALLBRIDGE_ISSUER_ADDRESS,
+	// CALLBRIDGE_ISSUER_TAX_NUMBER; empty).
+	Issuer billing.Issuer
 	// BindingMaxTTL is the longest life of a privacy-number binding
 	// (CALLBRIDGE_BINDING_MAX_TTL, "720h").
 	BindingMaxTTL time.Duration
@@ -218,6 +223,9 @@ func settings() []setting {
 			c.InvoiceGrace, err = parseInvoiceGrace(v)
 			return err
 		}},
+		{"issuer-name", "CALLBRIDGE_ISSUER_NAME", "", "legal name of the issuer printed on invoices and credit notes", func(c *Config, v string) error { c.Issuer.Name = v; return nil }},
+		{"issuer-address", "CALLBRIDGE_ISSUER_ADDRESS", "", "the issuer's postal address, lines separated by ';'", func(c *Config, v string) error { c.Issuer.Address = v; return nil }},
+		{"issuer-tax-number", "CALLBRIDGE_ISSUER_TAX_NUMBER", "", "the issuer's tax number (VAT id)", func(c *Config, v string) error { c.Issuer.TaxNumber = v; return nil }},
 		{"binding-max-ttl", "CALLBRIDGE_BINDING_MAX_TTL", "720h", "longest life of a binding", durationSetter(func(c *Config, d time.Duration) { c.BindingMaxTTL = d })},
 		{"ring-timeout", "CALLBRIDGE_RING_TIMEOUT", "30s", "how long a binding call's target may ring", durationSetter(func(c *Config, d time.Duration) { c.RingTimeout = d })},
 		{"record-dir", "CALLBRIDGE_RECORD_DIR", "/var/lib/freeswitch/recordings/callbridge", "recordings directory on the FreeSWITCH host", func(c *Config, v string) error { c.RecordDir = v; return nil }},
@@ -306,6 +314,17 @@ func invoiceGrace(getenv func(string) string) (time.Duration, error) {
 	return d, nil
 }
 
+// issuerFromEnv returns the issuer printed on documents, read from the
+// environment as serve reads it, for callbridge bill.
+func issuerFromEnv(getenv func(string) string) (billing.Issuer, error) {
+	i := billing.Issuer{Name: getenv("CALLBRIDGE_ISSUER_NAME"), Address: getenv("CALLBRIDGE_ISSUER_ADDRESS"),
+		TaxNumber: getenv("CALLBRIDGE_ISSUER_TAX_NUMBER")}
+	if err := i.Validate(); err != nil {
+		return i, fmt.Errorf("invalid CALLBRIDGE_%s: %v", strings.ToUpper(callbridge.ErrorField(err)), callbridge.ErrorMessage(err))
+	}
+	return i, nil
+}
+
 // NumberRules returns how this deployment normalises numbers.
 func (c *Config) NumberRules() callbridge.NumberRules {
 	r := callbridge.DefaultNumberRules()
@@ -385,6 +404,9 @@ func (c *Config) Validate() error {
 		if err := checkDialAddr(a); err != nil {
 			return fmt.Errorf("invalid CALLBRIDGE_ESL entry %q: %v", a, err)
 		}
+	}
+	if err := c.Issuer.Validate(); err != nil {
+		return fmt.Errorf("invalid CALLBRIDGE_%s: %v", strings.ToUpper(callbridge.ErrorField(err)), callbridge.ErrorMessage(err))
 	}
 	for job, spec := range c.Schedules {
 		if _, ok := billing.DefaultSchedules()[job]; !ok {

@@ -132,3 +132,40 @@ func TestPromptSettings(t *testing.T) {
 		}
 	}
 }
+
+// The issuer printed on documents is read from the environment by serve
+// and by callbridge bill alike, and refused when it is malformed.
+func TestIssuerSettings(t *testing.T) {
+	env := map[string]string{
+		"CALLBRIDGE_DATABASE_URL":      "postgres://x/y",
+		"CALLBRIDGE_ISSUER_NAME":       "Callbridge Telecom GmbH",
+		"CALLBRIDGE_ISSUER_ADDRESS":    "Friedrichstraße 68; 10117 Berlin",
+		"CALLBRIDGE_ISSUER_TAX_NUMBER": "DE298765432",
+	}
+	getenv := func(k string) string { return env[k] }
+	cfg, err := parseConfig("serve", nil, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromEnv, err := issuerFromEnv(getenv)
+	if err != nil || cfg.Issuer != fromEnv || cfg.Issuer.TaxNumber != "DE298765432" {
+		t.Errorf("serve's issuer %+v, bill's %+v (%v): want the same, from the environment", cfg.Issuer, fromEnv, err)
+	}
+	for k, v := range map[string]string{
+		"CALLBRIDGE_ISSUER_NAME":       "",
+		"CALLBRIDGE_ISSUER_TAX_NUMBER": strings.Repeat("9", 65),
+	} {
+		bad := map[string]string{}
+		for k, v := range env {
+			bad[k] = v
+		}
+		bad[k] = v
+		_, err := parseConfig("serve", nil, func(k string) string { return bad[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%q: %v, want an error naming the setting", k, v, err)
+		}
+		if _, err := issuerFromEnv(func(k string) string { return bad[k] }); err == nil {
+			t.Errorf("callbridge bill accepts %s=%q", k, v)
+		}
+	}
+}

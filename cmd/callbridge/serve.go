@@ -213,7 +213,16 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// cdrs: every node's hangups become priced CDRs through an fsync'ed
 	// spool. The pipeline reads until the workers stop (after calls have
 	// drained), then writes what it can and leaves the rest in the spool
-	// for the next start; the ESL clients stop after it.
+	// for the next start; the ESL clients stop after it. The billing
+	// store gives the sweep each account's missing-hangup policy.
+	billLoc, err := time.LoadLocation(cfg.TimeZone)
+	if err != nil {
+		return err
+	}
+	billStore := postgres.NewBillingStore(db, billLoc, callbackOwner(cfg))
+	billStore.Grace = cfg.InvoiceGrace
+	srv.Billing, srv.Issuer = billStore, cfg.Issuer
+
 	cdrStore := postgres.NewCDRStore(db)
 	if err := cdrStore.EnsurePartitions(ctx, time.Now()); err != nil {
 		return err
@@ -223,6 +232,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Store:    cdrStore,
 		Pricer:   controller.NewPricer(decks, cdrLog),
 		SpoolDir: cfg.SpoolDir,
+		Policies: billStore,
 		Logger:   cdrLog,
 		// The "stale-calls" job below sweeps, once per minute cluster-wide.
 		SweepInterval: -1,
@@ -238,19 +248,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// partitions, reservations, low-balance webhooks), each run under an
 	// advisory lock so one controller runs it; missed slots are caught up
 	// at start. The scheduler stops with the workers.
-	billLoc, err := time.LoadLocation(cfg.TimeZone)
-	if err != nil {
-		return err
-	}
-	billStore := postgres.NewBillingStore(db, billLoc, callbackOwner(cfg))
-	billStore.Grace = cfg.InvoiceGrace
-	srv.Billing = billStore
 	billJobs := &billing.Jobs{
 		Store:     billStore,
 		Location:  billLoc,
 		Grace:     cfg.InvoiceGrace,
 		Log:       log.With("component", "billing"),
 		ReportDir: cfg.ReportDir,
+		Issuer:    cfg.Issuer,
 		Webhooks:  webhooks,
 		ExpireBindings: func(ctx context.Context) (int, error) {
 			return bindings.ExpireBindings(ctx, time.Now())

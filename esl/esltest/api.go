@@ -56,6 +56,16 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 	switch name {
 	case "version":
 		return versionText
+	case "fsctl":
+		return s.fsctl(arg)
+	case "hash":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.hashLocked(arg)
+	case "hash_dump":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.hashDumpLocked(arg)
 	case "status":
 		return s.status()
 	case "originate":

@@ -7,8 +7,9 @@
 //
 // It will not: render text/event-xml, stream logs ("log" is an unknown
 // command here), run outbound-socket sessions, resolve "originate" targets
-// other than "&park()", "&bridge(...)", "&playback(...)" and "&echo()", or
-// dial "|" and "," multi-endpoint strings.
+// other than "&park()", "&bridge(...)", "&playback(...)", "&echo()" and an
+// inline dialplan of set applications ending in one of those
+// ("set:a=b,park inline"), or dial "|" and "," multi-endpoint strings.
 //
 // # Protocol
 //
@@ -35,7 +36,11 @@
 // API commands: originate, uuid_bridge, uuid_kill, uuid_broadcast,
 // uuid_setvar, uuid_getvar, uuid_exists, uuid_record, sched_hangup
 // ("[+]<secs> <uuid> [cause]"), show channels [as json], status, version,
-// hupall [cause [var value]], and the simulator-only
+// hupall [cause [var value]], fsctl ready_check|pause|resume (paused, it
+// answers "false" and refuses originates with DESTINATION_OUT_OF_ORDER, as
+// the real switch does; see Server.SetPaused), hash
+// insert|delete|select/<realm>/<key>[/<val>] and hash_dump db [<realm>]
+// (mod_hash's store, kept while the server runs), and the simulator-only
 // "sim_inbound <caller> <destination>" ("+OK <uuid>"). bgapi results arrive
 // as BACKGROUND_JOB events on every connection subscribed to them.
 //
@@ -45,7 +50,16 @@
 // "-ERR INVALID_PROFILE"), loopback/<number>, or error/<cause>.
 // origination_uuid, origination_caller_id_number/name and originate_timeout
 // (default 60 s) are honoured; every variable is kept on the leg and shows up
-// as variable_<name>.
+// as variable_<name>. Server.MaxSessions refuses originates like
+// max-sessions (-ERR DESTINATION_OUT_OF_ORDER, no channel event).
+//
+// CDR records: a leg's api_reporting_hook runs just before its
+// CHANNEL_HANGUP_COMPLETE, expanded against the leg ("hash" commands only),
+// as callbridge.CDRHook needs. set expands its value a second time, as
+// FreeSWITCH's does. Differences: execute_on_originate runs only a set,
+// and the escape layers FreeSWITCH applies to a bridged leg's hook
+// (dial-string parsing, expansion) are not reproduced: the simulator
+// recognises the hook's references instead (cdrhook.go).
 //
 // # Far-end behaviour
 //

@@ -214,6 +214,12 @@ func TestInboundBridge(t *testing.T) {
 	if got := complete[b].Get("Caller-Caller-Id-Number"); got != "15550001" {
 		t.Errorf("b caller id %q, want 15550001 (from ${caller_id_number})", got)
 	}
+	if got, ok := complete[b].Header["Caller-Orig-Caller-Id-Number"]; !ok || got != "15550001" {
+		t.Errorf("b Caller-Orig-Caller-ID-Number %q, want the real caller 15550001 (issue 12)", got)
+	}
+	if got := complete[b].Get("Variable_originator"); got != a {
+		t.Errorf("b variable_originator %q, want a %s", got, a)
+	}
 
 	// The dialplan request carries the same fields, in the same order, as
 	// the one FreeSWITCH sent (variables aside).

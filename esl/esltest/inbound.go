@@ -394,7 +394,9 @@ func (s *Server) execApp(ch *channel, app, data string) bool {
 			d, nolocal = rest, true
 		}
 		if k, v, ok := strings.Cut(d, "="); ok {
-			if !nolocal {
+			if app == "set" && !nolocal {
+				setVarLocked(ch, d)
+			} else if !nolocal {
 				if v == "" {
 					ch.v.del(k)
 				} else {

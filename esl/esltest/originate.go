@@ -57,6 +57,29 @@ func parseVarBlock(s string, into *vars) {
 	}
 }
 
+// blockEnd returns the index of the bracket that closes the variable
+// block ds starts with, or -1. Brackets of the same kind nest (a CDR
+// hook holds "{name}" references) and escaped characters are skipped.
+func blockEnd(ds string) int {
+	open := ds[0]
+	closer := map[byte]byte{'{': '}', '[': ']', '<': '>'}[open]
+	depth := 0
+	for i := 0; i < len(ds); i++ {
+		switch ds[i] {
+		case '\\':
+			i++
+		case open:
+			depth++
+		case closer:
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
 // errBadDialString reports a dial string that names no usable endpoint.
 var errBadDialString = errors.New("esltest: bad dial string")
 
@@ -64,8 +87,7 @@ var errBadDialString = errors.New("esltest: bad dial string")
 func parseEndpoint(ds string) (*endpoint, error) {
 	ep := &endpoint{}
 	for len(ds) > 0 && (ds[0] == '{' || ds[0] == '[' || ds[0] == '<') {
-		closer := map[byte]byte{'{': '}', '[': ']', '<': '>'}[ds[0]]
-		end := strings.IndexByte(ds, closer)
+		end := blockEnd(ds)
 		if end < 0 {
 			return nil, errBadDialString
 		}
@@ -127,9 +149,12 @@ func (ep *endpoint) channelName() string {
 	return "sofia/" + ep.profile + "/" + ep.number
 }
 
-// application is an "&app(arg)" originate target.
+// application is an "&app(arg)" originate target, or the last
+// application of an inline one ("set:a=b,park inline"), whose sets run
+// first.
 type application struct {
 	name, arg string
+	sets      []string
 }
 
 // parseOriginate splits "originate <dialstring> &app(arg) [...]" arguments.
@@ -157,8 +182,12 @@ func parseOriginate(arg string) (string, application, error) {
 		return "", application{}, errors.New("missing target")
 	}
 	ds, rest := arg[:split], strings.TrimSpace(arg[split:])
+	if apps, ok := strings.CutSuffix(rest, " inline"); ok {
+		app, err := parseInline(apps)
+		return ds, app, err
+	}
 	if !strings.HasPrefix(rest, "&") {
-		return "", application{}, errors.New("only &application targets are simulated")
+		return "", application{}, errors.New("only &application and inline targets are simulated")
 	}
 	rest = rest[1:]
 	name := rest
@@ -186,6 +215,25 @@ func parseOriginate(arg string) (string, application, error) {
 		name, appArg = rest[:sp], strings.TrimSpace(rest[sp+1:])
 	}
 	return ds, application{name: name, arg: appArg}, nil
+}
+
+// parseInline reads an inline dialplan "app[:arg],app[:arg]" of set
+// applications followed by one other application.
+func parseInline(apps string) (application, error) {
+	var app application
+	list := strings.Split(apps, ",")
+	for i, a := range list {
+		name, arg, _ := strings.Cut(a, ":")
+		if i < len(list)-1 {
+			if name != "set" {
+				return app, errors.New("only set may come before the last inline application")
+			}
+			app.sets = append(app.sets, arg)
+			continue
+		}
+		app.name, app.arg = name, arg
+	}
+	return app, nil
 }
 
 const originateUsage = "-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] [<cid_name>] [<cid_num>] [<timeout_sec>]\n"
@@ -241,11 +289,18 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 	default:
 		return nil, "-ERR CHAN_NOT_IMPLEMENTED\n"
 	}
+	if s.MaxSessions > 0 && s.liveCountLocked() >= s.MaxSessions {
+		return nil, "-ERR DESTINATION_OUT_OF_ORDER\n"
+	}
 	id := ep.vars.get("origination_uuid")
 	if id == "" {
 		id = uuid.NewString()
 	}
 	if s.chans[id] != nil {
+		return nil, "-ERR DESTINATION_OUT_OF_ORDER\n"
+	}
+	if s.paused {
+		s.Logger.Info("esltest: originate refused: paused", "uuid", id)
 		return nil, "-ERR DESTINATION_OUT_OF_ORDER\n"
 	}
 	if s.maxSess < 0 || s.maxSess > 0 && len(s.chans) >= s.maxSess {
@@ -283,8 +338,15 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 	if v := ep.vars.get("origination_caller_id_number"); v != "" {
 		cidNum = v
 	}
+	// A leg dialled from a session keeps that session's caller as its
+	// Orig- caller id, whatever number it presents (the real switch shows
+	// the real caller there on a binding's outbound leg).
+	origName, origNum := cidName, cidNum
+	if parent != nil {
+		origName, origNum = parent.prof.cidName, parent.prof.cidNumber
+	}
 	ch.prof = profile{direction: "outbound", logicalDirection: "outbound", cidName: cidName, cidNumber: cidNum,
-		origCIDName: cidName, origCIDNumber: cidNum, calleeName: "Outbound Call", calleeNumber: ep.number,
+		origCIDName: origName, origCIDNumber: origNum, calleeName: "Outbound Call", calleeNumber: ep.number,
 		ani: cidNum, destination: ep.number, source: "src/switch_ivr_originate.c", context: "default",
 		channelName: ch.name, index: 1, created: now}
 	v := &ch.v
@@ -317,6 +379,7 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 	for _, k := range ep.vars.keys {
 		v.set(k, ep.vars.m[k])
 	}
+	executeOnOriginateLocked(ch)
 	v.set("originate_early_media", "true")
 	v.set("originate_endpoint", ep.kind)
 	if ep.kind == "sofia" {
@@ -543,6 +606,11 @@ func (s *Server) runOutbound(ch *channel, ep *endpoint, app *application, result
 		sendResult("+OK " + ch.uuid + "\n")
 		if app != nil {
 			appStarted = true
+			for _, set := range app.sets {
+				s.startAppLocked(ch, "set", set)
+				setVarLocked(ch, expandVars(ch, set, nil))
+				s.endAppLocked(ch)
+			}
 			s.startAppLocked(ch, app.name, app.arg)
 		}
 	}
@@ -707,6 +775,7 @@ func (s *Server) finishLeg(ch *channel, failed func(string)) {
 	s.stateLocked(ch, "CS_REPORTING")
 	ch.timestamps()
 	ch.v.set("sip_hangup_disposition", disp)
+	s.reportingHookLocked(ch)
 	s.emitLocked(ch, "CHANNEL_HANGUP_COMPLETE", "switch_core_state_machine.c", "switch_core_session_reporting_state", 943,
 		[]header{{"Hangup-Cause", cause}}, nil)
 	if failed != nil {

@@ -37,6 +37,11 @@ type Server struct {
 	// QueueSize is how many frames may wait for a slow connection before it is
 	// dropped, as FreeSWITCH drops a listener that stops reading (default 20000).
 	QueueSize int
+	// MaxSessions, when positive, refuses a new outbound leg while that
+	// many channels are up, as FreeSWITCH's max-sessions does: the
+	// originate answers -ERR DESTINATION_OUT_OF_ORDER and no channel event
+	// is sent (checked against FreeSWITCH 1.10.12).
+	MaxSessions int
 	// Logger receives one line per call outcome and per connection problem
 	// (default: discard).
 	Logger *slog.Logger
@@ -45,6 +50,7 @@ type Server struct {
 	listeners  []net.Listener
 	conns      map[*conn]struct{}
 	chans      map[string]*channel
+	hash       map[string]string // mod_hash's store (cdrhook.go)
 	seq        uint64
 	sessions   int
 	peak       int
@@ -53,6 +59,7 @@ type Server struct {
 	refuseAuth bool
 	jobEvents  JobEvents
 	maxSess    int
+	paused     bool // fsctl pause
 	clk        *clock
 	coreUUID   string
 	started    bool
@@ -323,6 +330,38 @@ func (s *Server) SetJobEvents(m JobEvents) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.jobEvents = m
+}
+
+// SetPaused pauses the node as "fsctl pause" does (true) or resumes it as
+// "fsctl resume" does (false): while paused, "fsctl ready_check" answers
+// "false" and every originate is refused before a session exists
+// ("-ERR DESTINATION_OUT_OF_ORDER"); channels in progress go on.
+func (s *Server) SetPaused(paused bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.paused = paused
+}
+
+// fsctl runs the "fsctl" subcommands a drain uses: ready_check, pause
+// and resume (of both directions, as without an argument).
+func (s *Server) fsctl(arg string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub, _, _ := strings.Cut(strings.TrimSpace(arg), " ")
+	switch sub {
+	case "ready_check":
+		if s.paused {
+			return "false"
+		}
+		return "true"
+	case "pause":
+		s.paused = true
+		return "+OK\n"
+	case "resume":
+		s.paused = false
+		return "+OK\n"
+	}
+	return "-USAGE: fsctl [ready_check|pause|resume]\n"
 }
 
 // SetMaxSessions limits the channels the node holds, as switch.conf's
