@@ -158,8 +158,13 @@ func TestRealSwitchCommands(t *testing.T) {
 	if _, err := c.API(tctx(t), kill); err != nil {
 		t.Fatalf("uuid_kill: %v", err)
 	}
-	for _, id := range legs {
-		next(t, sub, func(e esl.Event) bool { return e.Name == esl.ChannelHangupComplete && e.Get("Unique-ID") == id })
+	// Both legs end, in either order.
+	ended := map[string]bool{}
+	for len(ended) < 2 {
+		e := next(t, sub, func(e esl.Event) bool {
+			return e.Name == esl.ChannelHangupComplete && (e.UUID == legs[0] || e.UUID == legs[1])
+		})
+		ended[e.UUID] = true
 	}
 	if st := c.Stats(); !st.Ready || st.JobTimeouts != 0 || st.ProbeFailures != 0 || st.Probes < 2 {
 		t.Errorf("after the commands: %+v", st)
