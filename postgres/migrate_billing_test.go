@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 	"testing"
 
@@ -9,18 +10,19 @@ import (
 	"callbridge/postgres/pgtest"
 )
 
-// TestInvoiceMoneyMigrationKeepsIssuedInvoices applies 0015 and 0016 to
-// a schema holding invoices issued before them, one of them negative:
-// they keep their amounts as exponent 6 (micro-units, what they billed),
-// stay immutable, and new negative invoices are refused.
-func TestInvoiceMoneyMigrationKeepsIssuedInvoices(t *testing.T) {
+// legacySchema returns a connection to a fresh schema holding the
+// migrations before version from, an exec that fails the test on error,
+// and the migrations from..to, for the test to apply once it has stored
+// what existed before them.
+func legacySchema(t *testing.T, from, to int) (*sql.Conn, func(string), []postgres.Migration) {
+	t.Helper()
 	db := pgtest.New(t)
 	ctx := context.Background()
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	exec := func(q string) {
 		t.Helper()
 		if _, err := conn.ExecContext(ctx, q); err != nil {
@@ -36,12 +38,22 @@ func TestInvoiceMoneyMigrationKeepsIssuedInvoices(t *testing.T) {
 	var later []postgres.Migration
 	for _, m := range ms {
 		switch {
-		case m.Version < 15:
+		case m.Version < from:
 			exec(m.SQL)
-		case m.Version <= 16:
+		case m.Version <= to:
 			later = append(later, m)
 		}
 	}
+	return conn, exec, later
+}
+
+// TestInvoiceMoneyMigrationKeepsIssuedInvoices applies 0015 and 0016 to
+// a schema holding invoices issued before them, one of them negative:
+// they keep their amounts as exponent 6 (micro-units, what they billed),
+// stay immutable, and new negative invoices are refused.
+func TestInvoiceMoneyMigrationKeepsIssuedInvoices(t *testing.T) {
+	ctx := context.Background()
+	conn, exec, later := legacySchema(t, 15, 16)
 	exec(`INSERT INTO accounts (id, name, currency) VALUES ('11111111-1111-4111-8111-111111111111', 'legacy', 'EUR')`)
 	exec(`INSERT INTO invoices (id, account_id, issuer, seq, number, period, period_start, period_end, currency, due_at,
 		subtotal, tax_bps, tax_label, tax, total) VALUES
@@ -90,36 +102,10 @@ func TestInvoiceMoneyMigrationKeepsIssuedInvoices(t *testing.T) {
 // other rollups stay as they are, and issued invoices gain an empty
 // customer without becoming mutable.
 func TestLineMigrationMarksPrefixlessRollups(t *testing.T) {
-	db := pgtest.New(t)
 	ctx := context.Background()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	exec := func(q string) {
-		t.Helper()
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%.80s: %v", q, err)
-		}
-	}
-	exec(`CREATE SCHEMA legacy`)
-	exec(`SET search_path = legacy`)
-	ms, err := postgres.Migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m17 *postgres.Migration
-	for i, m := range ms {
-		switch {
-		case m.Version < 17:
-			exec(m.SQL)
-		case m.Version == 17:
-			m17 = &ms[i]
-		}
-	}
-	if m17 == nil {
-		t.Fatal("no migration 17")
+	conn, exec, m17 := legacySchema(t, 17, 17)
+	if len(m17) != 1 {
+		t.Fatalf("migration 17: found %d", len(m17))
 	}
 	exec(`INSERT INTO accounts (id, name, currency) VALUES ('11111111-1111-4111-8111-111111111111', 'legacy', 'EUR')`)
 	exec(`INSERT INTO rollups (account_id, day, prefix, description, carrier, calls, answered, billed_ms, sell, buy) VALUES
@@ -129,7 +115,7 @@ func TestLineMigrationMarksPrefixlessRollups(t *testing.T) {
 		exact, subtotal, tax_bps, tax_label, tax, total) VALUES
 		('22222222-2222-4222-8222-222222222222', '11111111-1111-4111-8111-111111111111', 'default', 1, 'CB-000001', '2026-09',
 		 '2026-09-01', '2026-10-01', 'EUR', 2, '2026-10-31', 1000000, 100, 0, '', 0, 100)`)
-	exec(m17.SQL)
+	exec(m17[0].SQL)
 	var dirty, lines string
 	if err := conn.QueryRowContext(ctx, `SELECT string_agg(day::text, ',' ORDER BY day) FROM rollup_dirty`).Scan(&dirty); err != nil {
 		t.Fatal(err)
