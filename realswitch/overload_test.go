@@ -138,23 +138,39 @@ func TestOverload(t *testing.T) {
 		}
 	}
 	t.Logf("outcomes %v; %d originates refused and placed again", byStatus, refusedLegs)
-	// The refused channels' CDRs (issue 12, item 2; owned elsewhere): how
-	// many exist now, for the record.
-	cdrs, err := own.Admin.AccountCDRs(ctx, acct.AccountID, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, c := range cdrs {
-		have[c.UUID] = true
-	}
-	withCDR := 0
-	for _, uuid := range refusedUUIDs {
-		if have[uuid] {
-			withCDR++
+	// Every refused channel has its CDR at once: unanswered, no time, the
+	// refusal's cause (issue 12, load item 2).
+	cdrDeadline := time.Now().Add(30 * time.Second)
+	for {
+		cdrs, err := own.Admin.AccountCDRs(ctx, acct.AccountID, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
+		byUUID := map[string]*callbridge.CDR{}
+		for _, c := range cdrs {
+			byUUID[c.UUID] = c
+		}
+		var missing []string
+		for _, uuid := range refusedUUIDs {
+			c, ok := byUUID[uuid]
+			switch {
+			case !ok:
+				missing = append(missing, uuid)
+			case c.Answered() || c.BillMS != 0 || c.HangupCause == "" || c.HangupCause == "UNKNOWN" || c.Flags.Has(callbridge.CDREstimated):
+				t.Errorf("refused channel %s: CDR answered %v bill %d cause %q flags %v, want unanswered, 0 ms, the refusal's cause",
+					uuid, c.Answered(), c.BillMS, c.HangupCause, c.Flags)
+			}
+		}
+		if len(missing) == 0 {
+			t.Logf("all %d refused channels have their CDR; %d CDRs in all", len(refusedUUIDs), len(cdrs))
+			break
+		}
+		if time.Now().After(cdrDeadline) {
+			t.Errorf("%d of the %d refused channels have no CDR 30 s after their callbacks ended: %v", len(missing), len(refusedUUIDs), missing)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("%d of the %d refused channels have a CDR so far; %d CDRs in all", withCDR, len(refusedUUIDs), len(cdrs))
 	if refusedLegs == 0 {
 		t.Error("no originate was refused: FreeSWITCH's limits did not bite")
 	}
