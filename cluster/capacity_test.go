@@ -39,7 +39,11 @@ func cpuTime(pid int) (time.Duration, error) {
 func TestCapacity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	c := startCluster(t)
+	// The node's own limits out of the way (max-sessions, and the
+	// harness's 400-port RTP range: one port a leg): what is measured is
+	// the machine.
+	c := startCluster(t, map[string]string{"FS_MAX_SESSIONS": "5000", "FS_SESSIONS_PER_SECOND": "1000",
+		"FS_RTP_START_PORT": "20000", "FS_RTP_END_PORT": "39998"})
 	a, x, b := "+4915110000003", "+4930555000300", realswitch.Number(9301, realswitch.Answer)
 	c.bind(ctx, t, "capacity", x, a, b)
 	const step, hold = 20 * time.Second, 10 * time.Second

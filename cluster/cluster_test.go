@@ -41,7 +41,9 @@ type cluster struct {
 	ctrlCfgs [2]realswitch.ControllerConfig
 }
 
-func startCluster(t *testing.T) *cluster {
+// startCluster starts the cluster; switchEnv adds FS_* settings to both
+// nodes.
+func startCluster(t *testing.T, switchEnv map[string]string) *cluster {
 	t.Helper()
 	c := &cluster{}
 	t.Cleanup(func() {
@@ -80,6 +82,7 @@ func startCluster(t *testing.T) *cluster {
 			DialplanCredentials: dialplanUser + ":" + dialplanPassword,
 			CarrierProxy:        c.carrier.Addr,
 			ESLPassword:         eslPassword,
+			Env:                 switchEnv,
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -250,7 +253,7 @@ func (c *cluster) waitCDRs(ctx context.Context, t *testing.T, ctrl int, acct, bi
 func TestClusterSpreadAndBindingsEverywhere(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c := startCluster(t)
+	c := startCluster(t, nil)
 	a, x, b := "+4915110000001", "+4930555000100", realswitch.Number(9101, realswitch.Answer)
 	acct, bd := c.bind(ctx, t, "spread", x, a, b)
 
@@ -435,7 +438,7 @@ func (c *cluster) waitNodeReady(ctx context.Context, ctrl int, addr string, read
 func TestClusterNodeKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c := startCluster(t)
+	c := startCluster(t, nil)
 	a, x, b := "+4915110000002", "+4930555000200", realswitch.Number(9201, realswitch.Answer)
 	acct, _ := c.bind(ctx, t, "kill", x, a, b)
 
