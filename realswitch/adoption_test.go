@@ -23,18 +23,7 @@ import (
 // own.
 func TestAdoptionAfterKill(t *testing.T) {
 	t.Parallel()
-	own, err := realswitch.Start(realswitch.Options{Binary: binary})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Log(own.Diagnostics())
-		}
-		if err := own.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	own := startOwn(t, realswitch.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	acct, err := own.NewAccount(ctx, t.Name())

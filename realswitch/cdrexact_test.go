@@ -22,18 +22,7 @@ import (
 // controller, so it runs on an Env of its own.
 func TestCDRExactWhileControllerDown(t *testing.T) {
 	t.Parallel()
-	own, err := realswitch.Start(realswitch.Options{Binary: binary})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Log(own.Diagnostics())
-		}
-		if err := own.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	own := startOwn(t, realswitch.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	acct, err := own.NewAccount(ctx, t.Name())
@@ -97,18 +86,7 @@ func TestCDRExactWhileControllerDown(t *testing.T) {
 // CDR at once, with that cause and no duration, and leaves live_channels.
 func TestCDRRefusedOriginate(t *testing.T) {
 	t.Parallel()
-	own, err := realswitch.Start(realswitch.Options{Binary: binary, SwitchEnv: map[string]string{"FS_MAX_SESSIONS": "1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Log(own.Diagnostics())
-		}
-		if err := own.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	own := startOwn(t, realswitch.Options{SwitchEnv: map[string]string{"FS_MAX_SESSIONS": "1"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	acct, err := own.NewAccount(ctx, t.Name())

@@ -20,18 +20,7 @@ import (
 // It stops the controller, so it runs on an Env of its own.
 func TestDialplanFallback(t *testing.T) {
 	t.Parallel()
-	own, err := realswitch.Start(realswitch.Options{Binary: binary})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Log(own.Diagnostics())
-		}
-		if err := own.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	own := startOwn(t, realswitch.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 

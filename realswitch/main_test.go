@@ -47,3 +47,25 @@ func run(m *testing.M) int {
 	}
 	return code
 }
+
+// startOwn starts an Env of the test's own, for a scenario that kills,
+// stops or reconfigures the controller or FreeSWITCH, with the suite's
+// binary, and closes it when the test ends, logging its diagnostics if the
+// test failed.
+func startOwn(t *testing.T, opts realswitch.Options) *realswitch.Env {
+	t.Helper()
+	opts.Binary = binary
+	own, err := realswitch.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(own.Diagnostics())
+		}
+		if err := own.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return own
+}

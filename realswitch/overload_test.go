@@ -41,8 +41,7 @@ import (
 // It changes FreeSWITCH's limits, so it runs on an Env of its own.
 func TestOverload(t *testing.T) {
 	t.Parallel()
-	own, err := realswitch.Start(realswitch.Options{
-		Binary:    binary,
+	own := startOwn(t, realswitch.Options{
 		SwitchEnv: map[string]string{"FS_MAX_SESSIONS": "4", "FS_SESSIONS_PER_SECOND": "3"},
 		ControllerEnv: map[string]string{
 			"CALLBRIDGE_MAX_CALLS":  "3",
@@ -50,17 +49,6 @@ func TestOverload(t *testing.T) {
 			"CALLBRIDGE_QUEUE_WAIT": "4s",
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Log(own.Diagnostics())
-		}
-		if err := own.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	acct, err := own.NewAccount(ctx, t.Name())
