@@ -471,16 +471,17 @@ var hostileNumbers = []string{
 // tests change one field at a time.
 func validBodies(o tenantObjects) map[string]map[string]any {
 	return map[string]map[string]any{
-		"POST /v1/admin/accounts":            {"name": "n", "service_number": "+4930990001", "currency": "EUR", "hide_caller_id": true, "prepaid": false},
-		"POST /v1/numbers":                   {"number": "+4930556677", "gateway": "carrier", "area": "x", "labels": []string{"a"}, "enabled": true},
-		"PATCH /v1/numbers/:number":          {"gateway": "carrier", "area": "x", "labels": []string{"a"}, "enabled": true},
-		"POST /v1/bindings":                  {"mode": "AXB", "x": o.number, "area": "berlin", "a": "+4917000001", "b": "+4917000002", "ttl": 3600, "record": false, "caller_display": "x", "external_id": "e", "webhook_url": "https://example.com/h"},
-		"PATCH /v1/bindings/:id":             {"a": "+4917000003", "b": "+4917000004", "ttl": 3600, "record": true},
-		"POST /v1/callbacks":                 {"a": "+4930111222", "b": "+4930333444", "caller_id_a": "+4930990000", "caller_id_b": "+4930990000", "ring_timeout_a": 30, "ring_timeout_b": 30, "max_duration": 600, "prompt": "none", "record": false, "webhook_url": "https://example.com/h", "metadata": map[string]any{}},
-		"POST /v1/accounts/:id/topups":       {"amount_micros": 1000, "reference": "r"},
-		"POST /v1/admin/invoices":            {"month": "2026-10", "account_id": o.id, "draft": true},
-		"PUT /v1/admin/accounts/:id/billing": {"issuer": "default", "tax_bps": 1900, "tax_label": "VAT 19%", "payment_days": 30, "low_balance_micros": 1000, "low_balance_url": "https://example.com/low"},
-		"POST /v1/rate-decks":                {"account_id": o.id, "name": "d", "currency": "USD", "time_zone": "UTC", "precision": 6, "rounding": "up", "short_ms": 0, "holidays": []string{}, "effective_from": "2026-01-01T00:00:00Z"},
+		"POST /v1/admin/accounts":      {"name": "n", "service_number": "+4930990001", "currency": "EUR", "hide_caller_id": true, "prepaid": false},
+		"POST /v1/numbers":             {"number": "+4930556677", "gateway": "carrier", "area": "x", "labels": []string{"a"}, "enabled": true},
+		"PATCH /v1/numbers/:number":    {"gateway": "carrier", "area": "x", "labels": []string{"a"}, "enabled": true},
+		"POST /v1/bindings":            {"mode": "AXB", "x": o.number, "area": "berlin", "a": "+4917000001", "b": "+4917000002", "ttl": 3600, "record": false, "caller_display": "x", "external_id": "e", "webhook_url": "https://example.com/h"},
+		"PATCH /v1/bindings/:id":       {"a": "+4917000003", "b": "+4917000004", "ttl": 3600, "record": true},
+		"POST /v1/callbacks":           {"a": "+4930111222", "b": "+4930333444", "caller_id_a": "+4930990000", "caller_id_b": "+4930990000", "ring_timeout_a": 30, "ring_timeout_b": 30, "max_duration": 600, "prompt": "none", "record": false, "webhook_url": "https://example.com/h", "metadata": map[string]any{}},
+		"POST /v1/accounts/:id/topups": {"amount_micros": 1000, "reference": "r"},
+		"POST /v1/admin/invoices":      {"month": "2026-10", "account_id": o.id, "draft": true},
+		"PUT /v1/admin/accounts/:id/billing": {"issuer": "default", "tax_bps": 1900, "tax_label": "VAT 19%", "payment_days": 30, "low_balance_micros": 1000, "low_balance_url": "https://example.com/low",
+			"missing_hangup": "max_duration", "customer_name": "Acme GmbH", "customer_address": "Hauptstr. 1\n10115 Berlin", "customer_tax_number": "DE123456789"},
+		"POST /v1/rate-decks": {"account_id": o.id, "name": "d", "currency": "USD", "time_zone": "UTC", "precision": 6, "rounding": "up", "short_ms": 0, "holidays": []string{}, "effective_from": "2026-01-01T00:00:00Z"},
 	}
 }
 
