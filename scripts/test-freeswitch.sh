@@ -60,5 +60,8 @@ fi
 
 echo "== go test -tags $suite ./$suite/ (FreeSWITCH in $FREESWITCH_DIR)"
 # go test runs GOMAXPROCS (here 2) parallel tests at a time by default;
-# the scenarios mostly wait on timers, so many run at once.
-exec go test -tags "$suite" -count=1 -timeout 15m -parallel 32 "./$suite/" -v "$@"
+# the scenarios mostly wait on timers, so several run at once, but not
+# all: with every scenario's sipp playing RTP on two cores, sipp and
+# FreeSWITCH fell half a second behind each other and the 100 ms
+# billmsec-versus-talk-time checks failed by load, not by callbridge.
+exec go test -tags "$suite" -count=1 -timeout 15m -parallel 6 "./$suite/" -v "$@"
