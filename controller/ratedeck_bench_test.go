@@ -37,7 +37,7 @@ func newQuoteBench(b *testing.B) *quoteBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	decks, deckSync := runDeckSync(b, db, nil)
+	decks, deckSync := pgtest.RunDeckSync(b, db, nil)
 	srv := &Server{Accounts: accounts, DB: db, Decks: decks, DeckSync: deckSync}
 	api := httptest.NewServer(srv.Handler())
 	b.Cleanup(api.Close)

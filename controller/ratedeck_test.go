@@ -39,7 +39,7 @@ func newRateEnv(t *testing.T) *rateEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	decks, deckSync := runDeckSync(t, db, nil)
+	decks, deckSync := pgtest.RunDeckSync(t, db, nil)
 	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db, Decks: decks, DeckSync: deckSync}
 	api := httptest.NewServer(s.Handler())
 	t.Cleanup(api.Close)
@@ -248,7 +248,7 @@ func TestQuoteWithoutDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	decks, deckSync := runDeckSync(t, db, nil)
+	decks, deckSync := pgtest.RunDeckSync(t, db, nil)
 	api := httptest.NewServer((&Server{Accounts: accounts, DB: db, Decks: decks, DeckSync: deckSync}).Handler())
 	t.Cleanup(api.Close)
 	e := &rateEnv{api: api, key: key}

@@ -15,7 +15,6 @@ import (
 
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
-	"callbridge/rating"
 
 	"github.com/gin-gonic/gin"
 )
@@ -86,7 +85,7 @@ func newFullEnv(t *testing.T, tweak func(*Server)) *fullEnv {
 		t.Fatalf("binding index: %v", err)
 	}
 
-	decks, deckSync := runDeckSync(t, db, log)
+	decks, deckSync := pgtest.RunDeckSync(t, db, log)
 	srv := &Server{
 		Decks:      decks,
 		DeckSync:   deckSync,
@@ -115,31 +114,6 @@ func newFullEnv(t *testing.T, tweak func(*Server)) *fullEnv {
 	api := httptest.NewServer(srv.Handler())
 	t.Cleanup(api.Close)
 	return &fullEnv{t: t, db: db, srv: srv, api: api, logs: logs, doc: loadAPIDoc(t)}
-}
-
-// runDeckSync loads db's rate decks into a new registry and keeps it
-// current by LISTEN/NOTIFY until the test ends, as serve does.
-func runDeckSync(t testing.TB, db *postgres.DB, log *slog.Logger) (*rating.Registry, *postgres.DeckSync) {
-	t.Helper()
-	reg := &rating.Registry{}
-	sync := postgres.NewDeckSync(db, reg, log)
-	sync.RetryDelay = 20 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- sync.Run(ctx, ready) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("rate decks: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("rate decks: %v", err)
-	}
-	return reg, sync
 }
 
 // answer is an HTTP response with its body read.

@@ -12,33 +12,6 @@ import (
 	"callbridge/rating"
 )
 
-// runDeckSync runs a DeckSync over db into a new registry until the test
-// ends and returns the registry once it is loaded.
-func runDeckSync(t *testing.T, db *postgres.DB) *rating.Registry {
-	t.Helper()
-	reg := &rating.Registry{}
-	sync := postgres.NewDeckSync(db, reg, nil)
-	sync.RetryDelay = 20 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- sync.Run(ctx, ready) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("DeckSync.Run: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("DeckSync.Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("DeckSync did not load within 10 s")
-	}
-	return reg
-}
-
 // eventually polls cond until it holds or 10 s pass.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
@@ -73,7 +46,7 @@ func TestDeckSyncFollowsEveryWrite(t *testing.T) {
 	if err := db.CreateRateDeck(ctx, early); err != nil {
 		t.Fatal(err)
 	}
-	reg := runDeckSync(t, db)
+	reg, _ := pgtest.RunDeckSync(t, db, nil)
 	if reg.Deck(early.ID) == nil {
 		t.Fatal("the initial load missed a deck")
 	}
@@ -195,7 +168,7 @@ func TestDeckSyncReloadsAfterLostListen(t *testing.T) {
 	if err := direct.CreateRateDeck(ctx, kept); err != nil {
 		t.Fatal(err)
 	}
-	reg := runDeckSync(t, via)
+	reg, _ := pgtest.RunDeckSync(t, via, nil)
 	keptDeck := reg.Deck(kept.ID)
 
 	proxy.Cut()

@@ -1,0 +1,40 @@
+package pgtest
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"callbridge/postgres"
+	"callbridge/rating"
+)
+
+// RunDeckSync loads db's rate decks into a new registry and keeps it
+// current by LISTEN/NOTIFY until the test ends, as serve does. It returns
+// once the decks are loaded (within 10 s), with the sync for tests that
+// refresh or inspect it. log may be nil.
+func RunDeckSync(tb testing.TB, db *postgres.DB, log *slog.Logger) (*rating.Registry, *postgres.DeckSync) {
+	tb.Helper()
+	reg := &rating.Registry{}
+	sync := postgres.NewDeckSync(db, reg, log)
+	sync.RetryDelay = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- sync.Run(ctx, ready) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("DeckSync.Run: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		tb.Fatalf("DeckSync.Run: %v", err)
+	case <-time.After(10 * time.Second):
+		tb.Fatal("DeckSync did not load within 10 s")
+	}
+	return reg, sync
+}
