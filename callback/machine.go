@@ -671,18 +671,18 @@ func (m *stateMachine) inAdopting(ev Event) {
 	case EventChannels:
 		s.Reconciling = ""
 		m.reconcile(ev.Channels, "adopted by "+s.Config.Owner)
-		s.Phase = statusPhase(s.Status)
+		s.Phase = stateStatusPhase(s.Status)
 	case EventChannelsFailed:
 		s.Reconciling = ""
-		s.Phase = statusPhase(s.Status)
+		s.Phase = stateStatusPhase(s.Status)
 		m.nodeLost("cannot list the channels of " + s.Node)
 	default:
 		m.record(ev)
 	}
 }
 
-// statusPhase is the phase an adopted callback resumes in.
-func statusPhase(st callbridge.CallbackStatus) StatePhase {
+// stateStatusPhase is the phase an adopted callback resumes in.
+func stateStatusPhase(st callbridge.CallbackStatus) StatePhase {
 	switch st {
 	case callbridge.CallbackAAnswered:
 		return StateAAnswered
@@ -1218,10 +1218,10 @@ func (m *stateMachine) kill(l *StateLeg) {
 		return
 	}
 	l.KillSent = true
-	m.do(ActionKill{Leg: l.Name, UUID: l.UUID, Cause: killCause(l)})
+	m.do(ActionKill{Leg: l.Name, UUID: l.UUID, Cause: stateKillCause(l)})
 }
 
-func killCause(l *StateLeg) string {
+func stateKillCause(l *StateLeg) string {
 	if l.Progress == StateLegAnswered {
 		return "NORMAL_CLEARING"
 	}
@@ -1259,7 +1259,7 @@ func (m *stateMachine) place(l *StateLeg, timeout time.Duration, status callbrid
 	o := ActionOriginate{Leg: l.Name, UUID: l.UUID, Number: l.Number, CallerID: l.CallerID,
 		Timeout: timeout, Limit: m.legLimit(l), Status: status, Again: l.Refusals > 0}
 	if l.Reserved && !l.CapSent {
-		o.Cap, l.CapSent = capAfter(l.Grant), true
+		o.Cap, l.CapSent = stateCapAfter(l.Grant), true
 	}
 	l.Progress = StateLegPlaced
 	if status != "" {
@@ -1277,9 +1277,9 @@ func (m *stateMachine) legLimit(l *StateLeg) time.Duration {
 	return m.s.MaxDuration
 }
 
-// capAfter is a grant as FreeSWITCH can time it: whole seconds, rounded
+// stateCapAfter is a grant as FreeSWITCH can time it: whole seconds, rounded
 // down so that the leg is not billed past its reservation, at least one.
-func capAfter(grant time.Duration) time.Duration {
+func stateCapAfter(grant time.Duration) time.Duration {
 	return max(grant/time.Second, 1) * time.Second
 }
 
@@ -1287,14 +1287,14 @@ func capAfter(grant time.Duration) time.Duration {
 // anything rang: it failed with a refusal cause and no event of the
 // channel ever arrived (no session was created).
 func (m *stateMachine) refused(l *StateLeg) bool {
-	return l.Down && !l.Session && l.Progress == StateLegPlaced && !l.Lost && !m.s.Cancelled && refusalCause(l.Cause)
+	return l.Down && !l.Session && l.Progress == StateLegPlaced && !l.Lost && !m.s.Cancelled && stateRefusalCause(l.Cause)
 }
 
-// refusalCause reports whether a node refuses a session with cause:
+// stateRefusalCause reports whether a node refuses a session with cause:
 // mod_sofia answers DESTINATION_OUT_OF_ORDER when the core refuses
 // (max-sessions, sessions-per-second, min-idle-cpu); the others are
 // congestion.
-func refusalCause(cause string) bool {
+func stateRefusalCause(cause string) bool {
 	switch cause {
 	case "DESTINATION_OUT_OF_ORDER", "NORMAL_TEMPORARY_FAILURE", "SWITCH_CONGESTION",
 		"NORMAL_CIRCUIT_CONGESTION", "REQUESTED_CHAN_UNAVAIL":
@@ -1313,9 +1313,9 @@ func (m *stateMachine) refusalDeadline(l *StateLeg) time.Time {
 	return m.s.Started.Add(m.s.Config.RefusedRetry)
 }
 
-// refusalBackoff is the least wait before a leg refused n times is placed
+// stateRefusalBackoff is the least wait before a leg refused n times is placed
 // again: 100 ms, doubling, at most 2 s.
-func refusalBackoff(n int) time.Duration {
+func stateRefusalBackoff(n int) time.Duration {
 	return min(100*time.Millisecond<<min(max(n-1, 0), 5), 2*time.Second)
 }
 
@@ -1329,7 +1329,7 @@ func (m *stateMachine) retry(l *StateLeg) bool {
 	if !l.Waiting {
 		l.Refusals++
 		m.do(ActionRefused{Leg: l.Name, UUID: l.UUID, Cause: l.Cause, Refusals: l.Refusals,
-			Backoff: refusalBackoff(l.Refusals), Deadline: deadline, Final: late})
+			Backoff: stateRefusalBackoff(l.Refusals), Deadline: deadline, Final: late})
 		if late {
 			return false
 		}
@@ -1392,7 +1392,7 @@ func (m *stateMachine) failB(reason callbridge.FailReason) {
 		p = s.Config.FailurePrompts[""]
 	}
 	if p != "" && s.A.Live() {
-		m.do(ActionFailurePrompt{UUID: s.A.UUID, Path: p, After: s.Config.FailurePromptTime, KillCause: killCause(&s.A)})
+		m.do(ActionFailurePrompt{UUID: s.A.UUID, Path: p, After: s.Config.FailurePromptTime, KillCause: stateKillCause(&s.A)})
 	} else {
 		m.kill(&s.A)
 	}

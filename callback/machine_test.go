@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"go/parser"
 	"go/token"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -19,17 +18,17 @@ var t0 = time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 // transitions records every (phase, event, phase) the tests drove.
 var transitions = map[string]bool{}
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if os.Getenv("CALLBACK_TRANSITIONS") != "" {
+// logTransitions reports, with -v, how many distinct transitions the
+// tests have driven so far.
+func logTransitions(t *testing.T) {
+	t.Cleanup(func() {
 		var ts []string
 		for k := range transitions {
 			ts = append(ts, k)
 		}
 		sort.Strings(ts)
-		fmt.Printf("%d distinct transitions (phase, event -> phase) driven:\n  %s\n", len(ts), strings.Join(ts, "\n  "))
-	}
-	os.Exit(code)
+		t.Logf("%d distinct transitions (phase, event -> phase) driven so far:\n  %s", len(ts), strings.Join(ts, "\n  "))
+	})
 }
 
 func testConfig() StateConfig {
@@ -123,6 +122,7 @@ const (
 // TestNext drives each transition from a state reached through the
 // machine itself, and asserts the phase reached and the actions, in order.
 func TestNext(t *testing.T) {
+	logTransitions(t)
 	perLeg := func(c *StateConfig) { c.PerLeg = true }
 	noFailurePrompt := func(c *StateConfig) { c.FailurePrompts = nil }
 	tests := []struct {
@@ -726,6 +726,7 @@ func describeSave(a ActionSave, off func(time.Time) string) string {
 // produces them (realswitch/): every status saved, the outcome, and the
 // commands that matter.
 func TestScenarios(t *testing.T) {
+	logTransitions(t)
 	perLeg := func(c *StateConfig) { c.PerLeg = true }
 	tests := []struct {
 		name     string
