@@ -16,6 +16,7 @@ import (
 	"callbridge/esl/esltest"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
+	"callbridge/webhook"
 
 	"github.com/gin-gonic/gin"
 )
@@ -137,7 +138,7 @@ func newCallsEnv(t *testing.T) *callsEnv {
 	})
 	bg.Add(1)
 	go func() { defer bg.Done(); env.calls.Run(ctx) }()
-	deliverer := NewWebhookDeliverer(env.webhooks, WebhookDelivererConfig{
+	deliverer := webhook.NewDeliverer(env.webhooks, webhook.Config{
 		Secret: env.recv.secret, PollInterval: 10 * time.Millisecond, MinBackoff: 10 * time.Millisecond,
 		AllowPrivate: true, // the receiver is an httptest server on loopback
 	})

@@ -21,6 +21,7 @@ import (
 	"callbridge/esl/esltest"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
+	"callbridge/webhook"
 )
 
 // cbScript is the far-end behaviour of the callback tests (simulated
@@ -701,7 +702,7 @@ func TestWebhookDeliveryRetry(t *testing.T) {
 	}))
 	defer recv.Close()
 	outcomes := map[string]int{}
-	d := NewWebhookDeliverer(env.webhooks, WebhookDelivererConfig{Secret: secret, PollInterval: 10 * time.Millisecond,
+	d := webhook.NewDeliverer(env.webhooks, webhook.Config{Secret: secret, PollInterval: 10 * time.Millisecond,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, AllowPrivate: true,
 		OnOutcome: func(o string) { mu.Lock(); defer mu.Unlock(); outcomes[o]++ }})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -722,7 +723,7 @@ func TestWebhookDeliveryRetry(t *testing.T) {
 	if got[len(got)-1]["reason"] != "b_busy" || got[0]["metadata"].(map[string]any)["ticket"] != float64(7) {
 		t.Errorf("last webhook %v, first %v", got[len(got)-1], got[0])
 	}
-	if outcomes[WebhookRetry] != 2 || outcomes[WebhookDelivered] != len(want) || outcomes[WebhookDead] != 0 {
+	if outcomes[webhook.Retry] != 2 || outcomes[webhook.Delivered] != len(want) || outcomes[webhook.Dead] != 0 {
 		t.Errorf("OnOutcome heard %v, want 2 retries and %d deliveries", outcomes, len(want))
 	}
 	mu.Unlock()
@@ -740,10 +741,10 @@ func TestWebhookDead(t *testing.T) {
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
 	defer recv.Close()
 	var dead atomic.Int32
-	d := NewWebhookDeliverer(env.webhooks, WebhookDelivererConfig{PollInterval: 10 * time.Millisecond,
+	d := webhook.NewDeliverer(env.webhooks, webhook.Config{PollInterval: 10 * time.Millisecond,
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryWindow: 500 * time.Millisecond, AllowPrivate: true,
 		OnOutcome: func(o string) {
-			if o == WebhookDead {
+			if o == webhook.Dead {
 				dead.Add(1)
 			}
 		}})
@@ -767,7 +768,7 @@ func TestWebhookDead(t *testing.T) {
 }
 
 func TestWebhookBackoff(t *testing.T) {
-	d := NewWebhookDeliverer(nil, WebhookDelivererConfig{MinBackoff: time.Second, MaxBackoff: time.Minute})
+	d := webhook.NewDeliverer(nil, webhook.Config{MinBackoff: time.Second, MaxBackoff: time.Minute})
 	tests := []struct {
 		attempts int
 		lo, hi   time.Duration

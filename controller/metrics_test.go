@@ -13,6 +13,7 @@ import (
 
 	"callbridge"
 	"callbridge/dialplan"
+	"callbridge/metrics"
 
 	"github.com/gin-gonic/gin"
 	dto "github.com/prometheus/client_model/go"
@@ -35,11 +36,11 @@ func (s slowLines) Line(ctx context.Context, x callbridge.Number) (*dialplan.Lin
 // slow to read, and one whose lookup was slow. A fast one is not.
 func TestDialplanLatencyFromArrival(t *testing.T) {
 	const timeout = 200 * time.Millisecond
-	m := NewMetrics()
+	m := metrics.New()
 	m.DialplanTimeout = timeout
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	e.Use(m.observe())
+	e.Use(observe(m))
 	lines := slowLines{staticLines: testLines()}
 	fast := &PrivacyNumbers{Lines: lines, Dialplan: DialplanConfig{User: dpUser, Password: dpPass}, Logger: slog.New(slog.DiscardHandler)}
 	e.POST("/fs/dialplan", fsDialplan(&fast.Dialplan, fast.Lines, time.Now, fast.Logger))
@@ -84,7 +85,7 @@ func TestDialplanLatencyFromArrival(t *testing.T) {
 
 	// A slow lookup on the dialplan route itself.
 	e2 := gin.New()
-	e2.Use(m.observe())
+	e2.Use(observe(m))
 	e2.POST("/fs/dialplan", fsDialplan(&fast.Dialplan, lines, time.Now, fast.Logger))
 	srv2 := httptest.NewServer(e2)
 	t.Cleanup(srv2.Close)
@@ -97,7 +98,7 @@ func TestDialplanLatencyFromArrival(t *testing.T) {
 }
 
 // gathered is the metric name (of route, unless empty) in m's registry.
-func gathered(t *testing.T, m *Metrics, name, route string) *dto.Metric {
+func gathered(t *testing.T, m *metrics.Metrics, name, route string) *dto.Metric {
 	t.Helper()
 	mfs, err := m.Registry.Gather()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"callbridge"
 	"callbridge/billing"
+	"callbridge/cdr"
 	"callbridge/dialplan"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
@@ -96,7 +97,7 @@ func newPPEnv(t *testing.T, dialplanURL string) *ppEnv {
 	if err := cdrStore.EnsurePartitions(ctx, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewCDRPipeline(CDRPipelineConfig{Store: cdrStore, Pricer: NewPricer(decks, nil), SpoolDir: t.TempDir(),
+	p, err := cdr.NewPipeline(cdr.Config{Store: cdrStore, Pricer: cdr.NewPricer(decks, nil), SpoolDir: t.TempDir(),
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -23,10 +23,9 @@ func TestReadyzFollowsNodeReadiness(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- client.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	nodes := func() []NodeStatus { return NodeStatuses([]*esl.Client{client}) }
 	e := newFullEnv(t, func(s *Server) {
-		s.Nodes = nodes
-		s.Metrics.WatchNodes(nodes)
+		s.Nodes = func() []NodeStatus { return NodeStatuses([]*esl.Client{client}) }
+		s.Metrics.WatchNodes(func() []*esl.Client { return []*esl.Client{client} })
 	})
 
 	readyz := func(status int) map[string]any {

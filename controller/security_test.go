@@ -22,6 +22,7 @@ import (
 	"callbridge/esl"
 	"callbridge/esl/esltest"
 	"callbridge/postgres"
+	"callbridge/webhook"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -911,7 +912,7 @@ func TestSecurityOperatorSecretsNotLogged(t *testing.T) {
 	tn := env.newTenant("hooks")
 	env.mustCall(http.StatusAccepted, "POST", "/v1/callbacks", tn.key, map[string]any{"a": "+4930111222", "b": "+4930333444", "webhook_url": "https://hooks.example.com/cb"})
 	posted := make(chan struct{}, 100)
-	d := NewWebhookDeliverer(postgres.NewWebhookService(env.db), WebhookDelivererConfig{
+	d := webhook.NewDeliverer(postgres.NewWebhookService(env.db), webhook.Config{
 		Secret: []byte(webhookSecret), PollInterval: 10 * time.Millisecond, Logger: log,
 		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			posted <- struct{}{}

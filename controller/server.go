@@ -13,6 +13,7 @@ import (
 
 	"callbridge"
 	"callbridge/billing"
+	"callbridge/metrics"
 	"callbridge/rating"
 
 	"github.com/gin-gonic/gin"
@@ -45,7 +46,7 @@ type Server struct {
 	MaxImports, MaxImportsPerAccount int
 	// Metrics, when set, records HTTP metrics and is served at /metrics
 	// behind the admin token (unless MetricsOnOwnListener).
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	// MetricsOnOwnListener keeps /metrics off the API listener.
 	MetricsOnOwnListener bool
 	// Draining, when it returns true, makes routes that start new calls
@@ -171,7 +172,7 @@ func (s *Server) Handler() http.Handler {
 		e.ContextWithFallback = true
 		e.Use(recovery(s.Logger), requestLog(s.Logger))
 		if s.Metrics != nil {
-			e.Use(s.Metrics.observe())
+			e.Use(observe(s.Metrics))
 		}
 		e.Use(checkInput(), limitBody(s.MaxBodyBytes, map[string]int64{csvImportRoute: s.MaxCSVBytes}))
 		e.NoRoute(func(c *gin.Context) {

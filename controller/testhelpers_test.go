@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"callbridge/metrics"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 
@@ -94,7 +95,7 @@ func newFullEnv(t *testing.T, tweak func(*Server)) *fullEnv {
 		Accounts:   postgres.NewAccountService(db),
 		AdminToken: fullAdminToken,
 		DB:         db,
-		Metrics:    NewMetrics(),
+		Metrics:    metrics.New(),
 		Privacy: &PrivacyNumbers{
 			Bindings: bindings,
 			Numbers:  postgres.NewNumberService(db),

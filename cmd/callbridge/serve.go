@@ -17,11 +17,14 @@ import (
 
 	"callbridge"
 	"callbridge/billing"
+	"callbridge/cdr"
 	"callbridge/controller"
 	"callbridge/dialplan"
 	"callbridge/esl"
+	"callbridge/metrics"
 	"callbridge/postgres"
 	"callbridge/rating"
+	"callbridge/webhook"
 )
 
 // runServe runs the controller until ctx is cancelled (SIGTERM), then
@@ -63,11 +66,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// drain steps run in order after SIGTERM, under the drain timeout.
 	var drain []func(context.Context)
 
-	metrics := controller.NewMetrics()
-	metrics.DialplanTimeout = cfg.DialplanTimeout
+	mtr := metrics.New()
+	mtr.DialplanTimeout = cfg.DialplanTimeout
 	var draining atomic.Bool
 	srv := &controller.Server{
-		Metrics:              metrics,
+		Metrics:              mtr,
 		MetricsOnOwnListener: cfg.MetricsAddr != "",
 		Logger:               log,
 		Version:              version,
@@ -91,8 +94,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			Name: addr, Addr: addr, Password: cfg.ESLPassword,
 			MaxCPS: cfg.MaxCPS, MaxCalls: cfg.MaxCalls,
 			ProbeInterval: cfg.ESLProbeInterval, JobTimeout: cfg.ESLJobTimeout,
-			OnJobDone: metrics.ObserveJob(addr),
-			OnProbe:   metrics.ObserveProbe(addr),
+			OnJobDone: mtr.ObserveJob(addr),
+			OnProbe:   mtr.ObserveProbe(addr),
 			Logger:    log.With("component", "esl"), // the client names its node on every line
 		})
 		nodes = append(nodes, c)
@@ -106,7 +109,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	pool := esl.NewPool(nodes...)
 	srv.Nodes = func() []controller.NodeStatus { return controller.NodeStatuses(pool.Clients()) }
-	metrics.WatchNodes(srv.Nodes)
+	mtr.WatchNodes(pool.Clients)
 
 	// rating: one registry of compiled rate decks per process, which
 	// quotes, CDR pricing and prepaid authorisation all read; the deck
@@ -185,25 +188,25 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			return &a
 		},
 		Logger:   log.With("component", "callbacks"),
-		OnStatus: metrics.ObserveCallbackStatus,
+		OnStatus: mtr.ObserveCallbackStatus,
 	})
 	if err != nil {
 		return err
 	}
-	metrics.WatchCallbacks(engine.Live)
-	metrics.WatchPacing(engine.Pacing)
+	mtr.WatchCallbacks(engine.Live)
+	mtr.WatchPacing(engine.Pacing)
 	srv.Callbacks, srv.Webhooks, srv.CallbackEngine = callbacks, webhooks, engine
 	srv.CallbackNumberRules = cfg.NumberRules()
 	goWork("callbacks", engine.Run)
 	drain = append(drain, engine.Drain)
-	deliverer := controller.NewWebhookDeliverer(webhooks, controller.WebhookDelivererConfig{
+	deliverer := webhook.NewDeliverer(webhooks, webhook.Config{
 		Secret:       []byte(cfg.WebhookSecret),
 		AllowPrivate: cfg.WebhookAllowPrivate,
 		Logger:       log.With("component", "webhooks"),
-		OnOutcome:    metrics.ObserveWebhook,
+		OnOutcome:    mtr.ObserveWebhook,
 	})
-	metrics.WatchBacklog(func(ctx context.Context) (controller.Backlog, error) {
-		var b controller.Backlog
+	mtr.WatchBacklog(func(ctx context.Context) (metrics.Backlog, error) {
+		var b metrics.Backlog
 		var err error
 		b.QueuedCallbacks, b.PendingWebhooks, b.OldestPendingWebhook, err = db.Backlog(ctx)
 		return b, err
@@ -228,9 +231,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	cdrLog := log.With("component", "cdrs")
-	cdrPipeline, err := controller.NewCDRPipeline(controller.CDRPipelineConfig{
+	pricer := cdr.NewPricer(decks, cdrLog)
+	cdrPipeline, err := cdr.NewPipeline(cdr.Config{
 		Store:    cdrStore,
-		Pricer:   controller.NewPricer(decks, cdrLog),
+		Pricer:   pricer,
 		SpoolDir: cfg.SpoolDir,
 		Policies: billStore,
 		Logger:   cdrLog,
@@ -240,7 +244,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	metrics.Registry.MustRegister(cdrPipeline.Collectors()...)
+	mtr.WatchCDRs(cdrPipeline.Stats, pricer.Stats)
 	srv.CDRs, srv.CDRNumberRules = cdrStore, cfg.NumberRules()
 	goWork("cdrs", func(ctx context.Context) error { return cdrPipeline.Run(ctx, nodes...) })
 
@@ -265,7 +269,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return usageError{err}
 	}
-	scheduler.OnRun = metrics.ObserveJobRun
+	scheduler.OnRun = mtr.ObserveJobRun
 	invoiceSpec := billing.DefaultSchedules()[billing.JobInvoice]
 	if v, ok := billingSchedules(getenv)[billing.JobInvoice]; ok {
 		invoiceSpec = v
@@ -312,7 +316,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", cfg.MetricsAddr, err)
 		}
-		metricsSrv := &http.Server{Handler: metrics.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		metricsSrv := &http.Server{Handler: mtr.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- metricsSrv.Serve(mln) }()
 		defer metricsSrv.Close()
 		log.Info("metrics listening", "addr", mln.Addr().String())

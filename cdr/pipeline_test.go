@@ -1,4 +1,4 @@
-package controller
+package cdr
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 	"callbridge/rating"
@@ -25,27 +26,27 @@ import (
 	"github.com/google/uuid"
 )
 
-// cdrTestTimeout is a generous upper bound for anything these tests wait
+// testTimeout is a generous upper bound for anything these tests wait
 // for.
-const cdrTestTimeout = 60 * time.Second
+const testTimeout = 60 * time.Second
 
-const cdrFixtureDir = "../testdata/freeswitch-esl"
+const fixtureDir = "../testdata/freeswitch-esl"
 
-type cdrLogWriter struct{ tb testing.TB }
+type logWriter struct{ tb testing.TB }
 
-func (w cdrLogWriter) Write(p []byte) (int, error) {
+func (w logWriter) Write(p []byte) (int, error) {
 	w.tb.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 
-func cdrTestLogger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(cdrLogWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+func testLogger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(logWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// cdrFixtureFrame returns the one frame of a fixture file.
-func cdrFixtureFrame(tb testing.TB, name string) *esltest.Frame {
+// fixtureFrame returns the one frame of a fixture file.
+func fixtureFrame(tb testing.TB, name string) *esltest.Frame {
 	tb.Helper()
-	raw, err := os.ReadFile(filepath.Join(cdrFixtureDir, name))
+	raw, err := os.ReadFile(filepath.Join(fixtureDir, name))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -56,11 +57,11 @@ func cdrFixtureFrame(tb testing.TB, name string) *esltest.Frame {
 	return f
 }
 
-// cdrFixtureEvent reads a fixture file into an esl.Event, as the client
+// fixtureEvent reads a fixture file into an esl.Event, as the client
 // would deliver it.
-func cdrFixtureEvent(tb testing.TB, name string) esl.Event {
+func fixtureEvent(tb testing.TB, name string) esl.Event {
 	tb.Helper()
-	f := cdrFixtureFrame(tb, name)
+	f := fixtureFrame(tb, name)
 	h := map[string]string{}
 	body := ""
 	if strings.HasSuffix(name, ".json.txt") {
@@ -122,7 +123,7 @@ func TestParseHangupFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			c, err := parseHangup(cdrFixtureEvent(t, tt.file))
+			c, err := parseHangup(fixtureEvent(t, tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,14 +150,14 @@ func TestParseHangupFixtures(t *testing.T) {
 // The JSON captures come from another run: check each against its own
 // headers rather than a table.
 func TestParseHangupFixturesJSON(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(cdrFixtureDir, "*-hangup-complete-*.json.txt"))
+	files, _ := filepath.Glob(filepath.Join(fixtureDir, "*-hangup-complete-*.json.txt"))
 	if len(files) != 9 {
 		t.Fatalf("found %d JSON hangup fixtures, want 9", len(files))
 	}
 	for _, f := range files {
 		name := filepath.Base(f)
 		t.Run(name, func(t *testing.T) {
-			ev := cdrFixtureEvent(t, name)
+			ev := fixtureEvent(t, name)
 			c, err := parseHangup(ev)
 			if err != nil {
 				t.Fatal(err)
@@ -179,7 +180,7 @@ func TestParseHangupFixturesJSON(t *testing.T) {
 
 func TestParseHangupAttribution(t *testing.T) {
 	acc, cb := uuid.NewString(), uuid.NewString()
-	ev := cdrFixtureEvent(t, "29-channel-hangup-complete-normal.plain.txt")
+	ev := fixtureEvent(t, "29-channel-hangup-complete-normal.plain.txt")
 	h := ev.Headers()
 	h["variable_"+callbridge.VarAccount] = strings.ToUpper(acc)
 	h["variable_"+callbridge.VarCallbackID] = cb
@@ -223,17 +224,17 @@ func FuzzParseHangup(f *testing.F) {
 		if c.EndAt.Before(c.StartAt) || c.DurationMS < 0 || c.BillMS < 0 || (!c.Answered() && c.BillMS != 0) {
 			t.Errorf("inconsistent CDR %+v", c)
 		}
-		if cdrSanitize(c.Caller) != c.Caller {
+		if sanitize(c.Caller) != c.Caller {
 			t.Errorf("caller %q not sanitized", c.Caller)
 		}
 	})
 }
 
-// cdrTestDecks prices calls to 49... for account acc at 0.12/min billed per
+// testDecks prices calls to 49... for account acc at 0.12/min billed per
 // second (2000 micro-units a second) and buys them from gateway "carrier" at
 // 0.06/min billed per minute; other numbers fall to the sell deck's default
 // rate, 0.60/min per second.
-func cdrTestDecks(tb testing.TB, acc string) *rating.Registry {
+func testDecks(tb testing.TB, acc string) *rating.Registry {
 	tb.Helper()
 	sell, err := rating.NewDeck(rating.DeckInfo{ID: "sell-1", AccountID: acc, Name: "sell", Currency: "EUR", TimeZone: "UTC",
 		Precision: 6, Version: 3, Default: &rating.Rate{PerMinute: 600000, FirstIncrement: 1, NextIncrement: 1, Days: rating.AllDays, Until: rating.Midnight}},
@@ -253,7 +254,7 @@ func cdrTestDecks(tb testing.TB, acc string) *rating.Registry {
 
 func TestPricer(t *testing.T) {
 	acc := uuid.NewString()
-	p := NewPricer(cdrTestDecks(t, acc), nil)
+	p := NewPricer(testDecks(t, acc), nil)
 	start := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	mk := func(account, callee, gw string, billMS int64, answered bool) *callbridge.CDR {
 		c := &callbridge.CDR{UUID: uuid.NewString(), AccountID: account, Callee: callee, Gateway: gw, StartAt: start, BillMS: billMS,
@@ -304,9 +305,9 @@ func TestPricer(t *testing.T) {
 	}
 }
 
-// cdrEnv is a simulated FreeSWITCH node, a database reachable through a
+// testEnv is a simulated FreeSWITCH node, a database reachable through a
 // proxy, and the account and decks CDRs are priced with.
-type cdrEnv struct {
+type testEnv struct {
 	sim    *esltest.Server
 	db     *postgres.DB // direct connection, for checks
 	viaPx  *postgres.DB // through the proxy, for pipelines
@@ -317,7 +318,7 @@ type cdrEnv struct {
 	logger *slog.Logger
 }
 
-func newCDREnv(t testing.TB, simOpts ...func(*esltest.Server)) *cdrEnv {
+func newTestEnv(t testing.TB, simOpts ...func(*esltest.Server)) *testEnv {
 	t.Helper()
 	u := pgtest.URL(t)
 	ctx := context.Background()
@@ -344,21 +345,21 @@ func newCDREnv(t testing.TB, simOpts ...func(*esltest.Server)) *cdrEnv {
 	}
 	sim.Start()
 	t.Cleanup(sim.Close)
-	return &cdrEnv{sim: sim, db: db, viaPx: via, proxy: proxy, acc: a.ID, decks: cdrTestDecks(t, a.ID),
-		spool: t.TempDir(), logger: cdrTestLogger(t)}
+	return &testEnv{sim: sim, db: db, viaPx: via, proxy: proxy, acc: a.ID, decks: testDecks(t, a.ID),
+		spool: t.TempDir(), logger: testLogger(t)}
 }
 
-// cdrProcess is a pipeline with its own ESL client, as one controller process.
-type cdrProcess struct {
-	p      *CDRPipeline
+// process is a pipeline with its own ESL client, as one controller process.
+type process struct {
+	p      *Pipeline
 	client *esl.Client
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func (e *cdrEnv) start(t testing.TB, spool string, tweak func(*CDRPipelineConfig)) *cdrProcess {
+func (e *testEnv) start(t testing.TB, spool string, tweak func(*Config)) *process {
 	t.Helper()
-	cfg := CDRPipelineConfig{
+	cfg := Config{
 		Store: postgres.NewCDRStore(e.viaPx), Pricer: NewPricer(e.decks, e.logger), SpoolDir: spool,
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, SweepGrace: 50 * time.Millisecond,
 		Logger: e.logger,
@@ -366,14 +367,14 @@ func (e *cdrEnv) start(t testing.TB, spool string, tweak func(*CDRPipelineConfig
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	p, err := NewCDRPipeline(cfg)
+	p, err := NewPipeline(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	client := esl.NewClient(esl.Config{Name: "fs1", Addr: e.sim.Addr(), Password: "ClueCon",
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &cdrProcess{p: p, client: client, cancel: cancel, done: make(chan struct{})}
+	r := &process{p: p, client: client, cancel: cancel, done: make(chan struct{})}
 	clientDone := make(chan struct{})
 	go func() {
 		defer close(clientDone)
@@ -388,7 +389,7 @@ func (e *cdrEnv) start(t testing.TB, spool string, tweak func(*CDRPipelineConfig
 	}()
 	t.Cleanup(r.stop)
 	// Events are only delivered to a subscribed, connected client.
-	cdrWaitFor(t, "pipeline subscribed", func() bool {
+	wait.For(t, "pipeline subscribed", func() bool {
 		s := client.Stats()
 		return s.State == esl.StateConnected && len(s.QueueDepths) > 0
 	})
@@ -397,23 +398,12 @@ func (e *cdrEnv) start(t testing.TB, spool string, tweak func(*CDRPipelineConfig
 
 // stop ends the process: with DrainTimeout < 0 it leaves its queue in the
 // spool as a killed process would.
-func (r *cdrProcess) stop() {
+func (r *process) stop() {
 	r.cancel()
 	<-r.done
 }
 
-func cdrWaitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(cdrTestTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func (e *cdrEnv) count(tb testing.TB) int {
+func (e *testEnv) count(tb testing.TB) int {
 	tb.Helper()
 	var n int
 	if err := e.db.Get(&n, `SELECT count(*) FROM cdrs`); err != nil {
@@ -422,13 +412,13 @@ func (e *cdrEnv) count(tb testing.TB) int {
 	return n
 }
 
-// cdrHangupTemplate holds the headers of a real CHANNEL_HANGUP_COMPLETE, in
+// hangupTemplate holds the headers of a real CHANNEL_HANGUP_COMPLETE, in
 // order, to make events that differ only in the fields a test sets.
-type cdrHangupTemplate []esltest.Field
+type hangupTemplate []esltest.Field
 
-func newCDRHangupTemplate(tb testing.TB) cdrHangupTemplate {
+func newHangupTemplate(tb testing.TB) hangupTemplate {
 	tb.Helper()
-	f := cdrFixtureFrame(tb, "29b-channel-hangup-complete-remote-bye.plain.txt")
+	f := fixtureFrame(tb, "29b-channel-hangup-complete-remote-bye.plain.txt")
 	fields, _, err := esltest.EventHeaders(f.Body)
 	if err != nil {
 		tb.Fatal(err)
@@ -438,7 +428,7 @@ func newCDRHangupTemplate(tb testing.TB) cdrHangupTemplate {
 
 // frame renders a text/event-plain frame from the template with the given
 // headers replaced (or appended), values URL-encoded as FreeSWITCH does.
-func (h cdrHangupTemplate) frame(set map[string]string) []byte {
+func (h hangupTemplate) frame(set map[string]string) []byte {
 	var b bytes.Buffer
 	done := map[string]bool{}
 	for _, f := range h {
@@ -463,7 +453,7 @@ func (h cdrHangupTemplate) frame(set map[string]string) []byte {
 }
 
 // call is one simulated call leg: the hangup event of leg i.
-func (e *cdrEnv) call(h cdrHangupTemplate, i int, base time.Time) (string, []byte) {
+func (e *testEnv) call(h hangupTemplate, i int, base time.Time) (string, []byte) {
 	id := uuid.NewString()
 	start := base.Add(time.Duration(i) * time.Millisecond)
 	answer := start.Add(500 * time.Millisecond)
@@ -484,7 +474,7 @@ func (e *cdrEnv) call(h cdrHangupTemplate, i int, base time.Time) (string, []byt
 // checkPrices verifies every stored CDR against the decks' arithmetic,
 // computed independently in SQL: sell 2000 micro-units per started second
 // from 1 s on, buy 60000 per started minute.
-func (e *cdrEnv) checkPrices(tb testing.TB, want int) {
+func (e *testEnv) checkPrices(tb testing.TB, want int) {
 	tb.Helper()
 	var bad, n, dups int
 	err := e.db.Get(&n, `SELECT count(*) FROM cdrs WHERE account_id = $1`, e.acc)
@@ -500,19 +490,19 @@ func (e *cdrEnv) checkPrices(tb testing.TB, want int) {
 	}
 }
 
-func cdrSpoolFiles(tb testing.TB, dir string) []string {
+func spoolFiles(tb testing.TB, dir string) []string {
 	tb.Helper()
 	m, _ := filepath.Glob(filepath.Join(dir, "*.cdrs"))
 	return m
 }
 
 func TestCDRPipelineFixturesExactlyOnce(t *testing.T) {
-	e := newCDREnv(t)
+	e := newTestEnv(t)
 	// Two controllers receive every event of the node, and FreeSWITCH's
 	// events arrive twice (a redelivery after a reconnect).
 	r1 := e.start(t, t.TempDir(), nil)
 	r2 := e.start(t, t.TempDir(), nil)
-	files, _ := filepath.Glob(filepath.Join(cdrFixtureDir, "*-hangup-complete-*.plain.txt"))
+	files, _ := filepath.Glob(filepath.Join(fixtureDir, "*-hangup-complete-*.plain.txt"))
 	for range 2 {
 		for _, f := range files {
 			raw, err := os.ReadFile(f)
@@ -522,7 +512,7 @@ func TestCDRPipelineFixturesExactlyOnce(t *testing.T) {
 			e.sim.InjectFrame(raw)
 		}
 	}
-	cdrWaitFor(t, "18 hangups written by each pipeline", func() bool {
+	wait.For(t, "18 hangups written by each pipeline", func() bool {
 		s1, s2 := r1.p.Stats(), r2.p.Stats()
 		return s1.Inserted+s1.Duplicates == 18 && s2.Inserted+s2.Duplicates == 18
 	})
@@ -540,13 +530,13 @@ func TestCDRPipelineFixturesExactlyOnce(t *testing.T) {
 	if c.BillMS != 3020 || c.Callee != "5551234" || c.Direction != "inbound" || c.Node != "fs1" || c.Leg != callbridge.LegPlain {
 		t.Errorf("inbound leg stored as %+v", c)
 	}
-	cdrWaitFor(t, "spools empty", func() bool { return r1.p.Stats().QueuedBatches == 0 && r2.p.Stats().QueuedBatches == 0 })
+	wait.For(t, "spools empty", func() bool { return r1.p.Stats().QueuedBatches == 0 && r2.p.Stats().QueuedBatches == 0 })
 }
 
 // TestCDRPipelineSimulatedCalls places real simulated calls and checks the
 // CDRs FreeSWITCH's hangups make, priced.
 func TestCDRPipelineSimulatedCalls(t *testing.T) {
-	e := newCDREnv(t)
+	e := newTestEnv(t)
 	r := e.start(t, e.spool, nil)
 	ctx := context.Background()
 	cbID := uuid.NewString()
@@ -565,7 +555,7 @@ func TestCDRPipelineSimulatedCalls(t *testing.T) {
 		}
 		ids[n] = job.UUID
 	}
-	cdrWaitFor(t, "4 CDRs", func() bool { return e.count(t) == 4 })
+	wait.For(t, "4 CDRs", func() bool { return e.count(t) == 4 })
 	store := postgres.NewCDRStore(e.db)
 	for _, n := range numbers {
 		c, err := store.CDR(ctx, e.acc, ids[n])
@@ -606,44 +596,44 @@ func TestCDRPipelineSimulatedCalls(t *testing.T) {
 }
 
 func TestCDRPipelineSpoolsWhileDatabaseDown(t *testing.T) {
-	e := newCDREnv(t)
+	e := newTestEnv(t)
 	r := e.start(t, e.spool, nil)
-	h := newCDRHangupTemplate(t)
+	h := newHangupTemplate(t)
 	base := time.Now().UTC()
 	e.proxy.Cut()
 	for i := range 300 {
 		_, f := e.call(h, i, base)
 		e.sim.InjectFrame(f)
 	}
-	cdrWaitFor(t, "300 records spooled", func() bool { return r.p.Stats().Spooled == 300 })
-	cdrWaitFor(t, "unavailable", func() bool { return r.p.Stats().Unavailable })
-	if n := len(cdrSpoolFiles(t, e.spool)); n == 0 {
+	wait.For(t, "300 records spooled", func() bool { return r.p.Stats().Spooled == 300 })
+	wait.For(t, "unavailable", func() bool { return r.p.Stats().Unavailable })
+	if n := len(spoolFiles(t, e.spool)); n == 0 {
 		t.Fatal("no spool files while the database is down")
 	}
 	if n := e.count(t); n != 0 {
 		t.Fatalf("%d CDRs written through a cut proxy", n)
 	}
 	e.proxy.Restore()
-	cdrWaitFor(t, "spool replayed", func() bool { return e.count(t) == 300 && r.p.Stats().QueuedBatches == 0 })
-	if n := len(cdrSpoolFiles(t, e.spool)); n != 0 {
+	wait.For(t, "spool replayed", func() bool { return e.count(t) == 300 && r.p.Stats().QueuedBatches == 0 })
+	if n := len(spoolFiles(t, e.spool)); n != 0 {
 		t.Errorf("%d spool files left after replay", n)
 	}
 	e.checkPrices(t, 300)
 }
 
 func TestCDRPipelineDeadLetters(t *testing.T) {
-	e := newCDREnv(t)
+	e := newTestEnv(t)
 	// A spool left by an earlier run holds a record the database refuses
 	// (a leg kind it does not know) between two good ones.
-	good := func() cdrRecord {
-		return cdrRecord{CDR: &callbridge.CDR{UUID: uuid.NewString(), Leg: "a", AccountID: e.acc, Direction: "outbound",
+	good := func() record {
+		return record{CDR: &callbridge.CDR{UUID: uuid.NewString(), Leg: "a", AccountID: e.acc, Direction: "outbound",
 			Callee: "4930111", Node: "fs1", StartAt: time.Now().UTC(), EndAt: time.Now().UTC(), HangupCause: "NORMAL_CLEARING",
 			Disposition: "failed"}}
 	}
 	bad := good()
 	bad.CDR.Leg = "sideways"
-	recs := []cdrRecord{good(), bad, good()}
-	if err := writeCDRSpoolFile(filepath.Join(e.spool, "0000000000000000001-000000001.cdrs"), recs); err != nil {
+	recs := []record{good(), bad, good()}
+	if err := writeSpoolFile(filepath.Join(e.spool, "0000000000000000001-000000001.cdrs"), recs); err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(e.spool, "0000000000000000002-000000002.cdrs"), []byte("{not json"), 0o600)
@@ -652,8 +642,8 @@ func TestCDRPipelineDeadLetters(t *testing.T) {
 	// An event that is not a channel's hangup at all.
 	body := "Event-Name: CHANNEL_HANGUP_COMPLETE\nUnique-ID: x\n\n"
 	e.sim.InjectFrame(fmt.Appendf(nil, "Content-Length: %d\nContent-Type: text/event-plain\n\n%s", len(body), body))
-	cdrWaitFor(t, "two dead letters", func() bool { return r.p.Stats().DeadLetters == 2 })
-	cdrWaitFor(t, "good records", func() bool { return e.count(t) == 2 })
+	wait.For(t, "two dead letters", func() bool { return r.p.Stats().DeadLetters == 2 })
+	wait.For(t, "good records", func() bool { return e.count(t) == 2 })
 	dl, err := postgres.NewCDRStore(e.db).DeadLetters(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -684,20 +674,20 @@ func TestCDRPipelineDeadLetters(t *testing.T) {
 }
 
 func TestCDRPipelineDeadLetterFileWhenDatabaseDown(t *testing.T) {
-	e := newCDREnv(t)
+	e := newTestEnv(t)
 	// The store refuses a record, then the database disappears before the
 	// dead letter can be stored.
 	store := postgres.NewCDRStore(e.viaPx)
-	deadDown := cdrStoreFuncs{CDRStore: store, deadLetter: func(context.Context, *callbridge.CDRDeadLetter) error {
+	deadDown := storeFuncs{Store: store, deadLetter: func(context.Context, *callbridge.CDRDeadLetter) error {
 		return callbridge.Errorf(callbridge.EUNAVAILABLE, "database unavailable")
 	}}
-	bad := cdrRecord{CDR: &callbridge.CDR{UUID: uuid.NewString(), Leg: "sideways", Direction: "outbound", Node: "fs1",
+	bad := record{CDR: &callbridge.CDR{UUID: uuid.NewString(), Leg: "sideways", Direction: "outbound", Node: "fs1",
 		StartAt: time.Now().UTC(), EndAt: time.Now().UTC(), HangupCause: "X", Disposition: "failed"}}
-	if err := writeCDRSpoolFile(filepath.Join(e.spool, "0000000000000000001-000000001.cdrs"), []cdrRecord{bad}); err != nil {
+	if err := writeSpoolFile(filepath.Join(e.spool, "0000000000000000001-000000001.cdrs"), []record{bad}); err != nil {
 		t.Fatal(err)
 	}
-	r := e.start(t, e.spool, func(c *CDRPipelineConfig) { c.Store = deadDown })
-	cdrWaitFor(t, "dead letter", func() bool { return r.p.Stats().DeadLetters == 1 && r.p.Stats().QueuedBatches == 0 })
+	r := e.start(t, e.spool, func(c *Config) { c.Store = deadDown })
+	wait.For(t, "dead letter", func() bool { return r.p.Stats().DeadLetters == 1 && r.p.Stats().QueuedBatches == 0 })
 	files, _ := filepath.Glob(filepath.Join(e.spool, "dead", "*.json"))
 	if len(files) != 1 {
 		t.Fatalf("%d dead-letter files, want 1", len(files))
@@ -709,13 +699,13 @@ func TestCDRPipelineDeadLetterFileWhenDatabaseDown(t *testing.T) {
 	}
 }
 
-// cdrStoreFuncs wraps a CDRStore, replacing DeadLetter.
-type cdrStoreFuncs struct {
-	CDRStore
+// storeFuncs wraps a Store, replacing DeadLetter.
+type storeFuncs struct {
+	Store
 	deadLetter func(context.Context, *callbridge.CDRDeadLetter) error
 }
 
-func (s cdrStoreFuncs) DeadLetter(ctx context.Context, d *callbridge.CDRDeadLetter) error {
+func (s storeFuncs) DeadLetter(ctx context.Context, d *callbridge.CDRDeadLetter) error {
 	return s.deadLetter(ctx, d)
 }
 
@@ -724,8 +714,8 @@ func (s cdrStoreFuncs) DeadLetter(ctx context.Context, d *callbridge.CDRDeadLett
 // killed with batches only in its spool, a new one starts on the same
 // spool, the database comes back; exactly 10,000 CDRs, correctly priced.
 func TestCDRPipeline10000WithOutageAndKill(t *testing.T) {
-	e := newCDREnv(t)
-	h := newCDRHangupTemplate(t)
+	e := newTestEnv(t)
+	h := newHangupTemplate(t)
 	base := time.Now().UTC().Add(-time.Hour)
 	ids := make([]string, 0, 10000)
 	frames := make([][]byte, 0, 10000)
@@ -734,17 +724,17 @@ func TestCDRPipeline10000WithOutageAndKill(t *testing.T) {
 		ids = append(ids, id)
 		frames = append(frames, f)
 	}
-	send := func(r *cdrProcess, from, to int) {
+	send := func(r *process, from, to int) {
 		read := r.p.Stats().Hangups
 		for i := from; i < to; i += 500 {
 			for _, f := range frames[i:min(i+500, to)] {
 				e.sim.InjectFrame(f)
 			}
 			// Keep the simulator's per-connection queue short.
-			cdrWaitFor(t, "events read", func() bool { return r.p.Stats().Hangups-read >= int64(min(i+500, to)-from) })
+			wait.For(t, "events read", func() bool { return r.p.Stats().Hangups-read >= int64(min(i+500, to)-from) })
 		}
 	}
-	kill := func(c *CDRPipelineConfig) { c.DrainTimeout = -1 }
+	kill := func(c *Config) { c.DrainTimeout = -1 }
 
 	r1 := e.start(t, e.spool, kill)
 	send(r1, 0, 2500)
@@ -752,12 +742,12 @@ func TestCDRPipeline10000WithOutageAndKill(t *testing.T) {
 	send(r1, 2500, 5000)
 	// Every event the first controller read is acknowledged (spooled);
 	// the database has not seen all of them.
-	cdrWaitFor(t, "5000 spooled", func() bool { return r1.p.Stats().Spooled == 5000 })
+	wait.For(t, "5000 spooled", func() bool { return r1.p.Stats().Spooled == 5000 })
 	if e.count(t) >= 5000 {
 		t.Fatal("database saw every CDR before the kill: the outage did not bite")
 	}
 	r1.stop() // killed: no drain
-	if len(cdrSpoolFiles(t, e.spool)) == 0 {
+	if len(spoolFiles(t, e.spool)) == 0 {
 		t.Fatal("killed controller left no spool")
 	}
 
@@ -765,7 +755,7 @@ func TestCDRPipeline10000WithOutageAndKill(t *testing.T) {
 	send(r2, 5000, 7500)
 	e.proxy.Restore()
 	send(r2, 7500, 10000)
-	cdrWaitFor(t, "10000 CDRs", func() bool { return e.count(t) >= 10000 && r2.p.Stats().QueuedBatches == 0 })
+	wait.For(t, "10000 CDRs", func() bool { return e.count(t) >= 10000 && r2.p.Stats().QueuedBatches == 0 })
 	e.checkPrices(t, 10000)
 	var missing int
 	e.db.Get(&missing, `SELECT count(*) FROM unnest($1::uuid[]) AS u(id) WHERE NOT EXISTS (SELECT 1 FROM cdrs WHERE uuid = u.id)`,
@@ -773,7 +763,7 @@ func TestCDRPipeline10000WithOutageAndKill(t *testing.T) {
 	if missing != 0 {
 		t.Errorf("%d of the 10000 channels have no CDR", missing)
 	}
-	if n := len(cdrSpoolFiles(t, e.spool)); n != 0 {
+	if n := len(spoolFiles(t, e.spool)); n != 0 {
 		t.Errorf("%d spool files left", n)
 	}
 }
@@ -782,19 +772,19 @@ func TestCDRPipeline10000WithOutageAndKill(t *testing.T) {
 // events (9 kB, as FreeSWITCH sends them) written by the simulator, through
 // the ESL client and the pipeline, into PostgreSQL.
 func BenchmarkCDRPipelineEndToEnd(b *testing.B) {
-	e := newCDREnv(b)
+	e := newTestEnv(b)
 	e.logger = slog.New(slog.DiscardHandler)
-	h := newCDRHangupTemplate(b)
+	h := newHangupTemplate(b)
 	r := e.start(b, e.spool, nil)
-	frames := newCDRFrameSource(e, h)
+	frames := newFrameSource(e, h)
 	b.ResetTimer()
 	for i := 0; i < b.N; i += 1000 {
 		for j := i; j < min(i+1000, b.N); j++ {
 			e.sim.InjectFrame(frames.frame(j))
 		}
-		cdrWaitFor(b, "events read", func() bool { return r.p.Stats().Hangups >= int64(min(i+1000, b.N))-4000 })
+		wait.For(b, "events read", func() bool { return r.p.Stats().Hangups >= int64(min(i+1000, b.N))-4000 })
 	}
-	cdrWaitFor(b, "all written", func() bool {
+	wait.For(b, "all written", func() bool {
 		s := r.p.Stats()
 		return s.Inserted+s.Duplicates >= int64(b.N)
 	})
@@ -802,44 +792,44 @@ func BenchmarkCDRPipelineEndToEnd(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cdrs/s")
 }
 
-// cdrFrameSource makes distinct hangup frames cheaply: 700 variants
+// frameSource makes distinct hangup frames cheaply: 700 variants
 // (durations, numbers) rendered once with a placeholder uuid that is
 // patched per frame.
-type cdrFrameSource struct {
+type frameSource struct {
 	variants [][]byte
 }
 
-const cdrPlaceholderUUID = "00000000-0000-4000-8000-000000000000"
+const placeholderUUID = "00000000-0000-4000-8000-000000000000"
 
-func newCDRFrameSource(e *cdrEnv, h cdrHangupTemplate) *cdrFrameSource {
-	src := &cdrFrameSource{}
+func newFrameSource(e *testEnv, h hangupTemplate) *frameSource {
+	src := &frameSource{}
 	base := time.Now().UTC()
 	for i := range 700 {
 		id, f := e.call(h, i, base)
-		src.variants = append(src.variants, bytes.ReplaceAll(f, []byte(id), []byte(cdrPlaceholderUUID)))
+		src.variants = append(src.variants, bytes.ReplaceAll(f, []byte(id), []byte(placeholderUUID)))
 	}
 	return src
 }
 
-func (s *cdrFrameSource) frame(i int) []byte {
+func (s *frameSource) frame(i int) []byte {
 	id := []byte(uuid.NewString())
-	return bytes.ReplaceAll(s.variants[i%len(s.variants)], []byte(cdrPlaceholderUUID), id)
+	return bytes.ReplaceAll(s.variants[i%len(s.variants)], []byte(placeholderUUID), id)
 }
 
 // BenchmarkCDRPipelineFromEvents measures the pipeline alone, from parsed
 // ESL events (what the client delivers) to priced CDRs in PostgreSQL:
 // parsing, batching, the fsync'ed spool, pricing and the batch writer.
 func BenchmarkCDRPipelineFromEvents(b *testing.B) {
-	e := newCDREnv(b)
+	e := newTestEnv(b)
 	e.logger = slog.New(slog.DiscardHandler)
-	p, err := NewCDRPipeline(CDRPipelineConfig{Store: postgres.NewCDRStore(e.db), Pricer: NewPricer(e.decks, nil),
+	p, err := NewPipeline(Config{Store: postgres.NewCDRStore(e.db), Pricer: NewPricer(e.decks, nil),
 		SpoolDir: e.spool, Logger: e.logger})
 	if err != nil {
 		b.Fatal(err)
 	}
 	// The headers the pipeline reads, from the 29b capture; the ESL
 	// client's own parsing is measured by the esl package.
-	h := newCDRHangupTemplate(b)
+	h := newHangupTemplate(b)
 	keep := map[string]bool{}
 	for _, k := range []string{"Event-Name", "Unique-ID", "Call-Direction", "Hangup-Cause", "Other-Leg-Unique-ID",
 		"Caller-Orig-Caller-ID-Number", "Caller-Destination-Number", "Event-Date-Timestamp", "FreeSWITCH-Switchname",
@@ -878,7 +868,7 @@ func BenchmarkCDRPipelineFromEvents(b *testing.B) {
 	for _, ev := range events {
 		p.handle(ctx, ev)
 	}
-	cdrWaitFor(b, "all written", func() bool { return p.Stats().Inserted >= int64(b.N) })
+	wait.For(b, "all written", func() bool { return p.Stats().Inserted >= int64(b.N) })
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cdrs/s")
 	cancel()
@@ -891,19 +881,19 @@ func BenchmarkCDRPipelineFromEvents(b *testing.B) {
 // aside.
 func TestCDRSpoolFileRoundTrip(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	recs := []cdrRecord{
+	recs := []record{
 		{CDR: &callbridge.CDR{UUID: uuid.NewString(), Leg: "a", Direction: "outbound", Node: "fs1", StartAt: now, EndAt: now}},
 		{Live: &callbridge.LiveChannel{UUID: uuid.NewString(), Node: "fs1", Leg: "a", Direction: "outbound", StartAt: now}},
 		{Dead: &callbridge.CDRDeadLetter{UUID: uuid.NewString(), Node: "fs1", Reason: "refused", Attempts: 3, Payload: json.RawMessage(`{}`)}},
-		{Destroyed: &cdrDestroyed{UUID: uuid.NewString(), Node: "fs1", At: now}},
+		{Destroyed: &destroyEvent{UUID: uuid.NewString(), Node: "fs1", At: now}},
 	}
 	path := filepath.Join(t.TempDir(), "0000000000000000001-000000001.cdrs")
-	if err := writeCDRSpoolFile(path, recs); err != nil {
+	if err := writeSpoolFile(path, recs); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readCDRSpoolFile(path)
+	got, err := readSpoolFile(path)
 	if err != nil {
-		t.Fatalf("readCDRSpoolFile: %v", err)
+		t.Fatalf("readSpoolFile: %v", err)
 	}
 	if len(got) != len(recs) {
 		t.Fatalf("read %d records, want %d", len(got), len(recs))

@@ -1,4 +1,4 @@
-package controller
+package cdr
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 
 	"github.com/google/uuid"
@@ -18,10 +19,10 @@ import (
 func keptRecords(t *testing.T, sim *esltest.Server) []string {
 	t.Helper()
 	c := esl.NewClient(esl.Config{Name: "check", Addr: sim.Addr(), Password: "ClueCon"})
-	ctx, cancel := context.WithTimeout(context.Background(), cdrTestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	go c.Run(ctx)
-	cdrWaitFor(t, "check client connected", func() bool { return c.State() == esl.StateConnected })
+	wait.For(t, "check client connected", func() bool { return c.State() == esl.StateConnected })
 	cmd, _ := esl.HashDump(callbridge.CDRHookRealm)
 	out, err := c.API(ctx, cmd)
 	if err != nil {
@@ -34,19 +35,19 @@ func keptRecords(t *testing.T, sim *esltest.Server) []string {
 // from the record FreeSWITCH kept, once the controller is back: the real
 // talk time and cause, not an estimate ending at the reconnection.
 func TestCDRKeptRecordWhileDisconnected(t *testing.T) {
-	e := newCDREnv(t, func(s *esltest.Server) {
+	e := newTestEnv(t, func(s *esltest.Server) {
 		s.Speed = 1 // real time: talk times are compared with the wall clock
 		s.Script = &esltest.Script{Rules: []esltest.Rule{{Prefix: "4930777", Outcome: esltest.OutcomeAnswer}}}
 	})
 	r := e.start(t, e.spool, nil)
-	cdrWaitFor(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
+	wait.For(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
 	job, err := r.client.Originate(context.Background(), esl.Originate{Endpoint: esl.Gateway("carrier", "4930777000"),
 		Vars: []esl.Var{{Name: callbridge.VarAccount, Value: e.acc}, {Name: callbridge.VarLeg, Value: callbridge.LegCallbackA}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	store := postgres.NewCDRStore(e.db)
-	cdrWaitFor(t, "the leg answered and live", func() bool {
+	wait.For(t, "the leg answered and live", func() bool {
 		live, _ := store.LiveChannels(context.Background(), "fs1")
 		return len(live) == 1 && !live[0].AnswerAt.IsZero()
 	})
@@ -55,7 +56,7 @@ func TestCDRKeptRecordWhileDisconnected(t *testing.T) {
 	// The controller loses the node; the far end hangs up meanwhile.
 	e.sim.SetRefuseAuth(true)
 	e.sim.DropConnections()
-	cdrWaitFor(t, "the controller disconnected", func() bool { return r.client.State() != esl.StateConnected })
+	wait.For(t, "the controller disconnected", func() bool { return r.client.State() != esl.StateConnected })
 	if err := e.sim.Hangup(job.UUID, "NORMAL_CLEARING"); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestCDRKeptRecordWhileDisconnected(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	e.sim.SetRefuseAuth(false)
 
-	cdrWaitFor(t, "the CDR of the leg", func() bool {
+	wait.For(t, "the CDR of the leg", func() bool {
 		_, err := store.CDRByUUID(context.Background(), job.UUID)
 		return err == nil
 	})
@@ -83,7 +84,7 @@ func TestCDRKeptRecordWhileDisconnected(t *testing.T) {
 	if st := r.p.Stats(); st.Kept != 1 || st.Estimated != 0 {
 		t.Errorf("kept %d estimated %d, want 1 and 0", st.Kept, st.Estimated)
 	}
-	cdrWaitFor(t, "the record deleted", func() bool { return len(keptRecords(t, e.sim)) == 0 })
+	wait.For(t, "the record deleted", func() bool { return len(keptRecords(t, e.sim)) == 0 })
 	if live, _ := store.LiveChannels(context.Background(), "fs1"); len(live) != 0 {
 		t.Errorf("%d legs left live", len(live))
 	}
@@ -92,7 +93,7 @@ func TestCDRKeptRecordWhileDisconnected(t *testing.T) {
 // A leg that starts and ends while no controller runs at all still gets
 // its CDR, attributed from the variables callbridge set on it.
 func TestCDRKeptRecordWithoutController(t *testing.T) {
-	e := newCDREnv(t, func(s *esltest.Server) {
+	e := newTestEnv(t, func(s *esltest.Server) {
 		s.Speed = 1
 		s.Script = &esltest.Script{Rules: []esltest.Rule{{Prefix: "4930777", Outcome: esltest.OutcomeAnswer, TalkMS: 420}}}
 	})
@@ -100,7 +101,7 @@ func TestCDRKeptRecordWithoutController(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go other.Run(ctx)
-	cdrWaitFor(t, "originating client connected", func() bool { return other.State() == esl.StateConnected })
+	wait.For(t, "originating client connected", func() bool { return other.State() == esl.StateConnected })
 	id := uuid.NewString()
 	job, err := other.Originate(ctx, esl.Originate{UUID: id, Endpoint: esl.Gateway("carrier", "4930777000"),
 		Vars: []esl.Var{{Name: callbridge.VarAccount, Value: e.acc}, {Name: callbridge.VarLeg, Value: callbridge.LegCallbackB}}})
@@ -110,14 +111,14 @@ func TestCDRKeptRecordWithoutController(t *testing.T) {
 	if _, err := job.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cdrWaitFor(t, "the call over", func() bool { return len(e.sim.Channels()) == 0 })
+	wait.For(t, "the call over", func() bool { return len(e.sim.Channels()) == 0 })
 	if recs := keptRecords(t, e.sim); len(recs) != 1 {
 		t.Fatalf("records kept: %q, want one", recs)
 	}
 
 	r := e.start(t, e.spool, nil)
 	store := postgres.NewCDRStore(e.db)
-	cdrWaitFor(t, "the CDR of the leg", func() bool {
+	wait.For(t, "the CDR of the leg", func() bool {
 		_, err := store.CDRByUUID(context.Background(), id)
 		return err == nil
 	})
@@ -134,13 +135,13 @@ func TestCDRKeptRecordWithoutController(t *testing.T) {
 	if r.p.Stats().Kept != 1 {
 		t.Errorf("kept %d, want 1", r.p.Stats().Kept)
 	}
-	cdrWaitFor(t, "the record deleted", func() bool { return len(keptRecords(t, e.sim)) == 0 })
+	wait.For(t, "the record deleted", func() bool { return len(keptRecords(t, e.sim)) == 0 })
 }
 
 // When the controller listens, the CDR comes from the event and the
 // record is deleted once it is committed: nothing accumulates.
 func TestCDRKeptRecordDeletedAfterEvent(t *testing.T) {
-	e := newCDREnv(t, func(s *esltest.Server) {
+	e := newTestEnv(t, func(s *esltest.Server) {
 		s.Script = &esltest.Script{Rules: []esltest.Rule{{Prefix: "4930777", Outcome: esltest.OutcomeAnswer, TalkMS: 5000}}}
 	})
 	r := e.start(t, e.spool, nil)
@@ -153,8 +154,8 @@ func TestCDRKeptRecordDeletedAfterEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cdrWaitFor(t, "three CDRs", func() bool { return e.count(t) == 3 })
-	cdrWaitFor(t, "the records deleted", func() bool { return len(keptRecords(t, e.sim)) == 0 })
+	wait.For(t, "three CDRs", func() bool { return e.count(t) == 3 })
+	wait.For(t, "the records deleted", func() bool { return len(keptRecords(t, e.sim)) == 0 })
 	if st := r.p.Stats(); st.Kept != 0 {
 		t.Errorf("kept %d, want 0: the events made the CDRs", st.Kept)
 	}
@@ -164,12 +165,12 @@ func TestCDRKeptRecordDeletedAfterEvent(t *testing.T) {
 // job's -ERR comes, no channel event) gets its CDR at once, with the
 // refusal's cause and no duration, and leaves live_channels.
 func TestCDRRefusedOriginate(t *testing.T) {
-	e := newCDREnv(t, func(s *esltest.Server) {
+	e := newTestEnv(t, func(s *esltest.Server) {
 		s.MaxSessions = 1
 		s.Script = &esltest.Script{Rules: []esltest.Rule{{Prefix: "4930777", Outcome: esltest.OutcomeAnswer}}}
 	})
 	r := e.start(t, e.spool, nil)
-	cdrWaitFor(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
+	wait.For(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
 	busy, err := r.client.Originate(context.Background(), esl.Originate{Endpoint: esl.Gateway("carrier", "4930777000")})
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +189,7 @@ func TestCDRRefusedOriginate(t *testing.T) {
 	}
 	refused := time.Now()
 	store := postgres.NewCDRStore(e.db)
-	cdrWaitFor(t, "the CDR of the refused leg", func() bool {
+	wait.For(t, "the CDR of the refused leg", func() bool {
 		_, err := store.CDRByUUID(context.Background(), id)
 		return err == nil
 	})
@@ -270,7 +271,7 @@ func FuzzParseKept(f *testing.F) {
 			t.Fatalf("parseKept(%q) = %+v", line, c)
 		}
 		for _, s := range []string{c.Caller, c.Callee, c.Presented, c.Gateway, c.Direction, c.Leg} {
-			if s != cdrSanitize(s) || strings.ContainsAny(s, ";/") {
+			if s != sanitize(s) || strings.ContainsAny(s, ";/") {
 				t.Fatalf("unsafe field %q from %q", s, line)
 			}
 		}

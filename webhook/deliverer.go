@@ -1,4 +1,8 @@
-package controller
+// Package webhook delivers the webhook outbox: signed POSTs, at least once and
+// in order per key, with retries and backoff, to public addresses only (its
+// SSRF guard refuses internal ones after DNS resolution). It writes no
+// outbox entries itself; every feature enqueues its own.
+package webhook
 
 import (
 	"bytes"
@@ -20,9 +24,9 @@ import (
 	"callbridge"
 )
 
-// WebhookOutbox is what the deliverer needs of the outbox (implemented by
+// Outbox is what the deliverer needs of the outbox (implemented by
 // *postgres.WebhookService).
-type WebhookOutbox interface {
+type Outbox interface {
 	// ClaimWebhooks claims due entries, at most one per key, hiding them
 	// from other deliverers for hold, and counts the attempt.
 	ClaimWebhooks(ctx context.Context, n int, hold time.Duration) ([]*callbridge.Webhook, error)
@@ -32,8 +36,8 @@ type WebhookOutbox interface {
 	WebhookFailed(ctx context.Context, id int64, reason string, next time.Time, dead bool) error
 }
 
-// WebhookDelivererConfig configures a WebhookDeliverer.
-type WebhookDelivererConfig struct {
+// Config configures a Deliverer.
+type Config struct {
 	// Secret keys the HMAC-SHA256 signature of every body.
 	Secret []byte
 	// Timeout bounds one POST (default 10 s).
@@ -63,34 +67,34 @@ type WebhookDelivererConfig struct {
 	// Logger receives failed deliveries and dead entries.
 	Logger *slog.Logger
 	// OnOutcome, when set, is told of every attempt's outcome:
-	// WebhookDelivered, WebhookRetry (failed, to be retried) or WebhookDead.
+	// Delivered, Retry (failed, to be retried) or Dead.
 	OnOutcome func(outcome string)
 }
 
-// Outcomes of a delivery attempt (WebhookDelivererConfig.OnOutcome).
+// Outcomes of a delivery attempt (Config.OnOutcome).
 const (
-	WebhookDelivered = "delivered"
-	WebhookRetry     = "retry"
-	WebhookDead      = "dead"
+	Delivered = "delivered"
+	Retry     = "retry"
+	Dead      = "dead"
 )
 
-// WebhookDeliverer posts the webhook outbox: each entry as a signed JSON
+// Deliverer posts the webhook outbox: each entry as a signed JSON
 // POST (header X-Callbridge-Signature: sha256=<hex HMAC of the body>),
 // at least once, in order per key, retrying with exponential backoff
 // until the retry window closes, then marking it dead (listed by
 // GET /v1/webhooks?status=dead). Any number of deliverers may share an
 // outbox. A receiver deduplicates by X-Callbridge-Delivery. Redirects are
 // not followed: a 3xx is a failed attempt.
-type WebhookDeliverer struct {
-	outbox WebhookOutbox
-	cfg    WebhookDelivererConfig
+type Deliverer struct {
+	outbox Outbox
+	cfg    Config
 	client *http.Client
 	log    *slog.Logger
 	wake   chan struct{}
 }
 
-// NewWebhookDeliverer returns a deliverer; Run starts it.
-func NewWebhookDeliverer(outbox WebhookOutbox, cfg WebhookDelivererConfig) *WebhookDeliverer {
+// NewDeliverer returns a deliverer; Run starts it.
+func NewDeliverer(outbox Outbox, cfg Config) *Deliverer {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
@@ -123,7 +127,7 @@ func NewWebhookDeliverer(outbox WebhookOutbox, cfg WebhookDelivererConfig) *Webh
 		t.DialContext = dialer.DialContext
 		tr = t
 	}
-	return &WebhookDeliverer{
+	return &Deliverer{
 		outbox: outbox, cfg: cfg, log: cfg.Logger,
 		client: &http.Client{
 			Transport:     tr,
@@ -135,7 +139,7 @@ func NewWebhookDeliverer(outbox WebhookOutbox, cfg WebhookDelivererConfig) *Webh
 }
 
 // Wake makes the deliverer look for due entries now.
-func (d *WebhookDeliverer) Wake() {
+func (d *Deliverer) Wake() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -144,7 +148,7 @@ func (d *WebhookDeliverer) Wake() {
 
 // Run delivers until ctx is done; posts in flight finish first (each is
 // bounded by Timeout), and an entry cut short is retried later.
-func (d *WebhookDeliverer) Run(ctx context.Context) error {
+func (d *Deliverer) Run(ctx context.Context) error {
 	hold := d.cfg.Timeout + 5*time.Second
 	for {
 		hooks, err := d.outbox.ClaimWebhooks(ctx, d.cfg.Concurrency, hold)
@@ -178,10 +182,10 @@ func (d *WebhookDeliverer) Run(ctx context.Context) error {
 }
 
 // deliver posts one entry and records the outcome.
-func (d *WebhookDeliverer) deliver(ctx context.Context, w *callbridge.Webhook) {
+func (d *Deliverer) deliver(ctx context.Context, w *callbridge.Webhook) {
 	err := d.post(ctx, w)
 	if err == nil {
-		d.outcome(WebhookDelivered)
+		d.outcome(Delivered)
 		if err := d.outbox.WebhookDelivered(ctx, w.ID); err != nil {
 			d.log.Warn("webhooks: mark delivered", "id", w.ID, "error", err)
 		}
@@ -191,10 +195,10 @@ func (d *WebhookDeliverer) deliver(ctx context.Context, w *callbridge.Webhook) {
 	next := now.Add(d.Backoff(w.Attempts))
 	dead := now.Sub(w.CreatedAt) >= d.cfg.RetryWindow
 	if dead {
-		d.outcome(WebhookDead)
+		d.outcome(Dead)
 		d.log.Error("webhook dead", "id", w.ID, "url", w.URL, "attempts", w.Attempts, "error", err)
 	} else {
-		d.outcome(WebhookRetry)
+		d.outcome(Retry)
 		d.log.Info("webhook attempt failed", "id", w.ID, "attempt", w.Attempts, "retry_at", next, "error", err)
 	}
 	if err := d.outbox.WebhookFailed(ctx, w.ID, err.Error(), next, dead); err != nil {
@@ -202,7 +206,7 @@ func (d *WebhookDeliverer) deliver(ctx context.Context, w *callbridge.Webhook) {
 	}
 }
 
-func (d *WebhookDeliverer) outcome(o string) {
+func (d *Deliverer) outcome(o string) {
 	if d.cfg.OnOutcome != nil {
 		d.cfg.OnOutcome(o)
 	}
@@ -211,7 +215,7 @@ func (d *WebhookDeliverer) outcome(o string) {
 // Backoff returns the delay after the given number of failed attempts:
 // MinBackoff doubled per attempt, capped at MaxBackoff, plus up to 10 %
 // jitter so that receivers that come back are not hit all at once.
-func (d *WebhookDeliverer) Backoff(attempts int) time.Duration {
+func (d *Deliverer) Backoff(attempts int) time.Duration {
 	b := d.cfg.MinBackoff
 	for i := 1; i < attempts && b < d.cfg.MaxBackoff; i++ {
 		b *= 2
@@ -220,7 +224,7 @@ func (d *WebhookDeliverer) Backoff(attempts int) time.Duration {
 	return b + time.Duration(rand.Int64N(int64(b)/10+1))
 }
 
-func (d *WebhookDeliverer) post(ctx context.Context, w *callbridge.Webhook) error {
+func (d *Deliverer) post(ctx context.Context, w *callbridge.Webhook) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(w.Payload))
 	if err != nil {
 		return fmt.Errorf("bad url: %w", err)
@@ -250,7 +254,7 @@ func (d *WebhookDeliverer) post(ctx context.Context, w *callbridge.Webhook) erro
 }
 
 // errPrivateAddress refuses webhook connections to non-public addresses.
-var errPrivateAddress = errors.New("controller: webhook destination is not a public address")
+var errPrivateAddress = errors.New("webhook: webhook destination is not a public address")
 
 // publicAddressOnly is a net.Dialer Control function: it lets a connection
 // proceed only to an address isPublicAddress accepts. It runs after name

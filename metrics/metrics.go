@@ -1,19 +1,22 @@
-package controller
+// Package metrics is callbridge's Prometheus registry: the only package that
+// imports the Prometheus client. Components do not register collectors
+// themselves; they report through hooks (ObserveX) and snapshot funcs
+// (WatchX) that this package turns into metrics at scrape time. It keeps
+// no global state.
+package metrics
 
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"callbridge"
 	"callbridge/billing"
+	"callbridge/cdr"
 	"callbridge/esl"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -42,9 +45,9 @@ type Metrics struct {
 	dialplanLate prometheus.Counter
 }
 
-// NewMetrics returns a registry holding the Go runtime and process
+// New returns a registry holding the Go runtime and process
 // collectors and the HTTP request metrics.
-func NewMetrics() *Metrics {
+func New() *Metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := &Metrics{
@@ -98,7 +101,7 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// ObserveCallbackStatus is a CallbackEngineConfig.OnStatus hook counting
+// ObserveCallbackStatus is a callback.Config.OnStatus hook counting
 // the status changes the engine persists.
 func (m *Metrics) ObserveCallbackStatus(status callbridge.CallbackStatus, reason callbridge.FailReason) {
 	m.callbacks.WithLabelValues(string(status), string(reason)).Inc()
@@ -116,7 +119,7 @@ func (m *Metrics) ObserveJobRun(job, outcome string, took time.Duration) {
 	}
 }
 
-// ObserveWebhook is a WebhookDelivererConfig.OnOutcome hook.
+// ObserveWebhook is a webhook.Config.OnOutcome hook.
 func (m *Metrics) ObserveWebhook(outcome string) {
 	m.webhooks.WithLabelValues(outcome).Inc()
 }
@@ -230,65 +233,27 @@ func (m *Metrics) ObserveProbe(node string) func(took time.Duration, err error) 
 	}
 }
 
-// observe records every request by its route pattern (never the raw path,
-// which would let clients create unbounded label values).
-func (m *Metrics) observe() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		start := arrival(c.Request)
-		c.Next()
-		route := c.FullPath()
-		if route == "" {
-			route = "unmatched"
-		}
-		took := time.Since(start)
-		m.httpRequests.WithLabelValues(c.Request.Method, route, strconv.Itoa(c.Writer.Status())).Inc()
-		m.httpDuration.WithLabelValues(c.Request.Method, route).Observe(took.Seconds())
-		timeout := m.DialplanTimeout
-		if timeout <= 0 {
-			timeout = 2 * time.Second
-		}
-		if route == dialplanRoute && took >= timeout {
-			m.dialplanLate.Inc()
-		}
+// ObserveRequest records an HTTP request by its route pattern (never the
+// raw path, which would let clients create unbounded label values; ""
+// is counted as "unmatched") and the time it took since it arrived. A
+// /fs/dialplan request answered after DialplanTimeout is counted as late.
+func (m *Metrics) ObserveRequest(method, route string, status int, took time.Duration) {
+	if route == "" {
+		route = "unmatched"
+	}
+	m.httpRequests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+	m.httpDuration.WithLabelValues(method, route).Observe(took.Seconds())
+	timeout := m.DialplanTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	if route == DialplanRoute && took >= timeout {
+		m.dialplanLate.Inc()
 	}
 }
 
-// dialplanRoute is the route mod_xml_curl calls.
-const dialplanRoute = "/fs/dialplan"
-
-type arrivalKey struct{}
-
-// connArrival is when a connection was accepted; the first request read
-// from it arrived then.
-type connArrival struct {
-	at   time.Time
-	used atomic.Bool
-}
-
-// ConnArrival is an http.Server ConnContext hook noting when each
-// connection was accepted. The HTTP metrics time the first request of a
-// connection from then, not from when its handler first ran: FreeSWITCH's
-// mod_xml_curl opens a connection per request and times it from the
-// connect, so a controller slow to accept, read headers or schedule the
-// handler (a saturated CPU, a stop) is seen as FreeSWITCH sees it. Later
-// requests of a kept-alive connection are timed from their handler.
-//
-// The connection may have waited before it was accepted: in the listen
-// backlog while the process was stopped or starved. Where the kernel tells
-// (Linux TCP_INFO), the arrival is when it last received data on the
-// connection, or completed its handshake, before the accept.
-func ConnArrival(ctx context.Context, c net.Conn) context.Context {
-	now := time.Now()
-	return context.WithValue(ctx, arrivalKey{}, &connArrival{at: now.Add(-receivedAgo(c))})
-}
-
-// arrival is when r arrived, as far as the server can tell.
-func arrival(r *http.Request) time.Time {
-	if a, ok := r.Context().Value(arrivalKey{}).(*connArrival); ok && !a.used.Swap(true) {
-		return a.at
-	}
-	return time.Now()
-}
+// DialplanRoute is the route mod_xml_curl calls.
+const DialplanRoute = "/fs/dialplan"
 
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
@@ -298,14 +263,15 @@ func (m *Metrics) Handler() http.Handler {
 // nodeCollector reports each FreeSWITCH node's connection state and
 // counters at scrape time.
 type nodeCollector struct {
-	nodes                            func() []NodeStatus
+	nodes                            func() []*esl.Client
 	connected, redials, events, call *prometheus.Desc
 	ready, jobTimeouts, probeFails   *prometheus.Desc
 }
 
-// WatchNodes exports the ESL state of the nodes nodes() reports:
-// connection state, redials, events received and active calls per node.
-func (m *Metrics) WatchNodes(nodes func() []NodeStatus) {
+// WatchNodes exports the ESL state of the clients nodes() returns:
+// connection state, readiness, redials, events received, job timeouts,
+// probe failures and active calls per node.
+func (m *Metrics) WatchNodes(nodes func() []*esl.Client) {
 	m.Registry.MustRegister(&nodeCollector{
 		nodes:     nodes,
 		connected: prometheus.NewDesc("callbridge_esl_connected", "1 when both ESL connections to the node are up.", []string{"node"}, nil),
@@ -332,20 +298,85 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, n := range c.nodes() {
+		st, name := n.Stats(), n.Name()
 		up := 0.0
-		if n.Connected {
+		if st.State == esl.StateConnected {
 			up = 1
 		}
-		ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, up, n.Name)
-		ch <- prometheus.MustNewConstMetric(c.redials, prometheus.CounterValue, float64(n.Redials), n.Name)
-		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(n.Events), n.Name)
-		ch <- prometheus.MustNewConstMetric(c.call, prometheus.GaugeValue, float64(n.Calls), n.Name)
+		ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, up, name)
+		ch <- prometheus.MustNewConstMetric(c.redials, prometheus.CounterValue, float64(st.Redials), name)
+		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(st.EventsReceived), name)
+		ch <- prometheus.MustNewConstMetric(c.call, prometheus.GaugeValue, float64(st.ActiveCalls), name)
 		ready := 0.0
-		if n.Ready {
+		if st.Ready {
 			ready = 1
 		}
-		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, ready, n.Name)
-		ch <- prometheus.MustNewConstMetric(c.jobTimeouts, prometheus.CounterValue, float64(n.JobTimeouts), n.Name)
-		ch <- prometheus.MustNewConstMetric(c.probeFails, prometheus.CounterValue, float64(n.ProbeFailures), n.Name)
+		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, ready, name)
+		ch <- prometheus.MustNewConstMetric(c.jobTimeouts, prometheus.CounterValue, float64(st.JobTimeouts), name)
+		ch <- prometheus.MustNewConstMetric(c.probeFails, prometheus.CounterValue, float64(st.ProbeFailures), name)
 	}
+}
+
+// WatchCDRs exports the CDR pipeline's figures, read from stats and
+// pricer at each scrape: hangups received, CDRs inserted and duplicate,
+// records spooled and dead-lettered (alert on any), estimated CDRs, legs
+// priced by a default rate or left unrated, the spool's depth and whether
+// the database is unavailable.
+func (m *Metrics) WatchCDRs(stats func() cdr.Stats, pricer func() cdr.PricerStats) {
+	desc := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	m.Registry.MustRegister(&cdrCollector{
+		stats: stats, pricer: pricer,
+		hangups:        desc("callbridge_cdr_hangups_total", "CHANNEL_HANGUP_COMPLETE events received."),
+		inserted:       desc("callbridge_cdr_inserted_total", "CDRs stored."),
+		duplicates:     desc("callbridge_cdr_duplicates_total", "CDRs already stored (redelivery, replay, other controllers)."),
+		spooled:        desc("callbridge_cdr_spooled_records_total", "Records written to the fsync'ed spool."),
+		dead:           desc("callbridge_cdr_dead_letters_total", "Records dead-lettered; any is an alert."),
+		estimated:      desc("callbridge_cdr_estimated_total", "CDRs estimated for legs whose hangup never arrived."),
+		kept:           desc("callbridge_cdr_kept_records_total", "CDR records FreeSWITCH kept, collected after no controller listened."),
+		refused:        desc("callbridge_cdr_refused_legs_total", "Legs FreeSWITCH refused at originate, closed by their job's -ERR."),
+		overflows:      desc("callbridge_cdr_subscription_overflows_total", "Event subscriptions lost to a full queue."),
+		unratedDefault: desc("callbridge_cdr_unrated_default_total", "Legs priced by a deck's default rate."),
+		unrated:        desc("callbridge_cdr_unrated_total", "Legs of an account no rate priced."),
+		batches:        desc("callbridge_cdr_spool_batches", "Batches waiting for the database."),
+		unavailable:    desc("callbridge_cdr_database_unavailable", "1 while CDR batches cannot reach the database."),
+	})
+}
+
+type cdrCollector struct {
+	stats                                         func() cdr.Stats
+	pricer                                        func() cdr.PricerStats
+	hangups, inserted, duplicates, spooled, dead  *prometheus.Desc
+	estimated, kept, refused, overflows           *prometheus.Desc
+	unratedDefault, unrated, batches, unavailable *prometheus.Desc
+}
+
+func (c *cdrCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.hangups, c.inserted, c.duplicates, c.spooled, c.dead, c.estimated,
+		c.kept, c.refused, c.overflows, c.unratedDefault, c.unrated, c.batches, c.unavailable} {
+		ch <- d
+	}
+}
+
+func (c *cdrCollector) Collect(ch chan<- prometheus.Metric) {
+	s, p := c.stats(), c.pricer()
+	counter := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	counter(c.hangups, s.Hangups)
+	counter(c.inserted, s.Inserted)
+	counter(c.duplicates, s.Duplicates)
+	counter(c.spooled, s.Spooled)
+	counter(c.dead, s.DeadLetters)
+	counter(c.estimated, s.Estimated)
+	counter(c.kept, s.Kept)
+	counter(c.refused, s.Refused)
+	counter(c.overflows, s.Overflows)
+	counter(c.unratedDefault, p.UnratedDefault)
+	counter(c.unrated, p.Unrated)
+	ch <- prometheus.MustNewConstMetric(c.batches, prometheus.GaugeValue, float64(s.QueuedBatches))
+	unavailable := 0.0
+	if s.Unavailable {
+		unavailable = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.unavailable, prometheus.GaugeValue, unavailable)
 }

@@ -1,4 +1,4 @@
-package controller
+package cdr
 
 import (
 	"context"
@@ -36,15 +36,15 @@ import (
 // leaving the leg's own CHANNEL_HANGUP_COMPLETE time to arrive.
 const keptGrace = time.Minute
 
-// cdrKeptDelete asks for a node's record of a leg to be deleted.
-type cdrKeptDelete struct {
+// keptDelete asks for a node's record of a leg to be deleted.
+type keptDelete struct {
 	node, uuid string
 }
 
 // collectKept writes the CDRs of the records node keeps that ended more
 // than minAge ago, waits until they are in the database, and deletes the
 // records. It returns how many it wrote.
-func (p *CDRPipeline) collectKept(ctx context.Context, c *esl.Client, minAge time.Duration) (int, error) {
+func (p *Pipeline) collectKept(ctx context.Context, c *esl.Client, minAge time.Duration) (int, error) {
 	cmd, err := esl.HashDump(callbridge.CDRHookRealm)
 	if err != nil {
 		return 0, err
@@ -69,7 +69,7 @@ func (p *CDRPipeline) collectKept(ctx context.Context, c *esl.Client, minAge tim
 			if cdr != nil {
 				d.UUID = cdr.UUID
 			}
-			if !p.add(ctx, cdrRecord{Dead: d}) {
+			if !p.add(ctx, record{Dead: d}) {
 				return 0, ctx.Err()
 			}
 			if cdr != nil {
@@ -80,7 +80,7 @@ func (p *CDRPipeline) collectKept(ctx context.Context, c *esl.Client, minAge tim
 		if minAge > 0 && cdr.EndAt.After(cutoff) {
 			continue
 		}
-		if !p.add(ctx, cdrRecord{Kept: cdr}) {
+		if !p.add(ctx, record{Kept: cdr}) {
 			return 0, ctx.Err()
 		}
 		ids = append(ids, cdr.UUID)
@@ -88,8 +88,8 @@ func (p *CDRPipeline) collectKept(ctx context.Context, c *esl.Client, minAge tim
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	req := &cdrReconcileReq{node: c.Name(), ready: make(chan struct{})}
-	if !p.add(ctx, cdrRecord{barrier: req}) {
+	req := &reconcileReq{node: c.Name(), ready: make(chan struct{})}
+	if !p.add(ctx, record{barrier: req}) {
 		return 0, ctx.Err()
 	}
 	select {
@@ -106,7 +106,7 @@ func (p *CDRPipeline) collectKept(ctx context.Context, c *esl.Client, minAge tim
 	return len(ids), nil
 }
 
-func (p *CDRPipeline) deleteKept(ctx context.Context, c *esl.Client, id string) error {
+func (p *Pipeline) deleteKept(ctx context.Context, c *esl.Client, id string) error {
 	cmd, err := esl.HashDelete(callbridge.CDRHookRealm, id)
 	if err != nil {
 		return err
@@ -123,7 +123,7 @@ func (p *CDRPipeline) deleteKept(ctx context.Context, c *esl.Client, id string) 
 
 // keptDeleter deletes the records of legs whose CDR came from their
 // events, once it is committed, until ctx ends.
-func (p *CDRPipeline) keptDeleter(ctx context.Context) {
+func (p *Pipeline) keptDeleter(ctx context.Context) {
 	for {
 		select {
 		case d := <-p.keptDel:
@@ -143,13 +143,13 @@ func (p *CDRPipeline) keptDeleter(ctx context.Context) {
 // forgetKept queues the deletion of the records of the event CDRs among
 // recs, which are committed. A full queue drops deletions: the sweep
 // collects those records as duplicates.
-func (p *CDRPipeline) forgetKept(recs []cdrRecord) {
+func (p *Pipeline) forgetKept(recs []record) {
 	for _, r := range recs {
 		if r.CDR == nil || r.CDR.Flags.Has(callbridge.CDREstimated) || p.clients[r.CDR.Node] == nil {
 			continue
 		}
 		select {
-		case p.keptDel <- cdrKeptDelete{node: r.CDR.Node, uuid: r.CDR.UUID}:
+		case p.keptDel <- keptDelete{node: r.CDR.Node, uuid: r.CDR.UUID}:
 		default:
 		}
 	}
@@ -158,7 +158,7 @@ func (p *CDRPipeline) forgetKept(recs []cdrRecord) {
 // completeKept fills the parties of kept records from the legs' live
 // channels (the record holds only what callbridge set on the channel and
 // numbers FreeSWITCH computed).
-func (p *CDRPipeline) completeKept(ctx context.Context, kept []*callbridge.CDR) error {
+func (p *Pipeline) completeKept(ctx context.Context, kept []*callbridge.CDR) error {
 	ids := make([]string, len(kept))
 	for i, c := range kept {
 		ids[i] = c.UUID
@@ -209,21 +209,21 @@ func parseKept(node, line string) (*callbridge.CDR, error) {
 	id, value, ok := strings.Cut(rest, "/")
 	id = strings.ToLower(id)
 	if !ok || !callbridge.IsUUID(id) {
-		return nil, errors.New("controller: cdr record without a valid uuid")
+		return nil, errors.New("cdr: cdr record without a valid uuid")
 	}
-	c := &callbridge.CDR{UUID: id, Node: cdrSanitize(node)}
+	c := &callbridge.CDR{UUID: id, Node: sanitize(node)}
 	names := callbridge.CDRRecordFields()
 	f := strings.Split(value, ";")
 	if len(f) != len(names)+1 || f[0] != callbridge.CDRHookVersion {
-		return c, errors.New("controller: cdr record of an unknown format")
+		return c, errors.New("cdr: cdr record of an unknown format")
 	}
 	v := make(map[string]string, len(names))
 	for i, n := range names {
 		v[n] = f[i+1]
 	}
-	start, answer, end := cdrFirstTime(v["start_uepoch"]), cdrFirstTime(v["answer_uepoch"]), cdrFirstTime(v["end_uepoch"])
+	start, answer, end := firstTime(v["start_uepoch"]), firstTime(v["answer_uepoch"]), firstTime(v["end_uepoch"])
 	if start.IsZero() || end.IsZero() || end.Before(start) || !answer.IsZero() && (answer.Before(start) || answer.After(end)) {
-		return c, errors.New("controller: cdr record with invalid times")
+		return c, errors.New("cdr: cdr record with invalid times")
 	}
 	c.StartAt, c.AnswerAt, c.EndAt = start, answer, end
 	ms := func(s string, d time.Duration) int64 {
@@ -253,9 +253,9 @@ func parseKept(node, line string) (*callbridge.CDR, error) {
 	case callbridge.LegCallbackA, callbridge.LegCallbackB, callbridge.LegInbound, callbridge.LegOutbound:
 		c.Leg = l
 	}
-	c.AccountID = cdrUUIDOrEmpty(v[callbridge.VarAccount])
-	c.CallbackID = cdrUUIDOrEmpty(v[callbridge.VarCallbackID])
-	c.BindingID = cdrUUIDOrEmpty(v[callbridge.VarBindingID])
+	c.AccountID = uuidOrEmpty(v[callbridge.VarAccount])
+	c.CallbackID = uuidOrEmpty(v[callbridge.VarCallbackID])
+	c.BindingID = uuidOrEmpty(v[callbridge.VarBindingID])
 	if m, err := strconv.ParseInt(v[callbridge.VarMaxMS], 10, 64); err == nil && m > 0 {
 		c.MaxMS = m
 	}
@@ -269,14 +269,14 @@ func parseKept(node, line string) (*callbridge.CDR, error) {
 	c.Callee = number(v[callbridge.VarCallee])
 	switch c.Leg {
 	case callbridge.LegInbound:
-		c.Callee = cdrFirstNonEmpty(c.Callee, x)
+		c.Callee = firstNonEmpty(c.Callee, x)
 	case callbridge.LegOutbound:
 		c.Presented = x
 	}
 	if callbridge.ValidateGateway(v["sip_gateway_name"]) == nil {
 		c.Gateway = v["sip_gateway_name"]
 	}
-	c.OtherUUID = cdrFirstNonEmpty(cdrUUIDOrEmpty(v["bridge_uuid"]), cdrUUIDOrEmpty(v["signal_bond"]))
+	c.OtherUUID = firstNonEmpty(uuidOrEmpty(v["bridge_uuid"]), uuidOrEmpty(v["signal_bond"]))
 	return c, nil
 }
 

@@ -1,4 +1,4 @@
-package controller
+package cdr
 
 import (
 	"context"
@@ -8,13 +8,14 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 
 	"github.com/google/uuid"
 )
 
 // liveLeg stores a leg believed up on node.
-func (e *cdrEnv) liveLeg(t *testing.T, node string, start, answer time.Time, maxMS int64) string {
+func (e *testEnv) liveLeg(t *testing.T, node string, start, answer time.Time, maxMS int64) string {
 	t.Helper()
 	id := uuid.NewString()
 	l := &callbridge.LiveChannel{UUID: id, Node: node, Leg: callbridge.LegCallbackA, AccountID: e.acc, Direction: "outbound",
@@ -27,7 +28,7 @@ func (e *cdrEnv) liveLeg(t *testing.T, node string, start, answer time.Time, max
 }
 
 func TestCDRReconcileClosesLegsTheNodeNoLongerHas(t *testing.T) {
-	e := newCDREnv(t, func(s *esltest.Server) {
+	e := newTestEnv(t, func(s *esltest.Server) {
 		s.Script = &esltest.Script{Rules: []esltest.Rule{{Prefix: "4930777", Outcome: esltest.OutcomeAnswer}}}
 	})
 	now := time.Now().UTC()
@@ -35,16 +36,16 @@ func TestCDRReconcileClosesLegsTheNodeNoLongerHas(t *testing.T) {
 	// hangup never seen.
 	gone := e.liveLeg(t, "fs1", now.Add(-11*time.Minute), now.Add(-10*time.Minute), 3600000)
 	r := e.start(t, e.spool, nil)
-	cdrWaitFor(t, "estimated CDR", func() bool { return e.count(t) == 1 })
+	wait.For(t, "estimated CDR", func() bool { return e.count(t) == 1 })
 	c, err := postgres.NewCDRStore(e.db).CDRByUUID(context.Background(), gone)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Flags.Has(callbridge.CDREstimated) || c.HangupCause != cdrEstimatedCause {
+	if !c.Flags.Has(callbridge.CDREstimated) || c.HangupCause != estimatedCause {
 		t.Errorf("flags %v cause %s, want estimated UNKNOWN", c.Flags, c.HangupCause)
 	}
 	// Billed from its answer until it was found gone.
-	if c.BillMS < 600000 || c.BillMS > 600000+int64(cdrTestTimeout/time.Millisecond) {
+	if c.BillMS < 600000 || c.BillMS > 600000+int64(testTimeout/time.Millisecond) {
 		t.Errorf("bill %d ms, want about 10 minutes", c.BillMS)
 	}
 	if c.Sell != 2000*((c.BillMS+999)/1000) {
@@ -61,23 +62,23 @@ func TestCDRReconcileClosesLegsTheNodeNoLongerHas(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := postgres.NewCDRStore(e.db)
-	cdrWaitFor(t, "the new leg live", func() bool {
+	wait.For(t, "the new leg live", func() bool {
 		live, _ := store.LiveChannels(context.Background(), "fs1")
 		return len(live) == 1 && live[0].UUID == job.UUID
 	})
 	before := r.p.Stats().Reconciliations
 	e.sim.DropEventConnections()
-	cdrWaitFor(t, "reconciliation after the reconnect", func() bool { return r.p.Stats().Reconciliations > before })
+	wait.For(t, "reconciliation after the reconnect", func() bool { return r.p.Stats().Reconciliations > before })
 	if _, err := store.CDRByUUID(context.Background(), job.UUID); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
 		t.Errorf("a live leg was closed by the reconciliation: %v", err)
 	}
 }
 
 func TestCDRSweep(t *testing.T) {
-	e := newCDREnv(t, func(s *esltest.Server) {
+	e := newTestEnv(t, func(s *esltest.Server) {
 		s.Script = &esltest.Script{Rules: []esltest.Rule{{Prefix: "4930777", Outcome: esltest.OutcomeAnswer}}}
 	})
-	r := e.start(t, e.spool, func(c *CDRPipelineConfig) {
+	r := e.start(t, e.spool, func(c *Config) {
 		c.Now = e.sim.Now // legs carry the simulator's times
 		c.SweepInterval = time.Hour
 	})
@@ -97,7 +98,7 @@ func TestCDRSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cdrWaitFor(t, "the call answered", func() bool {
+	wait.For(t, "the call answered", func() bool {
 		for _, l := range mustLive(t, store) {
 			if l.UUID == job.UUID && !l.AnswerAt.IsZero() {
 				return true
@@ -110,7 +111,7 @@ func TestCDRSweep(t *testing.T) {
 	if n := r.p.Sweep(ctx); n != 1 {
 		t.Errorf("sweep closed %d legs, want 1", n)
 	}
-	cdrWaitFor(t, "two CDRs", func() bool { return e.count(t) == 2 })
+	wait.For(t, "two CDRs", func() bool { return e.count(t) == 2 })
 	c, err := store.CDRByUUID(ctx, orphan)
 	if err != nil {
 		t.Fatal(err)
@@ -145,9 +146,9 @@ func mustLive(t *testing.T, store *postgres.CDRStore) []*callbridge.LiveChannel 
 // cause, and the job's -ERR: the leg is closed with the job's cause,
 // unanswered, at no cost, lasting nothing.
 func TestCDRDestroyClosesALegNeverCreated(t *testing.T) {
-	e := newCDREnv(t)
+	e := newTestEnv(t)
 	r := e.start(t, e.spool, nil)
-	cdrWaitFor(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
+	wait.For(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
 	start := time.Now().UTC()
 	const maxMS = 3600000
 	id := e.liveLeg(t, "fs1", start, time.Time{}, maxMS)
@@ -159,7 +160,7 @@ func TestCDRDestroyClosesALegNeverCreated(t *testing.T) {
 		t.Fatal("originate to an unknown profile succeeded")
 	}
 	store := postgres.NewCDRStore(e.db)
-	cdrWaitFor(t, "the CDR of the destroyed leg", func() bool {
+	wait.For(t, "the CDR of the destroyed leg", func() bool {
 		_, err := store.CDRByUUID(context.Background(), id)
 		return err == nil
 	})
@@ -185,7 +186,7 @@ func TestCDRDestroyClosesALegNeverCreated(t *testing.T) {
 // finds gone is charged its maximum duration at the rate in force, not
 // until it was found gone, and its CDR names the policy.
 func TestCDRMissingHangupPolicyMaxDuration(t *testing.T) {
-	e := newCDREnv(t, func(s *esltest.Server) {})
+	e := newTestEnv(t, func(s *esltest.Server) {})
 	ctx := context.Background()
 	bill := postgres.NewBillingStore(e.db, time.UTC, "test")
 	if err := bill.SetProfile(ctx, &callbridge.BillingProfile{AccountID: e.acc, PaymentDays: 30, MissingHangup: callbridge.HangupMaxDuration}); err != nil {
@@ -196,13 +197,13 @@ func TestCDRMissingHangupPolicyMaxDuration(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	gone := e.liveLeg(t, "fs1", now.Add(-11*time.Minute), now.Add(-10*time.Minute), 3600000)
-	r := e.start(t, e.spool, func(c *CDRPipelineConfig) { c.Policies = bill })
-	cdrWaitFor(t, "estimated CDR", func() bool { return e.count(t) == 1 })
+	r := e.start(t, e.spool, func(c *Config) { c.Policies = bill })
+	wait.For(t, "estimated CDR", func() bool { return e.count(t) == 1 })
 	c, err := postgres.NewCDRStore(e.db).CDRByUUID(ctx, gone)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Flags.Has(callbridge.CDREstimated|callbridge.CDRMaxDuration) || c.HangupCause != cdrEstimatedCause {
+	if !c.Flags.Has(callbridge.CDREstimated|callbridge.CDRMaxDuration) || c.HangupCause != estimatedCause {
 		t.Errorf("flags %v cause %s, want estimated,max_duration UNKNOWN", c.Flags, c.HangupCause)
 	}
 	if c.BillMS != 3600000 || c.Sell != 2000*3600 {

@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import (
 	"errors"
@@ -39,7 +39,7 @@ func TestWebhookRefusesPrivateAddresses(t *testing.T) {
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer recv.Close()
 	for _, allow := range []bool{false, true} {
-		d := NewWebhookDeliverer(nil, WebhookDelivererConfig{AllowPrivate: allow})
+		d := NewDeliverer(nil, Config{AllowPrivate: allow})
 		resp, err := d.client.Post(recv.URL, "application/json", strings.NewReader("{}"))
 		if resp != nil {
 			resp.Body.Close()

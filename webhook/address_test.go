@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import (
 	"context"
@@ -191,7 +191,7 @@ func fakeDNS(t *testing.T, addr netip.Addr) *net.Resolver {
 // when connecting; the fake resolver keeps the test off the network.
 func TestWebhookNameResolvingToSpecialAddress(t *testing.T) {
 	for _, addr := range []string{"198.18.0.1", "192.0.0.1", "100.64.0.1"} {
-		d := NewWebhookDeliverer(nil, WebhookDelivererConfig{Resolver: fakeDNS(t, netip.MustParseAddr(addr))})
+		d := NewDeliverer(nil, Config{Resolver: fakeDNS(t, netip.MustParseAddr(addr))})
 		resp, err := d.client.Post("http://hooks.customer.example:8080/h", "application/json", strings.NewReader("{}"))
 		if resp != nil {
 			resp.Body.Close()

@@ -1,4 +1,9 @@
-package controller
+// Package cdr turns FreeSWITCH hangup events into priced CDRs in
+// PostgreSQL, exactly once per channel: the pipeline (events -> records ->
+// fsync'ed spool -> store), the pricer, the reconciliation of legs a node
+// no longer has, the sweep of overdue legs and the collection of records
+// FreeSWITCH kept while no controller listened. It serves no HTTP.
+package cdr
 
 import (
 	"bufio"
@@ -19,14 +24,11 @@ import (
 
 	"callbridge"
 	"callbridge/esl"
-	"callbridge/rating"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
-// CDRStore is what the CDR pipeline needs of the database
+// Store is what the CDR pipeline needs of the database
 // (postgres.CDRStore).
-type CDRStore interface {
+type Store interface {
 	// WriteBatch stores CDRs, each channel once ever, and live-channel
 	// updates in one transaction and returns how many CDRs were new.
 	// EUNAVAILABLE and other errors mean "retry later"; EINVALID means the
@@ -43,151 +45,10 @@ type CDRStore interface {
 	OverdueChannels(ctx context.Context, now time.Time, defaultMax, grace time.Duration, limit int) ([]*callbridge.LiveChannel, error)
 }
 
-// DeckFinder finds the rate deck in force for an account or a carrier
-// gateway at a time (a *rating.Registry).
-type DeckFinder interface {
-	// AccountDeck returns the account's sell deck in force at at, or nil.
-	AccountDeck(accountID string, at time.Time) *rating.Deck
-	// GatewayDeck returns the gateway's buy deck in force at at, or nil.
-	GatewayDeck(gateway string, at time.Time) *rating.Deck
-	// Ready reports whether the decks were loaded: before, a missing
-	// deck may only mean "not loaded yet".
-	Ready() bool
-}
-
-// Pricer prices CDRs with the account's sell deck and the gateway's buy
-// deck in force at the call's start, through the rating engine. Decks come
-// from the process's registry, which LISTEN/NOTIFY keeps current: a deck
-// change prices the next CDR. It is safe for concurrent use.
-type Pricer struct {
-	decks  DeckFinder
-	log    *slog.Logger
-	now    func() time.Time
-	mu     sync.Mutex
-	counts PricerStats
-}
-
-// PricerStats counts what the pricer could not price normally.
-type PricerStats struct {
-	// UnratedDefault counts legs priced by a deck's default rate.
-	UnratedDefault int64
-	// Unrated counts legs of an account that no rate priced.
-	Unrated int64
-}
-
-// NewPricer returns a Pricer over decks.
-func NewPricer(decks DeckFinder, log *slog.Logger) *Pricer {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Pricer{decks: decks, log: log, now: time.Now}
-}
-
-// Stats returns the pricer's counters.
-func (p *Pricer) Stats() PricerStats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.counts
-}
-
-// cdrPricingFlags are the flags Price recomputes; the others (estimated,
-// rerated) are kept.
-const cdrPricingFlags = callbridge.CDRUnanswered | callbridge.CDRShort | callbridge.CDRUnratedDefault |
-	callbridge.CDRUnrated | callbridge.CDRBuyUnratedDefault | callbridge.CDRBuyUnrated | callbridge.CDRMinimum
-
-// Price sets c's sell and buy prices from BillMS and the callee, and the
-// pricing flags. A leg with an account but no deck or no matching rate is
-// flagged unrated (never dropped); one priced by a default rate is flagged
-// unrated_default and logged. A leg without an account has no sell price;
-// one without a gateway no buy price. The decks are those in force at the
-// call's start; the rate and band within them are chosen at the answer
-// (docs/pricing.md). It fails (EUNAVAILABLE) only while the decks are not
-// loaded yet: the caller retries later.
-func (p *Pricer) Price(ctx context.Context, c *callbridge.CDR) error {
-	if !p.decks.Ready() {
-		return callbridge.Errorf(callbridge.EUNAVAILABLE, "controller: rate decks are not loaded yet")
-	}
-	c.Flags &^= cdrPricingFlags
-	c.Sell, c.SellCurrency, c.SellDeckID, c.SellDeckVersion, c.SellPrefix = 0, "", "", 0, ""
-	c.Buy, c.BuyCurrency, c.BuyDeckID, c.BuyDeckVersion, c.BuyPrefix = 0, "", "", 0, ""
-	u := rating.Usage{Number: callbridge.Number(c.Callee), Start: c.StartAt, BillMS: c.BillMS}
-	if c.Answered() {
-		u.Start = c.AnswerAt
-	} else {
-		u.BillMS = 0
-		c.Flags |= callbridge.CDRUnanswered
-	}
-	valid := u.Number.Validate() == nil
-	if c.AccountID != "" {
-		switch d := p.decks.AccountDeck(c.AccountID, c.StartAt); {
-		case d == nil || !valid:
-			c.Flags |= callbridge.CDRUnrated
-		default:
-			r := d.Price(u)
-			info := d.Info()
-			c.Sell, c.SellCurrency, c.SellDeckID, c.SellDeckVersion, c.SellPrefix = r.Amount, info.Currency, info.ID, info.Version, r.Prefix
-			c.Flags |= cdrSellFlags(r.Flags)
-		}
-		p.count(c, c.Flags&(callbridge.CDRUnrated|callbridge.CDRUnratedDefault))
-	}
-	if c.Gateway != "" {
-		switch d := p.decks.GatewayDeck(c.Gateway, c.StartAt); {
-		case d == nil || !valid:
-			c.Flags |= callbridge.CDRBuyUnrated
-		default:
-			r := d.Price(u)
-			info := d.Info()
-			c.Buy, c.BuyCurrency, c.BuyDeckID, c.BuyDeckVersion, c.BuyPrefix = r.Amount, info.Currency, info.ID, info.Version, r.Prefix
-			if r.Flags.Has(rating.FlagUnratedDefault) {
-				c.Flags |= callbridge.CDRBuyUnratedDefault
-			}
-			if r.Flags.Has(rating.FlagUnrated) {
-				c.Flags |= callbridge.CDRBuyUnrated
-			}
-		}
-	}
-	c.RatedAt = p.now().UTC()
-	return nil
-}
-
-func (p *Pricer) count(c *callbridge.CDR, f callbridge.CDRFlags) {
-	if f == 0 {
-		return
-	}
-	p.mu.Lock()
-	if f.Has(callbridge.CDRUnratedDefault) {
-		p.counts.UnratedDefault++
-	}
-	if f.Has(callbridge.CDRUnrated) {
-		p.counts.Unrated++
-	}
-	p.mu.Unlock()
-	if f.Has(callbridge.CDRUnratedDefault) {
-		p.log.Warn("cdr priced by the default rate", "uuid", c.UUID, "account", c.AccountID, "callee", c.Callee)
-	}
-}
-
-func cdrSellFlags(f rating.Flags) callbridge.CDRFlags {
-	var out callbridge.CDRFlags
-	if f.Has(rating.FlagShort) {
-		out |= callbridge.CDRShort
-	}
-	if f.Has(rating.FlagUnratedDefault) {
-		out |= callbridge.CDRUnratedDefault
-	}
-	if f.Has(rating.FlagUnrated) {
-		out |= callbridge.CDRUnrated
-	}
-	if f.Has(rating.FlagMinimum) {
-		out |= callbridge.CDRMinimum
-	}
-	return out
-}
-
-// CDRPipelineConfig configures a CDRPipeline.
-type CDRPipelineConfig struct {
+// Config configures a Pipeline.
+type Config struct {
 	// Store writes batches; required.
-	Store CDRStore
+	Store Store
 	// Pricer prices CDRs before they are written; required.
 	Pricer *Pricer
 	// SpoolDir holds batches not yet in the database; required. One
@@ -245,8 +106,8 @@ type HangupPolicies interface {
 	MissingHangupPolicy(ctx context.Context, accountID string) (string, error)
 }
 
-// CDRStats is a snapshot of a pipeline's counters.
-type CDRStats struct {
+// Stats is a snapshot of a pipeline's counters.
+type Stats struct {
 	// Hangups counts CHANNEL_HANGUP_COMPLETE events received.
 	Hangups int64
 	// Spooled counts records written to the spool (fsync'ed).
@@ -274,7 +135,7 @@ type CDRStats struct {
 	Refused int64
 }
 
-// CDRPipeline turns CHANNEL_HANGUP_COMPLETE events into priced CDRs in
+// Pipeline turns CHANNEL_HANGUP_COMPLETE events into priced CDRs in
 // PostgreSQL, exactly once per channel, and loses none it has spooled.
 //
 // Events flow: one reader per node parses events into records (hangups into
@@ -290,7 +151,7 @@ type CDRStats struct {
 // delivered that were still in memory at a kill are not redelivered by
 // FreeSWITCH; the legs they ended stay in live_channels and are closed,
 // flagged estimated, by the reconciliation that follows the next
-// connection (see cdrsweep.go).
+// connection (see sweep.go).
 //
 // While the database is unavailable the writer retries the oldest batch
 // with backoff and the spool grows; when it returns, batches are written in
@@ -299,12 +160,12 @@ type CDRStats struct {
 // SpoolDir/dead when the database cannot take it) with an error log and a
 // counter. A restart replays the spool first. Duplicates (redelivery,
 // replays, several controllers) are ignored by the store's unique key.
-type CDRPipeline struct {
-	cfg   CDRPipelineConfig
+type Pipeline struct {
+	cfg   Config
 	log   *slog.Logger
 	now   func() time.Time
-	in    chan cdrRecord
-	queue *cdrBatchQueue
+	in    chan record
+	queue *batchQueue
 
 	seq     atomic.Int64
 	clients map[string]*esl.Client
@@ -312,43 +173,43 @@ type CDRPipeline struct {
 	hangups, spooled, inserted, duplicates, dead, estimated, overflows, reconciles, kept, refused atomic.Int64
 	unavailable                                                                                   atomic.Bool
 
-	keptDel  chan cdrKeptDelete
-	refusals chan *cdrDestroyed
+	keptDel  chan keptDelete
+	refusals chan *destroyEvent
 
-	reconcileC chan cdrReconcileReq
+	reconcileC chan reconcileReq
 	running    atomic.Bool
 }
 
-// cdrRecord is one unit of a batch, as spooled: exactly one field is set.
-type cdrRecord struct {
+// record is one unit of a batch, as spooled: exactly one field is set.
+type record struct {
 	CDR       *callbridge.CDR           `json:"cdr,omitempty"`
 	Live      *callbridge.LiveChannel   `json:"live,omitempty"`
 	Dead      *callbridge.CDRDeadLetter `json:"dead,omitempty"`
-	Destroyed *cdrDestroyed             `json:"destroyed,omitempty"`
-	// Kept is the CDR of a record FreeSWITCH kept (cdrkept.go), before
+	Destroyed *destroyEvent             `json:"destroyed,omitempty"`
+	// Kept is the CDR of a record FreeSWITCH kept (kept.go), before
 	// live_channels completes it.
 	Kept *callbridge.CDR `json:"kept,omitempty"`
 
 	attempts int
-	barrier  *cdrReconcileReq
+	barrier  *reconcileReq
 }
 
-// cdrBatch is a spooled batch waiting for the database. recs is nil when the
-// cdrBatch was evicted from memory and must be read back from path.
-type cdrBatch struct {
+// batch is a spooled batch waiting for the database. recs is nil when the
+// batch was evicted from memory and must be read back from path.
+type batch struct {
 	path    string
-	recs    []cdrRecord
-	barrier *cdrReconcileReq
+	recs    []record
+	barrier *reconcileReq
 }
 
-// NewCDRPipeline checks cfg, creates the spool directory and returns a
+// NewPipeline checks cfg, creates the spool directory and returns a
 // pipeline; Run starts it.
-func NewCDRPipeline(cfg CDRPipelineConfig) (*CDRPipeline, error) {
+func NewPipeline(cfg Config) (*Pipeline, error) {
 	if cfg.Store == nil || cfg.Pricer == nil {
-		return nil, errors.New("controller: cdr pipeline needs a store and a pricer")
+		return nil, errors.New("cdr: cdr pipeline needs a store and a pricer")
 	}
 	if cfg.SpoolDir == "" {
-		return nil, errors.New("controller: cdr pipeline needs a spool directory")
+		return nil, errors.New("cdr: cdr pipeline needs a spool directory")
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -382,62 +243,27 @@ func NewCDRPipeline(cfg CDRPipelineConfig) (*CDRPipeline, error) {
 	}
 	for _, d := range []string{cfg.SpoolDir, filepath.Join(cfg.SpoolDir, "dead")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
-			return nil, fmt.Errorf("controller: cdr spool: %w", err)
+			return nil, fmt.Errorf("cdr: cdr spool: %w", err)
 		}
 	}
-	return &CDRPipeline{
+	return &Pipeline{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now,
-		in:         make(chan cdrRecord, 8192),
-		queue:      newCDRBatchQueue(),
+		in:         make(chan record, 8192),
+		queue:      newBatchQueue(),
 		clients:    map[string]*esl.Client{},
-		reconcileC: make(chan cdrReconcileReq, 64),
-		keptDel:    make(chan cdrKeptDelete, 65536),
-		refusals:   make(chan *cdrDestroyed, 8192),
+		reconcileC: make(chan reconcileReq, 64),
+		keptDel:    make(chan keptDelete, 65536),
+		refusals:   make(chan *destroyEvent, 8192),
 	}, nil
 }
 
 // Stats returns the pipeline's counters.
-func (p *CDRPipeline) Stats() CDRStats {
-	return CDRStats{
+func (p *Pipeline) Stats() Stats {
+	return Stats{
 		Hangups: p.hangups.Load(), Spooled: p.spooled.Load(), Inserted: p.inserted.Load(),
 		Duplicates: p.duplicates.Load(), DeadLetters: p.dead.Load(), Estimated: p.estimated.Load(),
 		QueuedBatches: p.queue.len(), Unavailable: p.unavailable.Load(), Overflows: p.overflows.Load(),
 		Reconciliations: p.reconciles.Load(), Kept: p.kept.Load(), Refused: p.refused.Load(),
-	}
-}
-
-// Collectors returns the pipeline's Prometheus metrics, for the caller to
-// register: hangups received, CDRs inserted and duplicate, records
-// spooled and dead-lettered (alert on any), estimated CDRs, legs priced by
-// a default rate or left unrated, the spool's depth and whether the
-// database is unavailable.
-func (p *CDRPipeline) Collectors() []prometheus.Collector {
-	counter := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
-	}
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
-	}
-	load := func(v *atomic.Int64) func() float64 { return func() float64 { return float64(v.Load()) } }
-	return []prometheus.Collector{
-		counter("callbridge_cdr_hangups_total", "CHANNEL_HANGUP_COMPLETE events received.", load(&p.hangups)),
-		counter("callbridge_cdr_inserted_total", "CDRs stored.", load(&p.inserted)),
-		counter("callbridge_cdr_duplicates_total", "CDRs already stored (redelivery, replay, other controllers).", load(&p.duplicates)),
-		counter("callbridge_cdr_spooled_records_total", "Records written to the fsync'ed spool.", load(&p.spooled)),
-		counter("callbridge_cdr_dead_letters_total", "Records dead-lettered; any is an alert.", load(&p.dead)),
-		counter("callbridge_cdr_estimated_total", "CDRs estimated for legs whose hangup never arrived.", load(&p.estimated)),
-		counter("callbridge_cdr_kept_records_total", "CDR records FreeSWITCH kept, collected after no controller listened.", load(&p.kept)),
-		counter("callbridge_cdr_refused_legs_total", "Legs FreeSWITCH refused at originate, closed by their job's -ERR.", load(&p.refused)),
-		counter("callbridge_cdr_subscription_overflows_total", "Event subscriptions lost to a full queue.", load(&p.overflows)),
-		counter("callbridge_cdr_unrated_default_total", "Legs priced by a deck's default rate.", func() float64 { return float64(p.cfg.Pricer.Stats().UnratedDefault) }),
-		counter("callbridge_cdr_unrated_total", "Legs of an account no rate priced.", func() float64 { return float64(p.cfg.Pricer.Stats().Unrated) }),
-		gauge("callbridge_cdr_spool_batches", "Batches waiting for the database.", func() float64 { return float64(p.queue.len()) }),
-		gauge("callbridge_cdr_database_unavailable", "1 while CDR batches cannot reach the database.", func() float64 {
-			if p.unavailable.Load() {
-				return 1
-			}
-			return 0
-		}),
 	}
 }
 
@@ -447,9 +273,9 @@ func (p *CDRPipeline) Collectors() []prometheus.Collector {
 // batches for up to DrainTimeout and returns; what is left stays in the
 // spool for the next start. It returns an error only if the spool cannot
 // be read.
-func (p *CDRPipeline) Run(ctx context.Context, clients ...*esl.Client) error {
+func (p *Pipeline) Run(ctx context.Context, clients ...*esl.Client) error {
 	if !p.running.CompareAndSwap(false, true) {
-		return errors.New("controller: cdr pipeline already running")
+		return errors.New("cdr: cdr pipeline already running")
 	}
 	if err := p.loadSpool(); err != nil {
 		return err
@@ -478,7 +304,7 @@ func (p *CDRPipeline) Run(ctx context.Context, clients ...*esl.Client) error {
 		go func() { defer aux.Done(); p.sweeper(readCtx) }()
 	}
 
-	spoolC := make(chan cdrBatch)
+	spoolC := make(chan batch)
 	go p.batcher(spoolC)
 	batcherDone := make(chan struct{})
 	go func() {
@@ -516,7 +342,7 @@ func (p *CDRPipeline) Run(ctx context.Context, clients ...*esl.Client) error {
 
 // read consumes one node's events until ctx is done, resubscribing after
 // an overflow (and reconciling, since events were lost).
-func (p *CDRPipeline) read(ctx context.Context, c *esl.Client) {
+func (p *Pipeline) read(ctx context.Context, c *esl.Client) {
 	for ctx.Err() == nil {
 		sub := c.Subscribe(0)
 		if c.State() == esl.StateConnected {
@@ -542,8 +368,8 @@ func (p *CDRPipeline) read(ctx context.Context, c *esl.Client) {
 }
 
 // handle turns one event into records.
-func (p *CDRPipeline) handle(ctx context.Context, ev esl.Event) {
-	var r cdrRecord
+func (p *Pipeline) handle(ctx context.Context, ev esl.Event) {
+	var r record
 	switch ev.Name {
 	case esl.ChannelHangupComplete:
 		p.hangups.Add(1)
@@ -551,7 +377,7 @@ func (p *CDRPipeline) handle(ctx context.Context, ev esl.Event) {
 		if err != nil {
 			p.log.Error("ALERT: unparsable hangup event dead-lettered", "node", ev.Node, "uuid", ev.UUID, "error", err)
 			payload, _ := json.Marshal(ev.Headers())
-			r.Dead = &callbridge.CDRDeadLetter{UUID: cdrSanitize(ev.UUID), Node: ev.Node, Reason: err.Error(), Attempts: 1, Payload: payload}
+			r.Dead = &callbridge.CDRDeadLetter{UUID: sanitize(ev.UUID), Node: ev.Node, Reason: err.Error(), Attempts: 1, Payload: payload}
 		} else {
 			r.CDR = c
 		}
@@ -596,7 +422,7 @@ func (p *CDRPipeline) handle(ctx context.Context, ev esl.Event) {
 
 // Add queues a CDR made outside the event stream (by the sweep) for
 // pricing and writing; it goes through the spool like the others.
-func (p *CDRPipeline) add(ctx context.Context, r cdrRecord) bool {
+func (p *Pipeline) add(ctx context.Context, r record) bool {
 	select {
 	case p.in <- r:
 		return true
@@ -610,14 +436,14 @@ func (p *CDRPipeline) add(ctx context.Context, r cdrRecord) bool {
 // after its first; while the spooler is busy (an fsync can take hundreds
 // of milliseconds) the due batch keeps growing, up to MaxBatch records, so
 // a slow disk makes batches larger instead of the pipeline slower.
-func (p *CDRPipeline) batcher(spoolC chan<- cdrBatch) {
+func (p *Pipeline) batcher(spoolC chan<- batch) {
 	defer close(spoolC)
-	var cur []cdrRecord
+	var cur []record
 	due := false
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
-		var out chan<- cdrBatch
+		var out chan<- batch
 		if due && len(cur) > 0 {
 			out = spoolC
 		}
@@ -629,15 +455,15 @@ func (p *CDRPipeline) batcher(spoolC chan<- cdrBatch) {
 		case r, ok := <-in:
 			if !ok {
 				if len(cur) > 0 {
-					spoolC <- cdrBatch{recs: cur}
+					spoolC <- batch{recs: cur}
 				}
 				return
 			}
 			if r.barrier != nil {
 				if len(cur) > 0 {
-					spoolC <- cdrBatch{recs: cur}
+					spoolC <- batch{recs: cur}
 				}
-				spoolC <- cdrBatch{barrier: r.barrier}
+				spoolC <- batch{barrier: r.barrier}
 				cur, due = nil, false
 				timer.Stop()
 				continue
@@ -651,7 +477,7 @@ func (p *CDRPipeline) batcher(spoolC chan<- cdrBatch) {
 			}
 		case <-timer.C:
 			due = true
-		case out <- cdrBatch{recs: cur}:
+		case out <- batch{recs: cur}:
 			cur, due = nil, false
 			timer.Stop()
 		}
@@ -660,7 +486,7 @@ func (p *CDRPipeline) batcher(spoolC chan<- cdrBatch) {
 
 // spooler writes the batches it receives to the spool, in order, and
 // queues them for the writer, until spoolC is closed.
-func (p *CDRPipeline) spooler(spoolC <-chan cdrBatch) {
+func (p *Pipeline) spooler(spoolC <-chan batch) {
 	for b := range spoolC {
 		if b.barrier != nil {
 			p.queue.push(&b)
@@ -673,26 +499,26 @@ func (p *CDRPipeline) spooler(spoolC <-chan cdrBatch) {
 // spool writes recs to a new spool file and queues the batch. If the file
 // cannot be written the batch is queued from memory only, with an alert:
 // it is then not safe from a crash.
-func (p *CDRPipeline) spool(recs []cdrRecord) {
+func (p *Pipeline) spool(recs []record) {
 	name := fmt.Sprintf("%019d-%09d.cdrs", p.now().UnixNano(), p.seq.Add(1))
 	path := filepath.Join(p.cfg.SpoolDir, name)
-	if err := writeCDRSpoolFile(path, recs); err != nil {
+	if err := writeSpoolFile(path, recs); err != nil {
 		p.log.Error("ALERT: cdr spool write failed; batch held in memory only", "error", err, "records", len(recs))
 		path = ""
 	} else {
 		p.spooled.Add(int64(len(recs)))
 	}
-	b := &cdrBatch{path: path, recs: recs}
+	b := &batch{path: path, recs: recs}
 	if path != "" && p.queue.len() >= p.cfg.MaxInMemory {
 		b.recs = nil
 	}
 	p.queue.push(b)
 }
 
-// writeCDRSpoolFile writes recs as JSON lines to a temporary file, fsyncs
+// writeSpoolFile writes recs as JSON lines to a temporary file, fsyncs
 // it, renames it to path and fsyncs the directory, so path either does not
 // exist or holds the whole batch.
-func writeCDRSpoolFile(path string, recs []cdrRecord) error {
+func writeSpoolFile(path string, recs []record) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "batch-*.tmp")
 	if err != nil {
@@ -725,10 +551,10 @@ func writeCDRSpoolFile(path string, recs []cdrRecord) error {
 		os.Remove(tmp)
 		return err
 	}
-	return cdrSyncDir(dir)
+	return syncDir(dir)
 }
 
-func cdrSyncDir(dir string) error {
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -737,31 +563,31 @@ func cdrSyncDir(dir string) error {
 	return d.Sync()
 }
 
-func cdrBtoi(b bool) int {
+func btoi(b bool) int {
 	if b {
 		return 1
 	}
 	return 0
 }
 
-func readCDRSpoolFile(path string) ([]cdrRecord, error) {
+func readSpoolFile(path string) ([]record, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var recs []cdrRecord
+	var recs []record
 	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<16))
 	for {
-		var r cdrRecord
+		var r record
 		if err := dec.Decode(&r); err != nil {
 			if errors.Is(err, io.EOF) {
 				return recs, nil
 			}
-			return nil, fmt.Errorf("controller: spool file %s: %w", filepath.Base(path), err)
+			return nil, fmt.Errorf("cdr: spool file %s: %w", filepath.Base(path), err)
 		}
-		if n := cdrBtoi(r.CDR != nil) + cdrBtoi(r.Live != nil) + cdrBtoi(r.Dead != nil) + cdrBtoi(r.Destroyed != nil); n != 1 {
-			return nil, fmt.Errorf("controller: spool file %s: record %d is not one cdr, live, dead or destroyed record", filepath.Base(path), len(recs)+1)
+		if n := btoi(r.CDR != nil) + btoi(r.Live != nil) + btoi(r.Dead != nil) + btoi(r.Destroyed != nil); n != 1 {
+			return nil, fmt.Errorf("cdr: spool file %s: record %d is not one cdr, live, dead or destroyed record", filepath.Base(path), len(recs)+1)
 		}
 		recs = append(recs, r)
 	}
@@ -769,10 +595,10 @@ func readCDRSpoolFile(path string) ([]cdrRecord, error) {
 
 // loadSpool queues the batches a previous run left, oldest first. Files
 // that cannot be read are renamed *.bad and reported, never deleted.
-func (p *CDRPipeline) loadSpool() error {
+func (p *Pipeline) loadSpool() error {
 	entries, err := os.ReadDir(p.cfg.SpoolDir)
 	if err != nil {
-		return fmt.Errorf("controller: cdr spool: %w", err)
+		return fmt.Errorf("cdr: cdr spool: %w", err)
 	}
 	var names []string
 	for _, e := range entries {
@@ -787,7 +613,7 @@ func (p *CDRPipeline) loadSpool() error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		p.queue.push(&cdrBatch{path: filepath.Join(p.cfg.SpoolDir, n)})
+		p.queue.push(&batch{path: filepath.Join(p.cfg.SpoolDir, n)})
 	}
 	if len(names) > 0 {
 		p.log.Info("replaying cdr spool", "batches", len(names), "dir", p.cfg.SpoolDir)
@@ -797,7 +623,7 @@ func (p *CDRPipeline) loadSpool() error {
 
 // writer writes queued batches in order until the queue is closed and
 // empty, or ctx is done.
-func (p *CDRPipeline) writer(ctx context.Context) {
+func (p *Pipeline) writer(ctx context.Context) {
 	for {
 		b, ok := p.queue.peek(ctx)
 		if !ok {
@@ -809,7 +635,7 @@ func (p *CDRPipeline) writer(ctx context.Context) {
 			continue
 		}
 		if b.recs == nil && b.path != "" {
-			recs, err := readCDRSpoolFile(b.path)
+			recs, err := readSpoolFile(b.path)
 			if err != nil {
 				p.log.Error("ALERT: unreadable cdr spool file set aside", "file", b.path, "error", err)
 				os.Rename(b.path, b.path+".bad")
@@ -847,7 +673,7 @@ func (p *CDRPipeline) writer(ctx context.Context) {
 // writeBatch writes recs, retrying while the database is unavailable and
 // falling back to one record at a time when it refuses the batch. It
 // returns false if ctx ended first.
-func (p *CDRPipeline) writeBatch(ctx context.Context, recs []cdrRecord) bool {
+func (p *Pipeline) writeBatch(ctx context.Context, recs []record) bool {
 	backoff := p.cfg.RetryMin
 	for {
 		err := p.tryWrite(ctx, recs)
@@ -862,7 +688,7 @@ func (p *CDRPipeline) writeBatch(ctx context.Context, recs []cdrRecord) bool {
 			return p.writeEach(ctx, recs)
 		}
 		p.unavailableFor(err)
-		if !cdrSleep(ctx, backoff) {
+		if !sleep(ctx, backoff) {
 			return false
 		}
 		backoff = min(backoff*2, p.cfg.RetryMax)
@@ -871,7 +697,7 @@ func (p *CDRPipeline) writeBatch(ctx context.Context, recs []cdrRecord) bool {
 
 // writeEach writes records one by one; a record refused MaxAttempts times
 // is dead-lettered.
-func (p *CDRPipeline) writeEach(ctx context.Context, recs []cdrRecord) bool {
+func (p *Pipeline) writeEach(ctx context.Context, recs []record) bool {
 	for i := range recs {
 		r := &recs[i]
 		backoff := p.cfg.RetryMin
@@ -886,7 +712,7 @@ func (p *CDRPipeline) writeEach(ctx context.Context, recs []cdrRecord) bool {
 			}
 			if callbridge.ErrorCode(err) != callbridge.EINVALID {
 				p.unavailableFor(err)
-				if !cdrSleep(ctx, backoff) {
+				if !sleep(ctx, backoff) {
 					return false
 				}
 				backoff = min(backoff*2, p.cfg.RetryMax)
@@ -899,7 +725,7 @@ func (p *CDRPipeline) writeEach(ctx context.Context, recs []cdrRecord) bool {
 				}
 				break
 			}
-			if !cdrSleep(ctx, p.cfg.RetryMin) {
+			if !sleep(ctx, p.cfg.RetryMin) {
 				return false
 			}
 		}
@@ -909,11 +735,11 @@ func (p *CDRPipeline) writeEach(ctx context.Context, recs []cdrRecord) bool {
 
 // tryWrite prices the CDRs of recs and writes them with the live updates
 // in one transaction, then stores the dead letters among recs.
-func (p *CDRPipeline) tryWrite(ctx context.Context, recs []cdrRecord) error {
+func (p *Pipeline) tryWrite(ctx context.Context, recs []record) error {
 	var cdrs []*callbridge.CDR
 	var live []*callbridge.LiveChannel
 	var dead []*callbridge.CDRDeadLetter
-	var destroyed []*cdrDestroyed
+	var destroyed []*destroyEvent
 	var kept []*callbridge.CDR
 	for i := range recs {
 		switch r := &recs[i]; {
@@ -967,7 +793,7 @@ func (p *CDRPipeline) tryWrite(ctx context.Context, recs []cdrRecord) error {
 
 // deadLetter stores r as a dead letter in the database, or in a file of
 // SpoolDir/dead if that fails too. It returns false if ctx ended first.
-func (p *CDRPipeline) deadLetter(ctx context.Context, r *cdrRecord, cause error) bool {
+func (p *Pipeline) deadLetter(ctx context.Context, r *record, cause error) bool {
 	payload, _ := json.Marshal(r)
 	d := &callbridge.CDRDeadLetter{Reason: cause.Error(), Attempts: r.attempts, Payload: payload}
 	switch {
@@ -990,15 +816,15 @@ func (p *CDRPipeline) deadLetter(ctx context.Context, r *cdrRecord, cause error)
 		p.log.Error("ALERT: dead letter written to a file: the database refused it", "uuid", d.UUID, "error", err)
 	}
 	body, _ := json.Marshal(d)
-	path := filepath.Join(p.cfg.SpoolDir, "dead", fmt.Sprintf("%019d-%s.json", p.now().UnixNano(), cdrFileSafe(d.UUID)))
-	if err := cdrWriteFileSync(path, body); err != nil {
+	path := filepath.Join(p.cfg.SpoolDir, "dead", fmt.Sprintf("%019d-%s.json", p.now().UnixNano(), fileSafe(d.UUID)))
+	if err := writeFileSync(path, body); err != nil {
 		p.log.Error("ALERT: dead letter file not written", "uuid", d.UUID, "error", err)
 		return false
 	}
 	return true
 }
 
-func cdrWriteFileSync(path string, body []byte) error {
+func writeFileSync(path string, body []byte) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
 		return err
@@ -1014,10 +840,10 @@ func cdrWriteFileSync(path string, body []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return cdrSyncDir(filepath.Dir(path))
+	return syncDir(filepath.Dir(path))
 }
 
-func cdrFileSafe(s string) string {
+func fileSafe(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
 			return r
@@ -1026,19 +852,19 @@ func cdrFileSafe(s string) string {
 	}, s[:min(len(s), 64)])
 }
 
-func (p *CDRPipeline) available() {
+func (p *Pipeline) available() {
 	if p.unavailable.Swap(false) {
 		p.log.Info("cdr database available again; replaying the spool", "batches", p.queue.len())
 	}
 }
 
-func (p *CDRPipeline) unavailableFor(err error) {
+func (p *Pipeline) unavailableFor(err error) {
 	if !p.unavailable.Swap(true) {
 		p.log.Error("ALERT: cdr database unavailable; spooling batches to disk", "error", err, "dir", p.cfg.SpoolDir)
 	}
 }
 
-func cdrSleep(ctx context.Context, d time.Duration) bool {
+func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -1052,37 +878,37 @@ func cdrSleep(ctx context.Context, d time.Duration) bool {
 // batchQueue is the ordered list of batches between the batcher and the
 // writer. It is unbounded: the batches are on disk, and all but the most
 // recent MaxInMemory are only names.
-type cdrBatchQueue struct {
+type batchQueue struct {
 	mu     sync.Mutex
-	items  []*cdrBatch
+	items  []*batch
 	closed bool
 	signal chan struct{}
 }
 
-func newCDRBatchQueue() *cdrBatchQueue { return &cdrBatchQueue{signal: make(chan struct{}, 1)} }
+func newBatchQueue() *batchQueue { return &batchQueue{signal: make(chan struct{}, 1)} }
 
-func (q *cdrBatchQueue) push(b *cdrBatch) {
+func (q *batchQueue) push(b *batch) {
 	q.mu.Lock()
 	q.items = append(q.items, b)
 	q.mu.Unlock()
 	q.wake()
 }
 
-func (q *cdrBatchQueue) wake() {
+func (q *batchQueue) wake() {
 	select {
 	case q.signal <- struct{}{}:
 	default:
 	}
 }
 
-func (q *cdrBatchQueue) close() {
+func (q *batchQueue) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
 	q.wake()
 }
 
-func (q *cdrBatchQueue) len() int {
+func (q *batchQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.items)
@@ -1090,7 +916,7 @@ func (q *cdrBatchQueue) len() int {
 
 // peek returns the oldest batch without removing it, waiting for one; it
 // returns false when the queue is closed and empty or ctx is done.
-func (q *cdrBatchQueue) peek(ctx context.Context) (*cdrBatch, bool) {
+func (q *batchQueue) peek(ctx context.Context) (*batch, bool) {
 	for {
 		q.mu.Lock()
 		if len(q.items) > 0 {
@@ -1113,10 +939,10 @@ func (q *cdrBatchQueue) peek(ctx context.Context) (*cdrBatch, bool) {
 
 // group returns first, the oldest batch, followed by the batches queued
 // right after it that are in memory, up to max records in all.
-func (q *cdrBatchQueue) group(first *cdrBatch, max int) []*cdrBatch {
+func (q *batchQueue) group(first *batch, max int) []*batch {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	out := []*cdrBatch{first}
+	out := []*batch{first}
 	n := len(first.recs)
 	for _, b := range q.items[1:] {
 		if b.barrier != nil || b.recs == nil || n+len(b.recs) > max {
@@ -1129,7 +955,7 @@ func (q *cdrBatchQueue) group(first *cdrBatch, max int) []*cdrBatch {
 }
 
 // pop removes the n oldest batches.
-func (q *cdrBatchQueue) pop(n int) {
+func (q *batchQueue) pop(n int) {
 	q.mu.Lock()
 	for i := range n {
 		q.items[i] = nil
@@ -1146,24 +972,24 @@ func (q *cdrBatchQueue) pop(n int) {
 func parseHangup(ev esl.Event) (*callbridge.CDR, error) {
 	id := strings.ToLower(ev.Get("Unique-ID"))
 	if !callbridge.IsUUID(id) {
-		return nil, errors.New("controller: hangup event without a valid Unique-ID")
+		return nil, errors.New("cdr: hangup event without a valid Unique-ID")
 	}
-	c := &callbridge.CDR{UUID: id, Node: cdrNodeName(ev)}
-	cdrFillParties(ev, &c.Leg, &c.AccountID, &c.CallbackID, &c.BindingID, &c.OtherUUID, &c.Direction,
+	c := &callbridge.CDR{UUID: id, Node: nodeName(ev)}
+	fillParties(ev, &c.Leg, &c.AccountID, &c.CallbackID, &c.BindingID, &c.OtherUUID, &c.Direction,
 		&c.Caller, &c.Callee, &c.Presented, &c.Gateway)
 
-	end := cdrFirstTime(ev.Var("end_uepoch"), ev.Get("Caller-Channel-Hangup-Time"))
+	end := firstTime(ev.Var("end_uepoch"), ev.Get("Caller-Channel-Hangup-Time"))
 	if end.IsZero() {
 		end = ev.Time()
 	}
 	if end.IsZero() {
 		end = ev.Received
 	}
-	start := cdrFirstTime(ev.Var("start_uepoch"), ev.Get("Caller-Channel-Created-Time"))
+	start := firstTime(ev.Var("start_uepoch"), ev.Get("Caller-Channel-Created-Time"))
 	if start.IsZero() || start.After(end) {
 		start = end
 	}
-	answer := cdrFirstTime(ev.Var("answer_uepoch"), ev.Get("Caller-Channel-Answered-Time"))
+	answer := firstTime(ev.Var("answer_uepoch"), ev.Get("Caller-Channel-Answered-Time"))
 	if !answer.IsZero() && (answer.Before(start) || answer.After(end)) {
 		answer = start
 	}
@@ -1171,11 +997,11 @@ func parseHangup(ev esl.Event) (*callbridge.CDR, error) {
 	if answer.IsZero() {
 		c.AnswerAt = time.Time{}
 	}
-	c.DurationMS = cdrMSVar(ev, "mduration", end.Sub(start))
+	c.DurationMS = msVar(ev, "mduration", end.Sub(start))
 	if c.Answered() {
-		c.BillMS = cdrMSVar(ev, "billmsec", end.Sub(answer))
+		c.BillMS = msVar(ev, "billmsec", end.Sub(answer))
 	}
-	c.HangupCause = cdrSanitize(cdrFirstNonEmpty(ev.Get("Hangup-Cause"), ev.Var("hangup_cause"), "NONE"))
+	c.HangupCause = sanitize(firstNonEmpty(ev.Get("Hangup-Cause"), ev.Var("hangup_cause"), "NONE"))
 	if q, err := strconv.Atoi(ev.Var("hangup_cause_q850")); err == nil && q >= 0 && q < 1000 {
 		c.Q850 = q
 	}
@@ -1191,12 +1017,12 @@ func parseHangup(ev esl.Event) (*callbridge.CDR, error) {
 func parseLive(ev esl.Event) (*callbridge.LiveChannel, error) {
 	id := strings.ToLower(ev.Get("Unique-ID"))
 	if !callbridge.IsUUID(id) {
-		return nil, errors.New("controller: channel event without a valid Unique-ID")
+		return nil, errors.New("cdr: channel event without a valid Unique-ID")
 	}
-	l := &callbridge.LiveChannel{UUID: id, Node: cdrNodeName(ev), SeenAt: ev.Received.UTC()}
-	cdrFillParties(ev, &l.Leg, &l.AccountID, &l.CallbackID, &l.BindingID, &l.OtherUUID, &l.Direction,
+	l := &callbridge.LiveChannel{UUID: id, Node: nodeName(ev), SeenAt: ev.Received.UTC()}
+	fillParties(ev, &l.Leg, &l.AccountID, &l.CallbackID, &l.BindingID, &l.OtherUUID, &l.Direction,
 		&l.Caller, &l.Callee, &l.Presented, &l.Gateway)
-	l.StartAt = cdrFirstTime(ev.Get("Caller-Channel-Created-Time"), ev.Var("start_uepoch"))
+	l.StartAt = firstTime(ev.Get("Caller-Channel-Created-Time"), ev.Var("start_uepoch"))
 	if l.StartAt.IsZero() {
 		l.StartAt = ev.Time()
 	}
@@ -1204,7 +1030,7 @@ func parseLive(ev esl.Event) (*callbridge.LiveChannel, error) {
 		l.StartAt = ev.Received.UTC()
 	}
 	if ev.Name == esl.ChannelAnswer {
-		l.AnswerAt = cdrFirstTime(ev.Get("Caller-Channel-Answered-Time"), ev.Var("answer_uepoch"))
+		l.AnswerAt = firstTime(ev.Get("Caller-Channel-Answered-Time"), ev.Var("answer_uepoch"))
 		if l.AnswerAt.IsZero() {
 			l.AnswerAt = ev.Time()
 		}
@@ -1218,39 +1044,39 @@ func parseLive(ev esl.Event) (*callbridge.LiveChannel, error) {
 	return l, nil
 }
 
-// cdrFillParties reads the attribution and the numbers of a channel event.
-func cdrFillParties(ev esl.Event, leg, account, callback, binding, other, direction, caller, callee, presented, gateway *string) {
+// fillParties reads the attribution and the numbers of a channel event.
+func fillParties(ev esl.Event, leg, account, callback, binding, other, direction, caller, callee, presented, gateway *string) {
 	*leg = callbridge.LegPlain
 	switch v := ev.Var(callbridge.VarLeg); v {
 	case callbridge.LegCallbackA, callbridge.LegCallbackB, callbridge.LegInbound, callbridge.LegOutbound:
 		*leg = v
 	}
-	*account = cdrUUIDOrEmpty(ev.Var(callbridge.VarAccount))
-	*callback = cdrUUIDOrEmpty(ev.Var(callbridge.VarCallbackID))
-	*binding = cdrUUIDOrEmpty(ev.Var(callbridge.VarBindingID))
+	*account = uuidOrEmpty(ev.Var(callbridge.VarAccount))
+	*callback = uuidOrEmpty(ev.Var(callbridge.VarCallbackID))
+	*binding = uuidOrEmpty(ev.Var(callbridge.VarBindingID))
 	for _, v := range []string{ev.Get("Other-Leg-Unique-ID"), ev.Var("bridge_uuid"), ev.Var("last_bridge_to"),
 		ev.Var("originator"), ev.Var("signal_bond")} {
-		if u := cdrUUIDOrEmpty(v); u != "" {
+		if u := uuidOrEmpty(v); u != "" {
 			*other = u
 			break
 		}
 	}
-	*direction = cdrSanitize(cdrFirstNonEmpty(ev.Get("Call-Direction"), ev.Var("direction")))
+	*direction = sanitize(firstNonEmpty(ev.Get("Call-Direction"), ev.Var("direction")))
 	// FreeSWITCH flips the caller-id fields of an outbound leg (Caller-
 	// Caller-ID-Number becomes the callee); the Orig- field keeps the
 	// calling number on both directions.
-	*caller = cdrSanitize(cdrFirstNonEmpty(ev.Get("Caller-Orig-Caller-ID-Number"), ev.Get("Caller-Caller-ID-Number"), ev.Get("Caller-ANI")))
-	*callee = cdrSanitize(cdrFirstNonEmpty(ev.Get("Caller-Destination-Number"), ev.Var("destination_number"), ev.Var("sip_to_user")))
-	*presented = cdrSanitize(cdrFirstNonEmpty(ev.Var("effective_caller_id_number"), ev.Var("origination_caller_id_number"), *caller))
-	*gateway = cdrSanitize(ev.Var("sip_gateway_name"))
+	*caller = sanitize(firstNonEmpty(ev.Get("Caller-Orig-Caller-ID-Number"), ev.Get("Caller-Caller-ID-Number"), ev.Get("Caller-ANI")))
+	*callee = sanitize(firstNonEmpty(ev.Get("Caller-Destination-Number"), ev.Var("destination_number"), ev.Var("sip_to_user")))
+	*presented = sanitize(firstNonEmpty(ev.Var("effective_caller_id_number"), ev.Var("origination_caller_id_number"), *caller))
+	*gateway = sanitize(ev.Var("sip_gateway_name"))
 }
 
-func cdrNodeName(ev esl.Event) string {
-	return cdrSanitize(cdrFirstNonEmpty(ev.Node, ev.Get("FreeSWITCH-Switchname"), ev.Get("FreeSWITCH-Hostname")))
+func nodeName(ev esl.Event) string {
+	return sanitize(firstNonEmpty(ev.Node, ev.Get("FreeSWITCH-Switchname"), ev.Get("FreeSWITCH-Hostname")))
 }
 
-// cdrFirstTime returns the first non-zero microsecond epoch among vs.
-func cdrFirstTime(vs ...string) time.Time {
+// firstTime returns the first non-zero microsecond epoch among vs.
+func firstTime(vs ...string) time.Time {
 	for _, v := range vs {
 		usTime, err := strconv.ParseInt(v, 10, 64)
 		if err == nil && usTime > 0 && usTime < 1<<53 {
@@ -1260,15 +1086,15 @@ func cdrFirstTime(vs ...string) time.Time {
 	return time.Time{}
 }
 
-// cdrMSVar reads a millisecond channel variable, or falls back to d.
-func cdrMSVar(ev esl.Event, name string, d time.Duration) int64 {
+// msVar reads a millisecond channel variable, or falls back to d.
+func msVar(ev esl.Event, name string, d time.Duration) int64 {
 	if v, err := strconv.ParseInt(ev.Var(name), 10, 64); err == nil && v >= 0 {
 		return v
 	}
 	return max(d.Milliseconds(), 0)
 }
 
-func cdrFirstNonEmpty(vs ...string) string {
+func firstNonEmpty(vs ...string) string {
 	for _, v := range vs {
 		if v != "" {
 			return v
@@ -1277,9 +1103,9 @@ func cdrFirstNonEmpty(vs ...string) string {
 	return ""
 }
 
-// cdrSanitize keeps at most 128 bytes of printable ASCII, so a value from the
+// sanitize keeps at most 128 bytes of printable ASCII, so a value from the
 // wire can be stored, logged and exported as CSV without surprises.
-func cdrSanitize(s string) string {
+func sanitize(s string) string {
 	ok := len(s) <= 128
 	for i := 0; ok && i < len(s); i++ {
 		ok = s[i] >= 0x20 && s[i] < 0x7f
@@ -1301,7 +1127,7 @@ func cdrSanitize(s string) string {
 	return b.String()
 }
 
-func cdrUUIDOrEmpty(s string) string {
+func uuidOrEmpty(s string) string {
 	s = strings.ToLower(s)
 	if callbridge.IsUUID(s) {
 		return s

@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import "net/netip"
 

@@ -1,4 +1,4 @@
-package controller
+package cdr
 
 import (
 	"context"
@@ -54,28 +54,28 @@ import (
 // through the spool and the store like any other: if the real hangup
 // arrives first it wins, if it arrives later it is a duplicate.
 
-// cdrEstimatedCause is the hangup cause of an estimated CDR.
-const cdrEstimatedCause = "UNKNOWN"
+// estimatedCause is the hangup cause of an estimated CDR.
+const estimatedCause = "UNKNOWN"
 
-// cdrReconcileReq asks for one node's live legs to be reconciled; ready is
+// reconcileReq asks for one node's live legs to be reconciled; ready is
 // closed by the writer when every batch queued before it is written.
-type cdrReconcileReq struct {
+type reconcileReq struct {
 	node  string
 	ready chan struct{}
 }
 
 // requestReconcile schedules a reconciliation of node without blocking
 // the event reader.
-func (p *CDRPipeline) requestReconcile(node string) {
+func (p *Pipeline) requestReconcile(node string) {
 	select {
-	case p.reconcileC <- cdrReconcileReq{node: node}:
+	case p.reconcileC <- reconcileReq{node: node}:
 	default:
 		p.log.Warn("cdr reconciliation request dropped: too many pending", "node", node)
 	}
 }
 
 // reconciler runs requested reconciliations one at a time until ctx ends.
-func (p *CDRPipeline) reconciler(ctx context.Context) {
+func (p *Pipeline) reconciler(ctx context.Context) {
 	for {
 		select {
 		case req := <-p.reconcileC:
@@ -87,15 +87,15 @@ func (p *CDRPipeline) reconciler(ctx context.Context) {
 }
 
 // reconcile closes the legs of node that FreeSWITCH no longer has.
-func (p *CDRPipeline) reconcile(ctx context.Context, node string) {
+func (p *Pipeline) reconcile(ctx context.Context, node string) {
 	c := p.clients[node]
 	if c == nil {
 		return
 	}
 	// Wait until everything received before the request is in the
 	// database, so live_channels is as current as our events.
-	req := &cdrReconcileReq{node: node, ready: make(chan struct{})}
-	if !p.add(ctx, cdrRecord{barrier: req}) {
+	req := &reconcileReq{node: node, ready: make(chan struct{})}
+	if !p.add(ctx, record{barrier: req}) {
 		return
 	}
 	select {
@@ -131,7 +131,7 @@ func (p *CDRPipeline) reconcile(ctx context.Context, node string) {
 		p.reconciles.Add(1)
 		return
 	}
-	if !cdrSleep(ctx, p.cfg.SweepGrace) {
+	if !sleep(ctx, p.cfg.SweepGrace) {
 		return
 	}
 	// Keep only the legs still live after the grace period.
@@ -153,7 +153,7 @@ func (p *CDRPipeline) reconcile(ctx context.Context, node string) {
 
 // goneLegs returns the legs of node held live, last seen before listed,
 // that are not in has. The map form lets callers intersect two calls.
-func (p *CDRPipeline) goneLegs(ctx context.Context, node string, has map[string]bool, listed time.Time) (map[string]*callbridge.LiveChannel, error) {
+func (p *Pipeline) goneLegs(ctx context.Context, node string, has map[string]bool, listed time.Time) (map[string]*callbridge.LiveChannel, error) {
 	live, err := p.cfg.Store.LiveChannels(ctx, node)
 	if err != nil {
 		p.log.Warn("cdr reconciliation: cannot read live channels", "node", node, "error", err)
@@ -169,7 +169,7 @@ func (p *CDRPipeline) goneLegs(ctx context.Context, node string, has map[string]
 }
 
 // sweeper runs the sweep every SweepInterval until ctx ends.
-func (p *CDRPipeline) sweeper(ctx context.Context) {
+func (p *Pipeline) sweeper(ctx context.Context) {
 	t := time.NewTicker(p.cfg.SweepInterval)
 	defer t.Stop()
 	for {
@@ -185,7 +185,7 @@ func (p *CDRPipeline) sweeper(ctx context.Context) {
 // Sweep closes legs past their maximum duration that their node no longer
 // has (or whose node is not configured), and hangs up those it still has.
 // It returns how many legs it closed.
-func (p *CDRPipeline) Sweep(ctx context.Context) int {
+func (p *Pipeline) Sweep(ctx context.Context) int {
 	for _, c := range p.clients {
 		if c.State() != esl.StateConnected {
 			continue
@@ -225,7 +225,7 @@ func (p *CDRPipeline) Sweep(ctx context.Context) int {
 	return closed
 }
 
-func (p *CDRPipeline) channelExists(ctx context.Context, c *esl.Client, id string) (bool, error) {
+func (p *Pipeline) channelExists(ctx context.Context, c *esl.Client, id string) (bool, error) {
 	cmd, err := esl.UUIDExists(id)
 	if err != nil {
 		return false, err
@@ -239,7 +239,7 @@ func (p *CDRPipeline) channelExists(ctx context.Context, c *esl.Client, id strin
 	return res == "true", nil
 }
 
-func (p *CDRPipeline) hangupOverdue(ctx context.Context, c *esl.Client, l *callbridge.LiveChannel) {
+func (p *Pipeline) hangupOverdue(ctx context.Context, c *esl.Client, l *callbridge.LiveChannel) {
 	cmd, err := esl.UUIDKill(l.UUID, "ALLOTTED_TIMEOUT")
 	if err != nil {
 		return
@@ -258,7 +258,7 @@ func (p *CDRPipeline) hangupOverdue(ctx context.Context, c *esl.Client, l *callb
 // gone: under HangupEstimate it ends then, or at its maximum if sooner.
 // It returns false, leaving l live for the next sweep, when the policy
 // cannot be read or ctx ends.
-func (p *CDRPipeline) addEstimated(ctx context.Context, l *callbridge.LiveChannel, goneAt time.Time) bool {
+func (p *Pipeline) addEstimated(ctx context.Context, l *callbridge.LiveChannel, goneAt time.Time) bool {
 	policy := callbridge.HangupEstimate
 	if p.cfg.Policies != nil && l.AccountID != "" {
 		var err error
@@ -268,29 +268,29 @@ func (p *CDRPipeline) addEstimated(ctx context.Context, l *callbridge.LiveChanne
 			return false
 		}
 	}
-	c := cdrEstimated(l, p.maxDuration(l), goneAt)
+	c := estimate(l, p.maxDuration(l), goneAt)
 	if policy == callbridge.HangupMaxDuration {
-		c = cdrEstimated(l, p.maxDuration(l), time.Time{})
+		c = estimate(l, p.maxDuration(l), time.Time{})
 		c.Flags |= callbridge.CDRMaxDuration
 	}
-	if !p.add(ctx, cdrRecord{CDR: c}) {
+	if !p.add(ctx, record{CDR: c}) {
 		return false
 	}
 	p.estimated.Add(1)
 	return true
 }
 
-func (p *CDRPipeline) maxDuration(l *callbridge.LiveChannel) time.Duration {
+func (p *Pipeline) maxDuration(l *callbridge.LiveChannel) time.Duration {
 	if l.MaxMS > 0 {
 		return time.Duration(l.MaxMS) * time.Millisecond
 	}
 	return p.cfg.DefaultMaxDuration
 }
 
-// cdrEstimated closes l: an answered leg is billed its maximum duration
+// estimate closes l: an answered leg is billed its maximum duration
 // from its answer (or until goneAt, if sooner); an unanswered one ends at
 // the same point and costs nothing.
-func cdrEstimated(l *callbridge.LiveChannel, maxDur time.Duration, goneAt time.Time) *callbridge.CDR {
+func estimate(l *callbridge.LiveChannel, maxDur time.Duration, goneAt time.Time) *callbridge.CDR {
 	from := l.StartAt
 	if !l.AnswerAt.IsZero() {
 		from = l.AnswerAt
@@ -307,7 +307,7 @@ func cdrEstimated(l *callbridge.LiveChannel, maxDur time.Duration, goneAt time.T
 		BindingID: l.BindingID, Direction: l.Direction, Caller: l.Caller, Callee: l.Callee,
 		Presented: l.Presented, Gateway: l.Gateway, Node: l.Node,
 		StartAt: l.StartAt.UTC(), AnswerAt: l.AnswerAt.UTC(), EndAt: end.UTC(),
-		DurationMS: max(end.Sub(l.StartAt).Milliseconds(), 0), HangupCause: cdrEstimatedCause,
+		DurationMS: max(end.Sub(l.StartAt).Milliseconds(), 0), HangupCause: estimatedCause,
 		Flags: callbridge.CDREstimated, MaxMS: maxDur.Milliseconds(),
 	}
 	if l.AnswerAt.IsZero() {
@@ -319,8 +319,8 @@ func cdrEstimated(l *callbridge.LiveChannel, maxDur time.Duration, goneAt time.T
 	return c
 }
 
-// cdrDestroyed is a CHANNEL_DESTROY, as spooled.
-type cdrDestroyed struct {
+// destroyEvent is a CHANNEL_DESTROY, as spooled.
+type destroyEvent struct {
 	UUID string    `json:"uuid"`
 	Node string    `json:"node"`
 	At   time.Time `json:"at"`
@@ -341,7 +341,7 @@ const refusalHold = time.Second
 // whose job answered "-ERR <CAUSE>", or nil. When FreeSWITCH refuses a
 // session (max-sessions, sessions-per-second, min-idle-cpu, a gateway that
 // is down) the job's -ERR is all it sends: no channel event.
-func parseRefusal(ev esl.Event) *cdrDestroyed {
+func parseRefusal(ev esl.Event) *destroyEvent {
 	if ev.Get("Job-Command") != "originate" {
 		return nil
 	}
@@ -362,15 +362,15 @@ func parseRefusal(ev esl.Event) *cdrDestroyed {
 	if at.IsZero() {
 		at = ev.Received
 	}
-	return &cdrDestroyed{UUID: strings.ToLower(id[:36]), Node: cdrNodeName(ev), At: at.UTC(), Cause: cause, Refused: true}
+	return &destroyEvent{UUID: strings.ToLower(id[:36]), Node: nodeName(ev), At: at.UTC(), Cause: cause, Refused: true}
 }
 
 // refuser closes refused legs refusalHold after their refusal (the job's
 // -ERR, or a CHANNEL_DESTROY in state CS_NONE, which has no cause and
 // gives way to the job's), until ctx ends.
-func (p *CDRPipeline) refuser(ctx context.Context) {
+func (p *Pipeline) refuser(ctx context.Context) {
 	type pending struct {
-		d   *cdrDestroyed
+		d   *destroyEvent
 		due time.Time
 	}
 	var queue []pending
@@ -392,7 +392,7 @@ func (p *CDRPipeline) refuser(ctx context.Context) {
 				if d.Cause == "" && slices.ContainsFunc(queue, func(q pending) bool { return q.d.UUID == d.UUID }) {
 					continue // the job's -ERR, queued after the destroy, has the cause
 				}
-				if !p.add(ctx, cdrRecord{Destroyed: d}) {
+				if !p.add(ctx, record{Destroyed: d}) {
 					return
 				}
 				p.refused.Add(1)
@@ -404,10 +404,10 @@ func (p *CDRPipeline) refuser(ctx context.Context) {
 }
 
 // parseDestroy reads a CHANNEL_DESTROY event.
-func parseDestroy(ev esl.Event) (*cdrDestroyed, error) {
+func parseDestroy(ev esl.Event) (*destroyEvent, error) {
 	id := strings.ToLower(ev.Get("Unique-ID"))
 	if !callbridge.IsUUID(id) {
-		return nil, errors.New("controller: destroy event without a valid Unique-ID")
+		return nil, errors.New("cdr: destroy event without a valid Unique-ID")
 	}
 	at := ev.Time()
 	if at.IsZero() {
@@ -415,8 +415,8 @@ func parseDestroy(ev esl.Event) (*cdrDestroyed, error) {
 	}
 	// A channel destroyed in state CS_NONE never existed: FreeSWITCH
 	// refused it at originate (an unknown sofia profile).
-	return &cdrDestroyed{UUID: id, Node: cdrNodeName(ev), At: at.UTC(),
-		Cause:   cdrSanitize(cdrFirstNonEmpty(ev.Get("Hangup-Cause"), ev.Var("hangup_cause"))),
+	return &destroyEvent{UUID: id, Node: nodeName(ev), At: at.UTC(),
+		Cause:   sanitize(firstNonEmpty(ev.Get("Hangup-Cause"), ev.Var("hangup_cause"))),
 		Refused: ev.Get("Channel-State") == "CS_NONE"}, nil
 }
 
@@ -424,7 +424,7 @@ func parseDestroy(ev esl.Event) (*cdrDestroyed, error) {
 // in live_channels whose CDR is not among cdrs (the batch being written).
 // Batches are written in event order, so a CHANNEL_HANGUP_COMPLETE that
 // came before the CHANNEL_DESTROY has already removed its leg.
-func (p *CDRPipeline) closeDestroyed(ctx context.Context, destroyed []*cdrDestroyed, cdrs []*callbridge.CDR) ([]*callbridge.CDR, error) {
+func (p *Pipeline) closeDestroyed(ctx context.Context, destroyed []*destroyEvent, cdrs []*callbridge.CDR) ([]*callbridge.CDR, error) {
 	if len(destroyed) == 0 {
 		return nil, nil
 	}
@@ -432,7 +432,7 @@ func (p *CDRPipeline) closeDestroyed(ctx context.Context, destroyed []*cdrDestro
 	for _, c := range cdrs {
 		have[c.UUID] = true
 	}
-	byUUID := make(map[string]*cdrDestroyed, len(destroyed))
+	byUUID := make(map[string]*destroyEvent, len(destroyed))
 	ids := make([]string, 0, len(destroyed))
 	for _, d := range destroyed {
 		if !have[d.UUID] && byUUID[d.UUID] == nil {
@@ -449,7 +449,7 @@ func (p *CDRPipeline) closeDestroyed(ctx context.Context, destroyed []*cdrDestro
 	}
 	var out []*callbridge.CDR
 	for _, l := range live {
-		c := cdrFromDestroy(l, byUUID[l.UUID], p.maxDuration(l))
+		c := fromDestroy(l, byUUID[l.UUID], p.maxDuration(l))
 		if err := p.cfg.Pricer.Price(ctx, c); err != nil {
 			return nil, err
 		}
@@ -458,11 +458,11 @@ func (p *CDRPipeline) closeDestroyed(ctx context.Context, destroyed []*cdrDestro
 	return out, nil
 }
 
-// cdrFromDestroy closes l at its destroy time d.At (or at its maximum
+// fromDestroy closes l at its destroy time d.At (or at its maximum
 // duration, if sooner). An unanswered leg with a known cause is exact; an
 // answered one, or one without a cause, is flagged estimated.
-func cdrFromDestroy(l *callbridge.LiveChannel, d *cdrDestroyed, maxDur time.Duration) *callbridge.CDR {
-	c := cdrEstimated(l, maxDur, d.At)
+func fromDestroy(l *callbridge.LiveChannel, d *destroyEvent, maxDur time.Duration) *callbridge.CDR {
+	c := estimate(l, maxDur, d.At)
 	if d.Refused {
 		// Refused at originate: the channel never existed, so it lasted
 		// nothing, from its refusal.
