@@ -19,6 +19,7 @@ import (
 	"callbridge/esl/esltest"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
+	"callbridge/privacy"
 	"callbridge/rating"
 
 	"github.com/gin-gonic/gin"
@@ -315,7 +316,7 @@ func TestPrepaidBindingCalls(t *testing.T) {
 	t.Cleanup(dp.Close)
 
 	env := newPPEnv(t, dp.URL+"/fs/dialplan")
-	cfg = DialplanConfig{User: dpUser, Password: dpPass, Authorizer: env.auth, Prepaid: NewPrepaidAccounts(env.accounts, 0)}
+	cfg = DialplanConfig{User: dpUser, Password: dpPass, Routing: privacy.Routing{Authorizer: env.auth, Prepaid: privacy.NewPrepaidAccounts(env.accounts, 0)}}
 	for _, x := range []callbridge.Number{"4930100100", "4917900900"} {
 		lines[x] = &dialplan.Line{X: x, AccountID: env.account, Gateway: "carrier", Enabled: true,
 			Bindings: []*callbridge.Binding{{ID: "0f1e2d3c-4b5a-4697-8877-6655443322" + string(x[len(x)-2:]), AccountID: env.account, Mode: callbridge.ModeXB,

@@ -16,6 +16,7 @@ import (
 	"callbridge/metrics"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
+	"callbridge/privacy"
 
 	"github.com/gin-gonic/gin"
 )
@@ -69,7 +70,7 @@ func newFullEnv(t *testing.T, tweak func(*Server)) *fullEnv {
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	bindings := postgres.NewBindingService(db)
-	index := NewBindingIndex(bindings, log)
+	index := privacy.NewIndex(bindings, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)

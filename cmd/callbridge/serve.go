@@ -23,6 +23,7 @@ import (
 	"callbridge/esl"
 	"callbridge/metrics"
 	"callbridge/postgres"
+	"callbridge/privacy"
 	"callbridge/rating"
 	"callbridge/webhook"
 )
@@ -135,7 +136,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// kept coherent across controllers by LISTEN/NOTIFY.
 	bindings := postgres.NewBindingService(db)
 	bindings.MaxTTL = cfg.BindingMaxTTL
-	index := controller.NewBindingIndex(bindings, log)
+	index := privacy.NewIndex(bindings, log)
 	indexReady := make(chan struct{})
 	goWork("binding index", func(ctx context.Context) error { return index.Run(ctx, indexReady) })
 	srv.Privacy = &controller.PrivacyNumbers{
@@ -146,10 +147,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			User:           cfg.DialplanUser,
 			Password:       cfg.DialplanPassword,
 			AllowedSources: cfg.DialplanAllow,
-			Rules:          cfg.NumberRules(),
-			Options:        dialplan.Options{RingTimeout: cfg.RingTimeout, RecordDir: cfg.RecordDir},
-			Authorizer:     callAuthorizer,
-			Prepaid:        controller.NewPrepaidAccounts(srv.Accounts, 0),
+			Routing: privacy.Routing{
+				Rules:      cfg.NumberRules(),
+				Options:    dialplan.Options{RingTimeout: cfg.RingTimeout, RecordDir: cfg.RecordDir},
+				Authorizer: callAuthorizer,
+				Prepaid:    privacy.NewPrepaidAccounts(srv.Accounts, 0),
+			},
 		},
 		Rules:  cfg.NumberRules(),
 		Logger: log,
@@ -157,7 +160,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// Binding calls: webhooks of each call (start, answer, end) into the
 	// outbox, and ?hangup=true, from every node's events.
 	if len(nodes) > 0 {
-		bindingCalls := controller.NewBindingCalls(pool, controller.BindingCallsConfig{
+		bindingCalls := privacy.NewCalls(pool, privacy.CallsConfig{
 			Bindings:  bindings,
 			Webhooks:  postgres.NewWebhookService(db),
 			RecordDir: cfg.RecordDir,

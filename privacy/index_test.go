@@ -1,14 +1,19 @@
-package controller
+package privacy_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"callbridge"
 	"callbridge/dialplan"
+	"callbridge/internal/wait"
+	"callbridge/privacy"
+	"callbridge/privacy/privacytest"
 )
+
+// tX is the virtual number of the index tests.
+const tX = callbridge.Number("4930100100")
 
 // fakeStore is a LineStore of func fields.
 type fakeStore struct {
@@ -17,7 +22,7 @@ type fakeStore struct {
 	listen func(ctx context.Context, changed func(callbridge.Number), resync func(), ready chan<- struct{}) error
 }
 
-var _ LineStore = (*fakeStore)(nil)
+var _ privacy.LineStore = (*fakeStore)(nil)
 
 func (f *fakeStore) RoutableBindings(_ context.Context, fn func(*callbridge.VirtualNumber, []*callbridge.Binding) error) error {
 	return f.all(fn)
@@ -57,7 +62,7 @@ func TestBindingIndexFallbackAndChanges(t *testing.T) {
 			}
 		},
 	}
-	ix := NewBindingIndex(store, nil)
+	ix := privacy.NewIndex(store, nil)
 	ctx := context.Background()
 	// Before Run: a miss asks the store and keeps the answer.
 	for range 2 {
@@ -84,51 +89,24 @@ func TestBindingIndexFallbackAndChanges(t *testing.T) {
 	}
 	db[tX] = "carrier-2"
 	changes <- tX
-	waitFor(t, "the change to reach the index", func() bool { return ix.Len() == 1 })
+	wait.For(t, "the change to reach the index", func() bool { return ix.Len() == 1 })
 	if l, _ := ix.Line(ctx, tX); l == nil || l.Gateway != "carrier-2" {
 		t.Errorf("after change: got %+v, want gateway carrier-2", l)
 	}
 	delete(db, tX)
 	changes <- tX
-	waitFor(t, "the deletion to reach the index", func() bool { return ix.Len() == 0 })
+	wait.For(t, "the deletion to reach the index", func() bool { return ix.Len() == 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Error(err)
 	}
 }
 
-// benchLines builds an index of n active AXB bindings, four pairs per X,
-// and returns it with the (x, caller) pairs that hit a binding.
-func benchLines(n int) (*BindingIndex, [][2]callbridge.Number) {
-	ix := NewBindingIndex(nil, nil)
-	exp := time.Now().Add(24 * time.Hour)
-	const perX = 4
-	var probes [][2]callbridge.Number
-	for i := 0; i < n/perX; i++ {
-		x := callbridge.Number(fmt.Sprintf("4930%08d", i))
-		l := &dialplan.Line{X: x, AccountID: tAcct, Gateway: "carrier-1", Enabled: true}
-		for j := range perX {
-			k := i*perX + j
-			b := &callbridge.Binding{
-				ID: fmt.Sprintf("%08x-0000-4000-8000-%012x", k, k), AccountID: tAcct, Mode: callbridge.ModeAXB, X: x,
-				A: callbridge.Number(fmt.Sprintf("4917%09d", 2*k)), B: callbridge.Number(fmt.Sprintf("4917%09d", 2*k+1)),
-				Status: callbridge.StatusActive, ExpiresAt: exp, CallerDisplay: callbridge.DisplayX,
-			}
-			l.Bindings = append(l.Bindings, b)
-			if k%997 == 0 {
-				probes = append(probes, [2]callbridge.Number{x, b.A}, [2]callbridge.Number{x, b.B})
-			}
-		}
-		ix.Set(l)
-	}
-	return ix, probes
-}
-
 // BenchmarkDecide is the routing decision alone on a line of four pairs.
 func BenchmarkDecide(b *testing.B) {
-	ix, probes := benchLines(4)
+	ix, probes := privacytest.Lines(4)
 	l, _ := ix.Line(context.Background(), probes[0][0])
-	req := &dialplan.Request{Destination: l.X, DestinationRaw: string(l.X), Caller: probes[0][1], Context: "public", UniqueID: tBind}
+	req := &dialplan.Request{Destination: l.X, DestinationRaw: string(l.X), Caller: probes[0][1], Context: "public", UniqueID: "0f1e2d3c-4b5a-4697-8877-665544332211"}
 	now := time.Now()
 	for b.Loop() {
 		if d := dialplan.Decide(req, l, now); !d.Routed() {

@@ -1,4 +1,4 @@
-package controller
+package privacy
 
 import (
 	"context"
@@ -30,8 +30,8 @@ type BindingGetter interface {
 	Binding(ctx context.Context, accountID, id string) (*callbridge.Binding, error)
 }
 
-// BindingCallsConfig configures BindingCalls.
-type BindingCallsConfig struct {
+// CallsConfig configures Calls.
+type CallsConfig struct {
 	// Bindings gives the webhook URL and external id of a call's binding.
 	Bindings BindingGetter
 	// Webhooks is the durable outbox the call webhooks are written to.
@@ -48,11 +48,11 @@ type BindingCallsConfig struct {
 	Logger *slog.Logger
 }
 
-// BindingCalls follows the calls that bindings route, from the ESL events
+// Calls follows the calls that bindings route, from the ESL events
 // of every node of a pool. It writes one webhook per call for each of
 // start, answer and end to the outbox (key "binding:<id>", so a binding's
 // events go out in order), and it knows which channels of each binding are
-// up, so KillBindingCalls can cut them (it implements Hangupper).
+// up, so KillBindingCalls can cut them (it implements controller.Hangupper).
 //
 // Which events mark the webhooks (FreeSWITCH 1.10, an inbound call bridged
 // by the dialplan of package dialplan): the caller's leg is created before
@@ -77,9 +77,9 @@ type BindingCallsConfig struct {
 // It does not learn the binding of channels created while it was not
 // connected: after a reconnection it forgets channels the node no longer
 // has, but "show channels" does not list variables.
-type BindingCalls struct {
+type Calls struct {
 	pool *esl.Pool
-	cfg  BindingCallsConfig
+	cfg  CallsConfig
 	log  *slog.Logger
 
 	mu sync.Mutex
@@ -108,9 +108,9 @@ type bindingCall struct {
 	seen      time.Time
 }
 
-// NewBindingCalls returns a BindingCalls over the pool's nodes; Run starts
+// NewCalls returns a Calls over the pool's nodes; Run starts
 // it.
-func NewBindingCalls(pool *esl.Pool, cfg BindingCallsConfig) *BindingCalls {
+func NewCalls(pool *esl.Pool, cfg CallsConfig) *Calls {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -120,13 +120,11 @@ func NewBindingCalls(pool *esl.Pool, cfg BindingCallsConfig) *BindingCalls {
 	if cfg.EnqueueAttempts <= 0 {
 		cfg.EnqueueAttempts = 5
 	}
-	return &BindingCalls{pool: pool, cfg: cfg, log: cfg.Logger, live: map[string]map[string]*liveLeg{}}
+	return &Calls{pool: pool, cfg: cfg, log: cfg.Logger, live: map[string]map[string]*liveLeg{}}
 }
 
-var _ Hangupper = (*BindingCalls)(nil)
-
 // Run reads every node's events until ctx is done.
-func (bc *BindingCalls) Run(ctx context.Context) error {
+func (bc *Calls) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, c := range bc.pool.Clients() {
 		wg.Add(1)
@@ -139,12 +137,12 @@ func (bc *BindingCalls) Run(ctx context.Context) error {
 	return nil
 }
 
-// KillBindingCalls implements Hangupper: it sends uuid_kill for every
+// KillBindingCalls implements controller.Hangupper: it sends uuid_kill for every
 // channel of the binding it knows to be up, on its node, and returns how
 // many calls it cut. A channel already gone is not an error. EUNAVAILABLE
 // when a node holding one of them cannot be reached (the others are still
 // cut).
-func (bc *BindingCalls) KillBindingCalls(ctx context.Context, bindingID string) (int, error) {
+func (bc *Calls) KillBindingCalls(ctx context.Context, bindingID string) (int, error) {
 	type target struct{ node, uuid, call string }
 	var targets []target
 	bc.mu.Lock()
@@ -190,7 +188,7 @@ func (bc *BindingCalls) KillBindingCalls(ctx context.Context, bindingID string) 
 }
 
 // LiveCalls returns the number of channels of a binding believed up.
-func (bc *BindingCalls) LiveCalls(bindingID string) int {
+func (bc *Calls) LiveCalls(bindingID string) int {
 	bc.mu.Lock()
 	defer bc.mu.Unlock()
 	n := 0
@@ -206,7 +204,7 @@ func (bc *BindingCalls) LiveCalls(bindingID string) int {
 
 // read consumes one node's events until ctx is done, resubscribing after
 // an overflow.
-func (bc *BindingCalls) read(ctx context.Context, c *esl.Client) {
+func (bc *Calls) read(ctx context.Context, c *esl.Client) {
 	calls := map[string]*bindingCall{}
 	ended := newRecent(4096)
 	for ctx.Err() == nil {
@@ -236,7 +234,7 @@ func (bc *BindingCalls) read(ctx context.Context, c *esl.Client) {
 // reconcile forgets the legs and calls of node c that FreeSWITCH no
 // longer has (they ended while events were not reaching us). Calls
 // forgotten this way get no "ended" webhook; that is logged.
-func (bc *BindingCalls) reconcile(ctx context.Context, c *esl.Client, calls map[string]*bindingCall) {
+func (bc *Calls) reconcile(ctx context.Context, c *esl.Client, calls map[string]*bindingCall) {
 	listed := time.Now()
 	chans, err := c.Channels(ctx)
 	if err != nil {
@@ -266,7 +264,7 @@ func (bc *BindingCalls) reconcile(ctx context.Context, c *esl.Client, calls map[
 }
 
 // handle applies one event.
-func (bc *BindingCalls) handle(ctx context.Context, ev esl.Event, calls map[string]*bindingCall, ended *recent) {
+func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bindingCall, ended *recent) {
 	bindingID := ev.Var(callbridge.VarBindingID)
 	if ev.UUID == "" || bindingID == "" || !callbridge.IsUUID(bindingID) || !callbridge.IsUUID(ev.UUID) {
 		return
@@ -333,7 +331,7 @@ func (bc *BindingCalls) handle(ctx context.Context, ev esl.Event, calls map[stri
 }
 
 // endFields are the fields of the ended webhook.
-func (bc *BindingCalls) endFields(call *bindingCall, ev esl.Event) map[string]any {
+func (bc *Calls) endFields(call *bindingCall, ev esl.Event) map[string]any {
 	billms, _ := ev.Int64("variable_billmsec")
 	totalms, _ := ev.Int64("variable_mduration")
 	f := map[string]any{
@@ -359,7 +357,7 @@ func (bc *BindingCalls) endFields(call *bindingCall, ev esl.Event) map[string]an
 
 // send writes one webhook of call to the outbox, looking the binding up
 // first if needed.
-func (bc *BindingCalls) send(ctx context.Context, call *bindingCall, typ string, ev esl.Event, extra map[string]any) {
+func (bc *Calls) send(ctx context.Context, call *bindingCall, typ string, ev esl.Event, extra map[string]any) {
 	at := ev.Time()
 	if at.IsZero() {
 		at = ev.Received
@@ -409,7 +407,7 @@ func (e errPermanent) Unwrap() error { return e.error }
 
 // retry runs fn until it succeeds, fails permanently, ctx ends or the
 // attempts run out.
-func (bc *BindingCalls) retry(ctx context.Context, fn func() error) error {
+func (bc *Calls) retry(ctx context.Context, fn func() error) error {
 	pause := 100 * time.Millisecond
 	var err error
 	for i := 0; i < bc.cfg.EnqueueAttempts; i++ {
@@ -432,7 +430,7 @@ func (bc *BindingCalls) retry(ctx context.Context, fn func() error) error {
 	return fmt.Errorf("after %d attempts: %w", bc.cfg.EnqueueAttempts, err)
 }
 
-func (bc *BindingCalls) remember(node, uuid, binding, call string) {
+func (bc *Calls) remember(node, uuid, binding, call string) {
 	bc.mu.Lock()
 	defer bc.mu.Unlock()
 	legs := bc.live[node]
@@ -443,7 +441,7 @@ func (bc *BindingCalls) remember(node, uuid, binding, call string) {
 	legs[uuid] = &liveLeg{binding: binding, call: call, seen: time.Now()}
 }
 
-func (bc *BindingCalls) forget(node, uuid string) {
+func (bc *Calls) forget(node, uuid string) {
 	bc.mu.Lock()
 	defer bc.mu.Unlock()
 	delete(bc.live[node], uuid)

@@ -1,4 +1,4 @@
-package controller
+package privacy
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"callbridge/dialplan"
 )
 
-// LineStore is what BindingIndex needs from storage (postgres.BindingService
+// LineStore is what Index needs from storage (postgres.BindingService
 // implements it).
 type LineStore interface {
 	// RoutableBindings streams every number with its routable bindings.
@@ -23,11 +23,11 @@ type LineStore interface {
 	ListenBindings(ctx context.Context, changed func(callbridge.Number), resync func(), ready chan<- struct{}) error
 }
 
-// BindingIndex is the in-memory map from virtual number X to its pool entry
+// Index is the in-memory map from virtual number X to its pool entry
 // and routable bindings that the dialplan endpoint answers from. Run keeps
 // it coherent with the database through LISTEN/NOTIFY; a miss falls back
 // to the database. Lookups never block on the database when they hit.
-type BindingIndex struct {
+type Index struct {
 	store  LineStore
 	logger *slog.Logger
 
@@ -38,12 +38,12 @@ type BindingIndex struct {
 	seq uint64
 }
 
-// NewBindingIndex returns an empty index over store.
-func NewBindingIndex(store LineStore, logger *slog.Logger) *BindingIndex {
+// NewIndex returns an empty index over store.
+func NewIndex(store LineStore, logger *slog.Logger) *Index {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &BindingIndex{store: store, logger: logger, lines: map[callbridge.Number]*dialplan.Line{}}
+	return &Index{store: store, logger: logger, lines: map[callbridge.Number]*dialplan.Line{}}
 }
 
 // NewLine builds the dialplan line of a number and its bindings.
@@ -54,7 +54,7 @@ func NewLine(n *callbridge.VirtualNumber, bs []*callbridge.Binding) *dialplan.Li
 // Run listens for changes, rebuilds the index, then applies every change
 // until ctx ends. ready, if not nil, is closed after the first rebuild.
 // It returns the listener's error, or nil when ctx ends.
-func (ix *BindingIndex) Run(ctx context.Context, ready chan<- struct{}) error {
+func (ix *Index) Run(ctx context.Context, ready chan<- struct{}) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	changes := make(chan callbridge.Number, 4096)
@@ -112,7 +112,7 @@ func (ix *BindingIndex) Run(ctx context.Context, ready chan<- struct{}) error {
 }
 
 // Rebuild replaces the index with the database's current state.
-func (ix *BindingIndex) Rebuild(ctx context.Context) error {
+func (ix *Index) Rebuild(ctx context.Context) error {
 	lines := make(map[callbridge.Number]*dialplan.Line)
 	err := ix.store.RoutableBindings(ctx, func(n *callbridge.VirtualNumber, bs []*callbridge.Binding) error {
 		lines[n.Number] = NewLine(n, bs)
@@ -130,7 +130,7 @@ func (ix *BindingIndex) Rebuild(ctx context.Context) error {
 }
 
 // Reload reads one number from the database into the index.
-func (ix *BindingIndex) Reload(ctx context.Context, x callbridge.Number) error {
+func (ix *Index) Reload(ctx context.Context, x callbridge.Number) error {
 	n, bs, err := ix.store.RoutableLine(ctx, x)
 	if err != nil {
 		return err
@@ -147,7 +147,7 @@ func (ix *BindingIndex) Reload(ctx context.Context, x callbridge.Number) error {
 }
 
 // Forget drops x from the index, so the next lookup asks the database.
-func (ix *BindingIndex) Forget(x callbridge.Number) {
+func (ix *Index) Forget(x callbridge.Number) {
 	ix.mu.Lock()
 	delete(ix.lines, x)
 	ix.seq++
@@ -156,7 +156,7 @@ func (ix *BindingIndex) Forget(x callbridge.Number) {
 
 // Set puts a line in the index directly (for benchmarks and tests that
 // build an index without a database).
-func (ix *BindingIndex) Set(l *dialplan.Line) {
+func (ix *Index) Set(l *dialplan.Line) {
 	ix.mu.Lock()
 	ix.lines[l.X] = l
 	ix.seq++
@@ -164,7 +164,7 @@ func (ix *BindingIndex) Set(l *dialplan.Line) {
 }
 
 // Len returns the number of indexed numbers.
-func (ix *BindingIndex) Len() int {
+func (ix *Index) Len() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	return len(ix.lines)
@@ -173,7 +173,7 @@ func (ix *BindingIndex) Len() int {
 // Line returns what the index knows of x, asking the database on a miss.
 // It returns nil, nil when x is in no pool. Lines returned are shared:
 // callers must not modify them.
-func (ix *BindingIndex) Line(ctx context.Context, x callbridge.Number) (*dialplan.Line, error) {
+func (ix *Index) Line(ctx context.Context, x callbridge.Number) (*dialplan.Line, error) {
 	ix.mu.RLock()
 	l, ok := ix.lines[x]
 	seq := ix.seq
@@ -186,7 +186,7 @@ func (ix *BindingIndex) Line(ctx context.Context, x callbridge.Number) (*dialpla
 	}
 	n, bs, err := ix.store.RoutableLine(ctx, x)
 	if err != nil {
-		return nil, fmt.Errorf("controller: binding index fallback: %w", err)
+		return nil, fmt.Errorf("privacy: binding index fallback: %w", err)
 	}
 	if n == nil {
 		return nil, nil
