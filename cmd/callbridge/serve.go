@@ -17,6 +17,7 @@ import (
 
 	"callbridge"
 	"callbridge/billing"
+	"callbridge/callback"
 	"callbridge/cdr"
 	"callbridge/controller"
 	"callbridge/dialplan"
@@ -177,7 +178,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// the webhook outbox every feature writes to.
 	callbacks := postgres.NewCallbackService(db)
 	webhooks := postgres.NewWebhookService(db)
-	engine, err := controller.NewCallbackEngine(callbacks, pool, controller.CallbackEngineConfig{
+	engine, err := callback.NewEngine(callbacks, pool, callback.Config{
 		Owner:          callbackOwner(cfg),
 		Gateway:        cfg.Gateway,
 		Prompts:        callbackPrompts(cfg),

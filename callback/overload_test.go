@@ -1,4 +1,4 @@
-package controller
+package callback_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/callback"
+	"callbridge/internal/wait"
 )
 
 // refusals returns the originate_refused entries of a callback's history.
@@ -44,7 +46,7 @@ func TestCallbackRefusedOriginateRetried(t *testing.T) {
 			env := newCBEnv(t, cbOpts{})
 			env.fs.SetMaxSessions(tt.limit)
 			id := env.create(`{"a":"4916011111","b":"4912022222"}`)
-			cbWait(t, "two refusals of leg "+tt.leg, func() bool { return len(refusalsOf(refusals(env.get(id)), tt.leg)) >= 2 })
+			wait.For(t, "two refusals of leg "+tt.leg, func() bool { return len(refusalsOf(refusals(env.get(id)), tt.leg)) >= 2 })
 			if got := env.get(id).Status; got != tt.status {
 				t.Errorf("status while refused: %s, want %s", got, tt.status)
 			}
@@ -110,13 +112,13 @@ func TestCallbackRefusedPastDeadline(t *testing.T) {
 
 // batchStore records the sizes of the claims the engine makes.
 type batchStore struct {
-	CallbackStore
+	callback.Store
 	mu      sync.Mutex
 	batches []int
 }
 
 func (s *batchStore) ClaimCallbacks(ctx context.Context, owner, node string, lease time.Duration, n int) ([]*callbridge.Callback, error) {
-	cbs, err := s.CallbackStore.ClaimCallbacks(ctx, owner, node, lease, n)
+	cbs, err := s.Store.ClaimCallbacks(ctx, owner, node, lease, n)
 	if len(cbs) > 0 {
 		s.mu.Lock()
 		s.batches = append(s.batches, len(cbs))
@@ -135,7 +137,7 @@ func TestCallbackClaimBatches(t *testing.T) {
 		ids = append(ids, env.create(fmt.Sprintf(`{"a":"49160111%02d","b":"49140222%02d"}`, i, i)))
 	}
 	bs := &batchStore{}
-	env.startEngine(cbOpts{store: func(s CallbackStore) CallbackStore { bs.CallbackStore = s; return bs }})
+	env.startEngine(cbOpts{store: func(s callback.Store) callback.Store { bs.Store = s; return bs }})
 	for _, id := range ids {
 		env.waitStatus(id, callbridge.CallbackCompleted, callbridge.CallbackFailed)
 	}
@@ -177,8 +179,8 @@ func TestCallbackAdmissionBound(t *testing.T) {
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("after %d callbacks: %d %s, want 503 past the bound", len(accepted), code, raw)
 	}
-	if len(accepted) < minQueueBound {
-		t.Errorf("refused after %d callbacks, want at least %d accepted", len(accepted), minQueueBound)
+	if len(accepted) < callback.MinQueueBound {
+		t.Errorf("refused after %d callbacks, want at least %d accepted", len(accepted), callback.MinQueueBound)
 	}
 	if s, err := strconv.Atoi(h.Get("Retry-After")); err != nil || s < 1 || s > 60 {
 		t.Errorf("Retry-After %q, want 1 to 60 seconds", h.Get("Retry-After"))
@@ -212,7 +214,7 @@ func TestCallbackAdmissionBound(t *testing.T) {
 	if completed == 0 {
 		t.Error("no callback completed once the node took sessions again")
 	}
-	cbWait(t, "the API to accept again", func() bool {
+	wait.For(t, "the API to accept again", func() bool {
 		code, _, _ := env.do("POST", "/v1/callbacks", `{"a":"4916011999","b":"4914022999"}`)
 		return code == http.StatusAccepted
 	})

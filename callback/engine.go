@@ -1,4 +1,9 @@
-package controller
+// Package callback is callbridge's click-to-call capability: the engine
+// that claims queued callbacks from the database and drives them over the
+// ESL pool (originate A, then B, bridge, cap, save), the pacing of
+// placements, and the adoption of calls another controller left. It
+// serves no HTTP: the controller package exposes it through its routes.
+package callback
 
 import (
 	"context"
@@ -16,9 +21,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// CallbackStore is what the callback engine needs of the database
+// Store is what the callback engine needs of the database
 // (implemented by *postgres.CallbackService).
-type CallbackStore interface {
+type Store interface {
 	// ClaimCallbacks claims up to n of the oldest due queued callbacks
 	// with a lease and moves them to calling_a; none when none is due.
 	// Two workers never claim the same callback.
@@ -40,7 +45,7 @@ type CallbackStore interface {
 
 // Authorizer decides whether a callback may be placed and for how long,
 // for the callback as a whole. It cannot tie money to the legs' channels;
-// CallbackEngineConfig.CallAuthorizer, which can, is preferred.
+// Config.CallAuthorizer, which can, is preferred.
 type Authorizer interface {
 	// Authorize returns the longest the call may last (0: no limit of its
 	// own). ENOFUNDS fails the callback with insufficient_funds; any other
@@ -48,8 +53,8 @@ type Authorizer interface {
 	Authorize(ctx context.Context, accountID string, a, b callbridge.Number) (maxDuration time.Duration, err error)
 }
 
-// CallbackEngineConfig configures a CallbackEngine.
-type CallbackEngineConfig struct {
+// Config configures a Engine.
+type Config struct {
 	// Owner names this controller in leases. It must differ between
 	// controllers sharing a database and should stay the same across
 	// restarts (a restarted controller adopts its own calls at once).
@@ -120,7 +125,7 @@ type CallbackEngineConfig struct {
 	OnStatus func(status callbridge.CallbackStatus, reason callbridge.FailReason)
 }
 
-// CallbackEngine places callbacks: it claims queued callbacks from the
+// Engine places callbacks: it claims queued callbacks from the
 // database, paces them through the ESL pool, drives each through its legs
 // by FreeSWITCH events, and persists every transition. Several engines (in
 // several controllers) may share one database and one set of nodes.
@@ -128,16 +133,16 @@ type CallbackEngineConfig struct {
 // Pacing counts one pool call per callback (both legs run on the node that
 // placed A, as uuid_bridge requires). Callbacks adopted after a restart are
 // not counted against the pool.
-type CallbackEngine struct {
-	store CallbackStore
+type Engine struct {
+	store Store
 	pool  *esl.Pool
-	cfg   CallbackEngineConfig
+	cfg   Config
 	log   *slog.Logger
 
 	wake     chan struct{}
 	mu       sync.Mutex
-	runs     map[string]*cbRun // by callback id
-	routes   map[string]*cbRun // by leg uuid
+	runs     map[string]*run // by callback id
+	routes   map[string]*run // by leg uuid
 	orphans  map[string][]string
 	draining bool
 	idle     chan struct{} // closed and replaced when runs becomes empty
@@ -162,16 +167,16 @@ type queueStat struct {
 	oldest time.Time
 }
 
-// NewCallbackEngine returns an engine; Run starts it.
-func NewCallbackEngine(store CallbackStore, pool *esl.Pool, cfg CallbackEngineConfig) (*CallbackEngine, error) {
+// NewEngine returns an engine; Run starts it.
+func NewEngine(store Store, pool *esl.Pool, cfg Config) (*Engine, error) {
 	if store == nil || pool == nil {
-		return nil, errors.New("controller: callback engine needs a store and a pool")
+		return nil, errors.New("callback: callback engine needs a store and a pool")
 	}
 	if cfg.Owner == "" {
-		return nil, errors.New("controller: callback engine needs an owner name")
+		return nil, errors.New("callback: callback engine needs an owner name")
 	}
 	if cfg.Gateway == "" {
-		return nil, errors.New("controller: callback engine needs a gateway")
+		return nil, errors.New("callback: callback engine needs a gateway")
 	}
 	if cfg.Lease <= 0 {
 		cfg.Lease = 15 * time.Second
@@ -199,18 +204,18 @@ func NewCallbackEngine(store CallbackStore, pool *esl.Pool, cfg CallbackEngineCo
 	}
 	for name, p := range cfg.Prompts {
 		if err := callbridge.ValidatePromptName(name); err != nil || !path.IsAbs(p) && p != esl.ToneRingbackUS && p != esl.ToneRingbackUK && p != esl.ToneRingbackEU {
-			return nil, fmt.Errorf("controller: prompt %q: want a name of [a-z0-9_-] and an absolute path", name)
+			return nil, fmt.Errorf("callback: prompt %q: want a name of [a-z0-9_-] and an absolute path", name)
 		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &CallbackEngine{
+	return &Engine{
 		store: store, pool: pool, cfg: cfg, log: cfg.Logger,
 		pacer:     newPacer(func() float64 { return float64(pool.MaxCPS()) }),
 		wake:      make(chan struct{}, 1),
-		runs:      map[string]*cbRun{},
-		routes:    map[string]*cbRun{},
+		runs:      map[string]*run{},
+		routes:    map[string]*run{},
 		orphans:   map[string][]string{},
 		idle:      make(chan struct{}),
 		restarted: make(chan struct{}),
@@ -218,7 +223,7 @@ func NewCallbackEngine(store CallbackStore, pool *esl.Pool, cfg CallbackEngineCo
 }
 
 // PromptAllowed reports whether a request may name prompt.
-func (e *CallbackEngine) PromptAllowed(name string) bool {
+func (e *Engine) PromptAllowed(name string) bool {
 	if name == callbridge.PromptNone || name == callbridge.PromptRingback {
 		return true
 	}
@@ -227,7 +232,7 @@ func (e *CallbackEngine) PromptAllowed(name string) bool {
 }
 
 // Wake makes the engine look for queued callbacks now.
-func (e *CallbackEngine) Wake() {
+func (e *Engine) Wake() {
 	select {
 	case e.wake <- struct{}{}:
 	default:
@@ -235,7 +240,7 @@ func (e *CallbackEngine) Wake() {
 }
 
 // Live returns the number of callbacks this engine drives.
-func (e *CallbackEngine) Live() int {
+func (e *Engine) Live() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.runs)
@@ -244,12 +249,12 @@ func (e *CallbackEngine) Live() int {
 // Cancel hangs up a live callback after its cancellation was recorded. If
 // this engine drives it, its worker does; otherwise the legs are killed
 // through the pool and the owning controller records the outcome.
-func (e *CallbackEngine) Cancel(ctx context.Context, cb *callbridge.Callback) {
+func (e *Engine) Cancel(ctx context.Context, cb *callbridge.Callback) {
 	e.mu.Lock()
 	r := e.runs[cb.ID]
 	e.mu.Unlock()
 	if r != nil {
-		r.post(cbMsg{kind: msgCancel})
+		r.post(msg{kind: msgCancel})
 		return
 	}
 	for _, l := range cb.Legs {
@@ -271,7 +276,7 @@ func (e *CallbackEngine) Cancel(ctx context.Context, cb *callbridge.Callback) {
 // Drain stops claiming new callbacks and waits until the live ones have
 // ended or ctx is done. Calls still live afterwards keep their leases and
 // are adopted by another controller (or this one after a restart).
-func (e *CallbackEngine) Drain(ctx context.Context) {
+func (e *Engine) Drain(ctx context.Context) {
 	e.mu.Lock()
 	e.draining = true
 	e.mu.Unlock()
@@ -293,7 +298,7 @@ func (e *CallbackEngine) Drain(ctx context.Context) {
 // Run drives callbacks until ctx is done. Workers still live then are
 // abandoned without touching their calls; their leases run out and the
 // calls are adopted and reconciled elsewhere.
-func (e *CallbackEngine) Run(ctx context.Context) error {
+func (e *Engine) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	for _, c := range e.pool.Clients() {
 		sub := c.Subscribe(0)
@@ -311,7 +316,7 @@ func (e *CallbackEngine) Run(ctx context.Context) error {
 
 // dispatch routes one node's channel events to the workers of the legs
 // they concern, and reconciles after each reconnection.
-func (e *CallbackEngine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscription) {
+func (e *Engine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscription) {
 	defer sub.Close()
 	for {
 		ev, err := sub.Next(ctx)
@@ -325,7 +330,7 @@ func (e *CallbackEngine) dispatch(ctx context.Context, c *esl.Client, sub *esl.S
 			e.mu.Lock()
 			orphans := e.orphans[c.Name()]
 			delete(e.orphans, c.Name())
-			var runs []*cbRun
+			var runs []*run
 			for _, r := range e.runs {
 				if r.client == c {
 					runs = append(runs, r)
@@ -340,7 +345,7 @@ func (e *CallbackEngine) dispatch(ctx context.Context, c *esl.Client, sub *esl.S
 				}
 			}
 			for _, r := range runs {
-				r.post(cbMsg{kind: msgNodeUp})
+				r.post(msg{kind: msgNodeUp})
 			}
 			continue
 		}
@@ -351,13 +356,13 @@ func (e *CallbackEngine) dispatch(ctx context.Context, c *esl.Client, sub *esl.S
 		r := e.routes[ev.UUID]
 		e.mu.Unlock()
 		if r != nil {
-			r.post(cbMsg{kind: msgEvent, ev: ev})
+			r.post(msg{kind: msgEvent, ev: ev})
 		}
 	}
 }
 
 // watch tells a node's workers when its connection is lost.
-func (e *CallbackEngine) watch(ctx context.Context, c *esl.Client) {
+func (e *Engine) watch(ctx context.Context, c *esl.Client) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	was := c.State() == esl.StateConnected
@@ -370,7 +375,7 @@ func (e *CallbackEngine) watch(ctx context.Context, c *esl.Client) {
 		now := c.State() == esl.StateConnected
 		if was && !now {
 			e.mu.Lock()
-			var runs []*cbRun
+			var runs []*run
 			for _, r := range e.runs {
 				if r.client == c {
 					runs = append(runs, r)
@@ -378,7 +383,7 @@ func (e *CallbackEngine) watch(ctx context.Context, c *esl.Client) {
 			}
 			e.mu.Unlock()
 			for _, r := range runs {
-				r.post(cbMsg{kind: msgNodeDown})
+				r.post(msg{kind: msgNodeDown})
 			}
 		}
 		was = now
@@ -387,7 +392,7 @@ func (e *CallbackEngine) watch(ctx context.Context, c *esl.Client) {
 
 // leases renews the leases of live callbacks, delivers cancellations
 // requested through other controllers, and adopts orphaned callbacks.
-func (e *CallbackEngine) leases(ctx context.Context) {
+func (e *Engine) leases(ctx context.Context) {
 	t := time.NewTicker(e.cfg.Lease / 3)
 	defer t.Stop()
 	for !e.adopt(ctx, true) {
@@ -422,12 +427,12 @@ func (e *CallbackEngine) leases(ctx context.Context) {
 		e.mu.Lock()
 		for _, id := range cancel {
 			if r := e.runs[id]; r != nil {
-				r.post(cbMsg{kind: msgCancel})
+				r.post(msg{kind: msgCancel})
 			}
 		}
 		for _, id := range lost {
 			if r := e.runs[id]; r != nil {
-				r.post(cbMsg{kind: msgLost})
+				r.post(msg{kind: msgLost})
 			}
 		}
 		e.mu.Unlock()
@@ -441,7 +446,7 @@ func (e *CallbackEngine) leases(ctx context.Context) {
 // only after its transaction, so a pass that looked at them would take a
 // callback being started here for an orphan. It reports whether the pass
 // ran.
-func (e *CallbackEngine) adopt(ctx context.Context, own bool) bool {
+func (e *Engine) adopt(ctx context.Context, own bool) bool {
 	e.mu.Lock()
 	draining := e.draining
 	held := make([]string, 0, len(e.runs))
@@ -472,7 +477,7 @@ func (e *CallbackEngine) adopt(ctx context.Context, own bool) bool {
 	return true
 }
 
-func (e *CallbackEngine) anyConnected() bool {
+func (e *Engine) anyConnected() bool {
 	for _, c := range e.pool.Clients() {
 		if c.State() == esl.StateConnected {
 			return true
@@ -485,7 +490,7 @@ func (e *CallbackEngine) anyConnected() bool {
 // batches when the queue is deep: the next batch is claimed once every
 // callback of the previous one has its pool slot, so at most one batch
 // per engine waits for pacing.
-func (e *CallbackEngine) claimLoop(ctx context.Context) {
+func (e *Engine) claimLoop(ctx context.Context) {
 	wait := func(d time.Duration) bool {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -545,7 +550,7 @@ func (e *CallbackEngine) claimLoop(ctx context.Context) {
 			}
 			continue
 		}
-		runs := make([]*cbRun, 0, len(cbs))
+		runs := make([]*run, 0, len(cbs))
 		for _, cb := range cbs {
 			e.onStatus(cb.Status, "") // the claim moved it to calling_a
 			runs = append(runs, e.start(ctx, cb, false))
@@ -568,7 +573,7 @@ const minQueueBound = 10
 const queueStatTTL = 250 * time.Millisecond
 
 // Admit reports whether a new callback may be queued: nil, or an
-// EUNAVAILABLE error wrapped in *RetryAfter once the queue is past its
+// EUNAVAILABLE error wrapped in *callbridge.RetryAfter once the queue is past its
 // bound. The bound compares the due queue, shared by every controller,
 // with the rate at which the nodes take this engine's placements (the
 // pacer's ceiling while none was refused over the last 10 s, otherwise
@@ -577,7 +582,7 @@ const queueStatTTL = 250 * time.Millisecond
 // older than QueueWait, and the work would wait longer than QueueWait to
 // be placed. A failed read of the queue admits (the database then
 // answers the creation itself).
-func (e *CallbackEngine) Admit(ctx context.Context) error {
+func (e *Engine) Admit(ctx context.Context) error {
 	now := time.Now()
 	e.queueMu.Lock()
 	q := e.queue
@@ -613,7 +618,7 @@ func (e *CallbackEngine) Admit(ctx context.Context) error {
 	}
 	after = max(after, age-wait)
 	secs := int(min(max(after, time.Second), time.Minute).Round(time.Second) / time.Second)
-	return &RetryAfter{Seconds: secs, Err: callbridge.Errorf(callbridge.EUNAVAILABLE,
+	return &callbridge.RetryAfter{Seconds: secs, Err: callbridge.Errorf(callbridge.EUNAVAILABLE,
 		"overloaded: %d callbacks wait to be placed (the oldest for %s) and the nodes take %.1f per second; retry in %d s",
 		q.due, age.Round(time.Second), rate, secs)}
 }
@@ -621,20 +626,20 @@ func (e *CallbackEngine) Admit(ctx context.Context) error {
 // Pacing returns the placements per second the engine allows now, how
 // many originates the nodes refused, and how many callbacks the admission
 // bound refused.
-func (e *CallbackEngine) Pacing() (rate float64, refused, shed int64) {
+func (e *Engine) Pacing() (rate float64, refused, shed int64) {
 	return e.pacer.Rate(), e.refused.Load(), e.shed.Load()
 }
 
 // onStatus reports a status change the engine persisted to OnStatus.
-func (e *CallbackEngine) onStatus(status callbridge.CallbackStatus, reason callbridge.FailReason) {
+func (e *Engine) onStatus(status callbridge.CallbackStatus, reason callbridge.FailReason) {
 	if e.cfg.OnStatus != nil {
 		e.cfg.OnStatus(status, reason)
 	}
 }
 
 // start runs a worker for cb.
-func (e *CallbackEngine) start(ctx context.Context, cb *callbridge.Callback, adopted bool) *cbRun {
-	r := &cbRun{
+func (e *Engine) start(ctx context.Context, cb *callbridge.Callback, adopted bool) *run {
+	r := &run{
 		e: e, cb: cb, adopted: adopted,
 		signal: make(chan struct{}, 1),
 		placed: make(chan struct{}),
@@ -654,7 +659,7 @@ func (e *CallbackEngine) start(ctx context.Context, cb *callbridge.Callback, ado
 		if e.runs[cb.ID] == r {
 			delete(e.runs, cb.ID)
 		}
-		for _, l := range []*cbLeg{&r.a, &r.b} {
+		for _, l := range []*leg{&r.a, &r.b} {
 			if l.uuid != "" && e.routes[l.uuid] == r {
 				delete(e.routes, l.uuid)
 			}
@@ -672,14 +677,14 @@ func (e *CallbackEngine) start(ctx context.Context, cb *callbridge.Callback, ado
 	return r
 }
 
-func (e *CallbackEngine) route(uuid string, r *cbRun) {
+func (e *Engine) route(uuid string, r *run) {
 	e.mu.Lock()
 	e.routes[uuid] = r
 	e.mu.Unlock()
 }
 
 // unroute stops routing uuid's events to r.
-func (e *CallbackEngine) unroute(uuid string, r *cbRun) {
+func (e *Engine) unroute(uuid string, r *run) {
 	e.mu.Lock()
 	if e.routes[uuid] == r {
 		delete(e.routes, uuid)
@@ -699,17 +704,17 @@ const (
 	msgLost
 )
 
-// cbMsg is what a worker is told: an event of one of its legs, the result
+// msg is what a worker is told: an event of one of its legs, the result
 // of an originate, a cancellation, or a change of its node's connection.
-type cbMsg struct {
+type msg struct {
 	kind msgKind
 	ev   esl.Event
 	leg  string
 	err  error
 }
 
-// cbLeg is what a worker knows about one leg.
-type cbLeg struct {
+// leg is what a worker knows about one leg.
+type leg struct {
 	name       string // "a" or "b"
 	uuid       string
 	number     callbridge.Number
@@ -738,12 +743,12 @@ type cbLeg struct {
 	waiting     bool // counted in the engine's waiting
 }
 
-func (l *cbLeg) live() bool { return l.originated && !l.hungup }
+func (l *leg) live() bool { return l.originated && !l.hungup }
 
-// cbRun drives one callback. All its fields are used only by its own
+// run drives one callback. All its fields are used only by its own
 // goroutine, except the mailbox.
-type cbRun struct {
-	e       *CallbackEngine
+type run struct {
+	e       *Engine
 	cb      *callbridge.Callback
 	log     *slog.Logger
 	adopted bool
@@ -755,10 +760,10 @@ type cbRun struct {
 	placedX bool
 
 	mu     sync.Mutex
-	mail   []cbMsg
+	mail   []msg
 	signal chan struct{}
 
-	a, b        cbLeg
+	a, b        leg
 	status      callbridge.CallbackStatus
 	maxDuration time.Duration
 	cancelled   bool
@@ -772,13 +777,13 @@ type cbRun struct {
 }
 
 // setClient sets the node the worker uses; dispatchers read it under e.mu.
-func (r *cbRun) setClient(c *esl.Client) {
+func (r *run) setClient(c *esl.Client) {
 	r.e.mu.Lock()
 	r.client = c
 	r.e.mu.Unlock()
 }
 
-func (r *cbRun) post(m cbMsg) {
+func (r *run) post(m msg) {
 	r.mu.Lock()
 	r.mail = append(r.mail, m)
 	r.mu.Unlock()
@@ -788,7 +793,7 @@ func (r *cbRun) post(m cbMsg) {
 	}
 }
 
-func (r *cbRun) markPlaced() {
+func (r *run) markPlaced() {
 	if !r.placedX {
 		r.placedX = true
 		close(r.placed)
@@ -798,7 +803,7 @@ func (r *cbRun) markPlaced() {
 // loop is the worker's life: take a pool slot (or reconcile an adopted
 // call), then react to messages until the callback has ended and its legs
 // are down.
-func (r *cbRun) loop(ctx context.Context) {
+func (r *run) loop(ctx context.Context) {
 	defer r.markPlaced()
 	defer func() {
 		if r.grace != nil {
@@ -812,8 +817,8 @@ func (r *cbRun) loop(ctx context.Context) {
 	}()
 	r.started = time.Now()
 	r.status = r.cb.Status
-	r.a = cbLeg{name: callbridge.LegA, number: r.cb.A, callerID: r.cb.CallerIDA}
-	r.b = cbLeg{name: callbridge.LegB, number: r.cb.B, callerID: r.cb.CallerIDB}
+	r.a = leg{name: callbridge.LegA, number: r.cb.A, callerID: r.cb.CallerIDA}
+	r.b = leg{name: callbridge.LegB, number: r.cb.B, callerID: r.cb.CallerIDB}
 	r.maxDuration = time.Duration(r.cb.MaxDuration) * time.Second
 	if r.adopted {
 		if !r.resume(ctx) {
@@ -860,11 +865,11 @@ func (r *cbRun) loop(ctx context.Context) {
 	}
 }
 
-func (r *cbRun) legsDown() bool { return !r.a.live() && !r.b.live() }
+func (r *run) legsDown() bool { return !r.a.live() && !r.b.live() }
 
 // acquire takes a pool slot for a freshly claimed callback, waiting for
 // pacing; it fails the callback if no node is connected.
-func (r *cbRun) acquire(ctx context.Context) bool {
+func (r *run) acquire(ctx context.Context) bool {
 	deadline := time.Now().Add(r.e.cfg.NodeGrace)
 	for {
 		c, release, err := r.e.pool.Acquire(ctx)
@@ -903,7 +908,7 @@ func (r *cbRun) acquire(ctx context.Context) bool {
 
 // resume reconciles an adopted callback against its node: legs that
 // still exist are tracked again, legs that vanished count as lost.
-func (r *cbRun) resume(ctx context.Context) bool {
+func (r *run) resume(ctx context.Context) bool {
 	if len(r.cb.Legs) == 0 && r.status == callbridge.CallbackCallingA {
 		// Claimed but never dialled (its controller stopped before the
 		// leg was recorded, which precedes the originate): A was never
@@ -950,7 +955,7 @@ func (r *cbRun) resume(ctx context.Context) bool {
 // reconcile compares the legs believed live with the node's channels. It
 // returns false when the channels could not be listed; the caller leaves
 // the decision to the grace timer or the next reconnection.
-func (r *cbRun) reconcile(ctx context.Context, why string) bool {
+func (r *run) reconcile(ctx context.Context, why string) bool {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	chans, err := r.client.Channels(cctx)
@@ -963,7 +968,7 @@ func (r *cbRun) reconcile(ctx context.Context, why string) bool {
 		present[ch.UUID] = ch
 	}
 	detail := why
-	for _, l := range []*cbLeg{&r.a, &r.b} {
+	for _, l := range []*leg{&r.a, &r.b} {
 		if !l.live() {
 			continue
 		}
@@ -988,7 +993,7 @@ func (r *cbRun) reconcile(ctx context.Context, why string) bool {
 
 // nodeLost stops the worker from acting until its node is back and
 // reconciled (msgNodeUp), or NodeGrace has passed (msgGrace).
-func (r *cbRun) nodeLost(ctx context.Context, detail string) {
+func (r *run) nodeLost(ctx context.Context, detail string) {
 	if r.nodeDown {
 		return
 	}
@@ -997,10 +1002,10 @@ func (r *cbRun) nodeLost(ctx context.Context, detail string) {
 	if r.grace != nil {
 		r.grace.Stop()
 	}
-	r.grace = time.AfterFunc(r.e.cfg.NodeGrace, func() { r.post(cbMsg{kind: msgGrace}) })
+	r.grace = time.AfterFunc(r.e.cfg.NodeGrace, func() { r.post(msg{kind: msgGrace}) })
 }
 
-func (r *cbRun) legUpdate(l *cbLeg, f func(*callbridge.LegUpdate)) *callbridge.LegUpdate {
+func (r *run) legUpdate(l *leg, f func(*callbridge.LegUpdate)) *callbridge.LegUpdate {
 	u := &callbridge.LegUpdate{Leg: l.name, Attempt: r.cb.Attempt, UUID: l.uuid, Node: r.client.Name(), Number: l.number, CallerID: l.callerID}
 	if f != nil {
 		f(u)
@@ -1010,7 +1015,7 @@ func (r *cbRun) legUpdate(l *cbLeg, f func(*callbridge.LegUpdate)) *callbridge.L
 
 // save persists u for this callback, retrying briefly; a lost lease or a
 // database that stays away abandons the call to whoever takes it over.
-func (r *cbRun) save(ctx context.Context, u *callbridge.CallbackUpdate) bool {
+func (r *run) save(ctx context.Context, u *callbridge.CallbackUpdate) bool {
 	if r.abandoned {
 		return false
 	}
@@ -1042,7 +1047,7 @@ func (r *cbRun) save(ctx context.Context, u *callbridge.CallbackUpdate) bool {
 }
 
 // handle applies one message to the worker's knowledge.
-func (r *cbRun) handle(ctx context.Context, m cbMsg) {
+func (r *run) handle(ctx context.Context, m msg) {
 	switch m.kind {
 	case msgCancel:
 		if !r.cancelled && !r.ended {
@@ -1077,7 +1082,7 @@ func (r *cbRun) handle(ctx context.Context, m cbMsg) {
 			return
 		}
 		var orphans []string
-		for _, l := range []*cbLeg{&r.a, &r.b} {
+		for _, l := range []*leg{&r.a, &r.b} {
 			if l.live() {
 				orphans = append(orphans, l.uuid)
 				l.hungup, l.lost = true, true
@@ -1100,7 +1105,7 @@ func (r *cbRun) handle(ctx context.Context, m cbMsg) {
 	}
 }
 
-func (r *cbRun) leg(name string) *cbLeg {
+func (r *run) leg(name string) *leg {
 	if name == callbridge.LegB {
 		return &r.b
 	}
@@ -1108,8 +1113,8 @@ func (r *cbRun) leg(name string) *cbLeg {
 }
 
 // event applies a channel event of one of the legs.
-func (r *cbRun) event(ctx context.Context, ev esl.Event) {
-	var l *cbLeg
+func (r *run) event(ctx context.Context, ev esl.Event) {
+	var l *leg
 	switch ev.UUID {
 	case r.a.uuid:
 		l = &r.a
@@ -1161,7 +1166,7 @@ func (r *cbRun) event(ctx context.Context, ev esl.Event) {
 }
 
 // legDown records a leg's hangup.
-func (r *cbRun) legDown(ctx context.Context, l *cbLeg, cause string, at time.Time, detail string) {
+func (r *run) legDown(ctx context.Context, l *leg, cause string, at time.Time, detail string) {
 	l.hungup, l.cause = true, cause
 	if detail == "" {
 		detail = cause
@@ -1173,7 +1178,7 @@ func (r *cbRun) legDown(ctx context.Context, l *cbLeg, cause string, at time.Tim
 }
 
 // kill hangs a leg up (uuid_kill), once.
-func (r *cbRun) kill(ctx context.Context, l *cbLeg) {
+func (r *run) kill(ctx context.Context, l *leg) {
 	if !l.live() || l.killSent || r.nodeDown {
 		return
 	}
@@ -1199,7 +1204,7 @@ func (r *cbRun) kill(ctx context.Context, l *cbLeg) {
 }
 
 // api runs a command, recording a failure in the history.
-func (r *cbRun) api(ctx context.Context, what string, cmd esl.Command, err error) error {
+func (r *run) api(ctx context.Context, what string, cmd esl.Command, err error) error {
 	if err == nil {
 		_, err = r.client.API(ctx, cmd)
 	}
@@ -1210,7 +1215,7 @@ func (r *cbRun) api(ctx context.Context, what string, cmd esl.Command, err error
 }
 
 // step advances the callback as far as what is known allows.
-func (r *cbRun) step(ctx context.Context) {
+func (r *run) step(ctx context.Context) {
 	for i := 0; i < 8 && !r.abandoned && !r.ended; i++ {
 		before := r.status
 		r.advance(ctx)
@@ -1220,7 +1225,7 @@ func (r *cbRun) step(ctx context.Context) {
 	}
 }
 
-func (r *cbRun) advance(ctx context.Context) {
+func (r *run) advance(ctx context.Context) {
 	if r.nodeDown {
 		return
 	}
@@ -1304,7 +1309,7 @@ func (r *cbRun) advance(ctx context.Context) {
 	}
 }
 
-func (r *cbRun) vars(l *cbLeg) []esl.Var {
+func (r *run) vars(l *leg) []esl.Var {
 	return []esl.Var{
 		{Name: callbridge.VarCallbackID, Value: r.cb.ID},
 		{Name: callbridge.VarLeg, Value: l.name},
@@ -1315,7 +1320,7 @@ func (r *cbRun) vars(l *cbLeg) []esl.Var {
 
 // legLimit is the longest leg l may last: max_duration, or its grant when
 // that is shorter.
-func (r *cbRun) legLimit(l *cbLeg) time.Duration {
+func (r *run) legLimit(l *leg) time.Duration {
 	if l.grant > 0 && l.grant < r.maxDuration {
 		return l.grant
 	}
@@ -1325,7 +1330,7 @@ func (r *cbRun) legLimit(l *cbLeg) time.Duration {
 // authorizeLeg asks the CallAuthorizer for leg l for at most limit,
 // choosing the leg's origination uuid now so that its CDR settles the
 // reservation.
-func (r *cbRun) authorizeLeg(ctx context.Context, l *cbLeg, limit time.Duration) (*callbridge.Grant, error) {
+func (r *run) authorizeLeg(ctx context.Context, l *leg, limit time.Duration) (*callbridge.Grant, error) {
 	if l.uuid == "" {
 		l.uuid = uuid.NewString()
 	}
@@ -1342,7 +1347,7 @@ func (r *cbRun) authorizeLeg(ctx context.Context, l *cbLeg, limit time.Duration)
 // duration asked for while the balance cannot pay for both legs (or pays
 // A for no longer than B may ring). It returns the failure reason when
 // the callback may not be placed.
-func (r *cbRun) authorizeLegs(ctx context.Context) (callbridge.FailReason, string) {
+func (r *run) authorizeLegs(ctx context.Context) (callbridge.FailReason, string) {
 	ringB := time.Duration(r.cb.RingTimeoutB) * time.Second
 	for want := r.maxDuration; ; want = max(want/2, callbridge.MinMaxDuration) {
 		ga, err := r.authorizeLeg(ctx, &r.a, want+ringB)
@@ -1380,7 +1385,7 @@ func authFailure(leg string, err error) (callbridge.FailReason, string) {
 }
 
 // releaseLeg drops the reservation leg l holds.
-func (r *cbRun) releaseLeg(ctx context.Context, l *cbLeg) {
+func (r *run) releaseLeg(ctx context.Context, l *leg) {
 	if !l.reserved {
 		return
 	}
@@ -1397,7 +1402,7 @@ func (r *cbRun) releaseLeg(ctx context.Context, l *cbLeg) {
 // counted from now (its answer), for a leg whose originate did not carry
 // the cap (place puts it there when the grant is known). Whole seconds,
 // rounded down, so the leg is not billed past what was reserved for it.
-func (r *cbRun) capLeg(ctx context.Context, l *cbLeg) {
+func (r *run) capLeg(ctx context.Context, l *leg) {
 	if !l.reserved || l.capSent || !l.live() {
 		return
 	}
@@ -1421,11 +1426,11 @@ func capSeconds(grant time.Duration) time.Duration {
 // billable CDR: never placed, or down without being answered (their CDR,
 // if any, costs nothing). Answered legs keep theirs until their CDR
 // settles it; legs lost with their node keep theirs until it lapses.
-func (r *cbRun) releaseGrants(ctx context.Context) {
+func (r *run) releaseGrants(ctx context.Context) {
 	if r.e.cfg.CallAuthorizer == nil {
 		return
 	}
-	for _, l := range []*cbLeg{&r.a, &r.b} {
+	for _, l := range []*leg{&r.a, &r.b} {
 		if l.originated && (!l.hungup || l.answered || l.lost) {
 			continue
 		}
@@ -1434,7 +1439,7 @@ func (r *cbRun) releaseGrants(ctx context.Context) {
 }
 
 // originateA authorises the callback and places leg A.
-func (r *cbRun) originateA(ctx context.Context) {
+func (r *run) originateA(ctx context.Context) {
 	if r.e.cfg.CallAuthorizer != nil {
 		// Both legs before anyone is called: B must not ring A only to
 		// find the balance cannot pay for B.
@@ -1463,7 +1468,7 @@ func (r *cbRun) originateA(ctx context.Context) {
 // place originates one leg with a uuid of ours, recorded before the
 // command is sent so a restart can find the leg. again says the leg
 // replaces a placement the node refused.
-func (r *cbRun) place(ctx context.Context, l *cbLeg, timeout time.Duration, status callbridge.CallbackStatus, again bool) {
+func (r *run) place(ctx context.Context, l *leg, timeout time.Duration, status callbridge.CallbackStatus, again bool) {
 	if l.uuid == "" {
 		l.uuid = uuid.NewString()
 	}
@@ -1523,7 +1528,7 @@ func (r *cbRun) place(ctx context.Context, l *cbLeg, timeout time.Duration, stat
 	go func() {
 		_, err := job.Wait(ctx)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, esl.ErrClosed) {
-			r.post(cbMsg{kind: msgJob, leg: name, err: err})
+			r.post(msg{kind: msgJob, leg: name, err: err})
 		}
 	}()
 }
@@ -1544,14 +1549,14 @@ func refusalCause(cause string) bool {
 // refused reports whether the node refused leg l's placement before
 // anything rang: the originate failed with a refusal cause and no event
 // of the channel ever arrived (no session was created).
-func (r *cbRun) refused(l *cbLeg) bool {
+func (r *run) refused(l *leg) bool {
 	return l.hungup && !l.session && !l.ringing && !l.answered && !l.lost && !r.cancelled && refusalCause(l.cause)
 }
 
 // refusalDeadline is when a refused leg stops being placed again: A
 // RefusedRetry after the worker took the callback, B once B would have
 // stopped ringing (A waits on the line meanwhile).
-func (r *cbRun) refusalDeadline(l *cbLeg) time.Time {
+func (r *run) refusalDeadline(l *leg) time.Time {
 	if l == &r.b {
 		return l.firstPlaced.Add(time.Duration(r.cb.RingTimeoutB) * time.Second)
 	}
@@ -1562,7 +1567,7 @@ func (r *cbRun) refusalDeadline(l *cbLeg) time.Time {
 // its deadline; it reports false when the deadline has passed (the leg's
 // refusal then fails the callback). Each refusal is in the history; it is
 // not an attempt of the account's retry policy.
-func (r *cbRun) retryRefused(ctx context.Context, l *cbLeg) bool {
+func (r *run) retryRefused(ctx context.Context, l *leg) bool {
 	now := time.Now()
 	deadline := r.refusalDeadline(l)
 	if l.retryAt.IsZero() {
@@ -1604,7 +1609,7 @@ func refusalBackoff(n int) time.Duration {
 // setWaiting counts leg l among the refused legs waiting to be placed
 // again (or not); the claim loop claims nothing while any waits, so
 // those legs come before new callbacks (a waiting B has A on the line).
-func (r *cbRun) setWaiting(l *cbLeg, on bool) {
+func (r *run) setWaiting(l *leg, on bool) {
 	if l.waiting == on {
 		return
 	}
@@ -1617,7 +1622,7 @@ func (r *cbRun) setWaiting(l *cbLeg, on bool) {
 }
 
 // wakeAt makes the worker take a step at t.
-func (r *cbRun) wakeAt(t time.Time) {
+func (r *run) wakeAt(t time.Time) {
 	if r.retryTimer != nil {
 		r.retryTimer.Stop()
 	}
@@ -1627,11 +1632,11 @@ func (r *cbRun) wakeAt(t time.Time) {
 // placeAgain places a refused leg anew: a new channel uuid (its refused
 // one keeps its own CDR), new reservations for a prepaid account, and for
 // A a new pool slot, so another node may take it.
-func (r *cbRun) placeAgain(ctx context.Context, l *cbLeg) {
+func (r *run) placeAgain(ctx context.Context, l *leg) {
 	r.setWaiting(l, false)
 	r.e.unroute(l.uuid, r)
 	r.releaseLeg(ctx, l)
-	*l = cbLeg{name: l.name, number: l.number, callerID: l.callerID, firstPlaced: l.firstPlaced, refusals: l.refusals}
+	*l = leg{name: l.name, number: l.number, callerID: l.callerID, firstPlaced: l.firstPlaced, refusals: l.refusals}
 	if l == &r.b {
 		if r.e.cfg.CallAuthorizer != nil {
 			if _, err := r.authorizeLeg(ctx, &r.b, r.maxDuration); err != nil {
@@ -1663,7 +1668,7 @@ func (r *cbRun) placeAgain(ctx context.Context, l *cbLeg) {
 
 // failA ends the attempt on an A failure, or queues the callback again
 // under the account's retry policy.
-func (r *cbRun) failA(ctx context.Context, reason callbridge.FailReason) {
+func (r *run) failA(ctx context.Context, reason callbridge.FailReason) {
 	if reason.Retries() && r.cb.Attempt <= r.cb.Retry.Attempts {
 		runAt := time.Now().Add(r.cb.Retry.Delay)
 		r.ended, r.endBy = true, time.Now().Add(r.e.cfg.LegWait)
@@ -1681,7 +1686,7 @@ func (r *cbRun) failA(ctx context.Context, reason callbridge.FailReason) {
 }
 
 // originateB plays the prompt to A and places leg B.
-func (r *cbRun) originateB(ctx context.Context) {
+func (r *run) originateB(ctx context.Context) {
 	if r.e.cfg.CallAuthorizer != nil && r.b.grant == 0 {
 		// Adopted after A was answered elsewhere: B was not authorised
 		// by this controller.
@@ -1700,7 +1705,7 @@ func (r *cbRun) originateB(ctx context.Context) {
 	r.place(ctx, &r.b, time.Duration(r.cb.RingTimeoutB)*time.Second, callbridge.CallbackCallingB, false)
 }
 
-func (r *cbRun) promptPath() string {
+func (r *run) promptPath() string {
 	if r.cb.Prompt == "" || r.cb.Prompt == callbridge.PromptNone {
 		return ""
 	}
@@ -1709,7 +1714,7 @@ func (r *cbRun) promptPath() string {
 
 // failB plays A the failure prompt, has FreeSWITCH hang A up after it, and
 // fails the callback.
-func (r *cbRun) failB(ctx context.Context, reason callbridge.FailReason) {
+func (r *run) failB(ctx context.Context, reason callbridge.FailReason) {
 	p, ok := r.e.cfg.FailurePrompts[reason]
 	if !ok {
 		p = r.e.cfg.FailurePrompts[""]
@@ -1730,7 +1735,7 @@ func (r *cbRun) failB(ctx context.Context, reason callbridge.FailReason) {
 
 // bridge connects A and B, limits the call in FreeSWITCH, and starts the
 // recording.
-func (r *cbRun) bridge(ctx context.Context) {
+func (r *run) bridge(ctx context.Context) {
 	cmd, err := esl.UUIDBridge(r.a.uuid, r.b.uuid)
 	if err := r.api(ctx, "uuid_bridge", cmd, err); err != nil {
 		var re *esl.ReplyError
@@ -1755,7 +1760,7 @@ func (r *cbRun) bridge(ctx context.Context) {
 		return
 	}
 	r.capLeg(ctx, &r.b)
-	for _, l := range []*cbLeg{&r.a, &r.b} {
+	for _, l := range []*leg{&r.a, &r.b} {
 		cmd, err := esl.SchedHangup(r.maxDuration, l.uuid, "ALLOTTED_TIMEOUT")
 		r.api(ctx, "sched_hangup", cmd, err)
 	}
@@ -1769,27 +1774,27 @@ func (r *cbRun) bridge(ctx context.Context) {
 	}
 }
 
-// cbBridgeWait bounds how long a refused uuid_bridge waits for the hangup
+// bridgeWait bounds how long a refused uuid_bridge waits for the hangup
 // event of the leg that caused it.
-const cbBridgeWait = 2 * time.Second
+const bridgeWait = 2 * time.Second
 
 // bridgeRefused finds out why FreeSWITCH refused uuid_bridge. Almost
 // always a leg has just hung up ("-ERR no such channel") and its hangup
 // event is on its way: the worker's messages are applied until a leg is
-// down or cbBridgeWait has passed; a leg the node no longer has by then
+// down or bridgeWait has passed; a leg the node no longer has by then
 // (uuid_exists) is taken as hung up. It reports whether a leg is down (or
 // the worker must stop), leaving the step that follows to end the callback
 // with that leg's reason.
-func (r *cbRun) bridgeRefused(ctx context.Context) bool {
+func (r *run) bridgeRefused(ctx context.Context) bool {
 	down := func() bool { return r.a.hungup || r.b.hungup || r.abandoned || r.ended || r.nodeDown }
-	t := time.NewTimer(cbBridgeWait)
+	t := time.NewTimer(bridgeWait)
 	defer t.Stop()
 	for !down() {
 		select {
 		case <-ctx.Done():
 			return true
 		case <-t.C:
-			for _, l := range []*cbLeg{&r.a, &r.b} {
+			for _, l := range []*leg{&r.a, &r.b} {
 				if exists, known := r.legExists(ctx, l); known && !exists {
 					l.lost = true
 					r.legDown(ctx, l, "", time.Now().UTC(), "gone when uuid_bridge was refused")
@@ -1813,7 +1818,7 @@ func (r *cbRun) bridgeRefused(ctx context.Context) bool {
 
 // legExists asks the node whether l's channel exists; known is false
 // when the node could not tell.
-func (r *cbRun) legExists(ctx context.Context, l *cbLeg) (exists, known bool) {
+func (r *run) legExists(ctx context.Context, l *leg) (exists, known bool) {
 	if !l.live() {
 		return false, false
 	}
@@ -1832,7 +1837,7 @@ func (r *cbRun) legExists(ctx context.Context, l *cbLeg) (exists, known bool) {
 
 // wakeSelf makes the worker's loop take another step even if no message
 // arrives.
-func (r *cbRun) wakeSelf() {
+func (r *run) wakeSelf() {
 	select {
 	case r.signal <- struct{}{}:
 	default:
@@ -1841,7 +1846,7 @@ func (r *cbRun) wakeSelf() {
 
 // finish ends the callback: completed when reason is empty, failed
 // otherwise. The worker then waits for its legs to report hangup.
-func (r *cbRun) finish(ctx context.Context, reason callbridge.FailReason, detail string) {
+func (r *run) finish(ctx context.Context, reason callbridge.FailReason, detail string) {
 	if r.ended {
 		return
 	}

@@ -1,4 +1,4 @@
-package controller
+package callback_test
 
 import (
 	"bytes"
@@ -17,8 +17,11 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/callback"
+	"callbridge/controller"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 	"callbridge/webhook"
@@ -48,7 +51,7 @@ type cbEnv struct {
 	webhooks *postgres.WebhookService
 	fs       *esltest.Server
 	pool     *esl.Pool
-	engine   *CallbackEngine
+	engine   *callback.Engine
 	api      *httptest.Server
 	key      string
 	account  string
@@ -62,10 +65,10 @@ type cbEnv struct {
 type cbOpts struct {
 	owner      string
 	lease      time.Duration
-	authorizer Authorizer
+	authorizer callback.Authorizer
 	noEngine   bool
 	// store, when set, wraps the engine's store (to delay or observe it).
-	store func(CallbackStore) CallbackStore
+	store func(callback.Store) callback.Store
 	// refusedRetry and queueWait set the engine's (0: its defaults).
 	refusedRetry, queueWait time.Duration
 }
@@ -96,7 +99,7 @@ func newCBEnv(t *testing.T, o cbOpts) *cbEnv {
 	if !o.noEngine {
 		env.startEngine(o)
 	}
-	srv := &Server{Accounts: accounts, Callbacks: env.store, Webhooks: env.webhooks}
+	srv := &controller.Server{Accounts: accounts, Callbacks: env.store, Webhooks: env.webhooks}
 	if env.engine != nil {
 		srv.CallbackEngine = env.engine
 	}
@@ -110,12 +113,12 @@ func (env *cbEnv) newNode(ctx context.Context, name string) *esl.Client {
 	c := esl.NewClient(esl.Config{Name: name, Addr: env.fs.Addr(), Password: "ClueCon",
 		MaxCPS: 500, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
 	go c.Run(ctx)
-	cbWait(env.t, "node connected", func() bool { return c.State() == esl.StateConnected })
+	wait.For(env.t, "node connected", func() bool { return c.State() == esl.StateConnected })
 	return c
 }
 
 // startEngine runs an engine with its own node client; stopEngine ends it.
-func (env *cbEnv) startEngine(o cbOpts) *CallbackEngine {
+func (env *cbEnv) startEngine(o cbOpts) *callback.Engine {
 	env.t.Helper()
 	if o.owner == "" {
 		o.owner = "ctl-1"
@@ -125,11 +128,11 @@ func (env *cbEnv) startEngine(o cbOpts) *CallbackEngine {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	env.pool = esl.NewPool(env.newNode(ctx, "node1"))
-	var store CallbackStore = env.store
+	var store callback.Store = env.store
 	if o.store != nil {
 		store = o.store(store)
 	}
-	e, err := NewCallbackEngine(store, env.pool, CallbackEngineConfig{
+	e, err := callback.NewEngine(store, env.pool, callback.Config{
 		Owner: o.owner, Gateway: "carrier", Lease: o.lease, PollInterval: 20 * time.Millisecond,
 		NodeGrace:      300 * time.Millisecond,
 		RefusedRetry:   o.refusedRetry,
@@ -221,7 +224,7 @@ func (env *cbEnv) get(id string) *callbridge.Callback {
 func (env *cbEnv) waitStatus(id string, want ...callbridge.CallbackStatus) *callbridge.Callback {
 	env.t.Helper()
 	var cb *callbridge.Callback
-	cbWait(env.t, "callback "+id+" to reach "+statusList(want), func() bool {
+	wait.For(env.t, "callback "+id+" to reach "+statusList(want), func() bool {
 		cb = env.get(id)
 		for _, s := range want {
 			if cb.Status == s {
@@ -237,7 +240,7 @@ func (env *cbEnv) waitStatus(id string, want ...callbridge.CallbackStatus) *call
 func (env *cbEnv) waitEnded(id string) *callbridge.Callback {
 	env.t.Helper()
 	var cb *callbridge.Callback
-	cbWait(env.t, "callback "+id+" to end", func() bool {
+	wait.For(env.t, "callback "+id+" to end", func() bool {
 		cb = env.get(id)
 		if !cb.Status.Terminal() {
 			return false
@@ -258,18 +261,6 @@ func statusList(ss []callbridge.CallbackStatus) string {
 		out = append(out, string(s))
 	}
 	return strings.Join(out, "|")
-}
-
-// cbWait polls cond; 15 s is an upper bound, not a timing.
-func cbWait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // history returns the status entries of a callback's history.
@@ -470,7 +461,7 @@ func TestCallbackAuthorizer(t *testing.T) {
 	}
 }
 
-// authorizerFunc adapts a function to Authorizer.
+// authorizerFunc adapts a function to callback.Authorizer.
 type authorizerFunc func(ctx context.Context, accountID string, a, b callbridge.Number) (time.Duration, error)
 
 func (f authorizerFunc) Authorize(ctx context.Context, accountID string, a, b callbridge.Number) (time.Duration, error) {
@@ -516,7 +507,7 @@ func TestCallbackCancel(t *testing.T) {
 			id := env.create(tt.body)
 			env.waitStatus(id, tt.stage)
 			if tt.stage == callbridge.CallbackCallingA {
-				cbWait(t, "A ringing", func() bool { l := env.leg(env.get(id), "a"); return l != nil && l.RingingAt != nil })
+				wait.For(t, "A ringing", func() bool { l := env.leg(env.get(id), "a"); return l != nil && l.RingingAt != nil })
 			}
 			code, _, raw := env.do("DELETE", "/v1/callbacks/"+id, "")
 			if code != http.StatusOK {
@@ -575,7 +566,7 @@ func TestCallbackRestartMidCall(t *testing.T) {
 	if cb.Status != callbridge.CallbackCompleted {
 		t.Errorf("vanished: got %s/%s", cb.Status, cb.Reason)
 	}
-	cbWait(t, "adoption of the live call", func() bool {
+	wait.For(t, "adoption of the live call", func() bool {
 		for _, e := range env.get(live).Events {
 			if e.Type == callbridge.EventReconciled {
 				return true
@@ -603,7 +594,7 @@ func TestCallbackNodeDrops(t *testing.T) {
 		id := env.create(`{"a":"4916011111","b":"4916022222"}`)
 		env.waitStatus(id, callbridge.CallbackBridged)
 		env.fs.DropConnections()
-		cbWait(t, "reconciliation", func() bool {
+		wait.For(t, "reconciliation", func() bool {
 			for _, e := range env.get(id).Events {
 				if e.Type == callbridge.EventReconciled {
 					return true
@@ -637,7 +628,7 @@ func TestCallbackTwoControllers(t *testing.T) {
 	// A second controller: its own engine and node connection, one queue.
 	ctx, cancel := context.WithCancel(context.Background())
 	pool2 := esl.NewPool(env.newNode(ctx, "node1"))
-	e2, err := NewCallbackEngine(env.store, pool2, CallbackEngineConfig{Owner: "ctl-2", Gateway: "carrier", PollInterval: 10 * time.Millisecond})
+	e2, err := callback.NewEngine(env.store, pool2, callback.Config{Owner: "ctl-2", Gateway: "carrier", PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -713,7 +704,7 @@ func TestWebhookDeliveryRetry(t *testing.T) {
 	id := env.create(`{"a":"4916011111","b":"4917022486","webhook_url":"` + recv.URL + `/hook","metadata":{"ticket":7}}`)
 	env.waitEnded(id)
 	want := []string{"queued", "calling_a", "a_answered", "calling_b", "failed"}
-	cbWait(t, "all webhooks", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == len(want) })
+	wait.For(t, "all webhooks", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == len(want) })
 	mu.Lock()
 	for i, p := range got {
 		if p["status"] != want[i] || p["callback_id"] != id {
@@ -754,7 +745,7 @@ func TestWebhookDead(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	env.create(`{"a":"4917011111","b":"4917022222","webhook_url":"` + recv.URL + `"}`)
 	var list struct{ Webhooks []*callbridge.Webhook }
-	cbWait(t, "a dead webhook", func() bool {
+	wait.For(t, "a dead webhook", func() bool {
 		_, _, raw := env.do("GET", "/v1/webhooks?status=dead", "")
 		json.Unmarshal(raw, &list)
 		return len(list.Webhooks) == 1
@@ -783,6 +774,15 @@ func TestWebhookBackoff(t *testing.T) {
 			t.Errorf("Backoff(%d) = %v, want in [%v, %v]", tt.attempts, got, tt.lo, tt.hi)
 		}
 	}
+}
+
+// apiError is the body of an API error answer.
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Field   string `json:"field,omitempty"`
+	} `json:"error"`
 }
 
 func TestCallbackAPIInput(t *testing.T) {
@@ -819,7 +819,7 @@ func TestCallbackAPIInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, raw := env.do("POST", "/v1/callbacks", tt.body)
-			var e errorJSON
+			var e apiError
 			json.Unmarshal(raw, &e)
 			if code != http.StatusBadRequest || e.Error.Field != tt.field {
 				t.Errorf("got %d %s, want 400 naming %q", code, raw, tt.field)
@@ -893,7 +893,7 @@ func BenchmarkCreateCallback(b *testing.B) {
 		}
 		keys[i] = k
 	}
-	srv := &Server{Accounts: accounts, Callbacks: postgres.NewCallbackService(db)}
+	srv := &controller.Server{Accounts: accounts, Callbacks: postgres.NewCallbackService(db)}
 	api := httptest.NewServer(srv.Handler())
 	defer api.Close()
 	client := api.Client()
@@ -980,7 +980,7 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 		time.Sleep(time.Millisecond)
 	}
 	store := postgres.NewCallbackService(db)
-	e, err := NewCallbackEngine(store, esl.NewPool(c), CallbackEngineConfig{Owner: "bench", Gateway: "carrier", PollInterval: 10 * time.Millisecond})
+	e, err := callback.NewEngine(store, esl.NewPool(c), callback.Config{Owner: "bench", Gateway: "carrier", PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -1050,7 +1050,7 @@ func TestCallbackAdoptedNeverDialled(t *testing.T) {
 // database widens. It records what the adoption passes returned. (The
 // passes run one after another.)
 type slowClaimStore struct {
-	CallbackStore
+	callback.Store
 	mu      sync.Mutex
 	started int
 	passes  int
@@ -1059,7 +1059,7 @@ type slowClaimStore struct {
 }
 
 func (s *slowClaimStore) ClaimCallbacks(ctx context.Context, owner, node string, lease time.Duration, n int) ([]*callbridge.Callback, error) {
-	cbs, err := s.CallbackStore.ClaimCallbacks(ctx, owner, node, lease, n)
+	cbs, err := s.Store.ClaimCallbacks(ctx, owner, node, lease, n)
 	if len(cbs) == 0 || err != nil {
 		return cbs, err
 	}
@@ -1084,7 +1084,7 @@ func (s *slowClaimStore) AdoptCallbacks(ctx context.Context, owner string, lease
 	s.mu.Lock()
 	s.started++
 	s.mu.Unlock()
-	cbs, err := s.CallbackStore.AdoptCallbacks(ctx, owner, lease, n, own, held)
+	cbs, err := s.Store.AdoptCallbacks(ctx, owner, lease, n, own, held)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.passes++
@@ -1102,8 +1102,8 @@ func (s *slowClaimStore) AdoptCallbacks(ctx context.Context, owner string, lease
 func TestCallbackNoSelfAdoption(t *testing.T) {
 	t.Parallel()
 	slow := &slowClaimStore{}
-	env := newCBEnv(t, cbOpts{lease: 900 * time.Millisecond, store: func(s CallbackStore) CallbackStore {
-		slow.CallbackStore = s
+	env := newCBEnv(t, cbOpts{lease: 900 * time.Millisecond, store: func(s callback.Store) callback.Store {
+		slow.Store = s
 		return slow
 	}})
 	var ids []string
