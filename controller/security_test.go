@@ -1,4 +1,4 @@
-package controller
+package controller_test
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
 	"callbridge/postgres"
@@ -73,7 +74,7 @@ func (d *apiDoc) routeAuth(method, path string) (class string, ok bool) {
 }
 
 func (e *fullEnv) routes() gin.RoutesInfo {
-	return e.srv.handler.(*gin.Engine).Routes()
+	return e.srv.Handler().(*gin.Engine).Routes()
 }
 
 // tenantObjects are objects a tenant created through the API: one of each
@@ -185,7 +186,7 @@ func TestSecurityAuthentication(t *testing.T) {
 	// Every bad credential on every route comes from one address: the
 	// limit on failed authentications (TestAuthFailuresLimitedPerAddress)
 	// would answer 429 after the first few.
-	env := newFullEnv(t, func(s *Server) { s.AuthFailureLimit = RateLimit{PerSecond: -1} })
+	env := newFullEnv(t, func(s *controller.Server) { s.AuthFailureLimit = controller.RateLimit{PerSecond: -1} })
 	doc := loadAPIDoc(t)
 	good := env.newTenant("good")
 	revoked := env.newTenant("revoked")
@@ -500,7 +501,7 @@ var leftOut = map[string]bool{
 // field is a tested field.
 func TestSecurityInputHardening(t *testing.T) {
 	t.Parallel()
-	env := newFullEnv(t, func(s *Server) { s.MaxBodyBytes, s.MaxCSVBytes = 64<<10, 64<<10 })
+	env := newFullEnv(t, func(s *controller.Server) { s.MaxBodyBytes, s.MaxCSVBytes = 64<<10, 64<<10 })
 	doc := loadAPIDoc(t)
 	tn := env.newTenant("hardening")
 	o := env.createObjects(tn, 1)
@@ -761,7 +762,7 @@ func TestSecurityAdminToken(t *testing.T) {
 
 	// With no token configured the admin API is closed, even to an empty
 	// bearer.
-	closed := newFullEnv(t, func(s *Server) { s.AdminToken = "" })
+	closed := newFullEnv(t, func(s *controller.Server) { s.AdminToken = "" })
 	for _, tok := range []string{"", " ", fullAdminToken} {
 		if ans := closed.call("POST", "/v1/admin/accounts", tok, `{"name":"x"}`); ans.status != http.StatusUnauthorized {
 			t.Errorf("no admin token configured, token %q: got %d, want 401", tok, ans.status)
@@ -824,7 +825,7 @@ func TestSecuritySecretsNotLogged(t *testing.T) {
 // before they can use any bucket.
 func TestSecurityRateLimit(t *testing.T) {
 	t.Parallel()
-	env := newFullEnv(t, func(s *Server) { s.RateLimit = RateLimit{PerSecond: 0.01, Burst: 3} })
+	env := newFullEnv(t, func(s *controller.Server) { s.RateLimit = controller.RateLimit{PerSecond: 0.01, Burst: 3} })
 	doc := loadAPIDoc(t)
 	a := env.newTenant("a")
 	b := env.newTenant("b")
