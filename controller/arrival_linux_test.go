@@ -46,7 +46,7 @@ func TestDialplanArrivalBeforeAccept(t *testing.T) {
 	if code, _ := postDialplan(t, srv, fixtureBody(t, string(tX), string(tA)), basic); code != http.StatusOK {
 		t.Fatalf("dialplan: %d", code)
 	}
-	if late := gathered(t, m, "callbridge_dialplan_late_total", "").GetCounter().GetValue(); late != 1 {
+	if late := scraped(t, m, "callbridge_dialplan_late_total", ""); late != 1 {
 		t.Errorf("late %v after 300 ms in the backlog, want 1", late)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,6 @@ import (
 	"callbridge/metrics"
 
 	"github.com/gin-gonic/gin"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // slowLines answers after a delay.
@@ -51,7 +51,7 @@ func TestDialplanLatencyFromArrival(t *testing.T) {
 	t.Cleanup(srv.Close)
 	body := fixtureBody(t, string(tX), string(tA))
 
-	late := func() float64 { return gathered(t, m, "callbridge_dialplan_late_total", "").GetCounter().GetValue() }
+	late := func() float64 { return scraped(t, m, "callbridge_dialplan_late_total", "") }
 	if code, _ := postDialplan(t, srv, body, basic); code != http.StatusOK || late() != 0 {
 		t.Fatalf("fast request: %d, late %v", code, late())
 	}
@@ -79,7 +79,7 @@ func TestDialplanLatencyFromArrival(t *testing.T) {
 	if late() != 1 {
 		t.Errorf("late after a request read 300 ms after its connection: %v, want 1", late())
 	}
-	if sum := gathered(t, m, "callbridge_http_request_duration_seconds", "/fs/dialplan").GetHistogram().GetSampleSum(); sum < (timeout + 100*time.Millisecond).Seconds() {
+	if sum := scraped(t, m, "callbridge_http_request_duration_seconds_sum", "/fs/dialplan"); sum < (timeout + 100*time.Millisecond).Seconds() {
 		t.Errorf("dialplan latency sum %.3fs, want at least the 300 ms the request waited", sum)
 	}
 
@@ -97,28 +97,27 @@ func TestDialplanLatencyFromArrival(t *testing.T) {
 	}
 }
 
-// gathered is the metric name (of route, unless empty) in m's registry.
-func gathered(t *testing.T, m *metrics.Metrics, name, route string) *dto.Metric {
+// scraped is the value of the series name (of route, unless empty) that
+// m serves in the Prometheus text format.
+func scraped(t *testing.T, m *metrics.Metrics, name, route string) float64 {
 	t.Helper()
-	mfs, err := m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
 			continue
 		}
-		for _, mt := range mf.GetMetric() {
-			if route == "" {
-				return mt
-			}
-			for _, l := range mt.GetLabel() {
-				if l.GetName() == "route" && l.GetValue() == route {
-					return mt
-				}
-			}
+		metric, labels, _ := strings.Cut(series, "{")
+		if metric != name || (route != "" && !strings.Contains(labels, `route="`+route+`"`)) {
+			continue
 		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		return v
 	}
 	t.Fatalf("no %s for route %q", name, route)
-	return nil
+	return 0
 }

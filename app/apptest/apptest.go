@@ -15,6 +15,7 @@ import (
 )
 
 // Config is a configuration for a test controller: no FreeSWITCH nodes,
+// callbacks through gateway "carrier",
 // state in the test's temporary directories, UTC, and every billing job
 // off (a test runs the jobs it wants itself, at the time it chooses).
 // Other settings are left at their zero values, as a test sets them.
@@ -27,6 +28,7 @@ func Config(tb testing.TB) app.Config {
 	return app.Config{
 		Version:   "test",
 		Owner:     "test",
+		Gateway:   "carrier",
 		SpoolDir:  tb.TempDir(),
 		ReportDir: tb.TempDir(),
 		Location:  time.UTC,
