@@ -92,5 +92,6 @@ type RetryAfter struct {
 
 // Error returns the wrapped error's message.
 func (r *RetryAfter) Error() string { return r.Err.Error() }
+
 // Unwrap returns the wrapped error.
 func (r *RetryAfter) Unwrap() error { return r.Err }
