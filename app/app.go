@@ -113,7 +113,6 @@ type App struct {
 
 	log        *slog.Logger
 	draining   atomic.Bool
-	clients    []func(ctx context.Context) error
 	workers    []worker
 	drain      []func(context.Context)
 	indexReady chan struct{}
