@@ -12,6 +12,7 @@ import (
 	"callbridge"
 
 	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 )
 
@@ -20,18 +21,25 @@ import (
 //
 // A callback whose creation was answered with an error although its
 // insert may have committed (the connection died around the commit, and
-// the callback could not be found or ruled out afterwards) is voided: the
-// service's next ClaimCallback deletes it, if it exists and was never
-// claimed, before claiming anything. So a client told "unavailable" does
-// not get a call it may ask for again. A callback voided this way can
-// still be claimed first by another controller's service.
+// the callback could not be found afterwards) is voided in the database:
+// a row in status 'void' takes its id, so the insert can no longer commit
+// and no controller claims it (sql/0018_callback_void.sql). When the
+// database cannot be reached to write the void, the service keeps it and
+// writes it at its next claim, before claiming anything.
 type CallbackService struct {
 	db *DB
 
 	creates batcher[*createCall]
 
 	mu    sync.Mutex
-	voids map[string]time.Time // callback id → when the void lapses
+	voids map[string]pendingVoid // callback id → the void not yet written
+}
+
+// pendingVoid is a void the service could not write yet: the request,
+// whose values fill the void row, and when the void lapses.
+type pendingVoid struct {
+	r     *callbridge.CallbackRequest
+	until time.Time
 }
 
 // createBatches is how many creation statements run at once; more
@@ -42,14 +50,13 @@ var _ callbridge.CallbackService = (*CallbackService)(nil)
 
 // NewCallbackService returns a CallbackService backed by db.
 func NewCallbackService(db *DB) *CallbackService {
-	s := &CallbackService{db: db, voids: map[string]time.Time{}}
+	s := &CallbackService{db: db, voids: map[string]pendingVoid{}}
 	s.creates = batcher[*createCall]{maxRunning: createBatches, maxBatch: 256, flush: s.flushCreates}
 	return s
 }
 
-// cbVoidFor is how long a void is kept once created: long enough for an
-// insert that was in flight when its connection died to have committed,
-// and for a database outage to end.
+// cbVoidFor is how long a void that could not be written is kept for its
+// next attempt: long enough for a database outage to end.
 const cbVoidFor = 10 * time.Minute
 
 // callbackColumns are the columns scanned into callbridge.Callback.
@@ -115,7 +122,7 @@ func WebhookKey(callbackID string) string { return "callback:" + callbackID }
 // have committed: the callback is looked up by its id, and returned as
 // created if it is there; if it cannot be found, the error is returned
 // and the callback voided (see CallbackService), so the answer matches
-// what happens.
+// what happens: no controller will dial it.
 func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.CallbackRequest) (*callbridge.Callback, bool, error) {
 	if !callbridge.IsUUID(r.AccountID) {
 		return nil, false, notFound("account")
@@ -132,7 +139,7 @@ func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.Call
 		if errors.As(c.err, &pe) {
 			return nil, false, Error(c.err) // the server refused it: rolled back
 		}
-		if cb := s.inDoubt(ctx, r.AccountID, c.id); cb != nil {
+		if cb := s.inDoubt(ctx, r, c.id); cb != nil {
 			return cb, true, nil
 		}
 		return nil, false, Error(c.err)
@@ -305,21 +312,31 @@ func (s *CallbackService) insertCallbacks(ctx context.Context, calls []*createCa
 	return rows.Err()
 }
 
-// inDoubt resolves a creation whose outcome is unknown: it returns the
-// callback if it was stored, and otherwise voids its id (a statement the
-// server is still running may commit after the lookup) and returns nil.
-func (s *CallbackService) inDoubt(ctx context.Context, accountID, id string) *callbridge.Callback {
-	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+// inDoubt resolves a creation whose outcome is unknown: it writes the
+// void of id. If the creation committed, the void leaves it alone
+// (waiting for the creation's transaction if it is still open) and the
+// callback is returned as created; otherwise the void takes the id and
+// inDoubt returns nil. If the database cannot be reached, the void is
+// kept for the next ClaimCallbacks and inDoubt returns nil.
+func (s *CallbackService) inDoubt(ctx context.Context, r *callbridge.CallbackRequest, id string) *callbridge.Callback {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
+	v := map[string]pendingVoid{id: {r: r}}
 	for i := 0; i < 3; i++ {
-		var row callbackRow
-		err := s.db.QueryRowxContext(lctx, `SELECT `+callbackColumns+` FROM callbacks
-			WHERE id = $1 AND account_id = $2`, id, accountID).Scan(cbScanTargets(&row)...)
-		if err == nil {
-			return row.callback()
+		voided, err := writeVoids(lctx, s.db, v, false)
+		if err == nil && len(voided) == 0 {
+			var row callbackRow
+			err = s.db.QueryRowxContext(lctx, `SELECT `+callbackColumns+` FROM callbacks
+				WHERE id = $1 AND account_id = $2 AND status <> 'void'`, id, r.AccountID).Scan(cbScanTargets(&row)...)
+			if err == nil {
+				return row.callback()
+			}
+			if err == sql.ErrNoRows {
+				return nil // voided by an earlier attempt, or its account is gone
+			}
 		}
-		if err == sql.ErrNoRows {
-			break
+		if err == nil {
+			return nil
 		}
 		select {
 		case <-lctx.Done():
@@ -327,47 +344,69 @@ func (s *CallbackService) inDoubt(ctx context.Context, accountID, id string) *ca
 		}
 	}
 	s.mu.Lock()
-	s.voids[id] = time.Now().Add(cbVoidFor)
+	s.voids[id] = pendingVoid{r: r, until: time.Now().Add(cbVoidFor)}
 	s.mu.Unlock()
 	return nil
 }
 
-// pendingVoids returns the voided ids whose void has not lapsed.
-func (s *CallbackService) pendingVoids() []string {
+// pendingVoids returns the voids not yet written whose time has not
+// lapsed.
+func (s *CallbackService) pendingVoids() map[string]pendingVoid {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	var ids []string
-	for id, until := range s.voids {
-		if now.After(until) {
+	ids := map[string]pendingVoid{}
+	for id, v := range s.voids {
+		if now.After(v.until) {
 			delete(s.voids, id)
 			continue
 		}
-		ids = append(ids, id)
+		ids[id] = v
 	}
 	return ids
 }
 
-// voidTx deletes the voided callbacks that exist and were never claimed,
-// with their pending webhooks, and returns the ids it deleted.
-func voidTx(ctx context.Context, tx *Tx, ids []string) ([]string, error) {
-	var gone []string
-	if err := tx.SelectContext(ctx, &gone, `DELETE FROM callbacks
-		WHERE id = ANY($1::uuid[]) AND status = 'queued' AND attempt = 1 AND owner = ''
-		RETURNING id::text`, pq.Array(ids)); err != nil {
-		return nil, Error(err)
+// writeVoids writes the void rows of voids (id → request) and returns the
+// ids it voided. An id that is free is taken by a void row, so the
+// creation that chose it can no longer insert it. An id already stored is
+// left alone unless takeOver is set and the callback is still queued and
+// was never claimed: it is then voided and its pending webhooks dropped.
+// Voids of accounts that no longer exist are skipped. Void rows older than
+// a day are deleted on the way: no creation runs that long.
+func writeVoids(ctx context.Context, q sqlx.QueryerContext, voids map[string]pendingVoid, takeOver bool) ([]string, error) {
+	n := len(voids)
+	var (
+		ids, accounts, as, bs  = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		ringAs, ringBs, maxDur = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+	)
+	for id, v := range voids {
+		ids, accounts, as, bs = append(ids, id), append(accounts, v.r.AccountID), append(as, string(v.r.A)), append(bs, string(v.r.B))
+		ringAs, ringBs, maxDur = append(ringAs, int64(v.r.RingTimeoutA)), append(ringBs, int64(v.r.RingTimeoutB)), append(maxDur, int64(v.r.MaxDuration))
 	}
-	if len(gone) == 0 {
-		return nil, nil
+	var voided []string
+	err := sqlx.SelectContext(ctx, q, &voided, `
+		WITH pruned AS (
+			DELETE FROM callbacks WHERE status = 'void' AND created_at < now() - interval '1 day'
+		), v AS (
+			INSERT INTO callbacks AS c (id, account_id, status, a, b, ring_timeout_a, ring_timeout_b, max_duration)
+			SELECT i.id, i.account_id, 'void', i.a, i.b, i.ring_timeout_a, i.ring_timeout_b, i.max_duration
+			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[])
+				AS i(id, account_id, a, b, ring_timeout_a, ring_timeout_b, max_duration)
+			WHERE EXISTS (SELECT 1 FROM accounts WHERE id = i.account_id)
+			ON CONFLICT (id) DO UPDATE SET status = 'void', updated_at = now(),
+				idempotency_key = NULL, request_hash = NULL
+				WHERE $8 AND c.status = 'queued' AND c.attempt = 1 AND c.owner = ''
+			RETURNING c.id
+		), wh AS (
+			DELETE FROM webhooks w USING v WHERE w.key = 'callback:' || v.id AND w.status = 'pending'
+		)
+		SELECT id::text FROM v`,
+		pq.Array(ids), pq.Array(accounts), pq.Array(as), pq.Array(bs), pq.Array(ringAs), pq.Array(ringBs),
+		pq.Array(maxDur), takeOver)
+	if err != nil {
+		return nil, err
 	}
-	keys := make([]string, len(gone))
-	for i, id := range gone {
-		keys[i] = WebhookKey(id)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM webhooks WHERE key = ANY($1) AND status = 'pending'`, pq.Array(keys)); err != nil {
-		return nil, Error(err)
-	}
-	return gone, nil
+	return voided, nil
 }
 
 // scanTargets lists the destinations of callbackColumns in r, then extra.
@@ -385,7 +424,7 @@ func (s *CallbackService) Callback(ctx context.Context, accountID, id string) (*
 	}
 	var row callbackRow
 	err := s.db.QueryRowxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
-		WHERE id = $1 AND account_id = $2`, id, accountID).Scan(cbScanTargets(&row)...)
+		WHERE id = $1 AND account_id = $2 AND status <> 'void'`, id, accountID).Scan(cbScanTargets(&row)...)
 	if err == sql.ErrNoRows {
 		return nil, notFound("callback")
 	}
@@ -473,7 +512,7 @@ func (s *CallbackService) Callbacks(ctx context.Context, accountID string, f cal
 		since = &f.Since
 	}
 	rows, err := s.db.QueryxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
-		WHERE account_id = $1
+		WHERE account_id = $1 AND status <> 'void'
 		  AND ($2 = '' OR status = $2)
 		  AND ($3::timestamptz IS NULL OR created_at >= $3)
 		  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
@@ -511,7 +550,7 @@ func (s *CallbackService) CancelCallback(ctx context.Context, accountID, id stri
 	err := s.db.Tx(ctx, func(tx *Tx) error {
 		var row callbackRow
 		err := tx.QueryRowxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
-			WHERE id = $1 AND account_id = $2 FOR UPDATE`, id, accountID).Scan(cbScanTargets(&row)...)
+			WHERE id = $1 AND account_id = $2 AND status <> 'void' FOR UPDATE`, id, accountID).Scan(cbScanTargets(&row)...)
 		if err == sql.ErrNoRows {
 			return notFound("callback")
 		}
@@ -578,18 +617,16 @@ func (s *CallbackService) ClaimCallback(ctx context.Context, owner, node string,
 // ClaimCallbacks claims up to n of the oldest due queued callbacks for
 // owner, on node, with a lease, and moves them to calling_a, in one
 // transaction. Rows locked by another worker are skipped, so two workers
-// never claim the same callback. Callbacks this service voided are
-// deleted first, in the same transaction, if they were never claimed.
+// never claim the same callback. The voids this service could not write
+// yet are written first, in the same transaction.
 func (s *CallbackService) ClaimCallbacks(ctx context.Context, owner, node string, lease time.Duration, n int) ([]*callbridge.Callback, error) {
 	var cbs []*callbridge.Callback
-	var voided []string
 	voids := s.pendingVoids()
 	err := s.db.Tx(ctx, func(tx *Tx) error {
-		cbs, voided = nil, nil
+		cbs = nil
 		if len(voids) > 0 {
-			var err error
-			if voided, err = voidTx(ctx, tx, voids); err != nil {
-				return err
+			if _, err := writeVoids(ctx, tx, voids, true); err != nil {
+				return Error(err)
 			}
 		}
 		rows, err := tx.QueryxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
@@ -623,9 +660,11 @@ func (s *CallbackService) ClaimCallbacks(ctx context.Context, owner, node string
 		}
 		return nil
 	})
-	if err == nil && len(voided) > 0 {
+	if err == nil && len(voids) > 0 {
+		// Every void written is settled: the id is void, or the callback
+		// was claimed or ended before the void could be written.
 		s.mu.Lock()
-		for _, id := range voided {
+		for id := range voids {
 			delete(s.voids, id)
 		}
 		s.mu.Unlock()
