@@ -29,6 +29,7 @@ run() { # run PKG PATTERN BENCHTIME [extra go test flags]
 
 run ./rating   'Price$|PriceBands$'                 "$t" -cpu 1 -count 5
 run ./rating   'ParseCSV$'                          1x
+run ./routing  'Resolve$'                           "$t" -cpu 1 -count 5
 run ./esl      'EventsPlainHangupComplete$|ParseEvent$|BgAPI$' "$t" -count 3
 run ./controller 'DialplanLookup$'                  "${n_dp}x"
 run ./controller 'Quote$|QuoteInProcess$'           "${n_q}x"
