@@ -34,6 +34,7 @@ var allowedImports = map[string][]string{
 	"callbridge":                     {},
 	"callbridge/rating":              {"callbridge"},
 	"callbridge/dialplan":            {"callbridge"},
+	"callbridge/routing":             {"callbridge", "callbridge/rating"},
 	"callbridge/sql":                 {},
 	"callbridge/esl":                 {"callbridge", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
 	"callbridge/esl/esltest":         {"github.com/google/uuid"},
