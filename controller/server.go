@@ -1,7 +1,9 @@
-// Package controller is callbridge's HTTP API (gin) and the orchestration of
-// calls: callbacks, privacy-number bindings, the CDR pipeline. It is the
-// only package that imports gin. It does not speak SQL or ESL itself: it is
-// given the stores and clients it needs through the Server's fields.
+// Package controller is callbridge's HTTP API: gin handlers, middleware,
+// the error mapping and the OpenAPI document. It is the only package that
+// imports gin. It does not speak SQL or ESL and runs no calls itself: the
+// capabilities (callback, privacy, cdr, webhook) do, and it is given the
+// stores and engines it needs through the Server's fields (app wires
+// them).
 package controller
 
 import (
