@@ -38,7 +38,7 @@ var allowedImports = map[string][]string{
 	"callbridge/sql":                 {},
 	"callbridge/esl":                 {"callbridge", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
 	"callbridge/esl/esltest":         {"github.com/google/uuid"},
-	"callbridge/postgres":            {"callbridge", "callbridge/rating", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/postgres":            {"callbridge", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/pgtest":     {"callbridge/postgres", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/billing":             {"callbridge", "callbridge/rating", "github.com/google/uuid", "github.com/robfig/cron/v3"},
 	"callbridge/webhook":             {"callbridge"},
