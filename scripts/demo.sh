@@ -6,11 +6,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# From a terminal, Ctrl-C sends SIGINT to every process of the terminal's
+# foreground process group, make included, and make then dies of it
+# (status 130) whatever this script does. So the demo runs itself again as
+# a job of its own (bash job control: its own process group, given the
+# terminal while it runs): Ctrl-C reaches only the demo, which stops
+# cleanly, and make sees it exit 0.
+if [ -t 0 ] && [ -z "${CALLBRIDGE_DEMO_JOB:-}" ]; then
+  set -m
+  rc=0
+  CALLBRIDGE_DEMO_JOB=1 "$PWD/scripts/demo.sh" "$@" || rc=$?
+  exit "$rc"
+fi
+
 http_port=${DEMO_HTTP_PORT:-8080}
 esl_port=${DEMO_ESL_PORT:-8021}
 bin=bin/callbridge
-logs=.tmp/demo
+logs=${DEMO_LOG_DIR:-.tmp/demo}
 mkdir -p "$logs" "$logs/spool" "$logs/reports"
+case $logs in /*) state=$logs ;; *) state=$PWD/$logs ;; esac
 
 export CALLBRIDGE_HTTP_ADDR="127.0.0.1:$http_port"
 export CALLBRIDGE_ESL="127.0.0.1:$esl_port"
@@ -19,8 +33,8 @@ export CALLBRIDGE_ADMIN_TOKEN=${CALLBRIDGE_ADMIN_TOKEN:-demo-admin-token}
 export CALLBRIDGE_DIALPLAN_USER=freeswitch
 export CALLBRIDGE_DIALPLAN_PASSWORD=demo-dialplan-secret
 export CALLBRIDGE_WEBHOOK_SECRET=demo-webhook-secret
-export CALLBRIDGE_SPOOL_DIR="$PWD/$logs/spool" # directories must be absolute
-export CALLBRIDGE_REPORT_DIR="$PWD/$logs/reports"
+export CALLBRIDGE_SPOOL_DIR="$state/spool" # directories must be absolute
+export CALLBRIDGE_REPORT_DIR="$state/reports"
 export CALLBRIDGE_LOG_FORMAT=text
 export CALLBRIDGE_MAX_CPS=20
 
@@ -31,27 +45,48 @@ for port in "$http_port" "$esl_port"; do
   fi
 done
 
-pids=()
+# The simulator and the controller run in process groups of their own
+# (set -m around their start), so the terminal's Ctrl-C reaches only this
+# script and the command in the foreground: the script then stops the
+# controller first, lets it drain (live calls end on the simulator, CDRs
+# are flushed) and stops the simulator after it. A second signal during
+# the drain would cut it short, so each gets exactly one SIGTERM.
+pids=() # fsim, serve
+stopping=""
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  [ -n "$stopping" ] && return
+  stopping=1
+  local i p rc
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    p=${pids[i]}
+    kill -TERM "$p" 2>/dev/null || continue
+    rc=0
+    wait "$p" 2>/dev/null || rc=$?
+    if [ "$i" = 1 ]; then
+      if [ "$rc" = 0 ]; then echo "demo: callbridge serve drained and stopped"
+      else echo "demo: callbridge serve exited with status $rc (log $logs/serve.log)" >&2; fi
+    fi
+  done
 }
 trap cleanup EXIT
-# Ctrl-C (or SIGTERM) is how the demo is meant to end: stop the controller
-# and the simulator (the EXIT trap drains them) and exit 0, so make does not
-# report "Error 130".
+# Ctrl-C (or SIGTERM, or the terminal closing) is how the demo is meant to
+# end: the EXIT trap drains and stops everything, and the demo exits 0 so
+# make does not report an error.
 trap 'exit 0' INT TERM
+trap 'exit 129' HUP
 
 echo "demo: simulated FreeSWITCH on 127.0.0.1:$esl_port (log $logs/fsim.log)"
+set -m
 $bin fsim --listen "127.0.0.1:$esl_port" --password ClueCon \
   --dialplan-url "http://127.0.0.1:$http_port/fs/dialplan" \
   --dialplan-user freeswitch --dialplan-password demo-dialplan-secret \
-  >"$logs/fsim.log" 2>&1 &
+  </dev/null >"$logs/fsim.log" 2>&1 &
 pids+=($!)
 
 echo "demo: callbridge serve on 127.0.0.1:$http_port (log $logs/serve.log)"
-$bin serve >"$logs/serve.log" 2>&1 &
+$bin serve </dev/null >"$logs/serve.log" 2>&1 &
 pids+=($!)
+set +m
 
 $bin tour --api "http://127.0.0.1:$http_port" --admin-token "$CALLBRIDGE_ADMIN_TOKEN" \
   --esl "127.0.0.1:$esl_port" --esl-password ClueCon
@@ -78,4 +113,7 @@ cat <<TXT
          curl -s -H "Authorization: Bearer $CALLBRIDGE_ADMIN_TOKEN" http://127.0.0.1:$http_port/metrics | grep callbridge_
    Press Ctrl-C to stop (the controller drains and exits).
 TXT
-wait "${pids[1]}"
+rc=0
+wait "${pids[1]}" || rc=$?
+echo "demo: callbridge serve exited with status $rc (log $logs/serve.log)" >&2
+exit 1
