@@ -77,7 +77,7 @@ func (s *PlanSync) Run(ctx context.Context, ready chan<- struct{}) error {
 	listening := make(chan struct{})
 	lerr := make(chan error, 1)
 	go func() {
-		lerr <- s.db.listen(ctx, "route plan", RouteChannel, func(id string) {
+		lerr <- s.db.pg.Listen(ctx, "route plan", RouteChannel, func(id string) {
 			select {
 			case changes <- id:
 			default:
