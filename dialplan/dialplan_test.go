@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -353,6 +354,9 @@ func TestRenderGolden(t *testing.T) {
 			d.MaxDuration = 95*time.Second + 900*time.Millisecond
 			return d
 		}},
+		{"xb-failover", testX, testC, line(binding(callbridge.ModeXB, "", testB)), &Options{}, func(d Decision) Decision {
+			return d.Failover([]string{"cheap", "backup.1", "last-resort"}, carrierCauses)
+		}},
 		{"refusal-insufficient-funds", testX, testC, line(binding(callbridge.ModeXB, "", testB)), &Options{}, func(d Decision) Decision {
 			return d.Refuse(ReasonInsufficientFunds)
 		}},
@@ -433,6 +437,30 @@ func TestRenderRefusesUnsafeValues(t *testing.T) {
 			o.Refusals = map[Reason]Refusal{ReasonNotAParty: {Cause: "NORMAL_CLEARING&x"}}
 		}},
 		{"record dir relative", func(_ *Decision, o *Options) { o.RecordDir = "rec" }},
+		{"failover gateway with dial-string syntax", func(d *Decision, _ *Options) {
+			*d = d.Failover([]string{"carrier", "gw|sofia/gateway/evil"}, carrierCauses)
+		}},
+		{"failover gateway with brace", func(d *Decision, _ *Options) { *d = d.Failover([]string{"carrier", "gw}x"}, carrierCauses) }},
+		{"failover cause unknown", func(d *Decision, _ *Options) {
+			*d = d.Failover([]string{"a", "b"}, []string{"NORMAL_TEMPORARY_FAILURE", "X'}evil"})
+		}},
+		{"failover cause lower case", func(d *Decision, _ *Options) { *d = d.Failover([]string{"a", "b"}, []string{"gateway_down"}) }},
+		{"failover cause twice", func(d *Decision, _ *Options) {
+			*d = d.Failover([]string{"a", "b"}, []string{"GATEWAY_DOWN", "GATEWAY_DOWN"})
+		}},
+		// FreeSWITCH finds a cause in the list as a substring: NONE is in
+		// IE_NONEXIST.
+		{"failover cause hiding another", func(d *Decision, _ *Options) { *d = d.Failover([]string{"a", "b"}, []string{"IE_NONEXIST"}) }},
+		{"failover without causes", func(d *Decision, _ *Options) { *d = d.Failover([]string{"a", "b"}, nil) }},
+		{"failover gateway twice", func(d *Decision, _ *Options) { *d = d.Failover([]string{"a", "b", "a"}, carrierCauses) }},
+		{"failover too many gateways", func(d *Decision, _ *Options) {
+			*d = d.Failover([]string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"}, carrierCauses)
+		}},
+		{"failover causes without gateways", func(d *Decision, _ *Options) { d.FailoverCauses = carrierCauses }},
+		{"failover first gateway not the gateway", func(d *Decision, _ *Options) {
+			*d = d.Failover([]string{"a", "b"}, carrierCauses)
+			d.Gateway = "c"
+		}},
 		{"ring timeout fractional", func(_ *Decision, o *Options) { o.RingTimeout = 1500 * time.Millisecond }},
 	}
 	for _, tt := range tests {
@@ -466,11 +494,13 @@ func checkDocument(t *testing.T, out []byte) {
 		",execute_on_originate='set api_reporting_hook="+callbridge.CDRHook(callbridge.CDRHookBridgeRef)+"'", "",
 		"api_reporting_hook="+callbridge.CDRHook(callbridge.CDRHookSetRef), "",
 		callbridge.VarDollar+"=$", "")
+	// The failover causes are quoted: upper-case cause names and commas.
+	failover := regexp.MustCompile(`,fail_on_single_reject='![A-Z_]+(,[A-Z_]+)*'\}`)
 	for _, a := range d.Section.Context.Extension.Condition.Actions {
 		if !allowed[a.Application] {
 			t.Fatalf("unexpected application %q", a.Application)
 		}
-		if strings.ContainsAny(hook.Replace(a.Data), "$\n\r\"'<>&") {
+		if strings.ContainsAny(failover.ReplaceAllString(hook.Replace(a.Data), "}"), "$\n\r\"'<>&") {
 			t.Fatalf("unsafe data %q", a.Data)
 		}
 	}
@@ -508,6 +538,11 @@ func FuzzRender(f *testing.F) {
 			out, err := Render(nil, req, d, opts)
 			if err != nil {
 				t.Fatalf("Render of a parsed request: %v", err)
+			}
+			checkDocument(t, out)
+			out, err = Render(nil, req, d.Failover([]string{"cheap", "dear"}, carrierCauses), opts)
+			if err != nil {
+				t.Fatalf("Render of a parsed request with failover: %v", err)
 			}
 			checkDocument(t, out)
 		}

@@ -54,8 +54,14 @@ type Decision struct {
 	Target callbridge.Number
 	// Present is the caller id the target sees.
 	Present callbridge.Number
-	// Gateway is the sofia gateway the call leaves through.
+	// Gateway is the sofia gateway the call leaves through (the first of
+	// Gateways when there are several).
 	Gateway string
+	// Gateways, when not empty, are the gateways the call is tried
+	// through, in order; FailoverCauses are the hang-up causes on which
+	// the next one is tried. Set both with Failover.
+	Gateways       []string
+	FailoverCauses []string
 	// MaxDuration, when positive, caps a route: the call is hung up with
 	// ALLOTTED_TIMEOUT this long after it is answered (a prepaid
 	// account's grant). Render uses whole seconds, rounded down, at least

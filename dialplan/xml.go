@@ -195,6 +195,9 @@ func checkRoute(d Decision) error {
 	if err := callbridge.ValidateGateway(d.Gateway); err != nil {
 		return fmt.Errorf("dialplan: %w", err)
 	}
+	if err := checkFailover(d); err != nil {
+		return err
+	}
 	for _, n := range []callbridge.Number{d.X, d.Target, d.Present} {
 		if err := n.Validate(); err != nil {
 			return fmt.Errorf("dialplan: route number: %w", err)
@@ -280,8 +283,19 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 		"," + callbridge.VarLeg + "=outbound" +
 		"," + callbridge.VarCallee + "=" + string(d.Target) +
 		"," + callbridge.VarDollar + "=$" +
-		",execute_on_originate='set api_reporting_hook=" + callbridge.CDRHook(callbridge.CDRHookBridgeRef) + "'" +
-		"}sofia/gateway/" + d.Gateway + "/" + target
+		",execute_on_originate='set api_reporting_hook=" + callbridge.CDRHook(callbridge.CDRHookBridgeRef) + "'"
+	if len(d.Gateways) < 2 {
+		return appendAction(dst, "bridge", dial+"}sofia/gateway/"+d.Gateway+"/"+target)
+	}
+	// Several gateways: FreeSWITCH's sequential bridge, stopped by any
+	// cause but the failover causes (see Failover).
+	dial += ",fail_on_single_reject='" + failOnSingleReject(d.FailoverCauses) + "'}"
+	for i, g := range d.Gateways {
+		if i > 0 {
+			dial += "|"
+		}
+		dial += "sofia/gateway/" + g + "/" + target
+	}
 	return appendAction(dst, "bridge", dial)
 }
 

@@ -175,16 +175,53 @@ func envKeys(block, prefix string) []string {
 }
 
 // TestFreeSWITCHEnvironment checks the freeswitch service sets exactly the
-// FS_* variables ../freeswitch-conf/vars.xml reads with env-set.
+// FS_* variables FreeSWITCH reads with env-set: those of
+// ../freeswitch-conf/vars.xml and of the gateway files in gateways/.
 func TestFreeSWITCHEnvironment(t *testing.T) {
+	files, err := filepath.Glob("gateways/*.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var readVars []string
-	for _, m := range regexp.MustCompile(`cmd="env-set" data="[a-z0-9_]+=\$(FS_[A-Z0-9_]+)"`).FindAllStringSubmatch(string(read(t, "../freeswitch-conf/vars.xml")), -1) {
-		readVars = append(readVars, m[1])
+	for _, f := range append([]string{"../freeswitch-conf/vars.xml"}, files...) {
+		for _, m := range regexp.MustCompile(`cmd="env-set" data="[a-z0-9_]+=\$(FS_[A-Z0-9_]+)"`).FindAllStringSubmatch(string(read(t, f)), -1) {
+			readVars = append(readVars, m[1])
+		}
 	}
 	sort.Strings(readVars)
 	set := envKeys(service(t, "freeswitch"), "FS_")
 	if !slices.Equal(readVars, set) {
-		t.Errorf("freeswitch environment in docker-compose.yml = %v\nvars.xml reads %v", set, readVars)
+		t.Errorf("freeswitch environment in docker-compose.yml = %v\nvars.xml and gateways/*.xml read %v", set, readVars)
+	}
+}
+
+// TestGateways checks the compose file runs two carriers: gateways/ is
+// mounted as FreeSWITCH's sip_profiles/external in place of
+// freeswitch-conf's, holds freeswitch-conf's carrier.xml unchanged, and
+// every other file in it is that template with the gateway's name put in
+// (the command freeswitch-conf/README.md gives for adding a gateway), so a
+// change to the template cannot leave the compose gateways behind.
+func TestGateways(t *testing.T) {
+	fs := service(t, "freeswitch")
+	if !strings.Contains(fs, "\n      - ./gateways:/etc/freeswitch/sip_profiles/external:ro\n") {
+		t.Errorf("the freeswitch service does not mount ./gateways as /etc/freeswitch/sip_profiles/external (read-only)")
+	}
+	template := string(read(t, "../freeswitch-conf/sip_profiles/external/carrier.xml"))
+	files, err := filepath.Glob("gateways/*.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".xml")
+		names = append(names, name)
+		want := strings.NewReplacer("carrier", name, "CARRIER", strings.ToUpper(name)).Replace(template)
+		if got := string(read(t, f)); got != want {
+			t.Errorf("%s is not freeswitch-conf's carrier.xml with %q for \"carrier\": regenerate it with\n  sed 's/carrier/%s/g; s/CARRIER/%s/g' ../freeswitch-conf/sip_profiles/external/carrier.xml > %s", f, name, name, strings.ToUpper(name), f)
+		}
+	}
+	if len(names) < 2 || !slices.Contains(names, "carrier") {
+		t.Errorf("gateways/ holds %v, want carrier and at least one more carrier", names)
 	}
 }
 

@@ -80,7 +80,8 @@ var envRef = regexp.MustCompile(`^([A-Za-z0-9_]+)=\$([A-Z][A-Z0-9_]*)$`)
 type preprocessor struct {
 	vars map[string]string // variables set so far
 	used map[string]bool   // variables referenced with $${...}
-	env  map[string]string // variable name -> environment variable of its env-set
+	env  map[string]string // variable name -> environment variable of its last env-set
+	envs []string          // every environment variable an env-set reads, in order
 	errs []string
 }
 
@@ -175,6 +176,7 @@ func (p *preprocessor) run(cmd, data, dir string, w io.Writer, depth int, where 
 			p.errorf("%s: env-set of %s without a default set before it", where, m[1])
 		}
 		p.env[m[1]] = m[2]
+		p.envs = append(p.envs, m[2])
 	case "include":
 		pattern := data
 		if !filepath.IsAbs(pattern) {
@@ -371,10 +373,15 @@ func TestDocument(t *testing.T) {
 			t.Errorf("vars.xml defines %s but no file uses $${%s}", name, name)
 		}
 	}
-	for name, env := range p.env {
+	seen := map[string]bool{}
+	for _, env := range p.envs {
 		if !strings.HasPrefix(env, "FS_") {
-			t.Errorf("env-set of %s reads $%s; FreeSWITCH-side environment variables are named FS_*", name, env)
+			t.Errorf("an env-set reads $%s; FreeSWITCH-side environment variables are named FS_*", env)
 		}
+		if seen[env] {
+			t.Errorf("$%s is read twice", env)
+		}
+		seen[env] = true
 	}
 }
 
@@ -675,14 +682,11 @@ func TestStaticDialplan(t *testing.T) {
 	}
 }
 
-// TestVarsEnvironment lists the environment variables vars.xml reads, for
-// README.md and docker-compose.yml to stay in step.
+// TestVarsEnvironment checks README.md documents every environment variable
+// the configuration reads (vars.xml and the gateway files).
 func TestVarsEnvironment(t *testing.T) {
-	p := loadVars(t)
-	var envs []string
-	for _, e := range p.env {
-		envs = append(envs, e)
-	}
+	_, p := document(t)
+	envs := slices.Clone(p.envs)
 	sort.Strings(envs)
 	readme, err := os.ReadFile("README.md")
 	if err != nil {

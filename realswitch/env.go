@@ -20,6 +20,19 @@ type Options struct {
 	SwitchEnv map[string]string
 	// ControllerEnv holds CALLBRIDGE_* variables for the controller.
 	ControllerEnv map[string]string
+	// Carrier is how the carrier behind the "carrier" gateway answers.
+	Carrier CarrierConfig
+	// Carriers are further carriers, each a sipp behind a gateway of its
+	// own (SwitchConfig.Gateways), on its own port.
+	Carriers []CarrierOption
+}
+
+// CarrierOption is a further carrier of an Env.
+type CarrierOption struct {
+	// Name is its gateway's name (Gateway.Name).
+	Name string
+	// CarrierConfig is how it answers.
+	CarrierConfig
 }
 
 // Env is one FreeSWITCH, one controller with its own database, and the
@@ -30,6 +43,9 @@ type Env struct {
 	Switch     *Switch
 	Controller *Controller
 	Carrier    *Sipp
+	// Carriers are every carrier by its gateway's name: Carrier as
+	// "carrier", and those of Options.Carriers.
+	Carriers map[string]*Sipp
 	// Admin calls the API with the admin token.
 	Admin *Client
 	// DatabaseURL is the controller's private database.
@@ -65,8 +81,21 @@ func Start(opts Options) (env *Env, err error) {
 			return nil, err
 		}
 	}
-	if e.Carrier, err = StartCarrier(); err != nil {
+	if e.Carrier, err = StartCarrierWith(opts.Carrier); err != nil {
 		return nil, err
+	}
+	e.Carriers = map[string]*Sipp{"carrier": e.Carrier}
+	var gws []Gateway
+	for _, c := range opts.Carriers {
+		if _, dup := e.Carriers[c.Name]; dup {
+			return nil, fmt.Errorf("realswitch: carrier %q twice", c.Name)
+		}
+		s, err := StartCarrierWith(c.CarrierConfig)
+		if err != nil {
+			return nil, err
+		}
+		e.Carriers[c.Name] = s
+		gws = append(gws, Gateway{Name: c.Name, Proxy: s.Addr})
 	}
 	if e.DatabaseURL, e.dropDB, err = pgtest.Create(context.Background()); err != nil {
 		return nil, fmt.Errorf("realswitch: %w", err)
@@ -80,6 +109,7 @@ func Start(opts Options) (env *Env, err error) {
 		DialplanURL:         "http://" + httpAddr + "/fs/dialplan",
 		DialplanCredentials: dialplanUser + ":" + dialplanPassword,
 		CarrierProxy:        e.Carrier.Addr,
+		Gateways:            gws,
 		Env:                 opts.SwitchEnv,
 	}); err != nil {
 		return nil, err
@@ -139,7 +169,10 @@ func (e *Env) Close() error {
 	if e.Switch != nil {
 		errs = append(errs, e.Switch.Stop())
 	}
-	if e.Carrier != nil {
+	for _, c := range e.Carriers {
+		c.Stop()
+	}
+	if e.Carriers == nil && e.Carrier != nil {
 		e.Carrier.Stop()
 	}
 	if e.dropDB != nil {
@@ -161,8 +194,8 @@ func (e *Env) Diagnostics() string {
 	if e.Switch != nil {
 		s += "--- FreeSWITCH log\n" + e.Switch.LogTail(6000) + "\n"
 	}
-	if e.Carrier != nil {
-		s += "--- carrier sipp\n" + tail(e.Carrier.Errors(), 2000) + "\n"
+	for name, c := range e.Carriers {
+		s += "--- carrier sipp " + name + "\n" + tail(c.Errors(), 2000) + "\n"
 	}
 	return s
 }

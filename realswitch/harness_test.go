@@ -228,3 +228,38 @@ func TestWritePrompts(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayFile: the harness adds a gateway exactly as
+// freeswitch-conf/README.md's command does, which docker/gateways/
+// backup.xml is the output of.
+func TestGatewayFile(t *testing.T) {
+	template, err := os.ReadFile("../freeswitch-conf/sip_profiles/external/carrier.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("../docker/gateways/backup.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := GatewayFile(template, "backup"); string(got) != string(want) {
+		t.Errorf("GatewayFile(carrier.xml, backup) is not docker/gateways/backup.xml:\n%s", got)
+	}
+	dir := t.TempDir()
+	if err := gatewayConf("../freeswitch-conf", dir, []Gateway{{Name: "second", Proxy: "127.0.0.1:5"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "sip_profiles", "external", "second.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`data="gateway_name=second"`, `data="gateway_proxy=$FS_SECOND_PROXY"`} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("second.xml lacks %s", want)
+		}
+	}
+	for _, bad := range []string{"carrier", "Carrier", "x-y", ""} {
+		if err := gatewayConf("../freeswitch-conf", t.TempDir(), []Gateway{{Name: bad}}); err == nil {
+			t.Errorf("gateway name %q accepted", bad)
+		}
+	}
+}

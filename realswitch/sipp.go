@@ -408,5 +408,26 @@ func Dial(ctx context.Context, remote, caller, number string, hold time.Duration
 // FreeSWITCH marks the gateway down after its first ping (30 s) and
 // refuses every leg with DESTINATION_OUT_OF_ORDER.
 func StartCarrier() (*Sipp, error) {
-	return StartSipp(SippConfig{Scenario: "carrier.xml", Args: []string{"-aa"}})
+	return StartCarrierWith(CarrierConfig{})
+}
+
+// CarrierConfig is how a carrier sipp answers the legs sent to it.
+type CarrierConfig struct {
+	// Refuse, when not zero, is the SIP status (503 or 408) the carrier
+	// answers every INVITE with, whatever the number: a carrier that
+	// cannot carry calls (FreeSWITCH reports NORMAL_TEMPORARY_FAILURE for
+	// 503, RECOVERY_ON_TIMER_EXPIRE for 408). Zero: it answers as the
+	// number says (Number, Behaviour).
+	Refuse int
+}
+
+// StartCarrierWith starts a carrier (testdata/sipp/carrier.xml) on its own
+// loopback port, answering OPTIONS pings, configured by cfg.
+func StartCarrierWith(cfg CarrierConfig) (*Sipp, error) {
+	switch cfg.Refuse {
+	case 0, 408, 503:
+	default:
+		return nil, fmt.Errorf("realswitch: carrier refusal %d: want 503, 408 or 0", cfg.Refuse)
+	}
+	return StartSipp(SippConfig{Scenario: "carrier.xml", Args: []string{"-aa", "-set", "refuse", strconv.Itoa(cfg.Refuse)}})
 }

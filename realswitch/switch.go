@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,7 +28,7 @@ type SwitchConfig struct {
 	// ../shared/freeswitch from the repository root.
 	Dir string
 	// Conf is the configuration directory: the repository's
-	// freeswitch-conf/ when empty. It is used unchanged.
+	// freeswitch-conf/ when empty. It is used unchanged (but for Gateways).
 	Conf string
 	// DialplanURL is FS_DIALPLAN_URL, the controller's /fs/dialplan.
 	DialplanURL string
@@ -36,6 +37,12 @@ type SwitchConfig struct {
 	// CarrierProxy is FS_CARRIER_PROXY: where the "carrier" gateway sends
 	// every leg (host:port of the carrier sipp).
 	CarrierProxy string
+	// Gateways are carrier gateways besides "carrier". When there are
+	// any, FreeSWITCH runs on a copy of Conf (in its state directory)
+	// holding one more file per gateway in sip_profiles/external/: the
+	// template carrier.xml with the gateway's name put in, as
+	// freeswitch-conf/README.md says to add a gateway (GatewayFile).
+	Gateways []Gateway
 	// Env holds further FS_* variables (FS_MAX_SESSIONS...); they win over
 	// the ones the harness picks.
 	Env map[string]string
@@ -44,6 +51,49 @@ type SwitchConfig struct {
 	// node where its clients expect it passes the old ones (Switch.Config).
 	ESLPort, InternalSIPPort, ExternalSIPPort int
 	ESLPassword                               string
+}
+
+// Gateway is a carrier gateway of a Switch besides "carrier".
+type Gateway struct {
+	// Name is the gateway's name, its file's (NAME.xml) and its
+	// variables' prefix (FS_NAME_*): [a-z][a-z0-9_]*, not "carrier".
+	Name string
+	// Proxy is FS_NAME_PROXY: where the gateway sends every leg
+	// (host:port of its carrier sipp).
+	Proxy string
+}
+
+// gatewayName is what a Gateway may be called.
+var gatewayName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
+
+// GatewayFile returns the file of gateway name: the template
+// freeswitch-conf/sip_profiles/external/carrier.xml with "carrier" and
+// "CARRIER" replaced by name, in its case, as
+// `sed 's/carrier/NAME/g; s/CARRIER/NAME/g'` does in
+// freeswitch-conf/README.md.
+func GatewayFile(template []byte, name string) []byte {
+	return []byte(strings.NewReplacer("carrier", name, "CARRIER", strings.ToUpper(name)).Replace(string(template)))
+}
+
+// gatewayConf copies conf into dir and adds a file per gateway.
+func gatewayConf(conf, dir string, gws []Gateway) error {
+	if err := os.CopyFS(dir, os.DirFS(conf)); err != nil {
+		return fmt.Errorf("realswitch: copy %s: %w", conf, err)
+	}
+	ext := filepath.Join(dir, "sip_profiles", "external")
+	template, err := os.ReadFile(filepath.Join(ext, "carrier.xml"))
+	if err != nil {
+		return err
+	}
+	for _, g := range gws {
+		if !gatewayName.MatchString(g.Name) || g.Name == "carrier" {
+			return fmt.Errorf("realswitch: gateway name %q: want [a-z][a-z0-9_]*, not carrier", g.Name)
+		}
+		if err := os.WriteFile(filepath.Join(ext, g.Name+".xml"), GatewayFile(template, g.Name), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Switch is a running FreeSWITCH on loopback with its own ports.
@@ -211,6 +261,18 @@ func StartSwitch(cfg SwitchConfig) (*Switch, error) {
 		// min-idle-cpu, as it is on a loaded 2-core machine: results
 		// must not depend on the load (overload is FS_MAX_SESSIONS).
 		"FS_MIN_IDLE_CPU": "0",
+	}
+	if len(cfg.Gateways) > 0 {
+		own := filepath.Join(state, "conf")
+		if err := gatewayConf(conf, own, cfg.Gateways); err != nil {
+			return nil, err
+		}
+		conf = own
+		for _, g := range cfg.Gateways {
+			prefix := "FS_" + strings.ToUpper(g.Name) + "_"
+			env[prefix+"PROXY"] = g.Proxy
+			env[prefix+"REALM"] = g.Name + ".test"
+		}
 	}
 	for k, v := range cfg.Env {
 		env[k] = v

@@ -393,13 +393,24 @@ func TestFreeSWITCH(t *testing.T) {
 	if !spec.HostNetwork || spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
 		t.Errorf("FreeSWITCH must run on host networking and resolve cluster names (ClusterFirstWithHostNet)")
 	}
-	vars, err := os.ReadFile("../../freeswitch-conf/vars.xml")
+	// vars.xml and the gateway files read FS_* variables.
+	confs, err := filepath.Glob("../../freeswitch-conf/*.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateways, err := filepath.Glob("../../freeswitch-conf/sip_profiles/external/*.xml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	known := map[string]bool{}
-	for _, m := range regexp.MustCompile(`\$(FS_[A-Z0-9_]+)`).FindAllSubmatch(vars, -1) {
-		known[string(m[1])] = true
+	for _, f := range append(confs, gateways...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`\$(FS_[A-Z0-9_]+)`).FindAllSubmatch(b, -1) {
+			known[string(m[1])] = true
+		}
 	}
 	c := spec.Containers[0]
 	var names []string
@@ -413,7 +424,7 @@ func TestFreeSWITCH(t *testing.T) {
 	}
 	for _, n := range names {
 		if !known[n] {
-			t.Errorf("FreeSWITCH gets %s, which freeswitch-conf/vars.xml does not read", n)
+			t.Errorf("FreeSWITCH gets %s, which neither freeswitch-conf/vars.xml nor a gateway file reads", n)
 		}
 	}
 	want, err := generatedConf()
