@@ -1,4 +1,4 @@
-package postgres
+package pg
 
 import (
 	"context"
@@ -8,13 +8,13 @@ import (
 	"github.com/lib/pq"
 )
 
-// listen runs LISTEN channel on a connection of its own until ctx ends. It
+// Listen runs LISTEN channel on a connection of its own until ctx ends. It
 // calls changed with the payload of every notification, and resync after
 // the connection was lost and re-established: notifications may have been
 // missed then, so whatever the caller keeps in memory must be read again
 // whole. Both run on listen's goroutine. ready, if not nil, is closed once
 // the LISTEN is in place. name labels the listener's log lines.
-func (db *DB) listen(ctx context.Context, name, channel string, changed func(string), resync func(), ready chan<- struct{}) error {
+func (db *DB) Listen(ctx context.Context, name, channel string, changed func(string), resync func(), ready chan<- struct{}) error {
 	l := pq.NewListener(db.URL, 100*time.Millisecond, 10*time.Second, func(ev pq.ListenerEventType, err error) {
 		if err != nil {
 			db.Logger.Warn(name+" listener", "event", int(ev), "err", err)

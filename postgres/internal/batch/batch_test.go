@@ -1,4 +1,4 @@
-package postgres
+package batch
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 )
 
 // TestBatcherGroupsConcurrentCalls runs many concurrent calls through a
-// slow flush: every call is flushed exactly once, never more than
-// maxRunning batches run at once, calls that waited share batches, and
+// slow Flush: every call is flushed exactly once, never more than
+// MaxRunning batches run at once, calls that waited share batches, and
 // when all is done no runner is left.
 func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 	type call struct {
@@ -19,8 +19,8 @@ func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 		flushed atomic.Int32
 	}
 	var running, maxSeen, batches, biggest atomic.Int32
-	b := &batcher[*call]{maxRunning: 2, maxBatch: 16}
-	b.flush = func(batch []*call) {
+	b := &Batcher[*call]{MaxRunning: 2, MaxBatch: 16}
+	b.Flush = func(batch []*call) {
 		r := running.Add(1)
 		defer running.Add(-1)
 		for {
@@ -49,7 +49,7 @@ func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 		wg.Add(1)
 		go func(c *call) {
 			defer wg.Done()
-			if err := b.do(context.Background(), c); err != nil {
+			if err := b.Do(context.Background(), c); err != nil {
 				t.Error(err)
 			}
 			if c.flushed.Load() != 1 {
@@ -67,13 +67,13 @@ func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 	waitIdle(t, b)
 }
 
-// TestBatcherIdleCallFlushesAtOnce: a call on an idle batcher is flushed
+// TestBatcherIdleCallFlushesAtOnce: a call on an idle Batcher is flushed
 // by its own caller, alone.
 func TestBatcherIdleCallFlushesAtOnce(t *testing.T) {
 	var sizes []int
-	b := &batcher[int]{maxRunning: 1, maxBatch: 8, flush: func(batch []int) { sizes = append(sizes, len(batch)) }}
+	b := &Batcher[int]{MaxRunning: 1, MaxBatch: 8, Flush: func(batch []int) { sizes = append(sizes, len(batch)) }}
 	for i := 0; i < 3; i++ {
-		if err := b.do(context.Background(), i); err != nil {
+		if err := b.Do(context.Background(), i); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -90,8 +90,8 @@ func TestBatcherCancelWhileQueued(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
 	var flushed sync.Map
-	b := &batcher[string]{maxRunning: 1, maxBatch: 8}
-	b.flush = func(batch []string) {
+	b := &Batcher[string]{MaxRunning: 1, MaxBatch: 8}
+	b.Flush = func(batch []string) {
 		for _, v := range batch {
 			if v == "first" {
 				started <- struct{}{}
@@ -101,12 +101,12 @@ func TestBatcherCancelWhileQueued(t *testing.T) {
 		}
 	}
 	firstDone := make(chan error, 1)
-	go func() { firstDone <- b.do(context.Background(), "first") }()
+	go func() { firstDone <- b.Do(context.Background(), "first") }()
 	<-started // "first" is in flight and holds the only slot
 
 	ctx, cancel := context.WithCancel(context.Background())
 	queuedDone := make(chan error, 1)
-	go func() { queuedDone <- b.do(ctx, "queued") }()
+	go func() { queuedDone <- b.Do(ctx, "queued") }()
 	waitQueued(t, b, 1)
 	cancel()
 	if err := <-queuedDone; !errors.Is(err, context.Canceled) {
@@ -125,14 +125,14 @@ func TestBatcherCancelWhileQueued(t *testing.T) {
 // TestBatcherFlushPanicReleasesCallers: if flush panics, its callers are
 // still released (the panic goes to the caller that ran the batch).
 func TestBatcherFlushPanicReleasesCallers(t *testing.T) {
-	b := &batcher[int]{maxRunning: 1, maxBatch: 8, flush: func([]int) { panic("boom") }}
+	b := &Batcher[int]{MaxRunning: 1, MaxBatch: 8, Flush: func([]int) { panic("boom") }}
 	func() {
 		defer func() {
 			if recover() == nil {
 				t.Error("panic was swallowed")
 			}
 		}()
-		b.do(context.Background(), 1)
+		b.Do(context.Background(), 1)
 	}()
 	b.mu.Lock()
 	running := b.running
@@ -152,7 +152,7 @@ func waitQueued(t *testing.T, b interface{ queued() int }, n int) {
 	}
 }
 
-func waitIdle[T any](t *testing.T, b *batcher[T]) {
+func waitIdle[T any](t *testing.T, b *Batcher[T]) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		b.mu.Lock()
@@ -162,13 +162,13 @@ func waitIdle[T any](t *testing.T, b *batcher[T]) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("batcher not idle: %d running, %d queued", running, queued)
+			t.Fatalf("Batcher not idle: %d running, %d queued", running, queued)
 		}
 		time.Sleep(time.Millisecond)
 	}
 }
 
-func (b *batcher[T]) queued() int {
+func (b *Batcher[T]) queued() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.queue)

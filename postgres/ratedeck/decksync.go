@@ -1,4 +1,4 @@
-package postgres
+package ratedeck
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/postgres/internal/pg"
 	"callbridge/rating"
 
 	"github.com/jmoiron/sqlx"
@@ -29,20 +30,20 @@ const DeckChannel = "callbridge_decks"
 // database and never see half a deck. Refresh reloads one deck at once,
 // for this controller's own writes.
 type DeckSync struct {
-	db  *DB
-	reg *rating.Registry
-	log *slog.Logger
+	decks *Service
+	reg   *rating.Registry
+	log   *slog.Logger
 	// RetryDelay is how long Run waits before trying again after a
 	// failed load (the database is unavailable); zero means one second.
 	RetryDelay time.Duration
 }
 
-// NewDeckSync returns a DeckSync that fills reg from db.
-func NewDeckSync(db *DB, reg *rating.Registry, log *slog.Logger) *DeckSync {
+// NewDeckSync returns a DeckSync that fills reg from decks.
+func NewDeckSync(decks *Service, reg *rating.Registry, log *slog.Logger) *DeckSync {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &DeckSync{db: db, reg: reg, log: log}
+	return &DeckSync{decks: decks, reg: reg, log: log}
 }
 
 // Run listens on DeckChannel, loads every deck, closes ready (if not nil),
@@ -67,7 +68,7 @@ func (s *DeckSync) Run(ctx context.Context, ready chan<- struct{}) error {
 	listening := make(chan struct{})
 	lerr := make(chan error, 1)
 	go func() {
-		lerr <- s.db.listen(ctx, "deck", DeckChannel, func(id string) {
+		lerr <- s.decks.db.Listen(ctx, "deck", DeckChannel, func(id string) {
 			select {
 			case changes <- id:
 			default:
@@ -141,7 +142,7 @@ func (s *DeckSync) Reload(ctx context.Context) error {
 	mark := s.reg.Mark()
 	var decks []*rating.Deck
 	loaded := 0
-	err := s.db.LoadDecks(ctx, func(id string, version int64) *rating.Deck {
+	err := s.decks.LoadDecks(ctx, func(id string, version int64) *rating.Deck {
 		if d := s.reg.Deck(id); d != nil && d.Info().Version == version {
 			return d
 		}
@@ -165,7 +166,7 @@ func (s *DeckSync) Reload(ctx context.Context) error {
 // writes, so the next request on this controller prices with the deck
 // without waiting for the notification.
 func (s *DeckSync) Refresh(ctx context.Context, id string) error {
-	d, err := s.db.LoadDeck(ctx, id)
+	d, err := s.decks.LoadDeck(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -179,19 +180,19 @@ func (s *DeckSync) Refresh(ctx context.Context, id string) error {
 
 // LoadDeck reads a deck and its rates in one snapshot and compiles them.
 // It returns nil, nil when there is no such deck.
-func (db *DB) LoadDeck(ctx context.Context, id string) (*rating.Deck, error) {
+func (s *Service) LoadDeck(ctx context.Context, id string) (*rating.Deck, error) {
 	if !callbridge.IsUUID(id) {
 		return nil, nil
 	}
 	var d *rating.Deck
-	err := db.deckSnapshot(ctx, func(tx *sqlx.Tx) error {
+	err := deckSnapshot(ctx, s.db, func(tx *sqlx.Tx) error {
 		var row deckRow
 		err := tx.GetContext(ctx, &row, `SELECT `+deckColumns+` FROM rate_decks WHERE id = $1`, id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
-			return Error(err)
+			return pg.Error(err)
 		}
 		d, err = compileDeck(ctx, tx, &row)
 		return err
@@ -209,11 +210,11 @@ func (db *DB) LoadDeck(ctx context.Context, id string) (*rating.Deck, error) {
 // (fn gets it with compiled false). A deck that does not compile is
 // logged and left out: one bad deck must not keep the others from
 // pricing.
-func (db *DB) LoadDecks(ctx context.Context, have func(id string, version int64) *rating.Deck, fn func(d *rating.Deck, compiled bool)) error {
-	err := db.deckSnapshot(ctx, func(tx *sqlx.Tx) error {
+func (s *Service) LoadDecks(ctx context.Context, have func(id string, version int64) *rating.Deck, fn func(d *rating.Deck, compiled bool)) error {
+	err := deckSnapshot(ctx, s.db, func(tx *sqlx.Tx) error {
 		var rows []deckRow
 		if err := tx.SelectContext(ctx, &rows, `SELECT `+deckColumns+` FROM rate_decks ORDER BY id`); err != nil {
-			return Error(err)
+			return pg.Error(err)
 		}
 		for i := range rows {
 			if d := have(rows[i].ID, rows[i].Version); d != nil {
@@ -223,7 +224,7 @@ func (db *DB) LoadDecks(ctx context.Context, have func(id string, version int64)
 			d, err := compileDeck(ctx, tx, &rows[i])
 			if err != nil {
 				if callbridge.ErrorCode(err) == callbridge.EINVALID {
-					db.Logger.Error("rate deck does not compile; left out", "deck", rows[i].ID, "error", err)
+					s.db.Logger.Error("rate deck does not compile; left out", "deck", rows[i].ID, "error", err)
 					continue
 				}
 				return err
@@ -240,16 +241,16 @@ func (db *DB) LoadDecks(ctx context.Context, have func(id string, version int64)
 
 // deckSnapshot runs fn in a read-only repeatable-read transaction, so a
 // deck's version is the version of the rates read with it.
-func (db *DB) deckSnapshot(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+func deckSnapshot(ctx context.Context, db *pg.DB, fn func(tx *sqlx.Tx) error) error {
 	tx, err := db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
-		return Error(err)
+		return pg.Error(err)
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
 		return err
 	}
-	return Error(tx.Commit())
+	return pg.Error(tx.Commit())
 }
 
 // compileDeck reads the rates of the deck in row and compiles it.

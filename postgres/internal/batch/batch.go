@@ -1,4 +1,7 @@
-package postgres
+// Package batch groups concurrent calls of one statement into batches
+// (group commit), for the postgres services whose writes are many and
+// small.
+package batch
 
 import (
 	"context"
@@ -6,22 +9,22 @@ import (
 	"sync"
 )
 
-// batcher groups concurrent calls of one statement into batches (group
+// Batcher groups concurrent calls of one statement into batches (group
 // commit): each round trip and commit then serves many calls instead of
-// one.
+// one. Set its fields before the first Do.
 //
-// A call that finds fewer than maxRunning batches in flight flushes the
+// A call that finds fewer than MaxRunning batches in flight flushes the
 // queue itself, with every call queued since; a call that finds them all
 // busy waits in the queue for the next one. So an idle service adds no
 // latency to a call, and a busy one sends one statement for many. A
 // caller whose call is done while others still wait hands the queue to a
 // goroutine of its own, which flushes until the queue is empty and then
 // ends; no goroutine outlives the work queued.
-type batcher[T any] struct {
-	maxRunning int // batches in flight at once
-	maxBatch   int // calls per batch
-	// flush runs one batch and records each call's outcome in the call.
-	flush func(batch []T)
+type Batcher[T any] struct {
+	MaxRunning int // batches in flight at once
+	MaxBatch   int // calls per batch
+	// Flush runs one batch and records each call's outcome in the call.
+	Flush func(batch []T)
 
 	mu      sync.Mutex
 	queue   []*batchItem[T]
@@ -30,18 +33,18 @@ type batcher[T any] struct {
 
 type batchItem[T any] struct {
 	v    T
-	done chan struct{} // closed once flush has run the batch holding v
+	done chan struct{} // closed once Flush has run the batch holding v
 }
 
-// do runs v in a batch and returns once the batch has been flushed. If ctx
+// Do runs v in a batch and returns once the batch has been flushed. If ctx
 // ends while v is still queued, v is dropped and ctx's error returned;
-// once its batch is taken, v's outcome is up to the statement, so do
+// once its batch is taken, v's outcome is up to the statement, so Do
 // waits for it whatever ctx does.
-func (b *batcher[T]) do(ctx context.Context, v T) error {
+func (b *Batcher[T]) Do(ctx context.Context, v T) error {
 	it := &batchItem[T]{v: v, done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, it)
-	if b.running < b.maxRunning {
+	if b.running < b.MaxRunning {
 		b.running++
 		b.mu.Unlock()
 		b.run(it)
@@ -66,11 +69,11 @@ func (b *batcher[T]) do(ctx context.Context, v T) error {
 }
 
 // run flushes batches until the queue is empty, holding a running slot
-// it gives back when it returns (even by a panic of flush). A runner for a
+// it gives back when it returns (even by a panic of Flush). A runner for a
 // caller (own != nil) stops when the caller's own call is done and hands
 // what is left, with its slot, to a goroutine, so the caller is answered
 // without waiting for other calls' batches.
-func (b *batcher[T]) run(own *batchItem[T]) {
+func (b *Batcher[T]) run(own *batchItem[T]) {
 	handedOff := false
 	defer func() {
 		if !handedOff {
@@ -91,7 +94,7 @@ func (b *batcher[T]) run(own *batchItem[T]) {
 			go b.run(nil)
 			return
 		}
-		n := min(len(b.queue), b.maxBatch)
+		n := min(len(b.queue), b.MaxBatch)
 		batch := slices.Clone(b.queue[:n])
 		b.queue = slices.Delete(b.queue, 0, n)
 		b.mu.Unlock()
@@ -99,7 +102,7 @@ func (b *batcher[T]) run(own *batchItem[T]) {
 	}
 }
 
-func (b *batcher[T]) flushItems(items []*batchItem[T]) {
+func (b *Batcher[T]) flushItems(items []*batchItem[T]) {
 	defer func() {
 		for _, it := range items {
 			close(it.done)
@@ -109,7 +112,7 @@ func (b *batcher[T]) flushItems(items []*batchItem[T]) {
 	for i, it := range items {
 		vs[i] = it.v
 	}
-	b.flush(vs)
+	b.Flush(vs)
 }
 
 func isClosed(c <-chan struct{}) bool {
