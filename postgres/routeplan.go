@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/postgres/internal/pg"
 	"callbridge/rating"
 	"callbridge/routing"
 
@@ -122,7 +123,7 @@ func (db *DB) CreateRoutePlan(ctx context.Context, p *routing.PlanInfo) error {
 	if err != nil {
 		var pe *pq.Error
 		switch {
-		case errors.As(err, &pe) && pe.Code == codeForeignKey:
+		case errors.As(err, &pe) && pe.Code == pg.CodeForeignKey:
 			return callbridge.FieldError("account_id", "no such account")
 		case errors.As(err, &pe) && pe.Constraint == "route_plans_account_key":
 			return callbridge.Errorf(callbridge.ECONFLICT, "the account already has a route plan")
@@ -210,7 +211,7 @@ func (db *DB) ImportRoutes(ctx context.Context, planID string, src routing.Route
 		return nil, notFound("route plan")
 	}
 	var info *routing.PlanInfo
-	err := db.Tx(ctx, func(tx *Tx) error {
+	err := db.pg.Tx(ctx, func(tx *pg.Tx) error {
 		var row planRow
 		err := tx.GetContext(ctx, &row, `UPDATE route_plans SET version = version + 1, updated_at = now()
 			WHERE id = $1 RETURNING `+planColumns, planID)
@@ -248,7 +249,7 @@ func (db *DB) ImportRoutes(ctx context.Context, planID string, src routing.Route
 }
 
 // copyRoutes streams src into route_import, each route with its line.
-func copyRoutes(ctx context.Context, tx *Tx, src routing.RouteSource) error {
+func copyRoutes(ctx context.Context, tx *pg.Tx, src routing.RouteSource) error {
 	stmt, err := tx.PrepareContext(ctx, `COPY route_import (line, `+routeColumns+`) FROM STDIN`)
 	if err != nil {
 		return Error(err)
@@ -283,7 +284,7 @@ func copyRoutes(ctx context.Context, tx *Tx, src routing.RouteSource) error {
 
 // duplicateRoutes refuses the import when the file repeats a route's key
 // or srcErr lists bad rows: one *rating.CSVError with both, in line order.
-func duplicateRoutes(ctx context.Context, tx *Tx, srcErr error) error {
+func duplicateRoutes(ctx context.Context, tx *pg.Tx, srcErr error) error {
 	var dups []struct {
 		Line  int `db:"line"`
 		First int `db:"first"`
