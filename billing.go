@@ -309,7 +309,7 @@ type BillingProfile struct {
 
 // Missing-hangup policies (BillingProfile.MissingHangup): how a call leg
 // whose hangup never arrives is closed and charged, by the CDR sweep
-// (controller/cdrsweep.go). Such a CDR is flagged estimated; under
+// (cdr/sweep.go). Such a CDR is flagged estimated; under
 // HangupMaxDuration also max_duration.
 const (
 	// HangupEstimate charges the leg until the moment it was found gone

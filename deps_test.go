@@ -2,25 +2,131 @@ package callbridge_test
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// TestPureDependencies keeps the domain, rating and dialplan packages free
-// of I/O dependencies: they may import only the standard library and the
-// root package (STYLE.md; as Tailscale's deptest does).
+// TestPureDependencies keeps the domain, rating, routing and dialplan
+// packages free of I/O dependencies: they may import only the standard
+// library, the root package and each other (STYLE.md; as Tailscale's
+// deptest does).
 func TestPureDependencies(t *testing.T) {
-	for _, pkg := range []string{".", "./rating", "./dialplan"} {
+	for _, pkg := range []string{".", "./rating", "./routing", "./dialplan"} {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
 		}
 		for _, dep := range strings.Fields(string(out)) {
 			switch dep {
-			case "callbridge", "callbridge/rating", "callbridge/dialplan":
+			case "callbridge", "callbridge/rating", "callbridge/routing", "callbridge/dialplan":
 				continue
 			}
 			t.Errorf("%s depends on %s; it may use only the standard library and the root package", pkg, dep)
+		}
+	}
+}
+
+// allowedImports fixes the imports (outside the standard library) of every
+// package's production code: what each capability may build on. A new
+// package, or a new import, is added here on purpose or not at all.
+var allowedImports = map[string][]string{
+	"callbridge":             {},
+	"callbridge/rating":      {"callbridge"},
+	"callbridge/dialplan":    {"callbridge"},
+	"callbridge/routing":     {"callbridge", "callbridge/rating"},
+	"callbridge/sql":         {},
+	"callbridge/esl":         {"callbridge", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
+	"callbridge/esl/esltest": {"github.com/google/uuid"},
+	"callbridge/postgres": {"callbridge", "callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/internal/batch", "callbridge/postgres/internal/pg",
+		"callbridge/postgres/ratedeck", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/postgres/billing":        {"callbridge", "callbridge/postgres/internal/pg", "github.com/lib/pq"},
+	"callbridge/postgres/cdr":            {"callbridge", "callbridge/postgres/internal/pg", "github.com/google/uuid", "github.com/lib/pq"},
+	"callbridge/postgres/ratedeck":       {"callbridge", "callbridge/postgres/internal/pg", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/postgres/internal/batch": {},
+	"callbridge/postgres/internal/pg":    {"callbridge", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/postgres/pgtest":         {"callbridge/postgres", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/billing":                 {"callbridge", "callbridge/rating", "github.com/google/uuid", "github.com/robfig/cron/v3"},
+	"callbridge/webhook":                 {"callbridge"},
+	"callbridge/callback":                {"callbridge", "callbridge/esl", "github.com/google/uuid"},
+	"callbridge/cdr":                     {"callbridge", "callbridge/esl", "callbridge/rating"},
+	"callbridge/privacy":                 {"callbridge", "callbridge/dialplan", "callbridge/esl"},
+	"callbridge/privacy/privacytest":     {"callbridge", "callbridge/dialplan", "callbridge/privacy"},
+	"callbridge/metrics":                 {"callbridge", "callbridge/billing", "callbridge/cdr", "callbridge/esl", "github.com/prometheus/client_golang/prometheus", "github.com/prometheus/client_golang/prometheus/collectors", "github.com/prometheus/client_golang/prometheus/promhttp"},
+	"callbridge/controller":              {"callbridge", "callbridge/billing", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/privacy", "callbridge/rating", "github.com/gin-gonic/gin", "golang.org/x/sys/unix"},
+	"callbridge/app":                     {"callbridge", "callbridge/billing", "callbridge/callback", "callbridge/cdr", "callbridge/controller", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/postgres", "callbridge/privacy", "callbridge/rating", "callbridge/webhook"},
+	"callbridge/app/apptest":             {"callbridge/app", "callbridge/billing", "callbridge/postgres"},
+	"callbridge/cmd/callbridge":          {"callbridge", "callbridge/app", "callbridge/billing", "callbridge/cdr", "callbridge/controller", "callbridge/esl", "callbridge/esl/esltest", "callbridge/postgres", "callbridge/rating"},
+	"callbridge/internal/wait":           {},
+	"callbridge/realswitch":              {"callbridge", "callbridge/esl", "callbridge/postgres/pgtest"},
+	// Test-only or asset packages without production imports.
+	"callbridge/bench":             {},
+	"callbridge/cluster":           {},
+	"callbridge/deploy/kubernetes": {},
+	"callbridge/docker":            {},
+	"callbridge/faults":            {},
+	"callbridge/freeswitch-conf":   {},
+	"callbridge/loadgen":           {},
+}
+
+// onlyImporters names, for the libraries one adapter owns, the packages
+// that may import them (STYLE.md): everything else goes through them.
+var onlyImporters = map[string][]string{
+	"github.com/gin-gonic/gin":         {"callbridge/controller"},
+	"github.com/prometheus/":           {"callbridge/metrics"},
+	"github.com/jmoiron/sqlx":          postgresPackages,
+	"github.com/lib/pq":                postgresPackages,
+	"callbridge/controller":            {"callbridge/app", "callbridge/cmd/callbridge"},
+	"callbridge/app":                   {"callbridge/app/apptest", "callbridge/cmd/callbridge"},
+	"github.com/fiorix/go-eventsocket": {"callbridge/esl"},
+}
+
+// postgresPackages are the storage adapter and its subpackages: the only
+// importers of sqlx and pq.
+var postgresPackages = []string{"callbridge/postgres", "callbridge/postgres/pgtest", "callbridge/postgres/internal/pg",
+	"callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/ratedeck"}
+
+// TestPackageImports checks every package's production imports against
+// allowedImports and onlyImporters: only controller imports gin, only
+// metrics imports Prometheus, only postgres imports sqlx and pq, and the
+// capabilities (callback, cdr, privacy, webhook) never import the HTTP
+// layer or the wiring.
+func TestPackageImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-tags", "faults realswitch cluster capacity",
+		"-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg, imports := f[0], f[1:]
+		allowed, ok := allowedImports[pkg]
+		if !ok {
+			t.Errorf("package %s is not in allowedImports: add it with the imports it may use", pkg)
+			continue
+		}
+		for _, imp := range imports {
+			if !strings.Contains(strings.Split(imp, "/")[0], ".") && imp != "callbridge" && !strings.HasPrefix(imp, "callbridge/") {
+				continue // standard library
+			}
+			if !slices.Contains(allowed, imp) {
+				t.Errorf("%s imports %s, which allowedImports does not allow it", pkg, imp)
+			}
+			for lib, owners := range onlyImporters {
+				if (imp == lib || strings.HasPrefix(imp, strings.TrimSuffix(lib, "/")+"/")) && !slices.Contains(owners, pkg) {
+					t.Errorf("%s imports %s; only %v may", pkg, imp, owners)
+				}
+			}
+		}
+	}
+	// The table itself keeps the rules.
+	for pkg, allowed := range allowedImports {
+		for _, imp := range allowed {
+			for lib, owners := range onlyImporters {
+				if (imp == lib || strings.HasPrefix(imp, strings.TrimSuffix(lib, "/")+"/")) && !slices.Contains(owners, pkg) {
+					t.Errorf("allowedImports lets %s import %s; only %v may", pkg, imp, owners)
+				}
+			}
 		}
 	}
 }

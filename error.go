@@ -82,3 +82,16 @@ func ErrorField(err error) string {
 	}
 	return ""
 }
+
+// RetryAfter may wrap an error to ask the client to come back later, in
+// Seconds; the HTTP answer then carries a Retry-After header.
+type RetryAfter struct {
+	Seconds int
+	Err     error
+}
+
+// Error returns the wrapped error's message.
+func (r *RetryAfter) Error() string { return r.Err.Error() }
+
+// Unwrap returns the wrapped error.
+func (r *RetryAfter) Unwrap() error { return r.Err }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"callbridge/metrics"
+
 	"github.com/gin-gonic/gin"
 )
 
@@ -29,11 +31,11 @@ func (l stalledListener) Accept() (net.Conn, error) {
 // timeout is counted even though the handler ran fast once accepted.
 func TestDialplanArrivalBeforeAccept(t *testing.T) {
 	const timeout = 200 * time.Millisecond
-	m := NewMetrics()
+	m := metrics.New()
 	m.DialplanTimeout = timeout
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	e.Use(m.observe())
+	e.Use(observe(m))
 	p := &PrivacyNumbers{Lines: testLines(), Dialplan: DialplanConfig{User: dpUser, Password: dpPass}}
 	e.POST("/fs/dialplan", fsDialplan(&p.Dialplan, p.Lines, time.Now, slog.New(slog.DiscardHandler)))
 	srv := httptest.NewUnstartedServer(e)
@@ -44,7 +46,7 @@ func TestDialplanArrivalBeforeAccept(t *testing.T) {
 	if code, _ := postDialplan(t, srv, fixtureBody(t, string(tX), string(tA)), basic); code != http.StatusOK {
 		t.Fatalf("dialplan: %d", code)
 	}
-	if late := gathered(t, m, "callbridge_dialplan_late_total", "").GetCounter().GetValue(); late != 1 {
+	if late := scraped(t, m, "callbridge_dialplan_late_total", ""); late != 1 {
 		t.Errorf("late %v after 300 ms in the backlog, want 1", late)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/privacy"
 
 	"github.com/gin-gonic/gin"
 )
@@ -26,13 +27,15 @@ type Hangupper interface {
 	KillBindingCalls(ctx context.Context, bindingID string) (int, error)
 }
 
+var _ Hangupper = (*privacy.Calls)(nil)
+
 // PrivacyNumbers holds what the privacy-number routes need: the number
 // pool, the bindings, the dialplan endpoint and its index.
 type PrivacyNumbers struct {
 	Bindings callbridge.BindingService
 	Numbers  callbridge.NumberService
-	// Lines answers dialplan lookups (a *BindingIndex in production).
-	Lines LineLookup
+	// Lines answers dialplan lookups (a *privacy.Index in production).
+	Lines privacy.LineLookup
 	// Calls cuts live calls for ?hangup=true; nil answers 501 to it.
 	Calls Hangupper
 	// Dialplan configures POST /fs/dialplan.
@@ -44,7 +47,7 @@ type PrivacyNumbers struct {
 	Logger *slog.Logger
 }
 
-// lineReloader is the part of BindingIndex that re-reads one number.
+// lineReloader is the part of privacy.Index that re-reads one number.
 type lineReloader interface {
 	Reload(ctx context.Context, x callbridge.Number) error
 }

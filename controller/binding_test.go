@@ -15,8 +15,10 @@ import (
 
 	"callbridge"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
+	"callbridge/privacy"
 
 	"github.com/gin-gonic/gin"
 )
@@ -43,7 +45,7 @@ func (f *fakeHangupper) KillBindingCalls(_ context.Context, id string) (int, err
 type privacyEnv struct {
 	api   *httptest.Server
 	fs    *esltest.Server
-	index *BindingIndex
+	index *privacy.Index
 	key   string
 	calls *fakeHangupper
 }
@@ -58,7 +60,7 @@ func newPrivacyEnv(t *testing.T) *privacyEnv {
 		t.Fatal(err)
 	}
 	bindings := postgres.NewBindingService(db)
-	index := NewBindingIndex(bindings, nil)
+	index := privacy.NewIndex(bindings, nil)
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- index.Run(ctx, ready) }()
@@ -143,18 +145,6 @@ func (env *privacyEnv) do(t *testing.T, method, path string, in, out any) int {
 	return resp.StatusCode
 }
 
-// waitFor polls cond until it holds; 10 s is an upper bound, not a timing.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // call places an inbound call from caller to x and returns the B leg the
 // dialplan bridged it to, or nil if the call ended without one.
 func (env *privacyEnv) call(t *testing.T, caller, x callbridge.Number) *esltest.ChannelInfo {
@@ -164,7 +154,7 @@ func (env *privacyEnv) call(t *testing.T, caller, x callbridge.Number) *esltest.
 		t.Fatal(err)
 	}
 	var leg *esltest.ChannelInfo
-	waitFor(t, "the call to be bridged or to end", func() bool {
+	wait.For(t, "the call to be bridged or to end", func() bool {
 		alive := false
 		for _, ch := range env.fs.Channels() {
 			if ch.UUID == id {
@@ -266,7 +256,7 @@ func TestPrivacyNumbersEndToEnd(t *testing.T) {
 	if code := env.do(t, "PATCH", "/v1/bindings/"+axb.ID, map[string]any{"b": string(tC)}, &moved); code != http.StatusOK || moved.B != tC {
 		t.Fatalf("patch: %d %+v", code, moved)
 	}
-	waitFor(t, "the index to see the new b", func() bool {
+	wait.For(t, "the index to see the new b", func() bool {
 		l, _ := env.index.Line(context.Background(), tX)
 		return l != nil && len(l.Bindings) == 1 && l.Bindings[0].B == tC
 	})
@@ -294,7 +284,7 @@ func TestPrivacyNumbersEndToEnd(t *testing.T) {
 	if len(env.calls.killed) != 1 || env.calls.killed[0] != axb.ID {
 		t.Errorf("killed %v, want [%s]", env.calls.killed, axb.ID)
 	}
-	waitFor(t, "the index to drop the binding", func() bool {
+	wait.For(t, "the index to drop the binding", func() bool {
 		l, _ := env.index.Line(context.Background(), tX)
 		return l != nil && len(l.Bindings) == 0
 	})

@@ -14,8 +14,11 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
+	"callbridge/privacy"
+	"callbridge/webhook"
 
 	"github.com/gin-gonic/gin"
 )
@@ -62,13 +65,13 @@ func (h *hookReceiver) got(call string) []map[string]any {
 }
 
 // callsEnv is the privacy-number API on a real database with real
-// BindingCalls on a simulated FreeSWITCH node, the webhook outbox and its
+// privacy.Calls on a simulated FreeSWITCH node, the webhook outbox and its
 // deliverer, and a receiver.
 type callsEnv struct {
 	*privacyEnv
 	db       *postgres.DB
 	account  string
-	calls    *BindingCalls
+	calls    *privacy.Calls
 	webhooks *postgres.WebhookService
 	recv     *hookReceiver
 	hookURL  string
@@ -93,7 +96,7 @@ func newCallsEnv(t *testing.T) *callsEnv {
 		t.Fatal(err)
 	}
 	bindings := postgres.NewBindingService(db)
-	index := NewBindingIndex(bindings, nil)
+	index := privacy.NewIndex(bindings, nil)
 	ready := make(chan struct{})
 	bg.Add(1)
 	go func() { defer bg.Done(); index.Run(ctx, ready) }()
@@ -117,7 +120,7 @@ func newCallsEnv(t *testing.T) *callsEnv {
 	t.Cleanup(rs.Close)
 	env.hookURL = rs.URL + "/hooks"
 
-	// The API, with its dialplan endpoint, needs the BindingCalls, which
+	// The API, with its dialplan endpoint, needs the privacy.Calls, which
 	// need the node, which needs the simulator started: build the API
 	// with a handler set once all exist.
 	var handler http.Handler
@@ -131,13 +134,13 @@ func newCallsEnv(t *testing.T) *callsEnv {
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
 	bg.Add(1)
 	go func() { defer bg.Done(); client.Run(ctx) }()
-	waitFor(t, "the node to connect", func() bool { return client.State() == esl.StateConnected })
-	env.calls = NewBindingCalls(esl.NewPool(client), BindingCallsConfig{
+	wait.For(t, "the node to connect", func() bool { return client.State() == esl.StateConnected })
+	env.calls = privacy.NewCalls(esl.NewPool(client), privacy.CallsConfig{
 		Bindings: bindings, Webhooks: env.webhooks, RecordDir: "/recordings",
 	})
 	bg.Add(1)
 	go func() { defer bg.Done(); env.calls.Run(ctx) }()
-	deliverer := NewWebhookDeliverer(env.webhooks, WebhookDelivererConfig{
+	deliverer := webhook.NewDeliverer(env.webhooks, webhook.Config{
 		Secret: env.recv.secret, PollInterval: 10 * time.Millisecond, MinBackoff: 10 * time.Millisecond,
 		AllowPrivate: true, // the receiver is an httptest server on loopback
 	})
@@ -172,7 +175,7 @@ func (env *callsEnv) bind(t *testing.T) callbridge.Binding {
 	}, &b); code != http.StatusCreated {
 		t.Fatalf("create binding: %d %+v", code, b)
 	}
-	waitFor(t, "the index to hold the binding", func() bool {
+	wait.For(t, "the index to hold the binding", func() bool {
 		l, _ := env.index.Line(context.Background(), tX)
 		return l != nil && len(l.Bindings) == 1
 	})
@@ -200,13 +203,13 @@ func TestBindingCallWebhooks(t *testing.T) {
 	t.Cleanup(func() { cancel(); second.Wait() })
 	client2 := esl.NewClient(esl.Config{Name: "node1", Addr: env.fs.Addr(), Password: "ClueCon",
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
-	calls2 := NewBindingCalls(esl.NewPool(client2), BindingCallsConfig{
+	calls2 := privacy.NewCalls(esl.NewPool(client2), privacy.CallsConfig{
 		Bindings: postgres.NewBindingService(env.db), Webhooks: env.webhooks, RecordDir: "/recordings",
 	})
 	second.Add(2)
 	go func() { defer second.Done(); client2.Run(ctx) }()
 	go func() { defer second.Done(); calls2.Run(ctx) }()
-	waitFor(t, "the second controller to connect", func() bool { return client2.State() == esl.StateConnected })
+	wait.For(t, "the second controller to connect", func() bool { return client2.State() == esl.StateConnected })
 
 	// A calls X, B answers, A hangs up.
 	leg := env.call(t, tA, tX)
@@ -219,18 +222,18 @@ func TestBindingCallWebhooks(t *testing.T) {
 			inbound = ch.UUID
 		}
 	}
-	waitFor(t, "the answered webhook", func() bool { return len(env.recv.got(inbound)) >= 2 })
+	wait.For(t, "the answered webhook", func() bool { return len(env.recv.got(inbound)) >= 2 })
 	env.fs.Jump(2 * time.Second)
 	if err := env.fs.Hangup(inbound, "NORMAL_CLEARING"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the ended webhook", func() bool { return len(env.recv.got(inbound)) >= 3 })
+	wait.For(t, "the ended webhook", func() bool { return len(env.recv.got(inbound)) >= 3 })
 
 	// B moves to a number that is busy; A's next call fails.
 	if code := env.do(t, "PATCH", "/v1/bindings/"+b.ID, map[string]any{"b": string(tC)}, nil); code != http.StatusOK {
 		t.Fatalf("patch: %d", code)
 	}
-	waitFor(t, "the index to see the new b", func() bool {
+	wait.For(t, "the index to see the new b", func() bool {
 		l, _ := env.index.Line(context.Background(), tX)
 		return l != nil && len(l.Bindings) == 1 && l.Bindings[0].B == tC
 	})
@@ -238,10 +241,10 @@ func TestBindingCallWebhooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the busy call's webhooks", func() bool { return len(env.recv.got(busy)) >= 2 })
+	wait.For(t, "the busy call's webhooks", func() bool { return len(env.recv.got(busy)) >= 2 })
 
 	hooks := env.recv.got(inbound)
-	wantTypes := []string{EventBindingCallStarted, EventBindingCallAnswered, EventBindingCallEnded}
+	wantTypes := []string{privacy.EventBindingCallStarted, privacy.EventBindingCallAnswered, privacy.EventBindingCallEnded}
 	for i, h := range hooks {
 		if i >= len(wantTypes) || h["type"] != wantTypes[i] {
 			t.Errorf("webhook %d: got %v, want %v", i, h["type"], wantTypes)
@@ -264,7 +267,7 @@ func TestBindingCallWebhooks(t *testing.T) {
 	}
 
 	bh := env.recv.got(busy)
-	if len(bh) != 2 || bh[0]["type"] != EventBindingCallStarted || bh[1]["type"] != EventBindingCallEnded {
+	if len(bh) != 2 || bh[0]["type"] != privacy.EventBindingCallStarted || bh[1]["type"] != privacy.EventBindingCallEnded {
 		t.Fatalf("busy call webhooks: %v, want started, ended", bh)
 	}
 	if bh[1]["cause"] != "USER_BUSY" || bh[1]["answered"] != false || bh[1]["duration_ms"] != float64(0) || bh[1]["recording"] != nil {
@@ -274,7 +277,7 @@ func TestBindingCallWebhooks(t *testing.T) {
 	// Exactly once: the outbox holds five entries of the binding's key,
 	// in order, every one delivered; the busy call's events were handled
 	// after every event of the first call.
-	waitFor(t, "every entry to be delivered", func() bool {
+	wait.For(t, "every entry to be delivered", func() bool {
 		ws, _, err := env.webhooks.Webhooks(context.Background(), env.account, callbridge.WebhookFilter{Key: "binding:" + b.ID})
 		if err != nil {
 			t.Fatal(err)
@@ -291,7 +294,7 @@ func TestBindingCallWebhooks(t *testing.T) {
 	for i := len(ws) - 1; i >= 0; i-- {
 		types = append(types, ws[i].EventType)
 	}
-	want := []string{EventBindingCallStarted, EventBindingCallAnswered, EventBindingCallEnded, EventBindingCallStarted, EventBindingCallEnded}
+	want := []string{privacy.EventBindingCallStarted, privacy.EventBindingCallAnswered, privacy.EventBindingCallEnded, privacy.EventBindingCallStarted, privacy.EventBindingCallEnded}
 	if len(types) != len(want) {
 		t.Fatalf("outbox: got %v, want %v", types, want)
 	}
@@ -315,7 +318,7 @@ func TestBindingHangupCutsLiveCalls(t *testing.T) {
 			inbound = ch.UUID
 		}
 	}
-	waitFor(t, "both legs to be known live", func() bool { return env.calls.LiveCalls(b.ID) == 2 })
+	wait.For(t, "both legs to be known live", func() bool { return env.calls.LiveCalls(b.ID) == 2 })
 
 	// Without hangup the binding changes and the call goes on.
 	if code := env.do(t, "PATCH", "/v1/bindings/"+b.ID, map[string]any{"record": false}, nil); code != http.StatusOK {
@@ -338,12 +341,12 @@ func TestBindingHangupCutsLiveCalls(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Calls-Hung-Up") != "1" {
 		t.Fatalf("delete: got %d with %q calls hung up, want 200 and 1", resp.StatusCode, resp.Header.Get("X-Calls-Hung-Up"))
 	}
-	waitFor(t, "both legs to end", func() bool { return !env.alive(inbound) && !env.alive(leg.UUID) })
-	waitFor(t, "the ended webhook", func() bool { return len(env.recv.got(inbound)) == 3 })
-	if end := env.recv.got(inbound)[2]; end["type"] != EventBindingCallEnded || end["cause"] != "NORMAL_CLEARING" {
+	wait.For(t, "both legs to end", func() bool { return !env.alive(inbound) && !env.alive(leg.UUID) })
+	wait.For(t, "the ended webhook", func() bool { return len(env.recv.got(inbound)) == 3 })
+	if end := env.recv.got(inbound)[2]; end["type"] != privacy.EventBindingCallEnded || end["cause"] != "NORMAL_CLEARING" {
 		t.Errorf("ended: %v", end)
 	}
-	waitFor(t, "the legs to be forgotten", func() bool { return env.calls.LiveCalls(b.ID) == 0 })
+	wait.For(t, "the legs to be forgotten", func() bool { return env.calls.LiveCalls(b.ID) == 0 })
 
 	// A second cut finds nothing to kill.
 	n, err := env.calls.KillBindingCalls(context.Background(), b.ID)

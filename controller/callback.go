@@ -14,7 +14,7 @@ import (
 )
 
 // CallbackControl is what the callback API asks of the engine
-// (*CallbackEngine implements it).
+// (*callback.Engine implements it).
 type CallbackControl interface {
 	// Wake makes the engine look for queued callbacks now.
 	Wake()
@@ -160,7 +160,7 @@ func createCallback(s *Server) gin.HandlerFunc {
 		cb, created, err := s.Callbacks.CreateCallback(c.Request.Context(), r)
 		if err != nil {
 			if callbridge.ErrorCode(err) == callbridge.ERATELIMIT {
-				err = &RetryAfter{Seconds: 5, Err: err}
+				err = &callbridge.RetryAfter{Seconds: 5, Err: err}
 			}
 			writeError(c, err)
 			return

@@ -42,16 +42,6 @@ func errorBody(code, message, field string) errorJSON {
 	return e
 }
 
-// RetryAfter may wrap an error to ask the client to come back later; the
-// answer then carries a Retry-After header.
-type RetryAfter struct {
-	Seconds int
-	Err     error
-}
-
-func (r *RetryAfter) Error() string { return r.Err.Error() }
-func (r *RetryAfter) Unwrap() error { return r.Err }
-
 // writeError answers with err's code and message. Internal errors are
 // logged and their text is never shown to the client.
 func writeError(c *gin.Context, err error) {
@@ -63,7 +53,7 @@ func writeError(c *gin.Context, err error) {
 	if status >= 500 {
 		c.Error(err) // logged by requestLog
 	}
-	var ra *RetryAfter
+	var ra *callbridge.RetryAfter
 	if errors.As(err, &ra) && ra.Seconds > 0 {
 		c.Header("Retry-After", strconv.Itoa(ra.Seconds))
 	} else if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {

@@ -1,4 +1,4 @@
-package controller
+package controller_test
 
 import (
 	"encoding/base64"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"callbridge/controller"
 	"callbridge/dialplan"
 )
 
@@ -97,7 +98,7 @@ func TestListLimits(t *testing.T) {
 // not-found document, never a JSON error.
 func TestDialplanOversizedFormAnswersXML(t *testing.T) {
 	t.Parallel()
-	env := newFullEnv(t, func(s *Server) { s.MaxBodyBytes = 4 << 10 })
+	env := newFullEnv(t, func(s *controller.Server) { s.MaxBodyBytes = 4 << 10 })
 	big := "section=dialplan&x=" + strings.Repeat("a", 8<<10)
 	for _, length := range []int64{int64(len(big)), -1} {
 		ans := env.send(request{method: "POST", path: "/fs/dialplan", auth: "Basic " + basicCredential(fullDialplanUser, fullDialplanPass),

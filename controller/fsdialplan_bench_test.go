@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"callbridge/privacy"
+	"callbridge/privacy/privacytest"
 )
 
 // BenchmarkDialplanLookup answers mod_xml_curl requests (the real 5.6 KB
@@ -19,7 +22,7 @@ import (
 // is p99 under 1 ms.
 func BenchmarkDialplanLookup(b *testing.B) {
 	b.Run("1M_bindings", func(b *testing.B) {
-		ix, probes := benchLines(1_000_000)
+		ix, probes := privacytest.Lines(1_000_000)
 		srv := dialplanServer(b, ix, nil)
 		bodies := make([]string, 0, 1024)
 		rng := rand.New(rand.NewPCG(1, 2))
@@ -72,8 +75,8 @@ func BenchmarkDialplanLookup(b *testing.B) {
 // BenchmarkDialplanAnswer is the handler's own work for one request (form
 // parse, lookup, decision, XML) without HTTP, on the 1M-binding index.
 func BenchmarkDialplanAnswer(b *testing.B) {
-	ix, probes := benchLines(1_000_000)
-	cfg := &DialplanConfig{}
+	ix, probes := privacytest.Lines(1_000_000)
+	cfg := &privacy.Routing{LookupTimeout: time.Second}
 	bodies := make([][]byte, 0, 1024)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 1024 {
@@ -84,7 +87,7 @@ func BenchmarkDialplanAnswer(b *testing.B) {
 	out := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		out = answerDialplan(b.Context(), out[:0], bodies[i%len(bodies)], cfg, ix, time.Now, time.Second, logger)
+		out = cfg.Answer(b.Context(), out[:0], bodies[i%len(bodies)], ix, time.Now, logger)
 		if !strings.Contains(string(out), `application="bridge"`) {
 			b.Fatalf("got %s, want a bridge", out)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"callbridge"
 	"callbridge/dialplan"
+	"callbridge/privacy"
 
 	"github.com/gin-gonic/gin"
 )
@@ -31,7 +32,7 @@ const (
 	tBind  = "0f1e2d3c-4b5a-4697-8877-665544332211"
 )
 
-// staticLines is a LineLookup over fixed lines.
+// staticLines is a privacy.LineLookup over fixed lines.
 type staticLines map[callbridge.Number]*dialplan.Line
 
 func (s staticLines) Line(_ context.Context, x callbridge.Number) (*dialplan.Line, error) {
@@ -40,7 +41,7 @@ func (s staticLines) Line(_ context.Context, x callbridge.Number) (*dialplan.Lin
 
 // dialplanServer serves only POST /fs/dialplan, plus a v1 group guarded
 // by an API key check, to show the key does not open the endpoint.
-func dialplanServer(t testing.TB, lines LineLookup, allowed []netip.Prefix) *httptest.Server {
+func dialplanServer(t testing.TB, lines privacy.LineLookup, allowed []netip.Prefix) *httptest.Server {
 	t.Helper()
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()

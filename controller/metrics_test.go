@@ -7,15 +7,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"callbridge"
 	"callbridge/dialplan"
+	"callbridge/metrics"
 
 	"github.com/gin-gonic/gin"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // slowLines answers after a delay.
@@ -35,11 +36,11 @@ func (s slowLines) Line(ctx context.Context, x callbridge.Number) (*dialplan.Lin
 // slow to read, and one whose lookup was slow. A fast one is not.
 func TestDialplanLatencyFromArrival(t *testing.T) {
 	const timeout = 200 * time.Millisecond
-	m := NewMetrics()
+	m := metrics.New()
 	m.DialplanTimeout = timeout
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	e.Use(m.observe())
+	e.Use(observe(m))
 	lines := slowLines{staticLines: testLines()}
 	fast := &PrivacyNumbers{Lines: lines, Dialplan: DialplanConfig{User: dpUser, Password: dpPass}, Logger: slog.New(slog.DiscardHandler)}
 	e.POST("/fs/dialplan", fsDialplan(&fast.Dialplan, fast.Lines, time.Now, fast.Logger))
@@ -50,7 +51,7 @@ func TestDialplanLatencyFromArrival(t *testing.T) {
 	t.Cleanup(srv.Close)
 	body := fixtureBody(t, string(tX), string(tA))
 
-	late := func() float64 { return gathered(t, m, "callbridge_dialplan_late_total", "").GetCounter().GetValue() }
+	late := func() float64 { return scraped(t, m, "callbridge_dialplan_late_total", "") }
 	if code, _ := postDialplan(t, srv, body, basic); code != http.StatusOK || late() != 0 {
 		t.Fatalf("fast request: %d, late %v", code, late())
 	}
@@ -78,13 +79,13 @@ func TestDialplanLatencyFromArrival(t *testing.T) {
 	if late() != 1 {
 		t.Errorf("late after a request read 300 ms after its connection: %v, want 1", late())
 	}
-	if sum := gathered(t, m, "callbridge_http_request_duration_seconds", "/fs/dialplan").GetHistogram().GetSampleSum(); sum < (timeout + 100*time.Millisecond).Seconds() {
+	if sum := scraped(t, m, "callbridge_http_request_duration_seconds_sum", "/fs/dialplan"); sum < (timeout + 100*time.Millisecond).Seconds() {
 		t.Errorf("dialplan latency sum %.3fs, want at least the 300 ms the request waited", sum)
 	}
 
 	// A slow lookup on the dialplan route itself.
 	e2 := gin.New()
-	e2.Use(m.observe())
+	e2.Use(observe(m))
 	e2.POST("/fs/dialplan", fsDialplan(&fast.Dialplan, lines, time.Now, fast.Logger))
 	srv2 := httptest.NewServer(e2)
 	t.Cleanup(srv2.Close)
@@ -96,28 +97,27 @@ func TestDialplanLatencyFromArrival(t *testing.T) {
 	}
 }
 
-// gathered is the metric name (of route, unless empty) in m's registry.
-func gathered(t *testing.T, m *Metrics, name, route string) *dto.Metric {
+// scraped is the value of the series name (of route, unless empty) that
+// m serves in the Prometheus text format.
+func scraped(t *testing.T, m *metrics.Metrics, name, route string) float64 {
 	t.Helper()
-	mfs, err := m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
 			continue
 		}
-		for _, mt := range mf.GetMetric() {
-			if route == "" {
-				return mt
-			}
-			for _, l := range mt.GetLabel() {
-				if l.GetName() == "route" && l.GetValue() == route {
-					return mt
-				}
-			}
+		metric, labels, _ := strings.Cut(series, "{")
+		if metric != name || (route != "" && !strings.Contains(labels, `route="`+route+`"`)) {
+			continue
 		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		return v
 	}
 	t.Fatalf("no %s for route %q", name, route)
-	return nil
+	return 0
 }

@@ -1,4 +1,4 @@
-package controller
+package controller_test
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"callbridge/controller"
 
 	"github.com/gin-gonic/gin"
 )
@@ -76,7 +78,7 @@ type schema struct {
 func loadAPIDoc(t testing.TB) *apiDoc {
 	t.Helper()
 	var d apiDoc
-	dec := json.NewDecoder(bytes.NewReader(openAPIDocument))
+	dec := json.NewDecoder(bytes.NewReader(controller.OpenAPIDocument))
 	if err := dec.Decode(&d); err != nil {
 		t.Fatalf("openapi.json: %v", err)
 	}
@@ -281,7 +283,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 	registered := map[string]bool{}
-	for _, k := range routeKeys(env.srv.handler.(*gin.Engine).Routes()) {
+	for _, k := range routeKeys(env.srv.Handler().(*gin.Engine).Routes()) {
 		registered[k] = true
 		method, path, _ := strings.Cut(k, " ")
 		if _, ok := d.Paths[path][strings.ToLower(method)]; !ok {
@@ -310,7 +312,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		t.Errorf("openapi: got %q, want 3.0.x", d.OpenAPI)
 	}
 	var raw any
-	if err := json.Unmarshal(openAPIDocument, &raw); err != nil {
+	if err := json.Unmarshal(controller.OpenAPIDocument, &raw); err != nil {
 		t.Fatal(err)
 	}
 	var walk func(v any, at string)
@@ -434,7 +436,7 @@ func TestOpenAPIServed(t *testing.T) {
 	if ct := a.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("Content-Type: got %q, want application/json", ct)
 	}
-	if !bytes.Equal(a.body, openAPIDocument) || !bytes.Equal(OpenAPI(), openAPIDocument) {
+	if !bytes.Equal(a.body, controller.OpenAPIDocument) || !bytes.Equal(controller.OpenAPI(), controller.OpenAPIDocument) {
 		t.Error("served document differs from the embedded openapi.json")
 	}
 }

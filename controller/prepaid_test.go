@@ -13,11 +13,15 @@ import (
 
 	"callbridge"
 	"callbridge/billing"
+	"callbridge/callback"
+	"callbridge/cdr"
 	"callbridge/dialplan"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
+	"callbridge/privacy"
 	"callbridge/rating"
 
 	"github.com/gin-gonic/gin"
@@ -96,7 +100,7 @@ func newPPEnv(t *testing.T, dialplanURL string) *ppEnv {
 	if err := cdrStore.EnsurePartitions(ctx, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewCDRPipeline(CDRPipelineConfig{Store: cdrStore, Pricer: NewPricer(decks, nil), SpoolDir: t.TempDir(),
+	p, err := cdr.NewPipeline(cdr.Config{Store: cdrStore, Pricer: cdr.NewPricer(decks, nil), SpoolDir: t.TempDir(),
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +113,7 @@ func newPPEnv(t *testing.T, dialplanURL string) *ppEnv {
 	go func() { defer wg.Done(); env.node.Run(runCtx) }()
 	go func() { defer wg.Done(); p.Run(runCtx, env.node) }()
 	t.Cleanup(func() { stop(); wg.Wait() })
-	cbWait(t, "node connected and subscribed", func() bool {
+	wait.For(t, "node connected and subscribed", func() bool {
 		s := env.node.Stats()
 		return s.State == esl.StateConnected && len(s.QueueDepths) > 0
 	})
@@ -136,7 +140,7 @@ func (env *ppEnv) balance() *callbridge.Balance {
 // answered leg's CDR is stored and every other leg released its own.
 func (env *ppEnv) settled() {
 	env.t.Helper()
-	cbWait(env.t, "reservations settled", func() bool {
+	wait.For(env.t, "reservations settled", func() bool {
 		var n int
 		if err := env.db.QueryRowContext(context.Background(), `SELECT count(*) FROM reservations WHERE account_id = $1`, env.account).Scan(&n); err != nil {
 			env.t.Fatal(err)
@@ -162,7 +166,7 @@ func TestPrepaidCallbacksStopWhenTheBalanceRunsOut(t *testing.T) {
 
 	store := postgres.NewCallbackService(env.db)
 	ctx, cancel := context.WithCancel(context.Background())
-	engine, err := NewCallbackEngine(store, esl.NewPool(env.node), CallbackEngineConfig{
+	engine, err := callback.NewEngine(store, esl.NewPool(env.node), callback.Config{
 		Owner: "ctl-prepaid", Gateway: "carrier", Lease: 3 * time.Second, PollInterval: 20 * time.Millisecond,
 		NodeGrace: time.Second, LegWait: 5 * time.Second,
 		CallAuthorizer: func(limit time.Duration) callbridge.CallAuthorizer {
@@ -198,7 +202,7 @@ func TestPrepaidCallbacksStopWhenTheBalanceRunsOut(t *testing.T) {
 	}
 	ended := func(id string) *callbridge.Callback {
 		var cb *callbridge.Callback
-		cbWait(t, "callback "+id+" to end", func() bool {
+		wait.For(t, "callback "+id+" to end", func() bool {
 			var err error
 			if cb, err = store.Callback(context.Background(), env.account, id); err != nil {
 				t.Fatal(err)
@@ -314,7 +318,7 @@ func TestPrepaidBindingCalls(t *testing.T) {
 	t.Cleanup(dp.Close)
 
 	env := newPPEnv(t, dp.URL+"/fs/dialplan")
-	cfg = DialplanConfig{User: dpUser, Password: dpPass, Authorizer: env.auth, Prepaid: NewPrepaidAccounts(env.accounts, 0)}
+	cfg = DialplanConfig{User: dpUser, Password: dpPass, Routing: privacy.Routing{Authorizer: env.auth, Prepaid: privacy.NewPrepaidAccounts(env.accounts, 0)}}
 	for _, x := range []callbridge.Number{"4930100100", "4917900900"} {
 		lines[x] = &dialplan.Line{X: x, AccountID: env.account, Gateway: "carrier", Enabled: true,
 			Bindings: []*callbridge.Binding{{ID: "0f1e2d3c-4b5a-4697-8877-6655443322" + string(x[len(x)-2:]), AccountID: env.account, Mode: callbridge.ModeXB,

@@ -307,7 +307,7 @@ func (s *importSlots) acquire(owner string) (release func(), err error) {
 		err = callbridge.Errorf(callbridge.ERATELIMIT, "the server is running %d rate imports; retry in %d s", s.total, importRetryAfter)
 	}
 	if err != nil {
-		return nil, &RetryAfter{Seconds: importRetryAfter, Err: err}
+		return nil, &callbridge.RetryAfter{Seconds: importRetryAfter, Err: err}
 	}
 	s.running[owner]++
 	s.n++

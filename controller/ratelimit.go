@@ -212,5 +212,5 @@ func clientKey(remoteAddr string) bucketKey {
 // retryAfter is the ERATELIMIT answer for a wait.
 func retryAfter(wait time.Duration, format string) error {
 	secs := max(int(math.Ceil(wait.Seconds())), 1)
-	return &RetryAfter{Seconds: secs, Err: callbridge.Errorf(callbridge.ERATELIMIT, format, secs)}
+	return &callbridge.RetryAfter{Seconds: secs, Err: callbridge.Errorf(callbridge.ERATELIMIT, format, secs)}
 }

@@ -1,13 +1,12 @@
-package controller
+package controller_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"callbridge/esl"
+	"callbridge/app"
 	"callbridge/esl/esltest"
 )
 
@@ -17,17 +16,11 @@ import (
 func TestReadyzFollowsNodeReadiness(t *testing.T) {
 	fs := esltest.NewServer()
 	t.Cleanup(fs.Close)
-	client := esl.NewClient(esl.Config{Name: "fs1", Addr: fs.Addr(), Password: "ClueCon",
-		ProbeInterval: 50 * time.Millisecond, JobTimeout: 300 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- client.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	nodes := func() []NodeStatus { return NodeStatuses([]*esl.Client{client}) }
-	e := newFullEnv(t, func(s *Server) {
-		s.Nodes = nodes
-		s.Metrics.WatchNodes(nodes)
-	})
+	e := newFullEnvWith(t, func(c *app.Config) {
+		c.ESL, c.ESLPassword = []string{fs.Addr()}, "ClueCon"
+		c.ESLProbeInterval, c.ESLJobTimeout = 50*time.Millisecond, 300*time.Millisecond
+	}, nil)
+	node := fs.Addr() // app.New names each node by its address
 
 	readyz := func(status int) map[string]any {
 		t.Helper()
@@ -53,15 +46,15 @@ func TestReadyzFollowsNodeReadiness(t *testing.T) {
 	if n["ready"] != true || n["probe_ms"].(float64) <= 0 {
 		t.Errorf("ready node shown as %v", n)
 	}
-	metric(`callbridge_esl_node_ready{node="fs1"} 1`)
+	metric(`callbridge_esl_node_ready{node="` + node + `"} 1`)
 
 	fs.SetJobEvents(esltest.JobEventsSwallowed)
 	n = readyz(http.StatusServiceUnavailable)
 	if n["connected"] != true || n["ready"] != false || !strings.Contains(n["not_ready"].(string), "no BACKGROUND_JOB") || n["job_timeouts"].(float64) < 1 {
 		t.Errorf("node whose jobs never complete shown as %v", n)
 	}
-	metric(`callbridge_esl_node_ready{node="fs1"} 0`)
-	metric(`callbridge_esl_job_timeouts_total{node="fs1"}`)
+	metric(`callbridge_esl_node_ready{node="` + node + `"} 0`)
+	metric(`callbridge_esl_job_timeouts_total{node="` + node + `"}`)
 
 	fs.SetJobEvents(esltest.JobEventsNormal)
 	if n = readyz(http.StatusOK); n["ready"] != true {

@@ -1,4 +1,4 @@
-package controller
+package controller_test
 
 import (
 	"bytes"
@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
 	"callbridge/postgres"
+	"callbridge/webhook"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -72,7 +74,7 @@ func (d *apiDoc) routeAuth(method, path string) (class string, ok bool) {
 }
 
 func (e *fullEnv) routes() gin.RoutesInfo {
-	return e.srv.handler.(*gin.Engine).Routes()
+	return e.srv.Handler().(*gin.Engine).Routes()
 }
 
 // tenantObjects are objects a tenant created through the API: one of each
@@ -184,7 +186,7 @@ func TestSecurityAuthentication(t *testing.T) {
 	// Every bad credential on every route comes from one address: the
 	// limit on failed authentications (TestAuthFailuresLimitedPerAddress)
 	// would answer 429 after the first few.
-	env := newFullEnv(t, func(s *Server) { s.AuthFailureLimit = RateLimit{PerSecond: -1} })
+	env := newFullEnv(t, func(s *controller.Server) { s.AuthFailureLimit = controller.RateLimit{PerSecond: -1} })
 	doc := loadAPIDoc(t)
 	good := env.newTenant("good")
 	revoked := env.newTenant("revoked")
@@ -499,7 +501,7 @@ var leftOut = map[string]bool{
 // field is a tested field.
 func TestSecurityInputHardening(t *testing.T) {
 	t.Parallel()
-	env := newFullEnv(t, func(s *Server) { s.MaxBodyBytes, s.MaxCSVBytes = 64<<10, 64<<10 })
+	env := newFullEnv(t, func(s *controller.Server) { s.MaxBodyBytes, s.MaxCSVBytes = 64<<10, 64<<10 })
 	doc := loadAPIDoc(t)
 	tn := env.newTenant("hardening")
 	o := env.createObjects(tn, 1)
@@ -760,7 +762,7 @@ func TestSecurityAdminToken(t *testing.T) {
 
 	// With no token configured the admin API is closed, even to an empty
 	// bearer.
-	closed := newFullEnv(t, func(s *Server) { s.AdminToken = "" })
+	closed := newFullEnv(t, func(s *controller.Server) { s.AdminToken = "" })
 	for _, tok := range []string{"", " ", fullAdminToken} {
 		if ans := closed.call("POST", "/v1/admin/accounts", tok, `{"name":"x"}`); ans.status != http.StatusUnauthorized {
 			t.Errorf("no admin token configured, token %q: got %d, want 401", tok, ans.status)
@@ -823,7 +825,7 @@ func TestSecuritySecretsNotLogged(t *testing.T) {
 // before they can use any bucket.
 func TestSecurityRateLimit(t *testing.T) {
 	t.Parallel()
-	env := newFullEnv(t, func(s *Server) { s.RateLimit = RateLimit{PerSecond: 0.01, Burst: 3} })
+	env := newFullEnv(t, func(s *controller.Server) { s.RateLimit = controller.RateLimit{PerSecond: 0.01, Burst: 3} })
 	doc := loadAPIDoc(t)
 	a := env.newTenant("a")
 	b := env.newTenant("b")
@@ -911,7 +913,7 @@ func TestSecurityOperatorSecretsNotLogged(t *testing.T) {
 	tn := env.newTenant("hooks")
 	env.mustCall(http.StatusAccepted, "POST", "/v1/callbacks", tn.key, map[string]any{"a": "+4930111222", "b": "+4930333444", "webhook_url": "https://hooks.example.com/cb"})
 	posted := make(chan struct{}, 100)
-	d := NewWebhookDeliverer(postgres.NewWebhookService(env.db), WebhookDelivererConfig{
+	d := webhook.NewDeliverer(postgres.NewWebhookService(env.db), webhook.Config{
 		Secret: []byte(webhookSecret), PollInterval: 10 * time.Millisecond, Logger: log,
 		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			posted <- struct{}{}

@@ -1,7 +1,9 @@
-// Package controller is callbridge's HTTP API (gin) and the orchestration of
-// calls: callbacks, privacy-number bindings, the CDR pipeline. It is the
-// only package that imports gin. It does not speak SQL or ESL itself: it is
-// given the stores and clients it needs through the Server's fields.
+// Package controller is callbridge's HTTP API: gin handlers, middleware,
+// the error mapping and the OpenAPI document. It is the only package that
+// imports gin. It does not speak SQL or ESL and runs no calls itself: the
+// capabilities (callback, privacy, cdr, webhook) do, and it is given the
+// stores and engines it needs through the Server's fields (app wires
+// them).
 package controller
 
 import (
@@ -13,6 +15,7 @@ import (
 
 	"callbridge"
 	"callbridge/billing"
+	"callbridge/metrics"
 	"callbridge/rating"
 
 	"github.com/gin-gonic/gin"
@@ -45,7 +48,7 @@ type Server struct {
 	MaxImports, MaxImportsPerAccount int
 	// Metrics, when set, records HTTP metrics and is served at /metrics
 	// behind the admin token (unless MetricsOnOwnListener).
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	// MetricsOnOwnListener keeps /metrics off the API listener.
 	MetricsOnOwnListener bool
 	// Draining, when it returns true, makes routes that start new calls
@@ -171,7 +174,7 @@ func (s *Server) Handler() http.Handler {
 		e.ContextWithFallback = true
 		e.Use(recovery(s.Logger), requestLog(s.Logger))
 		if s.Metrics != nil {
-			e.Use(s.Metrics.observe())
+			e.Use(observe(s.Metrics))
 		}
 		e.Use(checkInput(), limitBody(s.MaxBodyBytes, map[string]int64{csvImportRoute: s.MaxCSVBytes}))
 		e.NoRoute(func(c *gin.Context) {

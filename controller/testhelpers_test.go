@@ -1,8 +1,7 @@
-package controller
+package controller_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -13,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"callbridge/app"
+	"callbridge/app/apptest"
+	"callbridge/controller"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 
@@ -46,13 +48,14 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// fullEnv is a Server with every feature wired to real dependencies (a
-// fresh PostgreSQL database, the binding index fed by LISTEN/NOTIFY),
-// served over real HTTP, with its logs captured at debug level.
+// fullEnv is a Server with every feature wired as `callbridge serve` wires
+// it (app.New) to real dependencies (a fresh PostgreSQL database, the
+// binding index fed by LISTEN/NOTIFY), served over real HTTP, with its
+// logs captured at debug level.
 type fullEnv struct {
 	t    *testing.T
 	db   *postgres.DB
-	srv  *Server
+	srv  *controller.Server
 	api  *httptest.Server
 	logs *syncBuffer
 	// doc checks every answer against openapi.json.
@@ -61,59 +64,34 @@ type fullEnv struct {
 
 // newFullEnv builds the server; tweak, when given, adjusts it before its
 // handler is built.
-func newFullEnv(t *testing.T, tweak func(*Server)) *fullEnv {
+func newFullEnv(t *testing.T, tweak func(*controller.Server)) *fullEnv {
+	t.Helper()
+	return newFullEnvWith(t, nil, tweak)
+}
+
+// newFullEnvWith builds the server with app.New, the wiring of `callbridge
+// serve`: configure, when given, adjusts the configuration first.
+func newFullEnvWith(t *testing.T, configure func(*app.Config), tweak func(*controller.Server)) *fullEnv {
 	t.Helper()
 	db := pgtest.New(t)
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	bindings := postgres.NewBindingService(db)
-	index := NewBindingIndex(bindings, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- index.Run(ctx, ready) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && ctx.Err() == nil {
-			t.Errorf("binding index: %v", err)
+	cfg := apptest.Config(t)
+	cfg.AdminToken = fullAdminToken
+	cfg.DialplanUser, cfg.DialplanPassword = fullDialplanUser, fullDialplanPass
+	if configure != nil {
+		configure(&cfg)
+	}
+	a := apptest.Start(t, db, cfg, log, func(a *app.App) {
+		a.Server.Now = func() time.Time { return time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC) }
+		if tweak != nil {
+			tweak(a.Server)
 		}
 	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("binding index: %v", err)
-	}
-
-	decks, deckSync := pgtest.RunDeckSync(t, db, log)
-	srv := &Server{
-		Decks:      decks,
-		DeckSync:   deckSync,
-		Logger:     log,
-		Version:    "test",
-		Accounts:   postgres.NewAccountService(db),
-		AdminToken: fullAdminToken,
-		DB:         db,
-		Metrics:    NewMetrics(),
-		Privacy: &PrivacyNumbers{
-			Bindings: bindings,
-			Numbers:  postgres.NewNumberService(db),
-			Lines:    index,
-			Dialplan: DialplanConfig{User: fullDialplanUser, Password: fullDialplanPass},
-			Logger:   log,
-		},
-		Callbacks: postgres.NewCallbackService(db),
-		Webhooks:  postgres.NewWebhookService(db),
-		CDRs:      postgres.NewCDRStore(db),
-		Billing:   postgres.NewBillingStore(db, time.UTC, "test"),
-		Now:       func() time.Time { return time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC) },
-	}
-	if tweak != nil {
-		tweak(srv)
-	}
-	api := httptest.NewServer(srv.Handler())
+	api := httptest.NewServer(a.Server.Handler())
 	t.Cleanup(api.Close)
-	return &fullEnv{t: t, db: db, srv: srv, api: api, logs: logs, doc: loadAPIDoc(t)}
+	return &fullEnv{t: t, db: db, srv: a.Server, api: api, logs: logs, doc: loadAPIDoc(t)}
 }
 
 // answer is an HTTP response with its body read.
@@ -137,7 +115,12 @@ func (a answer) json(t testing.TB) map[string]any {
 // errorCode returns the code and field of an error answer, or "" when the
 // body does not have the error shape.
 func (a answer) errorCode() (code, field string) {
-	var e errorJSON
+	var e struct {
+		Error struct {
+			Code  string `json:"code"`
+			Field string `json:"field"`
+		} `json:"error"`
+	}
 	if json.Unmarshal(a.body, &e) != nil {
 		return "", ""
 	}
@@ -196,7 +179,7 @@ func (e *fullEnv) pattern(method, path string) (string, bool) {
 	path, _, _ = strings.Cut(path, "?")
 	segs := strings.Split(path, "/")
 	best, bestStatic := "", -1
-	for _, r := range e.srv.handler.(*gin.Engine).Routes() {
+	for _, r := range e.srv.Handler().(*gin.Engine).Routes() {
 		if r.Method != method {
 			continue
 		}

@@ -3,6 +3,7 @@
 package faults
 
 import (
+	"database/sql"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,8 +13,6 @@ import (
 	"time"
 
 	"callbridge/esl/esltest"
-
-	"github.com/jmoiron/sqlx"
 )
 
 // bandScript: A (4930666…) answers at once and talks 120 s; B (4930667…)
@@ -47,7 +46,7 @@ type legCDR struct {
 
 // callAcross places a callback whose A leg is answered just before at and
 // talks 120 s of simulated time across it, and returns A's CDR.
-func callAcross(t *testing.T, c *controller, db *sqlx.DB, fs *esltest.Server, key string, at time.Time, n int) legCDR {
+func callAcross(t *testing.T, c *controller, db *sql.DB, fs *esltest.Server, key string, at time.Time, n int) legCDR {
 	t.Helper()
 	fs.Jump(at.Add(-60 * time.Second).Sub(fs.Now()))
 	id, r := c.postCallback(key, fmt.Sprintf("+4930666%03d", n), fmt.Sprintf("+4930667%03d", n))
@@ -62,7 +61,7 @@ func callAcross(t *testing.T, c *controller, db *sqlx.DB, fs *esltest.Server, ke
 	waitStatus(t, c, []string{id}, "completed", 30*time.Second)
 	var cdr legCDR
 	waitFor(t, 30*time.Second, "A's CDR", func() (bool, string) {
-		err := db.Get(&cdr, `SELECT start_at, answer_at, end_at, bill_ms, sell_micros, array_to_string(flags, ',') AS flags
+		err := getRow(db, &cdr, `SELECT start_at, answer_at, end_at, bill_ms, sell_micros, array_to_string(flags, ',') AS flags
 			FROM cdrs WHERE callback_id = $1 AND leg = 'a'`, id)
 		return err == nil, fmt.Sprint(err)
 	})
@@ -136,7 +135,7 @@ func TestFaultClockJumps(t *testing.T) {
 			BillMS int64     `db:"billed_ms"`
 			Sell   int64     `db:"sell"`
 		}
-		if err := db.Select(&rows, `SELECT day, sum(calls) AS calls, sum(billed_ms) AS billed_ms, sum(sell) AS sell FROM rollups
+		if err := selectRows(db, &rows, `SELECT day, sum(calls) AS calls, sum(billed_ms) AS billed_ms, sum(sell) AS sell FROM rollups
 			WHERE account_id = $1 AND day IN ($2::date, $3::date) GROUP BY day`, acct, lastDay.Format("2006-01-02"), firstDay.Format("2006-01-02")); err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@
 package faults
 
 import (
+	"database/sql"
 	"fmt"
 	"regexp"
 	"strings"
@@ -10,8 +11,6 @@ import (
 	"time"
 
 	"callbridge/esl/esltest"
-
-	"github.com/jmoiron/sqlx"
 )
 
 // callbackVars finds the callback id and leg an originate is tagged with.
@@ -23,7 +22,7 @@ var (
 // checkPlacedOnce asserts that each callback's A leg was originated once
 // per attempt the database records (never twice by two controllers), and
 // its B leg at most once per attempt.
-func checkPlacedOnce(t testing.TB, db *sqlx.DB, nodes ...*esltest.Server) {
+func checkPlacedOnce(t testing.TB, db *sql.DB, nodes ...*esltest.Server) {
 	t.Helper()
 	legs := map[string]int{}
 	for _, fs := range nodes {
@@ -43,7 +42,7 @@ func checkPlacedOnce(t testing.TB, db *sqlx.DB, nodes ...*esltest.Server) {
 		ID      string `db:"id"`
 		Attempt int    `db:"attempt"`
 	}
-	if err := db.Select(&rows, `SELECT id, attempt FROM callbacks`); err != nil {
+	if err := selectRows(db, &rows, `SELECT id, attempt FROM callbacks`); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rows {
@@ -107,7 +106,7 @@ func TestFaultTwoControllers(t *testing.T) {
 		Outcome string    `db:"outcome"`
 		N       int       `db:"n"`
 	}
-	if err := db.Select(&runs, `SELECT job, slot, outcome, count(*) AS n FROM job_runs GROUP BY job, slot, outcome ORDER BY job, slot`); err != nil {
+	if err := selectRows(db, &runs, `SELECT job, slot, outcome, count(*) AS n FROM job_runs GROUP BY job, slot, outcome ORDER BY job, slot`); err != nil {
 		t.Fatal(err)
 	}
 	perSlot := map[string]int{}

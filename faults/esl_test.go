@@ -3,17 +3,16 @@
 package faults
 
 import (
+	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jmoiron/sqlx"
 )
 
 // outcomes counts the final states of callbacks and fails the test for
 // any failure without a reason.
-func outcomes(t testing.TB, db *sqlx.DB, ids []string) map[string]int {
+func outcomes(t testing.TB, db *sql.DB, ids []string) map[string]int {
 	t.Helper()
 	st := callbackStatuses(t, db)
 	out := map[string]int{}
@@ -28,7 +27,7 @@ func outcomes(t testing.TB, db *sqlx.DB, ids []string) map[string]int {
 }
 
 // estimatedCDRs counts CDRs flagged estimated.
-func estimatedCDRs(t testing.TB, db *sqlx.DB) int {
+func estimatedCDRs(t testing.TB, db *sql.DB) int {
 	t.Helper()
 	_, flags := cdrCounts(t, db)
 	n := 0
@@ -127,7 +126,7 @@ func TestFaultESLNodeGone(t *testing.T) {
 	endedOn1 := hungUp(fs1)
 	liveOn1 := liveUUIDs(fs1)
 	var onNode1 []string
-	db.Select(&onNode1, `SELECT id FROM callbacks WHERE node = $1 AND status IN ('calling_a','a_answered','calling_b','bridged')`, fs1.Addr())
+	selectRows(db, &onNode1, `SELECT id FROM callbacks WHERE node = $1 AND status IN ('calling_a','a_answered','calling_b','bridged')`, fs1.Addr())
 	fs1.Close()
 	closedAt := time.Now()
 	time.Sleep(3 * time.Second)
@@ -149,7 +148,7 @@ func TestFaultESLNodeGone(t *testing.T) {
 		Reason string `db:"reason"`
 		Node   string `db:"node"`
 	}
-	if err := db.Select(&after, `SELECT status, coalesce(reason, '') AS reason, node FROM callbacks WHERE created_at > $1`, closedAt.Add(500*time.Millisecond)); err != nil {
+	if err := selectRows(db, &after, `SELECT status, coalesce(reason, '') AS reason, node FROM callbacks WHERE created_at > $1`, closedAt.Add(500*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	completed := 0

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,9 +25,6 @@ import (
 
 	"callbridge/esl/esltest"
 	"callbridge/postgres/pgtest"
-
-	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq" // driver for the assertions' own connection
 )
 
 // binary is the callbridge binary built by TestMain.
@@ -355,9 +353,9 @@ func (c *controller) postCallback(key, a, b string) (string, response) {
 
 // openDB opens the assertions' own connection to a test database (never
 // through a fault proxy).
-func openDB(t testing.TB, url string) *sqlx.DB {
+func openDB(t testing.TB, url string) *sql.DB {
 	t.Helper()
-	db, err := sqlx.Open("postgres", url)
+	db, err := sql.Open("postgres", url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +366,7 @@ func openDB(t testing.TB, url string) *sqlx.DB {
 
 // newDatabase creates a fresh migrated database and returns its URL and a
 // connection for assertions.
-func newDatabase(t testing.TB) (string, *sqlx.DB) {
+func newDatabase(t testing.TB) (string, *sql.DB) {
 	t.Helper()
 	u := pgtest.URL(t)
 	return u, openDB(t, u)
@@ -410,14 +408,14 @@ func waitFor(t testing.TB, limit time.Duration, what string, cond func() (bool, 
 // callbackStatuses returns every callback's status (and reason) by id.
 // Void rows are not callbacks: they hold the ids of creations answered
 // with an error (sql/0018_callback_void.sql).
-func callbackStatuses(t testing.TB, db *sqlx.DB) map[string]string {
+func callbackStatuses(t testing.TB, db *sql.DB) map[string]string {
 	t.Helper()
 	var rows []struct {
 		ID     string `db:"id"`
 		Status string `db:"status"`
 		Reason string `db:"reason"`
 	}
-	if err := db.Select(&rows, `SELECT id, status, coalesce(reason, '') AS reason FROM callbacks WHERE status <> 'void'`); err != nil {
+	if err := selectRows(db, &rows, `SELECT id, status, coalesce(reason, '') AS reason FROM callbacks WHERE status <> 'void'`); err != nil {
 		t.Fatalf("list callbacks: %v", err)
 	}
 	out := map[string]string{}
@@ -432,7 +430,7 @@ func callbackStatuses(t testing.TB, db *sqlx.DB) map[string]string {
 }
 
 // allFinal reports whether every callback of ids is completed or failed.
-func allFinal(t testing.TB, db *sqlx.DB, ids []string) (bool, string) {
+func allFinal(t testing.TB, db *sql.DB, ids []string) (bool, string) {
 	st := callbackStatuses(t, db)
 	counts := map[string]int{}
 	final := true
@@ -483,13 +481,13 @@ func liveUUIDs(nodes ...*esltest.Server) map[string]bool {
 
 // cdrCounts returns how many CDR rows each channel uuid has, and the flags
 // of each.
-func cdrCounts(t testing.TB, db *sqlx.DB) (map[string]int, map[string]string) {
+func cdrCounts(t testing.TB, db *sql.DB) (map[string]int, map[string]string) {
 	t.Helper()
 	var rows []struct {
 		UUID  string `db:"uuid"`
 		Flags string `db:"flags"`
 	}
-	if err := db.Select(&rows, `SELECT uuid::text AS uuid, array_to_string(flags, ',') AS flags FROM cdrs`); err != nil {
+	if err := selectRows(db, &rows, `SELECT uuid::text AS uuid, array_to_string(flags, ',') AS flags FROM cdrs`); err != nil {
 		t.Fatalf("list cdrs: %v", err)
 	}
 	n, flags := map[string]int{}, map[string]string{}
@@ -503,7 +501,7 @@ func cdrCounts(t testing.TB, db *sqlx.DB) (map[string]int, map[string]string) {
 // checkCDRs asserts that every channel in want has exactly one CDR and
 // that no channel has more than one; it returns a description of what is
 // missing for polling.
-func checkCDRs(t testing.TB, db *sqlx.DB, want map[string]bool) (bool, string) {
+func checkCDRs(t testing.TB, db *sql.DB, want map[string]bool) (bool, string) {
 	t.Helper()
 	got, _ := cdrCounts(t, db)
 	var missing, dup []string
@@ -535,7 +533,7 @@ func checkCDRs(t testing.TB, db *sqlx.DB, want map[string]bool) (bool, string) {
 
 // describeLeg says what the database knows of a channel: its callback leg
 // and the callback's state, and whether it is in live_channels.
-func describeLeg(t testing.TB, db *sqlx.DB, uuid string) string {
+func describeLeg(t testing.TB, db *sql.DB, uuid string) string {
 	t.Helper()
 	var leg struct {
 		Callback string `db:"callback_id"`
@@ -545,7 +543,7 @@ func describeLeg(t testing.TB, db *sqlx.DB, uuid string) string {
 		Reason   string `db:"reason"`
 		Hangup   string `db:"hangup_cause"`
 	}
-	err := db.Get(&leg, `SELECT l.callback_id, l.leg, l.attempt, c.status, coalesce(c.reason, '') AS reason, coalesce(l.hangup_cause, '') AS hangup_cause
+	err := getRow(db, &leg, `SELECT l.callback_id, l.leg, l.attempt, c.status, coalesce(c.reason, '') AS reason, coalesce(l.hangup_cause, '') AS hangup_cause
 		FROM callback_legs l JOIN callbacks c ON c.id = l.callback_id WHERE l.uuid = $1`, uuid)
 	what := uuid + ": "
 	if err != nil {
@@ -554,7 +552,7 @@ func describeLeg(t testing.TB, db *sqlx.DB, uuid string) string {
 		what += fmt.Sprintf("leg %s#%d of callback %s (%s %s, leg cause %q)", leg.Leg, leg.Attempt, leg.Callback, leg.Status, leg.Reason, leg.Hangup)
 	}
 	var live int
-	db.Get(&live, `SELECT count(*) FROM live_channels WHERE uuid = $1`, uuid)
+	getRow(db, &live, `SELECT count(*) FROM live_channels WHERE uuid = $1`, uuid)
 	return what + fmt.Sprintf(", %d in live_channels", live)
 }
 

@@ -3,6 +3,7 @@
 package faults
 
 import (
+	"database/sql"
 	"fmt"
 	"sort"
 	"strings"
@@ -10,8 +11,6 @@ import (
 	"time"
 
 	"callbridge/esl/esltest"
-
-	"github.com/jmoiron/sqlx"
 )
 
 // TestFaultKillAndRestart kills the controller with SIGKILL in the middle
@@ -87,7 +86,7 @@ func TestFaultKillAndRestart(t *testing.T) {
 
 // checkNoDuplicateCalls asserts that no origination_uuid was sent twice
 // to the nodes given and that every one sent belongs to a callback leg.
-func checkNoDuplicateCalls(t testing.TB, db *sqlx.DB, nodes ...*esltest.Server) {
+func checkNoDuplicateCalls(t testing.TB, db *sql.DB, nodes ...*esltest.Server) {
 	t.Helper()
 	sent := originated(nodes...)
 	var dup []string
@@ -106,7 +105,7 @@ func checkNoDuplicateCalls(t testing.TB, db *sqlx.DB, nodes ...*esltest.Server) 
 		Attempt  int    `db:"attempt"`
 		UUID     string `db:"uuid"`
 	}
-	if err := db.Select(&legs, `SELECT callback_id, leg, attempt, uuid::text AS uuid FROM callback_legs`); err != nil {
+	if err := selectRows(db, &legs, `SELECT callback_id, leg, attempt, uuid::text AS uuid FROM callback_legs`); err != nil {
 		t.Fatal(err)
 	}
 	// A leg is recorded before its originate is sent, so a leg whose

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/postgres/internal/pg"
 )
 
 // keyPrefix starts every API key so leaked keys are recognisable by secret
@@ -18,7 +19,7 @@ const keyPrefix = "cbk_"
 
 // AccountService implements callbridge.AccountService.
 type AccountService struct {
-	db *DB
+	db *pg.DB
 	// AuthCacheTTL is how long a successful key lookup is remembered in
 	// this process (default 5 s; negative disables the cache). A key
 	// revoked through this process stops working at once; on other
@@ -38,7 +39,7 @@ var _ callbridge.AccountService = (*AccountService)(nil)
 
 // NewAccountService returns an AccountService backed by db.
 func NewAccountService(db *DB) *AccountService {
-	return &AccountService{db: db, AuthCacheTTL: 5 * time.Second, cache: map[[32]byte]authEntry{}}
+	return &AccountService{db: db.pg, AuthCacheTTL: 5 * time.Second, cache: map[[32]byte]authEntry{}}
 }
 
 // maxAuthCache bounds the cache; it is emptied when full.
@@ -50,7 +51,7 @@ func (s *AccountService) CreateAccount(ctx context.Context, a *callbridge.Accoun
 		return "", err
 	}
 	var key string
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		err := tx.QueryRowxContext(ctx, `
 			INSERT INTO accounts (name, service_number, hide_caller_id, prepaid, currency)
 			VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at`,
@@ -156,7 +157,7 @@ func (s *AccountService) CreateAPIKey(ctx context.Context, accountID string) (st
 		return "", err
 	}
 	var key string
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		var err error
 		key, err = insertKey(ctx, tx, accountID)
 		return err
@@ -201,7 +202,7 @@ func (s *AccountService) APIKeys(ctx context.Context, accountID string) ([]callb
 	return ks, Error(err)
 }
 
-func insertKey(ctx context.Context, tx *Tx, accountID string) (string, error) {
+func insertKey(ctx context.Context, tx *pg.Tx, accountID string) (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/postgres/internal/pg"
 
 	"github.com/lib/pq"
 )
@@ -28,7 +29,7 @@ const DefaultMaxBindingTTL = 90 * 24 * time.Hour
 // are constraints of the bindings table; this code only maps their
 // violations to ECONFLICT and retries allocation on another X.
 type BindingService struct {
-	db *DB
+	db *pg.DB
 	// MaxTTL is the longest life of a binding; 0 means DefaultMaxBindingTTL.
 	MaxTTL time.Duration
 	// Now returns the current time; nil means time.Now. Validation of
@@ -39,7 +40,7 @@ type BindingService struct {
 var _ callbridge.BindingService = (*BindingService)(nil)
 
 // NewBindingService returns a BindingService backed by db.
-func NewBindingService(db *DB) *BindingService { return &BindingService{db: db} }
+func NewBindingService(db *DB) *BindingService { return &BindingService{db: db.pg} }
 
 func (s *BindingService) now() time.Time {
 	if s.Now != nil {
@@ -87,7 +88,7 @@ func (s *BindingService) CreateBinding(ctx context.Context, r *callbridge.Bindin
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		out, err = s.create(ctx, r)
-		if err == nil || !Retryable(err) {
+		if err == nil || !pg.Retryable(err) {
 			break
 		}
 	}
@@ -129,7 +130,7 @@ func (s *BindingService) byIdempotencyKey(ctx context.Context, r *callbridge.Bin
 func (s *BindingService) create(ctx context.Context, r *callbridge.BindingRequest) (*callbridge.Binding, error) {
 	want := r.Binding()
 	var out *callbridge.Binding
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		if _, err := tx.ExecContext(ctx, `SELECT set_config('callbridge.binding_detail', 'created', true)`); err != nil {
 			return err
 		}
@@ -188,7 +189,7 @@ func (s *BindingService) create(ctx context.Context, r *callbridge.BindingReques
 // bindX stores want on want.X: it locks the number, marks the X's expired
 // bindings, inserts the binding and activates it. It returns errRetryX
 // when a routing constraint refuses the activation.
-func (s *BindingService) bindX(ctx context.Context, tx *Tx, want *callbridge.Binding, r *callbridge.BindingRequest) (*callbridge.Binding, error) {
+func (s *BindingService) bindX(ctx context.Context, tx *pg.Tx, want *callbridge.Binding, r *callbridge.BindingRequest) (*callbridge.Binding, error) {
 	if err := lockX(ctx, tx, want.X); err != nil {
 		return nil, err
 	}
@@ -237,7 +238,7 @@ const bindingXLock = 0x62696e64
 // deadlock_timeout by failing one of them. A transaction holds at most
 // one X's lock when it waits for another (allocation tries each candidate
 // under a savepoint), so these locks cannot deadlock among themselves.
-func lockX(ctx context.Context, tx *Tx, x callbridge.Number) error {
+func lockX(ctx context.Context, tx *pg.Tx, x callbridge.Number) error {
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, bindingXLock, string(x))
 	return Error(err)
 }
@@ -245,7 +246,7 @@ func lockX(ctx context.Context, tx *Tx, x callbridge.Number) error {
 // lockBindingX takes the X lock of binding id (whose X never changes)
 // before the caller locks the binding itself, in the order allocation
 // takes them.
-func lockBindingX(ctx context.Context, tx *Tx, accountID, id string) error {
+func lockBindingX(ctx context.Context, tx *pg.Tx, accountID, id string) error {
 	var x callbridge.Number
 	if err := tx.GetContext(ctx, &x, `SELECT x FROM bindings WHERE id = $1 AND account_id = $2`, id, accountID); err != nil {
 		return notFoundAs(Error(err), "binding")
@@ -375,7 +376,7 @@ func (s *BindingService) UpdateBinding(ctx context.Context, accountID, id string
 	}
 	now := s.now()
 	var out *callbridge.Binding
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		if err := lockBindingX(ctx, tx, accountID, id); err != nil {
 			return err
 		}
@@ -434,7 +435,7 @@ func (s *BindingService) Unbind(ctx context.Context, accountID, id string) (*cal
 		return nil, notFound("binding")
 	}
 	var out *callbridge.Binding
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		if err := lockBindingX(ctx, tx, accountID, id); err != nil {
 			return err
 		}
@@ -470,7 +471,7 @@ func (s *BindingService) Unbind(ctx context.Context, accountID, id string) (*cal
 // ExpireBindings implements callbridge.BindingService.
 func (s *BindingService) ExpireBindings(ctx context.Context, now time.Time) (int, error) {
 	var n int64
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		if _, err := tx.ExecContext(ctx, `SELECT set_config('callbridge.binding_detail', 'expired', true)`); err != nil {
 			return Error(err)
 		}
@@ -499,7 +500,7 @@ func (s *BindingService) BindingEvents(ctx context.Context, accountID, id string
 	return evs, Error(err)
 }
 
-func lockBinding(ctx context.Context, tx *Tx, accountID, id string) (*callbridge.Binding, error) {
+func lockBinding(ctx context.Context, tx *pg.Tx, accountID, id string) (*callbridge.Binding, error) {
 	var b callbridge.Binding
 	err := tx.GetContext(ctx, &b, `SELECT `+bindingColumns+` FROM bindings WHERE id = $1 AND account_id = $2 FOR UPDATE`, id, accountID)
 	if err != nil {
@@ -602,5 +603,5 @@ func (s *BindingService) RoutableLine(ctx context.Context, x callbridge.Number) 
 // ListenBindings' goroutine. ready, if not nil, is closed once the LISTEN
 // is in place.
 func (s *BindingService) ListenBindings(ctx context.Context, changed func(callbridge.Number), resync func(), ready chan<- struct{}) error {
-	return s.db.listen(ctx, "binding", BindingChannel, func(x string) { changed(callbridge.Number(x)) }, resync, ready)
+	return s.db.Listen(ctx, "binding", BindingChannel, func(x string) { changed(callbridge.Number(x)) }, resync, ready)
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/postgres/internal/batch"
+	"callbridge/postgres/internal/pg"
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
@@ -27,9 +29,9 @@ import (
 // database cannot be reached to write the void, the service keeps it and
 // writes it at its next claim, before claiming anything.
 type CallbackService struct {
-	db *DB
+	db *pg.DB
 
-	creates batcher[*createCall]
+	creates batch.Batcher[*createCall]
 
 	mu    sync.Mutex
 	voids map[string]pendingVoid // callback id → the void not yet written
@@ -50,8 +52,8 @@ var _ callbridge.CallbackService = (*CallbackService)(nil)
 
 // NewCallbackService returns a CallbackService backed by db.
 func NewCallbackService(db *DB) *CallbackService {
-	s := &CallbackService{db: db, voids: map[string]pendingVoid{}}
-	s.creates = batcher[*createCall]{maxRunning: createBatches, maxBatch: 256, flush: s.flushCreates}
+	s := &CallbackService{db: db.pg, voids: map[string]pendingVoid{}}
+	s.creates = batch.Batcher[*createCall]{MaxRunning: createBatches, MaxBatch: 256, Flush: s.flushCreates}
 	return s
 }
 
@@ -105,13 +107,13 @@ func statusPayload(cb *callbridge.Callback, at time.Time, detail string) map[str
 	return p
 }
 
-// WebhookKey is the outbox ordering key of a callback's webhooks.
-func WebhookKey(callbackID string) string { return "callback:" + callbackID }
+// webhookKey is the outbox ordering key of a callback's webhooks.
+func webhookKey(callbackID string) string { return "callback:" + callbackID }
 
 // CreateCallback implements callbridge.CallbackService. The callback, its
 // first history entry and its first webhook are written by one statement,
 // so an accepted request is durable before it is answered. Concurrent
-// creations share that statement (see batcher): one round trip and one
+// creations share that statement (see batch.Batcher): one round trip and one
 // commit then serve many requests. The per-account queue bound is checked
 // in the same statement, exactly within a batch; requests in two batches
 // running at once may exceed it by the requests of one of them, as two
@@ -131,7 +133,7 @@ func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.Call
 		return nil, false, err
 	}
 	c := &createCall{r: r, id: uuid.NewString()}
-	if err := s.creates.do(ctx, c); err != nil {
+	if err := s.creates.Do(ctx, c); err != nil {
 		return nil, false, err // never sent
 	}
 	if c.err != nil {
@@ -547,7 +549,7 @@ func (s *CallbackService) CancelCallback(ctx context.Context, accountID, id stri
 	if !callbridge.IsUUID(accountID) || !callbridge.IsUUID(id) {
 		return nil, notFound("callback")
 	}
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		var row callbackRow
 		err := tx.QueryRowxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
 			WHERE id = $1 AND account_id = $2 AND status <> 'void' FOR UPDATE`, id, accountID).Scan(cbScanTargets(&row)...)
@@ -580,7 +582,7 @@ func (s *CallbackService) CancelCallback(ctx context.Context, accountID, id stri
 
 // setStatusTx moves cb (locked by tx) to status, writes the history entry
 // and the webhook. extra columns are set by the caller's own statement.
-func setStatusTx(ctx context.Context, tx *Tx, cb *callbridge.Callback, status callbridge.CallbackStatus, reason callbridge.FailReason, detail string, runAt *time.Time) error {
+func setStatusTx(ctx context.Context, tx *pg.Tx, cb *callbridge.Callback, status callbridge.CallbackStatus, reason callbridge.FailReason, detail string, runAt *time.Time) error {
 	var at time.Time
 	err := tx.QueryRowxContext(ctx, `UPDATE callbacks SET status = $2, reason = $3, updated_at = now(),
 			ended_at = CASE WHEN $2 IN ('completed', 'failed') THEN now() END,
@@ -601,7 +603,7 @@ func setStatusTx(ctx context.Context, tx *Tx, cb *callbridge.Callback, status ca
 	if cb.WebhookURL == "" {
 		return nil
 	}
-	return EnqueueWebhookTx(ctx, tx, cb.AccountID, cb.WebhookURL, "callback.status", WebhookKey(cb.ID), "", statusPayload(cb, at, detail))
+	return enqueueWebhookTx(ctx, tx, cb.AccountID, cb.WebhookURL, "callback.status", webhookKey(cb.ID), "", statusPayload(cb, at, detail))
 }
 
 // ClaimCallback claims the oldest due queued callback for owner, on node,
@@ -622,7 +624,7 @@ func (s *CallbackService) ClaimCallback(ctx context.Context, owner, node string,
 func (s *CallbackService) ClaimCallbacks(ctx context.Context, owner, node string, lease time.Duration, n int) ([]*callbridge.Callback, error) {
 	var cbs []*callbridge.Callback
 	voids := s.pendingVoids()
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		cbs = nil
 		if len(voids) > 0 {
 			if _, err := writeVoids(ctx, tx, voids, true); err != nil {
@@ -728,7 +730,7 @@ func (s *CallbackService) AdoptCallbacks(ctx context.Context, owner string, leas
 		held = []string{} // a NULL array would exclude every row
 	}
 	var out []*callbridge.Callback
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		rows, err := tx.QueryxContext(ctx, `UPDATE callbacks c SET owner = $1,
 				lease_until = now() + $2 * interval '1 millisecond', updated_at = now()
 			WHERE id IN (SELECT id FROM callbacks
@@ -820,7 +822,7 @@ var ErrLeaseLost = callbridge.Errorf(callbridge.ECONFLICT, "postgres: callback l
 // facts, history entries, a status change with its webhook. It returns
 // ErrLeaseLost if u.Owner does not hold the callback any more.
 func (s *CallbackService) UpdateCallback(ctx context.Context, u *callbridge.CallbackUpdate) error {
-	return s.db.Tx(ctx, func(tx *Tx) error {
+	return s.db.Tx(ctx, func(tx *pg.Tx) error {
 		var row callbackRow
 		// Facts about legs may arrive after the callback ended or was queued
 		// again (a leg's last hangup); they are recorded whoever owns it.
@@ -896,7 +898,7 @@ func cbNullTime(t time.Time) *time.Time {
 // replaceLegTx resets a leg's record to its new placement (l.UUID) after
 // the node refused the previous one before anything rang, and records the
 // new channel as live.
-func replaceLegTx(ctx context.Context, tx *Tx, cb *callbridge.Callback, l *callbridge.LegUpdate) error {
+func replaceLegTx(ctx context.Context, tx *pg.Tx, cb *callbridge.Callback, l *callbridge.LegUpdate) error {
 	res, err := tx.ExecContext(ctx, `UPDATE callback_legs SET uuid = $4, node = $5, number = $6, caller_id = $7,
 			created_at = clock_timestamp(), ringing_at = NULL, answered_at = NULL, hangup_at = NULL, hangup_cause = ''
 		WHERE callback_id = $1 AND leg = $2 AND attempt = $3`,
@@ -918,7 +920,7 @@ func replaceLegTx(ctx context.Context, tx *Tx, cb *callbridge.Callback, l *callb
 // created the channel); the leg's own events fill in the rest and its
 // CDR removes the row. The gateway is left empty for the channel's events
 // to fill in; max_ms stays 0 until they bring callbridge_max_ms.
-func liveLegTx(ctx context.Context, tx *Tx, cb *callbridge.Callback, l *callbridge.LegUpdate) error {
+func liveLegTx(ctx context.Context, tx *pg.Tx, cb *callbridge.Callback, l *callbridge.LegUpdate) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO live_channels (uuid, node, leg, account_id, callback_id,
 			direction, caller, callee, presented, gateway, start_at, max_ms, seen_at)
 		SELECT $1, $2, $3, $4, $5, 'outbound', $6, $7, $6, '', clock_timestamp(), 0, clock_timestamp()

@@ -43,7 +43,7 @@ func TestDeckSyncFollowsEveryWrite(t *testing.T) {
 	db, account := newDeckFixture(t)
 	ctx := context.Background()
 	early := &rating.DeckInfo{AccountID: account, Name: "early", Currency: "EUR", TimeZone: "UTC", Precision: 6}
-	if err := db.CreateRateDeck(ctx, early); err != nil {
+	if err := postgres.NewRateDeckService(db).CreateRateDeck(ctx, early); err != nil {
 		t.Fatal(err)
 	}
 	reg, _ := pgtest.RunDeckSync(t, db, nil)
@@ -59,11 +59,11 @@ func TestDeckSyncFollowsEveryWrite(t *testing.T) {
 		})
 	}
 
-	if _, err := db.ImportRates(ctx, early.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n49,0.01\n")), true); err != nil {
+	if _, err := postgres.NewRateDeckService(db).ImportRates(ctx, early.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n49,0.01\n")), true); err != nil {
 		t.Fatal(err)
 	}
 	expect("import replace", "4930123", 10000)
-	if _, err := db.ImportRates(ctx, early.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n4930,0.02\n")), false); err != nil {
+	if _, err := postgres.NewRateDeckService(db).ImportRates(ctx, early.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n4930,0.02\n")), false); err != nil {
 		t.Fatal(err)
 	}
 	expect("import append", "4930123", 20000)
@@ -72,10 +72,10 @@ func TestDeckSyncFollowsEveryWrite(t *testing.T) {
 	// moving its date to the past puts it in force.
 	later := &rating.DeckInfo{AccountID: account, Name: "later", Currency: "EUR", TimeZone: "UTC", Precision: 6,
 		EffectiveFrom: time.Now().Add(24 * time.Hour)}
-	if err := db.CreateRateDeck(ctx, later); err != nil {
+	if err := postgres.NewRateDeckService(db).CreateRateDeck(ctx, later); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.ImportRates(ctx, later.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n49,0.05\n")), true); err != nil {
+	if _, err := postgres.NewRateDeckService(db).ImportRates(ctx, later.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n49,0.05\n")), true); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "create", func() (bool, string) {
@@ -125,7 +125,7 @@ func TestDeckSyncFollowsEveryWrite(t *testing.T) {
 
 	// A carrier deck is found by its gateway.
 	buy := &rating.DeckInfo{Gateway: "carrier-a", Name: "buy", Currency: "USD", TimeZone: "UTC", Precision: 6}
-	if err := db.CreateRateDeck(ctx, buy); err != nil {
+	if err := postgres.NewRateDeckService(db).CreateRateDeck(ctx, buy); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "carrier deck", func() (bool, string) {
@@ -165,7 +165,7 @@ func TestDeckSyncReloadsAfterLostListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	kept := &rating.DeckInfo{Gateway: "carrier-a", Name: "kept", Currency: "USD", TimeZone: "UTC", Precision: 6}
-	if err := direct.CreateRateDeck(ctx, kept); err != nil {
+	if err := postgres.NewRateDeckService(direct).CreateRateDeck(ctx, kept); err != nil {
 		t.Fatal(err)
 	}
 	reg, _ := pgtest.RunDeckSync(t, via, nil)
@@ -173,10 +173,10 @@ func TestDeckSyncReloadsAfterLostListen(t *testing.T) {
 
 	proxy.Cut()
 	deck := &rating.DeckInfo{AccountID: a.ID, Name: "while cut", Currency: "EUR", TimeZone: "UTC", Precision: 6}
-	if err := direct.CreateRateDeck(ctx, deck); err != nil {
+	if err := postgres.NewRateDeckService(direct).CreateRateDeck(ctx, deck); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := direct.ImportRates(ctx, deck.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n49,0.03\n")), true); err != nil {
+	if _, err := postgres.NewRateDeckService(direct).ImportRates(ctx, deck.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n49,0.03\n")), true); err != nil {
 		t.Fatal(err)
 	}
 	proxy.Restore()

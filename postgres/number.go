@@ -7,17 +7,18 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/postgres/internal/pg"
 
 	"github.com/lib/pq"
 )
 
 // NumberService implements callbridge.NumberService.
-type NumberService struct{ db *DB }
+type NumberService struct{ db *pg.DB }
 
 var _ callbridge.NumberService = (*NumberService)(nil)
 
 // NewNumberService returns a NumberService backed by db.
-func NewNumberService(db *DB) *NumberService { return &NumberService{db: db} }
+func NewNumberService(db *DB) *NumberService { return &NumberService{db: db.pg} }
 
 // numberRow is the stored form of a callbridge.VirtualNumber.
 type numberRow struct {
@@ -58,7 +59,7 @@ func (s *NumberService) CreateNumbers(ctx context.Context, accountID string, ns 
 		seen[n.Number] = true
 	}
 	out := make([]*callbridge.VirtualNumber, 0, len(ns))
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		for _, n := range ns {
 			var r numberRow
 			err := tx.GetContext(ctx, &r, `INSERT INTO numbers (number, account_id, gateway, area, labels, enabled)
@@ -139,7 +140,7 @@ func (s *NumberService) Numbers(ctx context.Context, accountID string, f callbri
 // UpdateNumber implements callbridge.NumberService.
 func (s *NumberService) UpdateNumber(ctx context.Context, accountID string, n callbridge.Number, u callbridge.NumberUpdate) (*callbridge.VirtualNumber, error) {
 	var out *callbridge.VirtualNumber
-	err := s.db.Tx(ctx, func(tx *Tx) error {
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		var r numberRow
 		err := tx.GetContext(ctx, &r, `SELECT `+numberColumns+` FROM numbers WHERE number = $1 AND account_id = $2 FOR UPDATE`, n, accountID)
 		if err != nil {
@@ -183,7 +184,7 @@ func (s *NumberService) DeleteNumber(ctx context.Context, accountID string, n ca
 	if !callbridge.IsUUID(accountID) || n.Validate() != nil {
 		return notFound("number")
 	}
-	return s.db.Tx(ctx, func(tx *Tx) error {
+	return s.db.Tx(ctx, func(tx *pg.Tx) error {
 		var x string
 		err := tx.GetContext(ctx, &x, `SELECT number FROM numbers WHERE number = $1 AND account_id = $2 FOR UPDATE`, n, accountID)
 		if err != nil {

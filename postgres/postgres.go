@@ -1,41 +1,44 @@
-// Package postgres stores callbridge's state in PostgreSQL. It is the only
-// package that imports sqlx and lib/pq. It maps database errors to
+// Package postgres stores callbridge's state in PostgreSQL. It and its
+// subpackages are the only packages that import sqlx and lib/pq: billing,
+// cdr and ratedeck store those aggregates, internal/pg holds the pool and
+// the error mapping they share, and this package opens the database,
+// migrates it, stores accounts, numbers, bindings, callbacks and webhooks,
+// and builds the subpackages' services. It maps database errors to
 // *callbridge.Error codes so callers never see driver errors; it holds no
 // state beyond caches that the database can always rebuild.
 package postgres
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"callbridge"
-	migrations "callbridge/sql"
+	"callbridge/postgres/internal/pg"
+	schema "callbridge/sql"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 )
 
 // migrateLock is the advisory-lock key that serialises migrations across
 // processes ("cbmigrat" as a number, so it is recognisable in pg_locks).
 const migrateLock = 0x63626d6967726174
 
-// DB is a connection pool to callbridge's database.
+// DB is a connection pool to callbridge's database. The services of this
+// package and its subpackages are built on it.
 type DB struct {
+	// DB is the pool, for statements of callers' own: tools and tests.
+	//
+	// Deprecated: it is sqlx's pool only until the controller's tests stop
+	// using sqlx's helpers (issue 15); it will be the *sql.DB.
 	*sqlx.DB
 	URL    string
 	Logger *slog.Logger
+	pg     *pg.DB
 }
 
 // Open connects to the database at url and checks that it answers.
@@ -56,7 +59,7 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: ping: %w", err)
 	}
-	return &DB{DB: db, URL: url, Logger: logger}, nil
+	return &DB{DB: db, URL: url, Logger: logger, pg: &pg.DB{DB: db, URL: url, Logger: logger}}, nil
 }
 
 // Migration is one embedded schema file.
@@ -68,7 +71,7 @@ type Migration struct {
 
 // Migrations returns the embedded migrations in version order.
 func Migrations() ([]Migration, error) {
-	entries, err := fs.ReadDir(migrations.FS, ".")
+	entries, err := fs.ReadDir(schema.FS, ".")
 	if err != nil {
 		return nil, fmt.Errorf("postgres: read migrations: %w", err)
 	}
@@ -88,7 +91,7 @@ func Migrations() ([]Migration, error) {
 			return nil, fmt.Errorf("postgres: migrations %q and %q share version %d", prev, name, v)
 		}
 		seen[v] = name
-		b, err := fs.ReadFile(migrations.FS, name)
+		b, err := fs.ReadFile(schema.FS, name)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: read %s: %w", name, err)
 		}
@@ -179,90 +182,12 @@ func (db *DB) SchemaStatus(ctx context.Context) (version int, current bool, err 
 	return version, n == len(ms), nil
 }
 
-// PostgreSQL error codes that callbridge maps to domain errors.
-const (
-	codeUniqueViolation    = "23505"
-	codeExclusionViolation = "23P01"
-	codeForeignKey         = "23503"
-	codeCheckViolation     = "23514"
-	codeNotNull            = "23502"
-	codeInvalidText        = "22P02"
-	codeSerialization      = "40001"
-	codeDeadlock           = "40P01"
-)
-
 // Error maps a database error to a *callbridge.Error where the meaning is
 // clear: no rows → ENOTFOUND; unique or exclusion violations → ECONFLICT;
 // check, foreign-key and malformed-value errors → EINVALID; a connection
 // failure → EUNAVAILABLE. Other errors are returned unchanged (and count as
 // EINTERNAL). It keeps the original in the chain with %w.
-func Error(err error) error {
-	if err == nil {
-		return nil
-	}
-	var cerr *callbridge.Error
-	if errors.As(err, &cerr) {
-		return err
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return &callbridge.Error{Code: callbridge.ENOTFOUND, Message: "not found"}
-	}
-	var pe *pq.Error
-	if errors.As(err, &pe) {
-		switch pe.Code {
-		case codeUniqueViolation, codeExclusionViolation:
-			return fmt.Errorf("%w (%s)", &callbridge.Error{Code: callbridge.ECONFLICT, Message: "conflicts with an existing object"}, pe.Constraint)
-		case codeForeignKey, codeCheckViolation, codeNotNull, codeInvalidText:
-			return fmt.Errorf("%w (%s)", &callbridge.Error{Code: callbridge.EINVALID, Message: "invalid value"}, pe.Message)
-		}
-		if pe.Code.Class() == "08" || pe.Code.Class() == "57" || pe.Code.Class() == "53" {
-			return fmt.Errorf("%w: %v", &callbridge.Error{Code: callbridge.EUNAVAILABLE, Message: "database unavailable"}, err)
-		}
-		return err
-	}
-	if isConnError(err) {
-		return fmt.Errorf("%w: %v", &callbridge.Error{Code: callbridge.EUNAVAILABLE, Message: "database unavailable"}, err)
-	}
-	return err
-}
-
-// Retryable reports whether err is a serialization failure or deadlock that
-// the caller should retry.
-func Retryable(err error) bool {
-	var pe *pq.Error
-	return errors.As(err, &pe) && (pe.Code == codeSerialization || pe.Code == codeDeadlock)
-}
-
-// isConnError reports errors that mean the server could not be reached or
-// the connection died: network errors, a closed connection, EOF.
-func isConnError(err error) bool {
-	var ne net.Error
-	return errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.As(err, &ne)
-}
-
-// Tx is a transaction.
-type Tx = sqlx.Tx
-
-// Tx runs fn in a transaction, committing on nil and rolling back otherwise.
-func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
-	tx, err := db.BeginTxx(ctx, nil)
-	if err != nil {
-		return Error(err)
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return Error(err)
-	}
-	return nil
-}
+func Error(err error) error { return pg.Error(err) }
 
 // notFound is returned for ids that cannot exist.
-func notFound(what string) error {
-	return callbridge.Errorf(callbridge.ENOTFOUND, "%s not found", what)
-}
+func notFound(what string) error { return pg.NotFound(what) }

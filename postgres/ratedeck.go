@@ -1,362 +1,65 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
-	"database/sql"
-	"errors"
-	"fmt"
-	"slices"
-	"time"
+	"log/slog"
 
-	"callbridge"
+	"callbridge/postgres/ratedeck"
 	"callbridge/rating"
-
-	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 )
 
-// deckColumns are the rate_decks columns in deckRow's order.
-const deckColumns = `id, coalesce(account_id::text, '') AS account_id, coalesce(gateway, '') AS gateway,
-	name, currency, time_zone, precision, rounding, short_ms,
-	default_per_minute, default_connect_fee, default_min_charge,
-	default_first_increment, default_next_increment, default_description,
-	holidays, effective_from, version, created_at`
+// RateDeckService stores rate decks and their rates, and reads them
+// compiled (package ratedeck).
+type RateDeckService = ratedeck.Service
 
-type deckRow struct {
-	ID                    string         `db:"id"`
-	AccountID             string         `db:"account_id"`
-	Gateway               string         `db:"gateway"`
-	Name                  string         `db:"name"`
-	Currency              string         `db:"currency"`
-	TimeZone              string         `db:"time_zone"`
-	Precision             int            `db:"precision"`
-	Rounding              string         `db:"rounding"`
-	ShortMS               int64          `db:"short_ms"`
-	DefaultPerMinute      sql.NullInt64  `db:"default_per_minute"`
-	DefaultConnectFee     int64          `db:"default_connect_fee"`
-	DefaultMinCharge      int64          `db:"default_min_charge"`
-	DefaultFirstIncrement int32          `db:"default_first_increment"`
-	DefaultNextIncrement  int32          `db:"default_next_increment"`
-	DefaultDescription    string         `db:"default_description"`
-	Holidays              pq.StringArray `db:"holidays"`
-	EffectiveFrom         time.Time      `db:"effective_from"`
-	Version               int64          `db:"version"`
-	CreatedAt             time.Time      `db:"created_at"`
+// NewRateDeckService returns a RateDeckService backed by db.
+func NewRateDeckService(db *DB) *RateDeckService { return ratedeck.New(db.pg) }
+
+// DeckChannel is the LISTEN/NOTIFY channel on which every change to a rate
+// deck or its rates is announced, with the deck's id as payload.
+const DeckChannel = ratedeck.DeckChannel
+
+// DeckSync keeps a rating.Registry equal to the rate decks in the
+// database (package ratedeck).
+type DeckSync = ratedeck.DeckSync
+
+// NewDeckSync returns a DeckSync that fills reg from db's rate decks.
+func NewDeckSync(db *DB, reg *rating.Registry, log *slog.Logger) *DeckSync {
+	return ratedeck.NewDeckSync(NewRateDeckService(db), reg, log)
 }
 
-func (r *deckRow) info() *rating.DeckInfo {
-	d := &rating.DeckInfo{
-		ID: r.ID, AccountID: r.AccountID, Gateway: r.Gateway, Name: r.Name,
-		Currency: r.Currency, TimeZone: r.TimeZone, Precision: r.Precision,
-		Rounding: rating.Rounding(r.Rounding), ShortMS: r.ShortMS,
-		Holidays: []string(r.Holidays), Version: r.Version, CreatedAt: r.CreatedAt.UTC(),
-	}
-	if !r.EffectiveFrom.Equal(time.Unix(0, 0)) {
-		d.EffectiveFrom = r.EffectiveFrom.UTC()
-	}
-	if len(d.Holidays) == 0 {
-		d.Holidays = nil
-	}
-	if r.DefaultPerMinute.Valid {
-		d.Default = &rating.Rate{
-			Description: r.DefaultDescription, PerMinute: r.DefaultPerMinute.Int64,
-			ConnectFee: r.DefaultConnectFee, MinCharge: r.DefaultMinCharge,
-			FirstIncrement: r.DefaultFirstIncrement, NextIncrement: r.DefaultNextIncrement,
-		}
-	}
-	return d
-}
-
-// rateRow is one row of rates.
-type rateRow struct {
-	Prefix         string       `db:"prefix"`
-	Description    string       `db:"description"`
-	Band           string       `db:"band"`
-	PerMinute      int64        `db:"per_minute"`
-	ConnectFee     int64        `db:"connect_fee"`
-	MinCharge      int64        `db:"min_charge"`
-	FirstIncrement int32        `db:"first_increment"`
-	NextIncrement  int32        `db:"next_increment"`
-	Days           int16        `db:"days"`
-	TimeFrom       int32        `db:"time_from"`
-	TimeUntil      int32        `db:"time_until"`
-	EffectiveFrom  sql.NullTime `db:"effective_from"`
-	EffectiveUntil sql.NullTime `db:"effective_until"`
-	Priority       int32        `db:"priority"`
-}
-
-func (r *rateRow) rate() rating.Rate {
-	rt := rating.Rate{
-		Prefix: r.Prefix, Description: r.Description, Band: r.Band,
-		PerMinute: r.PerMinute, ConnectFee: r.ConnectFee, MinCharge: r.MinCharge,
-		FirstIncrement: r.FirstIncrement, NextIncrement: r.NextIncrement,
-		Days: rating.Days(r.Days), From: rating.TimeOfDay(r.TimeFrom), Until: rating.TimeOfDay(r.TimeUntil),
-		Priority: r.Priority,
-	}
-	if r.EffectiveFrom.Valid {
-		rt.EffectiveFrom = r.EffectiveFrom.Time.UTC()
-	}
-	if r.EffectiveUntil.Valid {
-		rt.EffectiveUntil = r.EffectiveUntil.Time.UTC()
-	}
-	return rt
-}
-
-const rateColumns = `prefix, description, band, per_minute, connect_fee, min_charge,
-	first_increment, next_increment, days, time_from, time_until,
-	effective_from, effective_until, priority`
-
-// CreateRateDeck stores a new deck with no rates and fills in its ID,
-// Version and CreatedAt. EINVALID (including an unknown time zone or
-// account), ECONFLICT when its owner already has a deck taking over at
-// the same EffectiveFrom.
-func (db *DB) CreateRateDeck(ctx context.Context, d *rating.DeckInfo) error {
-	d.ID, d.Version = "", 0
-	if d.Rounding == "" {
-		d.Rounding = rating.RoundUp
-	}
-	if err := d.Validate(); err != nil {
-		return err
-	}
-	if _, err := time.LoadLocation(d.TimeZone); err != nil || d.TimeZone == "Local" {
-		return callbridge.FieldError("time_zone", "unknown IANA time zone %q", d.TimeZone)
-	}
-	if d.AccountID != "" && !callbridge.IsUUID(d.AccountID) {
-		return callbridge.FieldError("account_id", "no such account")
-	}
-	var def rating.Rate
-	var defPerMinute sql.NullInt64
-	if d.Default != nil {
-		def = *d.Default
-		defPerMinute = sql.NullInt64{Int64: def.PerMinute, Valid: true}
-	} else {
-		def.FirstIncrement, def.NextIncrement = 60, 60
-	}
-	eff := time.Unix(0, 0).UTC()
-	if !d.EffectiveFrom.IsZero() {
-		eff = d.EffectiveFrom.UTC()
-	}
-	holidays := d.Holidays
-	if holidays == nil {
-		holidays = []string{}
-	}
-	var row struct {
-		ID        string    `db:"id"`
-		Version   int64     `db:"version"`
-		CreatedAt time.Time `db:"created_at"`
-	}
-	err := db.QueryRowxContext(ctx, `INSERT INTO rate_decks (account_id, gateway, name, currency, time_zone,
-			precision, rounding, short_ms, default_per_minute, default_connect_fee, default_min_charge,
-			default_first_increment, default_next_increment, default_description, holidays, effective_from)
-		VALUES (nullif($1, '')::uuid, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::date[], $16)
-		RETURNING id, version, created_at`,
-		d.AccountID, d.Gateway, d.Name, d.Currency, d.TimeZone, d.Precision, string(d.Rounding), d.ShortMS,
-		defPerMinute, def.ConnectFee, def.MinCharge, def.FirstIncrement, def.NextIncrement, def.Description,
-		pq.Array(holidays), eff).StructScan(&row)
-	if err != nil {
-		return fmt.Errorf("postgres: create rate deck: %w", Error(err))
-	}
-	d.ID, d.Version, d.CreatedAt = row.ID, row.Version, row.CreatedAt.UTC()
-	return nil
-}
-
-// RateDecks lists an account's decks, or with accountID empty every
-// carrier (gateway) deck, newest first.
-func (db *DB) RateDecks(ctx context.Context, accountID string) ([]*rating.DeckInfo, error) {
-	var rows []deckRow
-	var err error
-	if accountID == "" {
-		err = db.SelectContext(ctx, &rows, `SELECT `+deckColumns+` FROM rate_decks WHERE gateway IS NOT NULL ORDER BY created_at DESC, id`)
-	} else {
-		if !callbridge.IsUUID(accountID) {
-			return []*rating.DeckInfo{}, nil
-		}
-		err = db.SelectContext(ctx, &rows, `SELECT `+deckColumns+` FROM rate_decks WHERE account_id = $1 ORDER BY created_at DESC, id`, accountID)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("postgres: rate decks: %w", Error(err))
-	}
-	out := make([]*rating.DeckInfo, len(rows))
-	for i := range rows {
-		out[i] = rows[i].info()
-	}
-	return out, nil
-}
-
-// RateDeck returns a deck by id. ENOTFOUND. Callers check ownership.
-func (db *DB) RateDeck(ctx context.Context, id string) (*rating.DeckInfo, error) {
-	if !callbridge.IsUUID(id) {
-		return nil, notFound("rate deck")
-	}
-	var row deckRow
-	if err := db.GetContext(ctx, &row, `SELECT `+deckColumns+` FROM rate_decks WHERE id = $1`, id); err != nil {
-		return nil, fmt.Errorf("postgres: rate deck: %w", notFoundAs(Error(err), "rate deck"))
-	}
-	return row.info(), nil
-}
-
-// ImportRates adds the rates of src to a deck, replacing all of its rates
-// when replace is set, in one transaction: either every rate is stored or
-// none is. The deck's version increases. It returns the updated deck.
+// CreateRateDeck is RateDeckService.CreateRateDeck.
 //
-// It streams: rows go through COPY into a temporary table as src yields
-// them, so memory does not grow with the file; duplicate rows within the
-// file are then found by the database, and src's own bad rows reported
-// with them. EINVALID for a bad rate (a *rating.CSVError when src
-// reported bad rows or the file repeats a row), ENOTFOUND, ECONFLICT when
-// a rate duplicates one already in the deck (same prefix, days, from,
-// until, effective_from and priority). A failure to read src is returned
-// wrapped.
+// Deprecated: use a RateDeckService. It remains until the controller's
+// routes take one (issue 15).
+func (db *DB) CreateRateDeck(ctx context.Context, d *rating.DeckInfo) error {
+	return NewRateDeckService(db).CreateRateDeck(ctx, d)
+}
+
+// RateDecks is RateDeckService.RateDecks.
+//
+// Deprecated: use a RateDeckService.
+func (db *DB) RateDecks(ctx context.Context, accountID string) ([]*rating.DeckInfo, error) {
+	return NewRateDeckService(db).RateDecks(ctx, accountID)
+}
+
+// RateDeck is RateDeckService.RateDeck.
+//
+// Deprecated: use a RateDeckService.
+func (db *DB) RateDeck(ctx context.Context, id string) (*rating.DeckInfo, error) {
+	return NewRateDeckService(db).RateDeck(ctx, id)
+}
+
+// ImportRates is RateDeckService.ImportRates.
+//
+// Deprecated: use a RateDeckService.
 func (db *DB) ImportRates(ctx context.Context, deckID string, src rating.RateSource, replace bool) (*rating.DeckInfo, error) {
-	if !callbridge.IsUUID(deckID) {
-		return nil, notFound("rate deck")
-	}
-	var info *rating.DeckInfo
-	err := db.Tx(ctx, func(tx *Tx) error {
-		// The update locks the deck: imports into one deck take turns.
-		var row deckRow
-		err := tx.GetContext(ctx, &row, `UPDATE rate_decks SET version = version + 1, updated_at = now()
-			WHERE id = $1 RETURNING `+deckColumns, deckID)
-		if err != nil {
-			return notFoundAs(Error(err), "rate deck")
-		}
-		info = row.info()
-		if err := copyRates(ctx, tx, src); err != nil {
-			return err
-		}
-		if err := duplicateRows(ctx, tx, src.Err()); err != nil {
-			return err
-		}
-		if replace {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM rates WHERE deck_id = $1`, deckID); err != nil {
-				return Error(err)
-			}
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO rates (deck_id, `+rateColumns+`)
-			SELECT $1, `+rateColumns+` FROM rate_import`, deckID)
-		return Error(err)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: import rates: %w", err)
-	}
-	return info, nil
+	return NewRateDeckService(db).ImportRates(ctx, deckID, src, replace)
 }
 
-// copyRates streams src into the temporary table rate_import, each rate
-// with its line. It stops at src's first read failure; bad rows src
-// skipped are left to duplicateRows to report.
-func copyRates(ctx context.Context, tx *Tx, src rating.RateSource) error {
-	if _, err := tx.ExecContext(ctx, `CREATE TEMPORARY TABLE rate_import ON COMMIT DROP AS
-		SELECT 0 AS line, `+rateColumns+` FROM rates WITH NO DATA`); err != nil {
-		return Error(err)
-	}
-	stmt, err := tx.PrepareContext(ctx, `COPY rate_import (line, `+rateColumns+`) FROM STDIN`)
-	if err != nil {
-		return Error(err)
-	}
-	defer stmt.Close()
-	for src.Next() {
-		r := src.Rate()
-		if err := r.Validate(); err != nil {
-			return fmt.Errorf("line %d: %w", src.Line(), err)
-		}
-		if _, err := stmt.ExecContext(ctx, src.Line(), r.Prefix, r.Description, r.Band,
-			r.PerMinute, r.ConnectFee, r.MinCharge, r.FirstIncrement, r.NextIncrement,
-			int16(r.Days), int32(r.From), int32(r.Until),
-			nullTime(r.EffectiveFrom), nullTime(r.EffectiveUntil), r.Priority); err != nil {
-			return Error(err)
-		}
-	}
-	var ce *rating.CSVError
-	if err := src.Err(); err != nil && !errors.As(err, &ce) {
-		return err
-	}
-	if _, err := stmt.ExecContext(ctx); err != nil {
-		return Error(err)
-	}
-	return Error(stmt.Close())
-}
-
-// duplicateRows refuses the import when the file repeats a rate's key or
-// srcErr (the source's own verdict) lists bad rows: one *rating.CSVError
-// with both, in line order, at most rating.MaxRowErrors listed.
-func duplicateRows(ctx context.Context, tx *Tx, srcErr error) error {
-	var dups []struct {
-		Line  int `db:"line"`
-		First int `db:"first"`
-		Total int `db:"total"`
-	}
-	err := tx.SelectContext(ctx, &dups, `SELECT line, first, count(*) OVER () AS total FROM (
-			SELECT line, min(line) OVER (PARTITION BY prefix, days, time_from, time_until,
-				coalesce(effective_from, '1970-01-01T00:00:00Z'::timestamptz), priority) AS first
-			FROM rate_import) k
-		WHERE line <> first ORDER BY line LIMIT $1`, rating.MaxRowErrors)
-	if err != nil {
-		return Error(err)
-	}
-	var ce rating.CSVError
-	var src *rating.CSVError
-	if errors.As(srcErr, &src) {
-		ce = *src
-	}
-	if len(dups) == 0 && ce.Bad() == 0 {
-		return nil
-	}
-	for _, d := range dups {
-		ce.Rows = append(ce.Rows, rating.RowError{Line: d.Line, Message: rating.DuplicateMessage(d.First)})
-	}
-	if len(dups) > 0 {
-		ce.Omitted += dups[0].Total - len(dups)
-	}
-	slices.SortStableFunc(ce.Rows, func(a, b rating.RowError) int { return cmp.Compare(a.Line, b.Line) })
-	if len(ce.Rows) > rating.MaxRowErrors {
-		ce.Omitted += len(ce.Rows) - rating.MaxRowErrors
-		ce.Rows = ce.Rows[:rating.MaxRowErrors]
-	}
-	return &ce
-}
-
-func nullTime(t time.Time) sql.NullTime {
-	return sql.NullTime{Time: t.UTC(), Valid: !t.IsZero()}
-}
-
-// Rates returns a deck's rates ordered by prefix, priority and
-// effective_from (the order WriteCSV exports). ENOTFOUND.
+// Rates is RateDeckService.Rates.
+//
+// Deprecated: use a RateDeckService.
 func (db *DB) Rates(ctx context.Context, deckID string) ([]rating.Rate, error) {
-	if _, err := db.RateDeck(ctx, deckID); err != nil {
-		return nil, err
-	}
-	rates, err := selectRates(ctx, db, deckID)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: rates: %w", err)
-	}
-	return rates, nil
-}
-
-type queryer interface {
-	QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error)
-}
-
-// selectRates reads a deck's rates row by row, in the order WriteCSV
-// exports, without an intermediate slice of rows.
-func selectRates(ctx context.Context, q queryer, deckID string) ([]rating.Rate, error) {
-	rows, err := q.QueryxContext(ctx, `SELECT `+rateColumns+` FROM rates WHERE deck_id = $1
-		ORDER BY prefix, priority, effective_from DESC NULLS LAST, days, time_from`, deckID)
-	if err != nil {
-		return nil, Error(err)
-	}
-	defer rows.Close()
-	rates := []rating.Rate{}
-	var row rateRow
-	for rows.Next() {
-		if err := rows.StructScan(&row); err != nil {
-			return nil, Error(err)
-		}
-		rates = append(rates, row.rate())
-	}
-	if err := rows.Err(); err != nil {
-		return nil, Error(err)
-	}
-	return rates, nil
+	return NewRateDeckService(db).Rates(ctx, deckID)
 }

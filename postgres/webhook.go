@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/postgres/internal/pg"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -16,12 +17,12 @@ import (
 // WebhookService is the durable webhook outbox: it implements
 // callbridge.WebhookService for the API and the claim/mark methods the
 // deliverer uses.
-type WebhookService struct{ db *DB }
+type WebhookService struct{ db *pg.DB }
 
 var _ callbridge.WebhookService = (*WebhookService)(nil)
 
 // NewWebhookService returns a WebhookService backed by db.
-func NewWebhookService(db *DB) *WebhookService { return &WebhookService{db: db} }
+func NewWebhookService(db *DB) *WebhookService { return &WebhookService{db: db.pg} }
 
 // maxWebhookPayload caps one webhook body.
 const maxWebhookPayload = 64 << 10
@@ -29,18 +30,18 @@ const maxWebhookPayload = 64 << 10
 // EnqueueWebhook implements callbridge.WebhookEnqueuer in a statement of
 // its own.
 func (s *WebhookService) EnqueueWebhook(ctx context.Context, accountID, url, eventType, key, eventID string, payload any) error {
-	return EnqueueWebhookTx(ctx, s.db, accountID, url, eventType, key, eventID, payload)
+	return enqueueWebhookTx(ctx, s.db, accountID, url, eventType, key, eventID, payload)
 }
 
-// EnqueueWebhookTx puts a webhook in the outbox through q, which is
-// normally the *Tx that writes the change the webhook reports, so the
+// enqueueWebhookTx puts a webhook in the outbox through q, which is
+// normally the *pg.Tx that writes the change the webhook reports, so the
 // webhook exists if and only if the change does. Other stores of this
 // package call it inside their transactions. Entries with the same key are
 // delivered one at a time, oldest first. A non-empty eventID stores the
 // webhook only if the account has none with that event id yet. An empty
 // url enqueues nothing. Errors: EINVALID for a bad url, event type, key,
 // event id or payload.
-func EnqueueWebhookTx(ctx context.Context, q sqlx.ExecerContext, accountID, url, eventType, key, eventID string, payload any) error {
+func enqueueWebhookTx(ctx context.Context, q sqlx.ExecerContext, accountID, url, eventType, key, eventID string, payload any) error {
 	if url == "" {
 		return nil
 	}

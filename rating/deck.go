@@ -166,6 +166,9 @@ type Deck struct {
 	// flat is true when every rate applies all day on all days: a call
 	// can then never cross a band boundary.
 	flat bool
+	// effs are the distinct finite effective_from and effective_until
+	// instants of the rates, unix ms, ascending.
+	effs []int64
 }
 
 // zoneSpan is a period of constant UTC offset, from start (unix seconds)
@@ -322,7 +325,14 @@ func NewDeck(info DeckInfo, loc *time.Location, rates []Rate) (*Deck, error) {
 			d.flat = false
 		}
 		edges[c.from], edges[c.until] = true, true
+		for _, e := range [2]int64{c.effFrom, c.effUntil} {
+			if e != math.MinInt64 && e != math.MaxInt64 {
+				d.effs = append(d.effs, e)
+			}
+		}
 	}
+	slices.Sort(d.effs)
+	d.effs = slices.Compact(d.effs)
 	for e := range edges {
 		if e != 0 && e != int64(Midnight)*int64(time.Second) {
 			d.bounds = append(d.bounds, e)
@@ -505,4 +515,46 @@ func (d *Deck) roundDiv(hi, lo uint64, den uint64) int64 {
 		return math.MaxInt64
 	}
 	return int64(q)
+}
+
+// Prefixes calls yield with each distinct prefix that has rates, in
+// ascending order, until yield returns false. The default rate has no
+// prefix and is not yielded.
+func (d *Deck) Prefixes(yield func(prefix string) bool) {
+	end := len(d.rates)
+	if d.def >= 0 {
+		end--
+	}
+	for i := 0; i < end; i++ {
+		if i > 0 && d.rates[i].prefix == d.rates[i-1].prefix {
+			continue
+		}
+		if !yield(d.rates[i].prefix) {
+			return
+		}
+	}
+}
+
+// StableUntil returns the first instant after at when the rate the deck
+// picks for some number may change: the next band edge, local midnight or
+// change of the zone's offset (for a deck with time bands), or the next
+// effective_from or effective_until of a rate. Until then every call's
+// rate is the one at at. It returns the zero time when no change ever
+// comes (every rate applies at all times, for ever).
+func (d *Deck) StableUntil(at time.Time) time.Time {
+	next := int64(math.MaxInt64) // unix ns
+	atNS := at.UnixNano()
+	if !d.flat {
+		next = atNS + d.nextBoundary(at, 0, d.local(at))
+	}
+	atMS := at.UnixMilli()
+	if i, _ := slices.BinarySearch(d.effs, atMS+1); i < len(d.effs) {
+		if e := d.effs[i] * int64(time.Millisecond); e < next {
+			next = e
+		}
+	}
+	if next == math.MaxInt64 {
+		return time.Time{}
+	}
+	return time.Unix(0, next).UTC()
 }

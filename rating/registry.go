@@ -197,3 +197,25 @@ func (r *Registry) unindex(d *Deck) {
 	}
 	m[key] = list
 }
+
+// GatewayDeckUntil is GatewayDeck that also returns when the gateway's
+// next deck takes over from the one returned (its EffectiveFrom), or the
+// zero time when none is held: until then, without a write to the
+// registry (see Mark), GatewayDeck's answer stays the same.
+func (r *Registry) GatewayDeckUntil(gateway string, at time.Time) (*Deck, time.Time) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	decks := r.gateways[gateway]
+	for i := len(decks) - 1; i >= 0; i-- {
+		if !at.Before(decks[i].info.EffectiveFrom) {
+			if i+1 < len(decks) {
+				return decks[i], decks[i+1].info.EffectiveFrom
+			}
+			return decks[i], time.Time{}
+		}
+	}
+	if len(decks) > 0 {
+		return nil, decks[0].info.EffectiveFrom
+	}
+	return nil, time.Time{}
+}

@@ -29,12 +29,13 @@ run() { # run PKG PATTERN BENCHTIME [extra go test flags]
 
 run ./rating   'Price$|PriceBands$'                 "$t" -cpu 1 -count 5
 run ./rating   'ParseCSV$'                          1x
+run ./routing  'Resolve$'                           "$t" -cpu 1 -count 5
 run ./esl      'EventsPlainHangupComplete$|ParseEvent$|BgAPI$' "$t" -count 3
 run ./controller 'DialplanLookup$'                  "${n_dp}x"
 run ./controller 'Quote$|QuoteInProcess$'           "${n_q}x"
-run ./controller 'CreateCallback$'                  "${n_cb}x"
-run ./controller 'CallbacksEndToEnd$'               "${n_e2e}x"
-run ./controller 'CDRPipelineEndToEnd$'             "${n_cdr}x"
+run ./callback 'CreateCallback$'                    "${n_cb}x"
+run ./callback 'CallbacksEndToEnd$'                 "${n_e2e}x"
+run ./cdr 'CDRPipelineEndToEnd$'                    "${n_cdr}x"
 run ./postgres 'WriteBatch$'                        "$t"
 run ./postgres 'DailyRollup$|MonthlyInvoice$'       1x
 

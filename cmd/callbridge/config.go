@@ -67,7 +67,7 @@ type Config struct {
 	// this from their arrival are counted in callbridge_dialplan_late_total.
 	DialplanTimeout time.Duration
 	// QueueWait is the admission bound (CALLBRIDGE_QUEUE_WAIT, 30s): see
-	// controller.CallbackEngineConfig.QueueWait.
+	// callback.Config.QueueWait.
 	QueueWait time.Duration
 	// RefusedRetry is how long a callback whose leg A the nodes refuse is
 	// placed again (CALLBRIDGE_REFUSED_RETRY, 60s).

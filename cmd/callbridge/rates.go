@@ -91,10 +91,11 @@ func runRates(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer db.Close()
+	decks := postgres.NewRateDeckService(db)
 
 	switch verb {
 	case "decks":
-		return listDecks(ctx, db, accountID, stdout)
+		return listDecks(ctx, decks, accountID, stdout)
 	case "create-deck":
 		d := &rating.DeckInfo{AccountID: accountID, Gateway: gateway, Name: name, Currency: currency, TimeZone: zone,
 			Precision: precision, Rounding: rating.Rounding(rounding), ShortMS: shortMS}
@@ -118,19 +119,19 @@ func runRates(ctx context.Context, args []string, getenv func(string) string, st
 			}
 			d.Default = def
 		}
-		if err := db.CreateRateDeck(ctx, d); err != nil {
+		if err := decks.CreateRateDeck(ctx, d); err != nil {
 			return fmt.Errorf("rates create-deck: %s", describe(err))
 		}
 		fmt.Fprintf(stdout, "rate deck %s created (%s)\n%s\n", d.ID, d.Name, d.ID)
 		return nil
 	}
 
-	id, err := pickDeck(ctx, db, deckID, accountID)
+	id, err := pickDeck(ctx, decks, deckID, accountID)
 	if err != nil {
 		return err
 	}
 	if verb == "export" {
-		rates, err := db.Rates(ctx, id)
+		rates, err := decks.Rates(ctx, id)
 		if err != nil {
 			return fmt.Errorf("rates export: %s", describe(err))
 		}
@@ -165,7 +166,7 @@ func runRates(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("rates import: %s: nothing imported: %w", file, err)
 	}
-	info, err := db.ImportRates(ctx, id, rating.SliceRates(rates), replace)
+	info, err := decks.ImportRates(ctx, id, rating.SliceRates(rates), replace)
 	if err != nil {
 		return fmt.Errorf("rates import: %s", describe(err))
 	}
@@ -189,7 +190,7 @@ func describe(err error) string {
 }
 
 // pickDeck returns --deck, or the deck of --account in force now.
-func pickDeck(ctx context.Context, db *postgres.DB, deckID, accountID string) (string, error) {
+func pickDeck(ctx context.Context, store *postgres.RateDeckService, deckID, accountID string) (string, error) {
 	switch {
 	case deckID != "" && accountID != "":
 		return "", usageError{fmt.Errorf("rates: give --deck or --account, not both")}
@@ -198,7 +199,7 @@ func pickDeck(ctx context.Context, db *postgres.DB, deckID, accountID string) (s
 	case accountID == "":
 		return "", usageError{fmt.Errorf("rates: --deck or --account is required")}
 	}
-	decks, err := db.RateDecks(ctx, accountID)
+	decks, err := store.RateDecks(ctx, accountID)
 	if err != nil {
 		return "", err
 	}
@@ -215,8 +216,8 @@ func pickDeck(ctx context.Context, db *postgres.DB, deckID, accountID string) (s
 	return best.ID, nil
 }
 
-func listDecks(ctx context.Context, db *postgres.DB, accountID string, stdout io.Writer) error {
-	decks, err := db.RateDecks(ctx, accountID)
+func listDecks(ctx context.Context, store *postgres.RateDeckService, accountID string, stdout io.Writer) error {
+	decks, err := store.RateDecks(ctx, accountID)
 	if err != nil {
 		return fmt.Errorf("rates decks: %s", describe(err))
 	}

@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"callbridge/controller"
+	"callbridge/cdr"
 	"callbridge/postgres"
 	"callbridge/rating"
 )
@@ -60,7 +60,7 @@ func runRerate(ctx context.Context, args []string, getenv func(string) string, s
 	if err := postgres.NewDeckSync(db, decks, nil).Reload(ctx); err != nil {
 		return fmt.Errorf("rates rerate: %w", err)
 	}
-	pricer := controller.NewPricer(decks, nil)
+	pricer := cdr.NewPricer(decks, nil)
 	sum, err := postgres.NewCDRStore(db).Rerate(ctx, postgres.RerateFilter{From: from, To: to, AccountID: accountID}, pricer.Price)
 	if err != nil {
 		return fmt.Errorf("rates rerate: %w", err)

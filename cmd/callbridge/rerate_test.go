@@ -46,10 +46,10 @@ func TestRunRerate(t *testing.T) {
 	}
 	// Then the deck arrives: 0.60/min in 30 s increments.
 	deck := &rating.DeckInfo{AccountID: acc.ID, Name: "fix", Currency: "EUR", TimeZone: "Europe/Berlin", Precision: 6}
-	if err := db.CreateRateDeck(ctx, deck); err != nil {
+	if err := postgres.NewRateDeckService(db).CreateRateDeck(ctx, deck); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.ImportRates(ctx, deck.ID, rating.SliceRates([]rating.Rate{{Prefix: "4930", PerMinute: 600000, FirstIncrement: 30, NextIncrement: 30,
+	if _, err := postgres.NewRateDeckService(db).ImportRates(ctx, deck.ID, rating.SliceRates([]rating.Rate{{Prefix: "4930", PerMinute: 600000, FirstIncrement: 30, NextIncrement: 30,
 		Days: rating.AllDays, Until: rating.Midnight}}), true); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,4 @@
+package callback
+
+// MinQueueBound is minQueueBound, for the external tests.
+const MinQueueBound = minQueueBound

@@ -1,0 +1,272 @@
+package ratedeck
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"callbridge"
+	"callbridge/postgres/internal/pg"
+	"callbridge/rating"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// DeckChannel is the LISTEN/NOTIFY channel on which every change to a rate
+// deck or its rates is announced, with the deck's id as payload. Triggers
+// send it (sql/0014_deck_notify.sql), so every writer does: the API, the
+// `callbridge rates` tool and a hand-written UPDATE alike.
+const DeckChannel = "callbridge_decks"
+
+// DeckSync keeps a rating.Registry equal to the rate decks in the
+// database. Run loads every deck, then reloads each deck a notification
+// on DeckChannel names, and after the LISTEN connection was lost (when
+// notifications may have been missed) reloads everything, reusing the
+// compiled decks whose version did not change. A deck is read and compiled
+// beside the registry and swapped in whole, so lookups never wait for the
+// database and never see half a deck. Refresh reloads one deck at once,
+// for this controller's own writes.
+type DeckSync struct {
+	decks *Service
+	reg   *rating.Registry
+	log   *slog.Logger
+	// RetryDelay is how long Run waits before trying again after a
+	// failed load (the database is unavailable); zero means one second.
+	RetryDelay time.Duration
+}
+
+// NewDeckSync returns a DeckSync that fills reg from decks.
+func NewDeckSync(decks *Service, reg *rating.Registry, log *slog.Logger) *DeckSync {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &DeckSync{decks: decks, reg: reg, log: log}
+}
+
+// Run listens on DeckChannel, loads every deck, closes ready (if not nil),
+// then applies every change until ctx ends. A load that fails is retried
+// after RetryDelay; the registry keeps serving what it has meanwhile. It
+// returns the listener's error, or nil when ctx ends.
+func (s *DeckSync) Run(ctx context.Context, ready chan<- struct{}) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	retryDelay := s.RetryDelay
+	if retryDelay <= 0 {
+		retryDelay = time.Second
+	}
+	changes := make(chan string, 4096)
+	resync := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case resync <- struct{}{}:
+		default:
+		}
+	}
+	listening := make(chan struct{})
+	lerr := make(chan error, 1)
+	go func() {
+		lerr <- s.decks.db.Listen(ctx, "deck", DeckChannel, func(id string) {
+			select {
+			case changes <- id:
+			default:
+				signal() // too far behind: reload everything
+			}
+		}, signal, listening)
+	}()
+	select {
+	case <-listening:
+	case err := <-lerr:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+	// Listening before loading: a change committed during the load is
+	// queued and applied after it.
+	signal()
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-lerr:
+			return err
+		case <-retry:
+			retry = nil
+			signal()
+		case <-resync:
+			if err := s.Reload(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.log.Error("rate decks: reload failed; retrying", "error", err, "retry_in", retryDelay.String())
+				retry = time.After(retryDelay)
+				continue
+			}
+			if ready != nil {
+				close(ready)
+				ready = nil
+			}
+		case id := <-changes:
+			// Coalesce what is queued: an id named twice loads once.
+			ids := map[string]bool{id: true}
+			for more := true; more; {
+				select {
+				case id := <-changes:
+					ids[id] = true
+				default:
+					more = false
+				}
+			}
+			for id := range ids {
+				if err := s.Refresh(ctx, id); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					// The next full reload reads it again.
+					s.log.Error("rate decks: reload of one deck failed; retrying", "deck", id, "error", err, "retry_in", retryDelay.String())
+					retry = time.After(retryDelay)
+				}
+			}
+		}
+	}
+}
+
+// Reload reads every deck and makes them the registry's content. Decks
+// the registry holds at the version the database has are reused, not read
+// again.
+func (s *DeckSync) Reload(ctx context.Context) error {
+	start := time.Now()
+	mark := s.reg.Mark()
+	var decks []*rating.Deck
+	loaded := 0
+	err := s.decks.LoadDecks(ctx, func(id string, version int64) *rating.Deck {
+		if d := s.reg.Deck(id); d != nil && d.Info().Version == version {
+			return d
+		}
+		return nil
+	}, func(d *rating.Deck, compiled bool) {
+		decks = append(decks, d)
+		if compiled {
+			loaded++
+		}
+	})
+	if err != nil {
+		return err
+	}
+	s.reg.Replace(decks, mark)
+	s.log.Info("rate decks loaded", "decks", len(decks), "compiled", loaded, "took", time.Since(start).String())
+	return nil
+}
+
+// Refresh reads deck id again into the registry, or removes it from the
+// registry when it no longer exists. API handlers call it after their own
+// writes, so the next request on this controller prices with the deck
+// without waiting for the notification.
+func (s *DeckSync) Refresh(ctx context.Context, id string) error {
+	d, err := s.decks.LoadDeck(ctx, id)
+	if err != nil {
+		return err
+	}
+	if d == nil {
+		s.reg.Remove(id)
+		return nil
+	}
+	s.reg.Put(d)
+	return nil
+}
+
+// LoadDeck reads a deck and its rates in one snapshot and compiles them.
+// It returns nil, nil when there is no such deck.
+func (s *Service) LoadDeck(ctx context.Context, id string) (*rating.Deck, error) {
+	if !callbridge.IsUUID(id) {
+		return nil, nil
+	}
+	var d *rating.Deck
+	err := deckSnapshot(ctx, s.db, func(tx *sqlx.Tx) error {
+		var row deckRow
+		err := tx.GetContext(ctx, &row, `SELECT `+deckColumns+` FROM rate_decks WHERE id = $1`, id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return pg.Error(err)
+		}
+		d, err = compileDeck(ctx, tx, &row)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load rate deck %s: %w", id, err)
+	}
+	return d, nil
+}
+
+// LoadDecks reads every deck in one snapshot and calls fn with each,
+// compiled one at a time so that only one deck's rows are in memory at
+// once. have returns a compiled deck the caller already holds at the
+// given id and version, or nil; such a deck's rates are not read again
+// (fn gets it with compiled false). A deck that does not compile is
+// logged and left out: one bad deck must not keep the others from
+// pricing.
+func (s *Service) LoadDecks(ctx context.Context, have func(id string, version int64) *rating.Deck, fn func(d *rating.Deck, compiled bool)) error {
+	err := deckSnapshot(ctx, s.db, func(tx *sqlx.Tx) error {
+		var rows []deckRow
+		if err := tx.SelectContext(ctx, &rows, `SELECT `+deckColumns+` FROM rate_decks ORDER BY id`); err != nil {
+			return pg.Error(err)
+		}
+		for i := range rows {
+			if d := have(rows[i].ID, rows[i].Version); d != nil {
+				fn(d, false)
+				continue
+			}
+			d, err := compileDeck(ctx, tx, &rows[i])
+			if err != nil {
+				if callbridge.ErrorCode(err) == callbridge.EINVALID {
+					s.db.Logger.Error("rate deck does not compile; left out", "deck", rows[i].ID, "error", err)
+					continue
+				}
+				return err
+			}
+			fn(d, true)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: load rate decks: %w", err)
+	}
+	return nil
+}
+
+// deckSnapshot runs fn in a read-only repeatable-read transaction, so a
+// deck's version is the version of the rates read with it.
+func deckSnapshot(ctx context.Context, db *pg.DB, fn func(tx *sqlx.Tx) error) error {
+	tx, err := db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return pg.Error(err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return pg.Error(tx.Commit())
+}
+
+// compileDeck reads the rates of the deck in row and compiles it.
+func compileDeck(ctx context.Context, tx *sqlx.Tx, row *deckRow) (*rating.Deck, error) {
+	rates, err := selectRates(ctx, tx, row.ID)
+	if err != nil {
+		return nil, err
+	}
+	info := row.info()
+	loc, err := time.LoadLocation(info.TimeZone)
+	if err != nil {
+		return nil, callbridge.FieldError("time_zone", "deck %s: unknown zone %q: %v", info.ID, info.TimeZone, err)
+	}
+	d, err := rating.NewDeck(*info, loc, rates)
+	if err != nil {
+		return nil, fmt.Errorf("compile deck %s: %w", info.ID, err)
+	}
+	return d, nil
+}

@@ -1,0 +1,470 @@
+package privacy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"callbridge"
+	"callbridge/dialplan"
+	"callbridge/esl"
+)
+
+// Webhook event types of binding calls.
+const (
+	// EventBindingCallStarted: a call to X was routed by a binding and
+	// its target is being called.
+	EventBindingCallStarted = "binding.call.started"
+	// EventBindingCallAnswered: the target answered.
+	EventBindingCallAnswered = "binding.call.answered"
+	// EventBindingCallEnded: the call is over (cause, durations, recording).
+	EventBindingCallEnded = "binding.call.ended"
+)
+
+// BindingGetter returns one binding of an account (callbridge.BindingService
+// implements it). ENOTFOUND.
+type BindingGetter interface {
+	Binding(ctx context.Context, accountID, id string) (*callbridge.Binding, error)
+}
+
+// CallsConfig configures Calls.
+type CallsConfig struct {
+	// Bindings gives the webhook URL and external id of a call's binding.
+	Bindings BindingGetter
+	// Webhooks is the durable outbox the call webhooks are written to.
+	Webhooks callbridge.WebhookEnqueuer
+	// RecordDir is dialplan.Options.RecordDir (empty means
+	// dialplan.DefaultRecordDir): recordings are <RecordDir>/<binding
+	// id>/<caller's leg uuid>.wav on the FreeSWITCH host.
+	RecordDir string
+	// EnqueueAttempts is how often a webhook is offered to the outbox
+	// before it is given up and logged (default 5, with doubling pauses
+	// from 100 ms).
+	EnqueueAttempts int
+	// Logger receives lost webhooks and reconciliation results.
+	Logger *slog.Logger
+}
+
+// Calls follows the calls that bindings route, from the ESL events
+// of every node of a pool. It writes one webhook per call for each of
+// start, answer and end to the outbox (key "binding:<id>", so a binding's
+// events go out in order), and it knows which channels of each binding are
+// up, so KillBindingCalls can cut them (it implements controller.Hangupper).
+//
+// Which events mark the webhooks (FreeSWITCH 1.10, an inbound call bridged
+// by the dialplan of package dialplan): the caller's leg is created before
+// the dialplan runs, so its CHANNEL_CREATE carries no binding; the bridged
+// leg's CHANNEL_CREATE carries the exported callbridge variables and names
+// the caller's leg in Other-Leg-Unique-ID. A call is identified by its
+// caller's leg uuid. Started is sent on the first event of either leg that
+// carries the binding; answered on the bridged leg's CHANNEL_ANSWER (the
+// target picked up; the caller's leg is answered by the bridge right
+// after), or on the caller's CHANNEL_BRIDGE if that answer was missed;
+// ended on the caller's leg CHANNEL_HANGUP_COMPLETE, which carries the
+// cause of the call (a failed bridge hangs the caller up with the target's
+// cause), billmsec and mduration.
+//
+// Exactly once, as far as the outbox allows: each webhook is sent at most
+// once per call by this process (state per call, and a memory of recently
+// ended calls), and carries a deterministic event_id ("<call uuid>:<event
+// type>") receivers can deduplicate on. The outbox has no unique key, so two
+// controllers connected to the same node each enqueue their own copy, and a
+// controller that dies between an event and its enqueue loses that webhook.
+//
+// It does not learn the binding of channels created while it was not
+// connected: after a reconnection it forgets channels the node no longer
+// has, but "show channels" does not list variables.
+type Calls struct {
+	pool *esl.Pool
+	cfg  CallsConfig
+	log  *slog.Logger
+
+	mu sync.Mutex
+	// live maps node → channel uuid → what is known of the leg.
+	live map[string]map[string]*liveLeg
+}
+
+// liveLeg is a channel of a binding call believed up.
+type liveLeg struct {
+	binding string
+	call    string // the caller's leg uuid
+	seen    time.Time
+}
+
+// bindingCall is the state of one call, owned by its node's reader.
+type bindingCall struct {
+	id        string // the caller's leg uuid
+	bindingID string
+	accountID string
+	binding   *callbridge.Binding // nil until looked up
+	started   bool
+	answered  bool
+	from      string
+	x         string
+	direction string
+	seen      time.Time
+}
+
+// NewCalls returns a Calls over the pool's nodes; Run starts
+// it.
+func NewCalls(pool *esl.Pool, cfg CallsConfig) *Calls {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RecordDir == "" {
+		cfg.RecordDir = dialplan.DefaultRecordDir
+	}
+	if cfg.EnqueueAttempts <= 0 {
+		cfg.EnqueueAttempts = 5
+	}
+	return &Calls{pool: pool, cfg: cfg, log: cfg.Logger, live: map[string]map[string]*liveLeg{}}
+}
+
+// Run reads every node's events until ctx is done.
+func (bc *Calls) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, c := range bc.pool.Clients() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bc.read(ctx, c)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// KillBindingCalls implements controller.Hangupper: it sends uuid_kill for every
+// channel of the binding it knows to be up, on its node, and returns how
+// many calls it cut. A channel already gone is not an error. EUNAVAILABLE
+// when a node holding one of them cannot be reached (the others are still
+// cut).
+func (bc *Calls) KillBindingCalls(ctx context.Context, bindingID string) (int, error) {
+	type target struct{ node, uuid, call string }
+	var targets []target
+	bc.mu.Lock()
+	for node, legs := range bc.live {
+		for uuid, l := range legs {
+			if l.binding == bindingID {
+				targets = append(targets, target{node, uuid, l.call})
+			}
+		}
+	}
+	bc.mu.Unlock()
+	cut := map[string]bool{}
+	var failed []string
+	for _, t := range targets {
+		c := bc.pool.Lookup(t.node)
+		cmd, err := esl.UUIDKill(t.uuid, "NORMAL_CLEARING")
+		if err != nil {
+			continue // uuids come from events as FreeSWITCH sent them; a bad one cannot be killed
+		}
+		if c == nil {
+			failed = append(failed, t.node)
+			continue
+		}
+		_, err = c.API(ctx, cmd)
+		var re *esl.ReplyError
+		switch {
+		case err == nil:
+			cut[t.call] = true
+		case errors.As(err, &re):
+			// "-ERR No such channel!": it ended meanwhile.
+			bc.forget(t.node, t.uuid)
+		default:
+			if ctx.Err() != nil {
+				return len(cut), ctx.Err()
+			}
+			failed = append(failed, t.node)
+		}
+	}
+	if len(failed) > 0 {
+		return len(cut), callbridge.Errorf(callbridge.EUNAVAILABLE, "cut %d calls; FreeSWITCH node %s could not be reached", len(cut), failed[0])
+	}
+	return len(cut), nil
+}
+
+// LiveCalls returns the number of channels of a binding believed up.
+func (bc *Calls) LiveCalls(bindingID string) int {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	n := 0
+	for _, legs := range bc.live {
+		for _, l := range legs {
+			if l.binding == bindingID {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// read consumes one node's events until ctx is done, resubscribing after
+// an overflow.
+func (bc *Calls) read(ctx context.Context, c *esl.Client) {
+	calls := map[string]*bindingCall{}
+	ended := newRecent(4096)
+	for ctx.Err() == nil {
+		sub := c.Subscribe(0)
+		for {
+			ev, err := sub.Next(ctx)
+			if err != nil {
+				sub.Close()
+				if errors.Is(err, esl.ErrOverflow) {
+					bc.log.Error("binding calls: event subscription overflowed; webhooks of calls in progress may be lost", "node", c.Name())
+					bc.reconcile(ctx, c, calls)
+				}
+				if errors.Is(err, esl.ErrClosed) && ctx.Err() == nil {
+					<-ctx.Done()
+				}
+				break
+			}
+			if ev.Name == esl.SocketConnected {
+				bc.reconcile(ctx, c, calls)
+				continue
+			}
+			bc.handle(ctx, ev, calls, ended)
+		}
+	}
+}
+
+// reconcile forgets the legs and calls of node c that FreeSWITCH no
+// longer has (they ended while events were not reaching us). Calls
+// forgotten this way get no "ended" webhook; that is logged.
+func (bc *Calls) reconcile(ctx context.Context, c *esl.Client, calls map[string]*bindingCall) {
+	listed := time.Now()
+	chans, err := c.Channels(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			bc.log.Warn("binding calls: listing channels after reconnect", "node", c.Name(), "error", err)
+		}
+		return
+	}
+	has := make(map[string]bool, len(chans))
+	for _, ch := range chans {
+		has[ch.UUID] = true
+	}
+	bc.mu.Lock()
+	for uuid, l := range bc.live[c.Name()] {
+		if !has[uuid] && l.seen.Before(listed) {
+			delete(bc.live[c.Name()], uuid)
+		}
+	}
+	bc.mu.Unlock()
+	// calls belongs to the reader, which is the caller.
+	for id, call := range calls {
+		if !has[id] && call.seen.Before(listed) {
+			bc.log.Warn("binding calls: call ended while disconnected; no ended webhook", "node", c.Name(), "uuid", id, "binding", call.bindingID)
+			delete(calls, id)
+		}
+	}
+}
+
+// handle applies one event.
+func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bindingCall, ended *recent) {
+	bindingID := ev.Var(callbridge.VarBindingID)
+	if ev.UUID == "" || bindingID == "" || !callbridge.IsUUID(bindingID) || !callbridge.IsUUID(ev.UUID) {
+		return
+	}
+	leg := ev.Var(callbridge.VarLeg)
+	callID := ev.UUID
+	if leg == "outbound" {
+		callID = ev.Get("Other-Leg-Unique-ID")
+		if !callbridge.IsUUID(callID) {
+			callID = ev.UUID
+		}
+	} else if leg != "inbound" {
+		return
+	}
+	terminal := ev.Name == esl.ChannelHangup || ev.Name == esl.ChannelHangupComplete || ev.Name == esl.ChannelDestroy
+	if terminal {
+		bc.forget(ev.Node, ev.UUID)
+	} else {
+		switch ev.Name {
+		case esl.ChannelCreate, esl.ChannelProgress, esl.ChannelProgressMedia, esl.ChannelAnswer, esl.ChannelBridge:
+			bc.remember(ev.Node, ev.UUID, bindingID, callID)
+			if callID != ev.UUID {
+				bc.remember(ev.Node, callID, bindingID, callID)
+			}
+		}
+	}
+	if ended.has(callID) {
+		return
+	}
+	hangup := leg == "inbound" && ev.Name == esl.ChannelHangupComplete
+	call := calls[callID]
+	if call == nil {
+		if terminal && !hangup {
+			return // the tail of a leg whose call we never saw start
+		}
+		call = &bindingCall{id: callID, bindingID: bindingID, accountID: ev.Var(callbridge.VarAccount)}
+		calls[callID] = call
+	}
+	call.seen = time.Now()
+	if call.x == "" {
+		call.x = ev.Var(callbridge.VarX)
+		call.direction = ev.Var(callbridge.VarDirection)
+	}
+	if call.from == "" {
+		if leg == "inbound" {
+			call.from = ev.Get("Caller-Caller-ID-Number")
+		} else {
+			call.from = ev.Get("Other-Leg-Caller-ID-Number")
+		}
+	}
+	if !call.started {
+		call.started = true
+		bc.send(ctx, call, EventBindingCallStarted, ev, nil)
+	}
+	switch {
+	case !call.answered && (leg == "outbound" && ev.Name == esl.ChannelAnswer || leg == "inbound" && ev.Name == esl.ChannelBridge):
+		call.answered = true
+		bc.send(ctx, call, EventBindingCallAnswered, ev, nil)
+	case hangup:
+		delete(calls, callID)
+		ended.add(callID)
+		bc.send(ctx, call, EventBindingCallEnded, ev, bc.endFields(call, ev))
+	}
+}
+
+// endFields are the fields of the ended webhook.
+func (bc *Calls) endFields(call *bindingCall, ev esl.Event) map[string]any {
+	billms, _ := ev.Int64("variable_billmsec")
+	totalms, _ := ev.Int64("variable_mduration")
+	f := map[string]any{
+		"cause":       ev.Get("Hangup-Cause"),
+		"answered":    call.answered || billms > 0,
+		"duration_ms": billms,
+		"total_ms":    totalms,
+	}
+	if d := ev.Var("sip_hangup_disposition"); d != "" {
+		f["disposition"] = d
+	}
+	// The dialplan records with RECORD_ANSWER_REQ: a file exists only for
+	// answered calls of recording bindings.
+	if ev.Var("RECORD_ANSWER_REQ") == "true" && billms > 0 {
+		rec := map[string]any{"file": bc.cfg.RecordDir + "/" + call.bindingID + "/" + call.id + ".wav"}
+		if ms, ok := ev.Int64("variable_record_ms"); ok {
+			rec["duration_ms"] = ms
+		}
+		f["recording"] = rec
+	}
+	return f
+}
+
+// send writes one webhook of call to the outbox, looking the binding up
+// first if needed.
+func (bc *Calls) send(ctx context.Context, call *bindingCall, typ string, ev esl.Event, extra map[string]any) {
+	at := ev.Time()
+	if at.IsZero() {
+		at = ev.Received
+	}
+	// Every controller following the node hears the call: the event id
+	// makes the outbox keep one webhook of it.
+	eventID := call.id + ":" + typ
+	payload := map[string]any{
+		"type":       typ,
+		"event_id":   eventID,
+		"binding_id": call.bindingID,
+		"call_id":    call.id,
+		"node":       ev.Node,
+		"x":          call.x,
+		"direction":  call.direction,
+		"at":         at.UTC().Format(time.RFC3339Nano),
+	}
+	if call.from != "" {
+		payload["from"] = call.from
+	}
+	for k, v := range extra {
+		payload[k] = v
+	}
+	err := bc.retry(ctx, func() error {
+		if call.binding == nil {
+			b, err := bc.cfg.Bindings.Binding(ctx, call.accountID, call.bindingID)
+			if err != nil {
+				if callbridge.ErrorCode(err) == callbridge.ENOTFOUND {
+					return errPermanent{err}
+				}
+				return err
+			}
+			call.binding = b
+		}
+		payload["external_id"] = call.binding.ExternalID
+		return bc.cfg.Webhooks.EnqueueWebhook(ctx, call.binding.AccountID, call.binding.WebhookURL, typ, "binding:"+call.bindingID, eventID, payload)
+	})
+	if err != nil {
+		bc.log.Error("binding calls: webhook lost", "type", typ, "binding", call.bindingID, "call", call.id, "error", err)
+	}
+}
+
+// errPermanent marks an error retrying cannot fix.
+type errPermanent struct{ error }
+
+func (e errPermanent) Unwrap() error { return e.error }
+
+// retry runs fn until it succeeds, fails permanently, ctx ends or the
+// attempts run out.
+func (bc *Calls) retry(ctx context.Context, fn func() error) error {
+	pause := 100 * time.Millisecond
+	var err error
+	for i := 0; i < bc.cfg.EnqueueAttempts; i++ {
+		if err = fn(); err == nil {
+			return nil
+		}
+		var p errPermanent
+		if errors.As(err, &p) || callbridge.ErrorCode(err) == callbridge.EINVALID {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+		pause *= 2
+	}
+	return fmt.Errorf("after %d attempts: %w", bc.cfg.EnqueueAttempts, err)
+}
+
+func (bc *Calls) remember(node, uuid, binding, call string) {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	legs := bc.live[node]
+	if legs == nil {
+		legs = map[string]*liveLeg{}
+		bc.live[node] = legs
+	}
+	legs[uuid] = &liveLeg{binding: binding, call: call, seen: time.Now()}
+}
+
+func (bc *Calls) forget(node, uuid string) {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	delete(bc.live[node], uuid)
+}
+
+// recent is a bounded set of the last n ids added.
+type recent struct {
+	set  map[string]bool
+	ring []string
+	next int
+}
+
+func newRecent(n int) *recent {
+	return &recent{set: make(map[string]bool, n), ring: make([]string, n)}
+}
+
+func (r *recent) has(id string) bool { return r.set[id] }
+
+func (r *recent) add(id string) {
+	if old := r.ring[r.next]; old != "" {
+		delete(r.set, old)
+	}
+	r.ring[r.next] = id
+	r.set[id] = true
+	r.next = (r.next + 1) % len(r.ring)
+}
