@@ -31,28 +31,34 @@ func TestPureDependencies(t *testing.T) {
 // package's production code: what each capability may build on. A new
 // package, or a new import, is added here on purpose or not at all.
 var allowedImports = map[string][]string{
-	"callbridge":                     {},
-	"callbridge/rating":              {"callbridge"},
-	"callbridge/dialplan":            {"callbridge"},
-	"callbridge/routing":             {"callbridge", "callbridge/rating"},
-	"callbridge/sql":                 {},
-	"callbridge/esl":                 {"callbridge", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
-	"callbridge/esl/esltest":         {"github.com/google/uuid"},
-	"callbridge/postgres":            {"callbridge", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
-	"callbridge/postgres/pgtest":     {"callbridge/postgres", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
-	"callbridge/billing":             {"callbridge", "callbridge/rating", "github.com/google/uuid", "github.com/robfig/cron/v3"},
-	"callbridge/webhook":             {"callbridge"},
-	"callbridge/callback":            {"callbridge", "callbridge/esl", "github.com/google/uuid"},
-	"callbridge/cdr":                 {"callbridge", "callbridge/esl", "callbridge/rating"},
-	"callbridge/privacy":             {"callbridge", "callbridge/dialplan", "callbridge/esl"},
-	"callbridge/privacy/privacytest": {"callbridge", "callbridge/dialplan", "callbridge/privacy"},
-	"callbridge/metrics":             {"callbridge", "callbridge/billing", "callbridge/cdr", "callbridge/esl", "github.com/prometheus/client_golang/prometheus", "github.com/prometheus/client_golang/prometheus/collectors", "github.com/prometheus/client_golang/prometheus/promhttp"},
-	"callbridge/controller":          {"callbridge", "callbridge/billing", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/privacy", "callbridge/rating", "github.com/gin-gonic/gin", "golang.org/x/sys/unix"},
-	"callbridge/app":                 {"callbridge", "callbridge/billing", "callbridge/callback", "callbridge/cdr", "callbridge/controller", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/postgres", "callbridge/privacy", "callbridge/rating", "callbridge/webhook"},
-	"callbridge/app/apptest":         {"callbridge/app", "callbridge/billing", "callbridge/postgres"},
-	"callbridge/cmd/callbridge":      {"callbridge", "callbridge/app", "callbridge/billing", "callbridge/cdr", "callbridge/controller", "callbridge/esl", "callbridge/esl/esltest", "callbridge/postgres", "callbridge/rating"},
-	"callbridge/internal/wait":       {},
-	"callbridge/realswitch":          {"callbridge", "callbridge/esl", "callbridge/postgres/pgtest"},
+	"callbridge":             {},
+	"callbridge/rating":      {"callbridge"},
+	"callbridge/dialplan":    {"callbridge"},
+	"callbridge/routing":     {"callbridge", "callbridge/rating"},
+	"callbridge/sql":         {},
+	"callbridge/esl":         {"callbridge", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
+	"callbridge/esl/esltest": {"github.com/google/uuid"},
+	"callbridge/postgres": {"callbridge", "callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/internal/batch", "callbridge/postgres/internal/pg",
+		"callbridge/postgres/ratedeck", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/postgres/billing":        {"callbridge", "callbridge/postgres/internal/pg", "github.com/lib/pq"},
+	"callbridge/postgres/cdr":            {"callbridge", "callbridge/postgres/internal/pg", "github.com/google/uuid", "github.com/lib/pq"},
+	"callbridge/postgres/ratedeck":       {"callbridge", "callbridge/postgres/internal/pg", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/postgres/internal/batch": {},
+	"callbridge/postgres/internal/pg":    {"callbridge", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/postgres/pgtest":         {"callbridge/postgres", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/billing":                 {"callbridge", "callbridge/rating", "github.com/google/uuid", "github.com/robfig/cron/v3"},
+	"callbridge/webhook":                 {"callbridge"},
+	"callbridge/callback":                {"callbridge", "callbridge/esl", "github.com/google/uuid"},
+	"callbridge/cdr":                     {"callbridge", "callbridge/esl", "callbridge/rating"},
+	"callbridge/privacy":                 {"callbridge", "callbridge/dialplan", "callbridge/esl"},
+	"callbridge/privacy/privacytest":     {"callbridge", "callbridge/dialplan", "callbridge/privacy"},
+	"callbridge/metrics":                 {"callbridge", "callbridge/billing", "callbridge/cdr", "callbridge/esl", "github.com/prometheus/client_golang/prometheus", "github.com/prometheus/client_golang/prometheus/collectors", "github.com/prometheus/client_golang/prometheus/promhttp"},
+	"callbridge/controller":              {"callbridge", "callbridge/billing", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/privacy", "callbridge/rating", "github.com/gin-gonic/gin", "golang.org/x/sys/unix"},
+	"callbridge/app":                     {"callbridge", "callbridge/billing", "callbridge/callback", "callbridge/cdr", "callbridge/controller", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/postgres", "callbridge/privacy", "callbridge/rating", "callbridge/webhook"},
+	"callbridge/app/apptest":             {"callbridge/app", "callbridge/billing", "callbridge/postgres"},
+	"callbridge/cmd/callbridge":          {"callbridge", "callbridge/app", "callbridge/billing", "callbridge/cdr", "callbridge/controller", "callbridge/esl", "callbridge/esl/esltest", "callbridge/postgres", "callbridge/rating"},
+	"callbridge/internal/wait":           {},
+	"callbridge/realswitch":              {"callbridge", "callbridge/esl", "callbridge/postgres/pgtest"},
 	// Test-only or asset packages without production imports.
 	"callbridge/bench":             {},
 	"callbridge/cluster":           {},
@@ -68,12 +74,17 @@ var allowedImports = map[string][]string{
 var onlyImporters = map[string][]string{
 	"github.com/gin-gonic/gin":         {"callbridge/controller"},
 	"github.com/prometheus/":           {"callbridge/metrics"},
-	"github.com/jmoiron/sqlx":          {"callbridge/postgres", "callbridge/postgres/pgtest"},
-	"github.com/lib/pq":                {"callbridge/postgres", "callbridge/postgres/pgtest"},
+	"github.com/jmoiron/sqlx":          postgresPackages,
+	"github.com/lib/pq":                postgresPackages,
 	"callbridge/controller":            {"callbridge/app", "callbridge/cmd/callbridge"},
 	"callbridge/app":                   {"callbridge/app/apptest", "callbridge/cmd/callbridge"},
 	"github.com/fiorix/go-eventsocket": {"callbridge/esl"},
 }
+
+// postgresPackages are the storage adapter and its subpackages: the only
+// importers of sqlx and pq.
+var postgresPackages = []string{"callbridge/postgres", "callbridge/postgres/pgtest", "callbridge/postgres/internal/pg",
+	"callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/ratedeck"}
 
 // TestPackageImports checks every package's production imports against
 // allowedImports and onlyImporters: only controller imports gin, only
