@@ -383,30 +383,9 @@ func (db *DB) loadPlan(ctx context.Context, query string, arg string) (*routing.
 	if err := tx.GetContext(ctx, &row, query, arg); err != nil {
 		return nil, fmt.Errorf("postgres: load route plan: %w", notFoundAs(Error(err), "route plan"))
 	}
-	info := row.info()
-	loc, err := time.LoadLocation(info.TimeZone)
+	p, err := compilePlan(ctx, tx, &row)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: route plan %s: %w", info.ID, err)
-	}
-	var routes []routing.Route
-	var rr routeRow
-	rows, err := tx.QueryxContext(ctx, `SELECT `+routeColumns+` FROM routes WHERE plan_id = $1`, info.ID)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: load route plan: %w", Error(err))
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := rows.StructScan(&rr); err != nil {
-			return nil, fmt.Errorf("postgres: load route plan: %w", Error(err))
-		}
-		routes = append(routes, rr.route())
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: load route plan: %w", Error(err))
-	}
-	p, err := routing.NewPlan(*info, loc, routes)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: route plan %s: %w", info.ID, err)
+		return nil, fmt.Errorf("postgres: load route plan: %w", err)
 	}
 	return p, nil
 }

@@ -1,0 +1,248 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"callbridge"
+	"callbridge/routing"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// PlanSync keeps a routing.Plans equal to the route plans in the
+// database, as DeckSync does for rate decks: Run loads every plan, then
+// reloads each plan a notification on RouteChannel names, and everything
+// after the LISTEN connection was lost. It also keeps the plans' tables
+// fresh: after each load and every RefreshEvery it calls Plans.Refresh
+// with Prices (the rate-deck registry), so a deck change or a band edge
+// is priced into the tables within that period (calls meanwhile are
+// resolved from the plans, with the same answers).
+type PlanSync struct {
+	db     *DB
+	plans  *routing.Plans
+	prices routing.PriceSource
+	log    *slog.Logger
+	// RetryDelay is how long Run waits before trying again after a
+	// failed load; zero means one second.
+	RetryDelay time.Duration
+	// RefreshEvery is how often Run refreshes stale tables; zero means
+	// ten seconds.
+	RefreshEvery time.Duration
+	// Now is the clock tables are built at; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewPlanSync returns a PlanSync that fills plans from db and prices
+// their tables with prices (nil: no buy decks).
+func NewPlanSync(db *DB, plans *routing.Plans, prices routing.PriceSource, log *slog.Logger) *PlanSync {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &PlanSync{db: db, plans: plans, prices: prices, log: log}
+}
+
+func (s *PlanSync) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Run listens on RouteChannel, loads every plan, closes ready (if not
+// nil), then applies every change until ctx ends. It returns the
+// listener's error, or nil when ctx ends.
+func (s *PlanSync) Run(ctx context.Context, ready chan<- struct{}) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	retryDelay := s.RetryDelay
+	if retryDelay <= 0 {
+		retryDelay = time.Second
+	}
+	every := s.RefreshEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	changes := make(chan string, 1024)
+	resync := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case resync <- struct{}{}:
+		default:
+		}
+	}
+	listening := make(chan struct{})
+	lerr := make(chan error, 1)
+	go func() {
+		lerr <- s.db.pg.Listen(ctx, "route plan", RouteChannel, func(id string) {
+			select {
+			case changes <- id:
+			default:
+				signal()
+			}
+		}, signal, listening)
+	}()
+	select {
+	case <-listening:
+	case err := <-lerr:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+	signal()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-lerr:
+			return err
+		case <-retry:
+			retry = nil
+			signal()
+		case <-tick.C:
+			s.refreshTables()
+		case <-resync:
+			if err := s.Reload(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.log.Error("route plans: reload failed; retrying", "error", err, "retry_in", retryDelay.String())
+				retry = time.After(retryDelay)
+				continue
+			}
+			s.refreshTables()
+			if ready != nil {
+				close(ready)
+				ready = nil
+			}
+		case id := <-changes:
+			ids := map[string]bool{id: true}
+			for more := true; more; {
+				select {
+				case id := <-changes:
+					ids[id] = true
+				default:
+					more = false
+				}
+			}
+			for id := range ids {
+				if err := s.Refresh(ctx, id); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					s.log.Error("route plans: reload of one plan failed; retrying", "plan", id, "error", err, "retry_in", retryDelay.String())
+					retry = time.After(retryDelay)
+				}
+			}
+			s.refreshTables()
+		}
+	}
+}
+
+func (s *PlanSync) refreshTables() {
+	start := time.Now()
+	if n := s.plans.Refresh(s.prices, s.now()); n > 0 {
+		s.log.Info("route tables built", "tables", n, "took", time.Since(start).String())
+	}
+}
+
+// Reload reads every plan and makes them the set's content; plans held
+// at the version the database has are reused, not read again.
+func (s *PlanSync) Reload(ctx context.Context) error {
+	mark := s.plans.Mark()
+	var plans []*routing.Plan
+	err := s.db.LoadPlans(ctx, func(id string, version int64) *routing.Plan {
+		if p := s.plans.Plan(id); p != nil && p.Info().Version == version {
+			return p
+		}
+		return nil
+	}, func(p *routing.Plan) { plans = append(plans, p) })
+	if err != nil {
+		return err
+	}
+	s.plans.Replace(plans, mark)
+	return nil
+}
+
+// Refresh reads plan id again into the set, or removes it when it no
+// longer exists. API handlers call it after their own writes.
+func (s *PlanSync) Refresh(ctx context.Context, id string) error {
+	p, err := s.db.LoadPlan(ctx, id)
+	switch {
+	case callbridge.ErrorCode(err) == callbridge.ENOTFOUND:
+		s.plans.Remove(id)
+		return nil
+	case err != nil:
+		return err
+	}
+	s.plans.Put(p)
+	return nil
+}
+
+// LoadPlans reads every plan in one snapshot and calls fn with each,
+// compiled one at a time. have returns a compiled plan the caller holds
+// at the given id and version, or nil; such a plan's routes are not read
+// again. A plan that does not compile is logged and left out.
+func (db *DB) LoadPlans(ctx context.Context, have func(id string, version int64) *routing.Plan, fn func(*routing.Plan)) error {
+	tx, err := db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("postgres: load route plans: %w", Error(err))
+	}
+	defer tx.Rollback()
+	var rows []planRow
+	if err := tx.SelectContext(ctx, &rows, `SELECT `+planColumns+` FROM route_plans ORDER BY id`); err != nil {
+		return fmt.Errorf("postgres: load route plans: %w", Error(err))
+	}
+	for i := range rows {
+		if p := have(rows[i].ID, rows[i].Version); p != nil {
+			fn(p)
+			continue
+		}
+		p, err := compilePlan(ctx, tx, &rows[i])
+		if err != nil {
+			if callbridge.ErrorCode(err) == callbridge.EINVALID {
+				db.Logger.Error("route plan does not compile; left out", "plan", rows[i].ID, "error", err)
+				continue
+			}
+			return fmt.Errorf("postgres: load route plans: %w", err)
+		}
+		fn(p)
+	}
+	return nil
+}
+
+// compilePlan reads the routes of the plan in row and compiles it.
+func compilePlan(ctx context.Context, tx *sqlx.Tx, row *planRow) (*routing.Plan, error) {
+	info := row.info()
+	loc, err := time.LoadLocation(info.TimeZone)
+	if err != nil {
+		return nil, callbridge.FieldError("time_zone", "route plan %s: unknown zone %q: %v", info.ID, info.TimeZone, err)
+	}
+	rows, err := tx.QueryxContext(ctx, `SELECT `+routeColumns+` FROM routes WHERE plan_id = $1`, info.ID)
+	if err != nil {
+		return nil, Error(err)
+	}
+	defer rows.Close()
+	var routes []routing.Route
+	var rr routeRow
+	for rows.Next() {
+		if err := rows.StructScan(&rr); err != nil {
+			return nil, Error(err)
+		}
+		routes = append(routes, rr.route())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, Error(err)
+	}
+	p, err := routing.NewPlan(*info, loc, routes)
+	if err != nil {
+		return nil, fmt.Errorf("compile route plan %s: %w", info.ID, err)
+	}
+	return p, nil
+}
