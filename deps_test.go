@@ -45,7 +45,7 @@ var allowedImports = map[string][]string{
 	"callbridge/postgres/ratedeck":       {"callbridge", "callbridge/postgres/internal/pg", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/internal/batch": {},
 	"callbridge/postgres/internal/pg":    {"callbridge", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
-	"callbridge/postgres/pgtest":         {"callbridge/postgres", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/postgres/pgtest":         {"callbridge/postgres", "callbridge/rating", "callbridge/routing", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/billing":                 {"callbridge", "callbridge/rating", "github.com/google/uuid", "github.com/robfig/cron/v3"},
 	"callbridge/webhook":                 {"callbridge"},
 	"callbridge/callback":                {"callbridge", "callbridge/esl", "github.com/google/uuid"},

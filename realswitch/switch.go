@@ -107,6 +107,10 @@ type Switch struct {
 	RTPStart, RTPEnd int
 	// State is its state directory (log/, db/, run/...).
 	State string
+	// Conf is the configuration directory it runs with: the repository's
+	// freeswitch-conf/, or its copy in State when SwitchConfig.Gateways
+	// added gateway files (a test may add more there, then reloadxml).
+	Conf string
 
 	cfg    SwitchConfig
 	cmd    *exec.Cmd
@@ -268,11 +272,15 @@ func StartSwitch(cfg SwitchConfig) (*Switch, error) {
 			return nil, err
 		}
 		conf = own
+		s.Conf = own
 		for _, g := range cfg.Gateways {
 			prefix := "FS_" + strings.ToUpper(g.Name) + "_"
 			env[prefix+"PROXY"] = g.Proxy
 			env[prefix+"REALM"] = g.Name + ".test"
 		}
+	}
+	if s.Conf == "" {
+		s.Conf = conf
 	}
 	for k, v := range cfg.Env {
 		env[k] = v
