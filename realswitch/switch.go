@@ -454,6 +454,23 @@ func (s *Switch) Hangup(ctx context.Context, uuid string) (esl.Event, error) {
 	}
 }
 
+// Attempts returns the CHANNEL_HANGUP_COMPLETE of every leg the bridge of
+// a (a leg's own CHANNEL_HANGUP_COMPLETE) created, in the order it tried
+// them, as its originate_causes lists them (esl.ParseOriginateCauses):
+// each names its gateway (variable_sip_gateway_name) and cause. A gateway
+// that was DOWN created no leg and is not among them.
+func (s *Switch) Attempts(ctx context.Context, a esl.Event) ([]esl.Event, error) {
+	var out []esl.Event
+	for _, at := range esl.ParseOriginateCauses(a.Var("originate_causes")) {
+		e, err := s.Hangup(ctx, at.UUID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
 // Log returns FreeSWITCH's log file.
 func (s *Switch) Log() string {
 	b, _ := os.ReadFile(filepath.Join(s.State, "log", "freeswitch.log"))
