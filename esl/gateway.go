@@ -258,3 +258,37 @@ func ParseGatewayState(e Event) (gs GatewayState, ok bool) {
 	}
 	return gs, true
 }
+
+// OriginateAttempt is one leg a bridge or originate created, as its
+// caller's originate_causes variable lists it.
+type OriginateAttempt struct {
+	// UUID is the leg's unique id: its CHANNEL_HANGUP_COMPLETE names the
+	// gateway (variable_sip_gateway_name) and cause.
+	UUID string
+	// Cause is how the attempt ended for the originate: NONE for the leg
+	// that was bridged, else its hang-up cause (NORMAL_TEMPORARY_FAILURE
+	// for a carrier's 503).
+	Cause string
+}
+
+// ParseOriginateCauses reads the originate_causes variable of a leg whose
+// bridge tried several dial strings in turn (FreeSWITCH 1.10.12:
+// "ARRAY::<uuid>;NORMAL_TEMPORARY_FAILURE|:<uuid>;NONE", or one
+// "<uuid>;CAUSE" without the ARRAY prefix). A dial string refused before
+// any leg existed (a DOWN gateway: GATEWAY_DOWN) is not listed. Items
+// that are not uuid;CAUSE are skipped.
+func ParseOriginateCauses(v string) []OriginateAttempt {
+	v = strings.TrimPrefix(v, "ARRAY::")
+	if v == "" {
+		return nil
+	}
+	var out []OriginateAttempt
+	for _, item := range strings.Split(v, "|:") {
+		id, cause, ok := strings.Cut(item, ";")
+		if !ok || checkUUID("uuid", id) != nil || checkCause("cause", cause) != nil {
+			continue
+		}
+		out = append(out, OriginateAttempt{UUID: id, Cause: cause})
+	}
+	return out
+}

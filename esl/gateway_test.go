@@ -168,3 +168,62 @@ func TestParseGatewayStateFixtures(t *testing.T) {
 		})
 	}
 }
+
+// TestParseOriginateCauses reads originate_causes as FreeSWITCH 1.10.12 set
+// it on the caller's leg: after a 503 from the first gateway and a bridge
+// through the second, and after a bridge whose first gateway was DOWN
+// (no leg, not listed).
+func TestParseOriginateCauses(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []OriginateAttempt
+	}{
+		{"ARRAY::93ce4420-ff1a-4c14-b9fc-b306eac0636b;NORMAL_TEMPORARY_FAILURE|:1aa9de38-c2ff-42af-8697-8e3ea4c662de;NONE", []OriginateAttempt{
+			{"93ce4420-ff1a-4c14-b9fc-b306eac0636b", "NORMAL_TEMPORARY_FAILURE"}, {"1aa9de38-c2ff-42af-8697-8e3ea4c662de", "NONE"}}},
+		{"d176ab60-e8e8-4d4c-a385-5cff20a52d26;NONE", []OriginateAttempt{{"d176ab60-e8e8-4d4c-a385-5cff20a52d26", "NONE"}}},
+		{"", nil},
+		{"ARRAY::x;NONE|:d176ab60-e8e8-4d4c-a385-5cff20a52d26;bad cause|:d176ab60-e8e8-4d4c-a385-5cff20a52d26", nil},
+	}
+	for _, tt := range tests {
+		got := ParseOriginateCauses(tt.in)
+		if len(got) != len(tt.want) {
+			t.Errorf("ParseOriginateCauses(%q) = %v, want %v", tt.in, got, tt.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tt.want[i] {
+				t.Errorf("ParseOriginateCauses(%q)[%d] = %v, want %v", tt.in, i, got[i], tt.want[i])
+			}
+		}
+	}
+}
+
+func FuzzParseGatewayStatus(f *testing.F) {
+	for _, name := range []string{"xmlstatus-gateway.txt", "xmlstatus-gateway-carrier.txt", "xmlstatus-gateway-unknown.txt"} {
+		_, body := sofiaFixture(f, name)
+		f.Add(body)
+	}
+	f.Add("<gateways><gateway><name>x</name><state>S</state><status>UP</status><pingtime>1e308</pingtime></gateway></gateways>")
+	f.Fuzz(func(t *testing.T, body string) {
+		gws, err := ParseGatewayStatus(body)
+		if err != nil {
+			return
+		}
+		for _, g := range gws {
+			if g.Name == "" || g.Status == "" || g.State == "" || g.PingTime < 0 || g.CallsOut < 0 {
+				t.Fatalf("accepted %+v", g)
+			}
+		}
+	})
+}
+
+func FuzzParseOriginateCauses(f *testing.F) {
+	f.Add("ARRAY::93ce4420-ff1a-4c14-b9fc-b306eac0636b;NORMAL_TEMPORARY_FAILURE|:1aa9de38-c2ff-42af-8697-8e3ea4c662de;NONE")
+	f.Fuzz(func(t *testing.T, v string) {
+		for _, a := range ParseOriginateCauses(v) {
+			if checkUUID("uuid", a.UUID) != nil || checkCause("cause", a.Cause) != nil {
+				t.Fatalf("accepted %+v", a)
+			}
+		}
+	})
+}

@@ -119,24 +119,17 @@ func (f *failoverSwitch) call(t *testing.T, ctx context.Context, x string, targe
 }
 
 // attempts returns the CHANNEL_HANGUP_COMPLETE of every outbound leg the
-// inbound leg's bridge created, in order, from its originate_causes
-// ("ARRAY::uuid;CAUSE|:uuid;CAUSE", FreeSWITCH 1.10.12).
+// inbound leg's bridge created, in order.
 func (f *failoverSwitch) attempts(t *testing.T, ctx context.Context, a esl.Event) []esl.Event {
 	t.Helper()
-	causes := strings.TrimPrefix(a.Var("originate_causes"), "ARRAY::")
-	var out []esl.Event
-	for _, item := range strings.Split(causes, "|:") {
-		id, _, ok := strings.Cut(item, ";")
-		if !ok {
-			t.Fatalf("originate_causes %q", a.Var("originate_causes"))
-		}
-		e, err := f.sw.Hangup(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, e)
+	legs, err := f.sw.Attempts(ctx, a)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	if len(legs) == 0 {
+		t.Fatalf("no attempts in originate_causes %q", a.Var("originate_causes"))
+	}
+	return legs
 }
 
 // TestBindingFailover proves dialplan.Failover on a real FreeSWITCH

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -156,6 +158,27 @@ func TestGatewayStatus(t *testing.T) {
 	real, err := c.API(ctx, esl.SofiaXMLStatusGateways())
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// A gateway added while FreeSWITCH runs, as freeswitch-conf/README.md
+	// says: its values in the file's set lines, then reloadxml and a
+	// rescan of the external profile.
+	template, err := os.ReadFile(filepath.Join(sw.Conf, "sip_profiles", "external", "carrier.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := strings.Replace(string(realswitch.GatewayFile(template, "late")), `data="gateway_proxy=sip.late.invalid"`, `data="gateway_proxy=`+backup.Addr+`"`, 1)
+	if err := os.WriteFile(filepath.Join(sw.Conf, "sip_profiles", "external", "late.xml"), []byte(late), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"reloadxml", "sofia profile external rescan"} {
+		out, err := sw.API(ctx, cmd)
+		if err != nil || !strings.Contains(out, "+OK") {
+			t.Fatalf("%s: %q %v", cmd, out, err)
+		}
+	}
+	if g, err := c.GatewayStatus(ctx, "late"); err != nil || g.Proxy != "sip:"+backup.Addr || !g.Up() {
+		t.Errorf("the gateway added at run time: %+v %v, want UP with proxy sip:%s", g, err, backup.Addr)
 	}
 
 	// The simulator, with the same gateways.
