@@ -27,6 +27,7 @@ import (
 	"callbridge/postgres"
 	"callbridge/privacy"
 	"callbridge/rating"
+	"callbridge/routing"
 	"callbridge/webhook"
 )
 
@@ -184,6 +185,15 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	deckSync := postgres.NewDeckSync(db, decks, log.With("component", "rate-decks"))
 	a.goWork("rate decks", func(ctx context.Context) error { return deckSync.Run(ctx, a.decksReady) })
 	srv.RateDecks, srv.Decks, srv.DeckSync = postgres.NewRateDeckService(db), decks, deckSync
+
+	// carrier routing: the route plans, compiled once per version in this
+	// process and kept current by LISTEN/NOTIFY like the decks; each is
+	// joined with its gateways' buy decks into a table that the sync
+	// keeps fresh. The admin API manages and explains them.
+	plans := &routing.Plans{}
+	planSync := postgres.NewPlanSync(db, plans, decks, log.With("component", "route-plans"))
+	a.goWork("route plans", func(ctx context.Context) error { return planSync.Run(ctx, nil) })
+	srv.RoutePlans, srv.Plans, srv.PlanSync = db, plans, planSync
 
 	// prepaid: calls of prepaid accounts (inbound binding calls and each
 	// callback leg) are authorised against the balance before they are

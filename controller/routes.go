@@ -7,6 +7,7 @@ import (
 	"callbridge"
 	"callbridge/billing"
 	"callbridge/rating"
+	"callbridge/routing"
 
 	"github.com/gin-gonic/gin"
 )
@@ -59,13 +60,26 @@ func (s *Server) routes(e *gin.Engine) {
 	// Decks are stored by RateDecks; quotes price from the in-memory
 	// registry. Carrier decks take the admin token, account decks an API
 	// key, on the same paths.
+	imports := newImportSlots(s.MaxImportsPerAccount, s.MaxImports)
 	if s.RateDecks != nil && s.Decks != nil {
 		store := s.RateDecks
 		if s.DeckSync != nil {
 			store = refreshingDecks{store, s.DeckSync, s.Logger}
 		}
-		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, auth), limit), store, s.Decks,
-			newImportSlots(s.MaxImportsPerAccount, s.MaxImports))
+		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, auth), limit), store, s.Decks, imports)
+	}
+
+	// carrier routing
+	if s.RoutePlans != nil {
+		store := s.RoutePlans
+		if s.PlanSync != nil {
+			store = refreshingPlans{store, s.PlanSync, s.Logger}
+		}
+		var prices routing.PriceSource
+		if s.Decks != nil {
+			prices = s.Decks
+		}
+		routePlanRoutes(admin, store, s.Plans, prices, s.GatewayHealth, imports)
 	}
 
 	// cdrs

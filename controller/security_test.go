@@ -86,6 +86,7 @@ type tenantObjects struct {
 	binding  string
 	callback string
 	deck     string
+	plan     string // the account's route plan
 	cdr      string // a CDR's channel uuid, attributed to binding and callback
 	invoice  string
 	topup    string // the reference of a top-up
@@ -134,11 +135,19 @@ func (e *fullEnv) createObjects(tn tenant, n int) tenantObjects {
 		e.t.Fatalf("issue invoice: %v, %v", invs, err)
 	}
 	o.invoice = invs[0].ID
-	if o.binding == "" || o.callback == "" || o.deck == "" || o.invoice == "" {
+	rp := e.mustCall(http.StatusCreated, "POST", "/v1/admin/route-plans", fullAdminToken,
+		map[string]any{"name": fmt.Sprint("routes ", n), "account_id": tn.id, "time_zone": "UTC", "currency": "USD"}).json(e.t)
+	o.plan, _ = rp["id"].(string)
+	e.send(request{method: "POST", path: "/v1/admin/route-plans/" + o.plan + "/routes", auth: "Bearer " + fullAdminToken, contentType: "text/csv",
+		body: strings.NewReader(routeCSV)})
+	if o.binding == "" || o.callback == "" || o.deck == "" || o.invoice == "" || o.plan == "" {
 		e.t.Fatalf("objects of %s: %+v", tn.id, o)
 	}
 	return o
 }
+
+// routeCSV is a small valid route file.
+const routeCSV = "prefix,description,strategy,gateways\n49,Germany,least_cost,carrier;carrier2\n"
 
 // rateCSV is a small valid rate file.
 const rateCSV = "prefix,description,band,per_minute,connect_fee,min_charge,first_increment,next_increment,days,from,until,effective_from,effective_until,priority\n" +
@@ -154,13 +163,14 @@ func (o tenantObjects) secrets() []string {
 // they name; routes with a parameter no prefix covers have no fixture.
 func (o tenantObjects) objectPaths() map[string]string {
 	return map[string]string{
-		"/v1/bindings/:id":       "/v1/bindings/" + o.binding,
-		"/v1/numbers/:number":    "/v1/numbers/" + o.number,
-		"/v1/callbacks/:id":      "/v1/callbacks/" + o.callback,
-		"/v1/rate-decks/:id":     "/v1/rate-decks/" + o.deck,
-		"/v1/admin/accounts/:id": "/v1/admin/accounts/" + o.id,
-		"/v1/accounts/:id":       "/v1/accounts/" + o.id,
-		"/v1/invoices/:id":       "/v1/invoices/" + o.invoice,
+		"/v1/bindings/:id":          "/v1/bindings/" + o.binding,
+		"/v1/numbers/:number":       "/v1/numbers/" + o.number,
+		"/v1/callbacks/:id":         "/v1/callbacks/" + o.callback,
+		"/v1/rate-decks/:id":        "/v1/rate-decks/" + o.deck,
+		"/v1/admin/accounts/:id":    "/v1/admin/accounts/" + o.id,
+		"/v1/accounts/:id":          "/v1/accounts/" + o.id,
+		"/v1/invoices/:id":          "/v1/invoices/" + o.invoice,
+		"/v1/admin/route-plans/:id": "/v1/admin/route-plans/" + o.plan,
 	}
 }
 
@@ -484,15 +494,18 @@ func validBodies(o tenantObjects) map[string]map[string]any {
 		"POST /v1/admin/invoices":      {"month": "2026-10", "account_id": o.id, "draft": true},
 		"PUT /v1/admin/accounts/:id/billing": {"issuer": "default", "tax_bps": 1900, "tax_label": "VAT 19%", "payment_days": 30, "low_balance_micros": 1000, "low_balance_url": "https://example.com/low",
 			"missing_hangup": "max_duration", "customer_name": "Acme GmbH", "customer_address": "Hauptstr. 1\n10115 Berlin", "customer_tax_number": "DE123456789"},
+		"POST /v1/admin/route-plans": {"name": "p", "default": false, "time_zone": "UTC", "currency": "EUR", "max_attempts": 3, "post_dial_ms": 30000,
+			"failover_causes": []string{"GATEWAY_DOWN"}, "failover_sip_codes": []int{503}},
 		"POST /v1/rate-decks": {"account_id": o.id, "name": "d", "currency": "USD", "time_zone": "UTC", "precision": 6, "rounding": "up", "short_ms": 0, "holidays": []string{}, "effective_from": "2026-01-01T00:00:00Z"},
 	}
 }
 
 // leftOut are documented fields validBodies leaves out on purpose.
 var leftOut = map[string]bool{
-	"POST /v1/rate-decks gateway":       true, // the admin's only
-	"POST /v1/bindings expires_at":      true, // the body gives ttl, and not both
-	"PATCH /v1/bindings/:id expires_at": true,
+	"POST /v1/rate-decks gateway":           true, // the admin's only
+	"POST /v1/admin/route-plans account_id": true, // the account has its plan (createObjects)
+	"POST /v1/bindings expires_at":          true, // the body gives ttl, and not both
+	"PATCH /v1/bindings/:id expires_at":     true,
 }
 
 // TestSecurityInputHardening sends every POST and PATCH route bodies over
@@ -514,6 +527,12 @@ func TestSecurityInputHardening(t *testing.T) {
 		fmt.Fprintf(&csvRows, "49%d,Row,,0.01,0,0,60,60,all,00:00,24:00,,,0\n", 100000+i)
 	}
 	tooBigCSV := csvRows.String()
+	var routeRows strings.Builder
+	routeRows.WriteString(routeCSV)
+	for i := 0; routeRows.Len() <= 64<<10; i++ {
+		fmt.Fprintf(&routeRows, "49%d,Row,priority,carrier\n", 100000+i)
+	}
+	tooBigRouteCSV := routeRows.String()
 
 	for _, r := range env.routes() {
 		if r.Method != "POST" && r.Method != "PATCH" && r.Method != "PUT" {
@@ -538,8 +557,11 @@ func TestSecurityInputHardening(t *testing.T) {
 		if op.RequestBody != nil && op.RequestBody.Content["text/csv"].Schema != nil {
 			ct = "text/csv"
 		}
-		big := tooBig
-		if ct == "text/csv" {
+		big, sample := tooBig, rateCSV
+		switch {
+		case ct == "text/csv" && strings.Contains(r.Path, "/route-plans/"):
+			big, sample = tooBigRouteCSV, routeCSV
+		case ct == "text/csv":
 			big = tooBigCSV
 		}
 		send := func(body string, length int64) answer {
@@ -566,7 +588,7 @@ func TestSecurityInputHardening(t *testing.T) {
 			if ct != "application/json" {
 				expect("JSON instead of CSV", env.send(request{method: r.Method, path: path, auth: "Bearer " + token,
 					contentType: "application/json", body: strings.NewReader(`{}`)}), http.StatusBadRequest, "")
-				expect("invalid UTF-8 CSV", send(strings.Replace(rateCSV, "Germany", "G\xffermany", 1), 0), http.StatusBadRequest, "")
+				expect("invalid UTF-8 CSV", send(strings.Replace(sample, "Germany", "G\xffermany", 1), 0), http.StatusBadRequest, "")
 				return
 			}
 			for _, c := range jsonCases {

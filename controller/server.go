@@ -17,6 +17,7 @@ import (
 	"callbridge/billing"
 	"callbridge/metrics"
 	"callbridge/rating"
+	"callbridge/routing"
 
 	"github.com/gin-gonic/gin"
 )
@@ -87,6 +88,23 @@ type Server struct {
 	// learn of the write by LISTEN/NOTIFY. Nil leaves it to the
 	// notification.
 	DeckSync DeckRefresher
+
+	// carrier routing
+
+	// RoutePlans stores carrier route plans (*postgres.DB is one); nil
+	// leaves the /v1/admin/route-plans and /v1/admin/routes routes out.
+	RoutePlans RoutePlanStore
+	// Plans are the process's compiled route plans (kept current by
+	// postgres.PlanSync), which resolve answers from; nil loads the plan
+	// from RoutePlans on each request.
+	Plans *routing.Plans
+	// PlanSync reloads a plan into Plans right after this controller's
+	// API wrote it; nil leaves it to the notification.
+	PlanSync PlanRefresher
+	// GatewayHealth is the process's view of the carrier gateways
+	// (switch state, breakers, capacity) that resolve reports; nil: each
+	// gateway's health is unknown and it is taken as healthy.
+	GatewayHealth routing.HealthSource
 
 	// cdrs
 
@@ -178,7 +196,7 @@ func (s *Server) Handler() http.Handler {
 		if s.Metrics != nil {
 			e.Use(observe(s.Metrics))
 		}
-		e.Use(checkInput(), limitBody(s.MaxBodyBytes, map[string]int64{csvImportRoute: s.MaxCSVBytes}))
+		e.Use(checkInput(), limitBody(s.MaxBodyBytes, map[string]int64{csvImportRoute: s.MaxCSVBytes, routeImportRoute: s.MaxCSVBytes}))
 		e.NoRoute(func(c *gin.Context) {
 			writeError(c, callbridge.Errorf(callbridge.ENOTFOUND, "no such route"))
 		})

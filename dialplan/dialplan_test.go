@@ -495,12 +495,12 @@ func checkDocument(t *testing.T, out []byte) {
 		"api_reporting_hook="+callbridge.CDRHook(callbridge.CDRHookSetRef), "",
 		callbridge.VarDollar+"=$", "")
 	// The failover causes are quoted: upper-case cause names and commas.
-	failover := regexp.MustCompile(`,fail_on_single_reject='![A-Z_]+(,[A-Z_]+)*'\}`)
+	failover := regexp.MustCompile(`,fail_on_single_reject='![A-Z_]+(,[A-Z_]+)*',`)
 	for _, a := range d.Section.Context.Extension.Condition.Actions {
 		if !allowed[a.Application] {
 			t.Fatalf("unexpected application %q", a.Application)
 		}
-		if strings.ContainsAny(failover.ReplaceAllString(hook.Replace(a.Data), "}"), "$\n\r\"'<>&") {
+		if strings.ContainsAny(failover.ReplaceAllString(hook.Replace(a.Data), ","), "$\n\r\"'<>&") {
 			t.Fatalf("unsafe data %q", a.Data)
 		}
 	}

@@ -134,3 +134,15 @@ func contains(list []string, s string) bool {
 func failOnSingleReject(causes []string) string {
 	return "!" + strings.Join(causes, ",")
 }
+
+// failoverVars returns the dial-string variable that stops a sequential
+// bridge on every cause but the failover causes, "" for one gateway. It
+// comes before the CDR hook's execute_on_originate, whose text holds
+// quotes that only FreeSWITCH's expansion of the calling leg's variables
+// escapes.
+func failoverVars(d Decision) string {
+	if len(d.Gateways) < 2 {
+		return ""
+	}
+	return ",fail_on_single_reject='" + failOnSingleReject(d.FailoverCauses) + "'"
+}

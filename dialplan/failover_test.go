@@ -49,7 +49,8 @@ func TestFailoverBridge(t *testing.T) {
 	for _, want := range []string{
 		`data="hangup_after_bridge=true"`,
 		`data="continue_on_fail=false"`,
-		",fail_on_single_reject=&apos;!NORMAL_TEMPORARY_FAILURE,GATEWAY_DOWN,NO_ROUTE_DESTINATION,RECOVERY_ON_TIMER_EXPIRE,DESTINATION_OUT_OF_ORDER&apos;}sofia/gateway/cheap/4917022222|sofia/gateway/dear/4917022222\"/>",
+		",leg_timeout=30,fail_on_single_reject=&apos;!NORMAL_TEMPORARY_FAILURE,GATEWAY_DOWN,NO_ROUTE_DESTINATION,RECOVERY_ON_TIMER_EXPIRE,DESTINATION_OUT_OF_ORDER&apos;,callbridge_leg=outbound,",
+		"&apos;}sofia/gateway/cheap/4917022222|sofia/gateway/dear/4917022222\"/>",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("document lacks %s:\n%s", want, s)

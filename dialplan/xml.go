@@ -280,6 +280,7 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 		",origination_caller_id_name=" + string(d.Present) +
 		",origination_privacy=screen,sip_cid_type=pid" +
 		",leg_timeout=" + strconv.Itoa(ring) +
+		failoverVars(d) +
 		"," + callbridge.VarLeg + "=outbound" +
 		"," + callbridge.VarCallee + "=" + string(d.Target) +
 		"," + callbridge.VarDollar + "=$" +
@@ -288,8 +289,8 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 		return appendAction(dst, "bridge", dial+"}sofia/gateway/"+d.Gateway+"/"+target)
 	}
 	// Several gateways: FreeSWITCH's sequential bridge, stopped by any
-	// cause but the failover causes (see Failover).
-	dial += ",fail_on_single_reject='" + failOnSingleReject(d.FailoverCauses) + "'}"
+	// cause but the failover causes (failoverVars, Failover).
+	dial += "}"
 	for i, g := range d.Gateways {
 		if i > 0 {
 			dial += "|"

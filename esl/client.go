@@ -33,6 +33,12 @@ type Config struct {
 	// Events replaces DefaultEvents as the event connection's subscription.
 	// BACKGROUND_JOB is always added: jobs complete through it.
 	Events []EventName
+	// Subclasses are CUSTOM event subclasses to receive too, such as
+	// GatewayStateSubclass. FreeSWITCH sends a CUSTOM event with a
+	// subclass only to connections that named it: CUSTOM alone does not
+	// get it. They are written after CUSTOM, last on the subscription
+	// line ([a-z0-9_:] each).
+	Subclasses []string
 	// DialTimeout bounds connecting and authenticating each connection;
 	// 5 s when zero.
 	DialTimeout time.Duration
@@ -141,7 +147,27 @@ func (cfg Config) Validate() error {
 			return fmt.Errorf("esl: config: %w", err)
 		}
 	}
+	for _, sub := range cfg.Subclasses {
+		if !isSubclass(sub) {
+			return fmt.Errorf("esl: config: subclass %q: want 1 to 64 of [a-z0-9_:]", sub)
+		}
+	}
 	return nil
+}
+
+// isSubclass reports whether s is a CUSTOM event subclass this client
+// subscribes to: 1 to 64 of [a-z0-9_:].
+func isSubclass(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == ':') {
+			return false
+		}
+	}
+	return true
 }
 
 // State is the connection state of a Client.
@@ -459,13 +485,23 @@ func (c *Client) subscription() string {
 		names = DefaultEvents()
 	}
 	parts := []string{"event plain"}
-	hasJob := false
+	hasJob, custom := false, len(c.cfg.Subclasses) > 0
 	for _, n := range names {
+		// mod_event_socket reads every word after CUSTOM as a subclass:
+		// CUSTOM goes last.
+		if n == Custom {
+			custom = true
+			continue
+		}
 		parts = append(parts, string(n))
 		hasJob = hasJob || n == BackgroundJob
 	}
 	if !hasJob {
 		parts = append(parts, string(BackgroundJob))
+	}
+	if custom {
+		parts = append(parts, string(Custom))
+		parts = append(parts, c.cfg.Subclasses...)
 	}
 	return strings.Join(parts, " ")
 }

@@ -57,6 +57,13 @@
 // Pool spreads calls over several nodes, honouring each node's calls per
 // second and concurrent-call limits.
 //
+// Client.GatewayStatuses and Client.GatewayStatus read the carrier
+// gateways' state ("sofia xmlstatus gateway": UP or DOWN by their OPTIONS
+// ping, registration state, ping time, call counters), and
+// ParseGatewayState reads the sofia::gateway_state events a client
+// subscribed to GatewayStateSubclass (Config.Subclasses) receives when a
+// gateway's status changes.
+//
 // Package esl does not send "api" (blocking) commands, does not subscribe to
 // logs, does not speak the outbound-socket mode, and does not decide
 // anything about calls: it reports events and carries commands.

@@ -37,6 +37,14 @@
 //     Digits(number), Call.Ended)) and what FreeSWITCH reported
 //     (env.Switch.Hangup(ctx, leg uuid)).
 //
+// Several carriers: Options.Carriers starts one more sipp per carrier,
+// each on its own port behind a gateway of its own (SwitchConfig.Gateways
+// writes the gateway files as freeswitch-conf/README.md says to add one),
+// reachable as Env.Carriers[name]; CarrierConfig.Refuse makes a carrier
+// answer every INVITE 503 (or 408), a carrier that cannot carry calls.
+// TestBindingFailover and TestGatewayStatus start a Switch and carriers
+// of their own the same way, without a controller.
+//
 // A scenario that kills, stops or restarts the controller or FreeSWITCH,
 // or changes their settings (FS_MAX_SESSIONS...), must not share the Env:
 // it starts its own with Start(Options{Binary: binary, ...}) and closes

@@ -107,6 +107,10 @@ type Switch struct {
 	RTPStart, RTPEnd int
 	// State is its state directory (log/, db/, run/...).
 	State string
+	// Conf is the configuration directory it runs with: the repository's
+	// freeswitch-conf/, or its copy in State when SwitchConfig.Gateways
+	// added gateway files (a test may add more there, then reloadxml).
+	Conf string
 
 	cfg    SwitchConfig
 	cmd    *exec.Cmd
@@ -268,11 +272,15 @@ func StartSwitch(cfg SwitchConfig) (*Switch, error) {
 			return nil, err
 		}
 		conf = own
+		s.Conf = own
 		for _, g := range cfg.Gateways {
 			prefix := "FS_" + strings.ToUpper(g.Name) + "_"
 			env[prefix+"PROXY"] = g.Proxy
 			env[prefix+"REALM"] = g.Name + ".test"
 		}
+	}
+	if s.Conf == "" {
+		s.Conf = conf
 	}
 	for k, v := range cfg.Env {
 		env[k] = v
@@ -444,6 +452,23 @@ func (s *Switch) Hangup(ctx context.Context, uuid string) (esl.Event, error) {
 			return esl.Event{}, fmt.Errorf("realswitch: no CHANNEL_HANGUP_COMPLETE for %s: %w", uuid, ctx.Err())
 		}
 	}
+}
+
+// Attempts returns the CHANNEL_HANGUP_COMPLETE of every leg the bridge of
+// a (a leg's own CHANNEL_HANGUP_COMPLETE) created, in the order it tried
+// them, as its originate_causes lists them (esl.ParseOriginateCauses):
+// each names its gateway (variable_sip_gateway_name) and cause. A gateway
+// that was DOWN created no leg and is not among them.
+func (s *Switch) Attempts(ctx context.Context, a esl.Event) ([]esl.Event, error) {
+	var out []esl.Event
+	for _, at := range esl.ParseOriginateCauses(a.Var("originate_causes")) {
+		e, err := s.Hangup(ctx, at.UUID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
 
 // Log returns FreeSWITCH's log file.

@@ -233,6 +233,8 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 			return fmt.Sprintf("+OK hangup all channels matching [%s]=[%s] with cause %s\n", f[1], f[2], cause)
 		}
 		return "+OK hangup all channels with cause " + cause + "\n"
+	case "sofia":
+		return s.sofiaAPI(arg)
 	case "show":
 		return s.show(arg)
 	case "sim_inbound":

@@ -9,7 +9,11 @@
 // command here), run outbound-socket sessions, resolve "originate" targets
 // other than "&park()", "&bridge(...)", "&playback(...)", "&echo()" and an
 // inline dialplan of set applications ending in one of those
-// ("set:a=b,park inline"), or dial "|" and "," multi-endpoint strings.
+// ("set:a=b,park inline"), or dial "|" and "," multi-endpoint strings in
+// an originate. The bridge application does dial "|" strings, in turn,
+// stopping where fail_on_single_reject says (a sequential bridge through
+// several gateways); Server.Gateways are the sofia gateways it reports and
+// refuses calls to while DOWN.
 //
 // # Protocol
 //
@@ -40,7 +44,10 @@
 // answers "false" and refuses originates with DESTINATION_OUT_OF_ORDER, as
 // the real switch does; see Server.SetPaused), hash
 // insert|delete|select/<realm>/<key>[/<val>] and hash_dump db [<realm>]
-// (mod_hash's store, kept while the server runs), and the simulator-only
+// (mod_hash's store, kept while the server runs), sofia xmlstatus gateway
+// [<name>] (Server.Gateways, in FreeSWITCH 1.10.12's shape; a gateway set
+// DOWN with SetGatewayStatus fires sofia::gateway_state and refuses legs
+// with GATEWAY_DOWN), and the simulator-only
 // "sim_inbound <caller> <destination>" ("+OK <uuid>"). bgapi results arrive
 // as BACKGROUND_JOB events on every connection subscribed to them.
 //

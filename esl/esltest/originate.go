@@ -292,6 +292,7 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 	if s.MaxSessions > 0 && s.liveCountLocked() >= s.MaxSessions {
 		return nil, "-ERR DESTINATION_OUT_OF_ORDER\n"
 	}
+
 	id := ep.vars.get("origination_uuid")
 	if id == "" {
 		id = uuid.NewString()
@@ -312,7 +313,22 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 	ch := &channel{uuid: id, direction: "outbound", created: now, sessionID: s.sessions,
 		callState: "DOWN", answerState: "ringing", killCh: make(chan struct{}), done: make(chan struct{}), answerCh: make(chan struct{}),
 		destNumber: ep.number, rule: s.Script.Lookup(ep.number)}
-	if ep.kind == "sofia" && ep.profile != "internal" && ep.profile != "external" && ep.profile != "gateway" {
+	if ep.profile == "gateway" && s.gatewayRefusesLocked(ep.gateway) {
+		ch.rule = Rule{Outcome: OutcomeFail}
+	}
+	refusal := ""
+	switch {
+	case ep.kind != "sofia":
+	case ep.profile == "gateway":
+		if s.gatewayDownLocked(ep.gateway) {
+			// "Gateway NAME is down!": the same events as an unknown
+			// profile (FreeSWITCH 1.10.12).
+			refusal = "-ERR GATEWAY_DOWN\n"
+		}
+	case ep.profile != "internal" && ep.profile != "external":
+		refusal = "-ERR INVALID_PROFILE\n"
+	}
+	if refusal != "" {
 		// mod_sofia refuses before a session exists: only CHANNEL_DESTROY.
 		ch.shadow = true
 		ch.name = "N/A"
@@ -325,7 +341,7 @@ func (s *Server) newOutboundLocked(ep *endpoint, parent *channel) (*channel, str
 		e := s.newEventLocked("CHANNEL_DESTROY", "switch_core_session.c", "switch_core_session_perform_destroy", 1584)
 		ch.appendChannelData(e)
 		s.dispatchLocked(e)
-		return nil, "-ERR INVALID_PROFILE\n"
+		return nil, refusal
 	}
 	ch.name = ep.channelName()
 	cidName, cidNum := "", "0000000000"
@@ -881,6 +897,62 @@ func (s *Server) uuidBridge(aID, bID string) string {
 // leg, bridges on its answer, and returns when the bridge is over or failed.
 // It reports whether the bridge was established and the failure cause.
 func (s *Server) runBridgeApp(a *channel, data string) (bool, string) {
+	data = strings.TrimSpace(data)
+	global, rest := "", data
+	if strings.HasPrefix(rest, "{") {
+		if end := blockEnd(rest); end > 0 {
+			global, rest = rest[:end+1], rest[end+1:]
+		}
+	}
+	alts := strings.Split(rest, "|")
+	if len(alts) == 1 {
+		return s.runBridgeOne(a, data)
+	}
+	// FreeSWITCH's sequential bridge: each dial string in turn, with the
+	// shared variables, until one is bridged or one fails with a cause
+	// fail_on_single_reject stops at (switch_ivr_originate.c: the cause's
+	// name found in the value, case-insensitively; "!" negates; "true"
+	// stops at any). Without it every failure goes on to the next.
+	var shared vars
+	if global != "" {
+		parseVarBlock(global[1:len(global)-1], &shared)
+	}
+	reject := shared.get("fail_on_single_reject")
+	var cause string
+	for _, alt := range alts {
+		var ok bool
+		ok, cause = s.runBridgeOne(a, global+alt)
+		if ok {
+			return true, cause
+		}
+		s.mu.Lock()
+		gone := a.killed
+		s.mu.Unlock()
+		if gone || cause == "ORIGINATOR_CANCEL" || cause == "SYSTEM_SHUTDOWN" || stopsSequence(reject, cause) {
+			return false, cause
+		}
+	}
+	return false, cause
+}
+
+// stopsSequence applies fail_on_single_reject to a failed dial string of a
+// sequential bridge.
+func stopsSequence(reject, cause string) bool {
+	if reject == "" {
+		return false
+	}
+	if isTrue(reject) {
+		return true
+	}
+	found := strings.Contains(strings.ToUpper(reject), strings.ToUpper(cause))
+	if reject[0] == '!' {
+		return !found
+	}
+	return found
+}
+
+// runBridgeOne bridges a to one dial string.
+func (s *Server) runBridgeOne(a *channel, data string) (bool, string) {
 	ep, err := parseEndpoint(strings.TrimSpace(data))
 	s.mu.Lock()
 	if err != nil {

@@ -45,10 +45,16 @@ type Server struct {
 	// Logger receives one line per call outcome and per connection problem
 	// (default: discard).
 	Logger *slog.Logger
+	// Gateways are the node's sofia gateways (gateway.go); none by
+	// default, and then "sofia xmlstatus gateway" lists none and every
+	// sofia/gateway/NAME dial string is accepted.
+	Gateways []Gateway
 
 	mu         sync.Mutex
 	listeners  []net.Listener
 	conns      map[*conn]struct{}
+	gws        map[string]*gateway // Gateways by name
+	gwOrder    []string            // Gateways' names in order
 	chans      map[string]*channel
 	hash       map[string]string // mod_hash's store (cdrhook.go)
 	seq        uint64
@@ -118,6 +124,7 @@ func (s *Server) init() {
 	s.conns = map[*conn]struct{}{}
 	s.chans = map[string]*channel{}
 	s.httpClient = &http.Client{Timeout: s.DialplanTimeout}
+	s.initGatewaysLocked()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.heartbeat()
