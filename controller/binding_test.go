@@ -237,7 +237,7 @@ func TestPrivacyNumbersEndToEnd(t *testing.T) {
 				t.Errorf("got %s seeing %s, want %s seeing %s", leg.Destination, leg.CallerID, tt.target, tt.present)
 			}
 			if want := "sofia/gateway/" + tt.gateway + "/" + string(tt.target); leg.Name != want && leg.Variables["channel_name"] != want {
-				t.Logf("b leg name %q (want route through %s)", leg.Name, want)
+				t.Errorf("b leg name %q, channel_name %q: want the route through %s", leg.Name, leg.Variables["channel_name"], want)
 			}
 			v := leg.Variables
 			if v[callbridge.VarBindingID] != tt.binding || v[callbridge.VarDirection] != tt.direction || v[callbridge.VarX] != string(tt.x) || v[callbridge.VarAccount] == "" {

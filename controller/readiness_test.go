@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"callbridge/app"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 )
 
 // A connected node whose commands stop completing (its BACKGROUND_JOBs
@@ -25,13 +27,10 @@ func TestReadyzFollowsNodeReadiness(t *testing.T) {
 	readyz := func(status int) map[string]any {
 		t.Helper()
 		var a answer
-		deadline := time.Now().Add(20 * time.Second)
-		for a = e.call("GET", "/readyz", "", nil); a.status != status; a = e.call("GET", "/readyz", "", nil) {
-			if time.Now().After(deadline) {
-				t.Fatalf("/readyz stayed %d, want %d: %s", a.status, status, a.body)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		wait.ForState(t, fmt.Sprintf("/readyz to answer %d", status), func() (bool, string) {
+			a = e.call("GET", "/readyz", "", nil)
+			return a.status == status, fmt.Sprintf("%d %s", a.status, a.body)
+		}, wait.Every(20*time.Millisecond))
 		return a.json(t)["nodes"].([]any)[0].(map[string]any)
 	}
 	metric := func(line string) {

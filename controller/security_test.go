@@ -22,6 +22,7 @@ import (
 	"callbridge/controller"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 	"callbridge/webhook"
@@ -914,22 +915,12 @@ func TestSecurityOperatorSecretsNotLogged(t *testing.T) {
 		go func() { done <- c.Run(ctx) }()
 		return done
 	}
-	waitUntil := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting until %s", what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 	wrong := esl.NewClient(esl.Config{Name: "wrong", Addr: fs.Addr(), Password: wrongPassword, BackoffMin: time.Millisecond, BackoffMax: 20 * time.Millisecond, Logger: log})
 	wrongDone := run(wrong)
-	waitUntil("the wrong password was refused twice", func() bool { st := wrong.Stats(); return st.Redials >= 2 && st.LastError != "" })
+	wait.For(t, "the wrong password was refused twice", func() bool { st := wrong.Stats(); return st.Redials >= 2 && st.LastError != "" })
 	right := esl.NewClient(esl.Config{Name: "right", Addr: fs.Addr(), Password: eslPassword, Logger: log})
 	rightDone := run(right)
-	waitUntil("the right password was accepted", func() bool { return right.State() == esl.StateConnected })
+	wait.For(t, "the right password was accepted", func() bool { return right.State() == esl.StateConnected })
 
 	// A webhook that fails: the deliverer logs the failure.
 	env := newFullEnv(t, nil)
@@ -950,7 +941,7 @@ func TestSecurityOperatorSecretsNotLogged(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the deliverer posted nothing")
 	}
-	waitUntil("the failed delivery was logged", func() bool { return strings.Contains(logs.String(), "webhook attempt failed") })
+	wait.For(t, "the failed delivery was logged", func() bool { return strings.Contains(logs.String(), "webhook attempt failed") })
 
 	cancel()
 	for _, done := range []chan error{wrongDone, rightDone, hookDone} {

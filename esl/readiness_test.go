@@ -10,19 +10,8 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 )
-
-// eventually polls cond every 10 ms until it holds or 20 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func startReadinessClient(t *testing.T, srv *esltest.Server, cfg esl.Config) *esl.Client {
 	t.Helper()
@@ -48,7 +37,7 @@ func TestReadinessProbeSwallowedJobs(t *testing.T) {
 	t.Cleanup(srv.Close)
 	c := startReadinessClient(t, srv, esl.Config{ProbeInterval: 50 * time.Millisecond, JobTimeout: 300 * time.Millisecond})
 	pool := esl.NewPool(c)
-	eventually(t, "the node to be ready", c.Ready)
+	wait.For(t, "the node to be ready", c.Ready)
 	if st := c.Stats(); st.Probes == 0 || st.ProbeLatency <= 0 || st.NotReady != "" {
 		t.Fatalf("ready node: probes %d latency %v reason %q", st.Probes, st.ProbeLatency, st.NotReady)
 	}
@@ -59,7 +48,7 @@ func TestReadinessProbeSwallowedJobs(t *testing.T) {
 	}
 
 	srv.SetJobEvents(esltest.JobEventsSwallowed)
-	eventually(t, "the node to be not ready", func() bool { return !c.Ready() })
+	wait.For(t, "the node to be not ready", func() bool { return !c.Ready() })
 	st := c.Stats()
 	if st.State != esl.StateConnected || st.JobTimeouts == 0 || st.ProbeFailures == 0 || !strings.Contains(st.NotReady, "no BACKGROUND_JOB") {
 		t.Errorf("swallowing node: state %v job timeouts %d probe failures %d reason %q", st.State, st.JobTimeouts, st.ProbeFailures, st.NotReady)
@@ -69,7 +58,7 @@ func TestReadinessProbeSwallowedJobs(t *testing.T) {
 	}
 
 	srv.SetJobEvents(esltest.JobEventsNormal)
-	eventually(t, "the node to be ready again", c.Ready)
+	wait.For(t, "the node to be ready again", c.Ready)
 	if _, release, err := pool.Acquire(tctx(t)); err != nil {
 		t.Errorf("acquire after recovery: %v", err)
 	} else {
@@ -84,7 +73,7 @@ func TestReadinessProbeOwnJobUUIDAtConnect(t *testing.T) {
 	t.Cleanup(srv.Close)
 	srv.SetJobEvents(esltest.JobEventsOwnUUID)
 	c := startReadinessClient(t, srv, esl.Config{JobTimeout: 100 * time.Millisecond})
-	eventually(t, "two failed connect probes", func() bool { return c.Stats().ProbeFailures >= 2 })
+	wait.For(t, "two failed connect probes", func() bool { return c.Stats().ProbeFailures >= 2 })
 	st := c.Stats()
 	if st.State == esl.StateConnected || st.Ready || !strings.Contains(st.LastError, "readiness probe failed") {
 		t.Errorf("state %v ready %v last error %q, want never connected", st.State, st.Ready, st.LastError)
@@ -93,7 +82,7 @@ func TestReadinessProbeOwnJobUUIDAtConnect(t *testing.T) {
 		t.Errorf("command on a node that never passed its probe: %v, want ErrClosed", err)
 	}
 	srv.SetJobEvents(esltest.JobEventsNormal)
-	eventually(t, "the node to connect", c.Ready)
+	wait.For(t, "the node to connect", c.Ready)
 }
 
 // A job whose BACKGROUND_JOB never comes fails with ErrJobTimeout after
@@ -102,7 +91,7 @@ func TestJobTimeoutMarksNodeNotReady(t *testing.T) {
 	srv := esltest.NewServer()
 	t.Cleanup(srv.Close)
 	c := startReadinessClient(t, srv, esl.Config{ProbeInterval: -1, JobTimeout: 200 * time.Millisecond})
-	eventually(t, "the node to be ready", c.Ready)
+	wait.For(t, "the node to be ready", c.Ready)
 	srv.SetJobEvents(esltest.JobEventsSwallowed)
 	start := time.Now()
 	if _, err := c.API(tctx(t), esl.Status()); !errors.Is(err, esl.ErrJobTimeout) {
@@ -126,7 +115,7 @@ func TestReadinessDrainedNode(t *testing.T) {
 	srv.SetPaused(true)
 	c := startReadinessClient(t, srv, esl.Config{ProbeInterval: 50 * time.Millisecond})
 	pool := esl.NewPool(c)
-	eventually(t, "the paused node to connect", func() bool { return c.State() == esl.StateConnected })
+	wait.For(t, "the paused node to connect", func() bool { return c.State() == esl.StateConnected })
 	if st := c.Stats(); c.Ready() || !strings.Contains(st.NotReady, "draining") || st.ProbeFailures != 0 {
 		t.Fatalf("paused node: ready %v, reason %q, probe failures %d; want connected, not ready, draining", c.Ready(), st.NotReady, st.ProbeFailures)
 	}
@@ -138,9 +127,9 @@ func TestReadinessDrainedNode(t *testing.T) {
 	}
 
 	srv.SetPaused(false)
-	eventually(t, "the resumed node to be ready", c.Ready)
+	wait.For(t, "the resumed node to be ready", c.Ready)
 	srv.SetPaused(true)
-	eventually(t, "the node paused again to drain", func() bool { return !c.Ready() })
+	wait.For(t, "the node paused again to drain", func() bool { return !c.Ready() })
 	if st := c.Stats(); st.State != esl.StateConnected || st.Redials != 0 {
 		t.Errorf("draining: state %v, redials %d; want the connections kept", st.State, st.Redials)
 	}

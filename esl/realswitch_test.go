@@ -19,6 +19,7 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/realswitch"
 )
 
@@ -113,8 +114,7 @@ func TestRealSwitchCommands(t *testing.T) {
 
 	// "show channels" reads FreeSWITCH's core database, which it writes
 	// in batches: the legs appear within a second or so.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.ForState(t, "show channels as json to list both legs", func() (bool, string) {
 		out, err := c.API(tctx(t), esl.ShowChannels())
 		if err != nil {
 			t.Fatal(err)
@@ -134,14 +134,8 @@ func TestRealSwitchCommands(t *testing.T) {
 				found++
 			}
 		}
-		if found == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("show channels as json never listed both legs: %.500q", out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return found == 2, fmt.Sprintf("%.500q", out)
+	}, wait.Every(100*time.Millisecond))
 
 	bridge, err := esl.UUIDBridge(legs[0], legs[1])
 	if err != nil {
@@ -286,9 +280,7 @@ func TestRealSwitchCommandParsing(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	for !c.Ready() {
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, "the client to be ready", c.Ready)
 	n, _ := callbridge.ParseNumber("+15550009999")
 	leg, err := c.Originate(tctx(t), esl.Originate{Endpoint: esl.Loopback(n, "public"), Timeout: 10 * time.Second,
 		Vars: []esl.Var{{Name: "loopback_bowout", Value: "false"}}})
@@ -302,17 +294,10 @@ func TestRealSwitchCommandParsing(t *testing.T) {
 	if got.Get("Reply-Text") != "+OK" {
 		t.Fatalf("sendmsg: %q", got.Get("Reply-Text"))
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.ForState(t, "sendmsg's set to run", func() (bool, string) {
 		resp := real.send("api uuid_getvar " + leg.UUID + " esl_sendmsg_test\n\n")
-		if string(resp.Body) == "done" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sendmsg's set did not run: uuid_getvar says %q", resp.Body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return string(resp.Body) == "done", fmt.Sprintf("uuid_getvar says %q", resp.Body)
+	}, wait.Every(50*time.Millisecond))
 	kill, _ := esl.UUIDKill(leg.UUID, "")
 	if _, err := c.API(tctx(t), kill); err != nil {
 		t.Fatal(err)

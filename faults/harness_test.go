@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres/pgtest"
 )
 
@@ -229,13 +231,9 @@ func (c *controller) signal(sig os.Signal) {
 // text: a signal is asynchronous, and its effect shows in the log.
 func (c *controller) waitLog(text string, limit time.Duration) {
 	c.t.Helper()
-	deadline := time.Now().Add(limit)
-	for !strings.Contains(c.stderr.String(), text) {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("the controller did not log %q within %s", text, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.For(c.t, "the controller to log "+strconv.Quote(text), func() bool {
+		return strings.Contains(c.stderr.String(), text)
+	}, wait.Within(limit), wait.Every(10*time.Millisecond))
 }
 
 // wait waits up to limit for the process to exit and returns its exit
@@ -293,26 +291,19 @@ func (c *controller) do(method, path, token, body string) response {
 // connected.
 func (c *controller) waitReady() {
 	c.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	wait.ForState(c.t, "/readyz ready with every node connected", func() (bool, string) {
 		r := c.do("GET", "/readyz", "", "")
-		if r.Status == 200 && r.Body["ready"] == true {
-			nodes, _ := r.Body["nodes"].([]any)
-			all := true
-			for _, n := range nodes {
-				if m, _ := n.(map[string]any); m["connected"] != true {
-					all = false
-				}
-			}
-			if all {
-				return
+		if r.Status != 200 || r.Body["ready"] != true {
+			return false, fmt.Sprintf("%d %s", r.Status, r.Raw)
+		}
+		nodes, _ := r.Body["nodes"].([]any)
+		for _, n := range nodes {
+			if m, _ := n.(map[string]any); m["connected"] != true {
+				return false, fmt.Sprintf("%d %s", r.Status, r.Raw)
 			}
 		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("/readyz not ready within 60s: %d %s", r.Status, r.Raw)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return true, ""
+	}, wait.Every(50*time.Millisecond))
 }
 
 // createAccount creates an account through the admin API and returns its
@@ -389,20 +380,12 @@ func newNode(t testing.TB, speed float64, script string) *esltest.Server {
 	return fs
 }
 
-// waitFor polls cond until it holds or limit passes.
+// waitFor polls cond every 100 ms until it holds, failing the test after
+// limit: the scenarios' bounds are part of what they assert (a drain, an
+// outage) or longer than wait.Limit.
 func waitFor(t testing.TB, limit time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %v; %s", what, limit, state)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	wait.ForState(t, what, cond, wait.Within(limit), wait.Every(100*time.Millisecond))
 }
 
 // callbackStatuses returns every callback's status (and reason) by id.

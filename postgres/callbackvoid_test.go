@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 )
@@ -79,7 +80,7 @@ func (c *twoControllers) creationInFlight(t *testing.T, key string) (release fun
 		}
 		ch <- err
 	}()
-	eventually(t, "the creation statement waiting on the test's transaction", func() (bool, string) {
+	wait.ForState(t, "the creation statement waiting on the test's transaction", func() (bool, string) {
 		n := c.creations(t, "Lock")
 		return n == 1, fmt.Sprintf("%d waiting", n)
 	})
@@ -102,7 +103,7 @@ func (c *twoControllers) creations(t *testing.T, wait string) int {
 // settled waits until the creation statement has ended on the server.
 func (c *twoControllers) settled(t *testing.T) {
 	t.Helper()
-	eventually(t, "the creation statement ended", func() (bool, string) {
+	wait.ForState(t, "the creation statement ended", func() (bool, string) {
 		n := c.creations(t, "")
 		return n == 0, fmt.Sprintf("%d running", n)
 	})

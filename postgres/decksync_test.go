@@ -7,26 +7,11 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 	"callbridge/rating"
 )
-
-// eventually polls cond until it holds or 10 s pass.
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok, got := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still %s after 10 s", what, got)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // price is what deck d charges for a minute to number, or -1 without d.
 func price(d *rating.Deck, number string) int64 {
@@ -53,7 +38,7 @@ func TestDeckSyncFollowsEveryWrite(t *testing.T) {
 	inForce := func() *rating.Deck { return reg.AccountDeck(account, time.Now()) }
 	expect := func(what, number string, want int64) {
 		t.Helper()
-		eventually(t, what, func() (bool, string) {
+		wait.ForState(t, what, func() (bool, string) {
 			got := price(inForce(), number)
 			return got == want, fmt.Sprintf("%d, want %d", got, want)
 		})
@@ -78,7 +63,7 @@ func TestDeckSyncFollowsEveryWrite(t *testing.T) {
 	if _, err := postgres.NewRateDeckService(db).ImportRates(ctx, later.ID, rating.SliceRates(mustParse(t, "prefix,per_minute\n49,0.05\n")), true); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "create", func() (bool, string) {
+	wait.ForState(t, "create", func() (bool, string) {
 		d := reg.Deck(later.ID)
 		return d != nil && d.Len() == 1, fmt.Sprint(deckString(d))
 	})
@@ -118,7 +103,7 @@ func TestDeckSyncFollowsEveryWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("deck moved away", "4930123", -1)
-	eventually(t, "deck moved to the other account", func() (bool, string) {
+	wait.ForState(t, "deck moved to the other account", func() (bool, string) {
 		d := reg.AccountDeck(other.ID, time.Now())
 		return d != nil && d.Info().ID == early.ID, deckString(d)
 	})
@@ -128,7 +113,7 @@ func TestDeckSyncFollowsEveryWrite(t *testing.T) {
 	if err := postgres.NewRateDeckService(db).CreateRateDeck(ctx, buy); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "carrier deck", func() (bool, string) {
+	wait.ForState(t, "carrier deck", func() (bool, string) {
 		d := reg.GatewayDeck("carrier-a", time.Now())
 		return d != nil && d.Info().ID == buy.ID, deckString(d)
 	})
@@ -180,7 +165,7 @@ func TestDeckSyncReloadsAfterLostListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.Restore()
-	eventually(t, "deck written while the listener was cut", func() (bool, string) {
+	wait.ForState(t, "deck written while the listener was cut", func() (bool, string) {
 		got := price(reg.AccountDeck(a.ID, time.Now()), "4930123")
 		return got == 30000, fmt.Sprintf("%d, want 30000", got)
 	})

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 	"callbridge/rating"
@@ -42,7 +43,7 @@ func TestPlanSync(t *testing.T) {
 		"prefix,strategy,gateways\n49,least_cost,carrier-a;carrier-b\n")), false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the imported default plan", func() (bool, string) {
+	wait.ForState(t, "the imported default plan", func() (bool, string) {
 		if p := plans.For(""); p != nil {
 			return p.Info().Version == 2, p.String()
 		}
@@ -53,10 +54,10 @@ func TestPlanSync(t *testing.T) {
 	if a := res.Attempts(); len(a) != 1 || a[0].Gateway != "carrier-a" || a[0].PerMinute != 10_000 || res.Candidates[1].Reason != routing.ReasonNoBuyDeck {
 		t.Errorf("got %+v", res)
 	}
-	eventually(t, "the table built", func() (bool, string) { return plans.Refresh(decks, time.Now()) == 0, "tables still stale" })
+	wait.ForState(t, "the table built", func() (bool, string) { return plans.Refresh(decks, time.Now()) == 0, "tables still stale" })
 
 	if err := db.DeleteRoutePlan(ctx, def.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the deleted plan gone", func() (bool, string) { return plans.For("") == nil && plans.Plan(def.ID) == nil, "still there" })
+	wait.ForState(t, "the deleted plan gone", func() (bool, string) { return plans.For("") == nil && plans.Plan(def.ID) == nil, "still there" })
 }

@@ -13,6 +13,7 @@ import (
 
 	"callbridge"
 	"callbridge/esl"
+	"callbridge/internal/wait"
 	"callbridge/realswitch"
 )
 
@@ -116,8 +117,7 @@ func ended(t *testing.T, ctx context.Context, acct *realswitch.Client, id string
 		}
 	}
 	// CDRs are written by the pipeline shortly after the hangup.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	wait.ForState(t, "a CDR of every leg of callback "+id, func() (bool, string) {
 		cdrs, err := env.Admin.AccountCDRs(ctx, acct.AccountID, url.Values{"callback_id": {id}})
 		if err != nil {
 			t.Fatal(err)
@@ -134,14 +134,8 @@ func ended(t *testing.T, ctx context.Context, acct *realswitch.Client, id string
 				}
 			}
 		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d legs of callback %s have no CDR after 30s (%d CDRs)", missing, id, len(cdrs))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return missing == 0, fmt.Sprintf("%d legs without a CDR (%d CDRs)", missing, len(cdrs))
+	}, wait.Every(200*time.Millisecond))
 	for _, x := range []*leg{o.a, o.b} {
 		if x != nil {
 			t.Log(x)
@@ -403,14 +397,14 @@ func TestCallbackPrepaidCap(t *testing.T) {
 	if talkB < 9*time.Second || talkB > 10500*time.Millisecond || talkA+talkB > 30*time.Second {
 		t.Errorf("A talked %v and B %v: want B cut at its 10 s grant, together within the 30 s the balance pays for", talkA, talkB)
 	}
-	bal, err := acct.Balance(ctx)
-	for err == nil && bal.Reserved != 0 && ctx.Err() == nil {
-		time.Sleep(200 * time.Millisecond)
-		bal, err = acct.Balance(ctx)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	var bal *callbridge.Balance
+	wait.ForState(t, "every reservation settled", func() (bool, string) {
+		var err error
+		if bal, err = acct.Balance(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return bal.Reserved == 0, fmt.Sprintf("%+v", bal)
+	}, wait.Every(200*time.Millisecond))
 	t.Logf("balance %+v after CDRs selling %d", bal, sell)
 	if bal.Balance != topup-sell || bal.Balance < -increment {
 		t.Errorf("balance %d after a top-up of %d and CDRs selling %d: want %d, not below -%d", bal.Balance, topup, sell, topup-sell, increment)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/internal/wait"
 	"callbridge/realswitch"
 )
 
@@ -128,37 +130,35 @@ func TestOverload(t *testing.T) {
 	t.Logf("outcomes %v; %d originates refused and placed again", byStatus, refusedLegs)
 	// Every refused channel has its CDR at once: unanswered, no time, the
 	// refusal's cause (issue 12, load item 2).
-	cdrDeadline := time.Now().Add(30 * time.Second)
-	for {
-		cdrs, err := own.Admin.AccountCDRs(ctx, acct.AccountID, nil)
-		if err != nil {
+	var cdrs []*callbridge.CDR
+	wait.ForState(t, "a CDR of every refused channel", func() (bool, string) {
+		var err error
+		if cdrs, err = own.Admin.AccountCDRs(ctx, acct.AccountID, nil); err != nil {
 			t.Fatal(err)
 		}
-		byUUID := map[string]*callbridge.CDR{}
+		have := map[string]bool{}
 		for _, c := range cdrs {
-			byUUID[c.UUID] = c
+			have[c.UUID] = true
 		}
 		var missing []string
 		for _, uuid := range refusedUUIDs {
-			c, ok := byUUID[uuid]
-			switch {
-			case !ok:
+			if !have[uuid] {
 				missing = append(missing, uuid)
-			case c.Answered() || c.BillMS != 0 || c.HangupCause == "" || c.HangupCause == "UNKNOWN" || c.Flags.Has(callbridge.CDREstimated):
-				t.Errorf("refused channel %s: CDR answered %v bill %d cause %q flags %v, want unanswered, 0 ms, the refusal's cause",
-					uuid, c.Answered(), c.BillMS, c.HangupCause, c.Flags)
 			}
 		}
-		if len(missing) == 0 {
-			t.Logf("all %d refused channels have their CDR; %d CDRs in all", len(refusedUUIDs), len(cdrs))
-			break
-		}
-		if time.Now().After(cdrDeadline) {
-			t.Errorf("%d of the %d refused channels have no CDR 30 s after their callbacks ended: %v", len(missing), len(refusedUUIDs), missing)
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
+		return len(missing) == 0, fmt.Sprintf("%d of the %d refused channels have no CDR: %v", len(missing), len(refusedUUIDs), missing)
+	}, wait.Within(30*time.Second), wait.Every(200*time.Millisecond))
+	byUUID := map[string]*callbridge.CDR{}
+	for _, c := range cdrs {
+		byUUID[c.UUID] = c
 	}
+	for _, uuid := range refusedUUIDs {
+		if c := byUUID[uuid]; c.Answered() || c.BillMS != 0 || c.HangupCause == "" || c.HangupCause == "UNKNOWN" || c.Flags.Has(callbridge.CDREstimated) {
+			t.Errorf("refused channel %s: CDR answered %v bill %d cause %q flags %v, want unanswered, 0 ms, the refusal's cause",
+				uuid, c.Answered(), c.BillMS, c.HangupCause, c.Flags)
+		}
+	}
+	t.Logf("all %d refused channels have their CDR; %d CDRs in all", len(refusedUUIDs), len(cdrs))
 	if refusedLegs == 0 {
 		t.Error("no originate was refused: FreeSWITCH's limits did not bite")
 	}
@@ -195,13 +195,10 @@ func TestOverload(t *testing.T) {
 	if f, ok := c.Final(); !ok || f.Status != 503 {
 		t.Errorf("inbound call while the controller was stopped: %d, want FreeSWITCH's fallback 503", f.Status)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for metrics(ctx, t, own)["callbridge_dialplan_late_total"] <= before && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
-	if late := metrics(ctx, t, own)["callbridge_dialplan_late_total"]; late <= before {
-		t.Errorf("callbridge_dialplan_late_total %v, want the request FreeSWITCH gave up on counted", late)
-	}
+	wait.ForState(t, "the request FreeSWITCH gave up on counted in callbridge_dialplan_late_total", func() (bool, string) {
+		late := metrics(ctx, t, own)["callbridge_dialplan_late_total"]
+		return late > before, fmt.Sprintf("callbridge_dialplan_late_total %v", late)
+	}, wait.Every(200*time.Millisecond))
 }
 
 // post creates a callback and returns the raw answer, whatever its status.

@@ -13,9 +13,11 @@
 //
 // It also holds the pure decisions around an attempt: a circuit Breaker
 // per gateway (consecutive carrier failures open it, a probe after a
-// cool-down half-opens it, a success closes it) and Policy.Classify,
-// which tells a hangup that blames the carrier (fail over) from an
-// answer about the person called (stop).
+// cool-down half-opens it, a success closes it), Gateways (the live view
+// of each gateway's switch state, breaker and calls, which Resolve reads
+// and each attempt claims with Begin and releases with End) and
+// Policy.Classify, which tells a hangup that blames the carrier (fail
+// over) from an answer about the person called (stop).
 //
 // It performs no I/O and reads no clock: gateway health, buy decks and
 // the time are inputs. It does not place calls, store plans or read the

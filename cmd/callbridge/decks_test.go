@@ -13,6 +13,7 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 )
@@ -48,27 +49,11 @@ func startDeckController(t *testing.T, dbURL string) *deckController {
 		caller.Run(ctx)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	waitUntil(t, "the test's ESL client connects", func() (bool, string) {
+	wait.ForState(t, "the test's ESL client connects", func() (bool, string) {
 		st := caller.State()
 		return st == esl.StateConnected, st.String()
 	})
 	return &deckController{base: base, caller: caller}
-}
-
-// waitUntil polls cond until it holds, failing the test after 15 s.
-func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ok, got := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still %s after 15 s", what, got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // quote is GET /v1/rates/quote of one minute to number with the account's
@@ -121,7 +106,7 @@ func (c *deckController) call(t *testing.T, cdrs *postgres.CDRStore, account str
 		t.Fatal(err)
 	}
 	var cdr *callbridge.CDR
-	waitUntil(t, "the call's CDR", func() (bool, string) {
+	wait.ForState(t, "the call's CDR", func() (bool, string) {
 		cdr, err = cdrs.CDR(ctx, account, job.UUID)
 		return err == nil, fmt.Sprint(err)
 	})
@@ -181,7 +166,7 @@ func TestDeckChangesApplyAtOnce(t *testing.T) {
 	}
 	// and controller two's once the notification arrived: its quotes turn
 	// to the new deck, and its very next CDR is priced by it.
-	waitUntil(t, "controller two quoting the new deck", func() (bool, string) {
+	wait.ForState(t, "controller two quoting the new deck", func() (bool, string) {
 		code, got, amount := two.quote(t, key, "4930123456")
 		return code == 200 && got == version, fmt.Sprintf("%d version %d amount %s", code, got, amount)
 	})
@@ -197,7 +182,7 @@ func TestDeckChangesApplyAtOnce(t *testing.T) {
 	if cdr := two.call(t, cdrs, account, "4930123456"); cdr.SellDeckVersion != version {
 		t.Fatalf("controller two's next CDR: deck v%d, want v%d", cdr.SellDeckVersion, version)
 	}
-	waitUntil(t, "controller one quoting the replaced rates", func() (bool, string) {
+	wait.ForState(t, "controller one quoting the replaced rates", func() (bool, string) {
 		code, got, amount := one.quote(t, key, "4930123456")
 		return code == 200 && got == version, fmt.Sprintf("%d version %d amount %s", code, got, amount)
 	})

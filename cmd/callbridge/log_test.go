@@ -7,9 +7,9 @@ import (
 	"io"
 	"strings"
 	"testing"
-	"time"
 
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres/pgtest"
 )
 
@@ -90,13 +90,9 @@ func TestServeLogsHaveNoDuplicateKeys(t *testing.T) {
 		"CALLBRIDGE_LOG_LEVEL":    "debug",
 	}
 	base, logs := startServeLogged(t, env)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(logs.String(), `"state":"connected"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the node never connected:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.ForState(t, "the node to connect", func() (bool, string) {
+		return strings.Contains(logs.String(), `"state":"connected"`), "\n" + logs.String()
+	})
 	do(t, "GET", base+"/v1/account", "bad-key", "")
 	do(t, "POST", base+"/v1/admin/accounts", "admin-secret", `{"name":"Acme"}`)
 	n := 0

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"callbridge/esl/esltest"
+	"callbridge/internal/wait"
 	"callbridge/postgres/pgtest"
 )
 
@@ -123,20 +125,14 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("/healthz = %d %v", code, v)
 	}
 	// Poll /readyz: the database is reachable and the schema current.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var ready map[string]any
+	wait.ForState(t, "/readyz ready", func() (bool, string) {
 		code, v := do(t, "GET", base+"/readyz", "", "")
-		if code == 200 && v["ready"] == true {
-			nodes, _ := v["nodes"].([]any)
-			if len(nodes) != 1 || nodes[0].(map[string]any)["state"] != "connected" {
-				t.Fatalf("/readyz nodes = %v, want the simulator connected", v["nodes"])
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz never ready: %d %v", code, v)
-		}
-		time.Sleep(100 * time.Millisecond)
+		ready = v
+		return code == 200 && v["ready"] == true, fmt.Sprintf("%d %v", code, v)
+	}, wait.Every(100*time.Millisecond))
+	if nodes, _ := ready["nodes"].([]any); len(nodes) != 1 || nodes[0].(map[string]any)["state"] != "connected" {
+		t.Fatalf("/readyz nodes = %v, want the simulator connected", ready["nodes"])
 	}
 
 	// Every route but health needs credentials, in the JSON error shape.
@@ -275,19 +271,15 @@ func TestAccountsCommandPrintsKeyLast(t *testing.T) {
 // waitMetric polls /metrics until a line holds want.
 func waitMetric(t *testing.T, base, want string) {
 	t.Helper()
-	var text []byte
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	wait.ForState(t, "/metrics to show "+want, func() (bool, string) {
 		req, _ := http.NewRequest("GET", base+"/metrics", nil)
 		req.Header.Set("Authorization", "Bearer admin-secret")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		text, _ = io.ReadAll(resp.Body)
+		text, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if strings.Contains(string(text), want) {
-			return
-		}
-	}
-	t.Errorf("/metrics never showed %s", want)
+		return strings.Contains(string(text), want), string(text)
+	}, wait.Every(50*time.Millisecond))
 }

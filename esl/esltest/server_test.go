@@ -3,6 +3,7 @@ package esltest
 import (
 	"bufio"
 	"bytes"
+	"callbridge/internal/wait"
 	"errors"
 	"fmt"
 	"io"
@@ -263,10 +264,7 @@ func TestStatusAndShow(t *testing.T) {
 	}
 	c.send("bgapi originate {origination_uuid=11111111-2222-3333-4444-555555555555}sofia/internal/1000480@127.0.0.1 &park()")
 	c.frame()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(s.Channels()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, "the originated channel", func() bool { return len(s.Channels()) > 0 })
 	c.send("api show channels as json")
 	f = c.frame()
 	if !strings.HasPrefix(string(f.Body), `{"row_count":1,"rows":[{"uuid":"11111111-2222-3333-4444-555555555555","direction":"outbound","created":`) {

@@ -9,18 +9,54 @@ import (
 	"time"
 )
 
-// Limit is how long For polls before it fails the test.
+// Limit is how long For and ForState poll before they fail the test,
+// unless told otherwise (Within).
 const Limit = 60 * time.Second
 
-// For polls cond every 5 ms until it returns true, and fails the test
-// (naming what it waited for) if it has not within Limit.
-func For(tb testing.TB, what string, cond func() bool) {
+// Option changes how a wait polls.
+type Option func(*config)
+
+type config struct {
+	limit, every time.Duration
+}
+
+// Within fails the wait after d instead of Limit: for a scenario that
+// takes longer than Limit on a slow machine, or for a condition that must
+// hold before something else ends (a drain, an outage), where the bound
+// is part of what the test asserts.
+func Within(d time.Duration) Option { return func(c *config) { c.limit = d } }
+
+// Every polls every d instead of every 5 ms: for a condition that costs a
+// query or a round trip.
+func Every(d time.Duration) Option { return func(c *config) { c.every = d } }
+
+// For polls cond until it returns true, and fails the test (naming what it
+// waited for) if it has not within Limit.
+func For(tb testing.TB, what string, cond func() bool, opts ...Option) {
 	tb.Helper()
-	deadline := time.Now().Add(Limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", Limit, what)
+	ForState(tb, what, func() (bool, string) { return cond(), "" }, opts...)
+}
+
+// ForState is For for a condition that also says what it saw: the failure
+// shows its last state.
+func ForState(tb testing.TB, what string, cond func() (ok bool, state string), opts ...Option) {
+	tb.Helper()
+	c := config{limit: Limit, every: 5 * time.Millisecond}
+	for _, o := range opts {
+		o(&c)
+	}
+	deadline := time.Now().Add(c.limit)
+	for {
+		ok, state := cond()
+		if ok {
+			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		if time.Now().After(deadline) {
+			if state != "" {
+				tb.Fatalf("timed out after %v waiting for %s; last: %s", c.limit, what, state)
+			}
+			tb.Fatalf("timed out after %v waiting for %s", c.limit, what)
+		}
+		time.Sleep(c.every)
 	}
 }

@@ -1,8 +1,10 @@
 package batch
 
 import (
+	"callbridge/internal/wait"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -144,28 +146,20 @@ func TestBatcherFlushPanicReleasesCallers(t *testing.T) {
 
 func waitQueued(t *testing.T, b interface{ queued() int }, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); b.queued() != n; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls queued, want %d", b.queued(), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.ForState(t, fmt.Sprintf("%d calls queued", n), func() (bool, string) {
+		q := b.queued()
+		return q == n, fmt.Sprintf("%d queued", q)
+	})
 }
 
 func waitIdle[T any](t *testing.T, b *Batcher[T]) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	wait.ForState(t, "the Batcher idle", func() (bool, string) {
 		b.mu.Lock()
 		running, queued := b.running, len(b.queue)
 		b.mu.Unlock()
-		if running == 0 && queued == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Batcher not idle: %d running, %d queued", running, queued)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return running == 0 && queued == 0, fmt.Sprintf("%d running, %d queued", running, queued)
+	})
 }
 
 func (b *Batcher[T]) queued() int {

@@ -1,0 +1,142 @@
+package routing
+
+import (
+	"strings"
+	"sync"
+	"time"
+)
+
+// ParseSofiaStatus reads the status FreeSWITCH reports for a gateway
+// (sofia xmlstatus gateway's <status>, esl.GatewayStatus.Status): "UP"
+// or "DOWN"; anything else is SofiaUnknown.
+func ParseSofiaStatus(s string) SofiaState {
+	switch strings.ToUpper(strings.TrimSpace(s)) {
+	case "UP":
+		return SofiaUp
+	case "DOWN":
+		return SofiaDown
+	}
+	return SofiaUnknown
+}
+
+// Limits caps a gateway's traffic; zero fields do not cap.
+type Limits struct {
+	// MaxActive is the most calls through the gateway at once.
+	MaxActive int `json:"max_active,omitempty"`
+	// MaxCPS is the most calls started through it in one second.
+	MaxCPS int `json:"max_cps,omitempty"`
+}
+
+// Gateways is a process's live view of its carrier gateways: the switch's
+// state of each (SetSofia), a circuit breaker each (Breakers), the calls
+// this process has in progress and started this second through each, and
+// their caps (SetLimits). It is a HealthSource for Resolve, and Begin and
+// End bracket every attempt. It reads no clock: callers pass the time.
+//
+// Its counts are this process's. Caps shared by several controllers need
+// counts from a shared place (PostgreSQL): a HealthSource that reports
+// them, wrapped around this one, does that.
+//
+// The zero value is ready to use and safe for concurrent use.
+type Gateways struct {
+	// Breakers hold one circuit breaker per gateway; set Breakers.Config
+	// before use.
+	Breakers Breakers
+
+	mu sync.Mutex
+	m  map[string]*gatewayState
+}
+
+type gatewayState struct {
+	sofia  SofiaState
+	limits Limits
+	active int
+	second int64 // the unix second started counts
+	start  int
+}
+
+func (g *Gateways) state(gateway string) *gatewayState {
+	s := g.m[gateway]
+	if s == nil {
+		if g.m == nil {
+			g.m = map[string]*gatewayState{}
+		}
+		s = &gatewayState{}
+		g.m[gateway] = s
+	}
+	return s
+}
+
+// SetSofia records the switch's state of a gateway.
+func (g *Gateways) SetSofia(gateway string, s SofiaState) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.state(gateway).sofia = s
+}
+
+// SetLimits sets a gateway's caps.
+func (g *Gateways) SetLimits(gateway string, l Limits) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.state(gateway).limits = l
+}
+
+// Health implements HealthSource.
+func (g *Gateways) Health(gateway string, now time.Time) Health {
+	h := Health{Breaker: g.Breakers.State(gateway, now)}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s := g.m[gateway]; s != nil {
+		h.Sofia, h.Active, h.MaxActive = s.sofia, s.active, s.limits.MaxActive
+		h.CPSFull = s.limits.MaxCPS > 0 && s.second == now.Unix() && s.start >= s.limits.MaxCPS
+	}
+	return h
+}
+
+// Begin claims a call through the gateway at now, as the attempt is
+// dialled: it answers the reason it may not (the gateway is down, its
+// breaker is open or probing, it is at a cap; ReasonOK or ReasonProbe
+// when it may), counting the call when it may. A call that began must
+// End. Resolve's answer may be a moment old: Begin is the decision.
+func (g *Gateways) Begin(gateway string, now time.Time) Reason {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.state(gateway)
+	sec := now.Unix()
+	if s.second != sec {
+		s.second, s.start = sec, 0
+	}
+	switch {
+	case s.sofia == SofiaDown:
+		return ReasonSofiaDown
+	case s.limits.MaxActive > 0 && s.active >= s.limits.MaxActive:
+		return ReasonAtCapacity
+	case s.limits.MaxCPS > 0 && s.start >= s.limits.MaxCPS:
+		return ReasonCPSLimit
+	}
+	probe := g.Breakers.State(gateway, now) == BreakerHalfOpen
+	if !g.Breakers.Allow(gateway, now) {
+		if g.Breakers.State(gateway, now) == BreakerProbing {
+			return ReasonCircuitProbing
+		}
+		return ReasonCircuitOpen
+	}
+	s.active++
+	s.start++
+	if probe {
+		return ReasonProbe
+	}
+	return ReasonOK
+}
+
+// End releases a call that Begin counted and records its outcome for the
+// gateway's breaker: failed is true when the carrier could not carry the
+// call (Policy.Classify said Failover).
+func (g *Gateways) End(gateway string, now time.Time, failed bool) {
+	g.mu.Lock()
+	if s := g.m[gateway]; s != nil && s.active > 0 {
+		s.active--
+	}
+	g.mu.Unlock()
+	g.Breakers.Record(gateway, now, failed)
+}
