@@ -97,7 +97,7 @@ func newPPEnv(t *testing.T, dialplanURL string) *ppEnv {
 	t.Cleanup(env.fs.Close)
 
 	cdrStore := postgres.NewCDRStore(env.db)
-	if err := cdrStore.EnsurePartitions(ctx, time.Now()); err != nil {
+	if _, err := cdrStore.EnsurePartitions(ctx, time.Now(), 1); err != nil {
 		t.Fatal(err)
 	}
 	p, err := cdr.NewPipeline(cdr.Config{Store: cdrStore, Pricer: cdr.NewPricer(decks, nil), SpoolDir: t.TempDir(),

@@ -38,7 +38,7 @@ func newQuoteBench(b *testing.B) *quoteBench {
 		b.Fatal(err)
 	}
 	decks, deckSync := pgtest.RunDeckSync(b, db, nil)
-	srv := &Server{Accounts: accounts, DB: db, Decks: decks, DeckSync: deckSync}
+	srv := &Server{Accounts: accounts, DB: db, RateDecks: postgres.NewRateDeckService(db), Decks: decks, DeckSync: deckSync}
 	api := httptest.NewServer(srv.Handler())
 	b.Cleanup(api.Close)
 	q := &quoteBench{srv: srv, api: api, key: key}

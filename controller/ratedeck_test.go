@@ -40,7 +40,7 @@ func newRateEnv(t *testing.T) *rateEnv {
 		t.Fatal(err)
 	}
 	decks, deckSync := pgtest.RunDeckSync(t, db, nil)
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db, Decks: decks, DeckSync: deckSync}
+	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db, RateDecks: postgres.NewRateDeckService(db), Decks: decks, DeckSync: deckSync}
 	api := httptest.NewServer(s.Handler())
 	t.Cleanup(api.Close)
 	return &rateEnv{api: api, key: key, other: other}
@@ -249,7 +249,7 @@ func TestQuoteWithoutDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	decks, deckSync := pgtest.RunDeckSync(t, db, nil)
-	api := httptest.NewServer((&Server{Accounts: accounts, DB: db, Decks: decks, DeckSync: deckSync}).Handler())
+	api := httptest.NewServer((&Server{Accounts: accounts, DB: db, RateDecks: postgres.NewRateDeckService(db), Decks: decks, DeckSync: deckSync}).Handler())
 	t.Cleanup(api.Close)
 	e := &rateEnv{api: api, key: key}
 

@@ -22,11 +22,11 @@ import (
 	"callbridge/rating"
 )
 
-// drainingStore is the real database, except that ImportRates reads its
+// drainingStore is the real rate-deck store, except that ImportRates reads its
 // source to the end and stores nothing: the memory an import takes in the
 // controller can then be measured apart from the database's.
 type drainingStore struct {
-	*postgres.DB
+	*postgres.RateDeckService
 	// started, when set, is told each import has begun; the import then
 	// waits for proceed to close before reading.
 	started chan<- struct{}
@@ -58,7 +58,7 @@ func newImportEnv(t *testing.T, tweak func(*Server)) *importEnv {
 	t.Helper()
 	db := pgtest.New(t)
 	accounts := postgres.NewAccountService(db)
-	env := &importEnv{store: &drainingStore{DB: db}}
+	env := &importEnv{store: &drainingStore{RateDeckService: postgres.NewRateDeckService(db)}}
 	for i := range env.keys {
 		a := &callbridge.Account{Name: fmt.Sprintf("tenant %d", i)}
 		key, err := accounts.CreateAccount(context.Background(), a)
@@ -66,13 +66,13 @@ func newImportEnv(t *testing.T, tweak func(*Server)) *importEnv {
 			t.Fatal(err)
 		}
 		d := &rating.DeckInfo{AccountID: a.ID, Name: "deck", Currency: "EUR", TimeZone: "UTC", Precision: 6}
-		if err := db.CreateRateDeck(context.Background(), d); err != nil {
+		if err := env.store.CreateRateDeck(context.Background(), d); err != nil {
 			t.Fatal(err)
 		}
 		env.keys[i], env.decks[i] = key, d.ID
 	}
 	// Decks is set so the rate-deck routes are served; quotes are not used.
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: env.store, Decks: &rating.Registry{}}
+	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db, RateDecks: env.store, Decks: &rating.Registry{}}
 	if tweak != nil {
 		tweak(s)
 	}
