@@ -19,6 +19,7 @@ import (
 	"callbridge"
 	"callbridge/billing"
 	"callbridge/callback"
+	"callbridge/carrier"
 	"callbridge/cdr"
 	"callbridge/controller"
 	"callbridge/dialplan"
@@ -72,6 +73,13 @@ type Config struct {
 	Gateway        string
 	Prompts        map[string]string
 	FailurePrompts map[callbridge.FailReason]string
+	// GatewayLimits are the carrier gateways' caps, shared by every
+	// controller through PostgreSQL; Breaker configures their circuit
+	// breakers; GatewayPollInterval is how often each node is asked for
+	// their sofia state (carrier.Config).
+	GatewayLimits       map[string]routing.Limits
+	Breaker             routing.BreakerConfig
+	GatewayPollInterval time.Duration
 	// QueueWait and RefusedRetry shape the callback engine's admission and
 	// its retries of refused legs (callback.Config).
 	QueueWait    time.Duration
@@ -108,6 +116,11 @@ type App struct {
 	Metrics *metrics.Metrics
 	// Nodes are the ESL clients, one per configured node.
 	Nodes []*esl.Client
+	// Gateways is the carrier gateways' live state: their sofia state on
+	// the nodes, their caps across controllers and their breakers. Every
+	// outbound attempt is claimed with Gateways.Begin and ended with
+	// Gateways.End.
+	Gateways *carrier.Gateways
 	// Callbacks is the callback engine; CDRs the CDR pipeline.
 	Callbacks *callback.Engine
 	CDRs      *cdr.Pipeline
@@ -168,7 +181,9 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 			ProbeInterval: cfg.ESLProbeInterval, JobTimeout: cfg.ESLJobTimeout,
 			OnJobDone: mtr.ObserveJob(addr),
 			OnProbe:   mtr.ObserveProbe(addr),
-			Logger:    log.With("component", "esl"), // the client names its node on every line
+			// The gateways' state changes (carrier.Gateways.Watch).
+			Subclasses: []string{esl.GatewayStateSubclass},
+			Logger:     log.With("component", "esl"), // the client names its node on every line
 		})
 		a.Nodes = append(a.Nodes, c)
 	}
@@ -185,6 +200,25 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	deckSync := postgres.NewDeckSync(db, decks, log.With("component", "rate-decks"))
 	a.goWork("rate decks", func(ctx context.Context) error { return deckSync.Run(ctx, a.decksReady) })
 	srv.RateDecks, srv.Decks, srv.DeckSync = postgres.NewRateDeckService(db), decks, deckSync
+
+	// carrier gateways: each node's sofia view of them (polled and
+	// followed by events), their caps counted across controllers in
+	// PostgreSQL, and their breakers. Resolution reads them; every
+	// outbound attempt claims and ends through them.
+	gateways := carrier.New(carrier.Config{
+		Breaker:      cfg.Breaker,
+		Limits:       cfg.GatewayLimits,
+		Slots:        postgres.NewGatewaySlots(db),
+		Owner:        cfg.Owner,
+		PollInterval: cfg.GatewayPollInterval,
+		OnRefused:    mtr.ObserveGatewayRefused,
+		Logger:       log.With("component", "gateways"),
+	})
+	a.Gateways = gateways
+	srv.GatewayHealth = gateways
+	mtr.WatchGateways(gateways.Snapshot)
+	a.goWork("gateway slots", gateways.Run)
+	a.goWork("gateway state", func(ctx context.Context) error { return gateways.Watch(ctx, a.Nodes...) })
 
 	// carrier routing: the route plans, compiled once per version in this
 	// process and kept current by LISTEN/NOTIFY like the decks; each is
