@@ -366,6 +366,17 @@ func (r *run) exec(ctx context.Context, a Action) (Event, bool) {
 		for _, ch := range chans {
 			m[ch.UUID] = ch.CallState
 		}
+		// The real switch lists its channels from its core database,
+		// written in batches: a leg that hung up just before (while no
+		// controller listened) may still be listed. uuid_exists asks the
+		// session table itself.
+		for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
+			if _, listed := m[l.UUID]; listed && l.Live() {
+				if exists, known := r.exists(ctx, l.UUID); known && !exists {
+					delete(m, l.UUID)
+				}
+			}
+		}
 		return EventChannels{Channels: m}, true
 	case ActionSave:
 		return nil, r.save(ctx, a.Update, a.BestEffort)
