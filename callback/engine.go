@@ -3,6 +3,12 @@
 // ESL pool (originate A, then B, bridge, cap, save), the pacing of
 // placements, and the adoption of calls another controller left. It
 // serves no HTTP: the controller package exposes it through its routes.
+//
+// Its decisions are a pure state machine, Next (machine.go), which reads
+// no clock and performs no I/O: given what happened (an Event) and the
+// time, it answers the callback's new State and the Actions that carry
+// the decision out. A worker (run.go) executes the actions and feeds their
+// results back as events; the engine's time is its Clock.
 package callback
 
 import (
