@@ -1,11 +1,4 @@
-// Package callback places callbacks: it calls A, then B, and bridges them.
-// Its decisions are a pure state machine, Next, which reads no clock and
-// performs no I/O: it is given what happened (an Event) and the time, and
-// answers the callback's new State and the Actions that carry the decision
-// out (originate, bridge, kill, cap, save...). Whoever executes the actions
-// feeds their results back as events.
-//
-// A callback goes
+// The callback flow as data. A callback goes
 //
 //	new → claimed → [authorizing] → calling_a → a_answered → [authorizing_b]
 //	    → calling_b → bridging → bridged → [checking_cancel] → ended → done
@@ -15,6 +8,7 @@
 // when its lease is lost. A leg the node refused before it rang is placed
 // again from calling_a (through claimed) or calling_b; uuid_bridge refused
 // waits in bridge_refused for the leg that caused it.
+
 package callback
 
 import (
