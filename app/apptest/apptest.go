@@ -95,8 +95,10 @@ type Controller struct {
 const subscribers = 3
 
 // Run starts a controller over db like Start, serves its API over HTTP
-// and, with opts.Switch, gives it a simulated node. Everything stops with
-// the test: the controller first, then the node, then the API.
+// and, with opts.Switch, gives it a simulated node. It returns once every
+// node of the controller is connected and followed by every component, so
+// no event of a call the test places next is missed. Everything stops
+// with the test: the controller first, then the node, then the API.
 func Run(tb testing.TB, db *postgres.DB, cfg app.Config, opts Options) *Controller {
 	tb.Helper()
 	// The node's dialplan requests need the API's address before the
@@ -128,9 +130,8 @@ func Run(tb testing.TB, db *postgres.DB, cfg app.Config, opts Options) *Controll
 	c.App = Start(tb, db, cfg, opts.Log, opts.Adjust)
 	h := c.Server.Handler()
 	handler.Store(&h)
-	if opts.Switch != nil {
-		node := c.Nodes[len(c.Nodes)-1]
-		wait.ForState(tb, "the node connected and followed by every component", func() (bool, string) {
+	for _, node := range c.Nodes {
+		wait.ForState(tb, "node "+node.Name()+" connected and followed by every component", func() (bool, string) {
 			st := node.Stats()
 			return st.State == esl.StateConnected && node.Ready() && len(st.QueueDepths) >= subscribers,
 				fmt.Sprintf("state %v, ready %v, %d subscriptions", st.State, node.Ready(), len(st.QueueDepths))
