@@ -184,7 +184,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	decks := &rating.Registry{}
 	deckSync := postgres.NewDeckSync(db, decks, log.With("component", "rate-decks"))
 	a.goWork("rate decks", func(ctx context.Context) error { return deckSync.Run(ctx, a.decksReady) })
-	srv.Decks, srv.DeckSync = decks, deckSync
+	srv.RateDecks, srv.Decks, srv.DeckSync = postgres.NewRateDeckService(db), decks, deckSync
 
 	// carrier routing: the route plans, compiled once per version in this
 	// process and kept current by LISTEN/NOTIFY like the decks; each is
@@ -298,7 +298,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	srv.Billing, srv.Issuer = billStore, cfg.Issuer
 
 	cdrStore := postgres.NewCDRStore(db)
-	if err := cdrStore.EnsurePartitions(ctx, time.Now()); err != nil {
+	if _, err := cdrStore.EnsurePartitions(ctx, time.Now(), 1); err != nil {
 		return nil, err
 	}
 	cdrLog := log.With("component", "cdrs")
@@ -325,13 +325,14 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	// advisory lock so one controller runs it; missed slots are caught up
 	// at start. The scheduler stops with the workers.
 	billJobs := &billing.Jobs{
-		Store:     billStore,
-		Location:  loc,
-		Grace:     cfg.InvoiceGrace,
-		Log:       log.With("component", "billing"),
-		ReportDir: cfg.ReportDir,
-		Issuer:    cfg.Issuer,
-		Webhooks:  webhooks,
+		Store:         billStore,
+		CDRPartitions: cdrStore,
+		Location:      loc,
+		Grace:         cfg.InvoiceGrace,
+		Log:           log.With("component", "billing"),
+		ReportDir:     cfg.ReportDir,
+		Issuer:        cfg.Issuer,
+		Webhooks:      webhooks,
 		ExpireBindings: func(ctx context.Context) (int, error) {
 			return bindings.ExpireBindings(ctx, time.Now())
 		},

@@ -299,14 +299,15 @@ func TestJobsRerunChangesNoTotals(t *testing.T) {
 	ctx := context.Background()
 	store := postgres.NewBillingStore(db, time.UTC, "test")
 	acc := newAccount(t, db, false)
-	if _, err := store.EnsurePartitions(ctx, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), 2); err != nil {
+	cdrs := postgres.NewCDRStore(db)
+	if _, err := cdrs.EnsurePartitions(ctx, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), 2); err != nil {
 		t.Fatal(err)
 	}
 	for d := 1; d <= 31; d++ {
 		storeCDR(t, db, uuid.NewString(), acc, "49301234", time.Date(2026, 10, d, 10, 0, 0, 0, time.UTC), 60000, int64(d)*10000)
 	}
 	dir := t.TempDir()
-	jobs := &billing.Jobs{Store: store, Location: time.UTC, ReportDir: dir}
+	jobs := &billing.Jobs{Store: store, CDRPartitions: cdrs, Location: time.UTC, ReportDir: dir}
 	totals := func() [3]int64 {
 		var r [3]int64
 		db.QueryRowContext(ctx, `SELECT (SELECT coalesce(sum(sell),0) FROM rollups), (SELECT count(*) FROM invoices),
@@ -516,7 +517,7 @@ func TestInvoiceJobIssuesTheLatestClosedMonth(t *testing.T) {
 	store := postgres.NewBillingStore(db, time.UTC, "test")
 	store.Grace = 24 * time.Hour
 	acc := newAccount(t, db, false)
-	if _, err := store.EnsurePartitions(ctx, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), 2); err != nil {
+	if _, err := postgres.NewCDRStore(db).EnsurePartitions(ctx, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), 2); err != nil {
 		t.Fatal(err)
 	}
 	storeCDR(t, db, uuid.NewString(), acc, "49301234", time.Date(2026, 10, 31, 23, 0, 0, 0, time.UTC), 60000, 123456)

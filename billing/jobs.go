@@ -54,10 +54,6 @@ type Store interface {
 	DayUsage(ctx context.Context, day time.Time) ([]callbridge.UsageRow, error)
 	// Invoice returns an issued invoice with lines.
 	Invoice(ctx context.Context, accountID, id string) (*callbridge.Invoice, error)
-	// EnsurePartitions creates CDR partitions ahead.
-	EnsurePartitions(ctx context.Context, now time.Time, ahead int) (int64, error)
-	// RetirePartitions detaches (and drops) old CDR partitions.
-	RetirePartitions(ctx context.Context, before time.Time, drop bool) ([]string, error)
 	// PruneJobRuns forgets old job runs.
 	PruneJobRuns(ctx context.Context, before time.Time) (int64, error)
 	// ExpireReservations drops reservations past expiry.
@@ -67,12 +63,24 @@ type Store interface {
 	LowBalanceHandled(ctx context.Context, id int64, failure error) error
 }
 
+// CDRPartitions keeps the monthly partitions of the CDR table.
+type CDRPartitions interface {
+	// EnsurePartitions creates the partitions of now's month and of the
+	// ahead months after it.
+	EnsurePartitions(ctx context.Context, now time.Time, ahead int) (int64, error)
+	// RetirePartitions detaches (and drops) old CDR partitions.
+	RetirePartitions(ctx context.Context, before time.Time, drop bool) ([]string, error)
+}
+
 // Jobs holds the job bodies and what they need. Hooks left nil disable
 // their job (it is not scheduled).
 type Jobs struct {
-	Store    Store
-	Location *time.Location
-	Log      *slog.Logger
+	Store Store
+	// CDRPartitions are created ahead and retired by the partitions job;
+	// nil leaves them alone (the job then only forgets old job runs).
+	CDRPartitions CDRPartitions
+	Location      *time.Location
+	Log           *slog.Logger
 	// ReportDir receives reports when jobs run; empty writes none.
 	ReportDir string
 	// Issuer is printed on the invoices and credit notes written there.
@@ -227,13 +235,16 @@ func (j *Jobs) Partitions(ctx context.Context, slot time.Time) (int64, error) {
 		ahead = 2
 	}
 	now := j.now()
-	n, err := j.Store.EnsurePartitions(ctx, now, ahead)
-	if err != nil {
-		return n, err
+	var n int64
+	if j.CDRPartitions != nil {
+		var err error
+		if n, err = j.CDRPartitions.EnsurePartitions(ctx, now, ahead); err != nil {
+			return n, err
+		}
 	}
-	if j.RetentionMonths > 0 {
+	if j.CDRPartitions != nil && j.RetentionMonths > 0 {
 		cut := time.Date(now.UTC().Year(), now.UTC().Month()-time.Month(j.RetentionMonths), 1, 0, 0, 0, 0, time.UTC)
-		names, err := j.Store.RetirePartitions(ctx, cut, j.DropRetired)
+		names, err := j.CDRPartitions.RetirePartitions(ctx, cut, j.DropRetired)
 		n += int64(len(names))
 		if err != nil {
 			return n, err

@@ -827,7 +827,7 @@ func TestCallbackAPIInput(t *testing.T) {
 		})
 	}
 	var n int
-	if err := env.db.Get(&n, `SELECT count(*) FROM callbacks`); err != nil || n != 0 {
+	if err := pgtest.Get(context.Background(), env.db, &n, `SELECT count(*) FROM callbacks`); err != nil || n != 0 {
 		t.Errorf("%d callbacks stored from bad input (%v)", n, err)
 	}
 }
@@ -1007,7 +1007,7 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 		}
 		if failed > 0 {
 			var reasons []string
-			db.Select(&reasons, `SELECT DISTINCT e.type || ': ' || e.detail FROM callbacks c
+			pgtest.Select(context.Background(), db, &reasons, `SELECT DISTINCT e.type || ': ' || e.detail FROM callbacks c
 				JOIN callback_events e ON e.callback_id = c.id
 				WHERE c.status = 'failed' AND e.type IN ('status', 'command_error', 'leg_hangup')`)
 			b.Fatalf("%d callbacks failed: %v", failed, reasons)
@@ -1030,9 +1030,9 @@ func TestCallbackAdoptedNeverDialled(t *testing.T) {
 	t.Parallel()
 	env := newCBEnv(t, cbOpts{noEngine: true})
 	id := env.create(`{"a":"4916011111","b":"4914022222"}`)
-	cb, err := env.store.ClaimCallback(context.Background(), "ctl-1", "", 50*time.Millisecond)
-	if err != nil || cb == nil || cb.ID != id {
-		t.Fatalf("claim: %v %v", cb, err)
+	cbs, err := env.store.ClaimCallbacks(context.Background(), "ctl-1", "", 50*time.Millisecond, 1)
+	if err != nil || len(cbs) != 1 || cbs[0].ID != id {
+		t.Fatalf("claim: %v %v", cbs, err)
 	}
 	env.startEngine(cbOpts{owner: "ctl-2"})
 	got := env.waitEnded(id)

@@ -409,7 +409,7 @@ func (r *process) stop() {
 func (e *testEnv) count(tb testing.TB) int {
 	tb.Helper()
 	var n int
-	if err := e.db.Get(&n, `SELECT count(*) FROM cdrs`); err != nil {
+	if err := pgtest.Get(context.Background(), e.db, &n, `SELECT count(*) FROM cdrs`); err != nil {
 		tb.Fatal(err)
 	}
 	return n
@@ -480,14 +480,14 @@ func (e *testEnv) call(h hangupTemplate, i int, base time.Time) (string, []byte)
 func (e *testEnv) checkPrices(tb testing.TB, want int) {
 	tb.Helper()
 	var bad, n, dups int
-	err := e.db.Get(&n, `SELECT count(*) FROM cdrs WHERE account_id = $1`, e.acc)
+	err := pgtest.Get(context.Background(), e.db, &n, `SELECT count(*) FROM cdrs WHERE account_id = $1`, e.acc)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.db.Get(&bad, `SELECT count(*) FROM cdrs WHERE sell_micros <> CASE WHEN bill_ms < 1000 THEN 0 ELSE 2000 * ceil(bill_ms / 1000.0) END
+	pgtest.Get(context.Background(), e.db, &bad, `SELECT count(*) FROM cdrs WHERE sell_micros <> CASE WHEN bill_ms < 1000 THEN 0 ELSE 2000 * ceil(bill_ms / 1000.0) END
 		OR buy_micros <> CASE WHEN bill_ms < 1000 THEN 0 ELSE 60000 * ceil(bill_ms / 60000.0) END
 		OR sell_deck_version <> 3 OR buy_deck_version <> 7 OR sell_currency <> 'EUR'`)
-	e.db.Get(&dups, `SELECT count(*) - count(DISTINCT uuid) FROM cdrs`)
+	pgtest.Get(context.Background(), e.db, &dups, `SELECT count(*) - count(DISTINCT uuid) FROM cdrs`)
 	if n != want || bad != 0 || dups != 0 {
 		tb.Errorf("%d CDRs (want %d), %d wrongly priced, %d duplicates", n, want, bad, dups)
 	}
@@ -761,7 +761,7 @@ func TestCDRPipeline10000WithOutageAndKill(t *testing.T) {
 	wait.For(t, "10000 CDRs", func() bool { return e.count(t) >= 10000 && r2.p.Stats().QueuedBatches == 0 })
 	e.checkPrices(t, 10000)
 	var missing int
-	e.db.Get(&missing, `SELECT count(*) FROM unnest($1::uuid[]) AS u(id) WHERE NOT EXISTS (SELECT 1 FROM cdrs WHERE uuid = u.id)`,
+	pgtest.Get(context.Background(), e.db, &missing, `SELECT count(*) FROM unnest($1::uuid[]) AS u(id) WHERE NOT EXISTS (SELECT 1 FROM cdrs WHERE uuid = u.id)`,
 		"{"+strings.Join(ids, ",")+"}")
 	if missing != 0 {
 		t.Errorf("%d of the 10000 channels have no CDR", missing)

@@ -41,7 +41,7 @@ func newBillingEnv(t *testing.T) *billingEnv {
 		}
 		*p.id, *p.key = a.ID, key
 	}
-	if _, err := store.EnsurePartitions(ctx, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), 1); err != nil {
+	if _, err := postgres.NewCDRStore(db).EnsurePartitions(ctx, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), 1); err != nil {
 		t.Fatal(err)
 	}
 	_, err := db.ExecContext(ctx, `

@@ -21,11 +21,11 @@ import (
 	"callbridge/rating"
 )
 
-// drainingStore is the real database, except that ImportRates reads its
+// drainingStore is the real rate-deck store, except that ImportRates reads its
 // source to the end and stores nothing: the memory an import takes in the
 // controller can then be measured apart from the database's.
 type drainingStore struct {
-	*postgres.DB
+	*postgres.RateDeckService
 	// started, when set, is told each import has begun; the import then
 	// waits for proceed to close before reading.
 	started chan<- struct{}
@@ -57,8 +57,8 @@ func newImportEnv(t *testing.T, tweak func(*controller.Server)) *importEnv {
 	t.Helper()
 	env := &importEnv{}
 	env.fullEnv = newEnv(t, envOptions{tweak: func(s *controller.Server) {
-		env.store = &drainingStore{DB: s.DB.(*postgres.DB)}
-		s.DB = env.store
+		env.store = &drainingStore{RateDeckService: s.RateDecks.(*postgres.RateDeckService)}
+		s.RateDecks = env.store
 		if tweak != nil {
 			tweak(s)
 		}
@@ -71,7 +71,7 @@ func newImportEnv(t *testing.T, tweak func(*controller.Server)) *importEnv {
 			t.Fatal(err)
 		}
 		d := &rating.DeckInfo{AccountID: a.ID, Name: "deck", Currency: "EUR", TimeZone: "UTC", Precision: 6}
-		if err := env.db.CreateRateDeck(context.Background(), d); err != nil {
+		if err := env.store.CreateRateDeck(context.Background(), d); err != nil {
 			t.Fatal(err)
 		}
 		env.keys[i], env.decks[i] = key, d.ID

@@ -57,12 +57,12 @@ func (s *Server) routes(e *gin.Engine) {
 	}
 
 	// rating
-	// The rate-deck store is the database itself (*postgres.DB implements
-	// RateDeckStore); quotes price from the in-memory registry. Carrier
-	// decks take the admin token, account decks an API key, on the same
-	// paths.
+	// Decks are stored by RateDecks; quotes price from the in-memory
+	// registry. Carrier decks take the admin token, account decks an API
+	// key, on the same paths.
 	imports := newImportSlots(s.MaxImportsPerAccount, s.MaxImports)
-	if store, ok := s.DB.(RateDeckStore); ok && s.Decks != nil {
+	if s.RateDecks != nil && s.Decks != nil {
+		store := s.RateDecks
 		if s.DeckSync != nil {
 			store = refreshingDecks{store, s.DeckSync, s.Logger}
 		}

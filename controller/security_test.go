@@ -24,6 +24,7 @@ import (
 	"callbridge/esl/esltest"
 	"callbridge/internal/wait"
 	"callbridge/postgres"
+	"callbridge/postgres/pgtest"
 	"callbridge/webhook"
 
 	"github.com/gin-gonic/gin"
@@ -117,7 +118,7 @@ func (e *fullEnv) createObjects(tn tenant, n int) tenantObjects {
 	ctx := context.Background()
 	start := time.Date(2026, 10, 5, 10, 0, n, 0, time.UTC)
 	cdrs := postgres.NewCDRStore(e.db)
-	if err := cdrs.EnsurePartitions(ctx, start); err != nil {
+	if _, err := cdrs.EnsurePartitions(ctx, start, 1); err != nil {
 		e.t.Fatal(err)
 	}
 	o.cdr = uuid.NewString()
@@ -701,7 +702,7 @@ func TestSecurityAPIKeys(t *testing.T) {
 		Table  string `db:"table_name"`
 		Column string `db:"column_name"`
 	}
-	if err := env.db.SelectContext(ctx, &cols, `SELECT c.table_schema, c.table_name, c.column_name
+	if err := pgtest.Select(ctx, env.db, &cols, `SELECT c.table_schema, c.table_name, c.column_name
 		FROM information_schema.columns c JOIN information_schema.tables t USING (table_schema, table_name)
 		WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND t.table_type = 'BASE TABLE'`); err != nil {
 		t.Fatal(err)
@@ -718,7 +719,7 @@ func TestSecurityAPIKeys(t *testing.T) {
 		q := fmt.Sprintf(`SELECT count(*) FROM %q.%q WHERE strpos(%q::text, $1) > 0`, c.Schema, c.Table, c.Column)
 		for _, n := range needles {
 			var hits int
-			if err := env.db.GetContext(ctx, &hits, q, n); err != nil {
+			if err := pgtest.Get(ctx, env.db, &hits, q, n); err != nil {
 				t.Fatalf("%s.%s: %v", c.Table, c.Column, err)
 			}
 			if hits > 0 {
@@ -981,7 +982,7 @@ func TestSecurityHostileTextInExports(t *testing.T) {
 	ctx := context.Background()
 	start := time.Date(2026, 10, 7, 9, 0, 0, 0, time.UTC)
 	cdrs := postgres.NewCDRStore(env.db)
-	if err := cdrs.EnsurePartitions(ctx, start); err != nil {
+	if _, err := cdrs.EnsurePartitions(ctx, start, 1); err != nil {
 		t.Fatal(err)
 	}
 	var batch []*callbridge.CDR

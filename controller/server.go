@@ -77,9 +77,11 @@ type Server struct {
 
 	// rating
 
+	// RateDecks stores rate decks and their rates; the rating routes are
+	// served when it and Decks are set.
+	RateDecks RateDeckStore
 	// Decks are the process's compiled rate decks, which quotes price
-	// with (kept current by postgres.DeckSync). The rating routes are
-	// served when DB is also a RateDeckStore and Decks is set.
+	// with (kept current by postgres.DeckSync).
 	Decks *rating.Registry
 	// DeckSync reloads a deck into Decks right after this controller's
 	// API wrote it, so the next request here uses it; other controllers

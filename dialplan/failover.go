@@ -23,6 +23,7 @@ const MaxGateways = 10
 // The bridge is FreeSWITCH's sequential bridge: one dial string per
 // gateway joined with "|", and fail_on_single_reject set to "!" and the
 // causes, so that a failure with any other cause stops the sequence.
+// A DOWN gateway is passed over only when GATEWAY_DOWN is among causes.
 // continue_on_fail does not govern "|" (checked on FreeSWITCH 1.10.12: with
 // continue_on_fail listing only carrier causes, a 486 from the callee on
 // the first gateway still went on to the second, and the caller heard the

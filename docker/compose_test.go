@@ -273,8 +273,8 @@ func TestFreeSWITCHImageModules(t *testing.T) {
 
 // TestFreeSWITCHImagePrompts checks the FreeSWITCH image's build fails
 // unless every prompt file callbridge plays by default is installed: the
-// defaults are read from the README's settings table, which a test in
-// cmd/callbridge holds to the code.
+// defaults are read from the settings table of docs/configuration.md,
+// which a test in cmd/callbridge holds to the code.
 func TestFreeSWITCHImagePrompts(t *testing.T) {
 	df := string(read(t, "freeswitch/Dockerfile"))
 	loop := regexp.MustCompile(`for f in ([a-z0-9_ -]+); do \\\n\s+test -f "([^"$]+)\$f\.wav" \|\| \{`).FindStringSubmatch(df)
@@ -285,9 +285,9 @@ func TestFreeSWITCHImagePrompts(t *testing.T) {
 	for _, f := range strings.Fields(loop[1]) {
 		checked[loop[2]+f+".wav"] = true
 	}
-	defaults := regexp.MustCompile("(?m)^\\| `CALLBRIDGE_PROMPT_[A-Z_]+` \\| `([^`]+)` \\|").FindAllStringSubmatch(string(read(t, "../README.md")), -1)
+	defaults := regexp.MustCompile("(?m)^\\| `CALLBRIDGE_PROMPT_[A-Z_]+` \\| `([^`]+)` \\|").FindAllStringSubmatch(string(read(t, "../docs/configuration.md")), -1)
 	if len(defaults) < 4 {
-		t.Fatalf("README.md lists %d CALLBRIDGE_PROMPT_* defaults, want 4", len(defaults))
+		t.Fatalf("docs/configuration.md lists %d CALLBRIDGE_PROMPT_* defaults, want 4", len(defaults))
 	}
 	for _, m := range defaults {
 		if !checked[m[1]] {

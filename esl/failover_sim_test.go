@@ -89,9 +89,18 @@ func TestSimulatorBindingFailover(t *testing.T) {
 		legs[1].Var("sip_gateway_name") != "backup" || legs[1].Get("Hangup-Cause") != "NORMAL_CLEARING" {
 		t.Errorf("503 then answer: inbound %s, legs %v", a.Get("Hangup-Cause"), summary(legs))
 	}
+	// The refused leg says what the carrier answered, as FreeSWITCH's
+	// does (sip_term_status, proto_specific_hangup_cause).
+	if len(legs) > 0 && (legs[0].Var("sip_term_status") != "503" || legs[0].Var("proto_specific_hangup_cause") != "sip:503" || legs[0].Var("sip_term_cause") != "41") {
+		t.Errorf("refused leg: sip_term_status %q proto %q term cause %q, want 503 sip:503 41",
+			legs[0].Var("sip_term_status"), legs[0].Var("proto_specific_hangup_cause"), legs[0].Var("sip_term_cause"))
+	}
 	a, legs = call("4930990002")
 	if a.Get("Hangup-Cause") != "USER_BUSY" || len(legs) != 1 || legs[0].Var("sip_gateway_name") != "backup" || legs[0].Get("Hangup-Cause") != "USER_BUSY" {
 		t.Errorf("busy: inbound %s, legs %v; want USER_BUSY through backup only", a.Get("Hangup-Cause"), summary(legs))
+	}
+	if len(legs) > 0 && (legs[0].Var("sip_term_status") != "486" || legs[0].Var("sip_invite_failure_phrase") != "Busy Here") {
+		t.Errorf("busy leg: sip_term_status %q phrase %q, want 486 Busy Here", legs[0].Var("sip_term_status"), legs[0].Var("sip_invite_failure_phrase"))
 	}
 	a, legs = call("4930990003")
 	if a.Get("Hangup-Cause") != "NORMAL_TEMPORARY_FAILURE" || len(legs) != 1 {

@@ -3,6 +3,7 @@
 package faults
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"callbridge/esl/esltest"
+	"callbridge/postgres/pgtest"
 )
 
 // bandScript: A (4930666…) answers at once and talks 120 s; B (4930667…)
@@ -61,7 +63,7 @@ func callAcross(t *testing.T, c *controller, db *sql.DB, fs *esltest.Server, key
 	waitStatus(t, c, []string{id}, "completed", 30*time.Second)
 	var cdr legCDR
 	waitFor(t, 30*time.Second, "A's CDR", func() (bool, string) {
-		err := getRow(db, &cdr, `SELECT start_at, answer_at, end_at, bill_ms, sell_micros, array_to_string(flags, ',') AS flags
+		err := pgtest.Get(context.Background(), db, &cdr, `SELECT start_at, answer_at, end_at, bill_ms, sell_micros, array_to_string(flags, ',') AS flags
 			FROM cdrs WHERE callback_id = $1 AND leg = 'a'`, id)
 		return err == nil, fmt.Sprint(err)
 	})
@@ -135,7 +137,7 @@ func TestFaultClockJumps(t *testing.T) {
 			BillMS int64     `db:"billed_ms"`
 			Sell   int64     `db:"sell"`
 		}
-		if err := selectRows(db, &rows, `SELECT day, sum(calls) AS calls, sum(billed_ms) AS billed_ms, sum(sell) AS sell FROM rollups
+		if err := pgtest.Select(context.Background(), db, &rows, `SELECT day, sum(calls) AS calls, sum(billed_ms) AS billed_ms, sum(sell) AS sell FROM rollups
 			WHERE account_id = $1 AND day IN ($2::date, $3::date) GROUP BY day`, acct, lastDay.Format("2006-01-02"), firstDay.Format("2006-01-02")); err != nil {
 			t.Fatal(err)
 		}

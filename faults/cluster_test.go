@@ -3,6 +3,7 @@
 package faults
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"callbridge/esl/esltest"
+	"callbridge/postgres/pgtest"
 )
 
 // callbackVars finds the callback id and leg an originate is tagged with.
@@ -42,7 +44,7 @@ func checkPlacedOnce(t testing.TB, db *sql.DB, nodes ...*esltest.Server) {
 		ID      string `db:"id"`
 		Attempt int    `db:"attempt"`
 	}
-	if err := selectRows(db, &rows, `SELECT id, attempt FROM callbacks`); err != nil {
+	if err := pgtest.Select(context.Background(), db, &rows, `SELECT id, attempt FROM callbacks`); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rows {
@@ -106,7 +108,7 @@ func TestFaultTwoControllers(t *testing.T) {
 		Outcome string    `db:"outcome"`
 		N       int       `db:"n"`
 	}
-	if err := selectRows(db, &runs, `SELECT job, slot, outcome, count(*) AS n FROM job_runs GROUP BY job, slot, outcome ORDER BY job, slot`); err != nil {
+	if err := pgtest.Select(context.Background(), db, &runs, `SELECT job, slot, outcome, count(*) AS n FROM job_runs GROUP BY job, slot, outcome ORDER BY job, slot`); err != nil {
 		t.Fatal(err)
 	}
 	perSlot := map[string]int{}

@@ -3,6 +3,8 @@
 package faults
 
 import (
+	"callbridge/postgres/pgtest"
+	"context"
 	"database/sql"
 	"fmt"
 	"strings"
@@ -126,7 +128,7 @@ func TestFaultESLNodeGone(t *testing.T) {
 	endedOn1 := hungUp(fs1)
 	liveOn1 := liveUUIDs(fs1)
 	var onNode1 []string
-	selectRows(db, &onNode1, `SELECT id FROM callbacks WHERE node = $1 AND status IN ('calling_a','a_answered','calling_b','bridged')`, fs1.Addr())
+	pgtest.Select(context.Background(), db, &onNode1, `SELECT id FROM callbacks WHERE node = $1 AND status IN ('calling_a','a_answered','calling_b','bridged')`, fs1.Addr())
 	fs1.Close()
 	closedAt := time.Now()
 	time.Sleep(3 * time.Second)
@@ -148,7 +150,7 @@ func TestFaultESLNodeGone(t *testing.T) {
 		Reason string `db:"reason"`
 		Node   string `db:"node"`
 	}
-	if err := selectRows(db, &after, `SELECT status, coalesce(reason, '') AS reason, node FROM callbacks WHERE created_at > $1`, closedAt.Add(500*time.Millisecond)); err != nil {
+	if err := pgtest.Select(context.Background(), db, &after, `SELECT status, coalesce(reason, '') AS reason, node FROM callbacks WHERE created_at > $1`, closedAt.Add(500*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	completed := 0

@@ -398,7 +398,7 @@ func callbackStatuses(t testing.TB, db *sql.DB) map[string]string {
 		Status string `db:"status"`
 		Reason string `db:"reason"`
 	}
-	if err := selectRows(db, &rows, `SELECT id, status, coalesce(reason, '') AS reason FROM callbacks WHERE status <> 'void'`); err != nil {
+	if err := pgtest.Select(context.Background(), db, &rows, `SELECT id, status, coalesce(reason, '') AS reason FROM callbacks WHERE status <> 'void'`); err != nil {
 		t.Fatalf("list callbacks: %v", err)
 	}
 	out := map[string]string{}
@@ -470,7 +470,7 @@ func cdrCounts(t testing.TB, db *sql.DB) (map[string]int, map[string]string) {
 		UUID  string `db:"uuid"`
 		Flags string `db:"flags"`
 	}
-	if err := selectRows(db, &rows, `SELECT uuid::text AS uuid, array_to_string(flags, ',') AS flags FROM cdrs`); err != nil {
+	if err := pgtest.Select(context.Background(), db, &rows, `SELECT uuid::text AS uuid, array_to_string(flags, ',') AS flags FROM cdrs`); err != nil {
 		t.Fatalf("list cdrs: %v", err)
 	}
 	n, flags := map[string]int{}, map[string]string{}
@@ -526,7 +526,7 @@ func describeLeg(t testing.TB, db *sql.DB, uuid string) string {
 		Reason   string `db:"reason"`
 		Hangup   string `db:"hangup_cause"`
 	}
-	err := getRow(db, &leg, `SELECT l.callback_id, l.leg, l.attempt, c.status, coalesce(c.reason, '') AS reason, coalesce(l.hangup_cause, '') AS hangup_cause
+	err := pgtest.Get(context.Background(), db, &leg, `SELECT l.callback_id, l.leg, l.attempt, c.status, coalesce(c.reason, '') AS reason, coalesce(l.hangup_cause, '') AS hangup_cause
 		FROM callback_legs l JOIN callbacks c ON c.id = l.callback_id WHERE l.uuid = $1`, uuid)
 	what := uuid + ": "
 	if err != nil {
@@ -535,7 +535,7 @@ func describeLeg(t testing.TB, db *sql.DB, uuid string) string {
 		what += fmt.Sprintf("leg %s#%d of callback %s (%s %s, leg cause %q)", leg.Leg, leg.Attempt, leg.Callback, leg.Status, leg.Reason, leg.Hangup)
 	}
 	var live int
-	getRow(db, &live, `SELECT count(*) FROM live_channels WHERE uuid = $1`, uuid)
+	pgtest.Get(context.Background(), db, &live, `SELECT count(*) FROM live_channels WHERE uuid = $1`, uuid)
 	return what + fmt.Sprintf(", %d in live_channels", live)
 }
 

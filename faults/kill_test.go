@@ -3,6 +3,7 @@
 package faults
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"callbridge/esl/esltest"
+	"callbridge/postgres/pgtest"
 )
 
 // TestFaultKillAndRestart kills the controller with SIGKILL in the middle
@@ -105,7 +107,7 @@ func checkNoDuplicateCalls(t testing.TB, db *sql.DB, nodes ...*esltest.Server) {
 		Attempt  int    `db:"attempt"`
 		UUID     string `db:"uuid"`
 	}
-	if err := selectRows(db, &legs, `SELECT callback_id, leg, attempt, uuid::text AS uuid FROM callback_legs`); err != nil {
+	if err := pgtest.Select(context.Background(), db, &legs, `SELECT callback_id, leg, attempt, uuid::text AS uuid FROM callback_legs`); err != nil {
 		t.Fatal(err)
 	}
 	// A leg is recorded before its originate is sent, so a leg whose

@@ -367,7 +367,7 @@ func TestInvoiceTotalsEqualCDRsOnGeneratedData(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.EnsurePartitions(ctx, at("2026-09-01T00:00:00Z"), 3); err != nil {
+	if _, err := postgres.NewCDRStore(db).EnsurePartitions(ctx, at("2026-09-01T00:00:00Z"), 3); err != nil {
 		t.Fatal(err)
 	}
 	gen("2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z", 12000, 1)
@@ -431,7 +431,7 @@ func checkDocuments(t *testing.T, db *postgres.DB) {
 		Total    int64  `db:"total"`
 		Corrects string `db:"corrects"`
 	}
-	if err := db.SelectContext(ctx, &docs, `SELECT id, account_id, kind, number, period, exponent, exact, subtotal, tax_bps, tax, total,
+	if err := pgtest.Select(ctx, db, &docs, `SELECT id, account_id, kind, number, period, exponent, exact, subtotal, tax_bps, tax, total,
 		coalesce(corrects_id::text, '') AS corrects FROM invoices`); err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +441,7 @@ func checkDocuments(t *testing.T, db *postgres.DB) {
 			Minor  int64  `db:"amount_minor"`
 			Period string `db:"period"`
 		}
-		if err := db.SelectContext(ctx, &lines, `SELECT amount, amount_minor, period FROM invoice_lines WHERE invoice_id = $1`, d.ID); err != nil {
+		if err := pgtest.Select(ctx, db, &lines, `SELECT amount, amount_minor, period FROM invoice_lines WHERE invoice_id = $1`, d.ID); err != nil {
 			t.Fatal(err)
 		}
 		var exact, sub int64
@@ -580,7 +580,7 @@ func TestRollupNamesDestinationsByTheSellDeck(t *testing.T) {
 		Calls       int64  `db:"calls"`
 		Sell        int64  `db:"sell"`
 	}
-	if err := db.SelectContext(ctx, &rows, `SELECT prefix, description, calls, sell FROM rollups WHERE account_id = $1 ORDER BY prefix COLLATE "C"`, acc); err != nil {
+	if err := pgtest.Select(ctx, db, &rows, `SELECT prefix, description, calls, sell FROM rollups WHERE account_id = $1 ORDER BY prefix COLLATE "C"`, acc); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := fmt.Sprint(rows), "[{  1 0} {49170  1 4000} {4930 Berlin 2 3000}]"; got != want {

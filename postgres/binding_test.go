@@ -227,7 +227,7 @@ func TestConcurrentAllocation(t *testing.T) {
 		t.Fatal("no bind succeeded")
 	}
 	var bad int
-	err := f.db.Get(&bad, `
+	err := pgtest.Get(context.Background(), f.db, &bad, `
 		SELECT count(*) FROM bindings p JOIN bindings q ON p.x = q.x AND p.id < q.id
 		 WHERE p.status = 'active' AND q.status = 'active'
 		   AND (p.mode <> q.mode OR p.mode = 'XB'

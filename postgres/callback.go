@@ -606,16 +606,6 @@ func setStatusTx(ctx context.Context, tx *pg.Tx, cb *callbridge.Callback, status
 	return enqueueWebhookTx(ctx, tx, cb.AccountID, cb.WebhookURL, "callback.status", webhookKey(cb.ID), "", statusPayload(cb, at, detail))
 }
 
-// ClaimCallback claims the oldest due queued callback for owner, on node,
-// with a lease, and moves it to calling_a. It returns nil when none is due.
-func (s *CallbackService) ClaimCallback(ctx context.Context, owner, node string, lease time.Duration) (*callbridge.Callback, error) {
-	cbs, err := s.ClaimCallbacks(ctx, owner, node, lease, 1)
-	if err != nil || len(cbs) == 0 {
-		return nil, err
-	}
-	return cbs[0], nil
-}
-
 // ClaimCallbacks claims up to n of the oldest due queued callbacks for
 // owner, on node, with a lease, and moves them to calling_a, in one
 // transaction. Rows locked by another worker are skipped, so two workers

@@ -416,7 +416,7 @@ func TestCreateCallbackBatch(t *testing.T) {
 		Created time.Time `db:"created_at"`
 		RunAt   time.Time `db:"run_at"`
 	}
-	if err := db.SelectContext(ctx, &rows, `SELECT a, created_at, run_at,
+	if err := pgtest.Select(ctx, db, &rows, `SELECT a, created_at, run_at,
 			(SELECT count(*) FROM callback_events e WHERE e.callback_id = c.id) AS events,
 			(SELECT count(*) FROM webhooks w WHERE w.key = 'callback:' || c.id) AS hooks
 		FROM callbacks c WHERE account_id = $1 AND id <> $2 ORDER BY created_at, id`, acct, first.ID); err != nil {

@@ -39,7 +39,7 @@ func newAccount(tb testing.TB, db *postgres.DB) string {
 func countCDRs(t *testing.T, db *postgres.DB) int {
 	t.Helper()
 	var n int
-	if err := db.Get(&n, `SELECT count(*) FROM cdrs`); err != nil {
+	if err := pgtest.Get(context.Background(), db, &n, `SELECT count(*) FROM cdrs`); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -199,26 +199,26 @@ func TestEnsurePartitionsMovesDefaultRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	var part string
-	if err := db.Get(&part, `SELECT tableoid::regclass::text FROM cdrs WHERE uuid = $1`, c.UUID); err != nil {
+	if err := pgtest.Get(context.Background(), db, &part, `SELECT tableoid::regclass::text FROM cdrs WHERE uuid = $1`, c.UUID); err != nil {
 		t.Fatal(err)
 	}
 	if part != "cdrs_default" {
 		t.Fatalf("CDR of 2031 in %s, want cdrs_default", part)
 	}
-	if err := s.EnsurePartitions(ctx, far); err != nil {
+	if _, err := s.EnsurePartitions(ctx, far, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.EnsurePartitions(ctx, far); err != nil {
+	if _, err := s.EnsurePartitions(ctx, far, 1); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
-	if err := db.Get(&part, `SELECT tableoid::regclass::text FROM cdrs WHERE uuid = $1`, c.UUID); err != nil {
+	if err := pgtest.Get(context.Background(), db, &part, `SELECT tableoid::regclass::text FROM cdrs WHERE uuid = $1`, c.UUID); err != nil {
 		t.Fatal(err)
 	}
 	if part != "cdrs_203107" {
 		t.Errorf("CDR of July 2031 in %s, want cdrs_203107", part)
 	}
 	var n int
-	db.Get(&n, `SELECT count(*) FROM pg_class WHERE relname = 'cdrs_203108'`)
+	pgtest.Get(context.Background(), db, &n, `SELECT count(*) FROM pg_class WHERE relname = 'cdrs_203108'`)
 	if n != 1 {
 		t.Errorf("next month's partition cdrs_203108 missing")
 	}
@@ -359,12 +359,12 @@ func TestRerateRecordsOldAndNewPrice(t *testing.T) {
 		t.Errorf("history = %+v", hist)
 	}
 	var otherSell int64
-	db.Get(&otherSell, `SELECT sell_micros FROM cdrs WHERE account_id = $1`, other)
+	pgtest.Get(context.Background(), db, &otherSell, `SELECT sell_micros FROM cdrs WHERE account_id = $1`, other)
 	if otherSell != 12500 {
 		t.Errorf("other account's CDR repriced to %d", otherSell)
 	}
 	var total int64
-	db.Get(&total, `SELECT sum(sell_micros) FROM cdrs WHERE account_id = $1`, acc)
+	pgtest.Get(context.Background(), db, &total, `SELECT sum(sell_micros) FROM cdrs WHERE account_id = $1`, acc)
 	if total != 2500*20000 {
 		t.Errorf("sum of sell = %d, want %d (no double counting)", total, 2500*20000)
 	}

@@ -190,7 +190,7 @@ func (s *PlanSync) Refresh(ctx context.Context, id string) error {
 // at the given id and version, or nil; such a plan's routes are not read
 // again. A plan that does not compile is logged and left out.
 func (db *DB) LoadPlans(ctx context.Context, have func(id string, version int64) *routing.Plan, fn func(*routing.Plan)) error {
-	tx, err := db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	tx, err := db.pg.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("postgres: load route plans: %w", Error(err))
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"callbridge/internal/wait"
+	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 	"callbridge/rating"
 	"callbridge/routing"
@@ -20,10 +21,10 @@ func TestPlanSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	carrier := &rating.DeckInfo{Gateway: "carrier-a", Name: "buy", Currency: "EUR", TimeZone: "UTC", Precision: 6}
-	if err := db.CreateRateDeck(ctx, carrier); err != nil {
+	if err := postgres.NewRateDeckService(db).CreateRateDeck(ctx, carrier); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.ImportRates(ctx, carrier.ID, rating.NewRateReader(strings.NewReader("prefix,per_minute\n49,0.01\n")), false); err != nil {
+	if _, err := postgres.NewRateDeckService(db).ImportRates(ctx, carrier.ID, rating.NewRateReader(strings.NewReader("prefix,per_minute\n49,0.01\n")), false); err != nil {
 		t.Fatal(err)
 	}
 	decks, _ := pgtest.RunDeckSync(t, db, nil)

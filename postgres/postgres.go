@@ -10,6 +10,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -32,10 +33,9 @@ const migrateLock = 0x63626d6967726174
 // package and its subpackages are built on it.
 type DB struct {
 	// DB is the pool, for statements of callers' own: tools and tests.
-	//
-	// Deprecated: it is sqlx's pool only until the controller's tests stop
-	// using sqlx's helpers (issue 15); it will be the *sql.DB.
-	*sqlx.DB
+	// The services use the same pool through sqlx, which stays inside
+	// postgres.
+	*sql.DB
 	URL    string
 	Logger *slog.Logger
 	pg     *pg.DB
@@ -59,7 +59,7 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: ping: %w", err)
 	}
-	return &DB{DB: db, URL: url, Logger: logger, pg: &pg.DB{DB: db, URL: url, Logger: logger}}, nil
+	return &DB{DB: db.DB, URL: url, Logger: logger, pg: &pg.DB{DB: db, URL: url, Logger: logger}}, nil
 }
 
 // Migration is one embedded schema file.

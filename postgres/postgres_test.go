@@ -102,7 +102,7 @@ func TestAccountsAndKeys(t *testing.T) {
 		t.Fatalf("CreateAccount = id %q key %q", a.ID, key)
 	}
 	var stored int
-	db.GetContext(ctx, &stored, `SELECT count(*) FROM api_keys WHERE position($1::bytea in hash) > 0`, []byte(key))
+	pgtest.Get(ctx, db, &stored, `SELECT count(*) FROM api_keys WHERE position($1::bytea in hash) > 0`, []byte(key))
 	if stored != 0 {
 		t.Errorf("the clear-text key is stored in api_keys")
 	}

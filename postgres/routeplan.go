@@ -114,7 +114,7 @@ func (db *DB) CreateRoutePlan(ctx context.Context, p *routing.PlanInfo) error {
 		codes[i] = int64(c)
 	}
 	var row planRow
-	err := db.QueryRowxContext(ctx, `INSERT INTO route_plans (account_id, is_default, name, time_zone, currency,
+	err := db.pg.QueryRowxContext(ctx, `INSERT INTO route_plans (account_id, is_default, name, time_zone, currency,
 			max_attempts, post_dial_ms, failover_causes, failover_sip_codes)
 		VALUES (nullif($1, '')::uuid, $2, $3, $4, $5, $6, $7, $8, $9)
 		RETURNING `+planColumns,
@@ -140,7 +140,7 @@ func (db *DB) CreateRoutePlan(ctx context.Context, p *routing.PlanInfo) error {
 // and creation.
 func (db *DB) RoutePlans(ctx context.Context) ([]*routing.PlanInfo, error) {
 	var rows []planRow
-	if err := db.SelectContext(ctx, &rows, `SELECT `+planColumns+` FROM route_plans
+	if err := db.pg.SelectContext(ctx, &rows, `SELECT `+planColumns+` FROM route_plans
 		ORDER BY is_default DESC, account_id NULLS FIRST, created_at, id`); err != nil {
 		return nil, fmt.Errorf("postgres: route plans: %w", Error(err))
 	}
@@ -157,7 +157,7 @@ func (db *DB) RoutePlan(ctx context.Context, id string) (*routing.PlanInfo, erro
 		return nil, notFound("route plan")
 	}
 	var row planRow
-	if err := db.GetContext(ctx, &row, `SELECT `+planColumns+` FROM route_plans WHERE id = $1`, id); err != nil {
+	if err := db.pg.GetContext(ctx, &row, `SELECT `+planColumns+` FROM route_plans WHERE id = $1`, id); err != nil {
 		return nil, fmt.Errorf("postgres: route plan: %w", notFoundAs(Error(err), "route plan"))
 	}
 	return row.info(), nil
@@ -171,7 +171,7 @@ func (db *DB) RoutePlanFor(ctx context.Context, accountID string) (*routing.Plan
 		accountID = ""
 	}
 	var row planRow
-	err := db.GetContext(ctx, &row, `SELECT `+planColumns+` FROM route_plans
+	err := db.pg.GetContext(ctx, &row, `SELECT `+planColumns+` FROM route_plans
 		WHERE (account_id = nullif($1, '')::uuid) OR is_default
 		ORDER BY is_default LIMIT 1`, accountID)
 	if err != nil {
@@ -328,7 +328,7 @@ func (db *DB) EachRoute(ctx context.Context, planID string, fn func(*routing.Rou
 	if _, err := db.RoutePlan(ctx, planID); err != nil {
 		return err
 	}
-	rows, err := db.QueryxContext(ctx, `SELECT `+routeColumns+` FROM routes WHERE plan_id = $1
+	rows, err := db.pg.QueryxContext(ctx, `SELECT `+routeColumns+` FROM routes WHERE plan_id = $1
 		ORDER BY prefix, priority, days, time_from`, planID)
 	if err != nil {
 		return fmt.Errorf("postgres: routes: %w", Error(err))
@@ -374,7 +374,7 @@ func (db *DB) LoadPlanFor(ctx context.Context, accountID string) (*routing.Plan,
 // repeatable-read transaction, so the routes are those of the version
 // read, and compiles them.
 func (db *DB) loadPlan(ctx context.Context, query string, arg string) (*routing.Plan, error) {
-	tx, err := db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	tx, err := db.pg.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load route plan: %w", Error(err))
 	}

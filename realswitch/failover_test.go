@@ -31,12 +31,14 @@ type failoverSwitch struct {
 	mu       sync.Mutex
 	target   map[string]callbridge.Number // X -> B
 	gateways map[string][]string          // X -> gateways
+	causes   map[string][]string          // X -> failover causes, carrierCauses when unset
 	inbound  map[string]string            // X -> the inbound leg's uuid
 }
 
-func startFailoverSwitch(t *testing.T) *failoverSwitch {
+// startFailoverSwitch starts it, with further gateways if any.
+func startFailoverSwitch(t *testing.T, more ...realswitch.Gateway) *failoverSwitch {
 	t.Helper()
-	f := &failoverSwitch{target: map[string]callbridge.Number{}, gateways: map[string][]string{}, inbound: map[string]string{}}
+	f := &failoverSwitch{target: map[string]callbridge.Number{}, gateways: map[string][]string{}, causes: map[string][]string{}, inbound: map[string]string{}}
 	var err error
 	if f.refusing, err = realswitch.StartCarrierWith(realswitch.CarrierConfig{Refuse: 503}); err != nil {
 		t.Fatal(err)
@@ -59,14 +61,17 @@ func startFailoverSwitch(t *testing.T) *failoverSwitch {
 		}
 		x := string(req.Destination)
 		f.mu.Lock()
-		target, gws := f.target[x], f.gateways[x]
+		target, gws, causes := f.target[x], f.gateways[x], f.causes[x]
 		f.inbound[x] = req.UniqueID
 		f.mu.Unlock()
+		if causes == nil {
+			causes = carrierCauses
+		}
 		now := time.Now()
 		b := &callbridge.Binding{ID: "0f1e2d3c-4b5a-4697-8877-665544332211", AccountID: "acct-1", Mode: callbridge.ModeXB,
 			X: req.Destination, B: target, Status: callbridge.StatusActive, ExpiresAt: now.Add(time.Hour), CallerDisplay: callbridge.DisplayX}
 		line := &dialplan.Line{X: req.Destination, AccountID: "acct-1", Gateway: gws[0], Enabled: true, Bindings: []*callbridge.Binding{b}}
-		d := dialplan.Decide(req, line, now).Failover(gws, carrierCauses)
+		d := dialplan.Decide(req, line, now).Failover(gws, causes)
 		doc, err := dialplan.Render(nil, req, d, &dialplan.Options{RingTimeout: 10 * time.Second})
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -79,7 +84,7 @@ func startFailoverSwitch(t *testing.T) *failoverSwitch {
 	f.sw, err = realswitch.StartSwitch(realswitch.SwitchConfig{
 		DialplanURL: dp.URL, DialplanCredentials: "test:test",
 		CarrierProxy: f.refusing.Addr,
-		Gateways:     []realswitch.Gateway{{Name: "backup", Proxy: f.backup.Addr}},
+		Gateways:     append([]realswitch.Gateway{{Name: "backup", Proxy: f.backup.Addr}}, more...),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
 	"callbridge/realswitch"
@@ -44,41 +45,22 @@ func eventHeaderNames(e esl.Event) []string {
 // TestGatewayStatus reads sofia gateway state over ESL from a real
 // FreeSWITCH 1.10.12 running three gateways of freeswitch-conf's template:
 // carrier and backup, each in front of a sipp carrier that answers the
-// OPTIONS ping, and dead, whose proxy is a port nothing listens on. All
-// three start UP; dead goes DOWN at its first ping (30 s), firing
-// sofia::gateway_state, and a leg to it is refused with GATEWAY_DOWN. The
-// simulator, given the same gateways, answers the same shape.
+// OPTIONS ping (carrier refuses calls with 503), and dead, whose proxy is
+// a port nothing listens on. All three start UP; dead goes DOWN at its
+// first ping (30 s), firing sofia::gateway_state, and a leg to it is
+// refused with GATEWAY_DOWN; a bridge goes on past it only when
+// GATEWAY_DOWN is a failover cause. A gateway added while FreeSWITCH runs
+// is listed after reloadxml and a rescan. The simulator, given the same
+// gateways, answers the same shape.
 func TestGatewayStatus(t *testing.T) {
 	t.Parallel()
-	carrier, err := realswitch.StartCarrier()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer carrier.Stop()
-	backup, err := realswitch.StartCarrier()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer backup.Stop()
 	port, err := realswitch.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadProxy := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	sw, err := realswitch.StartSwitch(realswitch.SwitchConfig{
-		DialplanURL: "http://127.0.0.1:1/fs/dialplan", DialplanCredentials: "test:test",
-		CarrierProxy: carrier.Addr,
-		Gateways:     []realswitch.Gateway{{Name: "backup", Proxy: backup.Addr}, {Name: "dead", Proxy: deadProxy}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Log(sw.LogTail(4000))
-		}
-		sw.Stop()
-	}()
+	f := startFailoverSwitch(t, realswitch.Gateway{Name: "dead", Proxy: deadProxy})
+	sw, carrier, backup := f.sw, f.refusing, f.backup
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	c := esl.NewClient(esl.Config{Name: "real", Addr: sw.ESLAddr, Password: sw.ESLPassword, Subclasses: []string{esl.GatewayStateSubclass}})
@@ -154,6 +136,52 @@ func TestGatewayStatus(t *testing.T) {
 	var re *esl.ReplyError
 	if _, err := job.Wait(ctx); !errors.As(err, &re) || re.Cause() != "GATEWAY_DOWN" {
 		t.Errorf("originate through dead: %v, want -ERR GATEWAY_DOWN", err)
+	}
+	// An originate (no calling leg) whose first dial string is a DOWN
+	// gateway ends with GATEWAY_DOWN, whatever fail_on_single_reject says:
+	// sequential failover past a DOWN gateway is for bridges (below).
+	for _, reject := range []string{"!NORMAL_TEMPORARY_FAILURE", "!NORMAL_TEMPORARY_FAILURE,GATEWAY_DOWN"} {
+		out, err := sw.API(ctx, "originate {fail_on_single_reject='"+reject+"'}sofia/gateway/dead/4930000170200|sofia/gateway/backup/4930000170200 &park()")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out != "-ERR GATEWAY_DOWN\n" {
+			t.Errorf("originate through dead then backup, fail_on_single_reject=%s: %q, want -ERR GATEWAY_DOWN", reject, out)
+		}
+		if id, ok := strings.CutPrefix(strings.TrimSpace(out), "+OK "); ok {
+			sw.API(ctx, "uuid_kill "+id)
+		}
+	}
+	// A binding call's bridge through dead, then backup, goes on to
+	// backup when GATEWAY_DOWN is a failover cause (no leg through dead
+	// exists: originate_causes lists backup's only), and ends with
+	// GATEWAY_DOWN (SIP 503 to the caller) when it is not.
+	for _, tt := range []struct {
+		x      string
+		causes []string
+		status int
+		cause  string
+		legs   int
+	}{
+		{"4930990011", carrierCauses, 200, "NORMAL_CLEARING", 1},
+		{"4930990012", []string{"NORMAL_TEMPORARY_FAILURE"}, 503, "GATEWAY_DOWN", 0},
+	} {
+		f.mu.Lock()
+		f.causes[tt.x] = tt.causes
+		f.mu.Unlock()
+		target := callbridge.Number(realswitch.Digits(realswitch.Number(171, realswitch.Answer)))
+		phone, a := f.call(t, ctx, tt.x, target, "dead", "backup")
+		fin, _ := phone.Final()
+		attempts := esl.ParseOriginateCauses(a.Var("originate_causes"))
+		if fin.Status != tt.status || a.Get("Hangup-Cause") != tt.cause || len(attempts) != tt.legs {
+			t.Errorf("bridge dead|backup, failover causes %v: the phone got %d, inbound leg %s, originate_causes %q; want %d, %s, %d legs",
+				tt.causes, fin.Status, a.Get("Hangup-Cause"), a.Var("originate_causes"), tt.status, tt.cause, tt.legs)
+		}
+		for _, at := range attempts {
+			if e, err := sw.Hangup(ctx, at.UUID); err != nil || e.Var("sip_gateway_name") != "backup" {
+				t.Errorf("attempt %s: %v through %q, want backup", at.UUID, err, e.Var("sip_gateway_name"))
+			}
+		}
 	}
 	real, err := c.API(ctx, esl.SofiaXMLStatusGateways())
 	if err != nil {

@@ -150,7 +150,7 @@ func TestUlaw(t *testing.T) {
 }
 
 // TestWiring checks `make test-freeswitch` runs this suite, CI runs it,
-// and README.md says so: the suite never runs under `go test ./...`.
+// and docs/testing.md says so: the suite never runs under `go test ./...`.
 func TestWiring(t *testing.T) {
 	read := func(p string) string {
 		b, err := os.ReadFile(filepath.Join("..", p))
@@ -164,7 +164,7 @@ func TestWiring(t *testing.T) {
 		{"scripts/test-freeswitch.sh", `(?m)^suite="\$\{REALSWITCH_SUITE:-realswitch\}"$`},
 		{"scripts/test-freeswitch.sh", `go test -tags "\$suite" -count=1 -timeout 15m -parallel \d+ "\./\$suite/"`},
 		{".ci/run", `(?m)^make test\nmake test-freeswitch$`},
-		{"README.md", "`make test-freeswitch`"},
+		{"docs/testing.md", "`make test-freeswitch`"},
 	}
 	for _, c := range checks {
 		if !regexp.MustCompile(c.pattern).MatchString(read(c.file)) {

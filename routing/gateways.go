@@ -28,10 +28,11 @@ type Limits struct {
 }
 
 // Gateways is a process's live view of its carrier gateways: the switch's
-// state of each (SetSofia), a circuit breaker each (Breakers), the calls
-// this process has in progress and started this second through each, and
-// their caps (SetLimits). It is a HealthSource for Resolve, and Begin and
-// End bracket every attempt. It reads no clock: callers pass the time.
+// state of each (SetSofia), a circuit breaker each (configured by
+// Breaker), the calls this process has in progress and started this
+// second through each, and their caps (SetLimits). It is a HealthSource
+// for Resolve, and Begin and End bracket every attempt. It reads no
+// clock: callers pass the time.
 //
 // Its counts are this process's. Caps shared by several controllers need
 // counts from a shared place (PostgreSQL): a HealthSource that reports
@@ -39,20 +40,20 @@ type Limits struct {
 //
 // The zero value is ready to use and safe for concurrent use.
 type Gateways struct {
-	// Breakers hold one circuit breaker per gateway; set Breakers.Config
-	// before use.
-	Breakers Breakers
+	// Breaker configures every gateway's breaker; set it before use.
+	Breaker BreakerConfig
 
 	mu sync.Mutex
 	m  map[string]*gatewayState
 }
 
 type gatewayState struct {
-	sofia  SofiaState
-	limits Limits
-	active int
-	second int64 // the unix second started counts
-	start  int
+	sofia   SofiaState
+	limits  Limits
+	breaker Breaker
+	active  int
+	second  int64 // the unix second started counts
+	start   int
 }
 
 func (g *Gateways) state(gateway string) *gatewayState {
@@ -61,7 +62,7 @@ func (g *Gateways) state(gateway string) *gatewayState {
 		if g.m == nil {
 			g.m = map[string]*gatewayState{}
 		}
-		s = &gatewayState{}
+		s = &gatewayState{breaker: Breaker{Config: g.Breaker}}
 		g.m[gateway] = s
 	}
 	return s
@@ -81,23 +82,25 @@ func (g *Gateways) SetLimits(gateway string, l Limits) {
 	g.state(gateway).limits = l
 }
 
-// Health implements HealthSource.
+// Health implements HealthSource: one lock and one map lookup.
 func (g *Gateways) Health(gateway string, now time.Time) Health {
-	h := Health{Breaker: g.Breakers.State(gateway, now)}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if s := g.m[gateway]; s != nil {
-		h.Sofia, h.Active, h.MaxActive = s.sofia, s.active, s.limits.MaxActive
-		h.CPSFull = s.limits.MaxCPS > 0 && s.second == now.Unix() && s.start >= s.limits.MaxCPS
+	s := g.m[gateway]
+	if s == nil {
+		return Health{}
 	}
-	return h
+	return Health{
+		Sofia: s.sofia, Breaker: s.breaker.State(now), Active: s.active, MaxActive: s.limits.MaxActive,
+		CPSFull: s.limits.MaxCPS > 0 && s.second == now.Unix() && s.start >= s.limits.MaxCPS,
+	}
 }
 
 // Begin claims a call through the gateway at now, as the attempt is
-// dialled: it answers the reason it may not (the gateway is down, its
-// breaker is open or probing, it is at a cap; ReasonOK or ReasonProbe
-// when it may), counting the call when it may. A call that began must
-// End. Resolve's answer may be a moment old: Begin is the decision.
+// dialled: it answers the reason it may not (the gateway is down, at a
+// cap, its breaker open or probing; ReasonOK or ReasonProbe when it may),
+// counting the call when it may. A call that began must End. Resolve's
+// answer may be a moment old: Begin is the decision.
 func (g *Gateways) Begin(gateway string, now time.Time) Reason {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -114,13 +117,14 @@ func (g *Gateways) Begin(gateway string, now time.Time) Reason {
 	case s.limits.MaxCPS > 0 && s.start >= s.limits.MaxCPS:
 		return ReasonCPSLimit
 	}
-	probe := g.Breakers.State(gateway, now) == BreakerHalfOpen
-	if !g.Breakers.Allow(gateway, now) {
-		if g.Breakers.State(gateway, now) == BreakerProbing {
-			return ReasonCircuitProbing
-		}
+	switch st := s.breaker.State(now); {
+	case st == BreakerOpen:
 		return ReasonCircuitOpen
+	case st == BreakerProbing:
+		return ReasonCircuitProbing
 	}
+	probe := s.breaker.State(now) == BreakerHalfOpen
+	s.breaker.Allow(now)
 	s.active++
 	s.start++
 	if probe {
@@ -134,9 +138,10 @@ func (g *Gateways) Begin(gateway string, now time.Time) Reason {
 // call (Policy.Classify said Failover).
 func (g *Gateways) End(gateway string, now time.Time, failed bool) {
 	g.mu.Lock()
-	if s := g.m[gateway]; s != nil && s.active > 0 {
+	defer g.mu.Unlock()
+	s := g.state(gateway)
+	if s.active > 0 {
 		s.active--
 	}
-	g.mu.Unlock()
-	g.Breakers.Record(gateway, now, failed)
+	s.breaker.Record(now, failed)
 }

@@ -16,7 +16,7 @@ func TestParseSofiaStatus(t *testing.T) {
 func TestGateways(t *testing.T) {
 	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 	var g Gateways
-	g.Breakers.Config = BreakerConfig{Failures: 2, Cooldown: 10 * time.Second}
+	g.Breaker = BreakerConfig{Failures: 2, Cooldown: 10 * time.Second}
 	g.SetLimits("capped", Limits{MaxActive: 2, MaxCPS: 3})
 	g.SetSofia("down", SofiaDown)
 	g.SetSofia("capped", SofiaUp)
@@ -88,7 +88,7 @@ func TestGateways(t *testing.T) {
 func TestGatewaysFeedResolve(t *testing.T) {
 	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 	var g Gateways
-	g.Breakers.Config = BreakerConfig{Failures: 1, Cooldown: time.Minute}
+	g.Breaker = BreakerConfig{Failures: 1, Cooldown: time.Minute}
 	p := newPlan(t, PlanInfo{}, route("49", Priority, "a", "b"))
 	policy := p.Policy()
 	var res Resolution

@@ -43,7 +43,9 @@ type Strategy string
 const (
 	// LeastCost orders gateways by the price of a reference call
 	// (CostBasisMS) in each gateway's buy deck in force at the call's
-	// time, cheapest first; equal prices keep the route's order. A
+	// time, cheapest first, then by the per-minute price (a deck that
+	// rounds to whole units can make two prices equal); equal prices
+	// keep the route's order. A
 	// gateway without a buy rate for the number, or whose deck is in
 	// another currency than the plan's, is skipped.
 	LeastCost Strategy = "least_cost"

@@ -211,7 +211,8 @@ func (r *Resolution) Attempts() []Candidate { return r.Candidates[:r.kept] }
 // then its buy deck prices a CostBasisMS call to n at at. Under
 // least_cost a gateway without a buy deck, without a rate for n, or
 // priced in another currency than the plan's is skipped, and the rest
-// are ordered by Cost, cheapest first (ties keep the route's order).
+// are ordered by Cost, cheapest first, then by PerMinute (ties keep the
+// route's order).
 // Under priority they keep the route's order; under weighted the order is
 // drawn from src.Rand. Kept gateways beyond the plan's MaxAttempts are
 // skipped with ReasonMaxAttempts.
@@ -281,7 +282,7 @@ func (p *Plan) resolve(dst *Resolution, r *croute, n callbridge.Number, at time.
 	case LeastCost:
 		// Insertion sort: stable, no allocation, a handful of items.
 		for i := 1; i < len(kept); i++ {
-			for j := i; j > 0 && kept[j].Cost < kept[j-1].Cost; j-- {
+			for j := i; j > 0 && cheaper(&kept[j], &kept[j-1]); j-- {
 				kept[j], kept[j-1] = kept[j-1], kept[j]
 			}
 		}
@@ -295,6 +296,16 @@ func (p *Plan) resolve(dst *Resolution, r *croute, n callbridge.Number, at time.
 		k = p.info.MaxAttempts
 	}
 	dst.Candidates, dst.kept = cands, k
+}
+
+// cheaper orders least_cost candidates: by the reference call's cost,
+// then (costs rounded to a coarse deck precision can tie) by the
+// per-minute price.
+func cheaper(a, b *Candidate) bool {
+	if a.Cost != b.Cost {
+		return a.Cost < b.Cost
+	}
+	return a.PerMinute < b.PerMinute
 }
 
 // healthReason is the verdict on a gateway's health alone.

@@ -79,6 +79,24 @@ func TestResolveLeastCost(t *testing.T) {
 			}
 		})
 	}
+	t.Run("equal rounded costs: the lower per-minute price first", func(t *testing.T) {
+		whole := func(gw string, perMinute int64) *rating.Deck {
+			d, err := rating.NewDeck(rating.DeckInfo{ID: gw, Gateway: gw, Name: gw, Currency: "EUR", TimeZone: "Europe/Berlin", Precision: 0},
+				loc(t, "Europe/Berlin"), []rating.Rate{buyRate("49", perMinute)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+		// Both round up to 1 EUR a minute.
+		reg := registry(whole("x", 9_000), whole("y", 5_000))
+		p := newPlan(t, PlanInfo{}, route("49", LeastCost, "x", "y"))
+		var res Resolution
+		p.Resolve(&res, "4989", at, Sources{Prices: reg})
+		if got, want := summary(&res), "y:ok:1000000 x:ok:1000000 | "; got != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
+	})
 	t.Run("max attempts", func(t *testing.T) {
 		p := newPlan(t, PlanInfo{MaxAttempts: 2}, route("49", LeastCost, "dear", "mid", "cheap"))
 		var res Resolution

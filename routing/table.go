@@ -2,7 +2,9 @@ package routing
 
 import (
 	"cmp"
+	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"callbridge"
@@ -43,6 +45,13 @@ type Table struct {
 	// the path (-1: none) or, for a plan without time bands, that node's
 	// first route plus planRoute.
 	trie trie
+	// direct and bkt answer a walk of trie for numbers of at least
+	// trie.topDigits digits in one or two reads: direct maps a number's
+	// first topDigits digits to the data of the deepest prefix of at most
+	// that many digits on its path, and to bkt[direct[v].b:direct[v+1].b],
+	// the longer prefixes that start with them, longest first.
+	direct []dent
+	bkt    []bent
 	// quote is, per data index and plan gateway (len(decks) per index),
 	// the gateway's price there, inline so that a call reads one or two
 	// cache lines for all its gateways.
@@ -186,11 +195,118 @@ func NewTable(plan *Plan, prices PriceSource, at time.Time) *Table {
 			nd.aux = planRoute + plan.trie.nodes[nd.aux].lo
 		}
 	}
+	t.buildDirect(groups)
 	return t
 }
 
 // planRoute marks a Table node's aux that is a route index.
 const planRoute = 1 << 30
+
+// dent is an entry of Table.direct: a node's lo and aux, and where its
+// bucket starts.
+type dent struct {
+	lo, aux, b int32
+}
+
+// bent is a prefix longer than Table.trie.topDigits: its digits after
+// those (suf, n of them) and its node's lo and aux.
+type bent struct {
+	suf     uint64
+	lo, aux int32
+	n       int32
+}
+
+// buildDirect fills direct and bkt from the finished trie.
+func (t *Table) buildDirect(groups []group) {
+	k := t.trie.topDigits
+	if k == 0 {
+		return
+	}
+	size := pow10(k)
+	t.direct = make([]dent, size+1)
+	for v := range size {
+		nd := &t.trie.nodes[t.trie.top[v]&math.MaxInt32]
+		t.direct[v].lo, t.direct[v].aux = nd.lo, nd.aux
+	}
+	type keyed struct {
+		key int
+		e   bent
+	}
+	var long []keyed
+	for _, gr := range groups {
+		if len(gr.prefix) <= k {
+			continue
+		}
+		key, _ := strconv.Atoi(gr.prefix[:k])
+		suf, _ := strconv.ParseUint(gr.prefix[k:], 10, 64)
+		nd := &t.trie.nodes[t.trie.walk(callbridge.Number(gr.prefix))]
+		long = append(long, keyed{key, bent{suf: suf, lo: nd.lo, aux: nd.aux, n: int32(len(gr.prefix) - k)}})
+	}
+	slices.SortFunc(long, func(a, b keyed) int {
+		if c := cmp.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.e.n, a.e.n)
+	})
+	t.bkt = make([]bent, len(long))
+	j := 0
+	for v := 0; v <= size; v++ {
+		t.direct[v].b = int32(j)
+		for j < len(long) && long[j].key == v {
+			t.bkt[j] = long[j].e
+			j++
+		}
+	}
+}
+
+// find returns the lo and aux of the deepest node with data on n's path:
+// what walking the trie finds, from direct and bkt when n is long enough.
+func (t *Table) find(n callbridge.Number) (lo, aux int32) {
+	if k := t.trie.topDigits; k > 0 && len(n) >= k {
+		v, i := 0, 0
+		for ; i < k; i++ {
+			c := n[i] - '0'
+			if c > 9 {
+				break
+			}
+			v = v*10 + int(c)
+		}
+		if i == k {
+			e := &t.direct[v]
+			b0, b1 := e.b, t.direct[v+1].b
+			if b0 == b1 {
+				return e.lo, e.aux
+			}
+			var rest uint64 // the digits after the first k, at most to MaxPrefixLen
+			m := int32(0)
+			for j := k; j < len(n) && j < MaxPrefixLen; j++ {
+				c := n[j] - '0'
+				if c > 9 {
+					break
+				}
+				rest = rest*10 + uint64(c)
+				m++
+			}
+			for _, b := range t.bkt[b0:b1] {
+				if b.n <= m && rest/pow10u(m-b.n) == b.suf {
+					return b.lo, b.aux
+				}
+			}
+			return e.lo, e.aux
+		}
+	}
+	nd := &t.trie.nodes[t.trie.walk(n)]
+	return nd.lo, nd.aux
+}
+
+// pow10u returns 10 to the n (0 <= n <= 19).
+func pow10u(n int32) uint64 {
+	v := uint64(1)
+	for ; n > 0; n-- {
+		v *= 10
+	}
+	return v
+}
 
 // From returns the time the table was priced at.
 func (t *Table) From() time.Time { return t.from }
@@ -212,25 +328,20 @@ func (t *Table) Resolve(dst *Resolution, n callbridge.Number, at time.Time, src 
 		p.Resolve(dst, n, at, src)
 		return
 	}
-	d := t.trie.walk(n)
-	if d < 0 {
-		p.resolve(dst, nil, n, at, src, nil, -1)
-		return
-	}
-	nd := &t.trie.nodes[d]
+	lo, aux := t.find(n)
 	// Read the node's quotes now, one entry per cache line: their misses
 	// then overlap the route's instead of following it.
 	g := len(t.decks)
 	var touch int64
-	for i := int(nd.lo) * g; i < int(nd.lo+1)*g; i += 4 {
+	for i := int(lo) * g; i < int(lo+1)*g; i += 4 {
 		touch += t.quote[i].pm
 	}
 	var r *croute
 	switch {
-	case nd.aux >= planRoute:
-		r = &p.routes[nd.aux-planRoute]
-	case nd.aux >= 0:
-		r = p.matchFrom(nd.aux, at)
+	case aux >= planRoute:
+		r = &p.routes[aux-planRoute]
+	case aux >= 0:
+		r = p.matchFrom(aux, at)
 	}
 	if r != nil && !t.unchanged(src.Prices) {
 		for _, gi := range r.gw {
@@ -244,7 +355,7 @@ func (t *Table) Resolve(dst *Resolution, n callbridge.Number, at time.Time, src 
 			}
 		}
 	}
-	p.resolve(dst, r, n, at, src, t, nd.lo)
+	p.resolve(dst, r, n, at, src, t, lo)
 	dst.touch = touch
 }
 

@@ -40,7 +40,7 @@ func TestBillScopesAndClosedMonths(t *testing.T) {
 	store := postgres.NewCDRStore(db)
 	// 2026-10-20 15:00 UTC is the 20th in New York and in UTC.
 	start := time.Date(2026, 10, 20, 15, 0, 0, 0, time.UTC)
-	if err := store.EnsurePartitions(ctx, start); err != nil {
+	if _, err := store.EnsurePartitions(ctx, start, 1); err != nil {
 		t.Fatal(err)
 	}
 	var cdrs []*callbridge.CDR
@@ -139,7 +139,7 @@ func TestBillScopesAndClosedMonths(t *testing.T) {
 	}
 	cdrs[0].UUID, cdrs[0].StartAt = uuid.NewString(), now.Add(-time.Minute)
 	running := cdrs[0].StartAt.In(ny).Format("2006-01")
-	if err := store.EnsurePartitions(ctx, cdrs[0].StartAt); err != nil {
+	if _, err := store.EnsurePartitions(ctx, cdrs[0].StartAt, 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.WriteBatch(ctx, cdrs[:1], nil); err != nil {
@@ -177,7 +177,7 @@ func TestBillUnratedListsCallsToFix(t *testing.T) {
 	}
 	store := postgres.NewCDRStore(db)
 	at := time.Date(2026, 10, 20, 15, 0, 0, 0, time.UTC)
-	if err := store.EnsurePartitions(ctx, at); err != nil {
+	if _, err := store.EnsurePartitions(ctx, at, 1); err != nil {
 		t.Fatal(err)
 	}
 	cdr := func(callee string, flags callbridge.CDRFlags, sell int64) *callbridge.CDR {

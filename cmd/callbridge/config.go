@@ -26,7 +26,8 @@ const promptCheckUUID = "00000000-0000-4000-8000-000000000000"
 
 // Config is the configuration of `callbridge serve`. Every field comes from
 // a flag or, when the flag is not given, from the environment variable
-// named in its comment; the README lists them with their defaults.
+// named in its comment; docs/configuration.md lists them with their defaults
+// (TestSettingsTable holds it to settings()).
 type Config struct {
 	// DatabaseURL is the PostgreSQL URL (CALLBRIDGE_DATABASE_URL). Required.
 	DatabaseURL string

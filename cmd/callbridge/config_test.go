@@ -11,11 +11,15 @@ import (
 	"callbridge/billing"
 )
 
-// readmeSettings returns the README's configuration table: variable to the
-// text of its default column, without backquotes.
-func readmeSettings(t *testing.T) map[string]string {
+// settingsDoc is the page that documents every setting of callbridge
+// serve; the tests below hold its table to the code.
+const settingsDoc = "../../docs/configuration.md"
+
+// docSettings returns the settings table of docs/configuration.md:
+// variable to the text of its default column, without backquotes.
+func docSettings(t *testing.T) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile(settingsDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,47 +28,47 @@ func readmeSettings(t *testing.T) map[string]string {
 		rows[m[1]] = strings.Trim(strings.TrimSpace(m[2]), "`")
 	}
 	if len(rows) == 0 {
-		t.Fatal("README.md has no configuration table")
+		t.Fatal("docs/configuration.md has no settings table")
 	}
 	return rows
 }
 
-// TestREADMEListsEverySetting keeps the README's table and settings() in
-// step: every setting with its default, and no row for a setting that does
-// not exist (the per-job schedules are read elsewhere).
-func TestREADMEListsEverySetting(t *testing.T) {
-	rows := readmeSettings(t)
+// TestSettingsTable keeps the settings table of docs/configuration.md and
+// settings() in step: every setting with its default, and no row for a
+// setting that does not exist (the per-job schedules are read elsewhere).
+func TestSettingsTable(t *testing.T) {
+	rows := docSettings(t)
 	known := map[string]bool{"CALLBRIDGE_SCHEDULE_<JOB>": true}
 	for _, s := range settings() {
 		known[s.env] = true
 		def, ok := rows[s.env]
 		switch {
 		case !ok:
-			t.Errorf("README.md does not list %s", s.env)
+			t.Errorf("docs/configuration.md does not list %s", s.env)
 		case s.def == "" && !strings.HasPrefix(def, "("):
-			t.Errorf("README.md gives %s the default %q; it has none", s.env, def)
+			t.Errorf("docs/configuration.md gives %s the default %q; it has none", s.env, def)
 		case s.def != "" && def != s.def:
-			t.Errorf("README.md gives %s the default %q, the code %q", s.env, def, s.def)
+			t.Errorf("docs/configuration.md gives %s the default %q, the code %q", s.env, def, s.def)
 		}
 	}
 	for env := range rows {
 		if !known[env] {
-			t.Errorf("README.md lists %s, which callbridge serve does not read", env)
+			t.Errorf("docs/configuration.md lists %s, which callbridge serve does not read", env)
 		}
 	}
 }
 
-// TestREADMEListsEverySchedule keeps the README's CALLBRIDGE_SCHEDULE_<JOB>
-// row and the jobs serve schedules in step, both ways, with defaults: it
-// listed WEBHOOKS and SPOOL, which no job read.
-func TestREADMEListsEverySchedule(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+// TestSettingsTableSchedules keeps the CALLBRIDGE_SCHEDULE_<JOB> row of
+// docs/configuration.md and the jobs serve schedules in step, both ways,
+// with defaults: it listed WEBHOOKS and SPOOL, which no job read.
+func TestSettingsTableSchedules(t *testing.T) {
+	b, err := os.ReadFile(settingsDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	row := regexp.MustCompile("(?m)^\\| `CALLBRIDGE_SCHEDULE_<JOB>` \\|.*$").FindString(string(b))
 	if row == "" {
-		t.Fatal("README.md has no CALLBRIDGE_SCHEDULE_<JOB> row")
+		t.Fatal("docs/configuration.md has no CALLBRIDGE_SCHEDULE_<JOB> row")
 	}
 	listed := map[string]bool{}
 	for _, m := range regexp.MustCompile("`([A-Z][A-Z_]+)`").FindAllStringSubmatch(row, -1) {
@@ -76,12 +80,12 @@ func TestREADMEListsEverySchedule(t *testing.T) {
 		name := strings.TrimPrefix(scheduleEnv(job), "CALLBRIDGE_SCHEDULE_")
 		jobs[name] = true
 		if !strings.Contains(row, "`"+name+"` (`"+spec+"`") {
-			t.Errorf("README.md does not list %s with its default `%s`", name, spec)
+			t.Errorf("docs/configuration.md does not list %s with its default `%s`", name, spec)
 		}
 	}
 	for name := range listed {
 		if !jobs[name] {
-			t.Errorf("README.md lists the schedule %s, which no job reads", name)
+			t.Errorf("docs/configuration.md lists the schedule %s, which no job reads", name)
 		}
 	}
 }

@@ -311,10 +311,10 @@ func TestControllers(t *testing.T) {
 	if cfg == nil {
 		t.Fatal("no ConfigMap callbridge-config")
 	}
-	documented := readmeSettings(t)
+	documented := documentedSettings(t)
 	for key := range cfg.Data {
 		if !documented[key] {
-			t.Errorf("callbridge-config sets %s, which README.md's settings table does not document", key)
+			t.Errorf("callbridge-config sets %s, which the settings table of docs/configuration.md does not document", key)
 		}
 		if regexp.MustCompile(`PASSWORD|TOKEN|SECRET|DATABASE_URL`).MatchString(key) {
 			t.Errorf("callbridge-config holds %s: secrets belong in a Secret", key)
@@ -364,10 +364,11 @@ func TestControllers(t *testing.T) {
 	}
 }
 
-// readmeSettings returns the CALLBRIDGE_* variables README.md documents.
-func readmeSettings(t *testing.T) map[string]bool {
+// documentedSettings returns the CALLBRIDGE_* variables docs/configuration.md
+// documents.
+func documentedSettings(t *testing.T) map[string]bool {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +377,7 @@ func readmeSettings(t *testing.T) map[string]bool {
 		set[string(m[1])] = true
 	}
 	if len(set) < 10 {
-		t.Fatalf("README.md documents only %d settings", len(set))
+		t.Fatalf("docs/configuration.md documents only %d settings", len(set))
 	}
 	return set
 }

@@ -791,6 +791,17 @@ func (s *Server) finishLeg(ch *channel, failed func(string)) {
 	s.stateLocked(ch, "CS_REPORTING")
 	ch.timestamps()
 	ch.v.set("sip_hangup_disposition", disp)
+	if disp == "recv_refuse" {
+		if code, phrase, ok := refusalStatus(cause); ok {
+			// A final failure response from the far end, as FreeSWITCH
+			// 1.10.12 records it (fixtures 29c, 29e).
+			ch.v.set("sip_invite_failure_status", code)
+			ch.v.set("sip_invite_failure_phrase", phrase)
+			ch.v.set("sip_term_status", code)
+			ch.v.set("proto_specific_hangup_cause", "sip:"+code)
+			ch.v.set("sip_term_cause", strconv.Itoa(q850(cause)))
+		}
+	}
 	s.reportingHookLocked(ch)
 	s.emitLocked(ch, "CHANNEL_HANGUP_COMPLETE", "switch_core_state_machine.c", "switch_core_session_reporting_state", 943,
 		[]header{{"Hangup-Cause", cause}}, nil)
@@ -1048,4 +1059,20 @@ func (s *Server) runBridgeOne(a *channel, data string) (bool, string) {
 	case <-s.ctx.Done():
 	}
 	return true, ""
+}
+
+// refusalStatus is the SIP final response a far end refuses a call with,
+// for each cause the simulator's far ends refuse with.
+func refusalStatus(cause string) (code, phrase string, ok bool) {
+	switch cause {
+	case "USER_BUSY":
+		return "486", "Busy Here", true
+	case "UNALLOCATED_NUMBER":
+		return "404", "Not Found", true
+	case "CALL_REJECTED":
+		return "603", "Decline", true
+	case "NORMAL_TEMPORARY_FAILURE":
+		return "503", "Service Unavailable", true
+	}
+	return "", "", false
 }

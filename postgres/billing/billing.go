@@ -1,8 +1,7 @@
 // Package billing stores billing's state: job runs (jobs.go), daily
 // rollups of the CDRs (rollup.go), invoices (invoice.go), usage reports
-// (usage.go), billing profiles (profile.go), the prepaid ledger and call
-// reservations (prepaid.go), and the monthly CDR partitions
-// (partitions.go). It is part of the postgres adapter: build it through
+// (usage.go), billing profiles (profile.go), and the prepaid ledger and
+// call reservations (prepaid.go). It is part of the postgres adapter: build it through
 // postgres.NewBillingStore. The billing package above it schedules the
 // jobs and renders invoices; this one only reads and writes.
 package billing

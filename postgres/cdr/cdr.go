@@ -42,20 +42,6 @@ var columns = []string{
 // copyCDRs is the COPY statement lib/pq turns into a CopyIn statement.
 var copyCDRs = "COPY cdr_batch (" + strings.Join(columns, ", ") + ") FROM STDIN"
 
-// EnsurePartitions creates the monthly CDR partitions of the month holding
-// now and of the next month, if they do not exist. Controllers call it at
-// start and daily, so rows never pile up in the default partition.
-func (s *Store) EnsurePartitions(ctx context.Context, now time.Time) error {
-	now = now.UTC()
-	next := time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC)
-	for _, at := range []time.Time{now, next} {
-		if _, err := s.db.ExecContext(ctx, `SELECT cdrs_ensure_partition($1)`, at); err != nil {
-			return fmt.Errorf("postgres: ensure cdr partition: %w", pg.Error(err))
-		}
-	}
-	return nil
-}
-
 // WriteBatch stores a batch in one transaction and returns how many CDRs
 // were new. live updates the legs believed up (a leg whose CDR exists is
 // never made live again); each CDR is inserted unless a CDR of its channel

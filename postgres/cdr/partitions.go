@@ -1,4 +1,4 @@
-package billing
+package cdr
 
 import (
 	"context"
@@ -12,8 +12,11 @@ import (
 )
 
 // EnsurePartitions creates the monthly CDR partitions of the month of now
-// and of the ahead months after it (UTC months), and returns how many it
-// checked.
+// and of the ahead months after it (UTC months), if they do not exist, and
+// returns how many it checked. Rows of those months that waited in the
+// default partition move into theirs. Controllers call it at start and
+// the partitions job daily, so rows never pile up in the default
+// partition.
 func (s *Store) EnsurePartitions(ctx context.Context, now time.Time, ahead int) (int64, error) {
 	m := time.Date(now.UTC().Year(), now.UTC().Month(), 1, 0, 0, 0, 0, time.UTC)
 	for i := 0; i <= ahead; i++ {
