@@ -39,10 +39,11 @@ var allowedImports = map[string][]string{
 	"callbridge/esl":         {"callbridge", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
 	"callbridge/esl/esltest": {"github.com/google/uuid"},
 	"callbridge/postgres": {"callbridge", "callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/internal/batch", "callbridge/postgres/internal/pg",
-		"callbridge/postgres/ratedeck", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+		"callbridge/postgres/ratedeck", "callbridge/postgres/routeplan", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/billing":        {"callbridge", "callbridge/postgres/internal/pg", "github.com/lib/pq"},
 	"callbridge/postgres/cdr":            {"callbridge", "callbridge/postgres/internal/pg", "github.com/google/uuid", "github.com/lib/pq"},
 	"callbridge/postgres/ratedeck":       {"callbridge", "callbridge/postgres/internal/pg", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/postgres/routeplan":      {"callbridge", "callbridge/postgres/internal/pg", "callbridge/rating", "callbridge/routing", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/internal/batch": {},
 	"callbridge/postgres/internal/pg":    {"callbridge", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/pgtest":         {"callbridge/postgres", "callbridge/rating", "callbridge/routing", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
@@ -84,7 +85,7 @@ var onlyImporters = map[string][]string{
 // postgresPackages are the storage adapter and its subpackages: the only
 // importers of sqlx and pq.
 var postgresPackages = []string{"callbridge/postgres", "callbridge/postgres/pgtest", "callbridge/postgres/internal/pg",
-	"callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/ratedeck"}
+	"callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/ratedeck", "callbridge/postgres/routeplan"}
 
 // TestPackageImports checks every package's production imports against
 // allowedImports and onlyImporters: only controller imports gin, only
