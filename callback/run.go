@@ -303,6 +303,44 @@ func (r *run) exec(ctx context.Context, a Action) (Event, bool) {
 		r.releaseCall(ctx, a.Leg, a.UUID)
 	case ActionOriginate:
 		return r.originate(ctx, a)
+	case ActionSave:
+		return nil, r.save(ctx, a.Update, a.BestEffort)
+	case ActionCheckCancel:
+		c, err := r.e.store.CancelRequested(ctx, r.cb.ID)
+		return EventCancelChecked{Requested: err == nil && c}, true
+	case ActionRefused:
+		r.refused(ctx, a)
+	case ActionOrphan:
+		r.e.mu.Lock()
+		r.e.orphans[a.Node] = append(r.e.orphans[a.Node], a.UUIDs...)
+		r.e.mu.Unlock()
+	case ActionWake:
+		r.e.Wake()
+	case ActionWaitGrace, ActionStopGrace, ActionWaitBridge, ActionWaitLegs:
+		r.wait(a)
+	default:
+		return r.command(ctx, a)
+	}
+	return nil, ctx.Err() == nil
+}
+
+// wait starts or stops a timer of the machine.
+func (r *run) wait(a Action) {
+	switch a := a.(type) {
+	case ActionWaitGrace:
+		r.timer(&r.grace, a.At, func() Event { return EventGraceOver{Connected: r.connected()} })
+	case ActionStopGrace:
+		r.stop(&r.grace)
+	case ActionWaitBridge:
+		r.timer(&r.bridgeWait, a.At, func() Event { return EventBridgeWaitOver{} })
+	case ActionWaitLegs:
+		r.timer(&r.legsWait, a.Until, func() Event { return EventLegsWaitOver{} })
+	}
+}
+
+// command runs the commands an action sends the node.
+func (r *run) command(ctx context.Context, a Action) (Event, bool) {
+	switch a := a.(type) {
 	case ActionPrompt:
 		cmd, err := esl.UUIDBroadcast(a.UUID, a.Path, "aleg")
 		if r.api(ctx, "prompt", cmd, err) == nil {
@@ -326,18 +364,7 @@ func (r *run) exec(ctx context.Context, a Action) (Event, bool) {
 		cmd, err := esl.SchedHangup(a.After, a.UUID, "ALLOTTED_TIMEOUT")
 		r.api(ctx, "sched_hangup", cmd, err)
 	case ActionBridge:
-		cmd, err := esl.UUIDBridge(a.A, a.B)
-		err = r.api(ctx, "uuid_bridge", cmd, err)
-		var re *esl.ReplyError
-		switch {
-		case err == nil:
-			return EventBridged{}, true
-		case errors.As(err, &re):
-			return EventBridgeFailed{Refused: true}, true
-		case errors.Is(err, esl.ErrClosed):
-			return EventBridgeFailed{Closed: true}, true
-		}
-		return EventBridgeFailed{}, true
+		return r.bridge(ctx, a), true
 	case ActionRecord:
 		cmd, err := esl.UUIDRecord(a.UUID, "start", a.Path)
 		if r.api(ctx, "uuid_record", cmd, err) == nil {
@@ -351,53 +378,53 @@ func (r *run) exec(ctx context.Context, a Action) (Event, bool) {
 			}
 		}
 		return EventLegsChecked{Gone: gone}, true
-	case ActionCheckCancel:
-		c, err := r.e.store.CancelRequested(ctx, r.cb.ID)
-		return EventCancelChecked{Requested: err == nil && c}, true
 	case ActionReconcile:
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		chans, err := r.client.Channels(cctx)
-		if err != nil {
-			r.log.Warn("reconcile: show channels", "error", err)
-			return EventChannelsFailed{}, true
-		}
-		m := make(map[string]string, len(chans))
-		for _, ch := range chans {
-			m[ch.UUID] = ch.CallState
-		}
-		// The real switch lists its channels from its core database,
-		// written in batches: a leg that hung up just before (while no
-		// controller listened) may still be listed. uuid_exists asks the
-		// session table itself.
-		for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
-			if _, listed := m[l.UUID]; listed && l.Live() {
-				if exists, known := r.exists(ctx, l.UUID); known && !exists {
-					delete(m, l.UUID)
-				}
-			}
-		}
-		return EventChannels{Channels: m}, true
-	case ActionSave:
-		return nil, r.save(ctx, a.Update, a.BestEffort)
-	case ActionRefused:
-		r.refused(ctx, a)
-	case ActionWaitGrace:
-		r.timer(&r.grace, a.At, func() Event { return EventGraceOver{Connected: r.connected()} })
-	case ActionStopGrace:
-		r.stop(&r.grace)
-	case ActionWaitBridge:
-		r.timer(&r.bridgeWait, a.At, func() Event { return EventBridgeWaitOver{} })
-	case ActionWaitLegs:
-		r.timer(&r.legsWait, a.Until, func() Event { return EventLegsWaitOver{} })
-	case ActionOrphan:
-		r.e.mu.Lock()
-		r.e.orphans[a.Node] = append(r.e.orphans[a.Node], a.UUIDs...)
-		r.e.mu.Unlock()
-	case ActionWake:
-		r.e.Wake()
+		return r.channels(ctx), true
 	}
 	return nil, ctx.Err() == nil
+}
+
+// bridge connects A and B.
+func (r *run) bridge(ctx context.Context, a ActionBridge) Event {
+	cmd, err := esl.UUIDBridge(a.A, a.B)
+	err = r.api(ctx, "uuid_bridge", cmd, err)
+	var re *esl.ReplyError
+	switch {
+	case err == nil:
+		return EventBridged{}
+	case errors.As(err, &re):
+		return EventBridgeFailed{Refused: true}
+	case errors.Is(err, esl.ErrClosed):
+		return EventBridgeFailed{Closed: true}
+	}
+	return EventBridgeFailed{}
+}
+
+// channels lists the node's channels for a reconciliation.
+func (r *run) channels(ctx context.Context) Event {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	chans, err := r.client.Channels(cctx)
+	if err != nil {
+		r.log.Warn("reconcile: show channels", "error", err)
+		return EventChannelsFailed{}
+	}
+	m := make(map[string]string, len(chans))
+	for _, ch := range chans {
+		m[ch.UUID] = ch.CallState
+	}
+	// The real switch lists its channels from its core database,
+	// written in batches: a leg that hung up just before (while no
+	// controller listened) may still be listed. uuid_exists asks the
+	// session table itself.
+	for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
+		if _, listed := m[l.UUID]; listed && l.Live() {
+			if exists, known := r.exists(ctx, l.UUID); known && !exists {
+				delete(m, l.UUID)
+			}
+		}
+	}
+	return EventChannels{Channels: m}
 }
 
 // acquire takes a pool slot, releasing the one held (a refused A is placed
