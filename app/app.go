@@ -227,7 +227,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	plans := &routing.Plans{}
 	planSync := postgres.NewPlanSync(db, plans, decks, log.With("component", "route-plans"))
 	a.goWork("route plans", func(ctx context.Context) error { return planSync.Run(ctx, nil) })
-	srv.RoutePlans, srv.Plans, srv.PlanSync = db, plans, planSync
+	srv.RoutePlans, srv.Plans, srv.PlanSync = postgres.NewRoutePlanService(db), plans, planSync
 
 	// prepaid: calls of prepaid accounts (inbound binding calls and each
 	// callback leg) are authorised against the balance before they are
