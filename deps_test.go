@@ -39,10 +39,11 @@ var allowedImports = map[string][]string{
 	"callbridge/esl":         {"callbridge", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
 	"callbridge/esl/esltest": {"github.com/google/uuid"},
 	"callbridge/postgres": {"callbridge", "callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/internal/batch", "callbridge/postgres/internal/pg",
-		"callbridge/postgres/ratedeck", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+		"callbridge/postgres/ratedeck", "callbridge/postgres/routeplan", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/billing":        {"callbridge", "callbridge/postgres/internal/pg", "github.com/lib/pq"},
 	"callbridge/postgres/cdr":            {"callbridge", "callbridge/postgres/internal/pg", "github.com/google/uuid", "github.com/lib/pq"},
 	"callbridge/postgres/ratedeck":       {"callbridge", "callbridge/postgres/internal/pg", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
+	"callbridge/postgres/routeplan":      {"callbridge", "callbridge/postgres/internal/pg", "callbridge/rating", "callbridge/routing", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/internal/batch": {},
 	"callbridge/postgres/internal/pg":    {"callbridge", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/pgtest":         {"callbridge/postgres", "callbridge/rating", "callbridge/routing", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
@@ -55,7 +56,7 @@ var allowedImports = map[string][]string{
 	"callbridge/metrics":                 {"callbridge", "callbridge/billing", "callbridge/cdr", "callbridge/esl", "github.com/prometheus/client_golang/prometheus", "github.com/prometheus/client_golang/prometheus/collectors", "github.com/prometheus/client_golang/prometheus/promhttp"},
 	"callbridge/controller":              {"callbridge", "callbridge/billing", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/privacy", "callbridge/rating", "callbridge/routing", "github.com/gin-gonic/gin", "golang.org/x/sys/unix"},
 	"callbridge/app":                     {"callbridge", "callbridge/billing", "callbridge/callback", "callbridge/cdr", "callbridge/controller", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/postgres", "callbridge/privacy", "callbridge/rating", "callbridge/routing", "callbridge/webhook"},
-	"callbridge/app/apptest":             {"callbridge/app", "callbridge/billing", "callbridge/postgres"},
+	"callbridge/app/apptest":             {"callbridge/app", "callbridge/billing", "callbridge/esl", "callbridge/esl/esltest", "callbridge/internal/wait", "callbridge/postgres"},
 	"callbridge/cmd/callbridge":          {"callbridge", "callbridge/app", "callbridge/billing", "callbridge/cdr", "callbridge/controller", "callbridge/esl", "callbridge/esl/esltest", "callbridge/postgres", "callbridge/rating"},
 	"callbridge/internal/wait":           {},
 	"callbridge/realswitch":              {"callbridge", "callbridge/esl", "callbridge/postgres/pgtest"},
@@ -84,7 +85,7 @@ var onlyImporters = map[string][]string{
 // postgresPackages are the storage adapter and its subpackages: the only
 // importers of sqlx and pq.
 var postgresPackages = []string{"callbridge/postgres", "callbridge/postgres/pgtest", "callbridge/postgres/internal/pg",
-	"callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/ratedeck"}
+	"callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/ratedeck", "callbridge/postgres/routeplan"}
 
 // TestPackageImports checks every package's production imports against
 // allowedImports and onlyImporters: only controller imports gin, only

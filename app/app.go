@@ -196,7 +196,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	plans := &routing.Plans{}
 	planSync := postgres.NewPlanSync(db, plans, decks, log.With("component", "route-plans"))
 	a.goWork("route plans", func(ctx context.Context) error { return planSync.Run(ctx, nil) })
-	srv.RoutePlans, srv.Plans, srv.PlanSync = db, plans, planSync
+	srv.RoutePlans, srv.Plans, srv.PlanSync = postgres.NewRoutePlanService(db), plans, planSync
 	// The live view of the carrier gateways resolution reads: binding
 	// calls' attempts feed each gateway's circuit breaker from their CDRs
 	// (cdr.Config.OnAttempt below), so a carrier that keeps refusing is

@@ -7,8 +7,6 @@ import (
 
 	"callbridge"
 	"callbridge/rating"
-
-	"github.com/google/uuid"
 )
 
 // Reserver holds money for the calls of prepaid accounts.
@@ -208,22 +206,4 @@ func AffordableLegs(deck *rating.Deck, numbers []callbridge.Number, at time.Time
 	}
 	p, _ := cost(lo)
 	return lo, p, nil
-}
-
-// Authorize lets the callback engine (controller.Authorizer) ask for a
-// callback of accountID from a to b: both legs are priced for the same
-// duration and their sum is reserved. The engine does not pass the legs'
-// channel uuids, so the reservation cannot be settled by the legs' CDRs:
-// it is held under an id of its own until the granted duration plus Slack
-// has passed, which errs on the side of the balance. A postpaid account
-// gets MaxCall.
-func (a *Authorizer) Authorize(ctx context.Context, accountID string, from, to callbridge.Number) (time.Duration, error) {
-	if err := validateNumbers(from, to); err != nil {
-		return 0, err
-	}
-	g, err := a.authorize(ctx, accountID, uuid.NewString(), func(*rating.Deck, time.Time) []callbridge.Number { return []callbridge.Number{from, to} })
-	if err != nil {
-		return 0, err
-	}
-	return time.Duration(g.MaxMS) * time.Millisecond, nil
 }

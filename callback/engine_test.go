@@ -42,6 +42,10 @@ const cbScript = `{"rules":[
 
 const cbSpeed = 20
 
+// cbNodeGrace is the engines' NodeGrace: long, since the tests that need
+// it to pass move the clock on.
+const cbNodeGrace = time.Minute
+
 // cbEnv is a controller with the callback routes and engine on a real
 // database, driving a simulated FreeSWITCH node over TCP.
 type cbEnv struct {
@@ -57,16 +61,18 @@ type cbEnv struct {
 	account  string
 	stop     context.CancelFunc
 	done     chan struct{}
+	// clock is the engines' time: tests move it on rather than wait.
+	clock *testClock
 
 	mu       sync.Mutex
 	statuses map[string]int // status changes OnStatus heard: "status" or "failed/reason"
 }
 
 type cbOpts struct {
-	owner      string
-	lease      time.Duration
-	authorizer callback.Authorizer
-	noEngine   bool
+	owner          string
+	lease          time.Duration
+	callAuthorizer func(time.Duration) callbridge.CallAuthorizer
+	noEngine       bool
 	// store, when set, wraps the engine's store (to delay or observe it).
 	store func(callback.Store) callback.Store
 	// refusedRetry and queueWait set the engine's (0: its defaults).
@@ -75,7 +81,7 @@ type cbOpts struct {
 
 func newCBEnv(t *testing.T, o cbOpts) *cbEnv {
 	t.Helper()
-	env := &cbEnv{t: t, db: pgtest.New(t)}
+	env := &cbEnv{t: t, db: pgtest.New(t), clock: newTestClock()}
 	env.store = postgres.NewCallbackService(env.db)
 	env.webhooks = postgres.NewWebhookService(env.db)
 	ctx := context.Background()
@@ -134,13 +140,14 @@ func (env *cbEnv) startEngine(o cbOpts) *callback.Engine {
 	}
 	e, err := callback.NewEngine(store, env.pool, callback.Config{
 		Owner: o.owner, Gateway: "carrier", Lease: o.lease, PollInterval: 20 * time.Millisecond,
-		NodeGrace:      300 * time.Millisecond,
+		NodeGrace:      cbNodeGrace,
+		Clock:          env.clock,
 		RefusedRetry:   o.refusedRetry,
 		QueueWait:      o.queueWait,
 		Prompts:        map[string]string{"ringback": "/sounds/ringback.wav", "welcome": "/sounds/welcome.wav"},
 		FailurePrompts: map[callbridge.FailReason]string{"": "/sounds/call-failed.wav"},
 		LegWait:        2 * time.Second,
-		Authorizer:     o.authorizer,
+		CallAuthorizer: o.callAuthorizer,
 		OnStatus: func(status callbridge.CallbackStatus, reason callbridge.FailReason) {
 			env.mu.Lock()
 			defer env.mu.Unlock()
@@ -435,37 +442,95 @@ func TestCallbackOutcomes(t *testing.T) {
 	}
 }
 
-func TestCallbackAuthorizer(t *testing.T) {
+// TestCallbackCallAuthorizer: each leg is authorised on its own channel
+// before A is called; a prepaid leg's grant travels with its originate as
+// FreeSWITCH's cap, and the reservation of a leg never answered is
+// released.
+func TestCallbackCallAuthorizer(t *testing.T) {
 	t.Parallel()
-	var asked sync.Map
-	az := authorizerFunc(func(_ context.Context, account string, a, b callbridge.Number) (time.Duration, error) {
-		asked.Store(string(a), true)
-		if a == "4917099999" {
-			return 0, callbridge.Errorf(callbridge.ENOFUNDS, "balance too low")
-		}
-		return 10 * time.Second, nil
-	})
-	env := newCBEnv(t, cbOpts{authorizer: az})
+	az := &callAuthorizer{calls: map[callbridge.Number][]string{}}
+	env := newCBEnv(t, cbOpts{callAuthorizer: func(limit time.Duration) callbridge.CallAuthorizer {
+		return &callAuthorizer{limit: limit, shared: az}
+	}})
+
 	poor := env.create(`{"a":"4917099999","b":"4917022222"}`)
-	cb := env.waitEnded(poor)
-	if cb.Reason != callbridge.ReasonInsufficientFunds || env.originates("4917099999") != 0 {
-		t.Errorf("got %s/%s, %d originates", cb.Status, cb.Reason, env.originates("4917099999"))
+	if cb := env.waitEnded(poor); cb.Reason != callbridge.ReasonInsufficientFunds || env.originates("4917099999") != 0 {
+		t.Errorf("poor: got %s/%s, %d originates; want insufficient_funds, none", cb.Status, cb.Reason, env.originates("4917099999"))
 	}
-	limited := env.create(`{"a":"4916011111","b":"4916022222"}`)
-	cb = env.waitEnded(limited)
+
+	capped := env.create(`{"a":"4916011111","b":"4916022222"}`)
+	cb := env.waitEnded(capped)
 	if cb.Reason != callbridge.ReasonMaxDuration {
-		t.Errorf("got %s/%s, want max_duration from the authorised 10 s", cb.Status, cb.Reason)
+		t.Errorf("capped: got %s/%s, want max_duration at B's 10 s grant", cb.Status, cb.Reason)
 	}
-	if env.commandsWith("sched_hangup +10 ") != 2 {
-		t.Errorf("sched_hangup +10 not sent on both legs")
+	b := env.leg(cb, "b")
+	if b == nil || b.HangupCause != "ALLOTTED_TIMEOUT" || env.commandsWith("origination_uuid="+b.UUID, "execute_on_answer='sched_hangup +10 ALLOTTED_TIMEOUT'") != 1 {
+		t.Errorf("B not capped at 10 s by its originate: %+v", b)
+	}
+	if slices.Contains(az.releasedIDs(), b.UUID) {
+		t.Errorf("B's reservation released though B was answered")
+	}
+
+	busy := env.create(`{"a":"4916011112","b":"4917022486"}`)
+	cb = env.waitEnded(busy)
+	if cb.Reason != callbridge.ReasonBBusy {
+		t.Fatalf("busy: got %s/%s", cb.Status, cb.Reason)
+	}
+	b = env.leg(cb, "b")
+	wait.For(t, "B's reservation released", func() bool { return slices.Contains(az.releasedIDs(), b.UUID) })
+	if ids := az.callIDs("4917022486"); len(ids) != 1 || ids[0] != b.UUID {
+		t.Errorf("B authorised as %v, placed as %s: want its channel's uuid", ids, b.UUID)
 	}
 }
 
-// authorizerFunc adapts a function to callback.Authorizer.
-type authorizerFunc func(ctx context.Context, accountID string, a, b callbridge.Number) (time.Duration, error)
+// callAuthorizer grants A what it asks and B at most 10 s, both prepaid,
+// and refuses 4917099999; it records the calls authorised and released.
+type callAuthorizer struct {
+	limit  time.Duration
+	shared *callAuthorizer
 
-func (f authorizerFunc) Authorize(ctx context.Context, accountID string, a, b callbridge.Number) (time.Duration, error) {
-	return f(ctx, accountID, a, b)
+	mu       sync.Mutex
+	calls    map[callbridge.Number][]string
+	released []string
+}
+
+var _ callbridge.CallAuthorizer = (*callAuthorizer)(nil)
+
+func (a *callAuthorizer) AuthorizeCall(_ context.Context, _, callID string, number callbridge.Number) (*callbridge.Grant, error) {
+	if number == "4917099999" {
+		return nil, callbridge.Errorf(callbridge.ENOFUNDS, "balance too low")
+	}
+	a.shared.mu.Lock()
+	a.shared.calls[number] = append(a.shared.calls[number], callID)
+	a.shared.mu.Unlock()
+	grant := a.limit
+	if strings.HasPrefix(string(number), "491602") || strings.HasPrefix(string(number), "491702") {
+		grant = min(grant, 10*time.Second)
+	}
+	return &callbridge.Grant{Prepaid: true, MaxMS: grant.Milliseconds(), Reserved: grant.Milliseconds()}, nil
+}
+
+func (a *callAuthorizer) AuthorizeBridge(context.Context, string, string, callbridge.Number, callbridge.Number) (*callbridge.Grant, error) {
+	return nil, callbridge.Errorf(callbridge.EINTERNAL, "not used by callbacks")
+}
+
+func (a *callAuthorizer) ReleaseCall(_ context.Context, callID string) error {
+	a.shared.mu.Lock()
+	defer a.shared.mu.Unlock()
+	a.shared.released = append(a.shared.released, callID)
+	return nil
+}
+
+func (a *callAuthorizer) releasedIDs() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.released)
+}
+
+func (a *callAuthorizer) callIDs(n callbridge.Number) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.calls[n])
 }
 
 func TestCallbackRetryPolicy(t *testing.T) {
@@ -539,16 +604,29 @@ func TestCallbackCancelQueued(t *testing.T) {
 	if code != http.StatusOK || cb.Status != callbridge.CallbackFailed || cb.Reason != callbridge.ReasonCancelled {
 		t.Fatalf("DELETE: %d %s", code, raw)
 	}
-	env.startEngine(cbOpts{})
-	time.Sleep(100 * time.Millisecond) // several poll intervals: nothing may be dialled
+	passes := &claimCounter{}
+	env.startEngine(cbOpts{store: func(s callback.Store) callback.Store { passes.Store = s; return passes }})
+	// A callback is dialled only once a claim pass took it.
+	wait.For(t, "two claim passes", func() bool { return passes.n.Load() >= 2 })
 	if n := env.originates("4917011111"); n != 0 {
 		t.Errorf("cancelled callback dialled %d times", n)
 	}
 }
 
+// claimCounter counts the claim passes that ended.
+type claimCounter struct {
+	callback.Store
+	n atomic.Int64
+}
+
+func (c *claimCounter) ClaimCallbacks(ctx context.Context, owner, node string, lease time.Duration, n int) ([]*callbridge.Callback, error) {
+	defer c.n.Add(1)
+	return c.Store.ClaimCallbacks(ctx, owner, node, lease, n)
+}
+
 func TestCallbackRestartMidCall(t *testing.T) {
 	t.Parallel()
-	env := newCBEnv(t, cbOpts{owner: "ctl-1", lease: 300 * time.Millisecond})
+	env := newCBEnv(t, cbOpts{owner: "ctl-1"})
 	live := env.create(`{"a":"4916011111","b":"4916022222"}`)
 	vanished := env.create(`{"a":"4916011112","b":"4916022223"}`)
 	env.waitStatus(live, callbridge.CallbackBridged)
@@ -560,7 +638,12 @@ func TestCallbackRestartMidCall(t *testing.T) {
 	if err := env.fs.Hangup(a.UUID, "NORMAL_CLEARING"); err != nil {
 		t.Fatal(err)
 	}
-	env.startEngine(cbOpts{owner: "ctl-2", lease: 300 * time.Millisecond})
+	// ctl-1's leases run out: the database's clock is theirs, so this
+	// moves it on for them rather than waiting.
+	if _, err := env.db.Exec(`UPDATE callbacks SET lease_until = now() - interval '1 second' WHERE owner = 'ctl-1' AND lease_until IS NOT NULL`); err != nil {
+		t.Fatal(err)
+	}
+	env.startEngine(cbOpts{owner: "ctl-2"})
 
 	cb := env.waitEnded(vanished)
 	if cb.Status != callbridge.CallbackCompleted {
@@ -615,6 +698,14 @@ func TestCallbackNodeDrops(t *testing.T) {
 		id := env.create(`{"a":"4916011111","b":"4913022222","ring_timeout_b":120}`)
 		env.waitStatus(id, callbridge.CallbackCallingB)
 		env.fs.Close()
+		wait.For(t, "node_lost in the history", func() bool {
+			return slices.ContainsFunc(env.get(id).Events, func(e *callbridge.CallbackEvent) bool { return e.Type == callbridge.EventNodeLost })
+		})
+		// The callback waits out NodeGrace for its node: still calling B.
+		if cb := env.get(id); cb.Status != callbridge.CallbackCallingB {
+			t.Fatalf("got %s/%s before NodeGrace passed, want calling_b", cb.Status, cb.Reason)
+		}
+		env.clock.Advance(cbNodeGrace)
 		cb := env.waitStatus(id, callbridge.CallbackFailed)
 		if cb.Reason != callbridge.ReasonNodeUnavailable {
 			t.Errorf("got %s", cb.Reason)

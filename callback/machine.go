@@ -1,11 +1,4 @@
-// Package callback places callbacks: it calls A, then B, and bridges them.
-// Its decisions are a pure state machine, Next, which reads no clock and
-// performs no I/O: it is given what happened (an Event) and the time, and
-// answers the callback's new State and the Actions that carry the decision
-// out (originate, bridge, kill, cap, save...). Whoever executes the actions
-// feeds their results back as events.
-//
-// A callback goes
+// The callback flow as data. A callback goes
 //
 //	new → claimed → [authorizing] → calling_a → a_answered → [authorizing_b]
 //	    → calling_b → bridging → bridged → [checking_cancel] → ended → done
@@ -15,6 +8,7 @@
 // when its lease is lost. A leg the node refused before it rang is placed
 // again from calling_a (through claimed) or calling_b; uuid_bridge refused
 // waits in bridge_refused for the leg that caused it.
+
 package callback
 
 import (
@@ -995,9 +989,38 @@ func (m *stateMachine) held() bool {
 // record applies the facts an event brings in any phase. It reports
 // whether the phase should decide on them.
 func (m *stateMachine) record(ev Event) bool {
-	s := &m.s
+	switch e := ev.(type) {
+	case EventRinging, EventAnswered, EventHangup, EventSeen:
+		m.channel(ev)
+	case EventPlaced, EventOriginateFailed, EventOriginateUnknown, EventJobFailed:
+		m.originated(ev)
+	case EventNodeDown, EventNodeUp, EventGraceOver, EventChannels, EventChannelsFailed:
+		m.node(ev)
+	case EventKillFailed:
+		// No such channel yet (the originate is still being set up): the
+		// leg's next event kills it, not this result.
+		if l := m.s.legByUUID(e.UUID); l != nil {
+			l.KillSent = false
+		}
+		return false
+	case EventCancel:
+		if s := &m.s; !s.Cancelled && !s.Ended() {
+			s.Cancelled = true
+			m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventCancel, Detail: "hanging up"}}})
+		}
+	case EventAbandon:
+		m.s.Phase = StateAbandoned
+	case EventRetryDue:
+		if l := m.s.Leg(e.Leg); l.Waiting {
+			l.Due = true
+		}
+	}
+	return !m.s.Ended()
+}
+
+// channel records a channel event of a leg.
+func (m *stateMachine) channel(ev Event) {
 	switch ev := ev.(type) {
-	case nil:
 	case EventRinging:
 		l := m.seen(ev.UUID)
 		if l != nil && l.Progress == StateLegPlaced && !l.Down {
@@ -1019,12 +1042,18 @@ func (m *stateMachine) record(ev Event) bool {
 		}
 		m.killCancelled(l)
 	case EventHangup:
-		l := m.seen(ev.UUID)
-		if l != nil && !l.Down {
+		if l := m.seen(ev.UUID); l != nil && !l.Down {
 			m.legDown(l, ev.Cause, ev.At, "")
 		}
 	case EventSeen:
 		m.killCancelled(m.seen(ev.UUID))
+	}
+}
+
+// originated records the results of an originate.
+func (m *stateMachine) originated(ev Event) {
+	s := &m.s
+	switch ev := ev.(type) {
 	case EventPlaced:
 		s.Leg(ev.Leg).UUID = ev.UUID
 	case EventOriginateFailed:
@@ -1050,20 +1079,13 @@ func (m *stateMachine) record(ev Event) bool {
 		if l := s.legByUUID(ev.UUID); l != nil && !l.Down && l.Progress < StateLegAnswered {
 			m.legDown(l, ev.Cause, m.now.UTC(), "originate: "+ev.Detail)
 		}
-	case EventKillFailed:
-		// No such channel yet (the originate is still being set up): the
-		// leg's next event kills it, not this result.
-		if l := s.legByUUID(ev.UUID); l != nil {
-			l.KillSent = false
-		}
-		return false
-	case EventCancel:
-		if !s.Cancelled && !s.Ended() {
-			s.Cancelled = true
-			m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventCancel, Detail: "hanging up"}}})
-		}
-	case EventAbandon:
-		s.Phase = StateAbandoned
+	}
+}
+
+// node records news of the node's connection and channels.
+func (m *stateMachine) node(ev Event) {
+	s := &m.s
+	switch ev := ev.(type) {
 	case EventNodeDown:
 		m.nodeLost("lost connection to " + s.Node)
 	case EventNodeUp:
@@ -1074,15 +1096,14 @@ func (m *stateMachine) record(ev Event) bool {
 			m.do(ActionReconcile{})
 		}
 	case EventGraceOver:
-		if !s.NodeDown {
-			break
-		}
-		if ev.Connected {
+		switch {
+		case !s.NodeDown:
+		case ev.Connected:
 			s.Reconciling = StateReconcileGrace
 			m.do(ActionReconcile{})
-			break
+		default:
+			m.nodeGone()
 		}
-		m.nodeGone()
 	case EventChannels:
 		why := s.Reconciling
 		s.Reconciling = ""
@@ -1104,12 +1125,7 @@ func (m *stateMachine) record(ev Event) bool {
 		case StateReconcileGrace:
 			m.nodeGone()
 		}
-	case EventRetryDue:
-		if l := s.Leg(ev.Leg); l.Waiting {
-			l.Due = true
-		}
 	}
-	return !s.Ended()
 }
 
 // seen returns the leg of a channel event (nil: not ours), noting that

@@ -320,7 +320,10 @@ func TestPricer(t *testing.T) {
 }
 
 // testEnv is a simulated FreeSWITCH node, a database reachable through a
-// proxy, and the account and decks CDRs are priced with.
+// proxy, and the account and decks CDRs are priced with. It tests the
+// pipeline as one component (its retries, spool and kills need its own
+// Config and a store behind a proxy); the wiring of `callbridge serve`
+// (app.New) is what the controller tests build, through apptest.
 type testEnv struct {
 	sim    *esltest.Server
 	db     *postgres.DB // direct connection, for checks
@@ -872,7 +875,10 @@ func BenchmarkCDRPipelineFromEvents(b *testing.B) {
 		}
 		events[i] = esl.NewEvent("fs1", m, "")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// A pipeline that stops taking events fails the run instead of
+	// hanging it.
+	watched, advanced := wait.Progress(b, "events taken by the pipeline")
+	ctx, cancel := context.WithCancel(watched)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -881,6 +887,7 @@ func BenchmarkCDRPipelineFromEvents(b *testing.B) {
 	b.ResetTimer()
 	for _, ev := range events {
 		p.handle(ctx, ev)
+		advanced()
 	}
 	wait.For(b, "all written", func() bool { return p.Stats().Inserted >= int64(b.N) })
 	b.StopTimer()

@@ -13,7 +13,7 @@ import (
 	"callbridge/esl/esltest"
 )
 
-// TestSimulatorBindingFailover runs realswitch's TestBindingFailover on the
+// TestSimulatorBindingFailover runs realswitch's TestCarriers (checkBindingFailover) on the
 // simulator: dialplan.Failover's sequential bridge goes on from a gateway
 // whose carrier refuses (NORMAL_TEMPORARY_FAILURE) to the next, stops at
 // a busy callee, and ends with the last attempt's cause when every

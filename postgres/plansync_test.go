@@ -17,7 +17,7 @@ func TestPlanSync(t *testing.T) {
 	db := newRouteDB(t)
 	ctx := context.Background()
 	staged := &routing.PlanInfo{Name: "staged", TimeZone: "UTC", Currency: "EUR"}
-	if err := db.CreateRoutePlan(ctx, staged); err != nil {
+	if err := postgres.NewRoutePlanService(db).CreateRoutePlan(ctx, staged); err != nil {
 		t.Fatal(err)
 	}
 	carrier := &rating.DeckInfo{Gateway: "carrier-a", Name: "buy", Currency: "EUR", TimeZone: "UTC", Precision: 6}
@@ -36,10 +36,10 @@ func TestPlanSync(t *testing.T) {
 	// Another writer (as another controller would) creates the default
 	// plan and imports its routes: the notifications bring them here.
 	def := &routing.PlanInfo{Name: "default", Default: true, TimeZone: "UTC", Currency: "EUR"}
-	if err := db.CreateRoutePlan(ctx, def); err != nil {
+	if err := postgres.NewRoutePlanService(db).CreateRoutePlan(ctx, def); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.ImportRoutes(ctx, def.ID, routing.NewRouteReader(strings.NewReader(
+	if _, err := postgres.NewRoutePlanService(db).ImportRoutes(ctx, def.ID, routing.NewRouteReader(strings.NewReader(
 		"prefix,strategy,gateways\n49,least_cost,carrier-a;carrier-b\n")), false); err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestPlanSync(t *testing.T) {
 	}
 	wait.ForState(t, "the table built", func() (bool, string) { return plans.Refresh(decks, time.Now()) == 0, "tables still stale" })
 
-	if err := db.DeleteRoutePlan(ctx, def.ID); err != nil {
+	if err := postgres.NewRoutePlanService(db).DeleteRoutePlan(ctx, def.ID); err != nil {
 		t.Fatal(err)
 	}
 	wait.ForState(t, "the deleted plan gone", func() (bool, string) { return plans.For("") == nil && plans.Plan(def.ID) == nil, "still there" })

@@ -16,7 +16,7 @@ import (
 
 func importCSV(t *testing.T, db *postgres.DB, planID, csv string, replace bool) (*routing.PlanInfo, error) {
 	t.Helper()
-	return db.ImportRoutes(context.Background(), planID, routing.NewRouteReader(strings.NewReader(csv)), replace)
+	return postgres.NewRoutePlanService(db).ImportRoutes(context.Background(), planID, routing.NewRouteReader(strings.NewReader(csv)), replace)
 }
 
 func TestRoutePlans(t *testing.T) {
@@ -24,7 +24,7 @@ func TestRoutePlans(t *testing.T) {
 	ctx := context.Background()
 
 	def := &routing.PlanInfo{Name: "default", Default: true, TimeZone: "Europe/Berlin", Currency: "EUR"}
-	if err := db.CreateRoutePlan(ctx, def); err != nil {
+	if err := postgres.NewRoutePlanService(db).CreateRoutePlan(ctx, def); err != nil {
 		t.Fatal(err)
 	}
 	if def.ID == "" || def.Version != 1 || def.CreatedAt.IsZero() || def.MaxAttempts != routing.DefaultMaxAttempts || def.PostDialMS != routing.DefaultPostDialMS {
@@ -32,11 +32,11 @@ func TestRoutePlans(t *testing.T) {
 	}
 	own := &routing.PlanInfo{Name: "shop", AccountID: account, TimeZone: "UTC", Currency: "USD", MaxAttempts: 2, PostDialMS: 20_000,
 		FailoverCauses: []string{"GATEWAY_DOWN"}, FailoverSIPCodes: []int{503, 502}}
-	if err := db.CreateRoutePlan(ctx, own); err != nil {
+	if err := postgres.NewRoutePlanService(db).CreateRoutePlan(ctx, own); err != nil {
 		t.Fatal(err)
 	}
 	staged := &routing.PlanInfo{Name: "next", TimeZone: "UTC", Currency: "EUR"}
-	if err := db.CreateRoutePlan(ctx, staged); err != nil {
+	if err := postgres.NewRoutePlanService(db).CreateRoutePlan(ctx, staged); err != nil {
 		t.Fatal(err)
 	}
 
@@ -54,14 +54,14 @@ func TestRoutePlans(t *testing.T) {
 		"default with an account": {routing.PlanInfo{Name: "x", AccountID: account, Default: true, TimeZone: "UTC", Currency: "EUR"}, callbridge.EINVALID, "default"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			err := db.CreateRoutePlan(ctx, &tt.p)
+			err := postgres.NewRoutePlanService(db).CreateRoutePlan(ctx, &tt.p)
 			if callbridge.ErrorCode(err) != tt.code || callbridge.ErrorField(err) != tt.want {
 				t.Errorf("got %v, want %s naming %q", err, tt.code, tt.want)
 			}
 		})
 	}
 
-	got, err := db.RoutePlan(ctx, own.ID)
+	got, err := postgres.NewRoutePlanService(db).RoutePlan(ctx, own.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestRoutePlans(t *testing.T) {
 		strings.Join(got.FailoverCauses, ",") != "GATEWAY_DOWN" || len(got.FailoverSIPCodes) != 2 || got.FailoverSIPCodes[1] != 502 {
 		t.Errorf("got %+v", got)
 	}
-	list, err := db.RoutePlans(ctx)
+	list, err := postgres.NewRoutePlanService(db).RoutePlans(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,25 +84,25 @@ func TestRoutePlans(t *testing.T) {
 		"the default for a bad id": {"x';--", def.ID},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, err := db.RoutePlanFor(ctx, tt.account)
+			p, err := postgres.NewRoutePlanService(db).RoutePlanFor(ctx, tt.account)
 			if err != nil || p.ID != tt.want {
 				t.Errorf("got %v, %v; want %s", p, err, tt.want)
 			}
 		})
 	}
 
-	if err := db.DeleteRoutePlan(ctx, def.ID); err != nil {
+	if err := postgres.NewRoutePlanService(db).DeleteRoutePlan(ctx, def.ID); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{def.ID, "nope"} {
-		if err := db.DeleteRoutePlan(ctx, id); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		if err := postgres.NewRoutePlanService(db).DeleteRoutePlan(ctx, id); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
 			t.Errorf("delete %s: got %v, want ENOTFOUND", id, err)
 		}
-		if _, err := db.RoutePlan(ctx, id); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		if _, err := postgres.NewRoutePlanService(db).RoutePlan(ctx, id); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
 			t.Errorf("get %s: got %v, want ENOTFOUND", id, err)
 		}
 	}
-	if _, err := db.RoutePlanFor(ctx, ""); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+	if _, err := postgres.NewRoutePlanService(db).RoutePlanFor(ctx, ""); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
 		t.Errorf("no default plan: got %v, want ENOTFOUND", err)
 	}
 }
@@ -111,7 +111,7 @@ func TestImportRoutes(t *testing.T) {
 	db := newRouteDB(t)
 	ctx := context.Background()
 	p := &routing.PlanInfo{Name: "lcr", Default: true, TimeZone: "Europe/Berlin", Currency: "EUR"}
-	if err := db.CreateRoutePlan(ctx, p); err != nil {
+	if err := postgres.NewRoutePlanService(db).CreateRoutePlan(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	file := "prefix,strategy,gateways,days,from,until,priority,description\n" +
@@ -129,7 +129,7 @@ func TestImportRoutes(t *testing.T) {
 
 	var out bytes.Buffer
 	w := routing.NewCSVWriter(&out)
-	if err := db.EachRoute(ctx, p.ID, w.Write); err != nil {
+	if err := postgres.NewRoutePlanService(db).EachRoute(ctx, p.ID, w.Write); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Flush(); err != nil {
@@ -160,7 +160,7 @@ func TestImportRoutes(t *testing.T) {
 			ce.Rows[2].Line != 5 || ce.Rows[2].Column != "gateways" {
 			t.Errorf("got %+v", ce.Rows)
 		}
-		if p2, _ := db.RoutePlan(ctx, p.ID); p2.Version != 2 {
+		if p2, _ := postgres.NewRoutePlanService(db).RoutePlan(ctx, p.ID); p2.Version != 2 {
 			t.Errorf("a refused import changed the version to %d", p2.Version)
 		}
 	})
@@ -176,7 +176,7 @@ func TestImportRoutes(t *testing.T) {
 				t.Errorf("%s: got %v, want ENOTFOUND", id, err)
 			}
 		}
-		if err := db.EachRoute(ctx, "nope", func(*routing.Route) error { return nil }); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		if err := postgres.NewRoutePlanService(db).EachRoute(ctx, "nope", func(*routing.Route) error { return nil }); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
 			t.Errorf("export: got %v, want ENOTFOUND", err)
 		}
 	})
@@ -184,7 +184,7 @@ func TestImportRoutes(t *testing.T) {
 		if _, err := importCSV(t, db, p.ID, "prefix,strategy,gateways\n49,priority,carrier-c;carrier-a\n", true); err != nil {
 			t.Fatal(err)
 		}
-		plan, err := db.LoadPlanFor(ctx, "")
+		plan, err := postgres.NewRoutePlanService(db).LoadPlanFor(ctx, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,16 +196,16 @@ func TestImportRoutes(t *testing.T) {
 		if a := res.Attempts(); len(a) != 2 || a[0].Gateway != "carrier-c" || a[1].Gateway != "carrier-a" {
 			t.Errorf("got %+v", a)
 		}
-		if _, err := db.LoadPlan(ctx, "nope"); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		if _, err := postgres.NewRoutePlanService(db).LoadPlan(ctx, "nope"); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
 			t.Errorf("load unknown: got %v, want ENOTFOUND", err)
 		}
 	})
 	t.Run("a failing reader is returned, nothing stored", func(t *testing.T) {
 		src := routing.NewRouteReader(&failingReader{data: "prefix,strategy,gateways\n44,priority,a\n"})
-		if _, err := db.ImportRoutes(ctx, p.ID, src, false); !errors.Is(err, errBoom) {
+		if _, err := postgres.NewRoutePlanService(db).ImportRoutes(ctx, p.ID, src, false); !errors.Is(err, errBoom) {
 			t.Errorf("got %v, want the read error", err)
 		}
-		plan, err := db.LoadPlan(ctx, p.ID)
+		plan, err := postgres.NewRoutePlanService(db).LoadPlan(ctx, p.ID)
 		if err != nil || plan.Len() != 1 {
 			t.Errorf("got %v, %v; want the plan unchanged", plan, err)
 		}

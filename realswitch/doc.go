@@ -42,8 +42,8 @@
 // writes the gateway files as freeswitch-conf/README.md says to add one),
 // reachable as Env.Carriers[name]; CarrierConfig.Refuse makes a carrier
 // answer every INVITE 503 (or 408), a carrier that cannot carry calls.
-// TestBindingFailover and TestGatewayStatus start a Switch and carriers
-// of their own the same way, without a controller.
+// TestCarriers starts a Switch and carriers of its own the same way,
+// without a controller.
 //
 // A scenario that kills, stops or restarts the controller or FreeSWITCH,
 // or changes their settings (FS_MAX_SESSIONS...), must not share the Env:

@@ -42,7 +42,8 @@ func eventHeaderNames(e esl.Event) []string {
 	return names
 }
 
-// TestGatewayStatus reads sofia gateway state over ESL from a real
+// TestCarriers proves dialplan.Failover (checkBindingFailover) and reads
+// sofia gateway state over ESL from a real
 // FreeSWITCH 1.10.12 running three gateways of freeswitch-conf's template:
 // carrier and backup, each in front of a sipp carrier that answers the
 // OPTIONS ping (carrier refuses calls with 503), and dead, whose proxy is
@@ -52,7 +53,7 @@ func eventHeaderNames(e esl.Event) []string {
 // GATEWAY_DOWN is a failover cause. A gateway added while FreeSWITCH runs
 // is listed after reloadxml and a rescan. The simulator, given the same
 // gateways, answers the same shape.
-func TestGatewayStatus(t *testing.T) {
+func TestCarriers(t *testing.T) {
 	t.Parallel()
 	port, err := realswitch.FreePort()
 	if err != nil {
@@ -90,6 +91,8 @@ func TestGatewayStatus(t *testing.T) {
 	if g := byName["dead"]; g.Proxy != "sip:"+deadProxy {
 		t.Errorf("dead's proxy %q, want sip:%s", g.Proxy, deadProxy)
 	}
+	// While dead waits for its first ping.
+	t.Run("binding failover", func(t *testing.T) { checkBindingFailover(t, ctx, f) })
 
 	// dead's first ping fails.
 	var down esl.Event

@@ -1,4 +1,4 @@
-package postgres
+package routeplan
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/postgres/internal/pg"
 	"callbridge/routing"
 
 	"github.com/jmoiron/sqlx"
@@ -22,7 +23,7 @@ import (
 // is priced into the tables within that period (calls meanwhile are
 // resolved from the plans, with the same answers).
 type PlanSync struct {
-	db     *DB
+	store  *Service
 	plans  *routing.Plans
 	prices routing.PriceSource
 	log    *slog.Logger
@@ -36,13 +37,13 @@ type PlanSync struct {
 	Now func() time.Time
 }
 
-// NewPlanSync returns a PlanSync that fills plans from db and prices
+// NewPlanSync returns a PlanSync that fills plans from store and prices
 // their tables with prices (nil: no buy decks).
-func NewPlanSync(db *DB, plans *routing.Plans, prices routing.PriceSource, log *slog.Logger) *PlanSync {
+func NewPlanSync(store *Service, plans *routing.Plans, prices routing.PriceSource, log *slog.Logger) *PlanSync {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &PlanSync{db: db, plans: plans, prices: prices, log: log}
+	return &PlanSync{store: store, plans: plans, prices: prices, log: log}
 }
 
 func (s *PlanSync) now() time.Time {
@@ -77,7 +78,7 @@ func (s *PlanSync) Run(ctx context.Context, ready chan<- struct{}) error {
 	listening := make(chan struct{})
 	lerr := make(chan error, 1)
 	go func() {
-		lerr <- s.db.pg.Listen(ctx, "route plan", RouteChannel, func(id string) {
+		lerr <- s.store.db.Listen(ctx, "route plan", RouteChannel, func(id string) {
 			select {
 			case changes <- id:
 			default:
@@ -157,7 +158,7 @@ func (s *PlanSync) refreshTables() {
 func (s *PlanSync) Reload(ctx context.Context) error {
 	mark := s.plans.Mark()
 	var plans []*routing.Plan
-	err := s.db.LoadPlans(ctx, func(id string, version int64) *routing.Plan {
+	err := s.store.LoadPlans(ctx, func(id string, version int64) *routing.Plan {
 		if p := s.plans.Plan(id); p != nil && p.Info().Version == version {
 			return p
 		}
@@ -173,7 +174,7 @@ func (s *PlanSync) Reload(ctx context.Context) error {
 // Refresh reads plan id again into the set, or removes it when it no
 // longer exists. API handlers call it after their own writes.
 func (s *PlanSync) Refresh(ctx context.Context, id string) error {
-	p, err := s.db.LoadPlan(ctx, id)
+	p, err := s.store.LoadPlan(ctx, id)
 	switch {
 	case callbridge.ErrorCode(err) == callbridge.ENOTFOUND:
 		s.plans.Remove(id)
@@ -189,15 +190,15 @@ func (s *PlanSync) Refresh(ctx context.Context, id string) error {
 // compiled one at a time. have returns a compiled plan the caller holds
 // at the given id and version, or nil; such a plan's routes are not read
 // again. A plan that does not compile is logged and left out.
-func (db *DB) LoadPlans(ctx context.Context, have func(id string, version int64) *routing.Plan, fn func(*routing.Plan)) error {
-	tx, err := db.pg.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+func (s *Service) LoadPlans(ctx context.Context, have func(id string, version int64) *routing.Plan, fn func(*routing.Plan)) error {
+	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
-		return fmt.Errorf("postgres: load route plans: %w", Error(err))
+		return fmt.Errorf("postgres: load route plans: %w", pg.Error(err))
 	}
 	defer tx.Rollback()
 	var rows []planRow
 	if err := tx.SelectContext(ctx, &rows, `SELECT `+planColumns+` FROM route_plans ORDER BY id`); err != nil {
-		return fmt.Errorf("postgres: load route plans: %w", Error(err))
+		return fmt.Errorf("postgres: load route plans: %w", pg.Error(err))
 	}
 	for i := range rows {
 		if p := have(rows[i].ID, rows[i].Version); p != nil {
@@ -207,7 +208,7 @@ func (db *DB) LoadPlans(ctx context.Context, have func(id string, version int64)
 		p, err := compilePlan(ctx, tx, &rows[i])
 		if err != nil {
 			if callbridge.ErrorCode(err) == callbridge.EINVALID {
-				db.Logger.Error("route plan does not compile; left out", "plan", rows[i].ID, "error", err)
+				s.db.Logger.Error("route plan does not compile; left out", "plan", rows[i].ID, "error", err)
 				continue
 			}
 			return fmt.Errorf("postgres: load route plans: %w", err)
@@ -226,19 +227,19 @@ func compilePlan(ctx context.Context, tx *sqlx.Tx, row *planRow) (*routing.Plan,
 	}
 	rows, err := tx.QueryxContext(ctx, `SELECT `+routeColumns+` FROM routes WHERE plan_id = $1`, info.ID)
 	if err != nil {
-		return nil, Error(err)
+		return nil, pg.Error(err)
 	}
 	defer rows.Close()
 	var routes []routing.Route
 	var rr routeRow
 	for rows.Next() {
 		if err := rows.StructScan(&rr); err != nil {
-			return nil, Error(err)
+			return nil, pg.Error(err)
 		}
 		routes = append(routes, rr.route())
 	}
 	if err := rows.Err(); err != nil {
-		return nil, Error(err)
+		return nil, pg.Error(err)
 	}
 	p, err := routing.NewPlan(*info, loc, routes)
 	if err != nil {
