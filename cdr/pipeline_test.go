@@ -907,6 +907,7 @@ func TestCDRSpoolFileRoundTrip(t *testing.T) {
 		{Live: &callbridge.LiveChannel{UUID: uuid.NewString(), Node: "fs1", Leg: "a", Direction: "outbound", StartAt: now}},
 		{Dead: &callbridge.CDRDeadLetter{UUID: uuid.NewString(), Node: "fs1", Reason: "refused", Attempts: 3, Payload: json.RawMessage(`{}`)}},
 		{Destroyed: &destroyEvent{UUID: uuid.NewString(), Node: "fs1", At: now}},
+		{Kept: &callbridge.CDR{UUID: uuid.NewString(), Leg: "b", Direction: "outbound", Node: "fs1", StartAt: now, EndAt: now}},
 	}
 	path := filepath.Join(t.TempDir(), "0000000000000000001-000000001.cdrs")
 	if err := writeSpoolFile(path, recs); err != nil {
@@ -920,7 +921,8 @@ func TestCDRSpoolFileRoundTrip(t *testing.T) {
 		t.Fatalf("read %d records, want %d", len(got), len(recs))
 	}
 	if got[0].CDR == nil || got[1].Live == nil || got[2].Dead == nil || got[3].Destroyed == nil ||
-		got[3].Destroyed.UUID != recs[3].Destroyed.UUID || !got[3].Destroyed.At.Equal(now) {
+		got[3].Destroyed.UUID != recs[3].Destroyed.UUID || !got[3].Destroyed.At.Equal(now) ||
+		got[4].Kept == nil || got[4].Kept.UUID != recs[4].Kept.UUID {
 		t.Errorf("records read back as %+v", got)
 	}
 }
