@@ -56,7 +56,7 @@ var allowedImports = map[string][]string{
 	"callbridge/metrics":                 {"callbridge", "callbridge/billing", "callbridge/cdr", "callbridge/esl", "github.com/prometheus/client_golang/prometheus", "github.com/prometheus/client_golang/prometheus/collectors", "github.com/prometheus/client_golang/prometheus/promhttp"},
 	"callbridge/controller":              {"callbridge", "callbridge/billing", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/privacy", "callbridge/rating", "callbridge/routing", "github.com/gin-gonic/gin", "golang.org/x/sys/unix"},
 	"callbridge/app":                     {"callbridge", "callbridge/billing", "callbridge/callback", "callbridge/cdr", "callbridge/controller", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/postgres", "callbridge/privacy", "callbridge/rating", "callbridge/routing", "callbridge/webhook"},
-	"callbridge/app/apptest":             {"callbridge/app", "callbridge/billing", "callbridge/postgres"},
+	"callbridge/app/apptest":             {"callbridge/app", "callbridge/billing", "callbridge/esl", "callbridge/esl/esltest", "callbridge/internal/wait", "callbridge/postgres"},
 	"callbridge/cmd/callbridge":          {"callbridge", "callbridge/app", "callbridge/billing", "callbridge/cdr", "callbridge/controller", "callbridge/esl", "callbridge/esl/esltest", "callbridge/postgres", "callbridge/rating"},
 	"callbridge/internal/wait":           {},
 	"callbridge/realswitch":              {"callbridge", "callbridge/esl", "callbridge/postgres/pgtest"},

@@ -2,6 +2,8 @@ package cdr
 
 import (
 	"context"
+	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +59,7 @@ func TestCDRKeptRecordWhileDisconnected(t *testing.T) {
 	e.sim.SetRefuseAuth(true)
 	e.sim.DropConnections()
 	wait.For(t, "the controller disconnected", func() bool { return r.client.State() != esl.StateConnected })
+	before := e.sim.Now()
 	if err := e.sim.Hangup(job.UUID, "NORMAL_CLEARING"); err != nil {
 		t.Fatal(err)
 	}
@@ -75,16 +78,24 @@ func TestCDRKeptRecordWhileDisconnected(t *testing.T) {
 	if c.Flags.Has(callbridge.CDREstimated) || c.HangupCause != "NORMAL_CLEARING" || c.Q850 != 16 {
 		t.Errorf("flags %v cause %s q850 %d, want exact NORMAL_CLEARING 16", c.Flags, c.HangupCause, c.Q850)
 	}
-	if want := hungUp.Sub(c.AnswerAt).Milliseconds(); c.BillMS < want-50 || c.BillMS > want+50 {
-		t.Errorf("bill %d ms, want %d ms (the talk time, not until the reconnection)", c.BillMS, want)
+	// The hangup happened between before and hungUp on the simulator's
+	// clock: the bill ends there, not at the reconnection.
+	if lo, hi := before.Sub(c.AnswerAt).Milliseconds()-1, hungUp.Sub(c.AnswerAt).Milliseconds()+1; c.BillMS < lo || c.BillMS > hi {
+		t.Errorf("bill %d ms, want %d to %d ms (the talk time, not until the reconnection)", c.BillMS, lo, hi)
 	}
 	if c.Leg != callbridge.LegCallbackA || c.AccountID != e.acc || c.Callee != "4930777000" || c.Caller == "" || c.SellDeckID == "" {
 		t.Errorf("leg %s account %s callee %s caller %q sell %d flags %v, want the leg's attribution and price", c.Leg, c.AccountID, c.Callee, c.Caller, c.Sell, c.Flags)
 	}
+	// The pipeline counts a kept record once its CDR is committed and the
+	// record deleted, after the CDR shows in the store.
+	wait.For(t, "the record deleted", func() bool { return len(keptRecords(t, e.sim)) == 0 })
+	wait.ForState(t, "the kept record counted", func() (bool, string) {
+		st := r.p.Stats()
+		return st.Kept >= 1, fmt.Sprintf("kept %d", st.Kept)
+	})
 	if st := r.p.Stats(); st.Kept != 1 || st.Estimated != 0 {
 		t.Errorf("kept %d estimated %d, want 1 and 0", st.Kept, st.Estimated)
 	}
-	wait.For(t, "the record deleted", func() bool { return len(keptRecords(t, e.sim)) == 0 })
 	if live, _ := store.LiveChannels(context.Background(), "fs1"); len(live) != 0 {
 		t.Errorf("%d legs left live", len(live))
 	}
@@ -112,6 +123,7 @@ func TestCDRKeptRecordWithoutController(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait.For(t, "the call over", func() bool { return len(e.sim.Channels()) == 0 })
+	over := e.sim.Now()
 	if recs := keptRecords(t, e.sim); len(recs) != 1 {
 		t.Fatalf("records kept: %q, want one", recs)
 	}
@@ -126,16 +138,24 @@ func TestCDRKeptRecordWithoutController(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.BillMS < 420 || c.BillMS > 620 || c.HangupCause != "NORMAL_CLEARING" || c.Flags.Has(callbridge.CDREstimated) {
-		t.Errorf("bill %d cause %s flags %v, want the 420 ms talk time, NORMAL_CLEARING, exact", c.BillMS, c.HangupCause, c.Flags)
+	// The call was over before the controller started: its bill is the
+	// 420 ms of talk (the simulator may end it late, never early) and ends
+	// before then.
+	if end := c.AnswerAt.Add(time.Duration(c.BillMS-1) * time.Millisecond); c.BillMS < 420 || end.After(over) ||
+		c.HangupCause != "NORMAL_CLEARING" || c.Flags.Has(callbridge.CDREstimated) {
+		t.Errorf("bill %d ms ending %v (call over at %v) cause %s flags %v, want the 420 ms talk time, NORMAL_CLEARING, exact",
+			c.BillMS, end, over, c.HangupCause, c.Flags)
 	}
 	if c.Leg != callbridge.LegCallbackB || c.AccountID != e.acc || c.Callee != "4930777000" || c.Gateway != "carrier" || c.SellDeckID == "" {
 		t.Errorf("leg %s account %s callee %s gateway %s sell %d, want the variables callbridge set", c.Leg, c.AccountID, c.Callee, c.Gateway, c.Sell)
 	}
-	if r.p.Stats().Kept != 1 {
-		t.Errorf("kept %d, want 1", r.p.Stats().Kept)
-	}
+	// The pipeline counts a kept record once its CDR is committed and the
+	// record deleted, after the CDR shows in the store.
 	wait.For(t, "the record deleted", func() bool { return len(keptRecords(t, e.sim)) == 0 })
+	wait.For(t, "the kept record counted", func() bool { return r.p.Stats().Kept >= 1 })
+	if n := r.p.Stats().Kept; n != 1 {
+		t.Errorf("kept %d, want 1", n)
+	}
 }
 
 // When the controller listens, the CDR comes from the event and the
@@ -276,4 +296,110 @@ func FuzzParseKept(f *testing.F) {
 			}
 		}
 	})
+}
+
+// written waits until every record queued so far is in the database.
+func (r *process) written(t *testing.T) {
+	t.Helper()
+	req := &reconcileReq{node: "fs1", ready: make(chan struct{})}
+	if !r.p.add(context.Background(), record{barrier: req}) {
+		t.Fatal("pipeline stopped")
+	}
+	select {
+	case <-req.ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("queued records not written within 10 s")
+	}
+}
+
+// An originate's job can answer -ERR for a leg that goes on: on the real
+// switch, under load, the engine's uuid_bridge took B (answered) before
+// FreeSWITCH's originate of B had returned; the originate then gave up
+// with -ERR ORIGINATOR_CANCEL and B talked on, bridged, until its
+// ALLOTTED_TIMEOUT. Taken for a refusal, that -ERR closed B at once with
+// a 0 ms ORIGINATOR_CANCEL CDR, and B's own hangup was then a duplicate.
+// A leg the node created is closed by its own hangup, never as refused.
+func TestCDRJobErrorForALegTheNodeCreated(t *testing.T) {
+	e := newTestEnv(t, func(s *esltest.Server) {
+		s.Script = &esltest.Script{Rules: []esltest.Rule{{Prefix: "4930777", Outcome: esltest.OutcomeAnswer}}}
+	})
+	r := e.start(t, e.spool, nil)
+	wait.For(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
+	ctx := context.Background()
+	// A callback leg is recorded live before it is originated.
+	id := e.liveLeg(t, "fs1", time.Now().UTC(), time.Time{}, 3600000)
+	job, err := r.client.Originate(ctx, esl.Originate{UUID: id, Endpoint: esl.Gateway("carrier", "4930777001")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := job.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.written(t) // its CHANNEL_CREATE and CHANNEL_ANSWER
+	// What FreeSWITCH sends when uuid_bridge takes the answered leg from
+	// its originate.
+	body := "-ERR ORIGINATOR_CANCEL\n"
+	ev := "Event-Name: BACKGROUND_JOB\nFreeSWITCH-Hostname: fs1\nFreeSWITCH-Switchname: fs1\n" +
+		"Job-UUID: " + uuid.NewString() + "\nJob-Command: originate\n" +
+		"Job-Command-Arg: " + url.PathEscape("{origination_uuid="+id+",originate_timeout=30}sofia/gateway/carrier/4930777001 set:x=y,park inline") + "\n" +
+		fmt.Sprintf("Content-Length: %d\n\n%s", len(body), body)
+	e.sim.InjectFrame(fmt.Appendf(nil, "Content-Length: %d\nContent-Type: text/event-plain\n\n%s", len(ev), ev))
+	wait.For(t, "the job's -ERR taken", func() bool { return r.p.Stats().Refused == 1 })
+	r.written(t) // after the refusal's hold
+	time.Sleep(50 * time.Millisecond)
+	if err := e.sim.Hangup(id, "ALLOTTED_TIMEOUT"); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewCDRStore(e.db)
+	wait.For(t, "the leg's CDR", func() bool {
+		_, err := store.CDRByUUID(ctx, id)
+		return err == nil
+	})
+	r.written(t)
+	c, err := store.CDRByUUID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HangupCause != "ALLOTTED_TIMEOUT" || !c.Answered() || c.Flags.Has(callbridge.CDREstimated) {
+		t.Errorf("CDR cause %s answered %v bill %d ms flags %v, want the leg's own hangup: ALLOTTED_TIMEOUT, answered, exact",
+			c.HangupCause, c.Answered(), c.BillMS, c.Flags)
+	}
+	if st := r.p.Stats(); st.Inserted != 1 {
+		t.Errorf("inserted %d CDRs, want 1", st.Inserted)
+	}
+}
+
+// The refusal and the leg's first events can be written together (batches
+// queued while the database was slow): the events in the batch show the
+// node created the leg.
+func TestCDRJobErrorInTheBatchOfTheLegsEvents(t *testing.T) {
+	e := newTestEnv(t)
+	p, err := NewPipeline(Config{Store: postgres.NewCDRStore(e.db), Pricer: NewPricer(e.decks, e.logger), SpoolDir: e.spool, Logger: e.logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	created := e.liveLeg(t, "fs1", now, time.Time{}, 3600000)
+	refused := e.liveLeg(t, "fs1", now, time.Time{}, 3600000)
+	answer := &callbridge.LiveChannel{UUID: created, Node: "fs1", Leg: callbridge.LegCallbackB, Direction: "outbound",
+		StartAt: now, AnswerAt: now.Add(time.Second), SeenAt: now.Add(time.Second)}
+	recs := []record{
+		{Live: answer},
+		{Destroyed: &destroyEvent{UUID: created, Node: "fs1", At: now.Add(2 * time.Second), Cause: "ORIGINATOR_CANCEL", Refused: true}},
+		{Destroyed: &destroyEvent{UUID: refused, Node: "fs1", At: now.Add(2 * time.Second), Cause: "DESTINATION_OUT_OF_ORDER", Refused: true}},
+	}
+	if err := p.tryWrite(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewCDRStore(e.db)
+	if c, err := store.CDRByUUID(context.Background(), created); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		t.Errorf("the leg the node created got a CDR from the job's -ERR: %+v %v", c, err)
+	}
+	if c, err := store.CDRByUUID(context.Background(), refused); err != nil || c.HangupCause != "DESTINATION_OUT_OF_ORDER" {
+		t.Errorf("the refused leg: %+v %v, want its DESTINATION_OUT_OF_ORDER CDR", c, err)
+	}
+	live := mustLive(t, store)
+	if len(live) != 1 || live[0].UUID != created || live[0].AnswerAt.IsZero() {
+		t.Errorf("live legs %+v, want only the created one, answered", live)
+	}
 }

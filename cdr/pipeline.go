@@ -586,8 +586,8 @@ func readSpoolFile(path string) ([]record, error) {
 			}
 			return nil, fmt.Errorf("cdr: spool file %s: %w", filepath.Base(path), err)
 		}
-		if n := btoi(r.CDR != nil) + btoi(r.Live != nil) + btoi(r.Dead != nil) + btoi(r.Destroyed != nil); n != 1 {
-			return nil, fmt.Errorf("cdr: spool file %s: record %d is not one cdr, live, dead or destroyed record", filepath.Base(path), len(recs)+1)
+		if n := btoi(r.CDR != nil) + btoi(r.Live != nil) + btoi(r.Dead != nil) + btoi(r.Destroyed != nil) + btoi(r.Kept != nil); n != 1 {
+			return nil, fmt.Errorf("cdr: spool file %s: record %d is not one cdr, live, dead, destroyed or kept record", filepath.Base(path), len(recs)+1)
 		}
 		recs = append(recs, r)
 	}
@@ -771,7 +771,7 @@ func (p *Pipeline) tryWrite(ctx context.Context, recs []record) error {
 		}
 		cdrs = append(cdrs, kept...)
 	}
-	closed, err := p.closeDestroyed(ctx, destroyed, cdrs)
+	closed, err := p.closeDestroyed(ctx, destroyed, cdrs, live)
 	if err != nil {
 		return err
 	}

@@ -306,7 +306,10 @@ func TestPricer(t *testing.T) {
 }
 
 // testEnv is a simulated FreeSWITCH node, a database reachable through a
-// proxy, and the account and decks CDRs are priced with.
+// proxy, and the account and decks CDRs are priced with. It tests the
+// pipeline as one component (its retries, spool and kills need its own
+// Config and a store behind a proxy); the wiring of `callbridge serve`
+// (app.New) is what the controller tests build, through apptest.
 type testEnv struct {
 	sim    *esltest.Server
 	db     *postgres.DB // direct connection, for checks
@@ -858,7 +861,10 @@ func BenchmarkCDRPipelineFromEvents(b *testing.B) {
 		}
 		events[i] = esl.NewEvent("fs1", m, "")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// A pipeline that stops taking events fails the run instead of
+	// hanging it.
+	watched, advanced := wait.Progress(b, "events taken by the pipeline")
+	ctx, cancel := context.WithCancel(watched)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -867,6 +873,7 @@ func BenchmarkCDRPipelineFromEvents(b *testing.B) {
 	b.ResetTimer()
 	for _, ev := range events {
 		p.handle(ctx, ev)
+		advanced()
 	}
 	wait.For(b, "all written", func() bool { return p.Stats().Inserted >= int64(b.N) })
 	b.StopTimer()
@@ -886,6 +893,7 @@ func TestCDRSpoolFileRoundTrip(t *testing.T) {
 		{Live: &callbridge.LiveChannel{UUID: uuid.NewString(), Node: "fs1", Leg: "a", Direction: "outbound", StartAt: now}},
 		{Dead: &callbridge.CDRDeadLetter{UUID: uuid.NewString(), Node: "fs1", Reason: "refused", Attempts: 3, Payload: json.RawMessage(`{}`)}},
 		{Destroyed: &destroyEvent{UUID: uuid.NewString(), Node: "fs1", At: now}},
+		{Kept: &callbridge.CDR{UUID: uuid.NewString(), Leg: "b", Direction: "outbound", Node: "fs1", StartAt: now, EndAt: now}},
 	}
 	path := filepath.Join(t.TempDir(), "0000000000000000001-000000001.cdrs")
 	if err := writeSpoolFile(path, recs); err != nil {
@@ -899,7 +907,8 @@ func TestCDRSpoolFileRoundTrip(t *testing.T) {
 		t.Fatalf("read %d records, want %d", len(got), len(recs))
 	}
 	if got[0].CDR == nil || got[1].Live == nil || got[2].Dead == nil || got[3].Destroyed == nil ||
-		got[3].Destroyed.UUID != recs[3].Destroyed.UUID || !got[3].Destroyed.At.Equal(now) {
+		got[3].Destroyed.UUID != recs[3].Destroyed.UUID || !got[3].Destroyed.At.Equal(now) ||
+		got[4].Kept == nil || got[4].Kept.UUID != recs[4].Kept.UUID {
 		t.Errorf("records read back as %+v", got)
 	}
 }

@@ -32,7 +32,7 @@ func (a *countingAccounts) Authenticate(_ context.Context, key string) (*callbri
 // and requests without a key are not counted.
 func TestAuthFailuresLimitedPerAddress(t *testing.T) {
 	accounts := &countingAccounts{good: "good-key"}
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, AuthFailureLimit: RateLimit{PerSecond: 0.01, Burst: 3}}
+	s := &Server{Accounts: accounts, AdminToken: "admin-secret", AuthFailureLimit: RateLimit{PerSecond: 0.01, Burst: 3}}
 	h := s.Handler()
 	get := func(from, key string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest("GET", "/v1/account", nil)

@@ -1,39 +1,35 @@
-package controller
+package controller_test
 
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"callbridge"
 	"callbridge/postgres"
-	"callbridge/postgres/pgtest"
 )
 
-// billingEnv is the API with the billing routes on a real database, a
-// prepaid account with usage and an issued October invoice, and a second
-// account.
+// billingEnv is the fully wired API on a real database with a prepaid
+// account with usage and an issued October invoice, and a second account.
+// Its clock is 2026-12-06 (newEnv), so November is closed for invoicing
+// (the store has no grace) and December is not.
 type billingEnv struct {
-	srv           *httptest.Server
+	*fullEnv
 	acc, other    string
 	key, otherKey string
 	invoice       string
-	billing       *postgres.BillingStore
-	db            *postgres.DB
 }
 
 func newBillingEnv(t *testing.T) *billingEnv {
 	t.Helper()
-	db := pgtest.New(t)
+	env := &billingEnv{fullEnv: newFullEnv(t, nil)}
+	db := env.db
 	ctx := context.Background()
 	accounts := postgres.NewAccountService(db)
 	store := postgres.NewBillingStore(db, time.UTC, "test")
-	env := &billingEnv{billing: store, db: db}
 	for _, p := range []struct {
 		id, key *string
 		prepaid bool
@@ -65,37 +61,25 @@ func newBillingEnv(t *testing.T) *billingEnv {
 		t.Fatalf("invoices %v, %v", invs, err)
 	}
 	env.invoice = invs[0].ID
-	// The server's clock: 2026-12-06, so November is closed (the store
-	// has no grace) and December is not.
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, Billing: store,
-		Now: func() time.Time { return time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC) }}
-	env.srv = httptest.NewServer(s.Handler())
-	t.Cleanup(env.srv.Close)
 	return env
 }
 
+// do sends a request with a bearer token (and a JSON body, when given)
+// and returns the status, the body and the headers.
 func (e *billingEnv) do(t *testing.T, method, path, token, body string, header ...string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := request{method: method, path: path, header: map[string]string{}}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		r.auth = "Bearer " + token
 	}
 	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		r.body, r.contentType = strings.NewReader(body), "application/json"
 	}
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		r.header[header[i]] = header[i+1]
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header
+	a := e.send(r)
+	return a.status, string(a.body), a.header
 }
 
 func TestBillingAPI(t *testing.T) {
@@ -116,12 +100,12 @@ func TestBillingAPI(t *testing.T) {
 			[]string{`"field":"group_by"`}},
 		{"usage as csv without costs", "GET", "/v1/reports/usage?from=2026-10-01&to=2026-11-01&group_by=day", e.key, "", []string{"Accept", "text/csv"}, 200,
 			[]string{"key,description,calls,answered,billed_ms,sell,currency\n", "total,,10,10,600000,1.00,EUR"}},
-		{"operator usage by carrier as csv", "GET", "/v1/admin/accounts/" + e.acc + "/reports/usage?from=2026-10-01&to=2026-11-01&group_by=carrier", testAdminToken, "", []string{"Accept", "text/csv"}, 200,
+		{"operator usage by carrier as csv", "GET", "/v1/admin/accounts/" + e.acc + "/reports/usage?from=2026-10-01&to=2026-11-01&group_by=carrier", fullAdminToken, "", []string{"Accept", "text/csv"}, 200,
 			[]string{"key,description,calls,answered,billed_ms,sell,buy,margin,currency\n", "carrier0,,5,5,300000,0.50,0.20,0.30,EUR", "total,,10,10"}},
-		{"operator usage as json", "GET", "/v1/admin/accounts/" + e.acc + "/reports/usage?from=2026-10-01&to=2026-11-01", testAdminToken, "", nil, 200,
+		{"operator usage as json", "GET", "/v1/admin/accounts/" + e.acc + "/reports/usage?from=2026-10-01&to=2026-11-01", fullAdminToken, "", nil, 200,
 			[]string{`"buy_micros":400000`, `"margin_micros":600000`}},
 		{"operator usage needs admin", "GET", "/v1/admin/accounts/" + e.acc + "/reports/usage?from=2026-10-01&to=2026-11-01", e.key, "", nil, 401, nil},
-		{"operator usage of an unknown account", "GET", "/v1/admin/accounts/00000000-0000-4000-8000-000000000000/reports/usage?from=2026-10-01&to=2026-11-01", testAdminToken, "", nil, 404, nil},
+		{"operator usage of an unknown account", "GET", "/v1/admin/accounts/00000000-0000-4000-8000-000000000000/reports/usage?from=2026-10-01&to=2026-11-01", fullAdminToken, "", nil, 404, nil},
 		{"usage by binding", "GET", "/v1/reports/usage?from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z&group_by=binding", e.key, "", nil, 200,
 			[]string{`"calls":10`}},
 		{"usage bad grouping", "GET", "/v1/reports/usage?from=2026-10-01&to=2026-11-01&group_by=moon", e.key, "", nil, 400, []string{`"field":"group_by"`}},
@@ -136,44 +120,44 @@ func TestBillingAPI(t *testing.T) {
 		{"another account's invoice", "GET", "/v1/invoices/" + e.invoice, e.otherKey, "", nil, 404, nil},
 		{"malformed invoice id", "GET", "/v1/invoices/x", e.key, "", nil, 404, nil},
 		{"top-up needs admin", "POST", "/v1/accounts/" + e.acc + "/topups", e.key, `{"amount_micros":1000000}`, nil, 401, nil},
-		{"top-up", "POST", "/v1/accounts/" + e.acc + "/topups", testAdminToken, `{"amount_micros":5000000,"reference":"p1"}`, nil, 201,
+		{"top-up", "POST", "/v1/accounts/" + e.acc + "/topups", fullAdminToken, `{"amount_micros":5000000,"reference":"p1"}`, nil, 201,
 			[]string{`"kind":"topup"`, `"balance_micros":4000000`}},
-		{"top-up again is idempotent", "POST", "/v1/accounts/" + e.acc + "/topups", testAdminToken, `{"amount_micros":5000000,"reference":"p1"}`, nil, 201,
+		{"top-up again is idempotent", "POST", "/v1/accounts/" + e.acc + "/topups", fullAdminToken, `{"amount_micros":5000000,"reference":"p1"}`, nil, 201,
 			[]string{`"balance_micros":4000000`}},
-		{"top-up negative", "POST", "/v1/accounts/" + e.acc + "/topups", testAdminToken, `{"amount_micros":-1}`, nil, 400, []string{`"field":"amount_micros"`}},
-		{"top-up postpaid", "POST", "/v1/accounts/" + e.other + "/topups", testAdminToken, `{"amount_micros":1}`, nil, 409, nil},
-		{"top-up unknown field", "POST", "/v1/accounts/" + e.acc + "/topups", testAdminToken, `{"amount":1}`, nil, 400, nil},
+		{"top-up negative", "POST", "/v1/accounts/" + e.acc + "/topups", fullAdminToken, `{"amount_micros":-1}`, nil, 400, []string{`"field":"amount_micros"`}},
+		{"top-up postpaid", "POST", "/v1/accounts/" + e.other + "/topups", fullAdminToken, `{"amount_micros":1}`, nil, 409, nil},
+		{"top-up unknown field", "POST", "/v1/accounts/" + e.acc + "/topups", fullAdminToken, `{"amount":1}`, nil, 400, nil},
 		{"balance", "GET", "/v1/balance", e.key, "", nil, 200, []string{`"balance_micros":4000000`, `"prepaid":true`}},
 		{"ledger", "GET", "/v1/ledger", e.key, "", nil, 200, []string{`"kind":"call"`, `"kind":"topup"`}},
-		{"issue the running month", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2026-12"}`, nil, 409,
+		{"issue the running month", "POST", "/v1/admin/invoices", fullAdminToken, `{"month":"2026-12"}`, nil, 409,
 			[]string{`"code":"conflict"`, `"field":"month"`, `2026-12 (UTC) has not ended: it can be invoiced from 2027-01-01T00:00:00Z`}},
-		{"issue a future month", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2027-01","account_id":"` + e.acc + `"}`, nil, 409,
+		{"issue a future month", "POST", "/v1/admin/invoices", fullAdminToken, `{"month":"2027-01","account_id":"` + e.acc + `"}`, nil, 409,
 			[]string{`"code":"conflict"`, `"field":"month"`}},
 		{"issue needs admin", "POST", "/v1/admin/invoices", e.key, `{"month":"2026-11"}`, nil, 401, nil},
-		{"issue a bad month", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2026-13"}`, nil, 400, []string{`"field":"month"`}},
-		{"issue an unknown account", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2026-11","account_id":"x"}`, nil, 404, nil},
-		{"draft the running month", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2026-12","draft":true}`, nil, 200, []string{`{"invoices":[]}`}},
-		{"issue an issued month again", "POST", "/v1/admin/invoices", testAdminToken, `{"month":"2026-10"}`, nil, 201, []string{`{"invoices":[]}`}},
+		{"issue a bad month", "POST", "/v1/admin/invoices", fullAdminToken, `{"month":"2026-13"}`, nil, 400, []string{`"field":"month"`}},
+		{"issue an unknown account", "POST", "/v1/admin/invoices", fullAdminToken, `{"month":"2026-11","account_id":"x"}`, nil, 404, nil},
+		{"draft the running month", "POST", "/v1/admin/invoices", fullAdminToken, `{"month":"2026-12","draft":true}`, nil, 200, []string{`{"invoices":[]}`}},
+		{"issue an issued month again", "POST", "/v1/admin/invoices", fullAdminToken, `{"month":"2026-10"}`, nil, 201, []string{`{"invoices":[]}`}},
 		{"jobs need admin", "GET", "/v1/admin/jobs", e.key, "", nil, 401, nil},
-		{"jobs", "GET", "/v1/admin/jobs", testAdminToken, "", nil, 200, []string{`"runs":[]`}},
-		{"profile", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, `{"tax_bps":1900,"tax_label":"VAT 19%","low_balance_micros":100}`, nil, 200,
+		{"jobs", "GET", "/v1/admin/jobs", fullAdminToken, "", nil, 200, []string{`"runs":[]`}},
+		{"profile", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", fullAdminToken, `{"tax_bps":1900,"tax_label":"VAT 19%","low_balance_micros":100}`, nil, 200,
 			[]string{`"tax_bps":1900`, `"issuer":"default"`}},
-		{"profile bad tax", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, `{"tax_bps":10001}`, nil, 400, []string{`"field":"tax_bps"`}},
-		{"profile unknown account", "GET", "/v1/admin/accounts/00000000-0000-0000-0000-000000000000/billing", testAdminToken, "", nil, 404, nil},
-		{"profile customer and policy", "PUT", "/v1/admin/accounts/" + e.other + "/billing", testAdminToken,
+		{"profile bad tax", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", fullAdminToken, `{"tax_bps":10001}`, nil, 400, []string{`"field":"tax_bps"`}},
+		{"profile unknown account", "GET", "/v1/admin/accounts/00000000-0000-0000-0000-000000000000/billing", fullAdminToken, "", nil, 404, nil},
+		{"profile customer and policy", "PUT", "/v1/admin/accounts/" + e.other + "/billing", fullAdminToken,
 			`{"customer_name":"Müller & Söhne GmbH","customer_address":"Hauptstraße 1\n10115 Berlin\nGermany","customer_tax_number":"DE123456789","missing_hangup":"max_duration"}`, nil, 200,
 			[]string{`"missing_hangup":"max_duration"`, `"customer_name":"Müller \u0026 Söhne GmbH"`, `"customer_address":"Hauptstraße 1\n10115 Berlin\nGermany"`}},
-		{"profile reads back", "GET", "/v1/admin/accounts/" + e.other + "/billing", testAdminToken, "", nil, 200,
+		{"profile reads back", "GET", "/v1/admin/accounts/" + e.other + "/billing", fullAdminToken, "", nil, 200,
 			[]string{`"missing_hangup":"max_duration"`, `"customer_tax_number":"DE123456789"`}},
-		{"profile policy defaults to estimate", "GET", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, "", nil, 200,
+		{"profile policy defaults to estimate", "GET", "/v1/admin/accounts/" + e.acc + "/billing", fullAdminToken, "", nil, 200,
 			[]string{`"missing_hangup":"estimate"`, `"customer_name":""`}},
-		{"profile bad policy", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, `{"missing_hangup":"max"}`, nil, 400, []string{`"field":"missing_hangup"`}},
-		{"profile name on two lines", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", testAdminToken, `{"customer_name":"a\nb"}`, nil, 400, []string{`"field":"customer_name"`}},
+		{"profile bad policy", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", fullAdminToken, `{"missing_hangup":"max"}`, nil, 400, []string{`"field":"missing_hangup"`}},
+		{"profile name on two lines", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", fullAdminToken, `{"customer_name":"a\nb"}`, nil, 400, []string{`"field":"customer_name"`}},
 		{"profile needs admin", "PUT", "/v1/admin/accounts/" + e.acc + "/billing", e.key, `{"customer_name":"me"}`, nil, 401, nil},
-		{"unrated calls", "GET", "/v1/admin/reports/unrated?month=2026-10", testAdminToken, "", nil, 200, []string{`{"calls":[]}`}},
-		{"unrated calls csv", "GET", "/v1/admin/reports/unrated?month=2026-10&account_id=" + e.acc, testAdminToken, "", []string{"Accept", "text/csv"}, 200,
+		{"unrated calls", "GET", "/v1/admin/reports/unrated?month=2026-10", fullAdminToken, "", nil, 200, []string{`{"calls":[]}`}},
+		{"unrated calls csv", "GET", "/v1/admin/reports/unrated?month=2026-10&account_id=" + e.acc, fullAdminToken, "", []string{"Accept", "text/csv"}, 200,
 			[]string{"uuid,account_id,start_at,leg,callee,gateway,sell_deck_id,flag,billed_ms,sell,currency\n"}},
-		{"unrated calls bad month", "GET", "/v1/admin/reports/unrated?month=2026", testAdminToken, "", nil, 400, []string{`"field":"month"`}},
+		{"unrated calls bad month", "GET", "/v1/admin/reports/unrated?month=2026", fullAdminToken, "", nil, 400, []string{`"field":"month"`}},
 		{"unrated calls need admin", "GET", "/v1/admin/reports/unrated?month=2026-10", e.key, "", nil, 401, nil},
 	}
 	for _, tt := range tests {
@@ -211,7 +195,7 @@ func TestCreditNoteAPI(t *testing.T) {
 	}
 	issue := func(body string, status int) []callbridge.Invoice {
 		t.Helper()
-		got, text, _ := e.do(t, "POST", "/v1/admin/invoices", testAdminToken, body)
+		got, text, _ := e.do(t, "POST", "/v1/admin/invoices", fullAdminToken, body)
 		if got != status {
 			t.Fatalf("POST %s: got %d, want %d: %s", body, got, status, text)
 		}
@@ -270,7 +254,7 @@ func TestCarrierReportLabelsInboundLegs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	status, body, _ := e.do(t, "GET", "/v1/admin/accounts/"+e.acc+"/reports/usage?from=2026-10-01&to=2026-11-01&group_by=carrier", testAdminToken, "", "Accept", "text/csv")
+	status, body, _ := e.do(t, "GET", "/v1/admin/accounts/"+e.acc+"/reports/usage?from=2026-10-01&to=2026-11-01&group_by=carrier", fullAdminToken, "", "Accept", "text/csv")
 	if status != 200 || !strings.Contains(body, "\n,inbound legs (no carrier),1,1,") {
 		t.Errorf("got %d:\n%s\nwant a row labelled inbound legs (no carrier)", status, body)
 	}

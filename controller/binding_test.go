@@ -1,148 +1,85 @@
-package controller
+package controller_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
+	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"callbridge"
+	"callbridge/app"
+	"callbridge/dialplan"
 	"callbridge/esl/esltest"
 	"callbridge/internal/wait"
 	"callbridge/postgres"
-	"callbridge/postgres/pgtest"
-	"callbridge/privacy"
-
-	"github.com/gin-gonic/gin"
 )
 
-// fakeHangupper records which bindings had their calls cut.
-type fakeHangupper struct {
-	mu     sync.Mutex
-	killed []string
-	kill   func(id string) int
-}
+// privacyScript answers every mobile (49 17...) after 200 ms and keeps
+// it up.
+const privacyScript = `{"rules":[{"prefix":"4917","ring_ms":200,"outcome":"answer","talk_ms":0}]}`
 
-var _ Hangupper = (*fakeHangupper)(nil)
-
-func (f *fakeHangupper) KillBindingCalls(_ context.Context, id string) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.killed = append(f.killed, id)
-	return f.kill(id), nil
-}
-
-// privacyEnv is a controller with the privacy-number routes on a real
-// database, its index kept by LISTEN/NOTIFY, and a simulated FreeSWITCH
-// that asks the dialplan endpoint for every inbound call.
+// privacyEnv is the fully wired controller with an account, and a
+// simulated FreeSWITCH node (10 times real time) that asks the
+// controller's dialplan endpoint for every inbound call.
 type privacyEnv struct {
-	api   *httptest.Server
-	fs    *esltest.Server
-	index *privacy.Index
-	key   string
-	calls *fakeHangupper
+	*fullEnv
+	key string
 }
 
 func newPrivacyEnv(t *testing.T) *privacyEnv {
 	t.Helper()
-	db := pgtest.New(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	accounts := postgres.NewAccountService(db)
-	key, err := accounts.CreateAccount(ctx, &callbridge.Account{Name: "shop"})
+	return newPrivacyEnvWith(t, privacyScript, nil)
+}
+
+// newPrivacyEnvWith is newPrivacyEnv with the far ends' script and,
+// when given, an adjusted configuration.
+func newPrivacyEnvWith(t *testing.T, script string, configure func(*app.Config)) *privacyEnv {
+	t.Helper()
+	fs := esltest.NewUnstartedServer()
+	sc, err := esltest.ParseScript([]byte(script))
 	if err != nil {
 		t.Fatal(err)
 	}
-	bindings := postgres.NewBindingService(db)
-	index := privacy.NewIndex(bindings, nil)
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- index.Run(ctx, ready) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("index: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("index: %v", err)
-	}
-
-	env := &privacyEnv{index: index, key: key}
-	env.fs = esltest.NewUnstartedServer()
-	env.calls = &fakeHangupper{kill: func(id string) int {
-		n := 0
-		for _, ch := range env.fs.Channels() {
-			if ch.Variables[callbridge.VarBindingID] == id {
-				n++
-			}
-		}
-		return n
-	}}
-	gin.SetMode(gin.ReleaseMode)
-	e := gin.New()
-	e.Use(limitBody(1<<20, nil))
-	p := &PrivacyNumbers{
-		Bindings: bindings, Numbers: postgres.NewNumberService(db), Lines: index, Calls: env.calls,
-		Dialplan: DialplanConfig{User: dpUser, Password: dpPass},
-		Logger:   slog.New(slog.DiscardHandler),
-	}
-	p.Register(e, e.Group("/v1", authenticate(accounts, nil)))
-	env.api = httptest.NewServer(e)
-	t.Cleanup(env.api.Close)
-
-	script, err := esltest.ParseScript([]byte(`{"rules":[{"prefix":"4917","ring_ms":200,"outcome":"answer","talk_ms":0}]}`))
+	fs.Script, fs.Speed = sc, 10
+	env := &privacyEnv{fullEnv: newEnv(t, envOptions{fs: fs, configure: configure})}
+	env.key, err = postgres.NewAccountService(env.db).CreateAccount(context.Background(), &callbridge.Account{Name: "shop"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.fs.Script = script
-	env.fs.Speed = 10
-	env.fs.DialplanURL = env.api.URL + "/fs/dialplan"
-	env.fs.DialplanUser, env.fs.DialplanPassword = dpUser, dpPass
-	env.fs.Start()
-	t.Cleanup(env.fs.Close)
 	return env
+}
+
+// line is what the controller's binding index holds for x.
+func (env *privacyEnv) line(x callbridge.Number) *dialplan.Line {
+	l, err := env.srv.Privacy.Lines.Line(context.Background(), x)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	return l
 }
 
 // do calls the API with the account's key and decodes the answer into out.
 func (env *privacyEnv) do(t *testing.T, method, path string, in, out any) int {
 	t.Helper()
-	var body io.Reader
+	r := request{method: method, path: path, auth: "Bearer " + env.key}
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			t.Fatal(err)
 		}
-		body = bytes.NewReader(b)
+		r.body, r.contentType = bytes.NewReader(b), "application/json"
 	}
-	req, err := http.NewRequest(method, env.api.URL+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+env.key)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := env.api.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if out != nil && len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, raw, err)
+	a := env.send(r)
+	if out != nil && len(a.body) > 0 {
+		if err := json.Unmarshal(a.body, out); err != nil {
+			t.Fatalf("%s %s: %d %s: %v", method, path, a.status, a.body, err)
 		}
 	}
-	return resp.StatusCode
+	return a.status
 }
 
 // call places an inbound call from caller to x and returns the B leg the
@@ -200,8 +137,7 @@ func TestPrivacyNumbersEndToEnd(t *testing.T) {
 	}
 	// This controller's index holds a binding as soon as the API answered
 	// 201, without waiting for NOTIFY: a call placed right away is routed.
-	l1, _ := env.index.Line(context.Background(), tX)
-	l2, _ := env.index.Line(context.Background(), x2)
+	l1, l2 := env.line(tX), env.line(x2)
 	if l1 == nil || len(l1.Bindings) != 1 || l2 == nil || len(l2.Bindings) != 1 {
 		t.Fatalf("index right after 201: %+v, %+v; want one binding on each X", l1, l2)
 	}
@@ -257,7 +193,7 @@ func TestPrivacyNumbersEndToEnd(t *testing.T) {
 		t.Fatalf("patch: %d %+v", code, moved)
 	}
 	wait.For(t, "the index to see the new b", func() bool {
-		l, _ := env.index.Line(context.Background(), tX)
+		l := env.line(tX)
 		return l != nil && len(l.Bindings) == 1 && l.Bindings[0].B == tC
 	})
 	stillUp := false
@@ -281,11 +217,24 @@ func TestPrivacyNumbersEndToEnd(t *testing.T) {
 	if code := env.do(t, "DELETE", "/v1/bindings/"+axb.ID+"?hangup=true", nil, &gone); code != http.StatusOK || gone.Status != callbridge.StatusUnbound {
 		t.Fatalf("delete: %d %+v", code, gone)
 	}
-	if len(env.calls.killed) != 1 || env.calls.killed[0] != axb.ID {
-		t.Errorf("killed %v, want [%s]", env.calls.killed, axb.ID)
+	bindingCalls := func(id string) int {
+		n := 0
+		for _, ch := range env.fs.Channels() {
+			if ch.Variables[callbridge.VarBindingID] == id {
+				n++
+			}
+		}
+		return n
+	}
+	wait.ForState(t, "every call of the unbound binding to end", func() (bool, string) {
+		n := bindingCalls(axb.ID)
+		return n == 0, fmt.Sprintf("%d channels of it up", n)
+	})
+	if bindingCalls(xb.ID) == 0 {
+		t.Error("hangup=true on one binding cut the calls of another")
 	}
 	wait.For(t, "the index to drop the binding", func() bool {
-		l, _ := env.index.Line(context.Background(), tX)
+		l := env.line(tX)
 		return l != nil && len(l.Bindings) == 0
 	})
 	if leg := env.call(t, tA, tX); leg != nil {

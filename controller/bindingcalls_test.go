@@ -1,10 +1,9 @@
-package controller
+package controller_test
 
 import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -12,15 +11,11 @@ import (
 	"time"
 
 	"callbridge"
-	"callbridge/esl"
-	"callbridge/esl/esltest"
+	"callbridge/app"
+	"callbridge/app/apptest"
 	"callbridge/internal/wait"
 	"callbridge/postgres"
-	"callbridge/postgres/pgtest"
 	"callbridge/privacy"
-	"callbridge/webhook"
-
-	"github.com/gin-gonic/gin"
 )
 
 // hookReceiver is an account's webhook endpoint: it checks every
@@ -64,100 +59,45 @@ func (h *hookReceiver) got(call string) []map[string]any {
 	return out
 }
 
-// callsEnv is the privacy-number API on a real database with real
-// privacy.Calls on a simulated FreeSWITCH node, the webhook outbox and its
-// deliverer, and a receiver.
+// callsScript answers A (4917011...) and B (4917022...) after 200 ms and
+// keeps them up; C (4917033...) is busy.
+const callsScript = `{"rules":[
+	{"prefix":"4917011","ring_ms":200,"outcome":"answer","talk_ms":0},
+	{"prefix":"4917022","ring_ms":200,"outcome":"answer","talk_ms":0},
+	{"prefix":"4917033","ring_ms":100,"outcome":"busy"}]}`
+
+// callsEnv is the fully wired controller on a simulated node: binding
+// calls record under /recordings and report to a receiver through the
+// webhook outbox and its deliverer.
 type callsEnv struct {
 	*privacyEnv
-	db       *postgres.DB
 	account  string
 	calls    *privacy.Calls
 	webhooks *postgres.WebhookService
 	recv     *hookReceiver
 	hookURL  string
+	cfg      app.Config
 }
 
 func newCallsEnv(t *testing.T) *callsEnv {
 	t.Helper()
-	db := pgtest.New(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var bg sync.WaitGroup
-	t.Cleanup(func() {
-		cancel()
-		bg.Wait()
-	})
-	accounts := postgres.NewAccountService(db)
-	key, err := accounts.CreateAccount(ctx, &callbridge.Account{Name: "shop"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := accounts.Authenticate(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bindings := postgres.NewBindingService(db)
-	index := privacy.NewIndex(bindings, nil)
-	ready := make(chan struct{})
-	bg.Add(1)
-	go func() { defer bg.Done(); index.Run(ctx, ready) }()
-	<-ready
-
-	fs := esltest.NewUnstartedServer()
-	script, err := esltest.ParseScript([]byte(`{"rules":[
-		{"prefix":"4917011","ring_ms":200,"outcome":"answer","talk_ms":0},
-		{"prefix":"4917022","ring_ms":200,"outcome":"answer","talk_ms":0},
-		{"prefix":"4917033","ring_ms":100,"outcome":"busy"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs.Script = script
-	fs.Speed = 10
-	fs.DialplanUser, fs.DialplanPassword = dpUser, dpPass
-
-	env := &callsEnv{db: db, account: acct.ID, webhooks: postgres.NewWebhookService(db)}
-	env.recv = &hookReceiver{t: t, secret: []byte("hook-secret")}
+	env := &callsEnv{recv: &hookReceiver{t: t, secret: []byte("hook-secret")}}
 	rs := httptest.NewServer(env.recv)
 	t.Cleanup(rs.Close)
 	env.hookURL = rs.URL + "/hooks"
-
-	// The API, with its dialplan endpoint, needs the privacy.Calls, which
-	// need the node, which needs the simulator started: build the API
-	// with a handler set once all exist.
-	var handler http.Handler
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	t.Cleanup(api.Close)
-	fs.DialplanURL = api.URL + "/fs/dialplan"
-	fs.Start()
-	t.Cleanup(fs.Close)
-
-	client := esl.NewClient(esl.Config{Name: "node1", Addr: fs.Addr(), Password: "ClueCon",
-		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
-	bg.Add(1)
-	go func() { defer bg.Done(); client.Run(ctx) }()
-	wait.For(t, "the node to connect", func() bool { return client.State() == esl.StateConnected })
-	env.calls = privacy.NewCalls(esl.NewPool(client), privacy.CallsConfig{
-		Bindings: bindings, Webhooks: env.webhooks, RecordDir: "/recordings",
+	env.privacyEnv = newPrivacyEnvWith(t, callsScript, func(c *app.Config) {
+		c.RecordDir = "/recordings"
+		c.WebhookSecret = string(env.recv.secret)
+		c.WebhookAllowPrivate = true // the receiver is an httptest server on loopback
+		env.cfg = *c
 	})
-	bg.Add(1)
-	go func() { defer bg.Done(); env.calls.Run(ctx) }()
-	deliverer := webhook.NewDeliverer(env.webhooks, webhook.Config{
-		Secret: env.recv.secret, PollInterval: 10 * time.Millisecond, MinBackoff: 10 * time.Millisecond,
-		AllowPrivate: true, // the receiver is an httptest server on loopback
-	})
-	bg.Add(1)
-	go func() { defer bg.Done(); deliverer.Run(ctx) }()
-
-	gin.SetMode(gin.ReleaseMode)
-	e := gin.New()
-	e.Use(limitBody(1<<20, nil))
-	p := &PrivacyNumbers{
-		Bindings: bindings, Numbers: postgres.NewNumberService(db), Lines: index, Calls: env.calls,
-		Dialplan: DialplanConfig{User: dpUser, Password: dpPass},
-		Logger:   slog.New(slog.DiscardHandler),
+	acct, err := env.srv.Accounts.Authenticate(context.Background(), env.key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	p.Register(e, e.Group("/v1", authenticate(accounts, nil)))
-	handler = e
-	env.privacyEnv = &privacyEnv{api: api, fs: fs, index: index, key: key}
+	env.account = acct.ID
+	env.calls = env.srv.Privacy.Calls.(*privacy.Calls)
+	env.webhooks = postgres.NewWebhookService(env.db)
 	return env
 }
 
@@ -176,7 +116,7 @@ func (env *callsEnv) bind(t *testing.T) callbridge.Binding {
 		t.Fatalf("create binding: %d %+v", code, b)
 	}
 	wait.For(t, "the index to hold the binding", func() bool {
-		l, _ := env.index.Line(context.Background(), tX)
+		l := env.line(tX)
 		return l != nil && len(l.Bindings) == 1
 	})
 	return b
@@ -196,20 +136,13 @@ func TestBindingCallWebhooks(t *testing.T) {
 	env := newCallsEnv(t)
 	b := env.bind(t)
 
-	// A second controller follows the same node and hears the same calls:
-	// the outbox still holds each event once.
-	ctx, cancel := context.WithCancel(context.Background())
-	var second sync.WaitGroup
-	t.Cleanup(func() { cancel(); second.Wait() })
-	client2 := esl.NewClient(esl.Config{Name: "node1", Addr: env.fs.Addr(), Password: "ClueCon",
-		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
-	calls2 := privacy.NewCalls(esl.NewPool(client2), privacy.CallsConfig{
-		Bindings: postgres.NewBindingService(env.db), Webhooks: env.webhooks, RecordDir: "/recordings",
-	})
-	second.Add(2)
-	go func() { defer second.Done(); client2.Run(ctx) }()
-	go func() { defer second.Done(); calls2.Run(ctx) }()
-	wait.For(t, "the second controller to connect", func() bool { return client2.State() == esl.StateConnected })
+	// A second controller, wired the same way, follows the same node and
+	// hears the same calls: the outbox still holds each event once, and
+	// each is delivered once.
+	cfg2 := env.cfg
+	cfg2.Owner, cfg2.SpoolDir, cfg2.ReportDir = "test-2", t.TempDir(), t.TempDir()
+	cfg2.ESL, cfg2.ESLPassword = []string{env.fs.Addr()}, env.fs.Password
+	apptest.Run(t, env.db, cfg2, apptest.Options{})
 
 	// A calls X, B answers, A hangs up.
 	leg := env.call(t, tA, tX)
@@ -234,7 +167,7 @@ func TestBindingCallWebhooks(t *testing.T) {
 		t.Fatalf("patch: %d", code)
 	}
 	wait.For(t, "the index to see the new b", func() bool {
-		l, _ := env.index.Line(context.Background(), tX)
+		l := env.line(tX)
 		return l != nil && len(l.Bindings) == 1 && l.Bindings[0].B == tC
 	})
 	busy, err := env.fs.Inbound(context.Background(), string(tA), string(tX))

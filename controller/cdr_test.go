@@ -1,4 +1,4 @@
-package controller
+package controller_test
 
 import (
 	"context"
@@ -12,14 +12,15 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller"
 	"callbridge/postgres"
-	"callbridge/postgres/pgtest"
 
 	"github.com/google/uuid"
 )
 
 func TestCDRAPI(t *testing.T) {
-	db := pgtest.New(t)
+	env := newFullEnv(t, nil)
+	db := env.db
 	ctx := context.Background()
 	accounts := postgres.NewAccountService(db)
 	store := postgres.NewCDRStore(db)
@@ -56,8 +57,7 @@ func TestCDRAPI(t *testing.T) {
 	if _, err := store.WriteBatch(ctx, append(cdrs, &theirs), nil); err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Accounts: accounts, DB: db, CDRs: store, AdminToken: testAdminToken}
-	h := srv.Handler()
+	h := env.srv.Handler()
 	path := "/v1/cdrs"
 	get := func(query, accept, key string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, path+"?"+query, nil)
@@ -136,7 +136,7 @@ func TestCDRAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 8 || strings.Join(rows[0], ",") != strings.Join(cdrCSVView(cdrCSVColumns, false), ",") {
+	if len(rows) != 8 || strings.Join(rows[0], ",") != strings.Join(controller.CDRCSVHeader(false), ",") {
 		t.Fatalf("CSV has %d rows, header %v", len(rows), rows[0])
 	}
 	if body := w.Body.String(); strings.Contains(body, "carrier-x") || strings.Contains(body, "0.500000") || strings.Contains(body, "buy") {
@@ -168,7 +168,7 @@ func TestCDRAPI(t *testing.T) {
 	if w := get("", "", key); w.Code != http.StatusUnauthorized {
 		t.Errorf("operator view with an API key: %d, want 401", w.Code)
 	}
-	w = get("limit=1", "", testAdminToken)
+	w = get("limit=1", "", fullAdminToken)
 	var op page
 	if err := json.Unmarshal(w.Body.Bytes(), &op); w.Code != 200 || err != nil || len(op.CDRs) != 1 {
 		t.Fatalf("operator view: %d %s", w.Code, w.Body)
@@ -176,36 +176,16 @@ func TestCDRAPI(t *testing.T) {
 	if c := op.CDRs[0]; c.Gateway != "carrier-x" || c.Buy != 500000 || c.BuyCurrency != "EUR" || !c.Flags.Has(callbridge.CDRBuyUnratedDefault) {
 		t.Errorf("operator view: %+v, want the gateway, buy price and buy flags", c)
 	}
-	w = get("", "text/csv", testAdminToken)
+	w = get("", "text/csv", fullAdminToken)
 	rows, err = csv.NewReader(strings.NewReader(w.Body.String())).ReadAll()
-	if err != nil || len(rows) != 8 || strings.Join(rows[0], ",") != strings.Join(cdrCSVColumns, ",") {
+	if err != nil || len(rows) != 8 || strings.Join(rows[0], ",") != strings.Join(controller.CDRCSVColumns, ",") {
 		t.Fatalf("operator CSV: %v %d rows, header %v", err, len(rows), rows[0])
 	}
 	if got := rows[1][len(rows[1])-3:]; strings.Join(got, " ") != "0.500000 EUR buy_unrated_default,minimum" {
 		t.Errorf("operator CSV buy, currency, flags: %v", got)
 	}
 	path = "/v1/admin/accounts/not-an-id/cdrs"
-	if w := get("", "", testAdminToken); w.Code != http.StatusNotFound {
+	if w := get("", "", fullAdminToken); w.Code != http.StatusNotFound {
 		t.Errorf("operator view of a malformed account id: %d, want 404", w.Code)
-	}
-}
-
-func TestCDRWantsCSV(t *testing.T) {
-	tests := []struct {
-		accept string
-		want   bool
-	}{
-		{"", false},
-		{"text/csv", true},
-		{"application/json", false},
-		{"text/csv, application/json", true},
-		{"application/json;q=0.9, text/csv", true},
-		{"text/csv;q=0.1, */*", false},
-		{"text/csv;q=0", false},
-	}
-	for _, tt := range tests {
-		if got := cdrWantsCSV(tt.accept); got != tt.want {
-			t.Errorf("cdrWantsCSV(%q) = %v, want %v", tt.accept, got, tt.want)
-		}
 	}
 }

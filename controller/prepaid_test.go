@@ -1,30 +1,19 @@
-package controller
+package controller_test
 
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"callbridge"
-	"callbridge/billing"
-	"callbridge/callback"
-	"callbridge/cdr"
 	"callbridge/dialplan"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
 	"callbridge/internal/wait"
 	"callbridge/postgres"
-	"callbridge/postgres/pgtest"
-	"callbridge/privacy"
-	"callbridge/rating"
-
-	"github.com/gin-gonic/gin"
 )
 
 // ppScript keeps every mobile far end (49 17...) up once answered, so only
@@ -35,87 +24,47 @@ const ppScript = `{"rules":[{"prefix":"4917","ring_ms":500,"outcome":"answer","t
 // 0.60 a minute.
 const ppIncrement = 60_000
 
-// ppEnv is a prepaid account on a real database, a simulated FreeSWITCH
-// node and the CDR pipeline that settles reservations and debits the
-// balance.
+// ppEnv is the fully wired controller on a real database with a prepaid
+// account whose sell deck is ppDeck, and a simulated FreeSWITCH node (20
+// times real time) whose CDRs settle reservations and debit the balance.
 type ppEnv struct {
-	t        *testing.T
-	db       *postgres.DB
-	accounts *postgres.AccountService
-	billing  *postgres.BillingStore
-	auth     *billing.Authorizer
-	fs       *esltest.Server
-	account  string
-	key      string
-	node     *esl.Client
+	*fullEnv
+	billing *postgres.BillingStore
+	account string
+	key     string
 }
 
 // ppDeck prices mobile numbers (4917) at 0.60 a minute in 6 s increments
-// and charges every answered second; other numbers are unrated.
-func ppDeck(t testing.TB, account string) *rating.Deck {
+// and charges every answered second (short_ms 1); other numbers are
+// unrated.
+const ppDeck = "prefix,per_minute,first_increment,next_increment\n4917,0.60,6,6\n"
+
+func newPPEnv(t *testing.T) *ppEnv {
 	t.Helper()
-	d, err := rating.NewDeck(rating.DeckInfo{ID: "sell-prepaid", AccountID: account, Name: "prepaid", Currency: "EUR", TimeZone: "UTC",
-		Precision: 6, Version: 1, ShortMS: 1},
-		time.UTC, []rating.Rate{{Prefix: "4917", PerMinute: 600_000, FirstIncrement: 6, NextIncrement: 6, Days: rating.AllDays, Until: rating.Midnight}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// ppDecks is a registry holding ppDeck, for the pricer and the
-// authorizer.
-func ppDecks(d *rating.Deck) *rating.Registry {
-	reg := &rating.Registry{}
-	reg.Replace([]*rating.Deck{d}, reg.Mark())
-	return reg
-}
-
-func newPPEnv(t *testing.T, dialplanURL string) *ppEnv {
-	t.Helper()
-	env := &ppEnv{t: t, db: pgtest.New(t)}
-	ctx := context.Background()
-	env.accounts = postgres.NewAccountService(env.db)
-	acct := &callbridge.Account{Name: "prepaid", ServiceNumber: "4930100100", Prepaid: true, Currency: "EUR"}
-	key, err := env.accounts.CreateAccount(ctx, acct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.account, env.key = acct.ID, key
-	env.billing = postgres.NewBillingStore(env.db, time.UTC, "test")
-	decks := ppDecks(ppDeck(t, acct.ID))
-	env.auth = &billing.Authorizer{Store: env.billing, Decks: billing.RegistryDecks(decks)}
-
-	env.fs = esltest.NewUnstartedServer()
+	fs := esltest.NewUnstartedServer()
 	script, err := esltest.ParseScript([]byte(ppScript))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.fs.Script, env.fs.Speed = script, 20
-	env.fs.DialplanURL, env.fs.DialplanUser, env.fs.DialplanPassword = dialplanURL, dpUser, dpPass
-	env.fs.Start()
-	t.Cleanup(env.fs.Close)
+	fs.Script, fs.Speed = script, 20
+	env := &ppEnv{fullEnv: newEnv(t, envOptions{fs: fs})}
+	acct := &callbridge.Account{Name: "prepaid", ServiceNumber: "4930100100", Prepaid: true, Currency: "EUR"}
+	if env.key, err = postgres.NewAccountService(env.db).CreateAccount(context.Background(), acct); err != nil {
+		t.Fatal(err)
+	}
+	env.account = acct.ID
+	env.billing = postgres.NewBillingStore(env.db, time.UTC, "test")
 
-	cdrStore := postgres.NewCDRStore(env.db)
-	if _, err := cdrStore.EnsurePartitions(ctx, time.Now(), 1); err != nil {
-		t.Fatal(err)
+	deck := env.mustCall(http.StatusCreated, "POST", "/v1/rate-decks", env.key,
+		map[string]any{"name": "prepaid", "currency": "EUR", "time_zone": "UTC", "precision": 6, "short_ms": 1}).json(t)
+	id, _ := deck["id"].(string)
+	if a := env.send(request{method: "POST", path: "/v1/rate-decks/" + id + "/rates?mode=replace", auth: "Bearer " + env.key,
+		contentType: "text/csv", body: strings.NewReader(ppDeck)}); a.status != http.StatusOK {
+		t.Fatalf("import ppDeck: %d %s", a.status, a.body)
 	}
-	p, err := cdr.NewPipeline(cdr.Config{Store: cdrStore, Pricer: cdr.NewPricer(decks, nil), SpoolDir: t.TempDir(),
-		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	env.node = esl.NewClient(esl.Config{Name: "node1", Addr: env.fs.Addr(), Password: "ClueCon",
-		MaxCPS: 500, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); env.node.Run(runCtx) }()
-	go func() { defer wg.Done(); p.Run(runCtx, env.node) }()
-	t.Cleanup(func() { stop(); wg.Wait() })
-	wait.For(t, "node connected and subscribed", func() bool {
-		s := env.node.Stats()
-		return s.State == esl.StateConnected && len(s.QueueDepths) > 0
+	wait.For(t, "ppDeck in force", func() bool {
+		d := env.srv.Decks.AccountDeck(env.account, time.Now())
+		return d != nil && d.Len() == 1
 	})
 	return env
 }
@@ -161,42 +110,15 @@ func (env *ppEnv) answeredLegs() int64 {
 
 func TestPrepaidCallbacksStopWhenTheBalanceRunsOut(t *testing.T) {
 	t.Parallel()
-	env := newPPEnv(t, "")
+	env := newPPEnv(t)
 	env.topup(2_000_000) // 2.00: 200 s of leg time at 0.60 a minute
 
 	store := postgres.NewCallbackService(env.db)
-	ctx, cancel := context.WithCancel(context.Background())
-	engine, err := callback.NewEngine(store, esl.NewPool(env.node), callback.Config{
-		Owner: "ctl-prepaid", Gateway: "carrier", Lease: 3 * time.Second, PollInterval: 20 * time.Millisecond,
-		NodeGrace: time.Second, LegWait: 5 * time.Second,
-		CallAuthorizer: func(limit time.Duration) callbridge.CallAuthorizer {
-			a := *env.auth
-			a.MaxCall = limit
-			return &a
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { engine.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	api := httptest.NewServer((&Server{Accounts: env.accounts, Callbacks: store, Webhooks: postgres.NewWebhookService(env.db), CallbackEngine: engine}).Handler())
-	t.Cleanup(api.Close)
-
 	create := func() string {
-		body := `{"a":"4917011111","b":"4917022222","max_duration":20,"ring_timeout_b":10}`
-		req, _ := http.NewRequest("POST", api.URL+"/v1/callbacks", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+env.key)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
 		var cb callbridge.Callback
-		if err := json.NewDecoder(resp.Body).Decode(&cb); err != nil || resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("POST /v1/callbacks: %d %v", resp.StatusCode, err)
+		a := env.mustCall(http.StatusAccepted, "POST", "/v1/callbacks", env.key, `{"a":"4917011111","b":"4917022222","max_duration":20,"ring_timeout_b":10}`)
+		if err := json.Unmarshal(a.body, &cb); err != nil || cb.ID == "" {
+			t.Fatalf("POST /v1/callbacks: %s %v", a.body, err)
 		}
 		return cb.ID
 	}
@@ -297,37 +219,21 @@ func TestPrepaidCallbacksStopWhenTheBalanceRunsOut(t *testing.T) {
 	}
 }
 
-// ppLines are the account's XB bindings: X 4930100100 (a number ppDeck
-// does not price, so inbound calls to it are free) and X 4917900900 (a
-// mobile number, so inbound calls to it cost as much as the leg to B),
-// both to B 4917022222.
-type ppLines map[callbridge.Number]*dialplan.Line
-
-func (l ppLines) Line(_ context.Context, x callbridge.Number) (*dialplan.Line, error) {
-	return l[x], nil
-}
-
 func TestPrepaidBindingCalls(t *testing.T) {
 	t.Parallel()
-	gin.SetMode(gin.ReleaseMode)
-	var cfg DialplanConfig
-	lines := ppLines{}
-	e := gin.New()
-	e.POST("/fs/dialplan", func(c *gin.Context) { fsDialplan(&cfg, lines, time.Now, slog.New(slog.DiscardHandler))(c) })
-	dp := httptest.NewServer(e)
-	t.Cleanup(dp.Close)
-
-	env := newPPEnv(t, dp.URL+"/fs/dialplan")
-	cfg = DialplanConfig{User: dpUser, Password: dpPass, Routing: privacy.Routing{Authorizer: env.auth, Prepaid: privacy.NewPrepaidAccounts(env.accounts, 0)}}
-	for _, x := range []callbridge.Number{"4930100100", "4917900900"} {
-		lines[x] = &dialplan.Line{X: x, AccountID: env.account, Gateway: "carrier", Enabled: true,
-			Bindings: []*callbridge.Binding{{ID: "0f1e2d3c-4b5a-4697-8877-6655443322" + string(x[len(x)-2:]), AccountID: env.account, Mode: callbridge.ModeXB,
-				X: x, B: "4917022222", Status: callbridge.StatusActive, ExpiresAt: time.Now().Add(time.Hour)}}}
+	env := newPPEnv(t)
+	// The account's XB bindings: X 4930100100 (a number ppDeck does not
+	// price, so inbound calls to it are free) and X 4917900900 (a mobile
+	// number, so inbound calls to it cost as much as the leg to B), both
+	// to B 4917022222.
+	for _, x := range []string{"4930100100", "4917900900"} {
+		env.mustCall(http.StatusCreated, "POST", "/v1/numbers", env.key, map[string]any{"number": x, "gateway": "carrier"})
+		env.mustCall(http.StatusCreated, "POST", "/v1/bindings", env.key, map[string]any{"mode": "XB", "x": x, "b": "4917022222", "ttl": 3600})
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	sub := env.node.Subscribe(0)
+	sub := env.app.Nodes[0].Subscribe(0)
 	defer sub.Close()
 	// call places an inbound call to X and returns the inbound leg's
 	// CHANNEL_HANGUP_COMPLETE and the execute_on_answer it carried; the
@@ -396,8 +302,11 @@ func TestPrepaidBindingCalls(t *testing.T) {
 	if onAnswer != "sched_hangup +12 ALLOTTED_TIMEOUT" {
 		t.Errorf("execute_on_answer %q, want the 12 s grant for two priced legs", onAnswer)
 	}
-	if ms, _ := ev.Int64("variable_billmsec"); ms < 11_000 || ms > 13_000 {
-		t.Errorf("both legs priced: billed %d ms, want about the 12 s grant", ms)
+	if got := ev.Get("Hangup-Cause"); got != "ALLOTTED_TIMEOUT" {
+		t.Errorf("both legs priced: hangup cause %q, want ALLOTTED_TIMEOUT", got)
+	}
+	if ms, _ := ev.Int64("variable_billmsec"); ms < 11_000 || ms > 12_000+late {
+		t.Errorf("both legs priced: billed %d ms, want the 12 s grant (at most %d ms late)", ms, late)
 	}
 	env.settled()
 	if b := env.balance(); b.Balance < -2*ppIncrement || b.Balance > 2*ppIncrement {

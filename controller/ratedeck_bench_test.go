@@ -1,4 +1,4 @@
-package controller
+package controller_test
 
 import (
 	"context"
@@ -16,32 +16,28 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller"
 	"callbridge/postgres"
-	"callbridge/postgres/pgtest"
 )
 
-// quoteBench is the API with the rating routes on a real database, an
-// account and its 100,000-prefix deck imported over HTTP, and the deck
-// sync running as in serve.
+// quoteBench is the fully wired API (app.New, as in serve) on a real
+// database, with an account and its 100,000-prefix deck imported over
+// HTTP.
 type quoteBench struct {
-	srv *Server
+	srv *controller.Server
 	api *httptest.Server
 	key string
 }
 
 func newQuoteBench(b *testing.B) *quoteBench {
 	b.Helper()
-	db := pgtest.New(b)
-	accounts := postgres.NewAccountService(db)
-	key, err := accounts.CreateAccount(context.Background(), &callbridge.Account{Name: "bench", Currency: "EUR"})
+	env := newEnv(b, envOptions{})
+	key, err := postgres.NewAccountService(env.db).CreateAccount(context.Background(), &callbridge.Account{Name: "bench", Currency: "EUR"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	decks, deckSync := pgtest.RunDeckSync(b, db, nil)
-	srv := &Server{Accounts: accounts, DB: db, RateDecks: postgres.NewRateDeckService(db), Decks: decks, DeckSync: deckSync}
-	api := httptest.NewServer(srv.Handler())
-	b.Cleanup(api.Close)
-	q := &quoteBench{srv: srv, api: api, key: key}
+	decks := env.srv.Decks
+	q := &quoteBench{srv: env.srv, api: env.api, key: key}
 
 	deck := q.call(b, "POST", "/v1/rate-decks", "application/json", `{"name":"bench","currency":"EUR","time_zone":"Europe/Berlin","precision":4}`, http.StatusCreated)
 	id := deck[strings.Index(deck, `"id":"`)+6:]
@@ -110,6 +106,7 @@ func BenchmarkQuote(b *testing.B) {
 	q := newQuoteBench(b)
 	client := q.api.Client()
 	client.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
+	client.Timeout = 30 * time.Second // a quote that never answers fails the run instead of hanging it
 	auth := "Bearer " + q.key
 
 	var mu sync.Mutex
@@ -140,7 +137,7 @@ func BenchmarkQuote(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			body, err = appendBody(resp.Body, body[:0])
+			body, err = controller.AppendBody(resp.Body, body[:0])
 			resp.Body.Close()
 			mine = append(mine, time.Since(t0))
 			if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"amount_micros"`) {

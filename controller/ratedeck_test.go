@@ -1,75 +1,61 @@
-package controller
+package controller_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"callbridge"
+	"callbridge/app"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
-	"callbridge/rating"
 )
 
-const testAdminToken = "admin-secret"
-
-// rateEnv is the API with the rating routes on a real database and two
-// accounts.
+// rateEnv is the fully wired API on a real database with two accounts.
 type rateEnv struct {
-	api        *httptest.Server
+	*fullEnv
 	key, other string
 }
 
 func newRateEnv(t *testing.T) *rateEnv {
 	t.Helper()
-	db := pgtest.New(t)
+	e := &rateEnv{fullEnv: newFullEnv(t, nil)}
+	e.key, e.other = rateAccounts(t, e.db)
+	return e
+}
+
+// rateAccounts creates the accounts "shop" and "other" and returns their
+// keys.
+func rateAccounts(t *testing.T, db *postgres.DB) (shop, other string) {
+	t.Helper()
 	accounts := postgres.NewAccountService(db)
-	key, err := accounts.CreateAccount(context.Background(), &callbridge.Account{Name: "shop"})
+	shop, err := accounts.CreateAccount(context.Background(), &callbridge.Account{Name: "shop"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := accounts.CreateAccount(context.Background(), &callbridge.Account{Name: "other"})
+	other, err = accounts.CreateAccount(context.Background(), &callbridge.Account{Name: "other"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	decks, deckSync := pgtest.RunDeckSync(t, db, nil)
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db, RateDecks: postgres.NewRateDeckService(db), Decks: decks, DeckSync: deckSync}
-	api := httptest.NewServer(s.Handler())
-	t.Cleanup(api.Close)
-	return &rateEnv{api: api, key: key, other: other}
+	return shop, other
 }
 
 // do sends a request with a bearer token and returns the status and body.
 func (e *rateEnv) do(t *testing.T, method, path, token, contentType, body string, header ...string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, e.api.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	r := request{method: method, path: path, auth: "Bearer " + token, contentType: contentType, header: map[string]string{}}
+	if body != "" {
+		r.body = strings.NewReader(body)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		r.header[header[i]] = header[i+1]
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	a := e.send(r)
+	return a.status, string(a.body)
 }
 
 func decode[T any](t *testing.T, body string) T {
@@ -102,7 +88,7 @@ func TestRateDeckAPI(t *testing.T) {
 	}{
 		{"account may not create carrier decks", "POST", "/v1/rate-decks", e.key, "application/json",
 			`{"gateway":"carrier-a","name":"buy","currency":"USD","time_zone":"UTC"}`, 403, `"forbidden"`},
-		{"admin creates carrier deck", "POST", "/v1/rate-decks", testAdminToken, "application/json",
+		{"admin creates carrier deck", "POST", "/v1/rate-decks", fullAdminToken, "application/json",
 			`{"gateway":"carrier-a","name":"buy","currency":"USD","time_zone":"America/New_York"}`, 201, `"gateway":"carrier-a"`},
 		{"bad zone", "POST", "/v1/rate-decks", e.key, "application/json",
 			`{"name":"x","currency":"EUR","time_zone":"Nowhere/Land","effective_from":"2030-01-01T00:00:00Z"}`, 400, `"field":"time_zone"`},
@@ -110,7 +96,7 @@ func TestRateDeckAPI(t *testing.T) {
 		{"list own", "GET", "/v1/rate-decks", e.key, "", "", 200, deck.ID},
 		{"get own", "GET", "/v1/rate-decks/" + deck.ID, e.key, "", "", 200, `"name":"retail"`},
 		{"other account cannot see it", "GET", "/v1/rate-decks/" + deck.ID, e.other, "", "", 404, `"not_found"`},
-		{"admin sees it", "GET", "/v1/rate-decks/" + deck.ID, testAdminToken, "", "", 200, deck.ID},
+		{"admin sees it", "GET", "/v1/rate-decks/" + deck.ID, fullAdminToken, "", "", 200, deck.ID},
 		{"csv needs text/csv", "POST", "/v1/rate-decks/" + deck.ID + "/rates", e.key, "application/json", "{}", 400, "text/csv"},
 		{"bad mode", "POST", "/v1/rate-decks/" + deck.ID + "/rates?mode=merge", e.key, "text/csv", "", 400, `"field":"mode"`},
 		{"bad file refused whole", "POST", "/v1/rate-decks/" + deck.ID + "/rates", e.key, "text/csv",
@@ -130,8 +116,8 @@ func TestRateDeckAPI(t *testing.T) {
 		{"quote bad number", "GET", "/v1/rates/quote?number=abc", e.key, "", "", 400, `"field":"number"`},
 		{"quote bad duration", "GET", "/v1/rates/quote?number=4930123456&duration=-1s", e.key, "", "", 400, `"field":"duration"`},
 		{"quote without a deck", "GET", "/v1/rates/quote?number=4930123456", e.other, "", "", 404, `"not_found"`},
-		{"admin quote needs a deck", "GET", "/v1/rates/quote?number=4930123456", testAdminToken, "", "", 400, `"field":"deck"`},
-		{"admin quote of a deck", "GET", "/v1/rates/quote?number=4930123456&deck=" + deck.ID, testAdminToken, "", "", 200, `"prefix":"49"`},
+		{"admin quote needs a deck", "GET", "/v1/rates/quote?number=4930123456", fullAdminToken, "", "", 400, `"field":"deck"`},
+		{"admin quote of a deck", "GET", "/v1/rates/quote?number=4930123456&deck=" + deck.ID, fullAdminToken, "", "", 200, `"prefix":"49"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,42 +181,6 @@ func TestRateDeckImportLargeCSV(t *testing.T) {
 	}
 }
 
-// TestQuoteJSON checks the hand-written quote answer against
-// encoding/json's encoding of the same fields.
-func TestQuoteJSON(t *testing.T) {
-	deck, err := rating.NewDeck(rating.DeckInfo{ID: "d-1", AccountID: "a", Name: "n", Currency: "EUR", TimeZone: "UTC", Precision: 4, Version: 7},
-		time.UTC, []rating.Rate{{Prefix: "49", Description: `Germany <"fixed"> & more`, PerMinute: 123456, FirstIncrement: 30, NextIncrement: 6,
-			Days: rating.AllDays, Until: rating.Midnight}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info := deck.Info()
-	for _, tt := range []struct {
-		number callbridge.Number
-		at     time.Time
-		ms     int64
-	}{
-		{"4930123456", time.Date(2026, 12, 6, 5, 0, 0, 123456789, time.UTC), 95000},
-		{"15551230002", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 0},
-	} {
-		r := deck.Price(rating.Usage{Number: tt.number, Start: tt.at, BillMS: tt.ms})
-		want, err := json.Marshal(struct {
-			DeckID      string        `json:"deck_id"`
-			DeckVersion int64         `json:"deck_version"`
-			Number      string        `json:"number"`
-			At          time.Time     `json:"at"`
-			Amount      string        `json:"amount"`
-			Result      rating.Result `json:"result"`
-		}{info.ID, info.Version, tt.number.String(), tt.at, rating.FormatMoney(r.Amount), r})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := appendQuote(nil, &info, tt.number, tt.at, &r); !bytes.Equal(got, want) {
-			t.Errorf("got  %s\nwant %s", got, want)
-		}
-	}
-}
-
 // TestQuoteWithoutDatabase cuts the database off after a deck was
 // imported: quotes still answer, from memory, with the new deck. (The
 // API key stays valid from the authentication cache meanwhile.)
@@ -242,16 +192,10 @@ func TestQuoteWithoutDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	accounts := postgres.NewAccountService(db)
-	accounts.AuthCacheTTL = time.Minute
-	key, err := accounts.CreateAccount(context.Background(), &callbridge.Account{Name: "shop"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	decks, deckSync := pgtest.RunDeckSync(t, db, nil)
-	api := httptest.NewServer((&Server{Accounts: accounts, DB: db, RateDecks: postgres.NewRateDeckService(db), Decks: decks, DeckSync: deckSync}).Handler())
-	t.Cleanup(api.Close)
-	e := &rateEnv{api: api, key: key}
+	e := &rateEnv{fullEnv: newEnv(t, envOptions{db: db, adjust: func(a *app.App) {
+		a.Server.Accounts.(*postgres.AccountService).AuthCacheTTL = time.Minute
+	}})}
+	key, _ := rateAccounts(t, db)
 
 	status, body := e.do(t, "POST", "/v1/rate-decks", key, "application/json", `{"name":"retail","currency":"EUR","time_zone":"UTC"}`)
 	if status != http.StatusCreated {

@@ -1,4 +1,4 @@
-package controller
+package controller_test
 
 import (
 	"bufio"
@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"runtime/metrics"
 	"strings"
@@ -17,8 +16,8 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller"
 	"callbridge/postgres"
-	"callbridge/postgres/pgtest"
 	"callbridge/rating"
 )
 
@@ -46,19 +45,25 @@ func (s drainingStore) ImportRates(ctx context.Context, deckID string, src ratin
 	return s.RateDeck(ctx, deckID)
 }
 
-// importEnv is the rating API over a drainingStore with two accounts,
-// each with a deck.
+// importEnv is the fully wired API over a drainingStore with two
+// accounts, each with a deck.
 type importEnv struct {
-	api         *httptest.Server
+	*fullEnv
 	keys, decks [2]string
 	store       *drainingStore
 }
 
-func newImportEnv(t *testing.T, tweak func(*Server)) *importEnv {
+func newImportEnv(t *testing.T, tweak func(*controller.Server)) *importEnv {
 	t.Helper()
-	db := pgtest.New(t)
-	accounts := postgres.NewAccountService(db)
-	env := &importEnv{store: &drainingStore{RateDeckService: postgres.NewRateDeckService(db)}}
+	env := &importEnv{}
+	env.fullEnv = newEnv(t, envOptions{tweak: func(s *controller.Server) {
+		env.store = &drainingStore{RateDeckService: s.RateDecks.(*postgres.RateDeckService)}
+		s.RateDecks = env.store
+		if tweak != nil {
+			tweak(s)
+		}
+	}})
+	accounts := postgres.NewAccountService(env.db)
 	for i := range env.keys {
 		a := &callbridge.Account{Name: fmt.Sprintf("tenant %d", i)}
 		key, err := accounts.CreateAccount(context.Background(), a)
@@ -71,13 +76,6 @@ func newImportEnv(t *testing.T, tweak func(*Server)) *importEnv {
 		}
 		env.keys[i], env.decks[i] = key, d.ID
 	}
-	// Decks is set so the rate-deck routes are served; quotes are not used.
-	s := &Server{Accounts: accounts, AdminToken: testAdminToken, DB: db, RateDecks: env.store, Decks: &rating.Registry{}}
-	if tweak != nil {
-		tweak(s)
-	}
-	env.api = httptest.NewServer(s.Handler())
-	t.Cleanup(env.api.Close)
 	return env
 }
 
@@ -182,7 +180,7 @@ func TestRateImportMemoryBounded(t *testing.T) {
 		{"cut at the cap", 0, http.StatusRequestEntityTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newImportEnv(t, func(s *Server) { s.MaxCSVBytes = tc.capB })
+			e := newImportEnv(t, func(s *controller.Server) { s.MaxCSVBytes = tc.capB })
 			base := heapNow()
 			stop := heapPeak()
 			start := time.Now()
@@ -228,7 +226,7 @@ func TestRateImportRefusedEarly(t *testing.T) {
 func TestRateImportConcurrency(t *testing.T) {
 	started := make(chan struct{})
 	proceed := make(chan struct{})
-	e := newImportEnv(t, func(s *Server) { s.MaxImports = 1 })
+	e := newImportEnv(t, func(s *controller.Server) { s.MaxImports = 1 })
 	e.store.started, e.store.proceed = started, proceed
 
 	good := "prefix,per_minute\n4930,0.01\n"
@@ -265,34 +263,5 @@ func TestRateImportConcurrency(t *testing.T) {
 	go func() { <-started }()
 	if resp, body := e.upload(t, 1, strings.NewReader(good)); resp.StatusCode != http.StatusOK {
 		t.Errorf("after the first ended: got %d %s, want 200", resp.StatusCode, body)
-	}
-
-	slots := newImportSlots(2, 3)
-	var releases []func()
-	for _, owner := range []string{"a", "a", "b"} {
-		r, err := slots.acquire(owner)
-		if err != nil {
-			t.Fatalf("acquire %s: %v", owner, err)
-		}
-		releases = append(releases, r)
-	}
-	if _, err := slots.acquire("a"); callbridge.ErrorCode(err) != callbridge.ERATELIMIT {
-		t.Errorf("third for a: got %v, want rate limited", err)
-	}
-	if _, err := slots.acquire("c"); callbridge.ErrorCode(err) != callbridge.ERATELIMIT {
-		t.Errorf("fourth in the process: got %v, want rate limited", err)
-	}
-	releases[0]()
-	releases[0]() // releasing twice frees one slot only
-	if r, err := slots.acquire("c"); err != nil {
-		t.Errorf("after a release: %v", err)
-	} else {
-		r()
-	}
-	if _, err := slots.acquire("a"); err != nil {
-		t.Errorf("a after its release: %v", err)
-	}
-	if _, err := slots.acquire("d"); callbridge.ErrorCode(err) != callbridge.ERATELIMIT {
-		t.Errorf("double release freed two slots: got %v", err)
 	}
 }

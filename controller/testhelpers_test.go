@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"bytes"
+	"callbridge"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"callbridge/app"
 	"callbridge/app/apptest"
 	"callbridge/controller"
+	"callbridge/esl/esltest"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
 
@@ -48,16 +50,29 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// Numbers of the privacy-number and callback tests: X from the pool, A,
+// B and C mobiles the simulator's scripts answer.
+const (
+	tX = callbridge.Number("4930100100")
+	tA = callbridge.Number("4917011111")
+	tB = callbridge.Number("4917022222")
+	tC = callbridge.Number("4917033333")
+)
+
 // fullEnv is a Server with every feature wired as `callbridge serve` wires
 // it (app.New) to real dependencies (a fresh PostgreSQL database, the
 // binding index fed by LISTEN/NOTIFY), served over real HTTP, with its
-// logs captured at debug level.
+// logs captured at debug level. Every controller test builds its server
+// this way (envOptions says what a test may add).
 type fullEnv struct {
-	t    *testing.T
+	t    testing.TB
 	db   *postgres.DB
+	app  *app.App
 	srv  *controller.Server
 	api  *httptest.Server
 	logs *syncBuffer
+	// fs is the simulated FreeSWITCH node, when the test asked for one.
+	fs *esltest.Server
 	// doc checks every answer against openapi.json.
 	doc *apiDoc
 }
@@ -66,32 +81,60 @@ type fullEnv struct {
 // handler is built.
 func newFullEnv(t *testing.T, tweak func(*controller.Server)) *fullEnv {
 	t.Helper()
-	return newFullEnvWith(t, nil, tweak)
+	return newEnv(t, envOptions{tweak: tweak})
 }
 
 // newFullEnvWith builds the server with app.New, the wiring of `callbridge
 // serve`: configure, when given, adjusts the configuration first.
 func newFullEnvWith(t *testing.T, configure func(*app.Config), tweak func(*controller.Server)) *fullEnv {
 	t.Helper()
-	db := pgtest.New(t)
+	return newEnv(t, envOptions{configure: configure, tweak: tweak})
+}
+
+// envOptions are what a test adds to the fully wired server; the zero
+// value adds nothing.
+type envOptions struct {
+	// db is the database (nil: a fresh one from pgtest.New).
+	db *postgres.DB
+	// configure adjusts the configuration.
+	configure func(*app.Config)
+	// fs, an unstarted simulator, becomes the controller's node; its
+	// dialplan requests go to the API (apptest.Options.Switch).
+	fs *esltest.Server
+	// adjust changes the wired controller before it starts; tweak the
+	// Server alone.
+	adjust func(*app.App)
+	tweak  func(*controller.Server)
+}
+
+// newEnv builds the server with app.New, the wiring of `callbridge serve`,
+// through apptest.Run.
+func newEnv(t testing.TB, o envOptions) *fullEnv {
+	t.Helper()
+	db := o.db
+	if db == nil {
+		db = pgtest.New(t)
+	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	cfg := apptest.Config(t)
 	cfg.AdminToken = fullAdminToken
 	cfg.DialplanUser, cfg.DialplanPassword = fullDialplanUser, fullDialplanPass
-	if configure != nil {
-		configure(&cfg)
+	if o.configure != nil {
+		o.configure(&cfg)
 	}
-	a := apptest.Start(t, db, cfg, log, func(a *app.App) {
+	c := apptest.Run(t, db, cfg, apptest.Options{Log: log, Switch: o.fs, Adjust: func(a *app.App) {
+		// 2026-12-06: November is closed for invoicing, December is not.
 		a.Server.Now = func() time.Time { return time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC) }
-		if tweak != nil {
-			tweak(a.Server)
+		if o.adjust != nil {
+			o.adjust(a)
 		}
-	})
-	api := httptest.NewServer(a.Server.Handler())
-	t.Cleanup(api.Close)
-	return &fullEnv{t: t, db: db, srv: a.Server, api: api, logs: logs, doc: loadAPIDoc(t)}
+		if o.tweak != nil {
+			o.tweak(a.Server)
+		}
+	}})
+	return &fullEnv{t: t, db: db, app: c.App, srv: c.Server, api: c.API, logs: logs, fs: c.Switch, doc: loadAPIDoc(t)}
 }
 
 // answer is an HTTP response with its body read.

@@ -5,6 +5,8 @@
 package wait
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -59,4 +61,48 @@ func ForState(tb testing.TB, what string, cond func() (ok bool, state string), o
 		}
 		time.Sleep(c.every)
 	}
+}
+
+// Progress returns a context for a loop that waits for asynchronous work
+// (a benchmark's events, CDRs or replies) and a function the loop calls
+// each time the work advances. Once the work has not advanced for Limit
+// (or Within's duration), the context is cancelled and the test fails
+// naming what stalled, so lost work ends the run instead of hanging it;
+// a slow machine only slows the loop. The context ends with the test.
+func Progress(tb testing.TB, what string, opts ...Option) (ctx context.Context, advanced func()) {
+	tb.Helper()
+	c := config{limit: Limit}
+	for _, o := range opts {
+		o(&c)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var ticks atomic.Int64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		check := time.NewTicker(min(c.limit/4, time.Second))
+		defer check.Stop()
+		last, since := ticks.Load(), time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-check.C:
+				if n := ticks.Load(); n != last {
+					last, since = n, now
+				} else if now.Sub(since) >= c.limit {
+					tb.Errorf("%s stalled: no progress for %v after %d steps", what, c.limit, n)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	tb.Cleanup(func() {
+		close(done)
+		<-stopped
+		cancel()
+	})
+	return ctx, func() { ticks.Add(1) }
 }

@@ -63,3 +63,48 @@ func TestForStateFailsWithTheLastState(t *testing.T) {
 		t.Errorf("failed with %q, want what, the limit and the last state (poll %d)", msg, n)
 	}
 }
+
+func TestProgressCancelsAStalledLoop(t *testing.T) {
+	var failed bool
+	msg := run(func(tb testing.TB) {
+		r := &stallRecorder{TB: tb}
+		ctx, advanced := wait.Progress(r, "the loop", wait.Within(40*time.Millisecond))
+		for range 5 {
+			advanced()
+			time.Sleep(5 * time.Millisecond)
+		}
+		<-ctx.Done() // the work stops advancing
+		r.mu.Lock()
+		failed = strings.Contains(r.msg, "the loop stalled") && strings.Contains(r.msg, "after 5 steps")
+		r.mu.Unlock()
+		r.cleanup()
+	})
+	if msg != "" || !failed {
+		t.Errorf("failed %v (%q), want the stall reported once the loop stopped advancing", failed, msg)
+	}
+}
+
+// stallRecorder records Errorf and keeps Cleanup functions for the test
+// to run.
+type stallRecorder struct {
+	testing.TB
+	mu       sync.Mutex
+	msg      string
+	cleanups []func()
+}
+
+func (r *stallRecorder) Helper() {}
+
+func (r *stallRecorder) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msg = fmt.Sprintf(format, args...)
+}
+
+func (r *stallRecorder) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
+
+func (r *stallRecorder) cleanup() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+}
