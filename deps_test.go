@@ -51,7 +51,7 @@ var allowedImports = map[string][]string{
 	"callbridge/webhook":                 {"callbridge"},
 	"callbridge/callback":                {"callbridge", "callbridge/esl", "callbridge/rating", "callbridge/routing", "github.com/google/uuid"},
 	"callbridge/cdr":                     {"callbridge", "callbridge/esl", "callbridge/rating"},
-	"callbridge/privacy":                 {"callbridge", "callbridge/dialplan", "callbridge/esl"},
+	"callbridge/privacy":                 {"callbridge", "callbridge/dialplan", "callbridge/esl", "callbridge/routing"},
 	"callbridge/privacy/privacytest":     {"callbridge", "callbridge/dialplan", "callbridge/privacy"},
 	"callbridge/metrics":                 {"callbridge", "callbridge/billing", "callbridge/cdr", "callbridge/esl", "github.com/prometheus/client_golang/prometheus", "github.com/prometheus/client_golang/prometheus/collectors", "github.com/prometheus/client_golang/prometheus/promhttp"},
 	"callbridge/controller":              {"callbridge", "callbridge/billing", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/privacy", "callbridge/rating", "callbridge/routing", "github.com/gin-gonic/gin", "golang.org/x/sys/unix"},

@@ -3,6 +3,7 @@ package cdr
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -259,7 +260,9 @@ func TestParseKept(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"D/callbridge_cdr_x/v1;1;1;1;0;0;NONE;0;inbound;;;;;;;;;;",
-		strings.Replace(good, "/v1;", "/v2;", 1),
+		strings.Replace(good, "/v1;", "/v2;", 1), // v2 has one more field
+		strings.Replace(good, "/v1;", "/v3;", 1),
+		strings.Replace(good, "/v1;", "/v2;", 1) + ";2;",
 		strings.Replace(good, ";carrier;", ";carrier;x;", 1),
 		strings.Replace(good, "1796535911651338", "1796535911000000", 1), // ends before its answer
 		strings.Replace(good, "1796535911592009", "", 1),
@@ -267,6 +270,17 @@ func TestParseKept(t *testing.T) {
 		if _, err := parseKept("fs1", bad); err == nil {
 			t.Errorf("parseKept(%q) succeeded", bad)
 		}
+	}
+	// v2 adds the attempt of a leg a route plan routed.
+	c, err = parseKept("fs1", strings.Replace(good, "/v1;", "/v2;", 1)+";2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Attempt != 2 || c.Gateway != "carrier" || c.OtherUUID != "1736ff7f-f9d2-4414-bc2f-fe7555a3af5a" {
+		t.Errorf("v2: attempt %d gateway %q other %q, want 2 carrier 1736ff7f-...", c.Attempt, c.Gateway, c.OtherUUID)
+	}
+	if c, err = parseKept("fs1", strings.Replace(good, "/v1;", "/v2;", 1)+";x"); err != nil || c.Attempt != 0 {
+		t.Errorf("v2 with a bad attempt: %v, attempt %d; want the record, attempt 0", err, c.Attempt)
 	}
 	// Fields that are not what callbridge sets are left empty.
 	odd := strings.Replace(strings.Replace(good, ";outbound;outbound;", ";sideways;b0gus;", 1), ";carrier;", ";car rier;", 1)
@@ -295,4 +309,110 @@ func FuzzParseKept(f *testing.F) {
 			}
 		}
 	})
+}
+
+// written waits until every record queued so far is in the database.
+func (r *process) written(t *testing.T) {
+	t.Helper()
+	req := &reconcileReq{node: "fs1", ready: make(chan struct{})}
+	if !r.p.add(context.Background(), record{barrier: req}) {
+		t.Fatal("pipeline stopped")
+	}
+	select {
+	case <-req.ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("queued records not written within 10 s")
+	}
+}
+
+// An originate's job can answer -ERR for a leg that goes on: on the real
+// switch, under load, the engine's uuid_bridge took B (answered) before
+// FreeSWITCH's originate of B had returned; the originate then gave up
+// with -ERR ORIGINATOR_CANCEL and B talked on, bridged, until its
+// ALLOTTED_TIMEOUT. Taken for a refusal, that -ERR closed B at once with
+// a 0 ms ORIGINATOR_CANCEL CDR, and B's own hangup was then a duplicate.
+// A leg the node created is closed by its own hangup, never as refused.
+func TestCDRJobErrorForALegTheNodeCreated(t *testing.T) {
+	e := newTestEnv(t, func(s *esltest.Server) {
+		s.Script = &esltest.Script{Rules: []esltest.Rule{{Prefix: "4930777", Outcome: esltest.OutcomeAnswer}}}
+	})
+	r := e.start(t, e.spool, nil)
+	wait.For(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
+	ctx := context.Background()
+	// A callback leg is recorded live before it is originated.
+	id := e.liveLeg(t, "fs1", time.Now().UTC(), time.Time{}, 3600000)
+	job, err := r.client.Originate(ctx, esl.Originate{UUID: id, Endpoint: esl.Gateway("carrier", "4930777001")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := job.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.written(t) // its CHANNEL_CREATE and CHANNEL_ANSWER
+	// What FreeSWITCH sends when uuid_bridge takes the answered leg from
+	// its originate.
+	body := "-ERR ORIGINATOR_CANCEL\n"
+	ev := "Event-Name: BACKGROUND_JOB\nFreeSWITCH-Hostname: fs1\nFreeSWITCH-Switchname: fs1\n" +
+		"Job-UUID: " + uuid.NewString() + "\nJob-Command: originate\n" +
+		"Job-Command-Arg: " + url.PathEscape("{origination_uuid="+id+",originate_timeout=30}sofia/gateway/carrier/4930777001 set:x=y,park inline") + "\n" +
+		fmt.Sprintf("Content-Length: %d\n\n%s", len(body), body)
+	e.sim.InjectFrame(fmt.Appendf(nil, "Content-Length: %d\nContent-Type: text/event-plain\n\n%s", len(ev), ev))
+	wait.For(t, "the job's -ERR taken", func() bool { return r.p.Stats().Refused == 1 })
+	r.written(t) // after the refusal's hold
+	time.Sleep(50 * time.Millisecond)
+	if err := e.sim.Hangup(id, "ALLOTTED_TIMEOUT"); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewCDRStore(e.db)
+	wait.For(t, "the leg's CDR", func() bool {
+		_, err := store.CDRByUUID(ctx, id)
+		return err == nil
+	})
+	r.written(t)
+	c, err := store.CDRByUUID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HangupCause != "ALLOTTED_TIMEOUT" || !c.Answered() || c.Flags.Has(callbridge.CDREstimated) {
+		t.Errorf("CDR cause %s answered %v bill %d ms flags %v, want the leg's own hangup: ALLOTTED_TIMEOUT, answered, exact",
+			c.HangupCause, c.Answered(), c.BillMS, c.Flags)
+	}
+	if st := r.p.Stats(); st.Inserted != 1 {
+		t.Errorf("inserted %d CDRs, want 1", st.Inserted)
+	}
+}
+
+// The refusal and the leg's first events can be written together (batches
+// queued while the database was slow): the events in the batch show the
+// node created the leg.
+func TestCDRJobErrorInTheBatchOfTheLegsEvents(t *testing.T) {
+	e := newTestEnv(t)
+	p, err := NewPipeline(Config{Store: postgres.NewCDRStore(e.db), Pricer: NewPricer(e.decks, e.logger), SpoolDir: e.spool, Logger: e.logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	created := e.liveLeg(t, "fs1", now, time.Time{}, 3600000)
+	refused := e.liveLeg(t, "fs1", now, time.Time{}, 3600000)
+	answer := &callbridge.LiveChannel{UUID: created, Node: "fs1", Leg: callbridge.LegCallbackB, Direction: "outbound",
+		StartAt: now, AnswerAt: now.Add(time.Second), SeenAt: now.Add(time.Second)}
+	recs := []record{
+		{Live: answer},
+		{Destroyed: &destroyEvent{UUID: created, Node: "fs1", At: now.Add(2 * time.Second), Cause: "ORIGINATOR_CANCEL", Refused: true}},
+		{Destroyed: &destroyEvent{UUID: refused, Node: "fs1", At: now.Add(2 * time.Second), Cause: "DESTINATION_OUT_OF_ORDER", Refused: true}},
+	}
+	if err := p.tryWrite(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewCDRStore(e.db)
+	if c, err := store.CDRByUUID(context.Background(), created); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+		t.Errorf("the leg the node created got a CDR from the job's -ERR: %+v %v", c, err)
+	}
+	if c, err := store.CDRByUUID(context.Background(), refused); err != nil || c.HangupCause != "DESTINATION_OUT_OF_ORDER" {
+		t.Errorf("the refused leg: %+v %v, want its DESTINATION_OUT_OF_ORDER CDR", c, err)
+	}
+	live := mustLive(t, store)
+	if len(live) != 1 || live[0].UUID != created || live[0].AnswerAt.IsZero() {
+		t.Errorf("live legs %+v, want only the created one, answered", live)
+	}
 }

@@ -424,13 +424,25 @@ func parseDestroy(ev esl.Event) (*destroyEvent, error) {
 // in live_channels whose CDR is not among cdrs (the batch being written).
 // Batches are written in event order, so a CHANNEL_HANGUP_COMPLETE that
 // came before the CHANNEL_DESTROY has already removed its leg.
-func (p *Pipeline) closeDestroyed(ctx context.Context, destroyed []*destroyEvent, cdrs []*callbridge.CDR) ([]*callbridge.CDR, error) {
+//
+// A refusal closes only a leg the node never created. An originate job
+// can answer -ERR for a channel that goes on: when uuid_bridge takes an
+// answered leg before FreeSWITCH's originate of it has returned, the
+// originate gives up with ORIGINATOR_CANCEL and the leg talks on, bridged.
+// A leg with channel events (answered in live_channels, or with an update
+// in this very batch, live holding the batch's updates) was created; its
+// own hangup, or the reconciliation, makes its CDR.
+func (p *Pipeline) closeDestroyed(ctx context.Context, destroyed []*destroyEvent, cdrs []*callbridge.CDR, live []*callbridge.LiveChannel) ([]*callbridge.CDR, error) {
 	if len(destroyed) == 0 {
 		return nil, nil
 	}
 	have := make(map[string]bool, len(cdrs))
 	for _, c := range cdrs {
 		have[c.UUID] = true
+	}
+	created := make(map[string]bool, len(live))
+	for _, l := range live {
+		created[l.UUID] = true
 	}
 	byUUID := make(map[string]*destroyEvent, len(destroyed))
 	ids := make([]string, 0, len(destroyed))
@@ -443,13 +455,19 @@ func (p *Pipeline) closeDestroyed(ctx context.Context, destroyed []*destroyEvent
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	live, err := p.cfg.Store.LiveChannelsByUUID(ctx, ids)
+	rows, err := p.cfg.Store.LiveChannelsByUUID(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
 	var out []*callbridge.CDR
-	for _, l := range live {
-		c := fromDestroy(l, byUUID[l.UUID], p.maxDuration(l))
+	for _, l := range rows {
+		d := byUUID[l.UUID]
+		if d.Refused && (created[l.UUID] || !l.AnswerAt.IsZero()) {
+			p.log.Warn("cdr: an originate failed for a leg the node created; its own hangup makes its CDR",
+				"node", l.Node, "uuid", l.UUID, "cause", d.Cause, "callback", l.CallbackID)
+			continue
+		}
+		c := fromDestroy(l, d, p.maxDuration(l))
 		if err := p.cfg.Pricer.Price(ctx, c); err != nil {
 			return nil, err
 		}
