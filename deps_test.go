@@ -49,7 +49,7 @@ var allowedImports = map[string][]string{
 	"callbridge/postgres/pgtest":         {"callbridge/postgres", "callbridge/rating", "callbridge/routing", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/billing":                 {"callbridge", "callbridge/rating", "github.com/google/uuid", "github.com/robfig/cron/v3"},
 	"callbridge/webhook":                 {"callbridge"},
-	"callbridge/callback":                {"callbridge", "callbridge/esl", "github.com/google/uuid"},
+	"callbridge/callback":                {"callbridge", "callbridge/esl", "callbridge/rating", "callbridge/routing", "github.com/google/uuid"},
 	"callbridge/cdr":                     {"callbridge", "callbridge/esl", "callbridge/rating"},
 	"callbridge/privacy":                 {"callbridge", "callbridge/dialplan", "callbridge/esl", "callbridge/routing"},
 	"callbridge/privacy/privacytest":     {"callbridge", "callbridge/dialplan", "callbridge/privacy"},
