@@ -642,6 +642,13 @@ func describe(acts []Action) []string {
 			if a.Again {
 				s += " again"
 			}
+			if a.Gateway != "" {
+				s += fmt.Sprintf(" via=%s#%d", a.Gateway, a.Try)
+			}
+		case ActionEndAttempt:
+			s = fmt.Sprintf("end_attempt %s %s %s failed=%t", a.Leg, a.UUID, a.Gateway, a.Failed)
+		case ActionFailover:
+			s = fmt.Sprintf("failover %s %s->%s#%d %s sip=%d", a.Leg, a.From, a.To, a.Try, a.Cause, a.SIP)
 		case ActionPrompt:
 			s = "prompt " + a.UUID + " " + a.Path + " " + a.Name
 		case ActionFailurePrompt:
@@ -720,6 +727,9 @@ func describeSave(a ActionSave, off func(time.Time) string) string {
 		s += " +" + e.Type
 		if e.Leg != "" {
 			s += "(" + e.Leg + ")"
+		}
+		if e.Gateway != "" {
+			s += fmt.Sprintf("[%s#%d %s %d %dms]", e.Gateway, e.GatewayAttempt, e.Cause, e.SIPStatus, e.DurationMS)
 		}
 		if e.Detail != "" {
 			s += ":" + e.Detail
@@ -868,14 +878,14 @@ func TestScenarios(t *testing.T) {
 }
 
 // TestMachineImports keeps the machine pure: machine.go may import the
-// standard library's fmt, path and time and the root package, nothing
-// that performs I/O.
+// standard library's fmt, path and time, the root package and routing
+// (its failover Policy, pure), nothing that performs I/O.
 func TestMachineImports(t *testing.T) {
 	f, err := parser.ParseFile(token.NewFileSet(), "machine.go", nil, parser.ImportsOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
-	allowed := map[string]bool{`"fmt"`: true, `"path"`: true, `"time"`: true, `"callbridge"`: true}
+	allowed := map[string]bool{`"fmt"`: true, `"path"`: true, `"time"`: true, `"callbridge"`: true, `"callbridge/routing"`: true}
 	for _, imp := range f.Imports {
 		if !allowed[imp.Path.Value] {
 			t.Errorf("machine.go imports %s", imp.Path.Value)
