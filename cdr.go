@@ -150,6 +150,12 @@ type CDR struct {
 	UUID string `json:"uuid"`
 	// OtherUUID is the leg it was bridged to (or originated by), if any.
 	OtherUUID string `json:"other_uuid,omitempty"`
+	// Attempt numbers an outbound leg a route plan's gateway carried (1
+	// for the first gateway tried, 2 for the first failover...): the
+	// leg's VarAttempt. Every attempt of one leg has the same OtherUUID,
+	// the leg it served; only the one that connected is answered and
+	// costs anything. 0 for legs no plan routed.
+	Attempt int `json:"attempt,omitempty"`
 	// Leg is one of the Leg* constants.
 	Leg string `json:"leg"`
 	// AccountID is the account the leg belongs to; empty for a plain leg.
@@ -195,6 +201,10 @@ type CDR struct {
 	// MaxMS is the longest the leg was allowed to last (VarMaxMS); 0 when
 	// unknown. It is not stored.
 	MaxMS int64 `json:"-"`
+	// SIPStatus is the far end's final SIP response to an outbound leg
+	// (sip_term_status, e.g. 503), 0 when unknown. It is not stored; the
+	// pipeline hands it to Config.OnAttempt.
+	SIPStatus int `json:"-"`
 	// RatedAt is when the prices were computed; CreatedAt when the CDR was
 	// stored. Both are set by the store.
 	RatedAt   time.Time `json:"rated_at,omitzero"`

@@ -9,7 +9,7 @@ import "strings"
 // every call, just before CHANNEL_HANGUP_COMPLETE and after it has set
 // billmsec and the hangup cause:
 //
-//	hash insert/callbridge_cdr/<uuid>/v1;<field>;<field>;...
+//	hash insert/callbridge_cdr/<uuid>/v2;<field>;<field>;...
 //
 // mod_hash keeps it in memory until the controller lists the realm
 // ("hash_dump db callbridge_cdr"), stores the CDR and deletes the key
@@ -23,8 +23,9 @@ import "strings"
 const (
 	// CDRHookRealm is the mod_hash realm of the records.
 	CDRHookRealm = "callbridge_cdr"
-	// CDRHookVersion is the first field of a record.
-	CDRHookVersion = "v1"
+	// CDRHookVersion is the first field of a record. v2 added VarAttempt
+	// as the last field; records of v1 (without it) are still read.
+	CDRHookVersion = "v2"
 	// VarDollar holds "$" on a channel. FreeSWITCH refuses a channel
 	// variable containing "${" from anywhere but the set application,
 	// and expands the hook only when it runs, so the hook's "${name}"
@@ -45,7 +46,7 @@ func CDRRecordFields() []string {
 		"start_uepoch", "answer_uepoch", "end_uepoch", "mduration", "billmsec",
 		"hangup_cause", "hangup_cause_q850", "direction",
 		VarLeg, VarAccount, VarCallbackID, VarBindingID, VarMaxMS, VarX, VarCallee,
-		"sip_gateway_name", "bridge_uuid", "signal_bond",
+		"sip_gateway_name", "bridge_uuid", "signal_bond", VarAttempt,
 	}
 }
 

@@ -11,4 +11,11 @@ const (
 	VarX          = "callbridge_x"           // the virtual number X of a binding call
 	VarDirection  = "callbridge_direction"   // "a_to_b", "b_to_a" or "any_to_b"
 	VarMaxMS      = "callbridge_max_ms"      // maximum duration in milliseconds granted to the call
+	// VarGateway names the carrier gateway a route plan sent an outbound
+	// attempt through (a valid gateway name, never caller input).
+	VarGateway = "callbridge_gateway"
+	// VarAttempt is the attempt's number among a leg's attempts through a
+	// route plan's gateways: 1 for the first gateway tried, 2 for the
+	// first failover... Legs not routed by a plan do not carry it.
+	VarAttempt = "callbridge_attempt"
 )

@@ -228,6 +228,10 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	planSync := postgres.NewPlanSync(db, plans, decks, log.With("component", "route-plans"))
 	a.goWork("route plans", func(ctx context.Context) error { return planSync.Run(ctx, nil) })
 	srv.RoutePlans, srv.Plans, srv.PlanSync = postgres.NewRoutePlanService(db), plans, planSync
+	// Binding calls' attempts feed each gateway's circuit breaker from
+	// their CDRs (cdr.Config.OnAttempt below, through the gateways above),
+	// so a carrier that keeps refusing is skipped until its cool-down
+	// ends.
 
 	// prepaid: calls of prepaid accounts (inbound binding calls and each
 	// callback leg) are authorised against the balance before they are
@@ -257,6 +261,11 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 				Options:    dialplan.Options{RingTimeout: cfg.RingTimeout, RecordDir: cfg.RecordDir},
 				Authorizer: callAuthorizer,
 				Prepaid:    privacy.NewPrepaidAccounts(srv.Accounts, 0),
+				// Route plans pick the carriers of each binding call
+				// (least cost from the buy decks, failover); accounts
+				// without a plan and without a default plan keep the
+				// number's gateway.
+				Carriers: &privacy.Carriers{Plans: plans, Prices: decks, Health: gateways},
 			},
 		},
 		Rules:  cfg.Rules,
@@ -345,6 +354,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 		Logger:   cdrLog,
 		// The "stale-calls" job below sweeps, once per minute cluster-wide.
 		SweepInterval: -1,
+		OnAttempt:     attemptOutcome(plans, gateways),
 	})
 	if err != nil {
 		return nil, err
@@ -384,6 +394,21 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 		return nil
 	})
 	return a, nil
+}
+
+// attemptOutcome feeds a gateway's breaker with how an attempt through it
+// ended, judged by the failover policy of the account's route plan (the
+// default policy when it has none): a carrier failure counts towards
+// opening the breaker, anything else closes it.
+func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways) func(*callbridge.CDR) {
+	fallback, _ := routing.NewPolicy(nil, nil)
+	return func(c *callbridge.CDR) {
+		policy := fallback
+		if p := plans.For(c.AccountID); p != nil {
+			policy = p.Policy()
+		}
+		gateways.Record(c.Gateway, c.EndAt, policy.Classify(c.HangupCause, c.SIPStatus) == routing.Failover)
+	}
 }
 
 // ConfigError is an error of New that is the configuration's fault.

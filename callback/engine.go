@@ -53,8 +53,19 @@ type Config struct {
 	// controllers sharing a database and should stay the same across
 	// restarts (a restarted controller adopts its own calls at once).
 	Owner string
-	// Gateway is the sofia gateway both legs are placed through.
+	// Gateway is the sofia gateway both legs are placed through when no
+	// route plan routes them (Routes nil, or it answers no plan).
 	Gateway string
+	// Routes, when set, resolves each leg's carrier gateways when a
+	// worker takes the callback (PlanRouter): the leg is placed through
+	// the first, and through the next after a carrier failure (the plan's
+	// failover policy, attempts and post-dial budget).
+	Routes Router
+	// Gateways, when set, claims every attempt through a route's gateway
+	// before it is placed and ends it after (caps, counts, breakers).
+	Gateways GatewayTracker
+	// OnFailover, when set, is told of every failover (metrics).
+	OnFailover func(from, to string)
 	// Lease is how long a claim holds without renewal; a controller that
 	// dies loses its calls to another after this long (default 15 s).
 	Lease time.Duration

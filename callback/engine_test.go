@@ -42,6 +42,9 @@ const cbScript = `{"rules":[
 
 const cbSpeed = 20
 
+// cbLease is the engines' Lease unless a test sets its own.
+const cbLease = 3 * time.Second
+
 // cbNodeGrace is the engines' NodeGrace: long, since the tests that need
 // it to pass move the clock on.
 const cbNodeGrace = time.Minute
@@ -70,7 +73,6 @@ type cbEnv struct {
 
 type cbOpts struct {
 	owner          string
-	lease          time.Duration
 	callAuthorizer func(time.Duration) callbridge.CallAuthorizer
 	noEngine       bool
 	// store, when set, wraps the engine's store (to delay or observe it).
@@ -129,9 +131,6 @@ func (env *cbEnv) startEngine(o cbOpts) *callback.Engine {
 	if o.owner == "" {
 		o.owner = "ctl-1"
 	}
-	if o.lease == 0 {
-		o.lease = 3 * time.Second
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	env.pool = esl.NewPool(env.newNode(ctx, "node1"))
 	var store callback.Store = env.store
@@ -139,7 +138,7 @@ func (env *cbEnv) startEngine(o cbOpts) *callback.Engine {
 		store = o.store(store)
 	}
 	e, err := callback.NewEngine(store, env.pool, callback.Config{
-		Owner: o.owner, Gateway: "carrier", Lease: o.lease, PollInterval: 20 * time.Millisecond,
+		Owner: o.owner, Gateway: "carrier", Lease: cbLease, PollInterval: 20 * time.Millisecond,
 		NodeGrace:      cbNodeGrace,
 		Clock:          env.clock,
 		RefusedRetry:   o.refusedRetry,
@@ -1139,10 +1138,12 @@ func TestCallbackAdoptedNeverDialled(t *testing.T) {
 // adoption pass that started after it has ended: the window in which the
 // claim is in the database but not yet a run of the engine, which a busy
 // database widens. It records what the adoption passes returned. (The
-// passes run one after another.)
+// passes run one after another.) It moves the engine's clock on to the
+// next pass rather than waiting for it.
 type slowClaimStore struct {
 	callback.Store
 	mu      sync.Mutex
+	clock   *testClock
 	started int
 	passes  int
 	windows int // claims held while a whole pass ran
@@ -1155,8 +1156,9 @@ func (s *slowClaimStore) ClaimCallbacks(ctx context.Context, owner, node string,
 		return cbs, err
 	}
 	s.mu.Lock()
-	until := s.started + 1
+	until, clock := s.started+1, s.clock
 	s.mu.Unlock()
+	clock.Advance(cbLease / 3) // the leases loop's wait: renewal, then an adoption pass
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		s.mu.Lock()
 		n := s.passes
@@ -1193,10 +1195,13 @@ func (s *slowClaimStore) AdoptCallbacks(ctx context.Context, owner string, lease
 func TestCallbackNoSelfAdoption(t *testing.T) {
 	t.Parallel()
 	slow := &slowClaimStore{}
-	env := newCBEnv(t, cbOpts{lease: 900 * time.Millisecond, store: func(s callback.Store) callback.Store {
+	env := newCBEnv(t, cbOpts{store: func(s callback.Store) callback.Store {
 		slow.Store = s
 		return slow
 	}})
+	slow.mu.Lock()
+	slow.clock = env.clock
+	slow.mu.Unlock()
 	var ids []string
 	for i := 0; i < 3; i++ {
 		ids = append(ids, env.create(fmt.Sprintf(`{"a":"491601111%d","b":"491202222%d"}`, i, i)))

@@ -226,6 +226,15 @@ func (g *Gateways) End(gateway string, now time.Time, failed bool) {
 	g.releaseLocked(gateway, held[0])
 }
 
+// Record feeds gateway's breaker with how an attempt no Begin counted
+// ended (a binding call's attempt, which FreeSWITCH dials from the
+// dialplan; its CDR says how it ended): routing.Gateways.Record. Its
+// calls and slots do not change.
+func (g *Gateways) Record(gateway string, now time.Time, failed bool) {
+	g.note(gateway)
+	g.local.Record(gateway, now, failed)
+}
+
 // releaseLocked drops slot from gateway's held slots and queues it for
 // release. g.mu must be held.
 func (g *Gateways) releaseLocked(gateway string, slot int64) {

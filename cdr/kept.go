@@ -214,7 +214,12 @@ func parseKept(node, line string) (*callbridge.CDR, error) {
 	c := &callbridge.CDR{UUID: id, Node: sanitize(node)}
 	names := callbridge.CDRRecordFields()
 	f := strings.Split(value, ";")
-	if len(f) != len(names)+1 || f[0] != callbridge.CDRHookVersion {
+	switch {
+	case len(f) == len(names)+1 && f[0] == callbridge.CDRHookVersion:
+	case len(f) == len(names) && f[0] == "v1":
+		// Written before v2 added the attempt, its last field.
+		names = names[:len(names)-1]
+	default:
 		return c, errors.New("cdr: cdr record of an unknown format")
 	}
 	v := make(map[string]string, len(names))
@@ -277,6 +282,7 @@ func parseKept(node, line string) (*callbridge.CDR, error) {
 		c.Gateway = v["sip_gateway_name"]
 	}
 	c.OtherUUID = firstNonEmpty(uuidOrEmpty(v["bridge_uuid"]), uuidOrEmpty(v["signal_bond"]))
+	c.Attempt = attemptVar(v[callbridge.VarAttempt])
 	return c, nil
 }
 

@@ -260,7 +260,9 @@ func TestParseKept(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"D/callbridge_cdr_x/v1;1;1;1;0;0;NONE;0;inbound;;;;;;;;;;",
-		strings.Replace(good, "/v1;", "/v2;", 1),
+		strings.Replace(good, "/v1;", "/v2;", 1), // v2 has one more field
+		strings.Replace(good, "/v1;", "/v3;", 1),
+		strings.Replace(good, "/v1;", "/v2;", 1) + ";2;",
 		strings.Replace(good, ";carrier;", ";carrier;x;", 1),
 		strings.Replace(good, "1796535911651338", "1796535911000000", 1), // ends before its answer
 		strings.Replace(good, "1796535911592009", "", 1),
@@ -268,6 +270,17 @@ func TestParseKept(t *testing.T) {
 		if _, err := parseKept("fs1", bad); err == nil {
 			t.Errorf("parseKept(%q) succeeded", bad)
 		}
+	}
+	// v2 adds the attempt of a leg a route plan routed.
+	c, err = parseKept("fs1", strings.Replace(good, "/v1;", "/v2;", 1)+";2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Attempt != 2 || c.Gateway != "carrier" || c.OtherUUID != "1736ff7f-f9d2-4414-bc2f-fe7555a3af5a" {
+		t.Errorf("v2: attempt %d gateway %q other %q, want 2 carrier 1736ff7f-...", c.Attempt, c.Gateway, c.OtherUUID)
+	}
+	if c, err = parseKept("fs1", strings.Replace(good, "/v1;", "/v2;", 1)+";x"); err != nil || c.Attempt != 0 {
+		t.Errorf("v2 with a bad attempt: %v, attempt %d; want the record, attempt 0", err, c.Attempt)
 	}
 	// Fields that are not what callbridge sets are left empty.
 	odd := strings.Replace(strings.Replace(good, ";outbound;outbound;", ";sideways;b0gus;", 1), ";carrier;", ";car rier;", 1)

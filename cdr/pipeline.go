@@ -95,6 +95,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// OnAttempt, when set, is told of every outbound leg a route plan's
+	// gateway carried (Attempt above 0, Gateway set) as its hangup
+	// arrives, before pricing, so the gateway's circuit breaker learns how
+	// the carrier did (serve feeds routing.Gateways.Record). It runs on
+	// the event reader: it must be quick and must not keep c.
+	OnAttempt func(c *callbridge.CDR)
 }
 
 // HangupPolicies is what the sweep needs to know of billing profiles
@@ -380,6 +386,9 @@ func (p *Pipeline) handle(ctx context.Context, ev esl.Event) {
 			r.Dead = &callbridge.CDRDeadLetter{UUID: sanitize(ev.UUID), Node: ev.Node, Reason: err.Error(), Attempts: 1, Payload: payload}
 		} else {
 			r.CDR = c
+			if c.Attempt > 0 && c.Gateway != "" && p.cfg.OnAttempt != nil {
+				p.cfg.OnAttempt(c)
+			}
 		}
 	case esl.ChannelCreate, esl.ChannelAnswer:
 		l, err := parseLive(ev)
@@ -1009,7 +1018,24 @@ func parseHangup(ev esl.Event) (*callbridge.CDR, error) {
 	if m, err := strconv.ParseInt(ev.Var(callbridge.VarMaxMS), 10, 64); err == nil && m > 0 {
 		c.MaxMS = m
 	}
+	c.Attempt = attemptVar(ev.Var(callbridge.VarAttempt))
+	if c.Gateway == "" && c.Attempt > 0 && callbridge.ValidateGateway(ev.Var(callbridge.VarGateway)) == nil {
+		// A leg that never reached sofia has no sip_gateway_name; the
+		// attempt's own variable still names the gateway it was for.
+		c.Gateway = ev.Var(callbridge.VarGateway)
+	}
+	if s, err := strconv.Atoi(ev.Var("sip_term_status")); err == nil && s >= 100 && s < 700 {
+		c.SIPStatus = s
+	}
 	return c, nil
+}
+
+// attemptVar reads VarAttempt: 1 to 100, else 0.
+func attemptVar(s string) int {
+	if n, err := strconv.Atoi(s); err == nil && n >= 1 && n <= 100 {
+		return n
+	}
+	return 0
 }
 
 // parseLive reads a CHANNEL_CREATE or CHANNEL_ANSWER event into a live

@@ -189,13 +189,27 @@ func TestParseHangupAttribution(t *testing.T) {
 	h["variable_"+callbridge.VarMaxMS] = "600000"
 	h["variable_sip_gateway_name"] = "carrier"
 	h["variable_billsec"] = "4" // whole seconds are never used
+	h["variable_"+callbridge.VarAttempt] = "2"
+	h["variable_sip_term_status"] = "503"
 	c, err := parseHangup(esl.NewEvent("fs2", h, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.AccountID != acc || c.CallbackID != cb || c.Leg != callbridge.LegCallbackB || c.BindingID != "" ||
-		c.Gateway != "carrier" || c.MaxMS != 600000 || c.Node != "fs2" || c.BillMS != 3060 {
+		c.Gateway != "carrier" || c.MaxMS != 600000 || c.Node != "fs2" || c.BillMS != 3060 || c.Attempt != 2 || c.SIPStatus != 503 {
 		t.Errorf("got %+v", c)
+	}
+	// A leg that never reached sofia: the attempt's variable names the
+	// gateway; hostile values are dropped.
+	delete(h, "variable_sip_gateway_name")
+	h["variable_"+callbridge.VarGateway] = "backup"
+	if c, _ := parseHangup(esl.NewEvent("fs2", h, "")); c.Gateway != "backup" {
+		t.Errorf("gateway %q, want backup from %s", c.Gateway, callbridge.VarGateway)
+	}
+	h["variable_"+callbridge.VarGateway] = "back up}"
+	h["variable_"+callbridge.VarAttempt] = "1000"
+	if c, _ := parseHangup(esl.NewEvent("fs2", h, "")); c.Gateway != "" || c.Attempt != 0 {
+		t.Errorf("gateway %q attempt %d, want both empty", c.Gateway, c.Attempt)
 	}
 
 	// An event without a Unique-ID cannot make a CDR.

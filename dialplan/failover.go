@@ -21,8 +21,15 @@ const MaxGateways = 10
 // gateways or more), and refuses to render otherwise.
 //
 // The bridge is FreeSWITCH's sequential bridge: one dial string per
-// gateway joined with "|", and fail_on_single_reject set to "!" and the
-// causes, so that a failure with any other cause stops the sequence.
+// gateway joined with "|", each with its own variables naming the gateway
+// and the attempt's number (callbridge.VarGateway, callbridge.VarAttempt),
+// and fail_on_single_reject set to "!" and the causes, so that a failure
+// with any other cause stops the sequence. switch_ivr_originate.c (1.10)
+// checks it after each dial string of a "|" list fails: the leg's cause
+// name is looked up in the value (switch_stristr), "!" negates, and a
+// hit ends the whole originate with that cause. The value's commas are
+// protected by single quotes, which the "{...}" parser (switch_separate_
+// string) honours as FreeSWITCH's "^^" delimiter syntax would.
 // A DOWN gateway is passed over only when GATEWAY_DOWN is among causes.
 // continue_on_fail does not govern "|" (checked on FreeSWITCH 1.10.12: with
 // continue_on_fail listing only carrier causes, a 486 from the callee on

@@ -25,6 +25,10 @@ const (
 	// ReasonInsufficientFunds: the binding would route the call, but X's
 	// account is prepaid and its balance cannot pay for it.
 	ReasonInsufficientFunds Reason = "insufficient_funds"
+	// ReasonNoCarrier: the account's route plan has a route for the
+	// target, but every gateway of it is skipped (down, circuit open, at
+	// its cap...): no carrier can take the call now.
+	ReasonNoCarrier Reason = "no_carrier"
 )
 
 // Line is what the controller knows about one virtual number X: its pool
@@ -62,6 +66,14 @@ type Decision struct {
 	// the next one is tried. Set both with Failover.
 	Gateways       []string
 	FailoverCauses []string
+	// PostDial, when positive, is the route plan's post-dial budget: no
+	// attempt rings longer than it (each leg's leg_timeout is the ring
+	// timeout or PostDial, whichever is shorter, in whole seconds, at
+	// least one). FreeSWITCH has no timer over a whole sequential bridge
+	// (call_timeout, originate_timeout and progress_timeout restart with
+	// every dial string of a "|" list), so the budget bounds each attempt,
+	// and the plan's MaxAttempts bounds their number.
+	PostDial time.Duration
 	// MaxDuration, when positive, caps a route: the call is hung up with
 	// ALLOTTED_TIMEOUT this long after it is answered (a prepaid
 	// account's grant). Render uses whole seconds, rounded down, at least

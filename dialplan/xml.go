@@ -37,7 +37,9 @@ type Options struct {
 	// prepaid balance cannot pay: the account may not place the outgoing
 	// leg, the way prepaid switches bar calls for lack of credit. The
 	// callee did not decline anything, so CALL_REJECTED (SIP 603 Decline)
-	// would mislead.
+	// would mislead. SERVICE_UNAVAILABLE (SIP 503) when the route plan
+	// leaves no carrier to try: the failure is ours and passing, and a
+	// 503 lets the caller's carrier try another route to X.
 	Refusals map[Reason]Refusal
 	// DialPlus dials targets as +E.164 instead of bare digits, for
 	// carriers that want it.
@@ -90,6 +92,8 @@ func (o *Options) refusal(r Reason) Refusal {
 		return Refusal{Cause: "CALL_REJECTED"}
 	case ReasonInsufficientFunds:
 		return Refusal{Cause: "OUTGOING_CALL_BARRED"}
+	case ReasonNoCarrier:
+		return Refusal{Cause: "SERVICE_UNAVAILABLE"}
 	}
 	return Refusal{Cause: "UNALLOCATED_NUMBER"}
 }
@@ -233,6 +237,10 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 	if ring == 0 {
 		ring = 30
 	}
+	legTimeout := ring
+	if d.PostDial > 0 {
+		legTimeout = max(min(legTimeout, int(d.PostDial/time.Second)), 1)
+	}
 	dst = appendAction(dst, "set", callbridge.VarLeg+"=inbound")
 	dst = appendAction(dst, "export", callbridge.VarBindingID+"="+b.ID)
 	dst = appendAction(dst, "export", callbridge.VarAccount+"="+d.AccountID)
@@ -279,23 +287,28 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 	dial := "{origination_caller_id_number=" + string(d.Present) +
 		",origination_caller_id_name=" + string(d.Present) +
 		",origination_privacy=screen,sip_cid_type=pid" +
-		",leg_timeout=" + strconv.Itoa(ring) +
+		",leg_timeout=" + strconv.Itoa(legTimeout) +
 		failoverVars(d) +
 		"," + callbridge.VarLeg + "=outbound" +
 		"," + callbridge.VarCallee + "=" + string(d.Target) +
 		"," + callbridge.VarDollar + "=$" +
 		",execute_on_originate='set api_reporting_hook=" + callbridge.CDRHook(callbridge.CDRHookBridgeRef) + "'"
-	if len(d.Gateways) < 2 {
+	if len(d.Gateways) == 0 {
 		return appendAction(dst, "bridge", dial+"}sofia/gateway/"+d.Gateway+"/"+target)
 	}
-	// Several gateways: FreeSWITCH's sequential bridge, stopped by any
-	// cause but the failover causes (failoverVars, Failover).
+	// A route plan's gateways: FreeSWITCH's sequential bridge, stopped by
+	// any cause but the failover causes (failoverVars, Failover). Each
+	// dial string's own variables ("[...]", which override the shared
+	// "{...}" ones on that leg) name its gateway and attempt, so the
+	// leg's events and CDR say which attempt it was; both values are
+	// checked (checkFailover), never caller input.
 	dial += "}"
 	for i, g := range d.Gateways {
 		if i > 0 {
 			dial += "|"
 		}
-		dial += "sofia/gateway/" + g + "/" + target
+		dial += "[" + callbridge.VarGateway + "=" + g + "," + callbridge.VarAttempt + "=" + strconv.Itoa(i+1) + "]" +
+			"sofia/gateway/" + g + "/" + target
 	}
 	return appendAction(dst, "bridge", dial)
 }

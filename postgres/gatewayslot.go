@@ -11,7 +11,7 @@ import (
 )
 
 // GatewaySlots counts the calls in progress through each carrier gateway
-// for every controller (gateway_slots, migration 0020), so that the
+// for every controller (gateway_slots, migration 0022), so that the
 // gateways' caps hold across controllers. Package carrier claims a slot
 // per attempt, renews the leases of those it holds while their calls last
 // and releases them when they end.

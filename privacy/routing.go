@@ -38,6 +38,10 @@ type Routing struct {
 	Authorizer callbridge.CallAuthorizer
 	// Prepaid tells prepaid accounts from postpaid ones.
 	Prepaid *PrepaidAccounts
+	// Carriers, when set, route each call's target through the account's
+	// route plan (several gateways, failover); nil, or an account without
+	// a plan: the number's gateway carries the call.
+	Carriers *Carriers
 }
 
 // AccountLookup finds an account (postgres.AccountService implements it).
@@ -136,6 +140,11 @@ func (cfg *Routing) Answer(ctx context.Context, out, body []byte, lines LineLook
 			logger.Error("dialplan authorisation", "x", req.Destination, "account", d.AccountID, "uuid", req.UniqueID, "err", err)
 			return dialplan.AppendNotFound(out)
 		}
+	}
+	d = cfg.Carriers.route(d, now().UTC(), logger)
+	if !d.Routed() && reserved {
+		releaseRoute(ctx, cfg, req.UniqueID, timeout, logger)
+		reserved = false
 	}
 	doc, err := dialplan.Render(out, req, d, &cfg.Options)
 	if err != nil {

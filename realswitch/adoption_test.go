@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/internal/wait"
+	"callbridge/postgres"
 	"callbridge/realswitch"
 )
 
@@ -144,7 +146,9 @@ func hungUpBySwitch(ctx context.Context, t *testing.T, env *realswitch.Env, leg,
 }
 
 // oneCDRPerLeg waits for the callback's CDRs and checks there is exactly
-// one for each of its legs, and still one a moment later.
+// one for each of its legs, once nothing is left that could write a
+// second: no record FreeSWITCH keeps of a leg (the pipeline deletes it
+// after committing its CDR) and no live row the sweep could estimate.
 func oneCDRPerLeg(ctx context.Context, t *testing.T, env *realswitch.Env, acct *realswitch.Client, cb *callbridge.Callback) {
 	t.Helper()
 	count := func() (map[string][]*callbridge.CDR, error) {
@@ -155,22 +159,38 @@ func oneCDRPerLeg(ctx context.Context, t *testing.T, env *realswitch.Env, acct *
 		}
 		return by, err
 	}
-	var by map[string][]*callbridge.CDR
-	for {
-		var err error
-		if by, err = count(); err != nil {
+	db, err := postgres.Open(ctx, env.DatabaseURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ids []string
+	for _, l := range cb.Legs {
+		ids = append(ids, l.UUID)
+	}
+	wait.ForState(t, "a CDR of every leg and no source of another", func() (bool, string) {
+		by, err := count()
+		if err != nil {
 			t.Fatal(err)
 		}
-		if len(by) >= len(cb.Legs) {
-			break
+		if len(by) < len(cb.Legs) {
+			return false, fmt.Sprintf("CDRs of %d legs, want %d", len(by), len(cb.Legs))
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("CDRs of %d legs, want %d", len(by), len(cb.Legs))
-		case <-time.After(200 * time.Millisecond):
+		kept, err := env.Switch.API(ctx, "hash_dump db "+callbridge.CDRHookRealm)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	time.Sleep(3 * time.Second) // a second CDR of a leg would show by now
+		for _, id := range ids {
+			if strings.Contains(kept, id) {
+				return false, "FreeSWITCH still keeps the record of leg " + id
+			}
+		}
+		live, err := postgres.NewCDRStore(db).LiveChannelsByUUID(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(live) == 0, fmt.Sprintf("%d legs still live in the database", len(live))
+	}, wait.Every(200*time.Millisecond))
 	by, err := count()
 	if err != nil {
 		t.Fatal(err)

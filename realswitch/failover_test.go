@@ -144,8 +144,9 @@ func (f *failoverSwitch) attempts(t *testing.T, ctx context.Context, a esl.Event
 // other carrier; when every carrier refuses, the caller gets the last
 // refusal. Every attempt keeps its CDR record.
 func checkBindingFailover(t *testing.T, ctx context.Context, f *failoverSwitch) {
-	// kept: leg uuid -> the gateway its CDR record must name.
-	kept := map[string]string{}
+	// kept: leg uuid -> the gateway its CDR record must name; attemptOf:
+	// leg uuid -> its attempt's number, as its record must hold it.
+	kept, attemptOf := map[string]string{}, map[string]string{}
 
 	t.Run("503 fails over", func(t *testing.T) {
 		const x = "4930990001"
@@ -177,6 +178,13 @@ func checkBindingFailover(t *testing.T, ctx context.Context, f *failoverSwitch) 
 		}
 		first, second := legs[0], legs[1]
 		kept[first.Get("Unique-ID")], kept[second.Get("Unique-ID")] = "carrier", "backup"
+		attemptOf[first.Get("Unique-ID")], attemptOf[second.Get("Unique-ID")] = "1", "2"
+		// Each dial string's own variables reached its leg only.
+		if first.Var(callbridge.VarGateway) != "carrier" || first.Var(callbridge.VarAttempt) != "1" ||
+			second.Var(callbridge.VarGateway) != "backup" || second.Var(callbridge.VarAttempt) != "2" {
+			t.Errorf("attempt variables: first %q/%q, second %q/%q; want carrier/1, backup/2",
+				first.Var(callbridge.VarGateway), first.Var(callbridge.VarAttempt), second.Var(callbridge.VarGateway), second.Var(callbridge.VarAttempt))
+		}
 		t.Logf("attempt 1: gateway %s cause %s q850 %s sip_term_status %s proto %s; attempt 2: gateway %s cause %s billmsec %s; inbound: cause %s originate_causes %s bridge_uuid %s last_bridge_hangup_cause %s",
 			first.Var("sip_gateway_name"), first.Get("Hangup-Cause"), first.Var("hangup_cause_q850"), first.Var("sip_term_status"), first.Var("proto_specific_hangup_cause"),
 			second.Var("sip_gateway_name"), second.Get("Hangup-Cause"), second.Var("billmsec"),
@@ -213,7 +221,7 @@ func checkBindingFailover(t *testing.T, ctx context.Context, f *failoverSwitch) 
 		if len(legs) != 1 || legs[0].Var("sip_gateway_name") != "backup" || legs[0].Get("Hangup-Cause") != "USER_BUSY" {
 			t.Errorf("attempts %d, first through %q ending %q; want 1 through backup, USER_BUSY", len(legs), legs[0].Var("sip_gateway_name"), legs[0].Get("Hangup-Cause"))
 		}
-		kept[legs[0].Get("Unique-ID")] = "backup"
+		kept[legs[0].Get("Unique-ID")], attemptOf[legs[0].Get("Unique-ID")] = "backup", "1"
 		calls, err := f.refusing.Calls()
 		if err != nil {
 			t.Fatal(err)
@@ -252,7 +260,7 @@ func checkBindingFailover(t *testing.T, ctx context.Context, f *failoverSwitch) 
 	}
 	for id, gw := range kept {
 		f := strings.Split(records[id], ";")
-		if len(f) != 19 || f[16] != gw || f[18] == "" {
+		if len(f) != 20 || f[0] != "v2" || f[16] != gw || f[18] == "" || f[19] != attemptOf[id] {
 			t.Errorf("leg %s (through %s): record %q, want one naming %s and the inbound leg", id, gw, records[id], gw)
 		}
 	}

@@ -103,3 +103,34 @@ func TestGatewaysFeedResolve(t *testing.T) {
 		t.Errorf("after a's carrier failure: got %s, want %s", got, want)
 	}
 }
+
+// TestGatewaysRecord: outcomes of attempts no Begin counted (binding
+// calls' attempts, reported by their CDRs) drive the breaker alone: two
+// carrier failures open it, the half-open gateway's next outcome is the
+// probe's (a failure reopens it, a success closes it), and the call
+// counts never move.
+func TestGatewaysRecord(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	var g Gateways
+	g.Breaker = BreakerConfig{Failures: 2, Cooldown: 10 * time.Second}
+	g.Begin("gw", t0) // one call counted by Begin, still up
+	steps := []struct {
+		name   string
+		at     time.Duration
+		failed bool
+		want   BreakerState
+	}{
+		{"a failure", 0, true, BreakerClosed},
+		{"a second failure opens", time.Second, true, BreakerOpen},
+		{"while open, outcomes of earlier calls change nothing", 2 * time.Second, false, BreakerOpen},
+		{"half-open: a failed probe reopens", 12 * time.Second, true, BreakerOpen},
+		{"half-open again: a carried probe closes", 23 * time.Second, false, BreakerClosed},
+	}
+	for _, s := range steps {
+		g.Record("gw", t0.Add(s.at), s.failed)
+		h := g.Health("gw", t0.Add(s.at))
+		if h.Breaker != s.want || h.Active != 1 {
+			t.Errorf("%s: breaker %s active %d, want %s and 1", s.name, h.Breaker, h.Active, s.want)
+		}
+	}
+}

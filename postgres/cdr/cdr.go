@@ -36,7 +36,7 @@ var columns = []string{
 	"duration_ms", "bill_ms", "hangup_cause", "q850", "disposition",
 	"sell_micros", "sell_currency", "sell_deck_id", "sell_deck_version", "sell_prefix",
 	"buy_micros", "buy_currency", "buy_deck_id", "buy_deck_version", "buy_prefix",
-	"flags", "rated_at",
+	"flags", "rated_at", "attempt",
 }
 
 // copyCDRs is the COPY statement lib/pq turns into a CopyIn statement.
@@ -130,7 +130,7 @@ func copyValues(seq int, c *callbridge.CDR) []any {
 		c.DurationMS, c.BillMS, c.HangupCause, c.Q850, c.Disposition,
 		c.Sell, c.SellCurrency, c.SellDeckID, c.SellDeckVersion, c.SellPrefix,
 		c.Buy, c.BuyCurrency, c.BuyDeckID, c.BuyDeckVersion, c.BuyPrefix,
-		pq.StringArray(c.Flags.Names()), ratedAt(c),
+		pq.StringArray(c.Flags.Names()), ratedAt(c), c.Attempt,
 	}
 }
 
@@ -299,7 +299,7 @@ const selectCDR = `SELECT uuid, start_at, coalesce(other_uuid::text, ''), leg, c
 	coalesce(callback_id::text, ''), coalesce(binding_id::text, ''), direction, caller, callee, presented,
 	gateway, node, answer_at, end_at, duration_ms, bill_ms, hangup_cause, q850, disposition,
 	sell_micros, sell_currency, sell_deck_id, sell_deck_version, sell_prefix,
-	buy_micros, buy_currency, buy_deck_id, buy_deck_version, buy_prefix, flags, rated_at, created_at
+	buy_micros, buy_currency, buy_deck_id, buy_deck_version, buy_prefix, flags, rated_at, created_at, attempt
 	FROM cdrs`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -312,7 +312,7 @@ func scanCDR(r scanner) (*callbridge.CDR, error) {
 		&c.Direction, &c.Caller, &c.Callee, &c.Presented, &c.Gateway, &c.Node, &answer, &c.EndAt,
 		&c.DurationMS, &c.BillMS, &c.HangupCause, &c.Q850, &c.Disposition,
 		&c.Sell, &c.SellCurrency, &c.SellDeckID, &c.SellDeckVersion, &c.SellPrefix,
-		&c.Buy, &c.BuyCurrency, &c.BuyDeckID, &c.BuyDeckVersion, &c.BuyPrefix, &flags, &c.RatedAt, &c.CreatedAt)
+		&c.Buy, &c.BuyCurrency, &c.BuyDeckID, &c.BuyDeckVersion, &c.BuyPrefix, &flags, &c.RatedAt, &c.CreatedAt, &c.Attempt)
 	if err != nil {
 		return nil, pg.Error(err)
 	}

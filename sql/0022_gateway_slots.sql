@@ -1,4 +1,4 @@
--- 0020: the calls in progress through each carrier gateway, counted in one
+-- 0022: the calls in progress through each carrier gateway, counted in one
 -- place for every controller, so that a gateway's caps (concurrent calls
 -- and calls per second, CALLBRIDGE_GATEWAY_LIMITS) hold across
 -- controllers (package carrier claims and releases the slots).
