@@ -45,7 +45,7 @@ const (
 func DefaultEvents() []EventName {
 	return []EventName{
 		ChannelCreate, ChannelProgress, ChannelProgressMedia, ChannelAnswer,
-		ChannelBridge, ChannelUnbridge, ChannelHangup, ChannelHangupComplete,
+		ChannelPark, ChannelBridge, ChannelUnbridge, ChannelHangup, ChannelHangupComplete,
 		ChannelDestroy, BackgroundJob, Heartbeat, Custom,
 	}
 }
