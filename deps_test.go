@@ -36,7 +36,7 @@ var allowedImports = map[string][]string{
 	"callbridge/dialplan":    {"callbridge"},
 	"callbridge/routing":     {"callbridge", "callbridge/rating"},
 	"callbridge/sql":         {},
-	"callbridge/esl":         {"callbridge", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
+	"callbridge/esl":         {"callbridge", "callbridge/esl/internal/wire", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
 	"callbridge/esl/esltest": {"github.com/google/uuid"},
 	"callbridge/postgres": {"callbridge", "callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/internal/batch", "callbridge/postgres/internal/pg",
 		"callbridge/postgres/ratedeck", "callbridge/postgres/routeplan", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
@@ -67,6 +67,9 @@ var allowedImports = map[string][]string{
 	"callbridge/controller/accounting":       {"callbridge", "callbridge/billing", "callbridge/controller/internal/handler", "github.com/gin-gonic/gin"},
 	"callbridge/controller/pricing":          {"callbridge", "callbridge/controller/internal/handler", "callbridge/rating", "callbridge/routing", "github.com/gin-gonic/gin"},
 	"callbridge/controller/internal/handler": {"callbridge", "github.com/gin-gonic/gin"},
+
+	// The event-socket protocol at the byte level, under the client.
+	"callbridge/esl/internal/wire": {},
 
 	// Test-only or asset packages without production imports.
 	"callbridge/bench":             {},
