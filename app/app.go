@@ -263,8 +263,12 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	callbacks := postgres.NewCallbackService(db)
 	webhooks := postgres.NewWebhookService(db)
 	engine, err := callback.NewEngine(callbacks, pool, callback.Config{
-		Owner:          cfg.Owner,
-		Gateway:        cfg.Gateway,
+		Owner:   cfg.Owner,
+		Gateway: cfg.Gateway,
+		// Each leg is routed by the account's plan (else the default
+		// plan; neither: cfg.Gateway) and fails over on carrier failures.
+		Routes:         callback.PlanRouter(plans, routing.Sources{Prices: decks, Health: gateways}),
+		Gateways:       callback.LocalGateways{Gateways: gateways},
 		Prompts:        cfg.Prompts,
 		FailurePrompts: cfg.FailurePrompts,
 		RecordDir:      cfg.RecordDir,
@@ -374,6 +378,11 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 func attemptOutcome(plans *routing.Plans, gateways *routing.Gateways) func(*callbridge.CDR) {
 	fallback, _ := routing.NewPolicy(nil, nil)
 	return func(c *callbridge.CDR) {
+		if c.CallbackID != "" {
+			// The callback engine claims and ends its legs' attempts
+			// itself (Gateways.Begin and End).
+			return
+		}
 		policy := fallback
 		if p := plans.For(c.AccountID); p != nil {
 			policy = p.Policy()
