@@ -251,6 +251,21 @@ func (env *cbEnv) waitStatus(id string, want ...callbridge.CallbackStatus) *call
 	return cb
 }
 
+// hangUpWhenBridged waits until the callback is bridged (or has ended)
+// and hangs A up on the node, as a party that has finished talking: the
+// far ends of the tests that need a completed call hold until then, so
+// the bridge never races a far end's hangup on a loaded machine.
+func (env *cbEnv) hangUpWhenBridged(id string) {
+	env.t.Helper()
+	cb := env.waitStatus(id, callbridge.CallbackBridged, callbridge.CallbackCompleted, callbridge.CallbackFailed)
+	if cb.Status != callbridge.CallbackBridged {
+		return
+	}
+	if err := env.fs.Hangup(env.leg(cb, "a").UUID, "NORMAL_CLEARING"); err != nil {
+		env.t.Fatal(err)
+	}
+}
+
 // waitEnded waits until the callback ended and both legs reported hangup.
 func (env *cbEnv) waitEnded(id string) *callbridge.Callback {
 	env.t.Helper()
@@ -480,7 +495,7 @@ func TestCallbackCallAuthorizer(t *testing.T) {
 	}
 
 	busy := env.create(`{"a":"4916011112","b":"4917022486"}`)
-	cb = env.waitEnded(busy)
+	cb = env.waitStatus(busy, callbridge.CallbackFailed)
 	if cb.Reason != callbridge.ReasonBBusy {
 		t.Fatalf("busy: got %s/%s", cb.Status, cb.Reason)
 	}
@@ -739,10 +754,11 @@ func TestCallbackTwoControllers(t *testing.T) {
 	var ids []string
 	for i := 0; i < n; i++ {
 		a := callbridge.Number("49110100" + string(rune('1'+i/10)) + string(rune('0'+i%10)))
-		ids = append(ids, env.create(`{"a":"`+string(a)+`","b":"4912022222"}`))
+		ids = append(ids, env.create(`{"a":"`+string(a)+`","b":"4916022222"}`))
 	}
 	owners := map[string]int{}
 	for _, id := range ids {
+		env.hangUpWhenBridged(id)
 		cb := env.waitEnded(id)
 		if cb.Status != callbridge.CallbackCompleted {
 			t.Errorf("%s: %s/%s", id, cb.Status, cb.Reason)
@@ -1128,12 +1144,13 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 func TestCallbackAdoptedNeverDialled(t *testing.T) {
 	t.Parallel()
 	env := newCBEnv(t, cbOpts{noEngine: true})
-	id := env.create(`{"a":"4916011111","b":"4914022222"}`)
+	id := env.create(`{"a":"4916011111","b":"4916022222"}`)
 	cbs, err := env.store.ClaimCallbacks(context.Background(), "ctl-1", "", 50*time.Millisecond, 1)
 	if err != nil || len(cbs) != 1 || cbs[0].ID != id {
 		t.Fatalf("claim: %v %v", cbs, err)
 	}
 	env.startEngine(cbOpts{owner: "ctl-2"})
+	env.hangUpWhenBridged(id)
 	got := env.waitEnded(id)
 	if got.Status != callbridge.CallbackCompleted {
 		t.Errorf("got %s/%s, want completed", got.Status, got.Reason)

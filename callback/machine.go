@@ -100,6 +100,13 @@ type StateLeg struct {
 	Lost  bool
 	// Session says an event of the channel arrived: the node created it.
 	Session bool
+	// Parked says the leg runs its dialplan (CHANNEL_PARK): FreeSWITCH's
+	// originate of it has returned and set its CDR hook. Only then may
+	// uuid_bridge take it: taken from an originate still running, the
+	// originate gives up (its job answers -ERR ORIGINATOR_CANCEL) and the
+	// leg never gets the hook that keeps its CDR while no controller
+	// listens.
+	Parked bool
 	// KillSent says uuid_kill was accepted (or is on its way).
 	KillSent bool
 	// Grant is how long the leg may last from its answer when authorised
@@ -391,6 +398,8 @@ type (
 	// CHANNEL_UNBRIDGE before CHANNEL_HANGUP, some with a Hangup-Cause;
 	// the hangup is taken from CHANNEL_HANGUP only.
 	EventSeen struct{ UUID string }
+	// EventParked: CHANNEL_PARK: the leg runs the park of its dialplan.
+	EventParked struct{ UUID string }
 )
 
 // Results of other actions.
@@ -452,6 +461,7 @@ func (EventRinging) eventName() string          { return "ringing" }
 func (EventAnswered) eventName() string         { return "answered" }
 func (EventHangup) eventName() string           { return "hangup" }
 func (EventSeen) eventName() string             { return "seen" }
+func (EventParked) eventName() string           { return "parked" }
 func (EventKillFailed) eventName() string       { return "kill_failed" }
 func (EventBridged) eventName() string          { return "bridged" }
 func (EventBridgeFailed) eventName() string     { return "bridge_failed" }
@@ -913,7 +923,7 @@ func (m *stateMachine) inCallingB(ev Event) {
 	case b.Down:
 		// B answered and hung up before it could be bridged.
 		m.failB(callbridge.HangupReason(callbridge.LegB, b.Cause))
-	case b.Progress == StateLegAnswered:
+	case b.Progress == StateLegAnswered && s.A.Parked && b.Parked:
 		m.do(ActionBridge{A: s.A.UUID, B: b.UUID})
 		s.Phase = StateBridging
 	}
@@ -1084,7 +1094,7 @@ func (m *stateMachine) held() bool {
 // whether the phase should decide on them.
 func (m *stateMachine) record(ev Event) bool {
 	switch e := ev.(type) {
-	case EventRinging, EventAnswered, EventHangup, EventSeen:
+	case EventRinging, EventAnswered, EventHangup, EventSeen, EventParked:
 		m.channel(ev)
 	case EventPlaced, EventOriginateFailed, EventOriginateUnknown, EventJobFailed, EventGatewayRefused:
 		m.originated(ev)
@@ -1148,6 +1158,12 @@ func (m *stateMachine) channel(ev Event) {
 		}
 	case EventSeen:
 		m.killCancelled(m.seen(ev.UUID))
+	case EventParked:
+		l := m.seen(ev.UUID)
+		if l != nil {
+			l.Parked = true
+		}
+		m.killCancelled(l)
 	}
 }
 
@@ -1271,10 +1287,13 @@ func (m *stateMachine) reconcile(channels map[string]string, why string) {
 			detail += "; leg " + l.Name + " gone"
 			m.save(callbridge.CallbackUpdate{Leg: m.legUpdate(l, func(u *callbridge.LegUpdate) { u.Hangup = now })})
 		case state == "ACTIVE" && l.Progress < StateLegAnswered:
-			l.Progress = StateLegAnswered
+			l.Progress, l.Parked = StateLegAnswered, true
 			detail += "; leg " + l.Name + " answered"
 			m.save(callbridge.CallbackUpdate{Leg: m.legUpdate(l, func(u *callbridge.LegUpdate) { u.Answered = now })})
 		default:
+			// An answered leg's park may have come while no event could
+			// reach us.
+			l.Parked = l.Parked || state == "ACTIVE"
 			detail += "; leg " + l.Name + " present"
 		}
 	}

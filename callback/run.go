@@ -85,6 +85,8 @@ func channelEvent(ev esl.Event) Event {
 		return EventRinging{UUID: ev.UUID, At: at, Detail: string(ev.Name)}
 	case esl.ChannelAnswer:
 		return EventAnswered{UUID: ev.UUID, At: at}
+	case esl.ChannelPark:
+		return EventParked{UUID: ev.UUID}
 	case esl.ChannelHangup, esl.ChannelHangupComplete:
 		cause := ev.Get("Hangup-Cause")
 		if cause == "" {
