@@ -371,16 +371,16 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	return a, nil
 }
 
-// attemptOutcome feeds a gateway's breaker with how an attempt through it
-// ended, judged by the failover policy of the account's route plan (the
-// default policy when it has none): a carrier failure counts towards
-// opening the breaker, anything else closes it.
+// attemptOutcome feeds a gateway's breaker with how a binding call's
+// attempt through it ended, judged by the failover policy of the
+// account's route plan (the default policy when it has none): a carrier
+// failure counts towards opening the breaker, anything else closes it.
+// Callback legs are left out: the callback engine claims and ends their
+// attempts itself (routing.Gateways.Begin and End).
 func attemptOutcome(plans *routing.Plans, gateways *routing.Gateways) func(*callbridge.CDR) {
 	fallback, _ := routing.NewPolicy(nil, nil)
 	return func(c *callbridge.CDR) {
-		if c.CallbackID != "" {
-			// The callback engine claims and ends its legs' attempts
-			// itself (Gateways.Begin and End).
+		if c.Leg != callbridge.LegOutbound {
 			return
 		}
 		policy := fallback

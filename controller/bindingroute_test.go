@@ -1,10 +1,14 @@
 package controller_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,14 +144,30 @@ func TestBindingCallRoutePlan(t *testing.T) {
 	if seen != 2 {
 		t.Errorf("the account sees %d attempts linked to its caller's leg, want 2", seen)
 	}
+	// The CSV export has them too.
+	exp := env.send(request{method: "GET", path: "/v1/cdrs?binding_id=" + b.ID, auth: "Bearer " + env.key, header: map[string]string{"Accept": "text/csv"}})
+	rows, err := csv.NewReader(bytes.NewReader(exp.body)).ReadAll()
+	if err != nil || len(rows) != 4 {
+		t.Fatalf("CSV export: %v, %d rows:\n%s", err, len(rows), exp.body)
+	}
+	col := slices.Index(rows[0], "attempt")
+	var numbers []string
+	for _, r := range rows[1:] {
+		if col >= 0 && r[col] != "" {
+			numbers = append(numbers, r[col])
+		}
+	}
+	if slices.Sort(numbers); strings.Join(numbers, ",") != "1,2" {
+		t.Errorf("CSV attempts %v (column %d), want 1 and 2", numbers, col)
+	}
 
 	// The report by carrier.
 	day := time.Now().UTC()
 	rep := env.mustCall(http.StatusOK, "GET", "/v1/admin/accounts/"+env.account+"/reports/usage?group_by=carrier&from="+
 		day.Format(time.DateOnly)+"&to="+day.Add(24*time.Hour).Format(time.DateOnly), fullAdminToken, nil).json(t)
-	rows, _ := rep["rows"].([]any)
+	repRows, _ := rep["rows"].([]any)
 	got := map[string]string{}
-	for _, r := range rows {
+	for _, r := range repRows {
 		m, _ := r.(map[string]any)
 		k, _ := m["key"].(string)
 		got[k] = string(mustJSON(t, map[string]any{"attempts": m["attempts"], "answered": m["answered"], "asr": m["asr"]}))

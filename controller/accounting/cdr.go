@@ -16,7 +16,7 @@ import (
 // cdrCSVColumns are the columns of the operator's CSV export, in order;
 // an account's export leaves out cdrOperatorColumns.
 var cdrCSVColumns = []string{
-	"uuid", "other_uuid", "leg", "callback_id", "binding_id", "direction", "caller", "callee", "presented",
+	"uuid", "other_uuid", "leg", "attempt", "callback_id", "binding_id", "direction", "caller", "callee", "presented",
 	"gateway", "node", "start_at", "answer_at", "end_at", "duration_ms", "bill_ms", "hangup_cause", "q850",
 	"disposition", "sell", "sell_currency", "sell_deck_id", "sell_deck_version", "buy", "buy_currency", "flags",
 }
@@ -228,11 +228,20 @@ func cdrCSVRow(r *callbridge.CDR, operator bool) []string {
 	}
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
 	return []string{
-		r.UUID, r.OtherUUID, r.Leg, r.CallbackID, r.BindingID, r.Direction, cdrCSVSafe(r.Caller), cdrCSVSafe(r.Callee),
+		r.UUID, r.OtherUUID, r.Leg, attempt(r.Attempt), r.CallbackID, r.BindingID, r.Direction, cdrCSVSafe(r.Caller), cdrCSVSafe(r.Callee),
 		cdrCSVSafe(r.Presented), cdrCSVSafe(r.Gateway), cdrCSVSafe(r.Node), ts(r.StartAt), ts(r.AnswerAt), ts(r.EndAt),
 		i(r.DurationMS), i(r.BillMS), r.HangupCause, strconv.Itoa(r.Q850), r.Disposition,
 		cdrMoney(r.Sell), r.SellCurrency, r.SellDeckID, i(r.SellDeckVersion), cdrMoney(r.Buy), r.BuyCurrency, flags.String(),
 	}
+}
+
+// attempt writes a CDR's attempt number, empty for a leg no route plan
+// routed.
+func attempt(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
 }
 
 // cdrMoney writes micro-units as a decimal amount with six decimals.
