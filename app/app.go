@@ -297,7 +297,8 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 		// Each leg is routed by the account's plan (else the default
 		// plan; neither: cfg.Gateway) and fails over on carrier failures.
 		Routes:         callback.PlanRouter(plans, routing.Sources{Prices: decks, Health: gateways}),
-		Gateways:       callback.LocalGateways{Gateways: gateways},
+		Gateways:       gateways,
+		OnFailover:     func(from, _ string) { mtr.ObserveFailover(from) },
 		Prompts:        cfg.Prompts,
 		FailurePrompts: cfg.FailurePrompts,
 		RecordDir:      cfg.RecordDir,
@@ -358,7 +359,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 		Logger:   cdrLog,
 		// The "stale-calls" job below sweeps, once per minute cluster-wide.
 		SweepInterval: -1,
-		OnAttempt:     attemptOutcome(plans, gateways),
+		OnAttempt:     attemptOutcome(plans, gateways, mtr.ObserveAttempt),
 	})
 	if err != nil {
 		return nil, err
@@ -400,23 +401,34 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	return a, nil
 }
 
-// attemptOutcome feeds a gateway's breaker with how a binding call's
-// attempt through it ended, judged by the failover policy of the
-// account's route plan (the default policy when it has none): a carrier
-// failure counts towards opening the breaker, anything else closes it.
-// Callback legs are left out: the callback engine claims and ends their
-// attempts itself (carrier.Gateways.Begin and End).
-func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways) func(*callbridge.CDR) {
+// attemptOutcome counts every leg a route plan's gateway carried (callback
+// and binding calls) by outcome for the gateway's metrics, and feeds the
+// gateway's breaker with how a binding call's attempt ended, judged by the
+// failover policy of the account's route plan (the default policy when it
+// has none): a carrier failure counts towards opening the breaker,
+// anything else closes it. Callback legs' breakers are left out: the
+// callback engine claims and ends their attempts itself
+// (carrier.Gateways.Begin and End).
+func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways, observe func(gateway, outcome string)) func(*callbridge.CDR) {
 	fallback, _ := routing.NewPolicy(nil, nil)
 	return func(c *callbridge.CDR) {
-		if c.Leg != callbridge.LegOutbound {
-			return
-		}
 		policy := fallback
 		if p := plans.For(c.AccountID); p != nil {
 			policy = p.Policy()
 		}
-		gateways.Record(c.Gateway, c.EndAt, policy.Classify(c.HangupCause, c.SIPStatus) == routing.Failover)
+		failed := policy.Classify(c.HangupCause, c.SIPStatus) == routing.Failover
+		switch {
+		case !c.AnswerAt.IsZero():
+			observe(c.Gateway, metrics.AttemptAnswered)
+		case failed:
+			observe(c.Gateway, metrics.AttemptCarrierFailure)
+		default:
+			observe(c.Gateway, metrics.AttemptUnanswered)
+		}
+		if c.Leg != callbridge.LegOutbound {
+			return
+		}
+		gateways.Record(c.Gateway, c.EndAt, failed)
 	}
 }
 

@@ -72,7 +72,8 @@ func TestResolveShowsGatewayHealth(t *testing.T) {
 	if r := gws.Begin(ctx, "backup", time.Now()); r != routing.ReasonCircuitOpen {
 		t.Errorf("Begin through backup with its breaker open: %s", r)
 	}
-	env.srv.Metrics.ObserveAttempt("backup", metrics.AttemptCarrierFailure, 1500*time.Millisecond)
+	env.srv.Metrics.ObserveAttempt("backup", metrics.AttemptCarrierFailure)
+	env.srv.Metrics.ObservePostDialDelay("backup", 1500*time.Millisecond)
 	env.srv.Metrics.ObserveFailover("backup")
 
 	body := string(env.mustCall(http.StatusOK, "GET", "/metrics", fullAdminToken, nil).body)

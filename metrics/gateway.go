@@ -55,26 +55,32 @@ func newGatewayMetrics(reg *prometheus.Registry) gatewayMetrics {
 	return g
 }
 
-// ObserveAttempt records one attempt through gateway when it ended: its
-// outcome (AttemptAnswered, AttemptUnanswered, AttemptCarrierFailure;
-// anything else counts as "other") and its post-dial delay, the time from
-// sending it to the carrier's first ringing, early media or answer (0
-// when none came: not observed). The callers of carrier.Gateways.End call
-// it next to End.
-func (m *Metrics) ObserveAttempt(gateway, outcome string, pdd time.Duration) {
+// ObserveAttempt records one attempt through gateway when it ended, by
+// its outcome (AttemptAnswered, AttemptUnanswered,
+// AttemptCarrierFailure; anything else counts as "other"). serve calls
+// it for every leg a route plan's gateway carried, callback and binding
+// calls alike, from the leg's CDR (cdr.Config.OnAttempt): callers do not
+// call it again.
+func (m *Metrics) ObserveAttempt(gateway, outcome string) {
 	switch outcome {
 	case AttemptAnswered, AttemptUnanswered, AttemptCarrierFailure:
 	default:
 		outcome = "other"
 	}
 	m.gateways.attempts.WithLabelValues(gateway, outcome).Inc()
-	if pdd > 0 {
-		m.gateways.pdd.WithLabelValues(gateway).Observe(pdd.Seconds())
-	}
+}
+
+// ObservePostDialDelay records an attempt's post-dial delay through
+// gateway: the time from sending it to the carrier's first ringing,
+// early media or answer. The code that places the attempt and sees its
+// progress calls it.
+func (m *Metrics) ObservePostDialDelay(gateway string, pdd time.Duration) {
+	m.gateways.pdd.WithLabelValues(gateway).Observe(pdd.Seconds())
 }
 
 // ObserveFailover records that a call left gateway for the next gateway
-// of its route after gateway could not carry it.
+// of its route after gateway could not carry it (callback.Config.OnFailover
+// in serve).
 func (m *Metrics) ObserveFailover(gateway string) {
 	m.gateways.failovers.WithLabelValues(gateway).Inc()
 }
