@@ -263,8 +263,12 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	callbacks := postgres.NewCallbackService(db)
 	webhooks := postgres.NewWebhookService(db)
 	engine, err := callback.NewEngine(callbacks, pool, callback.Config{
-		Owner:          cfg.Owner,
-		Gateway:        cfg.Gateway,
+		Owner:   cfg.Owner,
+		Gateway: cfg.Gateway,
+		// Each leg is routed by the account's plan (else the default
+		// plan; neither: cfg.Gateway) and fails over on carrier failures.
+		Routes:         callback.PlanRouter(plans, routing.Sources{Prices: decks, Health: gateways}),
+		Gateways:       callback.LocalGateways{Gateways: gateways},
 		Prompts:        cfg.Prompts,
 		FailurePrompts: cfg.FailurePrompts,
 		RecordDir:      cfg.RecordDir,

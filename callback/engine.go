@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -355,6 +356,21 @@ func (e *Engine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscript
 			}
 			for _, r := range runs {
 				r.post(EventNodeUp{})
+			}
+			continue
+		}
+		if ev.Name == esl.BackgroundJob {
+			// An originate's job is named by its leg's uuid. Its result
+			// comes after the channel's events on the same connection;
+			// taken from here, it reaches the worker after them too (a
+			// carrier's 503 is known from CHANNEL_HANGUP before the job
+			// says -ERR NORMAL_TEMPORARY_FAILURE).
+			e.mu.Lock()
+			r := e.routes[ev.Get("Job-UUID")]
+			e.mu.Unlock()
+			if body := strings.TrimRight(ev.Body, "\n"); r != nil && strings.HasPrefix(body, "-") {
+				re := &esl.ReplyError{Text: body}
+				r.post(EventJobFailed{UUID: ev.Get("Job-UUID"), Cause: re.Cause(), Detail: re.Text})
 			}
 			continue
 		}

@@ -79,6 +79,12 @@ type cbOpts struct {
 	store func(callback.Store) callback.Store
 	// refusedRetry and queueWait set the engine's (0: its defaults).
 	refusedRetry, queueWait time.Duration
+	// gateways are the simulated node's sofia gateways; routes and
+	// tracker the engine's carrier routing (nil: every leg through
+	// "carrier").
+	gateways []esltest.Gateway
+	routes   callback.Router
+	tracker  callback.GatewayTracker
 }
 
 func newCBEnv(t *testing.T, o cbOpts) *cbEnv {
@@ -101,6 +107,7 @@ func newCBEnv(t *testing.T, o cbOpts) *cbEnv {
 		t.Fatal(err)
 	}
 	env.fs.Script, env.fs.Speed = script, cbSpeed
+	env.fs.Gateways = o.gateways
 	env.fs.Start()
 	t.Cleanup(env.fs.Close)
 
@@ -147,6 +154,8 @@ func (env *cbEnv) startEngine(o cbOpts) *callback.Engine {
 		FailurePrompts: map[callbridge.FailReason]string{"": "/sounds/call-failed.wav"},
 		LegWait:        2 * time.Second,
 		CallAuthorizer: o.callAuthorizer,
+		Routes:         o.routes,
+		Gateways:       o.tracker,
 		OnStatus: func(status callbridge.CallbackStatus, reason callbridge.FailReason) {
 			env.mu.Lock()
 			defer env.mu.Unlock()

@@ -129,6 +129,8 @@ type StateLeg struct {
 	// current one never reached the node (no gateway could take it).
 	Recorded bool
 	Unsent   bool
+	// DownAt is when the leg hung up (as its event says).
+	DownAt time.Time
 	// SIP is the far end's final SIP response to the current placement
 	// (sip_term_status; 0 when none came).
 	SIP int
@@ -1176,7 +1178,7 @@ func (m *stateMachine) originated(ev Event) {
 		// Nothing reached the node and nothing was recorded but this.
 		l := s.Leg(ev.Leg)
 		l.Route.Open = false
-		l.Down, l.Unsent, l.Cause = true, true, "NORMAL_CIRCUIT_CONGESTION"
+		l.Down, l.Unsent, l.Cause, l.DownAt = true, true, "NORMAL_CIRCUIT_CONGESTION", m.now.UTC()
 		e := m.attemptEntry(l, m.now.UTC(), "", "skipped: "+ev.Reason)
 		m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{e}})
 	case EventOriginateFailed:
@@ -1330,7 +1332,7 @@ func (m *stateMachine) nodeGone() {
 // legDown records a leg's hangup, and ends its gateway attempt: an
 // unanswered one is in the history with how it ended.
 func (m *stateMachine) legDown(l *StateLeg, cause string, at time.Time, detail string) {
-	l.Down, l.Cause = true, cause
+	l.Down, l.Cause, l.DownAt = true, cause, at
 	if detail == "" {
 		detail = cause
 	}
@@ -1498,14 +1500,14 @@ func (m *stateMachine) failover(l *StateLeg) bool {
 		why = fmt.Sprintf("post-dial budget %s spent", r.Budget)
 	}
 	if why != "" {
-		m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventFailover, Leg: l.Name,
+		m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventFailover, Leg: l.Name, At: l.DownAt,
 			Gateway: r.Gateway(), GatewayAttempt: r.Tried, Cause: l.Cause, SIPStatus: l.SIP, Detail: "no failover: " + why}}})
 		return false
 	}
 	from, cause, sip := r.Gateway(), l.Cause, l.SIP
 	r.Tried++
 	m.do(ActionFailover{Leg: l.Name, From: from, To: r.Gateway(), Cause: cause, SIP: sip, Try: r.Tried})
-	m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventFailover, Leg: l.Name,
+	m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventFailover, Leg: l.Name, At: l.DownAt,
 		Gateway: r.Gateway(), GatewayAttempt: r.Tried, Cause: cause, SIPStatus: sip,
 		Detail: fmt.Sprintf("%s failed (%s); trying %s, attempt %d of %d", from, stateFailure(cause, sip), r.Gateway(), r.Tried, min(len(r.Gateways), max(r.MaxAttempts, 1)))}}})
 	m.reset(l)

@@ -658,7 +658,9 @@ func (r *run) originate(ctx context.Context, a ActionOriginate) (Event, bool) {
 	}, false) {
 		return nil, false
 	}
-	job, err := r.client.Originate(ctx, o)
+	// The job's result comes as BACKGROUND_JOB through dispatch, in
+	// order with the channel's events.
+	_, err := r.client.Originate(ctx, o)
 	if err != nil {
 		var re *esl.ReplyError
 		switch {
@@ -669,13 +671,6 @@ func (r *run) originate(ctx context.Context, a ActionOriginate) (Event, bool) {
 		}
 		return EventOriginateFailed{Leg: a.Leg, UUID: id, Detail: err.Error(), Lost: true}, true
 	}
-	go func() {
-		_, err := job.Wait(ctx)
-		var re *esl.ReplyError
-		if ctx.Err() == nil && errors.As(err, &re) {
-			r.post(EventJobFailed{UUID: id, Cause: re.Cause(), Detail: re.Text})
-		}
-	}()
 	return EventPlaced{Leg: a.Leg, UUID: id}, true
 }
 

@@ -672,8 +672,18 @@ func (c *Client) bgapi(ctx context.Context, cmd Command, callUUID string, ring t
 // on session s, and arms its timeout: bound after now, a job whose
 // BACKGROUND_JOB has not come fails with ErrJobTimeout. A probe job is not
 // reported to Config.OnJobDone.
+//
+// An originate's job (callUUID set) is named by the leg's uuid: its
+// BACKGROUND_JOB then says which leg it ends to whoever follows the
+// events, in order with the channel's own.
 func (c *Client) startJob(ctx context.Context, s *session, cmd Command, callUUID string, bound time.Duration, probe bool) (*Job, error) {
-	j := newJob(c, uuid.NewString(), cmd)
+	id := callUUID
+	c.mu.Lock()
+	if _, taken := c.jobs[id]; id == "" || taken {
+		id = uuid.NewString()
+	}
+	c.mu.Unlock()
+	j := newJob(c, id, cmd)
 	j.UUID = callUUID
 	j.probe = probe
 	j.timer = time.AfterFunc(bound, func() { c.expire(j, bound) })

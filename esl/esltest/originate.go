@@ -754,6 +754,19 @@ func (s *Server) finishLeg(ch *channel, failed func(string)) {
 	if bridged {
 		ch.v.set("bridge_hangup_cause", cause)
 	}
+	if disp == "recv_refuse" {
+		if code, phrase, ok := refusalStatus(cause); ok {
+			// A final failure response from the far end, as FreeSWITCH
+			// 1.10.12 records it when the response arrives, before the
+			// hangup: CHANNEL_HANGUP already carries it (fixtures 29c,
+			// 29e, 81).
+			ch.v.set("sip_invite_failure_status", code)
+			ch.v.set("sip_invite_failure_phrase", phrase)
+			ch.v.set("sip_term_status", code)
+			ch.v.set("proto_specific_hangup_cause", "sip:"+code)
+			ch.v.set("sip_term_cause", strconv.Itoa(q850(cause)))
+		}
+	}
 	s.emitLocked(ch, "CHANNEL_HANGUP", "switch_channel.c", "switch_channel_perform_hangup", 3445, nil, nil)
 	// A bridge application decides itself what its leg does when the
 	// bridge ends (hangup_after_bridge); otherwise the partner goes too.
@@ -791,17 +804,6 @@ func (s *Server) finishLeg(ch *channel, failed func(string)) {
 	s.stateLocked(ch, "CS_REPORTING")
 	ch.timestamps()
 	ch.v.set("sip_hangup_disposition", disp)
-	if disp == "recv_refuse" {
-		if code, phrase, ok := refusalStatus(cause); ok {
-			// A final failure response from the far end, as FreeSWITCH
-			// 1.10.12 records it (fixtures 29c, 29e).
-			ch.v.set("sip_invite_failure_status", code)
-			ch.v.set("sip_invite_failure_phrase", phrase)
-			ch.v.set("sip_term_status", code)
-			ch.v.set("proto_specific_hangup_cause", "sip:"+code)
-			ch.v.set("sip_term_cause", strconv.Itoa(q850(cause)))
-		}
-	}
 	s.reportingHookLocked(ch)
 	s.emitLocked(ch, "CHANNEL_HANGUP_COMPLETE", "switch_core_state_machine.c", "switch_core_session_reporting_state", 943,
 		[]header{{"Hangup-Cause", cause}}, nil)
