@@ -82,6 +82,24 @@ type UsageRow struct {
 	Sell   int64 `json:"sell_micros" db:"sell"`
 	Buy    int64 `json:"buy_micros" db:"buy"`
 	Margin int64 `json:"margin_micros" db:"margin"`
+	// Attempts and ASR are set when the report groups by carrier, on the
+	// rows of gateways and the total: Attempts counts the legs dialled
+	// through the gateway (a call that failed over has a leg, and a CDR,
+	// for each gateway it tried), ASR is the answer-seizure ratio,
+	// Answered / Attempts, from 0 to 1 rounded to 4 decimals. The row of
+	// legs without a carrier (inbound legs) has neither.
+	Attempts int64    `json:"attempts,omitempty" db:"-"`
+	ASR      *float64 `json:"asr,omitempty" db:"-"`
+}
+
+// SetASR sets r's Attempts to its Calls and its ASR from them.
+func (r *UsageRow) SetASR() {
+	r.Attempts = r.Calls
+	asr := 0.0
+	if r.Calls > 0 {
+		asr = float64(r.Answered*10000/r.Calls) / 10000
+	}
+	r.ASR = &asr
 }
 
 // UsageReport is an account's usage over a period.

@@ -143,6 +143,10 @@ type CallbackLeg struct {
 	HangupAt   *time.Time `json:"hangup_at,omitempty" db:"hangup_at"`
 	// HangupCause is FreeSWITCH's cause name, e.g. USER_BUSY.
 	HangupCause string `json:"hangup_cause,omitempty" db:"hangup_cause"`
+	// Gateway is the carrier gateway of the leg's current placement when
+	// a route plan chose it; empty when it left through the single
+	// configured gateway.
+	Gateway string `json:"gateway,omitempty" db:"gateway"`
 }
 
 // CallbackEvent is one entry of a callback's ordered history: a status
@@ -156,6 +160,17 @@ type CallbackEvent struct {
 	Attempt int            `json:"attempt" db:"attempt"`
 	Detail  string         `json:"detail,omitempty" db:"detail"`
 	At      time.Time      `json:"at" db:"at"`
+	// Gateway, GatewayAttempt, Cause, SIPStatus and DurationMS describe
+	// a carrier attempt of a routed leg (gateway_attempt, failover, and
+	// leg_created): the gateway, the attempt's number among the leg's
+	// (1 for the first gateway tried), the FreeSWITCH hangup cause and
+	// the carrier's final SIP response it ended with (0: none), and how
+	// long it took from its placement to its answer or end.
+	Gateway        string `json:"gateway,omitempty" db:"gateway"`
+	GatewayAttempt int    `json:"gateway_attempt,omitempty" db:"gateway_attempt"`
+	Cause          string `json:"cause,omitempty" db:"cause"`
+	SIPStatus      int    `json:"sip_status,omitempty" db:"sip_status"`
+	DurationMS     int64  `json:"duration_ms,omitempty" db:"duration_ms"`
 }
 
 // Event types of CallbackEvent besides "status".
@@ -179,6 +194,17 @@ const (
 	// congestion cause); the leg is placed again within the callback's
 	// deadline, under the same attempt.
 	EventRefused = "originate_refused"
+	// EventGatewayAttempt: a routed leg's attempt through a carrier
+	// gateway ended: answered, failed (Cause, SIPStatus; Detail says
+	// whether it was the carrier's failure) or skipped before it was
+	// sent (Detail names why: the gateway is down, at a cap, or its
+	// circuit breaker open).
+	EventGatewayAttempt = "gateway_attempt"
+	// EventFailover: a routed leg is placed again through the next
+	// gateway of its route (Gateway, GatewayAttempt) after the carrier
+	// failure Cause/SIPStatus, or (Detail "no failover: ...") is not,
+	// because its attempts or post-dial budget are used up.
+	EventFailover = "failover"
 )
 
 // CallbackRequest asks for a new callback. The HTTP layer fills defaults;
@@ -423,6 +449,9 @@ type LegUpdate struct {
 	Answered time.Time
 	Hangup   time.Time
 	Cause    string
+	// Gateway is the route plan's gateway of this placement (empty: the
+	// single configured gateway).
+	Gateway string
 	// Replaces says the leg is placed again, with a new UUID, under the
 	// same attempt, because the node refused the previous placement
 	// before anything rang: the leg's record is reset to the new one (the

@@ -263,8 +263,12 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	callbacks := postgres.NewCallbackService(db)
 	webhooks := postgres.NewWebhookService(db)
 	engine, err := callback.NewEngine(callbacks, pool, callback.Config{
-		Owner:          cfg.Owner,
-		Gateway:        cfg.Gateway,
+		Owner:   cfg.Owner,
+		Gateway: cfg.Gateway,
+		// Each leg is routed by the account's plan (else the default
+		// plan; neither: cfg.Gateway) and fails over on carrier failures.
+		Routes:         callback.PlanRouter(plans, routing.Sources{Prices: decks, Health: gateways}),
+		Gateways:       callback.LocalGateways{Gateways: gateways},
 		Prompts:        cfg.Prompts,
 		FailurePrompts: cfg.FailurePrompts,
 		RecordDir:      cfg.RecordDir,
@@ -367,13 +371,18 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	return a, nil
 }
 
-// attemptOutcome feeds a gateway's breaker with how an attempt through it
-// ended, judged by the failover policy of the account's route plan (the
-// default policy when it has none): a carrier failure counts towards
-// opening the breaker, anything else closes it.
+// attemptOutcome feeds a gateway's breaker with how a binding call's
+// attempt through it ended, judged by the failover policy of the
+// account's route plan (the default policy when it has none): a carrier
+// failure counts towards opening the breaker, anything else closes it.
+// Callback legs are left out: the callback engine claims and ends their
+// attempts itself (routing.Gateways.Begin and End).
 func attemptOutcome(plans *routing.Plans, gateways *routing.Gateways) func(*callbridge.CDR) {
 	fallback, _ := routing.NewPolicy(nil, nil)
 	return func(c *callbridge.CDR) {
+		if c.Leg != callbridge.LegOutbound {
+			return
+		}
 		policy := fallback
 		if p := plans.For(c.AccountID); p != nil {
 			policy = p.Policy()

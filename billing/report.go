@@ -52,16 +52,31 @@ func usageCSVHeader(withCosts bool) []string {
 // WriteUsageCSV writes a usage report as CSV: one row per group, then a
 // total row. Amounts are decimal currency units. withCosts adds the
 // carriers' cost and the margin (the operator's view; an account's own
-// report leaves them out).
+// report leaves them out). A report by carrier ends each row with the
+// gateway's attempts and answer-seizure ratio (4 decimals).
 func WriteUsageCSV(w io.Writer, r *callbridge.UsageReport, withCosts bool) error {
 	cw := csv.NewWriter(w)
-	cw.Write(usageCSVHeader(withCosts))
+	carrier := r.GroupBy == callbridge.GroupByCarrier
+	header := usageCSVHeader(withCosts)
+	if carrier {
+		header = append(header, "attempts", "asr")
+	}
+	cw.Write(header)
 	row := func(u callbridge.UsageRow) {
 		rec := []string{csvSafe(u.Key), csvSafe(u.Description), itoa(u.Calls), itoa(u.Answered), itoa(u.BilledMS), Money(u.Sell)}
 		if withCosts {
 			rec = append(rec, Money(u.Buy), Money(u.Margin))
 		}
-		cw.Write(append(rec, r.Currency))
+		rec = append(rec, r.Currency)
+		if carrier {
+			// The row of legs without a carrier has no ratio.
+			attempts, asr := "", ""
+			if u.ASR != nil {
+				attempts, asr = itoa(u.Attempts), strconv.FormatFloat(*u.ASR, 'f', 4, 64)
+			}
+			rec = append(rec, attempts, asr)
+		}
+		cw.Write(rec)
 	}
 	for _, u := range r.Rows {
 		row(u)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,8 +54,19 @@ type Config struct {
 	// controllers sharing a database and should stay the same across
 	// restarts (a restarted controller adopts its own calls at once).
 	Owner string
-	// Gateway is the sofia gateway both legs are placed through.
+	// Gateway is the sofia gateway both legs are placed through when no
+	// route plan routes them (Routes nil, or it answers no plan).
 	Gateway string
+	// Routes, when set, resolves each leg's carrier gateways when a
+	// worker takes the callback (PlanRouter): the leg is placed through
+	// the first, and through the next after a carrier failure (the plan's
+	// failover policy, attempts and post-dial budget).
+	Routes Router
+	// Gateways, when set, claims every attempt through a route's gateway
+	// before it is placed and ends it after (caps, counts, breakers).
+	Gateways GatewayTracker
+	// OnFailover, when set, is told of every failover (metrics).
+	OnFailover func(from, to string)
 	// Lease is how long a claim holds without renewal; a controller that
 	// dies loses its calls to another after this long (default 15 s).
 	Lease time.Duration
@@ -344,6 +356,21 @@ func (e *Engine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscript
 			}
 			for _, r := range runs {
 				r.post(EventNodeUp{})
+			}
+			continue
+		}
+		if ev.Name == esl.BackgroundJob {
+			// An originate's job is named by its leg's uuid. Its result
+			// comes after the channel's events on the same connection;
+			// taken from here, it reaches the worker after them too (a
+			// carrier's 503 is known from CHANNEL_HANGUP before the job
+			// says -ERR NORMAL_TEMPORARY_FAILURE).
+			e.mu.Lock()
+			r := e.routes[ev.Get("Job-UUID")]
+			e.mu.Unlock()
+			if body := strings.TrimRight(ev.Body, "\n"); r != nil && strings.HasPrefix(body, "-") {
+				re := &esl.ReplyError{Text: body}
+				r.post(EventJobFailed{UUID: ev.Get("Job-UUID"), Cause: re.Cause(), Detail: re.Text})
 			}
 			continue
 		}

@@ -79,6 +79,12 @@ type cbOpts struct {
 	store func(callback.Store) callback.Store
 	// refusedRetry and queueWait set the engine's (0: its defaults).
 	refusedRetry, queueWait time.Duration
+	// gateways are the simulated node's sofia gateways; routes and
+	// tracker the engine's carrier routing (nil: every leg through
+	// "carrier").
+	gateways []esltest.Gateway
+	routes   callback.Router
+	tracker  callback.GatewayTracker
 }
 
 func newCBEnv(t *testing.T, o cbOpts) *cbEnv {
@@ -101,6 +107,7 @@ func newCBEnv(t *testing.T, o cbOpts) *cbEnv {
 		t.Fatal(err)
 	}
 	env.fs.Script, env.fs.Speed = script, cbSpeed
+	env.fs.Gateways = o.gateways
 	env.fs.Start()
 	t.Cleanup(env.fs.Close)
 
@@ -147,6 +154,8 @@ func (env *cbEnv) startEngine(o cbOpts) *callback.Engine {
 		FailurePrompts: map[callbridge.FailReason]string{"": "/sounds/call-failed.wav"},
 		LegWait:        2 * time.Second,
 		CallAuthorizer: o.callAuthorizer,
+		Routes:         o.routes,
+		Gateways:       o.tracker,
 		OnStatus: func(status callbridge.CallbackStatus, reason callbridge.FailReason) {
 			env.mu.Lock()
 			defer env.mu.Unlock()
@@ -240,6 +249,21 @@ func (env *cbEnv) waitStatus(id string, want ...callbridge.CallbackStatus) *call
 		return false
 	})
 	return cb
+}
+
+// hangUpWhenBridged waits until the callback is bridged (or has ended)
+// and hangs A up on the node, as a party that has finished talking: the
+// far ends of the tests that need a completed call hold until then, so
+// the bridge never races a far end's hangup on a loaded machine.
+func (env *cbEnv) hangUpWhenBridged(id string) {
+	env.t.Helper()
+	cb := env.waitStatus(id, callbridge.CallbackBridged, callbridge.CallbackCompleted, callbridge.CallbackFailed)
+	if cb.Status != callbridge.CallbackBridged {
+		return
+	}
+	if err := env.fs.Hangup(env.leg(cb, "a").UUID, "NORMAL_CLEARING"); err != nil {
+		env.t.Fatal(err)
+	}
 }
 
 // waitEnded waits until the callback ended and both legs reported hangup.
@@ -471,7 +495,7 @@ func TestCallbackCallAuthorizer(t *testing.T) {
 	}
 
 	busy := env.create(`{"a":"4916011112","b":"4917022486"}`)
-	cb = env.waitEnded(busy)
+	cb = env.waitStatus(busy, callbridge.CallbackFailed)
 	if cb.Reason != callbridge.ReasonBBusy {
 		t.Fatalf("busy: got %s/%s", cb.Status, cb.Reason)
 	}
@@ -730,10 +754,11 @@ func TestCallbackTwoControllers(t *testing.T) {
 	var ids []string
 	for i := 0; i < n; i++ {
 		a := callbridge.Number("49110100" + string(rune('1'+i/10)) + string(rune('0'+i%10)))
-		ids = append(ids, env.create(`{"a":"`+string(a)+`","b":"4912022222"}`))
+		ids = append(ids, env.create(`{"a":"`+string(a)+`","b":"4916022222"}`))
 	}
 	owners := map[string]int{}
 	for _, id := range ids {
+		env.hangUpWhenBridged(id)
 		cb := env.waitEnded(id)
 		if cb.Status != callbridge.CallbackCompleted {
 			t.Errorf("%s: %s/%s", id, cb.Status, cb.Reason)
@@ -1119,12 +1144,13 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 func TestCallbackAdoptedNeverDialled(t *testing.T) {
 	t.Parallel()
 	env := newCBEnv(t, cbOpts{noEngine: true})
-	id := env.create(`{"a":"4916011111","b":"4914022222"}`)
+	id := env.create(`{"a":"4916011111","b":"4916022222"}`)
 	cbs, err := env.store.ClaimCallbacks(context.Background(), "ctl-1", "", 50*time.Millisecond, 1)
 	if err != nil || len(cbs) != 1 || cbs[0].ID != id {
 		t.Fatalf("claim: %v %v", cbs, err)
 	}
 	env.startEngine(cbOpts{owner: "ctl-2"})
+	env.hangUpWhenBridged(id)
 	got := env.waitEnded(id)
 	if got.Status != callbridge.CallbackCompleted {
 		t.Errorf("got %s/%s, want completed", got.Status, got.Reason)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/routing"
 )
 
 // StatePhase names where a callback is in its flow. Some phases are the
@@ -99,6 +100,13 @@ type StateLeg struct {
 	Lost  bool
 	// Session says an event of the channel arrived: the node created it.
 	Session bool
+	// Parked says the leg runs its dialplan (CHANNEL_PARK): FreeSWITCH's
+	// originate of it has returned and set its CDR hook. Only then may
+	// uuid_bridge take it: taken from an originate still running, the
+	// originate gives up (its job answers -ERR ORIGINATOR_CANCEL) and the
+	// leg never gets the hook that keeps its CDR while no controller
+	// listens.
+	Parked bool
 	// KillSent says uuid_kill was accepted (or is on its way).
 	KillSent bool
 	// Grant is how long the leg may last from its answer when authorised
@@ -116,6 +124,57 @@ type StateLeg struct {
 	Refusals    int
 	Waiting     bool
 	Due         bool
+	// Recorded says a placement of the leg was recorded under this
+	// attempt of the callback: the next one replaces it. Unsent says the
+	// current one never reached the node (no gateway could take it).
+	Recorded bool
+	Unsent   bool
+	// DownAt is when the leg hung up (as its event says).
+	DownAt time.Time
+	// SIP is the far end's final SIP response to the current placement
+	// (sip_term_status; 0 when none came).
+	SIP int
+	// Route is the leg's carrier route: the gateways a route plan chose
+	// and the attempts made through them.
+	Route StateRoute
+}
+
+// StateRoute is a leg's carrier route. Without Gateways (no route plan
+// for the account: Planned false) the leg leaves through the engine's
+// single gateway and never fails over. A planned leg with no gateway (no
+// route matched the number, or every gateway was skipped) fails at once
+// with NoneCause.
+type StateRoute struct {
+	// Planned says a route plan routes the leg; Plan names it.
+	Planned bool
+	Plan    string
+	// Gateways are the gateways to try, in order; MaxAttempts and Budget
+	// (the post-dial budget: how long after the first attempt was placed
+	// another may start) are the plan's; Policy decides which endings
+	// fail over.
+	Gateways    []string
+	MaxAttempts int
+	Budget      time.Duration
+	Policy      *routing.Policy
+	// NoneCause is the leg's hangup cause when Gateways is empty.
+	NoneCause string
+	// Tried counts the attempts placed; the current one goes through
+	// Gateways[Tried-1]. First is when the first was placed, Began when
+	// the current one was.
+	Tried        int
+	First, Began time.Time
+	// Open says the current attempt was claimed (Gateways.Begin) and not
+	// ended yet (ActionEndAttempt).
+	Open bool
+}
+
+// Gateway returns the gateway of the current attempt ("" when not routed
+// or not placed).
+func (r *StateRoute) Gateway() string {
+	if r.Tried == 0 || r.Tried > len(r.Gateways) {
+		return ""
+	}
+	return r.Gateways[r.Tried-1]
 }
 
 // Live reports whether the leg is placed and not down.
@@ -208,7 +267,7 @@ func NewState(cb *callbridge.Callback, cfg StateConfig, adopted bool, now time.T
 		if l.Leg == callbridge.LegB {
 			leg = &s.B
 		}
-		leg.UUID, leg.Progress = l.UUID, StateLegPlaced
+		leg.UUID, leg.Progress, leg.Recorded = l.UUID, StateLegPlaced, true
 		if l.RingingAt != nil {
 			leg.Progress = StateLegRinging
 		}
@@ -306,6 +365,10 @@ type (
 	// EventJobFailed: the originate's background job ended in an error
 	// (Cause, Detail) before any answer.
 	EventJobFailed struct{ UUID, Cause, Detail string }
+	// EventGatewayRefused: the gateway tracker would not let Leg's
+	// attempt through Gateway (Gateways.Begin: Reason, such as
+	// "circuit_open" or "at_capacity"); nothing was sent to the node.
+	EventGatewayRefused struct{ Leg, Gateway, Reason string }
 )
 
 // Channel events of a leg, by its UUID.
@@ -321,11 +384,13 @@ type (
 		UUID string
 		At   time.Time
 	}
-	// EventHangup: CHANNEL_HANGUP or CHANNEL_HANGUP_COMPLETE.
+	// EventHangup: CHANNEL_HANGUP or CHANNEL_HANGUP_COMPLETE, with the
+	// far end's final SIP response (sip_term_status; 0 when none).
 	EventHangup struct {
 		UUID  string
 		At    time.Time
 		Cause string
+		SIP   int
 	}
 	// EventSeen: any other event of the channel (CHANNEL_CREATE,
 	// CHANNEL_BRIDGE, CHANNEL_UNBRIDGE, CHANNEL_DESTROY): the node has a
@@ -333,6 +398,8 @@ type (
 	// CHANNEL_UNBRIDGE before CHANNEL_HANGUP, some with a Hangup-Cause;
 	// the hangup is taken from CHANNEL_HANGUP only.
 	EventSeen struct{ UUID string }
+	// EventParked: CHANNEL_PARK: the leg runs the park of its dialplan.
+	EventParked struct{ UUID string }
 )
 
 // Results of other actions.
@@ -389,10 +456,12 @@ func (EventPlaced) eventName() string           { return "placed" }
 func (EventOriginateFailed) eventName() string  { return "originate_failed" }
 func (EventOriginateUnknown) eventName() string { return "originate_unknown" }
 func (EventJobFailed) eventName() string        { return "job_failed" }
+func (EventGatewayRefused) eventName() string   { return "gateway_refused" }
 func (EventRinging) eventName() string          { return "ringing" }
 func (EventAnswered) eventName() string         { return "answered" }
 func (EventHangup) eventName() string           { return "hangup" }
 func (EventSeen) eventName() string             { return "seen" }
+func (EventParked) eventName() string           { return "parked" }
 func (EventKillFailed) eventName() string       { return "kill_failed" }
 func (EventBridged) eventName() string          { return "bridged" }
 func (EventBridgeFailed) eventName() string     { return "bridge_failed" }
@@ -440,6 +509,11 @@ type (
 	// and, when Cap is set, FreeSWITCH's hangup Cap after its answer.
 	// Results: EventPlaced, EventOriginateFailed or
 	// EventOriginateUnknown; later, perhaps, EventJobFailed.
+	//
+	// A routed leg names its Gateway and the attempt's number (Try, from
+	// 1): the engine claims the attempt (Gateways.Begin) first, and
+	// answers EventGatewayRefused when it may not go; Gateway empty means
+	// the engine's single gateway.
 	ActionOriginate struct {
 		Leg, UUID        string
 		Number, CallerID callbridge.Number
@@ -447,6 +521,21 @@ type (
 		Cap              time.Duration
 		Status           callbridge.CallbackStatus
 		Again            bool
+		Gateway          string
+		Try              int
+	}
+	// ActionEndAttempt: the attempt through Gateway that Begin claimed
+	// is over (Gateways.End); Failed says the carrier could not carry it.
+	ActionEndAttempt struct {
+		Leg, UUID, Gateway string
+		Failed             bool
+	}
+	// ActionFailover: Leg's attempt through From failed for the carrier
+	// (Cause, SIP); the next one goes through To (attempt Try). The
+	// engine counts it; the history entry comes with ActionSave.
+	ActionFailover struct {
+		Leg, From, To, Cause string
+		SIP, Try             int
 	}
 	// ActionPrompt: play Path (the prompt Name) to A while B rings, and
 	// record it in the history.
@@ -520,6 +609,8 @@ func (ActionAttach) action()        {}
 func (ActionAuthorize) action()     {}
 func (ActionRelease) action()       {}
 func (ActionOriginate) action()     {}
+func (ActionEndAttempt) action()    {}
+func (ActionFailover) action()      {}
 func (ActionPrompt) action()        {}
 func (ActionFailurePrompt) action() {}
 func (ActionKill) action()          {}
@@ -548,9 +639,10 @@ func Next(s State, ev Event, now time.Time) (State, []Action) {
 	m := &stateMachine{s: s, now: now}
 	for i := 0; i < 8; i++ {
 		before := m.s.Phase
+		m.again = false
 		m.state(ev)
 		ev = nil
-		if m.s.Phase == before || m.s.Ended() {
+		if m.s.Phase == before && !m.again || m.s.Ended() {
 			break
 		}
 	}
@@ -566,6 +658,9 @@ type stateMachine struct {
 	s    State
 	now  time.Time
 	acts []Action
+	// again says the phase must decide once more although it did not
+	// change (a leg failed without an event: no gateway could take it).
+	again bool
 }
 
 // state runs the function of the current phase. A phase function is given
@@ -728,7 +823,11 @@ func (m *stateMachine) inCallingA(ev Event) {
 		}
 		m.place(a, s.RingA, "")
 	case a.Down && a.Progress < StateLegAnswered:
-		if m.refused(a) && m.retry(a) {
+		if m.refused(a) {
+			if m.retry(a) {
+				return
+			}
+		} else if m.failover(a) {
 			return
 		}
 		reason := callbridge.HangupReason(callbridge.LegA, a.Cause)
@@ -778,7 +877,8 @@ func (m *stateMachine) inAuthorizingB(ev Event) {
 func (m *stateMachine) placeB() {
 	s := &m.s
 	s.Phase = StateCallingB
-	if s.B.Refusals > 0 {
+	if s.B.Recorded {
+		// Placed again: refused by the node, or failed over.
 		m.place(&s.B, s.RingB, "")
 		return
 	}
@@ -808,7 +908,11 @@ func (m *stateMachine) inCallingB(ev Event) {
 		m.kill(b)
 		m.finish(callbridge.ReasonAHangup, "A hung up while B was called")
 	case b.Down && b.Progress < StateLegAnswered:
-		if m.refused(b) && m.retry(b) {
+		if m.refused(b) {
+			if m.retry(b) {
+				return
+			}
+		} else if m.failover(b) {
 			return
 		}
 		reason := callbridge.HangupReason(callbridge.LegB, b.Cause)
@@ -819,7 +923,7 @@ func (m *stateMachine) inCallingB(ev Event) {
 	case b.Down:
 		// B answered and hung up before it could be bridged.
 		m.failB(callbridge.HangupReason(callbridge.LegB, b.Cause))
-	case b.Progress == StateLegAnswered:
+	case b.Progress == StateLegAnswered && s.A.Parked && b.Parked:
 		m.do(ActionBridge{A: s.A.UUID, B: b.UUID})
 		s.Phase = StateBridging
 	}
@@ -990,9 +1094,9 @@ func (m *stateMachine) held() bool {
 // whether the phase should decide on them.
 func (m *stateMachine) record(ev Event) bool {
 	switch e := ev.(type) {
-	case EventRinging, EventAnswered, EventHangup, EventSeen:
+	case EventRinging, EventAnswered, EventHangup, EventSeen, EventParked:
 		m.channel(ev)
-	case EventPlaced, EventOriginateFailed, EventOriginateUnknown, EventJobFailed:
+	case EventPlaced, EventOriginateFailed, EventOriginateUnknown, EventJobFailed, EventGatewayRefused:
 		m.originated(ev)
 	case EventNodeDown, EventNodeUp, EventGraceOver, EventChannels, EventChannelsFailed:
 		m.node(ev)
@@ -1035,18 +1139,31 @@ func (m *stateMachine) channel(ev Event) {
 		l := m.seen(ev.UUID)
 		if l != nil && l.Progress < StateLegAnswered && !l.Down {
 			l.Progress = StateLegAnswered
+			events := []callbridge.CallbackEvent{{Type: callbridge.EventLegAnswered, Leg: l.Name, At: ev.At}}
+			if l.Route.Tried > 0 {
+				events = append(events, m.attemptEntry(l, ev.At, "", "answered"))
+			}
 			m.save(callbridge.CallbackUpdate{
 				Leg:    m.legUpdate(l, func(u *callbridge.LegUpdate) { u.Answered = ev.At }),
-				Events: []callbridge.CallbackEvent{{Type: callbridge.EventLegAnswered, Leg: l.Name, At: ev.At}},
+				Events: events,
 			})
 		}
 		m.killCancelled(l)
 	case EventHangup:
 		if l := m.seen(ev.UUID); l != nil && !l.Down {
+			if ev.SIP != 0 {
+				l.SIP = ev.SIP
+			}
 			m.legDown(l, ev.Cause, ev.At, "")
 		}
 	case EventSeen:
 		m.killCancelled(m.seen(ev.UUID))
+	case EventParked:
+		l := m.seen(ev.UUID)
+		if l != nil {
+			l.Parked = true
+		}
+		m.killCancelled(l)
 	}
 }
 
@@ -1055,10 +1172,18 @@ func (m *stateMachine) originated(ev Event) {
 	s := &m.s
 	switch ev := ev.(type) {
 	case EventPlaced:
-		s.Leg(ev.Leg).UUID = ev.UUID
+		l := s.Leg(ev.Leg)
+		l.UUID, l.Recorded = ev.UUID, true
+	case EventGatewayRefused:
+		// Nothing reached the node and nothing was recorded but this.
+		l := s.Leg(ev.Leg)
+		l.Route.Open = false
+		l.Down, l.Unsent, l.Cause, l.DownAt = true, true, "NORMAL_CIRCUIT_CONGESTION", m.now.UTC()
+		e := m.attemptEntry(l, m.now.UTC(), "", "skipped: "+ev.Reason)
+		m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{e}})
 	case EventOriginateFailed:
 		l := s.Leg(ev.Leg)
-		l.UUID = ev.UUID
+		l.UUID, l.Recorded = ev.UUID, true
 		cause := ev.Cause
 		if ev.Lost {
 			l.Lost, cause = true, "NORMAL_TEMPORARY_FAILURE"
@@ -1071,7 +1196,7 @@ func (m *stateMachine) originated(ev Event) {
 		// attempt: once the node is back, its channels tell whether the
 		// leg is followed or lost; if it stays away, the grace ends it.
 		l := s.Leg(ev.Leg)
-		l.UUID = ev.UUID
+		l.UUID, l.Recorded = ev.UUID, true
 		m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventCommandError, Leg: l.Name,
 			Detail: "originate: " + ev.Detail + "; outcome unknown until the node is reconciled"}}})
 		m.nodeLost("connection to " + s.Node + " lost while originating leg " + l.Name)
@@ -1162,10 +1287,13 @@ func (m *stateMachine) reconcile(channels map[string]string, why string) {
 			detail += "; leg " + l.Name + " gone"
 			m.save(callbridge.CallbackUpdate{Leg: m.legUpdate(l, func(u *callbridge.LegUpdate) { u.Hangup = now })})
 		case state == "ACTIVE" && l.Progress < StateLegAnswered:
-			l.Progress = StateLegAnswered
+			l.Progress, l.Parked = StateLegAnswered, true
 			detail += "; leg " + l.Name + " answered"
 			m.save(callbridge.CallbackUpdate{Leg: m.legUpdate(l, func(u *callbridge.LegUpdate) { u.Answered = now })})
 		default:
+			// An answered leg's park may have come while no event could
+			// reach us.
+			l.Parked = l.Parked || state == "ACTIVE"
 			detail += "; leg " + l.Name + " present"
 		}
 	}
@@ -1201,20 +1329,53 @@ func (m *stateMachine) nodeGone() {
 	m.finish(callbridge.ReasonNodeUnavailable, "node "+s.Node+" did not come back")
 }
 
-// legDown records a leg's hangup.
+// legDown records a leg's hangup, and ends its gateway attempt: an
+// unanswered one is in the history with how it ended.
 func (m *stateMachine) legDown(l *StateLeg, cause string, at time.Time, detail string) {
-	l.Down, l.Cause = true, cause
+	l.Down, l.Cause, l.DownAt = true, cause, at
 	if detail == "" {
 		detail = cause
 	}
+	events := []callbridge.CallbackEvent{{Type: callbridge.EventLegHangup, Leg: l.Name, At: at, Detail: detail}}
+	r := &l.Route
+	// A node refusing the session is not the carrier's failure.
+	refused := m.refused(l)
+	failed := !refused && l.Progress < StateLegAnswered && r.Policy != nil && r.Policy.Classify(cause, l.SIP) == routing.Failover
+	if r.Tried > 0 && l.Progress < StateLegAnswered {
+		verdict := "stop"
+		switch {
+		case failed:
+			verdict = "carrier failure"
+		case refused:
+			verdict = "refused by the node"
+		}
+		events = append(events, m.attemptEntry(l, at, cause, verdict))
+	}
 	m.save(callbridge.CallbackUpdate{
 		Leg:    m.legUpdate(l, func(u *callbridge.LegUpdate) { u.Hangup, u.Cause = at, cause }),
-		Events: []callbridge.CallbackEvent{{Type: callbridge.EventLegHangup, Leg: l.Name, At: at, Detail: detail}},
+		Events: events,
 	})
+	if r.Open {
+		r.Open = false
+		m.do(ActionEndAttempt{Leg: l.Name, UUID: l.UUID, Gateway: r.Gateway(), Failed: failed})
+	}
+}
+
+// attemptEntry is the history entry of the end of leg l's current
+// gateway attempt (its answer, or its failure with cause).
+func (m *stateMachine) attemptEntry(l *StateLeg, at time.Time, cause, detail string) callbridge.CallbackEvent {
+	r := &l.Route
+	e := callbridge.CallbackEvent{Type: callbridge.EventGatewayAttempt, Leg: l.Name, At: at, Detail: detail,
+		Gateway: r.Gateway(), GatewayAttempt: r.Tried, Cause: cause, SIPStatus: l.SIP}
+	if !r.Began.IsZero() && !at.Before(r.Began) {
+		e.DurationMS = at.Sub(r.Began).Milliseconds()
+	}
+	return e
 }
 
 func (m *stateMachine) legUpdate(l *StateLeg, f func(*callbridge.LegUpdate)) *callbridge.LegUpdate {
-	u := &callbridge.LegUpdate{Leg: l.Name, Attempt: m.s.Attempt, UUID: l.UUID, Node: m.s.Node, Number: l.Number, CallerID: l.CallerID}
+	u := &callbridge.LegUpdate{Leg: l.Name, Attempt: m.s.Attempt, UUID: l.UUID, Node: m.s.Node, Number: l.Number, CallerID: l.CallerID,
+		Gateway: l.Route.Gateway()}
 	f(u)
 	return u
 }
@@ -1268,12 +1429,31 @@ func (m *stateMachine) release(l *StateLeg) {
 // place originates leg l. A prepaid leg carries its cap: FreeSWITCH times
 // the grant from the answer itself, since the controller may learn of
 // the answer (and bridge) seconds later under load.
+//
+// A routed leg goes through its current gateway (the first when none was
+// tried), ringing no longer than what is left of the post-dial budget; a
+// routed leg without a gateway fails at once.
 func (m *stateMachine) place(l *StateLeg, timeout time.Duration, status callbridge.CallbackStatus) {
 	if l.FirstPlaced.IsZero() {
 		l.FirstPlaced = m.now
 	}
+	r := &l.Route
+	if r.Planned && len(r.Gateways) == 0 {
+		m.noCarrier(l, status)
+		return
+	}
+	if r.Planned {
+		if r.Tried == 0 {
+			r.Tried, r.First = 1, m.now
+		}
+		r.Began, r.Open = m.now, true
+		if left := r.Budget - m.now.Sub(r.First); r.Budget > 0 && left < timeout {
+			timeout = max(left, time.Second)
+		}
+	}
 	o := ActionOriginate{Leg: l.Name, UUID: l.UUID, Number: l.Number, CallerID: l.CallerID,
-		Timeout: timeout, Limit: m.legLimit(l), Status: status, Again: l.Refusals > 0}
+		Timeout: timeout, Limit: m.legLimit(l), Status: status, Again: l.Recorded,
+		Gateway: r.Gateway(), Try: r.Tried}
 	if l.Reserved && !l.CapSent {
 		o.Cap, l.CapSent = stateCapAfter(l.Grant), true
 	}
@@ -1282,6 +1462,89 @@ func (m *stateMachine) place(l *StateLeg, timeout time.Duration, status callbrid
 		m.s.Status = status
 	}
 	m.do(o)
+}
+
+// noCarrier fails a routed leg that has no gateway to go through: its
+// plan has no route for the number, or skipped every gateway.
+func (m *stateMachine) noCarrier(l *StateLeg, status callbridge.CallbackStatus) {
+	l.Progress, l.Down, l.Unsent, l.Cause = StateLegPlaced, true, true, l.Route.NoneCause
+	if status != "" {
+		m.s.Status = status
+	}
+	m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventLegHangup, Leg: l.Name,
+		Detail: l.Cause + ": route plan " + l.Route.Plan + " has no gateway for the number", Cause: l.Cause}}})
+	m.again = true
+}
+
+// failover places a routed leg again through its next gateway when its
+// attempt ended for the carrier (the plan's Policy says Failover, or no
+// gateway could take it), the plan's attempts are not used up and its
+// post-dial budget not spent. It reports whether it did; otherwise the
+// leg's failure is the callback's, as without routing.
+func (m *stateMachine) failover(l *StateLeg) bool {
+	r := &l.Route
+	if !r.Planned || r.Tried == 0 || l.Progress == StateLegAnswered || l.Lost || m.s.Cancelled {
+		return false
+	}
+	if !l.Unsent && (r.Policy == nil || r.Policy.Classify(l.Cause, l.SIP) != routing.Failover) {
+		return false
+	}
+	spent := m.now.Sub(r.First)
+	var why string
+	switch {
+	case r.Tried >= len(r.Gateways):
+		why = "no gateway left"
+	case r.MaxAttempts > 0 && r.Tried >= r.MaxAttempts:
+		why = fmt.Sprintf("max attempts (%d) reached", r.MaxAttempts)
+	case r.Budget > 0 && spent >= r.Budget:
+		why = fmt.Sprintf("post-dial budget %s spent", r.Budget)
+	}
+	if why != "" {
+		m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventFailover, Leg: l.Name, At: l.DownAt,
+			Gateway: r.Gateway(), GatewayAttempt: r.Tried, Cause: l.Cause, SIPStatus: l.SIP, Detail: "no failover: " + why}}})
+		return false
+	}
+	from, cause, sip := r.Gateway(), l.Cause, l.SIP
+	r.Tried++
+	m.do(ActionFailover{Leg: l.Name, From: from, To: r.Gateway(), Cause: cause, SIP: sip, Try: r.Tried})
+	m.save(callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventFailover, Leg: l.Name, At: l.DownAt,
+		Gateway: r.Gateway(), GatewayAttempt: r.Tried, Cause: cause, SIPStatus: sip,
+		Detail: fmt.Sprintf("%s failed (%s); trying %s, attempt %d of %d", from, stateFailure(cause, sip), r.Gateway(), r.Tried, min(len(r.Gateways), max(r.MaxAttempts, 1)))}}})
+	m.reset(l)
+	s := &m.s
+	if l.Name == callbridge.LegA {
+		if s.Config.PerLeg {
+			// B's reservation was made with A's: both are asked again.
+			m.release(&s.B)
+			s.B.UUID = ""
+			m.authorize(true)
+			return true
+		}
+		m.place(l, s.RingA, "")
+		return true
+	}
+	if s.Config.PerLeg {
+		m.authorize(false)
+		return true
+	}
+	m.place(l, s.RingB, "")
+	return true
+}
+
+func stateFailure(cause string, sip int) string {
+	if sip != 0 {
+		return fmt.Sprintf("%s, SIP %d", cause, sip)
+	}
+	return cause
+}
+
+// reset makes a leg ready to be placed anew, under a new channel uuid
+// (the previous placement keeps its own CDR): what it keeps is who it
+// calls, its refusals and its route.
+func (m *stateMachine) reset(l *StateLeg) {
+	m.release(l)
+	*l = StateLeg{Name: l.Name, Number: l.Number, CallerID: l.CallerID, FirstPlaced: l.FirstPlaced, Refusals: l.Refusals,
+		Recorded: l.Recorded, Route: l.Route}
 }
 
 // legLimit is the longest leg l may last: max_duration, or its grant when
@@ -1303,7 +1566,7 @@ func stateCapAfter(grant time.Duration) time.Duration {
 // anything rang: it failed with a refusal cause and no event of the
 // channel ever arrived (no session was created).
 func (m *stateMachine) refused(l *StateLeg) bool {
-	return l.Down && !l.Session && l.Progress == StateLegPlaced && !l.Lost && !m.s.Cancelled && stateRefusalCause(l.Cause)
+	return l.Down && !l.Unsent && !l.Session && l.Progress == StateLegPlaced && !l.Lost && !m.s.Cancelled && stateRefusalCause(l.Cause)
 }
 
 // stateRefusalCause reports whether a node refuses a session with cause:
@@ -1368,8 +1631,7 @@ func (m *stateMachine) retry(l *StateLeg) bool {
 // A a new pool slot, so another node may take it.
 func (m *stateMachine) placeAgain(l *StateLeg) {
 	s := &m.s
-	m.release(l)
-	*l = StateLeg{Name: l.Name, Number: l.Number, CallerID: l.CallerID, FirstPlaced: l.FirstPlaced, Refusals: l.Refusals}
+	m.reset(l)
 	if l.Name == callbridge.LegA {
 		s.Phase = StateClaimed
 		m.do(ActionAcquire{})

@@ -95,9 +95,9 @@ func drive(t *testing.T, s State, ss []step) (State, []string) {
 var (
 	start    = at(0, EventStart{}, EventAcquired{Node: "n1"})
 	placedA  = steps(start, at(0, EventPlaced{Leg: "a", UUID: "ua"}))
-	answerA  = steps(placedA, at(time.Second, EventSeen{UUID: "ua"}, EventRinging{UUID: "ua", At: t0.Add(time.Second), Detail: "CHANNEL_PROGRESS"}), at(3*time.Second, EventAnswered{UUID: "ua", At: t0.Add(3 * time.Second)}))
+	answerA  = steps(placedA, at(time.Second, EventSeen{UUID: "ua"}, EventRinging{UUID: "ua", At: t0.Add(time.Second), Detail: "CHANNEL_PROGRESS"}), at(3*time.Second, EventAnswered{UUID: "ua", At: t0.Add(3 * time.Second)}, EventParked{UUID: "ua"}))
 	placedB  = steps(answerA, at(3*time.Second, EventPlaced{Leg: "b", UUID: "ub"}))
-	answerB  = steps(placedB, at(5*time.Second, EventRinging{UUID: "ub", At: t0.Add(5 * time.Second), Detail: "CHANNEL_PROGRESS"}), at(8*time.Second, EventAnswered{UUID: "ub", At: t0.Add(8 * time.Second)}))
+	answerB  = steps(placedB, at(5*time.Second, EventRinging{UUID: "ub", At: t0.Add(5 * time.Second), Detail: "CHANNEL_PROGRESS"}), at(8*time.Second, EventAnswered{UUID: "ub", At: t0.Add(8 * time.Second)}, EventParked{UUID: "ub"}))
 	bridged  = steps(answerB, at(8*time.Second, EventBridged{}))
 	refusedA = steps(start, at(0, EventOriginateFailed{Leg: "a", UUID: "ua", Cause: "DESTINATION_OUT_OF_ORDER", Detail: "-ERR DESTINATION_OUT_OF_ORDER"}))
 	refusedB = steps(placedB, at(3*time.Second, EventOriginateFailed{Leg: "b", UUID: "ub", Cause: "NORMAL_CIRCUIT_CONGESTION", Detail: "-ERR NORMAL_CIRCUIT_CONGESTION"}))
@@ -349,9 +349,18 @@ func TestNext(t *testing.T) {
 		// StateCallingB
 		{name: "calling b: ringing", given: placedB, when: at(5*time.Second, EventRinging{UUID: "ub", At: t0.Add(5 * time.Second), Detail: "CHANNEL_PROGRESS"}),
 			phase: StateCallingB, acts: []string{saveRingingB}},
-		{name: "calling b: answered is bridged", given: steps(placedB, at(5*time.Second, EventRinging{UUID: "ub", At: t0.Add(5 * time.Second), Detail: "CHANNEL_PROGRESS"})),
-			when: at(8*time.Second, EventAnswered{UUID: "ub", At: t0.Add(8 * time.Second)}), phase: StateBridging,
+		{name: "calling b: answered and parked is bridged", given: steps(placedB, at(5*time.Second, EventRinging{UUID: "ub", At: t0.Add(5 * time.Second), Detail: "CHANNEL_PROGRESS"})),
+			when: at(8*time.Second, EventAnswered{UUID: "ub", At: t0.Add(8 * time.Second)}, EventParked{UUID: "ub"}), phase: StateBridging,
 			acts: []string{saveAnsweredB, bridgeAB}},
+		// Under load the real switch's originate of B returned after the
+		// answer reached us; uuid_bridge then took B from it, the job
+		// answered -ERR ORIGINATOR_CANCEL, and B never set its CDR hook.
+		{name: "calling b: answered, its originate not returned, is not bridged yet", given: steps(placedB, at(5*time.Second, EventRinging{UUID: "ub", At: t0.Add(5 * time.Second), Detail: "CHANNEL_PROGRESS"})),
+			when: at(8*time.Second, EventAnswered{UUID: "ub", At: t0.Add(8 * time.Second)}), phase: StateCallingB,
+			acts: []string{saveAnsweredB}},
+		{name: "calling b: answered, then parked, is bridged", given: steps(placedB, at(8*time.Second, EventAnswered{UUID: "ub", At: t0.Add(8 * time.Second)})),
+			when: at(8100*time.Millisecond, EventParked{UUID: "ub"}), phase: StateBridging,
+			acts: []string{bridgeAB}},
 		{name: "calling b: busy, A hears the failure prompt", given: placedB, when: hangup(4*time.Second, "ub", "USER_BUSY"),
 			phase: StateEnded, status: "failed",
 			acts: []string{"save leg=b/ub hangup=+4s cause=USER_BUSY +leg_hangup(b):USER_BUSY",
@@ -633,6 +642,13 @@ func describe(acts []Action) []string {
 			if a.Again {
 				s += " again"
 			}
+			if a.Gateway != "" {
+				s += fmt.Sprintf(" via=%s#%d", a.Gateway, a.Try)
+			}
+		case ActionEndAttempt:
+			s = fmt.Sprintf("end_attempt %s %s %s failed=%t", a.Leg, a.UUID, a.Gateway, a.Failed)
+		case ActionFailover:
+			s = fmt.Sprintf("failover %s %s->%s#%d %s sip=%d", a.Leg, a.From, a.To, a.Try, a.Cause, a.SIP)
 		case ActionPrompt:
 			s = "prompt " + a.UUID + " " + a.Path + " " + a.Name
 		case ActionFailurePrompt:
@@ -712,6 +728,9 @@ func describeSave(a ActionSave, off func(time.Time) string) string {
 		if e.Leg != "" {
 			s += "(" + e.Leg + ")"
 		}
+		if e.Gateway != "" {
+			s += fmt.Sprintf("[%s#%d %s %d %dms]", e.Gateway, e.GatewayAttempt, e.Cause, e.SIPStatus, e.DurationMS)
+		}
 		if e.Detail != "" {
 			s += ":" + e.Detail
 		}
@@ -755,7 +774,7 @@ func TestScenarios(t *testing.T) {
 		{name: "the reply to B's originate is lost, B is found on the node",
 			steps: steps(answerA, at(3*time.Second, EventOriginateUnknown{Leg: "b", UUID: "ub", Detail: "esl: connection closed"}),
 				at(3500*time.Millisecond, EventNodeUp{}, EventChannels{Channels: map[string]string{"ua": "ACTIVE", "ub": "EARLY"}}),
-				at(6*time.Second, EventAnswered{UUID: "ub", At: t0.Add(6 * time.Second)}, EventBridged{}),
+				at(6*time.Second, EventAnswered{UUID: "ub", At: t0.Add(6 * time.Second)}, EventParked{UUID: "ub"}, EventBridged{}),
 				hangup(30*time.Second, "ub", "NORMAL_CLEARING"), at(30*time.Second, EventCancelChecked{}), hangup(30*time.Second, "ua", "NORMAL_CLEARING")),
 			statuses: "a_answered calling_b bridged completed", phase: StateDone,
 			has: []string{"save +reconciled:reconnected to n1; leg a present; leg b present", bridgeAB}},
@@ -773,8 +792,8 @@ func TestScenarios(t *testing.T) {
 			steps: steps(refusedA, at(150*time.Millisecond, EventRetryDue{Leg: "a"}, EventAcquired{Node: "n2"}),
 				at(150*time.Millisecond, EventOriginateFailed{Leg: "a", UUID: "ua2", Cause: "DESTINATION_OUT_OF_ORDER", Detail: "-ERR"}),
 				at(400*time.Millisecond, EventRetryDue{Leg: "a"}, EventAcquired{Node: "n1"}, EventPlaced{Leg: "a", UUID: "ua3"}),
-				at(3*time.Second, EventAnswered{UUID: "ua3", At: t0.Add(3 * time.Second)}),
-				at(3*time.Second, EventPlaced{Leg: "b", UUID: "ub"}, EventAnswered{UUID: "ub", At: t0.Add(4 * time.Second)}, EventBridged{}),
+				at(3*time.Second, EventAnswered{UUID: "ua3", At: t0.Add(3 * time.Second)}, EventParked{UUID: "ua3"}),
+				at(3*time.Second, EventPlaced{Leg: "b", UUID: "ub"}, EventAnswered{UUID: "ub", At: t0.Add(4 * time.Second)}, EventParked{UUID: "ub"}, EventBridged{}),
 				hangup(9*time.Second, "ua3", "NORMAL_CLEARING"), at(9*time.Second, EventCancelChecked{}), hangup(9*time.Second, "ub", "NORMAL_CLEARING")),
 			statuses: "a_answered calling_b bridged completed", phase: StateDone,
 			has: []string{"refused a ua DESTINATION_OUT_OF_ORDER n=1 backoff=100ms deadline=+1m0s",
@@ -788,8 +807,8 @@ func TestScenarios(t *testing.T) {
 		{name: "prepaid cap: each leg's cap travels with its originate", cfg: perLeg,
 			steps: steps(start,
 				at(0, EventAuthorized{A: &EventGrant{UUID: "ua", Grant: 15 * time.Second, Reserved: true}, B: &EventGrant{UUID: "ub", Grant: 10 * time.Second, Reserved: true}}),
-				at(0, EventPlaced{Leg: "a", UUID: "ua"}), at(3*time.Second, EventAnswered{UUID: "ua", At: t0.Add(3 * time.Second)}, EventPlaced{Leg: "b", UUID: "ub"}),
-				at(5*time.Second, EventAnswered{UUID: "ub", At: t0.Add(5 * time.Second)}, EventBridged{}),
+				at(0, EventPlaced{Leg: "a", UUID: "ua"}), at(3*time.Second, EventAnswered{UUID: "ua", At: t0.Add(3 * time.Second)}, EventParked{UUID: "ua"}, EventPlaced{Leg: "b", UUID: "ub"}),
+				at(5*time.Second, EventAnswered{UUID: "ub", At: t0.Add(5 * time.Second)}, EventParked{UUID: "ub"}, EventBridged{}),
 				hangup(15*time.Second, "ub", "ALLOTTED_TIMEOUT"), hangup(15*time.Second, "ua", "NORMAL_CLEARING")),
 			statuses: "a_answered calling_b bridged failed", reason: callbridge.ReasonMaxDuration, phase: StateDone,
 			has: []string{"originate a uuid=ua timeout=30s limit=15s cap=15s", "originate b uuid=ub timeout=20s limit=10s cap=10s status=calling_b"}},
@@ -859,14 +878,14 @@ func TestScenarios(t *testing.T) {
 }
 
 // TestMachineImports keeps the machine pure: machine.go may import the
-// standard library's fmt, path and time and the root package, nothing
-// that performs I/O.
+// standard library's fmt, path and time, the root package and routing
+// (its failover Policy, pure), nothing that performs I/O.
 func TestMachineImports(t *testing.T) {
 	f, err := parser.ParseFile(token.NewFileSet(), "machine.go", nil, parser.ImportsOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
-	allowed := map[string]bool{`"fmt"`: true, `"path"`: true, `"time"`: true, `"callbridge"`: true}
+	allowed := map[string]bool{`"fmt"`: true, `"path"`: true, `"time"`: true, `"callbridge"`: true, `"callbridge/routing"`: true}
 	for _, imp := range f.Imports {
 		if !allowed[imp.Path.Value] {
 			t.Errorf("machine.go imports %s", imp.Path.Value)

@@ -166,7 +166,7 @@ func TestCallbackAdmissionBound(t *testing.T) {
 	var h http.Header
 	var raw []byte
 	for i := 0; i < 200; i++ {
-		code, h, raw = env.do("POST", "/v1/callbacks", fmt.Sprintf(`{"a":"4916011%03d","b":"4912022%03d"}`, i, i))
+		code, h, raw = env.do("POST", "/v1/callbacks", fmt.Sprintf(`{"a":"4916011%03d","b":"4916022%03d"}`, i, i))
 		if code != http.StatusAccepted {
 			break
 		}
@@ -198,6 +198,7 @@ func TestCallbackAdmissionBound(t *testing.T) {
 	env.fs.SetMaxSessions(0)
 	completed := 0
 	for _, id := range accepted {
+		env.hangUpWhenBridged(id)
 		cb := env.waitEnded(id)
 		switch {
 		case cb.Status == callbridge.CallbackCompleted:

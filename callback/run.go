@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,7 @@ func (e *Engine) start(ctx context.Context, cb *callbridge.Callback, adopted boo
 		if r.release != nil {
 			r.release()
 		}
+		r.endAttempts()
 		r.releaseGrants(ctx)
 	}()
 	return r
@@ -83,12 +85,18 @@ func channelEvent(ev esl.Event) Event {
 		return EventRinging{UUID: ev.UUID, At: at, Detail: string(ev.Name)}
 	case esl.ChannelAnswer:
 		return EventAnswered{UUID: ev.UUID, At: at}
+	case esl.ChannelPark:
+		return EventParked{UUID: ev.UUID}
 	case esl.ChannelHangup, esl.ChannelHangupComplete:
 		cause := ev.Get("Hangup-Cause")
 		if cause == "" {
 			cause = ev.Var("hangup_cause")
 		}
-		return EventHangup{UUID: ev.UUID, At: at, Cause: cause}
+		sip, err := strconv.Atoi(ev.Var("sip_term_status"))
+		if err != nil || sip < 100 || sip > 699 {
+			sip = 0
+		}
+		return EventHangup{UUID: ev.UUID, At: at, Cause: cause, SIP: sip}
 	}
 	// CHANNEL_DESTROY of a leg to a bad profile comes alone: its cause
 	// comes with the originate's -ERR.
@@ -158,6 +166,7 @@ func (r *run) loop(ctx context.Context) {
 		LegWait: r.e.cfg.LegWait, FailurePromptTime: r.e.cfg.FailurePromptTime,
 		Prompts: r.e.cfg.Prompts, FailurePrompts: r.e.cfg.FailurePrompts, RecordDir: r.e.cfg.RecordDir,
 	}, r.adopted, r.e.clock.Now())
+	r.resolve()
 	for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
 		if l.UUID != "" {
 			r.e.route(l.UUID, r) // an adopted call's legs
@@ -316,6 +325,15 @@ func (r *run) exec(ctx context.Context, a Action) (Event, bool) {
 		r.e.mu.Unlock()
 	case ActionWake:
 		r.e.Wake()
+	case ActionEndAttempt:
+		if r.e.cfg.Gateways != nil {
+			r.e.cfg.Gateways.End(a.Gateway, r.e.clock.Now(), a.Failed)
+		}
+	case ActionFailover:
+		r.log.Info("carrier failover", "leg", a.Leg, "from", a.From, "to", a.To, "cause", a.Cause, "sip", a.SIP, "attempt", a.Try)
+		if r.e.cfg.OnFailover != nil {
+			r.e.cfg.OnFailover(a.From, a.To)
+		}
 	case ActionWaitGrace, ActionStopGrace, ActionWaitBridge, ActionWaitLegs:
 		r.wait(a)
 	default:
@@ -596,10 +614,19 @@ func (r *run) originate(ctx context.Context, a ActionOriginate) (Event, bool) {
 	if id == "" {
 		id = uuid.NewString()
 	}
+	gateway := r.e.cfg.Gateway
+	if a.Gateway != "" {
+		gateway = a.Gateway
+		if g := r.e.cfg.Gateways; g != nil {
+			if why := g.Begin(ctx, gateway, r.e.clock.Now()); !why.Kept() {
+				return EventGatewayRefused{Leg: a.Leg, Gateway: gateway, Reason: why.String()}, ctx.Err() == nil
+			}
+		}
+	}
 	r.e.route(id, r)
 	o := esl.Originate{
 		UUID:              id,
-		Endpoint:          esl.Gateway(r.e.cfg.Gateway, a.Number),
+		Endpoint:          esl.Gateway(gateway, a.Number),
 		CallerIDNumber:    a.CallerID,
 		Timeout:           a.Timeout,
 		HangupAfterAnswer: a.Cap,
@@ -610,7 +637,12 @@ func (r *run) originate(ctx context.Context, a ActionOriginate) (Event, bool) {
 			{Name: callbridge.VarMaxMS, Value: fmt.Sprint(a.Limit.Milliseconds())},
 		},
 	}
-	events := []callbridge.CallbackEvent{{Type: callbridge.EventLegCreated, Leg: a.Leg, Detail: id}}
+	created := callbridge.CallbackEvent{Type: callbridge.EventLegCreated, Leg: a.Leg, Detail: id}
+	if a.Gateway != "" {
+		o.Vars = append(o.Vars, esl.Var{Name: callbridge.VarGateway, Value: gateway}, esl.Var{Name: callbridge.VarAttempt, Value: strconv.Itoa(a.Try)})
+		created.Gateway, created.GatewayAttempt = gateway, a.Try
+	}
+	events := []callbridge.CallbackEvent{created}
 	if a.Cap > 0 {
 		// FreeSWITCH times a prepaid leg's grant from the answer itself:
 		// the controller may learn of the answer (and bridge) seconds
@@ -620,12 +652,15 @@ func (r *run) originate(ctx context.Context, a ActionOriginate) (Event, bool) {
 	}
 	if !r.save(ctx, callbridge.CallbackUpdate{
 		Status: a.Status, Detail: "calling B",
-		Leg:    &callbridge.LegUpdate{Leg: a.Leg, Attempt: r.cb.Attempt, UUID: id, Node: r.client.Name(), Number: a.Number, CallerID: a.CallerID, Replaces: a.Again},
+		Leg: &callbridge.LegUpdate{Leg: a.Leg, Attempt: r.cb.Attempt, UUID: id, Node: r.client.Name(), Number: a.Number, CallerID: a.CallerID,
+			Gateway: a.Gateway, Replaces: a.Again},
 		Events: events,
 	}, false) {
 		return nil, false
 	}
-	job, err := r.client.Originate(ctx, o)
+	// The job's result comes as BACKGROUND_JOB through dispatch, in
+	// order with the channel's events.
+	_, err := r.client.Originate(ctx, o)
 	if err != nil {
 		var re *esl.ReplyError
 		switch {
@@ -636,13 +671,6 @@ func (r *run) originate(ctx context.Context, a ActionOriginate) (Event, bool) {
 		}
 		return EventOriginateFailed{Leg: a.Leg, UUID: id, Detail: err.Error(), Lost: true}, true
 	}
-	go func() {
-		_, err := job.Wait(ctx)
-		var re *esl.ReplyError
-		if ctx.Err() == nil && errors.As(err, &re) {
-			r.post(EventJobFailed{UUID: id, Cause: re.Cause(), Detail: re.Text})
-		}
-	}()
 	return EventPlaced{Leg: a.Leg, UUID: id}, true
 }
 
@@ -768,4 +796,37 @@ func (r *run) exists(ctx context.Context, id string) (exists, known bool) {
 		return false, false
 	}
 	return res == "true", true
+}
+
+// resolve gives the legs not placed yet their carrier routes. A leg an
+// adopted call had placed keeps going through whatever gateway it went
+// through: nothing tells which, so it does not fail over.
+func (r *run) resolve() {
+	if r.e.cfg.Routes == nil {
+		return
+	}
+	now := r.e.clock.Now()
+	for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
+		if l.Progress != StateLegUnplaced {
+			continue
+		}
+		if rt, ok := r.e.cfg.Routes(r.cb.AccountID, l.Number, now); ok {
+			l.Route = stateRoute(rt)
+		}
+	}
+}
+
+// endAttempts ends the gateway attempts the machine left open (a leg
+// lost with its node, or a worker stopped): the tracker's counts must
+// not keep them.
+func (r *run) endAttempts() {
+	if r.e.cfg.Gateways == nil {
+		return
+	}
+	for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
+		if l.Route.Open {
+			l.Route.Open = false
+			r.e.cfg.Gateways.End(l.Route.Gateway(), r.e.clock.Now(), false)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"callbridge"
+	"callbridge/controller/internal/handler"
 
 	"github.com/gin-gonic/gin"
 )
@@ -22,22 +23,22 @@ type accountRequest struct {
 func createAccount(accounts callbridge.AccountService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req accountRequest
-		if err := decodeJSON(c, &req); err != nil {
-			writeError(c, err)
+		if err := handler.DecodeJSON(c, &req); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
 		a := &callbridge.Account{Name: req.Name, HideCallerID: req.HideCallerID, Prepaid: req.Prepaid, Currency: req.Currency}
 		if req.ServiceNumber != "" {
 			n, err := callbridge.ParseNumber(req.ServiceNumber)
 			if err != nil {
-				writeError(c, callbridge.FieldError("service_number", "%s", callbridge.ErrorMessage(err)))
+				handler.WriteError(c, callbridge.FieldError("service_number", "%s", callbridge.ErrorMessage(err)))
 				return
 			}
 			a.ServiceNumber = n
 		}
 		key, err := accounts.CreateAccount(c.Request.Context(), a)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.Header("Location", "/v1/admin/accounts/"+a.ID)
@@ -49,7 +50,7 @@ func getAccount(accounts callbridge.AccountService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		a, err := accounts.Account(c.Request.Context(), c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, a)
@@ -60,7 +61,7 @@ func createAPIKey(accounts callbridge.AccountService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		key, err := accounts.CreateAPIKey(c.Request.Context(), c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusCreated, gin.H{"api_key": key})
@@ -70,7 +71,7 @@ func createAPIKey(accounts callbridge.AccountService) gin.HandlerFunc {
 func revokeAPIKey(accounts callbridge.AccountService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if err := accounts.RevokeAPIKey(c.Request.Context(), c.Param("id"), c.Param("key")); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.Status(http.StatusNoContent)
@@ -80,6 +81,6 @@ func revokeAPIKey(accounts callbridge.AccountService) gin.HandlerFunc {
 // getOwnAccount answers with the authenticated account.
 func getOwnAccount() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		c.JSON(http.StatusOK, account(c))
+		c.JSON(http.StatusOK, handler.Account(c))
 	}
 }

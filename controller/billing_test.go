@@ -101,7 +101,7 @@ func TestBillingAPI(t *testing.T) {
 		{"usage as csv without costs", "GET", "/v1/reports/usage?from=2026-10-01&to=2026-11-01&group_by=day", e.key, "", []string{"Accept", "text/csv"}, 200,
 			[]string{"key,description,calls,answered,billed_ms,sell,currency\n", "total,,10,10,600000,1.00,EUR"}},
 		{"operator usage by carrier as csv", "GET", "/v1/admin/accounts/" + e.acc + "/reports/usage?from=2026-10-01&to=2026-11-01&group_by=carrier", fullAdminToken, "", []string{"Accept", "text/csv"}, 200,
-			[]string{"key,description,calls,answered,billed_ms,sell,buy,margin,currency\n", "carrier0,,5,5,300000,0.50,0.20,0.30,EUR", "total,,10,10"}},
+			[]string{"key,description,calls,answered,billed_ms,sell,buy,margin,currency,attempts,asr\n", "carrier0,,5,5,300000,0.50,0.20,0.30,EUR,5,1.0000\n", "total,,10,10,600000,1.00,0.40,0.60,EUR,10,1.0000\n"}},
 		{"operator usage as json", "GET", "/v1/admin/accounts/" + e.acc + "/reports/usage?from=2026-10-01&to=2026-11-01", fullAdminToken, "", nil, 200,
 			[]string{`"buy_micros":400000`, `"margin_micros":600000`}},
 		{"operator usage needs admin", "GET", "/v1/admin/accounts/" + e.acc + "/reports/usage?from=2026-10-01&to=2026-11-01", e.key, "", nil, 401, nil},
@@ -255,7 +255,48 @@ func TestCarrierReportLabelsInboundLegs(t *testing.T) {
 		t.Fatal(err)
 	}
 	status, body, _ := e.do(t, "GET", "/v1/admin/accounts/"+e.acc+"/reports/usage?from=2026-10-01&to=2026-11-01&group_by=carrier", fullAdminToken, "", "Accept", "text/csv")
-	if status != 200 || !strings.Contains(body, "\n,inbound legs (no carrier),1,1,") {
-		t.Errorf("got %d:\n%s\nwant a row labelled inbound legs (no carrier)", status, body)
+	if status != 200 || !strings.Contains(body, "\n,inbound legs (no carrier),1,1,") || !strings.Contains(body, ",EUR,,\n") {
+		t.Errorf("got %d:\n%s\nwant a row labelled inbound legs (no carrier), without attempts or ratio", status, body)
+	}
+}
+
+// TestCarrierReportAttempts: by carrier, the operator sees each gateway's
+// attempts (a failed-over call counts one attempt on each gateway it
+// tried), its answer-seizure ratio and its margin; failed attempts cost
+// nothing.
+func TestCarrierReportAttempts(t *testing.T) {
+	e := newBillingEnv(t)
+	// Two binding calls: the first fails over from cheap (503) to solid,
+	// the second connects through cheap.
+	_, err := e.db.ExecContext(context.Background(), `
+		WITH g (n, gateway, attempt, answered, sell, buy) AS (VALUES
+			(1, 'cheap', 1, false, 0, 0), (1, 'solid', 2, true, 100000, 90000),
+			(2, 'cheap', 1, true, 100000, 30000)),
+		c AS (SELECT gen_random_uuid() AS uuid, '2026-10-05T09:00:00Z'::timestamptz + n * interval '1 hour' AS start_at, * FROM g),
+		k AS (INSERT INTO cdr_keys SELECT uuid, start_at FROM c RETURNING uuid)
+		INSERT INTO cdrs (uuid, start_at, leg, account_id, direction, caller, callee, presented, gateway, node,
+		                  answer_at, end_at, duration_ms, bill_ms, hangup_cause, disposition, sell_micros, sell_prefix, buy_micros, attempt)
+		SELECT uuid, start_at, 'outbound', $1, 'outbound', '4930555000', '4917022222', '4930100100', gateway, 'n',
+		       CASE WHEN answered THEN start_at END, start_at + interval '1 minute', 60000, CASE WHEN answered THEN 60000 ELSE 0 END,
+		       CASE WHEN answered THEN 'NORMAL_CLEARING' ELSE 'NORMAL_TEMPORARY_FAILURE' END,
+		       CASE WHEN answered THEN 'answered' ELSE 'failed' END, sell, '49', buy, attempt
+		FROM c`, e.acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body, _ := e.do(t, "GET", "/v1/admin/accounts/"+e.acc+"/reports/usage?from=2026-10-05&to=2026-10-06&group_by=carrier", fullAdminToken, "", "Accept", "text/csv")
+	for _, want := range []string{
+		"key,description,calls,answered,billed_ms,sell,buy,margin,currency,attempts,asr\n",
+		"cheap,,2,1,60000,0.10,0.03,0.07,EUR,2,0.5000\n",
+		"solid,,1,1,60000,0.10,0.09,0.01,EUR,1,1.0000\n",
+		"total,,4,3,180000,0.30,0.16,0.14,EUR,4,0.7500\n", // with the env's own call of that day through carrier0
+	} {
+		if status != 200 || !strings.Contains(body, want) {
+			t.Errorf("got %d:\n%s\nwant %q", status, body, want)
+		}
+	}
+	status, body, _ = e.do(t, "GET", "/v1/admin/accounts/"+e.acc+"/reports/usage?from=2026-10-05&to=2026-10-06&group_by=carrier", fullAdminToken, "")
+	if status != 200 || !strings.Contains(body, `{"key":"cheap","calls":2,"answered":1,"billed_ms":60000,"sell_micros":100000,"buy_micros":30000,"margin_micros":70000,"attempts":2,"asr":0.5}`) {
+		t.Errorf("got %d: %s", status, body)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller/internal/handler"
 	"callbridge/privacy"
 
 	"github.com/gin-gonic/gin"
@@ -152,16 +153,16 @@ func createBinding(bindings callbridge.BindingService, rules callbridge.NumberRu
 	return func(c *gin.Context) {
 		body, err := readBody(c)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		var in bindingRequest
-		if err := decodeJSONBytes(body, &in); err != nil {
-			writeError(c, err)
+		if err := handler.DecodeJSONBytes(body, &in); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
 		r := &callbridge.BindingRequest{
-			AccountID: account(c).ID, Mode: callbridge.BindingMode(in.Mode), Area: in.Area, Record: in.Record,
+			AccountID: handler.Account(c).ID, Mode: callbridge.BindingMode(in.Mode), Area: in.Area, Record: in.Record,
 			CallerDisplay: in.CallerDisplay, ExternalID: in.ExternalID, WebhookURL: in.WebhookURL,
 		}
 		for _, f := range []struct {
@@ -170,23 +171,23 @@ func createBinding(bindings callbridge.BindingService, rules callbridge.NumberRu
 			out  *callbridge.Number
 		}{{"x", in.X, &r.X}, {"a", in.A, &r.A}, {"b", in.B, &r.B}} {
 			if *f.out, err = parseNumber(rules, f.name, f.in); err != nil {
-				writeError(c, err)
+				handler.WriteError(c, err)
 				return
 			}
 		}
 		if r.B == "" {
-			writeError(c, callbridge.FieldError("b", "is required"))
+			handler.WriteError(c, callbridge.FieldError("b", "is required"))
 			return
 		}
 		exp, err := expiry(in.ExpiresAt, in.TTL, now(), true)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		r.ExpiresAt = *exp
 		if key := c.GetHeader("Idempotency-Key"); key != "" {
 			if len(key) > 255 {
-				writeError(c, callbridge.FieldError("Idempotency-Key", "must have at most 255 characters"))
+				handler.WriteError(c, callbridge.FieldError("Idempotency-Key", "must have at most 255 characters"))
 				return
 			}
 			sum := sha256.Sum256(body)
@@ -194,7 +195,7 @@ func createBinding(bindings callbridge.BindingService, rules callbridge.NumberRu
 		}
 		b, err := bindings.CreateBinding(c.Request.Context(), r)
 		if err != nil {
-			writeError(c, asTTLError(err, in.TTL))
+			handler.WriteError(c, asTTLError(err, in.TTL))
 			return
 		}
 		c.Header("Location", "/v1/bindings/"+b.ID)
@@ -219,9 +220,9 @@ func readBody(c *gin.Context) ([]byte, error) {
 
 func getBinding(bindings callbridge.BindingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		b, err := bindings.Binding(c.Request.Context(), account(c).ID, c.Param("id"))
+		b, err := bindings.Binding(c.Request.Context(), handler.Account(c).ID, c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, b)
@@ -230,9 +231,9 @@ func getBinding(bindings callbridge.BindingService) gin.HandlerFunc {
 
 func bindingEvents(bindings callbridge.BindingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		evs, err := bindings.BindingEvents(c.Request.Context(), account(c).ID, c.Param("id"))
+		evs, err := bindings.BindingEvents(c.Request.Context(), handler.Account(c).ID, c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if evs == nil {
@@ -249,20 +250,20 @@ func listBindings(bindings callbridge.BindingService, rules callbridge.NumberRul
 		}
 		var err error
 		if f.X, err = parseNumber(rules, "x", c.Query("x")); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if f.Number, err = parseNumber(rules, "number", c.Query("number")); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
-		if f.Limit, err = queryLimit(c, 500); err != nil {
-			writeError(c, err)
+		if f.Limit, err = handler.QueryLimit(c, 500); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
-		bs, next, err := bindings.Bindings(c.Request.Context(), account(c).ID, f)
+		bs, next, err := bindings.Bindings(c.Request.Context(), handler.Account(c).ID, f)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if bs == nil {
@@ -303,7 +304,7 @@ func wantHangup(c *gin.Context, calls Hangupper) (bool, error) {
 func hangup(c *gin.Context, calls Hangupper, b *callbridge.Binding) {
 	n, err := calls.KillBindingCalls(c.Request.Context(), b.ID)
 	if err != nil {
-		writeError(c, err)
+		handler.WriteError(c, err)
 		return
 	}
 	c.Header("X-Calls-Hung-Up", strconv.Itoa(n))
@@ -314,12 +315,12 @@ func updateBinding(bindings callbridge.BindingService, calls Hangupper, rules ca
 	return func(c *gin.Context) {
 		h, err := wantHangup(c, calls)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		var in bindingPatch
-		if err := decodeJSON(c, &in); err != nil {
-			writeError(c, err)
+		if err := handler.DecodeJSON(c, &in); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
 		var u callbridge.BindingUpdate
@@ -333,19 +334,19 @@ func updateBinding(bindings callbridge.BindingService, calls Hangupper, rules ca
 			}
 			n, err := rules.Parse(*f.in)
 			if err != nil {
-				writeError(c, callbridge.FieldError(f.name, "%s", callbridge.ErrorMessage(err)))
+				handler.WriteError(c, callbridge.FieldError(f.name, "%s", callbridge.ErrorMessage(err)))
 				return
 			}
 			*f.out = &n
 		}
 		if u.ExpiresAt, err = expiry(in.ExpiresAt, in.TTL, now(), false); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		u.Record = in.Record
-		b, err := bindings.UpdateBinding(c.Request.Context(), account(c).ID, c.Param("id"), u)
+		b, err := bindings.UpdateBinding(c.Request.Context(), handler.Account(c).ID, c.Param("id"), u)
 		if err != nil {
-			writeError(c, asTTLError(err, in.TTL))
+			handler.WriteError(c, asTTLError(err, in.TTL))
 			return
 		}
 		if h {
@@ -360,12 +361,12 @@ func deleteBinding(bindings callbridge.BindingService, calls Hangupper) gin.Hand
 	return func(c *gin.Context) {
 		h, err := wantHangup(c, calls)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
-		b, err := bindings.Unbind(c.Request.Context(), account(c).ID, c.Param("id"))
+		b, err := bindings.Unbind(c.Request.Context(), handler.Account(c).ID, c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if h {

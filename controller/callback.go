@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller/internal/handler"
 
 	"github.com/gin-gonic/gin"
 )
@@ -130,22 +131,22 @@ func requestHash(req *callbackRequest) string {
 func createCallback(s *Server) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if s.draining() {
-			writeError(c, callbridge.Errorf(callbridge.EUNAVAILABLE, "this controller is shutting down"))
+			handler.WriteError(c, callbridge.Errorf(callbridge.EUNAVAILABLE, "this controller is shutting down"))
 			return
 		}
 		key := c.GetHeader("Idempotency-Key")
 		if len(key) > maxIdempotencyKey {
-			writeError(c, callbridge.FieldError("Idempotency-Key", "must have at most %d characters", maxIdempotencyKey))
+			handler.WriteError(c, callbridge.FieldError("Idempotency-Key", "must have at most %d characters", maxIdempotencyKey))
 			return
 		}
 		var req callbackRequest
-		if err := decodeJSON(c, &req); err != nil {
-			writeError(c, err)
+		if err := handler.DecodeJSON(c, &req); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
-		r, err := toCallbackRequest(&req, account(c), s.CallbackNumberRules, s.CallbackEngine)
+		r, err := toCallbackRequest(&req, handler.Account(c), s.CallbackNumberRules, s.CallbackEngine)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if key != "" {
@@ -153,7 +154,7 @@ func createCallback(s *Server) gin.HandlerFunc {
 		}
 		if s.CallbackEngine != nil {
 			if err := s.CallbackEngine.Admit(c.Request.Context()); err != nil {
-				writeError(c, err)
+				handler.WriteError(c, err)
 				return
 			}
 		}
@@ -162,7 +163,7 @@ func createCallback(s *Server) gin.HandlerFunc {
 			if callbridge.ErrorCode(err) == callbridge.ERATELIMIT {
 				err = &callbridge.RetryAfter{Seconds: 5, Err: err}
 			}
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if created && s.CallbackEngine != nil {
@@ -175,9 +176,9 @@ func createCallback(s *Server) gin.HandlerFunc {
 
 func getCallback(s *Server) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		cb, err := s.Callbacks.Callback(c.Request.Context(), account(c).ID, c.Param("id"))
+		cb, err := s.Callbacks.Callback(c.Request.Context(), handler.Account(c).ID, c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, cb)
@@ -188,19 +189,19 @@ func listCallbacks(s *Server) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		f := callbridge.CallbackFilter{Status: callbridge.CallbackStatus(c.Query("status")), Cursor: c.Query("cursor")}
 		var err error
-		if f.Limit, err = queryLimit(c, 500); err != nil {
-			writeError(c, err)
+		if f.Limit, err = handler.QueryLimit(c, 500); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
 		if v := c.Query("since"); v != "" {
 			if f.Since, err = time.Parse(time.RFC3339Nano, v); err != nil {
-				writeError(c, callbridge.FieldError("since", "must be an RFC 3339 time"))
+				handler.WriteError(c, callbridge.FieldError("since", "must be an RFC 3339 time"))
 				return
 			}
 		}
-		cbs, next, err := s.Callbacks.Callbacks(c.Request.Context(), account(c).ID, f)
+		cbs, next, err := s.Callbacks.Callbacks(c.Request.Context(), handler.Account(c).ID, f)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if cbs == nil {
@@ -214,9 +215,9 @@ func listCallbacks(s *Server) gin.HandlerFunc {
 // idempotent and answers with the callback as it stands.
 func cancelCallback(s *Server) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		cb, err := s.Callbacks.CancelCallback(c.Request.Context(), account(c).ID, c.Param("id"))
+		cb, err := s.Callbacks.CancelCallback(c.Request.Context(), handler.Account(c).ID, c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if cb.Status.Live() && s.CallbackEngine != nil {
@@ -235,13 +236,13 @@ func listWebhooks(s *Server) gin.HandlerFunc {
 			f.Key = "callback:" + id
 		}
 		var err error
-		if f.Limit, err = queryLimit(c, 500); err != nil {
-			writeError(c, err)
+		if f.Limit, err = handler.QueryLimit(c, 500); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
-		ws, next, err := s.Webhooks.Webhooks(c.Request.Context(), account(c).ID, f)
+		ws, next, err := s.Webhooks.Webhooks(c.Request.Context(), handler.Account(c).ID, f)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if ws == nil {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"callbridge"
-	"callbridge/controller"
+	"callbridge/controller/accounting"
 	"callbridge/postgres"
 
 	"github.com/google/uuid"
@@ -136,7 +136,7 @@ func TestCDRAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 8 || strings.Join(rows[0], ",") != strings.Join(controller.CDRCSVHeader(false), ",") {
+	if len(rows) != 8 || strings.Join(rows[0], ",") != strings.Join(accounting.CDRCSVHeader(false), ",") {
 		t.Fatalf("CSV has %d rows, header %v", len(rows), rows[0])
 	}
 	if body := w.Body.String(); strings.Contains(body, "carrier-x") || strings.Contains(body, "0.500000") || strings.Contains(body, "buy") {
@@ -178,7 +178,7 @@ func TestCDRAPI(t *testing.T) {
 	}
 	w = get("", "text/csv", fullAdminToken)
 	rows, err = csv.NewReader(strings.NewReader(w.Body.String())).ReadAll()
-	if err != nil || len(rows) != 8 || strings.Join(rows[0], ",") != strings.Join(controller.CDRCSVColumns, ",") {
+	if err != nil || len(rows) != 8 || strings.Join(rows[0], ",") != strings.Join(accounting.CDRCSVHeader(true), ",") {
 		t.Fatalf("operator CSV: %v %d rows, header %v", err, len(rows), rows[0])
 	}
 	if got := rows[1][len(rows[1])-3:]; strings.Join(got, " ") != "0.500000 EUR buy_unrated_default,minimum" {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller/internal/handler"
 
 	"github.com/gin-gonic/gin"
 )
@@ -27,7 +28,7 @@ func recovery(log *slog.Logger) gin.HandlerFunc {
 				}
 				log.Error("panic in handler", "route", c.FullPath(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				if !c.Writer.Written() {
-					c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody(callbridge.EINTERNAL, "internal error", ""))
+					c.AbortWithStatusJSON(http.StatusInternalServerError, handler.ErrorBody(callbridge.EINTERNAL, "internal error", ""))
 				}
 			}
 		}()
@@ -74,7 +75,7 @@ func limitBody(n int64, routes map[string]int64) gin.HandlerFunc {
 				dialplanNotFound(c) // FreeSWITCH reads XML only
 				return
 			}
-			writeError(c, callbridge.Errorf(callbridge.ETOOLARGE, "request body is larger than %d bytes", n))
+			handler.WriteError(c, callbridge.Errorf(callbridge.ETOOLARGE, "request body is larger than %d bytes", n))
 			return
 		}
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
@@ -99,24 +100,24 @@ func checkInput() gin.HandlerFunc {
 			if strings.Contains(err.Error(), "semicolon") {
 				msg = "malformed query string: a ';' must be escaped (%3B)"
 			}
-			writeError(c, callbridge.Errorf(callbridge.EINVALID, "%s", msg))
+			handler.WriteError(c, callbridge.Errorf(callbridge.EINVALID, "%s", msg))
 			return
 		}
 		for k, vs := range q {
 			if err := callbridge.CheckText(k, k); err != nil {
-				writeError(c, callbridge.Errorf(callbridge.EINVALID, "a query parameter's name %s", callbridge.ErrorMessage(err)))
+				handler.WriteError(c, callbridge.Errorf(callbridge.EINVALID, "a query parameter's name %s", callbridge.ErrorMessage(err)))
 				return
 			}
 			for _, v := range vs {
 				if err := callbridge.CheckText(k, v); err != nil {
-					writeError(c, err)
+					handler.WriteError(c, err)
 					return
 				}
 			}
 		}
 		for _, p := range c.Params {
 			if err := callbridge.CheckText(p.Key, p.Value); err != nil {
-				writeError(c, err)
+				handler.WriteError(c, err)
 				return
 			}
 		}
@@ -144,13 +145,13 @@ func authenticate(accounts callbridge.AccountService, failures *limiter) gin.Han
 		key, ok := bearer(c)
 		if !ok {
 			c.Header("WWW-Authenticate", `Bearer realm="callbridge"`)
-			writeError(c, callbridge.Errorf(callbridge.EUNAUTHORIZED, "missing Authorization: Bearer <API key>"))
+			handler.WriteError(c, callbridge.Errorf(callbridge.EUNAUTHORIZED, "missing Authorization: Bearer <API key>"))
 			return
 		}
 		client := clientKey(c.Request.RemoteAddr)
 		if failures != nil {
 			if wait, limited := failures.wait(client); limited {
-				writeError(c, retryAfter(wait, "too many failed authentications from this address; retry in %d s"))
+				handler.WriteError(c, retryAfter(wait, "too many failed authentications from this address; retry in %d s"))
 				return
 			}
 		}
@@ -162,7 +163,7 @@ func authenticate(accounts callbridge.AccountService, failures *limiter) gin.Han
 					failures.allow(client)
 				}
 			}
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.Request = c.Request.WithContext(callbridge.NewContextWithAccount(c.Request.Context(), a))
@@ -176,15 +177,23 @@ func adminOnly(token string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		tok, ok := bearer(c)
 		if token == "" || !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(token)) != 1 {
-			writeError(c, callbridge.Errorf(callbridge.EUNAUTHORIZED, "admin token required"))
+			handler.WriteError(c, callbridge.Errorf(callbridge.EUNAUTHORIZED, "admin token required"))
 			return
 		}
 		c.Next()
 	}
 }
 
-// account returns the authenticated account of the request; routes under
-// authenticate always have one.
-func account(c *gin.Context) *callbridge.Account {
-	return callbridge.AccountFromContext(c.Request.Context())
+// adminOrAccount accepts the operator's admin token (compared in constant
+// time; marks the request as the admin's) or an account's API key (puts
+// the account in the request context, like authenticate).
+func adminOrAccount(token string, auth gin.HandlerFunc) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if tok, ok := bearer(c); ok && token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(token)) == 1 {
+			handler.MarkAdmin(c)
+			c.Next()
+			return
+		}
+		auth(c)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"callbridge"
+	"callbridge/controller/internal/handler"
 
 	"github.com/gin-gonic/gin"
 )
@@ -24,7 +25,7 @@ func createNumbers(numbers callbridge.NumberService, rules callbridge.NumberRule
 	return func(c *gin.Context) {
 		body, err := readBody(c)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		var ins []numberIn
@@ -32,29 +33,29 @@ func createNumbers(numbers callbridge.NumberService, rules callbridge.NumberRule
 			var batch struct {
 				Numbers []numberIn `json:"numbers"`
 			}
-			err = decodeJSONBytes(body, &batch)
+			err = handler.DecodeJSONBytes(body, &batch)
 			ins = batch.Numbers
 		} else {
 			var one numberIn
-			err = decodeJSONBytes(body, &one)
+			err = handler.DecodeJSONBytes(body, &one)
 			ins = []numberIn{one}
 		}
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		ns := make([]*callbridge.VirtualNumber, len(ins))
 		for i, in := range ins {
 			n, err := rules.Parse(in.Number)
 			if err != nil {
-				writeError(c, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err)))
+				handler.WriteError(c, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err)))
 				return
 			}
 			ns[i] = &callbridge.VirtualNumber{Number: n, Gateway: in.Gateway, Area: in.Area, Labels: in.Labels, Enabled: in.Enabled == nil || *in.Enabled}
 		}
-		out, err := numbers.CreateNumbers(c.Request.Context(), account(c).ID, ns)
+		out, err := numbers.CreateNumbers(c.Request.Context(), handler.Account(c).ID, ns)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusCreated, gin.H{"numbers": out})
@@ -75,12 +76,12 @@ func getNumber(numbers callbridge.NumberService, rules callbridge.NumberRules) g
 		n, err := pathNumber(c, rules)
 		if err == nil {
 			var v *callbridge.VirtualNumber
-			if v, err = numbers.Number(c.Request.Context(), account(c).ID, n); err == nil {
+			if v, err = numbers.Number(c.Request.Context(), handler.Account(c).ID, n); err == nil {
 				c.JSON(http.StatusOK, v)
 				return
 			}
 		}
-		writeError(c, err)
+		handler.WriteError(c, err)
 	}
 }
 
@@ -90,19 +91,19 @@ func listNumbers(numbers callbridge.NumberService) gin.HandlerFunc {
 		if s := c.Query("enabled"); s != "" {
 			b, err := strconv.ParseBool(s)
 			if err != nil {
-				writeError(c, callbridge.FieldError("enabled", "must be true or false"))
+				handler.WriteError(c, callbridge.FieldError("enabled", "must be true or false"))
 				return
 			}
 			f.Enabled = &b
 		}
 		var err error
-		if f.Limit, err = queryLimit(c, 500); err != nil {
-			writeError(c, err)
+		if f.Limit, err = handler.QueryLimit(c, 500); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
-		ns, next, err := numbers.Numbers(c.Request.Context(), account(c).ID, f)
+		ns, next, err := numbers.Numbers(c.Request.Context(), handler.Account(c).ID, f)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if ns == nil {
@@ -124,17 +125,17 @@ func updateNumber(numbers callbridge.NumberService, rules callbridge.NumberRules
 	return func(c *gin.Context) {
 		n, err := pathNumber(c, rules)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		var in numberPatch
-		if err := decodeJSON(c, &in); err != nil {
-			writeError(c, err)
+		if err := handler.DecodeJSON(c, &in); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
-		v, err := numbers.UpdateNumber(c.Request.Context(), account(c).ID, n, callbridge.NumberUpdate(in))
+		v, err := numbers.UpdateNumber(c.Request.Context(), handler.Account(c).ID, n, callbridge.NumberUpdate(in))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, v)
@@ -145,10 +146,10 @@ func deleteNumber(numbers callbridge.NumberService, rules callbridge.NumberRules
 	return func(c *gin.Context) {
 		n, err := pathNumber(c, rules)
 		if err == nil {
-			err = numbers.DeleteNumber(c.Request.Context(), account(c).ID, n)
+			err = numbers.DeleteNumber(c.Request.Context(), handler.Account(c).ID, n)
 		}
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.Status(http.StatusNoContent)

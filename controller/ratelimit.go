@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller/internal/handler"
 
 	"github.com/gin-gonic/gin"
 )
@@ -175,7 +176,7 @@ func rateLimit(l *limiter) gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		a := account(c)
+		a := handler.Account(c)
 		key, _ := bearer(c)
 		if a == nil {
 			c.Next()
@@ -183,7 +184,7 @@ func rateLimit(l *limiter) gin.HandlerFunc {
 		}
 		ok, wait := l.allow(rateLimitKey(a.ID, key))
 		if !ok {
-			writeError(c, retryAfter(wait, "too many requests for this API key; retry in %d s"))
+			handler.WriteError(c, retryAfter(wait, "too many requests for this API key; retry in %d s"))
 			return
 		}
 		c.Next()

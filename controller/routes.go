@@ -6,6 +6,8 @@ import (
 
 	"callbridge"
 	"callbridge/billing"
+	"callbridge/controller/accounting"
+	"callbridge/controller/pricing"
 	"callbridge/rating"
 	"callbridge/routing"
 
@@ -60,11 +62,11 @@ func (s *Server) routes(e *gin.Engine) {
 	// Decks are stored by RateDecks; quotes price from the in-memory
 	// registry. Carrier decks take the admin token, account decks an API
 	// key, on the same paths.
-	imports := newImportSlots(s.MaxImportsPerAccount, s.MaxImports)
+	imports := pricing.NewImportSlots(s.MaxImportsPerAccount, s.MaxImports)
 	if s.RateDecks != nil && s.Decks != nil {
 		store := s.RateDecks
 		if s.DeckSync != nil {
-			store = refreshingDecks{store, s.DeckSync, s.Logger}
+			store = pricing.RefreshingDecks{RateDeckStore: store, Sync: s.DeckSync, Log: s.Logger}
 		}
 		rateDeckRoutes(e.Group("/v1", adminOrAccount(s.AdminToken, auth), limit), store, s.Decks, imports)
 	}
@@ -73,7 +75,7 @@ func (s *Server) routes(e *gin.Engine) {
 	if s.RoutePlans != nil {
 		store := s.RoutePlans
 		if s.PlanSync != nil {
-			store = refreshingPlans{store, s.PlanSync, s.Logger}
+			store = pricing.RefreshingPlans{RoutePlanStore: store, Sync: s.PlanSync, Log: s.Logger}
 		}
 		var prices routing.PriceSource
 		if s.Decks != nil {
@@ -84,8 +86,8 @@ func (s *Server) routes(e *gin.Engine) {
 
 	// cdrs
 	if s.CDRs != nil {
-		v1.GET("/cdrs", listCDRs(s.CDRs, s.CDRNumberRules, nil))
-		admin.GET("/accounts/:id/cdrs", listCDRs(s.CDRs, s.CDRNumberRules, s.Accounts))
+		v1.GET("/cdrs", accounting.ListCDRs(s.CDRs, s.CDRNumberRules, nil))
+		admin.GET("/accounts/:id/cdrs", accounting.ListCDRs(s.CDRs, s.CDRNumberRules, s.Accounts))
 	}
 
 	// billing
@@ -128,13 +130,25 @@ func (p *PrivacyNumbers) Register(e *gin.Engine, v1 gin.IRoutes) {
 // rateDeckRoutes registers the rate-deck API on g, whose requests carry
 // either the admin token or an account's API key (adminOrAccount).
 // Carrier decks are the admin's; an account sees only its own decks.
-func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore, compiled *rating.Registry, imports *importSlots) {
-	g.POST("/rate-decks", createRateDeck(decks))
-	g.GET("/rate-decks", listRateDecks(decks))
-	g.GET("/rate-decks/:id", getRateDeck(decks))
-	g.POST("/rate-decks/:id/rates", importRates(decks, imports))
-	g.GET("/rate-decks/:id/rates", exportRates(decks))
-	g.GET("/rates/quote", quote(compiled))
+func rateDeckRoutes(g *gin.RouterGroup, decks pricing.RateDeckStore, compiled *rating.Registry, imports *pricing.ImportSlots) {
+	g.POST("/rate-decks", pricing.CreateRateDeck(decks))
+	g.GET("/rate-decks", pricing.ListRateDecks(decks))
+	g.GET("/rate-decks/:id", pricing.GetRateDeck(decks))
+	g.POST("/rate-decks/:id/rates", pricing.ImportRates(decks, imports))
+	g.GET("/rate-decks/:id/rates", pricing.ExportRates(decks))
+	g.GET("/rates/quote", pricing.Quote(compiled))
+}
+
+// routePlanRoutes registers the route-plan API on admin (behind the
+// admin token): carrier routing is the operator's.
+func routePlanRoutes(admin *gin.RouterGroup, store pricing.RoutePlanStore, plans *routing.Plans, prices routing.PriceSource, health routing.HealthSource, imports *pricing.ImportSlots) {
+	admin.POST("/route-plans", pricing.CreateRoutePlan(store))
+	admin.GET("/route-plans", pricing.ListRoutePlans(store))
+	admin.GET("/route-plans/:id", pricing.GetRoutePlan(store))
+	admin.DELETE("/route-plans/:id", pricing.DeleteRoutePlan(store))
+	admin.POST("/route-plans/:id/routes", pricing.ImportRoutes(store, imports))
+	admin.GET("/route-plans/:id/routes", pricing.ExportRoutes(store))
+	admin.GET("/routes/resolve", pricing.ResolveRoute(store, plans, prices, health))
 }
 
 // billingRoutes registers the billing API: operator routes (job runs,
@@ -142,17 +156,17 @@ func rateDeckRoutes(g *gin.RouterGroup, decks RateDeckStore, compiled *rating.Re
 // usage, invoices and balance behind its API key. Top-ups take the admin
 // token: a customer must not credit itself.
 func billingRoutes(e *gin.Engine, admin, v1 *gin.RouterGroup, svc callbridge.BillingService, accounts callbridge.AccountService, issuer billing.Issuer, adminToken string, now func() time.Time) {
-	admin.GET("/jobs", listJobRuns(svc))
-	admin.POST("/invoices", issueInvoices(svc, now))
-	admin.GET("/accounts/:id/billing", getBillingProfile(svc))
-	admin.PUT("/accounts/:id/billing", putBillingProfile(svc))
-	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), createTopup(svc))
+	admin.GET("/jobs", accounting.ListJobRuns(svc))
+	admin.POST("/invoices", accounting.IssueInvoices(svc, now))
+	admin.GET("/accounts/:id/billing", accounting.GetBillingProfile(svc))
+	admin.PUT("/accounts/:id/billing", accounting.PutBillingProfile(svc))
+	e.POST("/v1/accounts/:id/topups", adminOnly(adminToken), accounting.CreateTopup(svc))
 
-	admin.GET("/accounts/:id/reports/usage", usageReport(svc, accounts))
-	admin.GET("/reports/unrated", unratedCalls(svc))
-	v1.GET("/reports/usage", usageReport(svc, nil))
-	v1.GET("/invoices", listInvoices(svc))
-	v1.GET("/invoices/:id", getInvoice(svc, issuer))
-	v1.GET("/balance", getBalance(svc))
-	v1.GET("/ledger", getLedger(svc))
+	admin.GET("/accounts/:id/reports/usage", accounting.UsageReport(svc, accounts))
+	admin.GET("/reports/unrated", accounting.UnratedCalls(svc))
+	v1.GET("/reports/usage", accounting.UsageReport(svc, nil))
+	v1.GET("/invoices", accounting.ListInvoices(svc))
+	v1.GET("/invoices/:id", accounting.GetInvoice(svc, issuer))
+	v1.GET("/balance", accounting.GetBalance(svc))
+	v1.GET("/ledger", accounting.GetLedger(svc))
 }

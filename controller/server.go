@@ -1,9 +1,13 @@
-// Package controller is callbridge's HTTP API: gin handlers, middleware,
-// the error mapping and the OpenAPI document. It is the only package that
-// imports gin. It does not speak SQL or ESL and runs no calls itself: the
-// capabilities (callback, privacy, cdr, webhook) do, and it is given the
-// stores and engines it needs through the Server's fields (app wires
-// them).
+// Package controller is callbridge's HTTP API: the Server, every route
+// (routes.go), middleware, the OpenAPI document, and the handlers of
+// accounts, callbacks, privacy numbers and /fs/dialplan. The handlers of
+// rate decks and route plans are in its subpackage pricing, those of
+// CDRs, usage and billing in accounting; internal/handler holds the error
+// mapping and request decoding they all share. It and its subpackages are
+// the only importers of gin. It does not speak SQL or ESL and runs no
+// calls itself: the capabilities (callback, privacy, cdr, webhook) do,
+// and it is given the stores and engines it needs through the Server's
+// fields (app wires them).
 package controller
 
 import (
@@ -15,6 +19,8 @@ import (
 
 	"callbridge"
 	"callbridge/billing"
+	"callbridge/controller/internal/handler"
+	"callbridge/controller/pricing"
 	"callbridge/metrics"
 	"callbridge/rating"
 	"callbridge/routing"
@@ -79,7 +85,7 @@ type Server struct {
 
 	// RateDecks stores rate decks and their rates; the rating routes are
 	// served when it and Decks are set.
-	RateDecks RateDeckStore
+	RateDecks pricing.RateDeckStore
 	// Decks are the process's compiled rate decks, which quotes price
 	// with (kept current by postgres.DeckSync).
 	Decks *rating.Registry
@@ -87,20 +93,20 @@ type Server struct {
 	// API wrote it, so the next request here uses it; other controllers
 	// learn of the write by LISTEN/NOTIFY. Nil leaves it to the
 	// notification.
-	DeckSync DeckRefresher
+	DeckSync pricing.DeckRefresher
 
 	// carrier routing
 
 	// RoutePlans stores carrier route plans (*postgres.DB is one); nil
 	// leaves the /v1/admin/route-plans and /v1/admin/routes routes out.
-	RoutePlans RoutePlanStore
+	RoutePlans pricing.RoutePlanStore
 	// Plans are the process's compiled route plans (kept current by
 	// postgres.PlanSync), which resolve answers from; nil loads the plan
 	// from RoutePlans on each request.
 	Plans *routing.Plans
 	// PlanSync reloads a plan into Plans right after this controller's
 	// API wrote it; nil leaves it to the notification.
-	PlanSync PlanRefresher
+	PlanSync pricing.PlanRefresher
 	// GatewayHealth is the process's view of the carrier gateways
 	// (switch state, breakers, capacity) that resolve reports; nil: each
 	// gateway's health is unknown and it is taken as healthy.
@@ -196,13 +202,13 @@ func (s *Server) Handler() http.Handler {
 		if s.Metrics != nil {
 			e.Use(observe(s.Metrics))
 		}
-		e.Use(checkInput(), limitBody(s.MaxBodyBytes, map[string]int64{csvImportRoute: s.MaxCSVBytes, routeImportRoute: s.MaxCSVBytes}))
+		e.Use(checkInput(), limitBody(s.MaxBodyBytes, map[string]int64{pricing.CSVImportRoute: s.MaxCSVBytes, pricing.RouteImportRoute: s.MaxCSVBytes}))
 		e.NoRoute(func(c *gin.Context) {
-			writeError(c, callbridge.Errorf(callbridge.ENOTFOUND, "no such route"))
+			handler.WriteError(c, callbridge.Errorf(callbridge.ENOTFOUND, "no such route"))
 		})
 		e.NoMethod(func(c *gin.Context) {
 			c.Header("Allow", c.Writer.Header().Get("Allow"))
-			c.AbortWithStatusJSON(http.StatusMethodNotAllowed, errorBody("method_not_allowed", "method not allowed", ""))
+			c.AbortWithStatusJSON(http.StatusMethodNotAllowed, handler.ErrorBody("method_not_allowed", "method not allowed", ""))
 		})
 		s.routes(e)
 		s.handler = e

@@ -2,10 +2,12 @@ package esl
 
 import (
 	"bytes"
-	"callbridge/internal/wait"
 	"context"
 	"testing"
 	"time"
+
+	"callbridge/esl/internal/wire"
+	"callbridge/internal/wait"
 )
 
 // BenchmarkEventsPlainHangupComplete measures plain
@@ -49,13 +51,13 @@ func BenchmarkEventsPlainHangupComplete(b *testing.B) {
 // CHANNEL_HANGUP_COMPLETE (9 kB, 223 headers), and a few lookups.
 func BenchmarkParseEvent(b *testing.B) {
 	frames := splitFrames(b, readFixture(b, "29-channel-hangup-complete-normal.plain.txt"))
-	body := frames[0].body
-	var p parser
+	body := frames[0].Body
+	var p wire.Parser
 	now := time.Now().UTC()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		e, err := p.plain("fs1", body, now)
+		e, err := parsePlain(&p, "fs1", body, now)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -69,8 +71,8 @@ func BenchmarkParseEvent(b *testing.B) {
 // CHANNEL_HANGUP_COMPLETE.
 func BenchmarkEventGet(b *testing.B) {
 	frames := splitFrames(b, readFixture(b, "29-channel-hangup-complete-normal.plain.txt"))
-	var p parser
-	e, err := p.plain("fs1", frames[0].body, time.Now().UTC())
+	var p wire.Parser
+	e, err := parsePlain(&p, "fs1", frames[0].Body, time.Now().UTC())
 	if err != nil {
 		b.Fatal(err)
 	}

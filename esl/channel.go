@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"callbridge/esl/internal/wire"
 )
 
 // Channel is one row of "show channels as json", for reconciling the calls
@@ -49,7 +51,7 @@ func parseChannels(s string) ([]Channel, error) {
 		if err := json.Unmarshal(raw, &row); err != nil {
 			return nil, fmt.Errorf("esl: parsing show channels row: %w", err)
 		}
-		get := func(k string) string { return headerString(row[k]) }
+		get := func(k string) string { return wire.HeaderString(row[k]) }
 		ch := Channel{
 			UUID: get("uuid"), Direction: get("direction"), Name: get("name"),
 			State: get("state"), CallState: get("callstate"), CIDName: get("cid_name"),

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"callbridge/esl/internal/wire"
+
 	"github.com/fiorix/go-eventsocket/eventsocket"
 	"github.com/google/uuid"
 )
@@ -290,7 +292,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.sess = s
 		c.mu.Unlock()
 		c.setState(StateConnected)
-		c.dispatch(newEvent(c.cfg.Name, newHeaderTable([]header{{name: "Event-Name", value: string(SocketConnected)}}), "", time.Now().UTC()))
+		c.dispatch(newEvent(c.cfg.Name, wire.NewHeaders([]wire.Header{{Name: "Event-Name", Value: string(SocketConnected)}}), "", time.Now().UTC()))
 		// Only now are the session's events dispatched (those held during
 		// the probe first): every event of this session comes after its
 		// SocketConnected.
@@ -536,7 +538,7 @@ func (s *session) run(line string) result {
 			return result{err: &ReplyError{Text: "-ERR " + err.Error()}}
 		}
 	}
-	return result{text: headerString(ev.Header["Reply-Text"])}
+	return result{text: wire.HeaderString(ev.Header["Reply-Text"])}
 }
 
 // eventLoop is the event connection's single reader: it parses,
@@ -552,7 +554,7 @@ func (s *session) eventLoop() {
 	}
 	evt.early = nil
 	for {
-		f, err := evt.fr.next()
+		f, err := evt.fr.Next()
 		if err != nil {
 			s.kill(fmt.Errorf("esl: event connection: %w", err))
 			return
@@ -670,8 +672,18 @@ func (c *Client) bgapi(ctx context.Context, cmd Command, callUUID string, ring t
 // on session s, and arms its timeout: bound after now, a job whose
 // BACKGROUND_JOB has not come fails with ErrJobTimeout. A probe job is not
 // reported to Config.OnJobDone.
+//
+// An originate's job (callUUID set) is named by the leg's uuid: its
+// BACKGROUND_JOB then says which leg it ends to whoever follows the
+// events, in order with the channel's own.
 func (c *Client) startJob(ctx context.Context, s *session, cmd Command, callUUID string, bound time.Duration, probe bool) (*Job, error) {
-	j := newJob(c, uuid.NewString(), cmd)
+	id := callUUID
+	c.mu.Lock()
+	if _, taken := c.jobs[id]; id == "" || taken {
+		id = uuid.NewString()
+	}
+	c.mu.Unlock()
+	j := newJob(c, id, cmd)
 	j.UUID = callUUID
 	j.probe = probe
 	j.timer = time.AfterFunc(bound, func() { c.expire(j, bound) })
@@ -686,7 +698,7 @@ func (c *Client) startJob(ctx context.Context, s *session, cmd Command, callUUID
 	if !strings.HasPrefix(reply, "+OK") {
 		c.forget(j)
 		if !strings.HasPrefix(reply, "-") {
-			reply = malformedReply
+			reply = wire.MalformedReply
 		}
 		return nil, &ReplyError{Text: reply}
 	}

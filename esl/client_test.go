@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"callbridge/esl/internal/wire"
 )
 
 // testTimeout is a generous upper bound for anything a test waits for.
@@ -183,13 +185,13 @@ func TestCommandReplyErr(t *testing.T) {
 	}
 	exists, _ := UUIDExists(testUUID)
 	_, err = c.API(ctxT(t), exists)
-	if !errors.As(err, &re) || re.Text != malformedReply {
-		t.Fatalf("got %v, want %q", err, malformedReply)
+	if !errors.As(err, &re) || re.Text != wire.MalformedReply {
+		t.Fatalf("got %v, want %q", err, wire.MalformedReply)
 	}
 	kill, _ := UUIDKill(testUUID, "")
 	_, err = c.API(ctxT(t), kill)
-	if !errors.As(err, &re) || re.Text != malformedReply {
-		t.Fatalf("got %v, want %q", err, malformedReply)
+	if !errors.As(err, &re) || re.Text != wire.MalformedReply {
+		t.Fatalf("got %v, want %q", err, wire.MalformedReply)
 	}
 	if got := c.Stats().FramesRewritten; got != 2 {
 		t.Errorf("got %d rewritten frames, want 2", got)

@@ -45,6 +45,9 @@
 // EOF (at most 500 ms). Frames with another Content-Type, malformed event
 // bodies and oversize frames are dropped, counted in Stats and logged;
 // nothing on the wire makes the client panic or exit.
+// The byte-level work (frames, the guard's verdicts, header tables and the
+// event-body parsers) is in esl/internal/wire; this package dials,
+// authenticates, runs the guard and the connections, and makes Events.
 //
 // Every command is built by a validating builder (Originate, UUIDKill,
 // UUIDBridge...). Numbers must be valid callbridge.Numbers, uuids canonical,

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"callbridge/esl/internal/wire"
 )
 
 // drainTimeout bounds how long the event connection is still read after
@@ -21,13 +23,13 @@ const drainTimeout = 500 * time.Millisecond
 // its ReadEvent selects at random between a buffered event and the error
 // at EOF, so it can lose events already received, and it parses every
 // event a second time behind the guard. Instead frames are read and
-// validated by frameReader and turned into Events by parser, in this one
+// validated by wire.Reader and turned into Events by wire.Parser, in this one
 // goroutine, in arrival order.
 type eventConn struct {
 	c    *Client
 	conn net.Conn
-	fr   *frameReader
-	p    parser
+	fr   *wire.Reader
+	p    wire.Parser
 	// early holds events that arrived before the subscription's reply.
 	early []Event
 }
@@ -56,26 +58,26 @@ func (ec *eventConn) subscribe(line string, timeout time.Duration) error {
 		return fmt.Errorf("esl: subscribe: %w", err)
 	}
 	for {
-		f, err := ec.fr.next()
+		f, err := ec.fr.Next()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return fmt.Errorf("esl: subscribe: %w", ErrStuck)
 		}
 		if err != nil {
 			return fmt.Errorf("esl: subscribe: %w", err)
 		}
-		if f.contentType() != "command/reply" {
+		if f.ContentType != "command/reply" {
 			if e, ok := ec.handle(f); ok {
 				ec.early = append(ec.early, e)
 			}
 			continue
 		}
-		switch rt := f.replyText; {
+		switch rt := f.ReplyText; {
 		case strings.HasPrefix(rt, "+OK"):
 			return nil
 		case strings.HasPrefix(rt, "-"):
 			return fmt.Errorf("esl: subscribe: %w", &ReplyError{Text: rt})
 		default:
-			return fmt.Errorf("esl: subscribe: %w", &ReplyError{Text: malformedReply})
+			return fmt.Errorf("esl: subscribe: %w", &ReplyError{Text: wire.MalformedReply})
 		}
 	}
 }
@@ -84,19 +86,25 @@ func (ec *eventConn) subscribe(line string, timeout time.Duration) error {
 // the event it carries, if any. Everything else is dropped and counted,
 // except disconnect notices, which are logged (the EOF that follows ends
 // the connection).
-func (ec *eventConn) handle(f *frame) (Event, bool) {
+func (ec *eventConn) handle(f *wire.Frame) (Event, bool) {
 	c := ec.c
-	if f.oversize {
-		c.dropped(roleEvent, f, fmt.Sprintf("body of %d bytes exceeds the limit", f.length))
+	if f.Oversize {
+		c.dropped(roleEvent, f, fmt.Sprintf("body of %d bytes exceeds the limit", f.Length))
 		return Event{}, false
 	}
-	var e Event
-	var err error
-	switch ct := f.contentType(); ct {
+	var (
+		h        *wire.Headers
+		body     string
+		received time.Time
+		err      error
+	)
+	switch ct := f.ContentType; ct {
 	case "text/event-plain":
-		e, err = ec.p.plain(c.cfg.Name, f.body, time.Now().UTC())
+		received = time.Now().UTC()
+		h, body, err = ec.p.Plain(f.Body)
 	case "text/event-json":
-		e, err = ec.p.json(c.cfg.Name, f.body, time.Now().UTC())
+		received = time.Now().UTC()
+		h, body, err = ec.p.JSON(f.Body)
 	case "text/disconnect-notice":
 		c.disconnectNotice(roleEvent, f)
 		return Event{}, false
@@ -120,5 +128,5 @@ func (ec *eventConn) handle(f *frame) (Event, bool) {
 		c.dropped(roleEvent, f, strings.TrimPrefix(err.Error(), "esl: "))
 		return Event{}, false
 	}
-	return e, true
+	return newEvent(c.cfg.Name, h, body, received), true
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"callbridge/esl/internal/wire"
 )
 
 // TestParserMatchesLibrary feeds every event of every capture (plain and
@@ -15,13 +17,13 @@ import (
 func TestParserMatchesLibrary(t *testing.T) {
 	for _, name := range fixtureNames(t) {
 		t.Run(name, func(t *testing.T) {
-			var events []*frame
+			var events []*wire.Frame
 			var raw bytes.Buffer
 			for _, f := range splitFrames(t, readFixture(t, name)) {
-				if ct := f.contentType(); ct == "text/event-plain" || ct == "text/event-json" {
+				if ct := f.ContentType; ct == "text/event-plain" || ct == "text/event-json" {
 					events = append(events, f)
-					raw.Write(fmt.Appendf(nil, "Content-Type: %s\nContent-Length: %d\n\n", ct, len(f.body)))
-					raw.Write(f.body)
+					raw.Write(fmt.Appendf(nil, "Content-Type: %s\nContent-Length: %d\n\n", ct, len(f.Body)))
+					raw.Write(f.Body)
 				}
 			}
 			if len(events) == 0 {
@@ -31,22 +33,22 @@ func TestParserMatchesLibrary(t *testing.T) {
 			if len(lib) != len(events) {
 				t.Fatalf("library read %d events, want %d", len(lib), len(events))
 			}
-			var p parser
+			var p wire.Parser
 			for i, f := range events {
-				parse := p.plain
-				if f.contentType() == "text/event-json" {
-					parse = p.json
+				parse := parsePlain
+				if f.ContentType == "text/event-json" {
+					parse = parseJSON
 				}
-				e, err := parse("n", f.body, time.Now().UTC())
+				e, err := parse(&p, "n", f.Body, time.Now().UTC())
 				if err != nil {
 					t.Fatalf("event %d: %v", i, err)
 				}
 				want := make(map[string]string, len(lib[i].Header))
 				for k, v := range lib[i].Header {
-					want[k] = headerString(v)
+					want[k] = wire.HeaderString(v)
 				}
 				key := plainKey
-				if f.contentType() == "text/event-json" {
+				if f.ContentType == "text/event-json" {
 					key = libraryKey
 				}
 				if d := sameHeaders(e, want, lib[i].Body, key); d != "" {
@@ -54,15 +56,15 @@ func TestParserMatchesLibrary(t *testing.T) {
 				}
 				// Compatibility: the library's names find the same values.
 				for k, v := range want {
-					if got, ok := e.h.lookup(k); !ok || got != v {
+					if got, ok := e.h.Lookup(k); !ok || got != v {
 						t.Fatalf("event %d: Get(%q) = %q, library %q", i, k, got, v)
 					}
 				}
-				if f.contentType() == "text/event-json" {
-					if m, text, ok := libraryJSON(f.body); !ok || sameHeaders(e, m, text, libraryKey) != "" {
+				if f.ContentType == "text/event-json" {
+					if m, text, ok := libraryJSON(f.Body); !ok || sameHeaders(e, m, text, libraryKey) != "" {
 						t.Fatalf("event %d: reference JSON parse differs", i)
 					}
-				} else if m, text, err := libraryPlain(f.body); err != nil || sameHeaders(e, m, text, plainKey) != "" {
+				} else if m, text, err := libraryPlain(f.Body); err != nil || sameHeaders(e, m, text, plainKey) != "" {
 					t.Fatalf("event %d: reference plain parse differs (%v)", i, err)
 				}
 			}
@@ -93,23 +95,23 @@ func TestParsePlain(t *testing.T) {
 		{"body", "Event-Name: BACKGROUND_JOB\nContent-Length: 15\n\n-ERR USER_BUSY\n", map[string]string{"Content-Length": "15"}, "-ERR USER_BUSY\n", nil},
 		{"body shorter than the rest", "Content-Length: 2\n\nabcdef", nil, "ab", nil},
 		{"empty length", "Content-Length:\n\nabc", nil, "", nil},
-		{"no blank line", "A: 1\nB: 2\n", nil, "", errPlainNoBlankLine},
-		{"empty", "", nil, "", errPlainNoBlankLine},
-		{"no colon", "no colon\n\n", nil, "", errPlainHeaderLine},
-		{"empty name", ": x\n\n", nil, "", errPlainHeaderLine},
-		{"space in name", "A B: x\n\n", nil, "", errPlainHeaderLine},
-		{"continuation", "A: 1\n 2\n\n", nil, "", errPlainHeaderLine},
-		{"control byte", "A: x\x01y\n\n", nil, "", errPlainValue},
-		{"lone cr", "A: x\ry\n\n", nil, "", errPlainValue},
-		{"length too long", "Content-Length: 9\n\nabc", nil, "", errPlainLength},
-		{"length negative", "Content-Length: -1\n\n", nil, "", errPlainLength},
-		{"length signed", "Content-Length: +1\n\nx", nil, "", errPlainLength},
-		{"length huge", "Content-Length: 99999999999\n\n", nil, "", errPlainLength},
+		{"no blank line", "A: 1\nB: 2\n", nil, "", wire.ErrPlainNoBlankLine},
+		{"empty", "", nil, "", wire.ErrPlainNoBlankLine},
+		{"no colon", "no colon\n\n", nil, "", wire.ErrPlainHeaderLine},
+		{"empty name", ": x\n\n", nil, "", wire.ErrPlainHeaderLine},
+		{"space in name", "A B: x\n\n", nil, "", wire.ErrPlainHeaderLine},
+		{"continuation", "A: 1\n 2\n\n", nil, "", wire.ErrPlainHeaderLine},
+		{"control byte", "A: x\x01y\n\n", nil, "", wire.ErrPlainValue},
+		{"lone cr", "A: x\ry\n\n", nil, "", wire.ErrPlainValue},
+		{"length too long", "Content-Length: 9\n\nabc", nil, "", wire.ErrPlainLength},
+		{"length negative", "Content-Length: -1\n\n", nil, "", wire.ErrPlainLength},
+		{"length signed", "Content-Length: +1\n\nx", nil, "", wire.ErrPlainLength},
+		{"length huge", "Content-Length: 99999999999\n\n", nil, "", wire.ErrPlainLength},
 	}
-	var p parser
+	var p wire.Parser
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := p.plain("n", []byte(tt.body), time.Now().UTC())
+			e, err := parsePlain(&p, "n", []byte(tt.body), time.Now().UTC())
 			if err != tt.err {
 				t.Fatalf("got error %v, want %v", err, tt.err)
 			}
@@ -140,9 +142,9 @@ func TestParsePlain(t *testing.T) {
 }
 
 func TestEventKeepsFreeSWITCHNames(t *testing.T) {
-	var p parser
+	var p wire.Parser
 	frames := splitFrames(t, readFixture(t, "29-channel-hangup-complete-normal.plain.txt"))
-	e, err := p.plain("n", frames[0].body, time.Now().UTC())
+	e, err := parsePlain(&p, "n", frames[0].Body, time.Now().UTC())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,4 +212,22 @@ func TestNoEventLostAtEOF(t *testing.T) {
 	if st := c.Stats(); st.FramesDropped != 0 {
 		t.Errorf("got %d dropped frames", st.FramesDropped)
 	}
+}
+
+// parsePlain and parseJSON parse an event body as the event connection
+// does (eventConn.handle).
+func parsePlain(p *wire.Parser, node string, body []byte, received time.Time) (Event, error) {
+	h, text, err := p.Plain(body)
+	if err != nil {
+		return Event{}, err
+	}
+	return newEvent(node, h, text, received), nil
+}
+
+func parseJSON(p *wire.Parser, node string, body []byte, received time.Time) (Event, error) {
+	h, text, err := p.JSON(body)
+	if err != nil {
+		return Event{}, err
+	}
+	return newEvent(node, h, text, received), nil
 }

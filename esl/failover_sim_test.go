@@ -89,6 +89,25 @@ func TestSimulatorBindingFailover(t *testing.T) {
 		legs[1].Var("sip_gateway_name") != "backup" || legs[1].Get("Hangup-Cause") != "NORMAL_CLEARING" {
 		t.Errorf("503 then answer: inbound %s, legs %v", a.Get("Hangup-Cause"), summary(legs))
 	}
+	// The inbound leg lists the legs its bridge tried, as FreeSWITCH
+	// 1.10.12's originate_causes does (realswitch TestCarriers), and each
+	// leg carries its own dial string's variables: its gateway and
+	// attempt.
+	if len(legs) == 2 {
+		want := "ARRAY::" + legs[0].Get("Unique-ID") + ";NORMAL_TEMPORARY_FAILURE|:" + legs[1].Get("Unique-ID") + ";NONE"
+		if got := a.Var("originate_causes"); got != want {
+			t.Errorf("originate_causes %q, want %q", got, want)
+		}
+		if tried := esl.ParseOriginateCauses(a.Var("originate_causes")); len(tried) != 2 || tried[0].UUID != legs[0].Get("Unique-ID") || tried[1].Cause != "NONE" {
+			t.Errorf("ParseOriginateCauses: %+v", tried)
+		}
+		for i, gw := range []string{"carrier", "backup"} {
+			if legs[i].Var(callbridge.VarGateway) != gw || legs[i].Var(callbridge.VarAttempt) != string(rune('1'+i)) {
+				t.Errorf("leg %d: %s=%q %s=%q, want %s and %d", i, callbridge.VarGateway, legs[i].Var(callbridge.VarGateway),
+					callbridge.VarAttempt, legs[i].Var(callbridge.VarAttempt), gw, i+1)
+			}
+		}
+	}
 	// The refused leg says what the carrier answered, as FreeSWITCH's
 	// does (sip_term_status, proto_specific_hangup_cause).
 	if len(legs) > 0 && (legs[0].Var("sip_term_status") != "503" || legs[0].Var("proto_specific_hangup_cause") != "sip:503" || legs[0].Var("sip_term_cause") != "41") {
@@ -96,6 +115,9 @@ func TestSimulatorBindingFailover(t *testing.T) {
 			legs[0].Var("sip_term_status"), legs[0].Var("proto_specific_hangup_cause"), legs[0].Var("sip_term_cause"))
 	}
 	a, legs = call("4930990002")
+	if len(legs) == 1 && a.Var("originate_causes") != legs[0].Get("Unique-ID")+";USER_BUSY" {
+		t.Errorf("busy: originate_causes %q, want the one leg's USER_BUSY", a.Var("originate_causes"))
+	}
 	if a.Get("Hangup-Cause") != "USER_BUSY" || len(legs) != 1 || legs[0].Var("sip_gateway_name") != "backup" || legs[0].Get("Hangup-Cause") != "USER_BUSY" {
 		t.Errorf("busy: inbound %s, legs %v; want USER_BUSY through backup only", a.Get("Hangup-Cause"), summary(legs))
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"callbridge/esl/esltest"
+	"callbridge/esl/internal/wire"
+
 	"github.com/fiorix/go-eventsocket/eventsocket"
 )
 
@@ -87,10 +89,10 @@ func libraryConn(tb testing.TB, serve func(net.Conn, *bufio.Reader)) *eventsocke
 func guardCommandStream(raw []byte) [][]byte {
 	g := &guard{c: NewClient(Config{})}
 	g.waiting.Store(1 << 30)
-	fr := newFrameReader(bytes.NewReader(raw), 1<<20)
+	fr := wire.NewReader(bytes.NewReader(raw), 1<<20)
 	var out [][]byte
 	for {
-		f, err := fr.next()
+		f, err := fr.Next()
 		if err != nil {
 			return out
 		}
@@ -263,25 +265,25 @@ func FuzzEventParser(f *testing.F) {
 		"29-channel-hangup-complete-normal.json.txt",
 		"12-background-job-originate-user-busy.json.txt",
 	} {
-		fr := newFrameReader(bytes.NewReader(readFixture(f, name)), 1<<20)
-		fm, err := fr.next()
+		fr := wire.NewReader(bytes.NewReader(readFixture(f, name)), 1<<20)
+		fm, err := fr.Next()
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(fm.body)
+		f.Add(fm.Body)
 	}
 	f.Add([]byte("Event-Name: CUSTOM\nA: %zz\nB: a+b%2B\nC:\t x \t\nContent-Length: 3\n\nabcdef"))
 	f.Add([]byte("Event-Name: CUSTOM\r\nevent-name: dup\r\n\r\n"))
 	f.Add([]byte(`{"Event-Name":"CUSTOM","_body":"x","n":1,"a":[1,"b"]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var p parser
+		var p wire.Parser
 		when := time.Unix(0, 0).UTC()
 		for _, kind := range []string{"plain", "json"} {
-			parse := p.plain
+			parse := parsePlain
 			if kind == "json" {
-				parse = p.json
+				parse = parseJSON
 			}
-			e, err := parse("n", body, when)
+			e, err := parse(&p, "n", body, when)
 			if err != nil {
 				continue
 			}
@@ -325,7 +327,7 @@ func libraryJSON(body []byte) (map[string]string, string, bool) {
 			text = v.(string)
 			continue
 		}
-		v := headerString(v)
+		v := wire.HeaderString(v)
 		if prev, dup := folded[strings.ToLower(k)]; dup {
 			if prev != v {
 				return nil, "", false

@@ -3,9 +3,12 @@ package esl
 import (
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"callbridge/esl/internal/wire"
 )
 
 // sofiaFixture returns the body of a frame captured from FreeSWITCH
@@ -34,13 +37,7 @@ func sofiaFixture(tb testing.TB, name string) (headers, body string) {
 	return headers, body
 }
 
-func parseInt(s string) (int, error) {
-	n, ok := parseLength([]byte(s))
-	if !ok {
-		return 0, errors.New("bad length " + s)
-	}
-	return n, nil
-}
+func parseInt(s string) (int, error) { return strconv.Atoi(s) }
 
 // TestParseGatewayStatusFixtures reads the replies of a real FreeSWITCH
 // 1.10.12 with three gateways of freeswitch-conf's template: carrier and
@@ -152,8 +149,8 @@ func TestParseGatewayStateFixtures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			_, body := sofiaFixture(t, tt.file)
-			var p parser
-			e, err := p.plain("fs1", []byte(body), time.Now())
+			var p wire.Parser
+			e, err := parsePlain(&p, "fs1", []byte(body), time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,15 +8,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"callbridge/esl/internal/wire"
 )
 
 // splitFrames splits raw server bytes into frames with the guard's reader.
-func splitFrames(tb testing.TB, raw []byte) []*frame {
+func splitFrames(tb testing.TB, raw []byte) []*wire.Frame {
 	tb.Helper()
-	fr := newFrameReader(bytes.NewReader(raw), 16<<20)
-	var frames []*frame
+	fr := wire.NewReader(bytes.NewReader(raw), 16<<20)
+	var frames []*wire.Frame
 	for {
-		f, err := fr.next()
+		f, err := fr.Next()
 		if err != nil {
 			if err.Error() == "EOF" {
 				return frames
@@ -40,27 +42,27 @@ func TestFixtureFrames(t *testing.T) {
 			if !strings.Contains(name, "stream") && len(frames) != 1 {
 				t.Fatalf("got %d frames, want 1", len(frames))
 			}
-			var p parser
+			var p wire.Parser
 			for i, f := range frames {
-				switch f.contentType() {
+				switch f.ContentType {
 				case "text/event-plain":
-					if _, err := p.plain("n", f.body, time.Now()); err != nil {
+					if _, err := parsePlain(&p, "n", f.Body, time.Now()); err != nil {
 						t.Fatalf("frame %d: %v", i, err)
 					}
 					continue
 				case "text/event-json":
-					if _, err := p.json("n", f.body, time.Now()); err != nil {
+					if _, err := parseJSON(&p, "n", f.Body, time.Now()); err != nil {
 						t.Fatalf("frame %d: %v", i, err)
 					}
 					continue
 				}
-				v, out, reason := inspect(f)
-				if v != forward {
-					t.Fatalf("frame %d (%s): verdict %d: %s", i, f.contentType(), v, reason)
+				v, out, reason := wire.Inspect(f)
+				if v != wire.Forward {
+					t.Fatalf("frame %d (%s): verdict %d: %s", i, f.ContentType, v, reason)
 				}
 				// The forwarded bytes frame identically.
 				again := splitFrames(t, out)
-				if len(again) != 1 || again[0].contentType() != f.contentType() || !bytes.Equal(again[0].body, f.body) {
+				if len(again) != 1 || again[0].ContentType != f.ContentType || !bytes.Equal(again[0].Body, f.Body) {
 					t.Fatalf("frame %d: forwarded bytes differ", i)
 				}
 			}
@@ -72,9 +74,9 @@ func TestFixtureFrames(t *testing.T) {
 // Event-Name and Unique-ID, read independently of the client.
 func eventFrames(tb testing.TB, raw []byte) (names, uuids []string) {
 	for _, f := range splitFrames(tb, raw) {
-		switch f.contentType() {
+		switch f.ContentType {
 		case "text/event-plain":
-			h, err := textproto.NewReader(bufioReader(f.body)).ReadMIMEHeader()
+			h, err := textproto.NewReader(bufioReader(f.Body)).ReadMIMEHeader()
 			if err != nil {
 				tb.Fatal(err)
 			}
@@ -82,7 +84,7 @@ func eventFrames(tb testing.TB, raw []byte) (names, uuids []string) {
 			uuids = append(uuids, h.Get("Unique-Id"))
 		case "text/event-json":
 			var m map[string]any
-			if err := json.Unmarshal(f.body, &m); err != nil {
+			if err := json.Unmarshal(f.Body, &m); err != nil {
 				tb.Fatal(err)
 			}
 			u, _ := m["Unique-ID"].(string)
@@ -104,7 +106,7 @@ func TestFixturesThroughClient(t *testing.T) {
 		raw := readFixture(t, name)
 		names, uuids := eventFrames(t, raw)
 		for _, fr := range splitFrames(t, raw) {
-			switch fr.contentType() {
+			switch fr.ContentType {
 			case "command/reply", "api/response", "auth/request":
 				dropped++ // nobody asked: dropped, never forwarded
 			}

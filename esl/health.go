@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"callbridge/esl/internal/wire"
 )
 
 // defaultOriginateTimeout is FreeSWITCH's ring time when an originate
@@ -134,7 +136,7 @@ func (c *Client) runProbe(s *session) (bool, error) {
 	case "false":
 		return false, nil
 	}
-	return false, fmt.Errorf("%w: fsctl ready_check answered %q", ErrProbe, truncate(out, 64))
+	return false, fmt.Errorf("%w: fsctl ready_check answered %q", ErrProbe, wire.Truncate(out, 64))
 }
 
 // probeLoop probes every Config.ProbeInterval until the session ends.

@@ -435,7 +435,7 @@ func (s *CallbackService) Callback(ctx context.Context, accountID, id string) (*
 	}
 	cb := row.callback()
 	if err := s.db.SelectContext(ctx, &cb.Legs, `SELECT callback_id, leg, attempt, uuid, node, number,
-		caller_id, created_at, ringing_at, answered_at, hangup_at, hangup_cause
+		caller_id, created_at, ringing_at, answered_at, hangup_at, hangup_cause, gateway
 		FROM callback_legs WHERE callback_id = $1 ORDER BY attempt, leg`, id); err != nil {
 		return nil, Error(err)
 	}
@@ -445,7 +445,8 @@ func (s *CallbackService) Callback(ctx context.Context, accountID, id string) (*
 	}
 	// By time, not insertion: a controller adopting a callback after a
 	// restart records what happened meanwhile with the times it happened.
-	if err := s.db.SelectContext(ctx, &cb.Events, `SELECT id, type, status, reason, leg, attempt, detail, at
+	if err := s.db.SelectContext(ctx, &cb.Events, `SELECT id, type, status, reason, leg, attempt, detail, at,
+			gateway, gateway_attempt, cause, sip_status, duration_ms
 		FROM callback_events WHERE callback_id = $1 ORDER BY at, id`, id); err != nil {
 		return nil, Error(err)
 	}
@@ -747,7 +748,7 @@ func (s *CallbackService) AdoptCallbacks(ctx context.Context, owner string, leas
 	}
 	for _, cb := range out {
 		if err := s.db.SelectContext(ctx, &cb.Legs, `SELECT callback_id, leg, attempt, uuid, node, number,
-			caller_id, created_at, ringing_at, answered_at, hangup_at, hangup_cause
+			caller_id, created_at, ringing_at, answered_at, hangup_at, hangup_cause, gateway
 			FROM callback_legs WHERE callback_id = $1 AND attempt = $2 ORDER BY leg`, cb.ID, cb.Attempt); err != nil {
 			return nil, Error(err)
 		}
@@ -836,8 +837,8 @@ func (s *CallbackService) UpdateCallback(ctx context.Context, u *callbridge.Call
 		} else if l != nil {
 			var created bool
 			if err := tx.QueryRowxContext(ctx, `INSERT INTO callback_legs (callback_id, leg, attempt, uuid, node,
-					number, caller_id, ringing_at, answered_at, hangup_at, hangup_cause)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+					number, caller_id, ringing_at, answered_at, hangup_at, hangup_cause, gateway)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 				ON CONFLICT (callback_id, leg, attempt) DO UPDATE SET
 					ringing_at = coalesce(callback_legs.ringing_at, EXCLUDED.ringing_at),
 					answered_at = coalesce(callback_legs.answered_at, EXCLUDED.answered_at),
@@ -846,7 +847,7 @@ func (s *CallbackService) UpdateCallback(ctx context.Context, u *callbridge.Call
 						ELSE callback_legs.hangup_cause END
 				RETURNING xmax = 0`,
 				u.ID, l.Leg, l.Attempt, l.UUID, l.Node, l.Number, l.CallerID,
-				cbNullTime(l.Ringing), cbNullTime(l.Answered), cbNullTime(l.Hangup), l.Cause).Scan(&created); err != nil {
+				cbNullTime(l.Ringing), cbNullTime(l.Answered), cbNullTime(l.Hangup), l.Cause, l.Gateway).Scan(&created); err != nil {
 				return Error(err)
 			}
 			if created && l.Hangup.IsZero() {
@@ -856,9 +857,11 @@ func (s *CallbackService) UpdateCallback(ctx context.Context, u *callbridge.Call
 			}
 		}
 		for _, e := range u.Events {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO callback_events (callback_id, type, leg, attempt, detail, at)
-				VALUES ($1, $2, $3, $4, $5, coalesce($6, clock_timestamp()))`,
-				u.ID, e.Type, e.Leg, cb.Attempt, e.Detail, cbNullTime(e.At)); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO callback_events (callback_id, type, leg, attempt, detail, at,
+					gateway, gateway_attempt, cause, sip_status, duration_ms)
+				VALUES ($1, $2, $3, $4, $5, coalesce($6, clock_timestamp()), $7, $8, $9, $10, $11)`,
+				u.ID, e.Type, e.Leg, cb.Attempt, e.Detail, cbNullTime(e.At),
+				e.Gateway, e.GatewayAttempt, e.Cause, e.SIPStatus, e.DurationMS); err != nil {
 				return Error(err)
 			}
 		}
@@ -890,9 +893,9 @@ func cbNullTime(t time.Time) *time.Time {
 // new channel as live.
 func replaceLegTx(ctx context.Context, tx *pg.Tx, cb *callbridge.Callback, l *callbridge.LegUpdate) error {
 	res, err := tx.ExecContext(ctx, `UPDATE callback_legs SET uuid = $4, node = $5, number = $6, caller_id = $7,
-			created_at = clock_timestamp(), ringing_at = NULL, answered_at = NULL, hangup_at = NULL, hangup_cause = ''
+			created_at = clock_timestamp(), ringing_at = NULL, answered_at = NULL, hangup_at = NULL, hangup_cause = '', gateway = $8
 		WHERE callback_id = $1 AND leg = $2 AND attempt = $3`,
-		cb.ID, l.Leg, l.Attempt, l.UUID, l.Node, l.Number, l.CallerID)
+		cb.ID, l.Leg, l.Attempt, l.UUID, l.Node, l.Number, l.CallerID, l.Gateway)
 	if err != nil {
 		return Error(err)
 	}
@@ -913,9 +916,9 @@ func replaceLegTx(ctx context.Context, tx *pg.Tx, cb *callbridge.Callback, l *ca
 func liveLegTx(ctx context.Context, tx *pg.Tx, cb *callbridge.Callback, l *callbridge.LegUpdate) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO live_channels (uuid, node, leg, account_id, callback_id,
 			direction, caller, callee, presented, gateway, start_at, max_ms, seen_at)
-		SELECT $1, $2, $3, $4, $5, 'outbound', $6, $7, $6, '', clock_timestamp(), 0, clock_timestamp()
+		SELECT $1, $2, $3, $4, $5, 'outbound', $6, $7, $6, $8, clock_timestamp(), 0, clock_timestamp()
 		WHERE NOT EXISTS (SELECT 1 FROM cdr_keys WHERE uuid = $1)
 		ON CONFLICT (uuid) DO NOTHING`,
-		l.UUID, l.Node, l.Leg, cb.AccountID, cb.ID, string(l.CallerID), string(l.Number))
+		l.UUID, l.Node, l.Leg, cb.AccountID, cb.ID, string(l.CallerID), string(l.Number), l.Gateway)
 	return Error(err)
 }

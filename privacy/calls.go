@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -106,6 +108,28 @@ type bindingCall struct {
 	x         string
 	direction string
 	seen      time.Time
+	// attempts are the legs a route plan's sequential bridge dialled for
+	// the call, in the order seen.
+	attempts []callAttempt
+}
+
+// callAttempt is one leg a route plan's bridge dialled for a call.
+type callAttempt struct {
+	n        int
+	uuid     string
+	cause    string
+	answered bool
+}
+
+// attempt returns the call's attempt of leg uuid, added as number n.
+func (c *bindingCall) attempt(uuid string, n int) *callAttempt {
+	for i := range c.attempts {
+		if c.attempts[i].uuid == uuid {
+			return &c.attempts[i]
+		}
+	}
+	c.attempts = append(c.attempts, callAttempt{n: n, uuid: uuid})
+	return &c.attempts[len(c.attempts)-1]
 }
 
 // NewCalls returns a Calls over the pool's nodes; Run starts
@@ -304,6 +328,15 @@ func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bin
 		calls[callID] = call
 	}
 	call.seen = time.Now()
+	if n := attemptNumber(ev.Var(callbridge.VarAttempt)); leg == "outbound" && n > 0 {
+		a := call.attempt(ev.UUID, n)
+		switch ev.Name {
+		case esl.ChannelAnswer:
+			a.answered = true
+		case esl.ChannelHangupComplete:
+			a.cause = ev.Get("Hangup-Cause")
+		}
+	}
 	if call.x == "" {
 		call.x = ev.Var(callbridge.VarX)
 		call.direction = ev.Var(callbridge.VarDirection)
@@ -342,6 +375,9 @@ func (bc *Calls) endFields(call *bindingCall, ev esl.Event) map[string]any {
 	}
 	if d := ev.Var("sip_hangup_disposition"); d != "" {
 		f["disposition"] = d
+	}
+	if len(call.attempts) > 0 {
+		f["attempts"] = attemptFields(call, ev)
 	}
 	// The dialplan records with RECORD_ANSWER_REQ: a file exists only for
 	// answered calls of recording bindings.
@@ -467,4 +503,39 @@ func (r *recent) add(id string) {
 	r.ring[r.next] = id
 	r.set[id] = true
 	r.next = (r.next + 1) % len(r.ring)
+}
+
+// attemptNumber reads callbridge.VarAttempt: 1 to 100, else 0.
+func attemptNumber(s string) int {
+	if n, err := strconv.Atoi(s); err == nil && n >= 1 && n <= 100 {
+		return n
+	}
+	return 0
+}
+
+// attemptFields lists a call's attempts for its ended webhook, by attempt
+// number: each with how it ended and whether it was answered (the one
+// that connected). A leg whose hangup came after the caller's takes its
+// cause from the caller's originate_causes (NONE there: the leg that was
+// bridged, which ended with the call's own cause). Carrier gateways are
+// the operator's business and are not named.
+func attemptFields(call *bindingCall, ev esl.Event) []map[string]any {
+	tried := map[string]string{}
+	for _, t := range esl.ParseOriginateCauses(ev.Var("originate_causes")) {
+		tried[t.UUID] = t.Cause
+	}
+	list := slices.Clone(call.attempts)
+	slices.SortStableFunc(list, func(a, b callAttempt) int { return a.n - b.n })
+	out := make([]map[string]any, 0, len(list))
+	for _, a := range list {
+		cause := a.cause
+		if c := tried[a.uuid]; cause == "" && c != "" && c != "NONE" {
+			cause = c
+		}
+		if cause == "" && (a.answered || tried[a.uuid] == "NONE") {
+			cause = ev.Get("Hangup-Cause")
+		}
+		out = append(out, map[string]any{"attempt": a.n, "cause": cause, "answered": a.answered})
+	}
+	return out
 }

@@ -40,7 +40,7 @@ func form() []byte {
 
 // carriersFor builds route plans and buy decks: "cheap" 5000 µ/min and
 // "solid" 9000 µ/min to 49, least_cost, plus policy terms.
-func carriersFor(t *testing.T, info routing.PlanInfo, gateways []routing.Target) (*privacy.Carriers, *routing.Gateways) {
+func carriersFor(t testing.TB, info routing.PlanInfo, gateways []routing.Target) (*privacy.Carriers, *routing.Gateways) {
 	t.Helper()
 	berlin, err := time.LoadLocation("Europe/Berlin")
 	if err != nil {
@@ -137,4 +137,29 @@ func TestCarriersRoute(t *testing.T) {
 			t.Errorf("without a plan of its own or a default one, want the number's gateway as before:\n%s\nwithout plans:\n%s", withPlans, without)
 		}
 	})
+}
+
+// BenchmarkAnswerRoutePlan is /fs/dialplan's work for a binding call
+// routed by a least-cost plan over two gateways (resolution, failover
+// bridge, XML), against BenchmarkAnswerNoPlan, the number's gateway.
+func BenchmarkAnswerRoutePlan(b *testing.B) {
+	c, _ := carriersFor(b, routing.PlanInfo{Default: true}, []routing.Target{{Gateway: "solid"}, {Gateway: "cheap"}})
+	benchmarkAnswer(b, &privacy.Routing{Carriers: c})
+}
+
+// BenchmarkAnswerNoPlan is BenchmarkAnswerRoutePlan without plans.
+func BenchmarkAnswerNoPlan(b *testing.B) {
+	benchmarkAnswer(b, &privacy.Routing{})
+}
+
+func benchmarkAnswer(b *testing.B, cfg *privacy.Routing) {
+	body, logger, ctx := form(), slog.New(slog.DiscardHandler), context.Background()
+	var out []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		out = cfg.Answer(ctx, out[:0], body, staticLine{}, time.Now, logger)
+	}
+	if !strings.Contains(string(out), `application="bridge"`) {
+		b.Fatalf("no bridge:\n%s", out)
+	}
 }

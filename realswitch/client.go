@@ -220,3 +220,30 @@ func (c *Client) Balance(ctx context.Context) (*callbridge.Balance, error) {
 	}
 	return &b, nil
 }
+
+// CreateBuyDeck creates a carrier gateway's buy deck in EUR (admin
+// client) and imports rates, a CSV with a header line; it returns the
+// deck's id.
+func (c *Client) CreateBuyDeck(ctx context.Context, gateway, rates string) (string, error) {
+	var d struct {
+		ID string `json:"id"`
+	}
+	req := map[string]string{"gateway": gateway, "name": gateway + " buy", "currency": "EUR", "time_zone": "UTC"}
+	if err := c.Do(ctx, "POST", "/v1/rate-decks", req, http.StatusCreated, &d); err != nil {
+		return "", err
+	}
+	return d.ID, c.send(ctx, "POST", "/v1/rate-decks/"+d.ID+"/rates?mode=replace", "text/csv", []byte(rates), http.StatusOK, nil)
+}
+
+// CreateRoutePlan creates a route plan (admin client) from its terms
+// (POST /v1/admin/route-plans) and imports its routes, a CSV with a
+// header line (docs/api.md); it returns the plan's id.
+func (c *Client) CreateRoutePlan(ctx context.Context, plan map[string]any, routes string) (string, error) {
+	var p struct {
+		ID string `json:"id"`
+	}
+	if err := c.Do(ctx, "POST", "/v1/admin/route-plans", plan, http.StatusCreated, &p); err != nil {
+		return "", err
+	}
+	return p.ID, c.send(ctx, "POST", "/v1/admin/route-plans/"+p.ID+"/routes?mode=replace", "text/csv", []byte(routes), http.StatusOK, nil)
+}

@@ -754,6 +754,19 @@ func (s *Server) finishLeg(ch *channel, failed func(string)) {
 	if bridged {
 		ch.v.set("bridge_hangup_cause", cause)
 	}
+	if disp == "recv_refuse" {
+		if code, phrase, ok := refusalStatus(cause); ok {
+			// A final failure response from the far end, as FreeSWITCH
+			// 1.10.12 records it when the response arrives, before the
+			// hangup: CHANNEL_HANGUP already carries it (fixtures 29c,
+			// 29e, 81).
+			ch.v.set("sip_invite_failure_status", code)
+			ch.v.set("sip_invite_failure_phrase", phrase)
+			ch.v.set("sip_term_status", code)
+			ch.v.set("proto_specific_hangup_cause", "sip:"+code)
+			ch.v.set("sip_term_cause", strconv.Itoa(q850(cause)))
+		}
+	}
 	s.emitLocked(ch, "CHANNEL_HANGUP", "switch_channel.c", "switch_channel_perform_hangup", 3445, nil, nil)
 	// A bridge application decides itself what its leg does when the
 	// bridge ends (hangup_after_bridge); otherwise the partner goes too.
@@ -791,17 +804,6 @@ func (s *Server) finishLeg(ch *channel, failed func(string)) {
 	s.stateLocked(ch, "CS_REPORTING")
 	ch.timestamps()
 	ch.v.set("sip_hangup_disposition", disp)
-	if disp == "recv_refuse" {
-		if code, phrase, ok := refusalStatus(cause); ok {
-			// A final failure response from the far end, as FreeSWITCH
-			// 1.10.12 records it (fixtures 29c, 29e).
-			ch.v.set("sip_invite_failure_status", code)
-			ch.v.set("sip_invite_failure_phrase", phrase)
-			ch.v.set("sip_term_status", code)
-			ch.v.set("proto_specific_hangup_cause", "sip:"+code)
-			ch.v.set("sip_term_cause", strconv.Itoa(q850(cause)))
-		}
-	}
 	s.reportingHookLocked(ch)
 	s.emitLocked(ch, "CHANNEL_HANGUP_COMPLETE", "switch_core_state_machine.c", "switch_core_session_reporting_state", 943,
 		[]header{{"Hangup-Cause", cause}}, nil)
@@ -915,7 +917,12 @@ func (s *Server) runBridgeApp(a *channel, data string) (bool, string) {
 			global, rest = rest[:end+1], rest[end+1:]
 		}
 	}
-	alts := strings.Split(rest, "|")
+	// Each originate lists the legs it tried afresh (switch_ivr_originate.c
+	// clears originate_causes first).
+	s.mu.Lock()
+	a.v.del("originate_causes")
+	s.mu.Unlock()
+	alts := splitOutsideQuotes(rest, '|')
 	if len(alts) == 1 {
 		return s.runBridgeOne(a, data)
 	}
@@ -944,6 +951,41 @@ func (s *Server) runBridgeApp(a *channel, data string) (bool, string) {
 		}
 	}
 	return false, cause
+}
+
+// splitOutsideQuotes splits s at sep outside single quotes, as
+// switch_separate_string splits a dial string's "|" list.
+func splitOutsideQuotes(s string, sep byte) []string {
+	var out []string
+	quoted, start := false, 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\':
+			i++
+		case s[i] == '\'':
+			quoted = !quoted
+		case s[i] == sep && !quoted:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+// pushOriginateCauseLocked records how a leg an originate created ended
+// for it in the calling leg's originate_causes, as FreeSWITCH 1.10.12
+// does after each dial string: "<uuid>;<cause>", NONE for the leg that
+// was bridged, pushed as "ARRAY::first|:second" when there are several.
+func pushOriginateCauseLocked(a *channel, uuid, cause string) {
+	item := uuid + ";" + cause
+	switch old := a.v.get("originate_causes"); {
+	case old == "":
+		a.v.set("originate_causes", item)
+	case strings.HasPrefix(old, "ARRAY::"):
+		a.v.set("originate_causes", old+"|:"+item)
+	default:
+		a.v.set("originate_causes", "ARRAY::"+old+"|:"+item)
+	}
 }
 
 // stopsSequence applies fail_on_single_reject to a failed dial string of a
@@ -999,16 +1041,18 @@ func (s *Server) runBridgeOne(a *channel, data string) (bool, string) {
 	case <-a.killCh:
 		s.mu.Lock()
 		s.requestHangupLocked(b, "ORIGINATOR_CANCEL", "send_cancel")
+		pushOriginateCauseLocked(a, b.uuid, "ORIGINATOR_CANCEL")
 		s.mu.Unlock()
 		return false, "ORIGINATOR_CANCEL"
 	case <-s.ctx.Done():
 		return false, "SYSTEM_SHUTDOWN"
 	}
 	if !strings.HasPrefix(res, "+OK") {
+		cause := strings.TrimSpace(strings.TrimPrefix(res, "-ERR"))
 		s.mu.Lock()
 		a.other, a.role = nil, ""
+		pushOriginateCauseLocked(a, b.uuid, cause)
 		s.mu.Unlock()
-		cause := strings.TrimSpace(strings.TrimPrefix(res, "-ERR"))
 		return false, cause
 	}
 	// Wait for B's answer (originate returns already on early media).
@@ -1018,11 +1062,13 @@ func (s *Server) runBridgeOne(a *channel, data string) (bool, string) {
 		s.mu.Lock()
 		a.other, a.role = nil, ""
 		cause := b.hangupCause
+		pushOriginateCauseLocked(a, b.uuid, cause)
 		s.mu.Unlock()
 		return false, cause
 	case <-a.killCh:
 		s.mu.Lock()
 		s.requestHangupLocked(b, "ORIGINATOR_CANCEL", "send_cancel")
+		pushOriginateCauseLocked(a, b.uuid, "ORIGINATOR_CANCEL")
 		s.mu.Unlock()
 		return false, "ORIGINATOR_CANCEL"
 	case <-s.ctx.Done():
@@ -1038,6 +1084,7 @@ func (s *Server) runBridgeOne(a *channel, data string) (bool, string) {
 		}
 		return false, "NORMAL_CLEARING"
 	}
+	pushOriginateCauseLocked(a, b.uuid, "NONE")
 	a.prof.calleeName, a.prof.calleeNumber = b.prof.calleeName, b.prof.destination
 	if a.progress.IsZero() && a.direction == "inbound" {
 		a.progress = s.clk.now()

@@ -57,6 +57,20 @@ func (s *Store) Usage(ctx context.Context, accountID string, f callbridge.UsageF
 		rep.Total.Margin += r.Margin
 	}
 	rep.Total.Key = "total"
+	if f.GroupBy == callbridge.GroupByCarrier {
+		// Answer-seizure ratios of the gateways, and of all of them.
+		var carried callbridge.UsageRow
+		for i := range rep.Rows {
+			if rep.Rows[i].Key == "" {
+				continue
+			}
+			rep.Rows[i].SetASR()
+			carried.Calls += rep.Rows[i].Calls
+			carried.Answered += rep.Rows[i].Answered
+		}
+		carried.SetASR()
+		rep.Total.Attempts, rep.Total.ASR = carried.Attempts, carried.ASR
+	}
 	return rep, nil
 }
 

@@ -1,8 +1,13 @@
-package controller
+// Package pricing is the HTTP API of what a call costs and which carrier
+// takes it: rate decks and their CSV rates, price quotes, and the
+// operator's carrier route plans (least-cost routing priced from the
+// decks). Its handlers are registered in controller's routes.go; it does
+// not price or route calls itself (rating and routing do) and speaks no
+// SQL (the stores are given to it).
+package pricing
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -12,6 +17,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller/internal/handler"
 	"callbridge/rating"
 
 	"github.com/gin-gonic/gin"
@@ -43,24 +49,24 @@ type DeckRefresher interface {
 	Refresh(ctx context.Context, id string) error
 }
 
-// refreshingDecks reloads a deck into this controller's registry as soon
+// RefreshingDecks reloads a deck into this controller's registry as soon
 // as it is written through this controller's API, so a quote or a call
 // right after the answer is priced by the new deck. Other controllers
 // learn of the write by LISTEN/NOTIFY a few milliseconds later; should the
 // reload fail, this one does too.
-type refreshingDecks struct {
+type RefreshingDecks struct {
 	RateDeckStore
-	sync DeckRefresher
-	log  *slog.Logger
+	Sync DeckRefresher
+	Log  *slog.Logger
 }
 
-func (r refreshingDecks) refresh(ctx context.Context, id string) {
-	if err := r.sync.Refresh(ctx, id); err != nil {
-		r.log.Warn("rate deck reload failed; waiting for NOTIFY", "deck", id, "error", err)
+func (r RefreshingDecks) refresh(ctx context.Context, id string) {
+	if err := r.Sync.Refresh(ctx, id); err != nil {
+		r.Log.Warn("rate deck reload failed; waiting for NOTIFY", "deck", id, "error", err)
 	}
 }
 
-func (r refreshingDecks) CreateRateDeck(ctx context.Context, d *rating.DeckInfo) error {
+func (r RefreshingDecks) CreateRateDeck(ctx context.Context, d *rating.DeckInfo) error {
 	err := r.RateDeckStore.CreateRateDeck(ctx, d)
 	if err == nil {
 		r.refresh(ctx, d.ID)
@@ -68,31 +74,13 @@ func (r refreshingDecks) CreateRateDeck(ctx context.Context, d *rating.DeckInfo)
 	return err
 }
 
-func (r refreshingDecks) ImportRates(ctx context.Context, deckID string, rates rating.RateSource, replace bool) (*rating.DeckInfo, error) {
+func (r RefreshingDecks) ImportRates(ctx context.Context, deckID string, rates rating.RateSource, replace bool) (*rating.DeckInfo, error) {
 	info, err := r.RateDeckStore.ImportRates(ctx, deckID, rates, replace)
 	if err == nil {
 		r.refresh(ctx, deckID)
 	}
 	return info, err
 }
-
-const adminKey = "callbridge.admin"
-
-// adminOrAccount accepts the operator's admin token (compared in constant
-// time; marks the request as the admin's) or an account's API key (puts
-// the account in the request context, like authenticate).
-func adminOrAccount(token string, auth gin.HandlerFunc) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if tok, ok := bearer(c); ok && token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(token)) == 1 {
-			c.Set(adminKey, true)
-			c.Next()
-			return
-		}
-		auth(c)
-	}
-}
-
-func isAdmin(c *gin.Context) bool { return c.GetBool(adminKey) }
 
 // deckFor returns deck id if the caller may see it: the admin sees every
 // deck, an account only its own (others are not found).
@@ -101,16 +89,16 @@ func deckFor(c *gin.Context, decks RateDeckStore, id string) (*rating.DeckInfo, 
 	if err != nil {
 		return nil, err
 	}
-	if !isAdmin(c) && d.AccountID != account(c).ID {
+	if !handler.IsAdmin(c) && d.AccountID != handler.Account(c).ID {
 		return nil, callbridge.Errorf(callbridge.ENOTFOUND, "rate deck not found")
 	}
 	return d, nil
 }
 
-// createRateDeck answers POST /v1/rate-decks with a rating.DeckInfo
+// CreateRateDeck answers POST /v1/rate-decks with a rating.DeckInfo
 // body. An account creates decks for itself only; the admin names the
 // account_id or, for a carrier deck, the gateway.
-func createRateDeck(decks RateDeckStore) gin.HandlerFunc {
+func CreateRateDeck(decks RateDeckStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var in struct {
 			AccountID     string       `json:"account_id"`
@@ -125,8 +113,8 @@ func createRateDeck(decks RateDeckStore) gin.HandlerFunc {
 			Holidays      []string     `json:"holidays"`
 			EffectiveFrom time.Time    `json:"effective_from"`
 		}
-		if err := decodeJSON(c, &in); err != nil {
-			writeError(c, err)
+		if err := handler.DecodeJSON(c, &in); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
 		d := &rating.DeckInfo{
@@ -137,48 +125,48 @@ func createRateDeck(decks RateDeckStore) gin.HandlerFunc {
 		if in.Precision != nil {
 			d.Precision = *in.Precision
 		}
-		if !isAdmin(c) {
+		if !handler.IsAdmin(c) {
 			if in.Gateway != "" {
-				writeError(c, callbridge.Errorf(callbridge.EFORBIDDEN, "carrier decks are the operator's"))
+				handler.WriteError(c, callbridge.Errorf(callbridge.EFORBIDDEN, "carrier decks are the operator's"))
 				return
 			}
-			if in.AccountID != "" && in.AccountID != account(c).ID {
-				writeError(c, callbridge.FieldError("account_id", "must be your own account or left out"))
+			if in.AccountID != "" && in.AccountID != handler.Account(c).ID {
+				handler.WriteError(c, callbridge.FieldError("account_id", "must be your own account or left out"))
 				return
 			}
-			d.AccountID = account(c).ID
+			d.AccountID = handler.Account(c).ID
 		}
 		if err := decks.CreateRateDeck(c.Request.Context(), d); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusCreated, d)
 	}
 }
 
-// listRateDecks answers GET /v1/rate-decks: the account's decks; for the
+// ListRateDecks answers GET /v1/rate-decks: the account's decks; for the
 // admin, the carrier decks or, with ?account_id=, an account's.
-func listRateDecks(decks RateDeckStore) gin.HandlerFunc {
+func ListRateDecks(decks RateDeckStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		owner := c.Query("account_id")
-		if !isAdmin(c) {
-			owner = account(c).ID
+		if !handler.IsAdmin(c) {
+			owner = handler.Account(c).ID
 		}
 		list, err := decks.RateDecks(c.Request.Context(), owner)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"rate_decks": list})
 	}
 }
 
-// getRateDeck answers GET /v1/rate-decks/{id}.
-func getRateDeck(decks RateDeckStore) gin.HandlerFunc {
+// GetRateDeck answers GET /v1/rate-decks/{id}.
+func GetRateDeck(decks RateDeckStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		d, err := deckFor(c, decks, c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, d)
@@ -195,17 +183,17 @@ type csvErrorJSON struct {
 	} `json:"error"`
 }
 
-// csvImportRoute is the route whose body may be as large as
+// CSVImportRoute is the route whose body may be as large as
 // Server.MaxCSVBytes.
-const csvImportRoute = "/v1/rate-decks/:id/rates"
+const CSVImportRoute = "/v1/rate-decks/:id/rates"
 
-// importRates answers POST /v1/rate-decks/{id}/rates with a text/csv
+// ImportRates answers POST /v1/rate-decks/{id}/rates with a text/csv
 // body in rating.Columns' format; ?mode=append (the default) adds the
 // rows, ?mode=replace replaces every rate of the deck. A bad file is
 // refused whole (400) with its bad rows. The body is streamed into the
 // database, so an import holds a constant amount of memory whatever the
 // file's size; slots bounds how many run at once (429 beyond).
-func importRates(decks RateDeckStore, slots *importSlots) gin.HandlerFunc {
+func ImportRates(decks RateDeckStore, slots *ImportSlots) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var replace bool
 		switch c.DefaultQuery("mode", "append") {
@@ -213,25 +201,25 @@ func importRates(decks RateDeckStore, slots *importSlots) gin.HandlerFunc {
 		case "replace":
 			replace = true
 		default:
-			writeError(c, callbridge.FieldError("mode", "must be append or replace"))
+			handler.WriteError(c, callbridge.FieldError("mode", "must be append or replace"))
 			return
 		}
 		if ct := c.ContentType(); ct != "text/csv" {
-			writeError(c, callbridge.Errorf(callbridge.EINVALID, "Content-Type must be text/csv"))
+			handler.WriteError(c, callbridge.Errorf(callbridge.EINVALID, "Content-Type must be text/csv"))
 			return
 		}
 		d, err := deckFor(c, decks, c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
-		who := adminKey
-		if !isAdmin(c) {
-			who = account(c).ID
+		who := handler.AdminOwner
+		if !handler.IsAdmin(c) {
+			who = handler.Account(c).ID
 		}
 		release, err := slots.acquire(who)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		defer release()
@@ -241,7 +229,7 @@ func importRates(decks RateDeckStore, slots *importSlots) gin.HandlerFunc {
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
-			writeError(c, callbridge.Errorf(callbridge.ETOOLARGE, "request body is larger than %d bytes", mbe.Limit))
+			handler.WriteError(c, callbridge.Errorf(callbridge.ETOOLARGE, "request body is larger than %d bytes", mbe.Limit))
 			return
 		case errors.As(err, &ce):
 			var body csvErrorJSON
@@ -254,7 +242,7 @@ func importRates(decks RateDeckStore, slots *importSlots) gin.HandlerFunc {
 			c.AbortWithStatusJSON(http.StatusBadRequest, body)
 			return
 		case err != nil:
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"rate_deck": info, "imported": src.n, "replaced": replace})
@@ -279,11 +267,11 @@ func (s *countingSource) Next() bool {
 // a slot: an import of a large deck takes seconds.
 const importRetryAfter = 5
 
-// importSlots bounds concurrent rate imports: at most perOwner at a time
+// ImportSlots bounds concurrent rate imports: at most perOwner at a time
 // for one account (or the admin), at most total in the process. Each
 // import holds a database transaction and a COPY stream, so the bound
 // keeps a burst of uploads from taking every connection.
-type importSlots struct {
+type ImportSlots struct {
 	perOwner, total int
 
 	mu      sync.Mutex
@@ -291,13 +279,13 @@ type importSlots struct {
 	n       int
 }
 
-func newImportSlots(perOwner, total int) *importSlots {
-	return &importSlots{perOwner: max(perOwner, 1), total: max(total, 1), running: map[string]int{}}
+func NewImportSlots(perOwner, total int) *ImportSlots {
+	return &ImportSlots{perOwner: max(perOwner, 1), total: max(total, 1), running: map[string]int{}}
 }
 
 // acquire takes a slot for owner, or answers ERATELIMIT with a
 // Retry-After when owner or the process has none free.
-func (s *importSlots) acquire(owner string) (release func(), err error) {
+func (s *ImportSlots) acquire(owner string) (release func(), err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -324,18 +312,18 @@ func (s *importSlots) acquire(owner string) (release func(), err error) {
 	}, nil
 }
 
-// exportRates answers GET /v1/rate-decks/{id}/rates: CSV when the client
+// ExportRates answers GET /v1/rate-decks/{id}/rates: CSV when the client
 // accepts text/csv, else JSON.
-func exportRates(decks RateDeckStore) gin.HandlerFunc {
+func ExportRates(decks RateDeckStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		d, err := deckFor(c, decks, c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		rates, err := decks.Rates(c.Request.Context(), d.ID)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if strings.Contains(c.GetHeader("Accept"), "text/csv") {
@@ -371,51 +359,51 @@ func appendQuote(b []byte, info *rating.DeckInfo, number callbridge.Number, at t
 	return append(b, '}')
 }
 
-// quote answers GET /v1/rates/quote?number=&at=&duration=[&deck=]: what a
+// Quote answers GET /v1/rates/quote?number=&at=&duration=[&deck=]: what a
 // call would cost under the account's deck in force at `at` (default now),
 // or under deck `deck` (the admin must name one). duration is whole
 // seconds ("90", as every other duration in the API) or Go syntax for
 // finer ones ("90s", "1m30.5s", "1500ms"); default one minute. Decks come
 // from the process's registry: a quote does no I/O.
-func quote(decks *rating.Registry) gin.HandlerFunc {
+func Quote(decks *rating.Registry) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		number, err := callbridge.ParseNumber(c.Query("number"))
 		if err != nil {
-			writeError(c, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err)))
+			handler.WriteError(c, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err)))
 			return
 		}
 		at := time.Now().UTC()
 		if s := c.Query("at"); s != "" {
 			if at, err = time.Parse(time.RFC3339Nano, s); err != nil {
-				writeError(c, callbridge.FieldError("at", "must be an RFC 3339 time"))
+				handler.WriteError(c, callbridge.FieldError("at", "must be an RFC 3339 time"))
 				return
 			}
 			at = at.UTC()
 		}
 		ms, err := parseDurationMS(c.DefaultQuery("duration", "60"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		var deck *rating.Deck
 		switch id := c.Query("deck"); {
 		case id != "":
 			// Another account's deck is as unknown as a missing one.
-			if deck = decks.Deck(id); deck != nil && !isAdmin(c) && deck.Info().AccountID != account(c).ID {
+			if deck = decks.Deck(id); deck != nil && !handler.IsAdmin(c) && deck.Info().AccountID != handler.Account(c).ID {
 				deck = nil
 			}
 			if deck == nil {
 				err = callbridge.Errorf(callbridge.ENOTFOUND, "rate deck not found")
 			}
-		case isAdmin(c):
+		case handler.IsAdmin(c):
 			err = callbridge.FieldError("deck", "the admin must name a deck")
 		default:
-			if deck = decks.AccountDeck(account(c).ID, at); deck == nil {
+			if deck = decks.AccountDeck(handler.Account(c).ID, at); deck == nil {
 				err = callbridge.Errorf(callbridge.ENOTFOUND, "rate deck not found")
 			}
 		}
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		r := deck.Price(rating.Usage{Number: number, Start: at, BillMS: ms})

@@ -1,12 +1,13 @@
-package controller
+package pricing
 
 import (
 	"bytes"
-	"callbridge"
-	"callbridge/rating"
 	"encoding/json"
 	"testing"
 	"time"
+
+	"callbridge"
+	"callbridge/rating"
 )
 
 // TestQuoteJSON checks the hand-written quote answer against

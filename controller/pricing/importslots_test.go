@@ -1,4 +1,4 @@
-package controller
+package pricing
 
 import (
 	"testing"
@@ -10,7 +10,7 @@ import (
 // import slots, the process at most its total; a release frees one slot,
 // once.
 func TestImportSlots(t *testing.T) {
-	slots := newImportSlots(2, 3)
+	slots := NewImportSlots(2, 3)
 	var releases []func()
 	for _, owner := range []string{"a", "a", "b"} {
 		r, err := slots.acquire(owner)

@@ -1,4 +1,4 @@
-package controller
+package handler
 
 import (
 	"bytes"
@@ -18,11 +18,11 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// decodeJSON reads one JSON object from the request body into v. It
+// DecodeJSON reads one JSON object from the request body into v. It
 // refuses unknown fields, wrong types, trailing data, invalid UTF-8 and
 // bodies over the size cap, each as a 4xx *callbridge.Error that names the
 // field where it can.
-func decodeJSON(c *gin.Context, v any) error {
+func DecodeJSON(c *gin.Context, v any) error {
 	if ct := c.ContentType(); ct != "" && ct != "application/json" {
 		return callbridge.Errorf(callbridge.EINVALID, "Content-Type must be application/json")
 	}
@@ -34,10 +34,10 @@ func decodeJSON(c *gin.Context, v any) error {
 		}
 		return callbridge.Errorf(callbridge.EINVALID, "cannot read request body")
 	}
-	return decodeJSONBytes(body, v)
+	return DecodeJSONBytes(body, v)
 }
 
-func decodeJSONBytes(body []byte, v any) error {
+func DecodeJSONBytes(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return callbridge.Errorf(callbridge.EINVALID, "request body must be a JSON object")
 	}
@@ -208,10 +208,10 @@ func kind(goType string) string {
 	return "an object of the right shape"
 }
 
-// queryLimit reads the limit of a list route: absent means the route's
+// QueryLimit reads the limit of a list route: absent means the route's
 // default (0 is returned), else a whole number from 1 to max. Every list
 // route reads it here, so limit=0 is refused everywhere alike.
-func queryLimit(c *gin.Context, max int) (int, error) {
+func QueryLimit(c *gin.Context, max int) (int, error) {
 	s := c.Query("limit")
 	if s == "" {
 		return 0, nil

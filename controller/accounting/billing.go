@@ -1,4 +1,10 @@
-package controller
+// Package accounting is the HTTP API of what was used and what is owed:
+// CDR listings and CSV exports, usage reports, invoices, balances, the
+// ledger, top-ups, billing profiles and the billing job runs. Its handlers
+// are registered in controller's routes.go; an account sees only its own
+// records and charges, the operator also the carriers' side. It does not
+// rate, bill or store anything itself (billing and the stores do).
+package accounting
 
 import (
 	"bytes"
@@ -8,6 +14,7 @@ import (
 
 	"callbridge"
 	"callbridge/billing"
+	"callbridge/controller/internal/handler"
 
 	"github.com/gin-gonic/gin"
 )
@@ -35,23 +42,23 @@ func wantFormat(c *gin.Context, html bool) (string, error) {
 }
 
 func billingLimit(c *gin.Context, def int) (int, error) {
-	n, err := queryLimit(c, 1000)
+	n, err := handler.QueryLimit(c, 1000)
 	if n == 0 {
 		n = def
 	}
 	return n, err
 }
 
-func listJobRuns(svc callbridge.BillingService) gin.HandlerFunc {
+func ListJobRuns(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		limit, err := billingLimit(c, 100)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		runs, err := svc.JobRuns(c.Request.Context(), c.Query("job"), limit)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"runs": runs})
@@ -105,46 +112,46 @@ func newAccountUsageReport(r *callbridge.UsageReport) accountUsageReport {
 	return v
 }
 
-// usageReport answers a usage report: to an account its own usage and
+// UsageReport answers a usage report: to an account its own usage and
 // charges (GET /v1/reports/usage), to the operator an account's with the
 // carriers' cost, the margin and the grouping by carrier (GET
 // /v1/admin/accounts/{id}/reports/usage).
-func usageReport(svc callbridge.BillingService, accounts callbridge.AccountService) gin.HandlerFunc {
+func UsageReport(svc callbridge.BillingService, accounts callbridge.AccountService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		operator := accounts != nil
 		acc, err := subjectAccount(c, accounts)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		format, err := wantFormat(c, false)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		var f callbridge.UsageFilter
 		if f.From, err = parseReportTime("from", c.Query("from")); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if f.To, err = parseReportTime("to", c.Query("to")); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		f.GroupBy = c.Query("group_by")
 		if f.GroupBy == callbridge.GroupByCarrier && !operator {
-			writeError(c, callbridge.FieldError("group_by", "must be day, destination or binding"))
+			handler.WriteError(c, callbridge.FieldError("group_by", "must be day, destination or binding"))
 			return
 		}
 		rep, err := svc.Usage(c.Request.Context(), acc, f)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if format == "csv" {
 			var buf bytes.Buffer
 			if err := billing.WriteUsageCSV(&buf, rep, operator); err != nil {
-				writeError(c, err)
+				handler.WriteError(c, err)
 				return
 			}
 			c.Header("Content-Disposition", `attachment; filename="usage.csv"`)
@@ -159,27 +166,27 @@ func usageReport(svc callbridge.BillingService, accounts callbridge.AccountServi
 	}
 }
 
-func listInvoices(svc callbridge.BillingService) gin.HandlerFunc {
+func ListInvoices(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		invs, err := svc.Invoices(c.Request.Context(), account(c).ID)
+		invs, err := svc.Invoices(c.Request.Context(), handler.Account(c).ID)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"invoices": invs})
 	}
 }
 
-func getInvoice(svc callbridge.BillingService, issuer billing.Issuer) gin.HandlerFunc {
+func GetInvoice(svc callbridge.BillingService, issuer billing.Issuer) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		format, err := wantFormat(c, true)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
-		inv, err := svc.Invoice(c.Request.Context(), account(c).ID, c.Param("id"))
+		inv, err := svc.Invoice(c.Request.Context(), handler.Account(c).ID, c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		var buf bytes.Buffer
@@ -196,7 +203,7 @@ func getInvoice(svc callbridge.BillingService, issuer billing.Issuer) gin.Handle
 			return
 		}
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		ct := map[string]string{"csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}[format]
@@ -214,19 +221,19 @@ type issueInvoicesRequest struct {
 	Draft bool `json:"draft"`
 }
 
-// issueInvoices issues the invoices and credit notes of a closed month
+// IssueInvoices issues the invoices and credit notes of a closed month
 // (201), or drafts them (200). A month that is not closed at the
 // server's clock is 409 with the date it closes.
-func issueInvoices(svc callbridge.BillingService, now func() time.Time) gin.HandlerFunc {
+func IssueInvoices(svc callbridge.BillingService, now func() time.Time) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req issueInvoicesRequest
-		if err := decodeJSON(c, &req); err != nil {
-			writeError(c, err)
+		if err := handler.DecodeJSON(c, &req); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
 		m, err := time.Parse("2006-01", req.Month)
 		if err != nil {
-			writeError(c, callbridge.FieldError("month", "must be a month YYYY-MM"))
+			handler.WriteError(c, callbridge.FieldError("month", "must be a month YYYY-MM"))
 			return
 		}
 		issue, status := svc.IssueInvoices, http.StatusCreated
@@ -235,7 +242,7 @@ func issueInvoices(svc callbridge.BillingService, now func() time.Time) gin.Hand
 		}
 		invs, err := issue(c.Request.Context(), m.Year(), m.Month(), req.AccountID, now())
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if invs == nil {
@@ -254,59 +261,59 @@ type topupRequest struct {
 	Reference string `json:"reference"`
 }
 
-func createTopup(svc callbridge.BillingService) gin.HandlerFunc {
+func CreateTopup(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req topupRequest
-		if err := decodeJSON(c, &req); err != nil {
-			writeError(c, err)
+		if err := handler.DecodeJSON(c, &req); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
 		e, err := svc.Topup(c.Request.Context(), c.Param("id"), req.AmountMicros, req.Reference)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		b, err := svc.Balance(c.Request.Context(), c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusCreated, gin.H{"entry": e, "balance": b})
 	}
 }
 
-func getBalance(svc callbridge.BillingService) gin.HandlerFunc {
+func GetBalance(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		b, err := svc.Balance(c.Request.Context(), account(c).ID)
+		b, err := svc.Balance(c.Request.Context(), handler.Account(c).ID)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, b)
 	}
 }
 
-func getLedger(svc callbridge.BillingService) gin.HandlerFunc {
+func GetLedger(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		limit, err := billingLimit(c, 100)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
-		es, err := svc.Ledger(c.Request.Context(), account(c).ID, limit)
+		es, err := svc.Ledger(c.Request.Context(), handler.Account(c).ID, limit)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"entries": es})
 	}
 }
 
-func getBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
+func GetBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		p, err := svc.Profile(c.Request.Context(), c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, p)
@@ -328,11 +335,11 @@ type profileRequest struct {
 	CustomerTaxNumber string `json:"customer_tax_number"`
 }
 
-func putBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
+func PutBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req profileRequest
-		if err := decodeJSON(c, &req); err != nil {
-			writeError(c, err)
+		if err := handler.DecodeJSON(c, &req); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
 		p := &callbridge.BillingProfile{
@@ -345,31 +352,31 @@ func putBillingProfile(svc callbridge.BillingService) gin.HandlerFunc {
 			p.PaymentDays = *req.PaymentDays
 		}
 		if err := svc.SetProfile(c.Request.Context(), p); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, p)
 	}
 }
 
-// unratedCalls lists the calls of a month that no rate priced, of one
+// UnratedCalls lists the calls of a month that no rate priced, of one
 // account (?account_id=) or of every account, for the operator to add the
 // missing rates (GET /v1/admin/reports/unrated).
-func unratedCalls(svc callbridge.BillingService) gin.HandlerFunc {
+func UnratedCalls(svc callbridge.BillingService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		format, err := wantFormat(c, false)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		m, err := time.Parse("2006-01", c.Query("month"))
 		if err != nil {
-			writeError(c, callbridge.FieldError("month", "must be a month YYYY-MM"))
+			handler.WriteError(c, callbridge.FieldError("month", "must be a month YYYY-MM"))
 			return
 		}
 		calls, err := svc.UnratedCalls(c.Request.Context(), m.Year(), m.Month(), c.Query("account_id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if format == "json" {
@@ -378,7 +385,7 @@ func unratedCalls(svc callbridge.BillingService) gin.HandlerFunc {
 		}
 		var buf bytes.Buffer
 		if err := billing.WriteUnratedCSV(&buf, calls); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.Header("Content-Disposition", `attachment; filename="unrated-`+m.Format("2006-01")+`.csv"`)

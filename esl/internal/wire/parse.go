@@ -1,4 +1,4 @@
-package esl
+package wire
 
 import (
 	"bytes"
@@ -6,29 +6,28 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"time"
 )
 
-// Reasons an event frame is dropped; each is logged and counted in
+// Reasons an event Frame is dropped; each is logged and counted in
 // Stats.FramesDropped.
 var (
-	errPlainNoBlankLine = errors.New("esl: plain event has no end of headers")
-	errPlainHeaderLine  = errors.New("esl: plain event has a malformed header line")
-	errPlainValue       = errors.New("esl: plain event has a control byte in a header value")
-	errPlainLength      = errors.New("esl: plain event has a bad inner Content-Length")
-	errJSONObject       = errors.New("esl: json event body is not a JSON object")
-	errJSONEmptyKey     = errors.New("esl: json event has an empty key")
-	errJSONBody         = errors.New("esl: json event _body is not a string")
+	ErrPlainNoBlankLine = errors.New("esl: plain event has no end of headers")
+	ErrPlainHeaderLine  = errors.New("esl: plain event has a malformed header line")
+	ErrPlainValue       = errors.New("esl: plain event has a control byte in a header value")
+	ErrPlainLength      = errors.New("esl: plain event has a bad inner Content-Length")
+	ErrJSONObject       = errors.New("esl: json event body is not a JSON object")
+	ErrJSONEmptyKey     = errors.New("esl: json event has an empty key")
+	ErrJSONBody         = errors.New("esl: json event _body is not a string")
 )
 
-// parser turns the bodies of text/event-plain and text/event-json frames
-// into Events. It keeps scratch buffers between calls, so each one serves a
+// Parser turns the bodies of text/event-plain and text/event-json frames
+// into header tables and bodies (of which package esl makes Events). It keeps scratch buffers between calls, so each one serves a
 // single goroutine (the event connection's reader).
 //
 // A plain body is a header block ("Name: value" lines ending at a blank
 // line, values URL-encoded by FreeSWITCH's switch_url_encode) and, when
 // the block has a Content-Length header, that many bytes of body. The
-// parser reads it in one pass, keeping names as sent. The event's text is
+// Parser reads it in one pass, keeping names as sent. The event's text is
 // one string: the body as received followed by the decoded form of the
 // values that needed decoding; headers are offsets into it. So an event
 // costs four allocations, none of them scanned by the garbage collector
@@ -37,7 +36,7 @@ var (
 // values), which is all FreeSWITCH sends, and gives the values
 // go-eventsocket gave: url.QueryUnescape's, or the value as sent when it
 // holds an escape QueryUnescape refuses.
-type parser struct {
+type Parser struct {
 	out    []byte
 	fields []field
 }
@@ -45,10 +44,10 @@ type parser struct {
 // maxPlainBody keeps every offset of a plain event within a uint32.
 const maxPlainBody = 1 << 30
 
-// plain parses a text/event-plain body.
-func (p *parser) plain(node string, body []byte, received time.Time) (Event, error) {
+// Plain parses a text/event-plain body into its headers and body.
+func (p *Parser) Plain(body []byte) (*Headers, string, error) {
 	if len(body) > maxPlainBody {
-		return Event{}, errPlainLength
+		return nil, "", ErrPlainLength
 	}
 	p.out = append(p.out[:0], body...)
 	p.fields = p.fields[:0]
@@ -57,7 +56,7 @@ func (p *parser) plain(node string, body []byte, received time.Time) (Event, err
 	for {
 		n := bytes.IndexByte(body[i:], '\n')
 		if n < 0 {
-			return Event{}, errPlainNoBlankLine
+			return nil, "", ErrPlainNoBlankLine
 		}
 		start := i
 		line := body[i : i+n]
@@ -76,12 +75,12 @@ func (p *parser) plain(node string, body []byte, received time.Time) (Event, err
 				break
 			}
 			if !isTokenByte(c) {
-				return Event{}, errPlainHeaderLine
+				return nil, "", ErrPlainHeaderLine
 			}
 			hash = (hash ^ uint32(lower(c))) * fnvPrime
 		}
 		if colon <= 0 {
-			return Event{}, errPlainHeaderLine
+			return nil, "", ErrPlainHeaderLine
 		}
 		// The value's offsets in body, trimmed of blanks.
 		vs, ve := start+colon+1, start+len(line)
@@ -95,7 +94,7 @@ func (p *parser) plain(node string, body []byte, received time.Time) (Event, err
 		decode := false
 		for _, c := range value {
 			if c < ' ' && c != '\t' || c == 0x7f {
-				return Event{}, errPlainValue
+				return nil, "", ErrPlainValue
 			}
 			decode = decode || c == '%' || c == '+'
 		}
@@ -114,44 +113,44 @@ func (p *parser) plain(node string, body []byte, received time.Time) (Event, err
 	if len(length) > 0 {
 		n, ok := parseLength(length)
 		if !ok || n > len(body)-i {
-			return Event{}, errPlainLength
+			return nil, "", ErrPlainLength
 		}
 		bodyEnd = i + n
 	}
 	text := string(p.out)
 	fields := make([]field, len(p.fields))
 	copy(fields, p.fields)
-	return newEvent(node, indexHeaders(text, fields), text[bodyStart:bodyEnd], received), nil
+	return indexHeaders(text, fields), text[bodyStart:bodyEnd], nil
 }
 
-// json parses a text/event-json body: a JSON object whose values
+// JSON parses a text/event-json body: a JSON object whose values
 // FreeSWITCH sends as strings (others are turned into strings by
-// headerString) and whose "_body" key, when a string, is the body.
-func (p *parser) json(node string, body []byte, received time.Time) (Event, error) {
+// HeaderString) and whose "_body" key, when a string, is the body.
+func (p *Parser) JSON(body []byte) (*Headers, string, error) {
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil || m == nil {
-		return Event{}, errJSONObject
+		return nil, "", ErrJSONObject
 	}
-	list := make([]header, 0, len(m))
+	list := make([]Header, 0, len(m))
 	text := ""
 	for k, v := range m {
 		if k == "" {
-			return Event{}, errJSONEmptyKey
+			return nil, "", ErrJSONEmptyKey
 		}
 		if k == "_body" && v != nil {
 			s, ok := v.(string)
 			if !ok {
-				return Event{}, errJSONBody
+				return nil, "", ErrJSONBody
 			}
 			text = s
 			continue
 		}
-		list = append(list, header{name: k, value: headerString(v)})
+		list = append(list, Header{Name: k, Value: HeaderString(v)})
 	}
 	// JSON objects are unordered; sorting makes which of two names
 	// differing only in case wins independent of map order.
-	slices.SortFunc(list, func(a, b header) int { return strings.Compare(a.name, b.name) })
-	return newEvent(node, newHeaderTable(list), text, received), nil
+	slices.SortFunc(list, func(a, b Header) int { return strings.Compare(a.Name, b.Name) })
+	return NewHeaders(list), text, nil
 }
 
 // appendUnescaped appends v decoded as url.QueryUnescape decodes it

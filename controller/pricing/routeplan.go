@@ -1,4 +1,4 @@
-package controller
+package pricing
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller/internal/handler"
 	"callbridge/rating"
 	"callbridge/routing"
 
@@ -50,21 +51,21 @@ type PlanRefresher interface {
 	Refresh(ctx context.Context, id string) error
 }
 
-// refreshingPlans reloads a plan into this controller's set as soon as
-// its API wrote it, as refreshingDecks does for decks.
-type refreshingPlans struct {
+// RefreshingPlans reloads a plan into this controller's set as soon as
+// its API wrote it, as RefreshingDecks does for decks.
+type RefreshingPlans struct {
 	RoutePlanStore
-	sync PlanRefresher
-	log  *slog.Logger
+	Sync PlanRefresher
+	Log  *slog.Logger
 }
 
-func (r refreshingPlans) refresh(ctx context.Context, id string) {
-	if err := r.sync.Refresh(ctx, id); err != nil {
-		r.log.Warn("route plan reload failed; waiting for NOTIFY", "plan", id, "error", err)
+func (r RefreshingPlans) refresh(ctx context.Context, id string) {
+	if err := r.Sync.Refresh(ctx, id); err != nil {
+		r.Log.Warn("route plan reload failed; waiting for NOTIFY", "plan", id, "error", err)
 	}
 }
 
-func (r refreshingPlans) CreateRoutePlan(ctx context.Context, p *routing.PlanInfo) error {
+func (r RefreshingPlans) CreateRoutePlan(ctx context.Context, p *routing.PlanInfo) error {
 	err := r.RoutePlanStore.CreateRoutePlan(ctx, p)
 	if err == nil {
 		r.refresh(ctx, p.ID)
@@ -72,7 +73,7 @@ func (r refreshingPlans) CreateRoutePlan(ctx context.Context, p *routing.PlanInf
 	return err
 }
 
-func (r refreshingPlans) DeleteRoutePlan(ctx context.Context, id string) error {
+func (r RefreshingPlans) DeleteRoutePlan(ctx context.Context, id string) error {
 	err := r.RoutePlanStore.DeleteRoutePlan(ctx, id)
 	if err == nil {
 		r.refresh(ctx, id)
@@ -80,7 +81,7 @@ func (r refreshingPlans) DeleteRoutePlan(ctx context.Context, id string) error {
 	return err
 }
 
-func (r refreshingPlans) ImportRoutes(ctx context.Context, planID string, src routing.RouteSource, replace bool) (*routing.PlanInfo, error) {
+func (r RefreshingPlans) ImportRoutes(ctx context.Context, planID string, src routing.RouteSource, replace bool) (*routing.PlanInfo, error) {
 	info, err := r.RoutePlanStore.ImportRoutes(ctx, planID, src, replace)
 	if err == nil {
 		r.refresh(ctx, planID)
@@ -88,25 +89,13 @@ func (r refreshingPlans) ImportRoutes(ctx context.Context, planID string, src ro
 	return info, err
 }
 
-// routeImportRoute is the route whose body may be as large as
+// RouteImportRoute is the route whose body may be as large as
 // Server.MaxCSVBytes, as a rate deck's.
-const routeImportRoute = "/v1/admin/route-plans/:id/routes"
+const RouteImportRoute = "/v1/admin/route-plans/:id/routes"
 
-// routePlanRoutes registers the route-plan API on admin (behind the
-// admin token): carrier routing is the operator's.
-func routePlanRoutes(admin *gin.RouterGroup, store RoutePlanStore, plans *routing.Plans, prices routing.PriceSource, health routing.HealthSource, imports *importSlots) {
-	admin.POST("/route-plans", createRoutePlan(store))
-	admin.GET("/route-plans", listRoutePlans(store))
-	admin.GET("/route-plans/:id", getRoutePlan(store))
-	admin.DELETE("/route-plans/:id", deleteRoutePlan(store))
-	admin.POST("/route-plans/:id/routes", importRoutes(store, imports))
-	admin.GET("/route-plans/:id/routes", exportRoutes(store))
-	admin.GET("/routes/resolve", resolveRoute(store, plans, prices, health))
-}
-
-// createRoutePlan answers POST /v1/admin/route-plans with a
+// CreateRoutePlan answers POST /v1/admin/route-plans with a
 // routing.PlanInfo body (without id, version and created_at).
-func createRoutePlan(store RoutePlanStore) gin.HandlerFunc {
+func CreateRoutePlan(store RoutePlanStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var in struct {
 			AccountID        string   `json:"account_id"`
@@ -119,8 +108,8 @@ func createRoutePlan(store RoutePlanStore) gin.HandlerFunc {
 			FailoverCauses   []string `json:"failover_causes"`
 			FailoverSIPCodes []int    `json:"failover_sip_codes"`
 		}
-		if err := decodeJSON(c, &in); err != nil {
-			writeError(c, err)
+		if err := handler.DecodeJSON(c, &in); err != nil {
+			handler.WriteError(c, err)
 			return
 		}
 		p := &routing.PlanInfo{
@@ -129,55 +118,55 @@ func createRoutePlan(store RoutePlanStore) gin.HandlerFunc {
 			FailoverCauses: in.FailoverCauses, FailoverSIPCodes: in.FailoverSIPCodes,
 		}
 		if err := store.CreateRoutePlan(c.Request.Context(), p); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusCreated, p)
 	}
 }
 
-// listRoutePlans answers GET /v1/admin/route-plans.
-func listRoutePlans(store RoutePlanStore) gin.HandlerFunc {
+// ListRoutePlans answers GET /v1/admin/route-plans.
+func ListRoutePlans(store RoutePlanStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		list, err := store.RoutePlans(c.Request.Context())
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"route_plans": list})
 	}
 }
 
-// getRoutePlan answers GET /v1/admin/route-plans/{id}.
-func getRoutePlan(store RoutePlanStore) gin.HandlerFunc {
+// GetRoutePlan answers GET /v1/admin/route-plans/{id}.
+func GetRoutePlan(store RoutePlanStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		p, err := store.RoutePlan(c.Request.Context(), c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, p)
 	}
 }
 
-// deleteRoutePlan answers DELETE /v1/admin/route-plans/{id} with 204.
-func deleteRoutePlan(store RoutePlanStore) gin.HandlerFunc {
+// DeleteRoutePlan answers DELETE /v1/admin/route-plans/{id} with 204.
+func DeleteRoutePlan(store RoutePlanStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if err := store.DeleteRoutePlan(c.Request.Context(), c.Param("id")); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.Status(http.StatusNoContent)
 	}
 }
 
-// importRoutes answers POST /v1/admin/route-plans/{id}/routes with a
+// ImportRoutes answers POST /v1/admin/route-plans/{id}/routes with a
 // text/csv body in routing.Columns' format; ?mode=append (the default)
 // adds the rows, ?mode=replace replaces every route of the plan. A bad
 // file is refused whole (400) with its bad rows. The body is streamed
 // into the database, in constant memory; imports share the rate decks'
 // slots (429 beyond).
-func importRoutes(store RoutePlanStore, slots *importSlots) gin.HandlerFunc {
+func ImportRoutes(store RoutePlanStore, slots *ImportSlots) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var replace bool
 		switch c.DefaultQuery("mode", "append") {
@@ -185,20 +174,20 @@ func importRoutes(store RoutePlanStore, slots *importSlots) gin.HandlerFunc {
 		case "replace":
 			replace = true
 		default:
-			writeError(c, callbridge.FieldError("mode", "must be append or replace"))
+			handler.WriteError(c, callbridge.FieldError("mode", "must be append or replace"))
 			return
 		}
 		if ct := c.ContentType(); ct != "text/csv" {
-			writeError(c, callbridge.Errorf(callbridge.EINVALID, "Content-Type must be text/csv"))
+			handler.WriteError(c, callbridge.Errorf(callbridge.EINVALID, "Content-Type must be text/csv"))
 			return
 		}
 		if _, err := store.RoutePlan(c.Request.Context(), c.Param("id")); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
-		release, err := slots.acquire(adminKey)
+		release, err := slots.acquire(handler.AdminOwner)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		defer release()
@@ -221,7 +210,7 @@ func writeImportError(c *gin.Context, err error) bool {
 	case err == nil:
 		return false
 	case errors.As(err, &mbe):
-		writeError(c, callbridge.Errorf(callbridge.ETOOLARGE, "request body is larger than %d bytes", mbe.Limit))
+		handler.WriteError(c, callbridge.Errorf(callbridge.ETOOLARGE, "request body is larger than %d bytes", mbe.Limit))
 	case errors.As(err, &ce):
 		var body csvErrorJSON
 		body.Error.Code = callbridge.EINVALID
@@ -232,7 +221,7 @@ func writeImportError(c *gin.Context, err error) bool {
 		body.Error.Rows = ce.Rows
 		c.AbortWithStatusJSON(http.StatusBadRequest, body)
 	default:
-		writeError(c, err)
+		handler.WriteError(c, err)
 	}
 	return true
 }
@@ -251,14 +240,14 @@ func (s *countingRoutes) Next() bool {
 	return ok
 }
 
-// exportRoutes answers GET /v1/admin/route-plans/{id}/routes: CSV,
+// ExportRoutes answers GET /v1/admin/route-plans/{id}/routes: CSV,
 // streamed row by row, when the client accepts text/csv, else JSON.
-func exportRoutes(store RoutePlanStore) gin.HandlerFunc {
+func ExportRoutes(store RoutePlanStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()
 		p, err := store.RoutePlan(ctx, c.Param("id"))
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if strings.Contains(c.GetHeader("Accept"), "text/csv") {
@@ -280,7 +269,7 @@ func exportRoutes(store RoutePlanStore) gin.HandlerFunc {
 			routes = append(routes, *r)
 			return nil
 		}); err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"route_plan": p, "routes": routes})
@@ -303,35 +292,35 @@ type planRef struct {
 	Version int64  `json:"version"`
 }
 
-// resolveRoute answers GET /v1/admin/routes/resolve?number=&at=
+// ResolveRoute answers GET /v1/admin/routes/resolve?number=&at=
 // [&account_id=|&plan_id=]: the gateways a call to number at at (default
 // now) would try, in order, with their buy prices, and every gateway of
 // the matched route with why it was kept or skipped. The plan is the
 // account's (its own, else the default), the default without account_id,
 // or plan_id's. Health is the process's view (unknown without one).
-func resolveRoute(store RoutePlanStore, plans *routing.Plans, prices routing.PriceSource, health routing.HealthSource) gin.HandlerFunc {
+func ResolveRoute(store RoutePlanStore, plans *routing.Plans, prices routing.PriceSource, health routing.HealthSource) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()
 		number, err := callbridge.ParseNumber(c.Query("number"))
 		if err != nil {
-			writeError(c, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err)))
+			handler.WriteError(c, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err)))
 			return
 		}
 		at := time.Now().UTC()
 		if s := c.Query("at"); s != "" {
 			if at, err = time.Parse(time.RFC3339Nano, s); err != nil {
-				writeError(c, callbridge.FieldError("at", "must be an RFC 3339 time"))
+				handler.WriteError(c, callbridge.FieldError("at", "must be an RFC 3339 time"))
 				return
 			}
 			at = at.UTC()
 		}
 		accountID, planID := c.Query("account_id"), c.Query("plan_id")
 		if accountID != "" && planID != "" {
-			writeError(c, callbridge.FieldError("plan_id", "give account_id or plan_id, not both"))
+			handler.WriteError(c, callbridge.FieldError("plan_id", "give account_id or plan_id, not both"))
 			return
 		}
 		if accountID != "" && !callbridge.IsUUID(accountID) {
-			writeError(c, callbridge.FieldError("account_id", "must be an account id"))
+			handler.WriteError(c, callbridge.FieldError("account_id", "must be an account id"))
 			return
 		}
 		var plan *routing.Plan
@@ -349,7 +338,7 @@ func resolveRoute(store RoutePlanStore, plans *routing.Plans, prices routing.Pri
 			err = callbridge.Errorf(callbridge.ENOTFOUND, "route plan not found")
 		}
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		res := &routing.Resolution{Candidates: make([]routing.Candidate, 0, routing.MaxGateways)}

@@ -1,4 +1,4 @@
-package controller
+package accounting
 
 import (
 	"encoding/csv"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/controller/internal/handler"
 
 	"github.com/gin-gonic/gin"
 )
@@ -15,7 +16,7 @@ import (
 // cdrCSVColumns are the columns of the operator's CSV export, in order;
 // an account's export leaves out cdrOperatorColumns.
 var cdrCSVColumns = []string{
-	"uuid", "other_uuid", "leg", "callback_id", "binding_id", "direction", "caller", "callee", "presented",
+	"uuid", "other_uuid", "leg", "attempt", "callback_id", "binding_id", "direction", "caller", "callee", "presented",
 	"gateway", "node", "start_at", "answer_at", "end_at", "duration_ms", "bill_ms", "hangup_cause", "q850",
 	"disposition", "sell", "sell_currency", "sell_deck_id", "sell_deck_version", "buy", "buy_currency", "flags",
 }
@@ -52,7 +53,7 @@ func newAccountCDR(c *callbridge.CDR) accountCDR {
 // one in the path, which must exist (ENOTFOUND, not an empty list).
 func subjectAccount(c *gin.Context, accounts callbridge.AccountService) (string, error) {
 	if accounts == nil {
-		return account(c).ID, nil
+		return handler.Account(c).ID, nil
 	}
 	id := c.Param("id")
 	if !callbridge.IsUUID(id) {
@@ -93,27 +94,27 @@ func cdrFilter(c *gin.Context, rules callbridge.NumberRules) (callbridge.CDRFilt
 		f.Number = string(n)
 	}
 	var err error
-	f.Limit, err = queryLimit(c, 1000)
+	f.Limit, err = handler.QueryLimit(c, 1000)
 	return f, err
 }
 
-// listCDRs answers GET /v1/cdrs with the account's CDRs, oldest first: a
+// ListCDRs answers GET /v1/cdrs with the account's CDRs, oldest first: a
 // page of JSON with the next page's cursor, or, when the client accepts
 // text/csv and not JSON, every CDR the filter selects as one CSV stream
 // (from the cursor on, if one is given). The account sees its own charge
 // (accountCDR); the operator (GET /v1/admin/accounts/{id}/cdrs) sees
 // every field, carrier gateway and cost included; operator is set on that
 // route only.
-func listCDRs(cdrs callbridge.CDRService, rules callbridge.NumberRules, operator callbridge.AccountService) gin.HandlerFunc {
+func ListCDRs(cdrs callbridge.CDRService, rules callbridge.NumberRules, operator callbridge.AccountService) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		acc, err := subjectAccount(c, operator)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		f, err := cdrFilter(c, rules)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if cdrWantsCSV(c.GetHeader("Accept")) {
@@ -122,7 +123,7 @@ func listCDRs(cdrs callbridge.CDRService, rules callbridge.NumberRules, operator
 		}
 		list, next, err := cdrs.CDRs(c.Request.Context(), acc, f)
 		if err != nil {
-			writeError(c, err)
+			handler.WriteError(c, err)
 			return
 		}
 		if operator != nil {
@@ -169,7 +170,7 @@ func exportCDRs(c *gin.Context, cdrs callbridge.CDRService, acc string, f callbr
 	f.Limit = 1000
 	list, next, err := cdrs.CDRs(c.Request.Context(), acc, f)
 	if err != nil {
-		writeError(c, err)
+		handler.WriteError(c, err)
 		return
 	}
 	c.Header("Content-Type", "text/csv; charset=utf-8")
@@ -192,6 +193,10 @@ func exportCDRs(c *gin.Context, cdrs callbridge.CDRService, acc string, f callbr
 		}
 	}
 }
+
+// CDRCSVHeader is the header of the CDR CSV export a customer
+// (operator: false) or the operator (every column) sees.
+func CDRCSVHeader(operator bool) []string { return cdrCSVView(cdrCSVColumns, operator) }
 
 // cdrCSVView returns row (or the header) as the reader may see it: whole
 // for the operator, without cdrOperatorColumns for an account.
@@ -223,11 +228,20 @@ func cdrCSVRow(r *callbridge.CDR, operator bool) []string {
 	}
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
 	return []string{
-		r.UUID, r.OtherUUID, r.Leg, r.CallbackID, r.BindingID, r.Direction, cdrCSVSafe(r.Caller), cdrCSVSafe(r.Callee),
+		r.UUID, r.OtherUUID, r.Leg, attempt(r.Attempt), r.CallbackID, r.BindingID, r.Direction, cdrCSVSafe(r.Caller), cdrCSVSafe(r.Callee),
 		cdrCSVSafe(r.Presented), cdrCSVSafe(r.Gateway), cdrCSVSafe(r.Node), ts(r.StartAt), ts(r.AnswerAt), ts(r.EndAt),
 		i(r.DurationMS), i(r.BillMS), r.HangupCause, strconv.Itoa(r.Q850), r.Disposition,
 		cdrMoney(r.Sell), r.SellCurrency, r.SellDeckID, i(r.SellDeckVersion), cdrMoney(r.Buy), r.BuyCurrency, flags.String(),
 	}
+}
+
+// attempt writes a CDR's attempt number, empty for a leg no route plan
+// routed.
+func attempt(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
 }
 
 // cdrMoney writes micro-units as a decimal amount with six decimals.

@@ -1,4 +1,9 @@
-package controller
+// Package handler holds what every handler of the HTTP API shares: the one
+// table mapping domain error codes to HTTP statuses and the error body,
+// strict JSON request decoding with its text checks, list limits, and the
+// caller (account or admin) a request is authenticated as. It registers
+// no route.
+package handler
 
 import (
 	"errors"
@@ -26,9 +31,9 @@ var statusOf = map[string]int{
 	callbridge.EUNAVAILABLE:    http.StatusServiceUnavailable,
 }
 
-// errorJSON is the body of every error answer:
+// ErrorJSON is the body of every error answer:
 // {"error":{"code":"invalid","message":"...","field":"a"}}.
-type errorJSON struct {
+type ErrorJSON struct {
 	Error struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
@@ -36,15 +41,15 @@ type errorJSON struct {
 	} `json:"error"`
 }
 
-func errorBody(code, message, field string) errorJSON {
-	var e errorJSON
+func ErrorBody(code, message, field string) ErrorJSON {
+	var e ErrorJSON
 	e.Error.Code, e.Error.Message, e.Error.Field = code, message, field
 	return e
 }
 
-// writeError answers with err's code and message. Internal errors are
+// WriteError answers with err's code and message. Internal errors are
 // logged and their text is never shown to the client.
-func writeError(c *gin.Context, err error) {
+func WriteError(c *gin.Context, err error) {
 	code := callbridge.ErrorCode(err)
 	status, ok := statusOf[code]
 	if !ok {
@@ -59,5 +64,5 @@ func writeError(c *gin.Context, err error) {
 	} else if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		c.Header("Retry-After", "1")
 	}
-	c.AbortWithStatusJSON(status, errorBody(code, callbridge.ErrorMessage(err), callbridge.ErrorField(err)))
+	c.AbortWithStatusJSON(status, ErrorBody(code, callbridge.ErrorMessage(err), callbridge.ErrorField(err)))
 }

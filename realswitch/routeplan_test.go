@@ -1,0 +1,187 @@
+//go:build realswitch
+
+package realswitch_test
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"callbridge"
+	"callbridge/realswitch"
+)
+
+// TestBindingRoutePlan proves binding calls through an account's route
+// plan on FreeSWITCH 1.10.12, with three sipp carriers and their buy
+// decks: "refuser" (the cheapest, answers every INVITE 503), "carrier"
+// and "backup" (the dearest), both answering as the number says.
+//
+//   - The cheapest carrier refuses: the call connects through the other;
+//     the CDRs show both attempts, numbered and linked to the caller's
+//     leg, the refused one unanswered at no cost, the connected one
+//     priced from backup's buy deck.
+//   - The cheaper carrier answers: it carries the call, alone.
+//   - The callee is busy (486): the call ends busy, never tried on the
+//     other carrier.
+func TestBindingRoutePlan(t *testing.T) {
+	t.Parallel()
+	own := startOwn(t, realswitch.Options{Carriers: []realswitch.CarrierOption{
+		{Name: "refuser", CarrierConfig: realswitch.CarrierConfig{Refuse: 503}},
+		{Name: "backup"},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	acct, err := own.NewAccount(ctx, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acct.CreateSellDeck(ctx, "sell", "prefix,per_minute,first_increment,next_increment\n49,0.06,1,1\n"); err != nil {
+		t.Fatal(err)
+	}
+	for gw, perMinute := range map[string]string{"refuser": "0.006", "carrier": "0.012", "backup": "0.030"} {
+		if _, err := own.Admin.CreateBuyDeck(ctx, gw, "prefix,per_minute,first_increment,next_increment\n49,"+perMinute+",1,1\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Scenario 700's callees go through refuser then backup, 701's and
+	// 702's through carrier then backup: least_cost orders each route
+	// from the buy decks, whatever order the route lists.
+	if _, err := own.Admin.CreateRoutePlan(ctx, map[string]any{"name": "carriers", "account_id": acct.AccountID, "time_zone": "UTC", "currency": "EUR", "max_attempts": 2},
+		"prefix,description,strategy,gateways,days,from,until,priority\n"+
+			"49300700,refused first,least_cost,backup;refuser,all,00:00,24:00,0\n"+
+			"49300701,cheaper answers,least_cost,backup;carrier,all,00:00,24:00,0\n"+
+			"49300702,busy callee,least_cost,backup;carrier,all,00:00,24:00,0\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The controller compiles the plan and joins it with the decks
+	// (LISTEN/NOTIFY); give it a moment before the first call.
+	time.Sleep(time.Second)
+
+	// call binds x (XB) to b, dials x and returns the final status the
+	// caller got and the binding's outbound CDRs by attempt, once all
+	// wantLegs CDRs (inbound included) are stored.
+	call := func(t *testing.T, x, b string, wantLegs int) (int, map[int]*callbridge.CDR, string) {
+		t.Helper()
+		binding := bind(ctx, t, acct, x, map[string]any{"mode": "XB", "b": b})
+		phone, err := realswitch.Dial(ctx, own.Switch.ExternalSIP, realswitch.Number(709, "999"), x, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		final, _ := phone.Final()
+		var cdrs []*callbridge.CDR
+		for len(cdrs) < wantLegs {
+			if cdrs, err = own.Admin.AccountCDRs(ctx, acct.AccountID, url.Values{"binding_id": {binding.ID}}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%d CDRs, want %d", len(cdrs), wantLegs)
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		out, inbound := map[int]*callbridge.CDR{}, ""
+		for _, c := range cdrs {
+			t.Logf("CDR %s leg %s attempt %d gateway %q other %s cause %s bill %d ms buy %d (%s) sell %d",
+				c.UUID, c.Leg, c.Attempt, c.Gateway, c.OtherUUID, c.HangupCause, c.BillMS, c.Buy, c.BuyDeckID, c.Sell)
+			switch c.Leg {
+			case callbridge.LegOutbound:
+				out[c.Attempt] = c
+			case callbridge.LegInbound:
+				inbound = c.UUID
+			}
+		}
+		if len(cdrs) != wantLegs {
+			t.Errorf("%d CDRs, want %d", len(cdrs), wantLegs)
+		}
+		return final.Status, out, inbound
+	}
+
+	t.Run("cheapest refuses: fails over", func(t *testing.T) {
+		b := realswitch.Number(700, realswitch.Hold(2))
+		status, attempts, inbound := call(t, realswitch.Number(703, "901"), b, 3)
+		if status != 200 {
+			t.Errorf("the caller got %d, want 200", status)
+		}
+		first, second := attempts[1], attempts[2]
+		if first == nil || second == nil {
+			t.Fatalf("attempts %v, want 1 and 2", attempts)
+		}
+		if first.Gateway != "refuser" || first.HangupCause != "NORMAL_TEMPORARY_FAILURE" || first.Answered() || first.Buy != 0 || first.Sell != 0 || first.OtherUUID != inbound {
+			t.Errorf("attempt 1: gateway %s cause %s answered %v buy %d sell %d other %s; want refuser, NORMAL_TEMPORARY_FAILURE, unanswered, free, linked to %s",
+				first.Gateway, first.HangupCause, first.Answered(), first.Buy, first.Sell, first.OtherUUID, inbound)
+		}
+		// backup's deck: 0.030/min per second = 500 µ/s.
+		if want := 500 * ((second.BillMS + 999) / 1000); second.Gateway != "backup" || !second.Answered() || second.BillMS < 1500 || second.Buy != want || second.OtherUUID != inbound {
+			t.Errorf("attempt 2: gateway %s answered %v bill %d buy %d other %s; want backup, answered, about 2 s, %d from backup's deck, linked to %s",
+				second.Gateway, second.Answered(), second.BillMS, second.Buy, second.OtherUUID, want, inbound)
+		}
+		if _, err := own.Carriers["refuser"].WaitCall(ctx, realswitch.Digits(b), realswitch.Call.Ended); err != nil {
+			t.Errorf("refuser never saw the call: %v", err)
+		}
+	})
+
+	t.Run("cheaper answers: used alone", func(t *testing.T) {
+		b := realswitch.Number(701, realswitch.Hold(2))
+		status, attempts, inbound := call(t, realswitch.Number(704, "901"), b, 2)
+		c := attempts[1]
+		if status != 200 || len(attempts) != 1 || c == nil {
+			t.Fatalf("caller got %d, attempts %v; want 200 and one attempt", status, attempts)
+		}
+		// carrier's deck: 0.012/min = 200 µ/s.
+		if want := 200 * ((c.BillMS + 999) / 1000); c.Gateway != "carrier" || !c.Answered() || c.Buy != want || c.OtherUUID != inbound {
+			t.Errorf("attempt 1: gateway %s answered %v buy %d other %s; want carrier, answered, %d, linked to %s", c.Gateway, c.Answered(), c.Buy, c.OtherUUID, want, inbound)
+		}
+		if calls, err := own.Carriers["backup"].Calls(); err == nil {
+			for _, call := range calls {
+				if call.Number == realswitch.Digits(b) {
+					t.Errorf("backup was dialled too")
+				}
+			}
+		}
+	})
+
+	t.Run("busy callee: no failover", func(t *testing.T) {
+		b := realswitch.Number(702, realswitch.Busy)
+		status, attempts, _ := call(t, realswitch.Number(705, "901"), b, 2)
+		c := attempts[1]
+		if status != 486 || len(attempts) != 1 || c == nil {
+			t.Fatalf("caller got %d, attempts %v; want 486 and one attempt", status, attempts)
+		}
+		if c.Gateway != "carrier" || c.HangupCause != "USER_BUSY" || c.Answered() || c.Buy != 0 {
+			t.Errorf("attempt 1: gateway %s cause %s; want carrier, USER_BUSY, unanswered, free", c.Gateway, c.HangupCause)
+		}
+		if calls, err := own.Carriers["backup"].Calls(); err == nil {
+			for _, call := range calls {
+				if call.Number == realswitch.Digits(b) {
+					t.Errorf("backup was dialled after the callee was busy")
+				}
+			}
+		}
+	})
+
+	// The operator's usage report by carrier: refuser 1 attempt, ASR 0;
+	// backup and carrier as carried.
+	var rep callbridge.UsageReport
+	today := time.Now().UTC().Format(time.DateOnly)
+	tomorrow := time.Now().UTC().Add(24 * time.Hour).Format(time.DateOnly)
+	if err := own.Admin.Do(ctx, "GET", "/v1/admin/accounts/"+acct.AccountID+"/reports/usage?group_by=carrier&from="+today+"&to="+tomorrow, nil, 200, &rep); err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]callbridge.UsageRow{}
+	for _, r := range rep.Rows {
+		rows[r.Key] = r
+		if r.ASR != nil {
+			t.Logf("carrier %s: attempts %d answered %d ASR %.4f margin %d", r.Key, r.Attempts, r.Answered, *r.ASR, r.Margin)
+		}
+	}
+	if r := rows["refuser"]; r.Attempts != 1 || r.ASR == nil || *r.ASR != 0 || r.Buy != 0 {
+		t.Errorf("refuser's row %+v, want 1 attempt, ASR 0, no cost", r)
+	}
+	if r := rows["carrier"]; r.Attempts != 2 || r.ASR == nil || *r.ASR != 0.5 || r.Margin <= 0 {
+		t.Errorf("carrier's row %+v, want 2 attempts, ASR 0.5, a margin", r)
+	}
+	if r := rows["backup"]; r.Attempts != 1 || r.ASR == nil || *r.ASR != 1 || r.Margin <= 0 {
+		t.Errorf("backup's row %+v, want 1 attempt, ASR 1, a margin", r)
+	}
+}
