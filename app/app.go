@@ -19,6 +19,7 @@ import (
 	"callbridge"
 	"callbridge/billing"
 	"callbridge/callback"
+	"callbridge/carrier"
 	"callbridge/cdr"
 	"callbridge/controller"
 	"callbridge/dialplan"
@@ -72,6 +73,13 @@ type Config struct {
 	Gateway        string
 	Prompts        map[string]string
 	FailurePrompts map[callbridge.FailReason]string
+	// GatewayLimits are the carrier gateways' caps, shared by every
+	// controller through PostgreSQL; Breaker configures their circuit
+	// breakers; GatewayPollInterval is how often each node is asked for
+	// their sofia state (carrier.Config).
+	GatewayLimits       map[string]routing.Limits
+	Breaker             routing.BreakerConfig
+	GatewayPollInterval time.Duration
 	// QueueWait and RefusedRetry shape the callback engine's admission and
 	// its retries of refused legs (callback.Config).
 	QueueWait    time.Duration
@@ -108,9 +116,11 @@ type App struct {
 	Metrics *metrics.Metrics
 	// Nodes are the ESL clients, one per configured node.
 	Nodes []*esl.Client
-	// Gateways is the live view of the carrier gateways route plans
-	// resolve against.
-	Gateways *routing.Gateways
+	// Gateways is the carrier gateways' live state: their sofia state on
+	// the nodes, their caps across controllers and their breakers. Every
+	// outbound attempt is claimed with Gateways.Begin and ended with
+	// Gateways.End.
+	Gateways *carrier.Gateways
 	// Callbacks is the callback engine; CDRs the CDR pipeline.
 	Callbacks *callback.Engine
 	CDRs      *cdr.Pipeline
@@ -171,7 +181,9 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 			ProbeInterval: cfg.ESLProbeInterval, JobTimeout: cfg.ESLJobTimeout,
 			OnJobDone: mtr.ObserveJob(addr),
 			OnProbe:   mtr.ObserveProbe(addr),
-			Logger:    log.With("component", "esl"), // the client names its node on every line
+			// The gateways' state changes (carrier.Gateways.Watch).
+			Subclasses: []string{esl.GatewayStateSubclass},
+			Logger:     log.With("component", "esl"), // the client names its node on every line
 		})
 		a.Nodes = append(a.Nodes, c)
 	}
@@ -189,6 +201,25 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	a.goWork("rate decks", func(ctx context.Context) error { return deckSync.Run(ctx, a.decksReady) })
 	srv.RateDecks, srv.Decks, srv.DeckSync = postgres.NewRateDeckService(db), decks, deckSync
 
+	// carrier gateways: each node's sofia view of them (polled and
+	// followed by events), their caps counted across controllers in
+	// PostgreSQL, and their breakers. Resolution reads them; every
+	// outbound attempt claims and ends through them.
+	gateways := carrier.New(carrier.Config{
+		Breaker:      cfg.Breaker,
+		Limits:       cfg.GatewayLimits,
+		Slots:        postgres.NewGatewaySlots(db),
+		Owner:        cfg.Owner,
+		PollInterval: cfg.GatewayPollInterval,
+		OnRefused:    mtr.ObserveGatewayRefused,
+		Logger:       log.With("component", "gateways"),
+	})
+	a.Gateways = gateways
+	srv.GatewayHealth = gateways
+	mtr.WatchGateways(gateways.Snapshot)
+	a.goWork("gateway slots", gateways.Run)
+	a.goWork("gateway state", func(ctx context.Context) error { return gateways.Watch(ctx, a.Nodes...) })
+
 	// carrier routing: the route plans, compiled once per version in this
 	// process and kept current by LISTEN/NOTIFY like the decks; each is
 	// joined with its gateways' buy decks into a table that the sync
@@ -197,12 +228,10 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	planSync := postgres.NewPlanSync(db, plans, decks, log.With("component", "route-plans"))
 	a.goWork("route plans", func(ctx context.Context) error { return planSync.Run(ctx, nil) })
 	srv.RoutePlans, srv.Plans, srv.PlanSync = postgres.NewRoutePlanService(db), plans, planSync
-	// The live view of the carrier gateways resolution reads: binding
-	// calls' attempts feed each gateway's circuit breaker from their CDRs
-	// (cdr.Config.OnAttempt below), so a carrier that keeps refusing is
-	// skipped until its cool-down ends.
-	gateways := &routing.Gateways{}
-	a.Gateways = gateways
+	// Binding calls' attempts feed each gateway's circuit breaker from
+	// their CDRs (cdr.Config.OnAttempt below, through the gateways above),
+	// so a carrier that keeps refusing is skipped until its cool-down
+	// ends.
 
 	// prepaid: calls of prepaid accounts (inbound binding calls and each
 	// callback leg) are authorised against the balance before they are
@@ -268,7 +297,8 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 		// Each leg is routed by the account's plan (else the default
 		// plan; neither: cfg.Gateway) and fails over on carrier failures.
 		Routes:         callback.PlanRouter(plans, routing.Sources{Prices: decks, Health: gateways}),
-		Gateways:       callback.LocalGateways{Gateways: gateways},
+		Gateways:       gateways,
+		OnFailover:     func(from, _ string) { mtr.ObserveFailover(from) },
 		Prompts:        cfg.Prompts,
 		FailurePrompts: cfg.FailurePrompts,
 		RecordDir:      cfg.RecordDir,
@@ -329,7 +359,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 		Logger:   cdrLog,
 		// The "stale-calls" job below sweeps, once per minute cluster-wide.
 		SweepInterval: -1,
-		OnAttempt:     attemptOutcome(plans, gateways),
+		OnAttempt:     attemptOutcome(plans, gateways, mtr.ObserveAttempt),
 	})
 	if err != nil {
 		return nil, err
@@ -371,23 +401,34 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	return a, nil
 }
 
-// attemptOutcome feeds a gateway's breaker with how a binding call's
-// attempt through it ended, judged by the failover policy of the
-// account's route plan (the default policy when it has none): a carrier
-// failure counts towards opening the breaker, anything else closes it.
-// Callback legs are left out: the callback engine claims and ends their
-// attempts itself (routing.Gateways.Begin and End).
-func attemptOutcome(plans *routing.Plans, gateways *routing.Gateways) func(*callbridge.CDR) {
+// attemptOutcome counts every leg a route plan's gateway carried (callback
+// and binding calls) by outcome for the gateway's metrics, and feeds the
+// gateway's breaker with how a binding call's attempt ended, judged by the
+// failover policy of the account's route plan (the default policy when it
+// has none): a carrier failure counts towards opening the breaker,
+// anything else closes it. Callback legs' breakers are left out: the
+// callback engine claims and ends their attempts itself
+// (carrier.Gateways.Begin and End).
+func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways, observe func(gateway, outcome string)) func(*callbridge.CDR) {
 	fallback, _ := routing.NewPolicy(nil, nil)
 	return func(c *callbridge.CDR) {
-		if c.Leg != callbridge.LegOutbound {
-			return
-		}
 		policy := fallback
 		if p := plans.For(c.AccountID); p != nil {
 			policy = p.Policy()
 		}
-		gateways.Record(c.Gateway, c.EndAt, policy.Classify(c.HangupCause, c.SIPStatus) == routing.Failover)
+		failed := policy.Classify(c.HangupCause, c.SIPStatus) == routing.Failover
+		switch {
+		case !c.AnswerAt.IsZero():
+			observe(c.Gateway, metrics.AttemptAnswered)
+		case failed:
+			observe(c.Gateway, metrics.AttemptCarrierFailure)
+		default:
+			observe(c.Gateway, metrics.AttemptUnanswered)
+		}
+		if c.Leg != callbridge.LegOutbound {
+			return
+		}
+		gateways.Record(c.Gateway, c.EndAt, failed)
 	}
 }
 

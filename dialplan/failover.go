@@ -72,6 +72,10 @@ var fsCauses = []string{
 	"NO_PICKUP", "UNKNOWN",
 }
 
+// IsCause reports whether s is a hang-up cause name FreeSWITCH 1.10
+// knows (CAUSE_CHART in src/switch_channel.c), which a failover may name.
+func IsCause(s string) bool { return contains(fsCauses, s) }
+
 // checkFailover validates d's gateways and failover causes.
 func checkFailover(d Decision) error {
 	if len(d.Gateways) == 0 {

@@ -43,6 +43,7 @@ type Metrics struct {
 	webhooks     *prometheus.CounterVec
 	eslProbes    *prometheus.HistogramVec
 	dialplanLate prometheus.Counter
+	gateways     gatewayMetrics
 }
 
 // New returns a registry holding the Go runtime and process
@@ -98,6 +99,7 @@ func New() *Metrics {
 		Help: "/fs/dialplan requests answered after FreeSWITCH's xml_curl timeout (CALLBRIDGE_DIALPLAN_TIMEOUT), timed from their arrival: calls FreeSWITCH sent to its fallback.",
 	})
 	reg.MustRegister(m.httpRequests, m.httpDuration, m.eslJobs, m.callbacks, m.jobRuns, m.jobDuration, m.jobSuccess, m.webhooks, m.dialplanLate, m.eslProbes)
+	m.gateways = newGatewayMetrics(reg)
 	return m
 }
 

@@ -58,7 +58,23 @@ func (c *Carriers) route(d dialplan.Decision, now time.Time, logger *slog.Logger
 	for i, a := range attempts {
 		gateways[i] = a.Gateway
 	}
-	d = d.Failover(gateways, plan.Policy().Causes())
+	// A plan may name a cause FreeSWITCH does not know (the plan's API
+	// only checks its form): it could never end a leg, so it is left out
+	// rather than making the dialplan unrenderable. Without any cause
+	// left the call goes through the first gateway alone.
+	causes := plan.Policy().Causes()
+	known := causes[:0]
+	for _, c := range causes {
+		if dialplan.IsCause(c) {
+			known = append(known, c)
+		} else {
+			logger.Warn("route plan: failover cause unknown to FreeSWITCH ignored", "plan", plan.Info().ID, "cause", c)
+		}
+	}
+	if len(known) == 0 {
+		gateways = gateways[:1]
+	}
+	d = d.Failover(gateways, known)
 	d.PostDial = time.Duration(res.PostDialMS) * time.Millisecond
 	return d
 }

@@ -105,6 +105,18 @@ func TestCarriersRoute(t *testing.T) {
 			t.Errorf("want failover on GATEWAY_DOWN only and the ring timeout:\n%s", doc)
 		}
 	})
+	t.Run("causes FreeSWITCH does not know", func(t *testing.T) {
+		c, _ := carriersFor(t, routing.PlanInfo{Default: true, FailoverCauses: []string{"NOT_A_CAUSE", "GATEWAY_DOWN"}}, two)
+		doc := answer(t, &privacy.Routing{Carriers: c})
+		if !strings.Contains(doc, "fail_on_single_reject=&apos;!GATEWAY_DOWN&apos;") || strings.Contains(doc, "NOT_A_CAUSE") {
+			t.Errorf("want the unknown cause left out:\n%s", doc)
+		}
+		c, _ = carriersFor(t, routing.PlanInfo{Default: true, FailoverCauses: []string{"NOT_A_CAUSE"}}, two)
+		doc = answer(t, &privacy.Routing{Carriers: c})
+		if !strings.Contains(doc, "}[callbridge_gateway=cheap,callbridge_attempt=1]sofia/gateway/cheap/4917022222\"/>") || strings.Contains(doc, "fail_on_single_reject") {
+			t.Errorf("without a known cause, want the first gateway alone:\n%s", doc)
+		}
+	})
 	t.Run("max attempts", func(t *testing.T) {
 		c, _ := carriersFor(t, routing.PlanInfo{Default: true, MaxAttempts: 1}, append(two, routing.Target{Gateway: "spare"}))
 		doc := answer(t, &privacy.Routing{Carriers: c})

@@ -27,6 +27,17 @@ type Limits struct {
 	MaxCPS int `json:"max_cps,omitempty"`
 }
 
+// Load is a gateway's calls across controllers, as a count they share
+// (PostgreSQL) reports it.
+type Load struct {
+	// Gateway is the gateway's name.
+	Gateway string
+	// Active is how many calls go through it now.
+	Active int
+	// Started is how many calls through it started in the last second.
+	Started int
+}
+
 // Gateways is a process's live view of its carrier gateways: the switch's
 // state of each (SetSofia), a circuit breaker each (configured by
 // Breaker), the calls this process has in progress and started this

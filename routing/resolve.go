@@ -308,6 +308,10 @@ func cheaper(a, b *Candidate) bool {
 	return a.PerMinute < b.PerMinute
 }
 
+// Reason is the verdict on the gateway's health alone: ReasonOK,
+// ReasonProbe, or the reason it is skipped.
+func (h Health) Reason() Reason { return healthReason(h) }
+
 // healthReason is the verdict on a gateway's health alone.
 func healthReason(h Health) Reason {
 	switch {

@@ -91,8 +91,9 @@ type Controller struct {
 }
 
 // subscribers is how many components read a node's events in app.New:
-// the callback engine, the CDR pipeline and the binding calls.
-const subscribers = 3
+// the callback engine, the CDR pipeline, the binding calls and the
+// gateways' state watch.
+const subscribers = 4
 
 // Run starts a controller over db like Start, serves its API over HTTP
 // and, with opts.Switch, gives it a simulated node. It returns once every

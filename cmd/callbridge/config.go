@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"callbridge"
 	"callbridge/billing"
 	"callbridge/esl"
+	"callbridge/routing"
 )
 
 // promptCheckUUID stands in for a channel when a prompt path is checked
@@ -83,6 +85,20 @@ type Config struct {
 	// Gateway is the carrier gateway callbacks are placed through
 	// (CALLBRIDGE_GATEWAY, "carrier").
 	Gateway string
+	// GatewayLimits caps carrier gateways' concurrent calls and calls per
+	// second across every controller (CALLBRIDGE_GATEWAY_LIMITS,
+	// "NAME=CALLS/CPS,..."; 0 leaves one uncapped; empty caps none).
+	GatewayLimits map[string]routing.Limits
+	// BreakerFailures consecutive carrier failures open a gateway's
+	// circuit breaker (CALLBRIDGE_BREAKER_FAILURES, 5), for
+	// BreakerCooldown before a call probes it again
+	// (CALLBRIDGE_BREAKER_COOLDOWN, "30s").
+	BreakerFailures int
+	BreakerCooldown time.Duration
+	// GatewayPollInterval is how often each node is asked for its sofia
+	// gateways' state (CALLBRIDGE_GATEWAY_POLL_INTERVAL, "10s"); changes
+	// also arrive at once as sofia::gateway_state events.
+	GatewayPollInterval time.Duration
 	// LogLevel is debug, info, warn or error (CALLBRIDGE_LOG_LEVEL, "info").
 	LogLevel slog.Level
 	// LogFormat is json or text (CALLBRIDGE_LOG_FORMAT, "json").
@@ -212,6 +228,13 @@ func settings() []setting {
 		{"queue-wait", "CALLBRIDGE_QUEUE_WAIT", "30s", "callbacks due beyond what the nodes place in this long are refused with 503", durationSetter(func(c *Config, d time.Duration) { c.QueueWait = d })},
 		{"refused-retry", "CALLBRIDGE_REFUSED_RETRY", "60s", "how long a callback whose leg A the nodes refuse is placed again", durationSetter(func(c *Config, d time.Duration) { c.RefusedRetry = d })},
 		{"gateway", "CALLBRIDGE_GATEWAY", "carrier", "carrier gateway for callbacks", func(c *Config, v string) error { c.Gateway = v; return nil }},
+		{"gateway-limits", "CALLBRIDGE_GATEWAY_LIMITS", "", "per-gateway caps across controllers: NAME=CALLS/CPS, comma-separated (0: no cap)", func(c *Config, v string) (err error) {
+			c.GatewayLimits, err = parseGatewayLimits(v)
+			return err
+		}},
+		{"breaker-failures", "CALLBRIDGE_BREAKER_FAILURES", "5", "consecutive carrier failures that open a gateway's circuit breaker", intSetter(func(c *Config, n int) { c.BreakerFailures = n })},
+		{"breaker-cooldown", "CALLBRIDGE_BREAKER_COOLDOWN", "30s", "how long an open breaker skips its gateway before a call probes it", durationSetter(func(c *Config, d time.Duration) { c.BreakerCooldown = d })},
+		{"gateway-poll-interval", "CALLBRIDGE_GATEWAY_POLL_INTERVAL", "10s", "how often each node is asked for its gateways' state", durationSetter(func(c *Config, d time.Duration) { c.GatewayPollInterval = d })},
 		{"log-level", "CALLBRIDGE_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"log-format", "CALLBRIDGE_LOG_FORMAT", "json", "json or text", func(c *Config, v string) error { c.LogFormat = v; return nil }},
 		{"state-dir", "CALLBRIDGE_STATE_DIR", "", "directory for the spool and reports (default /var/lib/callbridge as root, else $XDG_STATE_HOME/callbridge)", func(c *Config, v string) error { c.StateDir = v; return nil }},
@@ -238,6 +261,39 @@ func settings() []setting {
 		{"prompt-b-no-answer", "CALLBRIDGE_PROMPT_B_NO_ANSWER", callieIVR + "ivr-no_user_response.wav", "file A hears when B does not answer, or none", func(c *Config, v string) error { c.PromptBNoAnswer = v; return nil }},
 		{"prompt-call-failed", "CALLBRIDGE_PROMPT_CALL_FAILED", callieIVR + "ivr-call_cannot_be_completed_as_dialed.wav", "file A hears when B fails otherwise, or none", func(c *Config, v string) error { c.PromptCallFailed = v; return nil }},
 	}
+}
+
+// gatewayName is what a sofia gateway in a route plan may be called.
+var gatewayName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// parseGatewayLimits reads "NAME=CALLS/CPS,...": each gateway's most
+// concurrent calls and calls per second, 0 for no cap ("NAME=CALLS"
+// caps calls only).
+func parseGatewayLimits(v string) (map[string]routing.Limits, error) {
+	out := map[string]routing.Limits{}
+	for _, item := range splitList(v) {
+		name, caps, ok := strings.Cut(item, "=")
+		name = strings.TrimSpace(name)
+		if !ok || !gatewayName.MatchString(name) {
+			return nil, fmt.Errorf("%q: want NAME=CALLS/CPS with a gateway name of A-Z, a-z, 0-9 and '._-'", item)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("gateway %s is listed twice", name)
+		}
+		calls, cps, _ := strings.Cut(caps, "/")
+		var l routing.Limits
+		var err error
+		if l.MaxActive, err = strconv.Atoi(strings.TrimSpace(calls)); err != nil || l.MaxActive < 0 || l.MaxActive > 1000000 {
+			return nil, fmt.Errorf("%q: the concurrent calls must be 0 to 1000000", item)
+		}
+		if cps != "" {
+			if l.MaxCPS, err = strconv.Atoi(strings.TrimSpace(cps)); err != nil || l.MaxCPS < 0 || l.MaxCPS > 10000 {
+				return nil, fmt.Errorf("%q: the calls per second must be 0 to 10000", item)
+			}
+		}
+		out[name] = l
+	}
+	return out, nil
 }
 
 // rateSetter reads "RATE/BURST" or "RATE" (the burst is then twice the
@@ -463,6 +519,15 @@ func (c *Config) Validate() error {
 		if _, err := esl.UUIDBroadcast(promptCheckUUID, p.path, "aleg"); err != nil {
 			return fmt.Errorf("invalid %s %q: want an absolute path of A-Z, a-z, 0-9 and '_./-', or none", p.env, p.path)
 		}
+	}
+	if c.BreakerFailures < 1 || c.BreakerFailures > 1000 {
+		return fmt.Errorf("invalid CALLBRIDGE_BREAKER_FAILURES %d: want 1..1000", c.BreakerFailures)
+	}
+	if c.BreakerCooldown < time.Second || c.BreakerCooldown > time.Hour {
+		return fmt.Errorf("invalid CALLBRIDGE_BREAKER_COOLDOWN %s: want 1s..1h", c.BreakerCooldown)
+	}
+	if c.GatewayPollInterval < time.Second || c.GatewayPollInterval > time.Hour {
+		return fmt.Errorf("invalid CALLBRIDGE_GATEWAY_POLL_INTERVAL %s: want 1s..1h", c.GatewayPollInterval)
 	}
 	if c.Gateway == "" || strings.ContainsAny(c.Gateway, " \t\r\n{}[],|^&'\"\\/") {
 		return fmt.Errorf("invalid CALLBRIDGE_GATEWAY %q: want a sofia gateway name", c.Gateway)

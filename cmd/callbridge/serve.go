@@ -19,6 +19,7 @@ import (
 	"callbridge/controller"
 	"callbridge/esl"
 	"callbridge/postgres"
+	"callbridge/routing"
 )
 
 // runServe runs the controller until ctx is cancelled (SIGTERM), then
@@ -153,6 +154,9 @@ func appConfig(cfg *Config) (app.Config, error) {
 		RecordDir:            cfg.RecordDir,
 		BindingMaxTTL:        cfg.BindingMaxTTL,
 		Gateway:              cfg.Gateway,
+		GatewayLimits:        cfg.GatewayLimits,
+		Breaker:              routing.BreakerConfig{Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
+		GatewayPollInterval:  cfg.GatewayPollInterval,
 		Prompts:              callbackPrompts(cfg),
 		FailurePrompts:       callbackFailurePrompts(cfg),
 		QueueWait:            cfg.QueueWait,
