@@ -4,12 +4,14 @@ package realswitch_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strconv"
 	"testing"
 	"time"
 
 	"callbridge"
+	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/realswitch"
 )
@@ -137,20 +139,19 @@ func TestCDRRefusedOriginate(t *testing.T) {
 // waitCDR waits for the CDR of channel id of a callback.
 func waitCDR(ctx context.Context, t *testing.T, env *realswitch.Env, acct *realswitch.Client, callback, id string) *callbridge.CDR {
 	t.Helper()
-	for {
+	var cdr *callbridge.CDR
+	wait.ForState(t, "the CDR of "+id, func() (bool, string) {
 		cdrs, err := env.Admin.AccountCDRs(ctx, acct.AccountID, url.Values{"callback_id": {callback}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range cdrs {
 			if c.UUID == id {
-				return c
+				cdr = c
+				return true, ""
 			}
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no CDR for %s", id)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return false, fmt.Sprintf("%d CDRs of the callback, none of it", len(cdrs))
+	}, wait.Every(100*time.Millisecond))
+	return cdr
 }

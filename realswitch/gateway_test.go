@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/internal/wait"
 	"callbridge/realswitch"
 )
 
@@ -23,21 +24,17 @@ func TestCarrierGatewayPinged(t *testing.T) {
 	defer cancel()
 	pinged := regexp.MustCompile(`PingTime\s+([0-9.]+)`)
 	var status string
-	for {
+	wait.ForState(t, "the carrier gateway's first ping", func() (bool, string) {
 		out, err := env.Switch.API(ctx, "sofia status gateway carrier")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if m := pinged.FindStringSubmatch(out); m != nil && m[1] != "0.00" {
 			status = regexp.MustCompile(`(?m)^Status\s+(\S+)`).FindString(out)
-			break
+			return true, ""
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the gateway has not pinged within 90s:\n%s", out)
-		case <-time.After(time.Second):
-		}
-	}
+		return false, "\n" + out
+	}, wait.Within(90*time.Second), wait.Every(time.Second))
 	if !regexp.MustCompile(`UP$`).MatchString(status) {
 		t.Errorf("after its first ping the carrier gateway is %q, want UP", status)
 	}

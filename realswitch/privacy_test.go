@@ -5,6 +5,7 @@ package realswitch_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/internal/wait"
 	"callbridge/realswitch"
 )
 
@@ -152,17 +154,13 @@ func webhooksOf(ctx context.Context, t *testing.T, h *hooks, b callbridge.Bindin
 func bindingCDRs(ctx context.Context, t *testing.T, acct *realswitch.Client, b callbridge.Binding, callees ...string) {
 	t.Helper()
 	var cdrs []*callbridge.CDR
-	for len(cdrs) < 2*len(callees) {
+	wait.ForState(t, fmt.Sprintf("the %d CDRs of binding %s", 2*len(callees), b.Mode), func() (bool, string) {
 		var err error
 		if cdrs, err = env.Admin.AccountCDRs(ctx, acct.AccountID, url.Values{"binding_id": {b.ID}}); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("binding %s: %d CDRs, want %d", b.Mode, len(cdrs), 2*len(callees))
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return len(cdrs) >= 2*len(callees), fmt.Sprintf("%d CDRs", len(cdrs))
+	}, wait.Every(200*time.Millisecond))
 	if len(cdrs) != 2*len(callees) {
 		t.Errorf("binding %s: %d CDRs, want %d", b.Mode, len(cdrs), 2*len(callees))
 	}
