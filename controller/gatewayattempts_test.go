@@ -92,18 +92,28 @@ func TestCallbackThroughCappedGateways(t *testing.T) {
 			", failovers " + metricValue(scrape, `callbridge_gateway_failovers_total{gateway="refusing"}`) +
 			", refused " + metricValue(scrape, `callbridge_gateway_refused_total{gateway="refusing",reason="circuit_open"}`) +
 			", refusing breaker open " + metricValue(scrape, `callbridge_gateway_breaker_state{gateway="refusing",state="open"}`) +
-			", backup active " + metricValue(scrape, `callbridge_gateway_active_calls{gateway="backup"}`)
+			", backup active " + metricValue(scrape, `callbridge_gateway_active_calls{gateway="backup"}`) +
+			", backup pdd count " + metricValue(scrape, `callbridge_gateway_post_dial_delay_seconds_count{gateway="backup"}`) +
+			", backup pdd sum " + metricValue(scrape, `callbridge_gateway_post_dial_delay_seconds_sum{gateway="backup"}`) +
+			", refusing pdd count " + metricValue(scrape, `callbridge_gateway_post_dial_delay_seconds_count{gateway="refusing"}`)
 		ok := live == 0 && answered == 2 &&
 			metricValue(scrape, `callbridge_gateway_attempts_total{gateway="refusing",outcome="carrier_failure"}`) == "1" &&
 			metricValue(scrape, `callbridge_gateway_failovers_total{gateway="refusing"}`) == "2" &&
 			metricValue(scrape, `callbridge_gateway_refused_total{gateway="refusing",reason="circuit_open"}`) == "1" &&
 			metricValue(scrape, `callbridge_gateway_breaker_state{gateway="refusing",state="open"}`) == "1" &&
-			metricValue(scrape, `callbridge_gateway_active_calls{gateway="backup"}`) == "0"
+			metricValue(scrape, `callbridge_gateway_active_calls{gateway="backup"}`) == "0" &&
+			// Both legs rang 200 ms (simulated) through backup: each got
+			// a post-dial delay; the refused leg got none.
+			metricValue(scrape, `callbridge_gateway_post_dial_delay_seconds_count{gateway="backup"}`) == "2" &&
+
+			metricValue(scrape, `callbridge_gateway_post_dial_delay_seconds_count{gateway="refusing"}`) == ""
 		return ok, state
 	}, wait.Every(50*time.Millisecond))
 	var claimed int
 	if err := env.db.QueryRowContext(context.Background(), `SELECT count(*) FROM gateway_slots WHERE gateway = 'backup'`).Scan(&claimed); err != nil {
 		t.Fatal(err)
 	}
+	scrape := string(env.mustCall(http.StatusOK, "GET", "/metrics", fullAdminToken, nil).body)
+	t.Logf("backup post-dial delay sum %s s", metricValue(scrape, `callbridge_gateway_post_dial_delay_seconds_sum{gateway="backup"}`))
 	t.Logf("backup slots left in the table, ended, for the next claim through it to delete: %d", claimed)
 }

@@ -72,8 +72,9 @@ func (m *Metrics) ObserveAttempt(gateway, outcome string) {
 
 // ObservePostDialDelay records an attempt's post-dial delay through
 // gateway: the time from sending it to the carrier's first ringing,
-// early media or answer. The code that places the attempt and sees its
-// progress calls it.
+// early media or answer. serve calls it from the same CDRs as
+// ObserveAttempt (callbridge.CDR.PostDialMS), for the attempts that got
+// that far.
 func (m *Metrics) ObservePostDialDelay(gateway string, pdd time.Duration) {
 	m.gateways.pdd.WithLabelValues(gateway).Observe(pdd.Seconds())
 }
