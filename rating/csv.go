@@ -1,6 +1,7 @@
 package rating
 
 import (
+	"cmp"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -515,4 +516,39 @@ func formatEffective(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// WithDuplicates returns the error that refuses an import for srcErr's
+// bad rows (when srcErr is a *CSVError; its other errors are not rows)
+// and for dups, rows that repeat an earlier row's key, of which omitted
+// more were not listed: one *CSVError with both, in line order, at most
+// MaxRowErrors listed. It returns nil when there is neither.
+func WithDuplicates(srcErr error, dups []RowError, omitted int) error {
+	var ce CSVError
+	var src *CSVError
+	if errors.As(srcErr, &src) {
+		ce = *src
+	}
+	if len(dups) == 0 && ce.Bad() == 0 {
+		return nil
+	}
+	ce.Rows = append(ce.Rows, dups...)
+	ce.Omitted += omitted
+	slices.SortStableFunc(ce.Rows, func(a, b RowError) int { return cmp.Compare(a.Line, b.Line) })
+	if len(ce.Rows) > MaxRowErrors {
+		ce.Omitted += len(ce.Rows) - MaxRowErrors
+		ce.Rows = ce.Rows[:MaxRowErrors]
+	}
+	return &ce
+}
+
+// ReadFailure returns a source's err unless it is a *CSVError: bad rows
+// are reported with an import's other bad rows, a failure to read the
+// source at once.
+func ReadFailure(err error) error {
+	var ce *CSVError
+	if errors.As(err, &ce) {
+		return nil
+	}
+	return err
 }

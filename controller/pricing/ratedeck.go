@@ -8,7 +8,6 @@ package pricing
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -195,17 +194,8 @@ const CSVImportRoute = "/v1/rate-decks/:id/rates"
 // file's size; slots bounds how many run at once (429 beyond).
 func ImportRates(decks RateDeckStore, slots *ImportSlots) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		var replace bool
-		switch c.DefaultQuery("mode", "append") {
-		case "append":
-		case "replace":
-			replace = true
-		default:
-			handler.WriteError(c, callbridge.FieldError("mode", "must be append or replace"))
-			return
-		}
-		if ct := c.ContentType(); ct != "text/csv" {
-			handler.WriteError(c, callbridge.Errorf(callbridge.EINVALID, "Content-Type must be text/csv"))
+		replace, ok := importMode(c)
+		if !ok {
 			return
 		}
 		d, err := deckFor(c, decks, c.Param("id"))
@@ -225,28 +215,30 @@ func ImportRates(decks RateDeckStore, slots *ImportSlots) gin.HandlerFunc {
 		defer release()
 		src := &countingSource{RateSource: rating.NewRateReader(c.Request.Body)}
 		info, err := decks.ImportRates(c.Request.Context(), d.ID, src, replace)
-		var ce *rating.CSVError
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			handler.WriteError(c, callbridge.Errorf(callbridge.ETOOLARGE, "request body is larger than %d bytes", mbe.Limit))
-			return
-		case errors.As(err, &ce):
-			var body csvErrorJSON
-			body.Error.Code = callbridge.EINVALID
-			body.Error.Message = strconv.Itoa(ce.Bad()) + " bad row(s); nothing was imported"
-			if ce.Omitted > 0 {
-				body.Error.Message += "; the first " + strconv.Itoa(len(ce.Rows)) + " are listed"
-			}
-			body.Error.Rows = ce.Rows
-			c.AbortWithStatusJSON(http.StatusBadRequest, body)
-			return
-		case err != nil:
-			handler.WriteError(c, err)
+		if writeImportError(c, err) {
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"rate_deck": info, "imported": src.n, "replaced": replace})
 	}
+}
+
+// importMode reads an import's ?mode= (append, the default, or replace:
+// it returns true for replace) and checks that the body is text/csv. It
+// answers 400 and returns false when either is wrong.
+func importMode(c *gin.Context) (replace, ok bool) {
+	switch c.DefaultQuery("mode", "append") {
+	case "append":
+	case "replace":
+		replace = true
+	default:
+		handler.WriteError(c, callbridge.FieldError("mode", "must be append or replace"))
+		return false, false
+	}
+	if ct := c.ContentType(); ct != "text/csv" {
+		handler.WriteError(c, callbridge.Errorf(callbridge.EINVALID, "Content-Type must be text/csv"))
+		return false, false
+	}
+	return replace, true
 }
 
 // countingSource counts the rates read from a source.
@@ -367,18 +359,9 @@ func appendQuote(b []byte, info *rating.DeckInfo, number callbridge.Number, at t
 // from the process's registry: a quote does no I/O.
 func Quote(decks *rating.Registry) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		number, err := callbridge.ParseNumber(c.Query("number"))
-		if err != nil {
-			handler.WriteError(c, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err)))
+		number, at, ok := numberAt(c)
+		if !ok {
 			return
-		}
-		at := time.Now().UTC()
-		if s := c.Query("at"); s != "" {
-			if at, err = time.Parse(time.RFC3339Nano, s); err != nil {
-				handler.WriteError(c, callbridge.FieldError("at", "must be an RFC 3339 time"))
-				return
-			}
-			at = at.UTC()
 		}
 		ms, err := parseDurationMS(c.DefaultQuery("duration", "60"))
 		if err != nil {
@@ -410,6 +393,26 @@ func Quote(decks *rating.Registry) gin.HandlerFunc {
 		info := deck.Info()
 		c.Data(http.StatusOK, "application/json; charset=utf-8", appendQuote(make([]byte, 0, 1024), &info, number, at, &r))
 	}
+}
+
+// numberAt reads the number and at (an RFC 3339 time, default now) query
+// parameters of a quote or a route resolution, in UTC. It answers 400 and
+// returns false when one is bad.
+func numberAt(c *gin.Context) (callbridge.Number, time.Time, bool) {
+	number, err := callbridge.ParseNumber(c.Query("number"))
+	if err != nil {
+		handler.WriteError(c, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err)))
+		return number, time.Time{}, false
+	}
+	at := time.Now().UTC()
+	if s := c.Query("at"); s != "" {
+		if at, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			handler.WriteError(c, callbridge.FieldError("at", "must be an RFC 3339 time"))
+			return number, time.Time{}, false
+		}
+		at = at.UTC()
+	}
+	return number, at, true
 }
 
 // parseDurationMS reads a quote's duration: whole seconds or Go syntax.

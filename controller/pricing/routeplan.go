@@ -168,17 +168,8 @@ func DeleteRoutePlan(store RoutePlanStore) gin.HandlerFunc {
 // slots (429 beyond).
 func ImportRoutes(store RoutePlanStore, slots *ImportSlots) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		var replace bool
-		switch c.DefaultQuery("mode", "append") {
-		case "append":
-		case "replace":
-			replace = true
-		default:
-			handler.WriteError(c, callbridge.FieldError("mode", "must be append or replace"))
-			return
-		}
-		if ct := c.ContentType(); ct != "text/csv" {
-			handler.WriteError(c, callbridge.Errorf(callbridge.EINVALID, "Content-Type must be text/csv"))
+		replace, ok := importMode(c)
+		if !ok {
 			return
 		}
 		if _, err := store.RoutePlan(c.Request.Context(), c.Param("id")); err != nil {
@@ -200,7 +191,7 @@ func ImportRoutes(store RoutePlanStore, slots *ImportSlots) gin.HandlerFunc {
 	}
 }
 
-// writeImportError answers a failed CSV import, as importRates does: 413
+// writeImportError answers a failed CSV import of rates or routes: 413
 // for a body over the limit, 400 with every bad row for a refused file.
 // It reports whether err was one (nil is not).
 func writeImportError(c *gin.Context, err error) bool {
@@ -301,18 +292,9 @@ type planRef struct {
 func ResolveRoute(store RoutePlanStore, plans *routing.Plans, prices routing.PriceSource, health routing.HealthSource) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()
-		number, err := callbridge.ParseNumber(c.Query("number"))
-		if err != nil {
-			handler.WriteError(c, callbridge.FieldError("number", "%s", callbridge.ErrorMessage(err)))
+		number, at, ok := numberAt(c)
+		if !ok {
 			return
-		}
-		at := time.Now().UTC()
-		if s := c.Query("at"); s != "" {
-			if at, err = time.Parse(time.RFC3339Nano, s); err != nil {
-				handler.WriteError(c, callbridge.FieldError("at", "must be an RFC 3339 time"))
-				return
-			}
-			at = at.UTC()
 		}
 		accountID, planID := c.Query("account_id"), c.Query("plan_id")
 		if accountID != "" && planID != "" {
@@ -324,6 +306,7 @@ func ResolveRoute(store RoutePlanStore, plans *routing.Plans, prices routing.Pri
 			return
 		}
 		var plan *routing.Plan
+		var err error
 		switch {
 		case plans != nil && planID != "":
 			plan = plans.Plan(planID)

@@ -19,22 +19,29 @@ func RunDeckSync(tb testing.TB, db *postgres.DB, log *slog.Logger) (*rating.Regi
 	reg := &rating.Registry{}
 	sync := postgres.NewDeckSync(db, reg, log)
 	sync.RetryDelay = 20 * time.Millisecond
+	runSync(tb, "DeckSync", sync.Run)
+	return reg, sync
+}
+
+// runSync runs a sync's Run until the test ends, failing the test if it
+// returns an error, and returns once Run closed ready (within 10 s).
+func runSync(tb testing.TB, name string, run func(ctx context.Context, ready chan<- struct{}) error) {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- sync.Run(ctx, ready) }()
+	go func() { done <- run(ctx, ready) }()
 	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			tb.Errorf("DeckSync.Run: %v", err)
+			tb.Errorf("%s.Run: %v", name, err)
 		}
 	})
 	select {
 	case <-ready:
 	case err := <-done:
-		tb.Fatalf("DeckSync.Run: %v", err)
+		tb.Fatalf("%s.Run: %v", name, err)
 	case <-time.After(10 * time.Second):
-		tb.Fatal("DeckSync did not load within 10 s")
+		tb.Fatalf("%s did not load within 10 s", name)
 	}
-	return reg, sync
 }

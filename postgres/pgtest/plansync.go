@@ -1,7 +1,6 @@
 package pgtest
 
 import (
-	"context"
 	"log/slog"
 	"testing"
 	"time"
@@ -19,22 +18,6 @@ func RunPlanSync(tb testing.TB, db *postgres.DB, prices routing.PriceSource, log
 	sync := postgres.NewPlanSync(db, plans, prices, log)
 	sync.RetryDelay = 20 * time.Millisecond
 	sync.RefreshEvery = 50 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- sync.Run(ctx, ready) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("PlanSync.Run: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		tb.Fatalf("PlanSync.Run: %v", err)
-	case <-time.After(10 * time.Second):
-		tb.Fatal("PlanSync did not load within 10 s")
-	}
+	runSync(tb, "PlanSync", sync.Run)
 	return plans, sync
 }

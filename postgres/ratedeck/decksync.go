@@ -51,87 +51,16 @@ func NewDeckSync(decks *Service, reg *rating.Registry, log *slog.Logger) *DeckSy
 // after RetryDelay; the registry keeps serving what it has meanwhile. It
 // returns the listener's error, or nil when ctx ends.
 func (s *DeckSync) Run(ctx context.Context, ready chan<- struct{}) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	retryDelay := s.RetryDelay
-	if retryDelay <= 0 {
-		retryDelay = time.Second
-	}
-	changes := make(chan string, 4096)
-	resync := make(chan struct{}, 1)
-	signal := func() {
-		select {
-		case resync <- struct{}{}:
-		default:
-		}
-	}
-	listening := make(chan struct{})
-	lerr := make(chan error, 1)
-	go func() {
-		lerr <- s.decks.db.Listen(ctx, "deck", DeckChannel, func(id string) {
-			select {
-			case changes <- id:
-			default:
-				signal() // too far behind: reload everything
-			}
-		}, signal, listening)
-	}()
-	select {
-	case <-listening:
-	case err := <-lerr:
-		return err
-	case <-ctx.Done():
-		return nil
-	}
-	// Listening before loading: a change committed during the load is
-	// queued and applied after it.
-	signal()
-	var retry <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-lerr:
-			return err
-		case <-retry:
-			retry = nil
-			signal()
-		case <-resync:
-			if err := s.Reload(ctx); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				s.log.Error("rate decks: reload failed; retrying", "error", err, "retry_in", retryDelay.String())
-				retry = time.After(retryDelay)
-				continue
-			}
-			if ready != nil {
-				close(ready)
-				ready = nil
-			}
-		case id := <-changes:
-			// Coalesce what is queued: an id named twice loads once.
-			ids := map[string]bool{id: true}
-			for more := true; more; {
-				select {
-				case id := <-changes:
-					ids[id] = true
-				default:
-					more = false
-				}
-			}
-			for id := range ids {
-				if err := s.Refresh(ctx, id); err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					// The next full reload reads it again.
-					s.log.Error("rate decks: reload of one deck failed; retrying", "deck", id, "error", err, "retry_in", retryDelay.String())
-					retry = time.After(retryDelay)
-				}
-			}
-		}
-	}
+	return s.decks.db.Follow(ctx, pg.Follower{
+		What:       "rate decks",
+		Name:       "deck",
+		Key:        "deck",
+		Channel:    DeckChannel,
+		Queue:      4096,
+		RetryDelay: s.RetryDelay,
+		Reload:     s.Reload,
+		Refresh:    s.Refresh,
+	}, s.log, ready)
 }
 
 // Reload reads every deck and makes them the registry's content. Decks

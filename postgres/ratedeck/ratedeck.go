@@ -5,12 +5,9 @@
 package ratedeck
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"callbridge"
@@ -258,74 +255,34 @@ func (s *Service) ImportRates(ctx context.Context, deckID string, src rating.Rat
 // with its line. It stops at src's first read failure; bad rows src
 // skipped are left to duplicateRows to report.
 func copyRates(ctx context.Context, tx *pg.Tx, src rating.RateSource) error {
-	if _, err := tx.ExecContext(ctx, `CREATE TEMPORARY TABLE rate_import ON COMMIT DROP AS
-		SELECT 0 AS line, `+rateColumns+` FROM rates WITH NO DATA`); err != nil {
-		return pg.Error(err)
-	}
-	stmt, err := tx.PrepareContext(ctx, `COPY rate_import (line, `+rateColumns+`) FROM STDIN`)
-	if err != nil {
-		return pg.Error(err)
-	}
-	defer stmt.Close()
-	for src.Next() {
+	return pg.CopyRows(ctx, tx, "rate_import", "rates", rateColumns, func() ([]any, error) {
+		if !src.Next() {
+			return nil, rating.ReadFailure(src.Err())
+		}
 		r := src.Rate()
 		if err := r.Validate(); err != nil {
-			return fmt.Errorf("line %d: %w", src.Line(), err)
+			return nil, fmt.Errorf("line %d: %w", src.Line(), err)
 		}
-		if _, err := stmt.ExecContext(ctx, src.Line(), r.Prefix, r.Description, r.Band,
+		return []any{src.Line(), r.Prefix, r.Description, r.Band,
 			r.PerMinute, r.ConnectFee, r.MinCharge, r.FirstIncrement, r.NextIncrement,
 			int16(r.Days), int32(r.From), int32(r.Until),
-			pg.NullTime(r.EffectiveFrom), pg.NullTime(r.EffectiveUntil), r.Priority); err != nil {
-			return pg.Error(err)
-		}
-	}
-	var ce *rating.CSVError
-	if err := src.Err(); err != nil && !errors.As(err, &ce) {
-		return err
-	}
-	if _, err := stmt.ExecContext(ctx); err != nil {
-		return pg.Error(err)
-	}
-	return pg.Error(stmt.Close())
+			pg.NullTime(r.EffectiveFrom), pg.NullTime(r.EffectiveUntil), r.Priority}, nil
+	})
 }
 
 // duplicateRows refuses the import when the file repeats a rate's key or
 // srcErr (the source's own verdict) lists bad rows: one *rating.CSVError
 // with both, in line order, at most rating.MaxRowErrors listed.
 func duplicateRows(ctx context.Context, tx *pg.Tx, srcErr error) error {
-	var dups []struct {
-		Line  int `db:"line"`
-		First int `db:"first"`
-		Total int `db:"total"`
-	}
-	err := tx.SelectContext(ctx, &dups, `SELECT line, first, count(*) OVER () AS total FROM (
-			SELECT line, min(line) OVER (PARTITION BY prefix, days, time_from, time_until,
-				coalesce(effective_from, '1970-01-01T00:00:00Z'::timestamptz), priority) AS first
-			FROM rate_import) k
-		WHERE line <> first ORDER BY line LIMIT $1`, rating.MaxRowErrors)
+	dups, total, err := pg.Duplicates(ctx, tx, "rate_import", "prefix, days, time_from, time_until, coalesce(effective_from, '1970-01-01T00:00:00Z'::timestamptz), priority", rating.MaxRowErrors)
 	if err != nil {
-		return pg.Error(err)
+		return err
 	}
-	var ce rating.CSVError
-	var src *rating.CSVError
-	if errors.As(srcErr, &src) {
-		ce = *src
+	rows := make([]rating.RowError, len(dups))
+	for i, d := range dups {
+		rows[i] = rating.RowError{Line: d.Line, Message: rating.DuplicateMessage(d.First)}
 	}
-	if len(dups) == 0 && ce.Bad() == 0 {
-		return nil
-	}
-	for _, d := range dups {
-		ce.Rows = append(ce.Rows, rating.RowError{Line: d.Line, Message: rating.DuplicateMessage(d.First)})
-	}
-	if len(dups) > 0 {
-		ce.Omitted += dups[0].Total - len(dups)
-	}
-	slices.SortStableFunc(ce.Rows, func(a, b rating.RowError) int { return cmp.Compare(a.Line, b.Line) })
-	if len(ce.Rows) > rating.MaxRowErrors {
-		ce.Omitted += len(ce.Rows) - rating.MaxRowErrors
-		ce.Rows = ce.Rows[:rating.MaxRowErrors]
-	}
-	return &ce
+	return rating.WithDuplicates(srcErr, rows, total-len(dups))
 }
 
 // Rates returns a deck's rates ordered by prefix, priority and

@@ -57,93 +57,23 @@ func (s *PlanSync) now() time.Time {
 // nil), then applies every change until ctx ends. It returns the
 // listener's error, or nil when ctx ends.
 func (s *PlanSync) Run(ctx context.Context, ready chan<- struct{}) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	retryDelay := s.RetryDelay
-	if retryDelay <= 0 {
-		retryDelay = time.Second
-	}
 	every := s.RefreshEvery
 	if every <= 0 {
 		every = 10 * time.Second
 	}
-	changes := make(chan string, 1024)
-	resync := make(chan struct{}, 1)
-	signal := func() {
-		select {
-		case resync <- struct{}{}:
-		default:
-		}
-	}
-	listening := make(chan struct{})
-	lerr := make(chan error, 1)
-	go func() {
-		lerr <- s.store.db.Listen(ctx, "route plan", RouteChannel, func(id string) {
-			select {
-			case changes <- id:
-			default:
-				signal()
-			}
-		}, signal, listening)
-	}()
-	select {
-	case <-listening:
-	case err := <-lerr:
-		return err
-	case <-ctx.Done():
-		return nil
-	}
-	signal()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	var retry <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-lerr:
-			return err
-		case <-retry:
-			retry = nil
-			signal()
-		case <-tick.C:
-			s.refreshTables()
-		case <-resync:
-			if err := s.Reload(ctx); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				s.log.Error("route plans: reload failed; retrying", "error", err, "retry_in", retryDelay.String())
-				retry = time.After(retryDelay)
-				continue
-			}
-			s.refreshTables()
-			if ready != nil {
-				close(ready)
-				ready = nil
-			}
-		case id := <-changes:
-			ids := map[string]bool{id: true}
-			for more := true; more; {
-				select {
-				case id := <-changes:
-					ids[id] = true
-				default:
-					more = false
-				}
-			}
-			for id := range ids {
-				if err := s.Refresh(ctx, id); err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					s.log.Error("route plans: reload of one plan failed; retrying", "plan", id, "error", err, "retry_in", retryDelay.String())
-					retry = time.After(retryDelay)
-				}
-			}
-			s.refreshTables()
-		}
-	}
+	return s.store.db.Follow(ctx, pg.Follower{
+		What:       "route plans",
+		Name:       "route plan",
+		Key:        "plan",
+		Channel:    RouteChannel,
+		Queue:      1024,
+		RetryDelay: s.RetryDelay,
+		Reload:     s.Reload,
+		Refresh:    s.Refresh,
+		Loaded:     s.refreshTables,
+		Every:      every,
+		Tick:       s.refreshTables,
+	}, s.log, ready)
 }
 
 func (s *PlanSync) refreshTables() {

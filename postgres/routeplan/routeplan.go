@@ -5,12 +5,10 @@
 package routeplan
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"callbridge"
@@ -229,10 +227,6 @@ func (s *Service) ImportRoutes(ctx context.Context, planID string, src routing.R
 			return pg.NotFoundAs(pg.Error(err), "route plan")
 		}
 		info = row.info()
-		if _, err := tx.ExecContext(ctx, `CREATE TEMPORARY TABLE route_import ON COMMIT DROP AS
-			SELECT 0 AS line, `+routeColumns+` FROM routes WITH NO DATA`); err != nil {
-			return pg.Error(err)
-		}
 		if err := copyRoutes(ctx, tx, src); err != nil {
 			return err
 		}
@@ -258,76 +252,41 @@ func (s *Service) ImportRoutes(ctx context.Context, planID string, src routing.R
 	return info, nil
 }
 
-// copyRoutes streams src into route_import, each route with its line.
+// copyRoutes streams src into the temporary table route_import, each
+// route with its line.
 func copyRoutes(ctx context.Context, tx *pg.Tx, src routing.RouteSource) error {
-	stmt, err := tx.PrepareContext(ctx, `COPY route_import (line, `+routeColumns+`) FROM STDIN`)
-	if err != nil {
-		return pg.Error(err)
-	}
-	defer stmt.Close()
 	var gws []string
 	var weights []int64
-	for src.Next() {
+	return pg.CopyRows(ctx, tx, "route_import", "routes", routeColumns, func() ([]any, error) {
+		if !src.Next() {
+			return nil, rating.ReadFailure(src.Err())
+		}
 		r := src.Route()
 		if err := r.Validate(); err != nil {
-			return fmt.Errorf("line %d: %w", src.Line(), err)
+			return nil, fmt.Errorf("line %d: %w", src.Line(), err)
 		}
 		gws, weights = gws[:0], weights[:0]
 		for _, g := range r.Gateways {
 			gws = append(gws, g.Gateway)
 			weights = append(weights, int64(max(g.Weight, 1)))
 		}
-		if _, err := stmt.ExecContext(ctx, src.Line(), r.Prefix, r.Description, string(r.Strategy),
-			pq.Array(gws), pq.Array(weights), int16(r.Days), int32(r.From), int32(r.Until), r.Priority); err != nil {
-			return pg.Error(err)
-		}
-	}
-	var ce *rating.CSVError
-	if err := src.Err(); err != nil && !errors.As(err, &ce) {
-		return err
-	}
-	if _, err := stmt.ExecContext(ctx); err != nil {
-		return pg.Error(err)
-	}
-	return pg.Error(stmt.Close())
+		return []any{src.Line(), r.Prefix, r.Description, string(r.Strategy),
+			pq.Array(gws), pq.Array(weights), int16(r.Days), int32(r.From), int32(r.Until), r.Priority}, nil
+	})
 }
 
 // duplicateRoutes refuses the import when the file repeats a route's key
 // or srcErr lists bad rows: one *rating.CSVError with both, in line order.
 func duplicateRoutes(ctx context.Context, tx *pg.Tx, srcErr error) error {
-	var dups []struct {
-		Line  int `db:"line"`
-		First int `db:"first"`
-		Total int `db:"total"`
-	}
-	err := tx.SelectContext(ctx, &dups, `SELECT line, first, count(*) OVER () AS total FROM (
-			SELECT line, min(line) OVER (PARTITION BY prefix, days, time_from, time_until, priority) AS first
-			FROM route_import) k
-		WHERE line <> first ORDER BY line LIMIT $1`, rating.MaxRowErrors)
+	dups, total, err := pg.Duplicates(ctx, tx, "route_import", "prefix, days, time_from, time_until, priority", rating.MaxRowErrors)
 	if err != nil {
-		return pg.Error(err)
+		return err
 	}
-	var ce rating.CSVError
-	var src *rating.CSVError
-	if errors.As(srcErr, &src) {
-		ce = *src
+	rows := make([]rating.RowError, len(dups))
+	for i, d := range dups {
+		rows[i] = rating.RowError{Line: d.Line, Message: fmt.Sprintf("duplicates line %d (same prefix, days, from, until and priority)", d.First)}
 	}
-	if len(dups) == 0 && ce.Bad() == 0 {
-		return nil
-	}
-	for _, d := range dups {
-		ce.Rows = append(ce.Rows, rating.RowError{Line: d.Line,
-			Message: fmt.Sprintf("duplicates line %d (same prefix, days, from, until and priority)", d.First)})
-	}
-	if len(dups) > 0 {
-		ce.Omitted += dups[0].Total - len(dups)
-	}
-	slices.SortStableFunc(ce.Rows, func(a, b rating.RowError) int { return cmp.Compare(a.Line, b.Line) })
-	if len(ce.Rows) > rating.MaxRowErrors {
-		ce.Omitted += len(ce.Rows) - rating.MaxRowErrors
-		ce.Rows = ce.Rows[:rating.MaxRowErrors]
-	}
-	return &ce
+	return rating.WithDuplicates(srcErr, rows, total-len(dups))
 }
 
 // EachRoute calls fn with each route of a plan, in export order (prefix,

@@ -153,3 +153,69 @@ func UTC(t time.Time) time.Time {
 func NullTime(t time.Time) sql.NullTime {
 	return sql.NullTime{Time: t.UTC(), Valid: !t.IsZero()}
 }
+
+// Dup is a row of an import table that repeats the key of an earlier
+// row, First.
+type Dup struct {
+	Line  int `db:"line"`
+	First int `db:"first"`
+}
+
+// Duplicates returns the first limit rows of table (an import table
+// with a line column) that repeat the key (a list of its columns) of an
+// earlier row, in line order, and how many there are in all. table and
+// key are the caller's constants, never input.
+func Duplicates(ctx context.Context, tx *Tx, table, key string, limit int) ([]Dup, int, error) {
+	var rows []struct {
+		Dup
+		Total int `db:"total"`
+	}
+	err := tx.SelectContext(ctx, &rows, `SELECT line, first, count(*) OVER () AS total FROM (
+			SELECT line, min(line) OVER (PARTITION BY `+key+`) AS first
+			FROM `+table+`) k
+		WHERE line <> first ORDER BY line LIMIT $1`, limit)
+	if err != nil {
+		return nil, 0, Error(err)
+	}
+	if len(rows) == 0 {
+		return nil, 0, nil
+	}
+	dups := make([]Dup, len(rows))
+	for i, r := range rows {
+		dups[i] = r.Dup
+	}
+	return dups, rows[0].Total, nil
+}
+
+// CopyRows creates the temporary table table (dropped at commit) with a
+// line column and the columns of like named in columns, then streams rows
+// into it by COPY: next returns one row's values, its line first, and
+// nil, nil after the last row. It stops at next's first error and returns
+// it as it is.
+func CopyRows(ctx context.Context, tx *Tx, table, like, columns string, next func() ([]any, error)) error {
+	if _, err := tx.ExecContext(ctx, `CREATE TEMPORARY TABLE `+table+` ON COMMIT DROP AS
+		SELECT 0 AS line, `+columns+` FROM `+like+` WITH NO DATA`); err != nil {
+		return Error(err)
+	}
+	stmt, err := tx.PrepareContext(ctx, `COPY `+table+` (line, `+columns+`) FROM STDIN`)
+	if err != nil {
+		return Error(err)
+	}
+	defer stmt.Close()
+	for {
+		row, err := next()
+		if err != nil {
+			return err
+		}
+		if row == nil {
+			break
+		}
+		if _, err := stmt.ExecContext(ctx, row...); err != nil {
+			return Error(err)
+		}
+	}
+	if _, err := stmt.ExecContext(ctx); err != nil {
+		return Error(err)
+	}
+	return Error(stmt.Close())
+}
