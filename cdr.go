@@ -201,6 +201,11 @@ type CDR struct {
 	// MaxMS is the longest the leg was allowed to last (VarMaxMS); 0 when
 	// unknown. It is not stored.
 	MaxMS int64 `json:"-"`
+	// PostDialMS is an outbound leg's post-dial delay: from its creation
+	// to the far end's first ringing, early media or answer (the earliest
+	// of FreeSWITCH's progressmsec, progress_mediamsec and answermsec that
+	// is not 0); 0 when none came. It is not stored.
+	PostDialMS int64 `json:"-"`
 	// SIPStatus is the far end's final SIP response to an outbound leg
 	// (sip_term_status, e.g. 503), 0 when unknown. It is not stored; the
 	// pipeline hands it to Config.OnAttempt.

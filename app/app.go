@@ -359,7 +359,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 		Logger:   cdrLog,
 		// The "stale-calls" job below sweeps, once per minute cluster-wide.
 		SweepInterval: -1,
-		OnAttempt:     attemptOutcome(plans, gateways, mtr.ObserveAttempt),
+		OnAttempt:     attemptOutcome(plans, gateways, mtr),
 	})
 	if err != nil {
 		return nil, err
@@ -402,14 +402,15 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 }
 
 // attemptOutcome counts every leg a route plan's gateway carried (callback
-// and binding calls) by outcome for the gateway's metrics, and feeds the
+// and binding calls) by outcome, with its post-dial delay, for the
+// gateway's metrics, and feeds the
 // gateway's breaker with how a binding call's attempt ended, judged by the
 // failover policy of the account's route plan (the default policy when it
 // has none): a carrier failure counts towards opening the breaker,
 // anything else closes it. Callback legs' breakers are left out: the
 // callback engine claims and ends their attempts itself
 // (carrier.Gateways.Begin and End).
-func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways, observe func(gateway, outcome string)) func(*callbridge.CDR) {
+func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways, mtr *metrics.Metrics) func(*callbridge.CDR) {
 	fallback, _ := routing.NewPolicy(nil, nil)
 	return func(c *callbridge.CDR) {
 		policy := fallback
@@ -419,11 +420,14 @@ func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways, observe fu
 		failed := policy.Classify(c.HangupCause, c.SIPStatus) == routing.Failover
 		switch {
 		case !c.AnswerAt.IsZero():
-			observe(c.Gateway, metrics.AttemptAnswered)
+			mtr.ObserveAttempt(c.Gateway, metrics.AttemptAnswered)
 		case failed:
-			observe(c.Gateway, metrics.AttemptCarrierFailure)
+			mtr.ObserveAttempt(c.Gateway, metrics.AttemptCarrierFailure)
 		default:
-			observe(c.Gateway, metrics.AttemptUnanswered)
+			mtr.ObserveAttempt(c.Gateway, metrics.AttemptUnanswered)
+		}
+		if c.PostDialMS > 0 {
+			mtr.ObservePostDialDelay(c.Gateway, time.Duration(c.PostDialMS)*time.Millisecond)
 		}
 		if c.Leg != callbridge.LegOutbound {
 			return

@@ -1018,6 +1018,11 @@ func parseHangup(ev esl.Event) (*callbridge.CDR, error) {
 	if m, err := strconv.ParseInt(ev.Var(callbridge.VarMaxMS), 10, 64); err == nil && m > 0 {
 		c.MaxMS = m
 	}
+	for _, name := range []string{"progressmsec", "progress_mediamsec", "answermsec"} {
+		if v, err := strconv.ParseInt(ev.Var(name), 10, 64); err == nil && v > 0 && (c.PostDialMS == 0 || v < c.PostDialMS) {
+			c.PostDialMS = v
+		}
+	}
 	c.Attempt = attemptVar(ev.Var(callbridge.VarAttempt))
 	if c.Gateway == "" && c.Attempt > 0 && callbridge.ValidateGateway(ev.Var(callbridge.VarGateway)) == nil {
 		// A leg that never reached sofia has no sip_gateway_name; the

@@ -39,7 +39,7 @@ func newGatewayMetrics(reg *prometheus.Registry) gatewayMetrics {
 		}, []string{"gateway", "outcome"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callbridge_gateway_failovers_total",
-			Help: "Calls that left the gateway for the next one after it could not carry them, by the gateway failed over from.",
+			Help: "Calls that went on from the gateway to the next of their route (it could not carry them, or refused the attempt: breaker, cap, down), by the gateway left.",
 		}, []string{"gateway"}),
 		pdd: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "callbridge_gateway_post_dial_delay_seconds",
@@ -72,15 +72,16 @@ func (m *Metrics) ObserveAttempt(gateway, outcome string) {
 
 // ObservePostDialDelay records an attempt's post-dial delay through
 // gateway: the time from sending it to the carrier's first ringing,
-// early media or answer. The code that places the attempt and sees its
-// progress calls it.
+// early media or answer. serve calls it from the same CDRs as
+// ObserveAttempt (callbridge.CDR.PostDialMS), for the attempts that got
+// that far.
 func (m *Metrics) ObservePostDialDelay(gateway string, pdd time.Duration) {
 	m.gateways.pdd.WithLabelValues(gateway).Observe(pdd.Seconds())
 }
 
-// ObserveFailover records that a call left gateway for the next gateway
-// of its route after gateway could not carry it (callback.Config.OnFailover
-// in serve).
+// ObserveFailover records that a call went on from gateway to the next
+// gateway of its route: gateway could not carry it, or refused the
+// attempt (callback.Config.OnFailover in serve).
 func (m *Metrics) ObserveFailover(gateway string) {
 	m.gateways.failovers.WithLabelValues(gateway).Inc()
 }

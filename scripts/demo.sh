@@ -80,6 +80,7 @@ set -m
 $bin fsim --listen "127.0.0.1:$esl_port" --password ClueCon \
   --dialplan-url "http://127.0.0.1:$http_port/fs/dialplan" \
   --dialplan-user freeswitch --dialplan-password demo-dialplan-secret \
+  --gateway carrier --gateway cheap:refuse \
   </dev/null >"$logs/fsim.log" 2>&1 &
 pids+=($!)
 

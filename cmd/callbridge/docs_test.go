@@ -537,15 +537,20 @@ exit $rc
 	}
 	// Cleanups run last first: serve stops before the simulator.
 	start("fsim", "fsim", "--listen", eslAddr, "--password", "ClueCon",
-		"--dialplan-url", st.base+"/fs/dialplan", "--dialplan-user", "freeswitch", "--dialplan-password", "demo-dialplan-secret")
+		"--dialplan-url", st.base+"/fs/dialplan", "--dialplan-user", "freeswitch", "--dialplan-password", "demo-dialplan-secret",
+		"--gateway", "carrier", "--gateway", "cheap:refuse")
 	start("serve", "serve")
 
 	tour := exec.Command(self, "tour", "--api", st.base, "--admin-token", "demo-admin-token", "--esl", eslAddr, "--esl-password", "ClueCon")
 	tour.Args[0] = "callbridge"
 	tour.Env = serveEnv
 	began := time.Now()
-	if out, err := tour.CombinedOutput(); err != nil {
+	out, err := tour.CombinedOutput()
+	if err != nil {
 		t.Fatalf("callbridge tour (make demo's data): %v\n%s", err, out)
+	}
+	if os.Getenv("CALLBRIDGE_SHOW_TOUR") != "" {
+		t.Logf("the tour:\n%s", out)
 	}
 	t.Logf("the tour (make demo's data) took %v", time.Since(began).Round(time.Millisecond))
 	return st

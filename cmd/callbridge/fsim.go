@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
+	"callbridge"
 	"callbridge/esl/esltest"
 )
 
@@ -28,6 +30,11 @@ type fsimConfig struct {
 	DialplanPassword string
 	// Speed is how many times faster than real time the simulated clock runs.
 	Speed float64
+	// Gateways are the node's sofia gateways (--gateway NAME[:down|:refuse],
+	// repeated): a DOWN one refuses legs with GATEWAY_DOWN, a refusing one
+	// fails every leg as a carrier answering 503. Gateways not listed
+	// carry calls.
+	Gateways []esltest.Gateway
 }
 
 // Validate reports the first invalid field.
@@ -39,6 +46,11 @@ func (c fsimConfig) Validate() error {
 		return errors.New("fsim: --password must not be empty")
 	case c.Speed <= 0:
 		return fmt.Errorf("fsim: --speed must be positive, got %v", c.Speed)
+	}
+	for _, g := range c.Gateways {
+		if err := callbridge.ValidateGateway(g.Name); err != nil {
+			return fmt.Errorf("fsim: --gateway %q: %w", g.Name, err)
+		}
 	}
 	return nil
 }
@@ -57,6 +69,21 @@ func runFsim(ctx context.Context, args []string, getenv func(string) string, std
 	// Secrets are never flag defaults: -h would print them.
 	fs.StringVar(&cfg.DialplanPassword, "dialplan-password", "", "HTTP basic-auth password for --dialplan-url (default: $CALLBRIDGE_FSIM_DIALPLAN_PASSWORD)")
 	fs.Float64Var(&cfg.Speed, "speed", 1, "simulated clock speed (times real time)")
+	fs.Func("gateway", "a sofia gateway NAME, NAME:down or NAME:refuse (answers 503); repeatable", func(v string) error {
+		name, mode, _ := strings.Cut(v, ":")
+		g := esltest.Gateway{Name: name}
+		switch mode {
+		case "":
+		case "down":
+			g.Status = "DOWN"
+		case "refuse":
+			g.Refuse = true
+		default:
+			return fmt.Errorf("want NAME, NAME:down or NAME:refuse, got %q", v)
+		}
+		cfg.Gateways = append(cfg.Gateways, g)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -76,6 +103,7 @@ func runFsim(ctx context.Context, args []string, getenv func(string) string, std
 	s.DialplanUser = cfg.DialplanUser
 	s.DialplanPassword = cfg.DialplanPassword
 	s.Speed = cfg.Speed
+	s.Gateways = cfg.Gateways
 	s.Logger = logger
 	if cfg.Script != "" {
 		script, err := esltest.LoadScript(cfg.Script)

@@ -148,7 +148,10 @@ func (t *tour) run(ctx context.Context) error {
 	if err := t.cdrs(ctx); err != nil {
 		return err
 	}
-	return t.report(ctx)
+	if err := t.report(ctx); err != nil {
+		return err
+	}
+	return t.carrierFailover(ctx)
 }
 
 func (t *tour) rateDecks(ctx context.Context) error {
