@@ -87,7 +87,16 @@ func TestWatch(t *testing.T) {
 			return true, got
 		}
 	}
-	wait.ForState(t, "both nodes' reports", state(map[string]routing.SofiaState{"carrier": routing.SofiaUp, "backup": routing.SofiaUp}))
+	wait.ForState(t, "both nodes' reports", func() (bool, string) {
+		st := g.Snapshot(time.Now())
+		for _, s := range st {
+			if len(s.Nodes) != 2 {
+				return false, fmt.Sprint(st)
+			}
+		}
+		return len(st) == 2, fmt.Sprint(st)
+	})
+	wait.ForState(t, "carrier and backup up", state(map[string]routing.SofiaState{"carrier": routing.SofiaUp, "backup": routing.SofiaUp}))
 	if st := g.Snapshot(time.Now()); len(st) != 2 || st[0].Gateway != "backup" || st[0].Nodes["fs1"] != routing.SofiaUp || st[0].Nodes["fs2"] != routing.SofiaDown {
 		t.Errorf("snapshot %+v", st)
 	}
