@@ -279,6 +279,10 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 			Webhooks:  postgres.NewWebhookService(db),
 			RecordDir: cfg.RecordDir,
 			Logger:    log.With("component", "binding-calls"),
+			// Each attempt leg of a route plan holds a slot of its
+			// gateway while it lasts, counted across controllers.
+			Gateways:   gateways,
+			OnFailover: mtr.ObserveFailover,
 		})
 		srv.Privacy.Calls = bindingCalls
 		a.goWork("binding calls", bindingCalls.Run)

@@ -235,6 +235,62 @@ func (g *Gateways) Record(gateway string, now time.Time, failed bool) {
 	g.local.Record(gateway, now, failed)
 }
 
+// Hold counts an attempt through gateway that the switch placed without
+// Begin (a binding call's leg, which FreeSWITCH dials from the dialplan)
+// from now, as it is seen: for a capped gateway it claims a slot in Slots
+// with force, so that it counts even over the caps (the call is already
+// placed) and Begin of every controller sees it. It returns the slot
+// (0 when none was claimed: an uncapped gateway, no Slots, or Slots
+// failing, when the call counts for this process alone), which the caller
+// hands to Unhold exactly once, when the leg hangs up. The breaker is
+// left alone: Record feeds it from the leg's CDR.
+func (g *Gateways) Hold(ctx context.Context, gateway string, now time.Time) int64 {
+	g.note(gateway)
+	var slot int64
+	if l := g.cfg.Limits[gateway]; g.cfg.Slots != nil && (l.MaxActive > 0 || l.MaxCPS > 0) {
+		id, _, ld, err := g.cfg.Slots.Claim(ctx, gateway, g.holder, l, g.cfg.Lease, true)
+		g.slotsFailed(err)
+		if err == nil {
+			slot = id
+			g.mu.Lock()
+			g.loads[gateway] = load{ld, now}
+			g.mu.Unlock()
+		}
+	}
+	g.local.Hold(gateway, now)
+	if slot != 0 {
+		g.mu.Lock()
+		g.held[gateway] = append(g.held[gateway], slot)
+		g.mu.Unlock()
+	}
+	return slot
+}
+
+// Unhold ends an attempt Hold counted, with the slot Hold returned. It
+// does not block: Run releases the slot in the database at once.
+func (g *Gateways) Unhold(gateway string, slot int64) {
+	g.local.Unhold(gateway)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if l, ok := g.loads[gateway]; ok && l.Active > 0 {
+		l.Active--
+		g.loads[gateway] = l
+	}
+	if slot == 0 {
+		return
+	}
+	// A gateway's slots are alike: End releases the oldest, which may be
+	// this one; then this releases the oldest instead.
+	held := g.held[gateway]
+	if !slices.Contains(held, slot) {
+		if len(held) == 0 {
+			return
+		}
+		slot = held[0]
+	}
+	g.releaseLocked(gateway, slot)
+}
+
 // releaseLocked drops slot from gateway's held slots and queues it for
 // release. g.mu must be held.
 func (g *Gateways) releaseLocked(gateway string, slot int64) {

@@ -201,8 +201,9 @@ func TestPrepaidCallbacksStopWhenTheBalanceRunsOut(t *testing.T) {
 	}
 	// Refused: the balance could not pay A for the shortest max_duration
 	// the engine asks for (10 s) plus B's ring time (10 s), and B for its
-	// first increment.
-	if limit := int64(20*10_000 + ppIncrement); b.Balance >= limit {
+	// first increment. ppDeck bills whole 6 s increments: A's 20 s are
+	// four of them (0.24), B's first one more (0.06).
+	if limit := int64(4*ppIncrement + ppIncrement); b.Balance >= limit {
 		t.Errorf("final balance %d pays A for 20 s and B for 6 s, yet the last round was refused", b.Balance)
 	}
 	var sum int64

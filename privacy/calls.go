@@ -48,6 +48,25 @@ type CallsConfig struct {
 	EnqueueAttempts int
 	// Logger receives lost webhooks and reconciliation results.
 	Logger *slog.Logger
+	// Gateways, when set, counts every attempt leg a route plan's bridge
+	// dialled (carrier.Gateways) against its gateway's caps from the
+	// leg's first event until its hangup, so that binding calls hold
+	// gateway slots as callback legs do.
+	Gateways GatewayHolder
+	// OnFailover, when set, is told of every binding call that went on
+	// from gateway from to its next attempt (metrics.ObserveFailover).
+	// It must not block.
+	OnFailover func(from string)
+}
+
+// GatewayHolder counts attempts the switch placed itself against their
+// gateway's caps (carrier.Gateways implements it).
+type GatewayHolder interface {
+	// Hold counts an attempt through gateway, even over its caps, and
+	// returns its slot, which Unhold is given exactly once.
+	Hold(ctx context.Context, gateway string, now time.Time) int64
+	// Unhold ends an attempt Hold counted.
+	Unhold(gateway string, slot int64)
 }
 
 // Calls follows the calls that bindings route, from the ESL events
@@ -87,6 +106,16 @@ type Calls struct {
 	mu sync.Mutex
 	// live maps node → channel uuid → what is known of the leg.
 	live map[string]map[string]*liveLeg
+	// held maps node → attempt leg uuid → the gateway slot it holds
+	// (CallsConfig.Gateways).
+	held map[string]map[string]heldSlot
+}
+
+// heldSlot is a gateway slot an attempt leg holds.
+type heldSlot struct {
+	gateway string
+	slot    int64
+	seen    time.Time
 }
 
 // liveLeg is a channel of a binding call believed up.
@@ -117,19 +146,32 @@ type bindingCall struct {
 type callAttempt struct {
 	n        int
 	uuid     string
+	gateway  string
 	cause    string
 	answered bool
 }
 
-// attempt returns the call's attempt of leg uuid, added as number n.
-func (c *bindingCall) attempt(uuid string, n int) *callAttempt {
+// attempt returns the call's attempt of leg uuid, added as number n
+// through gateway (added reports that).
+func (c *bindingCall) attempt(uuid string, n int, gateway string) (a *callAttempt, added bool) {
 	for i := range c.attempts {
 		if c.attempts[i].uuid == uuid {
-			return &c.attempts[i]
+			return &c.attempts[i], false
 		}
 	}
-	c.attempts = append(c.attempts, callAttempt{n: n, uuid: uuid})
-	return &c.attempts[len(c.attempts)-1]
+	c.attempts = append(c.attempts, callAttempt{n: n, uuid: uuid, gateway: gateway})
+	return &c.attempts[len(c.attempts)-1], true
+}
+
+// previous returns the gateway of the call's attempt before number n,
+// or "" when it was not seen.
+func (c *bindingCall) previous(n int) string {
+	for _, a := range c.attempts {
+		if a.n == n-1 {
+			return a.gateway
+		}
+	}
+	return ""
 }
 
 // NewCalls returns a Calls over the pool's nodes; Run starts
@@ -144,7 +186,7 @@ func NewCalls(pool *esl.Pool, cfg CallsConfig) *Calls {
 	if cfg.EnqueueAttempts <= 0 {
 		cfg.EnqueueAttempts = 5
 	}
-	return &Calls{pool: pool, cfg: cfg, log: cfg.Logger, live: map[string]map[string]*liveLeg{}}
+	return &Calls{pool: pool, cfg: cfg, log: cfg.Logger, live: map[string]map[string]*liveLeg{}, held: map[string]map[string]heldSlot{}}
 }
 
 // Run reads every node's events until ctx is done.
@@ -231,6 +273,8 @@ func (bc *Calls) LiveCalls(bindingID string) int {
 func (bc *Calls) read(ctx context.Context, c *esl.Client) {
 	calls := map[string]*bindingCall{}
 	ended := newRecent(4096)
+	// The slots of legs still held when the reader stops are released
+	// by carrier.Gateways.Run as it stops (or their leases end).
 	for ctx.Err() == nil {
 		sub := c.Subscribe(0)
 		for {
@@ -277,7 +321,19 @@ func (bc *Calls) reconcile(ctx context.Context, c *esl.Client, calls map[string]
 			delete(bc.live[c.Name()], uuid)
 		}
 	}
+	var gone []heldSlot
+	for uuid, h := range bc.held[c.Name()] {
+		if !has[uuid] && h.seen.Before(listed) {
+			delete(bc.held[c.Name()], uuid)
+			gone = append(gone, h)
+		}
+	}
 	bc.mu.Unlock()
+	// Attempt legs that hung up while events were not reaching us give
+	// their gateway slots back now.
+	for _, h := range gone {
+		bc.cfg.Gateways.Unhold(h.gateway, h.slot)
+	}
 	// calls belongs to the reader, which is the caller.
 	for id, call := range calls {
 		if !has[id] && call.seen.Before(listed) {
@@ -304,6 +360,13 @@ func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bin
 		return
 	}
 	terminal := ev.Name == esl.ChannelHangup || ev.Name == esl.ChannelHangupComplete || ev.Name == esl.ChannelDestroy
+	gateway := ""
+	if leg == "outbound" && attemptNumber(ev.Var(callbridge.VarAttempt)) > 0 && callbridge.ValidateGateway(ev.Var(callbridge.VarGateway)) == nil {
+		gateway = ev.Var(callbridge.VarGateway)
+	}
+	if gateway != "" && bc.cfg.Gateways != nil {
+		bc.holdSlot(ctx, ev, gateway, terminal)
+	}
 	if terminal {
 		bc.forget(ev.Node, ev.UUID)
 	} else {
@@ -329,7 +392,10 @@ func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bin
 	}
 	call.seen = time.Now()
 	if n := attemptNumber(ev.Var(callbridge.VarAttempt)); leg == "outbound" && n > 0 {
-		a := call.attempt(ev.UUID, n)
+		a, added := call.attempt(ev.UUID, n, gateway)
+		if from := call.previous(n); added && n > 1 && from != "" && bc.cfg.OnFailover != nil {
+			bc.cfg.OnFailover(from)
+		}
 		switch ev.Name {
 		case esl.ChannelAnswer:
 			a.answered = true
@@ -464,6 +530,57 @@ func (bc *Calls) retry(ctx context.Context, fn func() error) error {
 		pause *= 2
 	}
 	return fmt.Errorf("after %d attempts: %w", bc.cfg.EnqueueAttempts, err)
+}
+
+// holdSlot counts attempt leg ev.UUID through gateway against its caps
+// from its first event that is not its end, and gives the slot back on
+// the first event of its end (HANGUP, HANGUP_COMPLETE or DESTROY):
+// exactly once per leg, as later events of its end find it released.
+// A leg first seen ending is not counted.
+func (bc *Calls) holdSlot(ctx context.Context, ev esl.Event, gateway string, terminal bool) {
+	bc.mu.Lock()
+	legs := bc.held[ev.Node]
+	if legs == nil {
+		legs = map[string]heldSlot{}
+		bc.held[ev.Node] = legs
+	}
+	h, held := legs[ev.UUID]
+	switch {
+	case terminal && held:
+		delete(legs, ev.UUID)
+		bc.mu.Unlock()
+		bc.cfg.Gateways.Unhold(h.gateway, h.slot)
+		return
+	case terminal || held:
+		if held {
+			h.seen = time.Now()
+			legs[ev.UUID] = h
+		}
+		bc.mu.Unlock()
+		return
+	}
+	bc.mu.Unlock()
+	at := ev.Time()
+	if at.IsZero() {
+		at = ev.Received
+	}
+	// Only this node's reader adds legs of the node: no other Hold of
+	// this leg can run meanwhile.
+	slot := bc.cfg.Gateways.Hold(ctx, gateway, at)
+	bc.mu.Lock()
+	legs[ev.UUID] = heldSlot{gateway: gateway, slot: slot, seen: time.Now()}
+	bc.mu.Unlock()
+}
+
+// HeldSlots returns the number of attempt legs holding a gateway slot.
+func (bc *Calls) HeldSlots() int {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	n := 0
+	for _, legs := range bc.held {
+		n += len(legs)
+	}
+	return n
 }
 
 func (bc *Calls) remember(node, uuid, binding, call string) {

@@ -157,6 +157,30 @@ func (g *Gateways) End(gateway string, now time.Time, failed bool) {
 	s.breaker.Record(now, failed)
 }
 
+// Hold counts a call through the gateway that the switch placed without
+// Begin (a binding call's attempt, dialled from the dialplan): it counts
+// whatever the caps, since the call is already placed, and leaves the
+// breaker alone (Record feeds it). A held call must Unhold.
+func (g *Gateways) Hold(gateway string, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.state(gateway)
+	if sec := now.Unix(); s.second != sec {
+		s.second, s.start = sec, 0
+	}
+	s.active++
+	s.start++
+}
+
+// Unhold ends a call Hold counted.
+func (g *Gateways) Unhold(gateway string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s := g.state(gateway); s.active > 0 {
+		s.active--
+	}
+}
+
 // Record feeds the gateway's breaker with the outcome of a call that no
 // Begin counted (a binding call's attempt, which FreeSWITCH dials from
 // the dialplan; its CDR reports how it ended): failed is true when the
