@@ -39,7 +39,9 @@ func TestCallbackThroughCappedGateways(t *testing.T) {
 	t.Parallel()
 	fs := esltest.NewUnstartedServer()
 	fs.Gateways = []esltest.Gateway{{Name: "refusing", Refuse: true}, {Name: "backup"}}
-	script, err := esltest.ParseScript([]byte(`{"rules":[{"prefix":"49","ring_ms":200,"outcome":"answer","talk_ms":2000}]}`))
+	// The far ends talk 60 s of simulated time (3 s real): A must still be
+	// up while B fails over, however slowly a loaded machine runs.
+	script, err := esltest.ParseScript([]byte(`{"rules":[{"prefix":"49","ring_ms":200,"outcome":"answer","talk_ms":60000}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
