@@ -196,14 +196,12 @@ func setTerm(info *rating.DeckInfo, name, v string) error {
 	case "holidays":
 		info.Holidays = strings.Split(v, ",")
 	case "default_per_minute":
-		if info.Default == nil {
-			info.Default = &rating.Rate{FirstIncrement: 60, NextIncrement: 60, Days: rating.AllDays, Until: rating.Midnight}
-		}
+		info.Default = defaultRate(info.Default)
 		info.Default.PerMinute, err = rating.ParseMoney(v)
 	case "default_increments":
-		if info.Default == nil {
-			return fmt.Errorf("default_increments before default_per_minute")
-		}
+		// The deck's terms come from a map: either default_ term may
+		// come first.
+		info.Default = defaultRate(info.Default)
 		a, b, _ := strings.Cut(v, "/")
 		var f, n int
 		if f, err = strconv.Atoi(a); err == nil {
@@ -214,4 +212,13 @@ func setTerm(info *rating.DeckInfo, name, v string) error {
 		return fmt.Errorf("unknown term")
 	}
 	return err
+}
+
+// defaultRate returns r, or a new whole-week default rate billed per
+// minute when r is nil.
+func defaultRate(r *rating.Rate) *rating.Rate {
+	if r == nil {
+		r = &rating.Rate{FirstIncrement: 60, NextIncrement: 60, Days: rating.AllDays, Until: rating.Midnight}
+	}
+	return r
 }
