@@ -18,4 +18,51 @@ const (
 	// route plan's gateways: 1 for the first gateway tried, 2 for the
 	// first failover... Legs not routed by a plan do not carry it.
 	VarAttempt = "callbridge_attempt"
+	// VarRouter names the controller that answered the dialplan request
+	// of a binding call (RouterName of its carrier.Gateways holder): only
+	// that controller holds gateway slots for the call's attempt legs and
+	// counts its failovers, though every controller follows every node.
+	VarRouter = "callbridge_router"
 )
+
+// maxRouter is the longest VarRouter value.
+const maxRouter = 128
+
+// RouterName turns name (a controller's carrier.Gateways holder, which
+// carries its configured owner name) into a VarRouter value: every byte
+// outside [A-Za-z0-9._:/-] becomes '_' and the result is cut to 128
+// bytes, so it can be placed in a dial string as is. An empty name gives
+// "callbridge".
+func RouterName(name string) string {
+	if name == "" {
+		name = "callbridge"
+	}
+	if len(name) > maxRouter {
+		name = name[len(name)-maxRouter:] // the holder's random suffix is at the end
+	}
+	b := []byte(name)
+	for i, c := range b {
+		if !routerByte(c) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// ValidateRouter checks a VarRouter value: 1 to 128 bytes from
+// [A-Za-z0-9._:/-].
+func ValidateRouter(s string) error {
+	if len(s) < 1 || len(s) > maxRouter {
+		return FieldError("router", "must have 1 to %d characters", maxRouter)
+	}
+	for i := 0; i < len(s); i++ {
+		if !routerByte(s[i]) {
+			return FieldError("router", "may contain only letters, digits, '.', '_', ':', '/' and '-'")
+		}
+	}
+	return nil
+}
+
+func routerByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '/' || c == '-'
+}

@@ -247,6 +247,10 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	bindings := postgres.NewBindingService(db)
 	bindings.MaxTTL = cfg.BindingMaxTTL
 	index := privacy.NewIndex(bindings, log)
+	// router names this controller in the binding-call legs it routes
+	// (dialplan.Options.Router, privacy.CallsConfig.Router): its slot
+	// holder, unique per process.
+	router := callbridge.RouterName(gateways.Holder())
 	a.goWork("binding index", func(ctx context.Context) error { return index.Run(ctx, a.indexReady) })
 	srv.Privacy = &controller.PrivacyNumbers{
 		Bindings: bindings,
@@ -257,8 +261,10 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 			Password:       cfg.DialplanPassword,
 			AllowedSources: cfg.DialplanAllow,
 			Routing: privacy.Routing{
-				Rules:      cfg.Rules,
-				Options:    dialplan.Options{RingTimeout: cfg.RingTimeout, RecordDir: cfg.RecordDir},
+				Rules: cfg.Rules,
+				// Router: the legs it dials name this controller, the
+				// only one that holds their gateway slots.
+				Options:    dialplan.Options{RingTimeout: cfg.RingTimeout, RecordDir: cfg.RecordDir, Router: router},
 				Authorizer: callAuthorizer,
 				Prepaid:    privacy.NewPrepaidAccounts(srv.Accounts, 0),
 				// Route plans pick the carriers of each binding call
@@ -283,6 +289,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 			// gateway while it lasts, counted across controllers.
 			Gateways:   gateways,
 			OnFailover: mtr.ObserveFailover,
+			Router:     router,
 		})
 		srv.Privacy.Calls = bindingCalls
 		a.goWork("binding calls", bindingCalls.Run)

@@ -44,6 +44,11 @@ type Options struct {
 	// DialPlus dials targets as +E.164 instead of bare digits, for
 	// carriers that want it.
 	DialPlus bool
+	// Router, when set, names this controller (callbridge.RouterName) in
+	// the callbridge.VarRouter variable of every leg a route dials, so
+	// that only this controller holds the legs' gateway slots. Render
+	// refuses a value callbridge.ValidateRouter rejects.
+	Router string
 }
 
 // DefaultRecordDir is where recordings go when Options.RecordDir is empty.
@@ -70,6 +75,11 @@ func (o *Options) Validate() error {
 	}
 	if o.RecordDir != "" && (o.RecordDir[0] != '/' || !isPath(o.RecordDir)) {
 		return errors.New("dialplan: record dir must be an absolute path of [A-Za-z0-9/._-]")
+	}
+	if o.Router != "" {
+		if err := callbridge.ValidateRouter(o.Router); err != nil {
+			return fmt.Errorf("dialplan: %w", err)
+		}
 	}
 	for r, ref := range o.Refusals {
 		if !causes[ref.Cause] {
@@ -292,6 +302,7 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 		"," + callbridge.VarLeg + "=outbound" +
 		"," + callbridge.VarCallee + "=" + string(d.Target) +
 		"," + callbridge.VarDollar + "=$" +
+		routerVar(o) +
 		",execute_on_originate='set api_reporting_hook=" + callbridge.CDRHook(callbridge.CDRHookBridgeRef) + "'"
 	if len(d.Gateways) == 0 {
 		return appendAction(dst, "bridge", dial+"}sofia/gateway/"+d.Gateway+"/"+target)
@@ -311,6 +322,16 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 			"sofia/gateway/" + g + "/" + target
 	}
 	return appendAction(dst, "bridge", dial)
+}
+
+// routerVar is the dial string's callbridge.VarRouter variable, checked
+// by Render (callbridge.ValidateRouter: no ',', quote, bracket or XML
+// character), or nothing without Options.Router.
+func routerVar(o *Options) string {
+	if o.Router == "" {
+		return ""
+	}
+	return "," + callbridge.VarRouter + "=" + o.Router
 }
 
 func appendRefusal(dst []byte, d Decision, o *Options) []byte {

@@ -57,6 +57,13 @@ type CallsConfig struct {
 	// from gateway from to its next attempt (metrics.ObserveFailover).
 	// It must not block.
 	OnFailover func(from string)
+	// Router is this controller's dialplan.Options.Router. Every
+	// controller follows every node, so an attempt leg whose
+	// callbridge.VarRouter names another controller holds no slot here
+	// and its failover is not counted here: the router does both. Legs
+	// without the variable (dialplans from before it) are held and
+	// counted by every controller, as they always were.
+	Router string
 }
 
 // GatewayHolder counts attempts the switch placed itself against their
@@ -364,7 +371,10 @@ func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bin
 	if leg == "outbound" && attemptNumber(ev.Var(callbridge.VarAttempt)) > 0 && callbridge.ValidateGateway(ev.Var(callbridge.VarGateway)) == nil {
 		gateway = ev.Var(callbridge.VarGateway)
 	}
-	if gateway != "" && bc.cfg.Gateways != nil {
+	// Another controller routed this call: it holds the slots and counts
+	// the failovers.
+	mine := ev.Var(callbridge.VarRouter) == "" || ev.Var(callbridge.VarRouter) == bc.cfg.Router
+	if gateway != "" && bc.cfg.Gateways != nil && mine {
 		bc.holdSlot(ctx, ev, gateway, terminal)
 	}
 	if terminal {
@@ -393,7 +403,7 @@ func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bin
 	call.seen = time.Now()
 	if n := attemptNumber(ev.Var(callbridge.VarAttempt)); leg == "outbound" && n > 0 {
 		a, added := call.attempt(ev.UUID, n, gateway)
-		if from := call.previous(n); added && n > 1 && from != "" && bc.cfg.OnFailover != nil {
+		if from := call.previous(n); added && n > 1 && from != "" && bc.cfg.OnFailover != nil && mine {
 			bc.cfg.OnFailover(from)
 		}
 		switch ev.Name {
