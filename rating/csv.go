@@ -163,7 +163,7 @@ type RateSource interface {
 // proportion to the file: its consumer does (the database's unique key).
 type RateReader struct {
 	cr     *csv.Reader
-	in     *recordLimit
+	in     *RecordLimit
 	col    columns
 	ncols  int
 	header bool
@@ -181,7 +181,7 @@ type RateReader struct {
 
 // NewRateReader returns a RateReader of r.
 func NewRateReader(r io.Reader) *RateReader {
-	in := &recordLimit{r: r, max: MaxRecordBytes}
+	in := NewRecordLimit(r)
 	cr := csv.NewReader(in)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
@@ -202,13 +202,13 @@ func (rr *RateReader) Next() bool {
 		}
 	}
 	for {
-		rr.in.n = 0
+		rr.in.Reset()
 		rec, err := rr.cr.Read()
 		if errors.Is(err, io.EOF) {
 			rr.done = true
 			return false
 		}
-		if errors.Is(err, errRecordTooLong) {
+		if errors.Is(err, ErrRecordTooLong) {
 			rr.done = true
 			rr.reject(RowError{Line: rr.last + 1, Message: fmt.Sprintf("the row after line %d is longer than %d bytes", rr.last, MaxRecordBytes)})
 			return false
@@ -294,22 +294,30 @@ func (rr *RateReader) Err() error {
 	return nil
 }
 
-// recordLimit fails a read once more than max bytes were read since n was
-// last reset (RateReader resets it before each record). csv.Reader reads
-// through a 4 KiB buffer, so a record may be up to max minus that long.
-type recordLimit struct {
-	r      io.Reader
-	n, max int
+// RecordLimit fails a read once more than MaxRecordBytes were read since
+// its last Reset (a CSV reader resets it before each record), with
+// ErrRecordTooLong. csv.Reader reads through a 4 KiB buffer, so a record
+// may be up to MaxRecordBytes minus that long. The rate and route
+// readers share it.
+type RecordLimit struct {
+	r io.Reader
+	n int
 }
 
-// errRecordTooLong is the read error of an overlong record.
-var errRecordTooLong = errors.New("rating: csv record too long")
+// ErrRecordTooLong is the read error of an overlong record.
+var ErrRecordTooLong = errors.New("rating: csv record too long")
 
-func (l *recordLimit) Read(p []byte) (int, error) {
-	if l.n >= l.max {
-		return 0, errRecordTooLong
+// NewRecordLimit returns a RecordLimit reading r.
+func NewRecordLimit(r io.Reader) *RecordLimit { return &RecordLimit{r: r} }
+
+// Reset starts a new record.
+func (l *RecordLimit) Reset() { l.n = 0 }
+
+func (l *RecordLimit) Read(p []byte) (int, error) {
+	if l.n >= MaxRecordBytes {
+		return 0, ErrRecordTooLong
 	}
-	p = p[:min(len(p), l.max-l.n)]
+	p = p[:min(len(p), MaxRecordBytes-l.n)]
 	n, err := l.r.Read(p)
 	l.n += n
 	return n, err

@@ -49,7 +49,7 @@ type RouteSource interface {
 // consumer does (the database's unique key, or NewPlan).
 type RouteReader struct {
 	cr     *csv.Reader
-	in     *recordLimit
+	in     *rating.RecordLimit
 	col    [len(columnNames)]int
 	ncols  int
 	header bool
@@ -66,7 +66,7 @@ type RouteReader struct {
 
 // NewRouteReader returns a RouteReader of r.
 func NewRouteReader(r io.Reader) *RouteReader {
-	in := &recordLimit{r: r, max: rating.MaxRecordBytes}
+	in := rating.NewRecordLimit(r)
 	cr := csv.NewReader(in)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
@@ -87,13 +87,13 @@ func (rr *RouteReader) Next() bool {
 		}
 	}
 	for {
-		rr.in.n = 0
+		rr.in.Reset()
 		rec, err := rr.cr.Read()
 		if errors.Is(err, io.EOF) {
 			rr.done = true
 			return false
 		}
-		if errors.Is(err, errRecordTooLong) {
+		if errors.Is(err, rating.ErrRecordTooLong) {
 			rr.done = true
 			rr.reject(rating.RowError{Line: rr.last + 1, Message: fmt.Sprintf("the row after line %d is longer than %d bytes", rr.last, rating.MaxRecordBytes)})
 			return false
@@ -285,25 +285,6 @@ func (rr *RouteReader) Err() error {
 		return &rating.CSVError{Rows: slices.Clone(rr.bad), Omitted: rr.nbad - len(rr.bad)}
 	}
 	return nil
-}
-
-// recordLimit fails a read once more than max bytes were read since n was
-// last reset, as rating's reader does.
-type recordLimit struct {
-	r      io.Reader
-	n, max int
-}
-
-var errRecordTooLong = errors.New("routing: csv record too long")
-
-func (l *recordLimit) Read(p []byte) (int, error) {
-	if l.n >= l.max {
-		return 0, errRecordTooLong
-	}
-	p = p[:min(len(p), l.max-l.n)]
-	n, err := l.r.Read(p)
-	l.n += n
-	return n, err
 }
 
 // SliceRoutes returns a RouteSource of routes held in memory, numbered
