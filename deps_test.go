@@ -8,18 +8,18 @@ import (
 )
 
 // TestPureDependencies keeps the domain, rating, routing and dialplan
-// packages free of I/O dependencies: they may import only the standard
-// library, the root package and each other (STYLE.md; as Tailscale's
-// deptest does).
+// packages, and the digit trie rating and routing share, free of I/O
+// dependencies: they may import only the standard library, the root
+// package and each other (STYLE.md; as Tailscale's deptest does).
 func TestPureDependencies(t *testing.T) {
-	for _, pkg := range []string{".", "./rating", "./routing", "./dialplan"} {
+	for _, pkg := range []string{".", "./rating", "./routing", "./dialplan", "./internal/prefix"} {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
 		}
 		for _, dep := range strings.Fields(string(out)) {
 			switch dep {
-			case "callbridge", "callbridge/rating", "callbridge/routing", "callbridge/dialplan":
+			case "callbridge", "callbridge/rating", "callbridge/routing", "callbridge/dialplan", "callbridge/internal/prefix":
 				continue
 			}
 			t.Errorf("%s depends on %s; it may use only the standard library and the root package", pkg, dep)
@@ -32,9 +32,9 @@ func TestPureDependencies(t *testing.T) {
 // package, or a new import, is added here on purpose or not at all.
 var allowedImports = map[string][]string{
 	"callbridge":             {},
-	"callbridge/rating":      {"callbridge"},
+	"callbridge/rating":      {"callbridge", "callbridge/internal/prefix"},
 	"callbridge/dialplan":    {"callbridge"},
-	"callbridge/routing":     {"callbridge", "callbridge/rating"},
+	"callbridge/routing":     {"callbridge", "callbridge/internal/prefix", "callbridge/rating"},
 	"callbridge/sql":         {},
 	"callbridge/esl":         {"callbridge", "callbridge/esl/internal/wire", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
 	"callbridge/esl/esltest": {"github.com/google/uuid"},
@@ -70,6 +70,9 @@ var allowedImports = map[string][]string{
 
 	// The event-socket protocol at the byte level, under the client.
 	"callbridge/esl/internal/wire": {},
+
+	// The digit trie of rating's decks and routing's plans.
+	"callbridge/internal/prefix": {},
 
 	// Test-only or asset packages without production imports.
 	"callbridge/bench":             {},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/internal/prefix"
 )
 
 // Rounding says which way an amount that falls between two multiples of
@@ -147,13 +148,9 @@ type Deck struct {
 
 	rates []crate // sorted by prefix, then priority; the default last
 	def   int32   // index of the default rate in rates, or -1
-	nodes []node  // compact digit trie; nodes[0] is the root
-	// top maps the first topDigits digits of a number straight to its
-	// trie node at that depth, skipping the first levels of the walk. An
-	// entry with the high bit set is a node above that depth where the
-	// path ends.
-	top       []int32
-	topDigits int
+	// trie holds the distinct prefixes of rates; a node's payload is its
+	// prefix's run of rates.
+	trie prefix.Trie[struct{}]
 	// bounds are the distinct band edges of all rates, in nanoseconds
 	// since local midnight, ascending, without 0 and 24:00.
 	bounds   []int64
@@ -241,17 +238,6 @@ type crate struct {
 	effFrom, effUntil                int64 // unix ms
 	days                             Days
 	prefix, description, band        string
-}
-
-// node is a trie node. Its children are contiguous from first, one per
-// set bit of mask (bit d for digit d), in digit order. The node's rates
-// are rates[lo:lo+count]; up is the nearest ancestor with rates, or -1.
-type node struct {
-	mask  uint16
-	count uint16
-	first int32
-	lo    int32
-	up    int32
 }
 
 // maxRatesPerPrefix bounds the rates one prefix may have (bands times
@@ -388,16 +374,10 @@ func pow10(n int) int64 {
 	return v
 }
 
-// buildTrie builds a plain ten-way trie of the distinct prefixes of
-// d.rates (sorted, so each prefix's rates are one run), then lays it out
-// breadth first so that every node's children are contiguous and a node
-// needs 16 bytes instead of 48; then it builds the top table.
+// buildTrie builds the trie of the distinct prefixes of d.rates (sorted,
+// so each prefix's rates are one run).
 func (d *Deck) buildTrie() error {
-	type tnode struct {
-		child     [10]int32
-		lo, count int32
-	}
-	tn := []tnode{{}}
+	var groups []prefix.Group
 	end := len(d.rates)
 	if d.def >= 0 {
 		end--
@@ -410,74 +390,11 @@ func (d *Deck) buildTrie() error {
 		if j-i > maxRatesPerPrefix {
 			return callbridge.FieldError("prefix", "prefix %s has %d rates, more than %d", d.rates[i].prefix, j-i, maxRatesPerPrefix)
 		}
-		n := int32(0)
-		p := d.rates[i].prefix
-		for k := 0; k < len(p); k++ {
-			c := p[k] - '0'
-			if tn[n].child[c] == 0 {
-				tn = append(tn, tnode{})
-				tn[n].child[c] = int32(len(tn) - 1)
-			}
-			n = tn[n].child[c]
-		}
-		tn[n].lo, tn[n].count = int32(i), int32(j-i)
+		groups = append(groups, prefix.Group{Prefix: d.rates[i].prefix, Lo: int32(i), Count: uint16(j - i)})
 		i = j
 	}
-	d.nodes = make([]node, len(tn))
-	queue := make([]int32, 1, len(tn))  // old indexes, in new order
-	parent := make([]int32, 1, len(tn)) // new index of each one's parent
-	parent[0] = -1
-	for q := 0; q < len(queue); q++ {
-		old := &tn[queue[q]]
-		nd := &d.nodes[q]
-		nd.lo, nd.count = old.lo, uint16(old.count)
-		nd.up = -1
-		if p := parent[q]; p >= 0 {
-			nd.up = d.nodes[p].up
-			if d.nodes[p].count > 0 {
-				nd.up = p
-			}
-		}
-		nd.first = int32(len(queue))
-		for c, ch := range old.child {
-			if ch != 0 {
-				nd.mask |= 1 << c
-				queue = append(queue, ch)
-				parent = append(parent, int32(q))
-			}
-		}
-	}
-	// A top table of 10^k entries where 10^k is at most four entries
-	// per node: 4 MB for a 100,000-prefix deck, nothing for a tiny one.
-	for d.topDigits < 6 && pow10(d.topDigits+1) <= 4*int64(len(d.nodes)) {
-		d.topDigits++
-	}
-	if d.topDigits > 0 {
-		d.top = make([]int32, pow10(d.topDigits))
-		d.fillTop(0, 0, 0)
-	}
+	d.trie = prefix.New[struct{}](groups)
 	return nil
-}
-
-// fillTop fills the top table under node nd at the given depth, whose
-// digits so far make base.
-func (d *Deck) fillTop(nd int32, depth int, base int) {
-	if depth == d.topDigits {
-		d.top[base] = nd
-		return
-	}
-	n := d.nodes[nd]
-	for c := range 10 {
-		idx := base*10 + c
-		if n.mask&(1<<c) != 0 {
-			d.fillTop(n.first+int32(bits.OnesCount16(n.mask&(1<<c-1))), depth+1, idx)
-			continue
-		}
-		span := int(pow10(d.topDigits - depth - 1))
-		for i := idx * span; i < (idx+1)*span; i++ {
-			d.top[i] = nd | math.MinInt32
-		}
-	}
 }
 
 // Info returns the deck's terms.

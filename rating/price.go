@@ -183,7 +183,7 @@ func (d *Deck) Price(u Usage) (r Result) {
 	r.Currency = d.info.Currency
 	r.DurationMS = u.BillMS
 
-	leaf := d.walk(u.Number)
+	leaf := d.trie.Walk(string(u.Number))
 	startMS := u.Start.UnixMilli()
 
 	var lt local
@@ -348,48 +348,6 @@ func incrementsBefore(x, first, next int64) int64 {
 	return 1 + (x-first+next-1)/next
 }
 
-// walk follows the digits of n down the trie, starting from the top
-// table when n is long enough, and returns the deepest node with rates
-// on the way, or -1. Shorter prefixes with rates are reached from it by
-// the nodes' up links.
-func (d *Deck) walk(n callbridge.Number) int32 {
-	nd, i := int32(0), 0
-	if k := d.topDigits; k > 0 && len(n) >= k {
-		v := 0
-		for ; i < k; i++ {
-			c := n[i] - '0'
-			if c > 9 {
-				break
-			}
-			v = v*10 + int(c)
-		}
-		if i == k {
-			e := d.top[v]
-			if e < 0 {
-				i = len(n) // the path ends above depth k
-			}
-			nd = e & math.MaxInt32
-		} else {
-			i = 0
-		}
-	}
-	for ; i < len(n) && i < MaxPrefixLen; i++ {
-		c := n[i] - '0'
-		if c > 9 {
-			break
-		}
-		m := d.nodes[nd].mask
-		if m&(1<<c) == 0 {
-			break
-		}
-		nd = d.nodes[nd].first + int32(bits.OnesCount16(m&(1<<c-1)))
-	}
-	if d.nodes[nd].count == 0 {
-		return d.nodes[nd].up
-	}
-	return nd
-}
-
 // local is an instant read in the deck's zone.
 type local struct {
 	tod     int64 // ns since local midnight
@@ -482,9 +440,9 @@ func (d *Deck) zoneAt(t time.Time) (off int, end int64) {
 // (unix ms) at the local time lt: from node nd up, the longest prefix
 // with a rate in force and matching, first by priority. -1: none.
 func (d *Deck) pick(nd int32, startMS int64, lt local) int32 {
-	for ; nd >= 0; nd = d.nodes[nd].up {
-		n := &d.nodes[nd]
-		for i := n.lo; i < n.lo+int32(n.count); i++ {
+	for ; nd >= 0; nd = d.trie.Nodes[nd].Up {
+		n := &d.trie.Nodes[nd]
+		for i := n.Lo; i < n.Lo+int32(n.Count); i++ {
 			c := &d.rates[i]
 			if startMS < c.effFrom || startMS >= c.effUntil {
 				continue

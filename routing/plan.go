@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/internal/prefix"
 	"callbridge/rating"
 )
 
@@ -267,9 +268,9 @@ type Plan struct {
 	info   PlanInfo
 	loc    *time.Location
 	policy *Policy
-	routes []croute // sorted by prefix, then priority
-	trie   trie     // payload: indexes into routes
-	flat   bool     // every route applies at all times
+	routes []croute              // sorted by prefix, then priority
+	trie   prefix.Trie[struct{}] // payload: indexes into routes
+	flat   bool                  // every route applies at all times
 	// gateways are the distinct gateways of all routes, in order of
 	// first appearance.
 	gateways []string
@@ -340,7 +341,7 @@ func NewPlan(info PlanInfo, loc *time.Location, routes []Route) (*Plan, error) {
 			return nil, callbridge.FieldError("prefix", "two routes for prefix %q have the same days, from, until and priority", a.Prefix)
 		}
 	}
-	var groups []group
+	var groups []prefix.Group
 	for i := 0; i < len(p.routes); {
 		j := i
 		for j < len(p.routes) && p.routes[j].Prefix == p.routes[i].Prefix {
@@ -349,10 +350,10 @@ func NewPlan(info PlanInfo, loc *time.Location, routes []Route) (*Plan, error) {
 		if j-i > maxRoutesPerPrefix {
 			return nil, callbridge.FieldError("prefix", "prefix %q has %d routes, more than %d", p.routes[i].Prefix, j-i, maxRoutesPerPrefix)
 		}
-		groups = append(groups, group{prefix: p.routes[i].Prefix, lo: int32(i), count: int32(j - i)})
+		groups = append(groups, prefix.Group{Prefix: p.routes[i].Prefix, Lo: int32(i), Count: uint16(j - i)})
 		i = j
 	}
-	p.trie = newTrie(groups)
+	p.trie = prefix.New[struct{}](groups)
 	// Routes with the same gateways share one copy of them: a plan has
 	// few distinct lists, which then stay in the cache.
 	index := map[string]int32{}
@@ -404,7 +405,7 @@ func (p *Plan) Len() int { return len(p.routes) }
 // a route whose band contains at in the plan's zone, first by priority;
 // nil when none.
 func (p *Plan) match(n callbridge.Number, at time.Time) *croute {
-	return p.matchFrom(p.trie.walk(n), at)
+	return p.matchFrom(p.trie.Walk(string(n)), at)
 }
 
 // matchFrom is match from the plan trie's node nd, the deepest with
@@ -417,9 +418,9 @@ func (p *Plan) matchFrom(nd int32, at time.Time) *croute {
 		h, m, s := lt.Clock()
 		wd, tod = int(lt.Weekday()), int32(h*3600+m*60+s)
 	}
-	for ; nd >= 0; nd = p.trie.nodes[nd].up {
-		x := &p.trie.nodes[nd]
-		for i := x.lo; i < x.lo+int32(x.count); i++ {
+	for ; nd >= 0; nd = p.trie.Nodes[nd].Up {
+		x := &p.trie.Nodes[nd]
+		for i := x.Lo; i < x.Lo+int32(x.Count); i++ {
 			r := &p.routes[i]
 			if p.flat || r.Days&(1<<wd) != 0 && tod >= r.from && tod < r.until {
 				return r

@@ -2,12 +2,12 @@ package routing
 
 import (
 	"cmp"
-	"math"
 	"slices"
 	"strconv"
 	"time"
 
 	"callbridge"
+	"callbridge/internal/prefix"
 	"callbridge/rating"
 )
 
@@ -40,14 +40,14 @@ type Table struct {
 
 	// trie holds the plan's and the decks' prefixes. Every node on the
 	// path of a prefix carries the payload of its nearest ancestor (or
-	// itself) with one, so a walk ends on the node to read: lo is the
-	// data index, aux the deepest node of the plan's trie with routes on
+	// itself) with one, so a walk ends on the node to read: Lo is the
+	// data index, Aux the deepest node of the plan's trie with routes on
 	// the path (-1: none) or, for a plan without time bands, that node's
 	// first route plus planRoute.
-	trie trie
+	trie prefix.Trie[int32]
 	// direct and bkt answer a walk of trie for numbers of at least
-	// trie.topDigits digits in one or two reads: direct maps a number's
-	// first topDigits digits to the data of the deepest prefix of at most
+	// trie.TopDigits() digits in one or two reads: direct maps a number's
+	// first TopDigits digits to the data of the deepest prefix of at most
 	// that many digits on its path, and to bkt[direct[v].b:direct[v+1].b],
 	// the longer prefixes that start with them, longest first.
 	direct []dent
@@ -134,18 +134,18 @@ func NewTable(plan *Plan, prices PriceSource, at time.Time) *Table {
 		}
 		return cmp.Compare(a.src, b.src)
 	})
-	var groups []group
+	var groups []prefix.Group
 	var own [][2]int // per data index: its run in entries
 	for i := 0; i < len(entries); {
 		j := i
 		for j < len(entries) && entries[j].prefix == entries[i].prefix {
 			j++
 		}
-		groups = append(groups, group{prefix: entries[i].prefix, lo: int32(len(groups)), count: 1})
+		groups = append(groups, prefix.Group{Prefix: entries[i].prefix, Lo: int32(len(groups)), Count: 1})
 		own = append(own, [2]int{i, j})
 		i = j
 	}
-	t.trie = newTrie(groups)
+	t.trie = prefix.New[int32](groups)
 	planNode := make([]int32, len(groups))
 	t.quote = make([]tquote, len(groups)*g)
 	// Ascending prefix order visits every prefix after its ancestors, so
@@ -154,16 +154,16 @@ func NewTable(plan *Plan, prices PriceSource, at time.Time) *Table {
 	parent := make([]int32, len(groups))
 	has := make([]bool, g) // the gateways with a prefix of their own here
 	for u, gr := range groups {
-		nd := t.trie.walk(callbridge.Number(gr.prefix))
+		nd := t.trie.Walk(gr.Prefix)
 		parent[u] = -1
-		if up := t.trie.nodes[nd].up; up >= 0 {
-			parent[u] = t.trie.nodes[up].lo
+		if up := t.trie.Nodes[nd].Up; up >= 0 {
+			parent[u] = t.trie.Nodes[up].Lo
 		}
-		planNode[u] = plan.trie.walk(callbridge.Number(gr.prefix))
+		planNode[u] = plan.trie.Walk(gr.Prefix)
 		clear(has)
 		for _, e := range entries[own[u][0]:own[u][1]] {
 			if e.src >= 0 {
-				t.quote[u*g+int(e.src)] = packQuote(quoteOf(t.decks[e.src], callbridge.Number(gr.prefix), at))
+				t.quote[u*g+int(e.src)] = packQuote(quoteOf(t.decks[e.src], callbridge.Number(gr.Prefix), at))
 				has[e.src] = true
 			}
 		}
@@ -181,18 +181,18 @@ func NewTable(plan *Plan, prices PriceSource, at time.Time) *Table {
 		}
 	}
 	// Nodes are laid out breadth first: a node's parent comes before it.
-	for i := range t.trie.nodes {
-		nd := &t.trie.nodes[i]
-		if nd.count == 0 {
-			if nd.up < 0 {
-				nd.aux = -1
+	for i := range t.trie.Nodes {
+		nd := &t.trie.Nodes[i]
+		if nd.Count == 0 {
+			if nd.Up < 0 {
+				nd.Aux = -1
 				continue
 			}
-			nd.lo, nd.count = t.trie.nodes[nd.up].lo, 1
+			nd.Lo, nd.Count = t.trie.Nodes[nd.Up].Lo, 1
 		}
-		nd.aux = planNode[nd.lo]
-		if plan.flat && nd.aux >= 0 {
-			nd.aux = planRoute + plan.trie.nodes[nd.aux].lo
+		nd.Aux = planNode[nd.Lo]
+		if plan.flat && nd.Aux >= 0 {
+			nd.Aux = planRoute + plan.trie.Nodes[nd.Aux].Lo
 		}
 	}
 	t.buildDirect(groups)
@@ -208,7 +208,7 @@ type dent struct {
 	lo, aux, b int32
 }
 
-// bent is a prefix longer than Table.trie.topDigits: its digits after
+// bent is a prefix longer than Table.trie.TopDigits(): its digits after
 // those (suf, n of them) and its node's lo and aux.
 type bent struct {
 	suf     uint64
@@ -217,16 +217,16 @@ type bent struct {
 }
 
 // buildDirect fills direct and bkt from the finished trie.
-func (t *Table) buildDirect(groups []group) {
-	k := t.trie.topDigits
+func (t *Table) buildDirect(groups []prefix.Group) {
+	k := t.trie.TopDigits()
 	if k == 0 {
 		return
 	}
-	size := pow10(k)
+	size := int(pow10u(int32(k)))
 	t.direct = make([]dent, size+1)
 	for v := range size {
-		nd := &t.trie.nodes[t.trie.top[v]&math.MaxInt32]
-		t.direct[v].lo, t.direct[v].aux = nd.lo, nd.aux
+		nd := &t.trie.Nodes[t.trie.TopNode(v)]
+		t.direct[v].lo, t.direct[v].aux = nd.Lo, nd.Aux
 	}
 	type keyed struct {
 		key int
@@ -234,13 +234,13 @@ func (t *Table) buildDirect(groups []group) {
 	}
 	var long []keyed
 	for _, gr := range groups {
-		if len(gr.prefix) <= k {
+		if len(gr.Prefix) <= k {
 			continue
 		}
-		key, _ := strconv.Atoi(gr.prefix[:k])
-		suf, _ := strconv.ParseUint(gr.prefix[k:], 10, 64)
-		nd := &t.trie.nodes[t.trie.walk(callbridge.Number(gr.prefix))]
-		long = append(long, keyed{key, bent{suf: suf, lo: nd.lo, aux: nd.aux, n: int32(len(gr.prefix) - k)}})
+		key, _ := strconv.Atoi(gr.Prefix[:k])
+		suf, _ := strconv.ParseUint(gr.Prefix[k:], 10, 64)
+		nd := &t.trie.Nodes[t.trie.Walk(gr.Prefix)]
+		long = append(long, keyed{key, bent{suf: suf, lo: nd.Lo, aux: nd.Aux, n: int32(len(gr.Prefix) - k)}})
 	}
 	slices.SortFunc(long, func(a, b keyed) int {
 		if c := cmp.Compare(a.key, b.key); c != 0 {
@@ -262,41 +262,31 @@ func (t *Table) buildDirect(groups []group) {
 // find returns the lo and aux of the deepest node with data on n's path:
 // what walking the trie finds, from direct and bkt when n is long enough.
 func (t *Table) find(n callbridge.Number) (lo, aux int32) {
-	if k := t.trie.topDigits; k > 0 && len(n) >= k {
-		v, i := 0, 0
-		for ; i < k; i++ {
-			c := n[i] - '0'
+	if v, ok := t.trie.TopKey(string(n)); ok {
+		e := &t.direct[v]
+		b0, b1 := e.b, t.direct[v+1].b
+		if b0 == b1 {
+			return e.lo, e.aux
+		}
+		var rest uint64 // the digits after the top key's, at most to MaxPrefixLen
+		m := int32(0)
+		for j := t.trie.TopDigits(); j < len(n) && j < MaxPrefixLen; j++ {
+			c := n[j] - '0'
 			if c > 9 {
 				break
 			}
-			v = v*10 + int(c)
+			rest = rest*10 + uint64(c)
+			m++
 		}
-		if i == k {
-			e := &t.direct[v]
-			b0, b1 := e.b, t.direct[v+1].b
-			if b0 == b1 {
-				return e.lo, e.aux
+		for _, b := range t.bkt[b0:b1] {
+			if b.n <= m && rest/pow10u(m-b.n) == b.suf {
+				return b.lo, b.aux
 			}
-			var rest uint64 // the digits after the first k, at most to MaxPrefixLen
-			m := int32(0)
-			for j := k; j < len(n) && j < MaxPrefixLen; j++ {
-				c := n[j] - '0'
-				if c > 9 {
-					break
-				}
-				rest = rest*10 + uint64(c)
-				m++
-			}
-			for _, b := range t.bkt[b0:b1] {
-				if b.n <= m && rest/pow10u(m-b.n) == b.suf {
-					return b.lo, b.aux
-				}
-			}
-			return e.lo, e.aux
 		}
+		return e.lo, e.aux
 	}
-	nd := &t.trie.nodes[t.trie.walk(n)]
-	return nd.lo, nd.aux
+	nd := &t.trie.Nodes[t.trie.Walk(string(n))]
+	return nd.Lo, nd.Aux
 }
 
 // pow10u returns 10 to the n (0 <= n <= 19).
