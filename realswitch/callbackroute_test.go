@@ -3,7 +3,6 @@
 package realswitch_test
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -16,9 +15,7 @@ import (
 )
 
 // TestCallbackRoutePlan proves callback legs through an account's route
-// plan on FreeSWITCH 1.10.12, with three sipp carriers and their buy
-// decks: "refuser" (the cheapest, answers every INVITE 503), "carrier"
-// and "backup" (the dearest), both answering as the number says.
+// plan on FreeSWITCH 1.10.12, with the carriers of startCarrierPlan.
 //
 //   - The cheapest carrier refuses: each leg is originated again by the
 //     controller through backup and the callback completes; the history
@@ -30,39 +27,15 @@ import (
 //     other carrier.
 func TestCallbackRoutePlan(t *testing.T) {
 	t.Parallel()
-	own := startOwn(t, realswitch.Options{Carriers: []realswitch.CarrierOption{
-		{Name: "refuser", CarrierConfig: realswitch.CarrierConfig{Refuse: 503}},
-		{Name: "backup"},
-	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	acct, err := own.NewAccount(ctx, t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := acct.CreateSellDeck(ctx, "sell", "prefix,per_minute,first_increment,next_increment\n49,0.06,1,1\n"); err != nil {
-		t.Fatal(err)
-	}
-	for gw, perMinute := range map[string]string{"refuser": "0.006", "carrier": "0.012", "backup": "0.030"} {
-		if _, err := own.Admin.CreateBuyDeck(ctx, gw, "prefix,per_minute,first_increment,next_increment\n49,"+perMinute+",1,1\n"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// Scenario 720's and 721's legs go through refuser then backup, the
 	// others' through carrier then backup: least_cost orders each route
 	// from the buy decks, whatever order the route lists.
-	if _, err := own.Admin.CreateRoutePlan(ctx, map[string]any{"name": "carriers", "account_id": acct.AccountID, "time_zone": "UTC", "currency": "EUR", "max_attempts": 2},
-		"prefix,description,strategy,gateways,days,from,until,priority\n"+
-			"4930072,refused first,least_cost,backup;refuser,all,00:00,24:00,0\n"+
-			"49300722,cheaper answers,least_cost,backup;carrier,all,00:00,24:00,0\n"+
-			"49300723,cheaper answers,least_cost,backup;carrier,all,00:00,24:00,0\n"+
-			"49300724,busy callee,least_cost,backup;carrier,all,00:00,24:00,0\n"+
-			"49300725,busy callee,least_cost,backup;carrier,all,00:00,24:00,0\n"); err != nil {
-		t.Fatal(err)
-	}
-	// The controller compiles the plan and joins it with the decks
-	// (LISTEN/NOTIFY); give it a moment before the first call.
-	time.Sleep(time.Second)
+	ctx, own, acct := startCarrierPlan(t,
+		"4930072,refused first,least_cost,backup;refuser,all,00:00,24:00,0",
+		"49300722,cheaper answers,least_cost,backup;carrier,all,00:00,24:00,0",
+		"49300723,cheaper answers,least_cost,backup;carrier,all,00:00,24:00,0",
+		"49300724,busy callee,least_cost,backup;carrier,all,00:00,24:00,0",
+		"49300725,busy callee,least_cost,backup;carrier,all,00:00,24:00,0")
 
 	// run places a callback and returns it ended, with its attempts as
 	// "leg:gateway#n cause sip detail" and its CDRs by leg and attempt,
@@ -102,18 +75,6 @@ func TestCallbackRoutePlan(t *testing.T) {
 		}
 		return cb, strings.Join(tries, "; "), byKey
 	}
-	dialled := func(gw, number string) bool {
-		calls, err := own.Carriers[gw].Calls()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range calls {
-			if c.Number == realswitch.Digits(number) {
-				return true
-			}
-		}
-		return false
-	}
 
 	t.Run("cheapest refuses: fails over", func(t *testing.T) {
 		a, b := realswitch.Number(720, realswitch.Answer), realswitch.Number(721, realswitch.Hold(2))
@@ -146,8 +107,8 @@ func TestCallbackRoutePlan(t *testing.T) {
 			}
 		}
 		for _, n := range []string{a, b} {
-			if !dialled("refuser", n) || !dialled("backup", n) {
-				t.Errorf("%s: refuser dialled %v, backup dialled %v; want both", n, dialled("refuser", n), dialled("backup", n))
+			if !dialled(t, own, "refuser", n) || !dialled(t, own, "backup", n) {
+				t.Errorf("%s: refuser dialled %v, backup dialled %v; want both", n, dialled(t, own, "refuser", n), dialled(t, own, "backup", n))
 			}
 		}
 	})
@@ -172,7 +133,7 @@ func TestCallbackRoutePlan(t *testing.T) {
 			}
 		}
 		for _, n := range []string{a, b} {
-			if dialled("backup", n) {
+			if dialled(t, own, "backup", n) {
 				t.Errorf("backup was dialled for %s too", n)
 			}
 		}
@@ -190,7 +151,7 @@ func TestCallbackRoutePlan(t *testing.T) {
 		if c := cdrs["b1"]; c == nil || c.Gateway != "carrier" || c.HangupCause != "USER_BUSY" || c.Answered() || c.Buy != 0 {
 			t.Errorf("B's CDR %+v, want carrier, USER_BUSY, unanswered, free", c)
 		}
-		if dialled("backup", b) {
+		if dialled(t, own, "backup", b) {
 			t.Errorf("backup was dialled after the callee was busy")
 		}
 	})

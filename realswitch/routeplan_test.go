@@ -5,6 +5,7 @@ package realswitch_test
 import (
 	"context"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,9 +14,7 @@ import (
 )
 
 // TestBindingRoutePlan proves binding calls through an account's route
-// plan on FreeSWITCH 1.10.12, with three sipp carriers and their buy
-// decks: "refuser" (the cheapest, answers every INVITE 503), "carrier"
-// and "backup" (the dearest), both answering as the number says.
+// plan on FreeSWITCH 1.10.12, with the carriers of startCarrierPlan.
 //
 //   - The cheapest carrier refuses: the call connects through the other;
 //     the CDRs show both attempts, numbered and linked to the caller's
@@ -26,37 +25,13 @@ import (
 //     other carrier.
 func TestBindingRoutePlan(t *testing.T) {
 	t.Parallel()
-	own := startOwn(t, realswitch.Options{Carriers: []realswitch.CarrierOption{
-		{Name: "refuser", CarrierConfig: realswitch.CarrierConfig{Refuse: 503}},
-		{Name: "backup"},
-	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	acct, err := own.NewAccount(ctx, t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := acct.CreateSellDeck(ctx, "sell", "prefix,per_minute,first_increment,next_increment\n49,0.06,1,1\n"); err != nil {
-		t.Fatal(err)
-	}
-	for gw, perMinute := range map[string]string{"refuser": "0.006", "carrier": "0.012", "backup": "0.030"} {
-		if _, err := own.Admin.CreateBuyDeck(ctx, gw, "prefix,per_minute,first_increment,next_increment\n49,"+perMinute+",1,1\n"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// Scenario 700's callees go through refuser then backup, 701's and
 	// 702's through carrier then backup: least_cost orders each route
 	// from the buy decks, whatever order the route lists.
-	if _, err := own.Admin.CreateRoutePlan(ctx, map[string]any{"name": "carriers", "account_id": acct.AccountID, "time_zone": "UTC", "currency": "EUR", "max_attempts": 2},
-		"prefix,description,strategy,gateways,days,from,until,priority\n"+
-			"49300700,refused first,least_cost,backup;refuser,all,00:00,24:00,0\n"+
-			"49300701,cheaper answers,least_cost,backup;carrier,all,00:00,24:00,0\n"+
-			"49300702,busy callee,least_cost,backup;carrier,all,00:00,24:00,0\n"); err != nil {
-		t.Fatal(err)
-	}
-	// The controller compiles the plan and joins it with the decks
-	// (LISTEN/NOTIFY); give it a moment before the first call.
-	time.Sleep(time.Second)
+	ctx, own, acct := startCarrierPlan(t,
+		"49300700,refused first,least_cost,backup;refuser,all,00:00,24:00,0",
+		"49300701,cheaper answers,least_cost,backup;carrier,all,00:00,24:00,0",
+		"49300702,busy callee,least_cost,backup;carrier,all,00:00,24:00,0")
 
 	// call binds x (XB) to b, dials x and returns the final status the
 	// caller got and the binding's outbound CDRs by attempt, once all
@@ -132,12 +107,8 @@ func TestBindingRoutePlan(t *testing.T) {
 		if want := 200 * ((c.BillMS + 999) / 1000); c.Gateway != "carrier" || !c.Answered() || c.Buy != want || c.OtherUUID != inbound {
 			t.Errorf("attempt 1: gateway %s answered %v buy %d other %s; want carrier, answered, %d, linked to %s", c.Gateway, c.Answered(), c.Buy, c.OtherUUID, want, inbound)
 		}
-		if calls, err := own.Carriers["backup"].Calls(); err == nil {
-			for _, call := range calls {
-				if call.Number == realswitch.Digits(b) {
-					t.Errorf("backup was dialled too")
-				}
-			}
+		if dialled(t, own, "backup", b) {
+			t.Errorf("backup was dialled too")
 		}
 	})
 
@@ -151,12 +122,8 @@ func TestBindingRoutePlan(t *testing.T) {
 		if c.Gateway != "carrier" || c.HangupCause != "USER_BUSY" || c.Answered() || c.Buy != 0 {
 			t.Errorf("attempt 1: gateway %s cause %s; want carrier, USER_BUSY, unanswered, free", c.Gateway, c.HangupCause)
 		}
-		if calls, err := own.Carriers["backup"].Calls(); err == nil {
-			for _, call := range calls {
-				if call.Number == realswitch.Digits(b) {
-					t.Errorf("backup was dialled after the callee was busy")
-				}
-			}
+		if dialled(t, own, "backup", b) {
+			t.Errorf("backup was dialled after the callee was busy")
 		}
 	})
 
@@ -184,4 +151,56 @@ func TestBindingRoutePlan(t *testing.T) {
 	if r := rows["backup"]; r.Attempts != 1 || r.ASR == nil || *r.ASR != 1 || r.Margin <= 0 {
 		t.Errorf("backup's row %+v, want 1 attempt, ASR 1, a margin", r)
 	}
+}
+
+// startCarrierPlan starts an Env of the test's own with three sipp
+// carriers and their buy decks for 49: "refuser" (the cheapest, 0.006/min,
+// answers every INVITE 503), "carrier" (0.012/min) and "backup" (the
+// dearest, 0.030/min), both answering as the number says. It opens an
+// account selling 49 at 0.06/min whose route plan "carriers" (UTC, at
+// most two attempts a call) has routes, CSV rows without the header. The
+// context ends with the test, after 150 s at the latest.
+func startCarrierPlan(t *testing.T, routes ...string) (context.Context, *realswitch.Env, *realswitch.Client) {
+	t.Helper()
+	own := startOwn(t, realswitch.Options{Carriers: []realswitch.CarrierOption{
+		{Name: "refuser", CarrierConfig: realswitch.CarrierConfig{Refuse: 503}},
+		{Name: "backup"},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	t.Cleanup(cancel)
+	acct, err := own.NewAccount(ctx, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acct.CreateSellDeck(ctx, "sell", "prefix,per_minute,first_increment,next_increment\n49,0.06,1,1\n"); err != nil {
+		t.Fatal(err)
+	}
+	for gw, perMinute := range map[string]string{"refuser": "0.006", "carrier": "0.012", "backup": "0.030"} {
+		if _, err := own.Admin.CreateBuyDeck(ctx, gw, "prefix,per_minute,first_increment,next_increment\n49,"+perMinute+",1,1\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := own.Admin.CreateRoutePlan(ctx, map[string]any{"name": "carriers", "account_id": acct.AccountID, "time_zone": "UTC", "currency": "EUR", "max_attempts": 2},
+		"prefix,description,strategy,gateways,days,from,until,priority\n"+strings.Join(routes, "\n")+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The controller compiles the plan and joins it with the decks
+	// (LISTEN/NOTIFY); give it a moment before the first call.
+	time.Sleep(time.Second)
+	return ctx, own, acct
+}
+
+// dialled reports whether the carrier gw of own saw a call to number.
+func dialled(t *testing.T, own *realswitch.Env, gw, number string) bool {
+	t.Helper()
+	calls, err := own.Carriers[gw].Calls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range calls {
+		if c.Number == realswitch.Digits(number) {
+			return true
+		}
+	}
+	return false
 }
