@@ -35,9 +35,9 @@ func newPrivacyEnv(t *testing.T) *privacyEnv {
 	return newPrivacyEnvWith(t, privacyScript, nil)
 }
 
-// newPrivacyEnvWith is newPrivacyEnv with the far ends' script and,
-// when given, an adjusted configuration.
-func newPrivacyEnvWith(t *testing.T, script string, configure func(*app.Config)) *privacyEnv {
+// newPrivacyEnvWith is newPrivacyEnv with the far ends' script, when
+// given an adjusted configuration, and the node's gateways.
+func newPrivacyEnvWith(t *testing.T, script string, configure func(*app.Config), gateways ...esltest.Gateway) *privacyEnv {
 	t.Helper()
 	fs := esltest.NewUnstartedServer()
 	sc, err := esltest.ParseScript([]byte(script))
@@ -45,6 +45,7 @@ func newPrivacyEnvWith(t *testing.T, script string, configure func(*app.Config))
 		t.Fatal(err)
 	}
 	fs.Script, fs.Speed = sc, 10
+	fs.Gateways = gateways
 	env := &privacyEnv{fullEnv: newEnv(t, envOptions{fs: fs, configure: configure})}
 	env.key, err = postgres.NewAccountService(env.db).CreateAccount(context.Background(), &callbridge.Account{Name: "shop"})
 	if err != nil {

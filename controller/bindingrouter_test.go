@@ -1,7 +1,6 @@
 package controller_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,13 +9,9 @@ import (
 	"time"
 
 	"callbridge"
-	"callbridge/app"
 	"callbridge/app/apptest"
-	"callbridge/esl/esltest"
 	"callbridge/internal/wait"
-	"callbridge/postgres"
 	"callbridge/privacy"
-	"callbridge/routing"
 )
 
 // TestBindingCallSlotHeldByRouterOnly runs two wired controllers on one
@@ -27,62 +22,14 @@ import (
 // gateway_slots (the first controller's), not one per controller, and
 // the failover is counted once across both controllers' metrics.
 func TestBindingCallSlotHeldByRouterOnly(t *testing.T) {
-	fs := esltest.NewUnstartedServer()
-	sc, err := esltest.ParseScript([]byte(callsScript))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs.Script, fs.Speed = sc, 10
-	fs.Gateways = []esltest.Gateway{{Name: "carrier", Refuse: true}, {Name: "backup"}}
-	var cfg app.Config
-	env := &privacyEnv{fullEnv: newEnv(t, envOptions{fs: fs, configure: func(c *app.Config) {
-		c.GatewayPollInterval = time.Hour
-		c.GatewayLimits = map[string]routing.Limits{"backup": {MaxActive: 1}}
-		cfg = *c
-	}})}
-	cfg2 := cfg
+	env := newSlotsEnv(t)
+	cfg2 := env.cfg
 	cfg2.Owner, cfg2.SpoolDir, cfg2.ReportDir = "test-2", t.TempDir(), t.TempDir()
 	cfg2.ESL, cfg2.ESLPassword = []string{env.fs.Addr()}, env.fs.Password
 	second := apptest.Run(t, env.db, cfg2, apptest.Options{})
-
-	env.key, err = postgres.NewAccountService(env.db).CreateAccount(context.Background(), &callbridge.Account{Name: "shop"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	calls := env.srv.Privacy.Calls.(*privacy.Calls)
-	calls2 := second.Server.Privacy.Calls.(*privacy.Calls)
-	slots := postgres.NewGatewaySlots(env.db)
-	ctx := context.Background()
-
-	plan := env.mustCall(http.StatusCreated, "POST", "/v1/admin/route-plans", fullAdminToken,
-		map[string]any{"name": "default", "default": true, "time_zone": "UTC", "currency": "EUR"}).json(t)
-	id, _ := plan["id"].(string)
-	if a := env.importRoutesCSV(id, "", "prefix,strategy,gateways\n49,priority,carrier;backup\n"); a.status != http.StatusOK {
-		t.Fatalf("import: %d %s", a.status, a.body)
-	}
-	if code := env.do(t, "POST", "/v1/numbers", map[string]any{"number": string(tX), "gateway": "carrier"}, nil); code != http.StatusCreated {
-		t.Fatalf("create number: %d", code)
-	}
-	var b callbridge.Binding
-	if code := env.do(t, "POST", "/v1/bindings", map[string]any{"mode": "AXB", "a": string(tA), "b": string(tB), "x": string(tX), "ttl": 3600}, &b); code != http.StatusCreated {
-		t.Fatalf("create binding: %d", code)
-	}
-	wait.For(t, "the index to hold the binding", func() bool {
-		l := env.line(tX)
-		return l != nil && len(l.Bindings) == 1
-	})
-	active := func() int {
-		loads, err := slots.Loads(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range loads {
-			if l.Gateway == "backup" {
-				return l.Active
-			}
-		}
-		return 0
-	}
+	calls, calls2 := env.calls, second.Server.Privacy.Calls.(*privacy.Calls)
+	b := env.binding
+	active := func() int { return env.backupActive(t) }
 
 	leg := env.call(t, tA, tX)
 	if leg == nil {

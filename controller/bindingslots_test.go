@@ -28,42 +28,10 @@ import (
 // binding call meanwhile is not sent through backup. After the hangup
 // the slot is released and backup takes calls again.
 func TestBindingCallsHoldGatewaySlots(t *testing.T) {
-	fs := esltest.NewUnstartedServer()
-	sc, err := esltest.ParseScript([]byte(callsScript))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs.Script, fs.Speed = sc, 10
-	fs.Gateways = []esltest.Gateway{{Name: "carrier", Refuse: true}, {Name: "backup"}}
-	env := &privacyEnv{fullEnv: newEnv(t, envOptions{fs: fs, configure: func(c *app.Config) {
-		c.GatewayPollInterval = time.Hour
-		c.GatewayLimits = map[string]routing.Limits{"backup": {MaxActive: 1}}
-	}})}
-	env.key, err = postgres.NewAccountService(env.db).CreateAccount(context.Background(), &callbridge.Account{Name: "shop"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newSlotsEnv(t)
 	gws := env.srv.GatewayHealth.(*carrier.Gateways)
-	calls := env.srv.Privacy.Calls.(*privacy.Calls)
-	slots := postgres.NewGatewaySlots(env.db)
+	calls := env.calls
 	ctx := context.Background()
-
-	plan := env.mustCall(http.StatusCreated, "POST", "/v1/admin/route-plans", fullAdminToken,
-		map[string]any{"name": "default", "default": true, "time_zone": "UTC", "currency": "EUR"}).json(t)
-	id, _ := plan["id"].(string)
-	if a := env.importRoutesCSV(id, "", "prefix,strategy,gateways\n49,priority,carrier;backup\n"); a.status != http.StatusOK {
-		t.Fatalf("import: %d %s", a.status, a.body)
-	}
-	if code := env.do(t, "POST", "/v1/numbers", map[string]any{"number": string(tX), "gateway": "carrier"}, nil); code != http.StatusCreated {
-		t.Fatalf("create number: %d", code)
-	}
-	if code := env.do(t, "POST", "/v1/bindings", map[string]any{"mode": "AXB", "a": string(tA), "b": string(tB), "x": string(tX), "ttl": 3600}, nil); code != http.StatusCreated {
-		t.Fatalf("create binding: %d", code)
-	}
-	wait.For(t, "the index to hold the binding", func() bool {
-		l := env.line(tX)
-		return l != nil && len(l.Bindings) == 1
-	})
 	backup := func() string {
 		for _, c := range env.resolve("number=%2B" + string(tB)).Resolution.Candidates {
 			if c.Gateway == "backup" {
@@ -72,18 +40,8 @@ func TestBindingCallsHoldGatewaySlots(t *testing.T) {
 		}
 		return "missing"
 	}
-	active := func() int {
-		loads, err := slots.Loads(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range loads {
-			if l.Gateway == "backup" {
-				return l.Active
-			}
-		}
-		return 0
-	}
+	active := func() int { return env.backupActive(t) }
+
 	if r := backup(); r == "at_capacity" {
 		t.Fatalf("backup before any call: %s", r)
 	}
@@ -171,6 +129,63 @@ func TestBindingCallsHoldGatewaySlots(t *testing.T) {
 		n, r := active(), backup()
 		return n == 0 && r != "at_capacity" && calls.HeldSlots() == 0, fmt.Sprintf("%d active, resolve says %s, %d held", n, r, calls.HeldSlots())
 	}, wait.Every(20*time.Millisecond))
+}
+
+// slotsEnv is a wired controller following a simulated node whose
+// default route plan sends calls to 49 through "carrier" (which refuses
+// every leg) and then "backup" (capped at one concurrent call), with an
+// AXB binding of tA and tB on tX in its index.
+type slotsEnv struct {
+	*privacyEnv
+	cfg     app.Config // the controller's, for a second one beside it
+	binding callbridge.Binding
+	calls   *privacy.Calls
+	slots   *postgres.GatewaySlots
+}
+
+func newSlotsEnv(t *testing.T) *slotsEnv {
+	t.Helper()
+	env := &slotsEnv{}
+	env.privacyEnv = newPrivacyEnvWith(t, callsScript, func(c *app.Config) {
+		c.GatewayPollInterval = time.Hour
+		c.GatewayLimits = map[string]routing.Limits{"backup": {MaxActive: 1}}
+		env.cfg = *c
+	}, esltest.Gateway{Name: "carrier", Refuse: true}, esltest.Gateway{Name: "backup"})
+	env.calls = env.srv.Privacy.Calls.(*privacy.Calls)
+	env.slots = postgres.NewGatewaySlots(env.db)
+	plan := env.mustCall(http.StatusCreated, "POST", "/v1/admin/route-plans", fullAdminToken,
+		map[string]any{"name": "default", "default": true, "time_zone": "UTC", "currency": "EUR"}).json(t)
+	id, _ := plan["id"].(string)
+	if a := env.importRoutesCSV(id, "", "prefix,strategy,gateways\n49,priority,carrier;backup\n"); a.status != http.StatusOK {
+		t.Fatalf("import: %d %s", a.status, a.body)
+	}
+	if code := env.do(t, "POST", "/v1/numbers", map[string]any{"number": string(tX), "gateway": "carrier"}, nil); code != http.StatusCreated {
+		t.Fatalf("create number: %d", code)
+	}
+	if code := env.do(t, "POST", "/v1/bindings", map[string]any{"mode": "AXB", "a": string(tA), "b": string(tB), "x": string(tX), "ttl": 3600}, &env.binding); code != http.StatusCreated {
+		t.Fatalf("create binding: %d", code)
+	}
+	wait.For(t, "the index to hold the binding", func() bool {
+		l := env.line(tX)
+		return l != nil && len(l.Bindings) == 1
+	})
+	return env
+}
+
+// backupActive returns how many calls hold backup's slots in
+// gateway_slots.
+func (env *slotsEnv) backupActive(t *testing.T) int {
+	t.Helper()
+	loads, err := env.slots.Loads(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range loads {
+		if l.Gateway == "backup" {
+			return l.Active
+		}
+	}
+	return 0
 }
 
 // alive reports whether the simulator still has channel uuid.
