@@ -1,6 +1,8 @@
 package esltest
 
 import (
+	"callbridge/esl/esltest/internal/call"
+
 	"bytes"
 	"fmt"
 	"slices"
@@ -15,9 +17,9 @@ const versionText = "FreeSWITCH Version 1.10.12-release+git~20240802T210227Z~a88
 // api or bgapi command.
 func (s *Server) apiEventLocked(name, arg string) {
 	e := s.newEventLocked("API", "switch_loadable_module.c", "switch_api_execute", 2954)
-	e.add("API-Command", name)
+	e.Add("API-Command", name)
 	if arg != "" {
-		e.add("API-Command-Argument", arg)
+		e.Add("API-Command-Argument", arg)
 	}
 	s.dispatchLocked(e)
 }
@@ -30,12 +32,12 @@ func (s *Server) runJob(job, name, arg string) {
 	done := func(out string) {
 		s.apiEventLocked(name, arg)
 		e := s.newEventLocked("BACKGROUND_JOB", "mod_event_socket.c", "api_exec", 1572)
-		e.add("Job-UUID", job)
-		e.add("Job-Command", name)
+		e.Add("Job-UUID", job)
+		e.Add("Job-Command", name)
 		if arg != "" {
-			e.add("Job-Command-Arg", arg)
+			e.Add("Job-Command-Arg", arg)
 		}
-		e.body = out
+		e.Body = out
 		if s.jobEvents != JobEventsSwallowed {
 			s.dispatchLocked(e)
 		}
@@ -90,13 +92,13 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		}
 		cause := "NORMAL_CLEARING"
 		if len(f) > 1 {
-			cause = normalizeCause(f[1])
+			cause = call.NormalizeCause(f[1])
 		}
-		return s.withChannel(f[0], func(ch *channel) string {
+		return s.withChannel(f[0], func(ch *call.Channel) string {
 			disp := "send_bye"
-			if ch.answered.IsZero() {
+			if ch.Answered.IsZero() {
 				disp = "send_cancel"
-				if ch.direction == "inbound" {
+				if ch.Direction == "inbound" {
 					disp = "send_refuse"
 				}
 			}
@@ -106,7 +108,7 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 	case "uuid_exists":
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if ch := s.chans[strings.TrimSpace(arg)]; ch != nil && !ch.shadow {
+		if ch := s.chans[strings.TrimSpace(arg)]; ch != nil && !ch.Shadow {
 			return "true"
 		}
 		return "false"
@@ -115,11 +117,11 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		if len(f) < 2 || f[0] == "" || f[1] == "" {
 			return "-USAGE: <uuid> <var> [value]\n"
 		}
-		return s.withChannel(f[0], func(ch *channel) string {
+		return s.withChannel(f[0], func(ch *call.Channel) string {
 			if len(f) == 3 && f[2] != "" {
-				ch.v.set(f[1], f[2])
+				ch.Vars.Set(f[1], f[2])
 			} else {
-				ch.v.del(f[1])
+				ch.Vars.Del(f[1])
 			}
 			return "+OK\n"
 		})
@@ -128,8 +130,8 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		if len(f) < 2 {
 			return "-USAGE: <uuid> <var>\n"
 		}
-		return s.withChannel(f[0], func(ch *channel) string {
-			if v, ok := ch.v.m[f[1]]; ok {
+		return s.withChannel(f[0], func(ch *call.Channel) string {
+			if v, ok := ch.Vars.Values[f[1]]; ok {
 				return v
 			}
 			return "_undef_"
@@ -151,18 +153,18 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		if len(f) < 2 {
 			return "-USAGE: <uuid> <path> [aleg|bleg|both]\n"
 		}
-		return s.withChannel(f[0], func(ch *channel) string {
+		return s.withChannel(f[0], func(ch *call.Channel) string {
 			legs := "aleg"
 			if len(f) > 2 {
 				legs = f[2]
 			}
-			targets := []*channel{ch}
+			targets := []*call.Channel{ch}
 			if legs == "bleg" || legs == "both" {
-				if ch.other != nil && !ch.bridgedAt.IsZero() {
+				if ch.Other != nil && !ch.BridgedAt.IsZero() {
 					if legs == "bleg" {
-						targets = []*channel{ch.other}
+						targets = []*call.Channel{ch.Other}
 					} else {
-						targets = append(targets, ch.other)
+						targets = append(targets, ch.Other)
 					}
 				} else if legs == "bleg" {
 					targets = nil
@@ -178,31 +180,31 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		if len(f) < 3 {
 			return "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n"
 		}
-		return s.withChannel(f[0], func(ch *channel) string {
+		return s.withChannel(f[0], func(ch *call.Channel) string {
 			switch f[1] {
 			case "start":
-				ch.recs = append(ch.recs, f[2])
+				ch.Recs = append(ch.Recs, f[2])
 				e := s.newEventLocked("RECORD_START", "switch_ivr_async.c", "record_callback", 1278)
-				ch.appendChannelData(e)
-				e.add("Record-File-Path", f[2])
+				ch.AppendChannelData(e)
+				e.Add("Record-File-Path", f[2])
 				s.dispatchLocked(e)
 			case "stop":
 				found := false
-				kept := ch.recs[:0]
-				for _, p := range ch.recs {
+				kept := ch.Recs[:0]
+				for _, p := range ch.Recs {
 					if p == f[2] || f[2] == "all" {
 						found = true
 						continue
 					}
 					kept = append(kept, p)
 				}
-				ch.recs = kept
+				ch.Recs = kept
 				if !found {
 					return "-ERR Cannot stop record session!\n"
 				}
 				e := s.newEventLocked("RECORD_STOP", "switch_ivr_async.c", "record_callback", 1333)
-				ch.appendChannelData(e)
-				e.add("Record-File-Path", f[2])
+				ch.AppendChannelData(e)
+				e.Add("Record-File-Path", f[2])
 				s.dispatchLocked(e)
 			default:
 				return "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n"
@@ -215,15 +217,15 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		f := strings.Fields(arg)
 		cause := "MANAGER_REQUEST"
 		if len(f) > 0 {
-			cause = normalizeCause(f[0])
+			cause = call.NormalizeCause(f[0])
 		}
 		s.mu.Lock()
 		for _, ch := range s.chans {
-			if len(f) >= 3 && ch.v.get(f[1]) != f[2] {
+			if len(f) >= 3 && ch.Vars.Get(f[1]) != f[2] {
 				continue
 			}
 			disp := "send_bye"
-			if ch.answered.IsZero() {
+			if ch.Answered.IsZero() {
 				disp = "send_cancel"
 			}
 			s.requestHangupLocked(ch, cause, disp)
@@ -266,11 +268,11 @@ func separate(arg string) []string {
 
 // withChannel runs f on a live channel under the lock, or reports
 // "-ERR No such channel!" like mod_commands.
-func (s *Server) withChannel(id string, f func(*channel) string) string {
+func (s *Server) withChannel(id string, f func(*call.Channel) string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch := s.chans[id]
-	if ch == nil || ch.shadow || ch.killed {
+	if ch == nil || ch.Shadow || ch.Killed {
 		return "-ERR No such channel!\n"
 	}
 	return f(ch)
@@ -285,7 +287,7 @@ func (s *Server) schedHangup(arg string) string {
 	}
 	cause := "ALLOTTED_TIMEOUT"
 	if len(f) > 2 {
-		cause = normalizeCause(f[2])
+		cause = call.NormalizeCause(f[2])
 	}
 	var d time.Duration
 	if rel, ok := strings.CutPrefix(f[0], "+"); ok {
@@ -299,26 +301,26 @@ func (s *Server) schedHangup(arg string) string {
 		if err != nil {
 			return "-USAGE: [+]<time> <uuid> [<cause>]\n"
 		}
-		d = time.Unix(n, 0).Sub(s.clk.now())
+		d = time.Unix(n, 0).Sub(s.clk.Now())
 	}
-	return s.withChannel(f[1], func(ch *channel) string {
+	return s.withChannel(f[1], func(ch *call.Channel) string {
 		s.scheduleHangupLocked(ch, d, cause)
 		return "+OK\n"
 	})
 }
 
 // scheduleHangupLocked hangs ch up after d of simulated time.
-func (s *Server) scheduleHangupLocked(ch *channel, d time.Duration, cause string) {
-	ch.schedAt, ch.schedCause = s.clk.now().Add(d), cause
+func (s *Server) scheduleHangupLocked(ch *call.Channel, d time.Duration, cause string) {
+	ch.SchedAt, ch.SchedCause = s.clk.Now().Add(d), cause
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if !s.clk.sleep(s.ctx, d, ch.done) {
+		if !s.clk.Sleep(s.ctx, d, ch.Done) {
 			return
 		}
 		s.mu.Lock()
 		disp := "send_bye"
-		if ch.answered.IsZero() {
+		if ch.Answered.IsZero() {
 			disp = "send_cancel"
 		}
 		s.requestHangupLocked(ch, cause, disp)
@@ -329,7 +331,7 @@ func (s *Server) scheduleHangupLocked(ch *channel, d time.Duration, cause string
 func (s *Server) status() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	up := s.clk.now().Sub(s.startSim)
+	up := s.clk.Now().Sub(s.startSim)
 	return fmt.Sprintf("UP %s\nFreeSWITCH (Version 1.10.12-release git a88d069 2024-08-02 21:02:27Z 64bit) is ready\n"+
 		"%d session(s) since startup\n%d session(s) - peak %d, last 5min %d \n"+
 		"0 session(s) per Sec out of max 30, peak 0, last 5min 0 \n1000 session(s) max\n"+
@@ -361,23 +363,23 @@ func (s *Server) show(arg string) string {
 	s.mu.Lock()
 	var rows [][]string
 	for _, ch := range s.sortedChannelsLocked() {
-		if ch.running == "CS_DESTROY" {
+		if ch.Running == "CS_DESTROY" {
 			continue
 		}
 		rc, rr, rb := "", "", ""
-		if ch.codec {
+		if ch.Codec {
 			rc, rr, rb = "PCMU", "8000", "64000"
 		}
 		callUUID := ""
-		if ch.other != nil && !ch.bridgedAt.IsZero() {
-			callUUID = ch.uuid
+		if ch.Other != nil && !ch.BridgedAt.IsZero() {
+			callUUID = ch.UUID
 		}
-		rows = append(rows, []string{ch.uuid, ch.direction, ch.created.Format("2006-01-02 15:04:05"),
-			strconv.FormatInt(ch.created.Unix(), 10), ch.name, ch.running, ch.prof.cidName, ch.prof.cidNumber,
-			ch.prof.networkAddr, ch.prof.destination, ch.app, ch.appArg, ch.prof.dialplan, ch.prof.context,
-			rc, rr, rb, rc, rr, rb, "", s.Hostname, "", "", "", ch.callState, ch.prof.calleeName,
-			ch.prof.calleeNumber, "", callUUID, "", "", ch.prof.cidName, ch.prof.cidNumber,
-			ch.prof.networkAddr, ch.prof.destination, ch.prof.dialplan, ch.prof.context})
+		rows = append(rows, []string{ch.UUID, ch.Direction, ch.Created.Format("2006-01-02 15:04:05"),
+			strconv.FormatInt(ch.Created.Unix(), 10), ch.Name, ch.Running, ch.Profile.CIDName, ch.Profile.CIDNumber,
+			ch.Profile.NetworkAddr, ch.Profile.Destination, ch.App, ch.AppArg, ch.Profile.Dialplan, ch.Profile.Context,
+			rc, rr, rb, rc, rr, rb, "", s.Hostname, "", "", "", ch.CallState, ch.Profile.CalleeName,
+			ch.Profile.CalleeNumber, "", callUUID, "", "", ch.Profile.CIDName, ch.Profile.CIDNumber,
+			ch.Profile.NetworkAddr, ch.Profile.Destination, ch.Profile.Dialplan, ch.Profile.Context})
 	}
 	s.mu.Unlock()
 	if asJSON {
@@ -394,9 +396,9 @@ func (s *Server) show(arg string) string {
 					if j > 0 {
 						b.WriteByte(',')
 					}
-					jsonString(&b, col)
+					call.JSONString(&b, col)
 					b.WriteByte(':')
-					jsonString(&b, r[j])
+					call.JSONString(&b, r[j])
 				}
 				b.WriteByte('}')
 			}
@@ -421,7 +423,7 @@ func (s *Server) sendmsg(id string, p *packet, body []byte) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch := s.chans[id]
-	if ch == nil || ch.shadow || ch.killed {
+	if ch == nil || ch.Shadow || ch.Killed {
 		return "-ERR invalid session id [" + id + "]"
 	}
 	get := func(name string) string {
@@ -431,10 +433,10 @@ func (s *Server) sendmsg(id string, p *packet, body []byte) string {
 	switch get("call-command") {
 	case "hangup":
 		disp := "send_bye"
-		if ch.answered.IsZero() {
+		if ch.Answered.IsZero() {
 			disp = "send_cancel"
 		}
-		s.requestHangupLocked(ch, normalizeCause(get("hangup-cause")), disp)
+		s.requestHangupLocked(ch, call.NormalizeCause(get("hangup-cause")), disp)
 		return "+OK"
 	case "execute":
 		app := get("execute-app-name")
@@ -448,7 +450,7 @@ func (s *Server) sendmsg(id string, p *packet, body []byte) string {
 		}
 		if app == "set" || app == "export" {
 			if k, v, ok := strings.Cut(arg, "="); ok {
-				ch.v.set(k, v)
+				ch.Vars.Set(k, v)
 			}
 			return "+OK"
 		}

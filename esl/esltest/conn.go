@@ -1,6 +1,8 @@
 package esltest
 
 import (
+	"callbridge/esl/esltest/internal/call"
+
 	"bufio"
 	"net"
 	"strings"
@@ -123,19 +125,19 @@ func (c *conn) write(f []byte) bool {
 }
 
 // wants reports whether e passes this connection's subscription and filters.
-func (c *conn) wants(e *event) bool {
+func (c *conn) wants(e *call.Event) bool {
 	if !c.authed || !c.listening {
 		return false
 	}
 	if !c.all {
-		if !c.events[e.name] {
+		if !c.events[e.Name] {
 			return false
 		}
-		if sub := e.get("Event-Subclass"); e.name == "CUSTOM" && sub != "" && !c.subcls[sub] {
+		if sub := e.Get("Event-Subclass"); e.Name == "CUSTOM" && sub != "" && !c.subcls[sub] {
 			return false
 		}
 	}
-	if c.myUUID != "" && e.get("Unique-ID") != c.myUUID && e.name != "BACKGROUND_JOB" {
+	if c.myUUID != "" && e.Get("Unique-ID") != c.myUUID && e.Name != "BACKGROUND_JOB" {
 		return false
 	}
 	return c.passesFilters(e)
@@ -330,7 +332,7 @@ func (c *conn) myevents(rest string) {
 		c.enqueueLocked(replyFrame("-ERR aready enabled."))
 		return
 	}
-	if ch := s.chans[id]; hasFormat && (ch == nil || ch.shadow) {
+	if ch := s.chans[id]; hasFormat && (ch == nil || ch.Shadow) {
 		c.enqueueLocked(replyFrame("-ERR invalid uuid"))
 		return
 	}
@@ -477,13 +479,13 @@ func (c *conn) filterCmd(rest string) {
 // headers equals (without case) a filter's value, unless a filter whose
 // value starts with '-' matches it. Regular-expression filters ("/...")
 // are not simulated.
-func (c *conn) passesFilters(e *event) bool {
+func (c *conn) passesFilters(e *call.Event) bool {
 	if len(c.filter) == 0 {
 		return true
 	}
 	send := false
 	for _, f := range c.filter {
-		hval, ok := e.lookupFold(f.name)
+		hval, ok := e.LookupFold(f.name)
 		if !ok {
 			continue
 		}

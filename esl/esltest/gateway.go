@@ -1,6 +1,8 @@
 package esltest
 
 import (
+	"callbridge/esl/esltest/internal/call"
+
 	"fmt"
 	"strconv"
 	"strings"
@@ -44,7 +46,7 @@ func (s *Server) initGatewaysLocked() {
 		if g.Status == "" {
 			g.Status = "UP"
 		}
-		gw := &gateway{Gateway: g, since: s.clk.now()}
+		gw := &gateway{Gateway: g, since: s.clk.Now()}
 		s.gws[g.Name] = gw
 		s.gwOrder = append(s.gwOrder, g.Name)
 	}
@@ -75,14 +77,14 @@ func (s *Server) SetGatewayStatus(name, status string) error {
 		return nil
 	}
 	g.Status = status
-	g.since = s.clk.now()
+	g.since = s.clk.Now()
 	e := s.newEventLocked("CUSTOM", "sofia_reg.c", "sofia_reg_fire_custom_gateway_state_event", 156)
-	e.headers = append([]header{{"Event-Subclass", "sofia::gateway_state"}}, e.headers...)
-	e.add("Gateway", g.Name)
-	e.add("State", "NOREG")
-	e.add("Ping-Status", status)
-	e.add("Phrase", phrase)
-	e.add("Status", code)
+	e.Headers = append([]call.Header{{Name: "Event-Subclass", Value: "sofia::gateway_state"}}, e.Headers...)
+	e.Add("Gateway", g.Name)
+	e.Add("State", "NOREG")
+	e.Add("Ping-Status", status)
+	e.Add("Phrase", phrase)
+	e.Add("Status", code)
 	s.dispatchLocked(e)
 	return nil
 }
@@ -111,7 +113,7 @@ func (s *Server) sofiaAPI(arg string) string {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.clk.now()
+	now := s.clk.Now()
 	var b strings.Builder
 	b.WriteString(`<?xml version="1.0" encoding="ISO-8859-1"?>` + "\n")
 	if len(f) == 3 {

@@ -1,12 +1,13 @@
 package esltest
 
 import (
+	"callbridge/esl/esltest/internal/call"
+
 	"context"
 	"encoding/xml"
 	"errors"
 	"io"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -48,71 +49,71 @@ func (s *Server) startInbound(caller, dest string) (string, error) {
 		s.mu.Unlock()
 		return "", errors.New("SYSTEM_SHUTDOWN")
 	}
-	now := s.clk.now()
+	now := s.clk.Now()
 	s.sessions++
 	id := uuid.NewString()
-	ch := &channel{uuid: id, direction: "inbound", created: now, sessionID: s.sessions,
-		callState: "DOWN", answerState: "ringing", hitDialplan: true, killCh: make(chan struct{}),
-		done: make(chan struct{}), answerCh: make(chan struct{}), destNumber: dest}
-	ch.name = "sofia/internal/" + caller + "@127.0.0.1:5070"
-	ch.prof = profile{direction: "inbound", logicalDirection: "inbound", username: caller, dialplan: "XML",
-		cidName: caller, cidNumber: caller, origCIDName: caller, origCIDNumber: caller,
-		networkAddr: "127.0.0.1", ani: caller, destination: dest, source: "mod_sofia", context: "public",
-		channelName: ch.name, index: 1, created: now}
-	v := &ch.v
-	v.set("direction", "inbound")
-	v.set("uuid", id)
-	v.set("call_uuid", id)
-	v.set("session_id", strconv.Itoa(ch.sessionID))
-	v.set("sip_from_user", caller)
-	v.set("sip_from_port", "5070")
-	v.set("sip_from_uri", caller+"@127.0.0.1:5070")
-	v.set("sip_from_host", "127.0.0.1")
-	v.set("video_media_flow", "disabled")
-	v.set("text_media_flow", "disabled")
-	v.set("channel_name", ch.name)
-	v.set("sip_call_id", id+"@127.0.0.1")
-	v.set("sip_local_network_addr", "127.0.0.1")
-	v.set("sip_network_ip", "127.0.0.1")
-	v.set("sip_network_port", "5070")
-	v.set("sip_invite_stamp", usec(now))
-	v.set("sip_received_ip", "127.0.0.1")
-	v.set("sip_received_port", "5070")
-	v.set("sip_via_protocol", "udp")
-	v.set("sofia_profile_name", "internal")
-	v.set("sofia_profile_url", "sip:mod_sofia@127.0.0.1:5080")
-	v.set("recovery_profile_name", "internal")
-	v.set("sip_req_user", dest)
-	v.set("sip_req_uri", dest+"@127.0.0.1:5080")
-	v.set("sip_to_user", dest)
-	v.set("sip_to_uri", dest+"@127.0.0.1:5080")
-	v.set("sip_to_host", "127.0.0.1")
-	v.set("max_forwards", "70")
-	v.set("rtp_use_codec_string", "PCMU,PCMA")
-	v.set("remote_audio_media_flow", "sendrecv")
-	v.set("audio_media_flow", "sendrecv")
-	v.set("remote_media_ip", "127.0.0.1")
-	v.set("remote_media_port", "6100")
-	v.set("read_codec", "PCMU")
-	v.set("original_read_codec", "PCMU")
-	v.set("read_rate", "8000")
-	v.set("original_read_rate", "8000")
-	v.set("write_codec", "PCMU")
-	v.set("write_rate", "8000")
-	v.set("dtmf_type", "info")
-	v.set("endpoint_disposition", "RECEIVED")
+	ch := &call.Channel{UUID: id, Direction: "inbound", Created: now, SessionID: s.sessions,
+		CallState: "DOWN", AnswerState: "ringing", HitDialplan: true, KillCh: make(chan struct{}),
+		Done: make(chan struct{}), AnswerCh: make(chan struct{}), DestNumber: dest}
+	ch.Name = "sofia/internal/" + caller + "@127.0.0.1:5070"
+	ch.Profile = call.Profile{Direction: "inbound", LogicalDirection: "inbound", Username: caller, Dialplan: "XML",
+		CIDName: caller, CIDNumber: caller, OrigCIDName: caller, OrigCIDNumber: caller,
+		NetworkAddr: "127.0.0.1", ANI: caller, Destination: dest, Source: "mod_sofia", Context: "public",
+		ChannelName: ch.Name, Index: 1, Created: now}
+	v := &ch.Vars
+	v.Set("direction", "inbound")
+	v.Set("uuid", id)
+	v.Set("call_uuid", id)
+	v.Set("session_id", strconv.Itoa(ch.SessionID))
+	v.Set("sip_from_user", caller)
+	v.Set("sip_from_port", "5070")
+	v.Set("sip_from_uri", caller+"@127.0.0.1:5070")
+	v.Set("sip_from_host", "127.0.0.1")
+	v.Set("video_media_flow", "disabled")
+	v.Set("text_media_flow", "disabled")
+	v.Set("channel_name", ch.Name)
+	v.Set("sip_call_id", id+"@127.0.0.1")
+	v.Set("sip_local_network_addr", "127.0.0.1")
+	v.Set("sip_network_ip", "127.0.0.1")
+	v.Set("sip_network_port", "5070")
+	v.Set("sip_invite_stamp", call.Usec(now))
+	v.Set("sip_received_ip", "127.0.0.1")
+	v.Set("sip_received_port", "5070")
+	v.Set("sip_via_protocol", "udp")
+	v.Set("sofia_profile_name", "internal")
+	v.Set("sofia_profile_url", "sip:mod_sofia@127.0.0.1:5080")
+	v.Set("recovery_profile_name", "internal")
+	v.Set("sip_req_user", dest)
+	v.Set("sip_req_uri", dest+"@127.0.0.1:5080")
+	v.Set("sip_to_user", dest)
+	v.Set("sip_to_uri", dest+"@127.0.0.1:5080")
+	v.Set("sip_to_host", "127.0.0.1")
+	v.Set("max_forwards", "70")
+	v.Set("rtp_use_codec_string", "PCMU,PCMA")
+	v.Set("remote_audio_media_flow", "sendrecv")
+	v.Set("audio_media_flow", "sendrecv")
+	v.Set("remote_media_ip", "127.0.0.1")
+	v.Set("remote_media_port", "6100")
+	v.Set("read_codec", "PCMU")
+	v.Set("original_read_codec", "PCMU")
+	v.Set("read_rate", "8000")
+	v.Set("original_read_rate", "8000")
+	v.Set("write_codec", "PCMU")
+	v.Set("write_rate", "8000")
+	v.Set("dtmf_type", "info")
+	v.Set("endpoint_disposition", "RECEIVED")
 	s.chans[id] = ch
 	if n := s.liveCountLocked(); n > s.peak {
 		s.peak = n
 	}
-	ch.running, ch.stateNum, ch.bare = "CS_NEW", 0, true
+	ch.Running, ch.StateNum, ch.Bare = "CS_NEW", 0, true
 	s.emitLocked(ch, "CHANNEL_STATE", "switch_channel.c", "switch_channel_perform_set_running_state", 2408, nil, nil)
-	ch.bare = false
+	ch.Bare = false
 	s.codecLocked(ch)
 	s.stateLocked(ch, "CS_INIT")
-	ch.stateNum = 2
+	ch.StateNum = 2
 	s.emitLocked(ch, "CHANNEL_CREATE", "switch_core_state_machine.c", "switch_core_session_run", 626, nil, nil)
-	ch.running = "CS_ROUTING"
+	ch.Running = "CS_ROUTING"
 	s.callStateLocked(ch, "RINGING")
 	s.stateLocked(ch, "CS_ROUTING")
 	s.wg.Add(1)
@@ -124,63 +125,25 @@ func (s *Server) startInbound(caller, dest string) (string, error) {
 	return id, nil
 }
 
-// Dialplan XML as mod_xml_curl returns it.
-type xmlDocument struct {
-	XMLName  xml.Name     `xml:"document"`
-	Sections []xmlSection `xml:"section"`
-}
-
-type xmlSection struct {
-	Name     string       `xml:"name,attr"`
-	Result   *xmlResult   `xml:"result"`
-	Contexts []xmlContext `xml:"context"`
-}
-
-type xmlResult struct {
-	Status string `xml:"status,attr"`
-}
-
-type xmlContext struct {
-	Name       string         `xml:"name,attr"`
-	Extensions []xmlExtension `xml:"extension"`
-}
-
-type xmlExtension struct {
-	Name       string         `xml:"name,attr"`
-	Conditions []xmlCondition `xml:"condition"`
-}
-
-type xmlCondition struct {
-	Field       string      `xml:"field,attr"`
-	Expression  string      `xml:"expression,attr"`
-	Actions     []xmlAction `xml:"action"`
-	AntiActions []xmlAction `xml:"anti-action"`
-}
-
-type xmlAction struct {
-	Application string `xml:"application,attr"`
-	Data        string `xml:"data,attr"`
-}
-
 // dialplanRequestLocked builds the form body mod_xml_curl POSTs.
-func (s *Server) dialplanRequestLocked(ch *channel) string {
+func (s *Server) dialplanRequestLocked(ch *call.Channel) string {
 	e := s.newEventLocked("REQUEST_PARAMS", "mod_dialplan_xml.c", "dialplan_xml_locate", 610)
-	ch.appendChannelData(e)
-	for _, k := range ch.v.keys {
-		e.add("variable_"+k, ch.v.m[k])
+	ch.AppendChannelData(e)
+	for _, k := range ch.Vars.Keys {
+		e.Add("variable_"+k, ch.Vars.Values[k])
 	}
-	ch.prof.appendTo(e, "Hunt-", ch, true)
+	ch.Profile.AppendTo(e, "Hunt-", ch, true)
 	var b strings.Builder
-	b.WriteString("hostname=" + urlEncode(s.Hostname) + "&section=dialplan&tag_name=&key_name=&key_value=")
-	for _, h := range e.headers {
-		b.WriteString("&" + h.name + "=" + urlEncode(h.value))
+	b.WriteString("hostname=" + call.URLEncode(s.Hostname) + "&section=dialplan&tag_name=&key_name=&key_value=")
+	for _, h := range e.Headers {
+		b.WriteString("&" + h.Name + "=" + call.URLEncode(h.Value))
 	}
 	return b.String()
 }
 
 // fetchDialplan POSTs the request and returns the actions to run, or a
 // hangup cause when there is no route.
-func (s *Server) fetchDialplan(ch *channel) ([]xmlAction, []string, string) {
+func (s *Server) fetchDialplan(ch *call.Channel) ([]call.Action, []string, string) {
 	if s.DialplanURL == "" {
 		return nil, nil, "NO_ROUTE_DESTINATION"
 	}
@@ -202,127 +165,31 @@ func (s *Server) fetchDialplan(ch *channel) ([]xmlAction, []string, string) {
 	}
 	resp, err := s.httpClient.Do(req)
 	if err != nil {
-		s.Logger.Warn("esltest: dialplan request failed", "uuid", ch.uuid, "err", err)
+		s.Logger.Warn("esltest: dialplan request failed", "uuid", ch.UUID, "err", err)
 		return nil, nil, "NO_ROUTE_DESTINATION"
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil || resp.StatusCode != http.StatusOK {
-		s.Logger.Warn("esltest: dialplan response", "uuid", ch.uuid, "status", resp.StatusCode, "err", err)
+		s.Logger.Warn("esltest: dialplan response", "uuid", ch.UUID, "status", resp.StatusCode, "err", err)
 		return nil, nil, "NO_ROUTE_DESTINATION"
 	}
-	var doc xmlDocument
+	var doc call.Document
 	if err := xml.Unmarshal(data, &doc); err != nil {
-		s.Logger.Warn("esltest: dialplan XML", "uuid", ch.uuid, "err", err)
+		s.Logger.Warn("esltest: dialplan XML", "uuid", ch.UUID, "err", err)
 		return nil, nil, "NO_ROUTE_DESTINATION"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, sec := range doc.Sections {
-		if sec.Name != "dialplan" || sec.Result != nil {
-			continue
-		}
-		for _, cx := range sec.Contexts {
-			if cx.Name != ch.prof.context {
-				continue
-			}
-			for _, ext := range cx.Extensions {
-				if acts, caps, ok := s.matchExtensionLocked(ch, ext); ok {
-					return acts, caps, ""
-				}
-			}
-		}
+	if acts, caps, ok := doc.Route(ch); ok {
+		return acts, caps, ""
 	}
 	return nil, nil, "NO_ROUTE_DESTINATION"
 }
 
-// matchExtensionLocked evaluates an extension's conditions (all must
-// match; anti-actions run for a failed condition that has them).
-func (s *Server) matchExtensionLocked(ch *channel, ext xmlExtension) ([]xmlAction, []string, bool) {
-	var acts []xmlAction
-	var caps []string
-	for _, c := range ext.Conditions {
-		if c.Field == "" && c.Expression == "" {
-			acts = append(acts, c.Actions...)
-			continue
-		}
-		value := s.fieldLocked(ch, c.Field)
-		re, err := regexp.Compile(c.Expression)
-		if err != nil {
-			return nil, nil, false
-		}
-		m := re.FindStringSubmatch(value)
-		if m == nil {
-			if len(c.AntiActions) > 0 {
-				return append(acts, c.AntiActions...), caps, true
-			}
-			return nil, nil, false
-		}
-		caps = m
-		acts = append(acts, c.Actions...)
-	}
-	return acts, caps, len(ext.Conditions) > 0
-}
-
-func (s *Server) fieldLocked(ch *channel, field string) string {
-	if strings.HasPrefix(field, "${") {
-		return expandVars(ch, field, nil)
-	}
-	if v, ok := profileField(ch, field); ok {
-		return v
-	}
-	return ch.v.get(field)
-}
-
-// profileField returns a caller-profile field (or the channel uuid) by the
-// name dialplan conditions and ${...} references use; ok is false for
-// names that are channel variables instead.
-func profileField(ch *channel, name string) (v string, ok bool) {
-	switch name {
-	case "destination_number":
-		return ch.prof.destination, true
-	case "caller_id_number":
-		return ch.prof.cidNumber, true
-	case "caller_id_name":
-		return ch.prof.cidName, true
-	case "ani":
-		return ch.prof.ani, true
-	case "context":
-		return ch.prof.context, true
-	case "network_addr":
-		return ch.prof.networkAddr, true
-	case "username":
-		return ch.prof.username, true
-	case "uuid":
-		return ch.uuid, true
-	}
-	return "", false
-}
-
-var varRef = regexp.MustCompile(`\$\{([A-Za-z0-9_]+)\}|\$([0-9])`)
-
-// expandVars substitutes ${var} (channel variables and caller-profile
-// fields) and $N (regex captures of the matched condition).
-func expandVars(ch *channel, s string, caps []string) string {
-	return varRef.ReplaceAllStringFunc(s, func(m string) string {
-		if m[1] != '{' {
-			n := int(m[1] - '0')
-			if n < len(caps) {
-				return caps[n]
-			}
-			return ""
-		}
-		name := m[2 : len(m)-1]
-		if v, ok := profileField(ch, name); ok {
-			return v
-		}
-		return ch.v.get(name)
-	})
-}
-
 // runInbound fetches and executes the dialplan of an inbound leg, then
 // hangs it up when the dialplan ends or the caller hangs up.
-func (s *Server) runInbound(ch *channel) {
+func (s *Server) runInbound(ch *call.Channel) {
 	acts, caps, cause := s.fetchDialplan(ch)
 	if s.closing() {
 		return
@@ -339,7 +206,7 @@ func (s *Server) runInbound(ch *channel) {
 			return
 		}
 		s.mu.Lock()
-		killed := ch.killed
+		killed := ch.Killed
 		s.mu.Unlock()
 		if killed {
 			break
@@ -353,7 +220,7 @@ func (s *Server) runInbound(ch *channel) {
 	}
 	s.mu.Lock()
 	disp := "send_bye"
-	if ch.answered.IsZero() {
+	if ch.Answered.IsZero() {
 		disp = "send_refuse"
 	}
 	s.requestHangupLocked(ch, "NORMAL_CLEARING", disp)
@@ -361,25 +228,25 @@ func (s *Server) runInbound(ch *channel) {
 	s.finishLeg(ch, nil)
 }
 
-func expandDeferred(ch *channel, data string, caps []string, mu interface {
+func expandDeferred(ch *call.Channel, data string, caps []string, mu interface {
 	Lock()
 	Unlock()
 }) string {
 	mu.Lock()
 	defer mu.Unlock()
-	return expandVars(ch, data, caps)
+	return call.ExpandVars(ch, data, caps)
 }
 
 // execApp runs one dialplan application on an inbound leg; it returns false
 // when the dialplan must stop.
-func (s *Server) execApp(ch *channel, app, data string) bool {
+func (s *Server) execApp(ch *call.Channel, app, data string) bool {
 	s.mu.Lock()
 	s.startAppLocked(ch, app, data)
 	s.mu.Unlock()
 	complete := func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if ch.killed {
+		if ch.Killed {
 			return false
 		}
 		s.endAppLocked(ch)
@@ -395,24 +262,24 @@ func (s *Server) execApp(ch *channel, app, data string) bool {
 		}
 		if k, v, ok := strings.Cut(d, "="); ok {
 			if app == "set" && !nolocal {
-				setVarLocked(ch, d)
+				call.SetVar(ch, d)
 			} else if !nolocal {
 				if v == "" {
-					ch.v.del(k)
+					ch.Vars.Del(k)
 				} else {
-					ch.v.set(k, v)
+					ch.Vars.Set(k, v)
 				}
 			}
 			if app == "export" {
-				list := ch.v.get("export_vars")
+				list := ch.Vars.Get("export_vars")
 				if list == "" {
 					list = k
 				} else if !strings.Contains(","+list+",", ","+k+",") {
 					list += "," + k
 				}
-				ch.v.set("export_vars", list)
+				ch.Vars.Set("export_vars", list)
 				if nolocal {
-					ch.v.set("nolocal:"+k, v)
+					ch.Vars.Set("nolocal:"+k, v)
 				}
 			}
 		}
@@ -420,22 +287,22 @@ func (s *Server) execApp(ch *channel, app, data string) bool {
 		return complete()
 	case "answer":
 		s.mu.Lock()
-		if ch.answered.IsZero() {
+		if ch.Answered.IsZero() {
 			s.answerLocked(ch)
 		}
 		s.mu.Unlock()
 		return complete()
 	case "pre_answer":
 		s.mu.Lock()
-		if ch.progressMedia.IsZero() && ch.answered.IsZero() {
+		if ch.ProgressMedia.IsZero() && ch.Answered.IsZero() {
 			s.progressMediaLocked(ch)
 		}
 		s.mu.Unlock()
 		return complete()
 	case "ring_ready":
 		s.mu.Lock()
-		if ch.progress.IsZero() {
-			ch.progress = s.clk.now()
+		if ch.Progress.IsZero() {
+			ch.Progress = s.clk.Now()
 			s.emitLocked(ch, "CHANNEL_PROGRESS", "switch_channel.c", "switch_channel_perform_mark_ring_ready_value", 3505, nil, nil)
 		}
 		s.mu.Unlock()
@@ -453,10 +320,10 @@ func (s *Server) execApp(ch *channel, app, data string) bool {
 		return complete()
 	case "record_session":
 		s.mu.Lock()
-		ch.recs = append(ch.recs, data)
+		ch.Recs = append(ch.Recs, data)
 		e := s.newEventLocked("RECORD_START", "switch_ivr_async.c", "record_callback", 1278)
-		ch.appendChannelData(e)
-		e.add("Record-File-Path", data)
+		ch.AppendChannelData(e)
+		e.Add("Record-File-Path", data)
 		s.dispatchLocked(e)
 		s.mu.Unlock()
 		return complete()
@@ -468,26 +335,26 @@ func (s *Server) execApp(ch *channel, app, data string) bool {
 	case "hangup":
 		s.mu.Lock()
 		disp := "send_bye"
-		if ch.answered.IsZero() {
+		if ch.Answered.IsZero() {
 			disp = "send_refuse"
 		}
-		s.requestHangupLocked(ch, normalizeCause(strings.TrimSpace(data)), disp)
+		s.requestHangupLocked(ch, call.NormalizeCause(strings.TrimSpace(data)), disp)
 		s.mu.Unlock()
 		return false
 	case "bridge":
 		bridged, cause := s.runBridgeApp(ch, data)
 		s.mu.Lock()
-		if ch.killed {
+		if ch.Killed {
 			s.mu.Unlock()
 			return false
 		}
 		if !bridged {
-			ch.v.set("originate_disposition", cause)
-			ch.v.set("DIALSTATUS", dialStatus(cause))
-			cont := continueOnFail(ch.v.get("continue_on_fail"), cause)
+			ch.Vars.Set("originate_disposition", cause)
+			ch.Vars.Set("DIALSTATUS", call.DialStatus(cause))
+			cont := call.ContinueOnFail(ch.Vars.Get("continue_on_fail"), cause)
 			if !cont {
 				disp := "send_bye"
-				if ch.answered.IsZero() {
+				if ch.Answered.IsZero() {
 					disp = "send_refuse"
 				}
 				s.requestHangupLocked(ch, cause, disp)
@@ -497,9 +364,9 @@ func (s *Server) execApp(ch *channel, app, data string) bool {
 			s.mu.Unlock()
 			return complete()
 		}
-		after := ch.v.get("hangup_after_bridge")
+		after := ch.Vars.Get("hangup_after_bridge")
 		s.mu.Unlock()
-		if isTrue(after) {
+		if call.IsTrue(after) {
 			s.mu.Lock()
 			s.requestHangupLocked(ch, "NORMAL_CLEARING", "send_bye")
 			s.mu.Unlock()
@@ -507,58 +374,20 @@ func (s *Server) execApp(ch *channel, app, data string) bool {
 		}
 		return complete()
 	}
-	s.Logger.Warn("esltest: dialplan application not simulated; skipped", "app", app, "uuid", ch.uuid)
+	s.Logger.Warn("esltest: dialplan application not simulated; skipped", "app", app, "uuid", ch.UUID)
 	return complete()
-}
-
-func isTrue(v string) bool {
-	switch strings.ToLower(v) {
-	case "true", "yes", "on", "1", "enabled", "active", "allow":
-		return true
-	}
-	return false
-}
-
-// continueOnFail applies the continue_on_fail variable: true, or a list of
-// causes (names or numbers) for which the dialplan continues.
-func continueOnFail(v, cause string) bool {
-	if v == "" {
-		return false
-	}
-	if isTrue(v) {
-		return true
-	}
-	for _, c := range strings.Split(v, ",") {
-		c = strings.TrimSpace(c)
-		if strings.EqualFold(c, cause) || c == strconv.Itoa(causeCode[cause]) {
-			return true
-		}
-	}
-	return false
-}
-
-func dialStatus(cause string) string {
-	switch cause {
-	case "USER_BUSY":
-		return "BUSY"
-	case "NO_ANSWER", "NO_USER_RESPONSE":
-		return "NOANSWER"
-	case "ORIGINATOR_CANCEL":
-		return "CANCEL"
-	}
-	return "CONGESTION"
 }
 
 // schedHangupAppLocked runs the dialplan application "sched_hangup
 // [+]<time> [<cause>]" on ch: '+' is seconds from now, otherwise an epoch.
-func (s *Server) schedHangupAppLocked(ch *channel, data string) {
+func (s *Server) schedHangupAppLocked(ch *call.Channel, data string) {
 	f := strings.Fields(data)
 	if len(f) == 0 {
 		return
 	}
 	cause := "ALLOTTED_TIMEOUT"
 	if len(f) > 1 {
-		cause = normalizeCause(f[1])
+		cause = call.NormalizeCause(f[1])
 	}
 	n, err := strconv.ParseInt(strings.TrimPrefix(f[0], "+"), 10, 64)
 	if err != nil {
@@ -566,7 +395,7 @@ func (s *Server) schedHangupAppLocked(ch *channel, data string) {
 	}
 	d := time.Duration(n) * time.Second
 	if !strings.HasPrefix(f[0], "+") {
-		d = time.Unix(n, 0).Sub(s.clk.now())
+		d = time.Unix(n, 0).Sub(s.clk.Now())
 	}
 	s.scheduleHangupLocked(ch, d, cause)
 }
@@ -574,8 +403,8 @@ func (s *Server) schedHangupAppLocked(ch *channel, data string) {
 // executeOnAnswerLocked runs the application in the channel variable
 // execute_on_answer ("<app> <data>") when the channel answers, as
 // FreeSWITCH does. Only sched_hangup is simulated; others are logged.
-func (s *Server) executeOnAnswerLocked(ch *channel) {
-	v := strings.TrimSpace(ch.v.get("execute_on_answer"))
+func (s *Server) executeOnAnswerLocked(ch *call.Channel) {
+	v := strings.TrimSpace(ch.Vars.Get("execute_on_answer"))
 	if v == "" {
 		return
 	}

@@ -1,6 +1,10 @@
 package esltest
 
 import (
+	"callbridge/esl/esltest/internal/clock"
+
+	"callbridge/esl/esltest/internal/call"
+
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +28,7 @@ type Server struct {
 	// Hostname is reported as FreeSWITCH-Hostname (default "esltest").
 	Hostname string
 	// Script overrides the far-end behaviour of dialled numbers (nil: defaults).
-	Script *Script
+	Script *call.Script
 	// DialplanURL is where inbound calls are POSTed as mod_xml_curl dialplan
 	// requests; empty means every inbound call finds no route.
 	DialplanURL string
@@ -55,7 +59,7 @@ type Server struct {
 	conns      map[*conn]struct{}
 	gws        map[string]*gateway // Gateways by name
 	gwOrder    []string            // Gateways' names in order
-	chans      map[string]*channel
+	chans      map[string]*call.Channel
 	hash       map[string]string // mod_hash's store (cdrhook.go)
 	seq        uint64
 	sessions   int
@@ -66,7 +70,7 @@ type Server struct {
 	jobEvents  JobEvents
 	maxSess    int
 	paused     bool // fsctl pause
-	clk        *clock
+	clk        *clock.Clock
 	coreUUID   string
 	started    bool
 	closed     bool
@@ -118,11 +122,11 @@ func (s *Server) init() {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
-	s.clk = newClock(s.Speed)
-	s.startSim = s.clk.now()
+	s.clk = clock.New(s.Speed)
+	s.startSim = s.clk.Now()
 	s.coreUUID = uuid.NewString()
 	s.conns = map[*conn]struct{}{}
-	s.chans = map[string]*channel{}
+	s.chans = map[string]*call.Channel{}
 	s.httpClient = &http.Client{Timeout: s.DialplanTimeout}
 	s.initGatewaysLocked()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -217,7 +221,7 @@ func (s *Server) Now() time.Time {
 	s.mu.Lock()
 	s.init()
 	s.mu.Unlock()
-	return s.clk.now()
+	return s.clk.Now()
 }
 
 // Jump moves the simulated clock forward by d; timers due in that span fire
@@ -226,7 +230,7 @@ func (s *Server) Jump(d time.Duration) {
 	s.mu.Lock()
 	s.init()
 	s.mu.Unlock()
-	s.clk.jump(d)
+	s.clk.Jump(d)
 }
 
 // Commands returns every command block received on any connection, in
@@ -237,29 +241,35 @@ func (s *Server) Commands() []string {
 	return append([]string(nil), s.commands...)
 }
 
+// ChannelInfo describes a live channel for tests: its UUID, Name,
+// Direction, State, CallState, CallerID, Destination, Application,
+// BridgedTo (the bridged leg's UUID), Created and Answered times and
+// Variables.
+type ChannelInfo = call.ChannelInfo
+
 // Channels returns the live channels, oldest first.
 func (s *Server) Channels() []ChannelInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]ChannelInfo, 0, len(s.chans))
 	for _, ch := range s.sortedChannelsLocked() {
-		out = append(out, ch.info())
+		out = append(out, ch.Info())
 	}
 	return out
 }
 
-func (s *Server) sortedChannelsLocked() []*channel {
-	list := make([]*channel, 0, len(s.chans))
+func (s *Server) sortedChannelsLocked() []*call.Channel {
+	list := make([]*call.Channel, 0, len(s.chans))
 	for _, ch := range s.chans {
-		if !ch.shadow {
+		if !ch.Shadow {
 			list = append(list, ch)
 		}
 	}
 	sort.Slice(list, func(i, j int) bool {
-		if !list[i].created.Equal(list[j].created) {
-			return list[i].created.Before(list[j].created)
+		if !list[i].Created.Equal(list[j].Created) {
+			return list[i].Created.Before(list[j].Created)
 		}
-		return list[i].sessionID < list[j].sessionID
+		return list[i].SessionID < list[j].SessionID
 	})
 	return list
 }
@@ -270,17 +280,17 @@ func (s *Server) Hangup(uuid, cause string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch := s.chans[uuid]
-	if ch == nil || ch.shadow {
+	if ch == nil || ch.Shadow {
 		return fmt.Errorf("esltest: no such channel %q", uuid)
 	}
 	disp := "recv_bye"
-	if ch.answered.IsZero() {
+	if ch.Answered.IsZero() {
 		disp = "recv_cancel"
-		if ch.direction == "outbound" {
+		if ch.Direction == "outbound" {
 			disp = "recv_refuse"
 		}
 	}
-	s.requestHangupLocked(ch, normalizeCause(cause), disp)
+	s.requestHangupLocked(ch, call.NormalizeCause(cause), disp)
 	return nil
 }
 
@@ -415,8 +425,8 @@ func (s *Server) Flood(n int) {
 			continue
 		}
 		e := s.newEventLocked("CUSTOM", "esltest.go", "flood", 1)
-		e.add("Event-Subclass", "esltest::flood")
-		e.add("Flood-Index", fmt.Sprint(i))
+		e.Add("Event-Subclass", "esltest::flood")
+		e.Add("Flood-Index", fmt.Sprint(i))
 		s.dispatchLocked(e)
 	}
 }
@@ -424,37 +434,37 @@ func (s *Server) Flood(n int) {
 // heartbeat emits HEARTBEAT every 20 s of simulated time, like FreeSWITCH.
 func (s *Server) heartbeat() {
 	defer s.wg.Done()
-	for s.clk.sleep(s.ctx, 20*time.Second, nil) {
+	for s.clk.Sleep(s.ctx, 20*time.Second, nil) {
 		s.mu.Lock()
 		s.dispatchLocked(s.heartbeatEventLocked())
 		s.mu.Unlock()
 	}
 }
 
-func (s *Server) heartbeatEventLocked() *event {
+func (s *Server) heartbeatEventLocked() *call.Event {
 	e := s.newEventLocked("HEARTBEAT", "switch_core.c", "send_heartbeat", 95)
-	up := s.clk.now().Sub(s.startSim)
-	e.add("Event-Info", "System Ready")
-	e.add("Up-Time", upTime(up))
-	e.add("FreeSWITCH-Version", "1.10.12-release+git~20240802T210227Z~a88d069d6f~64bit")
-	e.add("Uptime-msec", fmt.Sprint(up.Milliseconds()))
-	e.add("Session-Count", fmt.Sprint(s.liveCountLocked()))
-	e.add("Max-Sessions", "1000")
-	e.add("Session-Per-Sec", "30")
-	e.add("Session-Per-Sec-Last", "0")
-	e.add("Session-Per-Sec-Max", "0")
-	e.add("Session-Per-Sec-FiveMin", "0")
-	e.add("Session-Since-Startup", fmt.Sprint(s.sessions))
-	e.add("Session-Peak-Max", fmt.Sprint(s.peak))
-	e.add("Session-Peak-FiveMin", fmt.Sprint(s.peak))
-	e.add("Idle-CPU", "100.000000")
+	up := s.clk.Now().Sub(s.startSim)
+	e.Add("Event-Info", "System Ready")
+	e.Add("Up-Time", upTime(up))
+	e.Add("FreeSWITCH-Version", "1.10.12-release+git~20240802T210227Z~a88d069d6f~64bit")
+	e.Add("Uptime-msec", fmt.Sprint(up.Milliseconds()))
+	e.Add("Session-Count", fmt.Sprint(s.liveCountLocked()))
+	e.Add("Max-Sessions", "1000")
+	e.Add("Session-Per-Sec", "30")
+	e.Add("Session-Per-Sec-Last", "0")
+	e.Add("Session-Per-Sec-Max", "0")
+	e.Add("Session-Per-Sec-FiveMin", "0")
+	e.Add("Session-Since-Startup", fmt.Sprint(s.sessions))
+	e.Add("Session-Peak-Max", fmt.Sprint(s.peak))
+	e.Add("Session-Peak-FiveMin", fmt.Sprint(s.peak))
+	e.Add("Idle-CPU", "100.000000")
 	return e
 }
 
 func (s *Server) liveCountLocked() int {
 	n := 0
 	for _, ch := range s.chans {
-		if !ch.shadow {
+		if !ch.Shadow {
 			n++
 		}
 	}
@@ -488,28 +498,28 @@ func upTime(d time.Duration) string {
 
 // newEventLocked starts an event with the 13 headers every FreeSWITCH event
 // begins with, taking the next Event-Sequence.
-func (s *Server) newEventLocked(name, file, function string, line int) *event {
+func (s *Server) newEventLocked(name, file, function string, line int) *call.Event {
 	s.seq++
-	now := s.clk.now()
-	e := &event{name: name}
-	e.add("Event-Name", name)
-	e.add("Core-UUID", s.coreUUID)
-	e.add("FreeSWITCH-Hostname", s.Hostname)
-	e.add("FreeSWITCH-Switchname", s.Hostname)
-	e.add("FreeSWITCH-IPv4", "127.0.0.1")
-	e.add("FreeSWITCH-IPv6", "::1")
-	e.add("Event-Date-Local", now.Format("2006-01-02 15:04:05"))
-	e.add("Event-Date-GMT", now.Format("Mon, 02 Jan 2006 15:04:05 GMT"))
-	e.add("Event-Date-Timestamp", usec(now))
-	e.add("Event-Calling-File", file)
-	e.add("Event-Calling-Function", function)
-	e.add("Event-Calling-Line-Number", fmt.Sprint(line))
-	e.add("Event-Sequence", fmt.Sprint(s.seq))
+	now := s.clk.Now()
+	e := &call.Event{Name: name}
+	e.Add("Event-Name", name)
+	e.Add("Core-UUID", s.coreUUID)
+	e.Add("FreeSWITCH-Hostname", s.Hostname)
+	e.Add("FreeSWITCH-Switchname", s.Hostname)
+	e.Add("FreeSWITCH-IPv4", "127.0.0.1")
+	e.Add("FreeSWITCH-IPv6", "::1")
+	e.Add("Event-Date-Local", now.Format("2006-01-02 15:04:05"))
+	e.Add("Event-Date-GMT", now.Format("Mon, 02 Jan 2006 15:04:05 GMT"))
+	e.Add("Event-Date-Timestamp", call.Usec(now))
+	e.Add("Event-Calling-File", file)
+	e.Add("Event-Calling-Function", function)
+	e.Add("Event-Calling-Line-Number", fmt.Sprint(line))
+	e.Add("Event-Sequence", fmt.Sprint(s.seq))
 	return e
 }
 
 // dispatchLocked queues e to every connection subscribed to it.
-func (s *Server) dispatchLocked(e *event) {
+func (s *Server) dispatchLocked(e *call.Event) {
 	var plain, js []byte
 	for c := range s.conns {
 		if !c.wants(e) {
@@ -518,12 +528,12 @@ func (s *Server) dispatchLocked(e *event) {
 		switch c.format {
 		case "json":
 			if js == nil {
-				js = eventFrame("text/event-json", e.renderJSON())
+				js = eventFrame("text/event-json", e.JSON())
 			}
 			c.enqueueLocked(js)
 		default:
 			if plain == nil {
-				plain = eventFrame("text/event-plain", e.renderPlain())
+				plain = eventFrame("text/event-plain", e.Plain())
 			}
 			c.enqueueLocked(plain)
 		}
