@@ -37,7 +37,7 @@ var allowedImports = map[string][]string{
 	"callbridge/routing":     {"callbridge", "callbridge/rating"},
 	"callbridge/sql":         {},
 	"callbridge/esl":         {"callbridge", "callbridge/esl/internal/wire", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
-	"callbridge/esl/esltest": {"callbridge/esl/esltest/internal/call", "callbridge/esl/esltest/internal/clock", "github.com/google/uuid"},
+	"callbridge/esl/esltest": {"callbridge/esl/esltest/internal/call", "callbridge/esl/esltest/internal/fswitch", "github.com/google/uuid"},
 	"callbridge/postgres": {"callbridge", "callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/internal/batch", "callbridge/postgres/internal/pg",
 		"callbridge/postgres/ratedeck", "callbridge/postgres/routeplan", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/billing":        {"callbridge", "callbridge/postgres/internal/pg", "github.com/lib/pq"},
@@ -71,10 +71,11 @@ var allowedImports = map[string][]string{
 	// The event-socket protocol at the byte level, under the client.
 	"callbridge/esl/internal/wire": {},
 
-	// The simulator's layers under its socket server: the calls' data and
-	// simulated time.
-	"callbridge/esl/esltest/internal/call":  {},
-	"callbridge/esl/esltest/internal/clock": {},
+	// The simulator's layers under its socket server: the switch it
+	// drives, the calls' data and simulated time.
+	"callbridge/esl/esltest/internal/fswitch": {"callbridge/esl/esltest/internal/call", "callbridge/esl/esltest/internal/clock", "github.com/google/uuid"},
+	"callbridge/esl/esltest/internal/call":    {},
+	"callbridge/esl/esltest/internal/clock":   {},
 
 	// Test-only or asset packages without production imports.
 	"callbridge/bench":             {},

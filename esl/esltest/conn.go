@@ -1,13 +1,14 @@
 package esltest
 
 import (
-	"callbridge/esl/esltest/internal/call"
-
 	"bufio"
 	"net"
 	"strings"
 	"sync"
 	"time"
+
+	"callbridge/esl/esltest/internal/call"
+	"callbridge/esl/esltest/internal/fswitch"
 
 	"github.com/google/uuid"
 )
@@ -255,17 +256,26 @@ func (c *conn) handle(p *packet) bool {
 		if id == "" {
 			id, _ = p.header("session-id")
 		}
-		c.reply(s.sendmsg(id, p, p.body))
+		get := func(name string) string {
+			v, _ := p.header(name)
+			return v
+		}
+		m := fswitch.Msg{Command: get("call-command"), HangupCause: get("hangup-cause"),
+			App: get("execute-app-name"), Arg: get("execute-app-arg")}
+		if len(p.body) > 0 {
+			m.Arg = string(p.body)
+		}
+		c.reply(s.sw.SendMsg(id, m))
 	case hasPrefixFold(cmd, "api "):
 		name, arg := splitAPI(line[len("api "):])
-		out := s.execAPI(c, name, arg)
-		if out == "" {
-			out = "-ERR no reply\n"
-		}
-		s.mu.Lock()
-		c.enqueueLocked(bodyFrame("api/response", out))
-		s.apiEventLocked(name, arg)
-		s.mu.Unlock()
+		s.sw.API(name, arg, c.done, func(out string) {
+			if out == "" {
+				out = "-ERR no reply\n"
+			}
+			s.mu.Lock()
+			c.enqueueLocked(bodyFrame("api/response", out))
+			s.mu.Unlock()
+		})
 	case hasPrefixFold(cmd, "bgapi "):
 		name, arg := splitAPI(line[len("bgapi "):])
 		job, ok := p.header("job-uuid")
@@ -283,7 +293,11 @@ func (c *conn) handle(p *packet) bool {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.runJob(job, name, arg)
+			s.sw.Job(job, name, arg, func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return s.jobEvents != JobEventsSwallowed
+			})
 		}()
 	case hasPrefixFold(cmd, "log"):
 		// Log streaming is not simulated (see the package documentation).
@@ -326,13 +340,14 @@ func splitAPI(s string) (name, arg string) {
 func (c *conn) myevents(rest string) {
 	id, format, hasFormat := strings.Cut(rest, " ")
 	s := c.s
+	known := !hasFormat || s.sw.Exists(id) // before mu: the switch's lock comes first
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.myUUID != "" {
 		c.enqueueLocked(replyFrame("-ERR aready enabled."))
 		return
 	}
-	if ch := s.chans[id]; hasFormat && (ch == nil || ch.Shadow) {
+	if !known {
 		c.enqueueLocked(replyFrame("-ERR invalid uuid"))
 		return
 	}

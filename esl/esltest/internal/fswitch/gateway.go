@@ -1,12 +1,12 @@
-package esltest
+package fswitch
 
 import (
-	"callbridge/esl/esltest/internal/call"
-
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"callbridge/esl/esltest/internal/call"
 )
 
 // Gateway is a sofia gateway of the simulated node: "sofia xmlstatus
@@ -36,8 +36,8 @@ type gateway struct {
 	failed   int       // failed-calls-out
 }
 
-// initGatewaysLocked builds the gateways' state from Server.Gateways.
-func (s *Server) initGatewaysLocked() {
+// initGateways builds the gateways' state from Config.Gateways.
+func (s *Switch) initGateways() {
 	s.gws = map[string]*gateway{}
 	for _, g := range s.Gateways {
 		if g.Proxy == "" {
@@ -55,13 +55,12 @@ func (s *Server) initGatewaysLocked() {
 // SetGatewayStatus sets gateway name "UP" or "DOWN" as the answer to an
 // OPTIONS ping would (200 OK, or 503 Service Unavailable when nothing
 // answered), and fires sofia::gateway_state when the status changed.
-func (s *Server) SetGatewayStatus(name, status string) error {
+func (s *Switch) SetGatewayStatus(name, status string) error {
 	if status != "UP" && status != "DOWN" {
 		return fmt.Errorf("esltest: gateway status %q: want UP or DOWN", status)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.init()
 	g := s.gws[name]
 	if g == nil {
 		return fmt.Errorf("esltest: no gateway %q", name)
@@ -85,13 +84,13 @@ func (s *Server) SetGatewayStatus(name, status string) error {
 	e.Add("Ping-Status", status)
 	e.Add("Phrase", phrase)
 	e.Add("Status", code)
-	s.dispatchLocked(e)
+	s.Emit(e)
 	return nil
 }
 
 // gatewayDownLocked reports whether name is a configured gateway that is
 // DOWN (a failed call out), counting a call out on it otherwise.
-func (s *Server) gatewayDownLocked(name string) bool {
+func (s *Switch) gatewayDownLocked(name string) bool {
 	g := s.gws[name]
 	if g == nil {
 		return false
@@ -106,7 +105,7 @@ func (s *Server) gatewayDownLocked(name string) bool {
 
 // sofiaAPI answers "sofia xmlstatus gateway [NAME]"; any other sofia
 // command is not simulated.
-func (s *Server) sofiaAPI(arg string) string {
+func (s *Switch) sofiaAPI(arg string) string {
 	f := strings.Fields(arg)
 	if len(f) < 2 || f[0] != "xmlstatus" || f[1] != "gateway" || len(f) > 3 {
 		return "-ERR sofia " + arg + " is not simulated\n"
@@ -183,7 +182,7 @@ func (g *gateway) write(b *strings.Builder, now time.Time) {
 
 // gatewayRefusesLocked reports whether name is a configured gateway that
 // refuses every leg (Gateway.Refuse).
-func (s *Server) gatewayRefusesLocked(name string) bool {
+func (s *Switch) gatewayRefusesLocked(name string) bool {
 	g := s.gws[name]
 	if g == nil || !g.Refuse {
 		return false

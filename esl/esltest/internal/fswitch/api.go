@@ -1,33 +1,50 @@
-package esltest
+package fswitch
 
 import (
-	"callbridge/esl/esltest/internal/call"
-
 	"bytes"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"callbridge/esl/esltest/internal/call"
 )
 
 const versionText = "FreeSWITCH Version 1.10.12-release+git~20240802T210227Z~a88d069d6f~64bit (git a88d069 2024-08-02 21:02:27Z 64bit)\n"
 
 // apiEventLocked emits the API event FreeSWITCH fires for each executed
 // api or bgapi command.
-func (s *Server) apiEventLocked(name, arg string) {
+func (s *Switch) apiEventLocked(name, arg string) {
 	e := s.newEventLocked("API", "switch_loadable_module.c", "switch_api_execute", 2954)
 	e.Add("API-Command", name)
 	if arg != "" {
 		e.Add("API-Command-Argument", arg)
 	}
-	s.dispatchLocked(e)
+	s.Emit(e)
 }
 
-// runJob executes a bgapi command and emits its BACKGROUND_JOB event.
-// originate emits its own (at answer or early media, or at failure), so the
-// event lands where real FreeSWITCH puts it in the event stream.
-func (s *Server) runJob(job, name, arg string) {
+// API runs an api command and fires its API event. reply receives the
+// command's output just before that event fires, with the switch's lock
+// held, so that no event comes between the two; it must not call the
+// Switch. cancel ends a waiting originate ("-ERR ORIGINATOR_CANCEL"), as
+// the connection that asked going away does.
+func (s *Switch) API(name, arg string, cancel <-chan struct{}, reply func(out string)) {
+	out := s.execAPI(name, arg, cancel)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	reply(out)
+	s.apiEventLocked(name, arg)
+}
+
+// Job runs a bgapi command and fires its API and BACKGROUND_JOB events
+// (the second only if deliver, asked then, says so), with the job's uuid.
+// It returns once the command is done, or once an originate is under
+// way: originate fires the events itself (at answer or early media, or at
+// failure), so they land where real FreeSWITCH puts them in the event
+// stream. deliver is called with the switch's lock held: it must not
+// call the Switch.
+func (s *Switch) Job(job, name, arg string, deliver func() bool) {
 	// done is called with s.mu held.
 	done := func(out string) {
 		s.apiEventLocked(name, arg)
@@ -38,23 +55,23 @@ func (s *Server) runJob(job, name, arg string) {
 			e.Add("Job-Command-Arg", arg)
 		}
 		e.Body = out
-		if s.jobEvents != JobEventsSwallowed {
-			s.dispatchLocked(e)
+		if deliver() {
+			s.Emit(e)
 		}
 	}
 	if name == "originate" {
 		s.originateAPI(arg, done)
 		return
 	}
-	out := s.execAPI(nil, name, arg)
+	out := s.execAPI(name, arg, nil)
 	s.mu.Lock()
 	done(out)
 	s.mu.Unlock()
 }
 
-// execAPI runs an api command and returns its output. c is the connection
-// it came from (nil for bgapi).
-func (s *Server) execAPI(c *conn, name, arg string) string {
+// execAPI runs an api command and returns its output. cancel, if not
+// nil, ends a waiting originate.
+func (s *Switch) execAPI(name, arg string, cancel <-chan struct{}) string {
 	switch name {
 	case "version":
 		return versionText
@@ -73,16 +90,12 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 	case "originate":
 		result := make(chan string, 1)
 		s.originateAPI(arg, func(out string) { result <- out })
-		var done <-chan struct{}
-		if c != nil {
-			done = c.done
-		}
 		select {
 		case out := <-result:
 			return out
 		case <-s.ctx.Done():
 			return "-ERR SYSTEM_SHUTDOWN\n"
-		case <-done:
+		case <-cancel:
 			return "-ERR ORIGINATOR_CANCEL\n"
 		}
 	case "uuid_kill":
@@ -187,7 +200,7 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 				e := s.newEventLocked("RECORD_START", "switch_ivr_async.c", "record_callback", 1278)
 				ch.AppendChannelData(e)
 				e.Add("Record-File-Path", f[2])
-				s.dispatchLocked(e)
+				s.Emit(e)
 			case "stop":
 				found := false
 				kept := ch.Recs[:0]
@@ -205,7 +218,7 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 				e := s.newEventLocked("RECORD_STOP", "switch_ivr_async.c", "record_callback", 1333)
 				ch.AppendChannelData(e)
 				e.Add("Record-File-Path", f[2])
-				s.dispatchLocked(e)
+				s.Emit(e)
 			default:
 				return "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n"
 			}
@@ -244,7 +257,7 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		if len(f) != 2 {
 			return "-USAGE: <caller> <destination>\n"
 		}
-		id, err := s.startInbound(f[0], f[1])
+		id, err := s.Inbound(f[0], f[1])
 		if err != nil {
 			return "-ERR " + err.Error() + "\n"
 		}
@@ -268,7 +281,7 @@ func separate(arg string) []string {
 
 // withChannel runs f on a live channel under the lock, or reports
 // "-ERR No such channel!" like mod_commands.
-func (s *Server) withChannel(id string, f func(*call.Channel) string) string {
+func (s *Switch) withChannel(id string, f func(*call.Channel) string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch := s.chans[id]
@@ -280,7 +293,7 @@ func (s *Server) withChannel(id string, f func(*call.Channel) string) string {
 
 // schedHangup implements "sched_hangup [+]<time> <uuid> [<cause>]": a time
 // with '+' is seconds from now, otherwise an absolute epoch.
-func (s *Server) schedHangup(arg string) string {
+func (s *Switch) schedHangup(arg string) string {
 	f := strings.Fields(arg)
 	if len(f) < 2 {
 		return "-USAGE: [+]<time> <uuid> [<cause>]\n"
@@ -310,11 +323,9 @@ func (s *Server) schedHangup(arg string) string {
 }
 
 // scheduleHangupLocked hangs ch up after d of simulated time.
-func (s *Server) scheduleHangupLocked(ch *call.Channel, d time.Duration, cause string) {
+func (s *Switch) scheduleHangupLocked(ch *call.Channel, d time.Duration, cause string) {
 	ch.SchedAt, ch.SchedCause = s.clk.Now().Add(d), cause
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.goLocked(func() {
 		if !s.clk.Sleep(s.ctx, d, ch.Done) {
 			return
 		}
@@ -325,10 +336,10 @@ func (s *Server) scheduleHangupLocked(ch *call.Channel, d time.Duration, cause s
 		}
 		s.requestHangupLocked(ch, cause, disp)
 		s.mu.Unlock()
-	}()
+	})
 }
 
-func (s *Server) status() string {
+func (s *Switch) status() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	up := s.clk.Now().Sub(s.startSim)
@@ -348,7 +359,7 @@ var channelColumns = []string{"uuid", "direction", "created", "created_epoch", "
 	"sent_callee_num", "initial_cid_name", "initial_cid_num", "initial_ip_addr", "initial_dest",
 	"initial_dialplan", "initial_context"}
 
-func (s *Server) show(arg string) string {
+func (s *Switch) show(arg string) string {
 	f := separate(arg)
 	if len(f) == 0 || (f[0] != "channels" && f[0] != "calls") {
 		return "-USAGE: codec|endpoint|application|api|dialplan|file|timer|calls [count]|channels [count|like <match string>]|calls|detailed_calls|bridged_calls|detailed_bridged_calls|aliases|complete|chat|management|modules|nat_map|say|interfaces|interface_types|tasks|limits|status\n"
@@ -418,32 +429,36 @@ func (s *Server) show(arg string) string {
 	return b.String()
 }
 
-// sendmsg implements the hangup and execute call-commands of sendmsg.
-func (s *Server) sendmsg(id string, p *packet, body []byte) string {
+// Msg is the call command of a sendmsg, as its headers give it.
+type Msg struct {
+	// Command is call-command: "hangup" and "execute" are simulated.
+	Command string
+	// HangupCause is hangup-cause (hangup).
+	HangupCause string
+	// App and Arg are execute-app-name and execute-app-arg, or the
+	// message's body when it has one (execute).
+	App, Arg string
+}
+
+// SendMsg runs the hangup and execute call-commands of a sendmsg to the
+// channel id and returns the reply text.
+func (s *Switch) SendMsg(id string, m Msg) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch := s.chans[id]
 	if ch == nil || ch.Shadow || ch.Killed {
 		return "-ERR invalid session id [" + id + "]"
 	}
-	get := func(name string) string {
-		v, _ := p.header(name)
-		return v
-	}
-	switch get("call-command") {
+	switch m.Command {
 	case "hangup":
 		disp := "send_bye"
 		if ch.Answered.IsZero() {
 			disp = "send_cancel"
 		}
-		s.requestHangupLocked(ch, call.NormalizeCause(get("hangup-cause")), disp)
+		s.requestHangupLocked(ch, call.NormalizeCause(m.HangupCause), disp)
 		return "+OK"
 	case "execute":
-		app := get("execute-app-name")
-		arg := get("execute-app-arg")
-		if len(body) > 0 {
-			arg = string(body)
-		}
+		app, arg := m.App, m.Arg
 		if app == "playback" {
 			s.playbackEventsLocked(ch, arg)
 			return "+OK"

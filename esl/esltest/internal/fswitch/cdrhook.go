@@ -1,10 +1,10 @@
-package esltest
+package fswitch
 
 import (
-	"callbridge/esl/esltest/internal/call"
-
 	"sort"
 	"strings"
+
+	"callbridge/esl/esltest/internal/call"
 )
 
 // This file simulates what callbridge's CDR records need of FreeSWITCH:
@@ -16,7 +16,7 @@ import (
 // reportingHookLocked runs the leg's api_reporting_hook, which FreeSWITCH
 // expands once against the channel when it runs it. Only mod_hash's
 // "hash" command is simulated there.
-func (s *Server) reportingHookLocked(ch *call.Channel) {
+func (s *Switch) reportingHookLocked(ch *call.Channel) {
 	hook := ch.Vars.Get("api_reporting_hook")
 	cmd, arg, ok := strings.Cut(hook, "::")
 	if !ok {
@@ -31,7 +31,7 @@ func (s *Server) reportingHookLocked(ch *call.Channel) {
 // hashLocked runs "hash insert|delete|select/<realm>/<key>[/<value>]":
 // the value is what follows the third '/' up to the next one, as
 // mod_hash's argument splitting leaves it.
-func (s *Server) hashLocked(arg string) string {
+func (s *Switch) hashLocked(arg string) string {
 	f := strings.SplitN(arg, "/", 5)
 	if len(f) < 3 {
 		return "-ERR Usage: hash insert|insert_ifempty|select|delete|delete_ifmatch/realm/key[/value]\n"
@@ -61,7 +61,7 @@ func (s *Server) hashLocked(arg string) string {
 
 // hashDumpLocked runs "hash_dump db [<realm>]": one "D/<realm>_<key>/<value>"
 // line per entry whose key contains "<realm>_".
-func (s *Server) hashDumpLocked(arg string) string {
+func (s *Switch) hashDumpLocked(arg string) string {
 	f := strings.Fields(arg)
 	if len(f) == 0 || f[0] != "db" && f[0] != "all" {
 		return "Usage: all|limit|db [<realm>]\n"

@@ -1,12 +1,10 @@
-package esltest
+package fswitch
 
 import (
-	"callbridge/esl/esltest/internal/call"
-
-	"fmt"
 	"strconv"
-	"strings"
 	"time"
+
+	"callbridge/esl/esltest/internal/call"
 
 	"github.com/google/uuid"
 )
@@ -20,7 +18,7 @@ const originateUsage = "-USAGE: <call url> <exten>|&<application_name>(<app_args
 // originateAPI runs the originate command; result is called once, with
 // s.mu held, with the command output ("+OK <uuid>\n" or "-ERR <CAUSE>\n"),
 // at the point real FreeSWITCH returns.
-func (s *Server) originateAPI(arg string, result func(string)) {
+func (s *Switch) originateAPI(arg string, result func(string)) {
 	fail := func(out string) {
 		s.mu.Lock()
 		result(out)
@@ -49,18 +47,14 @@ func (s *Server) originateAPI(arg string, result func(string)) {
 		s.mu.Unlock()
 		return
 	}
+	s.goLocked(func() { s.runOutbound(ch, ep, &app, result) })
 	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.runOutbound(ch, ep, &app, result)
-	}()
 }
 
 // newOutboundLocked creates an outbound leg for ep; parent is the leg that
 // originates it from a bridge (nil for originate). If the endpoint cannot
 // be used it returns nil and the originate output.
-func (s *Server) newOutboundLocked(ep *call.Endpoint, parent *call.Channel) (*call.Channel, string) {
+func (s *Switch) newOutboundLocked(ep *call.Endpoint, parent *call.Channel) (*call.Channel, string) {
 	switch ep.Kind {
 	case "sofia", "loopback":
 	case "error":
@@ -119,7 +113,7 @@ func (s *Server) newOutboundLocked(ep *call.Endpoint, parent *call.Channel) (*ca
 		ch.Vars.Set("session_id", strconv.Itoa(ch.SessionID))
 		e := s.newEventLocked("CHANNEL_DESTROY", "switch_core_session.c", "switch_core_session_perform_destroy", 1584)
 		ch.AppendChannelData(e)
-		s.dispatchLocked(e)
+		s.Emit(e)
 		return nil, refusal
 	}
 	ch.Name = ep.ChannelName()
@@ -209,7 +203,7 @@ func (s *Server) newOutboundLocked(ep *call.Endpoint, parent *call.Channel) (*ca
 
 // emitLocked sends a channel event: common headers, pre headers, channel data,
 // post headers.
-func (s *Server) emitLocked(ch *call.Channel, name, file, fn string, line int, pre, post []header) {
+func (s *Switch) emitLocked(ch *call.Channel, name, file, fn string, line int, pre, post []header) {
 	e := s.newEventLocked(name, file, fn, line)
 	for _, h := range pre {
 		e.Add(h.name, h.value)
@@ -218,10 +212,10 @@ func (s *Server) emitLocked(ch *call.Channel, name, file, fn string, line int, p
 	for _, h := range post {
 		e.Add(h.name, h.value)
 	}
-	s.dispatchLocked(e)
+	s.Emit(e)
 }
 
-func (s *Server) stateLocked(ch *call.Channel, running string) {
+func (s *Switch) stateLocked(ch *call.Channel, running string) {
 	ch.Running = running
 	if n, ok := call.StateNumber[running]; ok && n > ch.StateNum || running == "CS_EXCHANGE_MEDIA" || running == "CS_EXECUTE" {
 		ch.StateNum = n
@@ -229,14 +223,14 @@ func (s *Server) stateLocked(ch *call.Channel, running string) {
 	s.emitLocked(ch, "CHANNEL_STATE", "switch_channel.c", "switch_channel_perform_set_running_state", 2408, nil, nil)
 }
 
-func (s *Server) callStateLocked(ch *call.Channel, cs string) {
+func (s *Switch) callStateLocked(ch *call.Channel, cs string) {
 	old := ch.CallState
 	ch.CallState = cs
 	s.emitLocked(ch, "CHANNEL_CALLSTATE", "switch_channel.c", "switch_channel_perform_set_callstate", 301,
 		[]header{{"Original-Channel-Call-State", old}, {"Channel-Call-State-Number", strconv.Itoa(call.CallStateNumber[cs])}}, nil)
 }
 
-func (s *Server) codecLocked(ch *call.Channel) {
+func (s *Switch) codecLocked(ch *call.Channel) {
 	if ch.Codec {
 		return
 	}
@@ -247,7 +241,7 @@ func (s *Server) codecLocked(ch *call.Channel) {
 		[]header{{"Channel-Write-Codec-Name", "PCMU"}, {"Channel-Write-Codec-Rate", "8000"}, {"Channel-Write-codec-bit-rate", "64000"}})
 }
 
-func (s *Server) progressLocked(ch *call.Channel) {
+func (s *Switch) progressLocked(ch *call.Channel) {
 	ch.Progress = s.clk.Now()
 	ch.Profile.NetworkAddr = "127.0.0.1"
 	ch.Vars.Set("sip_reply_host", "127.0.0.1")
@@ -258,7 +252,7 @@ func (s *Server) progressLocked(ch *call.Channel) {
 	s.callStateLocked(ch, "RINGING")
 }
 
-func (s *Server) progressMediaLocked(ch *call.Channel) {
+func (s *Switch) progressMediaLocked(ch *call.Channel) {
 	ch.ProgressMedia = s.clk.Now()
 	ch.Profile.NetworkAddr = "127.0.0.1"
 	call.SetMediaVars(ch, "EARLY MEDIA")
@@ -268,7 +262,7 @@ func (s *Server) progressMediaLocked(ch *call.Channel) {
 	s.callStateLocked(ch, "EARLY")
 }
 
-func (s *Server) answerLocked(ch *call.Channel) {
+func (s *Switch) answerLocked(ch *call.Channel) {
 	ch.Answered = s.clk.Now()
 	close(ch.AnswerCh)
 	ch.Profile.NetworkAddr = "127.0.0.1"
@@ -281,7 +275,7 @@ func (s *Server) answerLocked(ch *call.Channel) {
 }
 
 // startAppLocked moves the leg into CS_EXECUTE and emits CHANNEL_EXECUTE.
-func (s *Server) startAppLocked(ch *call.Channel, name, arg string) {
+func (s *Switch) startAppLocked(ch *call.Channel, name, arg string) {
 	if ch.Running != "CS_EXECUTE" {
 		s.stateLocked(ch, "CS_EXECUTE")
 	}
@@ -304,7 +298,7 @@ func (s *Server) startAppLocked(ch *call.Channel, name, arg string) {
 }
 
 // endAppLocked emits the end of the running application.
-func (s *Server) endAppLocked(ch *call.Channel) {
+func (s *Switch) endAppLocked(ch *call.Channel) {
 	if ch.App == "" {
 		return
 	}
@@ -326,7 +320,7 @@ func (s *Server) endAppLocked(ch *call.Channel) {
 
 // requestHangupLocked asks the leg's goroutine to hang up; the first
 // request wins.
-func (s *Server) requestHangupLocked(ch *call.Channel, cause, disposition string) {
+func (s *Switch) requestHangupLocked(ch *call.Channel, cause, disposition string) {
 	if ch.Killed {
 		return
 	}
@@ -337,14 +331,14 @@ func (s *Server) requestHangupLocked(ch *call.Channel, cause, disposition string
 
 // sleepLeg waits d of simulated time (forever if d < 0); false means the
 // leg was asked to hang up or the server is closing.
-func (s *Server) sleepLeg(ch *call.Channel, d time.Duration) bool {
+func (s *Switch) sleepLeg(ch *call.Channel, d time.Duration) bool {
 	return s.clk.Sleep(s.ctx, d, ch.KillCh)
 }
 
-func (s *Server) closing() bool { return s.ctx.Err() != nil }
+func (s *Switch) closing() bool { return s.ctx.Err() != nil }
 
 // failLocked marks the leg for hangup with the far end's refusal.
-func (s *Server) failLocked(ch *call.Channel, cause, disposition string) {
+func (s *Switch) failLocked(ch *call.Channel, cause, disposition string) {
 	ch.Profile.NetworkAddr = "127.0.0.1" // the refusal came from the far end
 	s.requestHangupLocked(ch, cause, disposition)
 }
@@ -352,7 +346,7 @@ func (s *Server) failLocked(ch *call.Channel, cause, disposition string) {
 // runOutbound drives an outbound leg from INVITE to destroy. app is the
 // originate application (nil for a bridge's B leg); result receives the
 // originate output once.
-func (s *Server) runOutbound(ch *call.Channel, ep *call.Endpoint, app *call.Application, result func(string)) {
+func (s *Switch) runOutbound(ch *call.Channel, ep *call.Endpoint, app *call.Application, result func(string)) {
 	resultSent := false
 	sendResult := func(out string) {
 		if !resultSent {
@@ -491,7 +485,7 @@ func (s *Server) runOutbound(ch *call.Channel, ep *call.Endpoint, app *call.Appl
 
 // talk keeps an answered leg up until it is hung up, or until the far end
 // hangs up after the scripted talk time.
-func (s *Server) talk(ch *call.Channel, rule call.Rule) {
+func (s *Switch) talk(ch *call.Channel, rule call.Rule) {
 	d := time.Duration(-1)
 	if rule.TalkMS > 0 {
 		d = ms(rule.TalkMS)
@@ -507,7 +501,7 @@ func (s *Server) talk(ch *call.Channel, rule call.Rule) {
 // the end of its bridge and application, HANGUP_COMPLETE with the CDR
 // variables, DESTROY. failed (called with s.mu held) receives
 // "-ERR <cause>" if originate had not returned yet.
-func (s *Server) finishLeg(ch *call.Channel, failed func(string)) {
+func (s *Switch) finishLeg(ch *call.Channel, failed func(string)) {
 	s.mu.Lock()
 	cause, disp := ch.KillCause, ch.KillDisp
 	ch.HangupCause = cause
@@ -590,7 +584,7 @@ func (s *Server) finishLeg(ch *call.Channel, failed func(string)) {
 
 // playback emits the events of playing a file for 1 s of simulated time;
 // it returns false if the leg was hung up meanwhile.
-func (s *Server) playback(ch *call.Channel, file string) bool {
+func (s *Switch) playback(ch *call.Channel, file string) bool {
 	s.mu.Lock()
 	s.emitLocked(ch, "PLAYBACK_START", "switch_ivr_play_say.c", "switch_ivr_play_file", 1533, nil,
 		[]header{{"Playback-File-Path", file}})
@@ -606,220 +600,11 @@ func (s *Server) playback(ch *call.Channel, file string) bool {
 }
 
 // playbackEventsLocked emits the events of a broadcast playback at once.
-func (s *Server) playbackEventsLocked(ch *call.Channel, file string) {
+func (s *Switch) playbackEventsLocked(ch *call.Channel, file string) {
 	s.emitLocked(ch, "PLAYBACK_START", "switch_ivr_play_say.c", "switch_ivr_play_file", 1533, nil,
 		[]header{{"Playback-File-Path", file}})
 	s.emitLocked(ch, "PLAYBACK_STOP", "switch_ivr_play_say.c", "switch_ivr_play_file", 2063, nil,
 		[]header{{"Playback-File-Path", file}, {"Playback-Status", "done"}})
-}
-
-// bridgeLocked joins a (the originator) and b and emits CHANNEL_BRIDGE.
-func (s *Server) bridgeLocked(a, b *call.Channel) {
-	now := s.clk.Now()
-	a.Other, b.Other = b, a
-	a.Role, b.Role = "originator", "originatee"
-	a.OtherType, b.OtherType = "originatee", "originator"
-	a.BridgedAt, b.BridgedAt = now, now
-	for _, p := range [][2]*call.Channel{{a, b}, {b, a}} {
-		x, y := p[0], p[1]
-		x.Vars.Set("bridge_channel", y.Name)
-		x.Vars.Set("bridge_uuid", y.UUID)
-		x.Vars.Set("signal_bond", y.UUID)
-		x.Vars.Set("last_sent_callee_id_name", y.Profile.CIDName)
-		x.Vars.Set("last_sent_callee_id_number", y.Profile.CIDNumber)
-	}
-	s.emitLocked(a, "CHANNEL_BRIDGE", "switch_ivr_bridge.c", "switch_ivr_multi_threaded_bridge", 1689,
-		[]header{{"Bridge-A-Unique-ID", a.UUID}, {"Bridge-B-Unique-ID", b.UUID}}, nil)
-	// A real CHANNEL_BRIDGE carries none of these (0 of 11 captured);
-	// later events and the CDR do.
-	a.Vars.Set("last_bridge_to", b.UUID)
-	b.Vars.Set("last_bridge_to", a.UUID)
-	a.Vars.Set("last_bridge_role", "originator")
-	b.Vars.Set("last_bridge_role", "originatee")
-	a.Vars.Set("bridge_to", b.UUID)
-	if b.Running != "CS_EXCHANGE_MEDIA" {
-		s.stateLocked(b, "CS_EXCHANGE_MEDIA")
-	}
-	s.emitLocked(a, "CALL_UPDATE", "mod_sofia.c", "sofia_receive_message", 2100,
-		[]header{{"Direction", "SEND"}, {"Sent-Callee-ID-Name", b.Profile.CalleeName}, {"Sent-Callee-ID-Number", b.Profile.Destination}, {"Bridged-To", b.UUID}}, nil)
-	s.emitLocked(b, "CALL_UPDATE", "mod_sofia.c", "sofia_receive_message", 2100,
-		[]header{{"Direction", "SEND"}, {"Sent-Callee-ID-Name", a.Profile.CIDName}, {"Sent-Callee-ID-Number", a.Profile.CIDNumber}, {"Bridged-To", a.UUID}}, nil)
-}
-
-// uuidBridge implements "uuid_bridge <a> <b>".
-func (s *Server) uuidBridge(aID, bID string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// FreeSWITCH gives one answer for every refusal.
-	const invalid = "-ERR Invalid uuid\n"
-	a, b := s.chans[aID], s.chans[bID]
-	if a == nil || a.Shadow || a.Killed || b == nil || b.Shadow || b.Killed || a == b {
-		return invalid
-	}
-	if !a.BridgedAt.IsZero() || !b.BridgedAt.IsZero() {
-		return invalid
-	}
-	if a.Answered.IsZero() && a.ProgressMedia.IsZero() && b.Answered.IsZero() && b.ProgressMedia.IsZero() {
-		return invalid
-	}
-	ts := fmt.Sprintf("%d:%s:uuid_br:%s", s.clk.Now().Unix(), uuid.NewString(), b.UUID)
-	a.Profile.TransferSource = ts
-	b.Profile.TransferSource = ts
-	a.Vars.Set("transfer_source", ts)
-	b.Vars.Set("transfer_source", ts)
-	s.bridgeLocked(a, b)
-	return "+OK " + bID + "\n"
-}
-
-// runBridgeApp executes "bridge <dialstring>" on leg a: it originates the B
-// leg, bridges on its answer, and returns when the bridge is over or failed.
-// It reports whether the bridge was established and the failure cause.
-func (s *Server) runBridgeApp(a *call.Channel, data string) (bool, string) {
-	data = strings.TrimSpace(data)
-	global, rest := "", data
-	if strings.HasPrefix(rest, "{") {
-		if end := call.BlockEnd(rest); end > 0 {
-			global, rest = rest[:end+1], rest[end+1:]
-		}
-	}
-	// Each originate lists the legs it tried afresh (switch_ivr_originate.c
-	// clears originate_causes first).
-	s.mu.Lock()
-	a.Vars.Del("originate_causes")
-	s.mu.Unlock()
-	alts := call.SplitOutsideQuotes(rest, '|')
-	if len(alts) == 1 {
-		return s.runBridgeOne(a, data)
-	}
-	// FreeSWITCH's sequential bridge: each dial string in turn, with the
-	// shared variables, until one is bridged or one fails with a cause
-	// fail_on_single_reject stops at (switch_ivr_originate.c: the cause's
-	// name found in the value, case-insensitively; "!" negates; "true"
-	// stops at any). Without it every failure goes on to the next.
-	var shared call.Vars
-	if global != "" {
-		call.ParseVarBlock(global[1:len(global)-1], &shared)
-	}
-	reject := shared.Get("fail_on_single_reject")
-	var cause string
-	for _, alt := range alts {
-		var ok bool
-		ok, cause = s.runBridgeOne(a, global+alt)
-		if ok {
-			return true, cause
-		}
-		s.mu.Lock()
-		gone := a.Killed
-		s.mu.Unlock()
-		if gone || cause == "ORIGINATOR_CANCEL" || cause == "SYSTEM_SHUTDOWN" || call.StopsSequence(reject, cause) {
-			return false, cause
-		}
-	}
-	return false, cause
-}
-
-// runBridgeOne bridges a to one dial string.
-func (s *Server) runBridgeOne(a *call.Channel, data string) (bool, string) {
-	ep, err := call.ParseEndpoint(strings.TrimSpace(data))
-	s.mu.Lock()
-	if err != nil {
-		s.mu.Unlock()
-		return false, "INVALID_URL"
-	}
-	// Variables exported from A reach the B leg.
-	for _, k := range strings.Split(a.Vars.Get("export_vars"), ",") {
-		if k = strings.TrimSpace(k); k != "" && a.Vars.Get(k) != "" {
-			ep.Vars.SetIfAbsent(k, a.Vars.Get(k))
-		}
-	}
-	if t := a.Vars.Get("call_timeout"); t != "" {
-		ep.Vars.SetIfAbsent("originate_timeout", t)
-	}
-	b, out := s.newOutboundLocked(ep, a)
-	if b == nil {
-		s.mu.Unlock()
-		return false, strings.TrimSuffix(strings.TrimPrefix(out, "-ERR "), "\n")
-	}
-	a.Other, a.Role = b, "originator"
-	s.mu.Unlock()
-
-	result := make(chan string, 1)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.runOutbound(b, ep, nil, func(out string) { result <- out })
-	}()
-	var res string
-	select {
-	case res = <-result:
-	case <-a.KillCh:
-		s.mu.Lock()
-		s.requestHangupLocked(b, "ORIGINATOR_CANCEL", "send_cancel")
-		call.PushOriginateCause(a, b.UUID, "ORIGINATOR_CANCEL")
-		s.mu.Unlock()
-		return false, "ORIGINATOR_CANCEL"
-	case <-s.ctx.Done():
-		return false, "SYSTEM_SHUTDOWN"
-	}
-	if !strings.HasPrefix(res, "+OK") {
-		cause := strings.TrimSpace(strings.TrimPrefix(res, "-ERR"))
-		s.mu.Lock()
-		a.Other, a.Role = nil, ""
-		call.PushOriginateCause(a, b.UUID, cause)
-		s.mu.Unlock()
-		return false, cause
-	}
-	// Wait for B's answer (originate returns already on early media).
-	select {
-	case <-b.AnswerCh:
-	case <-b.Done:
-		s.mu.Lock()
-		a.Other, a.Role = nil, ""
-		cause := b.HangupCause
-		call.PushOriginateCause(a, b.UUID, cause)
-		s.mu.Unlock()
-		return false, cause
-	case <-a.KillCh:
-		s.mu.Lock()
-		s.requestHangupLocked(b, "ORIGINATOR_CANCEL", "send_cancel")
-		call.PushOriginateCause(a, b.UUID, "ORIGINATOR_CANCEL")
-		s.mu.Unlock()
-		return false, "ORIGINATOR_CANCEL"
-	case <-s.ctx.Done():
-		return false, "SYSTEM_SHUTDOWN"
-	}
-	s.mu.Lock()
-	if a.Killed || b.Killed {
-		s.mu.Unlock()
-		select {
-		case <-a.KillCh:
-		case <-b.Done:
-		case <-s.ctx.Done():
-		}
-		return false, "NORMAL_CLEARING"
-	}
-	call.PushOriginateCause(a, b.UUID, "NONE")
-	a.Profile.CalleeName, a.Profile.CalleeNumber = b.Profile.CalleeName, b.Profile.Destination
-	if a.Progress.IsZero() && a.Direction == "inbound" {
-		a.Progress = s.clk.Now()
-		s.emitLocked(a, "CHANNEL_PROGRESS", "switch_channel.c", "switch_channel_perform_mark_ring_ready_value", 3505, nil, nil)
-	}
-	if a.Answered.IsZero() {
-		a.Answered = s.clk.Now()
-		a.AnswerState = "answered"
-		s.emitLocked(a, "CHANNEL_ANSWER", "switch_channel.c", "switch_channel_perform_mark_answered", 3846, nil, nil)
-		s.callStateLocked(a, "ACTIVE")
-		s.executeOnAnswerLocked(a)
-	}
-	s.bridgeLocked(a, b)
-	s.mu.Unlock()
-	// Bridged: wait for either side to end it.
-	select {
-	case <-a.KillCh:
-	case <-b.Done:
-	case <-s.ctx.Done():
-	}
-	return true, ""
 }
 
 func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }

@@ -1,8 +1,6 @@
-package esltest
+package fswitch
 
 import (
-	"callbridge/esl/esltest/internal/call"
-
 	"context"
 	"encoding/xml"
 	"errors"
@@ -12,19 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"callbridge/esl/esltest/internal/call"
+
 	"github.com/google/uuid"
 )
-
-// Inbound simulates a call from caller to destination arriving on the
-// "internal" sofia profile (context "public"): the leg is created, the
-// dialplan is fetched from DialplanURL as mod_xml_curl would, and executed.
-// It returns the new leg's UUID once the leg exists.
-func (s *Server) Inbound(ctx context.Context, caller, destination string) (string, error) {
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	return s.startInbound(caller, destination)
-}
 
 // validToken accepts what a SIP user part may carry in this simulator.
 func validToken(v string) bool {
@@ -39,12 +28,15 @@ func validToken(v string) bool {
 	return true
 }
 
-func (s *Server) startInbound(caller, dest string) (string, error) {
+// Inbound simulates a call from caller to dest arriving on the
+// "internal" sofia profile (context "public"): the leg is created, the
+// dialplan is fetched from DialplanURL as mod_xml_curl would, and
+// executed. It returns the new leg's UUID once the leg exists.
+func (s *Switch) Inbound(caller, dest string) (string, error) {
 	if !validToken(caller) || !validToken(dest) {
 		return "", errors.New("INVALID_NUMBER_FORMAT")
 	}
 	s.mu.Lock()
-	s.init()
 	if s.closed {
 		s.mu.Unlock()
 		return "", errors.New("SYSTEM_SHUTDOWN")
@@ -116,17 +108,13 @@ func (s *Server) startInbound(caller, dest string) (string, error) {
 	ch.Running = "CS_ROUTING"
 	s.callStateLocked(ch, "RINGING")
 	s.stateLocked(ch, "CS_ROUTING")
-	s.wg.Add(1)
+	s.goLocked(func() { s.runInbound(ch) })
 	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		s.runInbound(ch)
-	}()
 	return id, nil
 }
 
 // dialplanRequestLocked builds the form body mod_xml_curl POSTs.
-func (s *Server) dialplanRequestLocked(ch *call.Channel) string {
+func (s *Switch) dialplanRequestLocked(ch *call.Channel) string {
 	e := s.newEventLocked("REQUEST_PARAMS", "mod_dialplan_xml.c", "dialplan_xml_locate", 610)
 	ch.AppendChannelData(e)
 	for _, k := range ch.Vars.Keys {
@@ -143,7 +131,7 @@ func (s *Server) dialplanRequestLocked(ch *call.Channel) string {
 
 // fetchDialplan POSTs the request and returns the actions to run, or a
 // hangup cause when there is no route.
-func (s *Server) fetchDialplan(ch *call.Channel) ([]call.Action, []string, string) {
+func (s *Switch) fetchDialplan(ch *call.Channel) ([]call.Action, []string, string) {
 	if s.DialplanURL == "" {
 		return nil, nil, "NO_ROUTE_DESTINATION"
 	}
@@ -189,7 +177,7 @@ func (s *Server) fetchDialplan(ch *call.Channel) ([]call.Action, []string, strin
 
 // runInbound fetches and executes the dialplan of an inbound leg, then
 // hangs it up when the dialplan ends or the caller hangs up.
-func (s *Server) runInbound(ch *call.Channel) {
+func (s *Switch) runInbound(ch *call.Channel) {
 	acts, caps, cause := s.fetchDialplan(ch)
 	if s.closing() {
 		return
@@ -239,7 +227,7 @@ func expandDeferred(ch *call.Channel, data string, caps []string, mu interface {
 
 // execApp runs one dialplan application on an inbound leg; it returns false
 // when the dialplan must stop.
-func (s *Server) execApp(ch *call.Channel, app, data string) bool {
+func (s *Switch) execApp(ch *call.Channel, app, data string) bool {
 	s.mu.Lock()
 	s.startAppLocked(ch, app, data)
 	s.mu.Unlock()
@@ -324,7 +312,7 @@ func (s *Server) execApp(ch *call.Channel, app, data string) bool {
 		e := s.newEventLocked("RECORD_START", "switch_ivr_async.c", "record_callback", 1278)
 		ch.AppendChannelData(e)
 		e.Add("Record-File-Path", data)
-		s.dispatchLocked(e)
+		s.Emit(e)
 		s.mu.Unlock()
 		return complete()
 	case "sched_hangup":
@@ -380,7 +368,7 @@ func (s *Server) execApp(ch *call.Channel, app, data string) bool {
 
 // schedHangupAppLocked runs the dialplan application "sched_hangup
 // [+]<time> [<cause>]" on ch: '+' is seconds from now, otherwise an epoch.
-func (s *Server) schedHangupAppLocked(ch *call.Channel, data string) {
+func (s *Switch) schedHangupAppLocked(ch *call.Channel, data string) {
 	f := strings.Fields(data)
 	if len(f) == 0 {
 		return
@@ -403,7 +391,7 @@ func (s *Server) schedHangupAppLocked(ch *call.Channel, data string) {
 // executeOnAnswerLocked runs the application in the channel variable
 // execute_on_answer ("<app> <data>") when the channel answers, as
 // FreeSWITCH does. Only sched_hangup is simulated; others are logged.
-func (s *Server) executeOnAnswerLocked(ch *call.Channel) {
+func (s *Switch) executeOnAnswerLocked(ch *call.Channel) {
 	v := strings.TrimSpace(ch.Vars.Get("execute_on_answer"))
 	if v == "" {
 		return
