@@ -38,9 +38,10 @@ var allowedImports = map[string][]string{
 	"callbridge/sql":         {},
 	"callbridge/esl":         {"callbridge", "callbridge/esl/internal/wire", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
 	"callbridge/esl/esltest": {"github.com/google/uuid"},
-	"callbridge/postgres": {"callbridge", "callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/internal/batch", "callbridge/postgres/internal/pg",
+	"callbridge/postgres": {"callbridge", "callbridge/postgres/billing", "callbridge/postgres/binding", "callbridge/postgres/cdr", "callbridge/postgres/internal/batch", "callbridge/postgres/internal/pg",
 		"callbridge/postgres/ratedeck", "callbridge/postgres/routeplan", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/billing":        {"callbridge", "callbridge/postgres/internal/pg", "github.com/lib/pq"},
+	"callbridge/postgres/binding":        {"callbridge", "callbridge/postgres/internal/pg", "github.com/lib/pq"},
 	"callbridge/postgres/cdr":            {"callbridge", "callbridge/postgres/internal/pg", "github.com/google/uuid", "github.com/lib/pq"},
 	"callbridge/postgres/ratedeck":       {"callbridge", "callbridge/postgres/internal/pg", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/routeplan":      {"callbridge", "callbridge/postgres/internal/pg", "callbridge/rating", "callbridge/routing", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
@@ -96,7 +97,7 @@ var onlyImporters = map[string][]string{
 // postgresPackages are the storage adapter and its subpackages: the only
 // importers of sqlx and pq.
 var postgresPackages = []string{"callbridge/postgres", "callbridge/postgres/pgtest", "callbridge/postgres/internal/pg",
-	"callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/ratedeck", "callbridge/postgres/routeplan"}
+	"callbridge/postgres/billing", "callbridge/postgres/binding", "callbridge/postgres/cdr", "callbridge/postgres/ratedeck", "callbridge/postgres/routeplan"}
 
 // TestPackageImports checks every package's production imports against
 // allowedImports and onlyImporters: only controller and its subpackages
