@@ -59,7 +59,7 @@ var allowedImports = map[string][]string{
 	"callbridge/controller":              {"callbridge", "callbridge/billing", "callbridge/controller/accounting", "callbridge/controller/internal/handler", "callbridge/controller/pricing", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/privacy", "callbridge/rating", "callbridge/routing", "github.com/gin-gonic/gin", "golang.org/x/sys/unix"},
 	"callbridge/app":                     {"callbridge", "callbridge/billing", "callbridge/callback", "callbridge/carrier", "callbridge/cdr", "callbridge/controller", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/postgres", "callbridge/privacy", "callbridge/rating", "callbridge/routing", "callbridge/webhook"},
 	"callbridge/app/apptest":             {"callbridge/app", "callbridge/billing", "callbridge/esl", "callbridge/esl/esltest", "callbridge/internal/wait", "callbridge/postgres"},
-	"callbridge/cmd/callbridge":          {"callbridge", "callbridge/app", "callbridge/billing", "callbridge/cdr", "callbridge/controller", "callbridge/esl", "callbridge/esl/esltest", "callbridge/postgres", "callbridge/rating", "callbridge/routing"},
+	"callbridge/cmd/callbridge":          {"callbridge", "callbridge/app", "callbridge/billing", "callbridge/cdr", "callbridge/cmd/callbridge/internal/tour", "callbridge/controller", "callbridge/esl", "callbridge/esl/esltest", "callbridge/postgres", "callbridge/rating", "callbridge/routing"},
 	"callbridge/internal/wait":           {},
 	"callbridge/realswitch":              {"callbridge", "callbridge/esl", "callbridge/postgres/pgtest"},
 
@@ -68,6 +68,10 @@ var allowedImports = map[string][]string{
 	"callbridge/controller/accounting":       {"callbridge", "callbridge/billing", "callbridge/controller/internal/handler", "github.com/gin-gonic/gin"},
 	"callbridge/controller/pricing":          {"callbridge", "callbridge/controller/internal/handler", "callbridge/rating", "callbridge/routing", "github.com/gin-gonic/gin"},
 	"callbridge/controller/internal/handler": {"callbridge", "github.com/gin-gonic/gin"},
+
+	// make demo's tour: a client of the HTTP API and the simulator's
+	// event socket, like any user, so it imports nothing of callbridge's.
+	"callbridge/cmd/callbridge/internal/tour": {},
 
 	// The event-socket protocol at the byte level, under the client.
 	"callbridge/esl/internal/wire": {},
