@@ -8,18 +8,18 @@ import (
 )
 
 // TestPureDependencies keeps the domain, rating, routing and dialplan
-// packages free of I/O dependencies: they may import only the standard
-// library, the root package and each other (STYLE.md; as Tailscale's
-// deptest does).
+// packages and the callback flow free of I/O dependencies: they may
+// import only the standard library, the root package and each other
+// (STYLE.md; as Tailscale's deptest does).
 func TestPureDependencies(t *testing.T) {
-	for _, pkg := range []string{".", "./rating", "./routing", "./dialplan"} {
+	for _, pkg := range []string{".", "./rating", "./routing", "./dialplan", "./callback/flow"} {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
 		}
 		for _, dep := range strings.Fields(string(out)) {
 			switch dep {
-			case "callbridge", "callbridge/rating", "callbridge/routing", "callbridge/dialplan":
+			case "callbridge", "callbridge/rating", "callbridge/routing", "callbridge/dialplan", "callbridge/callback/flow":
 				continue
 			}
 			t.Errorf("%s depends on %s; it may use only the standard library and the root package", pkg, dep)
@@ -50,7 +50,8 @@ var allowedImports = map[string][]string{
 	"callbridge/postgres/pgtest":         {"callbridge/postgres", "callbridge/rating", "callbridge/routing", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/billing":                 {"callbridge", "callbridge/rating", "github.com/google/uuid", "github.com/robfig/cron/v3"},
 	"callbridge/webhook":                 {"callbridge"},
-	"callbridge/callback":                {"callbridge", "callbridge/esl", "callbridge/rating", "callbridge/routing", "github.com/google/uuid"},
+	"callbridge/callback":                {"callbridge", "callbridge/callback/flow", "callbridge/esl", "callbridge/rating", "callbridge/routing", "github.com/google/uuid"},
+	"callbridge/callback/flow":           {"callbridge", "callbridge/routing"},
 	"callbridge/carrier":                 {"callbridge/esl", "callbridge/routing"},
 	"callbridge/cdr":                     {"callbridge", "callbridge/esl", "callbridge/rating"},
 	"callbridge/privacy":                 {"callbridge", "callbridge/dialplan", "callbridge/esl", "callbridge/routing"},

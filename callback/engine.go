@@ -4,11 +4,11 @@
 // placements, and the adoption of calls another controller left. It
 // serves no HTTP: the controller package exposes it through its routes.
 //
-// Its decisions are a pure state machine, Next (machine.go), which reads
-// no clock and performs no I/O: given what happened (an Event) and the
-// time, it answers the callback's new State and the Actions that carry
-// the decision out. A worker (run.go) executes the actions and feeds their
-// results back as events; the engine's time is its Clock.
+// Its decisions are a pure state machine, flow.Next (package flow), which
+// reads no clock and performs no I/O: given what happened (an Event) and
+// the time, it answers the callback's new State and the Actions that
+// carry the decision out. A worker (run.go) executes the actions and
+// feeds their results back as events; the engine's time is its Clock.
 package callback
 
 import (
@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/callback/flow"
 	"callbridge/esl"
 )
 
@@ -264,7 +265,7 @@ func (e *Engine) Cancel(ctx context.Context, cb *callbridge.Callback) {
 	r := e.runs[cb.ID]
 	e.mu.Unlock()
 	if r != nil {
-		r.post(EventCancel{})
+		r.post(flow.EventCancel{})
 		return
 	}
 	for _, l := range cb.Legs {
@@ -355,7 +356,7 @@ func (e *Engine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscript
 				}
 			}
 			for _, r := range runs {
-				r.post(EventNodeUp{})
+				r.post(flow.EventNodeUp{})
 			}
 			continue
 		}
@@ -370,7 +371,7 @@ func (e *Engine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscript
 			e.mu.Unlock()
 			if body := strings.TrimRight(ev.Body, "\n"); r != nil && strings.HasPrefix(body, "-") {
 				re := &esl.ReplyError{Text: body}
-				r.post(EventJobFailed{UUID: ev.Get("Job-UUID"), Cause: re.Cause(), Detail: re.Text})
+				r.post(flow.EventJobFailed{UUID: ev.Get("Job-UUID"), Cause: re.Cause(), Detail: re.Text})
 			}
 			continue
 		}
@@ -401,7 +402,7 @@ func (e *Engine) watch(ctx context.Context, c *esl.Client) {
 			}
 			e.mu.Unlock()
 			for _, r := range runs {
-				r.post(EventNodeDown{})
+				r.post(flow.EventNodeDown{})
 			}
 		}
 		was = now
@@ -437,13 +438,13 @@ func (e *Engine) leases(ctx context.Context) {
 		e.mu.Lock()
 		for _, id := range cancel {
 			if r := e.runs[id]; r != nil {
-				r.post(EventCancel{})
+				r.post(flow.EventCancel{})
 			}
 		}
 		for _, id := range lost {
 			if r := e.runs[id]; r != nil {
 				r.log.Warn("callback lease lost; another controller drives it")
-				r.post(EventAbandon{})
+				r.post(flow.EventAbandon{})
 			}
 		}
 		e.mu.Unlock()
