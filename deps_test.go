@@ -49,9 +49,10 @@ var allowedImports = map[string][]string{
 	"callbridge/sql":         {},
 	"callbridge/esl":         {"callbridge", "callbridge/esl/freeswitch", "callbridge/esl/internal/wire", "github.com/fiorix/go-eventsocket/eventsocket", "github.com/google/uuid"},
 	"callbridge/esl/esltest": {"github.com/google/uuid"},
-	"callbridge/postgres": {"callbridge", "callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/internal/batch", "callbridge/postgres/internal/pg",
+	"callbridge/postgres": {"callbridge", "callbridge/postgres/billing", "callbridge/postgres/binding", "callbridge/postgres/cdr", "callbridge/postgres/internal/batch", "callbridge/postgres/internal/pg",
 		"callbridge/postgres/ratedeck", "callbridge/postgres/routeplan", "callbridge/rating", "callbridge/routing", "callbridge/sql", "github.com/google/uuid", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/billing":        {"callbridge", "callbridge/postgres/internal/pg", "github.com/lib/pq"},
+	"callbridge/postgres/binding":        {"callbridge", "callbridge/postgres/internal/pg", "github.com/lib/pq"},
 	"callbridge/postgres/cdr":            {"callbridge", "callbridge/postgres/internal/pg", "github.com/google/uuid", "github.com/lib/pq"},
 	"callbridge/postgres/ratedeck":       {"callbridge", "callbridge/postgres/internal/pg", "callbridge/rating", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
 	"callbridge/postgres/routeplan":      {"callbridge", "callbridge/postgres/internal/pg", "callbridge/rating", "callbridge/routing", "github.com/jmoiron/sqlx", "github.com/lib/pq"},
@@ -70,7 +71,7 @@ var allowedImports = map[string][]string{
 	"callbridge/controller":              {"callbridge", "callbridge/billing", "callbridge/controller/accounting", "callbridge/controller/internal/handler", "callbridge/controller/pricing", "callbridge/dialplan", "callbridge/esl", "callbridge/metrics", "callbridge/privacy", "callbridge/rating", "callbridge/routing", "github.com/gin-gonic/gin", "golang.org/x/sys/unix"},
 	"callbridge/app":                     {"callbridge", "callbridge/billing", "callbridge/callback", "callbridge/carrier", "callbridge/cdr", "callbridge/controller", "callbridge/dialplan", "callbridge/esl", "callbridge/esl/freeswitch", "callbridge/metrics", "callbridge/postgres", "callbridge/privacy", "callbridge/rating", "callbridge/routing", "callbridge/webhook"},
 	"callbridge/app/apptest":             {"callbridge/app", "callbridge/billing", "callbridge/esl", "callbridge/esl/esltest", "callbridge/internal/wait", "callbridge/postgres"},
-	"callbridge/cmd/callbridge":          {"callbridge", "callbridge/app", "callbridge/billing", "callbridge/cdr", "callbridge/controller", "callbridge/esl/esltest", "callbridge/esl/freeswitch", "callbridge/postgres", "callbridge/rating", "callbridge/routing"},
+	"callbridge/cmd/callbridge":          {"callbridge", "callbridge/app", "callbridge/billing", "callbridge/cdr", "callbridge/cmd/callbridge/internal/tour", "callbridge/controller", "callbridge/esl/esltest", "callbridge/esl/freeswitch", "callbridge/postgres", "callbridge/rating", "callbridge/routing"},
 	"callbridge/internal/wait":           {},
 	"callbridge/realswitch":              {"callbridge", "callbridge/esl", "callbridge/esl/freeswitch", "callbridge/postgres/pgtest"},
 
@@ -79,6 +80,10 @@ var allowedImports = map[string][]string{
 	"callbridge/controller/accounting":       {"callbridge", "callbridge/billing", "callbridge/controller/internal/handler", "github.com/gin-gonic/gin"},
 	"callbridge/controller/pricing":          {"callbridge", "callbridge/controller/internal/handler", "callbridge/rating", "callbridge/routing", "github.com/gin-gonic/gin"},
 	"callbridge/controller/internal/handler": {"callbridge", "github.com/gin-gonic/gin"},
+
+	// make demo's tour: a client of the HTTP API and the simulator's
+	// event socket, like any user, so it imports nothing of callbridge's.
+	"callbridge/cmd/callbridge/internal/tour": {},
 
 	// The event-socket protocol at the byte level, under the client, and
 	// the FreeSWITCH vocabulary (commands, events, result parsers) the
@@ -111,7 +116,7 @@ var onlyImporters = map[string][]string{
 // postgresPackages are the storage adapter and its subpackages: the only
 // importers of sqlx and pq.
 var postgresPackages = []string{"callbridge/postgres", "callbridge/postgres/pgtest", "callbridge/postgres/internal/pg",
-	"callbridge/postgres/billing", "callbridge/postgres/cdr", "callbridge/postgres/ratedeck", "callbridge/postgres/routeplan"}
+	"callbridge/postgres/billing", "callbridge/postgres/binding", "callbridge/postgres/cdr", "callbridge/postgres/ratedeck", "callbridge/postgres/routeplan"}
 
 // TestPackageImports checks every package's production imports against
 // allowedImports and onlyImporters: only controller and its subpackages
