@@ -1,8 +1,6 @@
 package esltest
 
 import (
-	"callbridge/esl/esltest/internal/call"
-
 	"fmt"
 	"io"
 	"net/http"
@@ -289,7 +287,7 @@ func TestInboundStreamMatchesFixture(t *testing.T) {
 	s := NewUnstartedServer()
 	s.Speed = 50
 	s.DialplanURL = srv.URL
-	s.Script = &call.Script{Rules: []call.Rule{{Prefix: "5551234", RingMS: 200, Outcome: call.OutcomeAnswer}}}
+	s.Script = &Script{Rules: []Rule{{Prefix: "5551234", RingMS: 200, Outcome: OutcomeAnswer}}}
 	s.Start()
 	defer s.Close()
 	c := dialRaw(t, s)
@@ -335,11 +333,11 @@ func TestLoadScriptFromFile(t *testing.T) {
 	if err := os.WriteFile(p, []byte(`{"rules":[{"prefix":"44","outcome":"fail"}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sc, err := call.LoadScript(p)
+	sc, err := LoadScript(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := sc.Lookup("4420").Outcome; got != call.OutcomeFail {
+	if got := sc.Lookup("4420").Outcome; got != OutcomeFail {
 		t.Errorf("got %v, want fail", got)
 	}
 }

@@ -119,10 +119,15 @@ func (s *Server) init() {
 	}
 	s.conns = map[*conn]struct{}{}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.sw = fswitch.New(fswitch.Config{Hostname: s.Hostname, Script: s.Script,
-		DialplanURL: s.DialplanURL, DialplanUser: s.DialplanUser, DialplanPassword: s.DialplanPassword,
-		DialplanTimeout: s.DialplanTimeout, Speed: s.Speed, MaxSessions: s.MaxSessions,
-		Logger: s.Logger, Gateways: s.Gateways, Emit: s.dispatch})
+	s.sw = fswitch.New(fswitch.Config{Speed: s.Speed, Gateways: s.Gateways, Settings: s.settings, Emit: s.dispatch})
+}
+
+// settings are the fields the switch reads where it uses them, as they
+// are now.
+func (s *Server) settings() fswitch.Settings {
+	return fswitch.Settings{Hostname: s.Hostname, Script: s.Script, DialplanURL: s.DialplanURL,
+		DialplanUser: s.DialplanUser, DialplanPassword: s.DialplanPassword,
+		DialplanTimeout: s.DialplanTimeout, MaxSessions: s.MaxSessions, Logger: s.Logger}
 }
 
 // node returns the switch, starting it with the fields as they are if

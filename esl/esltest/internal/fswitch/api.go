@@ -371,6 +371,7 @@ func (s *Switch) show(arg string) string {
 		}
 		asJSON = true
 	}
+	host := s.Settings().Hostname
 	s.mu.Lock()
 	var rows [][]string
 	for _, ch := range s.sortedChannelsLocked() {
@@ -388,7 +389,7 @@ func (s *Switch) show(arg string) string {
 		rows = append(rows, []string{ch.UUID, ch.Direction, ch.Created.Format("2006-01-02 15:04:05"),
 			strconv.FormatInt(ch.Created.Unix(), 10), ch.Name, ch.Running, ch.Profile.CIDName, ch.Profile.CIDNumber,
 			ch.Profile.NetworkAddr, ch.Profile.Destination, ch.App, ch.AppArg, ch.Profile.Dialplan, ch.Profile.Context,
-			rc, rr, rb, rc, rr, rb, "", s.Hostname, "", "", "", ch.CallState, ch.Profile.CalleeName,
+			rc, rr, rb, rc, rr, rb, "", host, "", "", "", ch.CallState, ch.Profile.CalleeName,
 			ch.Profile.CalleeNumber, "", callUUID, "", "", ch.Profile.CIDName, ch.Profile.CIDNumber,
 			ch.Profile.NetworkAddr, ch.Profile.Destination, ch.Profile.Dialplan, ch.Profile.Context})
 	}

@@ -122,7 +122,7 @@ func (s *Switch) dialplanRequestLocked(ch *call.Channel) string {
 	}
 	ch.Profile.AppendTo(e, "Hunt-", ch, true)
 	var b strings.Builder
-	b.WriteString("hostname=" + call.URLEncode(s.Hostname) + "&section=dialplan&tag_name=&key_name=&key_value=")
+	b.WriteString("hostname=" + call.URLEncode(s.Settings().Hostname) + "&section=dialplan&tag_name=&key_name=&key_value=")
 	for _, h := range e.Headers {
 		b.WriteString("&" + h.Name + "=" + call.URLEncode(h.Value))
 	}
@@ -132,39 +132,40 @@ func (s *Switch) dialplanRequestLocked(ch *call.Channel) string {
 // fetchDialplan POSTs the request and returns the actions to run, or a
 // hangup cause when there is no route.
 func (s *Switch) fetchDialplan(ch *call.Channel) ([]call.Action, []string, string) {
-	if s.DialplanURL == "" {
+	set := s.Settings()
+	if set.DialplanURL == "" {
 		return nil, nil, "NO_ROUTE_DESTINATION"
 	}
 	s.mu.Lock()
 	body := s.dialplanRequestLocked(ch)
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(s.ctx, s.DialplanTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, set.DialplanTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.DialplanURL, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, set.DialplanURL, strings.NewReader(body))
 	if err != nil {
-		s.Logger.Warn("esltest: dialplan request", "err", err)
+		set.Logger.Warn("esltest: dialplan request", "err", err)
 		return nil, nil, "NO_ROUTE_DESTINATION"
 	}
 	req.Header.Set("User-Agent", "freeswitch-xml/1.0")
 	req.Header.Set("Accept", "*/*")
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if s.DialplanUser != "" || s.DialplanPassword != "" {
-		req.SetBasicAuth(s.DialplanUser, s.DialplanPassword)
+	if set.DialplanUser != "" || set.DialplanPassword != "" {
+		req.SetBasicAuth(set.DialplanUser, set.DialplanPassword)
 	}
 	resp, err := s.httpClient.Do(req)
 	if err != nil {
-		s.Logger.Warn("esltest: dialplan request failed", "uuid", ch.UUID, "err", err)
+		set.Logger.Warn("esltest: dialplan request failed", "uuid", ch.UUID, "err", err)
 		return nil, nil, "NO_ROUTE_DESTINATION"
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil || resp.StatusCode != http.StatusOK {
-		s.Logger.Warn("esltest: dialplan response", "uuid", ch.UUID, "status", resp.StatusCode, "err", err)
+		set.Logger.Warn("esltest: dialplan response", "uuid", ch.UUID, "status", resp.StatusCode, "err", err)
 		return nil, nil, "NO_ROUTE_DESTINATION"
 	}
 	var doc call.Document
 	if err := xml.Unmarshal(data, &doc); err != nil {
-		s.Logger.Warn("esltest: dialplan XML", "uuid", ch.UUID, "err", err)
+		set.Logger.Warn("esltest: dialplan XML", "uuid", ch.UUID, "err", err)
 		return nil, nil, "NO_ROUTE_DESTINATION"
 	}
 	s.mu.Lock()
@@ -362,7 +363,7 @@ func (s *Switch) execApp(ch *call.Channel, app, data string) bool {
 		}
 		return complete()
 	}
-	s.Logger.Warn("esltest: dialplan application not simulated; skipped", "app", app, "uuid", ch.UUID)
+	s.Settings().Logger.Warn("esltest: dialplan application not simulated; skipped", "app", app, "uuid", ch.UUID)
 	return complete()
 }
 

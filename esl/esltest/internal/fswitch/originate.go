@@ -62,7 +62,8 @@ func (s *Switch) newOutboundLocked(ep *call.Endpoint, parent *call.Channel) (*ca
 	default:
 		return nil, "-ERR CHAN_NOT_IMPLEMENTED\n"
 	}
-	if s.MaxSessions > 0 && s.liveCountLocked() >= s.MaxSessions {
+	set := s.Settings()
+	if set.MaxSessions > 0 && s.liveCountLocked() >= set.MaxSessions {
 		return nil, "-ERR DESTINATION_OUT_OF_ORDER\n"
 	}
 
@@ -74,18 +75,18 @@ func (s *Switch) newOutboundLocked(ep *call.Endpoint, parent *call.Channel) (*ca
 		return nil, "-ERR DESTINATION_OUT_OF_ORDER\n"
 	}
 	if s.paused {
-		s.Logger.Info("esltest: originate refused: paused", "uuid", id)
+		set.Logger.Info("esltest: originate refused: paused", "uuid", id)
 		return nil, "-ERR DESTINATION_OUT_OF_ORDER\n"
 	}
 	if s.maxSess < 0 || s.maxSess > 0 && len(s.chans) >= s.maxSess {
-		s.Logger.Info("esltest: originate refused: over session limit", "limit", s.maxSess, "uuid", id)
+		set.Logger.Info("esltest: originate refused: over session limit", "limit", s.maxSess, "uuid", id)
 		return nil, "-ERR DESTINATION_OUT_OF_ORDER\n"
 	}
 	now := s.clk.Now()
 	s.sessions++
 	ch := &call.Channel{UUID: id, Direction: "outbound", Created: now, SessionID: s.sessions,
 		CallState: "DOWN", AnswerState: "ringing", KillCh: make(chan struct{}), Done: make(chan struct{}), AnswerCh: make(chan struct{}),
-		DestNumber: ep.Number, Rule: s.Script.Lookup(ep.Number)}
+		DestNumber: ep.Number, Rule: set.Script.Lookup(ep.Number)}
 	if ep.Profile == "gateway" && s.gatewayRefusesLocked(ep.Gateway) {
 		ch.Rule = call.Rule{Outcome: call.OutcomeFail}
 	}

@@ -16,9 +16,27 @@ import (
 	"github.com/google/uuid"
 )
 
-// Config is what a Switch is made of. The switch reads it only; it must
-// not change once New has returned.
+// Config is what a Switch is made of. Speed and Gateways are read once,
+// by New; the Settings are asked for each time they are used, so that they
+// may still change once the switch runs (as esltest.Server's exported
+// fields always could).
 type Config struct {
+	// Speed makes the simulated clock run Speed× real time (0: 1).
+	Speed float64
+	// Gateways are the node's sofia gateways.
+	Gateways []Gateway
+	// Settings returns the node's settings as they are now (nil: the
+	// zero Settings, logging nowhere).
+	Settings func() Settings
+	// Emit receives every event the switch fires, in Event-Sequence
+	// order. It is called with the switch's lock held, so that the order
+	// holds across connections: it must not call the Switch.
+	Emit func(*call.Event)
+}
+
+// Settings are the node's settings that the switch reads where it uses
+// them.
+type Settings struct {
 	// Hostname is reported as FreeSWITCH-Hostname.
 	Hostname string
 	// Script overrides the far-end behaviour of dialled numbers (nil: defaults).
@@ -30,19 +48,11 @@ type Config struct {
 	DialplanUser, DialplanPassword string
 	// DialplanTimeout bounds each dialplan request in real time.
 	DialplanTimeout time.Duration
-	// Speed makes the simulated clock run Speed× real time (0: 1).
-	Speed float64
 	// MaxSessions, when positive, refuses a new outbound leg while that
 	// many channels are up, as FreeSWITCH's max-sessions does.
 	MaxSessions int
-	// Logger receives one line per call outcome.
+	// Logger receives one line per call outcome; it must not be nil.
 	Logger *slog.Logger
-	// Gateways are the node's sofia gateways.
-	Gateways []Gateway
-	// Emit receives every event the switch fires, in Event-Sequence
-	// order. It is called with the switch's lock held, so that the order
-	// holds across connections: it must not call the Switch.
-	Emit func(*call.Event)
 }
 
 // Switch is the simulated FreeSWITCH core and the modules the simulator
@@ -76,11 +86,12 @@ type Switch struct {
 // New starts a switch: its clock runs from now, and it fires HEARTBEAT
 // every 20 s of simulated time until Close.
 func New(cfg Config) *Switch {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Settings == nil {
+		quiet := Settings{Logger: slog.New(slog.DiscardHandler)}
+		cfg.Settings = func() Settings { return quiet }
 	}
 	s := &Switch{Config: cfg, clk: clock.New(cfg.Speed), coreUUID: uuid.NewString(),
-		chans: map[string]*call.Channel{}, httpClient: &http.Client{Timeout: cfg.DialplanTimeout}}
+		chans: map[string]*call.Channel{}, httpClient: &http.Client{Timeout: cfg.Settings().DialplanTimeout}}
 	s.startSim = s.clk.Now()
 	s.initGateways()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -312,8 +323,9 @@ func (s *Switch) newEventLocked(name, file, function string, line int) *call.Eve
 	e := &call.Event{Name: name}
 	e.Add("Event-Name", name)
 	e.Add("Core-UUID", s.coreUUID)
-	e.Add("FreeSWITCH-Hostname", s.Hostname)
-	e.Add("FreeSWITCH-Switchname", s.Hostname)
+	host := s.Settings().Hostname
+	e.Add("FreeSWITCH-Hostname", host)
+	e.Add("FreeSWITCH-Switchname", host)
 	e.Add("FreeSWITCH-IPv4", "127.0.0.1")
 	e.Add("FreeSWITCH-IPv6", "::1")
 	e.Add("Event-Date-Local", now.Format("2006-01-02 15:04:05"))
@@ -327,5 +339,5 @@ func (s *Switch) newEventLocked(name, file, function string, line int) *call.Eve
 }
 
 func (s *Switch) logf(msg string, args ...any) {
-	s.Logger.Info(msg, args...)
+	s.Settings().Logger.Info(msg, args...)
 }

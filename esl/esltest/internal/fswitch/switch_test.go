@@ -18,7 +18,7 @@ func TestAPIOriginateWithoutSocket(t *testing.T) {
 	var mu sync.Mutex
 	var got []string // event names, and "reply" where the reply came
 	var seqs []int
-	s := New(Config{Hostname: "t", Speed: 100, Emit: func(e *call.Event) {
+	s := New(Config{Speed: 100, Emit: func(e *call.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, e.Name)
