@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/internal/wait"
 	"callbridge/postgres/pgtest"
 	"callbridge/realswitch"
 )
@@ -231,18 +232,12 @@ func (c *cluster) waitCDRs(ctx context.Context, t *testing.T, ctrl int, acct, bi
 		q.Set("binding_id", binding)
 	}
 	var cdrs []*callbridge.CDR
-	var err error
-	for {
+	wait.ForState(t, fmt.Sprintf("%d CDRs", want), func() (bool, string) {
+		var err error
 		cdrs, err = c.admins[ctrl].AccountCDRs(ctx, acct, q)
-		if err == nil && len(cdrs) >= want {
-			return cdrs
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%d CDRs (%v), want %d", len(cdrs), err, want)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return err == nil && len(cdrs) >= want, fmt.Sprintf("%d CDRs (%v)", len(cdrs), err)
+	}, wait.Every(200*time.Millisecond))
+	return cdrs
 }
 
 // TestClusterSpreadAndBindingsEverywhere: a binding made on controller 1
