@@ -4,11 +4,11 @@
 // placements, and the adoption of calls another controller left. It
 // serves no HTTP: the controller package exposes it through its routes.
 //
-// Its decisions are a pure state machine, Next (machine.go), which reads
-// no clock and performs no I/O: given what happened (an Event) and the
-// time, it answers the callback's new State and the Actions that carry
-// the decision out. A worker (run.go) executes the actions and feeds their
-// results back as events; the engine's time is its Clock.
+// Its decisions are a pure state machine, flow.Next (package flow), which
+// reads no clock and performs no I/O: given what happened (an Event) and
+// the time, it answers the callback's new State and the Actions that
+// carry the decision out. A worker (run.go) executes the actions and
+// feeds their results back as events; the engine's time is its Clock.
 package callback
 
 import (
@@ -23,7 +23,9 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/callback/flow"
 	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 )
 
 // Store is what the callback engine needs of the database
@@ -210,7 +212,7 @@ func NewEngine(store Store, pool *esl.Pool, cfg Config) (*Engine, error) {
 		cfg.RecordDir = "/var/lib/freeswitch/recordings/callbridge"
 	}
 	for name, p := range cfg.Prompts {
-		if err := callbridge.ValidatePromptName(name); err != nil || !path.IsAbs(p) && p != esl.ToneRingbackUS && p != esl.ToneRingbackUK && p != esl.ToneRingbackEU {
+		if err := callbridge.ValidatePromptName(name); err != nil || !path.IsAbs(p) && p != freeswitch.ToneRingbackUS && p != freeswitch.ToneRingbackUK && p != freeswitch.ToneRingbackEU {
 			return nil, fmt.Errorf("callback: prompt %q: want a name of [a-z0-9_-] and an absolute path", name)
 		}
 	}
@@ -264,7 +266,7 @@ func (e *Engine) Cancel(ctx context.Context, cb *callbridge.Callback) {
 	r := e.runs[cb.ID]
 	e.mu.Unlock()
 	if r != nil {
-		r.post(EventCancel{})
+		r.post(flow.EventCancel{})
 		return
 	}
 	for _, l := range cb.Legs {
@@ -275,7 +277,7 @@ func (e *Engine) Cancel(ctx context.Context, cb *callbridge.Callback) {
 		if c == nil {
 			continue
 		}
-		if cmd, err := esl.UUIDKill(l.UUID, "NORMAL_CLEARING"); err == nil {
+		if cmd, err := freeswitch.UUIDKill(l.UUID, "NORMAL_CLEARING"); err == nil {
 			if _, err := c.API(ctx, cmd); err != nil {
 				e.log.Debug("cancel: uuid_kill", "callback", cb.ID, "uuid", l.UUID, "error", err)
 			}
@@ -336,7 +338,7 @@ func (e *Engine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscript
 			}
 			return
 		}
-		if ev.Name == esl.SocketConnected {
+		if ev.Name == freeswitch.SocketConnected {
 			e.mu.Lock()
 			orphans := e.orphans[c.Name()]
 			delete(e.orphans, c.Name())
@@ -348,18 +350,18 @@ func (e *Engine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscript
 			}
 			e.mu.Unlock()
 			for _, id := range orphans {
-				if cmd, err := esl.UUIDKill(id, "NORMAL_CLEARING"); err == nil {
+				if cmd, err := freeswitch.UUIDKill(id, "NORMAL_CLEARING"); err == nil {
 					if _, err := c.BgAPI(ctx, cmd); err != nil {
 						e.log.Warn("callback engine: kill orphan leg", "node", c.Name(), "uuid", id, "error", err)
 					}
 				}
 			}
 			for _, r := range runs {
-				r.post(EventNodeUp{})
+				r.post(flow.EventNodeUp{})
 			}
 			continue
 		}
-		if ev.Name == esl.BackgroundJob {
+		if ev.Name == freeswitch.BackgroundJob {
 			// An originate's job is named by its leg's uuid. Its result
 			// comes after the channel's events on the same connection;
 			// taken from here, it reaches the worker after them too (a
@@ -370,7 +372,7 @@ func (e *Engine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscript
 			e.mu.Unlock()
 			if body := strings.TrimRight(ev.Body, "\n"); r != nil && strings.HasPrefix(body, "-") {
 				re := &esl.ReplyError{Text: body}
-				r.post(EventJobFailed{UUID: ev.Get("Job-UUID"), Cause: re.Cause(), Detail: re.Text})
+				r.post(flow.EventJobFailed{UUID: ev.Get("Job-UUID"), Cause: re.Cause(), Detail: re.Text})
 			}
 			continue
 		}
@@ -401,7 +403,7 @@ func (e *Engine) watch(ctx context.Context, c *esl.Client) {
 			}
 			e.mu.Unlock()
 			for _, r := range runs {
-				r.post(EventNodeDown{})
+				r.post(flow.EventNodeDown{})
 			}
 		}
 		was = now
@@ -437,13 +439,13 @@ func (e *Engine) leases(ctx context.Context) {
 		e.mu.Lock()
 		for _, id := range cancel {
 			if r := e.runs[id]; r != nil {
-				r.post(EventCancel{})
+				r.post(flow.EventCancel{})
 			}
 		}
 		for _, id := range lost {
 			if r := e.runs[id]; r != nil {
 				r.log.Warn("callback lease lost; another controller drives it")
-				r.post(EventAbandon{})
+				r.post(flow.EventAbandon{})
 			}
 		}
 		e.mu.Unlock()

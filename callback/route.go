@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/callback/flow"
 	"callbridge/routing"
 )
 
@@ -78,8 +79,8 @@ func (g LocalGateways) Begin(_ context.Context, gateway string, now time.Time) r
 
 var _ GatewayTracker = LocalGateways{}
 
-// stateRoute is the machine's view of a resolved route.
-func stateRoute(r Route) StateRoute {
-	return StateRoute{Planned: r.Planned, Plan: r.Plan, Gateways: r.Gateways, MaxAttempts: r.MaxAttempts,
+// flowRoute is the flow's view of a resolved route.
+func flowRoute(r Route) flow.Route {
+	return flow.Route{Planned: r.Planned, Plan: r.Plan, Gateways: r.Gateways, MaxAttempts: r.MaxAttempts,
 		Budget: r.Budget, Policy: r.Policy, NoneCause: r.NoneCause}
 }

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/callback/flow"
 	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 
 	"github.com/google/uuid"
 )
@@ -39,7 +41,7 @@ func (e *Engine) start(ctx context.Context, cb *callbridge.Callback, adopted boo
 		if e.runs[cb.ID] == r {
 			delete(e.runs, cb.ID)
 		}
-		for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
+		for _, l := range []*flow.Leg{&r.s.A, &r.s.B} {
 			if l.UUID != "" && e.routes[l.UUID] == r {
 				delete(e.routes, l.UUID)
 			}
@@ -75,19 +77,19 @@ func (e *Engine) unroute(uuid string, r *run) {
 
 // channelEvent is what a FreeSWITCH event of a leg's channel tells the
 // machine.
-func channelEvent(ev esl.Event) Event {
+func channelEvent(ev freeswitch.Event) flow.Event {
 	at := ev.Time()
 	if at.IsZero() {
 		at = ev.Received
 	}
 	switch ev.Name {
-	case esl.ChannelProgress, esl.ChannelProgressMedia:
-		return EventRinging{UUID: ev.UUID, At: at, Detail: string(ev.Name)}
-	case esl.ChannelAnswer:
-		return EventAnswered{UUID: ev.UUID, At: at}
-	case esl.ChannelPark:
-		return EventParked{UUID: ev.UUID}
-	case esl.ChannelHangup, esl.ChannelHangupComplete:
+	case freeswitch.ChannelProgress, freeswitch.ChannelProgressMedia:
+		return flow.EventRinging{UUID: ev.UUID, At: at, Detail: string(ev.Name)}
+	case freeswitch.ChannelAnswer:
+		return flow.EventAnswered{UUID: ev.UUID, At: at}
+	case freeswitch.ChannelPark:
+		return flow.EventParked{UUID: ev.UUID}
+	case freeswitch.ChannelHangup, freeswitch.ChannelHangupComplete:
 		cause := ev.Get("Hangup-Cause")
 		if cause == "" {
 			cause = ev.Var("hangup_cause")
@@ -96,16 +98,16 @@ func channelEvent(ev esl.Event) Event {
 		if err != nil || sip < 100 || sip > 699 {
 			sip = 0
 		}
-		return EventHangup{UUID: ev.UUID, At: at, Cause: cause, SIP: sip}
+		return flow.EventHangup{UUID: ev.UUID, At: at, Cause: cause, SIP: sip}
 	}
 	// CHANNEL_DESTROY of a leg to a bad profile comes alone: its cause
 	// comes with the originate's -ERR.
-	return EventSeen{UUID: ev.UUID}
+	return flow.EventSeen{UUID: ev.UUID}
 }
 
-// run drives one callback: it feeds what happens to Next and executes the
-// actions Next decides. All its fields are used only by its own
-// goroutine, except the mailbox and client.
+// run drives one callback: it feeds what happens to flow.Next and
+// executes the actions flow.Next decides. All its fields are used only by
+// its own goroutine, except the mailbox and client.
 type run struct {
 	e       *Engine
 	cb      *callbridge.Callback
@@ -119,10 +121,10 @@ type run struct {
 	placedX bool
 
 	mu     sync.Mutex
-	mail   []Event
+	mail   []flow.Event
 	signal chan struct{}
 
-	s State
+	s flow.State
 	// The timers of the machine's waits (nil: not running). The refused
 	// legs' are re-armed by their own callbacks, under mu; retryGen tells
 	// a callback whether its timer is still the current one.
@@ -138,7 +140,7 @@ func (r *run) setClient(c *esl.Client) {
 	r.e.mu.Unlock()
 }
 
-func (r *run) post(ev Event) {
+func (r *run) post(ev flow.Event) {
 	r.mu.Lock()
 	r.mail = append(r.mail, ev)
 	r.mu.Unlock()
@@ -160,14 +162,14 @@ func (r *run) markPlaced() {
 func (r *run) loop(ctx context.Context) {
 	defer r.markPlaced()
 	defer r.stopTimers()
-	r.s = NewState(r.cb, StateConfig{
+	r.s = flow.NewState(r.cb, flow.Config{
 		Owner: r.e.cfg.Owner, PerLeg: r.e.cfg.CallAuthorizer != nil,
 		NodeGrace: r.e.cfg.NodeGrace, RefusedRetry: r.e.cfg.RefusedRetry,
 		LegWait: r.e.cfg.LegWait, FailurePromptTime: r.e.cfg.FailurePromptTime,
 		Prompts: r.e.cfg.Prompts, FailurePrompts: r.e.cfg.FailurePrompts, RecordDir: r.e.cfg.RecordDir,
 	}, r.adopted, r.e.clock.Now())
 	r.resolve()
-	for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
+	for _, l := range []*flow.Leg{&r.s.A, &r.s.B} {
 		if l.UUID != "" {
 			r.e.route(l.UUID, r) // an adopted call's legs
 		}
@@ -178,7 +180,7 @@ func (r *run) loop(ctx context.Context) {
 		// called, so it is placed like a fresh claim, on any node.
 		r.log.Info("adopted callback was never dialled; placing it", "node", r.cb.Node)
 	}
-	r.feed(ctx, EventStart{})
+	r.feed(ctx, flow.EventStart{})
 	for !r.s.Finished() {
 		select {
 		case <-ctx.Done():
@@ -190,7 +192,7 @@ func (r *run) loop(ctx context.Context) {
 		r.mail = nil
 		r.mu.Unlock()
 		for _, ev := range mail {
-			if _, ok := ev.(EventLegsWaitOver); ok {
+			if _, ok := ev.(flow.EventLegsWaitOver); ok {
 				r.log.Warn("callback legs did not report hangup in time", "a", r.s.A.UUID, "b", r.s.B.UUID)
 			}
 			r.feed(ctx, ev)
@@ -203,19 +205,19 @@ func (r *run) loop(ctx context.Context) {
 
 // feed gives ev to the machine and executes its actions; their results
 // are fed back before anything else happens to the callback.
-func (r *run) feed(ctx context.Context, ev Event) {
-	queue := []Event{ev}
+func (r *run) feed(ctx context.Context, ev flow.Event) {
+	queue := []flow.Event{ev}
 	for len(queue) > 0 && !r.s.Finished() {
 		ev, queue = queue[0], queue[1:]
 		before := r.s
-		var acts []Action
-		r.s, acts = Next(r.s, ev, r.e.clock.Now())
+		var acts []flow.Action
+		r.s, acts = flow.Next(r.s, ev, r.e.clock.Now())
 		r.sync(&before)
-		var results []Event
+		var results []flow.Event
 		for _, a := range acts {
 			res, ok := r.exec(ctx, a)
 			if !ok {
-				r.s, _ = Next(r.s, EventAbandon{}, r.e.clock.Now())
+				r.s, _ = flow.Next(r.s, flow.EventAbandon{}, r.e.clock.Now())
 				return
 			}
 			if res != nil {
@@ -229,9 +231,9 @@ func (r *run) feed(ctx context.Context, ev Event) {
 // sync brings the engine's view of the call in line with the machine's
 // after a step: the legs' routes, the refused legs waiting, the sessions
 // the nodes accepted, and the lease.
-func (r *run) sync(before *State) {
+func (r *run) sync(before *flow.State) {
 	now := r.e.clock.Now()
-	for i, pair := range [][2]*StateLeg{{&before.A, &r.s.A}, {&before.B, &r.s.B}} {
+	for i, pair := range [][2]*flow.Leg{{&before.A, &r.s.A}, {&before.B, &r.s.B}} {
 		was, is := pair[0], pair[1]
 		if was.UUID != "" && was.UUID != is.UUID {
 			r.e.unroute(was.UUID, r)
@@ -261,7 +263,7 @@ func (r *run) stopTimers() {
 	}
 	r.stopRetry(0)
 	r.stopRetry(1)
-	for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
+	for _, l := range []*flow.Leg{&r.s.A, &r.s.B} {
 		if l.Waiting {
 			l.Waiting = false
 			r.e.waiting.Add(-1)
@@ -293,48 +295,48 @@ func (r *run) connected() bool {
 }
 
 // timer (re)starts t to post ev at at.
-func (r *run) timer(t *func() bool, at time.Time, ev func() Event) {
+func (r *run) timer(t *func() bool, at time.Time, ev func() flow.Event) {
 	r.stop(t)
 	*t = r.e.clock.AfterFunc(at.Sub(r.e.clock.Now()), func() { r.post(ev()) })
 }
 
 // exec carries an action out and returns its result, if any; false when
 // the call is abandoned (a step could not be saved, or ctx ended).
-func (r *run) exec(ctx context.Context, a Action) (Event, bool) {
+func (r *run) exec(ctx context.Context, a flow.Action) (flow.Event, bool) {
 	switch a := a.(type) {
-	case ActionAcquire:
+	case flow.ActionAcquire:
 		return r.acquire(ctx)
-	case ActionAttach:
+	case flow.ActionAttach:
 		return r.attach(ctx, a.Node)
-	case ActionAuthorize:
+	case flow.ActionAuthorize:
 		return r.authorize(ctx, a)
-	case ActionRelease:
+	case flow.ActionRelease:
 		r.releaseCall(ctx, a.Leg, a.UUID)
-	case ActionOriginate:
+	case flow.ActionOriginate:
 		return r.originate(ctx, a)
-	case ActionSave:
+	case flow.ActionSave:
 		return nil, r.save(ctx, a.Update, a.BestEffort)
-	case ActionCheckCancel:
+	case flow.ActionCheckCancel:
 		c, err := r.e.store.CancelRequested(ctx, r.cb.ID)
-		return EventCancelChecked{Requested: err == nil && c}, true
-	case ActionRefused:
+		return flow.EventCancelChecked{Requested: err == nil && c}, true
+	case flow.ActionRefused:
 		r.refused(ctx, a)
-	case ActionOrphan:
+	case flow.ActionOrphan:
 		r.e.mu.Lock()
 		r.e.orphans[a.Node] = append(r.e.orphans[a.Node], a.UUIDs...)
 		r.e.mu.Unlock()
-	case ActionWake:
+	case flow.ActionWake:
 		r.e.Wake()
-	case ActionEndAttempt:
+	case flow.ActionEndAttempt:
 		if r.e.cfg.Gateways != nil {
 			r.e.cfg.Gateways.End(a.Gateway, r.e.clock.Now(), a.Failed)
 		}
-	case ActionFailover:
+	case flow.ActionFailover:
 		r.log.Info("carrier failover", "leg", a.Leg, "from", a.From, "to", a.To, "cause", a.Cause, "sip", a.SIP, "attempt", a.Try)
 		if r.e.cfg.OnFailover != nil {
 			r.e.cfg.OnFailover(a.From, a.To)
 		}
-	case ActionWaitGrace, ActionStopGrace, ActionWaitBridge, ActionWaitLegs:
+	case flow.ActionWaitGrace, flow.ActionStopGrace, flow.ActionWaitBridge, flow.ActionWaitLegs:
 		r.wait(a)
 	default:
 		return r.command(ctx, a)
@@ -343,89 +345,89 @@ func (r *run) exec(ctx context.Context, a Action) (Event, bool) {
 }
 
 // wait starts or stops a timer of the machine.
-func (r *run) wait(a Action) {
+func (r *run) wait(a flow.Action) {
 	switch a := a.(type) {
-	case ActionWaitGrace:
-		r.timer(&r.grace, a.At, func() Event { return EventGraceOver{Connected: r.connected()} })
-	case ActionStopGrace:
+	case flow.ActionWaitGrace:
+		r.timer(&r.grace, a.At, func() flow.Event { return flow.EventGraceOver{Connected: r.connected()} })
+	case flow.ActionStopGrace:
 		r.stop(&r.grace)
-	case ActionWaitBridge:
-		r.timer(&r.bridgeWait, a.At, func() Event { return EventBridgeWaitOver{} })
-	case ActionWaitLegs:
-		r.timer(&r.legsWait, a.Until, func() Event { return EventLegsWaitOver{} })
+	case flow.ActionWaitBridge:
+		r.timer(&r.bridgeWait, a.At, func() flow.Event { return flow.EventBridgeWaitOver{} })
+	case flow.ActionWaitLegs:
+		r.timer(&r.legsWait, a.Until, func() flow.Event { return flow.EventLegsWaitOver{} })
 	}
 }
 
 // command runs the commands an action sends the node.
-func (r *run) command(ctx context.Context, a Action) (Event, bool) {
+func (r *run) command(ctx context.Context, a flow.Action) (flow.Event, bool) {
 	switch a := a.(type) {
-	case ActionPrompt:
-		cmd, err := esl.UUIDBroadcast(a.UUID, a.Path, "aleg")
+	case flow.ActionPrompt:
+		cmd, err := freeswitch.UUIDBroadcast(a.UUID, a.Path, "aleg")
 		if r.api(ctx, "prompt", cmd, err) == nil {
 			return nil, r.save(ctx, callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventPrompt, Leg: callbridge.LegA, Detail: a.Name}}}, false)
 		}
-	case ActionFailurePrompt:
-		cmd, err := esl.UUIDBroadcast(a.UUID, a.Path, "aleg")
+	case flow.ActionFailurePrompt:
+		cmd, err := freeswitch.UUIDBroadcast(a.UUID, a.Path, "aleg")
 		played := false
 		if r.api(ctx, "failure prompt", cmd, err) == nil {
-			hc, err := esl.SchedHangup(a.After, a.UUID, "NORMAL_CLEARING")
+			hc, err := freeswitch.SchedHangup(a.After, a.UUID, "NORMAL_CLEARING")
 			played = r.api(ctx, "sched_hangup", hc, err) == nil
 		}
 		if !played {
 			r.kill(ctx, a.UUID, a.KillCause)
 		}
-	case ActionKill:
+	case flow.ActionKill:
 		if !r.kill(ctx, a.UUID, a.Cause) {
-			return EventKillFailed{UUID: a.UUID}, true
+			return flow.EventKillFailed{UUID: a.UUID}, true
 		}
-	case ActionSchedHangup:
-		cmd, err := esl.SchedHangup(a.After, a.UUID, "ALLOTTED_TIMEOUT")
+	case flow.ActionSchedHangup:
+		cmd, err := freeswitch.SchedHangup(a.After, a.UUID, "ALLOTTED_TIMEOUT")
 		r.api(ctx, "sched_hangup", cmd, err)
-	case ActionBridge:
+	case flow.ActionBridge:
 		return r.bridge(ctx, a), true
-	case ActionRecord:
-		cmd, err := esl.UUIDRecord(a.UUID, "start", a.Path)
+	case flow.ActionRecord:
+		cmd, err := freeswitch.UUIDRecord(a.UUID, "start", a.Path)
 		if r.api(ctx, "uuid_record", cmd, err) == nil {
 			return nil, r.save(ctx, callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventRecording, Leg: callbridge.LegA, Detail: a.Path}}}, false)
 		}
-	case ActionCheckLegs:
+	case flow.ActionCheckLegs:
 		var gone []string
 		for _, id := range a.UUIDs {
 			if exists, known := r.exists(ctx, id); known && !exists {
 				gone = append(gone, id)
 			}
 		}
-		return EventLegsChecked{Gone: gone}, true
-	case ActionReconcile:
+		return flow.EventLegsChecked{Gone: gone}, true
+	case flow.ActionReconcile:
 		return r.channels(ctx), true
 	}
 	return nil, ctx.Err() == nil
 }
 
 // bridge connects A and B.
-func (r *run) bridge(ctx context.Context, a ActionBridge) Event {
-	cmd, err := esl.UUIDBridge(a.A, a.B)
+func (r *run) bridge(ctx context.Context, a flow.ActionBridge) flow.Event {
+	cmd, err := freeswitch.UUIDBridge(a.A, a.B)
 	err = r.api(ctx, "uuid_bridge", cmd, err)
 	var re *esl.ReplyError
 	switch {
 	case err == nil:
-		return EventBridged{}
+		return flow.EventBridged{}
 	case errors.As(err, &re):
-		return EventBridgeFailed{Refused: true}
+		return flow.EventBridgeFailed{Refused: true}
 	case errors.Is(err, esl.ErrClosed):
-		return EventBridgeFailed{Closed: true}
+		return flow.EventBridgeFailed{Closed: true}
 	}
-	return EventBridgeFailed{}
+	return flow.EventBridgeFailed{}
 }
 
 // channels lists the node's channels for a reconciliation.
-func (r *run) channels(ctx context.Context) Event {
+func (r *run) channels(ctx context.Context) flow.Event {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	chans, err := r.client.Channels(cctx)
 	if err != nil {
 		r.log.Warn("reconcile: show channels", "error", err)
-		return EventChannelsFailed{}
+		return flow.EventChannelsFailed{}
 	}
 	m := make(map[string]string, len(chans))
 	for _, ch := range chans {
@@ -435,20 +437,20 @@ func (r *run) channels(ctx context.Context) Event {
 	// written in batches: a leg that hung up just before (while no
 	// controller listened) may still be listed. uuid_exists asks the
 	// session table itself.
-	for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
+	for _, l := range []*flow.Leg{&r.s.A, &r.s.B} {
 		if _, listed := m[l.UUID]; listed && l.Live() {
 			if exists, known := r.exists(ctx, l.UUID); known && !exists {
 				delete(m, l.UUID)
 			}
 		}
 	}
-	return EventChannels{Channels: m}
+	return flow.EventChannels{Channels: m}
 }
 
 // acquire takes a pool slot, releasing the one held (a refused A is placed
 // anew, maybe on another node), waiting for pacing; no node connected for
 // NodeGrace fails the callback, and so does a DELETE meanwhile.
-func (r *run) acquire(ctx context.Context) (Event, bool) {
+func (r *run) acquire(ctx context.Context) (flow.Event, bool) {
 	if r.release != nil {
 		r.release()
 		r.release = nil
@@ -460,19 +462,19 @@ func (r *run) acquire(ctx context.Context) (Event, bool) {
 			r.setClient(c)
 			r.release = release
 			r.markPlaced() // the claim loop may claim the next one now
-			return EventAcquired{Node: c.Name()}, r.save(ctx, callbridge.CallbackUpdate{Node: c.Name()}, false)
+			return flow.EventAcquired{Node: c.Name()}, r.save(ctx, callbridge.CallbackUpdate{Node: c.Name()}, false)
 		}
 		if ctx.Err() != nil {
 			return nil, false
 		}
 		if callbridge.ErrorCode(err) == callbridge.EUNAVAILABLE && r.e.clock.Now().After(deadline) {
-			return EventNoNode{Detail: "no FreeSWITCH node connected"}, true
+			return flow.EventNoNode{Detail: "no FreeSWITCH node connected"}, true
 		}
 		r.mu.Lock()
-		cancelled := slices.ContainsFunc(r.mail, func(ev Event) bool { _, ok := ev.(EventCancel); return ok })
+		cancelled := slices.ContainsFunc(r.mail, func(ev flow.Event) bool { _, ok := ev.(flow.EventCancel); return ok })
 		r.mu.Unlock()
 		if cancelled {
-			return EventCancel{}, true
+			return flow.EventCancel{}, true
 		}
 		if !r.e.sleep(ctx, 5*time.Millisecond) {
 			return nil, false
@@ -482,22 +484,22 @@ func (r *run) acquire(ctx context.Context) (Event, bool) {
 
 // attach finds an adopted call's node and waits, up to NodeGrace, for
 // its connection.
-func (r *run) attach(ctx context.Context, node string) (Event, bool) {
+func (r *run) attach(ctx context.Context, node string) (flow.Event, bool) {
 	c := r.e.pool.Lookup(node)
 	if c == nil {
-		return EventNoNode{Detail: "node " + node + " is not configured"}, true
+		return flow.EventNoNode{Detail: "node " + node + " is not configured"}, true
 	}
 	r.setClient(c)
 	deadline := r.e.clock.Now().Add(r.e.cfg.NodeGrace)
 	for c.State() != esl.StateConnected {
 		if r.e.clock.Now().After(deadline) {
-			return EventNoNode{Detail: "node " + node + " unreachable after restart"}, true
+			return flow.EventNoNode{Detail: "node " + node + " unreachable after restart"}, true
 		}
 		if !r.e.sleep(ctx, 20*time.Millisecond) {
 			return nil, false
 		}
 	}
-	return EventAcquired{Node: node}, true
+	return flow.EventAcquired{Node: node}, true
 }
 
 // authorize asks the CallAuthorizer for the legs' grants. Both: A for Max
@@ -505,7 +507,7 @@ func (r *run) attach(ctx context.Context, node string) (Event, bool) {
 // pay for both legs (or pays A for no longer than B may ring), down to
 // MinMaxDuration, tried last so that a balance that pays for it is never
 // refused because halving jumped past it.
-func (r *run) authorize(ctx context.Context, a ActionAuthorize) (Event, bool) {
+func (r *run) authorize(ctx context.Context, a flow.ActionAuthorize) (flow.Event, bool) {
 	ua, ub := a.UUIDA, a.UUIDB
 	if ua == "" {
 		ua = uuid.NewString()
@@ -517,15 +519,15 @@ func (r *run) authorize(ctx context.Context, a ActionAuthorize) (Event, bool) {
 		g, err := r.authorizeCall(ctx, ub, r.cb.B, a.Max)
 		if err != nil {
 			reason, detail := authFailure(callbridge.LegB, err)
-			return EventNotAuthorized{Reason: reason, Detail: detail}, true
+			return flow.EventNotAuthorized{Reason: reason, Detail: detail}, true
 		}
-		return EventAuthorized{B: &g.EventGrant}, true
+		return flow.EventAuthorized{B: &g.EventGrant}, true
 	}
 	for want := a.Max; ; want = max(want/2, callbridge.MinMaxDuration) {
 		ga, err := r.authorizeCall(ctx, ua, r.cb.A, want+a.RingB)
 		if err != nil {
 			reason, detail := authFailure(callbridge.LegA, err)
-			return EventNotAuthorized{Reason: reason, Detail: detail}, true
+			return flow.EventNotAuthorized{Reason: reason, Detail: detail}, true
 		}
 		gb, err := r.authorizeCall(ctx, ub, r.cb.B, want)
 		if err == nil && ga.Reserved && ga.Grant <= a.RingB {
@@ -542,21 +544,21 @@ func (r *run) authorize(ctx context.Context, a ActionAuthorize) (Event, bool) {
 					return nil, false
 				}
 			}
-			return EventAuthorized{A: &ga.EventGrant, B: &gb.EventGrant}, true
+			return flow.EventAuthorized{A: &ga.EventGrant, B: &gb.EventGrant}, true
 		}
 		if ga.Reserved {
 			r.releaseCall(ctx, callbridge.LegA, ua)
 		}
 		if callbridge.ErrorCode(err) != callbridge.ENOFUNDS || want <= callbridge.MinMaxDuration {
 			reason, detail := authFailure(callbridge.LegB, err)
-			return EventNotAuthorized{Reason: reason, Detail: detail}, true
+			return flow.EventNotAuthorized{Reason: reason, Detail: detail}, true
 		}
 	}
 }
 
 // grant is a leg's authorisation and the money it reserved.
 type grant struct {
-	EventGrant
+	flow.EventGrant
 	amount int64 // reserved
 }
 
@@ -567,7 +569,7 @@ func (r *run) authorizeCall(ctx context.Context, id string, number callbridge.Nu
 	if err != nil {
 		return nil, err
 	}
-	return &grant{EventGrant: EventGrant{UUID: id, Grant: max(time.Duration(g.MaxMS)*time.Millisecond, time.Millisecond), Reserved: g.Prepaid},
+	return &grant{EventGrant: flow.EventGrant{UUID: id, Grant: max(time.Duration(g.MaxMS)*time.Millisecond, time.Millisecond), Reserved: g.Prepaid},
 		amount: g.Reserved}, nil
 }
 
@@ -598,8 +600,8 @@ func (r *run) releaseGrants(ctx context.Context) {
 	if r.e.cfg.CallAuthorizer == nil {
 		return
 	}
-	for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
-		if !l.Reserved || l.Progress != StateLegUnplaced && (!l.Down || l.Progress == StateLegAnswered || l.Lost) {
+	for _, l := range []*flow.Leg{&r.s.A, &r.s.B} {
+		if !l.Reserved || l.Progress != flow.LegUnplaced && (!l.Down || l.Progress == flow.LegAnswered || l.Lost) {
 			continue
 		}
 		r.releaseCall(ctx, l.Name, l.UUID)
@@ -609,7 +611,7 @@ func (r *run) releaseGrants(ctx context.Context) {
 // originate records a leg, under a uuid of ours chosen now if need be,
 // before the command is sent so a restart can find the leg, then places
 // it.
-func (r *run) originate(ctx context.Context, a ActionOriginate) (Event, bool) {
+func (r *run) originate(ctx context.Context, a flow.ActionOriginate) (flow.Event, bool) {
 	id := a.UUID
 	if id == "" {
 		id = uuid.NewString()
@@ -619,18 +621,18 @@ func (r *run) originate(ctx context.Context, a ActionOriginate) (Event, bool) {
 		gateway = a.Gateway
 		if g := r.e.cfg.Gateways; g != nil {
 			if why := g.Begin(ctx, gateway, r.e.clock.Now()); !why.Kept() {
-				return EventGatewayRefused{Leg: a.Leg, Gateway: gateway, Reason: why.String()}, ctx.Err() == nil
+				return flow.EventGatewayRefused{Leg: a.Leg, Gateway: gateway, Reason: why.String()}, ctx.Err() == nil
 			}
 		}
 	}
 	r.e.route(id, r)
-	o := esl.Originate{
+	o := freeswitch.Originate{
 		UUID:              id,
-		Endpoint:          esl.Gateway(gateway, a.Number),
+		Endpoint:          freeswitch.Gateway(gateway, a.Number),
 		CallerIDNumber:    a.CallerID,
 		Timeout:           a.Timeout,
 		HangupAfterAnswer: a.Cap,
-		Vars: []esl.Var{
+		Vars: []freeswitch.Var{
 			{Name: callbridge.VarCallbackID, Value: r.cb.ID},
 			{Name: callbridge.VarLeg, Value: a.Leg},
 			{Name: callbridge.VarAccount, Value: r.cb.AccountID},
@@ -639,7 +641,7 @@ func (r *run) originate(ctx context.Context, a ActionOriginate) (Event, bool) {
 	}
 	created := callbridge.CallbackEvent{Type: callbridge.EventLegCreated, Leg: a.Leg, Detail: id}
 	if a.Gateway != "" {
-		o.Vars = append(o.Vars, esl.Var{Name: callbridge.VarGateway, Value: gateway}, esl.Var{Name: callbridge.VarAttempt, Value: strconv.Itoa(a.Try)})
+		o.Vars = append(o.Vars, freeswitch.Var{Name: callbridge.VarGateway, Value: gateway}, freeswitch.Var{Name: callbridge.VarAttempt, Value: strconv.Itoa(a.Try)})
 		created.Gateway, created.GatewayAttempt = gateway, a.Try
 	}
 	events := []callbridge.CallbackEvent{created}
@@ -665,21 +667,21 @@ func (r *run) originate(ctx context.Context, a ActionOriginate) (Event, bool) {
 		var re *esl.ReplyError
 		switch {
 		case errors.As(err, &re):
-			return EventOriginateFailed{Leg: a.Leg, UUID: id, Cause: re.Cause(), Detail: err.Error()}, true
+			return flow.EventOriginateFailed{Leg: a.Leg, UUID: id, Cause: re.Cause(), Detail: err.Error()}, true
 		case errors.Is(err, esl.ErrClosed):
-			return EventOriginateUnknown{Leg: a.Leg, UUID: id, Detail: err.Error()}, true
+			return flow.EventOriginateUnknown{Leg: a.Leg, UUID: id, Detail: err.Error()}, true
 		}
-		return EventOriginateFailed{Leg: a.Leg, UUID: id, Detail: err.Error(), Lost: true}, true
+		return flow.EventOriginateFailed{Leg: a.Leg, UUID: id, Detail: err.Error(), Lost: true}, true
 	}
-	return EventPlaced{Leg: a.Leg, UUID: id}, true
+	return flow.EventPlaced{Leg: a.Leg, UUID: id}, true
 }
 
 // refused counts a leg the node refused before it rang, records it, and,
-// unless the refusal is final, posts EventRetryDue once the backoff has
-// passed and the pacer lets the leg be placed again (or its deadline
+// unless the refusal is final, posts flow.EventRetryDue once the backoff
+// has passed and the pacer lets the leg be placed again (or its deadline
 // passed). Each refusal is in the history; it is not an attempt of the
 // account's retry policy.
-func (r *run) refused(ctx context.Context, a ActionRefused) {
+func (r *run) refused(ctx context.Context, a flow.ActionRefused) {
 	now := r.e.clock.Now()
 	r.e.refused.Add(1)
 	r.e.pacer.onRefused(now)
@@ -707,7 +709,7 @@ func (r *run) refused(ctx context.Context, a ActionRefused) {
 			}
 			if now.After(a.Deadline) || r.e.pacer.take(now, 1) > 0 {
 				r.retry[i] = nil
-				r.mail = append(r.mail, EventRetryDue{Leg: a.Leg})
+				r.mail = append(r.mail, flow.EventRetryDue{Leg: a.Leg})
 				select {
 				case r.signal <- struct{}{}:
 				default:
@@ -757,7 +759,7 @@ func (r *run) save(ctx context.Context, u callbridge.CallbackUpdate, bestEffort 
 // kill hangs a channel up; false when the node did not (no such channel
 // yet: the originate is still being set up).
 func (r *run) kill(ctx context.Context, id, cause string) bool {
-	cmd, err := esl.UUIDKill(id, cause)
+	cmd, err := freeswitch.UUIDKill(id, cause)
 	if err != nil {
 		return false
 	}
@@ -772,7 +774,7 @@ func (r *run) kill(ctx context.Context, id, cause string) bool {
 }
 
 // api runs a command, recording a failure in the history.
-func (r *run) api(ctx context.Context, what string, cmd esl.Command, err error) error {
+func (r *run) api(ctx context.Context, what string, cmd freeswitch.Command, err error) error {
 	if err == nil {
 		_, err = r.client.API(ctx, cmd)
 	}
@@ -785,7 +787,7 @@ func (r *run) api(ctx context.Context, what string, cmd esl.Command, err error) 
 // exists asks the node whether channel id exists; known is false when
 // the node could not tell.
 func (r *run) exists(ctx context.Context, id string) (exists, known bool) {
-	cmd, err := esl.UUIDExists(id)
+	cmd, err := freeswitch.UUIDExists(id)
 	if err != nil {
 		return false, false
 	}
@@ -806,12 +808,12 @@ func (r *run) resolve() {
 		return
 	}
 	now := r.e.clock.Now()
-	for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
-		if l.Progress != StateLegUnplaced {
+	for _, l := range []*flow.Leg{&r.s.A, &r.s.B} {
+		if l.Progress != flow.LegUnplaced {
 			continue
 		}
 		if rt, ok := r.e.cfg.Routes(r.cb.AccountID, l.Number, now); ok {
-			l.Route = stateRoute(rt)
+			l.Route = flowRoute(rt)
 		}
 	}
 }
@@ -823,7 +825,7 @@ func (r *run) endAttempts() {
 	if r.e.cfg.Gateways == nil {
 		return
 	}
-	for _, l := range []*StateLeg{&r.s.A, &r.s.B} {
+	for _, l := range []*flow.Leg{&r.s.A, &r.s.B} {
 		if l.Route.Open {
 			l.Route.Open = false
 			r.e.cfg.Gateways.End(l.Route.Gateway(), r.e.clock.Now(), false)

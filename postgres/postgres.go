@@ -1,9 +1,9 @@
 // Package postgres stores callbridge's state in PostgreSQL. It and its
 // subpackages are the only packages that import sqlx and lib/pq: billing,
-// cdr and ratedeck store those aggregates, internal/pg holds the pool and
-// the error mapping they share, and this package opens the database,
-// migrates it, stores accounts, numbers, bindings, callbacks and webhooks,
-// and builds the subpackages' services. It maps database errors to
+// binding, cdr, ratedeck and routeplan store those aggregates, internal/pg
+// holds the pool and the error mapping they share, and this package opens
+// the database, migrates it, stores accounts, callbacks, webhooks and
+// gateway slots, and builds the subpackages' services. It maps database errors to
 // *callbridge.Error codes so callers never see driver errors; it holds no
 // state beyond caches that the database can always rebuild.
 package postgres
@@ -193,3 +193,9 @@ func Error(err error) error { return pg.Error(err) }
 
 // notFound is returned for ids that cannot exist.
 func notFound(what string) error { return pg.NotFound(what) }
+
+// encodeCursor and decodeCursor are the page cursors of listings ordered
+// by (created_at, id) descending.
+func encodeCursor(at time.Time, id string) string { return pg.EncodeCursor(at, id) }
+
+func decodeCursor(c string) (time.Time, string, error) { return pg.DecodeCursor(c) }

@@ -33,7 +33,7 @@ run ./routing  'Resolve$'                           "$t" -cpu 1 -count 5
 run ./esl      'EventsPlainHangupComplete$|ParseEvent$|BgAPI$' "$t" -count 3
 run ./controller 'DialplanLookup$'                  "${n_dp}x"
 run ./controller 'Quote$|QuoteInProcess$'           "${n_q}x"
-run ./callback 'CreateCallback$'                    "${n_cb}x"
+run ./controller 'CreateCallback$'                  "${n_cb}x"
 run ./callback 'CallbacksEndToEnd$'                 "${n_e2e}x"
 run ./cdr 'CDRPipelineEndToEnd$'                    "${n_cdr}x"
 run ./postgres 'WriteBatch$'                        "$t"

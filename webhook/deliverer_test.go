@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestWebhookRefusesPrivateAddresses(t *testing.T) {
@@ -49,6 +50,26 @@ func TestWebhookRefusesPrivateAddresses(t *testing.T) {
 		}
 		if !allow && !errors.Is(err, errPrivateAddress) {
 			t.Errorf("POST to loopback %s = %v, want it refused", recv.URL, err)
+		}
+	}
+}
+
+// TestWebhookBackoff doubles the wait per attempt from MinBackoff up to
+// MaxBackoff, with up to 10 % jitter on top.
+func TestWebhookBackoff(t *testing.T) {
+	d := NewDeliverer(nil, Config{MinBackoff: time.Second, MaxBackoff: time.Minute})
+	tests := []struct {
+		attempts int
+		lo, hi   time.Duration
+	}{
+		{1, time.Second, 1100 * time.Millisecond},
+		{2, 2 * time.Second, 2200 * time.Millisecond},
+		{4, 8 * time.Second, 8800 * time.Millisecond},
+		{30, time.Minute, 66 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := d.Backoff(tt.attempts); got < tt.lo || got > tt.hi {
+			t.Errorf("Backoff(%d) = %v, want in [%v, %v]", tt.attempts, got, tt.lo, tt.hi)
 		}
 	}
 }

@@ -52,7 +52,12 @@ func TestDemoInterrupt(t *testing.T) {
 	}
 	pts.Close()
 	out := &lockedBuffer{}
+	// drained closes when the terminal has nothing more to give: Linux
+	// answers EIO on the master once every process holding the slave
+	// end has exited.
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		buf := make([]byte, 4096)
 		for {
 			n, err := ptm.Read(buf)
@@ -97,6 +102,13 @@ func TestDemoInterrupt(t *testing.T) {
 		}
 	case <-time.After(90 * time.Second):
 		t.Fatalf("make demo still running 90 s after Ctrl-C:\n%s", out.String())
+	}
+	// make has exited, but what the demo wrote last may still be in the
+	// terminal's buffer, not yet read (CI once saw the output end at ^C).
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Errorf("the terminal stayed open 10 s after make exited: something still holds it")
 	}
 	text := out.String()
 	for _, bad := range []string{"make: ***", "Error 130"} {

@@ -1,0 +1,158 @@
+package flow
+
+import (
+	"time"
+
+	"callbridge"
+)
+
+// Action is something Next decided: the engine executes the actions in
+// order and feeds their results back as events (named with each action).
+type Action interface{ action() }
+
+type (
+	// ActionAcquire: release the pool slot held, if any, and take one
+	// (waiting for pacing), saving the node. Results: EventAcquired,
+	// EventNoNode after NodeGrace, or EventCancel when a DELETE came
+	// meanwhile.
+	ActionAcquire struct{}
+	// ActionAttach: wait (up to NodeGrace) for the adopted call's Node
+	// to be connected. Results: EventAcquired or EventNoNode.
+	ActionAttach struct{ Node string }
+	// ActionAuthorize: authorise leg B, and with Both leg A too, on their
+	// channels (a UUID is chosen for a leg without one). Both: A for Max
+	// plus RingB and B for Max, halving Max down to MinMaxDuration until
+	// the balance pays for both. Results: EventAuthorized or
+	// EventNotAuthorized.
+	ActionAuthorize struct {
+		Both         bool
+		UUIDA, UUIDB string
+		Max, RingB   time.Duration
+	}
+	// ActionRelease: drop the prepaid reservation held under UUID.
+	ActionRelease struct{ Leg, UUID string }
+	// ActionOriginate: record leg Leg (with Status, when set; Again says
+	// it replaces a refused placement), then originate it (a UUID is
+	// chosen when empty) with Timeout, the leg's Limit in its variables
+	// and, when Cap is set, FreeSWITCH's hangup Cap after its answer.
+	// Results: EventPlaced, EventOriginateFailed or
+	// EventOriginateUnknown; later, perhaps, EventJobFailed.
+	//
+	// A routed leg names its Gateway and the attempt's number (Try, from
+	// 1): the engine claims the attempt (Gateways.Begin) first, and
+	// answers EventGatewayRefused when it may not go; Gateway empty means
+	// the engine's single gateway.
+	ActionOriginate struct {
+		Leg, UUID        string
+		Number, CallerID callbridge.Number
+		Timeout, Limit   time.Duration
+		Cap              time.Duration
+		Status           callbridge.CallbackStatus
+		Again            bool
+		Gateway          string
+		Try              int
+	}
+	// ActionEndAttempt: the attempt through Gateway that Begin claimed
+	// is over (Gateways.End); Failed says the carrier could not carry it.
+	ActionEndAttempt struct {
+		Leg, UUID, Gateway string
+		Failed             bool
+	}
+	// ActionFailover: Leg's attempt through From failed for the carrier
+	// (Cause, SIP); the next one goes through To (attempt Try). The
+	// engine counts it; the history entry comes with ActionSave.
+	ActionFailover struct {
+		Leg, From, To, Cause string
+		SIP, Try             int
+	}
+	// ActionPrompt: play Path (the prompt Name) to A while B rings, and
+	// record it in the history.
+	ActionPrompt struct{ UUID, Path, Name string }
+	// ActionFailurePrompt: play Path to A and have FreeSWITCH hang A up
+	// After it; when either command fails, hang A up now (KillCause).
+	ActionFailurePrompt struct {
+		UUID, Path, KillCause string
+		After                 time.Duration
+	}
+	// ActionKill: hang the leg up (uuid_kill with Cause). Result on
+	// failure: EventKillFailed.
+	ActionKill struct{ Leg, UUID, Cause string }
+	// ActionSchedHangup: have FreeSWITCH hang the leg up with
+	// ALLOTTED_TIMEOUT After from now (max_duration from the bridge).
+	ActionSchedHangup struct {
+		Leg, UUID string
+		After     time.Duration
+	}
+	// ActionBridge: uuid_bridge A and B. Results: EventBridged or
+	// EventBridgeFailed.
+	ActionBridge struct{ A, B string }
+	// ActionRecord: record A's channel to Path, noting it in the history.
+	ActionRecord struct{ UUID, Path string }
+	// ActionCheckLegs: ask the node which of UUIDs it still has. Result:
+	// EventLegsChecked.
+	ActionCheckLegs struct{ UUIDs []string }
+	// ActionCheckCancel: read whether a DELETE asked the callback to end.
+	// Result: EventCancelChecked (false when it cannot be read).
+	ActionCheckCancel struct{}
+	// ActionReconcile: list the node's channels. Result: EventChannels or
+	// EventChannelsFailed.
+	ActionReconcile struct{}
+	// ActionSave: persist Update (the engine sets its ID and Owner). A
+	// save that fails abandons the call (EventAbandon), unless BestEffort.
+	ActionSave struct {
+		Update     callbridge.CallbackUpdate
+		BestEffort bool
+	}
+	// ActionRefused: the node refused Leg (UUID, Cause) before it rang,
+	// Refusals times: count it for pacing and record it. Unless Final,
+	// the leg is placed again no sooner than Backoff (and the pacer's
+	// wait): EventRetryDue then, or at Deadline.
+	ActionRefused struct {
+		Leg, UUID, Cause string
+		Refusals         int
+		Backoff          time.Duration
+		Deadline         time.Time
+		Final            bool
+	}
+	// ActionWaitGrace: (re)start the node's grace timer to fire
+	// EventGraceOver at At. ActionStopGrace stops it.
+	ActionWaitGrace struct{ At time.Time }
+	ActionStopGrace struct{}
+	// ActionWaitBridge: fire EventBridgeWaitOver at At.
+	ActionWaitBridge struct{ At time.Time }
+	// ActionWaitLegs: fire EventLegsWaitOver at Until.
+	ActionWaitLegs struct{ Until time.Time }
+	// ActionOrphan: the node stayed away: kill UUIDs on it once it is
+	// back, whoever drives the call then.
+	ActionOrphan struct {
+		Node  string
+		UUIDs []string
+	}
+	// ActionWake: the callback is queued again; look for due callbacks.
+	ActionWake struct{}
+)
+
+func (ActionAcquire) action()       {}
+func (ActionAttach) action()        {}
+func (ActionAuthorize) action()     {}
+func (ActionRelease) action()       {}
+func (ActionOriginate) action()     {}
+func (ActionEndAttempt) action()    {}
+func (ActionFailover) action()      {}
+func (ActionPrompt) action()        {}
+func (ActionFailurePrompt) action() {}
+func (ActionKill) action()          {}
+func (ActionSchedHangup) action()   {}
+func (ActionBridge) action()        {}
+func (ActionRecord) action()        {}
+func (ActionCheckLegs) action()     {}
+func (ActionCheckCancel) action()   {}
+func (ActionReconcile) action()     {}
+func (ActionSave) action()          {}
+func (ActionRefused) action()       {}
+func (ActionWaitGrace) action()     {}
+func (ActionStopGrace) action()     {}
+func (ActionWaitBridge) action()    {}
+func (ActionWaitLegs) action()      {}
+func (ActionOrphan) action()        {}
+func (ActionWake) action()          {}
