@@ -23,6 +23,7 @@ import (
 	schema "callbridge/sql"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // migrateLock is the advisory-lock key that serialises migrations across
@@ -46,10 +47,11 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := sqlx.Open("postgres", url)
+	c, err := pq.NewConnector(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
+	db := sqlx.NewDb(sql.OpenDB(pg.Connector{Connector: c}), "postgres")
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(16)
 	db.SetConnMaxIdleTime(5 * time.Minute)
