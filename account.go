@@ -22,16 +22,6 @@ type Account struct {
 	CreatedAt time.Time `json:"created_at" db:"created_at"`
 }
 
-// APIKey is the stored form of an account's key: only its hash is kept.
-// The key itself is shown once, when it is created.
-type APIKey struct {
-	ID        string     `json:"id" db:"id"`
-	AccountID string     `json:"account_id" db:"account_id"`
-	Prefix    string     `json:"prefix" db:"prefix"` // first characters, to tell keys apart
-	CreatedAt time.Time  `json:"created_at" db:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty" db:"revoked_at"`
-}
-
 // AccountService manages accounts and their API keys.
 type AccountService interface {
 	// CreateAccount stores a new account and returns it with a fresh API

@@ -314,7 +314,9 @@ type CallbackService interface {
 	// and webhook) before anything is dialled. It returns created=false
 	// when an idempotent repeat returned the first callback. EINVALID,
 	// ECONFLICT (idempotency key reused with another request), ERATELIMIT
-	// (the account's queue is full).
+	// (the account's queue is full), EUNAVAILABLE (not created: no
+	// controller will dial it), EOUTCOMEUNKNOWN (it may have been created
+	// and may be dialled; a repeat with the same idempotency key tells).
 	CreateCallback(ctx context.Context, r *CallbackRequest) (cb *Callback, created bool, err error)
 	// Callback returns one callback of an account with its legs, history
 	// and CDR ids. ENOTFOUND.

@@ -279,21 +279,6 @@ type CDRFilter struct {
 	Limit  int
 }
 
-// CDRRating records one re-pricing of a CDR: the old and the new prices.
-type CDRRating struct {
-	UUID      string    `json:"uuid"`
-	StartAt   time.Time `json:"start_at"`
-	AccountID string    `json:"account_id,omitempty"`
-	OldSell   int64     `json:"old_sell_micros"`
-	NewSell   int64     `json:"new_sell_micros"`
-	OldBuy    int64     `json:"old_buy_micros"`
-	NewBuy    int64     `json:"new_buy_micros"`
-	OldFlags  CDRFlags  `json:"old_flags"`
-	NewFlags  CDRFlags  `json:"new_flags"`
-	RerateID  string    `json:"rerate_id"`
-	RatedAt   time.Time `json:"rated_at"`
-}
-
 // CDRService reads stored CDRs.
 type CDRService interface {
 	// CDRs lists an account's CDRs by StartAt, oldest first, and the cursor

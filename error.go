@@ -19,6 +19,12 @@ const (
 	ENOFUNDS        = "insufficient_funds"  // 402: a prepaid balance cannot pay for the call
 	ENONUMBER       = "no_number_available" // 409: the pool has no virtual number that fits
 	ENOTIMPLEMENTED = "not_implemented"     // 501: the operation is not supported
+	// EOUTCOMEUNKNOWN (503): a creation may or may not have taken effect,
+	// and the store could not be reached to learn which. Unlike
+	// EUNAVAILABLE it does not mean "nothing was done": the client learns
+	// the outcome by sending the request again with the same idempotency
+	// key, which returns what was created or creates it.
+	EOUTCOMEUNKNOWN = "outcome_unknown"
 )
 
 // Error is the domain error. Code is one of the E* constants and is what

@@ -24,6 +24,7 @@ import (
 	"callbridge/controller"
 	"callbridge/dialplan"
 	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 	"callbridge/metrics"
 	"callbridge/postgres"
 	"callbridge/privacy"
@@ -182,7 +183,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 			OnJobDone: mtr.ObserveJob(addr),
 			OnProbe:   mtr.ObserveProbe(addr),
 			// The gateways' state changes (carrier.Gateways.Watch).
-			Subclasses: []string{esl.GatewayStateSubclass},
+			Subclasses: []string{freeswitch.GatewayStateSubclass},
 			Logger:     log.With("component", "esl"), // the client names its node on every line
 		})
 		a.Nodes = append(a.Nodes, c)

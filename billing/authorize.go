@@ -157,20 +157,14 @@ func (a *Authorizer) ReleaseCall(ctx context.Context, callID string) error {
 	return a.Store.Release(ctx, callID)
 }
 
-// Affordable returns the longest duration, at most capMS, of a call to
-// number starting at at whose price is within budget, and that price. A
+// AffordableLegs returns the longest duration, at most capMS, of a call
+// whose legs to numbers all last as long and are all paid from budget
+// (such as the two legs of a callback), starting at at, and its price. A
 // call whose first charged increment costs more than budget is refused
 // with ENOFUNDS, and so is a destination the deck cannot price (an
 // unrated prepaid call could not be paid for). The price of a call never
 // decreases with its duration, so a binary search over whole milliseconds
 // finds the limit; the result ends on an increment boundary.
-func Affordable(deck *rating.Deck, number callbridge.Number, at time.Time, budget, capMS int64) (maxMS, price int64, err error) {
-	return AffordableLegs(deck, []callbridge.Number{number}, at, budget, capMS)
-}
-
-// AffordableLegs is Affordable for a call whose legs to numbers all last
-// as long and are all paid from budget, such as the two legs of a
-// callback.
 func AffordableLegs(deck *rating.Deck, numbers []callbridge.Number, at time.Time, budget, capMS int64) (maxMS, price int64, err error) {
 	cost := func(ms int64) (sum int64, unrated bool) {
 		for _, n := range numbers {

@@ -60,7 +60,7 @@ func TestAffordable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ms, price, err := billing.Affordable(d, tt.number, now, tt.budget, 3600000)
+			ms, price, err := billing.AffordableLegs(d, []callbridge.Number{tt.number}, now, tt.budget, 3600000)
 			if callbridge.ErrorCode(err) != tt.wantCode {
 				t.Fatalf("got error %v, want code %q", err, tt.wantCode)
 			}

@@ -25,6 +25,7 @@ import (
 	"callbridge"
 	"callbridge/callback/flow"
 	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 )
 
 // Store is what the callback engine needs of the database
@@ -211,7 +212,7 @@ func NewEngine(store Store, pool *esl.Pool, cfg Config) (*Engine, error) {
 		cfg.RecordDir = "/var/lib/freeswitch/recordings/callbridge"
 	}
 	for name, p := range cfg.Prompts {
-		if err := callbridge.ValidatePromptName(name); err != nil || !path.IsAbs(p) && p != esl.ToneRingbackUS && p != esl.ToneRingbackUK && p != esl.ToneRingbackEU {
+		if err := callbridge.ValidatePromptName(name); err != nil || !path.IsAbs(p) && p != freeswitch.ToneRingbackUS && p != freeswitch.ToneRingbackUK && p != freeswitch.ToneRingbackEU {
 			return nil, fmt.Errorf("callback: prompt %q: want a name of [a-z0-9_-] and an absolute path", name)
 		}
 	}
@@ -276,7 +277,7 @@ func (e *Engine) Cancel(ctx context.Context, cb *callbridge.Callback) {
 		if c == nil {
 			continue
 		}
-		if cmd, err := esl.UUIDKill(l.UUID, "NORMAL_CLEARING"); err == nil {
+		if cmd, err := freeswitch.UUIDKill(l.UUID, "NORMAL_CLEARING"); err == nil {
 			if _, err := c.API(ctx, cmd); err != nil {
 				e.log.Debug("cancel: uuid_kill", "callback", cb.ID, "uuid", l.UUID, "error", err)
 			}
@@ -337,7 +338,7 @@ func (e *Engine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscript
 			}
 			return
 		}
-		if ev.Name == esl.SocketConnected {
+		if ev.Name == freeswitch.SocketConnected {
 			e.mu.Lock()
 			orphans := e.orphans[c.Name()]
 			delete(e.orphans, c.Name())
@@ -349,7 +350,7 @@ func (e *Engine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscript
 			}
 			e.mu.Unlock()
 			for _, id := range orphans {
-				if cmd, err := esl.UUIDKill(id, "NORMAL_CLEARING"); err == nil {
+				if cmd, err := freeswitch.UUIDKill(id, "NORMAL_CLEARING"); err == nil {
 					if _, err := c.BgAPI(ctx, cmd); err != nil {
 						e.log.Warn("callback engine: kill orphan leg", "node", c.Name(), "uuid", id, "error", err)
 					}
@@ -360,7 +361,7 @@ func (e *Engine) dispatch(ctx context.Context, c *esl.Client, sub *esl.Subscript
 			}
 			continue
 		}
-		if ev.Name == esl.BackgroundJob {
+		if ev.Name == freeswitch.BackgroundJob {
 			// An originate's job is named by its leg's uuid. Its result
 			// comes after the channel's events on the same connection;
 			// taken from here, it reaches the worker after them too (a

@@ -872,9 +872,7 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 	const cps = 50
 	c := esl.NewClient(esl.Config{Name: "node1", Addr: fs.Addr(), Password: "ClueCon", MaxCPS: cps, MaxCalls: 1000})
 	go c.Run(ctx)
-	for c.State() != esl.StateConnected {
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(b, "node connected", func() bool { return c.State() == esl.StateConnected })
 	store := postgres.NewCallbackService(db)
 	e, err := callback.NewEngine(store, esl.NewPool(c), callback.Config{Owner: "bench", Gateway: "carrier", PollInterval: 10 * time.Millisecond})
 	if err != nil {
@@ -895,7 +893,10 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 		}
 	}
 	e.Wake()
-	for {
+	// Callbacks that stop ending fail the run instead of hanging it; a
+	// slow machine only makes it longer.
+	watched, advanced := wait.Progress(b, "callbacks ending")
+	for last := 0; ; {
 		var ended, failed int
 		if err := db.QueryRow(`SELECT count(*) FILTER (WHERE status IN ('completed', 'failed')), count(*) FILTER (WHERE status = 'failed')
 			FROM callbacks`).Scan(&ended, &failed); err != nil {
@@ -911,7 +912,15 @@ func BenchmarkCallbacksEndToEnd(b *testing.B) {
 		if ended == n {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		if ended > last {
+			last = ended
+			advanced()
+		}
+		select {
+		case <-watched.Done():
+			b.Fatalf("%d of %d callbacks ended", ended, n)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
@@ -953,7 +962,8 @@ type slowClaimStore struct {
 	clock   *testClock
 	started int
 	passes  int
-	windows int // claims held while a whole pass ran
+	passed  chan struct{} // closed and replaced at the end of every pass
+	windows int           // claims held while a whole pass ran
 	adopted []string
 }
 
@@ -966,18 +976,37 @@ func (s *slowClaimStore) ClaimCallbacks(ctx context.Context, owner, node string,
 	until, clock := s.started+1, s.clock
 	s.mu.Unlock()
 	clock.Advance(cbLease / 3) // the leases loop's wait: renewal, then an adoption pass
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	// The passes go on every cbLease/3 of real time too, so the one
+	// waited for comes unless the engine stops; the bound only ends a
+	// test that is failing (windows stays 0).
+	limit := time.NewTimer(wait.Limit)
+	defer limit.Stop()
+	for {
 		s.mu.Lock()
-		n := s.passes
-		s.mu.Unlock()
-		if n >= until {
-			s.mu.Lock()
+		if s.passes >= until {
 			s.windows++
 			s.mu.Unlock()
-			break
+			return cbs, nil
+		}
+		passed := s.pass()
+		s.mu.Unlock()
+		select {
+		case <-passed:
+		case <-ctx.Done():
+			return cbs, nil
+		case <-limit.C:
+			return cbs, nil
 		}
 	}
-	return cbs, nil
+}
+
+// pass returns the channel closed at the end of the next pass; s.mu is
+// held.
+func (s *slowClaimStore) pass() chan struct{} {
+	if s.passed == nil {
+		s.passed = make(chan struct{})
+	}
+	return s.passed
 }
 
 func (s *slowClaimStore) AdoptCallbacks(ctx context.Context, owner string, lease time.Duration, n int, own bool, held []string) ([]*callbridge.Callback, error) {
@@ -988,6 +1017,8 @@ func (s *slowClaimStore) AdoptCallbacks(ctx context.Context, owner string, lease
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.passes++
+	close(s.pass())
+	s.passed = nil
 	for _, cb := range cbs {
 		s.adopted = append(s.adopted, cb.ID)
 	}

@@ -14,6 +14,7 @@ import (
 	"callbridge"
 	"callbridge/callback/flow"
 	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 
 	"github.com/google/uuid"
 )
@@ -76,19 +77,19 @@ func (e *Engine) unroute(uuid string, r *run) {
 
 // channelEvent is what a FreeSWITCH event of a leg's channel tells the
 // machine.
-func channelEvent(ev esl.Event) flow.Event {
+func channelEvent(ev freeswitch.Event) flow.Event {
 	at := ev.Time()
 	if at.IsZero() {
 		at = ev.Received
 	}
 	switch ev.Name {
-	case esl.ChannelProgress, esl.ChannelProgressMedia:
+	case freeswitch.ChannelProgress, freeswitch.ChannelProgressMedia:
 		return flow.EventRinging{UUID: ev.UUID, At: at, Detail: string(ev.Name)}
-	case esl.ChannelAnswer:
+	case freeswitch.ChannelAnswer:
 		return flow.EventAnswered{UUID: ev.UUID, At: at}
-	case esl.ChannelPark:
+	case freeswitch.ChannelPark:
 		return flow.EventParked{UUID: ev.UUID}
-	case esl.ChannelHangup, esl.ChannelHangupComplete:
+	case freeswitch.ChannelHangup, freeswitch.ChannelHangupComplete:
 		cause := ev.Get("Hangup-Cause")
 		if cause == "" {
 			cause = ev.Var("hangup_cause")
@@ -361,15 +362,15 @@ func (r *run) wait(a flow.Action) {
 func (r *run) command(ctx context.Context, a flow.Action) (flow.Event, bool) {
 	switch a := a.(type) {
 	case flow.ActionPrompt:
-		cmd, err := esl.UUIDBroadcast(a.UUID, a.Path, "aleg")
+		cmd, err := freeswitch.UUIDBroadcast(a.UUID, a.Path, "aleg")
 		if r.api(ctx, "prompt", cmd, err) == nil {
 			return nil, r.save(ctx, callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventPrompt, Leg: callbridge.LegA, Detail: a.Name}}}, false)
 		}
 	case flow.ActionFailurePrompt:
-		cmd, err := esl.UUIDBroadcast(a.UUID, a.Path, "aleg")
+		cmd, err := freeswitch.UUIDBroadcast(a.UUID, a.Path, "aleg")
 		played := false
 		if r.api(ctx, "failure prompt", cmd, err) == nil {
-			hc, err := esl.SchedHangup(a.After, a.UUID, "NORMAL_CLEARING")
+			hc, err := freeswitch.SchedHangup(a.After, a.UUID, "NORMAL_CLEARING")
 			played = r.api(ctx, "sched_hangup", hc, err) == nil
 		}
 		if !played {
@@ -380,12 +381,12 @@ func (r *run) command(ctx context.Context, a flow.Action) (flow.Event, bool) {
 			return flow.EventKillFailed{UUID: a.UUID}, true
 		}
 	case flow.ActionSchedHangup:
-		cmd, err := esl.SchedHangup(a.After, a.UUID, "ALLOTTED_TIMEOUT")
+		cmd, err := freeswitch.SchedHangup(a.After, a.UUID, "ALLOTTED_TIMEOUT")
 		r.api(ctx, "sched_hangup", cmd, err)
 	case flow.ActionBridge:
 		return r.bridge(ctx, a), true
 	case flow.ActionRecord:
-		cmd, err := esl.UUIDRecord(a.UUID, "start", a.Path)
+		cmd, err := freeswitch.UUIDRecord(a.UUID, "start", a.Path)
 		if r.api(ctx, "uuid_record", cmd, err) == nil {
 			return nil, r.save(ctx, callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventRecording, Leg: callbridge.LegA, Detail: a.Path}}}, false)
 		}
@@ -405,7 +406,7 @@ func (r *run) command(ctx context.Context, a flow.Action) (flow.Event, bool) {
 
 // bridge connects A and B.
 func (r *run) bridge(ctx context.Context, a flow.ActionBridge) flow.Event {
-	cmd, err := esl.UUIDBridge(a.A, a.B)
+	cmd, err := freeswitch.UUIDBridge(a.A, a.B)
 	err = r.api(ctx, "uuid_bridge", cmd, err)
 	var re *esl.ReplyError
 	switch {
@@ -625,13 +626,13 @@ func (r *run) originate(ctx context.Context, a flow.ActionOriginate) (flow.Event
 		}
 	}
 	r.e.route(id, r)
-	o := esl.Originate{
+	o := freeswitch.Originate{
 		UUID:              id,
-		Endpoint:          esl.Gateway(gateway, a.Number),
+		Endpoint:          freeswitch.Gateway(gateway, a.Number),
 		CallerIDNumber:    a.CallerID,
 		Timeout:           a.Timeout,
 		HangupAfterAnswer: a.Cap,
-		Vars: []esl.Var{
+		Vars: []freeswitch.Var{
 			{Name: callbridge.VarCallbackID, Value: r.cb.ID},
 			{Name: callbridge.VarLeg, Value: a.Leg},
 			{Name: callbridge.VarAccount, Value: r.cb.AccountID},
@@ -640,7 +641,7 @@ func (r *run) originate(ctx context.Context, a flow.ActionOriginate) (flow.Event
 	}
 	created := callbridge.CallbackEvent{Type: callbridge.EventLegCreated, Leg: a.Leg, Detail: id}
 	if a.Gateway != "" {
-		o.Vars = append(o.Vars, esl.Var{Name: callbridge.VarGateway, Value: gateway}, esl.Var{Name: callbridge.VarAttempt, Value: strconv.Itoa(a.Try)})
+		o.Vars = append(o.Vars, freeswitch.Var{Name: callbridge.VarGateway, Value: gateway}, freeswitch.Var{Name: callbridge.VarAttempt, Value: strconv.Itoa(a.Try)})
 		created.Gateway, created.GatewayAttempt = gateway, a.Try
 	}
 	events := []callbridge.CallbackEvent{created}
@@ -758,7 +759,7 @@ func (r *run) save(ctx context.Context, u callbridge.CallbackUpdate, bestEffort 
 // kill hangs a channel up; false when the node did not (no such channel
 // yet: the originate is still being set up).
 func (r *run) kill(ctx context.Context, id, cause string) bool {
-	cmd, err := esl.UUIDKill(id, cause)
+	cmd, err := freeswitch.UUIDKill(id, cause)
 	if err != nil {
 		return false
 	}
@@ -773,7 +774,7 @@ func (r *run) kill(ctx context.Context, id, cause string) bool {
 }
 
 // api runs a command, recording a failure in the history.
-func (r *run) api(ctx context.Context, what string, cmd esl.Command, err error) error {
+func (r *run) api(ctx context.Context, what string, cmd freeswitch.Command, err error) error {
 	if err == nil {
 		_, err = r.client.API(ctx, cmd)
 	}
@@ -786,7 +787,7 @@ func (r *run) api(ctx context.Context, what string, cmd esl.Command, err error) 
 // exists asks the node whether channel id exists; known is false when
 // the node could not tell.
 func (r *run) exists(ctx context.Context, id string) (exists, known bool) {
-	cmd, err := esl.UUIDExists(id)
+	cmd, err := freeswitch.UUIDExists(id)
 	if err != nil {
 		return false, false
 	}

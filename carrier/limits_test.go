@@ -99,16 +99,24 @@ func TestSharedCPSCap(t *testing.T) {
 			gws[i%2].End("paced", time.Now(), false) // ended calls still count this second
 		}
 	}
-	if time.Since(start) < 900*time.Millisecond {
-		want := []routing.Reason{routing.ReasonOK, routing.ReasonOK, routing.ReasonOK, routing.ReasonCPSLimit}
-		for i := range want {
-			if got[i] != want[i] {
-				t.Fatalf("starts within a second: %v, want %v", got, want)
-			}
+	// The first three always start: nothing else used the gateway. The
+	// fourth is refused unless the calls took so long (a loaded machine)
+	// that the second had passed before it: the cap is per second of the
+	// database's clock, which the test cannot hold still.
+	for i, r := range got[:3] {
+		if r != routing.ReasonOK {
+			t.Errorf("start %d: %s, want ok (starts %v)", i+1, r, got)
+		}
+	}
+	if elapsed := time.Since(start); elapsed < 900*time.Millisecond {
+		if got[3] != routing.ReasonCPSLimit {
+			t.Errorf("fourth start within %v: %s, want cps_limit", elapsed.Round(time.Millisecond), got[3])
 		}
 		if h := gws[1].Health("paced", time.Now()); !h.CPSFull {
 			t.Errorf("the refused controller's health %+v, want cps_full", h)
 		}
+	} else {
+		t.Logf("the four starts took %v: the fourth (%s) may fall in the next second", elapsed.Round(time.Millisecond), got[3])
 	}
 	wait.For(t, "a start in the next second", func() bool { return gws[1].Begin(ctx, "paced", time.Now()) == routing.ReasonOK },
 		wait.Every(50*time.Millisecond))

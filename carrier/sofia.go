@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 	"callbridge/routing"
 )
 
@@ -14,7 +15,7 @@ import (
 // ends: it asks each connected node for all of them ("sofia xmlstatus
 // gateway") when it connects and every PollInterval, and applies each
 // sofia::gateway_state event at once (the nodes' clients must subscribe
-// to esl.GatewayStateSubclass for those; without it Watch polls only). A
+// to freeswitch.GatewayStateSubclass for those; without it Watch polls only). A
 // node that is not connected is forgotten (ForgetNode) until it is
 // again (its client's state is looked at every second).
 func (g *Gateways) Watch(ctx context.Context, nodes ...*esl.Client) error {
@@ -56,11 +57,11 @@ func (g *Gateways) watchNode(ctx context.Context, c *esl.Client) {
 				g.poll(ctx, c)
 				continue
 			}
-			if e.Name == esl.SocketConnected {
+			if e.Name == freeswitch.SocketConnected {
 				g.poll(ctx, c)
 				continue
 			}
-			if gs, ok := esl.ParseGatewayState(e); ok {
+			if gs, ok := freeswitch.ParseGatewayState(e); ok {
 				s := routing.ParseSofiaStatus(gs.PingStatus)
 				g.SetNodeGateway(node, gs.Gateway, s)
 				g.log.Info("carrier: gateway state", "node", node, "gateway", gs.Gateway, "status", gs.PingStatus, "sip_status", gs.SIPStatus)

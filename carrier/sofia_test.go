@@ -9,6 +9,7 @@ import (
 	"callbridge/carrier"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 	"callbridge/internal/wait"
 	"callbridge/routing"
 )
@@ -54,7 +55,7 @@ func startNode(t *testing.T, name string, gws ...esltest.Gateway) (*esltest.Serv
 	srv.Gateways = gws
 	srv.Start()
 	t.Cleanup(srv.Close)
-	c := esl.NewClient(esl.Config{Name: name, Addr: srv.Addr(), Password: "ClueCon", Subclasses: []string{esl.GatewayStateSubclass}})
+	c := esl.NewClient(esl.Config{Name: name, Addr: srv.Addr(), Password: "ClueCon", Subclasses: []string{freeswitch.GatewayStateSubclass}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()

@@ -10,6 +10,7 @@ import (
 
 	"callbridge"
 	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 )
 
 // This file collects the CDR records FreeSWITCH keeps itself (see
@@ -45,7 +46,7 @@ type keptDelete struct {
 // than minAge ago, waits until they are in the database, and deletes the
 // records. It returns how many it wrote.
 func (p *Pipeline) collectKept(ctx context.Context, c *esl.Client, minAge time.Duration) (int, error) {
-	cmd, err := esl.HashDump(callbridge.CDRHookRealm)
+	cmd, err := freeswitch.HashDump(callbridge.CDRHookRealm)
 	if err != nil {
 		return 0, err
 	}
@@ -107,7 +108,7 @@ func (p *Pipeline) collectKept(ctx context.Context, c *esl.Client, minAge time.D
 }
 
 func (p *Pipeline) deleteKept(ctx context.Context, c *esl.Client, id string) error {
-	cmd, err := esl.HashDelete(callbridge.CDRHookRealm, id)
+	cmd, err := freeswitch.HashDelete(callbridge.CDRHookRealm, id)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 	"callbridge/internal/wait"
 	"callbridge/postgres"
 
@@ -25,7 +26,7 @@ func keptRecords(t *testing.T, sim *esltest.Server) []string {
 	defer cancel()
 	go c.Run(ctx)
 	wait.For(t, "check client connected", func() bool { return c.State() == esl.StateConnected })
-	cmd, _ := esl.HashDump(callbridge.CDRHookRealm)
+	cmd, _ := freeswitch.HashDump(callbridge.CDRHookRealm)
 	out, err := c.API(ctx, cmd)
 	if err != nil {
 		t.Fatal(err)
@@ -43,8 +44,8 @@ func TestCDRKeptRecordWhileDisconnected(t *testing.T) {
 	})
 	r := e.start(t, e.spool, nil)
 	wait.For(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
-	job, err := r.client.Originate(context.Background(), esl.Originate{Endpoint: esl.Gateway("carrier", "4930777000"),
-		Vars: []esl.Var{{Name: callbridge.VarAccount, Value: e.acc}, {Name: callbridge.VarLeg, Value: callbridge.LegCallbackA}}})
+	job, err := r.client.Originate(context.Background(), freeswitch.Originate{Endpoint: freeswitch.Gateway("carrier", "4930777000"),
+		Vars: []freeswitch.Var{{Name: callbridge.VarAccount, Value: e.acc}, {Name: callbridge.VarLeg, Value: callbridge.LegCallbackA}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +115,8 @@ func TestCDRKeptRecordWithoutController(t *testing.T) {
 	go other.Run(ctx)
 	wait.For(t, "originating client connected", func() bool { return other.State() == esl.StateConnected })
 	id := uuid.NewString()
-	job, err := other.Originate(ctx, esl.Originate{UUID: id, Endpoint: esl.Gateway("carrier", "4930777000"),
-		Vars: []esl.Var{{Name: callbridge.VarAccount, Value: e.acc}, {Name: callbridge.VarLeg, Value: callbridge.LegCallbackB}}})
+	job, err := other.Originate(ctx, freeswitch.Originate{UUID: id, Endpoint: freeswitch.Gateway("carrier", "4930777000"),
+		Vars: []freeswitch.Var{{Name: callbridge.VarAccount, Value: e.acc}, {Name: callbridge.VarLeg, Value: callbridge.LegCallbackB}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func TestCDRKeptRecordDeletedAfterEvent(t *testing.T) {
 	})
 	r := e.start(t, e.spool, nil)
 	for range 3 {
-		job, err := r.client.Originate(context.Background(), esl.Originate{Endpoint: esl.Gateway("carrier", "4930777000")})
+		job, err := r.client.Originate(context.Background(), freeswitch.Originate{Endpoint: freeswitch.Gateway("carrier", "4930777000")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +192,7 @@ func TestCDRRefusedOriginate(t *testing.T) {
 	})
 	r := e.start(t, e.spool, nil)
 	wait.For(t, "the first reconciliation", func() bool { return r.p.Stats().Reconciliations > 0 })
-	busy, err := r.client.Originate(context.Background(), esl.Originate{Endpoint: esl.Gateway("carrier", "4930777000")})
+	busy, err := r.client.Originate(context.Background(), freeswitch.Originate{Endpoint: freeswitch.Gateway("carrier", "4930777000")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func TestCDRRefusedOriginate(t *testing.T) {
 	}
 	// A callback leg is recorded live before it is originated.
 	id := e.liveLeg(t, "fs1", time.Now().UTC(), time.Time{}, 3600000)
-	job, err := r.client.Originate(context.Background(), esl.Originate{UUID: id, Endpoint: esl.Gateway("carrier", "4930777001")})
+	job, err := r.client.Originate(context.Background(), freeswitch.Originate{UUID: id, Endpoint: freeswitch.Gateway("carrier", "4930777001")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +342,7 @@ func TestCDRJobErrorForALegTheNodeCreated(t *testing.T) {
 	ctx := context.Background()
 	// A callback leg is recorded live before it is originated.
 	id := e.liveLeg(t, "fs1", time.Now().UTC(), time.Time{}, 3600000)
-	job, err := r.client.Originate(ctx, esl.Originate{UUID: id, Endpoint: esl.Gateway("carrier", "4930777001")})
+	job, err := r.client.Originate(ctx, freeswitch.Originate{UUID: id, Endpoint: freeswitch.Gateway("carrier", "4930777001")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"callbridge"
 	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 )
 
 // Store is what the CDR pipeline needs of the database
@@ -374,10 +375,10 @@ func (p *Pipeline) read(ctx context.Context, c *esl.Client) {
 }
 
 // handle turns one event into records.
-func (p *Pipeline) handle(ctx context.Context, ev esl.Event) {
+func (p *Pipeline) handle(ctx context.Context, ev freeswitch.Event) {
 	var r record
 	switch ev.Name {
-	case esl.ChannelHangupComplete:
+	case freeswitch.ChannelHangupComplete:
 		p.hangups.Add(1)
 		c, err := parseHangup(ev)
 		if err != nil {
@@ -390,13 +391,13 @@ func (p *Pipeline) handle(ctx context.Context, ev esl.Event) {
 				p.cfg.OnAttempt(c)
 			}
 		}
-	case esl.ChannelCreate, esl.ChannelAnswer:
+	case freeswitch.ChannelCreate, freeswitch.ChannelAnswer:
 		l, err := parseLive(ev)
 		if err != nil {
 			return
 		}
 		r.Live = l
-	case esl.ChannelDestroy:
+	case freeswitch.ChannelDestroy:
 		d, err := parseDestroy(ev)
 		if err != nil {
 			return
@@ -409,10 +410,10 @@ func (p *Pipeline) handle(ctx context.Context, ev esl.Event) {
 			return
 		}
 		r.Destroyed = d
-	case esl.SocketConnected:
+	case freeswitch.SocketConnected:
 		p.requestReconcile(ev.Node)
 		return
-	case esl.BackgroundJob:
+	case freeswitch.BackgroundJob:
 		if d := parseRefusal(ev); d != nil {
 			select {
 			case p.refusals <- d:
@@ -978,7 +979,7 @@ func (q *batchQueue) pop(n int) {
 // mduration and billmsec (never the whole-second billsec). Only a missing
 // or malformed Unique-ID is an error; every other field degrades to a
 // default, so a CDR is always made for a real channel.
-func parseHangup(ev esl.Event) (*callbridge.CDR, error) {
+func parseHangup(ev freeswitch.Event) (*callbridge.CDR, error) {
 	id := strings.ToLower(ev.Get("Unique-ID"))
 	if !callbridge.IsUUID(id) {
 		return nil, errors.New("cdr: hangup event without a valid Unique-ID")
@@ -1045,7 +1046,7 @@ func attemptVar(s string) int {
 
 // parseLive reads a CHANNEL_CREATE or CHANNEL_ANSWER event into a live
 // channel update.
-func parseLive(ev esl.Event) (*callbridge.LiveChannel, error) {
+func parseLive(ev freeswitch.Event) (*callbridge.LiveChannel, error) {
 	id := strings.ToLower(ev.Get("Unique-ID"))
 	if !callbridge.IsUUID(id) {
 		return nil, errors.New("cdr: channel event without a valid Unique-ID")
@@ -1060,7 +1061,7 @@ func parseLive(ev esl.Event) (*callbridge.LiveChannel, error) {
 	if l.StartAt.IsZero() {
 		l.StartAt = ev.Received.UTC()
 	}
-	if ev.Name == esl.ChannelAnswer {
+	if ev.Name == freeswitch.ChannelAnswer {
 		l.AnswerAt = firstTime(ev.Get("Caller-Channel-Answered-Time"), ev.Var("answer_uepoch"))
 		if l.AnswerAt.IsZero() {
 			l.AnswerAt = ev.Time()
@@ -1076,7 +1077,7 @@ func parseLive(ev esl.Event) (*callbridge.LiveChannel, error) {
 }
 
 // fillParties reads the attribution and the numbers of a channel event.
-func fillParties(ev esl.Event, leg, account, callback, binding, other, direction, caller, callee, presented, gateway *string) {
+func fillParties(ev freeswitch.Event, leg, account, callback, binding, other, direction, caller, callee, presented, gateway *string) {
 	*leg = callbridge.LegPlain
 	switch v := ev.Var(callbridge.VarLeg); v {
 	case callbridge.LegCallbackA, callbridge.LegCallbackB, callbridge.LegInbound, callbridge.LegOutbound:
@@ -1102,7 +1103,7 @@ func fillParties(ev esl.Event, leg, account, callback, binding, other, direction
 	*gateway = sanitize(ev.Var("sip_gateway_name"))
 }
 
-func nodeName(ev esl.Event) string {
+func nodeName(ev freeswitch.Event) string {
 	return sanitize(firstNonEmpty(ev.Node, ev.Get("FreeSWITCH-Switchname"), ev.Get("FreeSWITCH-Hostname")))
 }
 
@@ -1118,7 +1119,7 @@ func firstTime(vs ...string) time.Time {
 }
 
 // msVar reads a millisecond channel variable, or falls back to d.
-func msVar(ev esl.Event, name string, d time.Duration) int64 {
+func msVar(ev freeswitch.Event, name string, d time.Duration) int64 {
 	if v, err := strconv.ParseInt(ev.Var(name), 10, 64); err == nil && v >= 0 {
 		return v
 	}

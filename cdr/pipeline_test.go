@@ -18,6 +18,7 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
@@ -57,9 +58,9 @@ func fixtureFrame(tb testing.TB, name string) *esltest.Frame {
 	return f
 }
 
-// fixtureEvent reads a fixture file into an esl.Event, as the client
+// fixtureEvent reads a fixture file into a freeswitch.Event, as the client
 // would deliver it.
-func fixtureEvent(tb testing.TB, name string) esl.Event {
+func fixtureEvent(tb testing.TB, name string) freeswitch.Event {
 	tb.Helper()
 	f := fixtureFrame(tb, name)
 	h := map[string]string{}
@@ -86,7 +87,7 @@ func fixtureEvent(tb testing.TB, name string) esl.Event {
 		}
 		body = string(b)
 	}
-	return esl.NewEvent("fs1", h, body)
+	return freeswitch.NewEvent("fs1", h, body)
 }
 
 func usTime(v int64) time.Time { return time.UnixMicro(v).UTC() }
@@ -191,7 +192,7 @@ func TestParseHangupAttribution(t *testing.T) {
 	h["variable_billsec"] = "4" // whole seconds are never used
 	h["variable_"+callbridge.VarAttempt] = "2"
 	h["variable_sip_term_status"] = "503"
-	c, err := parseHangup(esl.NewEvent("fs2", h, ""))
+	c, err := parseHangup(freeswitch.NewEvent("fs2", h, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,12 +204,12 @@ func TestParseHangupAttribution(t *testing.T) {
 	// gateway; hostile values are dropped.
 	delete(h, "variable_sip_gateway_name")
 	h["variable_"+callbridge.VarGateway] = "backup"
-	if c, _ := parseHangup(esl.NewEvent("fs2", h, "")); c.Gateway != "backup" {
+	if c, _ := parseHangup(freeswitch.NewEvent("fs2", h, "")); c.Gateway != "backup" {
 		t.Errorf("gateway %q, want backup from %s", c.Gateway, callbridge.VarGateway)
 	}
 	h["variable_"+callbridge.VarGateway] = "back up}"
 	h["variable_"+callbridge.VarAttempt] = "1000"
-	if c, _ := parseHangup(esl.NewEvent("fs2", h, "")); c.Gateway != "" || c.Attempt != 0 {
+	if c, _ := parseHangup(freeswitch.NewEvent("fs2", h, "")); c.Gateway != "" || c.Attempt != 0 {
 		t.Errorf("gateway %q attempt %d, want both empty", c.Gateway, c.Attempt)
 	}
 
@@ -218,7 +219,7 @@ func TestParseHangupAttribution(t *testing.T) {
 			delete(h, k)
 		}
 	}
-	if _, err := parseHangup(esl.NewEvent("fs2", h, "")); err == nil {
+	if _, err := parseHangup(freeswitch.NewEvent("fs2", h, "")); err == nil {
 		t.Error("event without Unique-ID parsed")
 	}
 }
@@ -226,7 +227,7 @@ func TestParseHangupAttribution(t *testing.T) {
 func FuzzParseHangup(f *testing.F) {
 	f.Add("2ae15a25-0dcc-4c2e-b0e9-15464728d43f", "1795304197467271", "0", "1795304200527270", "3060", "a", "\x00\xff")
 	f.Fuzz(func(t *testing.T, id, start, answer, end, bill, leg, caller string) {
-		ev := esl.NewEvent("fs1", map[string]string{
+		ev := freeswitch.NewEvent("fs1", map[string]string{
 			"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Unique-ID": id, "variable_start_uepoch": start,
 			"variable_answer_uepoch": answer, "variable_end_uepoch": end, "variable_billmsec": bill,
 			"variable_callbridge_leg": leg, "Caller-Orig-Caller-ID-Number": caller,
@@ -560,9 +561,9 @@ func TestCDRPipelineSimulatedCalls(t *testing.T) {
 	numbers := []callbridge.Number{"4930100000", "4930100486", "4930100480", "3312345000"}
 	ids := map[callbridge.Number]string{}
 	for _, n := range numbers {
-		job, err := r.client.Originate(ctx, esl.Originate{
-			Endpoint: esl.Gateway("carrier", n),
-			Vars: []esl.Var{{Name: callbridge.VarAccount, Value: e.acc}, {Name: callbridge.VarCallbackID, Value: cbID},
+		job, err := r.client.Originate(ctx, freeswitch.Originate{
+			Endpoint: freeswitch.Gateway("carrier", n),
+			Vars: []freeswitch.Var{{Name: callbridge.VarAccount, Value: e.acc}, {Name: callbridge.VarCallbackID, Value: cbID},
 				{Name: callbridge.VarLeg, Value: "a"}, {Name: callbridge.VarMaxMS, Value: "3600000"}},
 			CallerIDNumber: "4940123456",
 			Timeout:        30 * time.Second,
@@ -856,7 +857,7 @@ func BenchmarkCDRPipelineFromEvents(b *testing.B) {
 		keep[k] = true
 	}
 	base := time.Now().UTC()
-	events := make([]esl.Event, b.N)
+	events := make([]freeswitch.Event, b.N)
 	for i := range events {
 		_, f := e.call(h, i, base)
 		fr, err := esltest.ReadFrame(bufio.NewReader(bytes.NewReader(f)))
@@ -873,7 +874,7 @@ func BenchmarkCDRPipelineFromEvents(b *testing.B) {
 				m[fl.Name] = fl.Value
 			}
 		}
-		events[i] = esl.NewEvent("fs1", m, "")
+		events[i] = freeswitch.NewEvent("fs1", m, "")
 	}
 	// A pipeline that stops taking events fails the run instead of
 	// hanging it.

@@ -9,6 +9,7 @@ import (
 
 	"callbridge"
 	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 )
 
 // This file closes call legs whose CHANNEL_HANGUP_COMPLETE never arrived,
@@ -226,7 +227,7 @@ func (p *Pipeline) Sweep(ctx context.Context) int {
 }
 
 func (p *Pipeline) channelExists(ctx context.Context, c *esl.Client, id string) (bool, error) {
-	cmd, err := esl.UUIDExists(id)
+	cmd, err := freeswitch.UUIDExists(id)
 	if err != nil {
 		return false, err
 	}
@@ -240,7 +241,7 @@ func (p *Pipeline) channelExists(ctx context.Context, c *esl.Client, id string) 
 }
 
 func (p *Pipeline) hangupOverdue(ctx context.Context, c *esl.Client, l *callbridge.LiveChannel) {
-	cmd, err := esl.UUIDKill(l.UUID, "ALLOTTED_TIMEOUT")
+	cmd, err := freeswitch.UUIDKill(l.UUID, "ALLOTTED_TIMEOUT")
 	if err != nil {
 		return
 	}
@@ -341,7 +342,7 @@ const refusalHold = time.Second
 // whose job answered "-ERR <CAUSE>", or nil. When FreeSWITCH refuses a
 // session (max-sessions, sessions-per-second, min-idle-cpu, a gateway that
 // is down) the job's -ERR is all it sends: no channel event.
-func parseRefusal(ev esl.Event) *destroyEvent {
+func parseRefusal(ev freeswitch.Event) *destroyEvent {
 	if ev.Get("Job-Command") != "originate" {
 		return nil
 	}
@@ -404,7 +405,7 @@ func (p *Pipeline) refuser(ctx context.Context) {
 }
 
 // parseDestroy reads a CHANNEL_DESTROY event.
-func parseDestroy(ev esl.Event) (*destroyEvent, error) {
+func parseDestroy(ev freeswitch.Event) (*destroyEvent, error) {
 	id := strings.ToLower(ev.Get("Unique-ID"))
 	if !callbridge.IsUUID(id) {
 		return nil, errors.New("cdr: destroy event without a valid Unique-ID")

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"callbridge"
-	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 	"callbridge/internal/wait"
 	"callbridge/postgres"
 
@@ -56,8 +56,8 @@ func TestCDRReconcileClosesLegsTheNodeNoLongerHas(t *testing.T) {
 	}
 
 	// A leg the node still has survives a reconnection's reconciliation.
-	job, err := r.client.Originate(context.Background(), esl.Originate{Endpoint: esl.Gateway("carrier", "4930777000"),
-		Vars: []esl.Var{{Name: callbridge.VarAccount, Value: e.acc}}})
+	job, err := r.client.Originate(context.Background(), freeswitch.Originate{Endpoint: freeswitch.Gateway("carrier", "4930777000"),
+		Vars: []freeswitch.Var{{Name: callbridge.VarAccount, Value: e.acc}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +93,8 @@ func TestCDRSweep(t *testing.T) {
 	young := e.liveLeg(t, "fs-retired", now.Add(-time.Second), now, 3600000)
 	// A leg the node still has, past its maximum: hung up, and its own
 	// hangup makes the CDR.
-	job, err := r.client.Originate(ctx, esl.Originate{Endpoint: esl.Gateway("carrier", "4930777000"),
-		Vars: []esl.Var{{Name: callbridge.VarAccount, Value: e.acc}, {Name: callbridge.VarMaxMS, Value: "1000"}}})
+	job, err := r.client.Originate(ctx, freeswitch.Originate{Endpoint: freeswitch.Gateway("carrier", "4930777000"),
+		Vars: []freeswitch.Var{{Name: callbridge.VarAccount, Value: e.acc}, {Name: callbridge.VarMaxMS, Value: "1000"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestCDRDestroyClosesALegNeverCreated(t *testing.T) {
 	start := time.Now().UTC()
 	const maxMS = 3600000
 	id := e.liveLeg(t, "fs1", start, time.Time{}, maxMS)
-	job, err := r.client.Originate(context.Background(), esl.Originate{UUID: id, Endpoint: esl.Profile("nosuchprofile", "4930777000", "127.0.0.1")})
+	job, err := r.client.Originate(context.Background(), freeswitch.Originate{UUID: id, Endpoint: freeswitch.Profile("nosuchprofile", "4930777000", "127.0.0.1")})
 	if err != nil {
 		t.Fatal(err)
 	}

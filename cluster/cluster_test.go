@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"callbridge"
+	"callbridge/internal/wait"
 	"callbridge/postgres/pgtest"
 	"callbridge/realswitch"
 )
@@ -231,18 +232,12 @@ func (c *cluster) waitCDRs(ctx context.Context, t *testing.T, ctrl int, acct, bi
 		q.Set("binding_id", binding)
 	}
 	var cdrs []*callbridge.CDR
-	var err error
-	for {
+	wait.ForState(t, fmt.Sprintf("%d CDRs", want), func() (bool, string) {
+		var err error
 		cdrs, err = c.admins[ctrl].AccountCDRs(ctx, acct, q)
-		if err == nil && len(cdrs) >= want {
-			return cdrs
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%d CDRs (%v), want %d", len(cdrs), err, want)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return err == nil && len(cdrs) >= want, fmt.Sprintf("%d CDRs (%v)", len(cdrs), err)
+	}, wait.Every(200*time.Millisecond))
+	return cdrs
 }
 
 // TestClusterSpreadAndBindingsEverywhere: a binding made on controller 1
@@ -352,9 +347,7 @@ func TestClusterSpreadAndBindingsEverywhere(t *testing.T) {
 		t.Error(err)
 	}
 	for i := range c.ctrls {
-		if err := c.waitNodeReady(ctx, i, c.nodes[1].ESLAddr, false); err != nil {
-			t.Fatal(err)
-		}
+		c.waitNodeReady(ctx, t, i, c.nodes[1].ESLAddr, false)
 	}
 	more, err := c.dialAll(ctx, a, x, 2, 100*time.Millisecond, time.Second, nil)
 	if err != nil {
@@ -392,17 +385,15 @@ func TestClusterSpreadAndBindingsEverywhere(t *testing.T) {
 		t.Error(err)
 	}
 	for i := range c.ctrls {
-		if err := c.waitNodeReady(ctx, i, c.nodes[1].ESLAddr, true); err != nil {
-			t.Error(err)
-		}
+		c.waitNodeReady(ctx, t, i, c.nodes[1].ESLAddr, true)
 	}
 }
 
 // waitNodeReady waits until controller ctrl's /readyz reports the node
 // with event socket addr as ready (or not).
-func (c *cluster) waitNodeReady(ctx context.Context, ctrl int, addr string, ready bool) error {
-	var last string
-	for {
+func (c *cluster) waitNodeReady(ctx context.Context, t *testing.T, ctrl int, addr string, ready bool) {
+	t.Helper()
+	wait.ForState(t, fmt.Sprintf("controller %d to report node %s ready=%v", ctrl+1, addr, ready), func() (bool, string) {
 		var st struct {
 			Nodes []struct {
 				Addr     string `json:"addr"`
@@ -411,23 +402,16 @@ func (c *cluster) waitNodeReady(ctx context.Context, ctrl int, addr string, read
 			} `json:"nodes"`
 		}
 		// /readyz answers 503 when no node is ready; either way it lists them.
-		err := c.admins[ctrl].Do(ctx, "GET", "/readyz", nil, http.StatusOK, &st)
-		if err == nil {
-			for _, n := range st.Nodes {
-				if n.Addr == addr {
-					if n.Ready == ready {
-						return nil
-					}
-					last = n.NotReady
-				}
+		if err := c.admins[ctrl].Do(ctx, "GET", "/readyz", nil, http.StatusOK, &st); err != nil {
+			return false, err.Error()
+		}
+		for _, n := range st.Nodes {
+			if n.Addr == addr {
+				return n.Ready == ready, fmt.Sprintf("ready=%v (%s)", n.Ready, n.NotReady)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("controller %d: node %s ready=%v (%s), want %v: %w", ctrl+1, addr, !ready, last, ready, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return false, "node not listed"
+	}, wait.Every(200*time.Millisecond))
 }
 
 // TestClusterNodeKilled: node 1 is killed (SIGKILL) while calls and

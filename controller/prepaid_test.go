@@ -10,8 +10,8 @@ import (
 
 	"callbridge"
 	"callbridge/dialplan"
-	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 	"callbridge/internal/wait"
 	"callbridge/postgres"
 )
@@ -239,7 +239,7 @@ func TestPrepaidBindingCalls(t *testing.T) {
 	// call places an inbound call to X and returns the inbound leg's
 	// CHANNEL_HANGUP_COMPLETE and the execute_on_answer it carried; the
 	// simulator runs that application on answer, as FreeSWITCH does.
-	call := func(x callbridge.Number) (esl.Event, string) {
+	call := func(x callbridge.Number) (freeswitch.Event, string) {
 		id, err := env.fs.Inbound(ctx, "4917033333", string(x))
 		if err != nil {
 			t.Fatal(err)
@@ -254,9 +254,9 @@ func TestPrepaidBindingCalls(t *testing.T) {
 				continue
 			}
 			switch ev.Name {
-			case esl.ChannelAnswer:
+			case freeswitch.ChannelAnswer:
 				onAnswer = ev.Var("execute_on_answer")
-			case esl.ChannelHangupComplete:
+			case freeswitch.ChannelHangupComplete:
 				return ev, onAnswer
 			}
 		}

@@ -734,8 +734,12 @@ func TestSecurityAPIKeys(t *testing.T) {
 	env.mustCall(http.StatusNoContent, "DELETE", "/v1/admin/accounts/"+tn.id+"/keys/"+tn.key, fullAdminToken, nil)
 	env.mustCall(http.StatusUnauthorized, "GET", "/v1/account", tn.key, nil)
 	env.mustCall(http.StatusOK, "GET", "/v1/account", second, nil)
-	keys, err := postgres.NewAccountService(env.db).APIKeys(ctx, tn.id)
-	if err != nil {
+	var keys []struct {
+		ID        string     `db:"id"`
+		Prefix    string     `db:"prefix"`
+		RevokedAt *time.Time `db:"revoked_at"`
+	}
+	if err := pgtest.Select(ctx, env.db, &keys, `SELECT id, prefix, revoked_at FROM api_keys WHERE account_id = $1 ORDER BY created_at`, tn.id); err != nil {
 		t.Fatal(err)
 	}
 	var secondID string

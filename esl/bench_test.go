@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"callbridge/esl/freeswitch"
 	"callbridge/esl/internal/wire"
 	"callbridge/internal/wait"
 )
@@ -40,7 +41,7 @@ func BenchmarkEventsPlainHangupComplete(b *testing.B) {
 			b.Fatal(err)
 		}
 		advanced()
-		if e.Name == ChannelHangupComplete {
+		if e.Name == freeswitch.ChannelHangupComplete {
 			i++
 		}
 	}
@@ -89,7 +90,7 @@ func BenchmarkEventGet(b *testing.B) {
 func BenchmarkBgAPI(b *testing.B) {
 	f := newFakeFS(b)
 	c, _ := connected(b, f, Config{})
-	cmd, _ := UUIDExists(testUUID)
+	cmd, _ := freeswitch.UUIDExists(testUUID)
 	ctx := context.Background()
 	b.ResetTimer()
 	for range b.N {
@@ -104,7 +105,7 @@ func BenchmarkBgAPI(b *testing.B) {
 func BenchmarkBgAPIParallel(b *testing.B) {
 	f := newFakeFS(b)
 	c, _ := connected(b, f, Config{})
-	cmd, _ := UUIDExists(testUUID)
+	cmd, _ := freeswitch.UUIDExists(testUUID)
 	ctx := context.Background()
 	b.SetParallelism(8)
 	b.ResetTimer()

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"callbridge/esl/freeswitch"
 	"callbridge/esl/internal/wire"
 
 	"github.com/fiorix/go-eventsocket/eventsocket"
@@ -32,11 +33,11 @@ type Config struct {
 	// MaxCalls is how many calls Pool lets run at once on this node;
 	// 0 means no limit.
 	MaxCalls int
-	// Events replaces DefaultEvents as the event connection's subscription.
+	// Events replaces freeswitch.DefaultEvents as the event connection's subscription.
 	// BACKGROUND_JOB is always added: jobs complete through it.
-	Events []EventName
+	Events []freeswitch.EventName
 	// Subclasses are CUSTOM event subclasses to receive too, such as
-	// GatewayStateSubclass. FreeSWITCH sends a CUSTOM event with a
+	// freeswitch.GatewayStateSubclass. FreeSWITCH sends a CUSTOM event with a
 	// subclass only to connections that named it: CUSTOM alone does not
 	// get it. They are written after CUSTOM, last on the subscription
 	// line ([a-z0-9_:] each).
@@ -145,7 +146,7 @@ func (cfg Config) Validate() error {
 		return errors.New("esl: config: CommandTimeout must be at most 50s")
 	}
 	for _, e := range cfg.Events {
-		if err := checkCause("event name", string(e)); err != nil {
+		if err := e.Validate(); err != nil {
 			return fmt.Errorf("esl: config: %w", err)
 		}
 	}
@@ -292,7 +293,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.sess = s
 		c.mu.Unlock()
 		c.setState(StateConnected)
-		c.dispatch(newEvent(c.cfg.Name, wire.NewHeaders([]wire.Header{{Name: "Event-Name", Value: string(SocketConnected)}}), "", time.Now().UTC()))
+		c.dispatch(freeswitch.ReceivedEvent(c.cfg.Name, wire.NewHeaders([]wire.Header{{Name: "Event-Name", Value: string(freeswitch.SocketConnected)}}), "", time.Now().UTC()))
 		// Only now are the session's events dispatched (those held during
 		// the probe first): every event of this session comes after its
 		// SocketConnected.
@@ -380,7 +381,7 @@ type session struct {
 	// (after the connect probe) its events complete jobs but are held
 	// back, then dispatched in order.
 	holdMu   sync.Mutex
-	held     []Event
+	held     []freeswitch.Event
 	released bool
 }
 
@@ -484,25 +485,25 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 func (c *Client) subscription() string {
 	names := c.cfg.Events
 	if len(names) == 0 {
-		names = DefaultEvents()
+		names = freeswitch.DefaultEvents()
 	}
 	parts := []string{"event plain"}
 	hasJob, custom := false, len(c.cfg.Subclasses) > 0
 	for _, n := range names {
 		// mod_event_socket reads every word after CUSTOM as a subclass:
 		// CUSTOM goes last.
-		if n == Custom {
+		if n == freeswitch.Custom {
 			custom = true
 			continue
 		}
 		parts = append(parts, string(n))
-		hasJob = hasJob || n == BackgroundJob
+		hasJob = hasJob || n == freeswitch.BackgroundJob
 	}
 	if !hasJob {
-		parts = append(parts, string(BackgroundJob))
+		parts = append(parts, string(freeswitch.BackgroundJob))
 	}
 	if custom {
-		parts = append(parts, string(Custom))
+		parts = append(parts, string(freeswitch.Custom))
 		parts = append(parts, c.cfg.Subclasses...)
 	}
 	return strings.Join(parts, " ")
@@ -565,9 +566,9 @@ func (s *session) eventLoop() {
 	}
 }
 
-func (s *session) deliver(e Event) {
+func (s *session) deliver(e freeswitch.Event) {
 	s.c.eventsReceived.Add(1)
-	if e.Name == BackgroundJob && s.c.complete(e.Get("Job-UUID"), e.Body) {
+	if e.Name == freeswitch.BackgroundJob && s.c.complete(e.Get("Job-UUID"), e.Body) {
 		return // a readiness probe's result concerns no subscriber
 	}
 	s.holdMu.Lock()
@@ -640,20 +641,20 @@ func (c *Client) forget(j *Job) {
 // BgAPI runs cmd as "bgapi" with a Job-UUID chosen and registered before
 // the command is written. It returns once FreeSWITCH accepted the job;
 // the result arrives later (Job.Done, Job.Wait). Errors: a
-// *ValidationError for a zero or malformed command, ErrClosed when the node
+// *freeswitch.ValidationError for a zero or malformed command, ErrClosed when the node
 // is not connected or the connection is lost, a *ReplyError when
 // FreeSWITCH refuses the command, ctx.Err() when ctx ends first (the job
 // may still run: the connection is only closed if the reply is later than
 // Config.CommandTimeout).
-func (c *Client) BgAPI(ctx context.Context, cmd Command) (*Job, error) {
+func (c *Client) BgAPI(ctx context.Context, cmd freeswitch.Command) (*Job, error) {
 	return c.bgapi(ctx, cmd, "", 0)
 }
 
-func (c *Client) bgapi(ctx context.Context, cmd Command, callUUID string, ring time.Duration) (*Job, error) {
+func (c *Client) bgapi(ctx context.Context, cmd freeswitch.Command, callUUID string, ring time.Duration) (*Job, error) {
 	if cmd.IsZero() {
-		return nil, invalid("command", "is empty; build it with this package's builders")
+		return nil, &freeswitch.ValidationError{Field: "command", Reason: "is empty; build it with package freeswitch's builders"}
 	}
-	if err := checkLine(cmd.line); err != nil {
+	if err := checkLine(cmd.String()); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -668,6 +669,21 @@ func (c *Client) bgapi(ctx context.Context, cmd Command, callUUID string, ring t
 	return c.startJob(ctx, s, cmd, callUUID, c.cfg.JobTimeout+ring, false)
 }
 
+// checkLine is the last line of defence on the write path: no command may
+// carry a byte that ends it or is not printable ASCII, whatever a builder
+// let through.
+func checkLine(s string) error {
+	if s == "" {
+		return &freeswitch.ValidationError{Field: "command", Reason: "is empty"}
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return &freeswitch.ValidationError{Field: "command", Reason: "contains a control or non-ASCII byte"}
+		}
+	}
+	return nil
+}
+
 // startJob registers a job, writes it as "bgapi <cmd>" with its Job-UUID
 // on session s, and arms its timeout: bound after now, a job whose
 // BACKGROUND_JOB has not come fails with ErrJobTimeout. A probe job is not
@@ -676,7 +692,7 @@ func (c *Client) bgapi(ctx context.Context, cmd Command, callUUID string, ring t
 // An originate's job (callUUID set) is named by the leg's uuid: its
 // BACKGROUND_JOB then says which leg it ends to whoever follows the
 // events, in order with the channel's own.
-func (c *Client) startJob(ctx context.Context, s *session, cmd Command, callUUID string, bound time.Duration, probe bool) (*Job, error) {
+func (c *Client) startJob(ctx context.Context, s *session, cmd freeswitch.Command, callUUID string, bound time.Duration, probe bool) (*Job, error) {
 	id := callUUID
 	c.mu.Lock()
 	if _, taken := c.jobs[id]; id == "" || taken {
@@ -690,7 +706,7 @@ func (c *Client) startJob(ctx context.Context, s *session, cmd Command, callUUID
 	c.mu.Lock()
 	c.jobs[j.ID] = j
 	c.mu.Unlock()
-	reply, err := s.send(ctx, "bgapi "+cmd.line+"\nJob-UUID: "+j.ID)
+	reply, err := s.send(ctx, "bgapi "+cmd.String()+"\nJob-UUID: "+j.ID)
 	if err != nil {
 		c.forget(j)
 		return nil, err
@@ -710,7 +726,7 @@ func (c *Client) startJob(ctx context.Context, s *session, cmd Command, callUUID
 // *ReplyError; any other result (JSON, "true", status text) is returned
 // without its trailing newline. Errors are those of BgAPI, plus ctx.Err()
 // when ctx ends while the job runs.
-func (c *Client) API(ctx context.Context, cmd Command) (string, error) {
+func (c *Client) API(ctx context.Context, cmd freeswitch.Command) (string, error) {
 	j, err := c.BgAPI(ctx, cmd)
 	if err != nil {
 		return "", err
@@ -723,7 +739,7 @@ func (c *Client) API(ctx context.Context, cmd Command) (string, error) {
 // FreeSWITCH's originate outcome ("+OK <uuid>" gives the uuid, "-ERR
 // USER_BUSY" a *ReplyError); note that FreeSWITCH reports +OK on early
 // media, before CHANNEL_ANSWER. Errors are those of BgAPI.
-func (c *Client) Originate(ctx context.Context, o Originate) (*Job, error) {
+func (c *Client) Originate(ctx context.Context, o freeswitch.Originate) (*Job, error) {
 	if o.UUID == "" {
 		o.UUID = uuid.NewString()
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"callbridge/esl/freeswitch"
 	"callbridge/esl/internal/wire"
 )
 
@@ -76,12 +77,12 @@ func connected(tb testing.TB, f *fakeFS, cfg Config) (*Client, *Subscription) {
 	sub := c.Subscribe(0)
 	tb.Cleanup(sub.Close)
 	run(tb, c)
-	waitEvent(tb, sub, func(e Event) bool { return e.Name == SocketConnected })
+	waitEvent(tb, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.SocketConnected })
 	return c, sub
 }
 
 // waitEvent returns the first event satisfying ok.
-func waitEvent(tb testing.TB, sub *Subscription, ok func(Event) bool) Event {
+func waitEvent(tb testing.TB, sub *Subscription, ok func(freeswitch.Event) bool) freeswitch.Event {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -120,13 +121,13 @@ func TestAPIResults(t *testing.T) {
 		return "+OK\n"
 	}
 	c, _ := connected(t, f, Config{})
-	kill, _ := UUIDKill(testUUID, "")
-	exists, _ := UUIDExists(testUUID)
-	bridge, _ := UUIDBridge(testUUID, testUUID)
-	hupall, _ := Hupall("NORMAL_CLEARING")
+	kill, _ := freeswitch.UUIDKill(testUUID, "")
+	exists, _ := freeswitch.UUIDExists(testUUID)
+	bridge, _ := freeswitch.UUIDBridge(testUUID, testUUID)
+	hupall, _ := freeswitch.Hupall("NORMAL_CLEARING")
 	tests := []struct {
 		name    string
-		cmd     Command
+		cmd     freeswitch.Command
 		want    string
 		wantErr string
 	}{
@@ -134,7 +135,7 @@ func TestAPIResults(t *testing.T) {
 		{"plain", exists, "true", ""},
 		{"ok", bridge, testUUID, ""},
 		{"usage", hupall, "", "<cause>"},
-		{"bare ok", Status(), "", ""},
+		{"bare ok", freeswitch.Status(), "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,17 +179,17 @@ func TestCommandReplyErr(t *testing.T) {
 		return "", false
 	}
 	c, _ := connected(t, f, Config{})
-	_, err := c.API(ctxT(t), Status())
+	_, err := c.API(ctxT(t), freeswitch.Status())
 	var re *ReplyError
 	if !errors.As(err, &re) || re.Cause() != "command not found" {
 		t.Fatalf("got %v, want ReplyError command not found", err)
 	}
-	exists, _ := UUIDExists(testUUID)
+	exists, _ := freeswitch.UUIDExists(testUUID)
 	_, err = c.API(ctxT(t), exists)
 	if !errors.As(err, &re) || re.Text != wire.MalformedReply {
 		t.Fatalf("got %v, want %q", err, wire.MalformedReply)
 	}
-	kill, _ := UUIDKill(testUUID, "")
+	kill, _ := freeswitch.UUIDKill(testUUID, "")
 	_, err = c.API(ctxT(t), kill)
 	if !errors.As(err, &re) || re.Text != wire.MalformedReply {
 		t.Fatalf("got %v, want %q", err, wire.MalformedReply)
@@ -200,7 +201,7 @@ func TestCommandReplyErr(t *testing.T) {
 	f.mu.Lock()
 	f.reply = nil
 	f.mu.Unlock()
-	if _, err := c.API(ctxT(t), Status()); err != nil {
+	if _, err := c.API(ctxT(t), freeswitch.Status()); err != nil {
 		t.Fatalf("after hazards: %v", err)
 	}
 	if got := c.Stats().Redials; got != 0 {
@@ -222,7 +223,7 @@ func TestConcurrentCalls(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
-			cmd, err := UUIDExists(id)
+			cmd, err := freeswitch.UUIDExists(id)
 			if err != nil {
 				errs <- err
 				return
@@ -262,8 +263,8 @@ func TestSocketDeath(t *testing.T) {
 		return "+OK\n"
 	}
 	c, sub := connected(t, f, Config{})
-	n, _ := parseNumberT(t, "4930123456")
-	j, err := c.Originate(ctxT(t), Originate{Endpoint: Gateway("carrier", n)})
+	const n = "4930123456"
+	j, err := c.Originate(ctxT(t), freeswitch.Originate{Endpoint: freeswitch.Gateway("carrier", n)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,11 +281,11 @@ func TestSocketDeath(t *testing.T) {
 		t.Fatalf("got %v, want ErrClosed", err)
 	}
 	// Redialled and resubscribed.
-	waitEvent(t, sub, func(e Event) bool { return e.Name == SocketConnected })
+	waitEvent(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.SocketConnected })
 	if got := f.subscriptions(); got < 2 {
 		t.Errorf("got %d subscriptions, want at least 2", got)
 	}
-	if _, err := c.API(ctxT(t), Status()); err != nil {
+	if _, err := c.API(ctxT(t), freeswitch.Status()); err != nil {
 		t.Fatalf("after redial: %v", err)
 	}
 	if st := c.Stats(); st.Redials < 1 || st.State != StateConnected || st.LastError == "" {
@@ -304,16 +305,16 @@ func TestStuckConnection(t *testing.T) {
 	// ctx shorter than CommandTimeout: the caller gets ctx.Err().
 	ctx, cancel := context.WithTimeout(ctxT(t), 50*time.Millisecond)
 	defer cancel()
-	if _, err := c.API(ctx, Status()); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := c.API(ctx, freeswitch.Status()); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want DeadlineExceeded", err)
 	}
 	// The stuck connection is then closed and redialled.
-	waitEvent(t, sub, func(e Event) bool { return e.Name == SocketConnected })
+	waitEvent(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.SocketConnected })
 	if got := c.Stats().LastError; !strings.Contains(got, ErrStuck.Error()) {
 		t.Errorf("got last error %q, want %q", got, ErrStuck)
 	}
 	// A caller without a deadline gets ErrClosed after CommandTimeout.
-	if _, err := c.API(ctxT(t), Status()); !errors.Is(err, ErrClosed) || !errors.Is(err, ErrStuck) {
+	if _, err := c.API(ctxT(t), freeswitch.Status()); !errors.Is(err, ErrClosed) || !errors.Is(err, ErrStuck) {
 		t.Fatalf("got %v, want ErrClosed (ErrStuck)", err)
 	}
 	if got := c.Stats().PendingJobs; got != 0 {
@@ -327,7 +328,7 @@ func TestJobContext(t *testing.T) {
 	c, _ := connected(t, f, Config{})
 	ctx, cancel := context.WithTimeout(ctxT(t), 50*time.Millisecond)
 	defer cancel()
-	if _, err := c.API(ctx, Status()); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := c.API(ctx, freeswitch.Status()); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want DeadlineExceeded", err)
 	}
 	if st := c.Stats(); st.PendingJobs != 0 || st.Redials != 0 {
@@ -353,7 +354,7 @@ func TestAuthRefused(t *testing.T) {
 	if st := c.Stats(); st.State == StateConnected || !strings.Contains(st.LastError, "authentication refused") {
 		t.Errorf("got state %v last error %q", st.State, st.LastError)
 	}
-	if _, err := c.API(ctxT(t), Status()); !errors.Is(err, ErrClosed) {
+	if _, err := c.API(ctxT(t), freeswitch.Status()); !errors.Is(err, ErrClosed) {
 		t.Errorf("got %v, want ErrClosed", err)
 	}
 }
@@ -369,7 +370,7 @@ func TestRunEndsSubscriptions(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	waitEvent(t, sub, func(e Event) bool { return e.Name == SocketConnected })
+	waitEvent(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.SocketConnected })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
@@ -395,7 +396,7 @@ func TestConfigValidate(t *testing.T) {
 		{"newline password", Config{Addr: "a:1", Password: "x\nexit"}},
 		{"negative cps", Config{Addr: "a:1", Password: "x", MaxCPS: -1}},
 		{"long command timeout", Config{Addr: "a:1", Password: "x", CommandTimeout: time.Minute}},
-		{"bad event", Config{Addr: "a:1", Password: "x", Events: []EventName{"ALL\nlog"}}},
+		{"bad event", Config{Addr: "a:1", Password: "x", Events: []freeswitch.EventName{"ALL\nlog"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,25 +47,22 @@
 // nothing on the wire makes the client panic or exit.
 // The byte-level work (frames, the guard's verdicts, header tables and the
 // event-body parsers) is in esl/internal/wire; this package dials,
-// authenticates, runs the guard and the connections, and makes Events.
+// authenticates, runs the guard and the connections, and makes freeswitch.Events.
 //
-// Every command is built by a validating builder (Originate, UUIDKill,
-// UUIDBridge...). Numbers must be valid callbridge.Numbers, uuids canonical,
-// variable names [a-z0-9_]+, and every other value is checked against a
-// strict allow-list, so characters that end a command or change the meaning
-// of a dial string (CR, LF, braces, brackets, comma, pipe, caret, ampersand,
-// quote, space, backslash, dollar, NUL, non-ASCII) are refused before
-// anything is written. The write path refuses CR, LF and NUL again.
+// Commands, events and the parsers of their results are the vocabulary
+// of package esl/freeswitch, which has no connection in it: every command
+// the client writes is a freeswitch.Command made by one of its validating
+// builders, which refuse anything that could end a command or change the
+// meaning of a dial string. The write path here refuses CR, LF and NUL
+// again.
 //
 // Pool spreads calls over several nodes, honouring each node's calls per
 // second and concurrent-call limits.
 //
 // Client.GatewayStatuses and Client.GatewayStatus read the carrier
-// gateways' state ("sofia xmlstatus gateway": UP or DOWN by their OPTIONS
-// ping, registration state, ping time, call counters), and
-// ParseGatewayState reads the sofia::gateway_state events a client
-// subscribed to GatewayStateSubclass (Config.Subclasses) receives when a
-// gateway's status changes.
+// gateways' state ("sofia xmlstatus gateway"); a client subscribed to
+// freeswitch.GatewayStateSubclass (Config.Subclasses) receives the
+// sofia::gateway_state events sent when a gateway's status changes.
 //
 // Package esl does not send "api" (blocking) commands, does not subscribe to
 // logs, does not speak the outbound-socket mode, and does not decide

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"callbridge/esl/freeswitch"
 	"callbridge/esl/internal/wire"
 )
 
@@ -31,7 +32,7 @@ type eventConn struct {
 	fr   *wire.Reader
 	p    wire.Parser
 	// early holds events that arrived before the subscription's reply.
-	early []Event
+	early []freeswitch.Event
 }
 
 // dialEvents connects the event connection, authenticates and subscribes
@@ -86,11 +87,11 @@ func (ec *eventConn) subscribe(line string, timeout time.Duration) error {
 // the event it carries, if any. Everything else is dropped and counted,
 // except disconnect notices, which are logged (the EOF that follows ends
 // the connection).
-func (ec *eventConn) handle(f *wire.Frame) (Event, bool) {
+func (ec *eventConn) handle(f *wire.Frame) (freeswitch.Event, bool) {
 	c := ec.c
 	if f.Oversize {
 		c.dropped(roleEvent, f, fmt.Sprintf("body of %d bytes exceeds the limit", f.Length))
-		return Event{}, false
+		return freeswitch.Event{}, false
 	}
 	var (
 		h        *wire.Headers
@@ -107,26 +108,26 @@ func (ec *eventConn) handle(f *wire.Frame) (Event, bool) {
 		h, body, err = ec.p.JSON(f.Body)
 	case "text/disconnect-notice":
 		c.disconnectNotice(roleEvent, f)
-		return Event{}, false
+		return freeswitch.Event{}, false
 	case "command/reply":
 		c.dropped(roleEvent, f, "command/reply nobody is waiting for")
-		return Event{}, false
+		return freeswitch.Event{}, false
 	case "api/response":
 		c.dropped(roleEvent, f, "api/response was never requested")
-		return Event{}, false
+		return freeswitch.Event{}, false
 	case "auth/request":
 		c.dropped(roleEvent, f, "auth/request after authentication")
-		return Event{}, false
+		return freeswitch.Event{}, false
 	case "":
 		c.dropped(roleEvent, f, "no Content-Type")
-		return Event{}, false
+		return freeswitch.Event{}, false
 	default:
 		c.dropped(roleEvent, f, "unsupported Content-Type")
-		return Event{}, false
+		return freeswitch.Event{}, false
 	}
 	if err != nil {
 		c.dropped(roleEvent, f, strings.TrimPrefix(err.Error(), "esl: "))
-		return Event{}, false
+		return freeswitch.Event{}, false
 	}
-	return newEvent(c.cfg.Name, h, body, received), true
+	return freeswitch.ReceivedEvent(c.cfg.Name, h, body, received), true
 }

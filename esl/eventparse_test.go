@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"callbridge/esl/freeswitch"
 	"callbridge/esl/internal/wire"
 )
 
@@ -56,7 +57,7 @@ func TestParserMatchesLibrary(t *testing.T) {
 				}
 				// Compatibility: the library's names find the same values.
 				for k, v := range want {
-					if got, ok := e.h.Lookup(k); !ok || got != v {
+					if got := e.Get(k); !e.Has(k) || got != v {
 						t.Fatalf("event %d: Get(%q) = %q, library %q", i, k, got, v)
 					}
 				}
@@ -160,11 +161,11 @@ func TestEventKeepsFreeSWITCHNames(t *testing.T) {
 	if got := e.Get("Event-Date-Local"); !strings.Contains(got, " ") || strings.Contains(got, "%") {
 		t.Errorf("got Event-Date-Local %q, want it decoded", got)
 	}
-	ne := NewEvent("n", map[string]string{"Unique-ID": "u", "variable_x": "1", "Event-Name": "CUSTOM"}, "b")
-	if ne.UUID != "u" || ne.Name != Custom || ne.Var("x") != "1" || ne.Get("Variable_X") != "1" || ne.Body != "b" {
+	ne := freeswitch.NewEvent("n", map[string]string{"Unique-ID": "u", "variable_x": "1", "Event-Name": "CUSTOM"}, "b")
+	if ne.UUID != "u" || ne.Name != freeswitch.Custom || ne.Var("x") != "1" || ne.Get("Variable_X") != "1" || ne.Body != "b" {
 		t.Errorf("NewEvent: got %+v", ne.Headers())
 	}
-	var zero Event
+	var zero freeswitch.Event
 	if zero.Get("x") != "" || zero.Has("x") || len(zero.Headers()) != 0 {
 		t.Errorf("zero Event has headers")
 	}
@@ -199,11 +200,11 @@ func TestNoEventLostAtEOF(t *testing.T) {
 			f.dropAll()
 		}
 		got := 0
-		waitEvent(t, sub, func(e Event) bool {
-			if e.Name == ChannelHangupComplete {
+		waitEvent(t, sub, func(e freeswitch.Event) bool {
+			if e.Name == freeswitch.ChannelHangupComplete {
 				got++
 			}
-			return e.Name == SocketConnected
+			return e.Name == freeswitch.SocketConnected
 		})
 		if got != n {
 			t.Fatalf("round %d: got %d events before the reconnection, want %d", round, got, n)
@@ -216,18 +217,18 @@ func TestNoEventLostAtEOF(t *testing.T) {
 
 // parsePlain and parseJSON parse an event body as the event connection
 // does (eventConn.handle).
-func parsePlain(p *wire.Parser, node string, body []byte, received time.Time) (Event, error) {
+func parsePlain(p *wire.Parser, node string, body []byte, received time.Time) (freeswitch.Event, error) {
 	h, text, err := p.Plain(body)
 	if err != nil {
-		return Event{}, err
+		return freeswitch.Event{}, err
 	}
-	return newEvent(node, h, text, received), nil
+	return freeswitch.ReceivedEvent(node, h, text, received), nil
 }
 
-func parseJSON(p *wire.Parser, node string, body []byte, received time.Time) (Event, error) {
+func parseJSON(p *wire.Parser, node string, body []byte, received time.Time) (freeswitch.Event, error) {
 	h, text, err := p.JSON(body)
 	if err != nil {
-		return Event{}, err
+		return freeswitch.Event{}, err
 	}
-	return newEvent(node, h, text, received), nil
+	return freeswitch.ReceivedEvent(node, h, text, received), nil
 }

@@ -9,8 +9,8 @@ import (
 
 	"callbridge"
 	"callbridge/dialplan"
-	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 )
 
 // TestSimulatorBindingFailover runs realswitch's TestCarriers (checkBindingFailover) on the
@@ -65,15 +65,15 @@ func TestSimulatorBindingFailover(t *testing.T) {
 	// call places an inbound call to x and returns the inbound leg's
 	// CHANNEL_HANGUP_COMPLETE and the outbound legs' in the order they
 	// ended.
-	call := func(x string) (esl.Event, []esl.Event) {
+	call := func(x string) (freeswitch.Event, []freeswitch.Event) {
 		t.Helper()
 		a, err := srv.Inbound(ctx, "4930555000", x)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var legs []esl.Event
+		var legs []freeswitch.Event
 		for {
-			e := next(t, sub, func(e esl.Event) bool { return e.Name == esl.ChannelHangupComplete })
+			e := next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.ChannelHangupComplete })
 			if e.Get("Unique-ID") == a {
 				return e, legs
 			}
@@ -98,7 +98,7 @@ func TestSimulatorBindingFailover(t *testing.T) {
 		if got := a.Var("originate_causes"); got != want {
 			t.Errorf("originate_causes %q, want %q", got, want)
 		}
-		if tried := esl.ParseOriginateCauses(a.Var("originate_causes")); len(tried) != 2 || tried[0].UUID != legs[0].Get("Unique-ID") || tried[1].Cause != "NONE" {
+		if tried := freeswitch.ParseOriginateCauses(a.Var("originate_causes")); len(tried) != 2 || tried[0].UUID != legs[0].Get("Unique-ID") || tried[1].Cause != "NONE" {
 			t.Errorf("ParseOriginateCauses: %+v", tried)
 		}
 		for i, gw := range []string{"carrier", "backup"} {
@@ -130,7 +130,7 @@ func TestSimulatorBindingFailover(t *testing.T) {
 	}
 }
 
-func summary(legs []esl.Event) []string {
+func summary(legs []freeswitch.Event) []string {
 	var out []string
 	for _, e := range legs {
 		out = append(out, e.Var("sip_gateway_name")+":"+e.Get("Hangup-Cause"))

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 )
 
 // fixtureDir holds the captures from a real FreeSWITCH 1.10.12.
@@ -246,7 +247,7 @@ func (f *fakeFS) bgapi(fc *fakeConn, cmd, id string) {
 	}
 	f.mu.Lock()
 	replyFn, resultFn := f.reply, f.result
-	if cmd == ReadyCheck().String() {
+	if cmd == freeswitch.ReadyCheck().String() {
 		replyFn, resultFn = nil, func(string) string { return "true" }
 		if f.swallowProbes {
 			resultFn = func(string) string { return "" }

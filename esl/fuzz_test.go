@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 	"callbridge/esl/internal/wire"
 
 	"github.com/fiorix/go-eventsocket/eventsocket"
@@ -228,7 +229,7 @@ func libraryPlain(body []byte) (map[string]string, string, error) {
 // names the library capitalises alike are one header to it, kept at
 // random; sameHeaders then reports nothing. (Real names never collide, but
 // the library turns any "?ariable_x" into "Variable_x".)
-func sameHeaders(e Event, lib map[string]string, body string, key func(string) string) string {
+func sameHeaders(e freeswitch.Event, lib map[string]string, body string, key func(string) string) string {
 	if e.Body != body {
 		return "body " + strconv.Quote(e.Body) + ", library " + strconv.Quote(body)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 )
 
 // elementNames lists the element names of an xmlstatus reply in order,
@@ -64,7 +65,7 @@ func TestSimulatorGatewayStatusShape(t *testing.T) {
 	ctx := tctx(t)
 
 	real := fixtureBody(t, "xmlstatus-gateway.txt")
-	sim, err := c.API(ctx, esl.SofiaXMLStatusGateways())
+	sim, err := c.API(ctx, freeswitch.SofiaXMLStatusGateways())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +75,11 @@ func TestSimulatorGatewayStatusShape(t *testing.T) {
 	if got, want := elementNames(t, sim), elementNames(t, real); !slices.Equal(got, want) {
 		t.Errorf("elements %v, want %v", got, want)
 	}
-	simGws, err := esl.ParseGatewayStatus(sim)
+	simGws, err := freeswitch.ParseGatewayStatus(sim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	realGws, err := esl.ParseGatewayStatus(real)
+	realGws, err := freeswitch.ParseGatewayStatus(real)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestSimulatorGatewayStatusShape(t *testing.T) {
 		}
 	}
 
-	one, err := esl.SofiaXMLStatusGateway("carrier")
+	one, err := freeswitch.SofiaXMLStatusGateway("carrier")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestSimulatorGatewayStatusShape(t *testing.T) {
 	if got, want := blank.ReplaceAllString(sim+"\n", "><"), blank.ReplaceAllString(real, "><"); got != want {
 		t.Errorf("one gateway: simulator:\n%s\nFreeSWITCH:\n%s", sim, real)
 	}
-	if _, err := c.GatewayStatus(ctx, "nosuch"); !errors.Is(err, esl.ErrUnknownGateway) {
+	if _, err := c.GatewayStatus(ctx, "nosuch"); !errors.Is(err, freeswitch.ErrUnknownGateway) {
 		t.Errorf("unknown gateway: %v, want ErrUnknownGateway", err)
 	}
 	if got := strings.TrimSpace(fixtureBody(t, "xmlstatus-gateway-unknown.txt")); got != "Invalid Gateway!" {
@@ -119,20 +120,20 @@ func TestSimulatorGatewayDown(t *testing.T) {
 	srv.Gateways = []esltest.Gateway{{Name: "carrier"}, {Name: "backup"}, {Name: "refusing", Refuse: true}}
 	srv.Start()
 	defer srv.Close()
-	c := esl.NewClient(esl.Config{Name: "fs1", Addr: srv.Addr(), Password: "ClueCon", Subclasses: []string{esl.GatewayStateSubclass}})
+	c := esl.NewClient(esl.Config{Name: "fs1", Addr: srv.Addr(), Password: "ClueCon", Subclasses: []string{freeswitch.GatewayStateSubclass}})
 	sub := c.Subscribe(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	next(t, sub, func(e esl.Event) bool { return e.Name == esl.SocketConnected })
+	next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.SocketConnected })
 
 	if err := srv.SetGatewayStatus("carrier", "DOWN"); err != nil {
 		t.Fatal(err)
 	}
-	e := next(t, sub, func(e esl.Event) bool { return e.Name == esl.Custom })
-	gs, ok := esl.ParseGatewayState(e)
-	want := esl.GatewayState{Gateway: "carrier", State: "NOREG", PingStatus: "DOWN", SIPStatus: 503, Phrase: "Service Unavailable"}
+	e := next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.Custom })
+	gs, ok := freeswitch.ParseGatewayState(e)
+	want := freeswitch.GatewayState{Gateway: "carrier", State: "NOREG", PingStatus: "DOWN", SIPStatus: 503, Phrase: "Service Unavailable"}
 	if !ok || gs != want {
 		t.Errorf("event %v: got %+v, want %+v", e.Headers(), gs, want)
 	}
@@ -153,7 +154,7 @@ func TestSimulatorGatewayDown(t *testing.T) {
 		t.Errorf("after the DOWN: %+v", gws)
 	}
 	for _, tt := range []struct{ gw, cause string }{{"carrier", "GATEWAY_DOWN"}, {"refusing", "NORMAL_TEMPORARY_FAILURE"}} {
-		job, err := c.Originate(ctx, esl.Originate{Endpoint: esl.Gateway(tt.gw, "4930123456")})
+		job, err := c.Originate(ctx, freeswitch.Originate{Endpoint: freeswitch.Gateway(tt.gw, "4930123456")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,8 +174,8 @@ func TestSimulatorGatewayDown(t *testing.T) {
 	if err := srv.SetGatewayStatus("carrier", "UP"); err != nil {
 		t.Fatal(err)
 	}
-	e = next(t, sub, func(e esl.Event) bool { return e.Name == esl.Custom })
-	if gs, _ := esl.ParseGatewayState(e); gs.PingStatus != "UP" || gs.SIPStatus != 200 || gs.Phrase != "OK" {
+	e = next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.Custom })
+	if gs, _ := freeswitch.ParseGatewayState(e); gs.PingStatus != "UP" || gs.SIPStatus != 200 || gs.Phrase != "OK" {
 		t.Errorf("back UP: %+v", gs)
 	}
 }

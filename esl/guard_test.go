@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"callbridge/esl/freeswitch"
 	"callbridge/esl/internal/wire"
 )
 
@@ -115,7 +116,7 @@ func TestFixturesThroughClient(t *testing.T) {
 		f.inject(raw)
 		f.inject(plainEvent([][2]string{{"Event-Name", "CUSTOM"}, {"Event-Subclass", marker}}, ""))
 		i := 0
-		waitEvent(t, sub, func(e Event) bool {
+		waitEvent(t, sub, func(e freeswitch.Event) bool {
 			if e.Get("Event-Subclass") == marker {
 				return true
 			}
@@ -153,9 +154,9 @@ func TestEventHeaders(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			f.inject(readFixture(t, name))
-			e := waitEvent(t, sub, func(e Event) bool { return e.Name != SocketConnected })
+			e := waitEvent(t, sub, func(e freeswitch.Event) bool { return e.Name != freeswitch.SocketConnected })
 			switch e.Name {
-			case ChannelHangupComplete:
+			case freeswitch.ChannelHangupComplete:
 				if e.Get("Hangup-Cause") != "NORMAL_CLEARING" || e.Var("billsec") != "3" {
 					t.Errorf("got cause %q billsec %q", e.Get("Hangup-Cause"), e.Var("billsec"))
 				}
@@ -168,7 +169,7 @@ func TestEventHeaders(t *testing.T) {
 				if e.Time().IsZero() || e.Time().Location().String() != "UTC" {
 					t.Errorf("got time %v", e.Time())
 				}
-			case BackgroundJob:
+			case freeswitch.BackgroundJob:
 				if e.Get("Job-UUID") == "" || e.Body != "-ERR USER_BUSY\n" {
 					t.Errorf("got job %q body %q", e.Get("Job-UUID"), e.Body)
 				}
@@ -217,7 +218,7 @@ func TestHazards(t *testing.T) {
 	// JSON events with non-string values are delivered, not fatal.
 	js := `{"Event-Name":"CUSTOM","Unique-ID":"u1","Num":5,"Float":1.5,"Bool":true,"Null":null,"Arr":[1,"a"],"Obj":{"k":1},"_body":"hi"}`
 	f.inject(fmt.Appendf(nil, "Content-Type: text/event-json\nContent-Length: %d\n\n%s", len(js), js))
-	e := waitEvent(t, sub, func(e Event) bool { return e.Name == Custom })
+	e := waitEvent(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.Custom })
 	for k, want := range map[string]string{"Num": "5", "Float": "1.5", "Bool": "true", "Null": "", "Arr": "1, a", "Obj": `{"k":1}`} {
 		if got := e.Get(k); got != want {
 			t.Errorf("Get(%q): got %q, want %q", k, got, want)
@@ -226,7 +227,7 @@ func TestHazards(t *testing.T) {
 	if e.Body != "hi" || e.UUID != "u1" {
 		t.Errorf("got body %q uuid %q", e.Body, e.UUID)
 	}
-	if _, err := c.API(ctxT(t), Status()); err != nil {
+	if _, err := c.API(ctxT(t), freeswitch.Status()); err != nil {
 		t.Fatalf("after hazards: %v", err)
 	}
 	st := c.Stats()
@@ -249,8 +250,8 @@ func TestDesync(t *testing.T) {
 			f := newFakeFS(t)
 			c, sub := connected(t, f, Config{})
 			f.inject([]byte(raw))
-			waitEvent(t, sub, func(e Event) bool { return e.Name == SocketConnected })
-			if _, err := c.API(ctxT(t), Status()); err != nil {
+			waitEvent(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.SocketConnected })
+			if _, err := c.API(ctxT(t), freeswitch.Status()); err != nil {
 				t.Fatalf("after redial: %v", err)
 			}
 		})
@@ -278,13 +279,13 @@ func TestSlowConsumer(t *testing.T) {
 	}
 	f.inject(all.Bytes())
 	// Commands complete while nobody reads idle.
-	if _, err := c.API(ctxT(t), Status()); err != nil {
+	if _, err := c.API(ctxT(t), freeswitch.Status()); err != nil {
 		t.Fatal(err)
 	}
 	f.inject(plainEvent([][2]string{{"Event-Name", "CUSTOM"}, {"Event-Subclass", "last"}}, ""))
 	got := 0
-	waitEvent(t, reader, func(e Event) bool {
-		if e.Name == ChannelHangupComplete {
+	waitEvent(t, reader, func(e freeswitch.Event) bool {
+		if e.Name == freeswitch.ChannelHangupComplete {
 			got++
 		}
 		return e.Get("Event-Subclass") == "last"

@@ -9,6 +9,7 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 )
 
 // runClient connects a client to srv and returns it with a subscription
@@ -27,11 +28,11 @@ func runClient(t *testing.T, srv *esltest.Server) (*esl.Client, *esl.Subscriptio
 			t.Errorf("Run: %v", err)
 		}
 	})
-	next(t, sub, func(e esl.Event) bool { return e.Name == esl.SocketConnected })
+	next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.SocketConnected })
 	return c, sub
 }
 
-func next(t *testing.T, sub *esl.Subscription, ok func(esl.Event) bool) esl.Event {
+func next(t *testing.T, sub *esl.Subscription, ok func(freeswitch.Event) bool) freeswitch.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -63,9 +64,9 @@ func TestSimulatorCallback(t *testing.T) {
 
 	legs := map[string]string{}
 	for _, leg := range []string{"a", "b"} {
-		j, err := c.Originate(tctx(t), esl.Originate{
-			Endpoint:       esl.Gateway("carrier", "4930123456"),
-			Vars:           []esl.Var{{Name: callbridge.VarLeg, Value: leg}, {Name: callbridge.VarAccount, Value: "acc-1"}},
+		j, err := c.Originate(tctx(t), freeswitch.Originate{
+			Endpoint:       freeswitch.Gateway("carrier", "4930123456"),
+			Vars:           []freeswitch.Var{{Name: callbridge.VarLeg, Value: leg}, {Name: callbridge.VarAccount, Value: "acc-1"}},
 			CallerIDNumber: "4940111222",
 			Timeout:        10 * time.Second,
 		})
@@ -77,16 +78,16 @@ func TestSimulatorCallback(t *testing.T) {
 			t.Fatalf("leg %s: got %q, %v, want %q", leg, got, err, j.UUID)
 		}
 		legs[leg] = j.UUID
-		next(t, sub, func(e esl.Event) bool { return e.Name == esl.ChannelAnswer && e.UUID == j.UUID })
+		next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.ChannelAnswer && e.UUID == j.UUID })
 	}
-	bridge, err := esl.UUIDBridge(legs["a"], legs["b"])
+	bridge, err := freeswitch.UUIDBridge(legs["a"], legs["b"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.API(tctx(t), bridge); err != nil {
 		t.Fatalf("uuid_bridge: %v", err)
 	}
-	e := next(t, sub, func(e esl.Event) bool { return e.Name == esl.ChannelBridge })
+	e := next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.ChannelBridge })
 	if e.Var(callbridge.VarAccount) != "acc-1" {
 		t.Errorf("got account var %q", e.Var(callbridge.VarAccount))
 	}
@@ -103,11 +104,13 @@ func TestSimulatorCallback(t *testing.T) {
 	if found != 2 {
 		t.Errorf("show channels: found %d of our 2 legs in %+v", found, chans)
 	}
-	kill, _ := esl.UUIDKill(legs["a"], "NORMAL_CLEARING")
+	kill, _ := freeswitch.UUIDKill(legs["a"], "NORMAL_CLEARING")
 	if _, err := c.API(tctx(t), kill); err != nil {
 		t.Fatalf("uuid_kill: %v", err)
 	}
-	hc := next(t, sub, func(e esl.Event) bool { return e.Name == esl.ChannelHangupComplete && e.UUID == legs["a"] })
+	hc := next(t, sub, func(e freeswitch.Event) bool {
+		return e.Name == freeswitch.ChannelHangupComplete && e.UUID == legs["a"]
+	})
 	if _, ok := hc.Int64("variable_billmsec"); !ok || hc.Var(callbridge.VarLeg) != "a" {
 		t.Errorf("got billmsec %q leg %q", hc.Var("billmsec"), hc.Var(callbridge.VarLeg))
 	}
@@ -123,7 +126,7 @@ func TestSimulatorBusy(t *testing.T) {
 	srv := esltest.NewServer()
 	defer srv.Close()
 	c, _ := runClient(t, srv)
-	j, err := c.Originate(tctx(t), esl.Originate{Endpoint: esl.Gateway("carrier", "4930123486")})
+	j, err := c.Originate(tctx(t), freeswitch.Originate{Endpoint: freeswitch.Gateway("carrier", "4930123486")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +143,7 @@ func TestSimulatorDrop(t *testing.T) {
 	srv := esltest.NewServer()
 	defer srv.Close()
 	c, sub := runClient(t, srv)
-	j, err := c.Originate(tctx(t), esl.Originate{Endpoint: esl.Gateway("carrier", "4930123480")}) // rings forever
+	j, err := c.Originate(tctx(t), freeswitch.Originate{Endpoint: freeswitch.Gateway("carrier", "4930123480")}) // rings forever
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,15 +151,15 @@ func TestSimulatorDrop(t *testing.T) {
 	if _, err := j.Wait(tctx(t)); !errors.Is(err, esl.ErrClosed) {
 		t.Fatalf("got %v, want ErrClosed", err)
 	}
-	next(t, sub, func(e esl.Event) bool { return e.Name == esl.SocketConnected })
-	if _, err := c.API(tctx(t), esl.Status()); err != nil {
+	next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.SocketConnected })
+	if _, err := c.API(tctx(t), freeswitch.Status()); err != nil {
 		t.Fatalf("after redial: %v", err)
 	}
 	// Hazards injected on both connections are dropped, not fatal.
 	srv.InjectFrame([]byte("Content-Type: log/data\nContent-Length: 3\n\nabc"))
 	srv.InjectFrame([]byte("Content-Type: api/response\nContent-Length: 1\n\n-"))
 	srv.Flood(100)
-	if _, err := c.API(tctx(t), esl.Status()); err != nil {
+	if _, err := c.API(tctx(t), freeswitch.Status()); err != nil {
 		t.Fatalf("after hazards: %v", err)
 	}
 	if st := c.Stats(); st.FramesDropped < 4 || st.State != esl.StateConnected {
@@ -182,11 +185,11 @@ func TestOnJobDoneReportsEveryJob(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go c.Run(ctx)
-	next(t, sub, func(e esl.Event) bool { return e.Name == esl.SocketConnected })
-	if _, err := c.API(tctx(t), esl.Status()); err != nil {
+	next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.SocketConnected })
+	if _, err := c.API(tctx(t), freeswitch.Status()); err != nil {
 		t.Fatal(err)
 	}
-	kill, _ := esl.UUIDKill("00000000-0000-4000-8000-000000000001", "")
+	kill, _ := freeswitch.UUIDKill("00000000-0000-4000-8000-000000000001", "")
 	if _, err := c.API(tctx(t), kill); err == nil {
 		t.Fatal("uuid_kill of no channel succeeded")
 	}

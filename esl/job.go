@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"callbridge/esl/freeswitch"
 )
 
 // ErrClosed is returned for commands and jobs that cannot complete because
@@ -74,7 +76,7 @@ type Job struct {
 	// UUID is the channel uuid for originate jobs, "" otherwise.
 	UUID string
 	// Command is what was run.
-	Command Command
+	Command freeswitch.Command
 
 	c     *Client
 	start time.Time
@@ -86,7 +88,7 @@ type Job struct {
 	err   error
 }
 
-func newJob(c *Client, id string, cmd Command) *Job {
+func newJob(c *Client, id string, cmd freeswitch.Command) *Job {
 	return &Job{ID: id, Command: cmd, c: c, start: time.Now(), done: make(chan struct{})}
 }
 
@@ -100,7 +102,7 @@ func (j *Job) finish(body string, err error) {
 		j.body, j.err = body, err
 		close(j.done)
 		if f := j.c.cfg.OnJobDone; f != nil && !j.probe {
-			verb, _, _ := strings.Cut(j.Command.line, " ")
+			verb, _, _ := strings.Cut(j.Command.String(), " ")
 			if err == nil && strings.HasPrefix(body, "-") {
 				err = &ReplyError{Text: strings.TrimRight(body, "\n")}
 			}

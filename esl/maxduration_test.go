@@ -1,11 +1,10 @@
 package esl_test
 
 import (
+	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 	"testing"
 	"time"
-
-	"callbridge/esl"
-	"callbridge/esl/esltest"
 )
 
 // The bridge's variables are where the real switch puts them, and
@@ -19,7 +18,7 @@ func TestSimulatorMaxDurationEndsBothLegs(t *testing.T) {
 	c, sub := runClient(t, srv)
 	var legs []string
 	for range 2 {
-		j, err := c.Originate(tctx(t), esl.Originate{Endpoint: esl.Gateway("carrier", "4930123456"), Timeout: 10 * time.Second})
+		j, err := c.Originate(tctx(t), freeswitch.Originate{Endpoint: freeswitch.Gateway("carrier", "4930123456"), Timeout: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -28,18 +27,18 @@ func TestSimulatorMaxDurationEndsBothLegs(t *testing.T) {
 		}
 		legs = append(legs, j.UUID)
 	}
-	bridge, _ := esl.UUIDBridge(legs[0], legs[1])
+	bridge, _ := freeswitch.UUIDBridge(legs[0], legs[1])
 	if _, err := c.API(tctx(t), bridge); err != nil {
 		t.Fatal(err)
 	}
 	// As captured from the real switch: CHANNEL_BRIDGE names the other
 	// leg in bridge_uuid and signal_bond, not yet in last_bridge_to.
-	br := next(t, sub, func(e esl.Event) bool { return e.Name == esl.ChannelBridge })
+	br := next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.ChannelBridge })
 	if br.Has("variable_last_bridge_to") || br.Var("signal_bond") != legs[1] || br.Var("bridge_uuid") != legs[1] {
 		t.Errorf("CHANNEL_BRIDGE: last_bridge_to %q signal_bond %q bridge_uuid %q", br.Var("last_bridge_to"), br.Var("signal_bond"), br.Var("bridge_uuid"))
 	}
 	for _, id := range legs {
-		cmd, err := esl.SchedHangup(2*time.Second, id, "ALLOTTED_TIMEOUT")
+		cmd, err := freeswitch.SchedHangup(2*time.Second, id, "ALLOTTED_TIMEOUT")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,10 +47,10 @@ func TestSimulatorMaxDurationEndsBothLegs(t *testing.T) {
 		}
 	}
 	srv.Jump(2 * time.Second)
-	ended := map[string]esl.Event{}
+	ended := map[string]freeswitch.Event{}
 	for len(ended) < 2 {
-		hc := next(t, sub, func(e esl.Event) bool {
-			return e.Name == esl.ChannelHangupComplete && (e.UUID == legs[0] || e.UUID == legs[1])
+		hc := next(t, sub, func(e freeswitch.Event) bool {
+			return e.Name == freeswitch.ChannelHangupComplete && (e.UUID == legs[0] || e.UUID == legs[1])
 		})
 		ended[hc.UUID] = hc
 	}

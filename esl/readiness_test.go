@@ -10,6 +10,7 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 	"callbridge/internal/wait"
 )
 
@@ -78,7 +79,7 @@ func TestReadinessProbeOwnJobUUIDAtConnect(t *testing.T) {
 	if st.State == esl.StateConnected || st.Ready || !strings.Contains(st.LastError, "readiness probe failed") {
 		t.Errorf("state %v ready %v last error %q, want never connected", st.State, st.Ready, st.LastError)
 	}
-	if _, err := c.API(tctx(t), esl.Status()); !errors.Is(err, esl.ErrClosed) {
+	if _, err := c.API(tctx(t), freeswitch.Status()); !errors.Is(err, esl.ErrClosed) {
 		t.Errorf("command on a node that never passed its probe: %v, want ErrClosed", err)
 	}
 	srv.SetJobEvents(esltest.JobEventsNormal)
@@ -94,7 +95,7 @@ func TestJobTimeoutMarksNodeNotReady(t *testing.T) {
 	wait.For(t, "the node to be ready", c.Ready)
 	srv.SetJobEvents(esltest.JobEventsSwallowed)
 	start := time.Now()
-	if _, err := c.API(tctx(t), esl.Status()); !errors.Is(err, esl.ErrJobTimeout) {
+	if _, err := c.API(tctx(t), freeswitch.Status()); !errors.Is(err, esl.ErrJobTimeout) {
 		t.Fatalf("got %v, want ErrJobTimeout", err)
 	}
 	if took := time.Since(start); took < 200*time.Millisecond || took > 5*time.Second {
@@ -122,7 +123,7 @@ func TestReadinessDrainedNode(t *testing.T) {
 	if _, _, err := pool.Acquire(tctx(t)); callbridge.ErrorCode(err) != callbridge.EUNAVAILABLE {
 		t.Errorf("acquire on a draining node: %v, want EUNAVAILABLE", err)
 	}
-	if _, err := c.API(tctx(t), esl.Status()); err != nil {
+	if _, err := c.API(tctx(t), freeswitch.Status()); err != nil {
 		t.Errorf("commands on a draining node: %v", err)
 	}
 

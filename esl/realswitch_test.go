@@ -19,6 +19,7 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 	"callbridge/internal/wait"
 	"callbridge/realswitch"
 )
@@ -78,17 +79,17 @@ func TestRealSwitchCommands(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	next(t, sub, func(e esl.Event) bool { return e.Name == esl.SocketConnected })
+	next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.SocketConnected })
 	if !c.Ready() {
 		t.Fatalf("connected but not ready: %+v", c.Stats())
 	}
 
 	// bgapi keeps our Job-UUID: the job completes, and the event says so.
-	j, err := c.BgAPI(tctx(t), esl.Status())
+	j, err := c.BgAPI(tctx(t), freeswitch.Status())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := next(t, sub, func(e esl.Event) bool { return e.Name == esl.BackgroundJob && e.Get("Job-UUID") == j.ID })
+	ev := next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.BackgroundJob && e.Get("Job-UUID") == j.ID })
 	if out, err := j.Wait(tctx(t)); err != nil || !strings.HasPrefix(out, "UP ") || ev.Get("Job-Command") != "status" {
 		t.Fatalf("status: %q, %v; event Job-Command %q", out, err, ev.Get("Job-Command"))
 	}
@@ -100,8 +101,8 @@ func TestRealSwitchCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		job, err := c.Originate(tctx(t), esl.Originate{Endpoint: esl.Loopback(n, "public"), Timeout: 10 * time.Second,
-			Vars: []esl.Var{{Name: "loopback_bowout", Value: "false"}}})
+		job, err := c.Originate(tctx(t), freeswitch.Originate{Endpoint: freeswitch.Loopback(n, "public"), Timeout: 10 * time.Second,
+			Vars: []freeswitch.Var{{Name: "loopback_bowout", Value: "false"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +116,7 @@ func TestRealSwitchCommands(t *testing.T) {
 	// "show channels" reads FreeSWITCH's core database, which it writes
 	// in batches: the legs appear within a second or so.
 	wait.ForState(t, "show channels as json to list both legs", func() (bool, string) {
-		out, err := c.API(tctx(t), esl.ShowChannels())
+		out, err := c.API(tctx(t), freeswitch.ShowChannels())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,26 +138,26 @@ func TestRealSwitchCommands(t *testing.T) {
 		return found == 2, fmt.Sprintf("%.500q", out)
 	}, wait.Every(100*time.Millisecond))
 
-	bridge, err := esl.UUIDBridge(legs[0], legs[1])
+	bridge, err := freeswitch.UUIDBridge(legs[0], legs[1])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out, err := c.API(tctx(t), bridge); err != nil || out != legs[1] {
 		t.Fatalf("uuid_bridge: %q, %v, want %s", out, err, legs[1])
 	}
-	next(t, sub, func(e esl.Event) bool {
-		return e.Name == esl.ChannelBridge && (e.Get("Unique-ID") == legs[0] || e.Get("Unique-ID") == legs[1])
+	next(t, sub, func(e freeswitch.Event) bool {
+		return e.Name == freeswitch.ChannelBridge && (e.Get("Unique-ID") == legs[0] || e.Get("Unique-ID") == legs[1])
 	})
 
-	kill, _ := esl.UUIDKill(legs[0], "")
+	kill, _ := freeswitch.UUIDKill(legs[0], "")
 	if _, err := c.API(tctx(t), kill); err != nil {
 		t.Fatalf("uuid_kill: %v", err)
 	}
 	// Both legs end, in either order.
 	ended := map[string]bool{}
 	for len(ended) < 2 {
-		e := next(t, sub, func(e esl.Event) bool {
-			return e.Name == esl.ChannelHangupComplete && (e.UUID == legs[0] || e.UUID == legs[1])
+		e := next(t, sub, func(e freeswitch.Event) bool {
+			return e.Name == freeswitch.ChannelHangupComplete && (e.UUID == legs[0] || e.UUID == legs[1])
 		})
 		ended[e.UUID] = true
 	}
@@ -282,8 +283,8 @@ func TestRealSwitchCommandParsing(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	wait.For(t, "the client to be ready", c.Ready)
 	n, _ := callbridge.ParseNumber("+15550009999")
-	leg, err := c.Originate(tctx(t), esl.Originate{Endpoint: esl.Loopback(n, "public"), Timeout: 10 * time.Second,
-		Vars: []esl.Var{{Name: "loopback_bowout", Value: "false"}}})
+	leg, err := c.Originate(tctx(t), freeswitch.Originate{Endpoint: freeswitch.Loopback(n, "public"), Timeout: 10 * time.Second,
+		Vars: []freeswitch.Var{{Name: "loopback_bowout", Value: "false"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestRealSwitchCommandParsing(t *testing.T) {
 		resp := real.send("api uuid_getvar " + leg.UUID + " esl_sendmsg_test\n\n")
 		return string(resp.Body) == "done", fmt.Sprintf("uuid_getvar says %q", resp.Body)
 	}, wait.Every(50*time.Millisecond))
-	kill, _ := esl.UUIDKill(leg.UUID, "")
+	kill, _ := freeswitch.UUIDKill(leg.UUID, "")
 	if _, err := c.API(tctx(t), kill); err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ type maxDurationOutcome struct {
 // maxDurationScenario parks two answered legs, bridges them and hangs both
 // up with sched_hangup ALLOTTED_TIMEOUT, as the controller enforces a
 // callback's max_duration. advance lets the simulated clock move.
-func maxDurationScenario(t *testing.T, addr, password string, endpoint func(i int) esl.Endpoint, advance func(time.Duration)) maxDurationOutcome {
+func maxDurationScenario(t *testing.T, addr, password string, endpoint func(i int) freeswitch.Endpoint, advance func(time.Duration)) maxDurationOutcome {
 	t.Helper()
 	c := esl.NewClient(esl.Config{Name: "diff", Addr: addr, Password: password})
 	sub := c.Subscribe(0)
@@ -321,11 +322,11 @@ func maxDurationScenario(t *testing.T, addr, password string, endpoint func(i in
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	next(t, sub, func(e esl.Event) bool { return e.Name == esl.SocketConnected })
+	next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.SocketConnected })
 	var legs [2]string
 	for i := range legs {
-		job, err := c.Originate(tctx(t), esl.Originate{Endpoint: endpoint(i), Timeout: 10 * time.Second,
-			Vars: []esl.Var{{Name: "loopback_bowout", Value: "false"}}})
+		job, err := c.Originate(tctx(t), freeswitch.Originate{Endpoint: endpoint(i), Timeout: 10 * time.Second,
+			Vars: []freeswitch.Var{{Name: "loopback_bowout", Value: "false"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,15 +335,15 @@ func maxDurationScenario(t *testing.T, addr, password string, endpoint func(i in
 		}
 		legs[i] = job.UUID
 	}
-	bridge, _ := esl.UUIDBridge(legs[0], legs[1])
+	bridge, _ := freeswitch.UUIDBridge(legs[0], legs[1])
 	if _, err := c.API(tctx(t), bridge); err != nil {
 		t.Fatal(err)
 	}
 	var out maxDurationOutcome
-	br := next(t, sub, func(e esl.Event) bool { return e.Name == esl.ChannelBridge && e.UUID == legs[0] })
+	br := next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.ChannelBridge && e.UUID == legs[0] })
 	out.BridgeHasLastBridgeTo = br.Has("variable_last_bridge_to")
 	for _, id := range legs {
-		cmd, _ := esl.SchedHangup(time.Second, id, "ALLOTTED_TIMEOUT")
+		cmd, _ := freeswitch.SchedHangup(time.Second, id, "ALLOTTED_TIMEOUT")
 		if _, err := c.API(tctx(t), cmd); err != nil {
 			t.Fatal(err)
 		}
@@ -350,8 +351,8 @@ func maxDurationScenario(t *testing.T, addr, password string, endpoint func(i in
 	advance(time.Second)
 	seen := 0
 	for seen < 2 {
-		hc := next(t, sub, func(e esl.Event) bool {
-			return e.Name == esl.ChannelHangupComplete && (e.UUID == legs[0] || e.UUID == legs[1])
+		hc := next(t, sub, func(e freeswitch.Event) bool {
+			return e.Name == freeswitch.ChannelHangupComplete && (e.UUID == legs[0] || e.UUID == legs[1])
 		})
 		i := 0
 		if hc.UUID == legs[1] {
@@ -368,16 +369,16 @@ func maxDurationScenario(t *testing.T, addr, password string, endpoint func(i in
 // CHANNEL_BRIDGE without last_bridge_to, both legs ALLOTTED_TIMEOUT/16.
 func TestRealSwitchMaxDurationDifferential(t *testing.T) {
 	sw := startRealSwitch(t)
-	loop := func(i int) esl.Endpoint {
+	loop := func(i int) freeswitch.Endpoint {
 		n, _ := callbridge.ParseNumber(fmt.Sprintf("+1555100%04d", i))
-		return esl.Loopback(n, "public")
+		return freeswitch.Loopback(n, "public")
 	}
 	real := maxDurationScenario(t, sw.ESLAddr, sw.ESLPassword, loop, func(time.Duration) {})
 	sim := esltest.NewServer()
 	t.Cleanup(sim.Close)
-	fake := maxDurationScenario(t, sim.Addr(), "ClueCon", func(i int) esl.Endpoint {
+	fake := maxDurationScenario(t, sim.Addr(), "ClueCon", func(i int) freeswitch.Endpoint {
 		n, _ := callbridge.ParseNumber(fmt.Sprintf("+4930100%04d", i))
-		return esl.Gateway("carrier", n)
+		return freeswitch.Gateway("carrier", n)
 	}, sim.Jump)
 	want := maxDurationOutcome{Causes: [2]string{"ALLOTTED_TIMEOUT/16", "ALLOTTED_TIMEOUT/16"}}
 	if real != want {

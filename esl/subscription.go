@@ -3,10 +3,12 @@ package esl
 import (
 	"context"
 	"sync"
+
+	"callbridge/esl/freeswitch"
 )
 
 // Subscription receives every event of the client's event connection, in
-// the order they arrived (so in order per call), plus a SocketConnected
+// the order they arrived (so in order per call), plus a freeswitch.SocketConnected
 // event after each (re)connection. Each subscription has its own queue:
 // the socket reader appends and never waits for the consumer. A queue that
 // exceeds its limit ends the subscription with ErrOverflow rather than
@@ -16,13 +18,13 @@ type Subscription struct {
 	limit int
 
 	mu     sync.Mutex
-	q      []Event
+	q      []freeswitch.Event
 	head   int
 	ended  bool
 	err    error
 	wake   chan struct{}
 	quit   chan struct{}
-	out    chan Event
+	out    chan freeswitch.Event
 	closer sync.Once
 }
 
@@ -37,7 +39,7 @@ func (c *Client) Subscribe(buffer int) *Subscription {
 		limit: buffer,
 		wake:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
-		out:   make(chan Event),
+		out:   make(chan freeswitch.Event),
 	}
 	c.subsMu.Lock()
 	if !c.running.Load() || c.State() != StateClosed {
@@ -54,19 +56,19 @@ func (c *Client) Subscribe(buffer int) *Subscription {
 
 // C returns the channel events are delivered on. It is closed when the
 // subscription ends; Err then says why.
-func (s *Subscription) C() <-chan Event { return s.out }
+func (s *Subscription) C() <-chan freeswitch.Event { return s.out }
 
 // Next returns the next event. Errors: ctx.Err(), or the subscription's
 // end (ErrOverflow, ErrClosed).
-func (s *Subscription) Next(ctx context.Context) (Event, error) {
+func (s *Subscription) Next(ctx context.Context) (freeswitch.Event, error) {
 	select {
 	case e, ok := <-s.out:
 		if !ok {
-			return Event{}, s.Err()
+			return freeswitch.Event{}, s.Err()
 		}
 		return e, nil
 	case <-ctx.Done():
-		return Event{}, ctx.Err()
+		return freeswitch.Event{}, ctx.Err()
 	}
 }
 
@@ -102,7 +104,7 @@ func (s *Subscription) end(err error) {
 }
 
 // push queues e; it never blocks.
-func (s *Subscription) push(e Event) {
+func (s *Subscription) push(e freeswitch.Event) {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
@@ -147,7 +149,7 @@ func (s *Subscription) deliver() {
 			}
 		}
 		e := s.q[s.head]
-		s.q[s.head] = Event{}
+		s.q[s.head] = freeswitch.Event{}
 		s.head++
 		s.mu.Unlock()
 		select {
@@ -158,7 +160,7 @@ func (s *Subscription) deliver() {
 	}
 }
 
-func (c *Client) dispatch(e Event) {
+func (c *Client) dispatch(e freeswitch.Event) {
 	c.subsMu.RLock()
 	subs := c.subs
 	c.subsMu.RUnlock()

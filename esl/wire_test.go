@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"callbridge"
+	"callbridge/esl/freeswitch"
 )
 
 // jobIDs matches the Job-UUIDs the client chooses, which differ per run.
@@ -20,16 +23,16 @@ var jobIDs = regexp.MustCompile(`Job-UUID: [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[
 func TestWireBytes(t *testing.T) {
 	f := newFakeFS(t)
 	c, _ := connected(t, f, Config{ProbeInterval: -1, CommandTimeout: 5 * time.Second})
-	bridge, err := UUIDBridge("11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222")
+	bridge, err := freeswitch.UUIDBridge("11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, _ := parseNumberT(t, "4930123456")
-	orig, err := Originate{UUID: "33333333-3333-4333-8333-333333333333", Endpoint: Gateway("carrier", n), Timeout: 30 * time.Second}.Command()
+	const n = "4930123456"
+	orig, err := freeswitch.Originate{UUID: "33333333-3333-4333-8333-333333333333", Endpoint: freeswitch.Gateway("carrier", n), Timeout: 30 * time.Second}.Command()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []Command{Status(), bridge, ShowChannels(), orig} {
+	for _, cmd := range []freeswitch.Command{freeswitch.Status(), bridge, freeswitch.ShowChannels(), orig} {
 		if _, err := c.API(ctxT(t), cmd); err != nil {
 			t.Fatalf("%s: %v", cmd, err)
 		}
@@ -47,7 +50,7 @@ func TestWireBytes(t *testing.T) {
 			"bgapi uuid_bridge 11111111-1111-4111-8111-111111111111 22222222-2222-4222-8222-222222222222\n" + job + "\n" +
 			"bgapi show channels as json\n" + job + "\n" +
 			"bgapi originate {origination_uuid=33333333-3333-4333-8333-333333333333,originate_timeout=30,callbridge_callee=4930123456,callbridge_dollar=$}sofia/gateway/carrier/4930123456" +
-			hookApp("park") + "\n" + job + "\n",
+			" set:api_reporting_hook=" + callbridge.CDRHook(callbridge.CDRHookSetRef) + ",park inline\n" + job + "\n",
 		// The event connection.
 		"auth ClueCon\n\n" +
 			"event plain CHANNEL_CREATE CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA CHANNEL_ANSWER CHANNEL_PARK CHANNEL_BRIDGE CHANNEL_UNBRIDGE CHANNEL_HANGUP CHANNEL_HANGUP_COMPLETE CHANNEL_DESTROY BACKGROUND_JOB HEARTBEAT CUSTOM\n\n",

@@ -265,6 +265,11 @@ type response struct {
 
 // do calls the API; a transport error is returned as status 0.
 func (c *controller) do(method, path, token, body string) response {
+	return c.doWith(method, path, token, body, nil)
+}
+
+// doWith is do with more request headers.
+func (c *controller) doWith(method, path, token, body string, header map[string]string) response {
 	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
 	if err != nil {
 		c.t.Fatal(err)
@@ -274,6 +279,9 @@ func (c *controller) do(method, path, token, body string) response {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(req)
@@ -334,7 +342,17 @@ func callbackBody(a, b string) string {
 // postCallback asks for a callback and returns its id (202), or "" with
 // the response for any other answer.
 func (c *controller) postCallback(key, a, b string) (string, response) {
-	r := c.do("POST", "/v1/callbacks", key, callbackBody(a, b))
+	return c.postCallbackOnce(key, "", a, b)
+}
+
+// postCallbackOnce is postCallback with an Idempotency-Key (none when
+// idem is "").
+func (c *controller) postCallbackOnce(key, idem, a, b string) (string, response) {
+	var h map[string]string
+	if idem != "" {
+		h = map[string]string{"Idempotency-Key": idem}
+	}
+	r := c.doWith("POST", "/v1/callbacks", key, callbackBody(a, b), h)
 	if r.Status != 202 {
 		return "", r
 	}

@@ -3,6 +3,7 @@
 package faults
 
 import (
+	"crypto/rand"
 	"fmt"
 	"sync"
 	"testing"
@@ -14,19 +15,26 @@ import (
 // load is a stream of callbacks and inbound calls against one controller
 // and node, with what the API answered.
 type load struct {
+	c        *controller
+	key      string
 	mu       sync.Mutex
 	accepted []string       // callback ids answered 202
 	answers  map[string]int // "503 Retry-After=5" and the like, counted
 	bad      []string       // answers that are neither 202 nor 503 with Retry-After
+	unknown  []unknown      // requests answered 503 outcome_unknown, to repeat
 	inbound  []string
 	stop     chan struct{}
 	done     chan struct{}
 }
 
-// startLoad asks for a callback and places an inbound call every period
-// until stopLoad.
+// unknown is a callback request whose outcome the API could not tell.
+type unknown struct{ idem, a, b string }
+
+// startLoad asks for a callback, each with its own Idempotency-Key, and
+// places an inbound call every period until stopLoad.
 func startLoad(t testing.TB, c *controller, key string, inbound func() []string, period time.Duration) *load {
-	l := &load{answers: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &load{c: c, key: key, answers: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	prefix := rand.Text()[:8] // two loads on one account never share a key
 	go func() {
 		defer close(l.done)
 		tick := time.NewTicker(period)
@@ -37,7 +45,8 @@ func startLoad(t testing.TB, c *controller, key string, inbound func() []string,
 				return
 			case <-tick.C:
 			}
-			id, r := c.postCallback(key, fmt.Sprintf("+49301%06d", 2*i), fmt.Sprintf("+49302%06d", 2*i+1))
+			u := unknown{fmt.Sprintf("%s-%d", prefix, i), fmt.Sprintf("+49301%06d", 2*i), fmt.Sprintf("+49302%06d", 2*i+1)}
+			id, r := c.postCallbackOnce(key, u.idem, u.a, u.b)
 			var in []string
 			if inbound != nil {
 				in = inbound()
@@ -48,6 +57,9 @@ func startLoad(t testing.TB, c *controller, key string, inbound func() []string,
 			case id != "":
 				l.accepted = append(l.accepted, id)
 				l.answers["202"]++
+			case r.Status == 503 && r.Header.Get("Retry-After") != "" && errorCode(r) == "outcome_unknown":
+				l.unknown = append(l.unknown, u)
+				l.answers["503 outcome_unknown"]++
 			case r.Status == 503 && r.Header.Get("Retry-After") != "":
 				l.answers["503 Retry-After="+r.Header.Get("Retry-After")]++
 			default:
@@ -64,10 +76,37 @@ func (l *load) stopLoad() {
 	<-l.done
 }
 
+// settle repeats, with the same Idempotency-Key, each request whose
+// outcome was unknown, as the answer asks, until it is answered 202 (the
+// callback it created then, or creates now), and counts it accepted.
+func (l *load) settle(t testing.TB) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, u := range l.unknown {
+		waitFor(t, 30*time.Second, "the repeat of "+u.idem+" answered 202", func() (bool, string) {
+			id, r := l.c.postCallbackOnce(l.key, u.idem, u.a, u.b)
+			if id != "" {
+				l.accepted = append(l.accepted, id)
+			}
+			return id != "", fmt.Sprintf("%d %s", r.Status, r.Raw)
+		})
+	}
+	l.unknown = nil
+}
+
+// errorCode is the code of an error answer ("" for any other).
+func errorCode(r response) string {
+	e, _ := r.Body["error"].(map[string]any)
+	code, _ := e["code"].(string)
+	return code
+}
+
 // TestFaultPostgresOutage cuts the controller off PostgreSQL (every
 // connection torn down, new ones refused) for CALLBRIDGE_FAULT_OUTAGE
 // (default 30 s) during a stream of callbacks and calls. Users see 503
-// with Retry-After for what cannot be made durable; CDRs spool and are
+// with Retry-After for what cannot be made durable (a request answered
+// outcome_unknown is repeated with its Idempotency-Key, as the answer
+// asks, once the database is back); CDRs spool and are
 // replayed; afterwards every hangup has exactly one CDR and every accepted
 // callback exists and reaches a final status.
 func TestFaultPostgresOutage(t *testing.T) {
@@ -104,6 +143,7 @@ func TestFaultPostgresOutage(t *testing.T) {
 	t.Logf("PostgreSQL back")
 	time.Sleep(3 * time.Second) // calls and callbacks after the outage
 	l.stopLoad()
+	l.settle(t)
 
 	l.mu.Lock()
 	t.Logf("API answers to POST /v1/callbacks: %v", l.answers)

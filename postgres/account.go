@@ -191,17 +191,6 @@ func (s *AccountService) RevokeAPIKey(ctx context.Context, accountID, keyIDOrKey
 	return nil
 }
 
-// APIKeys lists an account's keys (never the keys themselves).
-func (s *AccountService) APIKeys(ctx context.Context, accountID string) ([]callbridge.APIKey, error) {
-	if !callbridge.IsUUID(accountID) {
-		return nil, notFound("account")
-	}
-	var ks []callbridge.APIKey
-	err := s.db.SelectContext(ctx, &ks, `SELECT id, account_id, prefix, created_at, revoked_at
-		FROM api_keys WHERE account_id = $1 ORDER BY created_at`, accountID)
-	return ks, Error(err)
-}
-
 func insertKey(ctx context.Context, tx *pg.Tx, accountID string) (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {

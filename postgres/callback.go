@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"callbridge"
@@ -21,27 +20,22 @@ import (
 // CallbackService implements callbridge.CallbackService, and the work
 // queue the callback engine claims from.
 //
-// A callback whose creation was answered with an error although its
-// insert may have committed (the connection died around the commit, and
-// the callback could not be found afterwards) is voided in the database:
-// a row in status 'void' takes its id, so the insert can no longer commit
-// and no controller claims it (sql/0018_callback_void.sql). When the
-// database cannot be reached to write the void, the service keeps it and
-// writes it at its next claim, before claiming anything.
+// A creation whose statement was sent, but whose connection failed before
+// the server answered, may have committed. CreateCallback settles it in the database, which every
+// controller shares: if the callback is there, it is returned as created;
+// if not, a row in status 'void' takes its id, so the insert can no longer
+// commit and no controller claims it (sql/0018_callback_void.sql), and the
+// request is answered as not created. When the database cannot be reached
+// to do either, the answer is EOUTCOMEUNKNOWN: the callback may exist, and
+// another controller may dial it. No void is kept in memory to write
+// later: by then a repeat of the request with its idempotency key may have
+// been answered with the callback, on any controller, and a late void
+// would undo what that answer promised. The repeat is how the client
+// learns the outcome; it creates the callback if the first did not.
 type CallbackService struct {
 	db *pg.DB
 
 	creates batch.Batcher[*createCall]
-
-	mu    sync.Mutex
-	voids map[string]pendingVoid // callback id → the void not yet written
-}
-
-// pendingVoid is a void the service could not write yet: the request,
-// whose values fill the void row, and when the void lapses.
-type pendingVoid struct {
-	r     *callbridge.CallbackRequest
-	until time.Time
 }
 
 // createBatches is how many creation statements run at once; more
@@ -52,14 +46,10 @@ var _ callbridge.CallbackService = (*CallbackService)(nil)
 
 // NewCallbackService returns a CallbackService backed by db.
 func NewCallbackService(db *DB) *CallbackService {
-	s := &CallbackService{db: db.pg, voids: map[string]pendingVoid{}}
+	s := &CallbackService{db: db.pg}
 	s.creates = batch.Batcher[*createCall]{MaxRunning: createBatches, MaxBatch: 256, Flush: s.flushCreates}
 	return s
 }
-
-// cbVoidFor is how long a void that could not be written is kept for its
-// next attempt: long enough for a database outage to end.
-const cbVoidFor = 10 * time.Minute
 
 // callbackColumns are the columns scanned into callbridge.Callback.
 const callbackColumns = `id, account_id, status, reason, a, b, caller_id_a, caller_id_b,
@@ -120,11 +110,10 @@ func webhookKey(callbackID string) string { return "callback:" + callbackID }
 // single inserts at once would.
 //
 // The callback's id is chosen before the statement is sent. When the
-// connection fails without the server having answered, the statement may
-// have committed: the callback is looked up by its id, and returned as
-// created if it is there; if it cannot be found, the error is returned
-// and the callback voided (see CallbackService), so the answer matches
-// what happens: no controller will dial it.
+// connection fails after the statement was sent and before the server
+// answered, the statement may have committed; inDoubt settles it (see
+// CallbackService). So an error answer means no controller will dial the
+// callback, unless it is EOUTCOMEUNKNOWN.
 func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.CallbackRequest) (*callbridge.Callback, bool, error) {
 	if !callbridge.IsUUID(r.AccountID) {
 		return nil, false, notFound("account")
@@ -141,10 +130,11 @@ func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.Call
 		if errors.As(c.err, &pe) {
 			return nil, false, Error(c.err) // the server refused it: rolled back
 		}
-		if cb := s.inDoubt(ctx, r, c.id); cb != nil {
-			return cb, true, nil
+		if c.unsent {
+			return nil, false, Error(c.err) // it never reached the server
 		}
-		return nil, false, Error(c.err)
+		cb, err := s.inDoubt(ctx, r, c.id, c.err)
+		return cb, err == nil, err
 	}
 	if c.row != nil {
 		return c.row.callback(), true, nil
@@ -178,12 +168,14 @@ func (s *CallbackService) CreateCallback(ctx context.Context, r *callbridge.Call
 // createCall is one CreateCallback in a batch: its request and id, and
 // the batch's outcome for it: the row if it was inserted, nil if it was
 // not (an idempotent repeat, a full queue, an unknown account), or the
-// statement's error.
+// statement's error, and whether that error means the statement never
+// reached the server (pg.NotSent).
 type createCall struct {
-	r   *callbridge.CallbackRequest
-	id  string
-	row *callbackRow
-	err error
+	r      *callbridge.CallbackRequest
+	id     string
+	row    *callbackRow
+	err    error
+	unsent bool
 }
 
 // createTimeout bounds a batch of creations; it does not depend on any
@@ -242,7 +234,7 @@ func (s *CallbackService) insertCallbacks(ctx context.Context, calls []*createCa
 			keys[i] = sql.NullString{String: r.IdempotencyKey, Valid: true}
 			hashes[i] = sql.NullString{String: r.RequestHash, Valid: true}
 		}
-		c.row = nil
+		c.row, c.unsent = nil, false
 	}
 	rows, err := s.db.QueryxContext(ctx, `
 		WITH input AS (
@@ -295,6 +287,9 @@ func (s *CallbackService) insertCallbacks(ctx context.Context, calls []*createCa
 		pq.Array(ringAs), pq.Array(ringBs), pq.Array(maxDurs), pq.Array(prompts), pq.Array(records),
 		pq.Array(urls), pq.Array(metas), pq.Array(keys), pq.Array(hashes))
 	if err != nil {
+		for _, c := range calls {
+			c.unsent = pg.NotSent(err)
+		}
 		return err
 	}
 	defer rows.Close()
@@ -314,101 +309,69 @@ func (s *CallbackService) insertCallbacks(ctx context.Context, calls []*createCa
 	return rows.Err()
 }
 
-// inDoubt resolves a creation whose outcome is unknown: it writes the
-// void of id. If the creation committed, the void leaves it alone
+// inDoubt settles a creation whose statement failed with cause before
+// the server answered, and returns CreateCallback's answer. It writes the
+// void of id: if the creation committed, the void leaves it alone
 // (waiting for the creation's transaction if it is still open) and the
 // callback is returned as created; otherwise the void takes the id and
-// inDoubt returns nil. If the database cannot be reached, the void is
-// kept for the next ClaimCallbacks and inDoubt returns nil.
-func (s *CallbackService) inDoubt(ctx context.Context, r *callbridge.CallbackRequest, id string) *callbridge.Callback {
+// the answer is cause (EUNAVAILABLE): not created, and it can no longer
+// be. If the database cannot be reached to learn either, the answer is
+// EOUTCOMEUNKNOWN.
+func (s *CallbackService) inDoubt(ctx context.Context, r *callbridge.CallbackRequest, id string, cause error) (*callbridge.Callback, error) {
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	v := map[string]pendingVoid{id: {r: r}}
+	var err error
 	for i := 0; i < 3; i++ {
-		voided, err := writeVoids(lctx, s.db, v, false)
-		if err == nil && len(voided) == 0 {
+		var voided bool
+		if voided, err = writeVoid(lctx, s.db, r, id); err == nil {
+			if voided {
+				return nil, Error(cause)
+			}
 			var row callbackRow
 			err = s.db.QueryRowxContext(lctx, `SELECT `+callbackColumns+` FROM callbacks
 				WHERE id = $1 AND account_id = $2 AND status <> 'void'`, id, r.AccountID).Scan(cbScanTargets(&row)...)
 			if err == nil {
-				return row.callback()
+				return row.callback(), nil
 			}
 			if err == sql.ErrNoRows {
-				return nil // voided by an earlier attempt, or its account is gone
+				return nil, Error(cause) // voided by an attempt whose answer was lost, or its account is gone
 			}
-		}
-		if err == nil {
-			return nil
 		}
 		select {
 		case <-lctx.Done():
 		case <-time.After(time.Duration(100<<i) * time.Millisecond):
 		}
 	}
-	s.mu.Lock()
-	s.voids[id] = pendingVoid{r: r, until: time.Now().Add(cbVoidFor)}
-	s.mu.Unlock()
-	return nil
+	msg := fmt.Sprintf("the database could not be reached to learn whether callback %s was created; it may be dialled. "+
+		"Send the request again with the same idempotency key: that returns the callback if it was created, and creates it if not", id)
+	if r.IdempotencyKey == "" {
+		msg = fmt.Sprintf("the database could not be reached to learn whether callback %s was created; it may be dialled. "+
+			"Look it up by its id before sending the request again, which would create another; requests with an idempotency key can be repeated safely", id)
+	}
+	return nil, fmt.Errorf("%w: creating: %v; settling: %v", &callbridge.Error{Code: callbridge.EOUTCOMEUNKNOWN, Message: msg}, cause, err)
 }
 
-// pendingVoids returns the voids not yet written whose time has not
-// lapsed.
-func (s *CallbackService) pendingVoids() map[string]pendingVoid {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	ids := map[string]pendingVoid{}
-	for id, v := range s.voids {
-		if now.After(v.until) {
-			delete(s.voids, id)
-			continue
-		}
-		ids[id] = v
-	}
-	return ids
-}
-
-// writeVoids writes the void rows of voids (id → request) and returns the
-// ids it voided. An id that is free is taken by a void row, so the
-// creation that chose it can no longer insert it. An id already stored is
-// left alone unless takeOver is set and the callback is still queued and
-// was never claimed: it is then voided and its pending webhooks dropped.
-// Voids of accounts that no longer exist are skipped. Void rows older than
-// a day are deleted on the way: no creation runs that long.
-func writeVoids(ctx context.Context, q sqlx.QueryerContext, voids map[string]pendingVoid, takeOver bool) ([]string, error) {
-	n := len(voids)
-	var (
-		ids, accounts, as, bs  = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		ringAs, ringBs, maxDur = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
-	)
-	for id, v := range voids {
-		ids, accounts, as, bs = append(ids, id), append(accounts, v.r.AccountID), append(as, string(v.r.A)), append(bs, string(v.r.B))
-		ringAs, ringBs, maxDur = append(ringAs, int64(v.r.RingTimeoutA)), append(ringBs, int64(v.r.RingTimeoutB)), append(maxDur, int64(v.r.MaxDuration))
-	}
-	var voided []string
-	err := sqlx.SelectContext(ctx, q, &voided, `
+// writeVoid takes id for a void row of r's account and reports whether it
+// did: then the creation that chose id can no longer insert it. An id
+// already stored is left alone, as is the id of an account that no longer
+// exists. Void rows older than a day are deleted on the way: no creation
+// runs that long.
+func writeVoid(ctx context.Context, q sqlx.QueryerContext, r *callbridge.CallbackRequest, id string) (bool, error) {
+	var voided string
+	err := q.QueryRowxContext(ctx, `
 		WITH pruned AS (
 			DELETE FROM callbacks WHERE status = 'void' AND created_at < now() - interval '1 day'
-		), v AS (
-			INSERT INTO callbacks AS c (id, account_id, status, a, b, ring_timeout_a, ring_timeout_b, max_duration)
-			SELECT i.id, i.account_id, 'void', i.a, i.b, i.ring_timeout_a, i.ring_timeout_b, i.max_duration
-			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[])
-				AS i(id, account_id, a, b, ring_timeout_a, ring_timeout_b, max_duration)
-			WHERE EXISTS (SELECT 1 FROM accounts WHERE id = i.account_id)
-			ON CONFLICT (id) DO UPDATE SET status = 'void', updated_at = now(),
-				idempotency_key = NULL, request_hash = NULL
-				WHERE $8 AND c.status = 'queued' AND c.attempt = 1 AND c.owner = ''
-			RETURNING c.id
-		), wh AS (
-			DELETE FROM webhooks w USING v WHERE w.key = 'callback:' || v.id AND w.status = 'pending'
 		)
-		SELECT id::text FROM v`,
-		pq.Array(ids), pq.Array(accounts), pq.Array(as), pq.Array(bs), pq.Array(ringAs), pq.Array(ringBs),
-		pq.Array(maxDur), takeOver)
-	if err != nil {
-		return nil, err
+		INSERT INTO callbacks (id, account_id, status, a, b, ring_timeout_a, ring_timeout_b, max_duration)
+		SELECT $1::uuid, $2::uuid, 'void', $3, $4, $5, $6, $7
+		WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2::uuid)
+		ON CONFLICT (id) DO NOTHING
+		RETURNING id::text`,
+		id, r.AccountID, string(r.A), string(r.B), r.RingTimeoutA, r.RingTimeoutB, r.MaxDuration).Scan(&voided)
+	if err == sql.ErrNoRows {
+		return false, nil
 	}
-	return voided, nil
+	return err == nil, err
 }
 
 // scanTargets lists the destinations of callbackColumns in r, then extra.
@@ -610,18 +573,11 @@ func setStatusTx(ctx context.Context, tx *pg.Tx, cb *callbridge.Callback, status
 // ClaimCallbacks claims up to n of the oldest due queued callbacks for
 // owner, on node, with a lease, and moves them to calling_a, in one
 // transaction. Rows locked by another worker are skipped, so two workers
-// never claim the same callback. The voids this service could not write
-// yet are written first, in the same transaction.
+// never claim the same callback.
 func (s *CallbackService) ClaimCallbacks(ctx context.Context, owner, node string, lease time.Duration, n int) ([]*callbridge.Callback, error) {
 	var cbs []*callbridge.Callback
-	voids := s.pendingVoids()
 	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
 		cbs = nil
-		if len(voids) > 0 {
-			if _, err := writeVoids(ctx, tx, voids, true); err != nil {
-				return Error(err)
-			}
-		}
 		rows, err := tx.QueryxContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
 			WHERE status = 'queued' AND run_at <= now()
 			ORDER BY run_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`, max(n, 1))
@@ -653,15 +609,6 @@ func (s *CallbackService) ClaimCallbacks(ctx context.Context, owner, node string
 		}
 		return nil
 	})
-	if err == nil && len(voids) > 0 {
-		// Every void written is settled: the id is void, or the callback
-		// was claimed or ended before the void could be written.
-		s.mu.Lock()
-		for id := range voids {
-			delete(s.voids, id)
-		}
-		s.mu.Unlock()
-	}
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -170,40 +171,105 @@ func TestCallbackVoidAcrossControllers(t *testing.T) {
 	}
 }
 
-// TestCallbackVoidWrittenLater: the first controller cannot reach the
-// database at all while it resolves a creation whose outcome is unknown;
-// it answers with an error and records the void as soon as it can again
-// (at its next claim), before the second controller claims.
-func TestCallbackVoidWrittenLater(t *testing.T) {
+// TestCallbackOutcomeUnknownAcrossControllers: the first controller's
+// connection dies while its creation statement is still running on the
+// server, and it cannot reach the database at all to settle it; the
+// statement then commits. The answer must say the outcome is unknown (not
+// a plain error, which means "not created" while the second controller
+// dials the callback), and a repeat of the request with its idempotency
+// key, once the database is back, must return the callback, whichever
+// controller claims it and whenever. Before, the first controller answered
+// EUNAVAILABLE and kept a void in memory that its next claim wrote over a
+// callback the repeat had returned.
+func TestCallbackOutcomeUnknownAcrossControllers(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		claimedBefore bool // the second controller claims before the repeat
+	}{
+		{"claimed before the repeat", true},
+		{"repeated before a claim", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := newTwoControllers(t)
+			release, answer := c.creationInFlight(t, "k2")
+			c.proxy.Cut()
+			err := <-answer
+			if code := callbridge.ErrorCode(err); code != callbridge.EOUTCOMEUNKNOWN {
+				t.Fatalf("creation with the database unreachable: got %v (%s), want %s", err, code, callbridge.EOUTCOMEUNKNOWN)
+			}
+			release()
+			c.settled(t)
+			var id string
+			if err := c.db.QueryRowContext(ctx, `SELECT id FROM callbacks
+				WHERE account_id = $1 AND idempotency_key = 'k2' AND status = 'queued'`, c.account).Scan(&id); err != nil {
+				t.Fatalf("the callback the cut statement committed: %v", err)
+			}
+			if tc.claimedBefore {
+				c.claims(t, c.second, "second", id)
+			}
+			c.proxy.Restore()
+
+			r := callbackRequest(c.account)
+			r.IdempotencyKey, r.RequestHash = "k2", "h"
+			cb, created, err := c.first.CreateCallback(ctx, r)
+			if err != nil || created || cb.ID != id {
+				t.Fatalf("the request repeated: got %v, created %v, %v; want callback %s, not created again", cb, created, err, id)
+			}
+			if tc.claimedBefore {
+				c.claims(t, c.first, "first")
+			} else {
+				c.claims(t, c.first, "first", id)
+			}
+			got, err := c.second.Callback(ctx, c.account, id)
+			if err != nil || got.Status != callbridge.CallbackCallingA {
+				t.Fatalf("the callback after the claims: got %v, %v; want it calling A", got, err)
+			}
+		})
+	}
+}
+
+// claims checks that s claims exactly the callbacks of ids.
+func (c *twoControllers) claims(t *testing.T, s *postgres.CallbackService, name string, ids ...string) {
+	t.Helper()
+	cbs, err := s.ClaimCallbacks(context.Background(), name, "node1", time.Minute, 10)
+	if err != nil {
+		t.Fatalf("the %s controller's claim: %v", name, err)
+	}
+	var got []string
+	for _, cb := range cbs {
+		got = append(got, cb.ID)
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("the %s controller claimed %v, want %v", name, got, ids)
+	}
+}
+
+// TestCallbackCreateUnreachable: while the first controller cannot reach
+// the database, its creation statements never leave it, so the answer is
+// a plain error (nothing was done), not an unknown outcome, and nothing is
+// stored, not even a void.
+func TestCallbackCreateUnreachable(t *testing.T) {
+	ctx := context.Background()
 	c := newTwoControllers(t)
-	release, answer := c.creationInFlight(t, "k2")
 	c.proxy.Cut()
-	err := <-answer
-	if code := callbridge.ErrorCode(err); code != callbridge.EUNAVAILABLE {
-		t.Fatalf("creation with the database unreachable: got %v (%s), want unavailable", err, code)
+	// The pool's connections, cut, are found broken and dropped.
+	if _, _, err := c.first.DueQueue(ctx); callbridge.ErrorCode(err) != callbridge.EUNAVAILABLE {
+		t.Fatalf("a query with the database unreachable: got %v, want unavailable", err)
 	}
-	c.proxy.Restore()
-	release()
-	c.settled(t)
-	var queued int
-	if err := c.db.QueryRowContext(context.Background(), `SELECT count(*) FROM callbacks
-		WHERE account_id = $1 AND status = 'queued'`, c.account).Scan(&queued); err != nil {
+	for _, key := range []string{"", "k3"} {
+		r := callbackRequest(c.account)
+		r.IdempotencyKey, r.RequestHash = key, "h"
+		_, _, err := c.first.CreateCallback(ctx, r)
+		if code := callbridge.ErrorCode(err); code != callbridge.EUNAVAILABLE {
+			t.Errorf("creation (key %q) with the database unreachable: got %v (%s), want unavailable", key, err, code)
+		}
+	}
+	var n int
+	if err := c.db.QueryRowContext(ctx, `SELECT count(*) FROM callbacks`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if queued != 1 {
-		t.Fatalf("%d queued callbacks, want the one the cut statement committed", queued)
-	}
-	cbs, err := c.first.ClaimCallbacks(context.Background(), "first", "node1", time.Minute, 10)
-	if err != nil || len(cbs) != 0 {
-		t.Fatalf("the first controller's claim: got %v, %v; want none", cbs, err)
-	}
-	c.assertNothingToDial(t)
-	var hooks int
-	if err := c.db.QueryRowContext(context.Background(), `SELECT count(*) FROM webhooks
-		WHERE account_id = $1 AND status = 'pending'`, c.account).Scan(&hooks); err != nil {
-		t.Fatal(err)
-	}
-	if hooks != 0 {
-		t.Errorf("%d webhooks pending for a voided callback, want none", hooks)
+	if n != 0 {
+		t.Errorf("%d callbacks rows, want none", n)
 	}
 }

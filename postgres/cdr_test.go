@@ -351,11 +351,16 @@ func TestRerateRecordsOldAndNewPrice(t *testing.T) {
 	if c.Sell != 20000 || c.Flags != callbridge.CDRRerated {
 		t.Errorf("rerated CDR sell %d flags %v, want 20000 rerated", c.Sell, c.Flags)
 	}
-	hist, err := s.CDRRatings(ctx, c.UUID)
-	if err != nil {
+	var hist []struct {
+		OldSell  int64  `db:"old_sell"`
+		NewSell  int64  `db:"new_sell"`
+		OldFlags string `db:"old_flags"`
+	}
+	if err := pgtest.Select(ctx, db, &hist, `SELECT old_sell, new_sell, array_to_string(old_flags, ',') AS old_flags
+		FROM cdr_ratings WHERE uuid = $1 ORDER BY id`, c.UUID); err != nil {
 		t.Fatal(err)
 	}
-	if len(hist) != 1 || hist[0].OldSell != 0 || hist[0].NewSell != 20000 || hist[0].OldFlags != callbridge.CDRUnrated {
+	if len(hist) != 1 || hist[0].OldSell != 0 || hist[0].NewSell != 20000 || hist[0].OldFlags != callbridge.CDRUnrated.String() {
 		t.Errorf("history = %+v", hist)
 	}
 	var otherSell int64

@@ -1,9 +1,9 @@
 // Package postgres stores callbridge's state in PostgreSQL. It and its
 // subpackages are the only packages that import sqlx and lib/pq: billing,
-// cdr and ratedeck store those aggregates, internal/pg holds the pool and
-// the error mapping they share, and this package opens the database,
-// migrates it, stores accounts, numbers, bindings, callbacks and webhooks,
-// and builds the subpackages' services. It maps database errors to
+// binding, cdr, ratedeck and routeplan store those aggregates, internal/pg
+// holds the pool and the error mapping they share, and this package opens
+// the database, migrates it, stores accounts, callbacks, webhooks and
+// gateway slots, and builds the subpackages' services. It maps database errors to
 // *callbridge.Error codes so callers never see driver errors; it holds no
 // state beyond caches that the database can always rebuild.
 package postgres
@@ -23,6 +23,7 @@ import (
 	schema "callbridge/sql"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // migrateLock is the advisory-lock key that serialises migrations across
@@ -46,10 +47,11 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := sqlx.Open("postgres", url)
+	c, err := pq.NewConnector(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
+	db := sqlx.NewDb(sql.OpenDB(pg.Connector{Connector: c}), "postgres")
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(16)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -191,3 +193,9 @@ func Error(err error) error { return pg.Error(err) }
 
 // notFound is returned for ids that cannot exist.
 func notFound(what string) error { return pg.NotFound(what) }
+
+// encodeCursor and decodeCursor are the page cursors of listings ordered
+// by (created_at, id) descending.
+func encodeCursor(at time.Time, id string) string { return pg.EncodeCursor(at, id) }
+
+func decodeCursor(c string) (time.Time, string, error) { return pg.DecodeCursor(c) }

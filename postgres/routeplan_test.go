@@ -84,8 +84,8 @@ func TestRoutePlans(t *testing.T) {
 		"the default for a bad id": {"x';--", def.ID},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, err := postgres.NewRoutePlanService(db).RoutePlanFor(ctx, tt.account)
-			if err != nil || p.ID != tt.want {
+			p, err := postgres.NewRoutePlanService(db).LoadPlanFor(ctx, tt.account)
+			if err != nil || p.Info().ID != tt.want {
 				t.Errorf("got %v, %v; want %s", p, err, tt.want)
 			}
 		})
@@ -102,7 +102,7 @@ func TestRoutePlans(t *testing.T) {
 			t.Errorf("get %s: got %v, want ENOTFOUND", id, err)
 		}
 	}
-	if _, err := postgres.NewRoutePlanService(db).RoutePlanFor(ctx, ""); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
+	if _, err := postgres.NewRoutePlanService(db).LoadPlanFor(ctx, ""); callbridge.ErrorCode(err) != callbridge.ENOTFOUND {
 		t.Errorf("no default plan: got %v, want ENOTFOUND", err)
 	}
 }

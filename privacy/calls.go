@@ -13,6 +13,7 @@ import (
 	"callbridge"
 	"callbridge/dialplan"
 	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 )
 
 // Webhook event types of binding calls.
@@ -231,7 +232,7 @@ func (bc *Calls) KillBindingCalls(ctx context.Context, bindingID string) (int, e
 	var failed []string
 	for _, t := range targets {
 		c := bc.pool.Lookup(t.node)
-		cmd, err := esl.UUIDKill(t.uuid, "NORMAL_CLEARING")
+		cmd, err := freeswitch.UUIDKill(t.uuid, "NORMAL_CLEARING")
 		if err != nil {
 			continue // uuids come from events as FreeSWITCH sent them; a bad one cannot be killed
 		}
@@ -297,7 +298,7 @@ func (bc *Calls) read(ctx context.Context, c *esl.Client) {
 				}
 				break
 			}
-			if ev.Name == esl.SocketConnected {
+			if ev.Name == freeswitch.SocketConnected {
 				bc.reconcile(ctx, c, calls)
 				continue
 			}
@@ -351,7 +352,7 @@ func (bc *Calls) reconcile(ctx context.Context, c *esl.Client, calls map[string]
 }
 
 // handle applies one event.
-func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bindingCall, ended *recent) {
+func (bc *Calls) handle(ctx context.Context, ev freeswitch.Event, calls map[string]*bindingCall, ended *recent) {
 	bindingID := ev.Var(callbridge.VarBindingID)
 	if ev.UUID == "" || bindingID == "" || !callbridge.IsUUID(bindingID) || !callbridge.IsUUID(ev.UUID) {
 		return
@@ -366,7 +367,7 @@ func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bin
 	} else if leg != "inbound" {
 		return
 	}
-	terminal := ev.Name == esl.ChannelHangup || ev.Name == esl.ChannelHangupComplete || ev.Name == esl.ChannelDestroy
+	terminal := ev.Name == freeswitch.ChannelHangup || ev.Name == freeswitch.ChannelHangupComplete || ev.Name == freeswitch.ChannelDestroy
 	gateway := ""
 	if leg == "outbound" && attemptNumber(ev.Var(callbridge.VarAttempt)) > 0 && callbridge.ValidateGateway(ev.Var(callbridge.VarGateway)) == nil {
 		gateway = ev.Var(callbridge.VarGateway)
@@ -381,7 +382,7 @@ func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bin
 		bc.forget(ev.Node, ev.UUID)
 	} else {
 		switch ev.Name {
-		case esl.ChannelCreate, esl.ChannelProgress, esl.ChannelProgressMedia, esl.ChannelAnswer, esl.ChannelBridge:
+		case freeswitch.ChannelCreate, freeswitch.ChannelProgress, freeswitch.ChannelProgressMedia, freeswitch.ChannelAnswer, freeswitch.ChannelBridge:
 			bc.remember(ev.Node, ev.UUID, bindingID, callID)
 			if callID != ev.UUID {
 				bc.remember(ev.Node, callID, bindingID, callID)
@@ -391,7 +392,7 @@ func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bin
 	if ended.has(callID) {
 		return
 	}
-	hangup := leg == "inbound" && ev.Name == esl.ChannelHangupComplete
+	hangup := leg == "inbound" && ev.Name == freeswitch.ChannelHangupComplete
 	call := calls[callID]
 	if call == nil {
 		if terminal && !hangup {
@@ -407,9 +408,9 @@ func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bin
 			bc.cfg.OnFailover(from)
 		}
 		switch ev.Name {
-		case esl.ChannelAnswer:
+		case freeswitch.ChannelAnswer:
 			a.answered = true
-		case esl.ChannelHangupComplete:
+		case freeswitch.ChannelHangupComplete:
 			a.cause = ev.Get("Hangup-Cause")
 		}
 	}
@@ -429,7 +430,7 @@ func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bin
 		bc.send(ctx, call, EventBindingCallStarted, ev, nil)
 	}
 	switch {
-	case !call.answered && (leg == "outbound" && ev.Name == esl.ChannelAnswer || leg == "inbound" && ev.Name == esl.ChannelBridge):
+	case !call.answered && (leg == "outbound" && ev.Name == freeswitch.ChannelAnswer || leg == "inbound" && ev.Name == freeswitch.ChannelBridge):
 		call.answered = true
 		bc.send(ctx, call, EventBindingCallAnswered, ev, nil)
 	case hangup:
@@ -440,7 +441,7 @@ func (bc *Calls) handle(ctx context.Context, ev esl.Event, calls map[string]*bin
 }
 
 // endFields are the fields of the ended webhook.
-func (bc *Calls) endFields(call *bindingCall, ev esl.Event) map[string]any {
+func (bc *Calls) endFields(call *bindingCall, ev freeswitch.Event) map[string]any {
 	billms, _ := ev.Int64("variable_billmsec")
 	totalms, _ := ev.Int64("variable_mduration")
 	f := map[string]any{
@@ -469,7 +470,7 @@ func (bc *Calls) endFields(call *bindingCall, ev esl.Event) map[string]any {
 
 // send writes one webhook of call to the outbox, looking the binding up
 // first if needed.
-func (bc *Calls) send(ctx context.Context, call *bindingCall, typ string, ev esl.Event, extra map[string]any) {
+func (bc *Calls) send(ctx context.Context, call *bindingCall, typ string, ev freeswitch.Event, extra map[string]any) {
 	at := ev.Time()
 	if at.IsZero() {
 		at = ev.Received
@@ -547,7 +548,7 @@ func (bc *Calls) retry(ctx context.Context, fn func() error) error {
 // the first event of its end (HANGUP, HANGUP_COMPLETE or DESTROY):
 // exactly once per leg, as later events of its end find it released.
 // A leg first seen ending is not counted.
-func (bc *Calls) holdSlot(ctx context.Context, ev esl.Event, gateway string, terminal bool) {
+func (bc *Calls) holdSlot(ctx context.Context, ev freeswitch.Event, gateway string, terminal bool) {
 	bc.mu.Lock()
 	legs := bc.held[ev.Node]
 	if legs == nil {
@@ -646,9 +647,9 @@ func attemptNumber(s string) int {
 // cause from the caller's originate_causes (NONE there: the leg that was
 // bridged, which ended with the call's own cause). Carrier gateways are
 // the operator's business and are not named.
-func attemptFields(call *bindingCall, ev esl.Event) []map[string]any {
+func attemptFields(call *bindingCall, ev freeswitch.Event) []map[string]any {
 	tried := map[string]string{}
-	for _, t := range esl.ParseOriginateCauses(ev.Var("originate_causes")) {
+	for _, t := range freeswitch.ParseOriginateCauses(ev.Var("originate_causes")) {
 		tried[t.UUID] = t.Cause
 	}
 	list := slices.Clone(call.attempts)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"callbridge"
-	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 	"callbridge/internal/wait"
 	"callbridge/realswitch"
 )
@@ -21,7 +21,7 @@ import (
 type leg struct {
 	rec    *callbridge.CallbackLeg // what callbridge recorded
 	sip    realswitch.Call         // what the carrier sipp saw
-	hangup esl.Event               // FreeSWITCH's CHANNEL_HANGUP_COMPLETE
+	hangup freeswitch.Event        // FreeSWITCH's CHANNEL_HANGUP_COMPLETE
 	cdr    *callbridge.CDR         // the CDR, as the operator sees it
 }
 

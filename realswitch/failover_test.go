@@ -13,7 +13,7 @@ import (
 
 	"callbridge"
 	"callbridge/dialplan"
-	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 	"callbridge/realswitch"
 )
 
@@ -101,7 +101,7 @@ func startFailoverSwitch(t *testing.T, more ...realswitch.Gateway) *failoverSwit
 // call dials x from a phone on the inside network, bridged to target
 // through gateways, holding 1 s once answered; it returns what the phone
 // saw and FreeSWITCH's CHANNEL_HANGUP_COMPLETE of the inbound leg.
-func (f *failoverSwitch) call(t *testing.T, ctx context.Context, x string, target callbridge.Number, gateways ...string) (realswitch.Call, esl.Event) {
+func (f *failoverSwitch) call(t *testing.T, ctx context.Context, x string, target callbridge.Number, gateways ...string) (realswitch.Call, freeswitch.Event) {
 	t.Helper()
 	f.mu.Lock()
 	f.target[x], f.gateways[x] = target, gateways
@@ -125,7 +125,7 @@ func (f *failoverSwitch) call(t *testing.T, ctx context.Context, x string, targe
 
 // attempts returns the CHANNEL_HANGUP_COMPLETE of every outbound leg the
 // inbound leg's bridge created, in order.
-func (f *failoverSwitch) attempts(t *testing.T, ctx context.Context, a esl.Event) []esl.Event {
+func (f *failoverSwitch) attempts(t *testing.T, ctx context.Context, a freeswitch.Event) []freeswitch.Event {
 	t.Helper()
 	legs, err := f.sw.Attempts(ctx, a)
 	if err != nil {

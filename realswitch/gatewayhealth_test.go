@@ -3,6 +3,9 @@
 package realswitch_test
 
 import (
+	"callbridge/esl/freeswitch"
+	"callbridge/internal/wait"
+	"callbridge/realswitch"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,10 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"callbridge/esl"
-	"callbridge/internal/wait"
-	"callbridge/realswitch"
 )
 
 // TestGatewayHealthInResolve runs the real controller against a real
@@ -107,7 +106,7 @@ func TestGatewayHealthInResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gws, err := esl.ParseGatewayStatus(out)
+	gws, err := freeswitch.ParseGatewayStatus(out)
 	if err != nil || len(gws) != 1 || gws[0].Up() {
 		t.Errorf("FreeSWITCH's view of backup: %+v %v, want DOWN", gws, err)
 	}

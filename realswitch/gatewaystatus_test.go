@@ -19,6 +19,7 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 	"callbridge/realswitch"
 )
 
@@ -33,7 +34,7 @@ func statusShape(body string) string {
 	return head + "<gateways>\n" + strings.Join(blocks, "") + "</gateways>\n"
 }
 
-func eventHeaderNames(e esl.Event) []string {
+func eventHeaderNames(e freeswitch.Event) []string {
 	var names []string
 	for k := range e.Headers() {
 		names = append(names, k)
@@ -64,12 +65,12 @@ func TestCarriers(t *testing.T) {
 	sw, carrier, backup := f.sw, f.refusing, f.backup
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c := esl.NewClient(esl.Config{Name: "real", Addr: sw.ESLAddr, Password: sw.ESLPassword, Subclasses: []string{esl.GatewayStateSubclass}})
+	c := esl.NewClient(esl.Config{Name: "real", Addr: sw.ESLAddr, Password: sw.ESLPassword, Subclasses: []string{freeswitch.GatewayStateSubclass}})
 	sub := c.Subscribe(0)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	for e, err := sub.Next(ctx); e.Name != esl.SocketConnected; e, err = sub.Next(ctx) {
+	for e, err := sub.Next(ctx); e.Name != freeswitch.SocketConnected; e, err = sub.Next(ctx) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +80,7 @@ func TestCarriers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string]esl.GatewayStatus{}
+	byName := map[string]freeswitch.GatewayStatus{}
 	for _, g := range gws {
 		byName[g.Name] = g
 	}
@@ -95,21 +96,21 @@ func TestCarriers(t *testing.T) {
 	t.Run("binding failover", func(t *testing.T) { checkBindingFailover(t, ctx, f) })
 
 	// dead's first ping fails.
-	var down esl.Event
+	var down freeswitch.Event
 	for {
 		e, err := sub.Next(ctx)
 		if err != nil {
 			t.Fatalf("no sofia::gateway_state for dead: %v", err)
 		}
-		if gs, ok := esl.ParseGatewayState(e); ok && gs.Gateway == "dead" {
-			want := esl.GatewayState{Gateway: "dead", State: "NOREG", PingStatus: "DOWN", SIPStatus: 503, Phrase: "Service Unavailable"}
+		if gs, ok := freeswitch.ParseGatewayState(e); ok && gs.Gateway == "dead" {
+			want := freeswitch.GatewayState{Gateway: "dead", State: "NOREG", PingStatus: "DOWN", SIPStatus: 503, Phrase: "Service Unavailable"}
 			if gs != want {
 				t.Errorf("got %+v, want %+v", gs, want)
 			}
 			down = e
 			break
 		}
-		if gs, ok := esl.ParseGatewayState(e); ok {
+		if gs, ok := freeswitch.ParseGatewayState(e); ok {
 			t.Errorf("unexpected gateway state %+v", gs)
 		}
 	}
@@ -129,10 +130,10 @@ func TestCarriers(t *testing.T) {
 			t.Errorf("%s after its ping: %+v, want UP with a ping time", name, g)
 		}
 	}
-	if _, err := c.GatewayStatus(ctx, "nosuch"); !errors.Is(err, esl.ErrUnknownGateway) {
+	if _, err := c.GatewayStatus(ctx, "nosuch"); !errors.Is(err, freeswitch.ErrUnknownGateway) {
 		t.Errorf("unknown gateway: %v, want ErrUnknownGateway", err)
 	}
-	job, err := c.Originate(ctx, esl.Originate{Endpoint: esl.Gateway("dead", "4930123456")})
+	job, err := c.Originate(ctx, freeswitch.Originate{Endpoint: freeswitch.Gateway("dead", "4930123456")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func TestCarriers(t *testing.T) {
 		target := callbridge.Number(realswitch.Digits(realswitch.Number(171, realswitch.Answer)))
 		phone, a := f.call(t, ctx, tt.x, target, "dead", "backup")
 		fin, _ := phone.Final()
-		attempts := esl.ParseOriginateCauses(a.Var("originate_causes"))
+		attempts := freeswitch.ParseOriginateCauses(a.Var("originate_causes"))
 		if fin.Status != tt.status || a.Get("Hangup-Cause") != tt.cause || len(attempts) != tt.legs {
 			t.Errorf("bridge dead|backup, failover causes %v: the phone got %d, inbound leg %s, originate_causes %q; want %d, %s, %d legs",
 				tt.causes, fin.Status, a.Get("Hangup-Cause"), a.Var("originate_causes"), tt.status, tt.cause, tt.legs)
@@ -186,7 +187,7 @@ func TestCarriers(t *testing.T) {
 			}
 		}
 	}
-	real, err := c.API(ctx, esl.SofiaXMLStatusGateways())
+	real, err := c.API(ctx, freeswitch.SofiaXMLStatusGateways())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,12 +218,12 @@ func TestCarriers(t *testing.T) {
 	srv.Gateways = []esltest.Gateway{{Name: "carrier", Proxy: carrier.Addr}, {Name: "backup", Proxy: backup.Addr}, {Name: "dead", Proxy: deadProxy}}
 	srv.Start()
 	defer srv.Close()
-	sc := esl.NewClient(esl.Config{Name: "sim", Addr: srv.Addr(), Password: "ClueCon", Subclasses: []string{esl.GatewayStateSubclass}})
+	sc := esl.NewClient(esl.Config{Name: "sim", Addr: srv.Addr(), Password: "ClueCon", Subclasses: []string{freeswitch.GatewayStateSubclass}})
 	ssub := sc.Subscribe(0)
 	sdone := make(chan error, 1)
 	go func() { sdone <- sc.Run(ctx) }()
 	defer func() { cancel(); <-sdone }()
-	for e, err := ssub.Next(ctx); e.Name != esl.SocketConnected; e, err = ssub.Next(ctx) {
+	for e, err := ssub.Next(ctx); e.Name != freeswitch.SocketConnected; e, err = ssub.Next(ctx) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,13 +231,13 @@ func TestCarriers(t *testing.T) {
 	if err := srv.SetGatewayStatus("dead", "DOWN"); err != nil {
 		t.Fatal(err)
 	}
-	var simDown esl.Event
+	var simDown freeswitch.Event
 	for {
 		e, err := ssub.Next(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := esl.ParseGatewayState(e); ok {
+		if _, ok := freeswitch.ParseGatewayState(e); ok {
 			simDown = e
 			break
 		}
@@ -244,22 +245,22 @@ func TestCarriers(t *testing.T) {
 	if got, want := eventHeaderNames(simDown), eventHeaderNames(down); !slices.Equal(got, want) {
 		t.Errorf("sofia::gateway_state headers: simulator %v, FreeSWITCH %v", got, want)
 	}
-	sim, err := sc.API(ctx, esl.SofiaXMLStatusGateways())
+	sim, err := sc.API(ctx, freeswitch.SofiaXMLStatusGateways())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := statusShape(sim), statusShape(real); got != want {
 		t.Errorf("sofia xmlstatus gateway: simulator\n%s\nFreeSWITCH\n%s", sim, real)
 	}
-	simGws, err := esl.ParseGatewayStatus(sim)
+	simGws, err := freeswitch.ParseGatewayStatus(sim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	realGws, err := esl.ParseGatewayStatus(real)
+	realGws, err := freeswitch.ParseGatewayStatus(real)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := func(g esl.GatewayStatus) string {
+	key := func(g freeswitch.GatewayStatus) string {
 		return strings.Join([]string{g.Name, g.Profile, g.Proxy, g.State, g.Status, g.PingInterval.String()}, " ")
 	}
 	var s, r []string
@@ -274,7 +275,7 @@ func TestCarriers(t *testing.T) {
 	if !slices.Equal(s, r) {
 		t.Errorf("gateways: simulator %v, FreeSWITCH %v", s, r)
 	}
-	sjob, err := sc.Originate(ctx, esl.Originate{Endpoint: esl.Gateway("dead", "4930123456")})
+	sjob, err := sc.Originate(ctx, freeswitch.Originate{Endpoint: freeswitch.Gateway("dead", "4930123456")})
 	if err != nil {
 		t.Fatal(err)
 	}

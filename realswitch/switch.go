@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 )
 
 // SwitchConfig is how one FreeSWITCH is run.
@@ -123,8 +124,8 @@ type Switch struct {
 	eslLog logBuffer // the event connection's state changes and drops
 
 	mu      sync.Mutex
-	hangups map[string]esl.Event // CHANNEL_HANGUP_COMPLETE by unique id
-	changed chan struct{}        // closed and replaced when hangups grows
+	hangups map[string]freeswitch.Event // CHANNEL_HANGUP_COMPLETE by unique id
+	changed chan struct{}               // closed and replaced when hangups grows
 }
 
 // FreeSWITCHDir returns the FreeSWITCH build the suite uses:
@@ -235,7 +236,7 @@ func StartSwitch(cfg SwitchConfig) (*Switch, error) {
 		ExternalSIP: fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		State:       state,
 		done:        make(chan struct{}),
-		hangups:     map[string]esl.Event{},
+		hangups:     map[string]freeswitch.Event{},
 		changed:     make(chan struct{}),
 	}
 	s.RTPStart, s.RTPEnd = rtpRange(400)
@@ -324,7 +325,7 @@ func (s *Switch) connect() error {
 	s.stop = cancel
 	s.esl = esl.NewClient(esl.Config{
 		Name: "realswitch", Addr: s.ESLAddr, Password: s.ESLPassword,
-		Events:     []esl.EventName{esl.ChannelHangupComplete},
+		Events:     []freeswitch.EventName{freeswitch.ChannelHangupComplete},
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&s.eslLog, nil)),
 	})
@@ -359,7 +360,7 @@ func (s *Switch) connect() error {
 
 func (s *Switch) record() {
 	for e := range s.events.C() {
-		if e.Name != esl.ChannelHangupComplete {
+		if e.Name != freeswitch.ChannelHangupComplete {
 			continue
 		}
 		s.mu.Lock()
@@ -436,7 +437,7 @@ func readFrame(r *bufio.Reader) (map[string]string, string, error) {
 // Hangup waits until FreeSWITCH reports CHANNEL_HANGUP_COMPLETE for the
 // channel uuid and returns that event (hangup cause, q850, billmsec, RTP
 // counters as variable_*).
-func (s *Switch) Hangup(ctx context.Context, uuid string) (esl.Event, error) {
+func (s *Switch) Hangup(ctx context.Context, uuid string) (freeswitch.Event, error) {
 	uuid = strings.ToLower(uuid)
 	for {
 		s.mu.Lock()
@@ -449,19 +450,19 @@ func (s *Switch) Hangup(ctx context.Context, uuid string) (esl.Event, error) {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return esl.Event{}, fmt.Errorf("realswitch: no CHANNEL_HANGUP_COMPLETE for %s: %w", uuid, ctx.Err())
+			return freeswitch.Event{}, fmt.Errorf("realswitch: no CHANNEL_HANGUP_COMPLETE for %s: %w", uuid, ctx.Err())
 		}
 	}
 }
 
 // Attempts returns the CHANNEL_HANGUP_COMPLETE of every leg the bridge of
 // a (a leg's own CHANNEL_HANGUP_COMPLETE) created, in the order it tried
-// them, as its originate_causes lists them (esl.ParseOriginateCauses):
+// them, as its originate_causes lists them (freeswitch.ParseOriginateCauses):
 // each names its gateway (variable_sip_gateway_name) and cause. A gateway
 // that was DOWN created no leg and is not among them.
-func (s *Switch) Attempts(ctx context.Context, a esl.Event) ([]esl.Event, error) {
-	var out []esl.Event
-	for _, at := range esl.ParseOriginateCauses(a.Var("originate_causes")) {
+func (s *Switch) Attempts(ctx context.Context, a freeswitch.Event) ([]freeswitch.Event, error) {
+	var out []freeswitch.Event
+	for _, at := range freeswitch.ParseOriginateCauses(a.Var("originate_causes")) {
 		e, err := s.Hangup(ctx, at.UUID)
 		if err != nil {
 			return nil, err

@@ -7,7 +7,7 @@ import (
 )
 
 // ParseSofiaStatus reads the status FreeSWITCH reports for a gateway
-// (sofia xmlstatus gateway's <status>, esl.GatewayStatus.Status): "UP"
+// (sofia xmlstatus gateway's <status>, freeswitch.GatewayStatus.Status): "UP"
 // or "DOWN"; anything else is SofiaUnknown.
 func ParseSofiaStatus(s string) SofiaState {
 	switch strings.ToUpper(strings.TrimSpace(s)) {

@@ -18,7 +18,7 @@ import (
 
 	"callbridge"
 	"callbridge/billing"
-	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 	"callbridge/routing"
 )
 
@@ -516,7 +516,7 @@ func (c *Config) Validate() error {
 			continue
 		}
 		// The path goes into uuid_broadcast: accept exactly what it accepts.
-		if _, err := esl.UUIDBroadcast(promptCheckUUID, p.path, "aleg"); err != nil {
+		if _, err := freeswitch.UUIDBroadcast(promptCheckUUID, p.path, "aleg"); err != nil {
 			return fmt.Errorf("invalid %s %q: want an absolute path of A-Z, a-z, 0-9 and '_./-', or none", p.env, p.path)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"callbridge"
 	"callbridge/esl"
 	"callbridge/esl/esltest"
+	"callbridge/esl/freeswitch"
 	"callbridge/internal/wait"
 	"callbridge/postgres"
 	"callbridge/postgres/pgtest"
@@ -95,9 +96,9 @@ func (c *deckController) importRates(t *testing.T, key, deck, csv string) int64 
 func (c *deckController) call(t *testing.T, cdrs *postgres.CDRStore, account string, number callbridge.Number) *callbridge.CDR {
 	t.Helper()
 	ctx := context.Background()
-	job, err := c.caller.Originate(ctx, esl.Originate{
-		Endpoint: esl.Gateway("carrier", number),
-		Vars: []esl.Var{{Name: callbridge.VarAccount, Value: account}, {Name: callbridge.VarLeg, Value: "a"},
+	job, err := c.caller.Originate(ctx, freeswitch.Originate{
+		Endpoint: freeswitch.Gateway("carrier", number),
+		Vars: []freeswitch.Var{{Name: callbridge.VarAccount, Value: account}, {Name: callbridge.VarLeg, Value: "a"},
 			{Name: callbridge.VarCallbackID, Value: "7d1f4a52-1c7e-4c1a-9a53-0c0d5f1e2b3a"}},
 		CallerIDNumber: "4940123456",
 		Timeout:        30 * time.Second,

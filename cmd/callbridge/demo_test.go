@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"callbridge/internal/wait"
 	"callbridge/postgres/pgtest"
 
 	"golang.org/x/sys/unix"
@@ -80,17 +81,15 @@ func TestDemoInterrupt(t *testing.T) {
 	})
 
 	const ready = "Press Ctrl-C to stop"
-	deadline := time.After(4 * time.Minute) // a cold `make build` included
-	for !strings.Contains(out.String(), ready) {
+	wait.ForState(t, "make demo to print "+strconv.Quote(ready), func() (bool, string) {
 		select {
 		case err := <-done:
 			killed = true
 			t.Fatalf("make demo ended before the API was left running: %v\n%s", err, out.String())
-		case <-deadline:
-			t.Fatalf("make demo did not reach %q in 4 minutes:\n%s", ready, out.String())
-		case <-time.After(200 * time.Millisecond):
+		default:
 		}
-	}
+		return strings.Contains(out.String(), ready), "\n" + out.String()
+	}, wait.Within(4*time.Minute), wait.Every(200*time.Millisecond)) // a cold `make build` included
 	if _, err := ptm.Write([]byte{0x03}); err != nil { // Ctrl-C, as typed
 		t.Fatal(err)
 	}

@@ -562,6 +562,7 @@ var errorStatus = map[string]int{
 	"invalid": 400, "unauthorized": 401, "insufficient_funds": 402, "forbidden": 403,
 	"not_found": 404, "method_not_allowed": 405, "conflict": 409, "no_number_available": 409,
 	"too_large": 413, "rate_limited": 429, "internal": 500, "not_implemented": 501, "unavailable": 503,
+	"outcome_unknown": 503,
 }
 
 var (

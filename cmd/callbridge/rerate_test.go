@@ -84,7 +84,11 @@ func TestRunRerate(t *testing.T) {
 	if c.Sell != 1200000 || c.Flags != callbridge.CDRRerated || c.SellDeckID != deck.ID || c.SellCurrency != "EUR" {
 		t.Errorf("rerated CDR: sell %d flags %v deck %s", c.Sell, c.Flags, c.SellDeckID)
 	}
-	hist, err := store.CDRRatings(ctx, c.UUID)
+	var hist []struct {
+		OldSell int64 `db:"old_sell"`
+		NewSell int64 `db:"new_sell"`
+	}
+	err = pgtest.Select(ctx, db, &hist, `SELECT old_sell, new_sell FROM cdr_ratings WHERE uuid = $1 ORDER BY id`, c.UUID)
 	if err != nil || len(hist) != 1 || hist[0].OldSell != 0 || hist[0].NewSell != 1200000 {
 		t.Errorf("history %+v, %v", hist, err)
 	}

@@ -17,7 +17,7 @@ import (
 	"callbridge/app"
 	"callbridge/billing"
 	"callbridge/controller"
-	"callbridge/esl"
+	"callbridge/esl/freeswitch"
 	"callbridge/postgres"
 	"callbridge/routing"
 )
@@ -211,7 +211,7 @@ func callbackOwner(cfg *Config) string {
 // callbackPrompts is the allow-list of prompts a callback request may
 // name: the ringback tone, and "hold" when CALLBRIDGE_PROMPT_HOLD is a file.
 func callbackPrompts(cfg *Config) map[string]string {
-	p := map[string]string{"ringback": esl.ToneRingbackUS}
+	p := map[string]string{"ringback": freeswitch.ToneRingbackUS}
 	if cfg.PromptHold != promptNone {
 		p["hold"] = cfg.PromptHold
 	}

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"callbridge/esl/esltest/internal/call"
+	"callbridge/esl/esltest/internal/fswitch"
+
 	"github.com/google/uuid"
 )
 
@@ -123,19 +126,19 @@ func (c *conn) write(f []byte) bool {
 }
 
 // wants reports whether e passes this connection's subscription and filters.
-func (c *conn) wants(e *event) bool {
+func (c *conn) wants(e *call.Event) bool {
 	if !c.authed || !c.listening {
 		return false
 	}
 	if !c.all {
-		if !c.events[e.name] {
+		if !c.events[e.Name] {
 			return false
 		}
-		if sub := e.get("Event-Subclass"); e.name == "CUSTOM" && sub != "" && !c.subcls[sub] {
+		if sub := e.Get("Event-Subclass"); e.Name == "CUSTOM" && sub != "" && !c.subcls[sub] {
 			return false
 		}
 	}
-	if c.myUUID != "" && e.get("Unique-ID") != c.myUUID && e.name != "BACKGROUND_JOB" {
+	if c.myUUID != "" && e.Get("Unique-ID") != c.myUUID && e.Name != "BACKGROUND_JOB" {
 		return false
 	}
 	return c.passesFilters(e)
@@ -253,17 +256,26 @@ func (c *conn) handle(p *packet) bool {
 		if id == "" {
 			id, _ = p.header("session-id")
 		}
-		c.reply(s.sendmsg(id, p, p.body))
+		get := func(name string) string {
+			v, _ := p.header(name)
+			return v
+		}
+		m := fswitch.Msg{Command: get("call-command"), HangupCause: get("hangup-cause"),
+			App: get("execute-app-name"), Arg: get("execute-app-arg")}
+		if len(p.body) > 0 {
+			m.Arg = string(p.body)
+		}
+		c.reply(s.sw.SendMsg(id, m))
 	case hasPrefixFold(cmd, "api "):
 		name, arg := splitAPI(line[len("api "):])
-		out := s.execAPI(c, name, arg)
-		if out == "" {
-			out = "-ERR no reply\n"
-		}
-		s.mu.Lock()
-		c.enqueueLocked(bodyFrame("api/response", out))
-		s.apiEventLocked(name, arg)
-		s.mu.Unlock()
+		s.sw.API(name, arg, c.done, func(out string) {
+			if out == "" {
+				out = "-ERR no reply\n"
+			}
+			s.mu.Lock()
+			c.enqueueLocked(bodyFrame("api/response", out))
+			s.mu.Unlock()
+		})
 	case hasPrefixFold(cmd, "bgapi "):
 		name, arg := splitAPI(line[len("bgapi "):])
 		job, ok := p.header("job-uuid")
@@ -281,7 +293,11 @@ func (c *conn) handle(p *packet) bool {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.runJob(job, name, arg)
+			s.sw.Job(job, name, arg, func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return s.jobEvents != JobEventsSwallowed
+			})
 		}()
 	case hasPrefixFold(cmd, "log"):
 		// Log streaming is not simulated (see the package documentation).
@@ -324,13 +340,14 @@ func splitAPI(s string) (name, arg string) {
 func (c *conn) myevents(rest string) {
 	id, format, hasFormat := strings.Cut(rest, " ")
 	s := c.s
+	known := !hasFormat || s.sw.Exists(id) // before mu: the switch's lock comes first
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.myUUID != "" {
 		c.enqueueLocked(replyFrame("-ERR aready enabled."))
 		return
 	}
-	if ch := s.chans[id]; hasFormat && (ch == nil || ch.shadow) {
+	if !known {
 		c.enqueueLocked(replyFrame("-ERR invalid uuid"))
 		return
 	}
@@ -477,13 +494,13 @@ func (c *conn) filterCmd(rest string) {
 // headers equals (without case) a filter's value, unless a filter whose
 // value starts with '-' matches it. Regular-expression filters ("/...")
 // are not simulated.
-func (c *conn) passesFilters(e *event) bool {
+func (c *conn) passesFilters(e *call.Event) bool {
 	if len(c.filter) == 0 {
 		return true
 	}
 	send := false
 	for _, f := range c.filter {
-		hval, ok := e.lookupFold(f.name)
+		hval, ok := e.LookupFold(f.name)
 		if !ok {
 			continue
 		}

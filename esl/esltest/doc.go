@@ -66,7 +66,7 @@
 // FreeSWITCH's does. Differences: execute_on_originate runs only a set,
 // and the escape layers FreeSWITCH applies to a bridged leg's hook
 // (dial-string parsing, expansion) are not reproduced: the simulator
-// recognises the hook's references instead (cdrhook.go).
+// recognises the hook's references instead (internal/call/cdrhook.go).
 //
 // # Far-end behaviour
 //
@@ -117,4 +117,14 @@
 // Frames for each connection are queued; a connection that lets QueueSize
 // frames pile up is dropped, as FreeSWITCH drops a listener that stops
 // reading, so the simulator never blocks on a client.
+//
+// # Layout
+//
+// This package is the event socket: listeners, connections, auth,
+// command blocks and framing, subscriptions and filters, and the test
+// controls on Server. Behind it, internal/fswitch is the switch: the
+// channels and their calls, the api commands, the gateways, under a lock
+// of its own; the server drives it and renders the events it fires.
+// internal/call is the data both share (channels, events, dial strings,
+// dialplan documents, scripts) and internal/clock the simulated time.
 package esltest

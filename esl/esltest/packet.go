@@ -197,3 +197,9 @@ func ReadCommand(r *bufio.Reader) (*Command, error) {
 	}
 	return c, nil
 }
+
+// header is one "name: value" line of a command block, a reply or an
+// event filter, in the order it was read or is sent.
+type header struct {
+	name, value string
+}

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
+	"callbridge/esl/esltest/internal/call"
+	"callbridge/esl/esltest/internal/fswitch"
 )
 
 // Server is a simulated FreeSWITCH 1.10 node speaking the inbound
@@ -45,38 +43,39 @@ type Server struct {
 	// Logger receives one line per call outcome and per connection problem
 	// (default: discard).
 	Logger *slog.Logger
-	// Gateways are the node's sofia gateways (gateway.go); none by
+	// Gateways are the node's sofia gateways; none by
 	// default, and then "sofia xmlstatus gateway" lists none and every
 	// sofia/gateway/NAME dial string is accepted.
 	Gateways []Gateway
 
+	// sw is the switch behind the socket: the channels, their calls and
+	// the api commands. Its lock is taken before mu, never after.
+	sw *fswitch.Switch
+
 	mu         sync.Mutex
 	listeners  []net.Listener
 	conns      map[*conn]struct{}
-	gws        map[string]*gateway // Gateways by name
-	gwOrder    []string            // Gateways' names in order
-	chans      map[string]*channel
-	hash       map[string]string // mod_hash's store (cdrhook.go)
-	seq        uint64
-	sessions   int
-	peak       int
 	commands   []string
 	replyDelay time.Duration
 	refuseAuth bool
 	jobEvents  JobEvents
-	maxSess    int
-	paused     bool // fsctl pause
-	clk        *clock
-	coreUUID   string
 	started    bool
 	closed     bool
-	startSim   time.Time
-	httpClient *http.Client
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
+
+// Gateway is a sofia gateway of the simulated node: "sofia xmlstatus
+// gateway" reports it as FreeSWITCH 1.10.12 does (the replies captured in
+// ../testdata/sofia/), an originate through a DOWN gateway fails with
+// GATEWAY_DOWN before any channel exists, and SetGatewayStatus changes its
+// status as a ping would, firing sofia::gateway_state. Its fields are
+// Name, Proxy (host:port, default NAME.invalid), Status ("UP", the
+// default, or "DOWN") and Refuse (every leg through it fails as a carrier
+// answering 503 does).
+type Gateway = fswitch.Gateway
 
 // NewServer returns a Server listening on 127.0.0.1 on a free port.
 func NewServer() *Server {
@@ -118,16 +117,26 @@ func (s *Server) init() {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
-	s.clk = newClock(s.Speed)
-	s.startSim = s.clk.now()
-	s.coreUUID = uuid.NewString()
 	s.conns = map[*conn]struct{}{}
-	s.chans = map[string]*channel{}
-	s.httpClient = &http.Client{Timeout: s.DialplanTimeout}
-	s.initGatewaysLocked()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(1)
-	go s.heartbeat()
+	s.sw = fswitch.New(fswitch.Config{Speed: s.Speed, Gateways: s.Gateways, Settings: s.settings, Emit: s.dispatch})
+}
+
+// settings are the fields the switch reads where it uses them, as they
+// are now.
+func (s *Server) settings() fswitch.Settings {
+	return fswitch.Settings{Hostname: s.Hostname, Script: s.Script, DialplanURL: s.DialplanURL,
+		DialplanUser: s.DialplanUser, DialplanPassword: s.DialplanPassword,
+		DialplanTimeout: s.DialplanTimeout, MaxSessions: s.MaxSessions, Logger: s.Logger}
+}
+
+// node returns the switch, starting it with the fields as they are if
+// the server has not started yet.
+func (s *Server) node() *fswitch.Switch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	return s.sw
 }
 
 // Listen starts accepting event-socket connections on addr. It may be called
@@ -187,6 +196,7 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	s.cancel()
+	s.sw.Close()
 	s.wg.Wait()
 }
 
@@ -213,21 +223,68 @@ func (s *Server) accept(ln net.Listener) {
 }
 
 // Now returns the simulated time.
-func (s *Server) Now() time.Time {
-	s.mu.Lock()
-	s.init()
-	s.mu.Unlock()
-	return s.clk.now()
-}
+func (s *Server) Now() time.Time { return s.node().Now() }
 
 // Jump moves the simulated clock forward by d; timers due in that span fire
 // at once (a call scripted to talk 3 s ends when the clock is jumped 3 s).
-func (s *Server) Jump(d time.Duration) {
+func (s *Server) Jump(d time.Duration) { s.node().Jump(d) }
+
+// Channels returns the live channels, oldest first.
+func (s *Server) Channels() []ChannelInfo { return s.node().Channels() }
+
+// ChannelInfo describes a live channel for tests: its UUID, Name,
+// Direction, State (Channel-State), CallState, CallerID, Destination,
+// Application, BridgedTo (the bridged leg's UUID, "" if none), Created and
+// Answered (zero if not answered) times and Variables.
+type ChannelInfo = call.ChannelInfo
+
+// Hangup makes the far end of a channel hang up with cause (a BYE, or a
+// CANCEL before answer, from the remote side).
+func (s *Server) Hangup(uuid, cause string) error { return s.node().Hangup(uuid, cause) }
+
+// Inbound simulates a call from caller to destination arriving on the
+// "internal" sofia profile (context "public"): the leg is created, the
+// dialplan is fetched from DialplanURL as mod_xml_curl would, and executed.
+// It returns the new leg's UUID once the leg exists.
+func (s *Server) Inbound(ctx context.Context, caller, destination string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
 	s.mu.Lock()
-	s.init()
+	closed := s.closed
 	s.mu.Unlock()
-	s.clk.jump(d)
+	if closed {
+		return "", errors.New("SYSTEM_SHUTDOWN")
+	}
+	return s.node().Inbound(caller, destination)
 }
+
+// SetGatewayStatus sets gateway name "UP" or "DOWN" as the answer to an
+// OPTIONS ping would (200 OK, or 503 Service Unavailable when nothing
+// answered), and fires sofia::gateway_state when the status changed.
+func (s *Server) SetGatewayStatus(name, status string) error {
+	return s.node().SetGatewayStatus(name, status)
+}
+
+// SetPaused pauses the node as "fsctl pause" does (true) or resumes it as
+// "fsctl resume" does (false): while paused, "fsctl ready_check" answers
+// "false" and every originate is refused before a session exists
+// ("-ERR DESTINATION_OUT_OF_ORDER"); channels in progress go on.
+func (s *Server) SetPaused(paused bool) { s.node().SetPaused(paused) }
+
+// SetMaxSessions limits the channels the node holds, as switch.conf's
+// max-sessions does (0: no limit). An originate while n channels exist is
+// refused before a session is created: no event, and the originate
+// answers "-ERR DESTINATION_OUT_OF_ORDER" (mod_sofia's cause when the core
+// will not create a session; the min-idle-cpu and sessions-per-second
+// guards refuse the same way). A negative n refuses every originate, as a
+// node whose CPU is saturated does under min-idle-cpu. Lowering it hangs
+// nothing up.
+func (s *Server) SetMaxSessions(n int) { s.node().SetMaxSessions(n) }
+
+// Flood emits n events, alternately HEARTBEAT and CUSTOM (subclass
+// esltest::flood), to the subscribed connections.
+func (s *Server) Flood(n int) { s.node().Flood(n) }
 
 // Commands returns every command block received on any connection, in
 // order: the command line and any header lines, joined by "\n".
@@ -235,53 +292,6 @@ func (s *Server) Commands() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.commands...)
-}
-
-// Channels returns the live channels, oldest first.
-func (s *Server) Channels() []ChannelInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]ChannelInfo, 0, len(s.chans))
-	for _, ch := range s.sortedChannelsLocked() {
-		out = append(out, ch.info())
-	}
-	return out
-}
-
-func (s *Server) sortedChannelsLocked() []*channel {
-	list := make([]*channel, 0, len(s.chans))
-	for _, ch := range s.chans {
-		if !ch.shadow {
-			list = append(list, ch)
-		}
-	}
-	sort.Slice(list, func(i, j int) bool {
-		if !list[i].created.Equal(list[j].created) {
-			return list[i].created.Before(list[j].created)
-		}
-		return list[i].sessionID < list[j].sessionID
-	})
-	return list
-}
-
-// Hangup makes the far end of a channel hang up with cause (a BYE, or a
-// CANCEL before answer, from the remote side).
-func (s *Server) Hangup(uuid, cause string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ch := s.chans[uuid]
-	if ch == nil || ch.shadow {
-		return fmt.Errorf("esltest: no such channel %q", uuid)
-	}
-	disp := "recv_bye"
-	if ch.answered.IsZero() {
-		disp = "recv_cancel"
-		if ch.direction == "outbound" {
-			disp = "recv_refuse"
-		}
-	}
-	s.requestHangupLocked(ch, normalizeCause(cause), disp)
-	return nil
 }
 
 // DropConnections closes every connection abruptly, without a disconnect
@@ -339,52 +349,6 @@ func (s *Server) SetJobEvents(m JobEvents) {
 	s.jobEvents = m
 }
 
-// SetPaused pauses the node as "fsctl pause" does (true) or resumes it as
-// "fsctl resume" does (false): while paused, "fsctl ready_check" answers
-// "false" and every originate is refused before a session exists
-// ("-ERR DESTINATION_OUT_OF_ORDER"); channels in progress go on.
-func (s *Server) SetPaused(paused bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.paused = paused
-}
-
-// fsctl runs the "fsctl" subcommands a drain uses: ready_check, pause
-// and resume (of both directions, as without an argument).
-func (s *Server) fsctl(arg string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sub, _, _ := strings.Cut(strings.TrimSpace(arg), " ")
-	switch sub {
-	case "ready_check":
-		if s.paused {
-			return "false"
-		}
-		return "true"
-	case "pause":
-		s.paused = true
-		return "+OK\n"
-	case "resume":
-		s.paused = false
-		return "+OK\n"
-	}
-	return "-USAGE: fsctl [ready_check|pause|resume]\n"
-}
-
-// SetMaxSessions limits the channels the node holds, as switch.conf's
-// max-sessions does (0: no limit). An originate while n channels exist is
-// refused before a session is created: no event, and the originate
-// answers "-ERR DESTINATION_OUT_OF_ORDER" (mod_sofia's cause when the core
-// will not create a session; the min-idle-cpu and sessions-per-second
-// guards refuse the same way). A negative n refuses every originate, as a
-// node whose CPU is saturated does under min-idle-cpu. Lowering it hangs
-// nothing up.
-func (s *Server) SetMaxSessions(n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.maxSess = n
-}
-
 // SetRefuseAuth makes every auth attempt fail as a wrong password does.
 func (s *Server) SetRefuseAuth(refuse bool) {
 	s.mu.Lock()
@@ -404,112 +368,11 @@ func (s *Server) InjectFrame(raw []byte) {
 	}
 }
 
-// Flood emits n events, alternately HEARTBEAT and CUSTOM (subclass
-// esltest::flood), to the subscribed connections.
-func (s *Server) Flood(n int) {
+// dispatch queues e to every connection subscribed to it. The switch
+// calls it, with its lock held, for every event it fires.
+func (s *Server) dispatch(e *call.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := 0; i < n; i++ {
-		if i%2 == 0 {
-			s.dispatchLocked(s.heartbeatEventLocked())
-			continue
-		}
-		e := s.newEventLocked("CUSTOM", "esltest.go", "flood", 1)
-		e.add("Event-Subclass", "esltest::flood")
-		e.add("Flood-Index", fmt.Sprint(i))
-		s.dispatchLocked(e)
-	}
-}
-
-// heartbeat emits HEARTBEAT every 20 s of simulated time, like FreeSWITCH.
-func (s *Server) heartbeat() {
-	defer s.wg.Done()
-	for s.clk.sleep(s.ctx, 20*time.Second, nil) {
-		s.mu.Lock()
-		s.dispatchLocked(s.heartbeatEventLocked())
-		s.mu.Unlock()
-	}
-}
-
-func (s *Server) heartbeatEventLocked() *event {
-	e := s.newEventLocked("HEARTBEAT", "switch_core.c", "send_heartbeat", 95)
-	up := s.clk.now().Sub(s.startSim)
-	e.add("Event-Info", "System Ready")
-	e.add("Up-Time", upTime(up))
-	e.add("FreeSWITCH-Version", "1.10.12-release+git~20240802T210227Z~a88d069d6f~64bit")
-	e.add("Uptime-msec", fmt.Sprint(up.Milliseconds()))
-	e.add("Session-Count", fmt.Sprint(s.liveCountLocked()))
-	e.add("Max-Sessions", "1000")
-	e.add("Session-Per-Sec", "30")
-	e.add("Session-Per-Sec-Last", "0")
-	e.add("Session-Per-Sec-Max", "0")
-	e.add("Session-Per-Sec-FiveMin", "0")
-	e.add("Session-Since-Startup", fmt.Sprint(s.sessions))
-	e.add("Session-Peak-Max", fmt.Sprint(s.peak))
-	e.add("Session-Peak-FiveMin", fmt.Sprint(s.peak))
-	e.add("Idle-CPU", "100.000000")
-	return e
-}
-
-func (s *Server) liveCountLocked() int {
-	n := 0
-	for _, ch := range s.chans {
-		if !ch.shadow {
-			n++
-		}
-	}
-	return n
-}
-
-// upTime formats an uptime as FreeSWITCH's status and HEARTBEAT do.
-func upTime(d time.Duration) string {
-	plural := func(n int64, unit string) string {
-		if n == 1 {
-			return fmt.Sprintf("%d %s", n, unit)
-		}
-		return fmt.Sprintf("%d %ss", n, unit)
-	}
-	us := d.Microseconds()
-	years := us / (365 * 86400 * 1e6)
-	us -= years * 365 * 86400 * 1e6
-	days := us / (86400 * 1e6)
-	us -= days * 86400 * 1e6
-	hours := us / (3600 * 1e6)
-	us -= hours * 3600 * 1e6
-	mins := us / (60 * 1e6)
-	us -= mins * 60 * 1e6
-	secs := us / 1e6
-	us -= secs * 1e6
-	msec := us / 1000
-	us -= msec * 1000
-	return strings.Join([]string{plural(years, "year"), plural(days, "day"), plural(hours, "hour"),
-		plural(mins, "minute"), plural(secs, "second"), plural(msec, "millisecond"), plural(us, "microsecond")}, ", ")
-}
-
-// newEventLocked starts an event with the 13 headers every FreeSWITCH event
-// begins with, taking the next Event-Sequence.
-func (s *Server) newEventLocked(name, file, function string, line int) *event {
-	s.seq++
-	now := s.clk.now()
-	e := &event{name: name}
-	e.add("Event-Name", name)
-	e.add("Core-UUID", s.coreUUID)
-	e.add("FreeSWITCH-Hostname", s.Hostname)
-	e.add("FreeSWITCH-Switchname", s.Hostname)
-	e.add("FreeSWITCH-IPv4", "127.0.0.1")
-	e.add("FreeSWITCH-IPv6", "::1")
-	e.add("Event-Date-Local", now.Format("2006-01-02 15:04:05"))
-	e.add("Event-Date-GMT", now.Format("Mon, 02 Jan 2006 15:04:05 GMT"))
-	e.add("Event-Date-Timestamp", usec(now))
-	e.add("Event-Calling-File", file)
-	e.add("Event-Calling-Function", function)
-	e.add("Event-Calling-Line-Number", fmt.Sprint(line))
-	e.add("Event-Sequence", fmt.Sprint(s.seq))
-	return e
-}
-
-// dispatchLocked queues e to every connection subscribed to it.
-func (s *Server) dispatchLocked(e *event) {
 	var plain, js []byte
 	for c := range s.conns {
 		if !c.wants(e) {
@@ -518,18 +381,14 @@ func (s *Server) dispatchLocked(e *event) {
 		switch c.format {
 		case "json":
 			if js == nil {
-				js = eventFrame("text/event-json", e.renderJSON())
+				js = eventFrame("text/event-json", e.JSON())
 			}
 			c.enqueueLocked(js)
 		default:
 			if plain == nil {
-				plain = eventFrame("text/event-plain", e.renderPlain())
+				plain = eventFrame("text/event-plain", e.Plain())
 			}
 			c.enqueueLocked(plain)
 		}
 	}
-}
-
-func (s *Server) logf(msg string, args ...any) {
-	s.Logger.Info(msg, args...)
 }

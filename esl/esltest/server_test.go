@@ -530,3 +530,16 @@ func ExampleNewServer() {
 	fmt.Println(s.Addr() != "")
 	// Output: true
 }
+
+// The switch reads the Script where it uses it, so a Script set after
+// Start (as some tests do) is still followed.
+func TestScriptSetAfterStart(t *testing.T) {
+	s := newTestServer(t, 50)
+	s.Script = &Script{Rules: []Rule{{Prefix: "3000", Outcome: OutcomeBusy}}}
+	c := dialRaw(t, s)
+	c.auth("ClueCon")
+	c.send("api originate sofia/internal/3000 &park()")
+	if f := c.frame(); string(f.Body) != "-ERR USER_BUSY\n" {
+		t.Errorf("originate of a number scripted busy = %q, want -ERR USER_BUSY", f.Body)
+	}
+}

@@ -555,31 +555,3 @@ func (s *Store) Rerate(ctx context.Context, f RerateFilter, price func(ctx conte
 		}
 	}
 }
-
-// CDRRatings returns the re-rating history of a channel, oldest first.
-func (s *Store) CDRRatings(ctx context.Context, id string) ([]*callbridge.CDRRating, error) {
-	if !callbridge.IsUUID(id) {
-		return nil, pg.NotFound("cdr")
-	}
-	rows, err := s.db.QueryContext(ctx, `SELECT rerate_id, uuid, start_at, coalesce(account_id::text, ''),
-		old_sell, new_sell, old_buy, new_buy, old_flags, new_flags, rated_at
-		FROM cdr_ratings WHERE uuid = $1 ORDER BY id`, id)
-	if err != nil {
-		return nil, pg.Error(err)
-	}
-	defer rows.Close()
-	var out []*callbridge.CDRRating
-	for rows.Next() {
-		var r callbridge.CDRRating
-		var oldF, newF pq.StringArray
-		if err := rows.Scan(&r.RerateID, &r.UUID, &r.StartAt, &r.AccountID, &r.OldSell, &r.NewSell,
-			&r.OldBuy, &r.NewBuy, &oldF, &newF, &r.RatedAt); err != nil {
-			return nil, pg.Error(err)
-		}
-		r.OldFlags, _ = callbridge.ParseCDRFlags(oldF)
-		r.NewFlags, _ = callbridge.ParseCDRFlags(newF)
-		r.StartAt, r.RatedAt = r.StartAt.UTC(), r.RatedAt.UTC()
-		out = append(out, &r)
-	}
-	return out, pg.Error(rows.Err())
-}

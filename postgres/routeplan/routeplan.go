@@ -171,23 +171,6 @@ func (s *Service) RoutePlan(ctx context.Context, id string) (*routing.PlanInfo, 
 	return row.info(), nil
 }
 
-// RoutePlanFor returns the plan that routes an account's calls: its own,
-// else the default plan. accountID empty asks for the default plan.
-// ENOTFOUND when there is neither.
-func (s *Service) RoutePlanFor(ctx context.Context, accountID string) (*routing.PlanInfo, error) {
-	if accountID != "" && !callbridge.IsUUID(accountID) {
-		accountID = ""
-	}
-	var row planRow
-	err := s.db.GetContext(ctx, &row, `SELECT `+planColumns+` FROM route_plans
-		WHERE (account_id = nullif($1, '')::uuid) OR is_default
-		ORDER BY is_default LIMIT 1`, accountID)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: route plan for account: %w", pg.NotFoundAs(pg.Error(err), "route plan"))
-	}
-	return row.info(), nil
-}
-
 // DeleteRoutePlan deletes a plan and its routes. ENOTFOUND.
 func (s *Service) DeleteRoutePlan(ctx context.Context, id string) error {
 	if !callbridge.IsUUID(id) {
@@ -329,8 +312,9 @@ func (s *Service) LoadPlan(ctx context.Context, id string) (*routing.Plan, error
 	return s.loadPlan(ctx, `SELECT `+planColumns+` FROM route_plans WHERE id = $1`, id)
 }
 
-// LoadPlanFor is LoadPlan of the plan that routes an account's calls (see
-// RoutePlanFor).
+// LoadPlanFor is LoadPlan of the plan that routes an account's calls: its
+// own, else the default plan. accountID empty asks for the default plan.
+// ENOTFOUND when there is neither.
 func (s *Service) LoadPlanFor(ctx context.Context, accountID string) (*routing.Plan, error) {
 	if accountID != "" && !callbridge.IsUUID(accountID) {
 		accountID = ""

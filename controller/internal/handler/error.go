@@ -29,6 +29,7 @@ var statusOf = map[string]int{
 	callbridge.EINTERNAL:       http.StatusInternalServerError,
 	callbridge.ENOTIMPLEMENTED: http.StatusNotImplemented,
 	callbridge.EUNAVAILABLE:    http.StatusServiceUnavailable,
+	callbridge.EOUTCOMEUNKNOWN: http.StatusServiceUnavailable,
 }
 
 // ErrorJSON is the body of every error answer:

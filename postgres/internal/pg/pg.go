@@ -110,6 +110,41 @@ func Error(err error) error {
 	return err
 }
 
+// Connector opens the pool's connections and marks the errors of opening
+// one (ConnectError), so that NotSent can tell them from the errors of a
+// statement under way.
+type Connector struct{ driver.Connector }
+
+// Connect implements driver.Connector.
+func (c Connector) Connect(ctx context.Context) (driver.Conn, error) {
+	cn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, &ConnectError{Err: err}
+	}
+	return cn, nil
+}
+
+// ConnectError is an error opening a connection of the pool.
+type ConnectError struct{ Err error }
+
+// Error returns the wrapped error's message.
+func (e *ConnectError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped error.
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// NotSent reports whether err, as the pool's QueryContext or ExecContext
+// returned it (not a later error reading rows), means the statement never
+// reached the server: no connection could be opened for it, or each
+// connection tried was found broken before anything was written
+// (driver.ErrBadConn, on which database/sql tries another connection,
+// the last a new one). Any other failure of the connection leaves it
+// unknown whether the statement ran.
+func NotSent(err error) bool {
+	var ce *ConnectError
+	return errors.As(err, &ce) || errors.Is(err, driver.ErrBadConn)
+}
+
 // Retryable reports whether err is a serialization failure or deadlock that
 // the caller should retry.
 func Retryable(err error) bool {

@@ -1,10 +1,12 @@
-package esltest
+package fswitch
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"callbridge/esl/esltest/internal/call"
 )
 
 // Gateway is a sofia gateway of the simulated node: "sofia xmlstatus
@@ -34,8 +36,8 @@ type gateway struct {
 	failed   int       // failed-calls-out
 }
 
-// initGatewaysLocked builds the gateways' state from Server.Gateways.
-func (s *Server) initGatewaysLocked() {
+// initGateways builds the gateways' state from Config.Gateways.
+func (s *Switch) initGateways() {
 	s.gws = map[string]*gateway{}
 	for _, g := range s.Gateways {
 		if g.Proxy == "" {
@@ -44,7 +46,7 @@ func (s *Server) initGatewaysLocked() {
 		if g.Status == "" {
 			g.Status = "UP"
 		}
-		gw := &gateway{Gateway: g, since: s.clk.now()}
+		gw := &gateway{Gateway: g, since: s.clk.Now()}
 		s.gws[g.Name] = gw
 		s.gwOrder = append(s.gwOrder, g.Name)
 	}
@@ -53,13 +55,12 @@ func (s *Server) initGatewaysLocked() {
 // SetGatewayStatus sets gateway name "UP" or "DOWN" as the answer to an
 // OPTIONS ping would (200 OK, or 503 Service Unavailable when nothing
 // answered), and fires sofia::gateway_state when the status changed.
-func (s *Server) SetGatewayStatus(name, status string) error {
+func (s *Switch) SetGatewayStatus(name, status string) error {
 	if status != "UP" && status != "DOWN" {
 		return fmt.Errorf("esltest: gateway status %q: want UP or DOWN", status)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.init()
 	g := s.gws[name]
 	if g == nil {
 		return fmt.Errorf("esltest: no gateway %q", name)
@@ -75,21 +76,21 @@ func (s *Server) SetGatewayStatus(name, status string) error {
 		return nil
 	}
 	g.Status = status
-	g.since = s.clk.now()
+	g.since = s.clk.Now()
 	e := s.newEventLocked("CUSTOM", "sofia_reg.c", "sofia_reg_fire_custom_gateway_state_event", 156)
-	e.headers = append([]header{{"Event-Subclass", "sofia::gateway_state"}}, e.headers...)
-	e.add("Gateway", g.Name)
-	e.add("State", "NOREG")
-	e.add("Ping-Status", status)
-	e.add("Phrase", phrase)
-	e.add("Status", code)
-	s.dispatchLocked(e)
+	e.Headers = append([]call.Header{{Name: "Event-Subclass", Value: "sofia::gateway_state"}}, e.Headers...)
+	e.Add("Gateway", g.Name)
+	e.Add("State", "NOREG")
+	e.Add("Ping-Status", status)
+	e.Add("Phrase", phrase)
+	e.Add("Status", code)
+	s.Emit(e)
 	return nil
 }
 
 // gatewayDownLocked reports whether name is a configured gateway that is
 // DOWN (a failed call out), counting a call out on it otherwise.
-func (s *Server) gatewayDownLocked(name string) bool {
+func (s *Switch) gatewayDownLocked(name string) bool {
 	g := s.gws[name]
 	if g == nil {
 		return false
@@ -104,14 +105,14 @@ func (s *Server) gatewayDownLocked(name string) bool {
 
 // sofiaAPI answers "sofia xmlstatus gateway [NAME]"; any other sofia
 // command is not simulated.
-func (s *Server) sofiaAPI(arg string) string {
+func (s *Switch) sofiaAPI(arg string) string {
 	f := strings.Fields(arg)
 	if len(f) < 2 || f[0] != "xmlstatus" || f[1] != "gateway" || len(f) > 3 {
 		return "-ERR sofia " + arg + " is not simulated\n"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.clk.now()
+	now := s.clk.Now()
 	var b strings.Builder
 	b.WriteString(`<?xml version="1.0" encoding="ISO-8859-1"?>` + "\n")
 	if len(f) == 3 {
@@ -181,7 +182,7 @@ func (g *gateway) write(b *strings.Builder, now time.Time) {
 
 // gatewayRefusesLocked reports whether name is a configured gateway that
 // refuses every leg (Gateway.Refuse).
-func (s *Server) gatewayRefusesLocked(name string) bool {
+func (s *Switch) gatewayRefusesLocked(name string) bool {
 	g := s.gws[name]
 	if g == nil || !g.Refuse {
 		return false

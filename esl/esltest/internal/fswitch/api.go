@@ -1,4 +1,4 @@
-package esltest
+package fswitch
 
 import (
 	"bytes"
@@ -7,52 +7,71 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"callbridge/esl/esltest/internal/call"
 )
 
 const versionText = "FreeSWITCH Version 1.10.12-release+git~20240802T210227Z~a88d069d6f~64bit (git a88d069 2024-08-02 21:02:27Z 64bit)\n"
 
 // apiEventLocked emits the API event FreeSWITCH fires for each executed
 // api or bgapi command.
-func (s *Server) apiEventLocked(name, arg string) {
+func (s *Switch) apiEventLocked(name, arg string) {
 	e := s.newEventLocked("API", "switch_loadable_module.c", "switch_api_execute", 2954)
-	e.add("API-Command", name)
+	e.Add("API-Command", name)
 	if arg != "" {
-		e.add("API-Command-Argument", arg)
+		e.Add("API-Command-Argument", arg)
 	}
-	s.dispatchLocked(e)
+	s.Emit(e)
 }
 
-// runJob executes a bgapi command and emits its BACKGROUND_JOB event.
-// originate emits its own (at answer or early media, or at failure), so the
-// event lands where real FreeSWITCH puts it in the event stream.
-func (s *Server) runJob(job, name, arg string) {
+// API runs an api command and fires its API event. reply receives the
+// command's output just before that event fires, with the switch's lock
+// held, so that no event comes between the two; it must not call the
+// Switch. cancel ends a waiting originate ("-ERR ORIGINATOR_CANCEL"), as
+// the connection that asked going away does.
+func (s *Switch) API(name, arg string, cancel <-chan struct{}, reply func(out string)) {
+	out := s.execAPI(name, arg, cancel)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	reply(out)
+	s.apiEventLocked(name, arg)
+}
+
+// Job runs a bgapi command and fires its API and BACKGROUND_JOB events
+// (the second only if deliver, asked then, says so), with the job's uuid.
+// It returns once the command is done, or once an originate is under
+// way: originate fires the events itself (at answer or early media, or at
+// failure), so they land where real FreeSWITCH puts them in the event
+// stream. deliver is called with the switch's lock held: it must not
+// call the Switch.
+func (s *Switch) Job(job, name, arg string, deliver func() bool) {
 	// done is called with s.mu held.
 	done := func(out string) {
 		s.apiEventLocked(name, arg)
 		e := s.newEventLocked("BACKGROUND_JOB", "mod_event_socket.c", "api_exec", 1572)
-		e.add("Job-UUID", job)
-		e.add("Job-Command", name)
+		e.Add("Job-UUID", job)
+		e.Add("Job-Command", name)
 		if arg != "" {
-			e.add("Job-Command-Arg", arg)
+			e.Add("Job-Command-Arg", arg)
 		}
-		e.body = out
-		if s.jobEvents != JobEventsSwallowed {
-			s.dispatchLocked(e)
+		e.Body = out
+		if deliver() {
+			s.Emit(e)
 		}
 	}
 	if name == "originate" {
 		s.originateAPI(arg, done)
 		return
 	}
-	out := s.execAPI(nil, name, arg)
+	out := s.execAPI(name, arg, nil)
 	s.mu.Lock()
 	done(out)
 	s.mu.Unlock()
 }
 
-// execAPI runs an api command and returns its output. c is the connection
-// it came from (nil for bgapi).
-func (s *Server) execAPI(c *conn, name, arg string) string {
+// execAPI runs an api command and returns its output. cancel, if not
+// nil, ends a waiting originate.
+func (s *Switch) execAPI(name, arg string, cancel <-chan struct{}) string {
 	switch name {
 	case "version":
 		return versionText
@@ -71,16 +90,12 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 	case "originate":
 		result := make(chan string, 1)
 		s.originateAPI(arg, func(out string) { result <- out })
-		var done <-chan struct{}
-		if c != nil {
-			done = c.done
-		}
 		select {
 		case out := <-result:
 			return out
 		case <-s.ctx.Done():
 			return "-ERR SYSTEM_SHUTDOWN\n"
-		case <-done:
+		case <-cancel:
 			return "-ERR ORIGINATOR_CANCEL\n"
 		}
 	case "uuid_kill":
@@ -90,13 +105,13 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		}
 		cause := "NORMAL_CLEARING"
 		if len(f) > 1 {
-			cause = normalizeCause(f[1])
+			cause = call.NormalizeCause(f[1])
 		}
-		return s.withChannel(f[0], func(ch *channel) string {
+		return s.withChannel(f[0], func(ch *call.Channel) string {
 			disp := "send_bye"
-			if ch.answered.IsZero() {
+			if ch.Answered.IsZero() {
 				disp = "send_cancel"
-				if ch.direction == "inbound" {
+				if ch.Direction == "inbound" {
 					disp = "send_refuse"
 				}
 			}
@@ -106,7 +121,7 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 	case "uuid_exists":
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if ch := s.chans[strings.TrimSpace(arg)]; ch != nil && !ch.shadow {
+		if ch := s.chans[strings.TrimSpace(arg)]; ch != nil && !ch.Shadow {
 			return "true"
 		}
 		return "false"
@@ -115,11 +130,11 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		if len(f) < 2 || f[0] == "" || f[1] == "" {
 			return "-USAGE: <uuid> <var> [value]\n"
 		}
-		return s.withChannel(f[0], func(ch *channel) string {
+		return s.withChannel(f[0], func(ch *call.Channel) string {
 			if len(f) == 3 && f[2] != "" {
-				ch.v.set(f[1], f[2])
+				ch.Vars.Set(f[1], f[2])
 			} else {
-				ch.v.del(f[1])
+				ch.Vars.Del(f[1])
 			}
 			return "+OK\n"
 		})
@@ -128,8 +143,8 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		if len(f) < 2 {
 			return "-USAGE: <uuid> <var>\n"
 		}
-		return s.withChannel(f[0], func(ch *channel) string {
-			if v, ok := ch.v.m[f[1]]; ok {
+		return s.withChannel(f[0], func(ch *call.Channel) string {
+			if v, ok := ch.Vars.Values[f[1]]; ok {
 				return v
 			}
 			return "_undef_"
@@ -151,18 +166,18 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		if len(f) < 2 {
 			return "-USAGE: <uuid> <path> [aleg|bleg|both]\n"
 		}
-		return s.withChannel(f[0], func(ch *channel) string {
+		return s.withChannel(f[0], func(ch *call.Channel) string {
 			legs := "aleg"
 			if len(f) > 2 {
 				legs = f[2]
 			}
-			targets := []*channel{ch}
+			targets := []*call.Channel{ch}
 			if legs == "bleg" || legs == "both" {
-				if ch.other != nil && !ch.bridgedAt.IsZero() {
+				if ch.Other != nil && !ch.BridgedAt.IsZero() {
 					if legs == "bleg" {
-						targets = []*channel{ch.other}
+						targets = []*call.Channel{ch.Other}
 					} else {
-						targets = append(targets, ch.other)
+						targets = append(targets, ch.Other)
 					}
 				} else if legs == "bleg" {
 					targets = nil
@@ -178,32 +193,32 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		if len(f) < 3 {
 			return "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n"
 		}
-		return s.withChannel(f[0], func(ch *channel) string {
+		return s.withChannel(f[0], func(ch *call.Channel) string {
 			switch f[1] {
 			case "start":
-				ch.recs = append(ch.recs, f[2])
+				ch.Recs = append(ch.Recs, f[2])
 				e := s.newEventLocked("RECORD_START", "switch_ivr_async.c", "record_callback", 1278)
-				ch.appendChannelData(e)
-				e.add("Record-File-Path", f[2])
-				s.dispatchLocked(e)
+				ch.AppendChannelData(e)
+				e.Add("Record-File-Path", f[2])
+				s.Emit(e)
 			case "stop":
 				found := false
-				kept := ch.recs[:0]
-				for _, p := range ch.recs {
+				kept := ch.Recs[:0]
+				for _, p := range ch.Recs {
 					if p == f[2] || f[2] == "all" {
 						found = true
 						continue
 					}
 					kept = append(kept, p)
 				}
-				ch.recs = kept
+				ch.Recs = kept
 				if !found {
 					return "-ERR Cannot stop record session!\n"
 				}
 				e := s.newEventLocked("RECORD_STOP", "switch_ivr_async.c", "record_callback", 1333)
-				ch.appendChannelData(e)
-				e.add("Record-File-Path", f[2])
-				s.dispatchLocked(e)
+				ch.AppendChannelData(e)
+				e.Add("Record-File-Path", f[2])
+				s.Emit(e)
 			default:
 				return "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n"
 			}
@@ -215,15 +230,15 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		f := strings.Fields(arg)
 		cause := "MANAGER_REQUEST"
 		if len(f) > 0 {
-			cause = normalizeCause(f[0])
+			cause = call.NormalizeCause(f[0])
 		}
 		s.mu.Lock()
 		for _, ch := range s.chans {
-			if len(f) >= 3 && ch.v.get(f[1]) != f[2] {
+			if len(f) >= 3 && ch.Vars.Get(f[1]) != f[2] {
 				continue
 			}
 			disp := "send_bye"
-			if ch.answered.IsZero() {
+			if ch.Answered.IsZero() {
 				disp = "send_cancel"
 			}
 			s.requestHangupLocked(ch, cause, disp)
@@ -242,7 +257,7 @@ func (s *Server) execAPI(c *conn, name, arg string) string {
 		if len(f) != 2 {
 			return "-USAGE: <caller> <destination>\n"
 		}
-		id, err := s.startInbound(f[0], f[1])
+		id, err := s.Inbound(f[0], f[1])
 		if err != nil {
 			return "-ERR " + err.Error() + "\n"
 		}
@@ -266,11 +281,11 @@ func separate(arg string) []string {
 
 // withChannel runs f on a live channel under the lock, or reports
 // "-ERR No such channel!" like mod_commands.
-func (s *Server) withChannel(id string, f func(*channel) string) string {
+func (s *Switch) withChannel(id string, f func(*call.Channel) string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch := s.chans[id]
-	if ch == nil || ch.shadow || ch.killed {
+	if ch == nil || ch.Shadow || ch.Killed {
 		return "-ERR No such channel!\n"
 	}
 	return f(ch)
@@ -278,14 +293,14 @@ func (s *Server) withChannel(id string, f func(*channel) string) string {
 
 // schedHangup implements "sched_hangup [+]<time> <uuid> [<cause>]": a time
 // with '+' is seconds from now, otherwise an absolute epoch.
-func (s *Server) schedHangup(arg string) string {
+func (s *Switch) schedHangup(arg string) string {
 	f := strings.Fields(arg)
 	if len(f) < 2 {
 		return "-USAGE: [+]<time> <uuid> [<cause>]\n"
 	}
 	cause := "ALLOTTED_TIMEOUT"
 	if len(f) > 2 {
-		cause = normalizeCause(f[2])
+		cause = call.NormalizeCause(f[2])
 	}
 	var d time.Duration
 	if rel, ok := strings.CutPrefix(f[0], "+"); ok {
@@ -299,37 +314,35 @@ func (s *Server) schedHangup(arg string) string {
 		if err != nil {
 			return "-USAGE: [+]<time> <uuid> [<cause>]\n"
 		}
-		d = time.Unix(n, 0).Sub(s.clk.now())
+		d = time.Unix(n, 0).Sub(s.clk.Now())
 	}
-	return s.withChannel(f[1], func(ch *channel) string {
+	return s.withChannel(f[1], func(ch *call.Channel) string {
 		s.scheduleHangupLocked(ch, d, cause)
 		return "+OK\n"
 	})
 }
 
 // scheduleHangupLocked hangs ch up after d of simulated time.
-func (s *Server) scheduleHangupLocked(ch *channel, d time.Duration, cause string) {
-	ch.schedAt, ch.schedCause = s.clk.now().Add(d), cause
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if !s.clk.sleep(s.ctx, d, ch.done) {
+func (s *Switch) scheduleHangupLocked(ch *call.Channel, d time.Duration, cause string) {
+	ch.SchedAt, ch.SchedCause = s.clk.Now().Add(d), cause
+	s.goLocked(func() {
+		if !s.clk.Sleep(s.ctx, d, ch.Done) {
 			return
 		}
 		s.mu.Lock()
 		disp := "send_bye"
-		if ch.answered.IsZero() {
+		if ch.Answered.IsZero() {
 			disp = "send_cancel"
 		}
 		s.requestHangupLocked(ch, cause, disp)
 		s.mu.Unlock()
-	}()
+	})
 }
 
-func (s *Server) status() string {
+func (s *Switch) status() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	up := s.clk.now().Sub(s.startSim)
+	up := s.clk.Now().Sub(s.startSim)
 	return fmt.Sprintf("UP %s\nFreeSWITCH (Version 1.10.12-release git a88d069 2024-08-02 21:02:27Z 64bit) is ready\n"+
 		"%d session(s) since startup\n%d session(s) - peak %d, last 5min %d \n"+
 		"0 session(s) per Sec out of max 30, peak 0, last 5min 0 \n1000 session(s) max\n"+
@@ -346,7 +359,7 @@ var channelColumns = []string{"uuid", "direction", "created", "created_epoch", "
 	"sent_callee_num", "initial_cid_name", "initial_cid_num", "initial_ip_addr", "initial_dest",
 	"initial_dialplan", "initial_context"}
 
-func (s *Server) show(arg string) string {
+func (s *Switch) show(arg string) string {
 	f := separate(arg)
 	if len(f) == 0 || (f[0] != "channels" && f[0] != "calls") {
 		return "-USAGE: codec|endpoint|application|api|dialplan|file|timer|calls [count]|channels [count|like <match string>]|calls|detailed_calls|bridged_calls|detailed_bridged_calls|aliases|complete|chat|management|modules|nat_map|say|interfaces|interface_types|tasks|limits|status\n"
@@ -358,26 +371,27 @@ func (s *Server) show(arg string) string {
 		}
 		asJSON = true
 	}
+	host := s.Settings().Hostname
 	s.mu.Lock()
 	var rows [][]string
 	for _, ch := range s.sortedChannelsLocked() {
-		if ch.running == "CS_DESTROY" {
+		if ch.Running == "CS_DESTROY" {
 			continue
 		}
 		rc, rr, rb := "", "", ""
-		if ch.codec {
+		if ch.Codec {
 			rc, rr, rb = "PCMU", "8000", "64000"
 		}
 		callUUID := ""
-		if ch.other != nil && !ch.bridgedAt.IsZero() {
-			callUUID = ch.uuid
+		if ch.Other != nil && !ch.BridgedAt.IsZero() {
+			callUUID = ch.UUID
 		}
-		rows = append(rows, []string{ch.uuid, ch.direction, ch.created.Format("2006-01-02 15:04:05"),
-			strconv.FormatInt(ch.created.Unix(), 10), ch.name, ch.running, ch.prof.cidName, ch.prof.cidNumber,
-			ch.prof.networkAddr, ch.prof.destination, ch.app, ch.appArg, ch.prof.dialplan, ch.prof.context,
-			rc, rr, rb, rc, rr, rb, "", s.Hostname, "", "", "", ch.callState, ch.prof.calleeName,
-			ch.prof.calleeNumber, "", callUUID, "", "", ch.prof.cidName, ch.prof.cidNumber,
-			ch.prof.networkAddr, ch.prof.destination, ch.prof.dialplan, ch.prof.context})
+		rows = append(rows, []string{ch.UUID, ch.Direction, ch.Created.Format("2006-01-02 15:04:05"),
+			strconv.FormatInt(ch.Created.Unix(), 10), ch.Name, ch.Running, ch.Profile.CIDName, ch.Profile.CIDNumber,
+			ch.Profile.NetworkAddr, ch.Profile.Destination, ch.App, ch.AppArg, ch.Profile.Dialplan, ch.Profile.Context,
+			rc, rr, rb, rc, rr, rb, "", host, "", "", "", ch.CallState, ch.Profile.CalleeName,
+			ch.Profile.CalleeNumber, "", callUUID, "", "", ch.Profile.CIDName, ch.Profile.CIDNumber,
+			ch.Profile.NetworkAddr, ch.Profile.Destination, ch.Profile.Dialplan, ch.Profile.Context})
 	}
 	s.mu.Unlock()
 	if asJSON {
@@ -394,9 +408,9 @@ func (s *Server) show(arg string) string {
 					if j > 0 {
 						b.WriteByte(',')
 					}
-					jsonString(&b, col)
+					call.JSONString(&b, col)
 					b.WriteByte(':')
-					jsonString(&b, r[j])
+					call.JSONString(&b, r[j])
 				}
 				b.WriteByte('}')
 			}
@@ -416,39 +430,43 @@ func (s *Server) show(arg string) string {
 	return b.String()
 }
 
-// sendmsg implements the hangup and execute call-commands of sendmsg.
-func (s *Server) sendmsg(id string, p *packet, body []byte) string {
+// Msg is the call command of a sendmsg, as its headers give it.
+type Msg struct {
+	// Command is call-command: "hangup" and "execute" are simulated.
+	Command string
+	// HangupCause is hangup-cause (hangup).
+	HangupCause string
+	// App and Arg are execute-app-name and execute-app-arg, or the
+	// message's body when it has one (execute).
+	App, Arg string
+}
+
+// SendMsg runs the hangup and execute call-commands of a sendmsg to the
+// channel id and returns the reply text.
+func (s *Switch) SendMsg(id string, m Msg) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch := s.chans[id]
-	if ch == nil || ch.shadow || ch.killed {
+	if ch == nil || ch.Shadow || ch.Killed {
 		return "-ERR invalid session id [" + id + "]"
 	}
-	get := func(name string) string {
-		v, _ := p.header(name)
-		return v
-	}
-	switch get("call-command") {
+	switch m.Command {
 	case "hangup":
 		disp := "send_bye"
-		if ch.answered.IsZero() {
+		if ch.Answered.IsZero() {
 			disp = "send_cancel"
 		}
-		s.requestHangupLocked(ch, normalizeCause(get("hangup-cause")), disp)
+		s.requestHangupLocked(ch, call.NormalizeCause(m.HangupCause), disp)
 		return "+OK"
 	case "execute":
-		app := get("execute-app-name")
-		arg := get("execute-app-arg")
-		if len(body) > 0 {
-			arg = string(body)
-		}
+		app, arg := m.App, m.Arg
 		if app == "playback" {
 			s.playbackEventsLocked(ch, arg)
 			return "+OK"
 		}
 		if app == "set" || app == "export" {
 			if k, v, ok := strings.Cut(arg, "="); ok {
-				ch.v.set(k, v)
+				ch.Vars.Set(k, v)
 			}
 			return "+OK"
 		}

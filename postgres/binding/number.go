@@ -1,10 +1,9 @@
-package postgres
+package binding
 
 import (
 	"context"
 	"encoding/base64"
 	"strconv"
-	"time"
 
 	"callbridge"
 	"callbridge/postgres/internal/pg"
@@ -18,7 +17,7 @@ type NumberService struct{ db *pg.DB }
 var _ callbridge.NumberService = (*NumberService)(nil)
 
 // NewNumberService returns a NumberService backed by db.
-func NewNumberService(db *DB) *NumberService { return &NumberService{db: db.pg} }
+func NewNumberService(db *pg.DB) *NumberService { return &NumberService{db: db} }
 
 // numberRow is the stored form of a callbridge.VirtualNumber.
 type numberRow struct {
@@ -40,7 +39,7 @@ const numberColumns = `number, account_id, gateway, area, labels, enabled, creat
 // CreateNumbers implements callbridge.NumberService.
 func (s *NumberService) CreateNumbers(ctx context.Context, accountID string, ns []*callbridge.VirtualNumber) ([]*callbridge.VirtualNumber, error) {
 	if !callbridge.IsUUID(accountID) {
-		return nil, notFound("account")
+		return nil, pg.NotFound("account")
 	}
 	if len(ns) == 0 || len(ns) > 1000 {
 		return nil, callbridge.FieldError("numbers", "give 1 to 1000 numbers")
@@ -66,10 +65,10 @@ func (s *NumberService) CreateNumbers(ctx context.Context, accountID string, ns 
 				VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+numberColumns,
 				n.Number, accountID, n.Gateway, n.Area, pq.StringArray(n.Labels), n.Enabled)
 			if err != nil {
-				if callbridge.ErrorCode(Error(err)) == callbridge.ECONFLICT {
+				if callbridge.ErrorCode(pg.Error(err)) == callbridge.ECONFLICT {
 					return callbridge.Errorf(callbridge.ECONFLICT, "number %s already exists", n.Number)
 				}
-				return Error(err)
+				return pg.Error(err)
 			}
 			out = append(out, r.number())
 		}
@@ -84,12 +83,12 @@ func (s *NumberService) CreateNumbers(ctx context.Context, accountID string, ns 
 // Number implements callbridge.NumberService.
 func (s *NumberService) Number(ctx context.Context, accountID string, n callbridge.Number) (*callbridge.VirtualNumber, error) {
 	if !callbridge.IsUUID(accountID) || n.Validate() != nil {
-		return nil, notFound("number")
+		return nil, pg.NotFound("number")
 	}
 	var r numberRow
 	err := s.db.GetContext(ctx, &r, `SELECT `+numberColumns+` FROM numbers WHERE number = $1 AND account_id = $2`, n, accountID)
 	if err != nil {
-		return nil, notFoundAs(Error(err), "number")
+		return nil, pg.NotFoundAs(pg.Error(err), "number")
 	}
 	return r.number(), nil
 }
@@ -98,7 +97,7 @@ func (s *NumberService) Number(ctx context.Context, accountID string, n callbrid
 // ascending order; the cursor is the last number of the page.
 func (s *NumberService) Numbers(ctx context.Context, accountID string, f callbridge.NumberFilter) ([]*callbridge.VirtualNumber, string, error) {
 	if !callbridge.IsUUID(accountID) {
-		return nil, "", notFound("account")
+		return nil, "", pg.NotFound("account")
 	}
 	limit := pageLimit(f.Limit)
 	after := ""
@@ -117,13 +116,13 @@ func (s *NumberService) Numbers(ctx context.Context, accountID string, f callbri
 	}
 	if f.Enabled != nil {
 		args = append(args, *f.Enabled)
-		q += ` AND enabled = $` + itoa(len(args))
+		q += ` AND enabled = $` + strconv.Itoa(len(args))
 	}
 	args = append(args, limit+1)
-	q += ` ORDER BY number LIMIT $` + itoa(len(args))
+	q += ` ORDER BY number LIMIT $` + strconv.Itoa(len(args))
 	var rows []numberRow
 	if err := s.db.SelectContext(ctx, &rows, q, args...); err != nil {
-		return nil, "", Error(err)
+		return nil, "", pg.Error(err)
 	}
 	next := ""
 	if len(rows) > limit {
@@ -144,7 +143,7 @@ func (s *NumberService) UpdateNumber(ctx context.Context, accountID string, n ca
 		var r numberRow
 		err := tx.GetContext(ctx, &r, `SELECT `+numberColumns+` FROM numbers WHERE number = $1 AND account_id = $2 FOR UPDATE`, n, accountID)
 		if err != nil {
-			return notFoundAs(Error(err), "number")
+			return pg.NotFoundAs(pg.Error(err), "number")
 		}
 		v := r.number()
 		if u.Gateway != nil {
@@ -169,7 +168,7 @@ func (s *NumberService) UpdateNumber(ctx context.Context, accountID string, n ca
 			WHERE number = $1 AND account_id = $2 RETURNING `+numberColumns,
 			n, accountID, v.Gateway, v.Area, pq.StringArray(v.Labels), v.Enabled)
 		if err != nil {
-			return Error(err)
+			return pg.Error(err)
 		}
 		out = r.number()
 		return nil
@@ -182,38 +181,29 @@ func (s *NumberService) UpdateNumber(ctx context.Context, accountID string, n ca
 // between the check and the delete.
 func (s *NumberService) DeleteNumber(ctx context.Context, accountID string, n callbridge.Number) error {
 	if !callbridge.IsUUID(accountID) || n.Validate() != nil {
-		return notFound("number")
+		return pg.NotFound("number")
 	}
 	return s.db.Tx(ctx, func(tx *pg.Tx) error {
 		var x string
 		err := tx.GetContext(ctx, &x, `SELECT number FROM numbers WHERE number = $1 AND account_id = $2 FOR UPDATE`, n, accountID)
 		if err != nil {
-			return notFoundAs(Error(err), "number")
+			return pg.NotFoundAs(pg.Error(err), "number")
 		}
 		if _, err := tx.ExecContext(ctx, `SELECT bindings_expire_x($1)`, n); err != nil {
-			return Error(err)
+			return pg.Error(err)
 		}
 		var used bool
 		if err := tx.GetContext(ctx, &used, `SELECT EXISTS (SELECT 1 FROM bindings WHERE x = $1 AND status IN ('binding', 'active', 'unbinding'))`, n); err != nil {
-			return Error(err)
+			return pg.Error(err)
 		}
 		if used {
 			return callbridge.Errorf(callbridge.ECONFLICT, "number %s has an active binding", n)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM numbers WHERE number = $1`, n); err != nil {
-			return Error(err)
+			return pg.Error(err)
 		}
 		return nil
 	})
-}
-
-// notFoundAs renames an ENOTFOUND error after what was looked for and
-// passes any other error through.
-func notFoundAs(err error, what string) error {
-	if callbridge.ErrorCode(err) == callbridge.ENOTFOUND {
-		return notFound(what)
-	}
-	return err
 }
 
 // pageLimit clamps a requested page size to 1..500, 50 by default.
@@ -225,14 +215,4 @@ func pageLimit(n int) int {
 		return 500
 	}
 	return n
-}
-
-func itoa(n int) string { return strconv.Itoa(n) }
-
-// utc returns t in UTC, keeping the zero time zero.
-func utc(t time.Time) time.Time {
-	if t.IsZero() {
-		return t
-	}
-	return t.UTC()
 }

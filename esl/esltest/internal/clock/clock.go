@@ -1,4 +1,8 @@
-package esltest
+// Package clock is the simulator's clock: simulated time that runs a
+// given speed times real time and can be jumped forward, and sleeps that
+// wake early when it jumps. Every time the simulated switch reports is
+// read from it.
+package clock
 
 import (
 	"context"
@@ -6,9 +10,9 @@ import (
 	"time"
 )
 
-// clock is the simulated clock: it runs speed× real time from a start
+// Clock is the simulated clock: it runs speed× real time from a start
 // instant and can be jumped forward. Waiters notice jumps at once.
-type clock struct {
+type Clock struct {
 	mu        sync.Mutex
 	base      time.Time // simulated time at realStart
 	realStart time.Time
@@ -17,29 +21,29 @@ type clock struct {
 	jumped    chan struct{} // closed and replaced on every jump
 }
 
-func newClock(speed float64) *clock {
+func New(speed float64) *Clock {
 	if speed <= 0 {
 		speed = 1
 	}
 	now := time.Now()
-	return &clock{base: now.UTC().Truncate(time.Microsecond), realStart: now, speed: speed, jumped: make(chan struct{})}
+	return &Clock{base: now.UTC().Truncate(time.Microsecond), realStart: now, speed: speed, jumped: make(chan struct{})}
 }
 
-// now returns the simulated time, UTC, at microsecond resolution like
+// Now returns the simulated time, UTC, at microsecond resolution like
 // FreeSWITCH's switch_micro_time_now.
-func (c *clock) now() time.Time {
+func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.nowLocked()
 }
 
-func (c *clock) nowLocked() time.Time {
+func (c *Clock) nowLocked() time.Time {
 	elapsed := time.Duration(float64(time.Since(c.realStart)) * c.speed)
 	return c.base.Add(elapsed + c.offset).Truncate(time.Microsecond)
 }
 
-// jump moves simulated time forward by d and wakes every waiter.
-func (c *clock) jump(d time.Duration) {
+// Jump moves simulated time forward by d and wakes every waiter.
+func (c *Clock) Jump(d time.Duration) {
 	if d <= 0 {
 		return
 	}
@@ -50,9 +54,9 @@ func (c *clock) jump(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// sleep waits until d of simulated time has passed (forever if d < 0). It
+// Sleep waits until d of simulated time has passed (forever if d < 0). It
 // returns false early when ctx is done or stop is closed.
-func (c *clock) sleep(ctx context.Context, d time.Duration, stop <-chan struct{}) bool {
+func (c *Clock) Sleep(ctx context.Context, d time.Duration, stop <-chan struct{}) bool {
 	if d == 0 {
 		select {
 		case <-ctx.Done():
@@ -65,7 +69,7 @@ func (c *clock) sleep(ctx context.Context, d time.Duration, stop <-chan struct{}
 	}
 	var deadline time.Time
 	if d > 0 {
-		deadline = c.now().Add(d)
+		deadline = c.Now().Add(d)
 	}
 	for {
 		c.mu.Lock()

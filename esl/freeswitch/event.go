@@ -1,4 +1,4 @@
-package esl
+package freeswitch
 
 import (
 	"slices"
@@ -36,12 +36,16 @@ const (
 	// SocketConnected is not sent by FreeSWITCH: the client delivers it to
 	// every subscription each time the event connection is (re)established
 	// and subscribed. Events may have been missed before it, so a consumer
-	// should reconcile its live calls (Client.Channels) when it sees one.
+	// should reconcile its live calls (esl.Client.Channels) when it sees one.
 	SocketConnected EventName = "ESL_SOCKET_CONNECTED"
 )
 
+// Validate refuses an event name that cannot be written in a subscription
+// ("event plain <names>"): 1 to 64 of [A-Z0-9_], like a hangup cause.
+func (n EventName) Validate() error { return checkCause("event name", string(n)) }
+
 // DefaultEvents returns the events the event connection subscribes to
-// when Config.Events is empty.
+// when esl.Config.Events is empty.
 func DefaultEvents() []EventName {
 	return []EventName{
 		ChannelCreate, ChannelProgress, ChannelProgressMedia, ChannelAnswer,
@@ -58,7 +62,7 @@ func DefaultEvents() []EventName {
 // ("Unique-Id", "Variable_billmsec") both work. An Event is immutable and
 // safe to share between goroutines.
 type Event struct {
-	// Node is the Config.Name of the client that received the event.
+	// Node is the esl.Config.Name of the client that received the event.
 	Node string
 	// Name is the Event-Name header.
 	Name EventName
@@ -130,10 +134,13 @@ func NewEvent(node string, headers map[string]string, body string) Event {
 	// Sorted, so that which of two names differing only in case wins
 	// does not depend on map order.
 	slices.SortFunc(list, func(a, b wire.Header) int { return strings.Compare(a.Name, b.Name) })
-	return newEvent(node, wire.NewHeaders(list), body, time.Now().UTC())
+	return ReceivedEvent(node, wire.NewHeaders(list), body, time.Now().UTC())
 }
 
-func newEvent(node string, h *wire.Headers, body string, received time.Time) Event {
+// ReceivedEvent is how the esl client makes an Event from the headers its
+// parser read (esl/internal/wire), without copying them. Other packages
+// cannot name wire's types: they build Events with NewEvent.
+func ReceivedEvent(node string, h *wire.Headers, body string, received time.Time) Event {
 	e := Event{Node: node, Body: body, Received: received, h: h}
 	e.Name = EventName(e.Get("Event-Name"))
 	e.UUID = e.Get("Unique-ID")

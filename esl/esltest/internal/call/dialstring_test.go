@@ -1,4 +1,4 @@
-package esltest
+package call
 
 import (
 	"slices"
@@ -18,7 +18,7 @@ func TestSplitOutsideQuotes(t *testing.T) {
 		{"[h='a|b']sofia/gateway/a/1|sofia/gateway/b/1", []string{"[h='a|b']sofia/gateway/a/1", "sofia/gateway/b/1"}},
 		{`sofia/gateway/a/1\|2|error/USER_BUSY`, []string{`sofia/gateway/a/1\|2`, "error/USER_BUSY"}},
 	} {
-		if got := splitOutsideQuotes(tt.in, '|'); !slices.Equal(got, tt.want) {
+		if got := SplitOutsideQuotes(tt.in, '|'); !slices.Equal(got, tt.want) {
 			t.Errorf("splitOutsideQuotes(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}

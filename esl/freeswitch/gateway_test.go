@@ -1,4 +1,4 @@
-package esl
+package freeswitch
 
 import (
 	"errors"
@@ -12,10 +12,11 @@ import (
 )
 
 // sofiaFixture returns the body of a frame captured from FreeSWITCH
-// 1.10.12 (testdata/sofia/NAME), checking its Content-Length.
+// 1.10.12 (esl/testdata/sofia/NAME, shared with esl's simulator tests),
+// checking its Content-Length.
 func sofiaFixture(tb testing.TB, name string) (headers, body string) {
 	tb.Helper()
-	raw, err := os.ReadFile("testdata/sofia/" + name)
+	raw, err := os.ReadFile("../testdata/sofia/" + name)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -150,10 +151,11 @@ func TestParseGatewayStateFixtures(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			_, body := sofiaFixture(t, tt.file)
 			var p wire.Parser
-			e, err := parsePlain(&p, "fs1", []byte(body), time.Now())
+			h, text, err := p.Plain([]byte(body))
 			if err != nil {
 				t.Fatal(err)
 			}
+			e := ReceivedEvent("fs1", h, text, time.Now())
 			got, ok := ParseGatewayState(e)
 			if !ok || got != tt.want {
 				t.Errorf("got %+v %v, want %+v", got, ok, tt.want)

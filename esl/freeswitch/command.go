@@ -1,4 +1,4 @@
-package esl
+package freeswitch
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 // Command is a validated FreeSWITCH API command line, such as
 // "uuid_kill <uuid> NORMAL_CLEARING". It can only be made by the builders in
 // this package, each of which refuses values that could change the
-// command's meaning; the zero Command is refused by the client.
+// command's meaning; the zero Command is refused by the esl client.
 type Command struct {
 	line string
 }
@@ -163,20 +163,6 @@ func checkCause(field, s string) error {
 
 func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
-
-// checkLine is the last line of defence on the write path: no command may
-// carry a byte that ends it or is not printable ASCII.
-func checkLine(s string) error {
-	if s == "" {
-		return invalid("command", "is empty")
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e {
-			return invalid("command", "contains a control or non-ASCII byte")
-		}
-	}
-	return nil
 }
 
 // UUIDBridge bridges two existing channels: "uuid_bridge <a> <b>".

@@ -1,4 +1,4 @@
-package esl
+package freeswitch
 
 import (
 	"strconv"
@@ -134,7 +134,7 @@ var reservedVars = map[string]bool{
 
 // Command validates o and builds its originate command. It does not modify
 // o; if o.UUID is empty the generated uuid is the one in the command, so
-// callers that need it should set o.UUID first (Client.Originate does).
+// callers that need it should set o.UUID first (esl.Client.Originate does).
 func (o Originate) Command() (Command, error) {
 	id := o.UUID
 	if id == "" {
