@@ -647,14 +647,20 @@ func (c *Client) forget(j *Job) {
 // may still run: the connection is only closed if the reply is later than
 // Config.CommandTimeout).
 func (c *Client) BgAPI(ctx context.Context, cmd freeswitch.Command) (*Job, error) {
-	return c.bgapi(ctx, cmd, "", 0)
+	if cmd.IsZero() {
+		return nil, errZeroCommand
+	}
+	return c.bgapi(ctx, cmd.String(), "", 0)
 }
 
-func (c *Client) bgapi(ctx context.Context, cmd freeswitch.Command, callUUID string, ring time.Duration) (*Job, error) {
-	if cmd.IsZero() {
-		return nil, &freeswitch.ValidationError{Field: "command", Reason: "is empty; build it with package freeswitch's builders"}
-	}
-	if err := checkLine(cmd.String()); err != nil {
+// errZeroCommand refuses a Command no builder made.
+var errZeroCommand = &freeswitch.ValidationError{Field: "command", Reason: "is empty; build it with package freeswitch's builders"}
+
+// bgapi writes line, a builder's command, as a bgapi job. It takes the
+// line rather than the Command so that the write path's own check is
+// tested with lines no builder would make.
+func (c *Client) bgapi(ctx context.Context, line string, callUUID string, ring time.Duration) (*Job, error) {
+	if err := checkLine(line); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -666,7 +672,7 @@ func (c *Client) bgapi(ctx context.Context, cmd freeswitch.Command, callUUID str
 	if s == nil {
 		return nil, ErrClosed
 	}
-	return c.startJob(ctx, s, cmd, callUUID, c.cfg.JobTimeout+ring, false)
+	return c.startJob(ctx, s, line, callUUID, c.cfg.JobTimeout+ring, false)
 }
 
 // checkLine is the last line of defence on the write path: no command may
@@ -692,21 +698,21 @@ func checkLine(s string) error {
 // An originate's job (callUUID set) is named by the leg's uuid: its
 // BACKGROUND_JOB then says which leg it ends to whoever follows the
 // events, in order with the channel's own.
-func (c *Client) startJob(ctx context.Context, s *session, cmd freeswitch.Command, callUUID string, bound time.Duration, probe bool) (*Job, error) {
+func (c *Client) startJob(ctx context.Context, s *session, line string, callUUID string, bound time.Duration, probe bool) (*Job, error) {
 	id := callUUID
 	c.mu.Lock()
 	if _, taken := c.jobs[id]; id == "" || taken {
 		id = uuid.NewString()
 	}
 	c.mu.Unlock()
-	j := newJob(c, id, cmd)
+	j := newJob(c, id, line)
 	j.UUID = callUUID
 	j.probe = probe
 	j.timer = time.AfterFunc(bound, func() { c.expire(j, bound) })
 	c.mu.Lock()
 	c.jobs[j.ID] = j
 	c.mu.Unlock()
-	reply, err := s.send(ctx, "bgapi "+cmd.String()+"\nJob-UUID: "+j.ID)
+	reply, err := s.send(ctx, "bgapi "+line+"\nJob-UUID: "+j.ID)
 	if err != nil {
 		c.forget(j)
 		return nil, err
@@ -751,7 +757,7 @@ func (c *Client) Originate(ctx context.Context, o freeswitch.Originate) (*Job, e
 	if ring == 0 {
 		ring = defaultOriginateTimeout
 	}
-	return c.bgapi(ctx, cmd, o.UUID, ring)
+	return c.bgapi(ctx, cmd.String(), o.UUID, ring)
 }
 
 // Stats is a snapshot of a Client's counters.

@@ -117,7 +117,7 @@ func (c *Client) probe(s *session) error {
 func (c *Client) runProbe(s *session) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.JobTimeout)
 	defer cancel()
-	j, err := c.startJob(ctx, s, freeswitch.ReadyCheck(), "", c.cfg.JobTimeout, true)
+	j, err := c.startJob(ctx, s, freeswitch.ReadyCheck().String(), "", c.cfg.JobTimeout, true)
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrProbe, err)
 	}
@@ -168,7 +168,6 @@ func (c *Client) expire(j *Job, bound time.Duration) {
 		return
 	}
 	c.jobTimeouts.Add(1)
-	verb, _, _ := strings.Cut(j.Command.String(), " ")
-	c.markUnhealthy(fmt.Sprintf("%s job got no BACKGROUND_JOB within %s", verb, bound))
+	c.markUnhealthy(fmt.Sprintf("%s job got no BACKGROUND_JOB within %s", j.verb(), bound))
 	j.finish("", ErrJobTimeout)
 }

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"callbridge/esl/freeswitch"
 )
 
 // ErrClosed is returned for commands and jobs that cannot complete because
@@ -74,11 +72,9 @@ type Job struct {
 	// ID is the Job-UUID, chosen by the client.
 	ID string
 	// UUID is the channel uuid for originate jobs, "" otherwise.
-	UUID string
-	// Command is what was run.
-	Command freeswitch.Command
-
+	UUID  string
 	c     *Client
+	line  string // what was run, after "bgapi "
 	start time.Time
 	timer *time.Timer // fails the job with ErrJobTimeout
 	probe bool        // a readiness probe: not reported to OnJobDone
@@ -88,8 +84,15 @@ type Job struct {
 	err   error
 }
 
-func newJob(c *Client, id string, cmd freeswitch.Command) *Job {
-	return &Job{ID: id, Command: cmd, c: c, start: time.Now(), done: make(chan struct{})}
+func newJob(c *Client, id, line string) *Job {
+	return &Job{ID: id, line: line, c: c, start: time.Now(), done: make(chan struct{})}
+}
+
+// verb is the job's command name ("originate", "uuid_kill"...), its
+// label in metrics.
+func (j *Job) verb() string {
+	v, _, _ := strings.Cut(j.line, " ")
+	return v
 }
 
 // finish records the outcome once; later calls are ignored. It reports
@@ -102,7 +105,7 @@ func (j *Job) finish(body string, err error) {
 		j.body, j.err = body, err
 		close(j.done)
 		if f := j.c.cfg.OnJobDone; f != nil && !j.probe {
-			verb, _, _ := strings.Cut(j.Command.String(), " ")
+			verb := j.verb()
 			if err == nil && strings.HasPrefix(body, "-") {
 				err = &ReplyError{Text: strings.TrimRight(body, "\n")}
 			}
