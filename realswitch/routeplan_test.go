@@ -4,12 +4,15 @@ package realswitch_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"callbridge"
+	"callbridge/internal/wait"
 	"callbridge/realswitch"
 )
 
@@ -184,9 +187,36 @@ func startCarrierPlan(t *testing.T, routes ...string) (context.Context, *realswi
 		"prefix,description,strategy,gateways,days,from,until,priority\n"+strings.Join(routes, "\n")+"\n"); err != nil {
 		t.Fatal(err)
 	}
-	// The controller compiles the plan and joins it with the decks
-	// (LISTEN/NOTIFY); give it a moment before the first call.
-	time.Sleep(time.Second)
+	// The controller compiles the plan and joins it with the decks when
+	// their notifications arrive (LISTEN/NOTIFY): wait until it resolves
+	// every route's prefix through the plan with every gateway priced.
+	for _, r := range routes {
+		prefix, _, _ := strings.Cut(r, ",")
+		wait.ForState(t, "route "+prefix+" resolved with every gateway priced", func() (bool, string) {
+			var got struct {
+				Plan struct {
+					Name string `json:"name"`
+				} `json:"plan"`
+				Resolution struct {
+					Matched    bool   `json:"matched"`
+					Prefix     string `json:"prefix"`
+					Candidates []struct {
+						Gateway string `json:"gateway"`
+						Priced  bool   `json:"priced"`
+					} `json:"candidates"`
+				} `json:"resolution"`
+			}
+			q := url.Values{"number": {"+" + prefix + "0"}, "account_id": {acct.AccountID}}
+			if err := own.Admin.Do(ctx, "GET", "/v1/admin/routes/resolve?"+q.Encode(), nil, http.StatusOK, &got); err != nil {
+				return false, err.Error()
+			}
+			ok := got.Plan.Name == "carriers" && got.Resolution.Matched && got.Resolution.Prefix == prefix && len(got.Resolution.Candidates) > 0
+			for _, c := range got.Resolution.Candidates {
+				ok = ok && c.Priced
+			}
+			return ok, fmt.Sprintf("%+v", got)
+		}, wait.Every(50*time.Millisecond))
+	}
 	return ctx, own, acct
 }
 
