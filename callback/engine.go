@@ -98,8 +98,9 @@ type Config struct {
 	// entry for reasons not listed), before A is hung up. No entry: A is
 	// hung up at once.
 	FailurePrompts map[callbridge.FailReason]string
-	// FailurePromptTime is how long A hears a failure prompt (default 4 s);
-	// FreeSWITCH hangs A up after it (sched_hangup).
+	// FailurePromptTime bounds how long A is held for a failure prompt
+	// (default 30 s): FreeSWITCH hangs A up when the prompt has played,
+	// or after this (sched_hangup) if it has not, as a tone never ends.
 	FailurePromptTime time.Duration
 	// RecordDir is the absolute directory on the node where recordings of
 	// callbacks with record=true are written as <callback id>.wav.
@@ -203,7 +204,7 @@ func NewEngine(store Store, pool *esl.Pool, cfg Config) (*Engine, error) {
 		cfg.QueueWait = 30 * time.Second
 	}
 	if cfg.FailurePromptTime <= 0 {
-		cfg.FailurePromptTime = 4 * time.Second
+		cfg.FailurePromptTime = 30 * time.Second
 	}
 	if cfg.LegWait <= 0 {
 		cfg.LegWait = 30 * time.Second

@@ -420,6 +420,11 @@ func TestCallbackOutcomes(t *testing.T) {
 			if got := env.commandsWith("uuid_broadcast "+a.UUID, "/sounds/call-failed.wav") == 1; got != tt.failTone {
 				t.Errorf("failure prompt played: %v, want %v", got, tt.failTone)
 			}
+			// The prompt itself ends A's call: FreeSWITCH hangs A up once
+			// it has played (the simulator plays at once).
+			if tt.failTone && (env.commandsWith("uuid_broadcast "+a.UUID+" playback!NORMAL_CLEARING::/sounds/call-failed.wav aleg") != 1 || a.HangupCause != "NORMAL_CLEARING") {
+				t.Errorf("A not hung up by the failure prompt: cause %q", a.HangupCause)
+			}
 			if tt.reason == callbridge.ReasonMaxDuration && a.HangupCause != "ALLOTTED_TIMEOUT" && b.HangupCause != "ALLOTTED_TIMEOUT" {
 				t.Errorf("no leg ended by sched_hangup: %q, %q", a.HangupCause, b.HangupCause)
 			}

@@ -367,7 +367,9 @@ func (r *run) command(ctx context.Context, a flow.Action) (flow.Event, bool) {
 			return nil, r.save(ctx, callbridge.CallbackUpdate{Events: []callbridge.CallbackEvent{{Type: callbridge.EventPrompt, Leg: callbridge.LegA, Detail: a.Name}}}, false)
 		}
 	case flow.ActionFailurePrompt:
-		cmd, err := freeswitch.UUIDBroadcast(a.UUID, a.Path, "aleg")
+		// FreeSWITCH hangs A up when the prompt has played; the
+		// sched_hangup bounds a prompt that does not end (a tone).
+		cmd, err := freeswitch.UUIDBroadcastThenHangup(a.UUID, a.Path, "NORMAL_CLEARING")
 		played := false
 		if r.api(ctx, "failure prompt", cmd, err) == nil {
 			hc, err := freeswitch.SchedHangup(a.After, a.UUID, "NORMAL_CLEARING")

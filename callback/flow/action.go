@@ -68,8 +68,9 @@ type (
 	// ActionPrompt: play Path (the prompt Name) to A while B rings, and
 	// record it in the history.
 	ActionPrompt struct{ UUID, Path, Name string }
-	// ActionFailurePrompt: play Path to A and have FreeSWITCH hang A up
-	// After it; when either command fails, hang A up now (KillCause).
+	// ActionFailurePrompt: play Path to A, after which FreeSWITCH hangs
+	// A up, at the latest After from now; when either command fails,
+	// hang A up now (KillCause).
 	ActionFailurePrompt struct {
 		UUID, Path, KillCause string
 		After                 time.Duration

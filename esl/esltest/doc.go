@@ -37,8 +37,9 @@
 // parse_command's order; "event" ignores unknown event names and refuses
 // a command without a known one.
 //
-// API commands: originate, uuid_bridge, uuid_kill, uuid_broadcast,
-// uuid_setvar, uuid_getvar, uuid_exists, uuid_record, sched_hangup
+// API commands: originate, uuid_bridge, uuid_kill, uuid_broadcast
+// ("<uuid> [playback[!<cause>]::]<path> [leg]": with a cause, the channel
+// is hung up after the playback, which is instant here), uuid_setvar, uuid_getvar, uuid_exists, uuid_record, sched_hangup
 // ("[+]<secs> <uuid> [cause]"), show channels [as json], status, version,
 // hupall [cause [var value]], fsctl ready_check|pause|resume (paused, it
 // answers "false" and refuses originates with DESTINATION_OUT_OF_ORDER, as

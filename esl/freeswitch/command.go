@@ -225,6 +225,22 @@ func UUIDBroadcast(uuid, path, leg string) (Command, error) {
 	return Command{"uuid_broadcast " + uuid + " " + path + " " + leg}, nil
 }
 
+// UUIDBroadcastThenHangup plays a file, or one of the Tone constants, to
+// a channel and then hangs it up with cause: "uuid_broadcast <uuid>
+// playback!<cause>::<path> aleg". FreeSWITCH queues the hangup behind the
+// playback on the channel (switch_ivr_broadcast), so the caller hears the
+// whole prompt however late the playback starts on a loaded node; a timer
+// (sched_hangup) would cut it short.
+func UUIDBroadcastThenHangup(uuid, path, cause string) (Command, error) {
+	if _, err := UUIDBroadcast(uuid, path, "aleg"); err != nil {
+		return Command{}, err
+	}
+	if err := checkCause("cause", cause); err != nil {
+		return Command{}, err
+	}
+	return Command{"uuid_broadcast " + uuid + " playback!" + cause + "::" + path + " aleg"}, nil
+}
+
 // UUIDSetVar sets a channel variable: "uuid_setvar <uuid> <name> <value>".
 func UUIDSetVar(uuid, name, value string) (Command, error) {
 	if err := checkUUID("uuid", uuid); err != nil {

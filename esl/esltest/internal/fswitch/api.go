@@ -183,8 +183,22 @@ func (s *Switch) execAPI(name, arg string, cancel <-chan struct{}) string {
 					targets = nil
 				}
 			}
+			// "app[!cause]::arg" runs app instead of playback and, with a
+			// cause, hangs the channel up after it (switch_ivr_broadcast);
+			// the simulator plays at once, so the hangup follows at once.
+			path, cause := f[1], ""
+			if app, arg, ok := strings.Cut(f[1], "::"); ok {
+				app, cause, _ = strings.Cut(app, "!")
+				if app != "playback" {
+					return "+OK Message sent successfully\n" // only playback is simulated
+				}
+				path = arg
+			}
 			for _, t := range targets {
-				s.playbackEventsLocked(t, f[1])
+				s.playbackEventsLocked(t, path)
+			}
+			if cause != "" {
+				s.requestHangupLocked(ch, call.NormalizeCause(cause), "send_bye")
 			}
 			return "+OK Message sent successfully\n"
 		})
