@@ -3,6 +3,7 @@ package esl_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -49,10 +50,15 @@ func TestReadinessProbeSwallowedJobs(t *testing.T) {
 	}
 
 	srv.SetJobEvents(esltest.JobEventsSwallowed)
-	wait.For(t, "the node to be not ready", func() bool { return !c.Ready() })
-	st := c.Stats()
-	if st.State != esl.StateConnected || st.JobTimeouts == 0 || st.ProbeFailures == 0 || !strings.Contains(st.NotReady, "no BACKGROUND_JOB") {
-		t.Errorf("swallowing node: state %v job timeouts %d probe failures %d reason %q", st.State, st.JobTimeouts, st.ProbeFailures, st.NotReady)
+	// The probe's job expires (the node is marked not ready) before the
+	// probe, woken by that, counts its failure: wait for both.
+	wait.ForState(t, "the node to be not ready after a failed probe", func() (bool, string) {
+		st := c.Stats()
+		return !c.Ready() && st.JobTimeouts > 0 && st.ProbeFailures > 0,
+			fmt.Sprintf("ready %v job timeouts %d probe failures %d", c.Ready(), st.JobTimeouts, st.ProbeFailures)
+	})
+	if st := c.Stats(); st.State != esl.StateConnected || !strings.Contains(st.NotReady, "no BACKGROUND_JOB") {
+		t.Errorf("swallowing node: state %v reason %q", st.State, st.NotReady)
 	}
 	if _, _, err := pool.Acquire(tctx(t)); callbridge.ErrorCode(err) != callbridge.EUNAVAILABLE {
 		t.Errorf("acquire on a node whose jobs never complete: %v, want EUNAVAILABLE", err)
