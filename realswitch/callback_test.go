@@ -311,14 +311,26 @@ func TestCallbackMaxDuration(t *testing.T) {
 	}
 	o := ended(t, ctx, acct, cb.ID)
 	o.check(t, callbridge.CallbackFailed, callbridge.ReasonMaxDuration)
+	// Each leg has its sched_hangup, but FreeSWITCH's scheduler counts
+	// whole seconds: when the two commands straddle a second, one fires
+	// first and its peer ends with the bridge, NORMAL_CLEARING (CI saw
+	// it under load). At least one leg is the timer's.
+	allotted := 0
 	for _, l := range []*leg{o.a, o.b} {
 		if l == nil {
 			t.Fatal("B was never dialled")
 		}
-		if l.cause() != "ALLOTTED_TIMEOUT" || l.q850() != 16 {
-			t.Errorf("leg %s: FreeSWITCH ended it with %s q850 %d, want ALLOTTED_TIMEOUT 16", l.rec.Leg, l.cause(), l.q850())
+		switch {
+		case l.cause() == "ALLOTTED_TIMEOUT" && l.q850() == 16:
+			allotted++
+		case l.cause() == "NORMAL_CLEARING" && l.q850() == 16:
+		default:
+			t.Errorf("leg %s: FreeSWITCH ended it with %s q850 %d, want ALLOTTED_TIMEOUT (or NORMAL_CLEARING after its peer's) 16", l.rec.Leg, l.cause(), l.q850())
 		}
 		byeFromSwitch(t, l)
+	}
+	if allotted == 0 {
+		t.Errorf("neither leg ended by its sched_hangup (ALLOTTED_TIMEOUT)")
 	}
 	if talk, _ := o.b.sip.Talk(); talk < 9*time.Second || talk > 11*time.Second {
 		t.Errorf("B talked %v, want 10 s", talk)
