@@ -358,6 +358,9 @@ func (p *Pipeline) read(ctx context.Context, c *esl.Client) {
 		for {
 			ev, err := sub.Next(ctx)
 			if err != nil {
+				if ctx.Err() != nil && sub.Err() == nil {
+					p.drain(ctx, sub)
+				}
 				sub.Close()
 				if errors.Is(err, esl.ErrOverflow) {
 					p.overflows.Add(1)
@@ -370,6 +373,43 @@ func (p *Pipeline) read(ctx context.Context, c *esl.Client) {
 				break
 			}
 			p.handle(ctx, ev)
+		}
+	}
+}
+
+// drainIdle is how long the pipeline, stopping, waits for one more event
+// before it takes its subscription as drained; drainFor bounds the drain.
+const (
+	drainIdle = 50 * time.Millisecond
+	drainFor  = 2 * time.Second
+)
+
+// drain handles the events still coming on sub when reading stops. The
+// controller's drain ends when the last callback run ends, on its leg's
+// CHANNEL_HANGUP; the CHANNEL_HANGUP_COMPLETE FreeSWITCH sends right after
+// may still be queued or on the wire, and its CDR belongs to this run,
+// not to the next start's reconciliation. The records still reach p.in:
+// it is closed only after every reader has returned.
+func (p *Pipeline) drain(ctx context.Context, sub *esl.Subscription) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainFor)
+	defer cancel()
+	idle := time.NewTimer(drainIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case ev, ok := <-sub.C():
+			if !ok {
+				return
+			}
+			p.handle(dctx, ev)
+			idle.Reset(drainIdle)
+		case <-idle.C:
+			if sub.Len() == 0 {
+				return
+			}
+			idle.Reset(drainIdle)
+		case <-dctx.Done():
+			return
 		}
 	}
 }
