@@ -18,10 +18,13 @@ const (
 	// route plan's gateways: 1 for the first gateway tried, 2 for the
 	// first failover... Legs not routed by a plan do not carry it.
 	VarAttempt = "callbridge_attempt"
-	// VarRouter names the controller that answered the dialplan request
-	// of a binding call (RouterName of its carrier.Gateways holder): only
-	// that controller holds gateway slots for the call's attempt legs and
-	// counts its failovers, though every controller follows every node.
+	// VarRouter names the controller that routed an attempt leg through
+	// a route plan's gateway (RouterName of its carrier.Gateways holder):
+	// for a binding call the one that answered the dialplan request, for
+	// a callback leg the one that placed it. Every controller follows
+	// every node, but only that one holds the leg's gateway slot, counts
+	// its failover and counts the attempt in the gateway metrics; the
+	// others feed only their breakers from the leg's CDR.
 	VarRouter = "callbridge_router"
 )
 
@@ -30,9 +33,10 @@ const maxRouter = 128
 
 // RouterName turns name (a controller's carrier.Gateways holder, which
 // carries its configured owner name) into a VarRouter value: every byte
-// outside [A-Za-z0-9._:/-] becomes '_' and the result is cut to 128
-// bytes, so it can be placed in a dial string as is. An empty name gives
-// "callbridge".
+// outside [A-Za-z0-9._-] becomes '_' and the result is cut to 128 bytes,
+// so it can be placed as is in a dial string and in an originate
+// command's variables (whose values the ESL builder limits to
+// [A-Za-z0-9_.@+-]). An empty name gives "callbridge".
 func RouterName(name string) string {
 	if name == "" {
 		name = "callbridge"
@@ -42,7 +46,7 @@ func RouterName(name string) string {
 	}
 	b := []byte(name)
 	for i, c := range b {
-		if !routerByte(c) {
+		if !routerByte(c) || c == ':' || c == '/' {
 			b[i] = '_'
 		}
 	}
@@ -50,7 +54,8 @@ func RouterName(name string) string {
 }
 
 // ValidateRouter checks a VarRouter value: 1 to 128 bytes from
-// [A-Za-z0-9._:/-].
+// [A-Za-z0-9._:/-]. RouterName makes none with ':' or '/' any more; a
+// leg that a controller from before named that way still validates.
 func ValidateRouter(s string) error {
 	if len(s) < 1 || len(s) > maxRouter {
 		return FieldError("router", "must have 1 to %d characters", maxRouter)

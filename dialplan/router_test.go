@@ -35,8 +35,9 @@ func TestRouterVariable(t *testing.T) {
 	}
 	for name, want := range map[string]string{
 		"":                       "callbridge",
-		"host/[::]:8080/0a1b2c":  "host/_::_:8080/0a1b2c",
-		"h\u00e9,x/0a":           "h___x/0a",
+		"host/[::]:8080/0a1b2c":  "host______8080_0a1b2c",
+		"h\u00e9,x/0a":           "h___x_0a",
+		"test-2/0a1b.c_d":        "test-2_0a1b.c_d",
 		strings.Repeat("a", 130): strings.Repeat("a", 128),
 	} {
 		got := callbridge.RouterName(name)
