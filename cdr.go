@@ -206,6 +206,10 @@ type CDR struct {
 	// of FreeSWITCH's progressmsec, progress_mediamsec and answermsec that
 	// is not 0); 0 when none came. It is not stored.
 	PostDialMS int64 `json:"-"`
+	// Router is the controller that routed the leg through Gateway
+	// (VarRouter, when valid), empty when the leg does not name one. It
+	// is not stored; the pipeline hands it to Config.OnAttempt.
+	Router string `json:"-"`
 	// SIPStatus is the far end's final SIP response to an outbound leg
 	// (sip_term_status, e.g. 503), 0 when unknown. It is not stored; the
 	// pipeline hands it to Config.OnAttempt.

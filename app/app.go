@@ -229,9 +229,10 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	planSync := postgres.NewPlanSync(db, plans, decks, log.With("component", "route-plans"))
 	a.goWork("route plans", func(ctx context.Context) error { return planSync.Run(ctx, nil) })
 	srv.RoutePlans, srv.Plans, srv.PlanSync = postgres.NewRoutePlanService(db), plans, planSync
-	// Binding calls' attempts feed each gateway's circuit breaker from
-	// their CDRs (cdr.Config.OnAttempt below, through the gateways above),
-	// so a carrier that keeps refusing is skipped until its cool-down
+	// Every attempt in the cluster feeds each gateway's circuit breaker
+	// here, from its CDR (cdr.Config.OnAttempt below, through the
+	// gateways above) or when this controller ends it, so a carrier that
+	// keeps refusing is skipped by every controller until its cool-down
 	// ends.
 
 	// prepaid: calls of prepaid accounts (inbound binding calls and each
@@ -310,6 +311,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 		// plan; neither: cfg.Gateway) and fails over on carrier failures.
 		Routes:         callback.PlanRouter(plans, routing.Sources{Prices: decks, Health: gateways}),
 		Gateways:       gateways,
+		Router:         router,
 		OnFailover:     func(from, _ string) { mtr.ObserveFailover(from) },
 		Prompts:        cfg.Prompts,
 		FailurePrompts: cfg.FailurePrompts,
@@ -371,7 +373,7 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 		Logger:   cdrLog,
 		// The "stale-calls" job below sweeps, once per minute cluster-wide.
 		SweepInterval: -1,
-		OnAttempt:     attemptOutcome(plans, gateways, mtr),
+		OnAttempt:     attemptOutcome(plans, gateways, router, mtr),
 	})
 	if err != nil {
 		return nil, err
@@ -413,16 +415,26 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	return a, nil
 }
 
-// attemptOutcome counts every leg a route plan's gateway carried (callback
-// and binding calls) by outcome, with its post-dial delay, for the
-// gateway's metrics, and feeds the
-// gateway's breaker with how a binding call's attempt ended, judged by the
-// failover policy of the account's route plan (the default policy when it
-// has none): a carrier failure counts towards opening the breaker,
-// anything else closes it. Callback legs' breakers are left out: the
-// callback engine claims and ends their attempts itself
-// (carrier.Gateways.Begin and End).
-func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways, mtr *metrics.Metrics) func(*callbridge.CDR) {
+// attemptOutcome handles the CDR of every leg a route plan's gateway
+// carried (callback and binding calls), judged by the failover policy of
+// the account's route plan (the default policy when it has none): a
+// carrier failure, or anything else the carrier did.
+//
+// Every controller's CDR pipeline reads every node, so each sees every
+// attempt of the cluster once. The gateway metrics (attempts by outcome,
+// post-dial delay) count it only on the controller that routed it (its
+// callbridge.VarRouter, router here), so that they add up across
+// controllers like the failovers; a leg that names no router is counted
+// by every controller. The breaker of every controller is fed with it,
+// so a gateway's breaker opens on every controller after N consecutive
+// carrier failures anywhere in the cluster, and a probe's outcome closes
+// or reopens it everywhere (routing.Gateways.Record takes an outcome
+// that arrives while the breaker is half-open or probing as the
+// probe's). Only the callback legs this controller placed are left out:
+// the callback engine ends their attempts itself (carrier.Gateways.End),
+// which fed the breaker already, at the hangup, and also with the
+// attempts the switch refused before there was a channel to have a CDR.
+func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways, router string, mtr *metrics.Metrics) func(*callbridge.CDR) {
 	fallback, _ := routing.NewPolicy(nil, nil)
 	return func(c *callbridge.CDR) {
 		policy := fallback
@@ -430,18 +442,21 @@ func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways, mtr *metri
 			policy = p.Policy()
 		}
 		failed := policy.Classify(c.HangupCause, c.SIPStatus) == routing.Failover
-		switch {
-		case !c.AnswerAt.IsZero():
-			mtr.ObserveAttempt(c.Gateway, metrics.AttemptAnswered)
-		case failed:
-			mtr.ObserveAttempt(c.Gateway, metrics.AttemptCarrierFailure)
-		default:
-			mtr.ObserveAttempt(c.Gateway, metrics.AttemptUnanswered)
+		mine := c.Router == "" || c.Router == router
+		if mine {
+			switch {
+			case !c.AnswerAt.IsZero():
+				mtr.ObserveAttempt(c.Gateway, metrics.AttemptAnswered)
+			case failed:
+				mtr.ObserveAttempt(c.Gateway, metrics.AttemptCarrierFailure)
+			default:
+				mtr.ObserveAttempt(c.Gateway, metrics.AttemptUnanswered)
+			}
+			if c.PostDialMS > 0 {
+				mtr.ObservePostDialDelay(c.Gateway, time.Duration(c.PostDialMS)*time.Millisecond)
+			}
 		}
-		if c.PostDialMS > 0 {
-			mtr.ObservePostDialDelay(c.Gateway, time.Duration(c.PostDialMS)*time.Millisecond)
-		}
-		if c.Leg != callbridge.LegOutbound {
+		if (c.Leg == callbridge.LegCallbackA || c.Leg == callbridge.LegCallbackB) && c.Router == router {
 			return
 		}
 		gateways.Record(c.Gateway, c.EndAt, failed)

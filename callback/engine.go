@@ -67,6 +67,14 @@ type Config struct {
 	// Gateways, when set, claims every attempt through a route's gateway
 	// before it is placed and ends it after (caps, counts, breakers).
 	Gateways GatewayTracker
+	// Router, when set, names this controller (callbridge.RouterName of
+	// its Gateways' holder; NewEngine refuses a name RouterName would
+	// change) in callbridge.VarRouter of every leg it
+	// places through a route's gateway: the CDR pipelines of every
+	// controller then know the attempt was claimed and ended here, so
+	// this controller alone counts it in the gateway metrics and the
+	// others feed their breakers from its CDR (app.attemptOutcome).
+	Router string
 	// OnFailover, when set, is told of every failover (metrics).
 	OnFailover func(from, to string)
 	// Lease is how long a claim holds without renewal; a controller that
@@ -187,6 +195,9 @@ func NewEngine(store Store, pool *esl.Pool, cfg Config) (*Engine, error) {
 	}
 	if cfg.Gateway == "" {
 		return nil, errors.New("callback: callback engine needs a gateway")
+	}
+	if cfg.Router != "" && (callbridge.ValidateRouter(cfg.Router) != nil || callbridge.RouterName(cfg.Router) != cfg.Router) {
+		return nil, fmt.Errorf("callback: router name %q is not a valid %s value", cfg.Router, callbridge.VarRouter)
 	}
 	if cfg.Lease <= 0 {
 		cfg.Lease = 15 * time.Second

@@ -645,6 +645,9 @@ func (r *run) originate(ctx context.Context, a flow.ActionOriginate) (flow.Event
 	if a.Gateway != "" {
 		o.Vars = append(o.Vars, freeswitch.Var{Name: callbridge.VarGateway, Value: gateway}, freeswitch.Var{Name: callbridge.VarAttempt, Value: strconv.Itoa(a.Try)})
 		created.Gateway, created.GatewayAttempt = gateway, a.Try
+		if r := r.e.cfg.Router; r != "" {
+			o.Vars = append(o.Vars, freeswitch.Var{Name: callbridge.VarRouter, Value: r})
+		}
 	}
 	events := []callbridge.CallbackEvent{created}
 	if a.Cap > 0 {

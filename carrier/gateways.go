@@ -226,10 +226,12 @@ func (g *Gateways) End(gateway string, now time.Time, failed bool) {
 	g.releaseLocked(gateway, held[0])
 }
 
-// Record feeds gateway's breaker with how an attempt no Begin counted
-// ended (a binding call's attempt, which FreeSWITCH dials from the
-// dialplan; its CDR says how it ended): routing.Gateways.Record. Its
-// calls and slots do not change.
+// Record feeds gateway's breaker with how an attempt this process did
+// not Begin ended, as its CDR says: a binding call's attempt, which
+// FreeSWITCH dials from the dialplan, or a callback leg another
+// controller placed (routing.Gateways.Record). Fed with every attempt of
+// the cluster that way, every controller's breaker opens and closes on
+// the same outcomes. Its calls and slots do not change.
 func (g *Gateways) Record(gateway string, now time.Time, failed bool) {
 	g.note(gateway)
 	g.local.Record(gateway, now, failed)

@@ -99,8 +99,11 @@ type Config struct {
 	// OnAttempt, when set, is told of every outbound leg a route plan's
 	// gateway carried (Attempt above 0, Gateway set) as its hangup
 	// arrives, before pricing, so the gateway's circuit breaker learns how
-	// the carrier did (serve feeds routing.Gateways.Record). It runs on
-	// the event reader: it must be quick and must not keep c.
+	// the carrier did and its metrics count the attempt (serve:
+	// app.attemptOutcome, which tells the legs this controller routed by
+	// CDR.Router). Every controller's pipeline reads every node, so each
+	// is told of every attempt in the cluster once. It runs on the event
+	// reader: it must be quick and must not keep c.
 	OnAttempt func(c *callbridge.CDR)
 }
 
@@ -1069,6 +1072,9 @@ func parseHangup(ev freeswitch.Event) (*callbridge.CDR, error) {
 		// A leg that never reached sofia has no sip_gateway_name; the
 		// attempt's own variable still names the gateway it was for.
 		c.Gateway = ev.Var(callbridge.VarGateway)
+	}
+	if r := ev.Var(callbridge.VarRouter); c.Attempt > 0 && callbridge.ValidateRouter(r) == nil {
+		c.Router = r
 	}
 	if s, err := strconv.Atoi(ev.Var("sip_term_status")); err == nil && s >= 100 && s < 700 {
 		c.SIPStatus = s

@@ -192,14 +192,22 @@ func TestParseHangupAttribution(t *testing.T) {
 	h["variable_billsec"] = "4" // whole seconds are never used
 	h["variable_"+callbridge.VarAttempt] = "2"
 	h["variable_sip_term_status"] = "503"
+	h["variable_"+callbridge.VarRouter] = "host-1_0a1b2c"
 	c, err := parseHangup(freeswitch.NewEvent("fs2", h, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.AccountID != acc || c.CallbackID != cb || c.Leg != callbridge.LegCallbackB || c.BindingID != "" ||
-		c.Gateway != "carrier" || c.MaxMS != 600000 || c.Node != "fs2" || c.BillMS != 3060 || c.Attempt != 2 || c.SIPStatus != 503 {
+		c.Gateway != "carrier" || c.MaxMS != 600000 || c.Node != "fs2" || c.BillMS != 3060 || c.Attempt != 2 || c.SIPStatus != 503 ||
+		c.Router != "host-1_0a1b2c" {
 		t.Errorf("got %+v", c)
 	}
+	// The router is read as a controller set it, or not at all.
+	h["variable_"+callbridge.VarRouter] = "host 1,x"
+	if c, _ := parseHangup(freeswitch.NewEvent("fs2", h, "")); c.Router != "" {
+		t.Errorf("router %q, want none from a hostile value", c.Router)
+	}
+	h["variable_"+callbridge.VarRouter] = "host-1_0a1b2c"
 	// A leg that never reached sofia: the attempt's variable names the
 	// gateway; hostile values are dropped.
 	delete(h, "variable_sip_gateway_name")
@@ -209,8 +217,8 @@ func TestParseHangupAttribution(t *testing.T) {
 	}
 	h["variable_"+callbridge.VarGateway] = "back up}"
 	h["variable_"+callbridge.VarAttempt] = "1000"
-	if c, _ := parseHangup(freeswitch.NewEvent("fs2", h, "")); c.Gateway != "" || c.Attempt != 0 {
-		t.Errorf("gateway %q attempt %d, want both empty", c.Gateway, c.Attempt)
+	if c, _ := parseHangup(freeswitch.NewEvent("fs2", h, "")); c.Gateway != "" || c.Attempt != 0 || c.Router != "" {
+		t.Errorf("gateway %q attempt %d router %q, want all empty", c.Gateway, c.Attempt, c.Router)
 	}
 
 	// An event without a Unique-ID cannot make a CDR.

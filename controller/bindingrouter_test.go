@@ -20,7 +20,9 @@ import (
 // leg) to "backup" (capped at one call): the backup leg names the first
 // controller in callbridge.VarRouter, so it holds exactly one slot in
 // gateway_slots (the first controller's), not one per controller, and
-// the failover is counted once across both controllers' metrics.
+// the failover and the two attempts (their outcomes and post-dial
+// delays) are counted once across both controllers' metrics, by the
+// router, though both read the attempts' hangups.
 func TestBindingCallSlotHeldByRouterOnly(t *testing.T) {
 	env := newSlotsEnv(t)
 	cfg2 := env.cfg
@@ -88,5 +90,29 @@ func TestBindingCallSlotHeldByRouterOnly(t *testing.T) {
 	}
 	if strings.Contains(string(body), `callbridge_gateway_failovers_total{gateway="carrier"}`) {
 		t.Errorf("the second controller counts the router's failover too")
+	}
+
+	// The attempts: counted by the router alone, once both pipelines have
+	// handled the call's three CDRs (the caller's leg and two attempts).
+	wait.ForState(t, "both pipelines past the call's CDRs", func() (bool, string) {
+		s1, s2 := env.app.CDRs.Stats(), second.CDRs.Stats()
+		return s1.Inserted+s1.Duplicates >= 3 && s2.Inserted+s2.Duplicates >= 3,
+			fmt.Sprintf("first wrote %d+%d, second %d+%d", s1.Inserted, s1.Duplicates, s2.Inserted, s2.Duplicates)
+	})
+	first = scrapeMetrics(t, env.api.URL)
+	other := scrapeMetrics(t, second.API.URL)
+	for _, sample := range []string{
+		`callbridge_gateway_attempts_total{gateway="carrier",outcome="carrier_failure"}`,
+		`callbridge_gateway_attempts_total{gateway="backup",outcome="answered"}`,
+	} {
+		if v := metricValue(first, sample); v != "1" {
+			t.Errorf("the router's %s = %q, want 1", sample, v)
+		}
+		if v := metricValue(other, sample); v != "" {
+			t.Errorf("the second controller's %s = %q, want none: the router counts it", sample, v)
+		}
+	}
+	if strings.Contains(other, `callbridge_gateway_post_dial_delay_seconds_count{gateway="backup"}`) {
+		t.Errorf("the second controller counts the router's post-dial delay too")
 	}
 }

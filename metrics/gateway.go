@@ -35,7 +35,7 @@ func newGatewayMetrics(reg *prometheus.Registry) gatewayMetrics {
 	g := gatewayMetrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callbridge_gateway_attempts_total",
-			Help: "Outbound attempts this controller dialled through each carrier gateway, by outcome (answered, unanswered, carrier_failure); the answer-seizure ratio is answered over all.",
+			Help: "Outbound attempts through each carrier gateway that this controller routed (placed the callback leg, or answered the binding call's dialplan request), by outcome (answered, unanswered, carrier_failure); each attempt is counted by one controller, so sum over them; the answer-seizure ratio is answered over all.",
 		}, []string{"gateway", "outcome"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callbridge_gateway_failovers_total",
@@ -43,7 +43,7 @@ func newGatewayMetrics(reg *prometheus.Registry) gatewayMetrics {
 		}, []string{"gateway"}),
 		pdd: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "callbridge_gateway_post_dial_delay_seconds",
-			Help:    "Post-dial delay per gateway: from sending the attempt to the carrier's first ringing, early media or answer.",
+			Help:    "Post-dial delay per gateway of the attempts this controller routed (each counted by one controller: sum over them): from sending the attempt to the carrier's first ringing, early media or answer.",
 			Buckets: []float64{.1, .25, .5, 1, 1.5, 2, 3, 4, 6, 8, 10, 15, 20, 30},
 		}, []string{"gateway"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -58,9 +58,10 @@ func newGatewayMetrics(reg *prometheus.Registry) gatewayMetrics {
 // ObserveAttempt records one attempt through gateway when it ended, by
 // its outcome (AttemptAnswered, AttemptUnanswered,
 // AttemptCarrierFailure; anything else counts as "other"). serve calls
-// it for every leg a route plan's gateway carried, callback and binding
-// calls alike, from the leg's CDR (cdr.Config.OnAttempt): callers do not
-// call it again.
+// it from the leg's CDR (cdr.Config.OnAttempt) for every leg a route
+// plan's gateway carried, callback and binding calls alike, that this
+// controller routed (callbridge.VarRouter): each attempt is counted by
+// one controller of the cluster. Callers do not call it again.
 func (m *Metrics) ObserveAttempt(gateway, outcome string) {
 	switch outcome {
 	case AttemptAnswered, AttemptUnanswered, AttemptCarrierFailure:
@@ -99,7 +100,7 @@ func (m *Metrics) WatchGateways(snapshot func(now time.Time) []carrier.Status) {
 	m.Registry.MustRegister(&gatewayCollector{
 		snapshot: snapshot,
 		sofia:    prometheus.NewDesc("callbridge_gateway_sofia_state", "The switch's state of the gateway, combined over the connected nodes (up on any node: up; down on every node that has it: down; reported by none: unknown); 1 for the current state.", []string{"gateway", "state"}, nil),
-		breaker:  prometheus.NewDesc("callbridge_gateway_breaker_state", "The gateway's circuit breaker on this controller (closed, open, half_open, probing); 1 for the current state.", []string{"gateway", "state"}, nil),
+		breaker:  prometheus.NewDesc("callbridge_gateway_breaker_state", "The gateway's circuit breaker on this controller, fed by every attempt in the cluster (closed, open, half_open, probing); 1 for the current state.", []string{"gateway", "state"}, nil),
 		active:   prometheus.NewDesc("callbridge_gateway_active_calls", "Calls through the gateway now across controllers, as this controller last counted them.", []string{"gateway"}, nil),
 		maxCalls: prometheus.NewDesc("callbridge_gateway_max_calls", "The gateway's concurrent-call cap (CALLBRIDGE_GATEWAY_LIMITS); 0 for none.", []string{"gateway"}, nil),
 		maxCPS:   prometheus.NewDesc("callbridge_gateway_max_cps", "The gateway's calls-per-second cap (CALLBRIDGE_GATEWAY_LIMITS); 0 for none.", []string{"gateway"}, nil),

@@ -182,13 +182,15 @@ func (g *Gateways) Unhold(gateway string) {
 }
 
 // Record feeds the gateway's breaker with the outcome of a call that no
-// Begin counted (a binding call's attempt, which FreeSWITCH dials from
-// the dialplan; its CDR reports how it ended): failed is true when the
-// carrier could not carry it. The gateway's call counts do not change.
-// Resolve keeps a half-open gateway as a probe, and nothing claims the
-// probe before FreeSWITCH dials it, so an outcome that arrives while the
-// breaker is half-open is the probe's: success closes it, failure opens
-// it for another cool-down.
+// Begin of this process counted (a binding call's attempt, which
+// FreeSWITCH dials from the dialplan, or an attempt another controller
+// placed; its CDR reports how it ended): failed is true when the carrier
+// could not carry it. The gateway's call counts do not change. Resolve
+// keeps a half-open gateway as a probe, and nothing claims the probe
+// before FreeSWITCH dials it, and another controller may have sent the
+// probe, so an outcome that arrives while the breaker is half-open or
+// probing is a probe's: success closes it, failure opens it for another
+// cool-down.
 func (g *Gateways) Record(gateway string, now time.Time, failed bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -134,3 +134,64 @@ func TestGatewaysRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewaysClusterBreaker: two controllers' Gateways fed with the same
+// attempts, as serve feeds them: the placer ends its own attempts (End),
+// the other records them from their CDRs (Record). Both open after the
+// same consecutive failures, and a probe's outcome, whichever controller
+// sent it, closes or reopens both.
+func TestGatewaysClusterBreaker(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	cfg := BreakerConfig{Failures: 2, Cooldown: 10 * time.Second}
+	g1, g2 := &Gateways{Breaker: cfg}, &Gateways{Breaker: cfg}
+	// attempt places an attempt through gw on from at, and ends it there
+	// and records it on to.
+	attempt := func(from, to *Gateways, at time.Duration, failed bool) Reason {
+		r := from.Begin("gw", t0.Add(at))
+		if r.Kept() {
+			from.End("gw", t0.Add(at), failed)
+			to.Record("gw", t0.Add(at), failed)
+		}
+		return r
+	}
+	states := func(at time.Duration) (BreakerState, BreakerState) {
+		return g1.Health("gw", t0.Add(at)).Breaker, g2.Health("gw", t0.Add(at)).Breaker
+	}
+	check := func(name string, at time.Duration, want BreakerState) {
+		t.Helper()
+		if s1, s2 := states(at); s1 != want || s2 != want {
+			t.Errorf("%s: breakers %s and %s, want both %s", name, s1, s2, want)
+		}
+	}
+
+	attempt(g1, g2, 0, true)
+	check("one failure on the first", 0, BreakerClosed)
+	attempt(g2, g1, time.Second, true)
+	check("a second failure, on the second", time.Second, BreakerOpen)
+	if r := attempt(g1, g2, 2*time.Second, false); r != ReasonCircuitOpen {
+		t.Errorf("an attempt while open: %s, want %s", r, ReasonCircuitOpen)
+	}
+
+	// The cool-down ends: the second probes, and its probe fails: both
+	// open for another cool-down.
+	check("the cool-down over", 11*time.Second, BreakerHalfOpen)
+	if r := attempt(g2, g1, 11*time.Second, true); r != ReasonProbe {
+		t.Errorf("the second's probe: %s, want %s", r, ReasonProbe)
+	}
+	check("the second's probe failed", 12*time.Second, BreakerOpen)
+
+	// Both probe at once; the first's is carried: both close, and the
+	// second's probe, ending after, counts as any closed-breaker outcome.
+	if r1, r2 := g1.Begin("gw", t0.Add(22*time.Second)), g2.Begin("gw", t0.Add(22*time.Second)); r1 != ReasonProbe || r2 != ReasonProbe {
+		t.Fatalf("both probes: %s and %s, want %s", r1, r2, ReasonProbe)
+	}
+	check("both probing", 22*time.Second, BreakerProbing)
+	g1.End("gw", t0.Add(23*time.Second), false)
+	g2.Record("gw", t0.Add(23*time.Second), false)
+	check("the first's probe carried", 23*time.Second, BreakerClosed)
+	g2.End("gw", t0.Add(24*time.Second), true)
+	g1.Record("gw", t0.Add(24*time.Second), true)
+	check("the second's probe failed after", 24*time.Second, BreakerClosed)
+	attempt(g1, g2, 25*time.Second, true)
+	check("and one more failure", 25*time.Second, BreakerOpen)
+}
