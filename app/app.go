@@ -430,10 +430,11 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 // carrier failures anywhere in the cluster, and a probe's outcome closes
 // or reopens it everywhere (routing.Gateways.Record takes an outcome
 // that arrives while the breaker is half-open or probing as the
-// probe's). Only the callback legs this controller placed are left out:
-// the callback engine ends their attempts itself (carrier.Gateways.End),
-// which fed the breaker already, at the hangup, and also with the
-// attempts the switch refused before there was a channel to have a CDR.
+// probe's). Only the callback legs this controller placed (or adopted:
+// the adopter names itself in the leg) are left out: the callback engine
+// ends their attempts itself (carrier.Gateways.End), which fed the
+// breaker already, at the hangup, and also with the attempts the switch
+// refused before there was a channel to have a CDR.
 func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways, router string, mtr *metrics.Metrics) func(*callbridge.CDR) {
 	fallback, _ := routing.NewPolicy(nil, nil)
 	return func(c *callbridge.CDR) {

@@ -78,7 +78,9 @@ type Config struct {
 	// places through a route's gateway: the CDR pipelines of every
 	// controller then know the attempt was claimed and ended here, so
 	// this controller alone counts it in the gateway metrics and the
-	// others feed their breakers from its CDR (app.attemptOutcome).
+	// others feed their breakers from its CDR (app.attemptOutcome). An
+	// adopted leg whose attempt this controller holds is renamed so
+	// (uuid_setvar) once its node is attached.
 	Router string
 	// OnFailover, when set, is told of every failover (metrics).
 	OnFailover func(from, to string)

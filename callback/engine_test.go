@@ -84,6 +84,8 @@ type cbOpts struct {
 	gateways []esltest.Gateway
 	routes   callback.Router
 	tracker  callback.GatewayTracker
+	// router is the engine's Config.Router.
+	router string
 	// onStatus, when set, hears every status the engine saves, before
 	// the engine goes on.
 	onStatus func(callbridge.CallbackStatus)
@@ -163,6 +165,7 @@ func (env *cbEnv) startEngine(o cbOpts) *callback.Engine {
 		CallAuthorizer: o.callAuthorizer,
 		Routes:         o.routes,
 		Gateways:       o.tracker,
+		Router:         o.router,
 		OnStatus: func(status callbridge.CallbackStatus, reason callbridge.FailReason) {
 			if o.onStatus != nil {
 				o.onStatus(status)

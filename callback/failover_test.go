@@ -195,15 +195,27 @@ func TestCallbackAdoptedFailover(t *testing.T) {
 	opts := func(owner string, g *routing.Gateways) cbOpts {
 		return cbOpts{owner: owner, speed: 1, gateways: []esltest.Gateway{{Name: "cheap"}, {Name: "solid"}},
 			routes:  callback.PlanRouter(plans, routing.Sources{Prices: decks, Health: g}),
-			tracker: callback.LocalGateways{Gateways: g}}
+			tracker: callback.LocalGateways{Gateways: g}, router: owner + "_0a1b"}
 	}
 	env := newCBEnv(t, opts("ctl-1", first))
+	// router is the callbridge.VarRouter of leg uuid on the node.
+	router := func(uuid string) string {
+		for _, ch := range env.fs.Channels() {
+			if ch.UUID == uuid {
+				return ch.Variables[callbridge.VarRouter]
+			}
+		}
+		return "(gone)"
+	}
 	// A rings (up to 120 s) until the test fails it.
 	id := env.create(`{"a":"4913011111","b":"4914022222","ring_timeout_a":120}`)
 	wait.For(t, "A ringing through cheap", func() bool {
 		a := env.leg(env.get(id), "a")
 		return a != nil && a.RingingAt != nil
 	})
+	if r := router(env.leg(env.get(id), "a").UUID); r != "ctl-1_0a1b" {
+		t.Errorf("A's %s as placed: %q, want ctl-1_0a1b", callbridge.VarRouter, r)
+	}
 	env.stopEngine()
 	if _, err := env.db.Exec(`UPDATE callbacks SET lease_until = now() - interval '1 second' WHERE owner = 'ctl-1' AND lease_until IS NOT NULL`); err != nil {
 		t.Fatal(err)
@@ -214,6 +226,10 @@ func TestCallbackAdoptedFailover(t *testing.T) {
 	})
 	if h := second.Health("cheap", env.clock.Now()); h.Active != 1 {
 		t.Errorf("cheap's calls on controller 2 after the adoption: %d, want 1 (A's attempt)", h.Active)
+	}
+	// Controller 2 now ends A's attempt: A's CDR must say so.
+	if r := router(env.leg(env.get(id), "a").UUID); r != "ctl-2_0a1b" {
+		t.Errorf("A's %s after the adoption: %q, want ctl-2_0a1b", callbridge.VarRouter, r)
 	}
 
 	a := env.leg(env.get(id), "a")

@@ -118,6 +118,9 @@ type run struct {
 	client  *esl.Client
 	release func()
 	placed  chan struct{} // closed once a pool slot is held or the run ended
+	// held are the adopted legs whose attempts this run holds, to be
+	// named as this controller's (callbridge.VarRouter) once attached.
+	held    []string
 	placedX bool
 
 	mu     sync.Mutex
@@ -332,6 +335,9 @@ func (r *run) exec(ctx context.Context, a flow.Action) (flow.Event, bool) {
 		if r.e.cfg.Gateways != nil {
 			r.e.cfg.Gateways.Hold(ctx, a.Gateway, r.e.clock.Now())
 		}
+		if r.e.cfg.Router != "" && a.UUID != "" {
+			r.held = append(r.held, a.UUID)
+		}
 	case flow.ActionEndAttempt:
 		if r.e.cfg.Gateways != nil {
 			r.e.cfg.Gateways.End(a.Gateway, r.e.clock.Now(), a.Failed)
@@ -506,7 +512,30 @@ func (r *run) attach(ctx context.Context, node string) (flow.Event, bool) {
 			return nil, false
 		}
 	}
+	r.nameHeld(ctx)
 	return flow.EventAcquired{Node: node}, true
+}
+
+// nameHeld names this controller in the callbridge.VarRouter of the
+// adopted legs whose attempts it now holds: it ends them (Gateways.End,
+// which feeds its breaker), so their CDRs must tell every controller's
+// pipeline that this one counts them in the gateway metrics and that the
+// others feed their breakers from the CDR. A leg gone meanwhile keeps the
+// old name: its attempt reaches this controller's breaker twice (End and
+// its CDR) and is counted by the controller that placed it, if it runs.
+func (r *run) nameHeld(ctx context.Context) {
+	for _, id := range r.held {
+		cmd, err := freeswitch.UUIDSetVar(id, callbridge.VarRouter, r.e.cfg.Router)
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err = r.client.API(cctx, cmd)
+			cancel()
+		}
+		if err != nil {
+			r.log.Debug("adopted leg not renamed", "uuid", id, "error", err)
+		}
+	}
+	r.held = nil
 }
 
 // authorize asks the CallAuthorizer for the legs' grants. Both: A for Max
