@@ -40,7 +40,9 @@ type Store interface {
 	DueQueue(ctx context.Context) (int, time.Time, error)
 	// AdoptCallbacks takes over live callbacks whose lease ran out, and
 	// with own those owner holds (left by a restart under the same name),
-	// never those in held, with their current legs.
+	// never those in held, with their current legs and the history
+	// entries of their current attempt that name a carrier attempt
+	// (gateway_attempt > 0), in order.
 	AdoptCallbacks(ctx context.Context, owner string, lease time.Duration, n int, own bool, held []string) ([]*callbridge.Callback, error)
 	// RenewLeases extends leases and reports cancellations and losses.
 	RenewLeases(ctx context.Context, owner string, ids []string, lease time.Duration) (cancel, lost []string, err error)
@@ -59,10 +61,13 @@ type Config struct {
 	// Gateway is the sofia gateway both legs are placed through when no
 	// route plan routes them (Routes nil, or it answers no plan).
 	Gateway string
-	// Routes, when set, resolves each leg's carrier gateways when a
-	// worker takes the callback (PlanRouter): the leg is placed through
-	// the first, and through the next after a carrier failure (the plan's
-	// failover policy, attempts and post-dial budget).
+	// Routes, when set, resolves each leg's carrier gateways just before
+	// the leg is first placed (PlanRouter; B's when A has answered, at
+	// that moment's time band, prices and gateway health): the leg is
+	// placed through the first, and through the next after a carrier
+	// failure (the plan's failover policy, attempts and post-dial
+	// budget). An adopted leg's plan is resolved again at adoption and
+	// the leg goes on from the attempt its history records.
 	Routes Router
 	// Gateways, when set, claims every attempt through a route's gateway
 	// before it is placed and ends it after (caps, counts, breakers).

@@ -84,6 +84,11 @@ type cbOpts struct {
 	gateways []esltest.Gateway
 	routes   callback.Router
 	tracker  callback.GatewayTracker
+	// onStatus, when set, hears every status the engine saves, before
+	// the engine goes on.
+	onStatus func(callbridge.CallbackStatus)
+	// speed is the simulator's (0: cbSpeed).
+	speed float64
 }
 
 func newCBEnv(t *testing.T, o cbOpts) *cbEnv {
@@ -106,6 +111,9 @@ func newCBEnv(t *testing.T, o cbOpts) *cbEnv {
 		t.Fatal(err)
 	}
 	env.fs.Script, env.fs.Speed = script, cbSpeed
+	if o.speed != 0 {
+		env.fs.Speed = o.speed
+	}
 	env.fs.Gateways = o.gateways
 	env.fs.Start()
 	t.Cleanup(env.fs.Close)
@@ -156,6 +164,9 @@ func (env *cbEnv) startEngine(o cbOpts) *callback.Engine {
 		Routes:         o.routes,
 		Gateways:       o.tracker,
 		OnStatus: func(status callbridge.CallbackStatus, reason callbridge.FailReason) {
+			if o.onStatus != nil {
+				o.onStatus(status)
+			}
 			env.mu.Lock()
 			defer env.mu.Unlock()
 			if env.statuses == nil {

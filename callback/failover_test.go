@@ -2,6 +2,7 @@ package callback_test
 
 import (
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -142,4 +143,116 @@ func TestCallbackFailoverExhausted(t *testing.T) {
 	if got := attempts(cb); got != want {
 		t.Errorf("attempts:\n got %s\nwant %s", got, want)
 	}
+}
+
+// TestCallbackRouteAtPlacement: B's route is resolved when B is placed,
+// not when the callback was claimed. The cheapest carrier's gateway goes
+// down (sofia) while A is called: B goes straight through the carrier
+// that is up at B's time, as its first attempt, with no attempt through
+// the gateway that was cheapest when A was placed.
+func TestCallbackRouteAtPlacement(t *testing.T) {
+	t.Parallel()
+	plans, decks := carrierPlan(t, []string{"cheap", "solid"}, []int64{5_000, 9_000})
+	gateways := &routing.Gateways{}
+	env := newCBEnv(t, cbOpts{
+		gateways: []esltest.Gateway{{Name: "cheap"}, {Name: "solid"}},
+		routes:   callback.PlanRouter(plans, routing.Sources{Prices: decks, Health: gateways}),
+		tracker:  callback.LocalGateways{Gateways: gateways},
+		onStatus: func(s callbridge.CallbackStatus) {
+			if s == callbridge.CallbackAAnswered {
+				// Between A's answer and B's placement.
+				gateways.SetSofia("cheap", routing.SofiaDown)
+			}
+		},
+	})
+	id := env.create(`{"a":"4916011111","b":"4914022222","prompt":"ringback"}`)
+	cb := env.waitEnded(id)
+	if cb.Status != callbridge.CallbackCompleted {
+		t.Fatalf("status %s (%s), want completed", cb.Status, cb.Reason)
+	}
+	if got, want := attempts(cb), "a:cheap#1  0 answered; b:solid#1  0 answered"; got != want {
+		t.Errorf("attempts:\n got %s\nwant %s", got, want)
+	}
+	if got := env.commandsWith("originate ", "callbridge_leg=b,", "sofia/gateway/cheap/"); got != 0 {
+		t.Errorf("B originated %d times through cheap, want 0", got)
+	}
+	for _, l := range cb.Legs {
+		if want := map[string]string{"a": "cheap", "b": "solid"}[l.Leg]; l.Gateway != want {
+			t.Errorf("leg %s: gateway %q, want %q", l.Leg, l.Gateway, want)
+		}
+	}
+}
+
+// TestCallbackAdoptedFailover: controller 1 places A through the
+// cheapest carrier and stops while A rings; controller 2 adopts the
+// call, counts A's attempt against cheap's gateway from then on, and
+// when cheap fails A (NORMAL_TEMPORARY_FAILURE), A fails over to the next
+// carrier as attempt 2: the history shows both attempts.
+func TestCallbackAdoptedFailover(t *testing.T) {
+	t.Parallel()
+	plans, decks := carrierPlan(t, []string{"cheap", "solid"}, []int64{5_000, 9_000})
+	first, second := &routing.Gateways{}, &routing.Gateways{}
+	opts := func(owner string, g *routing.Gateways) cbOpts {
+		return cbOpts{owner: owner, speed: 1, gateways: []esltest.Gateway{{Name: "cheap"}, {Name: "solid"}},
+			routes:  callback.PlanRouter(plans, routing.Sources{Prices: decks, Health: g}),
+			tracker: callback.LocalGateways{Gateways: g}}
+	}
+	env := newCBEnv(t, opts("ctl-1", first))
+	// A rings (up to 120 s) until the test fails it.
+	id := env.create(`{"a":"4913011111","b":"4914022222","ring_timeout_a":120}`)
+	wait.For(t, "A ringing through cheap", func() bool {
+		a := env.leg(env.get(id), "a")
+		return a != nil && a.RingingAt != nil
+	})
+	env.stopEngine()
+	if _, err := env.db.Exec(`UPDATE callbacks SET lease_until = now() - interval '1 second' WHERE owner = 'ctl-1' AND lease_until IS NOT NULL`); err != nil {
+		t.Fatal(err)
+	}
+	env.startEngine(opts("ctl-2", second))
+	wait.For(t, "adoption", func() bool {
+		return slices.ContainsFunc(env.get(id).Events, func(e *callbridge.CallbackEvent) bool { return e.Type == callbridge.EventReconciled })
+	})
+	if h := second.Health("cheap", env.clock.Now()); h.Active != 1 {
+		t.Errorf("cheap's calls on controller 2 after the adoption: %d, want 1 (A's attempt)", h.Active)
+	}
+
+	a := env.leg(env.get(id), "a")
+	if a.Gateway != "cheap" {
+		t.Fatalf("A's gateway %q before the failure, want cheap", a.Gateway)
+	}
+	if err := env.fs.Hangup(a.UUID, "NORMAL_TEMPORARY_FAILURE"); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, "A placed again through solid", func() bool {
+		a := env.leg(env.get(id), "a")
+		return a.Gateway == "solid" && a.RingingAt != nil
+	})
+	if got, want := attempts(env.get(id)), "a:cheap#1 NORMAL_TEMPORARY_FAILURE 503 carrier failure; a:failover->solid#2"; got != want {
+		t.Errorf("attempts:\n got %s\nwant %s", got, want)
+	}
+	if h := second.Health("cheap", env.clock.Now()); h.Active != 0 {
+		t.Errorf("cheap's calls after the failover: %d, want 0", h.Active)
+	}
+	if code, _, raw := env.do("DELETE", "/v1/callbacks/"+id, ""); code != http.StatusOK {
+		t.Fatalf("DELETE: %d %s", code, raw)
+	}
+	cb := env.waitEnded(id)
+	if cb.Status != callbridge.CallbackFailed || cb.Reason != callbridge.ReasonCancelled {
+		t.Errorf("%s/%s, want failed/cancelled", cb.Status, cb.Reason)
+	}
+	created := 0
+	for _, e := range cb.Events {
+		if e.Type == callbridge.EventLegCreated && e.Leg == "a" {
+			created++
+			if want := map[int]string{1: "cheap", 2: "solid"}[created]; e.Gateway != want || e.GatewayAttempt != created {
+				t.Errorf("A's placement %d: %s#%d, want %s#%d", created, e.Gateway, e.GatewayAttempt, want, created)
+			}
+		}
+	}
+	if created != 2 {
+		t.Errorf("A placed %d times, want 2", created)
+	}
+	wait.For(t, "the gateways' calls to end", func() bool {
+		return second.Health("cheap", env.clock.Now()).Active == 0 && second.Health("solid", env.clock.Now()).Active == 0
+	})
 }

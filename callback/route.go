@@ -9,9 +9,10 @@ import (
 	"callbridge/routing"
 )
 
-// Route is a leg's carrier route as the engine resolved it when its
-// worker took the callback. The zero Route (Planned false) sends the leg
-// through Config.Gateway, as when no route plan exists.
+// Route is a leg's carrier route as the engine resolved it just before
+// the leg's first placement (and, for an adopted call, when it was
+// adopted). The zero Route (Planned false) sends the leg through
+// Config.Gateway, as when no route plan exists.
 type Route struct {
 	// Planned says a route plan (Plan, its name) routes the leg.
 	Planned bool
@@ -64,8 +65,21 @@ type GatewayTracker interface {
 	// Begin claims a call through gateway at now; a reason that is not
 	// Kept refuses it (nothing is counted then).
 	Begin(ctx context.Context, gateway string, now time.Time) routing.Reason
-	// End releases a call Begin counted; failed says the carrier could
-	// not carry it.
+	// Hold counts, from now, a call through gateway that is already up:
+	// an adopted leg's attempt, which the controller that placed it had
+	// claimed with Begin. It counts whatever the caps, refuses nothing,
+	// and ends with End (the slot it returns, if any, is End's to release).
+	//
+	// The dead controller's claim is not taken over: shared across
+	// controllers (carrier.Gateways over postgres.GatewaySlots), its slot
+	// stops counting when its lease lapses (nobody renews it), or at
+	// once when that controller stopped cleanly and released it. Until
+	// then the call counts twice, which may refuse an attempt through a
+	// full gateway for those seconds but never lets the gateway past its
+	// cap for the rest of the call, as not holding it would.
+	Hold(ctx context.Context, gateway string, now time.Time) int64
+	// End releases a call Begin (or Hold) counted; failed says the
+	// carrier could not carry it.
 	End(gateway string, now time.Time, failed bool)
 }
 
@@ -75,6 +89,12 @@ type LocalGateways struct{ *routing.Gateways }
 // Begin implements GatewayTracker.
 func (g LocalGateways) Begin(_ context.Context, gateway string, now time.Time) routing.Reason {
 	return g.Gateways.Begin(gateway, now)
+}
+
+// Hold implements GatewayTracker: the process's count only (no slot).
+func (g LocalGateways) Hold(_ context.Context, gateway string, now time.Time) int64 {
+	g.Gateways.Hold(gateway, now)
+	return 0
 }
 
 var _ GatewayTracker = LocalGateways{}

@@ -163,12 +163,11 @@ func (r *run) loop(ctx context.Context) {
 	defer r.markPlaced()
 	defer r.stopTimers()
 	r.s = flow.NewState(r.cb, flow.Config{
-		Owner: r.e.cfg.Owner, PerLeg: r.e.cfg.CallAuthorizer != nil,
+		Owner: r.e.cfg.Owner, PerLeg: r.e.cfg.CallAuthorizer != nil, Routed: r.e.cfg.Routes != nil,
 		NodeGrace: r.e.cfg.NodeGrace, RefusedRetry: r.e.cfg.RefusedRetry,
 		LegWait: r.e.cfg.LegWait, FailurePromptTime: r.e.cfg.FailurePromptTime,
 		Prompts: r.e.cfg.Prompts, FailurePrompts: r.e.cfg.FailurePrompts, RecordDir: r.e.cfg.RecordDir,
 	}, r.adopted, r.e.clock.Now())
-	r.resolve()
 	for _, l := range []*flow.Leg{&r.s.A, &r.s.B} {
 		if l.UUID != "" {
 			r.e.route(l.UUID, r) // an adopted call's legs
@@ -312,6 +311,8 @@ func (r *run) exec(ctx context.Context, a flow.Action) (flow.Event, bool) {
 		return r.authorize(ctx, a)
 	case flow.ActionRelease:
 		r.releaseCall(ctx, a.Leg, a.UUID)
+	case flow.ActionRoute:
+		return r.routeLeg(a), true
 	case flow.ActionOriginate:
 		return r.originate(ctx, a)
 	case flow.ActionSave:
@@ -327,6 +328,10 @@ func (r *run) exec(ctx context.Context, a flow.Action) (flow.Event, bool) {
 		r.e.mu.Unlock()
 	case flow.ActionWake:
 		r.e.Wake()
+	case flow.ActionHoldAttempt:
+		if r.e.cfg.Gateways != nil {
+			r.e.cfg.Gateways.Hold(ctx, a.Gateway, r.e.clock.Now())
+		}
 	case flow.ActionEndAttempt:
 		if r.e.cfg.Gateways != nil {
 			r.e.cfg.Gateways.End(a.Gateway, r.e.clock.Now(), a.Failed)
@@ -802,22 +807,16 @@ func (r *run) exists(ctx context.Context, id string) (exists, known bool) {
 	return res == "true", true
 }
 
-// resolve gives the legs not placed yet their carrier routes. A leg an
-// adopted call had placed keeps going through whatever gateway it went
-// through: nothing tells which, so it does not fail over.
-func (r *run) resolve() {
-	if r.e.cfg.Routes == nil {
-		return
+// routeLeg resolves a leg's carrier route now, as it is about to be
+// placed (or its adopted call taken over): the plan's time band, its
+// gateways' buy prices and health are this moment's.
+func (r *run) routeLeg(a flow.ActionRoute) flow.Event {
+	rt, ok := r.e.cfg.Routes(r.cb.AccountID, a.Number, r.e.clock.Now())
+	if !ok {
+		return flow.EventRouted{Leg: a.Leg}
 	}
-	now := r.e.clock.Now()
-	for _, l := range []*flow.Leg{&r.s.A, &r.s.B} {
-		if l.Progress != flow.LegUnplaced {
-			continue
-		}
-		if rt, ok := r.e.cfg.Routes(r.cb.AccountID, l.Number, now); ok {
-			l.Route = flowRoute(rt)
-		}
-	}
+	r.log.Debug("leg routed", "leg", a.Leg, "plan", rt.Plan, "gateways", rt.Gateways, "none", rt.NoneCause)
+	return flow.EventRouted{Leg: a.Leg, Route: flowRoute(rt)}
 }
 
 // endAttempts ends the gateway attempts the machine left open (a leg

@@ -145,6 +145,7 @@ func routePlanRoutes(admin *gin.RouterGroup, store pricing.RoutePlanStore, plans
 	admin.POST("/route-plans", pricing.CreateRoutePlan(store))
 	admin.GET("/route-plans", pricing.ListRoutePlans(store))
 	admin.GET("/route-plans/:id", pricing.GetRoutePlan(store))
+	admin.PATCH("/route-plans/:id", pricing.UpdateRoutePlan(store))
 	admin.DELETE("/route-plans/:id", pricing.DeleteRoutePlan(store))
 	admin.POST("/route-plans/:id/routes", pricing.ImportRoutes(store, imports))
 	admin.GET("/route-plans/:id/routes", pricing.ExportRoutes(store))

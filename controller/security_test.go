@@ -497,6 +497,8 @@ func validBodies(o tenantObjects) map[string]map[string]any {
 			"missing_hangup": "max_duration", "customer_name": "Acme GmbH", "customer_address": "Hauptstr. 1\n10115 Berlin", "customer_tax_number": "DE123456789"},
 		"POST /v1/admin/route-plans": {"name": "p", "default": false, "time_zone": "UTC", "currency": "EUR", "max_attempts": 3, "post_dial_ms": 30000,
 			"failover_causes": []string{"GATEWAY_DOWN"}, "failover_sip_codes": []int{503}},
+		"PATCH /v1/admin/route-plans/:id": {"account_id": o.id, "name": "p", "default": false, "time_zone": "UTC", "currency": "USD", "max_attempts": 3,
+			"post_dial_ms": 30000, "failover_causes": []string{"GATEWAY_DOWN"}, "failover_sip_codes": []int{503}},
 		"POST /v1/rate-decks": {"account_id": o.id, "name": "d", "currency": "USD", "time_zone": "UTC", "precision": 6, "rounding": "up", "short_ms": 0, "holidays": []string{}, "effective_from": "2026-01-01T00:00:00Z"},
 	}
 }

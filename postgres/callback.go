@@ -658,7 +658,8 @@ func cbQualified(alias string) string {
 
 // AdoptCallbacks takes over up to n live callbacks whose lease has run
 // out, with a fresh lease, and returns them with their legs for
-// reconciliation. With own, it also takes those owner holds under a lease
+// reconciliation and the history entries of their carrier attempts
+// (the adopter fails over from them). With own, it also takes those owner holds under a lease
 // still running: what a controller restarted under the same name left,
 // which only its first pass, before it claims anything, may take. held
 // are the callbacks owner drives now; they are never taken, even when
@@ -697,6 +698,13 @@ func (s *CallbackService) AdoptCallbacks(ctx context.Context, owner string, leas
 		if err := s.db.SelectContext(ctx, &cb.Legs, `SELECT callback_id, leg, attempt, uuid, node, number,
 			caller_id, created_at, ringing_at, answered_at, hangup_at, hangup_cause, gateway
 			FROM callback_legs WHERE callback_id = $1 AND attempt = $2 ORDER BY leg`, cb.ID, cb.Attempt); err != nil {
+			return nil, Error(err)
+		}
+		// The carrier attempts made: the adopter goes on from them.
+		if err := s.db.SelectContext(ctx, &cb.Events, `SELECT id, type, status, reason, leg, attempt, detail, at,
+				gateway, gateway_attempt, cause, sip_status, duration_ms
+			FROM callback_events WHERE callback_id = $1 AND attempt = $2 AND gateway_attempt > 0 ORDER BY at, id`,
+			cb.ID, cb.Attempt); err != nil {
 			return nil, Error(err)
 		}
 		if err := s.retryPolicy(ctx, cb); err != nil {

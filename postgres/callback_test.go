@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -610,5 +611,50 @@ func TestCallbackHistoryInTimeOrder(t *testing.T) {
 	}
 	if len(types) < 4 || types[0] != "leg_ringing" || types[1] != "leg_answered" {
 		t.Errorf("history %v, want the two past leg entries first", types)
+	}
+}
+
+// TestAdoptCarriesAttempts: an adopted callback comes with the history
+// entries of its current attempt that name a carrier attempt, in order,
+// so that the adopter goes on from them.
+func TestAdoptCarriesAttempts(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	acct := newCallbackAccount(t, db)
+	s := postgres.NewCallbackService(db)
+	live, _, _ := s.CreateCallback(ctx, callbackRequest(acct))
+	cb, err := s.ClaimCallback(ctx, "w1", "node1", time.Millisecond)
+	if err != nil || cb.ID != live.ID {
+		t.Fatalf("claim: %v %v", cb, err)
+	}
+	t1 := time.Now().UTC().Truncate(time.Millisecond)
+	steps := []callbridge.CallbackUpdate{
+		{Leg: &callbridge.LegUpdate{Leg: "a", Attempt: cb.Attempt, UUID: "0b8e3a7e-8a43-4c1e-9d52-5a0a4b6f1a01", Node: "node1", Number: cb.A, Gateway: "cheap"},
+			Events: []callbridge.CallbackEvent{{Type: callbridge.EventLegCreated, Leg: "a", At: t1, Gateway: "cheap", GatewayAttempt: 1}}},
+		{Events: []callbridge.CallbackEvent{{Type: callbridge.EventLegRinging, Leg: "a", At: t1.Add(time.Second)}}},
+		{Events: []callbridge.CallbackEvent{{Type: callbridge.EventGatewayAttempt, Leg: "a", At: t1.Add(2 * time.Second), Gateway: "cheap", GatewayAttempt: 1,
+			Cause: "NORMAL_TEMPORARY_FAILURE", SIPStatus: 503, Detail: "carrier failure"}}},
+	}
+	for _, u := range steps {
+		u.ID, u.Owner = cb.ID, "w1"
+		if err := s.UpdateCallback(ctx, &u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(5 * time.Millisecond) // the 1 ms lease runs out
+	adopted, err := s.AdoptCallbacks(ctx, "w2", time.Minute, 10, false, nil)
+	if err != nil || len(adopted) != 1 {
+		t.Fatalf("adopt: %v %v", adopted, err)
+	}
+	var got []string
+	for _, e := range adopted[0].Events {
+		got = append(got, fmt.Sprintf("%s %s %s#%d %s %d +%s", e.Type, e.Leg, e.Gateway, e.GatewayAttempt, e.Cause, e.SIPStatus, e.At.Sub(t1)))
+	}
+	want := []string{"leg_created a cheap#1  0 +0s", "gateway_attempt a cheap#1 NORMAL_TEMPORARY_FAILURE 503 +2s"}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if l := adopted[0].Legs; len(l) != 1 || l[0].Gateway != "cheap" {
+		t.Errorf("legs %+v, want A through cheap", l)
 	}
 }

@@ -78,7 +78,10 @@ func StartSipp(cfg SippConfig) (*Sipp, error) {
 	if err := os.WriteFile(filepath.Join(dir, "audio.ulaw"), tone(440, 2*time.Second), 0o644); err != nil {
 		return nil, err
 	}
-	media, _ := rtpRange(200)
+	media, err := sippMediaPort()
+	if err != nil {
+		return nil, err
+	}
 	args := []string{"-sf", scenario}
 	if cfg.Remote != "" {
 		args = append(args, cfg.Remote)

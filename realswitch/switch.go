@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -186,11 +187,61 @@ func FreePort() (int, error) {
 	return 0, errors.New("realswitch: no free port")
 }
 
-// rtpRange picks a random even range of n ports in 20000-60000, so that
-// concurrent FreeSWITCH and sipp instances on one machine do not collide.
+// The harness's ports on loopback come from three disjoint ranges, so the
+// processes of a suite never take each other's: listening SIP, ESL and
+// HTTP ports from the kernel's ephemeral range (FreePort; 32768-60999 on
+// Linux), FreeSWITCH's RTP ranges from 20000-31999 (rtpRange) and sipp's
+// media ports from 10000-19999 (sippMediaPort).
+const (
+	rtpLow, rtpHigh         = 20000, 32000
+	sippMediaLow, sippMediaSpan = 10000, 10000
+)
+
+// rtpRange picks a random even range of n ports in 20000-31999 for one
+// FreeSWITCH: below the ephemeral range, above sipp's media ports.
 func rtpRange(n int) (start, end int) {
-	start = 20000 + 2*rand.IntN((40000-n)/2)
+	start = rtpLow + 2*rand.IntN((rtpHigh-rtpLow-n)/2)
 	return start, start + n - 1
+}
+
+// sippMediaNext is the next block sippMediaPort hands out, an index of
+// four-port blocks in 10000-19999 starting at a random one.
+var sippMediaNext atomic.Int64
+
+func init() { sippMediaNext.Store(rand.Int64N(sippMediaSpan / 4)) }
+
+// sippMediaPort returns the first of four consecutive loopback UDP ports
+// free right now for a sipp instance's media (-mp): sipp binds its audio
+// RTP there and its video RTP two above, with RTCP beside each. The blocks
+// are handed out in turn, so no two sipp instances of this process share
+// one while 2,500 blocks have not gone round, and a block some other
+// process holds a port of is passed over.
+func sippMediaPort() (int, error) {
+	for range 50 {
+		base := sippMediaLow + 4*int(sippMediaNext.Add(1)%(sippMediaSpan/4))
+		if udpFree(base, 4) {
+			return base, nil
+		}
+	}
+	return 0, errors.New("realswitch: no free media ports for sipp in 10000-19999")
+}
+
+// udpFree reports whether the n loopback UDP ports from base can be bound.
+func udpFree(base, n int) bool {
+	var held []net.PacketConn
+	defer func() {
+		for _, pc := range held {
+			pc.Close()
+		}
+	}()
+	for p := base; p < base+n; p++ {
+		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			return false
+		}
+		held = append(held, pc)
+	}
+	return true
 }
 
 // StartSwitch runs FreeSWITCH in the foreground (run.sh -nf -nonat) with

@@ -145,6 +145,56 @@ func (i *PlanInfo) Validate() error {
 	return err
 }
 
+// PlanUpdate changes some of a plan's terms: each field that is not nil
+// replaces the plan's, the others are kept. As when creating a plan, an
+// empty AccountID makes the plan no account's, MaxAttempts and PostDialMS
+// 0 mean the defaults, and empty failover lists mean the defaults.
+type PlanUpdate struct {
+	AccountID        *string
+	Default          *bool
+	Name             *string
+	TimeZone         *string
+	Currency         *string
+	MaxAttempts      *int
+	PostDialMS       *int64
+	FailoverCauses   *[]string
+	FailoverSIPCodes *[]int
+}
+
+// Empty reports whether u changes nothing.
+func (u *PlanUpdate) Empty() bool { return *u == PlanUpdate{} }
+
+// Apply writes u's fields into p. It checks nothing: Validate p after.
+func (u *PlanUpdate) Apply(p *PlanInfo) {
+	if u.AccountID != nil {
+		p.AccountID = *u.AccountID
+	}
+	if u.Default != nil {
+		p.Default = *u.Default
+	}
+	if u.Name != nil {
+		p.Name = *u.Name
+	}
+	if u.TimeZone != nil {
+		p.TimeZone = *u.TimeZone
+	}
+	if u.Currency != nil {
+		p.Currency = *u.Currency
+	}
+	if u.MaxAttempts != nil {
+		p.MaxAttempts = *u.MaxAttempts
+	}
+	if u.PostDialMS != nil {
+		p.PostDialMS = *u.PostDialMS
+	}
+	if u.FailoverCauses != nil {
+		p.FailoverCauses = *u.FailoverCauses
+	}
+	if u.FailoverSIPCodes != nil {
+		p.FailoverSIPCodes = *u.FailoverSIPCodes
+	}
+}
+
 // Target is one gateway of a route.
 type Target struct {
 	// Gateway is the FreeSWITCH gateway name, as in its buy deck.

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -199,5 +200,33 @@ func TestPlanDefaultsAndRoutes(t *testing.T) {
 	routes[1].Gateways[0].Gateway = "changed"
 	if p.Routes()[1].Gateways[0].Gateway != "a" {
 		t.Error("Routes returned the plan's own storage")
+	}
+}
+
+func TestPlanUpdateApply(t *testing.T) {
+	base := PlanInfo{ID: "p", AccountID: "a", Name: "n", TimeZone: "UTC", Currency: "EUR", MaxAttempts: 2, PostDialMS: 5000,
+		FailoverCauses: []string{"GATEWAY_DOWN"}, FailoverSIPCodes: []int{503}, Version: 4}
+	name, none, zero, noCauses := "m", "", 0, []string{}
+	for _, tt := range []struct {
+		name string
+		u    PlanUpdate
+		want func(*PlanInfo)
+	}{
+		{"nothing", PlanUpdate{}, func(*PlanInfo) {}},
+		{"name only", PlanUpdate{Name: &name}, func(p *PlanInfo) { p.Name = "m" }},
+		{"no account", PlanUpdate{AccountID: &none}, func(p *PlanInfo) { p.AccountID = "" }},
+		{"defaults", PlanUpdate{MaxAttempts: &zero, FailoverCauses: &noCauses}, func(p *PlanInfo) { p.MaxAttempts, p.FailoverCauses = 0, []string{} }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, want := base, base
+			tt.u.Apply(&got)
+			tt.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+			if empty := tt.u.Empty(); empty != (tt.name == "nothing") {
+				t.Errorf("Empty: got %v", empty)
+			}
+		})
 	}
 }

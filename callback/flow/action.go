@@ -31,6 +31,15 @@ type (
 	}
 	// ActionRelease: drop the prepaid reservation held under UUID.
 	ActionRelease struct{ Leg, UUID string }
+	// ActionRoute: resolve Leg's carrier route to Number now (the
+	// account's route plan, at this moment's time band, prices and
+	// gateway health). Result: EventRouted. It comes just before the
+	// leg's first placement, which waits for it, and, for an adopted
+	// call, for each leg the dead controller had placed through a plan.
+	ActionRoute struct {
+		Leg    string
+		Number callbridge.Number
+	}
 	// ActionOriginate: record leg Leg (with Status, when set; Again says
 	// it replaces a refused placement), then originate it (a UUID is
 	// chosen when empty) with Timeout, the leg's Limit in its variables
@@ -52,12 +61,17 @@ type (
 		Gateway          string
 		Try              int
 	}
-	// ActionEndAttempt: the attempt through Gateway that Begin claimed
+	// ActionEndAttempt: the attempt through Gateway that Begin (or Hold) claimed
 	// is over (Gateways.End); Failed says the carrier could not carry it.
 	ActionEndAttempt struct {
 		Leg, UUID, Gateway string
 		Failed             bool
 	}
+	// ActionHoldAttempt: an adopted leg's attempt through Gateway, which
+	// the controller that placed it had claimed, counts from now for this
+	// one (Gateways.Hold, whatever the caps: the call is up); it ends
+	// with ActionEndAttempt.
+	ActionHoldAttempt struct{ Leg, UUID, Gateway string }
 	// ActionFailover: Leg's attempt through From failed for the carrier
 	// (Cause, SIP); the next one goes through To (attempt Try). The
 	// engine counts it; the history entry comes with ActionSave.
@@ -137,6 +151,8 @@ func (ActionAcquire) action()       {}
 func (ActionAttach) action()        {}
 func (ActionAuthorize) action()     {}
 func (ActionRelease) action()       {}
+func (ActionRoute) action()         {}
+func (ActionHoldAttempt) action()   {}
 func (ActionOriginate) action()     {}
 func (ActionEndAttempt) action()    {}
 func (ActionFailover) action()      {}

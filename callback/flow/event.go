@@ -42,6 +42,14 @@ type EventGrant struct {
 	Reserved bool
 }
 
+// EventRouted is ActionRoute's result: Leg's carrier route (the zero
+// Route when no route plan covers the account: the engine's single
+// gateway).
+type EventRouted struct {
+	Leg   string
+	Route Route
+}
+
 // Results of ActionOriginate.
 type (
 	// EventPlaced: the node accepted the originate of Leg as UUID (its
@@ -147,6 +155,7 @@ func (EventAcquired) eventName() string         { return "acquired" }
 func (EventNoNode) eventName() string           { return "no_node" }
 func (EventAuthorized) eventName() string       { return "authorized" }
 func (EventNotAuthorized) eventName() string    { return "not_authorized" }
+func (EventRouted) eventName() string           { return "routed" }
 func (EventPlaced) eventName() string           { return "placed" }
 func (EventOriginateFailed) eventName() string  { return "originate_failed" }
 func (EventOriginateUnknown) eventName() string { return "originate_unknown" }

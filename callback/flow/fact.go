@@ -31,6 +31,8 @@ func (m *machine) record(ev Event) bool {
 		}
 	case EventAbandon:
 		m.s.Phase = PhaseAbandoned
+	case EventRouted:
+		m.routed(e)
 	case EventRetryDue:
 		if l := m.s.Leg(e.Leg); l.Waiting {
 			l.Due = true

@@ -16,6 +16,12 @@
 // again from calling_a (through claimed) or calling_b; uuid_bridge refused
 // waits in bridge_refused for the leg that caused it.
 //
+// A leg's carrier route is asked for (ActionRoute) just before the leg
+// is first placed, and the placement waits for it (EventRouted): the
+// machine never resolves routes itself. An adopted leg's route is
+// restored from the callback's history and completed by its plan as
+// resolved at adoption.
+//
 // One function per phase decides (phase.go); the facts an event brings
 // are recorded in any phase (fact.go); legs are placed, failed over and
 // placed again after a refusal in place.go, and a callback ends in

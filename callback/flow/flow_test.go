@@ -658,6 +658,10 @@ func describe(acts []Action) []string {
 			if a.Gateway != "" {
 				s += fmt.Sprintf(" via=%s#%d", a.Gateway, a.Try)
 			}
+		case ActionRoute:
+			s = "route " + a.Leg + " " + string(a.Number)
+		case ActionHoldAttempt:
+			s = "hold_attempt " + a.Leg + " " + a.UUID + " " + a.Gateway
 		case ActionEndAttempt:
 			s = fmt.Sprintf("end_attempt %s %s %s failed=%t", a.Leg, a.UUID, a.Gateway, a.Failed)
 		case ActionFailover:

@@ -16,6 +16,9 @@ func (m *machine) inNew(ev Event) {
 	s := &m.s
 	if s.Adopted && (s.Status != callbridge.CallbackCallingA || s.A.Progress != LegUnplaced || s.B.Progress != LegUnplaced) {
 		s.Phase = PhaseAdopting
+		for _, l := range []*Leg{&s.A, &s.B} {
+			m.adoptRoute(l)
+		}
 		m.do(ActionAttach{Node: s.Node})
 		return
 	}
@@ -76,6 +79,26 @@ func (m *machine) inAdopting(ev Event) {
 	}
 }
 
+// adoptRoute takes over an adopted leg's carrier attempt: a live one
+// counts against its gateway from now (the claim of the controller that
+// placed it lapses with that controller's slots), and, unless it was
+// answered, its plan is resolved again so that a carrier failure fails
+// over to the next gateway not tried yet.
+func (m *machine) adoptRoute(l *Leg) {
+	r := &l.Route
+	if r.Tried == 0 {
+		return
+	}
+	if l.Live() && !r.Open {
+		r.Open = true
+		m.do(ActionHoldAttempt{Leg: l.Name, UUID: l.UUID, Gateway: r.Gateway()})
+	}
+	if m.s.Config.Routed && !r.Resolved && !l.Routing && l.Progress < LegAnswered {
+		l.Routing = true
+		m.do(ActionRoute{Leg: l.Name, Number: l.Number})
+	}
+}
+
 // statusPhase is the phase an adopted callback resumes in.
 func statusPhase(st callbridge.CallbackStatus) Phase {
 	switch st {
@@ -120,6 +143,8 @@ func (m *machine) inCallingA(ev Event) {
 	s := &m.s
 	a := &s.A
 	switch {
+	case a.Progress == LegUnplaced && a.Routing:
+		// Placed once its route is known (EventRouted).
 	case a.Progress == LegUnplaced:
 		if s.Config.PerLeg {
 			// Both legs before anyone is called: B must not ring A only

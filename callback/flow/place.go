@@ -33,14 +33,23 @@ func (m *machine) release(l *Leg) {
 // the grant from the answer itself, since the controller may learn of
 // the answer (and bridge) seconds later under load.
 //
-// A routed leg goes through its current gateway (the first when none was
-// tried), ringing no longer than what is left of the post-dial budget; a
-// routed leg without a gateway fails at once.
+// A leg's route is asked for (ActionRoute) before its first placement,
+// which waits for EventRouted (routed). A routed leg goes through its
+// current gateway (the first when none was tried), ringing no longer than
+// what is left of the post-dial budget; a routed leg without a gateway
+// fails at once.
 func (m *machine) place(l *Leg, timeout time.Duration, status callbridge.CallbackStatus) {
+	r := &l.Route
+	if m.s.Config.Routed && !r.Resolved {
+		if !l.Routing {
+			l.Routing, l.Pending = true, Placement{Timeout: timeout, Status: status}
+			m.do(ActionRoute{Leg: l.Name, Number: l.Number})
+		}
+		return
+	}
 	if l.FirstPlaced.IsZero() {
 		l.FirstPlaced = m.now
 	}
-	r := &l.Route
 	if r.Planned && len(r.Gateways) == 0 {
 		m.noCarrier(l, status)
 		return
@@ -65,6 +74,51 @@ func (m *machine) place(l *Leg, timeout time.Duration, status callbridge.Callbac
 		m.s.Status = status
 	}
 	m.do(o)
+}
+
+// routed takes a leg's route: a leg waiting to be placed is placed
+// through it, unless the callback ended or was cancelled meanwhile; an
+// adopted leg's restored route resumes with the plan as resolved now.
+func (m *machine) routed(ev EventRouted) {
+	l := m.s.Leg(ev.Leg)
+	if !l.Routing {
+		return
+	}
+	l.Routing = false
+	if l.Route.Tried > 0 {
+		l.Route.resume(ev.Route)
+		return
+	}
+	l.Route = ev.Route
+	l.Route.Resolved = true
+	if m.s.Ended() || m.s.Cancelled {
+		return
+	}
+	m.place(l, l.Pending.Timeout, l.Pending.Status)
+}
+
+// resume completes an adopted leg's restored route with its plan p as
+// resolved now: the attempts made keep their gateways and numbers, the
+// plan's gateways not tried yet follow in the plan's order, and the
+// plan's limits count the attempts made (MaxAttempts) and the time since
+// the first (Budget). Without a plan now the leg keeps the gateways it
+// tried, without a policy: it does not fail over.
+func (r *Route) resume(p Route) {
+	gateways := append([]string(nil), r.Gateways[:min(r.Tried, len(r.Gateways))]...)
+	tried := make(map[string]bool, len(gateways))
+	for _, g := range gateways {
+		tried[g] = true
+	}
+	for _, g := range p.Gateways {
+		if !tried[g] {
+			tried[g] = true
+			gateways = append(gateways, g)
+		}
+	}
+	r.Resolved, r.Gateways = true, gateways
+	if p.Planned {
+		r.Plan, r.MaxAttempts, r.Budget, r.Policy, r.NoneCause = p.Plan, p.MaxAttempts, p.Budget, p.Policy, p.NoneCause
+	}
 }
 
 // noCarrier fails a routed leg that has no gateway to go through: its

@@ -223,3 +223,239 @@ func last(acts []string, prefix string) string {
 	}
 	return `detail="`
 }
+
+// TestNextRouteAtPlacement: with the engine resolving routes, each leg's
+// route is asked for just before its first placement, which waits for
+// it: B's once A has answered, so B goes through whatever the plan
+// answers then (here cheap's breaker opened while A rang: solid only).
+// Failovers and placements again after a node refusal keep the route.
+func TestNextRouteAtPlacement(t *testing.T) {
+	logTransitions(t)
+	routed := func(c *Config) { c.Routed = true }
+	routeA := at(0, EventRouted{Leg: "a", Route: testRoute(t)})
+	placedA := steps(start, routeA, at(0, EventPlaced{Leg: "a", UUID: "ua"}, EventSeen{UUID: "ua"}))
+	answeredA := steps(placedA, at(3*time.Second, EventAnswered{UUID: "ua", At: t0.Add(3 * time.Second)}, EventParked{UUID: "ua"}))
+	tests := []struct {
+		name   string
+		cfg    func(*Config)
+		given  []step
+		when   []step
+		phase  Phase
+		status callbridge.CallbackStatus
+		acts   []string
+	}{
+		{name: "A's route is asked for once it has a node", cfg: routed, when: start, phase: PhaseCallingA, status: "calling_a",
+			acts: []string{"acquire", "route a 4930111"}},
+		{name: "A is placed through the route's first gateway", cfg: routed, given: start, when: routeA,
+			phase: PhaseCallingA, status: "calling_a", acts: []string{"originate a uuid= timeout=30s limit=1h0m0s via=cheap#1"}},
+		{name: "A without a plan goes through the single gateway", cfg: routed, given: start, when: at(0, EventRouted{Leg: "a"}),
+			phase: PhaseCallingA, status: "calling_a", acts: []string{"originate a uuid= timeout=30s limit=1h0m0s"}},
+		{name: "B's route is asked for when A answers, not before", cfg: routed, given: placedA,
+			when:  at(3*time.Second, EventAnswered{UUID: "ua", At: t0.Add(3 * time.Second)}, EventParked{UUID: "ua"}),
+			phase: PhaseCallingB, status: "a_answered",
+			acts: []string{"save leg=a/ua answered=+3s +leg_answered(a) +gateway_attempt(a)[cheap#1  0 3000ms]:answered",
+				saveAAnswered, promptA, "route b 4930222"}},
+		{name: "B goes through the plan's answer at B's time", cfg: routed, given: answeredA,
+			when:  at(3*time.Second, EventRouted{Leg: "b", Route: testRoute(t, "solid")}),
+			phase: PhaseCallingB, status: "calling_b",
+			acts: []string{"originate b uuid= timeout=20s limit=1h0m0s status=calling_b via=solid#1"}},
+		{name: "B: no route for the number at B's time", cfg: routed, given: answeredA,
+			when:  at(3*time.Second, EventRouted{Leg: "b", Route: Route{Planned: true, Plan: "default", NoneCause: "NO_ROUTE_DESTINATION"}}),
+			phase: PhaseEnded, status: "failed",
+			acts: []string{"save +leg_hangup(b):NO_ROUTE_DESTINATION: route plan default has no gateway for the number",
+				"failure_prompt ua /s/failed.wav after=4s kill=NORMAL_CLEARING",
+				`save status=failed reason=b_rejected detail="B: NO_ROUTE_DESTINATION"`, "wait_legs +37s"}},
+		{name: "B is not placed when A hung up while B was routed", cfg: routed, given: steps(answeredA, hangup(3*time.Second, "ua", "NORMAL_CLEARING")),
+			when:  at(3*time.Second, EventRouted{Leg: "b", Route: testRoute(t)}),
+			phase: PhaseDone, status: "failed", acts: nil},
+		{name: "a failover keeps the route: no new resolution", cfg: routed, given: placedA,
+			when:  sipHangup(time.Second, "ua", "NORMAL_TEMPORARY_FAILURE", 503),
+			phase: PhaseCallingA, status: "calling_a",
+			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
+				" +gateway_attempt(a)[cheap#1 NORMAL_TEMPORARY_FAILURE 503 1000ms]:carrier failure",
+				"end_attempt a ua cheap failed=true", "failover a cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
+				"save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:cheap failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying solid, attempt 2 of 2",
+				"originate a uuid= timeout=30s limit=1h0m0s again via=solid#2"}},
+		{name: "a node refusal is placed again without a new resolution", cfg: routed,
+			given: steps(start, routeA, at(0, EventOriginateFailed{Leg: "a", UUID: "ua", Cause: "DESTINATION_OUT_OF_ORDER", Detail: "-ERR DESTINATION_OUT_OF_ORDER"})),
+			when:  at(200*time.Millisecond, EventRetryDue{Leg: "a"}, EventAcquired{Node: "n1"}),
+			phase: PhaseCallingA, status: "calling_a",
+			acts: []string{"acquire", "originate a uuid= timeout=30s limit=1h0m0s again via=cheap#1"}},
+		{name: "prepaid: B's route is asked for after B's grant", cfg: func(c *Config) { c.Routed, c.PerLeg = true, true },
+			given: steps(at(0, EventStart{}, EventAcquired{Node: "n1"}, EventAuthorized{A: &EventGrant{UUID: "ua", Grant: time.Hour, Reserved: true},
+				B: &EventGrant{UUID: "ub", Grant: time.Hour, Reserved: true}}), routeA, at(0, EventPlaced{Leg: "a", UUID: "ua"}, EventSeen{UUID: "ua"}),
+				at(3*time.Second, EventAnswered{UUID: "ua", At: t0.Add(3 * time.Second)}, EventParked{UUID: "ua"})),
+			when:  at(3*time.Second, EventRouted{Leg: "b", Route: testRoute(t, "solid")}),
+			phase: PhaseCallingB, status: "calling_b",
+			acts: []string{"originate b uuid=ub timeout=20s limit=1h0m0s cap=1h0m0s status=calling_b via=solid#1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			tt.cfg(&cfg)
+			s := NewState(testCallback(), cfg, false, t0)
+			s, _ = drive(t, s, tt.given)
+			s, acts := drive(t, s, tt.when)
+			if s.Phase != tt.phase {
+				t.Errorf("phase %s, want %s", s.Phase, tt.phase)
+			}
+			if s.Status != tt.status {
+				t.Errorf("status %s, want %s", s.Status, tt.status)
+			}
+			if !slices.Equal(acts, tt.acts) {
+				t.Errorf("actions:\n  got  %s\n  want %s", strings.Join(acts, "\n       "), strings.Join(tt.acts, "\n       "))
+			}
+		})
+	}
+}
+
+// adoptedRouted is a callback adopted in calling_a whose A its
+// controller placed through gateway attempts (gateway, start offset from
+// t0; "!" marks one skipped), the last of them ringing.
+func adoptedRouted(attempts ...string) func(*callbridge.Callback) {
+	return func(cb *callbridge.Callback) {
+		cb.Status, cb.Node = callbridge.CallbackCallingA, "n1"
+		ringing := t0.Add(-2 * time.Second)
+		var gw string
+		for i, a := range attempts {
+			name, off, _ := strings.Cut(a, "@")
+			d, _ := time.ParseDuration(off)
+			skipped := strings.HasPrefix(name, "!")
+			name = strings.TrimPrefix(name, "!")
+			at := t0.Add(d)
+			if skipped {
+				cb.Events = append(cb.Events, &callbridge.CallbackEvent{Type: callbridge.EventGatewayAttempt, Leg: "a", Attempt: 1, At: at,
+					Gateway: name, GatewayAttempt: i + 1, Detail: "skipped: circuit_open"})
+				continue
+			}
+			cb.Events = append(cb.Events, &callbridge.CallbackEvent{Type: callbridge.EventLegCreated, Leg: "a", Attempt: 1, At: at,
+				Gateway: name, GatewayAttempt: i + 1})
+			if i < len(attempts)-1 {
+				cb.Events = append(cb.Events, &callbridge.CallbackEvent{Type: callbridge.EventGatewayAttempt, Leg: "a", Attempt: 1, At: at.Add(time.Second),
+					Gateway: name, GatewayAttempt: i + 1, Cause: "NORMAL_TEMPORARY_FAILURE", SIPStatus: 503, Detail: "carrier failure"},
+					&callbridge.CallbackEvent{Type: callbridge.EventFailover, Leg: "a", Attempt: 1, At: at.Add(time.Second),
+						Gateway: "next", GatewayAttempt: i + 2})
+			}
+			gw = name
+		}
+		// An earlier attempt of the callback (a retry) does not count.
+		cb.Events = append(cb.Events, &callbridge.CallbackEvent{Type: callbridge.EventLegCreated, Leg: "a", Attempt: 0, At: t0.Add(-time.Hour),
+			Gateway: "old", GatewayAttempt: 1})
+		cb.Legs = []*callbridge.CallbackLeg{{Leg: "a", UUID: "ua", Attempt: 1, Node: "n1", RingingAt: &ringing, Gateway: gw}}
+	}
+}
+
+// TestNextAdoptedFailover: a leg another controller placed through a
+// route plan goes on from the attempt its history records once adopted:
+// its open attempt counts against its gateway from the adoption, its plan
+// is resolved again, and a carrier failure fails over to the plan's next
+// gateway not tried yet, within the plan's attempts and budget counted
+// from the first attempt.
+func TestNextAdoptedFailover(t *testing.T) {
+	logTransitions(t)
+	adopt := func(route Route) []step {
+		return steps(at(0, EventStart{}, EventRouted{Leg: "a", Route: route}, EventAcquired{Node: "n1"}),
+			at(0, EventChannels{Channels: map[string]string{"ua": "RINGING"}}))
+	}
+	plan := func(gateways ...string) Route { return testRoute(t, gateways...) }
+	fail := sipHangup(time.Second, "ua", "NORMAL_TEMPORARY_FAILURE", 503)
+	tests := []struct {
+		name   string
+		cb     func(*callbridge.Callback)
+		cfg    func(*Config)
+		given  []step
+		when   []step
+		phase  Phase
+		status callbridge.CallbackStatus
+		acts   []string
+	}{
+		{name: "the open attempt is held and the plan resolved again", cb: adoptedRouted("cheap@-10s"),
+			when: at(0, EventStart{}), phase: PhaseAdopting, status: "calling_a",
+			acts: []string{"hold_attempt a ua cheap", "route a 4930111", "attach n1"}},
+		{name: "without a route plan engine, the attempt is held only", cb: adoptedRouted("cheap@-10s"), cfg: func(c *Config) { c.Routed = false },
+			when: at(0, EventStart{}), phase: PhaseAdopting, status: "calling_a",
+			acts: []string{"hold_attempt a ua cheap", "attach n1"}},
+		{name: "a carrier failure fails over to the next gateway not tried", cb: adoptedRouted("cheap@-10s"),
+			given: adopt(plan("solid", "cheap", "spare")), when: fail, phase: PhaseCallingA, status: "calling_a",
+			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
+				" +gateway_attempt(a)[cheap#1 NORMAL_TEMPORARY_FAILURE 503 11000ms]:carrier failure",
+				"end_attempt a ua cheap failed=true", "failover a cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
+				"save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:cheap failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying solid, attempt 2 of 3",
+				"originate a uuid= timeout=30s limit=1h0m0s again via=solid#2"}},
+		{name: "the attempts made keep their numbers: third after two", cb: adoptedRouted("cheap@-20s", "solid@-10s"),
+			given: adopt(plan("cheap", "solid", "spare")), when: fail, phase: PhaseCallingA, status: "calling_a",
+			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
+				" +gateway_attempt(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 11000ms]:carrier failure",
+				"end_attempt a ua solid failed=true", "failover a solid->spare#3 NORMAL_TEMPORARY_FAILURE sip=503",
+				"save +failover(a)[spare#3 NORMAL_TEMPORARY_FAILURE 503 0ms]:solid failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying spare, attempt 3 of 3",
+				"originate a uuid= timeout=30s limit=1h0m0s again via=spare#3"}},
+		{name: "a skipped attempt counts", cb: adoptedRouted("!cheap@-10s", "solid@-10s"),
+			given: adopt(plan("cheap", "solid", "spare")), when: fail, phase: PhaseCallingA, status: "calling_a",
+			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
+				" +gateway_attempt(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 11000ms]:carrier failure",
+				"end_attempt a ua solid failed=true", "failover a solid->spare#3 NORMAL_TEMPORARY_FAILURE sip=503",
+				"save +failover(a)[spare#3 NORMAL_TEMPORARY_FAILURE 503 0ms]:solid failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying spare, attempt 3 of 3",
+				"originate a uuid= timeout=30s limit=1h0m0s again via=spare#3"}},
+		{name: "max attempts count the attempts made", cb: adoptedRouted("cheap@-20s", "solid@-10s"),
+			given: adopt(func() Route { r := plan("cheap", "solid", "spare"); r.MaxAttempts = 2; return r }()),
+			when:  fail, phase: PhaseDone, status: "failed",
+			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
+				" +gateway_attempt(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 11000ms]:carrier failure",
+				"end_attempt a ua solid failed=true",
+				"save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:no failover: max attempts (2) reached",
+				`save status=failed reason=node_unavailable detail="A: NORMAL_TEMPORARY_FAILURE"`, "wait_legs +35s"}},
+		{name: "the budget counts from the first attempt's start", cb: adoptedRouted("cheap@-65s", "solid@-10s"),
+			given: adopt(plan("cheap", "solid", "spare")), when: fail, phase: PhaseDone, status: "failed",
+			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
+				" +gateway_attempt(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 11000ms]:carrier failure",
+				"end_attempt a ua solid failed=true",
+				"save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:no failover: post-dial budget 1m0s spent",
+				`save status=failed reason=node_unavailable detail="A: NORMAL_TEMPORARY_FAILURE"`, "wait_legs +35s"}},
+		{name: "the next attempt rings what is left of the budget", cb: adoptedRouted("cheap@-45s"),
+			given: adopt(plan("cheap", "solid")), when: fail, phase: PhaseCallingA, status: "calling_a",
+			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
+				" +gateway_attempt(a)[cheap#1 NORMAL_TEMPORARY_FAILURE 503 46000ms]:carrier failure",
+				"end_attempt a ua cheap failed=true", "failover a cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
+				"save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:cheap failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying solid, attempt 2 of 2",
+				"originate a uuid= timeout=14s limit=1h0m0s again via=solid#2"}},
+		{name: "no plan any more: the leg's failure is the callback's", cb: adoptedRouted("cheap@-10s"),
+			given: adopt(Route{}), when: fail, phase: PhaseDone, status: "failed",
+			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
+				" +gateway_attempt(a)[cheap#1 NORMAL_TEMPORARY_FAILURE 503 11000ms]:stop",
+				"end_attempt a ua cheap failed=false",
+				`save status=failed reason=node_unavailable detail="A: NORMAL_TEMPORARY_FAILURE"`, "wait_legs +35s"}},
+		{name: "a busy callee does not fail over", cb: adoptedRouted("cheap@-10s"),
+			given: adopt(plan("cheap", "solid")), when: sipHangup(time.Second, "ua", "USER_BUSY", 486), phase: PhaseDone, status: "failed",
+			acts: []string{"save leg=a/ua hangup=+1s cause=USER_BUSY +leg_hangup(a):USER_BUSY" +
+				" +gateway_attempt(a)[cheap#1 USER_BUSY 486 11000ms]:stop",
+				"end_attempt a ua cheap failed=false", `save status=failed reason=a_busy detail="A: USER_BUSY"`, "wait_legs +35s"}},
+		{name: "a leg gone at adoption ends its held attempt with the worker", cb: adoptedRouted("cheap@-10s"),
+			given: at(0, EventStart{}, EventRouted{Leg: "a", Route: plan("cheap", "solid")}, EventAcquired{Node: "n1"}),
+			when:  at(0, EventChannels{}), phase: PhaseDone, status: "failed",
+			acts: []string{"save leg=a/ua hangup=+0s", "save +reconciled:adopted by ctl-1; leg a gone",
+				`save status=failed reason=node_unavailable detail="A: "`, "wait_legs +34s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Routed = true
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			cb := testCallback()
+			tt.cb(cb)
+			s := NewState(cb, cfg, true, t0)
+			s, _ = drive(t, s, tt.given)
+			s, acts := drive(t, s, tt.when)
+			if s.Phase != tt.phase {
+				t.Errorf("phase %s, want %s", s.Phase, tt.phase)
+			}
+			if s.Status != tt.status {
+				t.Errorf("status %s, want %s", s.Status, tt.status)
+			}
+			if !slices.Equal(acts, tt.acts) {
+				t.Errorf("actions:\n  got  %s\n  want %s", strings.Join(acts, "\n       "), strings.Join(tt.acts, "\n       "))
+			}
+		})
+	}
+}

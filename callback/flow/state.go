@@ -125,14 +125,35 @@ type Leg struct {
 	// Route is the leg's carrier route: the gateways a route plan chose
 	// and the attempts made through them.
 	Route Route
+	// Routing says the leg waits for its route (ActionRoute), to be
+	// placed then with Pending (unless an adopted leg's route is being
+	// restored: Route.Tried > 0).
+	Routing bool
+	Pending Placement
 }
 
-// Route is a leg's carrier route. Without Gateways (no route plan
-// for the account: Planned false) the leg leaves through the engine's
-// single gateway and never fails over. A planned leg with no gateway (no
-// route matched the number, or every gateway was skipped) fails at once
-// with NoneCause.
+// Placement is how a leg waiting for its route is placed once routed:
+// its ring timeout, and the status to save with it (if any).
+type Placement struct {
+	Timeout time.Duration
+	Status  callbridge.CallbackStatus
+}
+
+// Route is a leg's carrier route, resolved (ActionRoute) when the leg is
+// first placed: B's is the plan's answer at B's time, not at the claim's.
+// Without Gateways (no route plan for the account: Planned false) the
+// leg leaves through the engine's single gateway and never fails over. A
+// planned leg with no gateway (no route matched the number, or every
+// gateway was skipped) fails at once with NoneCause.
+//
+// An adopted leg's route is restored from the history the controller
+// that placed it wrote (restore): its attempts' gateways in order,
+// Tried, First and Began; its plan is resolved again at adoption, and
+// the plan's gateways not tried yet follow those tried (resume).
 type Route struct {
+	// Resolved says ActionRoute answered for the leg (whatever its
+	// answer): it is not asked again for the leg's later placements.
+	Resolved bool
 	// Planned says a route plan routes the leg; Plan names it.
 	Planned bool
 	Plan    string
@@ -175,6 +196,11 @@ type Config struct {
 	// PerLeg says each leg is authorised on its own channel
 	// (ActionAuthorize) before it is placed.
 	PerLeg bool
+	// Routed says the engine resolves carrier routes: a leg's route is
+	// asked for (ActionRoute) just before its first placement, and an
+	// adopted leg's when the call is adopted. Without it a leg goes
+	// through the Route it has (none: the single gateway).
+	Routed bool
 	// NodeGrace, RefusedRetry, LegWait and FailurePromptTime are the
 	// engine's (callback.Config).
 	NodeGrace, RefusedRetry, LegWait, FailurePromptTime time.Duration
@@ -265,8 +291,56 @@ func NewState(cb *callbridge.Callback, cfg Config, adopted bool, now time.Time) 
 		if l.HangupAt != nil {
 			leg.Down, leg.Cause = true, l.HangupCause
 		}
+		leg.Route = restore(cb, l)
 	}
 	return s
+}
+
+// restore is the route of an adopted leg l as far as its callback's
+// history tells, under the callback's current attempt: the gateway of
+// each attempt (leg_created when it was placed, gateway_attempt when it
+// ended or was skipped; a failover entry announces an attempt that may
+// never have been made), when the first was placed and the last began.
+// A leg the history names no gateway for (it left through the single
+// gateway) has no route.
+func restore(cb *callbridge.Callback, l *callbridge.CallbackLeg) Route {
+	var r Route
+	tried := map[int]string{}
+	for _, e := range cb.Events {
+		if e.Leg != l.Leg || e.Attempt != cb.Attempt || e.GatewayAttempt < 1 || e.Gateway == "" ||
+			e.Type != callbridge.EventLegCreated && e.Type != callbridge.EventGatewayAttempt {
+			continue
+		}
+		n := e.GatewayAttempt
+		tried[n] = e.Gateway
+		r.Tried = max(r.Tried, n)
+		if n == 1 && (r.First.IsZero() || e.At.Before(r.First)) {
+			r.First = e.At
+		}
+	}
+	if r.Tried == 0 {
+		if l.Gateway == "" {
+			return Route{}
+		}
+		// A history without attempt numbers: the leg's own gateway.
+		tried[1], r.Tried = l.Gateway, 1
+	}
+	for n := 1; n <= r.Tried; n++ {
+		r.Gateways = append(r.Gateways, tried[n])
+	}
+	for _, e := range cb.Events {
+		if e.Leg == l.Leg && e.Attempt == cb.Attempt && e.Type == callbridge.EventLegCreated && e.GatewayAttempt == r.Tried {
+			r.Began = e.At // the last placement of the current attempt
+		}
+	}
+	if r.Began.IsZero() {
+		r.Began = l.CreatedAt
+	}
+	if r.First.IsZero() {
+		r.First = r.Began
+	}
+	r.Planned = true
+	return r
 }
 
 // Ended reports whether the callback's outcome is decided: ended,

@@ -27,6 +27,10 @@ type RoutePlanStore interface {
 	RoutePlans(ctx context.Context) ([]*routing.PlanInfo, error)
 	// RoutePlan returns a plan. ENOTFOUND.
 	RoutePlan(ctx context.Context, id string) (*routing.PlanInfo, error)
+	// UpdateRoutePlan changes the settings u gives, checked as
+	// CreateRoutePlan checks them, and returns the plan. ENOTFOUND,
+	// EINVALID, ECONFLICT.
+	UpdateRoutePlan(ctx context.Context, id string, u routing.PlanUpdate) (*routing.PlanInfo, error)
 	// DeleteRoutePlan deletes a plan and its routes. ENOTFOUND.
 	DeleteRoutePlan(ctx context.Context, id string) error
 	// ImportRoutes stores the routes of src all or none, replacing the
@@ -71,6 +75,14 @@ func (r RefreshingPlans) CreateRoutePlan(ctx context.Context, p *routing.PlanInf
 		r.refresh(ctx, p.ID)
 	}
 	return err
+}
+
+func (r RefreshingPlans) UpdateRoutePlan(ctx context.Context, id string, u routing.PlanUpdate) (*routing.PlanInfo, error) {
+	p, err := r.RoutePlanStore.UpdateRoutePlan(ctx, id, u)
+	if err == nil {
+		r.refresh(ctx, id)
+	}
+	return p, err
 }
 
 func (r RefreshingPlans) DeleteRoutePlan(ctx context.Context, id string) error {
@@ -141,6 +153,41 @@ func ListRoutePlans(store RoutePlanStore) gin.HandlerFunc {
 func GetRoutePlan(store RoutePlanStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		p, err := store.RoutePlan(c.Request.Context(), c.Param("id"))
+		if err != nil {
+			handler.WriteError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, p)
+	}
+}
+
+// routePlanPatch is the body of PATCH /v1/admin/route-plans/{id}: the
+// fields of a create, each optional (absent or null: kept).
+type routePlanPatch struct {
+	AccountID        *string   `json:"account_id"`
+	Default          *bool     `json:"default"`
+	Name             *string   `json:"name"`
+	TimeZone         *string   `json:"time_zone"`
+	Currency         *string   `json:"currency"`
+	MaxAttempts      *int      `json:"max_attempts"`
+	PostDialMS       *int64    `json:"post_dial_ms"`
+	FailoverCauses   *[]string `json:"failover_causes"`
+	FailoverSIPCodes *[]int    `json:"failover_sip_codes"`
+}
+
+// UpdateRoutePlan answers PATCH /v1/admin/route-plans/{id} with the
+// changed plan: the settings the body gives replace the plan's, checked
+// as a create's are ("account_id": "" makes it no account's; 0 and []
+// mean the defaults). Every controller routes with them from its next
+// call (RefreshingPlans here, LISTEN/NOTIFY elsewhere).
+func UpdateRoutePlan(store RoutePlanStore) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var in routePlanPatch
+		if err := handler.DecodeJSON(c, &in); err != nil {
+			handler.WriteError(c, err)
+			return
+		}
+		p, err := store.UpdateRoutePlan(c.Request.Context(), c.Param("id"), routing.PlanUpdate(in))
 		if err != nil {
 			handler.WriteError(c, err)
 			return

@@ -98,6 +98,72 @@ func (r *routeRow) route() routing.Route {
 // plan or another plan is the default.
 func (s *Service) CreateRoutePlan(ctx context.Context, p *routing.PlanInfo) error {
 	p.ID, p.Version = "", 0
+	if err := prepare(p); err != nil {
+		return err
+	}
+	causes, codes := failoverArrays(p)
+	var row planRow
+	err := s.db.QueryRowxContext(ctx, `INSERT INTO route_plans (account_id, is_default, name, time_zone, currency,
+			max_attempts, post_dial_ms, failover_causes, failover_sip_codes)
+		VALUES (nullif($1, '')::uuid, $2, $3, $4, $5, $6, $7, $8, $9)
+		RETURNING `+planColumns,
+		p.AccountID, p.Default, p.Name, p.TimeZone, p.Currency, p.MaxAttempts, p.PostDialMS,
+		causes, codes).StructScan(&row)
+	if err != nil {
+		return fmt.Errorf("postgres: create route plan: %w", planWriteError(err))
+	}
+	*p = *row.info()
+	return nil
+}
+
+// UpdateRoutePlan changes the terms u gives of plan id, checked as
+// CreateRoutePlan checks a new plan's, in one transaction, and returns
+// the plan. A change increases the plan's version, which every process's
+// PlanSync reloads it at (the row's trigger announces it); an empty u
+// changes nothing. ENOTFOUND, EINVALID (including an unknown time zone or
+// account), ECONFLICT when the account already has another plan or
+// another plan is the default.
+func (s *Service) UpdateRoutePlan(ctx context.Context, id string, u routing.PlanUpdate) (*routing.PlanInfo, error) {
+	if !callbridge.IsUUID(id) {
+		return nil, pg.NotFound("route plan")
+	}
+	var out *routing.PlanInfo
+	err := s.db.Tx(ctx, func(tx *pg.Tx) error {
+		var row planRow
+		err := tx.GetContext(ctx, &row, `SELECT `+planColumns+` FROM route_plans WHERE id = $1 FOR UPDATE`, id)
+		if err != nil {
+			return pg.NotFoundAs(pg.Error(err), "route plan")
+		}
+		p := row.info()
+		if u.Empty() {
+			out = p
+			return nil
+		}
+		u.Apply(p)
+		if err := prepare(p); err != nil {
+			return err
+		}
+		causes, codes := failoverArrays(p)
+		err = tx.GetContext(ctx, &row, `UPDATE route_plans SET account_id = nullif($2, '')::uuid, is_default = $3,
+				name = $4, time_zone = $5, currency = $6, max_attempts = $7, post_dial_ms = $8,
+				failover_causes = $9, failover_sip_codes = $10, version = version + 1, updated_at = now()
+			WHERE id = $1 RETURNING `+planColumns,
+			id, p.AccountID, p.Default, p.Name, p.TimeZone, p.Currency, p.MaxAttempts, p.PostDialMS, causes, codes)
+		if err != nil {
+			return planWriteError(err)
+		}
+		out = row.info()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: update route plan: %w", err)
+	}
+	return out, nil
+}
+
+// prepare fills in p's defaulted settings and checks it as a plan to
+// store: Validate, a time zone that loads, an account id that can be one.
+func prepare(p *routing.PlanInfo) error {
 	if p.MaxAttempts == 0 {
 		p.MaxAttempts = routing.DefaultMaxAttempts
 	}
@@ -113,35 +179,36 @@ func (s *Service) CreateRoutePlan(ctx context.Context, p *routing.PlanInfo) erro
 	if p.AccountID != "" && !callbridge.IsUUID(p.AccountID) {
 		return callbridge.FieldError("account_id", "no such account")
 	}
-	causes := p.FailoverCauses
-	if causes == nil {
-		causes = []string{}
-	}
-	codes := make([]int64, len(p.FailoverSIPCodes))
-	for i, c := range p.FailoverSIPCodes {
-		codes[i] = int64(c)
-	}
-	var row planRow
-	err := s.db.QueryRowxContext(ctx, `INSERT INTO route_plans (account_id, is_default, name, time_zone, currency,
-			max_attempts, post_dial_ms, failover_causes, failover_sip_codes)
-		VALUES (nullif($1, '')::uuid, $2, $3, $4, $5, $6, $7, $8, $9)
-		RETURNING `+planColumns,
-		p.AccountID, p.Default, p.Name, p.TimeZone, p.Currency, p.MaxAttempts, p.PostDialMS,
-		pq.Array(causes), pq.Array(codes)).StructScan(&row)
-	if err != nil {
-		var pe *pq.Error
-		switch {
-		case errors.As(err, &pe) && pe.Code == pg.CodeForeignKey:
-			return callbridge.FieldError("account_id", "no such account")
-		case errors.As(err, &pe) && pe.Constraint == "route_plans_account_key":
-			return callbridge.Errorf(callbridge.ECONFLICT, "the account already has a route plan")
-		case errors.As(err, &pe) && pe.Constraint == "route_plans_default_key":
-			return callbridge.Errorf(callbridge.ECONFLICT, "another route plan is the default")
-		}
-		return fmt.Errorf("postgres: create route plan: %w", pg.Error(err))
-	}
-	*p = *row.info()
 	return nil
+}
+
+// failoverArrays returns p's failover lists as the columns take them
+// (empty, not NULL, for the defaults).
+func failoverArrays(p *routing.PlanInfo) (causes, codes any) {
+	c := p.FailoverCauses
+	if c == nil {
+		c = []string{}
+	}
+	n := make([]int64, len(p.FailoverSIPCodes))
+	for i, v := range p.FailoverSIPCodes {
+		n[i] = int64(v)
+	}
+	return pq.Array(c), pq.Array(n)
+}
+
+// planWriteError maps the errors of writing a plan's row: an unknown
+// account, and the account's or the default plan's uniqueness.
+func planWriteError(err error) error {
+	var pe *pq.Error
+	switch {
+	case errors.As(err, &pe) && pe.Code == pg.CodeForeignKey:
+		return callbridge.FieldError("account_id", "no such account")
+	case errors.As(err, &pe) && pe.Constraint == "route_plans_account_key":
+		return callbridge.Errorf(callbridge.ECONFLICT, "the account already has a route plan")
+	case errors.As(err, &pe) && pe.Constraint == "route_plans_default_key":
+		return callbridge.Errorf(callbridge.ECONFLICT, "another route plan is the default")
+	}
+	return pg.Error(err)
 }
 
 // RoutePlans lists every route plan, the default first, then by account
