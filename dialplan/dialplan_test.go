@@ -357,6 +357,12 @@ func TestRenderGolden(t *testing.T) {
 		{"xb-failover", testX, testC, line(binding(callbridge.ModeXB, "", testB)), &Options{}, func(d Decision) Decision {
 			return d.Failover([]string{"cheap", "backup.1", "last-resort"}, carrierCauses)
 		}},
+		{"xb-failover-budget-capped", testX, testC, line(binding(callbridge.ModeXB, "", testB)), &Options{}, func(d Decision) Decision {
+			d = d.Failover([]string{"cheap", "backup.1"}, carrierCauses)
+			d.PostDial = 20*time.Second + 900*time.Millisecond
+			d.MaxDuration = 95*time.Second + 900*time.Millisecond
+			return d
+		}},
 		{"refusal-insufficient-funds", testX, testC, line(binding(callbridge.ModeXB, "", testB)), &Options{}, func(d Decision) Decision {
 			return d.Refuse(ReasonInsufficientFunds)
 		}},
@@ -488,7 +494,7 @@ func checkDocument(t *testing.T, out []byte) {
 	if err := xml.Unmarshal(out, &d); err != nil {
 		t.Fatalf("output is not well-formed XML: %v\n%s", err, out)
 	}
-	allowed := map[string]bool{"set": true, "export": true, "bridge": true, "record_session": true, "playback": true, "hangup": true}
+	allowed := map[string]bool{"set": true, "export": true, "bridge": true, "record_session": true, "playback": true, "hangup": true, "sched_hangup": true}
 	// The CDR hook is the only constant text with '$' and quotes.
 	hook := strings.NewReplacer(
 		",execute_on_originate='set api_reporting_hook="+callbridge.CDRHook(callbridge.CDRHookBridgeRef)+"'", "",

@@ -131,3 +131,67 @@ func TestRefusalNoCarrier(t *testing.T) {
 		}
 	}
 }
+
+// TestFailoverPostDialBudget: with two gateways or more the budget bounds
+// the whole sequential bridge: the caller's leg is hung up NO_ANSWER
+// when it runs out (a sched_hangup right before the bridge), unless the
+// call was answered (sched_cancel on answer, set before a prepaid cap's
+// own execute_on_answer so that it cancels only the budget: FreeSWITCH
+// runs them in the order they were set). One gateway's leg_timeout is the
+// budget already; without a budget nothing changes.
+func TestFailoverPostDialBudget(t *testing.T) {
+	req := &Request{Destination: testX, DestinationRaw: testX, Caller: testA, Context: "public", UniqueID: testBinding}
+	routed := Decide(req, line(binding(callbridge.ModeAXB, testA, testB)), testNow)
+	const cancel = `<action application="set" data="execute_on_answer_post_dial=sched_cancel"/>`
+	for _, tt := range []struct {
+		name     string
+		gateways []string
+		budget   time.Duration
+		capped   bool
+		want     string // the sched_hangup action; "" for none
+	}{
+		{"two gateways", []string{"cheap", "dear"}, 12500 * time.Millisecond, false, `<action application="sched_hangup" data="+12 NO_ANSWER"/>`},
+		{"under a second", []string{"cheap", "dear"}, 300 * time.Millisecond, false, `<action application="sched_hangup" data="+1 NO_ANSWER"/>`},
+		{"prepaid", []string{"cheap", "dear", "last"}, 40 * time.Second, true, `<action application="sched_hangup" data="+40 NO_ANSWER"/>`},
+		{"one gateway", []string{"cheap"}, 12 * time.Second, true, ""},
+		{"no budget", []string{"cheap", "dear"}, 0, true, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := routed.Failover(tt.gateways, carrierCauses)
+			d.PostDial = tt.budget
+			if tt.capped {
+				d.MaxDuration = 30 * time.Second
+			}
+			out, err := Render(nil, req, d, &Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkDocument(t, out)
+			s := string(out)
+			if tt.want == "" {
+				if strings.Contains(s, "sched_cancel") || strings.Contains(s, `application="sched_hangup"`) {
+					t.Errorf("document times the bridge:\n%s", s)
+				}
+				return
+			}
+			hangup, bridge := strings.Index(s, tt.want), strings.Index(s, `<action application="bridge"`)
+			if hangup < 0 || bridge < 0 || !strings.HasPrefix(strings.TrimLeft(s[hangup+len(tt.want):], " \n"), `<action application="bridge"`) {
+				t.Errorf("document lacks %s right before the bridge:\n%s", tt.want, s)
+			}
+			c, capAt := strings.Index(s, cancel), strings.Index(s, `data="execute_on_answer=sched_hangup`)
+			if c < 0 || c > hangup {
+				t.Errorf("document lacks %s before the budget:\n%s", cancel, s)
+			}
+			if tt.capped && (capAt < 0 || capAt < c) {
+				t.Errorf("the prepaid cap's execute_on_answer (at %d) is not set after the budget's cancellation (at %d):\n%s", capAt, c, s)
+			}
+		})
+	}
+	for _, bad := range []time.Duration{-time.Second, time.Hour + time.Second} {
+		d := routed.Failover([]string{"cheap", "dear"}, carrierCauses)
+		d.PostDial = bad
+		if out, err := Render([]byte("x"), req, d, &Options{}); err == nil || string(out) != "x" {
+			t.Errorf("budget %v: rendered %q, %v; want an error and dst unchanged", bad, out, err)
+		}
+	}
+}

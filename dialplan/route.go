@@ -66,13 +66,20 @@ type Decision struct {
 	// the next one is tried. Set both with Failover.
 	Gateways       []string
 	FailoverCauses []string
-	// PostDial, when positive, is the route plan's post-dial budget: no
-	// attempt rings longer than it (each leg's leg_timeout is the ring
-	// timeout or PostDial, whichever is shorter, in whole seconds, at
-	// least one). FreeSWITCH has no timer over a whole sequential bridge
-	// (call_timeout, originate_timeout and progress_timeout restart with
-	// every dial string of a "|" list), so the budget bounds each attempt,
-	// and the plan's MaxAttempts bounds their number.
+	// PostDial, when positive, is the route plan's post-dial budget: the
+	// longest the attempts of the call, together, may take before one
+	// answers. No attempt rings longer than it (each leg's leg_timeout is
+	// the ring timeout or PostDial, whichever is shorter). FreeSWITCH has
+	// no timer over a whole sequential bridge (call_timeout,
+	// originate_timeout, progress_timeout and leg_timeout restart with
+	// every dial string of a "|" list), so with two gateways or more the
+	// caller's leg carries one: a sched_hangup with PostDialCause before
+	// the bridge, cancelled (sched_cancel) when the call is answered. The
+	// caller's hang-up cancels the attempt ringing then (its CDR says
+	// ORIGINATOR_CANCEL). Whole seconds, rounded down, at least one;
+	// FreeSWITCH's scheduler runs once a second, so the call ends within
+	// about a second of it. The plan's MaxAttempts bounds the number of
+	// attempts. At most an hour.
 	PostDial time.Duration
 	// MaxDuration, when positive, caps a route: the call is hung up with
 	// ALLOTTED_TIMEOUT this long after it is answered (a prepaid

@@ -222,6 +222,9 @@ func checkRoute(d Decision) error {
 	default:
 		return errors.New("dialplan: unknown direction")
 	}
+	if d.PostDial < 0 || d.PostDial > time.Hour {
+		return errors.New("dialplan: post-dial budget out of range")
+	}
 	if d.MaxDuration < 0 || d.MaxDuration > 7*24*time.Hour {
 		return errors.New("dialplan: max duration out of range")
 	}
@@ -249,7 +252,7 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 	}
 	legTimeout := ring
 	if d.PostDial > 0 {
-		legTimeout = max(min(legTimeout, int(d.PostDial/time.Second)), 1)
+		legTimeout = min(legTimeout, postDialSecs(d.PostDial))
 	}
 	dst = appendAction(dst, "set", callbridge.VarLeg+"=inbound")
 	dst = appendAction(dst, "export", callbridge.VarBindingID+"="+b.ID)
@@ -267,6 +270,17 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 	// would.
 	dst = appendAction(dst, "set", "continue_on_fail=false")
 	dst = appendAction(dst, "set", "call_timeout="+strconv.Itoa(ring))
+	budget := postDialBudget(d)
+	if budget > 0 {
+		// The budget stops counting when the call is answered: this
+		// cancels the channel's scheduler tasks (group: its uuid), the
+		// budget's sched_hangup below. FreeSWITCH runs the
+		// execute_on_answer* variables in the order they were set
+		// (switch_channel_execute_on walks the channel's variables in
+		// order), so this one, set first, runs before the prepaid cap's
+		// and spares the sched_hangup that cap schedules in the same group.
+		dst = appendAction(dst, "set", "execute_on_answer_post_dial=sched_cancel")
+	}
 	if d.MaxDuration > 0 {
 		// The cap counts from the answer, as billing does: execute_on_answer
 		// runs when the bridged target answers (which answers this leg);
@@ -284,6 +298,13 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 		dst = appendAction(dst, "set", "RECORD_STEREO=true")
 		dst = appendAction(dst, "set", "RECORD_ANSWER_REQ=true")
 		dst = appendAction(dst, "record_session", dir+"/"+b.ID+"/"+req.UniqueID+".wav")
+	}
+	if budget > 0 {
+		// The post-dial budget bounds the whole sequential bridge, whose
+		// attempts each restart call_timeout and leg_timeout: the caller's
+		// leg is hung up NO_ANSWER when it runs out unanswered, which
+		// cancels the attempt ringing then (see Decision.PostDial).
+		dst = appendAction(dst, "sched_hangup", "+"+strconv.Itoa(budget)+" "+PostDialCause)
 	}
 	target := string(d.Target)
 	if o.DialPlus {
@@ -322,6 +343,30 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 			"sofia/gateway/" + g + "/" + target
 	}
 	return appendAction(dst, "bridge", dial)
+}
+
+// PostDialCause is the hang-up cause of a binding call whose route
+// plan's post-dial budget ran out before any attempt answered: the cause
+// of an attempt that rang out (a leg_timeout ends a bridge NO_ANSWER), and
+// what a callback leg whose budget is spent ends with. The caller hears
+// SIP 480 Temporarily Unavailable.
+const PostDialCause = "NO_ANSWER"
+
+// postDialSecs is a post-dial budget in whole seconds, rounded down, at
+// least one.
+func postDialSecs(budget time.Duration) int {
+	return max(int(budget/time.Second), 1)
+}
+
+// postDialBudget is the seconds after which the caller's leg is hung up
+// when no attempt of d's sequential bridge answered, or 0 when nothing
+// but each attempt's leg_timeout bounds it: without a budget, or with one
+// gateway, whose leg_timeout is the budget already.
+func postDialBudget(d Decision) int {
+	if d.PostDial <= 0 || len(d.Gateways) < 2 {
+		return 0
+	}
+	return postDialSecs(d.PostDial)
 }
 
 // routerVar is the dial string's callbridge.VarRouter variable, checked

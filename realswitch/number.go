@@ -23,6 +23,16 @@ func Hold(sec int) Behaviour {
 	return Behaviour(fmt.Sprintf("2%02d", sec))
 }
 
+// RingRefuse rings sec seconds (1..99), then refuses the leg with 503
+// Service Unavailable (FreeSWITCH: NORMAL_TEMPORARY_FAILURE), a carrier
+// that gives up on the call late.
+func RingRefuse(sec int) Behaviour {
+	if sec < 1 || sec > 99 {
+		panic(fmt.Sprintf("realswitch: RingRefuse(%d): want 1..99 seconds", sec))
+	}
+	return Behaviour(fmt.Sprintf("5%02d", sec))
+}
+
 // Number returns the E.164 number +4930 SSSS BBB: scenario s (0..9999,
 // distinct per test so that parallel tests never share a number) and the
 // carrier's behaviour b. The carrier sees it without the "+" (Digits).

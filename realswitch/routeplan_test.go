@@ -165,6 +165,14 @@ func TestBindingRoutePlan(t *testing.T) {
 // context ends with the test, after 150 s at the latest.
 func startCarrierPlan(t *testing.T, routes ...string) (context.Context, *realswitch.Env, *realswitch.Client) {
 	t.Helper()
+	return startCarrierPlanWith(t, nil, routes...)
+}
+
+// startCarrierPlanWith is startCarrierPlan with the plan's terms in terms
+// (post_dial_ms...) besides its name, account, zone, currency and
+// max_attempts.
+func startCarrierPlanWith(t *testing.T, terms map[string]any, routes ...string) (context.Context, *realswitch.Env, *realswitch.Client) {
+	t.Helper()
 	own := startOwn(t, realswitch.Options{Carriers: []realswitch.CarrierOption{
 		{Name: "refuser", CarrierConfig: realswitch.CarrierConfig{Refuse: 503}},
 		{Name: "backup"},
@@ -183,7 +191,20 @@ func startCarrierPlan(t *testing.T, routes ...string) (context.Context, *realswi
 			t.Fatal(err)
 		}
 	}
-	if _, err := own.Admin.CreateRoutePlan(ctx, map[string]any{"name": "carriers", "account_id": acct.AccountID, "time_zone": "UTC", "currency": "EUR", "max_attempts": 2},
+	createPlan(ctx, t, own, acct, terms, routes...)
+	return ctx, own, acct
+}
+
+// createPlan gives acct the route plan "carriers" (UTC, at most two
+// attempts a call, terms besides) with routes, CSV rows without the
+// header, and waits until the controller resolves every route through it.
+func createPlan(ctx context.Context, t *testing.T, own *realswitch.Env, acct *realswitch.Client, terms map[string]any, routes ...string) {
+	t.Helper()
+	plan := map[string]any{"name": "carriers", "account_id": acct.AccountID, "time_zone": "UTC", "currency": "EUR", "max_attempts": 2}
+	for k, v := range terms {
+		plan[k] = v
+	}
+	if _, err := own.Admin.CreateRoutePlan(ctx, plan,
 		"prefix,description,strategy,gateways,days,from,until,priority\n"+strings.Join(routes, "\n")+"\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +238,6 @@ func startCarrierPlan(t *testing.T, routes ...string) (context.Context, *realswi
 			return ok, fmt.Sprintf("%+v", got)
 		}, wait.Every(50*time.Millisecond))
 	}
-	return ctx, own, acct
 }
 
 // dialled reports whether the carrier gw of own saw a call to number.

@@ -100,10 +100,13 @@
 // if configured and a timeout. The first extension whose conditions match
 // ($1... captures and ${var} expansion supported) is executed: set, export,
 // answer, pre_answer, ring_ready, playback, sleep, record_session,
-// sched_hangup, hangup and bridge. A failed bridge hangs the caller up with
-// the B-leg cause unless continue_on_fail allows it; after a bridge the
-// dialplan continues unless hangup_after_bridge is true; the end of the
-// dialplan hangs up with NORMAL_CLEARING. No route, a non-200 answer, an
+// sched_hangup, sched_cancel (by task group; the channel's uuid by
+// default), hangup and bridge. When a channel answers, its variables named
+// execute_on_answer* run (sched_hangup and sched_cancel only) in the order
+// they were set, as FreeSWITCH 1.10 runs them. A failed bridge hangs the
+// caller up with the B-leg cause unless continue_on_fail allows it; after
+// a bridge the dialplan continues unless hangup_after_bridge is true; the
+// end of the dialplan hangs up with NORMAL_CLEARING. No route, a non-200 answer, an
 // unparsable document or `<result status="not found"/>` hang up with
 // NO_ROUTE_DESTINATION. Other applications are logged and skipped.
 //

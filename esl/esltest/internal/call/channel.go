@@ -128,12 +128,22 @@ type Profile struct {
 	Created                     time.Time // profile created
 }
 
+// SchedHangup is a hangup FreeSWITCH's scheduler will run
+// (switch_ivr_schedule_hangup): at At with Cause, unless its task group
+// (the channel's uuid for sched_hangup) is cancelled first.
+type SchedHangup struct {
+	At     time.Time
+	Cause  string
+	Group  string
+	Cancel func()
+}
+
 // Channel is one simulated FreeSWITCH channel (leg), as data: the switch
 // that holds it guards every field with its own lock.
 type Channel struct {
-	// SchedAt and SchedCause are the hangup sched_hangup set (zero: none).
-	SchedAt    time.Time
-	SchedCause string
+	// Sched are the hangups sched_hangup scheduled and that neither ran
+	// nor were cancelled (sched_cancel), in the order they were set.
+	Sched []*SchedHangup
 
 	UUID        string
 	Name        string

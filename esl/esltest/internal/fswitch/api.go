@@ -2,6 +2,7 @@ package fswitch
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -336,20 +337,44 @@ func (s *Switch) schedHangup(arg string) string {
 	})
 }
 
-// scheduleHangupLocked hangs ch up after d of simulated time.
+// scheduleHangupLocked hangs ch up after d of simulated time, unless the
+// task group of ch's uuid is cancelled first (cancelSchedLocked).
 func (s *Switch) scheduleHangupLocked(ch *call.Channel, d time.Duration, cause string) {
-	ch.SchedAt, ch.SchedCause = s.clk.Now().Add(d), cause
+	ctx, cancel := context.WithCancel(s.ctx)
+	h := &call.SchedHangup{At: s.clk.Now().Add(d), Cause: cause, Group: ch.UUID, Cancel: cancel}
+	ch.Sched = append(ch.Sched, h)
 	s.goLocked(func() {
-		if !s.clk.Sleep(s.ctx, d, ch.Done) {
+		defer cancel()
+		if !s.clk.Sleep(ctx, d, ch.Done) {
 			return
 		}
 		s.mu.Lock()
+		defer s.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		ch.Sched = slices.DeleteFunc(ch.Sched, func(o *call.SchedHangup) bool { return o == h })
 		disp := "send_bye"
-		if ch.Answered.IsZero() {
+		switch {
+		case !ch.Answered.IsZero():
+		case ch.Direction == "inbound":
+			disp = "send_refuse"
+		default:
 			disp = "send_cancel"
 		}
 		s.requestHangupLocked(ch, cause, disp)
-		s.mu.Unlock()
+	})
+}
+
+// cancelSchedLocked deletes ch's scheduled hangups of task group group,
+// as switch_scheduler_del_task_group does.
+func (s *Switch) cancelSchedLocked(ch *call.Channel, group string) {
+	ch.Sched = slices.DeleteFunc(ch.Sched, func(h *call.SchedHangup) bool {
+		if h.Group != group {
+			return false
+		}
+		h.Cancel()
+		return true
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -321,6 +322,11 @@ func (s *Switch) execApp(ch *call.Channel, app, data string) bool {
 		s.schedHangupAppLocked(ch, data)
 		s.mu.Unlock()
 		return complete()
+	case "sched_cancel":
+		s.mu.Lock()
+		s.schedCancelAppLocked(ch, data)
+		s.mu.Unlock()
+		return complete()
 	case "hangup":
 		s.mu.Lock()
 		disp := "send_bye"
@@ -389,19 +395,44 @@ func (s *Switch) schedHangupAppLocked(ch *call.Channel, data string) {
 	s.scheduleHangupLocked(ch, d, cause)
 }
 
-// executeOnAnswerLocked runs the application in the channel variable
-// execute_on_answer ("<app> <data>") when the channel answers, as
-// FreeSWITCH does. Only sched_hangup is simulated; others are logged.
-func (s *Switch) executeOnAnswerLocked(ch *call.Channel) {
-	v := strings.TrimSpace(ch.Vars.Get("execute_on_answer"))
-	if v == "" {
+// schedCancelAppLocked runs the dialplan application "sched_cancel
+// [<group>]": it deletes the scheduler tasks of group, by default the
+// channel's uuid (the group of its sched_hangup). A task id (digits) is
+// accepted and ignored: the simulator does not number tasks.
+func (s *Switch) schedCancelAppLocked(ch *call.Channel, data string) {
+	group := strings.TrimSpace(data)
+	if group == "" {
+		group = ch.UUID
+	}
+	if strings.Trim(group, "0123456789") == "" {
+		s.logf("sched_cancel: task ids not simulated", "id", group)
 		return
 	}
-	app, data, _ := strings.Cut(v, " ")
-	switch app {
-	case "sched_hangup":
-		s.schedHangupAppLocked(ch, data)
-	default:
-		s.logf("execute_on_answer: application not simulated", "application", app)
+	for _, c := range s.chans {
+		s.cancelSchedLocked(c, group)
+	}
+}
+
+// executeOnAnswerLocked runs the applications ("<app> <data>") of the
+// channel variables whose name starts with execute_on_answer when the
+// channel answers, in the order they were set, as FreeSWITCH 1.10
+// (switch_channel_execute_on) does. Only sched_hangup and sched_cancel
+// are simulated; others are logged.
+func (s *Switch) executeOnAnswerLocked(ch *call.Channel) {
+	for _, k := range slices.Clone(ch.Vars.Keys) {
+		if !strings.HasPrefix(strings.ToLower(k), "execute_on_answer") {
+			continue
+		}
+		v := strings.TrimSpace(ch.Vars.Get(k))
+		app, data, _ := strings.Cut(v, " ")
+		switch app {
+		case "sched_hangup":
+			s.schedHangupAppLocked(ch, data)
+		case "sched_cancel":
+			s.schedCancelAppLocked(ch, data)
+		case "":
+		default:
+			s.logf("execute_on_answer: application not simulated", "application", app)
+		}
 	}
 }

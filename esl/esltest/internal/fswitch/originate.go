@@ -536,8 +536,11 @@ func (s *Switch) finishLeg(ch *call.Channel, failed func(string)) {
 		// second hangs up with its cause, not as the bridge's casualty
 		// (max_duration ends both legs ALLOTTED_TIMEOUT).
 		partnerCause := "NORMAL_CLEARING"
-		if at := partner.SchedAt; !at.IsZero() && at.Sub(ch.Hungup) < time.Second {
-			partnerCause = partner.SchedCause
+		for _, h := range partner.Sched {
+			if h.At.Sub(ch.Hungup) < time.Second {
+				partnerCause = h.Cause
+				break
+			}
 		}
 		s.requestHangupLocked(partner, partnerCause, "send_bye")
 		if !partner.Killed {
