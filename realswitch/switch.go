@@ -193,7 +193,7 @@ func FreePort() (int, error) {
 // Linux), FreeSWITCH's RTP ranges from 20000-31999 (rtpRange) and sipp's
 // media ports from 10000-19999 (sippMediaPort).
 const (
-	rtpLow, rtpHigh         = 20000, 32000
+	rtpLow, rtpHigh             = 20000, 32000
 	sippMediaLow, sippMediaSpan = 10000, 10000
 )
 
