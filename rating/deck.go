@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"sort"
 	"time"
 
 	"callbridge"
@@ -166,7 +167,23 @@ type Deck struct {
 	// effs are the distinct finite effective_from and effective_until
 	// instants of the rates, unix ms, ascending.
 	effs []int64
+	// refused, when not empty, says why this deck version was not
+	// compiled (see RefusedDeck).
+	refused string
 }
+
+// RefusedDeck returns a stand-in for a deck version that was not
+// compiled, with why (reason), for a Registry to hold: one with more rates
+// than a controller may hold, say. The registry finds no deck where it is
+// in force, so calls it would have priced are unrated, as with no deck at
+// all, and its owner's older decks do not price them in its place. It has
+// no rates.
+func RefusedDeck(info DeckInfo, reason string) *Deck {
+	return &Deck{info: info, def: -1, refused: reason}
+}
+
+// Refused returns why the deck was not compiled (RefusedDeck), or "".
+func (d *Deck) Refused() string { return d.refused }
 
 // zoneSpan is a period of constant UTC offset, from start (unix seconds)
 // to the next span's start.
@@ -249,6 +266,36 @@ const maxRatesPerPrefix = 1000
 // rates. Rates are validated; the first bad one is reported with its
 // index as an EINVALID *callbridge.Error.
 func NewDeck(info DeckInfo, loc *time.Location, rates []Rate) (*Deck, error) {
+	b, err := NewDeckBuilder(info, loc, len(rates))
+	if err != nil {
+		return nil, err
+	}
+	for i := range rates {
+		if err := b.Add(&rates[i]); err != nil {
+			return nil, err
+		}
+	}
+	return b.Deck()
+}
+
+// DeckBuilder compiles a deck from rates given one at a time, so that a
+// loader reading rows from a database holds only the compiled deck, never
+// the rates as well: a deck of millions of rates would otherwise need
+// both at once. Rates added in the deck's order (prefix, priority,
+// effective_from descending with open last, days, from: the order the
+// store reads them in) are not sorted again.
+type DeckBuilder struct {
+	d     *Deck
+	prio  []int32 // the rates' priorities, for sorting; dropped by Deck
+	edges map[int64]bool
+	// sorted stays true while every rate added sorts after the one before.
+	sorted bool
+	done   bool
+}
+
+// NewDeckBuilder starts compiling a deck version from its terms and its
+// zone, as NewDeck does, with room for sizeHint rates.
+func NewDeckBuilder(info DeckInfo, loc *time.Location, sizeHint int) (*DeckBuilder, error) {
 	if err := info.Validate(); err != nil {
 		return nil, err
 	}
@@ -277,61 +324,101 @@ func NewDeck(info DeckInfo, loc *time.Location, rates []Rate) (*Deck, error) {
 	}
 	slices.Sort(d.holidays)
 	d.holidays = slices.Compact(d.holidays)
+	sizeHint = max(sizeHint, 0)
+	d.rates = make([]crate, 0, sizeHint+1) // +1: the default rate
+	return &DeckBuilder{d: d, prio: make([]int32, 0, sizeHint), edges: map[int64]bool{}, sorted: true}, nil
+}
 
-	order := make([]int, len(rates))
-	for i := range rates {
-		if err := rates[i].Validate(); err != nil {
-			return nil, fmt.Errorf("rating: rate %d (prefix %q): %w", i, rates[i].Prefix, err)
-		}
-		order[i] = i
+// Len returns the number of rates added.
+func (b *DeckBuilder) Len() int { return len(b.prio) }
+
+// Add validates r and adds it to the deck. A bad rate is reported with
+// its index among the rates added, as an EINVALID *callbridge.Error; the
+// builder is then of no further use.
+func (b *DeckBuilder) Add(r *Rate) error {
+	d := b.d
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("rating: rate %d (prefix %q): %w", len(b.prio), r.Prefix, err)
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		ra, rb := &rates[a], &rates[b]
-		if c := cmp.Compare(ra.Prefix, rb.Prefix); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(ra.Priority, rb.Priority); c != 0 {
-			return c
-		}
-		if c := -cmp.Compare(effMS(ra.EffectiveFrom, math.MinInt64), effMS(rb.EffectiveFrom, math.MinInt64)); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(ra.Days, rb.Days); c != 0 {
-			return c
-		}
-		return cmp.Compare(ra.From, rb.From)
-	})
-	d.rates = make([]crate, 0, len(rates)+1)
-	edges := map[int64]bool{}
-	for _, i := range order {
-		r := &rates[i]
-		c := compile(r)
-		d.rates = append(d.rates, c)
-		if r.Days != AllDays || r.From != 0 || r.Until != Midnight {
-			d.flat = false
-		}
-		edges[c.from], edges[c.until] = true, true
-		for _, e := range [2]int64{c.effFrom, c.effUntil} {
-			if e != math.MinInt64 && e != math.MaxInt64 {
-				d.effs = append(d.effs, e)
-			}
+	c := compile(r)
+	if n := len(d.rates); n > 0 && b.sorted && compareRates(&d.rates[n-1], b.prio[n-1], &c, r.Priority) > 0 {
+		b.sorted = false
+	}
+	d.rates = append(d.rates, c)
+	b.prio = append(b.prio, r.Priority)
+	if r.Days != AllDays || r.From != 0 || r.Until != Midnight {
+		d.flat = false
+	}
+	b.edges[c.from], b.edges[c.until] = true, true
+	for _, e := range [2]int64{c.effFrom, c.effUntil} {
+		if e != math.MinInt64 && e != math.MaxInt64 {
+			d.effs = append(d.effs, e)
 		}
 	}
+	return nil
+}
+
+// compareRates orders compiled rates as a deck holds them: by prefix,
+// priority, effective_from descending (an open one last), days, from.
+func compareRates(a *crate, pa int32, b *crate, pb int32) int {
+	if c := cmp.Compare(a.prefix, b.prefix); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(pa, pb); c != 0 {
+		return c
+	}
+	if c := -cmp.Compare(a.effFrom, b.effFrom); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.days, b.days); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.from, b.from)
+}
+
+// builderOrder sorts a builder's rates in place, with their priorities.
+type builderOrder struct {
+	rates []crate
+	prio  []int32
+}
+
+func (o builderOrder) Len() int { return len(o.rates) }
+func (o builderOrder) Less(i, j int) bool {
+	return compareRates(&o.rates[i], o.prio[i], &o.rates[j], o.prio[j]) < 0
+}
+func (o builderOrder) Swap(i, j int) {
+	o.rates[i], o.rates[j] = o.rates[j], o.rates[i]
+	o.prio[i], o.prio[j] = o.prio[j], o.prio[i]
+}
+
+// Deck finishes the deck. It may be called once.
+func (b *DeckBuilder) Deck() (*Deck, error) {
+	if b.done {
+		return nil, callbridge.Errorf(callbridge.EINTERNAL, "rating: DeckBuilder.Deck called twice")
+	}
+	b.done = true
+	d := b.d
+	if !b.sorted {
+		// In place and stable, as the rates' given order decides ties.
+		sort.Stable(builderOrder{d.rates, b.prio})
+	}
+	b.prio = nil
 	slices.Sort(d.effs)
-	d.effs = slices.Compact(d.effs)
-	for e := range edges {
+	d.effs = slices.Clip(slices.Compact(d.effs))
+	for e := range b.edges {
 		if e != 0 && e != int64(Midnight)*int64(time.Second) {
 			d.bounds = append(d.bounds, e)
 		}
 	}
 	slices.Sort(d.bounds)
-	if info.Default != nil {
+	if info := d.info; info.Default != nil {
 		c := compile(info.Default)
 		c.days, c.from, c.until = AllDays, 0, int64(Midnight)*int64(time.Second)
 		c.effFrom, c.effUntil = math.MinInt64, math.MaxInt64
 		d.def = int32(len(d.rates))
 		d.rates = append(d.rates, c)
 	}
+	d.rates = slices.Clip(d.rates)
 	if !d.flat {
 		d.buildZones()
 	}
@@ -377,11 +464,17 @@ func pow10(n int) int64 {
 // buildTrie builds the trie of the distinct prefixes of d.rates (sorted,
 // so each prefix's rates are one run).
 func (d *Deck) buildTrie() error {
-	var groups []prefix.Group
 	end := len(d.rates)
 	if d.def >= 0 {
 		end--
 	}
+	distinct := 0
+	for i := 0; i < end; i++ {
+		if i == 0 || d.rates[i].prefix != d.rates[i-1].prefix {
+			distinct++
+		}
+	}
+	groups := make([]prefix.Group, 0, distinct)
 	for i := 0; i < end; {
 		j := i
 		for j < end && d.rates[j].prefix == d.rates[i].prefix {

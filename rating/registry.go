@@ -2,6 +2,7 @@ package rating
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -44,29 +45,55 @@ func (r *Registry) Ready() bool {
 	return r.ready
 }
 
-// Len returns the number of decks held.
+// Len returns the number of decks held, refused ones (RefusedDeck) not
+// counted.
 func (r *Registry) Len() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	n := 0
 	for _, e := range r.byID {
-		if e.deck != nil {
+		if e.deck != nil && e.deck.refused == "" {
 			n++
 		}
 	}
 	return n
 }
 
-// Deck returns the deck with the given id, or nil.
+// Refused returns the terms of the decks held refused (RefusedDeck),
+// ordered by id: decks in the database that price nothing.
+func (r *Registry) Refused() []DeckInfo {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []DeckInfo
+	for _, e := range r.byID {
+		if e.deck != nil && e.deck.refused != "" {
+			out = append(out, e.deck.info)
+		}
+	}
+	slices.SortFunc(out, func(a, b DeckInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Deck returns the deck with the given id, or nil (also when it is
+// refused).
 func (r *Registry) Deck(id string) *Deck {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.byID[id].deck
+	return usable(r.byID[id].deck)
+}
+
+// usable returns d, or nil for a refused deck.
+func usable(d *Deck) *Deck {
+	if d != nil && d.refused != "" {
+		return nil
+	}
+	return d
 }
 
 // AccountDeck returns the account's deck in force at at: its deck with
 // the latest EffectiveFrom not after at. It returns nil when there is
-// none.
+// none, or when that deck is refused (RefusedDeck): an older deck does
+// not price in its place.
 func (r *Registry) AccountDeck(accountID string, at time.Time) *Deck {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -84,7 +111,7 @@ func (r *Registry) GatewayDeck(gateway string, at time.Time) *Deck {
 func inForce(decks []*Deck, at time.Time) *Deck {
 	for i := len(decks) - 1; i >= 0; i-- {
 		if !at.Before(decks[i].info.EffectiveFrom) {
-			return decks[i]
+			return usable(decks[i])
 		}
 	}
 	return nil
@@ -209,9 +236,9 @@ func (r *Registry) GatewayDeckUntil(gateway string, at time.Time) (*Deck, time.T
 	for i := len(decks) - 1; i >= 0; i-- {
 		if !at.Before(decks[i].info.EffectiveFrom) {
 			if i+1 < len(decks) {
-				return decks[i], decks[i+1].info.EffectiveFrom
+				return usable(decks[i]), decks[i+1].info.EffectiveFrom
 			}
-			return decks[i], time.Time{}
+			return usable(decks[i]), time.Time{}
 		}
 	}
 	if len(decks) > 0 {

@@ -164,3 +164,47 @@ func TestRegistryConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestRegistryRefused holds a refused deck (too many rates to compile) as
+// its owner's deck in force: lookups find no deck while it is in force,
+// the older deck does not price in its place, and other owners are
+// unaffected.
+func TestRegistryRefused(t *testing.T) {
+	jan := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	feb := jan.AddDate(0, 1, 0)
+	old := newDeck(t, DeckInfo{ID: "old", AccountID: "acc", Version: 1, Precision: 6}, rate("49", 1))
+	big := RefusedDeck(DeckInfo{ID: "big", AccountID: "acc", Version: 4, EffectiveFrom: feb}, "too many rates")
+	buy := RefusedDeck(DeckInfo{ID: "buy", Gateway: "carrier", Version: 1}, "too many rates")
+	other := newDeck(t, DeckInfo{ID: "other", AccountID: "acc2", Version: 1, Precision: 6}, rate("49", 1))
+	var r Registry
+	r.Replace([]*Deck{old, big, buy, other}, r.Mark())
+	if got := r.Len(); got != 2 {
+		t.Errorf("Len: got %d, want 2 (refused decks not counted)", got)
+	}
+	if got := r.Refused(); len(got) != 2 || got[0].ID != "big" || got[1].ID != "buy" {
+		t.Errorf("Refused: got %v, want big and buy", got)
+	}
+	gw, next := r.GatewayDeckUntil("carrier", feb)
+	for name, tt := range map[string]struct{ got, want *Deck }{
+		"before the refused deck": {r.AccountDeck("acc", jan), old},
+		"refused deck in force":   {r.AccountDeck("acc", feb), nil},
+		"refused deck by id":      {r.Deck("big"), nil},
+		"refused gateway deck":    {r.GatewayDeck("carrier", feb), nil},
+		"refused gateway (until)": {gw, nil},
+		"another account's deck":  {r.AccountDeck("acc2", feb), other},
+		"another account's by id": {r.Deck("other"), other},
+		"older deck still by id":  {r.Deck("old"), old},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %v, want %v", name, deckID(tt.got), deckID(tt.want))
+		}
+	}
+	if !next.IsZero() {
+		t.Errorf("GatewayDeckUntil: next %v, want none", next)
+	}
+	// A compiled version of the deck replaces the refused one.
+	fixed := newDeck(t, DeckInfo{ID: "big", AccountID: "acc", Version: 5, Precision: 6, EffectiveFrom: feb}, rate("49", 2))
+	if !r.Put(fixed) || r.AccountDeck("acc", feb) != fixed || len(r.Refused()) != 1 {
+		t.Errorf("after Put of a compiled version: deck %v, refused %v", deckID(r.AccountDeck("acc", feb)), r.Refused())
+	}
+}

@@ -57,7 +57,21 @@ func New[A any](groups []Group) Trie[A] {
 		lo    int32
 		count uint16
 	}
-	tn := []tnode{{}}
+	// The trie has a node for each digit of a prefix that the prefix
+	// before it (they are sorted) does not share: allocating them at
+	// once keeps a large trie from growing through copies of itself.
+	size := 1
+	for i, g := range groups {
+		shared := 0
+		if i > 0 {
+			prev := groups[i-1].Prefix
+			for shared < len(prev) && shared < len(g.Prefix) && prev[shared] == g.Prefix[shared] {
+				shared++
+			}
+		}
+		size += len(g.Prefix) - shared
+	}
+	tn := make([]tnode, 1, size)
 	for _, g := range groups {
 		n := int32(0)
 		for k := 0; k < len(g.Prefix); k++ {
