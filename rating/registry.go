@@ -82,6 +82,14 @@ func (r *Registry) Deck(id string) *Deck {
 	return usable(r.byID[id].deck)
 }
 
+// Held returns the deck with the given id as held, refused
+// (RefusedDeck) or not, or nil: for a loader that reuses what it holds.
+func (r *Registry) Held(id string) *Deck {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.byID[id].deck
+}
+
 // usable returns d, or nil for a refused deck.
 func usable(d *Deck) *Deck {
 	if d != nil && d.refused != "" {

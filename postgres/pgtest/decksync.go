@@ -16,9 +16,19 @@ import (
 // refresh or inspect it. log may be nil.
 func RunDeckSync(tb testing.TB, db *postgres.DB, log *slog.Logger) (*rating.Registry, *postgres.DeckSync) {
 	tb.Helper()
+	return RunDeckSyncWith(tb, db, log, nil)
+}
+
+// RunDeckSyncWith is RunDeckSync with the sync set up by tweak (if not
+// nil) before it runs: its MaxDeckRates, say.
+func RunDeckSyncWith(tb testing.TB, db *postgres.DB, log *slog.Logger, tweak func(*postgres.DeckSync)) (*rating.Registry, *postgres.DeckSync) {
+	tb.Helper()
 	reg := &rating.Registry{}
 	sync := postgres.NewDeckSync(db, reg, log)
 	sync.RetryDelay = 20 * time.Millisecond
+	if tweak != nil {
+		tweak(sync)
+	}
 	runSync(tb, "DeckSync", sync.Run)
 	return reg, sync
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"callbridge"
@@ -29,10 +30,17 @@ const DeckChannel = "callbridge_decks"
 // beside the registry and swapped in whole, so lookups never wait for the
 // database and never see half a deck. Refresh reloads one deck at once,
 // for this controller's own writes.
+//
+// A deck with more rates than MaxDeckRates is not compiled: the registry
+// holds it refused (rating.RefusedDeck), so calls it would price are
+// unrated, and an ALERT is logged.
 type DeckSync struct {
 	decks *Service
 	reg   *rating.Registry
 	log   *slog.Logger
+	// MaxDeckRates is the most rates a deck may have to be compiled
+	// (CALLBRIDGE_MAX_DECK_RATES); zero or less: no cap.
+	MaxDeckRates int
 	// RetryDelay is how long Run waits before trying again after a
 	// failed load (the database is unavailable); zero means one second.
 	RetryDelay time.Duration
@@ -71,8 +79,8 @@ func (s *DeckSync) Reload(ctx context.Context) error {
 	mark := s.reg.Mark()
 	var decks []*rating.Deck
 	loaded := 0
-	err := s.decks.LoadDecks(ctx, func(id string, version int64) *rating.Deck {
-		if d := s.reg.Deck(id); d != nil && d.Info().Version == version {
+	err := s.decks.loadDecks(ctx, s.MaxDeckRates, func(id string, version int64) *rating.Deck {
+		if d := s.reg.Held(id); d != nil && d.Info().Version == version {
 			return d
 		}
 		return nil
@@ -80,6 +88,7 @@ func (s *DeckSync) Reload(ctx context.Context) error {
 		decks = append(decks, d)
 		if compiled {
 			loaded++
+			s.alertRefused(d)
 		}
 	})
 	if err != nil {
@@ -95,7 +104,7 @@ func (s *DeckSync) Reload(ctx context.Context) error {
 // writes, so the next request on this controller prices with the deck
 // without waiting for the notification.
 func (s *DeckSync) Refresh(ctx context.Context, id string) error {
-	d, err := s.decks.LoadDeck(ctx, id)
+	d, err := s.decks.loadDeck(ctx, id, s.MaxDeckRates)
 	if err != nil {
 		return err
 	}
@@ -103,13 +112,31 @@ func (s *DeckSync) Refresh(ctx context.Context, id string) error {
 		s.reg.Remove(id)
 		return nil
 	}
-	s.reg.Put(d)
+	if s.reg.Put(d) {
+		s.alertRefused(d)
+	}
 	return nil
 }
 
-// LoadDeck reads a deck and its rates in one snapshot and compiles them.
-// It returns nil, nil when there is no such deck.
+// alertRefused logs an ALERT when d is a deck refused for its size: it
+// prices nothing until it is cut down (or the cap raised).
+func (s *DeckSync) alertRefused(d *rating.Deck) {
+	if d.Refused() == "" {
+		return
+	}
+	info := d.Info()
+	s.log.Error("ALERT: rate deck not loaded: "+d.Refused()+"; calls it would price are unrated",
+		"deck", info.ID, "account", info.AccountID, "gateway", info.Gateway, "version", info.Version)
+}
+
+// LoadDeck reads a deck and its rates in one snapshot and compiles them,
+// or returns it refused (rating.RefusedDeck) when it has more than
+// MaxDeckRates rates. It returns nil, nil when there is no such deck.
 func (s *Service) LoadDeck(ctx context.Context, id string) (*rating.Deck, error) {
+	return s.loadDeck(ctx, id, s.MaxDeckRates)
+}
+
+func (s *Service) loadDeck(ctx context.Context, id string, maxRates int) (*rating.Deck, error) {
 	if !callbridge.IsUUID(id) {
 		return nil, nil
 	}
@@ -123,7 +150,7 @@ func (s *Service) LoadDeck(ctx context.Context, id string) (*rating.Deck, error)
 		if err != nil {
 			return pg.Error(err)
 		}
-		d, err = compileDeck(ctx, tx, &row)
+		d, err = compileDeck(ctx, tx, &row, maxRates)
 		return err
 	})
 	if err != nil {
@@ -138,8 +165,13 @@ func (s *Service) LoadDeck(ctx context.Context, id string) (*rating.Deck, error)
 // given id and version, or nil; such a deck's rates are not read again
 // (fn gets it with compiled false). A deck that does not compile is
 // logged and left out: one bad deck must not keep the others from
-// pricing.
+// pricing. A deck with more than MaxDeckRates rates comes refused
+// (rating.RefusedDeck).
 func (s *Service) LoadDecks(ctx context.Context, have func(id string, version int64) *rating.Deck, fn func(d *rating.Deck, compiled bool)) error {
+	return s.loadDecks(ctx, s.MaxDeckRates, have, fn)
+}
+
+func (s *Service) loadDecks(ctx context.Context, maxRates int, have func(id string, version int64) *rating.Deck, fn func(d *rating.Deck, compiled bool)) error {
 	err := deckSnapshot(ctx, s.db, func(tx *sqlx.Tx) error {
 		var rows []deckRow
 		if err := tx.SelectContext(ctx, &rows, `SELECT `+deckColumns+` FROM rate_decks ORDER BY id`); err != nil {
@@ -150,7 +182,7 @@ func (s *Service) LoadDecks(ctx context.Context, have func(id string, version in
 				fn(d, false)
 				continue
 			}
-			d, err := compileDeck(ctx, tx, &rows[i])
+			d, err := compileDeck(ctx, tx, &rows[i], maxRates)
 			if err != nil {
 				if callbridge.ErrorCode(err) == callbridge.EINVALID {
 					s.db.Logger.Error("rate deck does not compile; left out", "deck", rows[i].ID, "error", err)
@@ -182,18 +214,44 @@ func deckSnapshot(ctx context.Context, db *pg.DB, fn func(tx *sqlx.Tx) error) er
 	return pg.Error(tx.Commit())
 }
 
-// compileDeck reads the rates of the deck in row and compiles it.
-func compileDeck(ctx context.Context, tx *sqlx.Tx, row *deckRow) (*rating.Deck, error) {
-	rates, err := selectRates(ctx, tx, row.ID)
-	if err != nil {
-		return nil, err
-	}
+// compileDeck reads the rates of the deck in row and compiles them as
+// they stream, so that only the compiled deck is held, not the rows too.
+// A deck with more than maxRates rates (when maxRates > 0) is not read
+// but returned refused.
+func compileDeck(ctx context.Context, tx *sqlx.Tx, row *deckRow, maxRates int) (*rating.Deck, error) {
 	info := row.info()
+	// Counting stops past the cap: a deck of millions of rates costs the
+	// cap's worth of index entries, not all of them.
+	limit := int64(math.MaxInt64)
+	if maxRates > 0 {
+		limit = int64(maxRates) + 1
+	}
+	var n int64
+	if err := tx.GetContext(ctx, &n, `SELECT count(*) FROM (SELECT 1 FROM rates WHERE deck_id = $1 LIMIT $2) r`, row.ID, limit); err != nil {
+		return nil, pg.Error(err)
+	}
+	if maxRates > 0 && n > int64(maxRates) {
+		return rating.RefusedDeck(*info, fmt.Sprintf("it has more than %d rates (CALLBRIDGE_MAX_DECK_RATES)", maxRates)), nil
+	}
 	loc, err := time.LoadLocation(info.TimeZone)
 	if err != nil {
 		return nil, callbridge.FieldError("time_zone", "deck %s: unknown zone %q: %v", info.ID, info.TimeZone, err)
 	}
-	d, err := rating.NewDeck(*info, loc, rates)
+	b, err := rating.NewDeckBuilder(*info, loc, int(n))
+	if err != nil {
+		return nil, fmt.Errorf("compile deck %s: %w", info.ID, err)
+	}
+	err = eachRate(ctx, tx, row.ID, func(r *rating.Rate) error {
+		if maxRates > 0 && b.Len() >= maxRates {
+			// Not in one snapshot with the count, but the guard is free.
+			return callbridge.Errorf(callbridge.ETOOLARGE, "deck %s: more than %d rates", info.ID, maxRates)
+		}
+		return b.Add(r)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("compile deck %s: %w", info.ID, err)
+	}
+	d, err := b.Deck()
 	if err != nil {
 		return nil, fmt.Errorf("compile deck %s: %w", info.ID, err)
 	}

@@ -19,7 +19,19 @@ import (
 )
 
 // Service stores rate decks and their rates.
-type Service struct{ db *pg.DB }
+type Service struct {
+	db *pg.DB
+	// MaxDeckRates caps the rates of one deck, an account's or a
+	// gateway's (CALLBRIDGE_MAX_DECK_RATES): every controller holds every
+	// deck compiled in memory. An import that would pass it is refused
+	// (ETOOLARGE) and a deck over it in the database is not compiled.
+	// Zero or less: no cap.
+	MaxDeckRates int
+	// MaxAccountRates caps the rates of all of one account's decks
+	// together (CALLBRIDGE_MAX_ACCOUNT_RATES), so that no tenant can make
+	// every controller hold more than that. Zero or less: no cap.
+	MaxAccountRates int
+}
 
 // New returns a Service backed by db.
 func New(db *pg.DB) *Service { return &Service{db: db} }
@@ -208,6 +220,12 @@ func (s *Service) RateDeck(ctx context.Context, id string) (*rating.DeckInfo, er
 // when replace is set, in one transaction: either every rate is stored or
 // none is. The deck's version increases. It returns the updated deck.
 //
+// The deck may hold at most MaxDeckRates rates and its account's decks
+// MaxAccountRates together (a replaced deck's old rates not counted):
+// reading src stops at the first row past the room left, and the import
+// is refused with ETOOLARGE naming the limit. Imports into one account's
+// decks take turns, so two cannot pass the account's cap together.
+//
 // It streams: rows go through COPY into a temporary table as src yields
 // them, so memory does not grow with the file; duplicate rows within the
 // file are then found by the database, and src's own bad rows reported
@@ -230,7 +248,11 @@ func (s *Service) ImportRates(ctx context.Context, deckID string, src rating.Rat
 			return pg.NotFoundAs(pg.Error(err), "rate deck")
 		}
 		info = row.info()
-		if err := copyRates(ctx, tx, src); err != nil {
+		room, err := s.rateRoom(ctx, tx, info, replace)
+		if err != nil {
+			return err
+		}
+		if err := copyRates(ctx, tx, src, room); err != nil {
 			return err
 		}
 		if err := duplicateRows(ctx, tx, src.Err()); err != nil {
@@ -251,13 +273,77 @@ func (s *Service) ImportRates(ctx context.Context, deckID string, src rating.Rat
 	return info, nil
 }
 
+// rateLimit is how many rates an import may add and the error that
+// refuses one more.
+type rateLimit struct {
+	n   int // < 0: no limit
+	err error
+}
+
+// accountRatesLock is the first key of the advisory lock that makes
+// imports into one account's decks take turns ("rate").
+const accountRatesLock = 0x72617465
+
+// rateRoom locks the deck's account against other imports until tx ends
+// and returns how many rates the import may add under MaxDeckRates and
+// MaxAccountRates, the deck (row-locked by the caller) holding what it
+// holds unless replace.
+func (s *Service) rateRoom(ctx context.Context, tx *pg.Tx, d *rating.DeckInfo, replace bool) (rateLimit, error) {
+	room := rateLimit{n: -1}
+	limit := func(n int, err error) {
+		if n < 0 {
+			n = 0
+		}
+		if room.n < 0 || n < room.n {
+			room = rateLimit{n: n, err: err}
+		}
+	}
+	if s.MaxDeckRates > 0 {
+		held := 0
+		if !replace {
+			if err := tx.GetContext(ctx, &held, `SELECT count(*) FROM rates WHERE deck_id = $1`, d.ID); err != nil {
+				return room, pg.Error(err)
+			}
+		}
+		limit(s.MaxDeckRates-held, DeckRatesError(s.MaxDeckRates))
+	}
+	if s.MaxAccountRates > 0 && d.AccountID != "" {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, accountRatesLock, d.AccountID); err != nil {
+			return room, pg.Error(err)
+		}
+		var held int
+		if err := tx.GetContext(ctx, &held, `SELECT count(*) FROM rates r JOIN rate_decks d ON d.id = r.deck_id
+			WHERE d.account_id = $1 AND NOT ($3 AND d.id = $2)`, d.AccountID, d.ID, replace); err != nil {
+			return room, pg.Error(err)
+		}
+		limit(s.MaxAccountRates-held, AccountRatesError(s.MaxAccountRates))
+	}
+	return room, nil
+}
+
+// DeckRatesError is the refusal of an import that would make a deck hold
+// more than max rates.
+func DeckRatesError(max int) error {
+	return callbridge.Errorf(callbridge.ETOOLARGE, "a rate deck may hold at most %d rates (CALLBRIDGE_MAX_DECK_RATES); nothing was imported", max)
+}
+
+// AccountRatesError is the refusal of an import that would make an
+// account's decks hold more than max rates together.
+func AccountRatesError(max int) error {
+	return callbridge.Errorf(callbridge.ETOOLARGE, "an account's rate decks may hold at most %d rates together (CALLBRIDGE_MAX_ACCOUNT_RATES); nothing was imported", max)
+}
+
 // copyRates streams src into the temporary table rate_import, each rate
-// with its line. It stops at src's first read failure; bad rows src
-// skipped are left to duplicateRows to report.
-func copyRates(ctx context.Context, tx *pg.Tx, src rating.RateSource) error {
+// with its line, refusing the row past room. It stops at src's first read
+// failure; bad rows src skipped are left to duplicateRows to report.
+func copyRates(ctx context.Context, tx *pg.Tx, src rating.RateSource, room rateLimit) error {
+	n := 0
 	return pg.CopyRows(ctx, tx, "rate_import", "rates", rateColumns, func() ([]any, error) {
 		if !src.Next() {
 			return nil, rating.ReadFailure(src.Err())
+		}
+		if n++; room.n >= 0 && n > room.n {
+			return nil, room.err
 		}
 		r := src.Rate()
 		if err := r.Validate(); err != nil {
@@ -302,25 +388,38 @@ type queryer interface {
 	QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error)
 }
 
-// selectRates reads a deck's rates row by row, in the order WriteCSV
-// exports, without an intermediate slice of rows.
+// selectRates reads a deck's rates in the order WriteCSV exports.
 func selectRates(ctx context.Context, q queryer, deckID string) ([]rating.Rate, error) {
+	rates := []rating.Rate{}
+	err := eachRate(ctx, q, deckID, func(r *rating.Rate) error {
+		rates = append(rates, *r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rates, nil
+}
+
+// eachRate calls fn with each of a deck's rates as the rows arrive, in
+// the order WriteCSV exports (which is the compiled deck's order: see
+// rating.DeckBuilder), until fn fails.
+func eachRate(ctx context.Context, q queryer, deckID string, fn func(r *rating.Rate) error) error {
 	rows, err := q.QueryxContext(ctx, `SELECT `+rateColumns+` FROM rates WHERE deck_id = $1
 		ORDER BY prefix, priority, effective_from DESC NULLS LAST, days, time_from`, deckID)
 	if err != nil {
-		return nil, pg.Error(err)
+		return pg.Error(err)
 	}
 	defer rows.Close()
-	rates := []rating.Rate{}
 	var row rateRow
 	for rows.Next() {
 		if err := rows.StructScan(&row); err != nil {
-			return nil, pg.Error(err)
+			return pg.Error(err)
 		}
-		rates = append(rates, row.rate())
+		r := row.rate()
+		if err := fn(&r); err != nil {
+			return err
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, pg.Error(err)
-	}
-	return rates, nil
+	return pg.Error(rows.Err())
 }
