@@ -1,11 +1,12 @@
 package rating
 
 import (
-	"callbridge"
 	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
+
+	"callbridge"
 )
 
 // TestDeckBuilderOrder compiles one set of rates given in the deck's

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"callbridge"
@@ -44,7 +46,18 @@ type DeckSync struct {
 	// RetryDelay is how long Run waits before trying again after a
 	// failed load (the database is unavailable); zero means one second.
 	RetryDelay time.Duration
+
+	// compiling is held while a deck is read and compiled: one at a
+	// time in the process, so that the memory a load takes beside the
+	// registry is one deck's, not one per import answered at once plus
+	// the notifications' reloads.
+	compiling sync.Mutex
+	compiles  atomic.Uint64
 }
+
+// Compiles returns how many deck versions the sync has read and compiled
+// (or refused) so far.
+func (s *DeckSync) Compiles() uint64 { return s.compiles.Load() }
 
 // NewDeckSync returns a DeckSync that fills reg from decks.
 func NewDeckSync(decks *Service, reg *rating.Registry, log *slog.Logger) *DeckSync {
@@ -75,19 +88,17 @@ func (s *DeckSync) Run(ctx context.Context, ready chan<- struct{}) error {
 // the registry holds at the version the database has are reused, not read
 // again.
 func (s *DeckSync) Reload(ctx context.Context) error {
+	s.compiling.Lock()
+	defer s.compiling.Unlock()
 	start := time.Now()
 	mark := s.reg.Mark()
 	var decks []*rating.Deck
 	loaded := 0
-	err := s.decks.loadDecks(ctx, s.MaxDeckRates, func(id string, version int64) *rating.Deck {
-		if d := s.reg.Held(id); d != nil && d.Info().Version == version {
-			return d
-		}
-		return nil
-	}, func(d *rating.Deck, compiled bool) {
+	err := s.decks.loadDecks(ctx, s.MaxDeckRates, s.held, func(d *rating.Deck, compiled bool) {
 		decks = append(decks, d)
 		if compiled {
 			loaded++
+			s.compiles.Add(1)
 			s.alertRefused(d)
 		}
 	})
@@ -104,16 +115,27 @@ func (s *DeckSync) Reload(ctx context.Context) error {
 // writes, so the next request on this controller prices with the deck
 // without waiting for the notification.
 func (s *DeckSync) Refresh(ctx context.Context, id string) error {
+	s.compiling.Lock()
+	defer s.compiling.Unlock()
 	d, err := s.decks.loadDeck(ctx, id, s.MaxDeckRates)
 	if err != nil {
 		return err
 	}
+	s.compiles.Add(1)
 	if d == nil {
 		s.reg.Remove(id)
 		return nil
 	}
 	if s.reg.Put(d) {
 		s.alertRefused(d)
+	}
+	return nil
+}
+
+// held returns the deck the registry holds at id and version, or nil.
+func (s *DeckSync) held(id string, version int64) *rating.Deck {
+	if d := s.reg.Held(id); d != nil && d.Info().Version == version {
+		return d
 	}
 	return nil
 }
@@ -136,12 +158,12 @@ func (s *Service) LoadDeck(ctx context.Context, id string) (*rating.Deck, error)
 	return s.loadDeck(ctx, id, s.MaxDeckRates)
 }
 
-func (s *Service) loadDeck(ctx context.Context, id string, maxRates int) (*rating.Deck, error) {
+// loadDeck is LoadDeck with the cap maxRates.
+func (s *Service) loadDeck(ctx context.Context, id string, maxRates int) (d *rating.Deck, err error) {
 	if !callbridge.IsUUID(id) {
 		return nil, nil
 	}
-	var d *rating.Deck
-	err := deckSnapshot(ctx, s.db, func(tx *sqlx.Tx) error {
+	err = deckSnapshot(ctx, s.db, func(tx *sqlx.Tx) error {
 		var row deckRow
 		err := tx.GetContext(ctx, &row, `SELECT `+deckColumns+` FROM rate_decks WHERE id = $1`, id)
 		if errors.Is(err, sql.ErrNoRows) {
