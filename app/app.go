@@ -81,6 +81,12 @@ type Config struct {
 	GatewayLimits       map[string]routing.Limits
 	Breaker             routing.BreakerConfig
 	GatewayPollInterval time.Duration
+	// MaxDeckRates caps the rates of one deck and MaxAccountRates those
+	// of one account's decks together: imports past them are refused and
+	// a deck over MaxDeckRates is not loaded (postgres.RateDeckService).
+	// Zero: no cap.
+	MaxDeckRates    int
+	MaxAccountRates int
 	// QueueWait and RefusedRetry shape the callback engine's admission and
 	// its retries of refused legs (callback.Config).
 	QueueWait    time.Duration
@@ -198,9 +204,14 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 	// on any controller applies to the next quote and the next CDR), and
 	// reloads a deck at once after this controller's own writes.
 	decks := &rating.Registry{}
+	// The caps bound what any tenant can make every controller hold.
 	deckSync := postgres.NewDeckSync(db, decks, log.With("component", "rate-decks"))
+	deckSync.MaxDeckRates = cfg.MaxDeckRates
 	a.goWork("rate decks", func(ctx context.Context) error { return deckSync.Run(ctx, a.decksReady) })
-	srv.RateDecks, srv.Decks, srv.DeckSync = postgres.NewRateDeckService(db), decks, deckSync
+	deckStore := postgres.NewRateDeckService(db)
+	deckStore.MaxDeckRates, deckStore.MaxAccountRates = cfg.MaxDeckRates, cfg.MaxAccountRates
+	srv.RateDecks, srv.Decks, srv.DeckSync = deckStore, decks, deckSync
+	mtr.WatchRefusedDecks(func() int { return len(decks.Refused()) })
 
 	// carrier gateways: each node's sofia view of them (polled and
 	// followed by events), their caps counted across controllers in

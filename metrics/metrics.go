@@ -186,6 +186,16 @@ func (m *Metrics) WatchCallbacks(live func() int) {
 	}, func() float64 { return float64(live()) }))
 }
 
+// WatchRefusedDecks exports the number of rate decks refused() reports
+// this controller holds refused: over CALLBRIDGE_MAX_DECK_RATES, so they
+// price nothing (their calls are unrated) until cut down.
+func (m *Metrics) WatchRefusedDecks(refused func() int) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "callbridge_rate_decks_refused",
+		Help: "Rate decks not loaded because they hold more rates than CALLBRIDGE_MAX_DECK_RATES; calls they would price are unrated.",
+	}, func() float64 { return float64(refused()) }))
+}
+
 // WatchPacing exports the callback engine's pacing: the placements per
 // second it allows now, the originates the nodes refused before a session
 // existed, and the callbacks the admission bound refused with 503.

@@ -95,6 +95,13 @@ type Config struct {
 	// (CALLBRIDGE_BREAKER_COOLDOWN, "30s").
 	BreakerFailures int
 	BreakerCooldown time.Duration
+	// MaxDeckRates caps the rates of one rate deck, an account's or a
+	// gateway's (CALLBRIDGE_MAX_DECK_RATES, 1000000), and MaxAccountRates
+	// those of all of one account's decks together
+	// (CALLBRIDGE_MAX_ACCOUNT_RATES, 600000): every controller holds every
+	// deck compiled in memory, about 250 bytes a rate (docs/capacity.md).
+	MaxDeckRates    int
+	MaxAccountRates int
 	// GatewayPollInterval is how often each node is asked for its sofia
 	// gateways' state (CALLBRIDGE_GATEWAY_POLL_INTERVAL, "10s"); changes
 	// also arrive at once as sofia::gateway_state events.
@@ -233,6 +240,8 @@ func settings() []setting {
 			return err
 		}},
 		{"breaker-failures", "CALLBRIDGE_BREAKER_FAILURES", "5", "consecutive carrier failures that open a gateway's circuit breaker", intSetter(func(c *Config, n int) { c.BreakerFailures = n })},
+		{"max-deck-rates", "CALLBRIDGE_MAX_DECK_RATES", "1000000", "most rates one rate deck may hold (every controller holds every deck in memory)", intSetter(func(c *Config, n int) { c.MaxDeckRates = n })},
+		{"max-account-rates", "CALLBRIDGE_MAX_ACCOUNT_RATES", "600000", "most rates one account's rate decks may hold together", intSetter(func(c *Config, n int) { c.MaxAccountRates = n })},
 		{"breaker-cooldown", "CALLBRIDGE_BREAKER_COOLDOWN", "30s", "how long an open breaker skips its gateway before a call probes it", durationSetter(func(c *Config, d time.Duration) { c.BreakerCooldown = d })},
 		{"gateway-poll-interval", "CALLBRIDGE_GATEWAY_POLL_INTERVAL", "10s", "how often each node is asked for its gateways' state", durationSetter(func(c *Config, d time.Duration) { c.GatewayPollInterval = d })},
 		{"log-level", "CALLBRIDGE_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
@@ -317,6 +326,44 @@ func parseRate(c *Config, v string, f func(c *Config, rate float64, burst int)) 
 	f(c, rate, burst)
 	return nil
 }
+
+func (c *Config) validateRateCaps() error {
+	if c.MaxDeckRates < 1 || c.MaxDeckRates > maxRatesSetting {
+		return fmt.Errorf("invalid CALLBRIDGE_MAX_DECK_RATES %d: want 1..%d", c.MaxDeckRates, maxRatesSetting)
+	}
+	if c.MaxAccountRates < 1 || c.MaxAccountRates > maxRatesSetting {
+		return fmt.Errorf("invalid CALLBRIDGE_MAX_ACCOUNT_RATES %d: want 1..%d", c.MaxAccountRates, maxRatesSetting)
+	}
+	return nil
+}
+
+// rateCaps reads CALLBRIDGE_MAX_DECK_RATES and
+// CALLBRIDGE_MAX_ACCOUNT_RATES as serve does, for the tools that write
+// rates: they must not store a deck the controllers would refuse.
+func rateCaps(getenv func(string) string) (deck, account int, err error) {
+	var c Config
+	for _, s := range settings() {
+		if s.env != "CALLBRIDGE_MAX_DECK_RATES" && s.env != "CALLBRIDGE_MAX_ACCOUNT_RATES" {
+			continue
+		}
+		v := getenv(s.env)
+		if v == "" {
+			v = s.def
+		}
+		if err := s.set(&c, v); err != nil {
+			return 0, 0, fmt.Errorf("invalid %s: %v", s.env, err)
+		}
+	}
+	if err := c.validateRateCaps(); err != nil {
+		return 0, 0, err
+	}
+	return c.MaxDeckRates, c.MaxAccountRates, nil
+}
+
+// maxRatesSetting bounds CALLBRIDGE_MAX_DECK_RATES and
+// CALLBRIDGE_MAX_ACCOUNT_RATES: 50 million rates are about 12 GB on
+// every controller.
+const maxRatesSetting = 50_000_000
 
 func intSetter(f func(*Config, int)) func(*Config, string) error {
 	return func(c *Config, v string) error {
@@ -519,6 +566,9 @@ func (c *Config) Validate() error {
 		if _, err := freeswitch.UUIDBroadcast(promptCheckUUID, p.path, "aleg"); err != nil {
 			return fmt.Errorf("invalid %s %q: want an absolute path of A-Z, a-z, 0-9 and '_./-', or none", p.env, p.path)
 		}
+	}
+	if err := c.validateRateCaps(); err != nil {
+		return err
 	}
 	if c.BreakerFailures < 1 || c.BreakerFailures > 1000 {
 		return fmt.Errorf("invalid CALLBRIDGE_BREAKER_FAILURES %d: want 1..1000", c.BreakerFailures)

@@ -184,6 +184,7 @@ func TestServeEndToEnd(t *testing.T) {
 		`callbridge_job_runs_total{job="partitions",outcome="ok"} 1`,
 		`callbridge_job_last_success_timestamp_seconds{job="partitions"}`,
 		`callbridge_callbacks_live `,
+		`callbridge_rate_decks_refused 0`,
 		`callbridge_callbacks_queued `,
 		`callbridge_webhooks_pending 0`,
 		`callbridge_webhook_oldest_pending_seconds 0`,
@@ -229,6 +230,10 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_METRICS_ADDR": "127.0.0.1:-1"}, nil, "CALLBRIDGE_METRICS_ADDR"},
 		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_SCHEDULE_ROLLUP": "61 * * * *"}, nil, "CALLBRIDGE_SCHEDULE_ROLLUP"},
 		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_SCHEDULE_INVOICE": "every day"}, nil, "CALLBRIDGE_SCHEDULE_INVOICE"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_MAX_DECK_RATES": "0"}, nil, "CALLBRIDGE_MAX_DECK_RATES"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_MAX_DECK_RATES": "lots"}, nil, "CALLBRIDGE_MAX_DECK_RATES"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_MAX_ACCOUNT_RATES": "-5"}, nil, "CALLBRIDGE_MAX_ACCOUNT_RATES"},
+		{map[string]string{"CALLBRIDGE_DATABASE_URL": "postgres://x/y", "CALLBRIDGE_MAX_ACCOUNT_RATES": "50000001"}, nil, "CALLBRIDGE_MAX_ACCOUNT_RATES"},
 	} {
 		var stderr bytes.Buffer
 		err := run(context.Background(), append([]string{"serve"}, tc.args...), func(k string) string { return tc.env[k] }, io.Discard, &stderr)

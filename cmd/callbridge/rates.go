@@ -86,12 +86,17 @@ func runRates(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintln(stderr, ratesUsage)
 		return usageError{fmt.Errorf("rates: unknown subcommand %q", verb)}
 	}
+	maxDeck, maxAccount, err := rateCaps(getenv)
+	if err != nil {
+		return err
+	}
 	db, err := postgres.Open(ctx, u, nil)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	decks := postgres.NewRateDeckService(db)
+	decks.MaxDeckRates, decks.MaxAccountRates = maxDeck, maxAccount
 
 	switch verb {
 	case "decks":

@@ -26,12 +26,8 @@ func TestRunRates(t *testing.T) {
 	if _, err := postgres.NewAccountService(db).CreateAccount(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	getenv := func(k string) string {
-		if k == "CALLBRIDGE_DATABASE_URL" {
-			return dbURL
-		}
-		return ""
-	}
+	env := map[string]string{"CALLBRIDGE_DATABASE_URL": dbURL}
+	getenv := func(k string) string { return env[k] }
 	rates := func(args ...string) (string, string, error) {
 		var out, errOut bytes.Buffer
 		err := runRates(ctx, args, getenv, &out, &errOut)
@@ -62,6 +58,17 @@ func TestRunRates(t *testing.T) {
 	if out, _, err := rates("import", "--account", a.ID, "--file", good, "--replace"); err != nil || !strings.Contains(out, "2 rates replaced the rates of deck "+deck) {
 		t.Fatalf("import: got %q, %v", out, err)
 	}
+	// The tool applies the controllers' cap: it stores no deck they
+	// would refuse to load.
+	env["CALLBRIDGE_MAX_DECK_RATES"] = "1"
+	if _, _, err := rates("import", "--deck", deck, "--file", good, "--replace"); err == nil || !strings.Contains(err.Error(), "CALLBRIDGE_MAX_DECK_RATES") {
+		t.Errorf("import past CALLBRIDGE_MAX_DECK_RATES=1: got %v, want a refusal naming it", err)
+	}
+	env["CALLBRIDGE_MAX_DECK_RATES"] = "zero"
+	if _, _, err := rates("decks"); err == nil || !strings.Contains(err.Error(), "CALLBRIDGE_MAX_DECK_RATES") {
+		t.Errorf("CALLBRIDGE_MAX_DECK_RATES=zero: got %v, want an error naming it", err)
+	}
+	delete(env, "CALLBRIDGE_MAX_DECK_RATES")
 	if _, _, err := rates("import", "--deck", deck, "--file", bad); err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "line 4") {
 		t.Errorf("bad import: got %v, want lines 3 and 4", err)
 	}

@@ -157,6 +157,8 @@ func appConfig(cfg *Config) (app.Config, error) {
 		GatewayLimits:        cfg.GatewayLimits,
 		Breaker:              routing.BreakerConfig{Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
 		GatewayPollInterval:  cfg.GatewayPollInterval,
+		MaxDeckRates:         cfg.MaxDeckRates,
+		MaxAccountRates:      cfg.MaxAccountRates,
 		Prompts:              callbackPrompts(cfg),
 		FailurePrompts:       callbackFailurePrompts(cfg),
 		QueueWait:            cfg.QueueWait,
