@@ -79,8 +79,13 @@ type GatewayTracker interface {
 	// cap for the rest of the call, as not holding it would.
 	Hold(ctx context.Context, gateway string, now time.Time) int64
 	// End releases a call Begin (or Hold) counted; failed says the
-	// carrier could not carry it.
+	// carrier could not carry it, else it carried it (both tell the
+	// gateway's breaker).
 	End(gateway string, now time.Time, failed bool)
+	// Release releases a call Begin (or Hold) counted whose end says
+	// nothing of the carrier (the node refused the session, or the leg
+	// was lost): the breaker is not told.
+	Release(gateway string)
 }
 
 // LocalGateways is the GatewayTracker of one process's routing.Gateways.
@@ -96,6 +101,9 @@ func (g LocalGateways) Hold(_ context.Context, gateway string, now time.Time) in
 	g.Gateways.Hold(gateway, now)
 	return 0
 }
+
+// Release implements GatewayTracker.
+func (g LocalGateways) Release(gateway string) { g.Gateways.Unhold(gateway) }
 
 var _ GatewayTracker = LocalGateways{}
 

@@ -340,7 +340,11 @@ func (r *run) exec(ctx context.Context, a flow.Action) (flow.Event, bool) {
 		}
 	case flow.ActionEndAttempt:
 		if r.e.cfg.Gateways != nil {
-			r.e.cfg.Gateways.End(a.Gateway, r.e.clock.Now(), a.Failed)
+			if a.Outcome == flow.AttemptUnknown {
+				r.e.cfg.Gateways.Release(a.Gateway)
+			} else {
+				r.e.cfg.Gateways.End(a.Gateway, r.e.clock.Now(), a.Outcome == flow.AttemptFailed)
+			}
 		}
 	case flow.ActionFailover:
 		r.log.Info("carrier failover", "leg", a.Leg, "from", a.From, "to", a.To, "cause", a.Cause, "sip", a.SIP, "attempt", a.Try)
@@ -861,7 +865,7 @@ func (r *run) endAttempts() {
 	for _, l := range []*flow.Leg{&r.s.A, &r.s.B} {
 		if l.Route.Open {
 			l.Route.Open = false
-			r.e.cfg.Gateways.End(l.Route.Gateway(), r.e.clock.Now(), false)
+			r.e.cfg.Gateways.Release(l.Route.Gateway())
 		}
 	}
 }

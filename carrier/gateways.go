@@ -213,6 +213,20 @@ func (g *Gateways) refused(gateway string, r routing.Reason) routing.Reason {
 // the database by Run, at once.
 func (g *Gateways) End(gateway string, now time.Time, failed bool) {
 	g.local.End(gateway, now, failed)
+	g.endSlot(gateway)
+}
+
+// Release ends an attempt Begin counted whose end says nothing of the
+// carrier (the node refused the session, or the leg was lost with its
+// node): like End, but the gateway's breaker is not told.
+func (g *Gateways) Release(gateway string) {
+	g.local.Unhold(gateway)
+	g.endSlot(gateway)
+}
+
+// endSlot takes an ended attempt off gateway's shared count and queues
+// the oldest slot this process holds through it for release.
+func (g *Gateways) endSlot(gateway string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if l, ok := g.loads[gateway]; ok && l.Active > 0 {

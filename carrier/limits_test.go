@@ -211,3 +211,42 @@ func TestBreakerThroughGateways(t *testing.T) {
 		t.Errorf("refusals %v", refused)
 	}
 }
+
+// TestReleaseTellsTheBreakerNothing: an attempt released without an
+// outcome (the node refused the session, or the leg was lost) frees its
+// call but neither closes a probing breaker nor clears the failures
+// counted towards opening one, as End with a success would.
+func TestReleaseTellsTheBreakerNothing(t *testing.T) {
+	g := carrier.New(carrier.Config{Breaker: routing.BreakerConfig{Failures: 2, Cooldown: 10 * time.Second}})
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+
+	// A failure, then a released attempt: the next failure still opens it.
+	g.Begin(ctx, "flaky", t0)
+	g.End("flaky", t0, true)
+	if r := g.Begin(ctx, "flaky", t0); r != routing.ReasonOK {
+		t.Fatal(r)
+	}
+	g.Release("flaky")
+	if h := g.Health("flaky", t0); h.Breaker != routing.BreakerClosed || h.Active != 0 {
+		t.Fatalf("after the release: %+v", h)
+	}
+	g.Begin(ctx, "flaky", t0)
+	g.End("flaky", t0, true)
+	if h := g.Health("flaky", t0); h.Breaker != routing.BreakerOpen {
+		t.Fatalf("two failures around a release: %+v, want open", h)
+	}
+
+	// The probe released: still probing (no other call goes), not closed.
+	later := t0.Add(10 * time.Second)
+	if r := g.Begin(ctx, "flaky", later); r != routing.ReasonProbe {
+		t.Fatalf("got %s, want probe", r)
+	}
+	g.Release("flaky")
+	if h := g.Health("flaky", later); h.Breaker != routing.BreakerProbing || h.Active != 0 {
+		t.Errorf("after the probe's release: %+v, want probing with no call", h)
+	}
+	if r := g.Begin(ctx, "flaky", later); r != routing.ReasonCircuitProbing {
+		t.Errorf("got %s, want circuit_probing", r)
+	}
+}

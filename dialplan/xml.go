@@ -349,7 +349,9 @@ func appendRoute(dst []byte, req *Request, d Decision, o *Options) []byte {
 // plan's post-dial budget ran out before any attempt answered: the cause
 // of an attempt that rang out (a leg_timeout ends a bridge NO_ANSWER), and
 // what a callback leg whose budget is spent ends with. The caller hears
-// SIP 480 Temporarily Unavailable.
+// SIP 480 Temporarily Unavailable, unless an earlier attempt ended with
+// a SIP status: sofia then answers the caller with that one (the first
+// carrier's 503, say), as it does for any failed bridge.
 const PostDialCause = "NO_ANSWER"
 
 // postDialSecs is a post-dial budget in whole seconds, rounded down, at

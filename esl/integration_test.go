@@ -204,3 +204,24 @@ func TestOnJobDoneReportsEveryJob(t *testing.T) {
 		}
 	}
 }
+
+// inboundCall places an inbound call from a caller to x on srv and returns
+// the inbound leg's CHANNEL_HANGUP_COMPLETE and those of the outbound legs
+// the dialplan bridged it to (callbridge_x is x), in the order they ended.
+func inboundCall(ctx context.Context, t *testing.T, srv *esltest.Server, sub *esl.Subscription, x string) (freeswitch.Event, []freeswitch.Event) {
+	t.Helper()
+	a, err := srv.Inbound(ctx, "4930555000", x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var legs []freeswitch.Event
+	for {
+		e := next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.ChannelHangupComplete })
+		if e.Get("Unique-ID") == a {
+			return e, legs
+		}
+		if e.Var("callbridge_x") == x {
+			legs = append(legs, e)
+		}
+	}
+}

@@ -65,25 +65,9 @@ func TestSimulatorBindingPostDialBudget(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	// call places an inbound call to x and returns the inbound leg's
-	// CHANNEL_HANGUP_COMPLETE and the outbound legs' in the order they
-	// ended.
 	call := func(x string) (freeswitch.Event, []freeswitch.Event) {
 		t.Helper()
-		a, err := srv.Inbound(ctx, "4930555000", x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var legs []freeswitch.Event
-		for {
-			e := next(t, sub, func(e freeswitch.Event) bool { return e.Name == freeswitch.ChannelHangupComplete })
-			if e.Get("Unique-ID") == a {
-				return e, legs
-			}
-			if e.Var("callbridge_x") == x {
-				legs = append(legs, e)
-			}
-		}
+		return inboundCall(ctx, t, srv, sub, x)
 	}
 	at := func(e freeswitch.Event, h string) time.Time {
 		t.Helper()

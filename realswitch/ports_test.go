@@ -1,3 +1,5 @@
+//go:build realswitch
+
 package realswitch
 
 import (

@@ -3,7 +3,6 @@
 package realswitch_test
 
 import (
-	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -55,26 +54,7 @@ func TestBindingPostDialBudget(t *testing.T) {
 	// wantLegs CDRs (inbound included) are stored.
 	call := func(t *testing.T, acct *realswitch.Client, x, b string, wantLegs int) (int, freeswitch.Event, []freeswitch.Event) {
 		t.Helper()
-		binding := bind(ctx, t, acct, x, map[string]any{"mode": "XB", "b": b})
-		phone, err := realswitch.Dial(ctx, own.Switch.ExternalSIP, realswitch.Number(749, "999"), x, 60*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		final, _ := phone.Final()
-		var cdrs []*callbridge.CDR
-		for len(cdrs) < wantLegs {
-			if cdrs, err = own.Admin.AccountCDRs(ctx, acct.AccountID, url.Values{"binding_id": {binding.ID}}); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%d CDRs, want %d", len(cdrs), wantLegs)
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		if len(cdrs) != wantLegs {
-			t.Errorf("%d CDRs, want %d", len(cdrs), wantLegs)
-		}
+		final, cdrs := callBinding(ctx, t, own, acct, realswitch.Number(749, "999"), x, b, 60*time.Second, wantLegs)
 		var inbound string
 		attempt := map[string]int{}
 		for _, c := range cdrs {
@@ -99,7 +79,7 @@ func TestBindingPostDialBudget(t *testing.T) {
 				t.Errorf("leg %s, attempt %d of the bridge: its CDR says attempt %d", l.Get("Unique-ID"), i+1, n)
 			}
 		}
-		return final.Status, a, legs
+		return final, a, legs
 	}
 
 	t.Run("budget spent across attempts", func(t *testing.T) {

@@ -41,23 +41,7 @@ func TestBindingRoutePlan(t *testing.T) {
 	// wantLegs CDRs (inbound included) are stored.
 	call := func(t *testing.T, x, b string, wantLegs int) (int, map[int]*callbridge.CDR, string) {
 		t.Helper()
-		binding := bind(ctx, t, acct, x, map[string]any{"mode": "XB", "b": b})
-		phone, err := realswitch.Dial(ctx, own.Switch.ExternalSIP, realswitch.Number(709, "999"), x, 2*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		final, _ := phone.Final()
-		var cdrs []*callbridge.CDR
-		for len(cdrs) < wantLegs {
-			if cdrs, err = own.Admin.AccountCDRs(ctx, acct.AccountID, url.Values{"binding_id": {binding.ID}}); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%d CDRs, want %d", len(cdrs), wantLegs)
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
+		final, cdrs := callBinding(ctx, t, own, acct, realswitch.Number(709, "999"), x, b, 2*time.Second, wantLegs)
 		out, inbound := map[int]*callbridge.CDR{}, ""
 		for _, c := range cdrs {
 			t.Logf("CDR %s leg %s attempt %d gateway %q other %s cause %s bill %d ms buy %d (%s) sell %d",
@@ -69,10 +53,7 @@ func TestBindingRoutePlan(t *testing.T) {
 				inbound = c.UUID
 			}
 		}
-		if len(cdrs) != wantLegs {
-			t.Errorf("%d CDRs, want %d", len(cdrs), wantLegs)
-		}
-		return final.Status, out, inbound
+		return final, out, inbound
 	}
 
 	t.Run("cheapest refuses: fails over", func(t *testing.T) {
@@ -253,4 +234,33 @@ func dialled(t *testing.T, own *realswitch.Env, gw, number string) bool {
 		}
 	}
 	return false
+}
+
+// callBinding binds x (XB) to b for acct, dials x from caller (hanging up
+// after hold unless the far end does) and returns the final status the
+// caller got and the binding's CDRs, once wantLegs of them (inbound
+// included) are stored.
+func callBinding(ctx context.Context, t *testing.T, own *realswitch.Env, acct *realswitch.Client, caller, x, b string, hold time.Duration, wantLegs int) (int, []*callbridge.CDR) {
+	t.Helper()
+	binding := bind(ctx, t, acct, x, map[string]any{"mode": "XB", "b": b})
+	phone, err := realswitch.Dial(ctx, own.Switch.ExternalSIP, caller, x, hold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, _ := phone.Final()
+	var cdrs []*callbridge.CDR
+	for len(cdrs) < wantLegs {
+		if cdrs, err = own.Admin.AccountCDRs(ctx, acct.AccountID, url.Values{"binding_id": {binding.ID}}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d CDRs, want %d", len(cdrs), wantLegs)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if len(cdrs) != wantLegs {
+		t.Errorf("%d CDRs, want %d", len(cdrs), wantLegs)
+	}
+	return final.Status, cdrs
 }

@@ -62,10 +62,11 @@ type (
 		Try              int
 	}
 	// ActionEndAttempt: the attempt through Gateway that Begin (or Hold) claimed
-	// is over (Gateways.End); Failed says the carrier could not carry it.
+	// is over: Gateways.End with what it says of the carrier, or
+	// Gateways.Release when it says nothing (AttemptUnknown).
 	ActionEndAttempt struct {
 		Leg, UUID, Gateway string
-		Failed             bool
+		Outcome            AttemptOutcome
 	}
 	// ActionHoldAttempt: an adopted leg's attempt through Gateway, which
 	// the controller that placed it had claimed, counts from now for this
@@ -173,3 +174,30 @@ func (ActionWaitBridge) action()    {}
 func (ActionWaitLegs) action()      {}
 func (ActionOrphan) action()        {}
 func (ActionWake) action()          {}
+
+// AttemptOutcome is what the end of a gateway attempt tells of the
+// carrier, for its circuit breaker.
+type AttemptOutcome int
+
+const (
+	// AttemptCarried: the carrier carried the call (it rang, the callee
+	// was busy or answered...).
+	AttemptCarried AttemptOutcome = iota
+	// AttemptFailed: the carrier could not carry it (the route's policy
+	// says fail over).
+	AttemptFailed
+	// AttemptUnknown: the attempt never reached the carrier (the node
+	// refused the session) or its end was not seen (the leg was lost
+	// with its node): the breaker is not told either way.
+	AttemptUnknown
+)
+
+func (o AttemptOutcome) String() string {
+	switch o {
+	case AttemptCarried:
+		return "carried"
+	case AttemptFailed:
+		return "failed"
+	}
+	return "unknown"
+}

@@ -276,7 +276,14 @@ func (m *machine) legDown(l *Leg, cause string, at time.Time, detail string) {
 	})
 	if r.Open {
 		r.Open = false
-		m.do(ActionEndAttempt{Leg: l.Name, UUID: l.UUID, Gateway: r.Gateway(), Failed: failed})
+		outcome := AttemptCarried
+		switch {
+		case failed:
+			outcome = AttemptFailed
+		case refused:
+			outcome = AttemptUnknown
+		}
+		m.do(ActionEndAttempt{Leg: l.Name, UUID: l.UUID, Gateway: r.Gateway(), Outcome: outcome})
 	}
 }
 

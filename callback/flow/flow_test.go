@@ -663,7 +663,7 @@ func describe(acts []Action) []string {
 		case ActionHoldAttempt:
 			s = "hold_attempt " + a.Leg + " " + a.UUID + " " + a.Gateway
 		case ActionEndAttempt:
-			s = fmt.Sprintf("end_attempt %s %s %s failed=%t", a.Leg, a.UUID, a.Gateway, a.Failed)
+			s = fmt.Sprintf("end_attempt %s %s %s %s", a.Leg, a.UUID, a.Gateway, a.Outcome)
 		case ActionFailover:
 			s = fmt.Sprintf("failover %s %s->%s#%d %s sip=%d", a.Leg, a.From, a.To, a.Try, a.Cause, a.SIP)
 		case ActionPrompt:

@@ -38,7 +38,7 @@ func TestNextFailover(t *testing.T) {
 		originateA2 = "originate a uuid= timeout=30s limit=1h0m0s again via=solid#2"
 		a503        = "save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
 			" +gateway_attempt(a)[cheap#1 NORMAL_TEMPORARY_FAILURE 503 1000ms]:carrier failure"
-		endCheapFailed = "end_attempt a ua cheap failed=true"
+		endCheapFailed = "end_attempt a ua cheap failed"
 		failoverA      = "failover a cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503"
 		saveFailoverA  = "save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:cheap failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying solid, attempt 2 of 2"
 	)
@@ -74,16 +74,16 @@ func TestNextFailover(t *testing.T) {
 		{name: "A: busy does not fail over", route: routed(), given: steps(start, placed),
 			when: sipHangup(time.Second, "ua", "USER_BUSY", 486), phase: PhaseDone, status: "failed", reason: "a_busy",
 			acts: []string{"save leg=a/ua hangup=+1s cause=USER_BUSY +leg_hangup(a):USER_BUSY +gateway_attempt(a)[cheap#1 USER_BUSY 486 1000ms]:stop",
-				"end_attempt a ua cheap failed=false", `save status=failed reason=a_busy detail="A: USER_BUSY"`, "wait_legs +35s"}},
+				"end_attempt a ua cheap carried", `save status=failed reason=a_busy detail="A: USER_BUSY"`, "wait_legs +35s"}},
 		{name: "A: no answer does not fail over", route: routed(), given: steps(start, placed),
 			when: at(30*time.Second, EventJobFailed{UUID: "ua", Cause: "NO_ANSWER", Detail: "-ERR NO_ANSWER"}), phase: PhaseDone, status: "failed", reason: "a_no_answer",
 			acts: []string{"save leg=a/ua hangup=+30s cause=NO_ANSWER +leg_hangup(a):originate: -ERR NO_ANSWER +gateway_attempt(a)[cheap#1 NO_ANSWER 0 30000ms]:stop",
-				"end_attempt a ua cheap failed=false", `save status=failed reason=a_no_answer detail="A: NO_ANSWER"`, "wait_legs +1m4s"}},
+				"end_attempt a ua cheap carried", `save status=failed reason=a_no_answer detail="A: NO_ANSWER"`, "wait_legs +1m4s"}},
 		{name: "A: a DOWN gateway's -ERR GATEWAY_DOWN fails over", route: routed(), given: start,
 			when:  at(0, EventOriginateFailed{Leg: "a", UUID: "ua", Cause: "GATEWAY_DOWN", Detail: "-ERR GATEWAY_DOWN"}),
 			phase: PhaseCallingA, status: "calling_a",
 			acts: []string{"save leg=a/ua hangup=+0s cause=GATEWAY_DOWN +leg_hangup(a):originate: -ERR GATEWAY_DOWN +gateway_attempt(a)[cheap#1 GATEWAY_DOWN 0 0ms]:carrier failure",
-				"end_attempt a ua cheap failed=true", "failover a cheap->solid#2 GATEWAY_DOWN sip=0",
+				"end_attempt a ua cheap failed", "failover a cheap->solid#2 GATEWAY_DOWN sip=0",
 				"save +failover(a)[solid#2 GATEWAY_DOWN 0 0ms]:cheap failed (GATEWAY_DOWN); trying solid, attempt 2 of 2",
 				"originate a uuid= timeout=30s limit=1h0m0s again via=solid#2"}},
 		{name: "A: a gateway the tracker refuses is skipped", route: routed(), given: start,
@@ -98,7 +98,7 @@ func TestNextFailover(t *testing.T) {
 			when:  sipHangup(2*time.Second, "ua2", "NORMAL_TEMPORARY_FAILURE", 503),
 			phase: PhaseDone, status: "failed", reason: "node_unavailable",
 			acts: []string{"save leg=a/ua2 hangup=+2s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE +gateway_attempt(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 1000ms]:carrier failure",
-				"end_attempt a ua2 solid failed=true",
+				"end_attempt a ua2 solid failed",
 				"save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:no failover: no gateway left",
 				`save status=failed reason=node_unavailable detail="A: NORMAL_TEMPORARY_FAILURE"`, "wait_legs +36s"}},
 		{name: "A: max attempts reached", route: func(s *State, t *testing.T) {
@@ -117,7 +117,7 @@ func TestNextFailover(t *testing.T) {
 			when:  at(12*time.Second, EventHangup{UUID: "ua", At: t0.Add(12 * time.Second), Cause: "RECOVERY_ON_TIMER_EXPIRE", SIP: 408}),
 			phase: PhaseDone, status: "failed", reason: "a_no_answer",
 			acts: []string{"save leg=a/ua hangup=+12s cause=RECOVERY_ON_TIMER_EXPIRE +leg_hangup(a):RECOVERY_ON_TIMER_EXPIRE +gateway_attempt(a)[cheap#1 RECOVERY_ON_TIMER_EXPIRE 408 12000ms]:carrier failure",
-				"end_attempt a ua cheap failed=true",
+				"end_attempt a ua cheap failed",
 				"save +failover(a)[cheap#1 RECOVERY_ON_TIMER_EXPIRE 408 0ms]:no failover: post-dial budget 10s spent",
 				`save status=failed reason=a_no_answer detail="A: RECOVERY_ON_TIMER_EXPIRE"`, "wait_legs +46s"}},
 		{name: "A: the next attempt rings only what is left of the budget", route: func(s *State, t *testing.T) {
@@ -132,7 +132,7 @@ func TestNextFailover(t *testing.T) {
 			when:  at(0, EventOriginateFailed{Leg: "a", UUID: "ua", Cause: "DESTINATION_OUT_OF_ORDER", Detail: "-ERR DESTINATION_OUT_OF_ORDER"}),
 			phase: PhaseCallingA, status: "calling_a",
 			acts: []string{"save leg=a/ua hangup=+0s cause=DESTINATION_OUT_OF_ORDER +leg_hangup(a):originate: -ERR DESTINATION_OUT_OF_ORDER +gateway_attempt(a)[cheap#1 DESTINATION_OUT_OF_ORDER 0 0ms]:refused by the node",
-				"end_attempt a ua cheap failed=false", "refused a ua DESTINATION_OUT_OF_ORDER n=1 backoff=100ms deadline=+1m0s"}},
+				"end_attempt a ua cheap unknown", "refused a ua DESTINATION_OUT_OF_ORDER n=1 backoff=100ms deadline=+1m0s"}},
 		{name: "A: placed again after a node refusal, through the same gateway", route: routed(),
 			given: steps(start, at(0, EventOriginateFailed{Leg: "a", UUID: "ua", Cause: "DESTINATION_OUT_OF_ORDER", Detail: "-ERR DESTINATION_OUT_OF_ORDER"})),
 			when:  at(200*time.Millisecond, EventRetryDue{Leg: "a"}, EventAcquired{Node: "n1"}),
@@ -154,7 +154,7 @@ func TestNextFailover(t *testing.T) {
 			when:  sipHangup(4*time.Second, "ub", "NORMAL_TEMPORARY_FAILURE", 503),
 			phase: PhaseCallingB, status: "calling_b",
 			acts: []string{"save leg=b/ub hangup=+4s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(b):NORMAL_TEMPORARY_FAILURE +gateway_attempt(b)[cheap#1 NORMAL_TEMPORARY_FAILURE 503 1000ms]:carrier failure",
-				"end_attempt b ub cheap failed=true", "failover b cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
+				"end_attempt b ub cheap failed", "failover b cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
 				"save +failover(b)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:cheap failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying solid, attempt 2 of 2",
 				"originate b uuid= timeout=20s limit=1h0m0s again via=solid#2"}},
 		{name: "B: prepaid failover asks for B's grant again", route: routed(), cfg: func(c *Config) { c.PerLeg = true },
@@ -165,7 +165,7 @@ func TestNextFailover(t *testing.T) {
 			when:  sipHangup(4*time.Second, "ub", "NORMAL_TEMPORARY_FAILURE", 503),
 			phase: PhaseAuthorizingB, status: "calling_b",
 			acts: []string{"save leg=b/ub hangup=+4s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(b):NORMAL_TEMPORARY_FAILURE +gateway_attempt(b)[cheap#1 NORMAL_TEMPORARY_FAILURE 503 1000ms]:carrier failure",
-				"end_attempt b ub cheap failed=true", "failover b cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
+				"end_attempt b ub cheap failed", "failover b cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
 				"save +failover(b)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:cheap failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying solid, attempt 2 of 2",
 				"release b ub", "authorize b b= max=1h0m0s"}},
 		{name: "B: no route for the number", route: func(s *State, t *testing.T) {
@@ -180,13 +180,13 @@ func TestNextFailover(t *testing.T) {
 		{name: "B: busy does not fail over", route: routed(), given: placedB,
 			when: sipHangup(4*time.Second, "ub", "USER_BUSY", 486), phase: PhaseEnded, status: "failed",
 			acts: []string{"save leg=b/ub hangup=+4s cause=USER_BUSY +leg_hangup(b):USER_BUSY +gateway_attempt(b)[cheap#1 USER_BUSY 486 1000ms]:stop",
-				"end_attempt b ub cheap failed=false", "failure_prompt ua /s/failed.wav after=4s kill=NORMAL_CLEARING",
+				"end_attempt b ub cheap carried", "failure_prompt ua /s/failed.wav after=4s kill=NORMAL_CLEARING",
 				`save status=failed reason=b_busy detail="B: USER_BUSY"`, "wait_legs +38s"}},
 		{name: "B: the answered attempt ends with the call, not as a failure", route: routed(), given: steps(bridged),
 			when:  hangup(20*time.Second, "ub", "NORMAL_CLEARING"),
 			phase: PhaseCheckingCancel, status: "bridged",
 			acts: []string{"save leg=b/ub hangup=+20s cause=NORMAL_CLEARING +leg_hangup(b):NORMAL_CLEARING",
-				"end_attempt b ub cheap failed=false", "kill a ua NORMAL_CLEARING", "check_cancel"}},
+				"end_attempt b ub cheap carried", "kill a ua NORMAL_CLEARING", "check_cancel"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -273,7 +273,7 @@ func TestNextRouteAtPlacement(t *testing.T) {
 			phase: PhaseCallingA, status: "calling_a",
 			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
 				" +gateway_attempt(a)[cheap#1 NORMAL_TEMPORARY_FAILURE 503 1000ms]:carrier failure",
-				"end_attempt a ua cheap failed=true", "failover a cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
+				"end_attempt a ua cheap failed", "failover a cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
 				"save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:cheap failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying solid, attempt 2 of 2",
 				"originate a uuid= timeout=30s limit=1h0m0s again via=solid#2"}},
 		{name: "a node refusal is placed again without a new resolution", cfg: routed,
@@ -379,21 +379,21 @@ func TestNextAdoptedFailover(t *testing.T) {
 			given: adopt(plan("solid", "cheap", "spare")), when: fail, phase: PhaseCallingA, status: "calling_a",
 			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
 				" +gateway_attempt(a)[cheap#1 NORMAL_TEMPORARY_FAILURE 503 11000ms]:carrier failure",
-				"end_attempt a ua cheap failed=true", "failover a cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
+				"end_attempt a ua cheap failed", "failover a cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
 				"save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:cheap failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying solid, attempt 2 of 3",
 				"originate a uuid= timeout=30s limit=1h0m0s again via=solid#2"}},
 		{name: "the attempts made keep their numbers: third after two", cb: adoptedRouted("cheap@-20s", "solid@-10s"),
 			given: adopt(plan("cheap", "solid", "spare")), when: fail, phase: PhaseCallingA, status: "calling_a",
 			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
 				" +gateway_attempt(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 11000ms]:carrier failure",
-				"end_attempt a ua solid failed=true", "failover a solid->spare#3 NORMAL_TEMPORARY_FAILURE sip=503",
+				"end_attempt a ua solid failed", "failover a solid->spare#3 NORMAL_TEMPORARY_FAILURE sip=503",
 				"save +failover(a)[spare#3 NORMAL_TEMPORARY_FAILURE 503 0ms]:solid failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying spare, attempt 3 of 3",
 				"originate a uuid= timeout=30s limit=1h0m0s again via=spare#3"}},
 		{name: "a skipped attempt counts", cb: adoptedRouted("!cheap@-10s", "solid@-10s"),
 			given: adopt(plan("cheap", "solid", "spare")), when: fail, phase: PhaseCallingA, status: "calling_a",
 			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
 				" +gateway_attempt(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 11000ms]:carrier failure",
-				"end_attempt a ua solid failed=true", "failover a solid->spare#3 NORMAL_TEMPORARY_FAILURE sip=503",
+				"end_attempt a ua solid failed", "failover a solid->spare#3 NORMAL_TEMPORARY_FAILURE sip=503",
 				"save +failover(a)[spare#3 NORMAL_TEMPORARY_FAILURE 503 0ms]:solid failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying spare, attempt 3 of 3",
 				"originate a uuid= timeout=30s limit=1h0m0s again via=spare#3"}},
 		{name: "max attempts count the attempts made", cb: adoptedRouted("cheap@-20s", "solid@-10s"),
@@ -401,34 +401,34 @@ func TestNextAdoptedFailover(t *testing.T) {
 			when:  fail, phase: PhaseDone, status: "failed",
 			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
 				" +gateway_attempt(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 11000ms]:carrier failure",
-				"end_attempt a ua solid failed=true",
+				"end_attempt a ua solid failed",
 				"save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:no failover: max attempts (2) reached",
 				`save status=failed reason=node_unavailable detail="A: NORMAL_TEMPORARY_FAILURE"`, "wait_legs +35s"}},
 		{name: "the budget counts from the first attempt's start", cb: adoptedRouted("cheap@-65s", "solid@-10s"),
 			given: adopt(plan("cheap", "solid", "spare")), when: fail, phase: PhaseDone, status: "failed",
 			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
 				" +gateway_attempt(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 11000ms]:carrier failure",
-				"end_attempt a ua solid failed=true",
+				"end_attempt a ua solid failed",
 				"save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:no failover: post-dial budget 1m0s spent",
 				`save status=failed reason=node_unavailable detail="A: NORMAL_TEMPORARY_FAILURE"`, "wait_legs +35s"}},
 		{name: "the next attempt rings what is left of the budget", cb: adoptedRouted("cheap@-45s"),
 			given: adopt(plan("cheap", "solid")), when: fail, phase: PhaseCallingA, status: "calling_a",
 			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
 				" +gateway_attempt(a)[cheap#1 NORMAL_TEMPORARY_FAILURE 503 46000ms]:carrier failure",
-				"end_attempt a ua cheap failed=true", "failover a cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
+				"end_attempt a ua cheap failed", "failover a cheap->solid#2 NORMAL_TEMPORARY_FAILURE sip=503",
 				"save +failover(a)[solid#2 NORMAL_TEMPORARY_FAILURE 503 0ms]:cheap failed (NORMAL_TEMPORARY_FAILURE, SIP 503); trying solid, attempt 2 of 2",
 				"originate a uuid= timeout=14s limit=1h0m0s again via=solid#2"}},
 		{name: "no plan any more: the leg's failure is the callback's", cb: adoptedRouted("cheap@-10s"),
 			given: adopt(Route{}), when: fail, phase: PhaseDone, status: "failed",
 			acts: []string{"save leg=a/ua hangup=+1s cause=NORMAL_TEMPORARY_FAILURE +leg_hangup(a):NORMAL_TEMPORARY_FAILURE" +
 				" +gateway_attempt(a)[cheap#1 NORMAL_TEMPORARY_FAILURE 503 11000ms]:stop",
-				"end_attempt a ua cheap failed=false",
+				"end_attempt a ua cheap carried",
 				`save status=failed reason=node_unavailable detail="A: NORMAL_TEMPORARY_FAILURE"`, "wait_legs +35s"}},
 		{name: "a busy callee does not fail over", cb: adoptedRouted("cheap@-10s"),
 			given: adopt(plan("cheap", "solid")), when: sipHangup(time.Second, "ua", "USER_BUSY", 486), phase: PhaseDone, status: "failed",
 			acts: []string{"save leg=a/ua hangup=+1s cause=USER_BUSY +leg_hangup(a):USER_BUSY" +
 				" +gateway_attempt(a)[cheap#1 USER_BUSY 486 11000ms]:stop",
-				"end_attempt a ua cheap failed=false", `save status=failed reason=a_busy detail="A: USER_BUSY"`, "wait_legs +35s"}},
+				"end_attempt a ua cheap carried", `save status=failed reason=a_busy detail="A: USER_BUSY"`, "wait_legs +35s"}},
 		{name: "a leg gone at adoption ends its held attempt with the worker", cb: adoptedRouted("cheap@-10s"),
 			given: at(0, EventStart{}, EventRouted{Leg: "a", Route: plan("cheap", "solid")}, EventAcquired{Node: "n1"}),
 			when:  at(0, EventChannels{}), phase: PhaseDone, status: "failed",
