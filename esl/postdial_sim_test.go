@@ -21,12 +21,14 @@ import (
 // NO_ANSWER at the budget and the second attempt cancelled; an answered
 // call outlives the budget; a call capped at 10 s after its answer is
 // still cut there (ALLOTTED_TIMEOUT), the budget's sched_cancel running
-// before the cap's sched_hangup.
+// before the cap's sched_hangup, also when the first carrier refused it
+// (503) and the second answered.
 func TestSimulatorBindingPostDialBudget(t *testing.T) {
 	const budget = 6 * time.Second
 	causes := []string{"NORMAL_TEMPORARY_FAILURE", "GATEWAY_DOWN", "NO_ROUTE_DESTINATION", "RECOVERY_ON_TIMER_EXPIRE", "DESTINATION_OUT_OF_ORDER"}
-	target := map[string]callbridge.Number{"4930990021": "49300740503", "4930990022": "49300741209", "4930990023": "49300742220"}
-	capped := map[string]time.Duration{"4930990023": 10 * time.Second}
+	target := map[string]callbridge.Number{"4930990021": "49300740503", "4930990022": "49300741209", "4930990023": "49300742220", "4930990024": "49300743220"}
+	capped := map[string]time.Duration{"4930990023": 10 * time.Second, "4930990024": 10 * time.Second}
+	gateways := map[string][]string{"4930990024": {"refuser", "backup"}}
 	rules := callbridge.NumberRules{CountryCode: "49", TrunkPrefix: "0"}
 	dp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.ParseForm()
@@ -40,7 +42,11 @@ func TestSimulatorBindingPostDialBudget(t *testing.T) {
 		b := &callbridge.Binding{ID: "0f1e2d3c-4b5a-4697-8877-665544332211", AccountID: "acct-1", Mode: callbridge.ModeXB,
 			X: req.Destination, B: target[x], Status: callbridge.StatusActive, ExpiresAt: now.Add(time.Hour), CallerDisplay: callbridge.DisplayX}
 		line := &dialplan.Line{X: req.Destination, AccountID: "acct-1", Gateway: "carrier", Enabled: true, Bindings: []*callbridge.Binding{b}}
-		d := dialplan.Decide(req, line, now).Failover([]string{"carrier", "backup"}, causes)
+		gws := gateways[x]
+		if gws == nil {
+			gws = []string{"carrier", "backup"}
+		}
+		d := dialplan.Decide(req, line, now).Failover(gws, causes)
 		d.PostDial, d.MaxDuration = budget, capped[x]
 		doc, err := dialplan.Render(nil, req, d, &dialplan.Options{})
 		if err != nil {
@@ -53,11 +59,12 @@ func TestSimulatorBindingPostDialBudget(t *testing.T) {
 	srv := esltest.NewUnstartedServer()
 	srv.Speed = 20
 	srv.DialplanURL = dp.URL
-	srv.Gateways = []esltest.Gateway{{Name: "carrier"}, {Name: "backup"}}
+	srv.Gateways = []esltest.Gateway{{Name: "carrier"}, {Name: "backup"}, {Name: "refuser", Refuse: true}}
 	srv.Script = &esltest.Script{Rules: []esltest.Rule{
 		{Prefix: "49300740", RingMS: 4000, Outcome: esltest.OutcomeFail},
 		{Prefix: "49300741", RingMS: 300, Outcome: esltest.OutcomeAnswer, TalkMS: 9000},
 		{Prefix: "49300742", RingMS: 300, Outcome: esltest.OutcomeAnswer, TalkMS: 20000},
+		{Prefix: "49300743", RingMS: 300, Outcome: esltest.OutcomeAnswer, TalkMS: 20000},
 	}}
 	srv.Start()
 	defer srv.Close()
@@ -93,18 +100,24 @@ func TestSimulatorBindingPostDialBudget(t *testing.T) {
 	}
 
 	for _, tt := range []struct {
-		x     string
-		cause string
-		talk  time.Duration
+		x        string
+		cause    string
+		talk     time.Duration
+		attempts int
 	}{
-		{"4930990022", "NORMAL_CLEARING", 9 * time.Second},
+		{"4930990022", "NORMAL_CLEARING", 9 * time.Second, 1},
 		// The callee would hang up at 20 s, NORMAL_CLEARING.
-		{"4930990023", "ALLOTTED_TIMEOUT", 10 * time.Second},
+		{"4930990023", "ALLOTTED_TIMEOUT", 10 * time.Second, 1},
+		// refuser fails the first attempt at once, backup answers.
+		{"4930990024", "ALLOTTED_TIMEOUT", 10 * time.Second, 2},
 	} {
 		a, legs := call(tt.x)
 		talk := at(a, "Caller-Channel-Hangup-Time").Sub(at(a, "Caller-Channel-Answered-Time"))
-		if a.Get("Hangup-Cause") != tt.cause || talk < tt.talk-500*time.Millisecond || len(legs) != 1 {
-			t.Errorf("%s: inbound %s after %v answered, attempts %v; want %s after %v", tt.x, a.Get("Hangup-Cause"), talk, summary(legs), tt.cause, tt.talk)
+		if a.Get("Hangup-Cause") != tt.cause || talk < tt.talk-500*time.Millisecond || len(legs) != tt.attempts {
+			t.Errorf("%s: inbound %s after %v answered, attempts %v; want %s after %v, %d attempts", tt.x, a.Get("Hangup-Cause"), talk, summary(legs), tt.cause, tt.talk, tt.attempts)
+		}
+		if tt.attempts == 2 && len(legs) == 2 && (legs[0].Var("sip_gateway_name") != "refuser" || legs[0].Get("Hangup-Cause") != "NORMAL_TEMPORARY_FAILURE" || legs[1].Var("sip_gateway_name") != "backup") {
+			t.Errorf("%s: attempts %v; want refuser NORMAL_TEMPORARY_FAILURE, then backup", tt.x, summary(legs))
 		}
 	}
 }

@@ -27,32 +27,47 @@ import (
 //     budget and is cut at its grant (ALLOTTED_TIMEOUT): the budget's
 //     cancellation on answer spares the prepaid cap, scheduled on answer
 //     too.
+//   - The same grant (10 s, both legs priced) when refuser refuses the
+//     first attempt 503 and backup answers the second: cut at the grant,
+//     counted from the answer, not at the budget; the refused attempt's
+//     CDR is free, the two billed legs' CDRs spend the top-up (at most
+//     one increment a leg past it) and end the reservation.
 func TestBindingPostDialBudget(t *testing.T) {
 	t.Parallel()
 	const budget = 6 * time.Second
 	route := "4930074,post-dial budget,least_cost,backup;carrier,all,00:00,24:00,0"
+	// Scenario 743's callees go through refuser (the cheapest, refusing
+	// every INVITE 503) then backup.
+	failover := "49300743,refused first,least_cost,backup;refuser,all,00:00,24:00,0"
 	terms := map[string]any{"post_dial_ms": budget.Milliseconds()}
-	ctx, own, acct := startCarrierPlanWith(t, terms, route)
+	ctx, own, acct := startCarrierPlanWith(t, terms, route, failover)
 
-	// The prepaid account sells as acct does (0.06/min, 1 s increments:
-	// 1,000 µ a second a leg, both legs priced): 20,000 µ pay for 10 s.
-	prepaid, err := own.Admin.CreateAccount(ctx, realswitch.AccountRequest{Name: t.Name() + " prepaid", ServiceNumber: "+49 30 1234567", Currency: "EUR", Prepaid: true})
-	if err != nil {
-		t.Fatal(err)
+	// Each prepaid account sells as acct does (0.06/min, 1 s increments:
+	// 1,000 µ a second a leg, both legs priced): its 20,000 µ pay for
+	// 10 s. One account a subtest, so that neither call's reservation
+	// holds the money of the other.
+	const topup, perSecond = 20_000, 1_000
+	newPrepaid := func(name string) *realswitch.Client {
+		c, err := own.Admin.CreateAccount(ctx, realswitch.AccountRequest{Name: t.Name() + " " + name, ServiceNumber: "+49 30 1234567", Currency: "EUR", Prepaid: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CreateSellDeck(ctx, "sell", "prefix,per_minute,first_increment,next_increment\n49,0.06,1,1\n"); err != nil {
+			t.Fatal(err)
+		}
+		if err := own.Admin.Topup(ctx, c.AccountID, topup, "realswitch-postdial"); err != nil {
+			t.Fatal(err)
+		}
+		createPlan(ctx, t, own, c, terms, route, failover)
+		return c
 	}
-	if _, err := prepaid.CreateSellDeck(ctx, "sell", "prefix,per_minute,first_increment,next_increment\n49,0.06,1,1\n"); err != nil {
-		t.Fatal(err)
-	}
-	if err := own.Admin.Topup(ctx, prepaid.AccountID, 20_000, "realswitch-postdial"); err != nil {
-		t.Fatal(err)
-	}
-	createPlan(ctx, t, own, prepaid, terms, route)
+	prepaid, prepaidFailover := newPrepaid("prepaid"), newPrepaid("prepaid failover")
 
 	// call binds x (XB) to b for acct, dials x and returns the final
 	// status the caller got, FreeSWITCH's CHANNEL_HANGUP_COMPLETE of the
 	// inbound leg and of each attempt in order, once the binding's
 	// wantLegs CDRs (inbound included) are stored.
-	call := func(t *testing.T, acct *realswitch.Client, x, b string, wantLegs int) (int, freeswitch.Event, []freeswitch.Event) {
+	call := func(t *testing.T, acct *realswitch.Client, x, b string, wantLegs int) (int, freeswitch.Event, []freeswitch.Event, []*callbridge.CDR) {
 		t.Helper()
 		final, cdrs := callBinding(ctx, t, own, acct, realswitch.Number(749, "999"), x, b, 60*time.Second, wantLegs)
 		var inbound string
@@ -79,12 +94,12 @@ func TestBindingPostDialBudget(t *testing.T) {
 				t.Errorf("leg %s, attempt %d of the bridge: its CDR says attempt %d", l.Get("Unique-ID"), i+1, n)
 			}
 		}
-		return final, a, legs
+		return final, a, legs, cdrs
 	}
 
 	t.Run("budget spent across attempts", func(t *testing.T) {
 		t.Parallel()
-		status, a, legs := call(t, acct, realswitch.Number(745, "901"), realswitch.Number(740, realswitch.RingRefuse(4)), 3)
+		status, a, legs, _ := call(t, acct, realswitch.Number(745, "901"), realswitch.Number(740, realswitch.RingRefuse(4)), 3)
 		if len(legs) != 2 {
 			t.Fatalf("%d attempts, want 2", len(legs))
 		}
@@ -119,7 +134,7 @@ func TestBindingPostDialBudget(t *testing.T) {
 
 	t.Run("answered: the budget stops", func(t *testing.T) {
 		t.Parallel()
-		status, a, legs := call(t, acct, realswitch.Number(746, "901"), realswitch.Number(741, realswitch.Hold(9)), 2)
+		status, a, legs, _ := call(t, acct, realswitch.Number(746, "901"), realswitch.Number(741, realswitch.Hold(9)), 2)
 		if len(legs) != 1 {
 			t.Fatalf("%d attempts, want 1", len(legs))
 		}
@@ -132,7 +147,7 @@ func TestBindingPostDialBudget(t *testing.T) {
 
 	t.Run("prepaid: cut at the grant, not the budget", func(t *testing.T) {
 		t.Parallel()
-		status, a, legs := call(t, prepaid, realswitch.Number(747, "901"), realswitch.Number(742, realswitch.Hold(20)), 2)
+		status, a, legs, _ := call(t, prepaid, realswitch.Number(747, "901"), realswitch.Number(742, realswitch.Hold(20)), 2)
 		if len(legs) != 1 {
 			t.Fatalf("%d attempts, want 1", len(legs))
 		}
@@ -144,6 +159,91 @@ func TestBindingPostDialBudget(t *testing.T) {
 		// Whole seconds, fired by a scheduler that runs once a second.
 		if status != 200 || a.Get("Hangup-Cause") != "ALLOTTED_TIMEOUT" || talk < 8500*time.Millisecond || talk > 11500*time.Millisecond {
 			t.Errorf("the caller got %d, its leg ended %s after %v answered; want 200, ALLOTTED_TIMEOUT at the 10 s grant", status, a.Get("Hangup-Cause"), talk)
+		}
+	})
+
+	t.Run("prepaid failover: cut at the grant, not the budget", func(t *testing.T) {
+		t.Parallel()
+		status, a, legs, cdrs := call(t, prepaidFailover, realswitch.Number(748, "901"), realswitch.Number(743, realswitch.Hold(20)), 3)
+		if len(legs) != 2 {
+			t.Fatalf("%d attempts, want 2", len(legs))
+		}
+		first, second := legs[0], legs[1]
+		start := usec(t, first, "Caller-Channel-Created-Time")
+		answered := usec(t, a, "Caller-Channel-Answered-Time")
+		end := usec(t, a, "Caller-Channel-Hangup-Time")
+		talk := end.Sub(answered)
+		t.Logf("caller got %d; inbound answered %v and ended %s %v after the first attempt began, %v answered (max %s ms); attempt 1 %s %s sip %s after %v; attempt 2 %s %s, answered %v, ended %v",
+			status, answered.Sub(start), a.Get("Hangup-Cause"), end.Sub(start), talk, a.Var(callbridge.VarMaxMS),
+			first.Var("sip_gateway_name"), first.Get("Hangup-Cause"), first.Var("sip_term_status"), usec(t, first, "Caller-Channel-Hangup-Time").Sub(start),
+			second.Var("sip_gateway_name"), second.Get("Hangup-Cause"), usec(t, second, "Caller-Channel-Answered-Time").Sub(start), usec(t, second, "Caller-Channel-Hangup-Time").Sub(start))
+		// Both legs priced at 1,000 µ/s: the 20,000 µ pay for 10 s.
+		if a.Var(callbridge.VarMaxMS) != "10000" {
+			t.Errorf("granted %s ms, want 10000", a.Var(callbridge.VarMaxMS))
+		}
+		if first.Var("sip_gateway_name") != "refuser" || first.Get("Hangup-Cause") != "NORMAL_TEMPORARY_FAILURE" || first.Var("sip_term_status") != "503" || first.Var("billmsec") != "0" {
+			t.Errorf("attempt 1: gateway %s cause %s sip %s billmsec %s; want refuser NORMAL_TEMPORARY_FAILURE 503, unanswered",
+				first.Var("sip_gateway_name"), first.Get("Hangup-Cause"), first.Var("sip_term_status"), first.Var("billmsec"))
+		}
+		if second.Var("sip_gateway_name") != "backup" || second.Get("Caller-Channel-Answered-Time") == "0" {
+			t.Errorf("attempt 2: gateway %s answered at %s; want backup, answered", second.Var("sip_gateway_name"), second.Get("Caller-Channel-Answered-Time"))
+		}
+		// The grant counts from the answer, whole seconds fired by a
+		// scheduler that runs once a second; the budget (6 s from the
+		// bridge) would have cut the call about 4 s earlier.
+		if status != 200 || a.Get("Hangup-Cause") != "ALLOTTED_TIMEOUT" || talk < 8500*time.Millisecond || talk > 11500*time.Millisecond {
+			t.Errorf("the caller got %d, its leg ended %s after %v answered; want 200, ALLOTTED_TIMEOUT at the 10 s grant", status, a.Get("Hangup-Cause"), talk)
+		}
+		if d := end.Sub(start); d < budget+2*time.Second {
+			t.Errorf("the call ended %v after the bridge began: cut near the %v budget", d, budget)
+		}
+
+		// The CDRs: the refused attempt free, the inbound leg and the
+		// answered attempt each sold at 1,000 µ/s.
+		var inbound *callbridge.CDR
+		out := map[int]*callbridge.CDR{}
+		var sell int64
+		for _, c := range cdrs {
+			sell += c.Sell
+			switch c.Leg {
+			case callbridge.LegInbound:
+				inbound = c
+			case callbridge.LegOutbound:
+				out[c.Attempt] = c
+			}
+		}
+		c1, c2 := out[1], out[2]
+		if inbound == nil || c1 == nil || c2 == nil {
+			t.Fatalf("CDRs %v, want the inbound leg and attempts 1 and 2", cdrs)
+		}
+		if c1.Gateway != "refuser" || c1.HangupCause != "NORMAL_TEMPORARY_FAILURE" || c1.Answered() || c1.Buy != 0 || c1.Sell != 0 || c1.OtherUUID != inbound.UUID {
+			t.Errorf("attempt 1's CDR: gateway %s cause %s answered %v buy %d sell %d other %s; want refuser, NORMAL_TEMPORARY_FAILURE, unanswered, free, linked to %s",
+				c1.Gateway, c1.HangupCause, c1.Answered(), c1.Buy, c1.Sell, c1.OtherUUID, inbound.UUID)
+		}
+		// backup's deck: 0.030/min per second = 500 µ/s.
+		secs := func(c *callbridge.CDR) int64 { return (c.BillMS + 999) / 1000 }
+		if c2.Gateway != "backup" || !c2.Answered() || c2.Buy != 500*secs(c2) || c2.Sell != perSecond*secs(c2) || c2.OtherUUID != inbound.UUID {
+			t.Errorf("attempt 2's CDR: gateway %s answered %v bill %d ms buy %d sell %d other %s; want backup, answered, buy %d, sell %d, linked to %s",
+				c2.Gateway, c2.Answered(), c2.BillMS, c2.Buy, c2.Sell, c2.OtherUUID, 500*secs(c2), perSecond*secs(c2), inbound.UUID)
+		}
+		if inbound.Sell != perSecond*secs(inbound) {
+			t.Errorf("inbound CDR: bill %d ms sell %d, want %d", inbound.BillMS, inbound.Sell, perSecond*secs(inbound))
+		}
+
+		// The money: the inbound CDR ended the reservation (callBinding
+		// returned once every CDR was stored) and the ledger took what
+		// the CDRs sold, at most one increment a leg past the top-up: the
+		// hangup is due at a whole second 10 s after the one of the
+		// answer and the scheduler looks every 0.5 s, so a leg talks
+		// under 10.5 s and bills at most 11.
+		bal, err := prepaidFailover.Balance(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("balance %+v after CDRs selling %d (inbound %d ms, attempt 2 %d ms)", bal, sell, inbound.BillMS, c2.BillMS)
+		if bal.Reserved != 0 || bal.Balance != topup-sell || bal.Balance < -2*perSecond {
+			t.Errorf("balance %d reserved %d after a top-up of %d and CDRs selling %d: want %d, nothing reserved, not below -%d",
+				bal.Balance, bal.Reserved, topup, sell, topup-sell, 2*perSecond)
 		}
 	})
 }
