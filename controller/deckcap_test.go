@@ -202,3 +202,36 @@ func TestRateImportMaxDeckHeap(t *testing.T) {
 		t.Errorf("the heap grew by %d bytes a rate during the import, want at most 1 KB", grew/n)
 	}
 }
+
+// TestQuoteRefusedDeck: a deck over CALLBRIDGE_MAX_DECK_RATES (put there
+// by SQL, behind the API's back) is not loaded; a quote under it, the
+// account's deck in force or named with ?deck=, answers 409 saying so
+// rather than 404 "rate deck not found", which it was.
+func TestQuoteRefusedDeck(t *testing.T) {
+	e := newDeckCapEnv(t, 10, 0)
+	if a := e.importRates(e.a, "replace", strings.NewReader("prefix,per_minute\n49,0.01\n")); a.status != http.StatusOK {
+		t.Fatalf("import: %d %s", a.status, a.body)
+	}
+	quote := "/v1/rates/quote?number=4930123&duration=60"
+	wait.ForState(t, "the deck in force", func() (bool, string) {
+		a := e.call("GET", quote, e.tenant.key, nil)
+		return a.status == http.StatusOK, fmt.Sprintf("%d %s", a.status, a.body)
+	})
+	if _, err := e.db.Exec(`INSERT INTO rates (deck_id, prefix, per_minute, first_increment, next_increment, days, time_from, time_until)
+		SELECT $1, (4900 + g)::text, 20000, 60, 60, 127, 0, 86400 FROM generate_series(1, 20) g`, e.a); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{quote, quote + "&deck=" + e.a} {
+		wait.ForState(t, "409 for "+path, func() (bool, string) {
+			a := e.call("GET", path, e.tenant.key, nil)
+			code, _ := a.errorCode()
+			return a.status == http.StatusConflict && code == "conflict" && strings.Contains(string(a.body), e.a) &&
+				strings.Contains(string(a.body), "CALLBRIDGE_MAX_DECK_RATES"), fmt.Sprintf("%d %s", a.status, a.body)
+		})
+	}
+	// Another account's refused deck stays unknown.
+	other := e.newTenant("other")
+	if a := e.call("GET", quote+"&deck="+e.a, other.key, nil); a.status != http.StatusNotFound {
+		t.Errorf("another account's refused deck: got %d %s, want 404", a.status, a.body)
+	}
+}

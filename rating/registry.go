@@ -108,6 +108,14 @@ func (r *Registry) AccountDeck(accountID string, at time.Time) *Deck {
 	return inForce(r.accounts[accountID], at)
 }
 
+// AccountDeckHeld is AccountDeck, but it returns the deck in force even
+// when it is refused, so that a caller can say why nothing prices.
+func (r *Registry) AccountDeckHeld(accountID string, at time.Time) *Deck {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return heldInForce(r.accounts[accountID], at)
+}
+
 // GatewayDeck returns the carrier deck of a gateway in force at at, like
 // AccountDeck.
 func (r *Registry) GatewayDeck(gateway string, at time.Time) *Deck {
@@ -116,10 +124,12 @@ func (r *Registry) GatewayDeck(gateway string, at time.Time) *Deck {
 	return inForce(r.gateways[gateway], at)
 }
 
-func inForce(decks []*Deck, at time.Time) *Deck {
+func inForce(decks []*Deck, at time.Time) *Deck { return usable(heldInForce(decks, at)) }
+
+func heldInForce(decks []*Deck, at time.Time) *Deck {
 	for i := len(decks) - 1; i >= 0; i-- {
 		if !at.Before(decks[i].info.EffectiveFrom) {
-			return usable(decks[i])
+			return decks[i]
 		}
 	}
 	return nil

@@ -372,18 +372,15 @@ func Quote(decks *rating.Registry) gin.HandlerFunc {
 		switch id := c.Query("deck"); {
 		case id != "":
 			// Another account's deck is as unknown as a missing one.
-			if deck = decks.Deck(id); deck != nil && !handler.IsAdmin(c) && deck.Info().AccountID != handler.Account(c).ID {
+			if deck = decks.Held(id); deck != nil && !handler.IsAdmin(c) && deck.Info().AccountID != handler.Account(c).ID {
 				deck = nil
 			}
-			if deck == nil {
-				err = callbridge.Errorf(callbridge.ENOTFOUND, "rate deck not found")
-			}
+			err = quotable(deck)
 		case handler.IsAdmin(c):
 			err = callbridge.FieldError("deck", "the admin must name a deck")
 		default:
-			if deck = decks.AccountDeck(handler.Account(c).ID, at); deck == nil {
-				err = callbridge.Errorf(callbridge.ENOTFOUND, "rate deck not found")
-			}
+			deck = decks.AccountDeckHeld(handler.Account(c).ID, at)
+			err = quotable(deck)
 		}
 		if err != nil {
 			handler.WriteError(c, err)
@@ -393,6 +390,20 @@ func Quote(decks *rating.Registry) gin.HandlerFunc {
 		info := deck.Info()
 		c.Data(http.StatusOK, "application/json; charset=utf-8", appendQuote(make([]byte, 0, 1024), &info, number, at, &r))
 	}
+}
+
+// quotable says why deck (as the registry holds it, refused or not)
+// cannot price a quote, or nil when it can: 404 when there is no deck,
+// 409 when the deck was refused (over CALLBRIDGE_MAX_DECK_RATES), which
+// leaves the calls it would price unrated.
+func quotable(deck *rating.Deck) error {
+	switch {
+	case deck == nil:
+		return callbridge.Errorf(callbridge.ENOTFOUND, "rate deck not found")
+	case deck.Refused() != "":
+		return callbridge.Errorf(callbridge.ECONFLICT, "rate deck %s is not loaded: %s; the calls it would price are unrated until it is cut down", deck.Info().ID, deck.Refused())
+	}
+	return nil
 }
 
 // numberAt reads the number and at (an RFC 3339 time, default now) query
