@@ -444,8 +444,9 @@ func New(ctx context.Context, db *postgres.DB, cfg Config, log *slog.Logger) (*A
 // probe's). Only the callback legs this controller placed (or adopted:
 // the adopter names itself in the leg) are left out: the callback engine
 // ends their attempts itself (carrier.Gateways.End), which fed the
-// breaker already, at the hangup, and also with the attempts the switch
-// refused before there was a channel to have a CDR.
+// breaker already, at the hangup. (An attempt the node refused before
+// there was a channel, or a leg lost with its node, says nothing of the
+// carrier: the engine releases it without telling the breaker.)
 func attemptOutcome(plans *routing.Plans, gateways *carrier.Gateways, router string, mtr *metrics.Metrics) func(*callbridge.CDR) {
 	fallback, _ := routing.NewPolicy(nil, nil)
 	return func(c *callbridge.CDR) {
