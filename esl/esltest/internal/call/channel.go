@@ -416,15 +416,21 @@ func SetMediaVars(ch *Channel, disposition string) {
 	v.SetIfAbsent("sip_to_user", ch.DestNumber)
 	v.Set("ep_codec_string", "CORE_PCM_MODULE.PCMU@8000h@20i@64000b")
 	v.Set("remote_audio_media_flow", "sendrecv")
+	SetCodecVars(v)
+	v.Set("remote_media_ip", "127.0.0.1")
+	v.Set("remote_media_port", "6000")
+	v.Set("endpoint_disposition", disposition)
+}
+
+// SetCodecVars sets the codec variables of a channel that negotiated
+// PCMU at 8 kHz, as FreeSWITCH reports them.
+func SetCodecVars(v *Vars) {
 	v.Set("read_codec", "PCMU")
 	v.Set("original_read_codec", "PCMU")
 	v.Set("read_rate", "8000")
 	v.Set("original_read_rate", "8000")
 	v.Set("write_codec", "PCMU")
 	v.Set("write_rate", "8000")
-	v.Set("remote_media_ip", "127.0.0.1")
-	v.Set("remote_media_port", "6000")
-	v.Set("endpoint_disposition", disposition)
 }
 
 // PushOriginateCause records how a leg an originate created ended

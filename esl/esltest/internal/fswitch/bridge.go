@@ -137,6 +137,14 @@ func (s *Switch) runBridgeOne(a *call.Channel, data string) (bool, string) {
 		return false, strings.TrimSuffix(strings.TrimPrefix(out, "-ERR "), "\n")
 	}
 	a.Other, a.Role = b, "originator"
+	// cancelled cancels B when A hangs up while B is being placed.
+	cancelled := func() (bool, string) {
+		s.mu.Lock()
+		s.requestHangupLocked(b, "ORIGINATOR_CANCEL", "send_cancel")
+		call.PushOriginateCause(a, b.UUID, "ORIGINATOR_CANCEL")
+		s.mu.Unlock()
+		return false, "ORIGINATOR_CANCEL"
+	}
 	result := make(chan string, 1)
 	s.goLocked(func() { s.runOutbound(b, ep, nil, func(out string) { result <- out }) })
 	s.mu.Unlock()
@@ -145,11 +153,7 @@ func (s *Switch) runBridgeOne(a *call.Channel, data string) (bool, string) {
 	select {
 	case res = <-result:
 	case <-a.KillCh:
-		s.mu.Lock()
-		s.requestHangupLocked(b, "ORIGINATOR_CANCEL", "send_cancel")
-		call.PushOriginateCause(a, b.UUID, "ORIGINATOR_CANCEL")
-		s.mu.Unlock()
-		return false, "ORIGINATOR_CANCEL"
+		return cancelled()
 	case <-s.ctx.Done():
 		return false, "SYSTEM_SHUTDOWN"
 	}
@@ -172,11 +176,7 @@ func (s *Switch) runBridgeOne(a *call.Channel, data string) (bool, string) {
 		s.mu.Unlock()
 		return false, cause
 	case <-a.KillCh:
-		s.mu.Lock()
-		s.requestHangupLocked(b, "ORIGINATOR_CANCEL", "send_cancel")
-		call.PushOriginateCause(a, b.UUID, "ORIGINATOR_CANCEL")
-		s.mu.Unlock()
-		return false, "ORIGINATOR_CANCEL"
+		return cancelled()
 	case <-s.ctx.Done():
 		return false, "SYSTEM_SHUTDOWN"
 	}

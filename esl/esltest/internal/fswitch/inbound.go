@@ -87,12 +87,7 @@ func (s *Switch) Inbound(caller, dest string) (string, error) {
 	v.Set("audio_media_flow", "sendrecv")
 	v.Set("remote_media_ip", "127.0.0.1")
 	v.Set("remote_media_port", "6100")
-	v.Set("read_codec", "PCMU")
-	v.Set("original_read_codec", "PCMU")
-	v.Set("read_rate", "8000")
-	v.Set("original_read_rate", "8000")
-	v.Set("write_codec", "PCMU")
-	v.Set("write_rate", "8000")
+	call.SetCodecVars(v)
 	v.Set("dtmf_type", "info")
 	v.Set("endpoint_disposition", "RECEIVED")
 	s.chans[id] = ch
